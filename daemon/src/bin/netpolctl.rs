@@ -1,0 +1,2 @@
+//! `netpolctl`: the operator's tool.
+fn main() {}

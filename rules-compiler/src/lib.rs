@@ -1,0 +1,56 @@
+//! # rules-compiler
+//!
+//! The pure heart of netpol: Kubernetes NetworkPolicy YAML plus a static inventory in,
+//! an nftables [`plan::Plan`] and answers about connectivity out. No kernel, no
+//! sockets, no clock: the daemon decides *when* and *how* to apply; this crate alone
+//! decides *what is allowed*.
+//!
+//! Stages, each a typed function:
+//! [`load`] (YAML → faithful documents with positions) →
+//! [`validate`] (→ the checked [`model::Model`], every diagnostic at once) →
+//! [`resolve`] (who selects whom; packet verdicts) →
+//! [`plan`] (sets, maps, chains) → [`render`] (nft text).
+//! [`analysis`] answers `matrix` and `explain` from the same resolution.
+//!
+//! ```no_run
+//! use rules_compiler::{load, plan, render, resolve::Index};
+//! let policies = load::read_paths(&["config/policies".into()]).unwrap();
+//! let inventory = load::read_paths(&["config/inventory".into()]).unwrap();
+//! let loaded = rules_compiler::load_model(&policies, &inventory).unwrap();
+//! let index = Index::new(&loaded.model);
+//! let local = index.model.inventory.endpoint_index(
+//!     &rules_compiler::model::ObjectName::new("payments", "payments-api")).unwrap();
+//! let plan = plan::build(&index, &[local], &plan::Options::default());
+//! print!("{}", render::nft(&plan));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod diag;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod resolve;
+pub mod selector;
+pub mod validate;
+
+use diag::{Diagnostic, Rejected};
+use load::Input;
+use model::Model;
+
+/// A model that passed validation, with the warnings found on the way.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The validated model.
+    pub model: Model,
+    /// Warnings (skipped pods, implicit namespaces, non-canonical CIDRs, …).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses and validates policy and inventory inputs into a model. Every error of every
+/// input is reported in the `Err`, not only the first.
+pub fn load_model(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
+    validate::validate(policies, inventory)
+}

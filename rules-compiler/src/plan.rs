@@ -1,0 +1,289 @@
+//! The plan: the nftables ruleset for a set of local endpoints, as a plain value.
+//!
+//! One plan, two renderings: `render` turns it into `nft -f` text for people, tests and
+//! cross-checks; the daemon encodes the same value into one netlink batch. Rule shapes
+//! are a closed enum ([`Stmt`]) so that both renderings, and the plan evaluator of the
+//! property test, must handle every shape.
+//!
+//! The data-plane layout (see DESIGN.md, "Kernel data plane"): base chains accept
+//! established/related, drop invalid, accept loopback and IPv6 neighbour discovery,
+//! then dispatch by local address through a verdict map to one chain per isolated local
+//! endpoint and direction. That chain has at most two look-ups per family (an address
+//! set for "all ports" peers and an address · protocol · port interval set) and ends in
+//! a counted deny. A new connection therefore meets a constant number of rules however
+//! many policies, peers and ports there are. This module decides no semantics: peers
+//! and ports come from `resolve`.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::{Direction, ObjectName};
+
+/// Name of the one table netpol owns (family `inet`).
+pub const TABLE_NAME: &str = "netpol";
+
+/// ICMPv6 types always accepted so a host keeps its addresses and neighbours:
+/// MLD query/report/done (130–132), router solicitation/advertisement (133, 134),
+/// neighbour solicitation/advertisement (135, 136), MLDv2 report (143).
+pub const ICMPV6_ALWAYS: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
+
+/// Address family of a set, map or rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Family {
+    /// IPv4 (`ip`).
+    V4,
+    /// IPv6 (`ip6`).
+    V6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(ip: &IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// Which address of the packet a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum AddrField {
+    /// Source address.
+    Saddr,
+    /// Destination address.
+    Daddr,
+}
+
+/// An inclusive address range of one family (`start <= end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct AddrRange {
+    /// First address.
+    pub start: IpAddr,
+    /// Last address, inclusive, same family as `start`.
+    pub end: IpAddr,
+}
+
+impl AddrRange {
+    /// Whether the range holds this address.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        Family::of(ip) == Family::of(&self.start) && self.start <= *ip && *ip <= self.end
+    }
+}
+
+/// An element of an address · protocol · port set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct AddrProtoPort {
+    /// The remote addresses.
+    pub addr: AddrRange,
+    /// IP protocol number (6, 17, 132).
+    pub proto: u8,
+    /// Inclusive destination port range.
+    pub ports: (u16, u16),
+}
+
+/// What a set holds. Elements are sorted and never overlap (the kernel refuses
+/// overlapping interval elements).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum SetElements {
+    /// `type ipv4_addr|ipv6_addr; flags interval`.
+    Addr(Vec<AddrRange>),
+    /// `type ipvN_addr . inet_proto . inet_service; flags interval`.
+    AddrProtoPort(Vec<AddrProtoPort>),
+}
+
+impl SetElements {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            SetElements::Addr(v) => v.len(),
+            SetElements::AddrProtoPort(v) => v.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A named set of the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Set {
+    /// Set name, unique in the table.
+    pub name: String,
+    /// Address family of its address field.
+    pub family: Family,
+    /// The elements.
+    pub elements: SetElements,
+}
+
+/// A verdict map from a local address to the chain that polices it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerdictMap {
+    /// Map name, unique in the table.
+    pub name: String,
+    /// Family of its keys.
+    pub family: Family,
+    /// Sorted by address: address → `jump` target chain.
+    pub elements: Vec<(IpAddr, String)>,
+}
+
+/// Netfilter hook of a base chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Hook {
+    /// Packets to this host.
+    Input,
+    /// Packets from this host.
+    Output,
+}
+
+/// What an isolated chain does with what no rule allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum DenyAction {
+    /// Silently drop (default).
+    #[default]
+    Drop,
+    /// TCP reset for TCP, ICMP(v6) administratively-prohibited otherwise.
+    Reject,
+}
+
+/// One rule. A closed set of shapes; every renderer handles each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Stmt {
+    /// `ct state established,related accept`
+    CtEstablishedAccept,
+    /// `ct state invalid drop`
+    CtInvalidDrop,
+    /// `iifname "lo" accept` (input) or `oifname "lo" accept` (output).
+    LoopbackAccept(Hook),
+    /// `icmpv6 type { ICMPV6_ALWAYS } accept`
+    NeighbourDiscoveryAccept,
+    /// `ip daddr vmap @map` — jump to the local endpoint's chain.
+    Dispatch {
+        /// Family of the address.
+        family: Family,
+        /// Which address identifies the local endpoint.
+        field: AddrField,
+        /// The verdict map.
+        map: String,
+    },
+    /// `ip saddr @set accept` — peers allowed on every protocol and port.
+    AcceptAddr {
+        /// Family of the address.
+        family: Family,
+        /// Which address is the peer's.
+        field: AddrField,
+        /// An [`SetElements::Addr`] set.
+        set: String,
+    },
+    /// `ip saddr . meta l4proto . th dport @set accept`
+    AcceptAddrProtoPort {
+        /// Family of the address.
+        family: Family,
+        /// Which address is the peer's.
+        field: AddrField,
+        /// An [`SetElements::AddrProtoPort`] set.
+        set: String,
+    },
+    /// `counter drop` or `counter reject …`, with a comment naming endpoint and direction.
+    Deny {
+        /// Drop or reject.
+        action: DenyAction,
+        /// e.g. `deny ingress payments/payments-api`.
+        comment: String,
+    },
+}
+
+/// A chain of the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    /// Chain name, unique in the table.
+    pub name: String,
+    /// For base chains: the hook (type filter, priority filter, policy accept).
+    pub hook: Option<Hook>,
+    /// The rules, in order.
+    pub rules: Vec<Stmt>,
+}
+
+/// How a local endpoint is policed in the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LocalEndpoint {
+    /// The endpoint.
+    pub id: ObjectName,
+    /// Its ingress chain; `None` when no policy isolates its ingress.
+    pub ingress_chain: Option<String>,
+    /// Its egress chain; `None` when no policy isolates its egress.
+    pub egress_chain: Option<String>,
+}
+
+impl LocalEndpoint {
+    /// The chain for a direction.
+    pub fn chain(&self, dir: Direction) -> Option<&str> {
+        match dir {
+            Direction::Ingress => self.ingress_chain.as_deref(),
+            Direction::Egress => self.egress_chain.as_deref(),
+        }
+    }
+}
+
+/// The whole ruleset: one `inet` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Table name (family `inet`).
+    pub table: String,
+    /// Sets, sorted by name.
+    pub sets: Vec<Set>,
+    /// Verdict maps, sorted by name.
+    pub maps: Vec<VerdictMap>,
+    /// Base chains first (`input`, `output`), then endpoint chains sorted by name.
+    pub chains: Vec<Chain>,
+    /// The local endpoints, sorted.
+    pub locals: Vec<LocalEndpoint>,
+}
+
+impl Plan {
+    /// Total number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+
+    /// Total number of set and map elements.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements.len()).sum::<usize>()
+            + self.maps.iter().map(|m| m.elements.len()).sum::<usize>()
+    }
+
+    /// A set by name.
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    /// A verdict map by name.
+    pub fn map(&self, name: &str) -> Option<&VerdictMap> {
+        self.maps.iter().find(|m| m.name == name)
+    }
+
+    /// A chain by name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+}
+
+/// Options that change the plan but not what is allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Drop or reject what is denied.
+    pub deny: DenyAction,
+}
+
+/// Builds the plan for these local endpoints.
+pub fn build(
+    index: &crate::resolve::Index<'_>,
+    locals: &[crate::resolve::EndpointId],
+    options: &Options,
+) -> Plan {
+    let _ = (index, locals, options);
+    todo!("plan::build")
+}

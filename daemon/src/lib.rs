@@ -1,3 +1,11 @@
 //! netpol-daemon: the operator's commands and (later) the daemon. Glue around
 //! `rules-compiler`: decides *when* and *how* to apply a plan, never *what* is allowed.
-#![forbid(unsafe_code)]
+//!
+//! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
+//! to libnftnl and the netlink socket.
+#![deny(unsafe_code)]
+
+pub mod netlink;
+
+#[cfg(test)]
+mod testns;

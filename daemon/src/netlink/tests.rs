@@ -1,0 +1,626 @@
+//! The backend against the real kernel, each test in a throwaway network namespace
+//! (see `crate::testns`), and the fake backend.
+
+use std::net::{IpAddr, UdpSocket};
+use std::process::Command;
+
+use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::plan::{
+    AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, LocalEndpoint, Plan, Set,
+    SetElements, Stmt, VerdictMap, TABLE_NAME,
+};
+
+use super::encode::{self, elem_wire_len, Msg};
+use super::fake::FakeBackend;
+use super::{ffi, reply};
+use super::{Backend, KernelError, LoadedTable, Netlink};
+use crate::testns::{netns_test, nft, nft_elsewhere};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn range(a: &str, b: &str) -> AddrRange {
+    AddrRange {
+        start: ip(a),
+        end: ip(b),
+    }
+}
+
+fn one(a: &str) -> AddrRange {
+    range(a, a)
+}
+
+fn app(addr: AddrRange, proto: u8, ports: (u16, u16)) -> AddrProtoPort {
+    AddrProtoPort { addr, proto, ports }
+}
+
+fn set(name: &str, family: Family, elements: SetElements) -> Set {
+    Set {
+        name: name.into(),
+        family,
+        elements,
+    }
+}
+
+fn base_rules(hook: Hook) -> Vec<Stmt> {
+    vec![
+        Stmt::CtEstablishedAccept,
+        Stmt::CtInvalidDrop,
+        Stmt::LoopbackAccept(hook),
+        Stmt::NeighbourDiscoveryAccept,
+    ]
+}
+
+/// A plan with every statement shape, both families, open-ended and zero-based
+/// intervals, and ports in concatenations: endpoint x/a (198.18.0.1, 2001:db8::1),
+/// isolated both ways.
+fn sample_plan(deny: DenyAction) -> Plan {
+    use AddrField::{Daddr, Saddr};
+    use Family::{V4, V6};
+    let sets = vec![
+        set(
+            "in_x_a_v4_all",
+            V4,
+            SetElements::Addr(vec![
+                one("198.18.0.2"),
+                range("198.18.0.10", "198.18.0.20"),
+                range("198.18.1.0", "198.18.1.255"),
+            ]),
+        ),
+        set(
+            "in_x_a_v4_ports",
+            V4,
+            SetElements::AddrProtoPort(vec![
+                app(range("0.0.0.0", "255.255.255.255"), 132, (9100, 9100)),
+                app(range("198.18.0.4", "198.18.0.255"), 6, (8000, 8100)),
+                app(range("198.18.0.4", "198.18.0.255"), 17, (53, 53)),
+                app(one("198.18.2.7"), 6, (0, 65535)),
+            ]),
+        ),
+        set(
+            "in_x_a_v6_all",
+            V6,
+            SetElements::Addr(vec![
+                one("2001:db8::2"),
+                range("2001:db8:1::", "2001:db8:1::ffff:ffff:ffff:ffff"),
+                range("ffff::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ]),
+        ),
+        set(
+            "in_x_a_v6_ports",
+            V6,
+            SetElements::AddrProtoPort(vec![app(
+                range("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+                6,
+                (443, 443),
+            )]),
+        ),
+        set(
+            "out_x_a_v4_all",
+            V4,
+            SetElements::Addr(vec![
+                range("0.0.0.0", "9.255.255.255"),
+                range("198.18.0.0", "198.18.255.255"),
+            ]),
+        ),
+    ];
+    let maps = vec![
+        VerdictMap {
+            name: "egress_v4".into(),
+            family: V4,
+            elements: vec![(ip("198.18.0.1"), "out_x_a".into())],
+        },
+        VerdictMap {
+            name: "ingress_v4".into(),
+            family: V4,
+            elements: vec![(ip("198.18.0.1"), "in_x_a".into())],
+        },
+        VerdictMap {
+            name: "ingress_v6".into(),
+            family: V6,
+            elements: vec![(ip("2001:db8::1"), "in_x_a".into())],
+        },
+    ];
+    let mut input = base_rules(Hook::Input);
+    input.extend([
+        Stmt::Dispatch {
+            family: V4,
+            field: Daddr,
+            map: "ingress_v4".into(),
+        },
+        Stmt::Dispatch {
+            family: V6,
+            field: Daddr,
+            map: "ingress_v6".into(),
+        },
+    ]);
+    let mut output = base_rules(Hook::Output);
+    output.push(Stmt::Dispatch {
+        family: V4,
+        field: Saddr,
+        map: "egress_v4".into(),
+    });
+    let chains = vec![
+        Chain {
+            name: "input".into(),
+            hook: Some(Hook::Input),
+            rules: input,
+        },
+        Chain {
+            name: "output".into(),
+            hook: Some(Hook::Output),
+            rules: output,
+        },
+        Chain {
+            name: "in_x_a".into(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Saddr,
+                    set: "in_x_a_v4_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V4,
+                    field: Saddr,
+                    set: "in_x_a_v4_ports".into(),
+                },
+                Stmt::AcceptAddr {
+                    family: V6,
+                    field: Saddr,
+                    set: "in_x_a_v6_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V6,
+                    field: Saddr,
+                    set: "in_x_a_v6_ports".into(),
+                },
+                Stmt::Deny {
+                    action: deny,
+                    comment: "deny ingress x/a".into(),
+                },
+            ],
+        },
+        Chain {
+            name: "out_x_a".into(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Daddr,
+                    set: "out_x_a_v4_all".into(),
+                },
+                Stmt::Deny {
+                    action: deny,
+                    comment: "deny egress x/a".into(),
+                },
+            ],
+        },
+    ];
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps,
+        chains,
+        locals: vec![LocalEndpoint {
+            id: ObjectName::new("x", "a"),
+            ingress_chain: Some("in_x_a".into()),
+            egress_chain: Some("out_x_a".into()),
+        }],
+    }
+}
+
+/// `sample_plan` as `render::nft` writes it (kept by hand until render is merged).
+fn sample_text(deny: DenyAction) -> String {
+    let nd = "icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept";
+    let deny_rules = |dir: &str| {
+        match deny {
+        DenyAction::Drop => format!("\t\tcounter drop comment \"deny {dir} x/a\"\n"),
+        DenyAction::Reject => format!(
+            "\t\tcounter comment \"deny {dir} x/a\"\n\t\tmeta l4proto tcp reject with tcp reset\n\t\treject with icmpx admin-prohibited\n"
+        ),
+    }
+    };
+    format!(
+        r#"table inet netpol {{}}
+delete table inet netpol
+table inet netpol {{
+	set in_x_a_v4_all {{
+		type ipv4_addr; flags interval;
+		elements = {{
+			198.18.0.2,
+			198.18.0.10-198.18.0.20,
+			198.18.1.0/24
+		}}
+	}}
+	set in_x_a_v4_ports {{
+		type ipv4_addr . inet_proto . inet_service; flags interval;
+		elements = {{
+			0.0.0.0/0 . sctp . 9100,
+			198.18.0.4-198.18.0.255 . tcp . 8000-8100,
+			198.18.0.4-198.18.0.255 . udp . 53,
+			198.18.2.7 . tcp . 0-65535
+		}}
+	}}
+	set in_x_a_v6_all {{
+		type ipv6_addr; flags interval;
+		elements = {{
+			2001:db8::2,
+			2001:db8:1::/64,
+			ffff::/16
+		}}
+	}}
+	set in_x_a_v6_ports {{
+		type ipv6_addr . inet_proto . inet_service; flags interval;
+		elements = {{
+			2001:db8::/32 . tcp . 443
+		}}
+	}}
+	set out_x_a_v4_all {{
+		type ipv4_addr; flags interval;
+		elements = {{
+			0.0.0.0-9.255.255.255,
+			198.18.0.0/16
+		}}
+	}}
+	map egress_v4 {{
+		type ipv4_addr : verdict;
+		elements = {{
+			198.18.0.1 : jump out_x_a
+		}}
+	}}
+	map ingress_v4 {{
+		type ipv4_addr : verdict;
+		elements = {{
+			198.18.0.1 : jump in_x_a
+		}}
+	}}
+	map ingress_v6 {{
+		type ipv6_addr : verdict;
+		elements = {{
+			2001:db8::1 : jump in_x_a
+		}}
+	}}
+	chain input {{
+		type filter hook input priority filter; policy accept;
+		ct state established,related accept
+		ct state invalid drop
+		iifname "lo" accept
+		{nd}
+		ip daddr vmap @ingress_v4
+		ip6 daddr vmap @ingress_v6
+	}}
+	chain output {{
+		type filter hook output priority filter; policy accept;
+		ct state established,related accept
+		ct state invalid drop
+		oifname "lo" accept
+		{nd}
+		ip saddr vmap @egress_v4
+	}}
+	chain in_x_a {{
+		ip saddr @in_x_a_v4_all accept
+		ip saddr . meta l4proto . th dport @in_x_a_v4_ports accept
+		ip6 saddr @in_x_a_v6_all accept
+		ip6 saddr . meta l4proto . th dport @in_x_a_v6_ports accept
+{deny_in}	}}
+	chain out_x_a {{
+		ip daddr @out_x_a_v4_all accept
+{deny_out}	}}
+}}
+"#,
+        deny_in = deny_rules("ingress"),
+        deny_out = deny_rules("egress"),
+    )
+}
+
+const LIST: &[&str] = &["list", "table", "inet", "netpol"];
+/// The same listing with each rule's expressions as the kernel holds them.
+const LIST_BYTECODE: &[&str] = &["--debug=netlink", "list", "table", "inet", "netpol"];
+
+/// Applies `plan` here through netlink and `text` with `nft -f` in another fresh
+/// namespace, and compares both listings (text and bytecode) line by line.
+fn assert_same_as_nft(plan: &Plan, text: &str) {
+    Netlink::new().apply(plan).expect("apply");
+    let ours = [nft(LIST), nft(LIST_BYTECODE)];
+    let theirs = nft_elsewhere(text, &[LIST, LIST_BYTECODE]);
+    for (kind, (a, b)) in ["listing", "bytecode listing"]
+        .iter()
+        .zip(ours.iter().zip(theirs.iter()))
+    {
+        if a != b {
+            let diff: Vec<String> = a
+                .lines()
+                .zip(b.lines())
+                .enumerate()
+                .filter(|(_, (x, y))| x != y)
+                .take(10)
+                .map(|(i, (x, y))| format!("line {}:\n  netlink: {x}\n  nft -f:  {y}", i + 1))
+                .collect();
+            panic!(
+                "the {kind}s differ ({} vs {} lines):\n{}\n--- netlink\n{a}\n--- nft -f\n{b}",
+                a.lines().count(),
+                b.lines().count(),
+                diff.join("\n")
+            );
+        }
+    }
+}
+
+netns_test! {
+    fn netlink_and_nft_f_load_the_same_table() {
+        for deny in [DenyAction::Drop, DenyAction::Reject] {
+            assert_same_as_nft(&sample_plan(deny), &sample_text(deny));
+        }
+    }
+}
+
+/// The sample plan with one change that the kernel refuses; (what is wrong, plan,
+/// words the error must contain).
+fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
+    let mut out = Vec::new();
+
+    let mut dup = sample_plan(DenyAction::Drop);
+    let copy = dup.sets[1].clone();
+    dup.sets.insert(2, copy);
+    out.push((
+        "a set defined twice",
+        dup,
+        "set in_x_a_v4_ports: File exists",
+    ));
+
+    let mut overlap = sample_plan(DenyAction::Drop);
+    if let SetElements::AddrProtoPort(v) = &mut overlap.sets[1].elements {
+        // Inside 198.18.0.4-198.18.0.255 . tcp . 8000-8100, element 1.
+        v.push(app(one("198.18.0.9"), 6, (8080, 8080)));
+    }
+    out.push((
+        "overlapping concatenated intervals",
+        overlap,
+        "set in_x_a_v4_ports (element 4: 198.18.0.9 . tcp . 8080)",
+    ));
+
+    let mut dangling = sample_plan(DenyAction::Drop);
+    dangling.maps[1]
+        .elements
+        .push((ip("198.18.0.77"), "no_such_chain".into()));
+    out.push((
+        "a verdict map jumping to a chain that does not exist",
+        dangling,
+        "map ingress_v4 (element 1: 198.18.0.77 : jump no_such_chain): No such file or directory",
+    ));
+    out
+}
+
+netns_test! {
+    fn a_rejected_batch_changes_nothing() {
+        let mut kernel = Netlink::new();
+        kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+        let before = [nft(LIST), nft(LIST_BYTECODE)];
+        for (case, plan, words) in refused_plans() {
+            let err = kernel.apply(&plan).expect_err(case);
+            let text = err.to_string();
+            println!("{case}: {text}");
+            assert!(
+                matches!(err, KernelError::Rejected { .. }),
+                "{case}: not a rejection: {text}"
+            );
+            assert!(text.contains(words), "{case}: error does not name {words:?}: {text}");
+            assert!(text.ends_with("nothing was changed"), "{case}: {text}");
+            assert_eq!([nft(LIST), nft(LIST_BYTECODE)], before, "{case}: the table changed");
+        }
+        // An invalid plan never reaches the kernel: interval overlaps are refused
+        // before anything is sent.
+        let mut bad = sample_plan(DenyAction::Reject);
+        if let SetElements::Addr(v) = &mut bad.sets[0].elements {
+            v.push(one("198.18.1.7"));
+        }
+        let err = kernel.apply(&bad).expect_err("overlap");
+        assert!(matches!(err, KernelError::Encode(_)), "{err}");
+        assert!(err.to_string().contains("set in_x_a_v4_all: element 3 (198.18.1.7) overlaps"), "{err}");
+        assert_eq!([nft(LIST), nft(LIST_BYTECODE)], before, "the table changed");
+    }
+}
+
+netns_test! {
+    fn flush_removes_the_netpol_table_only() {
+        let mut kernel = Netlink::new();
+        assert!(!kernel.flush().expect("flush of nothing"), "no table to flush yet");
+        nft(&["add", "table", "inet", "other"]);
+        nft(&["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"]);
+        nft(&["add", "rule", "inet", "other", "c", "counter"]);
+        let other = nft(&["list", "table", "inet", "other"]);
+        kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+        assert!(nft(&["list", "tables"]).contains("table inet netpol"));
+
+        assert!(kernel.flush().expect("flush"), "the table was there");
+        assert_eq!(nft(&["list", "tables"]), "table inet other\n");
+        assert_eq!(nft(&["list", "table", "inet", "other"]), other);
+        assert!(kernel.read().expect("read").is_none());
+        assert!(!kernel.flush().expect("second flush"), "nothing left to flush");
+        assert_eq!(nft(&["list", "tables"]), "table inet other\n");
+    }
+}
+
+/// Runs `ip` with `args`.
+fn ip_cmd(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+netns_test! {
+    fn read_back_gives_chains_elements_and_deny_counters() {
+        let plan = sample_plan(DenyAction::Drop);
+        let mut kernel = Netlink::new();
+        assert!(kernel.read().expect("read").is_none());
+        kernel.apply(&plan).expect("apply");
+        let loaded = kernel.read().expect("read").expect("a table");
+        assert_eq!(loaded, LoadedTable::expected(&plan).unwrap());
+        for set in &plan.sets {
+            let got = loaded.sets.iter().find(|s| s.name == set.name).unwrap();
+            assert_eq!(got.elements, set.elements.len(), "set {}", set.name);
+        }
+        assert_eq!(loaded.rule_count(), plan.rule_count());
+        assert_eq!(loaded.element_count(), plan.element_count());
+
+        // x/a (198.18.0.1) may send to 198.18.0.0/16 only: datagrams to 198.19.0.9
+        // leave through a veth and are counted by its egress deny rule. Multicast is
+        // off so no IGMP report adds to the count.
+        ip_cmd(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip_cmd(&["link", "set", "v0", "multicast", "off"]);
+        ip_cmd(&["addr", "add", "198.18.0.1/15", "dev", "v0"]);
+        ip_cmd(&["link", "set", "v0", "up"]);
+        ip_cmd(&["link", "set", "v1", "up"]);
+        let sock = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        for _ in 0..5 {
+            // Dropped in the output hook: the send itself fails with EPERM.
+            let _ = sock.send_to(&[0u8; 100], "198.19.0.9:9");
+        }
+        let allowed = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        allowed.send_to(&[0u8; 100], "198.18.7.7:9").expect("an allowed send");
+
+        let loaded = kernel.read().expect("read").expect("a table");
+        let denies = loaded.denies();
+        assert_eq!(denies.len(), 2, "{denies:?}");
+        let out = denies.iter().find(|d| d.direction == Direction::Egress).unwrap();
+        assert_eq!(out.endpoint, ObjectName::new("x", "a"));
+        assert_eq!(out.chain, "out_x_a");
+        // Each datagram is 20 bytes of IPv4 header, 8 of UDP and 100 of data.
+        assert_eq!((out.packets, out.bytes), (5, 5 * 128));
+        let inbound = denies.iter().find(|d| d.direction == Direction::Ingress).unwrap();
+        assert_eq!((inbound.packets, inbound.bytes), (0, 0));
+
+        // A new apply starts the counters again, with the same shape.
+        kernel.apply(&plan).expect("apply again");
+        assert_eq!(kernel.read().expect("read"), Some(LoadedTable::expected(&plan).unwrap()));
+    }
+}
+
+#[test]
+fn fake_backend_keeps_the_last_plan_and_fails_when_told() {
+    let mut fake = FakeBackend::new();
+    assert!(fake.read().unwrap().is_none());
+    assert!(!fake.flush().unwrap());
+    let drop = sample_plan(DenyAction::Drop);
+    let stats = fake.apply(&drop).unwrap();
+    // Reading back counts kernel rules: the same as the plan's statements with drop.
+    assert_eq!(stats.rules, drop.rule_count());
+    assert_eq!(stats.elements, drop.element_count());
+    assert_eq!(
+        fake.read().unwrap(),
+        Some(LoadedTable::expected(&drop).unwrap())
+    );
+
+    // A rejected apply leaves the previous plan in force.
+    let reject = sample_plan(DenyAction::Reject);
+    fake.fail_next("set in_x_a_v4_all", libc::EEXIST);
+    let err = fake.apply(&reject).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EEXIST));
+    assert!(
+        err.to_string()
+            .starts_with("the kernel rejected the batch at set in_x_a_v4_all: File exists"),
+        "{err}"
+    );
+    assert_eq!(fake.loaded.as_ref(), Some(&drop));
+    assert_eq!(fake.applies, 1);
+
+    // With reject, each deny is three kernel rules.
+    let stats = fake.apply(&reject).unwrap();
+    assert_eq!(stats.rules, reject.rule_count() + 4);
+    let loaded = fake.read().unwrap().unwrap();
+    assert_eq!(loaded.rule_count(), reject.rule_count() + 4);
+    assert_eq!(loaded.denies().len(), 2);
+
+    assert!(fake.flush().unwrap());
+    assert!(fake.read().unwrap().is_none());
+    assert_eq!((fake.applies, fake.flushes), (2, 1));
+}
+
+#[test]
+fn fake_backend_refuses_what_the_encoder_refuses() {
+    let mut fake = FakeBackend::new();
+    let mut plan = sample_plan(DenyAction::Drop);
+    plan.chains[2].rules.insert(
+        0,
+        Stmt::AcceptAddr {
+            family: Family::V4,
+            field: AddrField::Saddr,
+            set: "missing".into(),
+        },
+    );
+    let err = fake.apply(&plan).unwrap_err();
+    assert!(matches!(err, KernelError::Encode(_)));
+    assert!(
+        err.to_string()
+            .contains("rule 1 of chain in_x_a uses @missing"),
+        "{err}"
+    );
+    assert!(fake.loaded.is_none());
+}
+
+#[test]
+fn serialized_batch_frames_every_message_as_encoded() {
+    let mut plan = sample_plan(DenyAction::Reject);
+    // Enough elements for several messages.
+    plan.sets[2].elements = SetElements::Addr(
+        (0..20_000u128)
+            .map(|i| {
+                let a = IpAddr::V6(((0x2001_0db8_0002_u128 << 80) | (2 * i)).into());
+                AddrRange { start: a, end: a }
+            })
+            .collect(),
+    );
+    let batch = encode::encode(&plan).unwrap();
+    let wire = ffi::serialize(&batch.msgs, TABLE_NAME, 7).unwrap();
+    let msgs: Vec<_> = reply::messages(&wire.bytes).collect();
+    assert_eq!(msgs.len(), batch.msgs.len() + 2);
+    let (first, last) = (msgs[0].0, msgs[msgs.len() - 1].0);
+    assert_eq!((first.kind, first.seq), (16, 7), "batch begin");
+    assert_eq!((last.kind, last.seq), (17, wire.end_seq), "batch end");
+    assert_ne!(
+        last.flags & libc::NLM_F_ACK as u16,
+        0,
+        "the end asks for an ack"
+    );
+    let mut elements = 0;
+    for (i, m) in batch.msgs.iter().enumerate() {
+        let (h, bytes) = msgs[i + 1];
+        assert_eq!(h.seq, 8 + i as u32);
+        assert_eq!(wire.index_of(h.seq), Some(i));
+        let (start, len) = wire.spans[i];
+        assert_eq!(&wire.bytes[start..start + len], bytes);
+        let want = match &m.msg {
+            Msg::NewTable { .. } => libc::NFT_MSG_NEWTABLE,
+            Msg::DelTable { .. } => libc::NFT_MSG_DELTABLE,
+            Msg::NewChain(_) => libc::NFT_MSG_NEWCHAIN,
+            Msg::NewSet(_) => libc::NFT_MSG_NEWSET,
+            Msg::NewElems(_) => libc::NFT_MSG_NEWSETELEM,
+            Msg::NewRule(_) => libc::NFT_MSG_NEWRULE,
+        };
+        assert_eq!(h.kind, (10 << 8) | want as u16, "{}", m.what);
+        if let Msg::NewElems(e) = &m.msg {
+            // The size estimate that keeps libnftnl inside its buffer is an upper bound.
+            let spans = reply::elem_spans(bytes);
+            assert_eq!(spans.len(), e.elems.len(), "{}", m.what);
+            for (j, (el, (at, n))) in e.elems.iter().zip(&spans).enumerate() {
+                assert!(
+                    *n <= elem_wire_len(el),
+                    "{}: element {j}: {n} bytes",
+                    m.what
+                );
+                // A sample is enough for the offset lookup, which walks the message.
+                if j % 97 == 0 || j + 1 == spans.len() {
+                    assert_eq!(reply::elem_index_at(bytes, at + n - 1), Some(j));
+                }
+            }
+            elements += spans.len();
+        }
+    }
+    assert!(elements > 40_000, "{elements}");
+    assert_eq!(wire.index_of(wire.end_seq), None);
+}

@@ -5,6 +5,7 @@
 //! to libnftnl and the netlink socket.
 #![deny(unsafe_code)]
 
+pub mod addrs;
 pub mod netlink;
 
 #[cfg(test)]

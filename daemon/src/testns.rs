@@ -47,7 +47,13 @@ pub(crate) fn run(path: &str, body: impl FnOnce()) {
     let out = Command::new("unshare")
         .args(["--net", "--"])
         .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env(ENV, name)
         .env(ENV_PARENT, own_namespace())
         .output()

@@ -624,3 +624,198 @@ fn serialized_batch_frames_every_message_as_encoded() {
     assert!(elements > 40_000, "{elements}");
     assert_eq!(wire.index_of(wire.end_seq), None);
 }
+
+/// About 100,000 set elements and 1,000 rules: 200 isolated endpoints with five rules
+/// each, sharing one set of 100,000 IPv6 peers (2001:db8::/32 holds enough distinct
+/// non-adjacent addresses; 198.18.0.0/15 does not).
+fn big_plan() -> Plan {
+    use AddrField::Saddr;
+    use Family::{V4, V6};
+    let v6 = |x: u128| IpAddr::V6((0x2001_0db8_u128 << 96 | x).into());
+    let peers: Vec<AddrRange> = (0..100_000u128)
+        .map(|i| AddrRange {
+            start: v6(0x1_0000_0000 + 2 * i),
+            end: v6(0x1_0000_0000 + 2 * i),
+        })
+        .collect();
+    let mut sets = vec![
+        set("big_v6_all", V6, SetElements::Addr(peers)),
+        set(
+            "some_v4_all",
+            V4,
+            SetElements::Addr(vec![range("198.19.0.0", "198.19.0.255")]),
+        ),
+        set(
+            "some_v4_ports",
+            V4,
+            SetElements::AddrProtoPort(vec![app(
+                range("198.19.1.0", "198.19.1.255"),
+                6,
+                (8000, 8080),
+            )]),
+        ),
+        set(
+            "some_v6_ports",
+            V6,
+            SetElements::AddrProtoPort(vec![app(
+                range("2001:db8:1::", "2001:db8:1::ffff"),
+                17,
+                (53, 53),
+            )]),
+        ),
+    ];
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut in_v4 = Vec::new();
+    let mut in_v6 = Vec::new();
+    let mut chains = vec![
+        Chain {
+            name: "input".into(),
+            hook: Some(Hook::Input),
+            rules: {
+                let mut r = base_rules(Hook::Input);
+                r.push(Stmt::Dispatch {
+                    family: V4,
+                    field: AddrField::Daddr,
+                    map: "ingress_v4".into(),
+                });
+                r.push(Stmt::Dispatch {
+                    family: V6,
+                    field: AddrField::Daddr,
+                    map: "ingress_v6".into(),
+                });
+                r
+            },
+        },
+        Chain {
+            name: "output".into(),
+            hook: Some(Hook::Output),
+            rules: base_rules(Hook::Output),
+        },
+    ];
+    let mut locals = Vec::new();
+    for e in 0..200u32 {
+        let name = format!("in_ns_e{e:03}");
+        in_v4.push((ip(&format!("198.18.1.{}", e + 1)), name.clone()));
+        in_v6.push((v6(0xffff_0000 + u128::from(e)), name.clone()));
+        chains.push(Chain {
+            name: name.clone(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V6,
+                    field: Saddr,
+                    set: "big_v6_all".into(),
+                },
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Saddr,
+                    set: "some_v4_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V4,
+                    field: Saddr,
+                    set: "some_v4_ports".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V6,
+                    field: Saddr,
+                    set: "some_v6_ports".into(),
+                },
+                Stmt::Deny {
+                    action: DenyAction::Drop,
+                    comment: format!("deny ingress ns/e{e:03}"),
+                },
+            ],
+        });
+        locals.push(LocalEndpoint {
+            id: ObjectName::new("ns", format!("e{e:03}")),
+            ingress_chain: Some(name),
+            egress_chain: None,
+        });
+    }
+    in_v4.sort();
+    in_v6.sort();
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps: vec![
+            VerdictMap {
+                name: "ingress_v4".into(),
+                family: V4,
+                elements: in_v4,
+            },
+            VerdictMap {
+                name: "ingress_v6".into(),
+                family: V6,
+                elements: in_v6,
+            },
+        ],
+        chains,
+        locals,
+    }
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+netns_test! {
+    /// Not a benchmark (that lives in `benches/`): a measurement for the record, run
+    /// with `cargo test -p netpol-daemon --release -- --ignored --nocapture big_plan`.
+    #[ignore = "a measurement, not a test; run by hand"]
+    fn measure_big_plan_netlink_against_nft_f() {
+        use std::time::Instant;
+        let plan = big_plan();
+        println!(
+            "plan: {} rules, {} elements",
+            plan.rule_count(),
+            plan.element_count()
+        );
+        let script = crate::testns::TempFile::new("big.nft", &rules_compiler::render::nft(&plan));
+        let mut kernel = Netlink::new();
+        let nft_f = || {
+            let t = Instant::now();
+            let ok = Command::new("nft")
+                .arg("-f")
+                .arg(script.path())
+                .status()
+                .expect("nft")
+                .success();
+            assert!(ok, "nft -f failed");
+            t.elapsed()
+        };
+        let mut rows = Vec::new();
+        for (what, replace) in [("load into an empty namespace", false), ("replace the loaded table", true)] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                kernel.flush().expect("flush");
+                if replace {
+                    kernel.apply(&plan).expect("apply");
+                }
+                let t = Instant::now();
+                let stats = kernel.apply(&plan).expect("apply");
+                ours.push(t.elapsed());
+                println!("  netlink: {stats:?}");
+                kernel.flush().expect("flush");
+                if replace {
+                    kernel.apply(&plan).expect("apply");
+                }
+                theirs.push(nft_f());
+            }
+            rows.push(format!(
+                "{what}: netlink {:?} (runs {ours:?}), nft -f {:?} (runs {theirs:?})",
+                median(ours.clone()),
+                median(theirs.clone())
+            ));
+        }
+        let loaded = kernel.read().expect("read").expect("table");
+        assert_eq!(loaded.element_count(), plan.element_count());
+        let t = Instant::now();
+        kernel.read().expect("read");
+        rows.push(format!("read back: {:?}", t.elapsed()));
+        for r in rows {
+            println!("{r}");
+        }
+    }
+}

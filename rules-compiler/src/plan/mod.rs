@@ -21,8 +21,6 @@ use serde::Serialize;
 use crate::model::{Direction, ObjectName};
 
 mod compile;
-#[cfg(test)]
-pub(crate) mod fixtures;
 mod intervals;
 mod names;
 #[cfg(test)]

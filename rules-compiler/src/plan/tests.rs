@@ -1,19 +1,15 @@
 //! Tests of `plan::build`: layout per isolated/open endpoint and direction, port
-//! resolution, constant rule count, determinism, and agreement with a direct reading of
-//! the semantics on random models.
+//! resolution, constant rule count, determinism, and agreement with the semantic engine
+//! (`Index::verdict`) on random models.
 
 use std::net::IpAddr;
 
-use super::fixtures::*;
 use super::*;
-use crate::model::{Model, Peers, Ports, Protocol};
-use crate::resolve::{self, EndpointId, Index};
+use crate::model::{Direction, Model, Peers, Ports, Protocol};
+use crate::resolve::{EndpointId, Index};
+use crate::testkit::*;
 
 use Protocol::{Sctp, Tcp, Udp};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn range(a: &str, b: &str) -> AddrRange {
     AddrRange {
@@ -34,9 +30,9 @@ fn app(addr: AddrRange, proto: Protocol, lo: u16, hi: u16) -> AddrProtoPort {
     }
 }
 
-fn build_for(model: &Model, locals: &[(&str, &str)], options: &Options) -> Plan {
+fn build_for(model: &Model, locals: &[&str], options: &Options) -> Plan {
     let index = Index::new(model);
-    let ids: Vec<EndpointId> = locals.iter().map(|(n, e)| ep(model, n, e)).collect();
+    let ids: Vec<EndpointId> = locals.iter().map(|id| ep(&index, id)).collect();
     build(&index, &ids, options)
 }
 
@@ -68,8 +64,8 @@ fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&str> {
 
 #[test]
 fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
-    let model = payments();
-    let plan = build_for(&model, &[("payments", "payments-api")], &Options::default());
+    let model = payments_example().build();
+    let plan = build_for(&model, &["payments/payments-api"], &Options::default());
 
     assert_eq!(plan.table, "netpol");
     assert_eq!(
@@ -86,11 +82,11 @@ fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
     );
     assert_eq!(
         plan.map("ingress_v4").unwrap().elements,
-        vec![(ip("198.18.0.2"), "in_payments_payments-api".to_string())]
+        vec![(ip("198.18.0.10"), "in_payments_payments-api".to_string())]
     );
     assert_eq!(
         plan.map("ingress_v6").unwrap().elements,
-        vec![(ip("2001:db8::2"), "in_payments_payments-api".to_string())]
+        vec![(ip("2001:db8::10"), "in_payments_payments-api".to_string())]
     );
     // Only checkout: frontend is in `web` but not `app: checkout`.
     assert_eq!(
@@ -159,7 +155,7 @@ fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
     assert_eq!(
         plan.locals,
         vec![LocalEndpoint {
-            id: ObjectName::new("payments", "payments-api"),
+            id: oname("payments/payments-api"),
             ingress_chain: Some("in_payments_payments-api".into()),
             egress_chain: None,
         }]
@@ -168,24 +164,29 @@ fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
 
 #[test]
 fn egress_isolated_endpoint_dispatches_on_source_and_matches_destination() {
-    let model = payments();
-    let plan = build_for(&model, &[("web", "checkout")], &Options::default());
+    let model = payments_example().build();
+    let plan = build_for(&model, &["web/checkout"], &Options::default());
     assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4", "egress_v6"]);
     assert_eq!(
         names(&plan.chains, |c| &c.name),
         ["input", "output", "out_web_checkout"]
     );
-    // kube-dns has no v6 address, so the v6 set would be empty and is left out.
     assert_eq!(
         names(&plan.sets, |s| &s.name),
-        ["out_web_checkout_v4_ports"]
+        ["out_web_checkout_v4_ports", "out_web_checkout_v6_ports"]
     );
+    // DNS from one policy, payments-api's named port `http` from the other.
     assert_eq!(
         port_set(&plan, "out_web_checkout_v4_ports"),
         [
-            app(one("198.18.2.10"), Tcp, 53, 53),
-            app(one("198.18.2.10"), Udp, 53, 53)
+            app(one("198.18.0.10"), Tcp, 8080, 8080),
+            app(one("198.18.3.53"), Tcp, 53, 53),
+            app(one("198.18.3.53"), Udp, 53, 53),
         ]
+    );
+    assert_eq!(
+        port_set(&plan, "out_web_checkout_v6_ports"),
+        [app(one("2001:db8::10"), Tcp, 8080, 8080)]
     );
     let output = plan.chain("output").unwrap();
     assert_eq!(
@@ -212,6 +213,11 @@ fn egress_isolated_endpoint_dispatches_on_source_and_matches_destination() {
                 field: AddrField::Daddr,
                 set: "out_web_checkout_v4_ports".into()
             },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V6,
+                field: AddrField::Daddr,
+                set: "out_web_checkout_v6_ports".into()
+            },
             Stmt::Deny {
                 action: DenyAction::Drop,
                 comment: "deny egress web/checkout".into()
@@ -221,9 +227,60 @@ fn egress_isolated_endpoint_dispatches_on_source_and_matches_destination() {
 }
 
 #[test]
+fn a_family_without_allowed_peers_gets_no_set_but_still_dispatches() {
+    // frontend has v4 and v6; kube-dns, its only allowed peer, has v4 only.
+    let model = payments_example()
+        .endpoint(
+            "web/frontend-v6",
+            &[("app", "frontend")],
+            &["198.18.1.4", "2001:db8:1::4"],
+        )
+        .build();
+    let plan = build_for(&model, &["web/frontend-v6"], &Options::default());
+    assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4", "egress_v6"]);
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["out_web_frontend-v6_v4_ports"]
+    );
+    assert_eq!(
+        plan.chain("out_web_frontend-v6").unwrap().rules.len(),
+        2,
+        "v4 look-up and deny"
+    );
+}
+
+#[test]
+fn sets_cover_only_the_families_the_local_endpoint_has() {
+    // frontend is v4-only: an all-peers rule would otherwise add ::/0.
+    let model = payments_example()
+        .policy(egress_policy(
+            "web/https-anywhere",
+            sel(&[("app", "frontend")]),
+            vec![rule(Peers::All, ports(vec![tcp(443)]))],
+        ))
+        .build();
+    let plan = build_for(&model, &["web/frontend"], &Options::default());
+    assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4"]);
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["out_web_frontend_v4_ports"]
+    );
+    assert_eq!(
+        port_set(&plan, "out_web_frontend_v4_ports"),
+        [
+            app(range("0.0.0.0", "198.18.3.52"), Tcp, 443, 443),
+            app(one("198.18.3.53"), Tcp, 53, 53),
+            app(one("198.18.3.53"), Tcp, 443, 443),
+            app(one("198.18.3.53"), Udp, 53, 53),
+            app(range("198.18.3.54", "255.255.255.255"), Tcp, 443, 443),
+        ]
+    );
+}
+
+#[test]
 fn open_endpoint_gets_nothing_but_base_chains() {
-    let model = payments();
-    let plan = build_for(&model, &[("kube-system", "kube-dns")], &Options::default());
+    let model = payments_example().build();
+    let plan = build_for(&model, &["kube-system/kube-dns"], &Options::default());
     assert!(plan.sets.is_empty());
     assert!(plan.maps.is_empty());
     assert_eq!(names(&plan.chains, |c| &c.name), ["input", "output"]);
@@ -231,7 +288,7 @@ fn open_endpoint_gets_nothing_but_base_chains() {
     assert_eq!(
         plan.locals,
         vec![LocalEndpoint {
-            id: ObjectName::new("kube-system", "kube-dns"),
+            id: oname("kube-system/kube-dns"),
             ingress_chain: None,
             egress_chain: None,
         }]
@@ -241,10 +298,10 @@ fn open_endpoint_gets_nothing_but_base_chains() {
 #[test]
 fn empty_rules_isolate_and_deny_everything() {
     let model = ModelBuilder::new()
-        .endpoint("x", "a", &[], &["198.18.0.1", "2001:db8::1"], &[])
-        .policy("x", "deny-all", sel(&[]), Some(vec![]), Some(vec![]))
+        .endpoint("x/a", &[], &["198.18.0.1", "2001:db8::1"])
+        .policy(policy("x/deny-all", sel(&[]), Some(vec![]), Some(vec![])))
         .build();
-    let plan = build_for(&model, &[("x", "a")], &Options::default());
+    let plan = build_for(&model, &["x/a"], &Options::default());
     assert!(plan.sets.is_empty());
     assert_eq!(
         names(&plan.maps, |m| &m.name),
@@ -262,15 +319,11 @@ fn empty_rules_isolate_and_deny_everything() {
 
 #[test]
 fn reject_option_reaches_every_deny() {
-    let model = payments();
+    let model = payments_example().build();
     let options = Options {
         deny: DenyAction::Reject,
     };
-    let plan = build_for(
-        &model,
-        &[("payments", "payments-api"), ("web", "checkout")],
-        &options,
-    );
+    let plan = build_for(&model, &["payments/payments-api", "web/checkout"], &options);
     let denies: Vec<&Stmt> = plan
         .chains
         .iter()
@@ -290,34 +343,23 @@ fn reject_option_reaches_every_deny() {
 #[test]
 fn named_port_resolves_on_each_egress_peer() {
     let model = ModelBuilder::new()
-        .endpoint("x", "client", &[("app", "client")], &["198.18.0.1"], &[])
-        .endpoint(
-            "x",
-            "a",
-            &[("role", "server")],
-            &["198.18.0.10"],
-            &[("http", Tcp, 8080)],
-        )
-        .endpoint(
-            "x",
-            "b",
-            &[("role", "server")],
-            &["198.18.0.11"],
-            &[("http", Tcp, 9090), ("http", Udp, 7070)],
-        )
-        .endpoint("x", "c", &[("role", "server")], &["198.18.0.12"], &[])
-        .policy(
-            "x",
-            "client-out",
+        .endpoint("x/client", &[("app", "client")], &["198.18.0.1"])
+        .endpoint("x/a", &[("role", "server")], &["198.18.0.10"])
+        .named_ports("x/a", &[("http", 8080, Tcp)])
+        .endpoint("x/b", &[("role", "server")], &["198.18.0.11"])
+        .named_ports("x/b", &[("http", 9090, Tcp), ("http", 7070, Udp)])
+        .endpoint("x/c", &[("role", "server")], &["198.18.0.12"])
+        .policy(policy(
+            "x/client-out",
             sel(&[("app", "client")]),
             None,
             Some(vec![rule(
-                peers(vec![own("x", &[("role", "server")])]),
-                ports(vec![named(Tcp, "http"), port(Sctp, 5000)]),
+                peers(vec![pods_in("x", sel(&[("role", "server")]))]),
+                ports(vec![named(Tcp, "http"), port_range(Sctp, 5000, 5000)]),
             )]),
-        )
+        ))
         .build();
-    let plan = build_for(&model, &[("x", "client")], &Options::default());
+    let plan = build_for(&model, &["x/client"], &Options::default());
     assert_eq!(
         port_set(&plan, "out_x_client_v4_ports"),
         [
@@ -332,30 +374,30 @@ fn named_port_resolves_on_each_egress_peer() {
 
 #[test]
 fn named_port_on_ingress_resolves_on_the_local_endpoint() {
-    let base = |local_ports: &[(&str, Protocol, u16)]| {
+    let base = |local_ports: &[(&str, u16, Protocol)]| {
         ModelBuilder::new()
-            .endpoint("x", "server", &[("app", "s")], &["198.18.0.1"], local_ports)
-            .policy(
-                "x",
-                "in",
+            .endpoint("x/server", &[("app", "s")], &["198.18.0.1"])
+            .named_ports("x/server", local_ports)
+            .policy(policy(
+                "x/in",
                 sel(&[("app", "s")]),
                 Some(vec![rule(
-                    peers(vec![block("198.18.4.0/24", &[])]),
+                    peers(vec![ip_block("198.18.4.0/24", &[])]),
                     ports(vec![named(Tcp, "http")]),
                 )]),
                 None,
-            )
+            ))
             .build()
     };
-    let model = base(&[("http", Tcp, 8443)]);
-    let plan = build_for(&model, &[("x", "server")], &Options::default());
+    let model = base(&[("http", 8443, Tcp)]);
+    let plan = build_for(&model, &["x/server"], &Options::default());
     assert_eq!(
         port_set(&plan, "in_x_server_v4_ports"),
         [app(range("198.18.4.0", "198.18.4.255"), Tcp, 8443, 8443)]
     );
     // The local endpoint declares no such port: the rule allows nothing.
-    let model = base(&[("http", Udp, 8443)]);
-    let plan = build_for(&model, &[("x", "server")], &Options::default());
+    let model = base(&[("http", 8443, Udp)]);
+    let plan = build_for(&model, &["x/server"], &Options::default());
     assert!(plan.sets.is_empty());
     assert_eq!(plan.chain("in_x_server").unwrap().rules.len(), 1);
 }
@@ -363,27 +405,22 @@ fn named_port_on_ingress_resolves_on_the_local_endpoint() {
 #[test]
 fn ip_block_egress_carves_excepts_and_resolves_named_ports_on_endpoints_inside() {
     let model = ModelBuilder::new()
-        .endpoint("x", "client", &[("app", "client")], &["198.18.9.1"], &[])
-        .endpoint(
-            "y",
-            "inside",
-            &[],
-            &["198.18.0.20", "198.18.7.1"],
-            &[("web", Tcp, 8080)],
-        )
-        .endpoint("y", "excepted", &[], &["198.18.0.5"], &[("web", Tcp, 8081)])
-        .policy(
-            "x",
-            "out",
+        .endpoint("x/client", &[("app", "client")], &["198.18.9.1"])
+        .endpoint("y/inside", &[], &["198.18.0.20", "198.18.7.1"])
+        .named_ports("y/inside", &[("web", 8080, Tcp)])
+        .endpoint("y/excepted", &[], &["198.18.0.5"])
+        .named_ports("y/excepted", &[("web", 8081, Tcp)])
+        .policy(policy(
+            "x/out",
             sel(&[("app", "client")]),
             None,
             Some(vec![rule(
-                peers(vec![block("198.18.0.0/24", &["198.18.0.0/28"])]),
+                peers(vec![ip_block("198.18.0.0/24", &["198.18.0.0/28"])]),
                 ports(vec![named(Tcp, "web"), port_range(Udp, 1000, 2000)]),
             )]),
-        )
+        ))
         .build();
-    let plan = build_for(&model, &[("x", "client")], &Options::default());
+    let plan = build_for(&model, &["x/client"], &Options::default());
     // 198.18.7.1 of `inside` lies outside the block: no element for it.
     assert_eq!(
         port_set(&plan, "out_x_client_v4_ports"),
@@ -399,19 +436,18 @@ fn ip_block_egress_carves_excepts_and_resolves_named_ports_on_endpoints_inside()
 #[test]
 fn ipv6_block_with_except_and_any_port_protocol() {
     let model = ModelBuilder::new()
-        .endpoint("x", "a", &[], &["2001:db8::1"], &[])
-        .policy(
-            "x",
-            "in",
+        .endpoint("x/a", &[], &["2001:db8::1"])
+        .policy(policy(
+            "x/in",
             sel(&[]),
             Some(vec![rule(
-                peers(vec![block("2001:db8:1::/48", &["2001:db8:1:8000::/49"])]),
+                peers(vec![ip_block("2001:db8:1::/48", &["2001:db8:1:8000::/49"])]),
                 ports(vec![any_port(Udp), port_range(Tcp, 8000, 8100)]),
             )]),
             None,
-        )
+        ))
         .build();
-    let plan = build_for(&model, &[("x", "a")], &Options::default());
+    let plan = build_for(&model, &["x/a"], &Options::default());
     assert_eq!(names(&plan.sets, |s| &s.name), ["in_x_a_v6_ports"]);
     let r = range("2001:db8:1::", "2001:db8:1:7fff:ffff:ffff:ffff:ffff");
     assert_eq!(
@@ -424,33 +460,25 @@ fn ipv6_block_with_except_and_any_port_protocol() {
 #[test]
 fn all_peers_all_ports_swallow_every_narrower_rule() {
     let model = ModelBuilder::new()
-        .endpoint(
-            "x",
-            "a",
-            &[("app", "a")],
-            &["198.18.0.1", "2001:db8::1"],
-            &[],
-        )
-        .endpoint("x", "b", &[], &["198.18.0.2"], &[])
-        .policy(
-            "x",
-            "narrow",
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[], &["198.18.0.2"])
+        .policy(policy(
+            "x/narrow",
             sel(&[]),
             Some(vec![rule(
-                peers(vec![own("x", &[])]),
-                ports(vec![port(Tcp, 80)]),
+                peers(vec![pods_in("x", sel(&[]))]),
+                ports(vec![tcp(80)]),
             )]),
             None,
-        )
-        .policy(
-            "x",
-            "wide",
+        ))
+        .policy(policy(
+            "x/wide",
             sel(&[("app", "a")]),
             Some(vec![rule(Peers::All, Ports::All)]),
             None,
-        )
+        ))
         .build();
-    let plan = build_for(&model, &[("x", "a")], &Options::default());
+    let plan = build_for(&model, &["x/a"], &Options::default());
     assert_eq!(
         names(&plan.sets, |s| &s.name),
         ["in_x_a_v4_all", "in_x_a_v6_all"]
@@ -468,24 +496,23 @@ fn all_peers_all_ports_swallow_every_narrower_rule() {
 #[test]
 fn all_ports_peers_are_dropped_from_the_port_set() {
     let model = ModelBuilder::new()
-        .endpoint("x", "a", &[("app", "a")], &["198.18.0.1"], &[])
-        .endpoint("x", "b", &[("app", "b")], &["198.18.0.2"], &[])
-        .endpoint("x", "c", &[("app", "c")], &["198.18.0.3"], &[])
-        .policy(
-            "x",
-            "p",
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2"])
+        .endpoint("x/c", &[("app", "c")], &["198.18.0.3"])
+        .policy(policy(
+            "x/p",
             sel(&[("app", "a")]),
             Some(vec![
-                rule(peers(vec![own("x", &[("app", "b")])]), Ports::All),
+                rule(peers(vec![pods_in("x", sel(&[("app", "b")]))]), Ports::All),
                 rule(
-                    peers(vec![block("198.18.0.0/30", &[])]),
-                    ports(vec![port(Tcp, 22)]),
+                    peers(vec![ip_block("198.18.0.0/30", &[])]),
+                    ports(vec![tcp(22)]),
                 ),
             ]),
             None,
-        )
+        ))
         .build();
-    let plan = build_for(&model, &[("x", "a")], &Options::default());
+    let plan = build_for(&model, &["x/a"], &Options::default());
     assert_eq!(addr_set(&plan, "in_x_a_v4_all"), [one("198.18.0.2")]);
     assert_eq!(
         port_set(&plan, "in_x_a_v4_ports"),
@@ -515,53 +542,39 @@ fn all_ports_peers_are_dropped_from_the_port_set() {
 /// each with its own peers and ports.
 fn growing_model(extra: usize) -> Model {
     let mut b = ModelBuilder::new()
-        .endpoint(
-            "x",
-            "a",
-            &[("app", "a")],
-            &["198.18.0.1", "2001:db8::1"],
-            &[],
-        )
-        .endpoint(
-            "x",
-            "b",
-            &[("app", "b")],
-            &["198.18.0.2", "2001:db8::2"],
-            &[],
-        )
-        .policy(
-            "x",
-            "base",
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2", "2001:db8::2"])
+        .policy(policy(
+            "x/base",
             sel(&[("app", "a")]),
             Some(vec![
-                rule(Peers::All, ports(vec![port(Tcp, 443)])),
-                rule(peers(vec![own("x", &[("app", "b")])]), Ports::All),
+                rule(Peers::All, ports(vec![tcp(443)])),
+                rule(peers(vec![pods_in("x", sel(&[("app", "b")]))]), Ports::All),
             ]),
-            Some(vec![rule(Peers::All, ports(vec![port(Udp, 53)]))]),
-        );
+            Some(vec![rule(Peers::All, ports(vec![udp(53)]))]),
+        ));
     for i in 0..extra {
         let i = u16::try_from(i).unwrap();
-        b = b.policy(
-            "x",
-            &format!("p{i:03}"),
+        b = b.policy(policy(
+            &format!("x/p{i:03}"),
             sel(&[("app", "a")]),
             Some(vec![rule(
-                peers(vec![block(&format!("198.19.{i}.0/24"), &[])]),
-                ports(vec![port(Tcp, 1000 + i)]),
+                peers(vec![ip_block(&format!("198.19.{i}.0/24"), &[])]),
+                ports(vec![tcp(1000 + i)]),
             )]),
             Some(vec![rule(
-                peers(vec![block(&format!("2001:db8:{i:x}::/48"), &[])]),
+                peers(vec![ip_block(&format!("2001:db8:{i:x}::/48"), &[])]),
                 ports(vec![port_range(Tcp, 2000 + i, 3000 + i)]),
             )]),
-        );
+        ));
     }
     b.build()
 }
 
 #[test]
 fn rules_per_endpoint_chain_do_not_grow_with_policies() {
-    let small = build_for(&growing_model(0), &[("x", "a")], &Options::default());
-    let large = build_for(&growing_model(100), &[("x", "a")], &Options::default());
+    let small = build_for(&growing_model(0), &["x/a"], &Options::default());
+    let large = build_for(&growing_model(100), &["x/a"], &Options::default());
     for chain in ["in_x_a", "out_x_a", "input", "output"] {
         assert_eq!(
             small.chain(chain).unwrap().rules.len(),
@@ -577,19 +590,15 @@ fn rules_per_endpoint_chain_do_not_grow_with_policies() {
 #[test]
 fn same_inputs_same_plan_whatever_the_order_of_locals() {
     let model = growing_model(20);
-    let a = build_for(&model, &[("x", "a"), ("x", "b")], &Options::default());
-    let b = build_for(
-        &model,
-        &[("x", "b"), ("x", "a"), ("x", "b")],
-        &Options::default(),
-    );
+    let a = build_for(&model, &["x/a", "x/b"], &Options::default());
+    let b = build_for(&model, &["x/b", "x/a", "x/b"], &Options::default());
     assert_eq!(a, b);
     assert_eq!(names(&a.locals, |l| &l.id.name), ["a", "b"]);
 }
 
 #[test]
 fn endpoint_chains_and_sets_are_sorted_by_name() {
-    let model = payments();
+    let model = payments_example().build();
     let index = Index::new(&model);
     let all: Vec<EndpointId> = (0..model.inventory.endpoints.len()).rev().collect();
     let plan = build(&index, &all, &Options::default());
@@ -656,41 +665,6 @@ fn plan_allows(
     true
 }
 
-/// What Kubernetes says, read straight from the model through `resolve`.
-fn semantics_allow(
-    index: &Index<'_>,
-    local: EndpointId,
-    dir: crate::model::Direction,
-    remote: IpAddr,
-    proto: u8,
-    dport: u16,
-) -> bool {
-    use crate::model::Direction;
-    let policies = index.isolating(local, dir);
-    if policies.is_empty() {
-        return true;
-    }
-    let dest = match dir {
-        Direction::Ingress => Some(index.endpoint(local)),
-        Direction::Egress => index.endpoint_at(&remote).map(|e| index.endpoint(e)),
-    };
-    policies.iter().any(|&p| {
-        index.policy(p).rules(dir).unwrap().iter().any(|r| {
-            let peer_ok = match &r.peers {
-                Peers::All => true,
-                Peers::List(l) => l.iter().any(|peer| index.peer_matches_addr(peer, &remote)),
-            };
-            let port_ok = match &r.ports {
-                Ports::All => true,
-                Ports::List(l) => l
-                    .iter()
-                    .any(|pr| resolve::port_rule_matches(pr, proto, dport, dest)),
-            };
-            peer_ok && port_ok
-        })
-    })
-}
-
 struct Rng(u64);
 
 impl Rng {
@@ -736,9 +710,9 @@ fn random_selector(
 fn random_block(rng: &mut Rng) -> crate::model::Peer {
     if rng.chance(15) {
         return if rng.chance(50) {
-            block("0.0.0.0/0", &["198.18.0.0/28"])
+            ip_block("0.0.0.0/0", &["198.18.0.0/28"])
         } else {
-            block("::/0", &["2001:db8::/125"])
+            ip_block("::/0", &["2001:db8::/125"])
         };
     }
     let v6 = rng.chance(40);
@@ -762,7 +736,7 @@ fn random_block(rng: &mut Rng) -> crate::model::Peer {
         });
     }
     let except: Vec<&str> = except.iter().map(String::as_str).collect();
-    block(&cidr, &except)
+    ip_block(&cidr, &except)
 }
 
 fn random_rules(rng: &mut Rng, ns: &str) -> Vec<crate::model::Rule> {
@@ -774,10 +748,10 @@ fn random_rules(rng: &mut Rng, ns: &str) -> Vec<crate::model::Rule> {
                 peers(
                     (0..1 + rng.below(2))
                         .map(|_| match rng.below(3) {
-                            0 => own(ns, &random_selector(rng, "app", &APPS)),
-                            1 => across(
-                                &random_selector(rng, "team", &["red", "blue"]),
-                                &random_selector(rng, "app", &APPS),
+                            0 => pods_in(ns, sel(&random_selector(rng, "app", &APPS))),
+                            1 => ns_and_pods(
+                                sel(&random_selector(rng, "team", &["red", "blue"])),
+                                sel(&random_selector(rng, "app", &APPS)),
                             ),
                             _ => random_block(rng),
                         })
@@ -790,12 +764,12 @@ fn random_rules(rng: &mut Rng, ns: &str) -> Vec<crate::model::Rule> {
                 ports(
                     (0..1 + rng.below(3))
                         .map(|_| match rng.below(6) {
-                            0 => port(Tcp, 80),
+                            0 => tcp(80),
                             1 => port_range(Tcp, 79, 81),
                             2 => named(Tcp, "http"),
                             3 => named(Udp, "dns"),
                             4 => any_port(Udp),
-                            _ => port(Sctp, 80),
+                            _ => port_range(Sctp, 80, 80),
                         })
                         .collect(),
                 )
@@ -822,29 +796,36 @@ fn random_model(rng: &mut Rng) -> Model {
         }
         let mut named_ports = Vec::new();
         if rng.chance(60) {
-            named_ports.push(("http", Tcp, *rng.pick(&[80u16, 8080])));
+            named_ports.push(("http", *rng.pick(&[80u16, 8080]), Tcp));
         }
         if rng.chance(40) {
-            named_ports.push(("dns", Udp, 53));
+            named_ports.push(("dns", 53, Udp));
         }
         let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
         let ns = *rng.pick(&NAMESPACES);
         let app = *rng.pick(&APPS);
-        b = b.endpoint(ns, &format!("e{i}"), &[("app", app)], &ips, &named_ports);
+        let id = format!("{ns}/e{i}");
+        b = b
+            .endpoint(&id, &[("app", app)], &ips)
+            .named_ports(&id, &named_ports);
     }
     for i in 0..rng.below(5) {
         let ns = *rng.pick(&NAMESPACES);
         let pod_selector = sel(&random_selector(rng, "app", &APPS));
         let ingress = rng.chance(60).then(|| random_rules(rng, ns));
         let egress = rng.chance(50).then(|| random_rules(rng, ns));
-        b = b.policy(ns, &format!("p{i}"), pod_selector, ingress, egress);
+        b = b.policy(policy(
+            &format!("{}/p{i}", ns),
+            pod_selector,
+            ingress,
+            egress,
+        ));
     }
     b.build()
 }
 
 #[test]
 fn plan_agrees_with_the_semantics_on_random_models() {
-    use crate::model::Direction;
     let protos = [1u8, 6, 17, 132];
     let dports = [0u16, 52, 53, 54, 79, 80, 81, 8079, 8080, 8081, 65535];
     let mut remotes: Vec<IpAddr> = Vec::new();
@@ -872,7 +853,7 @@ fn plan_agrees_with_the_semantics_on_random_models() {
                         for &proto in &protos {
                             for &dport in &dports {
                                 let want =
-                                    semantics_allow(&index, local, dir, remote, proto, dport);
+                                    index.verdict(local, dir, remote, proto, dport).is_allowed();
                                 let got = plan_allows(&plan, hook, lip, remote, proto, dport);
                                 assert_eq!(
                                     got,

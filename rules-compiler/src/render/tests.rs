@@ -6,9 +6,9 @@ use std::process::Command;
 
 use super::*;
 use crate::model::{Model, Peers, Ports, Protocol};
-use crate::plan::fixtures::*;
 use crate::plan::{self, Options};
 use crate::resolve::{EndpointId, Index};
+use crate::testkit::*;
 
 use Protocol::{Sctp, Tcp, Udp};
 
@@ -20,9 +20,9 @@ fn range(a: &str, b: &str) -> String {
     .to_string()
 }
 
-fn plan_for(model: &Model, locals: &[(&str, &str)], options: &Options) -> Plan {
+fn plan_for(model: &Model, locals: &[&str], options: &Options) -> Plan {
     let index = Index::new(model);
-    let ids: Vec<EndpointId> = locals.iter().map(|(n, e)| ep(model, n, e)).collect();
+    let ids: Vec<EndpointId> = locals.iter().map(|id| ep(&index, id)).collect();
     plan::build(&index, &ids, options)
 }
 
@@ -66,10 +66,10 @@ fn elements_spell_protocols_and_ports() {
 
 #[test]
 fn golden_payments_api() {
-    let model = payments();
+    let model = payments_example().build();
     let text = nft(&plan_for(
         &model,
-        &[("payments", "payments-api")],
+        &["payments/payments-api"],
         &Options::default(),
     ));
     let want = r#"table inet netpol {}
@@ -90,13 +90,13 @@ table inet netpol {
 	map ingress_v4 {
 		type ipv4_addr : verdict;
 		elements = {
-			198.18.0.2 : jump in_payments_payments-api
+			198.18.0.10 : jump in_payments_payments-api
 		}
 	}
 	map ingress_v6 {
 		type ipv6_addr : verdict;
 		elements = {
-			2001:db8::2 : jump in_payments_payments-api
+			2001:db8::10 : jump in_payments_payments-api
 		}
 	}
 	chain input {
@@ -128,26 +128,25 @@ table inet netpol {
 #[test]
 fn golden_egress_with_all_ports_peer_and_reject() {
     let model = ModelBuilder::new()
-        .endpoint("x", "a", &[("app", "a")], &["198.18.0.1"], &[])
-        .endpoint("x", "b", &[("app", "b")], &["198.18.0.2"], &[])
-        .policy(
-            "x",
-            "out",
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2"])
+        .policy(policy(
+            "x/out",
             sel(&[("app", "a")]),
             None,
             Some(vec![
-                rule(peers(vec![own("x", &[("app", "b")])]), Ports::All),
+                rule(peers(vec![pods_in("x", sel(&[("app", "b")]))]), Ports::All),
                 rule(
-                    peers(vec![block("198.18.0.0/24", &["198.18.0.0/30"])]),
-                    ports(vec![port_range(Tcp, 8000, 8100), port(Udp, 53)]),
+                    peers(vec![ip_block("198.18.0.0/24", &["198.18.0.0/30"])]),
+                    ports(vec![port_range(Tcp, 8000, 8100), udp(53)]),
                 ),
             ]),
-        )
+        ))
         .build();
     let options = Options {
         deny: DenyAction::Reject,
     };
-    let text = nft(&plan_for(&model, &[("x", "a")], &options));
+    let text = nft(&plan_for(&model, &["x/a"], &options));
     let want = r#"table inet netpol {}
 delete table inet netpol
 table inet netpol {
@@ -199,12 +198,12 @@ table inet netpol {
 
 #[test]
 fn rendering_is_deterministic() {
-    let model = payments();
+    let model = payments_example().build();
     let all = [
-        ("payments", "payments-api"),
-        ("web", "checkout"),
-        ("web", "frontend"),
-        ("kube-system", "kube-dns"),
+        "payments/payments-api",
+        "web/checkout",
+        "web/frontend",
+        "kube-system/kube-dns",
     ];
     let a = nft(&plan_for(&model, &all, &Options::default()));
     let b = nft(&plan_for(&model, &all, &Options::default()));
@@ -216,84 +215,71 @@ fn rendering_is_deterministic() {
 /// Plans of every shape the compiler emits, each with a name for messages.
 fn shapes() -> Vec<(&'static str, Plan)> {
     let mut out = Vec::new();
-    let model = payments();
+    let model = payments_example().build();
     out.push((
         "payments, every endpoint local",
         plan_for(
             &model,
             &[
-                ("payments", "payments-api"),
-                ("web", "checkout"),
-                ("web", "frontend"),
-                ("kube-system", "kube-dns"),
+                "payments/payments-api",
+                "web/checkout",
+                "web/frontend",
+                "kube-system/kube-dns",
             ],
             &Options::default(),
         ),
     ));
     out.push((
         "not isolated",
-        plan_for(&model, &[("kube-system", "kube-dns")], &Options::default()),
+        plan_for(&model, &["kube-system/kube-dns"], &Options::default()),
     ));
 
     let mixed = ModelBuilder::new()
         .namespace("x", &[("team", "red")])
-        .endpoint(
-            "x",
-            "a",
-            &[("app", "a")],
-            &["198.18.0.1", "2001:db8::1"],
-            &[("http", Tcp, 8080)],
-        )
-        .endpoint(
-            "x",
-            "b",
-            &[("app", "b")],
-            &["198.18.0.2", "2001:db8::2"],
-            &[("http", Tcp, 9090), ("metrics", Sctp, 9100)],
-        )
-        .endpoint(
-            "y",
-            "c",
-            &[("app", "c")],
-            &["198.18.3.7"],
-            &[("http", Tcp, 80)],
-        )
-        .policy(
-            "x",
-            "in",
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .named_ports("x/a", &[("http", 8080, Tcp)])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2", "2001:db8::2"])
+        .named_ports("x/b", &[("http", 9090, Tcp), ("metrics", 9100, Sctp)])
+        .endpoint("y/c", &[("app", "c")], &["198.18.3.7"])
+        .named_ports("y/c", &[("http", 80, Tcp)])
+        .policy(policy(
+            "x/in",
             sel(&[("app", "a")]),
             Some(vec![
                 rule(
                     peers(vec![
-                        block("198.18.0.0/16", &["198.18.128.0/17", "198.18.0.0/24"]),
-                        block("2001:db8::/32", &["2001:db8:8000::/33"]),
+                        ip_block("198.18.0.0/16", &["198.18.128.0/17", "198.18.0.0/24"]),
+                        ip_block("2001:db8::/32", &["2001:db8:8000::/33"]),
                     ]),
                     ports(vec![named(Tcp, "http"), port_range(Udp, 5000, 6000)]),
                 ),
-                rule(peers(vec![across(&[], &[("app", "b")])]), Ports::All),
+                rule(
+                    peers(vec![ns_and_pods(sel(&[]), sel(&[("app", "b")]))]),
+                    Ports::All,
+                ),
             ]),
             Some(vec![
                 rule(
-                    peers(vec![across(&[], &[])]),
+                    peers(vec![ns_and_pods(sel(&[]), sel(&[]))]),
                     ports(vec![named(Tcp, "http"), named(Sctp, "metrics")]),
                 ),
                 rule(
-                    peers(vec![block("0.0.0.0/0", &["198.18.0.0/15"])]),
-                    ports(vec![port(Tcp, 443), any_port(Udp)]),
+                    peers(vec![ip_block("0.0.0.0/0", &["198.18.0.0/15"])]),
+                    ports(vec![tcp(443), any_port(Udp)]),
                 ),
-                rule(Peers::All, ports(vec![port(Udp, 53)])),
+                rule(Peers::All, ports(vec![udp(53)])),
             ]),
-        )
+        ))
         .build();
     out.push((
         "v4+v6, named ports, endPort, except, all-ports peers",
-        plan_for(&mixed, &[("x", "a")], &Options::default()),
+        plan_for(&mixed, &["x/a"], &Options::default()),
     ));
     out.push((
         "same, reject",
         plan_for(
             &mixed,
-            &[("x", "a"), ("x", "b")],
+            &["x/a", "x/b"],
             &Options {
                 deny: DenyAction::Reject,
             },
@@ -301,78 +287,70 @@ fn shapes() -> Vec<(&'static str, Plan)> {
     ));
 
     let everything = ModelBuilder::new()
-        .endpoint("x", "a", &[], &["198.18.0.1", "2001:db8::1"], &[])
-        .policy(
-            "x",
-            "open",
+        .endpoint("x/a", &[], &["198.18.0.1", "2001:db8::1"])
+        .policy(policy(
+            "x/open",
             sel(&[]),
             Some(vec![rule(Peers::All, Ports::All)]),
-            Some(vec![rule(Peers::All, ports(vec![port(Tcp, 80)]))]),
-        )
+            Some(vec![rule(Peers::All, ports(vec![tcp(80)]))]),
+        ))
         .build();
     out.push((
         "whole address spaces",
-        plan_for(&everything, &[("x", "a")], &Options::default()),
+        plan_for(&everything, &["x/a"], &Options::default()),
     ));
 
     let deny = ModelBuilder::new()
-        .endpoint("x", "a", &[], &["198.18.0.1", "2001:db8::1"], &[])
-        .policy("x", "deny", sel(&[]), Some(vec![]), Some(vec![]))
+        .endpoint("x/a", &[], &["198.18.0.1", "2001:db8::1"])
+        .policy(policy("x/deny", sel(&[]), Some(vec![]), Some(vec![])))
         .build();
     out.push((
         "empty isolation",
-        plan_for(&deny, &[("x", "a")], &Options::default()),
+        plan_for(&deny, &["x/a"], &Options::default()),
     ));
 
-    let long_name = format!("web-{}.v1", "a".repeat(240));
+    let long_id = format!("x/web-{}.v1", "a".repeat(240));
     let odd = ModelBuilder::new()
-        .endpoint("0ns", "1.pod-0", &[], &["198.18.0.1"], &[])
-        .endpoint("x", &long_name, &[], &["198.18.0.2"], &[])
-        .policy("0ns", "deny", sel(&[]), Some(vec![]), None)
-        .policy("x", "deny", sel(&[]), Some(vec![]), None)
+        .endpoint("0ns/1.pod-0", &[], &["198.18.0.1"])
+        .endpoint(&long_id, &[], &["198.18.0.2"])
+        .policy(policy("0ns/deny", sel(&[]), Some(vec![]), None))
+        .policy(policy("x/deny", sel(&[]), Some(vec![]), None))
         .build();
     out.push((
         "odd and long names",
-        plan_for(
-            &odd,
-            &[("0ns", "1.pod-0"), ("x", &long_name)],
-            &Options::default(),
-        ),
+        plan_for(&odd, &["0ns/1.pod-0", &long_id], &Options::default()),
     ));
 
     // Many peers: every one of 3000 endpoints, odd ones on UDP as well.
     let mut big = ModelBuilder::new().endpoint(
-        "x",
-        "a",
+        "x/a",
         &[("app", "a")],
         &["198.19.255.1", "2001:db8:ffff::1"],
-        &[],
     );
     for i in 0..3000u32 {
         let v4 = format!("198.18.{}.{}", i / 250, i % 250 + 1);
         let v6 = format!("2001:db8:{:x}::{:x}", i / 100, i % 100 + 1);
         let app = if i % 2 == 0 { "even" } else { "odd" };
-        big = big.endpoint("p", &format!("e{i}"), &[("app", app)], &[&v4, &v6], &[]);
+        big = big.endpoint(&format!("p/e{i}"), &[("app", app)], &[&v4, &v6]);
     }
     let big = big
-        .policy(
-            "x",
-            "in",
+        .policy(policy(
+            "x/in",
             sel(&[("app", "a")]),
             Some(vec![
-                rule(peers(vec![across(&[], &[])]), ports(vec![port(Tcp, 80)])),
                 rule(
-                    peers(vec![across(&[], &[("app", "odd")])]),
-                    ports(vec![port(Udp, 53)]),
+                    peers(vec![ns_and_pods(sel(&[]), sel(&[]))]),
+                    ports(vec![tcp(80)]),
+                ),
+                rule(
+                    peers(vec![ns_and_pods(sel(&[]), sel(&[("app", "odd")]))]),
+                    ports(vec![udp(53)]),
                 ),
             ]),
             None,
-        )
+        ))
         .build();
-    out.push((
-        "3000 peers",
-        plan_for(&big, &[("x", "a")], &Options::default()),
-    ));
+    out.push(("3000 peers", plan_for(&big, &["x/a"], &Options::default())));
     out
 }
 

@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use crate::model::{
-    Direction, Endpoint, Labels, Model, NamespaceScope, Peer, Policy, PortMatch, PortRule,
-    Protocol,
+    Direction, Endpoint, Labels, Model, NamespaceScope, Peer, Policy, PortMatch, PortRule, Protocol,
 };
 
 /// Index of a policy in [`Model::policies`].

@@ -1,20 +1,6 @@
-//! Inventory objects: Kubernetes `Namespace` and `Pod` (v1) as kubectl prints them,
-//! decoded leniently (fields we do not read are ignored, but the fields we read must
-//! have the right shape), and the native `Endpoint` form, decoded strictly:
-//!
-//! ```yaml
-//! apiVersion: netpol/v1
-//! kind: Endpoint
-//! metadata: {namespace: payments, name: ledger-vm, labels: {app: ledger}}
-//! ips: [198.18.3.10, "2001:db8:3::10"]       # at least one, v4 and/or v6
-//! ports:                                      # named ports, optional
-//!   - {name: http, port: 8080}                # protocol defaults to TCP
-//!   - {name: dns, port: 53, protocol: UDP}
-//! ```
-//!
-//! It is for what is not a pod (a VM, a bare-metal service): the same fields a pod has
-//! for policies, nothing else. Other kinds of a kubectl dump (Service, Deployment, …)
-//! are counted and skipped.
+//! Inventory objects: Kubernetes `Namespace` and `Pod` (v1), decoded leniently, and the
+//! native `Endpoint` form (`netpol/v1`, described in the parent module), decoded
+//! strictly. Other kinds are reported as ignored.
 //!
 //! Pods that cannot be enforced by address are not endpoints; they are listed as skipped
 //! with the reason, as Kubernetes implementations do: `hostNetwork` pods (their address
@@ -76,18 +62,8 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
         ("Namespace", "v1") => namespace(ctx, m).map(Decoded::Namespace),
         ("Pod", "v1") => pod(ctx, m),
         ("Endpoint", NATIVE_API_VERSION) => native(ctx, m),
-        ("Namespace" | "Pod", _) => {
-            ctx.object = Some(object::label(obj.kind, m, scope_of(obj.kind)));
-            wrong_version(ctx, "v1");
-            None
-        }
-        ("Endpoint", _) => {
-            ctx.object = Some(object::label(obj.kind, m, Scope::Namespaced));
-            wrong_version(ctx, NATIVE_API_VERSION);
-            None
-        }
         (kind, NATIVE_API_VERSION) => {
-            ctx.object = Some(object::label(kind, m, Scope::Namespaced));
+            ctx.object = Some(object::label(kind, m, scope_of(kind)));
             ctx.error(
                 m.get("kind").unwrap_or(m.node),
                 "kind",
@@ -96,6 +72,16 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
                      (namespaces use the Kubernetes form: apiVersion v1, kind Namespace)"
                 ),
             );
+            None
+        }
+        ("Namespace" | "Pod", _) => {
+            ctx.object = Some(object::label(obj.kind, m, scope_of(obj.kind)));
+            wrong_version(ctx, "v1");
+            None
+        }
+        ("Endpoint", _) => {
+            ctx.object = Some(object::label(obj.kind, m, Scope::Namespaced));
+            wrong_version(ctx, NATIVE_API_VERSION);
             None
         }
         (kind, _) => Some(Decoded::Ignored(kind.to_string())),
@@ -176,6 +162,8 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
 
     let mut ips = Vec::new();
     let mut phase = None;
+    // Addresses written but all invalid are errors, not "no IP yet".
+    let mut ips_written = false;
     if let Some(status) = &status {
         let path = status.field("podIPs");
         for (i, item) in decode::opt_seq(ctx, status.get("podIPs"), &path)
@@ -187,11 +175,13 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
                 continue;
             };
             if let Some(n) = item.required(ctx, "ip", "") {
+                ips_written = true;
                 push_ip(ctx, n, &item.field("ip"), &mut ips);
             }
         }
         if ips.is_empty() {
             if let Some(n) = status.get("podIP") {
+                ips_written = true;
                 push_ip(ctx, n, "status.podIP", &mut ips);
             }
         }
@@ -217,6 +207,8 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
             "status.phase",
             format!("finished (phase {p}): its IP may be reused"),
         ))
+    } else if ips.is_empty() && ips_written {
+        return None;
     } else if ips.is_empty() {
         let phase = phase.map_or(String::new(), |(p, _)| format!(" (phase {p})"));
         Some((
@@ -423,5 +415,532 @@ fn push_ip(ctx: &mut Ctx<'_>, node: &Node, field: &str, out: &mut Vec<LocatedIp>
                 "invalid IP address {s:?}: expected an IPv4 or IPv6 address, without prefix length"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{check, errors, ok, one_error, show};
+    use crate::model::*;
+
+    const DUMP: &str = r#"apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata:
+    creationTimestamp: "2024-05-01T10:00:00Z"
+    labels:
+      kubernetes.io/metadata.name: payments
+      team: money
+    name: payments
+    resourceVersion: "42"
+    uid: 6f1c
+  spec:
+    finalizers:
+    - kubernetes
+  status:
+    phase: Active
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/restartedAt: "2024-05-01T10:00:00Z"
+    generateName: payments-api-7d9f-
+    labels:
+      app: payments-api
+      pod-template-hash: 7d9f
+    name: payments-api-7d9f-abcde
+    namespace: payments
+    ownerReferences:
+    - apiVersion: apps/v1
+      kind: ReplicaSet
+      name: payments-api-7d9f
+  spec:
+    containers:
+    - image: registry.example/payments:1.2
+      name: api
+      ports:
+      - containerPort: 8080
+        name: http
+        protocol: TCP
+      - containerPort: 9090
+        protocol: TCP
+      resources: {}
+    - name: sidecar
+      ports:
+      - {containerPort: 5353, name: dns, protocol: UDP}
+    dnsPolicy: ClusterFirst
+    nodeName: node-1
+  status:
+    conditions:
+    - type: Ready
+      status: "True"
+    hostIP: 198.18.100.1
+    phase: Running
+    podIP: 198.18.1.10
+    podIPs:
+    - ip: 198.18.1.10
+    - ip: 2001:db8:1::10
+- apiVersion: v1
+  kind: Service
+  metadata: {name: payments, namespace: payments}
+  spec: {ports: [{port: 80}]}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: payments-api, namespace: payments}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: other, namespace: payments}
+kind: List
+metadata:
+  resourceVersion: ""
+"#;
+
+    #[test]
+    fn kubectl_dump_with_extra_fields_and_other_kinds() {
+        let loaded = ok(&[], &[("dump.yaml", DUMP)]);
+        let inv = &loaded.model.inventory;
+        assert!(loaded.warnings.is_empty(), "{}", show(&loaded.warnings));
+
+        let ns = &inv.namespaces["payments"];
+        assert!(!ns.implicit);
+        assert_eq!(ns.source.line, 3);
+        assert_eq!(
+            ns.labels,
+            [
+                (
+                    "kubernetes.io/metadata.name".to_string(),
+                    "payments".to_string()
+                ),
+                ("team".to_string(), "money".to_string())
+            ]
+            .into()
+        );
+
+        assert_eq!(inv.endpoints.len(), 1);
+        let e = &inv.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("payments", "payments-api-7d9f-abcde"));
+        assert_eq!(e.kind, EndpointKind::Pod);
+        assert_eq!(e.labels["app"], "payments-api");
+        assert_eq!(
+            e.ips,
+            vec![
+                "198.18.1.10".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8:1::10".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            e.ports,
+            vec![
+                NamedPort {
+                    name: "dns".into(),
+                    port: 5353,
+                    protocol: Protocol::Udp
+                },
+                NamedPort {
+                    name: "http".into(),
+                    port: 8080,
+                    protocol: Protocol::Tcp
+                },
+            ]
+        );
+        assert_eq!(e.named_port("http", Protocol::Tcp), Some(8080));
+        assert_eq!(
+            inv.ignored_kinds,
+            [("Deployment".to_string(), 1), ("Service".to_string(), 2)].into()
+        );
+    }
+
+    #[test]
+    fn namespace_always_carries_its_name_label() {
+        let loaded = ok(
+            &[],
+            &[(
+                "ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  labels:\n    \
+                 kubernetes.io/metadata.name: other\n",
+            )],
+        );
+        let ns = &loaded.model.inventory.namespaces["web"];
+        assert_eq!(ns.labels[NAMESPACE_NAME_LABEL], "web");
+        assert_eq!(ns.labels.len(), 1);
+        assert_eq!(loaded.warnings.len(), 1);
+        check(
+            &loaded.warnings[0],
+            "ns.yaml",
+            (4, 9),
+            "Namespace web",
+            "metadata.labels",
+            "replaced by web",
+        );
+
+        let loaded = ok(
+            &[],
+            &[(
+                "ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: bare}\n",
+            )],
+        );
+        let ns = &loaded.model.inventory.namespaces["bare"];
+        assert_eq!(
+            ns.labels,
+            [(NAMESPACE_NAME_LABEL.to_string(), "bare".to_string())].into()
+        );
+    }
+
+    fn pod(name: &str, spec: &str, status: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web}}\nspec: {spec}\nstatus: {status}\n"
+        )
+    }
+
+    #[test]
+    fn pods_that_cannot_be_enforced_are_skipped_with_the_reason() {
+        let text = [
+            pod(
+                "host",
+                "{hostNetwork: true}",
+                "{phase: Running, podIP: 198.18.0.1}",
+            ),
+            pod("done", "{}", "{phase: Succeeded, podIP: 198.18.0.2}"),
+            pod(
+                "failed",
+                "{}",
+                "{phase: Failed, podIPs: [{ip: 198.18.0.3}]}",
+            ),
+            pod("pending", "{}", "{phase: Pending, podIPs: []}"),
+            pod(
+                "live",
+                "{hostNetwork: false}",
+                "{phase: Running, podIP: 198.18.0.1}",
+            ),
+        ]
+        .concat();
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n";
+        let loaded = ok(&[], &[("ns.yaml", ns), ("pods.yaml", &text)]);
+        let inv = &loaded.model.inventory;
+        let ids: Vec<String> = inv.endpoints.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            vec!["web/live"],
+            "a skipped pod's IP does not conflict"
+        );
+        let skipped: Vec<(&str, &str)> = inv
+            .skipped
+            .iter()
+            .map(|s| (s.object.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (
+                    "Pod web/host",
+                    "hostNetwork pod: its address is the node's: policies neither isolate it \
+                     nor match it as a peer"
+                ),
+                (
+                    "Pod web/done",
+                    "finished (phase Succeeded): its IP may be reused"
+                ),
+                (
+                    "Pod web/failed",
+                    "finished (phase Failed): its IP may be reused"
+                ),
+                ("Pod web/pending", "no IP yet (phase Pending)"),
+            ]
+        );
+        assert_eq!(inv.skipped[0].source.line, 2);
+        assert_eq!(loaded.warnings.len(), 4, "{}", show(&loaded.warnings));
+        check(
+            &loaded.warnings[0],
+            "pods.yaml",
+            (5, 21),
+            "Pod web/host",
+            "spec.hostNetwork",
+            "not enforced: hostNetwork pod",
+        );
+        check(
+            &loaded.warnings[1],
+            "pods.yaml",
+            (12, 17),
+            "Pod web/done",
+            "status.phase",
+            "not enforced: finished",
+        );
+        check(
+            &loaded.warnings[3],
+            "pods.yaml",
+            (24, 9),
+            "Pod web/pending",
+            "status.podIPs",
+            "not enforced: no IP yet",
+        );
+    }
+
+    #[test]
+    fn pod_ip_fallback_and_default_namespace() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 198.18.0.9}\n";
+        let loaded = ok(&[], &[("p.yaml", text)]);
+        let e = &loaded.model.inventory.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("default", "a"));
+        assert_eq!(
+            e.ips,
+            vec!["198.18.0.9".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let w = loaded
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("using \"default\""))
+            .expect("default namespace warning");
+        check(
+            w,
+            "p.yaml",
+            (3, 11),
+            "Pod default/a",
+            "metadata.namespace",
+            "as kubectl apply does",
+        );
+    }
+
+    #[test]
+    fn fields_read_from_kubernetes_objects_must_have_the_right_shape() {
+        let text = "apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: web
+  labels: [app]
+spec:
+  hostNetwork: \"yes\"
+  containers:
+    - ports:
+        - {name: http, containerPort: \"8080\"}
+        - {name: HTTP, containerPort: 80, protocol: tcp}
+status:
+  podIPs:
+    - ip: 198.18.0.300
+";
+        let errs = errors(&[], &[("p.yaml", text)]);
+        assert_eq!(errs.len(), 6, "{}", show(&errs));
+        const POD: &str = "Pod web/a";
+        check(
+            &errs[0],
+            "p.yaml",
+            (6, 11),
+            POD,
+            "metadata.labels",
+            "expected a mapping, found a list",
+        );
+        check(
+            &errs[1],
+            "p.yaml",
+            (8, 16),
+            POD,
+            "spec.hostNetwork",
+            "expected a boolean",
+        );
+        check(
+            &errs[2],
+            "p.yaml",
+            (11, 39),
+            POD,
+            "spec.containers[0].ports[0].containerPort",
+            "expected an integer",
+        );
+        check(
+            &errs[3],
+            "p.yaml",
+            (12, 18),
+            POD,
+            "spec.containers[0].ports[1].name",
+            "invalid port name \"HTTP\"",
+        );
+        check(
+            &errs[4],
+            "p.yaml",
+            (12, 53),
+            POD,
+            "spec.containers[0].ports[1].protocol",
+            "unknown protocol \"tcp\"",
+        );
+        check(
+            &errs[5],
+            "p.yaml",
+            (15, 11),
+            POD,
+            "status.podIPs[0].ip",
+            "invalid IP address \"198.18.0.300\"",
+        );
+    }
+
+    #[test]
+    fn duplicate_named_ports_within_one_endpoint() {
+        let text = "apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: web}
+spec:
+  containers:
+    - ports: [{name: http, containerPort: 80}]
+    - ports: [{name: http, containerPort: 8080, protocol: UDP}]
+status: {podIP: 198.18.0.1}
+";
+        let d = one_error(&[], &[("p.yaml", text)]);
+        check(
+            &d,
+            "p.yaml",
+            (7, 22),
+            "Pod web/a",
+            "spec.containers[1].ports[0].name",
+            "port name \"http\" is used twice",
+        );
+        assert!(d.message.contains("first at line 6"), "{d}");
+    }
+
+    const NATIVE: &str = "apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: payments, name: ledger-vm, labels: {app: ledger}}
+ips: [198.18.3.10, \"2001:db8:3::10\", 198.18.3.10]
+ports:
+  - {name: http, port: 8080}
+  - {name: dns, port: 53, protocol: UDP}
+";
+
+    #[test]
+    fn native_endpoint() {
+        let loaded = ok(&[], &[("vm.yaml", NATIVE)]);
+        let e = &loaded.model.inventory.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("payments", "ledger-vm"));
+        assert_eq!(e.kind, EndpointKind::Native);
+        assert_eq!(e.labels["app"], "ledger");
+        assert_eq!(
+            e.ips,
+            vec![
+                "198.18.3.10".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8:3::10".parse().unwrap()
+            ]
+        );
+        assert_eq!(e.named_port("dns", Protocol::Udp), Some(53));
+        assert_eq!(e.named_port("dns", Protocol::Tcp), None);
+        assert_eq!(e.named_port("http", Protocol::Tcp), Some(8080));
+    }
+
+    #[test]
+    fn native_endpoint_is_strict() {
+        let text = "apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: payments, name: vm, uid: x}
+ips: []
+ports:
+  - {name: http, port: 0, proto: TCP}
+  - {port: 80}
+zone: a
+";
+        let errs = errors(&[], &[("vm.yaml", text)]);
+        assert_eq!(errs.len(), 6, "{}", show(&errs));
+        const VM: &str = "Endpoint payments/vm";
+        check(
+            &errs[0],
+            "vm.yaml",
+            (3, 43),
+            VM,
+            "metadata.uid",
+            "unknown field \"uid\"; allowed here: name, namespace, labels",
+        );
+        check(
+            &errs[1],
+            "vm.yaml",
+            (4, 6),
+            VM,
+            "ips",
+            "at least one IP address is required",
+        );
+        check(
+            &errs[2],
+            "vm.yaml",
+            (6, 24),
+            VM,
+            "ports[0].port",
+            "out of range",
+        );
+        check(
+            &errs[3],
+            "vm.yaml",
+            (6, 27),
+            VM,
+            "ports[0].proto",
+            "unknown field \"proto\"",
+        );
+        check(
+            &errs[4],
+            "vm.yaml",
+            (7, 5),
+            VM,
+            "ports[1].name",
+            "required field \"name\" is missing",
+        );
+        check(
+            &errs[5],
+            "vm.yaml",
+            (8, 1),
+            VM,
+            "zone",
+            "unknown field \"zone\"",
+        );
+    }
+
+    #[test]
+    fn invalid_ips_of_a_native_endpoint() {
+        let text = NATIVE.replace("198.18.3.10, ", "198.18.3.0/24, ");
+        let d = one_error(&[], &[("vm.yaml", &text)]);
+        check(
+            &d,
+            "vm.yaml",
+            (4, 7),
+            "Endpoint payments/ledger-vm",
+            "ips[0]",
+            "invalid IP address \"198.18.3.0/24\"",
+        );
+    }
+
+    #[test]
+    fn wrong_api_versions_and_kinds() {
+        let text = "apiVersion: v2
+kind: Pod
+metadata: {name: a, namespace: web}
+---
+apiVersion: netpol/v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: v1
+kind: Endpoint
+metadata: {name: b, namespace: web}
+";
+        let errs = errors(&[], &[("x.yaml", text)]);
+        assert_eq!(errs.len(), 3, "{}", show(&errs));
+        check(
+            &errs[0],
+            "x.yaml",
+            (1, 13),
+            "Pod web/a",
+            "apiVersion",
+            "expected v1",
+        );
+        check(
+            &errs[1],
+            "x.yaml",
+            (6, 7),
+            "Namespace web",
+            "kind",
+            "its only kind is Endpoint",
+        );
+        check(
+            &errs[2],
+            "x.yaml",
+            (9, 13),
+            "Endpoint web/b",
+            "apiVersion",
+            "expected netpol/v1",
+        );
     }
 }

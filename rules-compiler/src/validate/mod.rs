@@ -5,23 +5,65 @@
 //!
 //! The YAML trees from [`crate::load::parse`] are decoded by hand, not through serde, so
 //! that every problem names its place and one bad field does not hide the next: all
-//! errors of all documents of all files come out of one run.
+//! errors of all documents of all files come out of one run, sorted by file (in the
+//! order given) and position. A diagnostic displays as
+//! `file:line:column: error: Kind namespace/name: field.path: message`.
 //!
-//! - Policy inputs hold `NetworkPolicy` objects (`networking.k8s.io/v1`) or `kind: List`s
-//!   of them, decoded strictly ([`policy`]).
-//! - Inventory inputs hold `Namespace` and `Pod` objects (v1) as kubectl prints them,
-//!   the native `Endpoint` form, and `List`s of these; other kinds are counted in
-//!   [`crate::model::Inventory::ignored_kinds`] ([`inventory`]).
-//! - Then the checks across objects: no Namespace, endpoint (Pod or Endpoint) or policy
-//!   declared twice, no address claimed by two live endpoints. A namespace that an
-//!   endpoint or a policy lives in but that no Namespace object declares is assumed, with
-//!   only its `kubernetes.io/metadata.name` label, and a warning.
+//! # Policy inputs
 //!
-//! Decisions where Kubernetes leaves room: a CIDR with host bits set is masked with a
-//! warning (see [`cidr`]); an object without `metadata.namespace` is in `default` with a
-//! warning, as `kubectl apply` without `-n` would put it; a label value or name given as
-//! a number or boolean (`version: 1.0`) is an error asking to quote it, as the API
-//! server refuses it too.
+//! `NetworkPolicy` objects (`networking.k8s.io/v1`) or `kind: List` (v1) of them, decoded
+//! strictly, as the API server does with strict field validation: an unknown field at
+//! any level is an error naming the allowed ones. The metadata fields kubectl prints are
+//! accepted, and all but `name`, `namespace` and `labels` ignored; a top-level `status`
+//! is ignored. Without `policyTypes`, a policy has `Ingress`, plus `Egress` when
+//! `egress` holds at least one rule: that is Kubernetes' defaulting code, so
+//! `egress: []` alone does not isolate egress (a warning says so). Rules of a direction
+//! that `policyTypes` leaves out are dropped with a warning, as Kubernetes ignores them.
+//!
+//! # Inventory inputs
+//!
+//! `Namespace` and `Pod` (v1) as kubectl prints them, decoded leniently (fields that are
+//! not read are ignored; those read must have the right shape), `kind: List` of them,
+//! and a native form for endpoints that are not pods (a VM, a bare-metal service),
+//! decoded strictly:
+//!
+//! ```yaml
+//! apiVersion: netpol/v1
+//! kind: Endpoint
+//! metadata: {namespace: payments, name: ledger-vm, labels: {app: ledger}}
+//! ips: [198.18.3.10, "2001:db8:3::10"]   # at least one; v4 and/or v6
+//! ports:                                  # named ports, optional
+//!   - {name: http, port: 8080}            # protocol defaults to TCP
+//!   - {name: dns, port: 53, protocol: UDP}
+//! ```
+//!
+//! Other kinds (Service, Deployment, …) are counted in
+//! [`crate::model::Inventory::ignored_kinds`]. Pods that cannot be enforced by address
+//! are listed in [`crate::model::Inventory::skipped`] with a warning: `hostNetwork` pods,
+//! finished pods (phase Succeeded or Failed) and pods without an IP yet. Every namespace
+//! gets the label `kubernetes.io/metadata.name: <name>`.
+//!
+//! # Checks across objects
+//!
+//! No Namespace, endpoint (Pod or Endpoint) or policy declared twice, no address claimed
+//! by two live endpoints. A namespace that an endpoint or a policy lives in but that no
+//! Namespace object declares is assumed, with only its `kubernetes.io/metadata.name`
+//! label, and a warning.
+//!
+//! # Decisions where Kubernetes leaves room
+//!
+//! - A CIDR (or `except`) with host bits set, such as `198.18.0.1/24`, is accepted and
+//!   masked to its network, `198.18.0.0/24`, with a warning: the API server accepts it
+//!   and implementations match the whole block, so rejecting it would fail policies a
+//!   cluster runs. An address without a prefix length is an error: guessing `/32` could
+//!   hide a typo.
+//! - An object without `metadata.namespace` is in `default`, with a warning, as
+//!   `kubectl apply` without `-n` would put it.
+//! - A label value or name written as a number or boolean (`version: 1.0`) is an error
+//!   asking to quote it, as the API server refuses it too; a port number written as a
+//!   string (`port: "80"`) is an error asking to drop the quotes.
+//! - Duplicate mapping keys are an error (the YAML spec forbids them; Kubernetes' strict
+//!   decoding too).
 
 mod cidr;
 mod decode;
@@ -283,12 +325,13 @@ fn claim_ips(
         match owners.get(&located.ip) {
             Some((owner, _)) if owner == object => {}
             Some((owner, first)) => diags.push(
-                error_at(&located.source, object.to_string(), &located.field)
-                    .message_text(format!(
+                error_at(&located.source, object.to_string(), &located.field).message_text(
+                    format!(
                     "IP {} is claimed by two live endpoints: {owner} (at {first}) and {object}; \
                          an address belongs to one endpoint",
                     located.ip
-                )),
+                ),
+                ),
             ),
             None => {
                 owners.insert(located.ip, (object.to_string(), located.source.clone()));
@@ -404,5 +447,228 @@ pub(crate) mod testutil {
             d.message.contains(message),
             "message of {d} lacks {message:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{check, errors, ok, run, show};
+    use crate::model::*;
+
+    fn ns(name: &str) -> String {
+        format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    }
+
+    fn vm(ns: &str, name: &str, ip: &str) -> String {
+        format!(
+            "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata: {{namespace: {ns}, name: {name}}}\nips: [{ip}]\n"
+        )
+    }
+
+    fn pod(ns: &str, name: &str, ip: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{namespace: {ns}, name: {name}}}\nstatus: {{podIP: {ip}}}\n"
+        )
+    }
+
+    #[test]
+    fn duplicate_namespace_names_both_places() {
+        let errs = errors(&[], &[("a.yaml", &ns("web")), ("b.yaml", &ns("web"))]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "b.yaml",
+            (2, 1),
+            "Namespace web",
+            "metadata.name",
+            "duplicate Namespace \"web\": also declared at a.yaml:2:1",
+        );
+    }
+
+    #[test]
+    fn duplicate_endpoint_across_pod_and_native_form() {
+        let text = [pod("web", "a", "198.18.0.1"), vm("web", "a", "198.18.0.2")].concat();
+        let errs = errors(&[], &[("inv.yaml", &text), ("ns.yaml", &ns("web"))]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "inv.yaml",
+            (7, 1),
+            "Endpoint web/a",
+            "metadata.name",
+            "duplicate endpoint web/a: Pod web/a is also declared at inv.yaml:2:1",
+        );
+    }
+
+    #[test]
+    fn one_ip_claimed_by_two_live_endpoints() {
+        let text = [
+            pod("web", "a", "198.18.0.1"),
+            vm("web", "b", "\"2001:db8::1\", 198.18.0.1"),
+        ]
+        .concat();
+        let errs = errors(&[], &[("inv.yaml", &text)]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "inv.yaml",
+            (10, 22),
+            "Endpoint web/b",
+            "ips[1]",
+            "IP 198.18.0.1 is claimed by two live endpoints: Pod web/a (at inv.yaml:5:17) and \
+             Endpoint web/b",
+        );
+    }
+
+    #[test]
+    fn implicit_namespaces_for_endpoints_and_policies() {
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: payments}\nspec: {podSelector: {}}\n";
+        let inv = [
+            ns("web"),
+            vm("web", "x", "198.18.0.1"),
+            vm("analytics", "w", "198.18.0.2"),
+        ]
+        .concat();
+        let loaded = ok(&[("p.yaml", policy)], &[("inv.yaml", &inv)]);
+        let nss = &loaded.model.inventory.namespaces;
+        assert_eq!(
+            nss.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["analytics", "payments", "web"]
+        );
+        assert!(!nss["web"].implicit);
+        for name in ["analytics", "payments"] {
+            assert!(nss[name].implicit, "{name}");
+            assert_eq!(
+                nss[name].labels,
+                [(NAMESPACE_NAME_LABEL.to_string(), name.to_string())].into()
+            );
+        }
+        assert_eq!(nss["analytics"].source.line, 11);
+        assert_eq!(loaded.warnings.len(), 2, "{}", show(&loaded.warnings));
+        check(
+            &loaded.warnings[0],
+            "p.yaml",
+            (1, 1),
+            "NetworkPolicy payments/p",
+            "metadata.namespace",
+            "namespace \"payments\" is not declared by a Namespace object",
+        );
+        check(
+            &loaded.warnings[1],
+            "inv.yaml",
+            (11, 1),
+            "Endpoint analytics/w",
+            "metadata.namespace",
+            "only the label kubernetes.io/metadata.name=analytics",
+        );
+    }
+
+    #[test]
+    fn endpoints_and_policies_are_sorted_by_id() {
+        let inv = [
+            vm("web", "b", "198.18.0.3"),
+            pod("analytics", "z", "198.18.0.1"),
+            vm("web", "a", "198.18.0.2"),
+        ]
+        .concat();
+        let p = |ns: &str, name: &str| {
+            format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{podSelector: {{}}}}\n")
+        };
+        let pols = [p("web", "b"), p("analytics", "c"), p("web", "a")].concat();
+        let loaded = ok(&[("p.yaml", &pols)], &[("inv.yaml", &inv)]);
+        let eps: Vec<String> = loaded
+            .model
+            .inventory
+            .endpoints
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(eps, vec!["analytics/z", "web/a", "web/b"]);
+        let ix = loaded
+            .model
+            .inventory
+            .endpoint_index(&ObjectName::new("web", "b"));
+        assert_eq!(ix, Some(2));
+        let ps: Vec<String> = loaded
+            .model
+            .policies
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect();
+        assert_eq!(ps, vec!["analytics/c", "web/a", "web/b"]);
+    }
+
+    #[test]
+    fn rejection_carries_errors_and_warnings_in_file_order_and_displays_them() {
+        let inv = [
+            pod("web", "a", "198.18.0.1"),
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: nope}\n"
+                .to_string(),
+        ]
+        .concat();
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-dns, namespace: web}\nspec:\n  podSelector: {}\n  egress: [{ports: [{port: 53, protocol: udp}]}]\n";
+        let err = run(&[("pol/a.yaml", policy)], &[("inv.yaml", &inv)]).unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "pol/a.yaml:6:42: error: NetworkPolicy web/allow-dns: \
+                 spec.egress[0].ports[0].protocol: unknown protocol \"udp\"; expected TCP, UDP \
+                 or SCTP (upper case)",
+                "inv.yaml:2:1: warning: Pod web/a: metadata.namespace: namespace \"web\" is not \
+                 declared by a Namespace object: assuming it exists, with only the label \
+                 kubernetes.io/metadata.name=web",
+                "inv.yaml:9:11: warning: Pod default/b: metadata.namespace: no namespace given: \
+                 using \"default\", as kubectl apply does without -n",
+                "inv.yaml:10:17: error: Pod default/b: status.podIP: invalid IP address \"nope\": \
+                 expected an IPv4 or IPv6 address, without prefix length",
+            ]
+        );
+        assert!(err
+            .to_string()
+            .ends_with("2 errors in the input; nothing was compiled"));
+    }
+
+    #[test]
+    fn no_input_is_an_empty_model() {
+        let loaded = ok(&[], &[("empty.yaml", "# nothing here\n---\n")]);
+        assert_eq!(loaded.model, Model::default());
+        assert!(loaded.warnings.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::testutil::{ok, show};
+
+    #[test]
+    fn multi_document_files_with_comment_only_and_empty_documents() {
+        let text = "# leading comment
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a, namespace: web}
+spec: {podSelector: {}}
+---
+# disabled for now:
+# apiVersion: networking.k8s.io/v1
+---
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: web}
+spec: {podSelector: {}}
+...
+";
+        let inv = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n";
+        let loaded = ok(&[("p.yaml", text)], &[("ns.yaml", inv)]);
+        assert!(loaded.warnings.is_empty(), "{}", show(&loaded.warnings));
+        let found: Vec<(String, usize)> = loaded
+            .model
+            .policies
+            .iter()
+            .map(|p| (p.id.to_string(), p.source.line))
+            .collect();
+        assert_eq!(found, vec![("web/a".into(), 3), ("web/b".into(), 12)]);
     }
 }

@@ -1285,7 +1285,12 @@ spec:
             Some(std::path::Path::new("bad.yaml"))
         );
         assert!(errs[0].message.starts_with("malformed YAML"), "{}", errs[0]);
-        assert!(errs[0].line >= 3, "{}", errs[0]);
+        assert_eq!((errs[0].line, errs[0].column), (4, 1), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("did not find expected ','"),
+            "{}",
+            errs[0]
+        );
         check(
             &errs[1],
             "p.yaml",

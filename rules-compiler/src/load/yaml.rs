@@ -112,24 +112,36 @@ struct Chunk<'t> {
 
 /// Cuts the stream before each `---` line, except where everything so far in the
 /// current chunk is blank, comments or directives (those belong to the next document).
+/// After a `...` (document end), what follows it up to the `---` (directives, comments)
+/// goes with the next document too.
 fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut start_line = 0;
     let mut has_content = false;
+    // Where the current chunk's last document was ended by `...`, if nothing came since.
+    let mut ended_at: Option<(usize, usize)> = None;
     let mut pos = 0;
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
         let is_start_marker = is_marker(line, "---");
         if is_start_marker && has_content {
+            let (cut, cut_line) = ended_at.unwrap_or((pos, line_no));
             chunks.push(Chunk {
-                text: &text[start..pos],
+                text: &text[start..cut],
                 line_offset: start_line,
             });
-            start = pos;
-            start_line = line_no;
+            start = cut;
+            start_line = cut_line;
             has_content = false;
+            ended_at = None;
         }
-        has_content |= line_has_content(line, is_start_marker);
+        let content = line_has_content(line, is_start_marker);
+        has_content |= content;
+        if is_marker(line, "...") {
+            ended_at = Some((pos + line.len(), line_no + 1));
+        } else if content || is_start_marker {
+            ended_at = None;
+        }
         pos += line.len();
     }
     if start < text.len() {
@@ -309,6 +321,27 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].root.line, 4);
+    }
+
+    #[test]
+    fn directives_after_a_document_end_go_with_the_next_document() {
+        let inp = input("a: 1\n...\n%YAML 1.2\n# next\n---\nb: 2\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
+        assert_eq!(lines, vec![1, 6]);
+    }
+
+    #[test]
+    fn block_scalars_keep_their_comment_like_lines() {
+        let inp = input("a: |\n  x\n  # not a comment\n---\nb: 2\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            get(&docs[0].root, "a").value,
+            Value::Str("x\n# not a comment\n".into())
+        );
+        assert_eq!(docs[1].root.line, 5);
     }
 
     #[test]

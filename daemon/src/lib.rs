@@ -1,3 +1,14 @@
-//! netpol-daemon: the operator's commands and (later) the daemon. Glue around
-//! `rules-compiler`: decides *when* and *how* to apply a plan, never *what* is allowed.
+//! # netpol-daemon
+//!
+//! The operator's commands (`netpolctl`) and, later, the daemon (`netpold`). Glue
+//! around [`rules_compiler`]: this crate decides *when* and *how* a plan is applied and
+//! shown, never *what* is allowed.
+//!
+//! - [`inputs`]: read policy and inventory paths into a validated model, turning
+//!   diagnostics into messages for the terminal.
+//! - [`ctl`]: the offline `netpolctl` subcommands (`compile`, `matrix`, `explain`).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ctl;
+pub mod inputs;

@@ -10,7 +10,6 @@
 //! Without root (`unshare` fails) or without `nft`, the test prints why and passes
 //! without running: it cannot fail for the wrong reason.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -67,8 +66,22 @@ pub(crate) fn run(path: &str, body: impl FnOnce()) {
             out.status
         );
     }
-    // Keep what the body printed (timings, listings) visible with --nocapture.
-    let _ = std::io::stdout().write_all(out.stdout.as_slice());
+    // Keep what the body printed (timings) visible with --nocapture, without the
+    // child's libtest lines, which would read as results of a test run of their own.
+    let prefix = format!("test {name} ... ");
+    let body: String = stdout
+        .lines()
+        .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l))
+        .filter(|l| {
+            !(l.is_empty()
+                || *l == "ok"
+                || l.starts_with("running ")
+                || l.starts_with("test result:"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // `print!`, not a write to stdout: libtest captures it like the test's own output.
+    print!("{body}");
 }
 
 /// Why kernel tests cannot run here, if they cannot.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
 use netpol_daemon::inputs::Paths;
+use netpol_daemon::netlink::Netlink;
 use rules_compiler::analysis::{FamilyFilter, Probe};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::DenyAction;
@@ -16,7 +17,7 @@ use rules_compiler::plan::DenyAction;
 #[command(
     name = "netpolctl",
     version,
-    about = "Compile, explain and inspect netpol rulesets"
+    about = "Compile, explain, apply and inspect netpol rulesets"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -115,6 +116,36 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
     },
+    /// Compile and load the ruleset into this host's kernel, replacing the netpol
+    /// table in one transaction (needs root).
+    Apply {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// A local endpoint, NAMESPACE/NAME; repeatable. Without it: the inventory
+        /// endpoints whose addresses are assigned to this host's interfaces.
+        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+        locals: Vec<ObjectName>,
+        /// What to do with denied packets.
+        #[arg(long, value_enum, default_value = "drop")]
+        deny: Deny,
+    },
+    /// Remove the netpol table from the kernel, and nothing else (needs root).
+    Flush,
+    /// Show what the kernel holds: chains, rule and element counts, deny counters.
+    Show {
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+}
+
+impl From<Deny> for DenyAction {
+    fn from(d: Deny) -> Self {
+        match d {
+            Deny::Drop => DenyAction::Drop,
+            Deny::Reject => DenyAction::Reject,
+        }
+    }
 }
 
 fn parse_name(s: &str) -> Result<ObjectName, String> {
@@ -129,13 +160,7 @@ fn main() -> ExitCode {
             locals,
             deny,
             output,
-        } => {
-            let deny = match deny {
-                Deny::Drop => DenyAction::Drop,
-                Deny::Reject => DenyAction::Reject,
-            };
-            ctl::compile(&inputs.paths(), &locals, deny, output)
-        }
+        } => ctl::compile(&inputs.paths(), &locals, deny.into(), output),
         Command::Matrix {
             inputs,
             probes,
@@ -150,6 +175,19 @@ fn main() -> ExitCode {
             family,
             output,
         } => ctl::explain(&inputs.paths(), &from, &to, port, family.into(), output),
+        Command::Apply {
+            inputs,
+            locals,
+            deny,
+        } => ctl::apply(
+            &inputs.paths(),
+            &locals,
+            deny.into(),
+            &mut Netlink::new(),
+            netpol_daemon::addrs::local_addresses,
+        ),
+        Command::Flush => ctl::flush(&mut Netlink::new()),
+        Command::Show { output } => ctl::show(&mut Netlink::new(), output),
     };
     match result {
         Ok(out) => {

@@ -343,7 +343,11 @@ impl Netlink {
 /// element the kernel pointed at.
 fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Plan>) -> KernelError {
     let object = if ack.seq == wire.begin_seq || ack.seq == wire.end_seq {
-        "the batch itself".to_string()
+        if ack.errno == libc::EPERM {
+            "the batch itself (changing nftables needs root: CAP_NET_ADMIN)".to_string()
+        } else {
+            "the batch itself".to_string()
+        }
     } else if let Some(i) = wire.index_of(ack.seq) {
         let m = &batch.msgs[i];
         let mut object = m.what.clone();

@@ -42,7 +42,7 @@ impl Reader {
         self.seq += 1;
         let seq = self.seq;
         let req = ffi::get_request(msg_type, dump, seq, table, set)?;
-        let what = || format!("reading table inet {table} back");
+        let what = || format!("dump of table inet {table}");
         self.sock.send(&req).map_err(KernelError::io(what()))?;
         let portid = self.sock.portid();
         let mut end = End::Done;

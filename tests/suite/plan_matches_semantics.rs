@@ -286,7 +286,10 @@ const STRANGERS: [&str; 8] = [
     "2001:db8:1::1",
 ];
 const PROTOCOLS: [u8; 4] = [6, 17, 132, 1];
-const PORTS: [u16; 9] = [53, 58, 80, 81, 85, 180, 8080, 9100, 9200];
+/// Both sides of every range bound the generator uses, and the ends of the port space.
+const PORTS: [u16; 16] = [
+    0, 52, 53, 54, 58, 79, 80, 81, 85, 180, 8079, 8080, 8081, 9100, 9200, 65535,
+];
 
 fn check_model(model: &Model) -> Result<(), TestCaseError> {
     let index = Index::new(model);

@@ -1,0 +1,442 @@
+//! The namespace lab: real packets between network namespaces, enforced by rulesets
+//! that `netpolctl apply` loaded, compared cell by cell with `netpolctl matrix` and
+//! with a table written by hand. See README.md next to this file for what a case is
+//! and how to read `expected.txt`.
+//!
+//! Needs root (namespaces, `ip`, setns); without it every case prints why and passes
+//! without running.
+
+#![deny(unsafe_code)]
+
+mod case;
+mod net;
+mod probe;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use netpol_daemon::inputs::{self, Paths};
+use rules_compiler::analysis::Probe;
+use rules_compiler::model::Protocol;
+
+use case::{Case, Family, Mark};
+use net::{Listeners, Network};
+use probe::{Job, Outcome, SourcePorts};
+
+const NETPOLCTL: &str = env!("CARGO_BIN_EXE_netpolctl");
+
+/// Declares one test per case directory, and `CASES`, the list of them.
+macro_rules! cases {
+    ($($test:ident => $dir:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_case($dir);
+            }
+        )*
+        const CASES: &[&str] = &[$($dir),*];
+    };
+}
+
+cases! {
+    default_deny_ingress => "default-deny-ingress",
+    default_deny_egress => "default-deny-egress",
+    default_deny_both => "default-deny-both",
+    allow_all => "allow-all",
+    stacked_policies => "stacked-policies",
+    and_vs_or => "and-vs-or",
+    namespace_selector_empty => "namespace-selector-empty",
+    match_expressions => "match-expressions",
+    named_ports => "named-ports",
+    end_port => "end-port",
+    ip_block_except => "ip-block-except",
+    egress_only => "egress-only",
+    ingress_egress_independent => "ingress-egress-independent",
+    protocol_only => "protocol-only",
+    udp => "udp",
+    metadata_name_label => "metadata-name-label",
+    dns_egress => "dns-egress",
+    payments_example => "payments-example",
+    sctp => "sctp",
+}
+
+#[test]
+fn every_case_directory_has_a_test() {
+    let mut dirs: Vec<String> = std::fs::read_dir(case::cases_dir())
+        .expect("tests/lab/cases")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(dirs, listed, "tests/lab/cases and the cases! list differ");
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    match std::fs::metadata("/proc/self") {
+        Ok(m) if m.uid() == 0 => {}
+        Ok(m) => return Some(format!("not root (uid {}): the lab needs network namespaces", m.uid())),
+        Err(e) => return Some(format!("cannot tell who runs the test: {e}")),
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("`ip -V` failed: {}", String::from_utf8_lossy(&o.stderr))),
+        Err(e) => Some(format!("cannot run `ip` (iproute2): {e}")),
+    }
+}
+
+/// An endpoint of the case's inventory, in the inventory's sorted order (the order of
+/// `netpolctl matrix`).
+struct Endpoint {
+    name: String,
+    ips: Vec<IpAddr>,
+    /// Its alias in `expected.txt`.
+    alias: usize,
+}
+
+impl Endpoint {
+    fn address(&self, family: Family) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| family.admits(ip))
+    }
+}
+
+/// The case's endpoints from its inventory, matched against `expected.txt`.
+fn endpoints(case: &Case) -> Vec<Endpoint> {
+    let paths = Paths {
+        policies: vec![case.policies.clone()],
+        inventory: vec![case.inventory.clone()],
+    };
+    let loaded = inputs::load(&paths)
+        .unwrap_or_else(|rejected| panic!("case {}: the inputs are rejected:\n{rejected}", case.name));
+    let endpoints: Vec<Endpoint> = loaded
+        .model
+        .inventory
+        .endpoints
+        .iter()
+        .map(|e| {
+            let name = e.id.to_string();
+            let alias = case
+                .endpoints
+                .iter()
+                .position(|(_, n)| *n == name)
+                .unwrap_or_else(|| panic!("case {}: expected.txt does not name endpoint {name}", case.name));
+            for f in Family::BOTH {
+                let n = e.ips.iter().filter(|ip| f.admits(ip)).count();
+                // With one address per family, the kernel's source address is the one
+                // the probe means.
+                assert!(n <= 1, "case {}: {name} has {n} {f} addresses; the lab takes at most one per family", case.name);
+            }
+            for ip in &e.ips {
+                assert!(net::is_test_address(ip), "case {}: {name} has {ip}, outside 198.18.0.0/15 and 2001:db8::/32", case.name);
+            }
+            Endpoint { name, ips: e.ips.clone(), alias }
+        })
+        .collect();
+    assert_eq!(
+        endpoints.len(),
+        case.endpoints.len(),
+        "case {}: expected.txt names endpoints the inventory does not have",
+        case.name
+    );
+    endpoints
+}
+
+/// `netpolctl matrix … --family F -o json`: `allowed[(probe, family)][from][to]`.
+fn matrix(case: &Case, endpoints: &[Endpoint]) -> BTreeMap<(usize, Family), Vec<Vec<bool>>> {
+    let mut out = BTreeMap::new();
+    for family in Family::BOTH {
+        let mut cmd = Command::new(NETPOLCTL);
+        cmd.arg("matrix")
+            .arg("--policies")
+            .arg(&case.policies)
+            .arg("--inventory")
+            .arg(&case.inventory);
+        for p in &case.probes {
+            cmd.arg("--probe").arg(p.to_string());
+        }
+        cmd.args(["--family", family.flag(), "-o", "json"]);
+        let run = net::run(&mut cmd);
+        let json: serde_json::Value =
+            serde_json::from_slice(&run.stdout).expect("matrix -o json is JSON");
+        for (k, p) in json["probes"].as_array().expect("probes").iter().enumerate() {
+            let names: Vec<&str> = p["endpoints"]
+                .as_array()
+                .expect("endpoints")
+                .iter()
+                .map(|n| n.as_str().expect("a name"))
+                .collect();
+            let ours: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(names, ours, "matrix endpoints");
+            let probe = format!("{}/{}", p["port"], p["protocol"].as_str().unwrap());
+            assert_eq!(probe, case.probes[k].to_string(), "matrix probe order");
+            let allowed: Vec<Vec<bool>> =
+                serde_json::from_value(p["allowed"].clone()).expect("allowed is [[bool]]");
+            out.insert((k, family), allowed);
+        }
+    }
+    out
+}
+
+/// The lab of one case. Dropped in field order: listeners (and their sockets) first,
+/// then the namespaces.
+struct Lab {
+    listeners: Vec<Listeners>,
+    network: Network,
+}
+
+/// Every flow the kernel can be asked about: probes over TCP or UDP, between two
+/// endpoints that both have an address of the family. Keyed by (probe, family, from, to).
+fn jobs(case: &Case, endpoints: &[Endpoint]) -> Vec<((usize, Family, usize, usize), Job)> {
+    let mut jobs = Vec::new();
+    for (k, probe) in case.probes.iter().enumerate() {
+        if probe.protocol == Protocol::Sctp {
+            continue;
+        }
+        for family in Family::BOTH {
+            for (i, from) in endpoints.iter().enumerate() {
+                for (j, to) in endpoints.iter().enumerate() {
+                    if let (Some(src), Some(dst)) = (from.address(family), to.address(family)) {
+                        let job = Job {
+                            from: i,
+                            src,
+                            dst,
+                            port: probe.port,
+                            protocol: probe.protocol,
+                        };
+                        jobs.push(((k, family, i, j), job));
+                    }
+                }
+            }
+        }
+    }
+    jobs
+}
+
+fn describe(case: &Case, endpoints: &[Endpoint], key: (usize, Family, usize, usize)) -> String {
+    let (k, family, i, j) = key;
+    format!(
+        "{} {family}: {} → {}",
+        case.probes[k], endpoints[i].name, endpoints[j].name
+    )
+}
+
+/// Runs `jobs`, then once more those that were dropped: a policy cannot allow a flow
+/// only sometimes, so a second try can only catch a probe the lab lost. Returns the
+/// verdicts and how many flows passed only on their second try.
+fn probe_all(
+    lab: &Lab,
+    jobs: &[((usize, Family, usize, usize), Job)],
+    ports: &SourcePorts,
+) -> Result<(Vec<bool>, usize), Vec<(usize, String)>> {
+    let hosts: Vec<_> = lab.network.hosts.iter().map(|h| h.file()).collect();
+    let plain: Vec<Job> = jobs.iter().map(|(_, j)| *j).collect();
+    let mut outcomes = probe::run(&hosts, &plain, ports);
+    let again: Vec<usize> = (0..jobs.len())
+        .filter(|&i| outcomes[i] == Outcome::Dropped)
+        .collect();
+    let retry: Vec<Job> = again.iter().map(|&i| plain[i]).collect();
+    let mut late = 0;
+    for (i, o) in again.into_iter().zip(probe::run(&hosts, &retry, ports)) {
+        if o != Outcome::Dropped {
+            late += usize::from(o == Outcome::Allowed);
+            outcomes[i] = o;
+        }
+    }
+    let broken: Vec<(usize, String)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Outcome::Broken(why) => Some((i, why.clone())),
+            _ => None,
+        })
+        .collect();
+    if broken.is_empty() {
+        Ok((outcomes.iter().map(|o| *o == Outcome::Allowed).collect(), late))
+    } else {
+        Err(broken)
+    }
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed {
+        "allowed"
+    } else {
+        "denied"
+    }
+}
+
+fn run_case(name: &str) {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED lab case {name}: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let case = Case::read(name);
+    let endpoints = endpoints(&case);
+    let predicted = matrix(&case, &endpoints);
+    let jobs = jobs(&case, &endpoints);
+    let names;
+    let mut notes = String::new();
+    let kernel: BTreeMap<(usize, Family, usize, usize), bool> = {
+        let addresses: Vec<Vec<IpAddr>> = endpoints.iter().map(|e| e.ips.clone()).collect();
+        let network = Network::build(&addresses);
+        names = network.names();
+        let ports_of = |proto| -> Vec<u16> {
+            case.probes
+                .iter()
+                .filter(|p| p.protocol == proto)
+                .map(|p| p.port)
+                .collect()
+        };
+        let (tcp, udp) = (ports_of(Protocol::Tcp), ports_of(Protocol::Udp));
+        let listeners = network
+            .hosts
+            .iter()
+            .zip(&endpoints)
+            .map(|(host, e)| Listeners::start(host, &e.ips, &tcp, &udp))
+            .collect();
+        let lab = Lab { listeners, network };
+        let ports = SourcePorts::new();
+
+        // Before any policy, every flow must pass: otherwise the lab, not a policy,
+        // would decide the cells below. This also fills the neighbour caches.
+        let broken = match probe_all(&lab, &jobs, &ports) {
+            Ok((allowed, _)) => jobs
+                .iter()
+                .zip(allowed)
+                .filter(|(_, a)| !a)
+                .map(|((key, _), _)| format!("{}: dropped", describe(&case, &endpoints, *key)))
+                .collect(),
+            Err(broken) => broken
+                .into_iter()
+                .map(|(i, why)| format!("{}: {why}", describe(&case, &endpoints, jobs[i].0)))
+                .collect::<Vec<_>>(),
+        };
+        assert!(broken.is_empty(), "case {name}: before any policy was applied, the lab network failed:\n  {}", broken.join("\n  "));
+
+        for (host, e) in lab.network.hosts.iter().zip(&endpoints) {
+            let out = host.exec(
+                Path::new(NETPOLCTL),
+                &[
+                    "apply",
+                    "--policies",
+                    case.policies.to_str().unwrap(),
+                    "--inventory",
+                    case.inventory.to_str().unwrap(),
+                    "--local",
+                    &e.name,
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "case {name}: netpolctl apply --local {} failed in {}:\n{}{}",
+                e.name,
+                host.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        let (allowed, late) = match probe_all(&lab, &jobs, &ports) {
+            Ok(r) => r,
+            Err(broken) => panic!(
+                "case {name}: probes failed for a reason other than a drop:\n  {}",
+                broken
+                    .into_iter()
+                    .map(|(i, why)| format!("{}: {why}", describe(&case, &endpoints, jobs[i].0)))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ),
+        };
+        if late > 0 {
+            let _ = writeln!(notes, "  note: {late} flows connected only on their second try");
+        }
+        jobs.iter().map(|(key, _)| *key).zip(allowed).collect()
+        // `lab` drops here: listeners stop, then the namespaces go.
+    };
+    let left: Vec<String> = net::listed_namespaces()
+        .into_iter()
+        .filter(|n| names.contains(n))
+        .collect();
+    assert!(left.is_empty(), "case {name}: namespaces left behind: {left:?}");
+
+    // Three tables, cell by cell.
+    let mut differ = Vec::new();
+    let mut cells = 0;
+    for (k, probe) in case.probes.iter().enumerate() {
+        for family in Family::BOTH {
+            let expected = &case.expected[&(k, family)];
+            let matrix = &predicted[&(k, family)];
+            for (i, from) in endpoints.iter().enumerate() {
+                for (j, to) in endpoints.iter().enumerate() {
+                    cells += 1;
+                    let mark = expected[from.alias][to.alias];
+                    let has_pair = from.address(family).is_some() && to.address(family).is_some();
+                    let key = (k, family, i, j);
+                    let place = describe(&case, &endpoints, key);
+                    if (mark == Mark::NoPair) == has_pair {
+                        differ.push(format!(
+                            "{place}: expected.txt says {}, but the inventory gives {} an address pair of this family",
+                            if has_pair { "`-`" } else { "a verdict" },
+                            if has_pair { "them" } else { "them no" }
+                        ));
+                        continue;
+                    }
+                    let kernel = kernel.get(&key).copied();
+                    let expected = match mark {
+                        Mark::Allowed => Some(true),
+                        Mark::Denied => Some(false),
+                        // The matrix calls self-traffic allowed whatever the family.
+                        Mark::NoPair => Some(i == j),
+                    };
+                    let agree = Some(matrix[i][j]) == expected
+                        && kernel.is_none_or(|kernel| Some(kernel) == expected);
+                    if !agree {
+                        differ.push(format!(
+                            "{place}: kernel {}, matrix {}, expected {}",
+                            kernel.map_or("not probed", verdict),
+                            verdict(matrix[i][j]),
+                            match mark {
+                                Mark::NoPair => "- (no address pair)",
+                                m => verdict(m == Mark::Allowed),
+                            }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let sctp: Vec<String> = case
+        .probes
+        .iter()
+        .filter(|p| p.protocol == Protocol::Sctp)
+        .map(Probe::to_string)
+        .collect();
+    if !sctp.is_empty() {
+        let _ = writeln!(
+            notes,
+            "  note: {} not probed (no SCTP sockets here): matrix against expected only; the rules loaded in every namespace",
+            sctp.join(", ")
+        );
+    }
+    assert!(
+        differ.is_empty(),
+        "case {name}: {} of {cells} cells differ (kernel = what the packets did, matrix = netpolctl matrix, expected = expected.txt):\n  {}\n{notes}",
+        differ.len(),
+        differ.join("\n  ")
+    );
+    let probes: Vec<String> = case.probes.iter().map(Probe::to_string).collect();
+    println!(
+        "lab case {name}: {} endpoints, {}; {cells} cells, {} probed in the kernel: kernel, matrix and expected agree ({:.1} s)\n{notes}",
+        endpoints.len(),
+        probes.join(" "),
+        kernel.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -136,8 +136,8 @@ impl Case {
     pub fn read(name: &str) -> Case {
         let dir = cases_dir().join(name);
         let path = dir.join("expected.txt");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut lines = Lines::new(path.display().to_string(), &text);
         let mut case = Case {
             name: name.to_string(),
@@ -255,7 +255,11 @@ impl Case {
             }
         }
         grid.into_iter()
-            .map(|row| row.into_iter().map(|m| m.expect("every row given")).collect())
+            .map(|row| {
+                row.into_iter()
+                    .map(|m| m.expect("every row given"))
+                    .collect()
+            })
             .collect()
     }
 }

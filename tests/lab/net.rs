@@ -67,7 +67,7 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]));
         // From here on, drop deletes it, also if opening it fails.
         let mut ns = Netns { name, file: None };
-        let path = Path::new("/run/netns").join(&ns.name);
+        let path = Path::new("/var/run/netns").join(&ns.name);
         ns.file = Some(File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
         ns
     }

@@ -12,7 +12,10 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long the links of a new network may take to come up.
+const LINK_UP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Moves the calling thread, and only it, into the network namespace `ns`. Sockets
 /// it creates afterwards belong to that namespace for their whole life.
@@ -80,6 +83,21 @@ impl Netns {
     /// `ip -n NAME args…`, which must succeed.
     pub fn ip(&self, args: &[&str]) {
         run(Command::new("ip").args(["-n", &self.name]).args(args));
+    }
+
+    /// The links of this namespace whose operational state is up.
+    fn links_up(&self) -> Vec<String> {
+        let out = run(Command::new("ip").args(["-n", &self.name, "-o", "link", "show", "up"]));
+        // `2: eth0@if5: <BROADCAST,…,UP,LOWER_UP> mtu 1500 … state UP …`
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" state UP "))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|name| {
+                let name = name.trim_end_matches(':');
+                name.split_once('@').map_or(name, |(n, _)| n).to_string()
+            })
+            .collect()
     }
 
     /// `ip netns exec NAME program args…`; the caller judges the outcome.
@@ -203,7 +221,41 @@ impl Network {
             net.bridge
                 .ip(&["link", "set", &port, "master", "br0", "up"]);
         }
+        net.wait_until_up();
         net
+    }
+
+    /// Waits until every link of the network is operationally up. The kernel turns a
+    /// link on (its queue included) asynchronously, and when many namespaces are made
+    /// at once that can take a second or more; packets sent before are lost.
+    fn wait_until_up(&self) {
+        let ports: Vec<String> = (0..self.hosts.len()).map(|k| format!("p{k}")).collect();
+        let mut waiting: Vec<(&Netns, Vec<String>)> = self
+            .hosts
+            .iter()
+            .map(|h| (h, vec!["eth0".to_string()]))
+            .chain([(&self.bridge, [vec!["br0".to_string()], ports].concat())])
+            .collect();
+        let deadline = Instant::now() + LINK_UP_TIMEOUT;
+        loop {
+            waiting.retain_mut(|(ns, links)| {
+                let up = ns.links_up();
+                links.retain(|l| !up.contains(l));
+                !links.is_empty()
+            });
+            if waiting.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "links still not up after {LINK_UP_TIMEOUT:?}: {:?}",
+                waiting
+                    .iter()
+                    .map(|(ns, links)| format!("{}: {}", ns.name, links.join(" ")))
+                    .collect::<Vec<_>>()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The names of every namespace of this network.

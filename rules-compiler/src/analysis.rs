@@ -1,2 +1,1189 @@
 //! Analysis: the connectivity matrix and explanations of verdicts, from the same
 //! resolution the plan is built from. No nftables vocabulary, no I/O.
+//!
+//! Both answer "may endpoint A open a connection to endpoint B on this port?" with the
+//! packet verdicts of [`Index::verdict`]: the first packet of the connection must pass
+//! A's egress (remote = B's address) and B's ingress (remote = A's address). Replies are
+//! not asked about: conntrack lets them through once the connection is allowed.
+//!
+//! # Addresses
+//!
+//! Endpoints may have several addresses, v4 and v6. A connection from A to B is between
+//! one address of A and one address of B of the same family. We consider every such
+//! pair whose family the [`FamilyFilter`] admits, and call the connection allowed only
+//! when at least one pair exists and **every** pair is allowed. So an `ipBlock` that
+//! admits A's IPv4 address but not its IPv6 one makes the cell false under
+//! [`FamilyFilter::Any`]: the answer must hold whichever address a client picks. Ask
+//! per family ([`FamilyFilter::V4`], [`FamilyFilter::V6`]) to see each separately. A
+//! pair of endpoints without a common family is not connected (false).
+//!
+//! # Self-traffic
+//!
+//! Traffic from an endpoint to itself never leaves the host: it goes over loopback,
+//! which the data plane always accepts. The diagonal of the matrix is therefore always
+//! allowed, and [`explain`] says so instead of consulting policies.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::model::{
+    Direction, Endpoint, LabelSelector, NamespaceScope, ObjectName, Operator, Peer, Peers,
+    PortMatch, PortRule, Ports, Protocol,
+};
+use crate::resolve::{port_range_on, EndpointId, Index, RuleMatch, Verdict};
+
+/// A destination port and protocol to ask about, written `80/TCP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Probe {
+    /// Destination port, 1–65535.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+}
+
+/// Why a probe string was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The port part is not a number in 1–65535.
+    #[error("invalid port {0:?} in probe: expected a number from 1 to 65535, as in 80/TCP")]
+    Port(String),
+    /// The protocol part is none of TCP, UDP, SCTP.
+    #[error("unknown protocol {0:?} in probe: expected TCP, UDP or SCTP, as in 53/UDP")]
+    Protocol(String),
+}
+
+impl FromStr for Probe {
+    type Err = ProbeError;
+
+    /// `PORT[/PROTOCOL]`: the protocol is case-insensitive and defaults to TCP, as in a
+    /// NetworkPolicy port entry.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (port, protocol) = match s.split_once('/') {
+            Some((port, proto)) => {
+                let protocol = Protocol::from_k8s(&proto.to_ascii_uppercase())
+                    .ok_or_else(|| ProbeError::Protocol(proto.to_string()))?;
+                (port, protocol)
+            }
+            None => (s, Protocol::Tcp),
+        };
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Probe { port, protocol }),
+            _ => Err(ProbeError::Port(port.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
+/// Which address families to consider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FamilyFilter {
+    /// IPv4 and IPv6: every address pair must be allowed.
+    #[default]
+    Any,
+    /// IPv4 pairs only.
+    V4,
+    /// IPv6 pairs only.
+    V6,
+}
+
+impl FamilyFilter {
+    /// Whether addresses of this family are considered.
+    pub fn admits(self, ip: &IpAddr) -> bool {
+        match self {
+            FamilyFilter::Any => true,
+            FamilyFilter::V4 => ip.is_ipv4(),
+            FamilyFilter::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// Why a family filter string was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown address family {0:?}: expected any, 4 or 6")]
+pub struct FamilyError(String);
+
+impl FromStr for FamilyFilter {
+    type Err = FamilyError;
+
+    /// `any`, `4`/`v4`/`ipv4`, `6`/`v6`/`ipv6`, case-insensitive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "any" | "all" => Ok(FamilyFilter::Any),
+            "4" | "v4" | "ipv4" => Ok(FamilyFilter::V4),
+            "6" | "v6" | "ipv6" => Ok(FamilyFilter::V6),
+            _ => Err(FamilyError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for FamilyFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FamilyFilter::Any => "IPv4 and IPv6",
+            FamilyFilter::V4 => "IPv4",
+            FamilyFilter::V6 => "IPv6",
+        })
+    }
+}
+
+/// Every (address of `from`, address of `to`) of one family that the filter admits,
+/// in address order.
+fn address_pairs(from: &Endpoint, to: &Endpoint, family: FamilyFilter) -> Vec<(IpAddr, IpAddr)> {
+    let mut pairs = Vec::new();
+    for a in from.ips.iter().filter(|a| family.admits(a)) {
+        for b in to.ips.iter().filter(|b| b.is_ipv4() == a.is_ipv4()) {
+            pairs.push((*a, *b));
+        }
+    }
+    pairs
+}
+
+/// One cell of the matrix, with the reason a person needs to read it right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// From an endpoint to itself: loopback, always allowed.
+    SelfTraffic,
+    /// Every address pair is allowed.
+    Allowed,
+    /// At least one address pair is denied.
+    Denied,
+    /// No address pair of a considered family exists (counts as not allowed).
+    NoAddressPair,
+}
+
+impl Cell {
+    /// The boolean of the JSON contract.
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Cell::SelfTraffic | Cell::Allowed)
+    }
+
+    /// The table mark: `.` allowed (the diagonal too), `X` denied, `-` no address pair.
+    /// ASCII, one column wide in every font, as in the Kubernetes e2e probe tables.
+    fn mark(self) -> char {
+        match self {
+            Cell::SelfTraffic | Cell::Allowed => '.',
+            Cell::Denied => 'X',
+            Cell::NoAddressPair => '-',
+        }
+    }
+}
+
+/// The connectivity matrix: for each probe, who may connect to whom.
+///
+/// Serializes to the stable JSON contract
+/// `{"probes":[{"port":80,"protocol":"TCP","endpoints":["x/a",…],"allowed":[[true,…],…]}]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Matrix {
+    /// One matrix per probe, in the order asked.
+    pub probes: Vec<ProbeMatrix>,
+    /// The families considered (shown in the table; not part of the JSON contract).
+    #[serde(skip)]
+    pub family: FamilyFilter,
+}
+
+/// The matrix of one probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeMatrix {
+    /// The port asked about.
+    pub port: u16,
+    /// The protocol asked about.
+    pub protocol: Protocol,
+    /// Every endpoint of the inventory, sorted.
+    pub endpoints: Vec<ObjectName>,
+    /// `allowed[i][j]`: may `endpoints[i]` open a connection to `endpoints[j]`?
+    pub allowed: Vec<Vec<bool>>,
+    #[serde(skip)]
+    cells: Vec<Vec<Cell>>,
+}
+
+impl ProbeMatrix {
+    /// The probe of this matrix.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            port: self.port,
+            protocol: self.protocol,
+        }
+    }
+
+    /// The cell from `endpoints[i]` to `endpoints[j]`, with its reason.
+    pub fn cell(&self, i: usize, j: usize) -> Cell {
+        self.cells[i][j]
+    }
+}
+
+/// The connectivity matrix over every endpoint of the inventory.
+pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matrix {
+    let endpoints = &index.model.inventory.endpoints;
+    let n = endpoints.len();
+    let isolating = |dir| -> Vec<_> { (0..n).map(|e| index.isolating(e, dir)).collect() };
+    let (egress_iso, ingress_iso) = (isolating(Direction::Egress), isolating(Direction::Ingress));
+    let probes = probes
+        .iter()
+        .map(|probe| {
+            let proto = probe.protocol.number();
+            let cells: Vec<Vec<Cell>> = (0..n)
+                .map(|i| {
+                    (0..n)
+                        .map(|j| {
+                            if i == j {
+                                return Cell::SelfTraffic;
+                            }
+                            let pairs = address_pairs(&endpoints[i], &endpoints[j], family);
+                            if pairs.is_empty() {
+                                return Cell::NoAddressPair;
+                            }
+                            let all_allowed = pairs.iter().all(|&(a, b)| {
+                                index.allows_among(
+                                    &egress_iso[i],
+                                    i,
+                                    Direction::Egress,
+                                    b,
+                                    proto,
+                                    probe.port,
+                                ) && index.allows_among(
+                                    &ingress_iso[j],
+                                    j,
+                                    Direction::Ingress,
+                                    a,
+                                    proto,
+                                    probe.port,
+                                )
+                            });
+                            if all_allowed {
+                                Cell::Allowed
+                            } else {
+                                Cell::Denied
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            ProbeMatrix {
+                port: probe.port,
+                protocol: probe.protocol,
+                endpoints: endpoints.iter().map(|e| e.id.clone()).collect(),
+                allowed: cells
+                    .iter()
+                    .map(|row| row.iter().map(|c| c.is_allowed()).collect())
+                    .collect(),
+                cells,
+            }
+        })
+        .collect();
+    Matrix { probes, family }
+}
+
+impl Matrix {
+    /// The matrix for people: a numbered legend of endpoints, then per probe a grid
+    /// (rows send, columns receive) of `.` allowed, `X` denied, `-` no address pair, and
+    /// a count. Columns are numbered with their digits stacked so 30 endpoints fit in
+    /// 70 columns.
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        let endpoints = self.probes.first().map_or(&[][..], |p| &p.endpoints[..]);
+        let n = endpoints.len();
+        let _ = writeln!(
+            out,
+            "connectivity matrix: row = sender, column = receiver; families: {}",
+            self.family
+        );
+        out.push_str(
+            "  .  allowed    X  denied    -  no address pair of a considered family
+",
+        );
+        out.push_str(
+            "  the diagonal is self-traffic over loopback: always allowed
+",
+        );
+        if self.probes.is_empty() {
+            out.push_str("no probes asked\n");
+            return out;
+        }
+        if n == 0 {
+            out.push_str("no endpoints in the inventory\n");
+            return out;
+        }
+        let width = n.to_string().len();
+        out.push('\n');
+        for (i, e) in endpoints.iter().enumerate() {
+            let _ = writeln!(out, "  {:>width$}  {e}", i + 1);
+        }
+        for pm in &self.probes {
+            let _ = writeln!(out, "\n{}", pm.probe());
+            // Column numbers, one digit per line, right-aligned over their column.
+            for digit in 0..width {
+                let _ = write!(out, "  {:width$} ", "");
+                for j in 1..=n {
+                    let s = format!("{j:>width$}");
+                    let _ = write!(out, " {}", &s[digit..digit + 1]);
+                }
+                trim_end(&mut out);
+                out.push('\n');
+            }
+            let (mut allowed, mut denied, mut unpaired) = (0, 0, 0);
+            for i in 0..n {
+                let _ = write!(out, "  {:>width$} ", i + 1);
+                for j in 0..n {
+                    let cell = pm.cell(i, j);
+                    match cell {
+                        Cell::SelfTraffic | Cell::Allowed => allowed += 1,
+                        Cell::Denied => denied += 1,
+                        Cell::NoAddressPair => unpaired += 1,
+                    }
+                    let _ = write!(out, " {}", cell.mark());
+                }
+                out.push('\n');
+            }
+            let _ = write!(
+                out,
+                "{}: {allowed} allowed (including {n} self), {denied} denied",
+                pm.probe()
+            );
+            if unpaired > 0 {
+                let _ = write!(out, ", {unpaired} without an address pair");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn trim_end(s: &mut String) {
+    let len = s.trim_end_matches(' ').len();
+    s.truncate(len);
+}
+
+/// The verdict on one connection and why, for `netpolctl explain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The sender.
+    pub from: ObjectName,
+    /// The receiver.
+    pub to: ObjectName,
+    /// The port and protocol.
+    pub probe: Probe,
+    /// The families considered.
+    pub family: FamilyFilter,
+    /// The final answer: self-traffic, or at least one pair and every pair allowed.
+    pub allowed: bool,
+    /// From an endpoint to itself: allowed over loopback, no policy consulted.
+    pub self_traffic: bool,
+    /// Every address pair considered (empty for self-traffic, or when the two
+    /// endpoints have no address of a common considered family).
+    pub pairs: Vec<PairExplanation>,
+}
+
+/// One address pair: the sender's egress and the receiver's ingress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PairExplanation {
+    /// The sender's address (source).
+    pub from_address: IpAddr,
+    /// The receiver's address (destination).
+    pub to_address: IpAddr,
+    /// Both sides allow it.
+    pub allowed: bool,
+    /// The sender's egress.
+    pub egress: SideExplanation,
+    /// The receiver's ingress.
+    pub ingress: SideExplanation,
+}
+
+/// One direction of one endpoint: its verdict and the rules behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SideExplanation {
+    /// The endpoint whose policies decide.
+    pub endpoint: ObjectName,
+    /// Its egress (the sender) or its ingress (the receiver).
+    pub direction: Direction,
+    /// The other end's address, as the policies see it.
+    pub remote: IpAddr,
+    /// Whether this side lets the packet through.
+    pub allowed: bool,
+    /// The verdict (`verdict`, `isolating`, `by`).
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Each entry of `by`, in words.
+    pub rules: Vec<RuleExplanation>,
+}
+
+/// A matching rule, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleExplanation {
+    /// The policy, `namespace/name`.
+    pub policy: ObjectName,
+    /// Where in the policy, as in its YAML: `spec.ingress[0].from[1].ports[0]`.
+    pub field: String,
+    /// The peer that matched, e.g. `namespaceSelector {name: web} AND podSelector {app: checkout}`.
+    pub peer: String,
+    /// The port that matched, e.g. `8080/TCP` or `named port http → 8080/TCP on x/y`.
+    pub port: String,
+}
+
+/// Explains whether `from` may open a connection to `to` on `probe`.
+pub fn explain(
+    index: &Index<'_>,
+    from: EndpointId,
+    to: EndpointId,
+    probe: Probe,
+    family: FamilyFilter,
+) -> Explanation {
+    let (sender, receiver) = (index.endpoint(from), index.endpoint(to));
+    let mut explanation = Explanation {
+        from: sender.id.clone(),
+        to: receiver.id.clone(),
+        probe,
+        family,
+        allowed: true,
+        self_traffic: from == to,
+        pairs: Vec::new(),
+    };
+    if from == to {
+        return explanation;
+    }
+    let proto = probe.protocol.number();
+    // The packet goes to `receiver` either way, so named ports resolve there.
+    let side = |local: EndpointId, dir: Direction, remote: IpAddr| {
+        let verdict = index.verdict(local, dir, remote, proto, probe.port);
+        let rules = match &verdict {
+            Verdict::Allowed { by, .. } => by
+                .iter()
+                .map(|m| describe_match(index, dir, m, receiver))
+                .collect(),
+            _ => Vec::new(),
+        };
+        SideExplanation {
+            endpoint: index.endpoint(local).id.clone(),
+            direction: dir,
+            remote,
+            allowed: verdict.is_allowed(),
+            verdict,
+            rules,
+        }
+    };
+    for (a, b) in address_pairs(sender, receiver, family) {
+        let egress = side(from, Direction::Egress, b);
+        let ingress = side(to, Direction::Ingress, a);
+        explanation.pairs.push(PairExplanation {
+            from_address: a,
+            to_address: b,
+            allowed: egress.allowed && ingress.allowed,
+            egress,
+            ingress,
+        });
+    }
+    explanation.allowed =
+        !explanation.pairs.is_empty() && explanation.pairs.iter().all(|p| p.allowed);
+    explanation
+}
+
+fn describe_match(
+    index: &Index<'_>,
+    dir: Direction,
+    m: &RuleMatch,
+    dest: &Endpoint,
+) -> RuleExplanation {
+    let policy = index.policy(m.policy.id);
+    let rule = &policy.rules(dir).expect("a matching rule's direction")[m.rule];
+    let mut field = format!("spec.{dir}[{}]", m.rule);
+    let peer = match (&rule.peers, m.peer) {
+        (Peers::List(list), Some(i)) => {
+            let list_name = match dir {
+                Direction::Ingress => "from",
+                Direction::Egress => "to",
+            };
+            let _ = write!(field, ".{list_name}[{i}]");
+            describe_peer(&list[i])
+        }
+        _ => "all peers".to_string(),
+    };
+    let port = match (&rule.ports, m.port) {
+        (Ports::List(list), Some(i)) => {
+            let _ = write!(field, ".ports[{i}]");
+            describe_port(&list[i], dest)
+        }
+        _ => "all ports and protocols".to_string(),
+    };
+    RuleExplanation {
+        policy: policy.id.clone(),
+        field,
+        peer,
+        port,
+    }
+}
+
+fn describe_peer(peer: &Peer) -> String {
+    match peer {
+        Peer::Endpoints {
+            namespaces: NamespaceScope::Own(ns),
+            pods,
+        } => format!(
+            "podSelector {} in the policy's namespace {ns}",
+            describe_selector(pods)
+        ),
+        Peer::Endpoints {
+            namespaces: NamespaceScope::Selector(nss),
+            pods,
+        } if pods.is_everything() => format!("namespaceSelector {}", describe_selector(nss)),
+        Peer::Endpoints {
+            namespaces: NamespaceScope::Selector(nss),
+            pods,
+        } => format!(
+            "namespaceSelector {} AND podSelector {}",
+            describe_selector(nss),
+            describe_selector(pods)
+        ),
+        Peer::IpBlock(block) => {
+            let mut s = format!("ipBlock {}", block.cidr);
+            if !block.except.is_empty() {
+                let except: Vec<String> = block.except.iter().map(|e| e.to_string()).collect();
+                let _ = write!(s, " except {}", except.join(", "));
+            }
+            s
+        }
+    }
+}
+
+/// `{app: checkout, env In (prod, stage), debug DoesNotExist}`; `{}` selects all.
+fn describe_selector(sel: &LabelSelector) -> String {
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    for r in &sel.match_expressions {
+        let join = |vs: &std::collections::BTreeSet<String>| {
+            vs.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+        };
+        parts.push(match &r.operator {
+            Operator::In(vs) => format!("{} In ({})", r.key, join(vs)),
+            Operator::NotIn(vs) => format!("{} NotIn ({})", r.key, join(vs)),
+            Operator::Exists => format!("{} Exists", r.key),
+            Operator::DoesNotExist => format!("{} DoesNotExist", r.key),
+        });
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn describe_port(rule: &PortRule, dest: &Endpoint) -> String {
+    let proto = rule.protocol;
+    match &rule.port {
+        PortMatch::Any => format!("every {proto} port"),
+        PortMatch::Range { start, end } if start == end => format!("{start}/{proto}"),
+        PortMatch::Range { start, end } => format!("{start}-{end}/{proto}"),
+        PortMatch::Named(name) => match port_range_on(rule, Some(dest)) {
+            Some((p, _)) => format!("named port {name} → {p}/{proto} on {}", dest.id),
+            None => format!("named port {name}/{proto}, not declared on {}", dest.id),
+        },
+    }
+}
+
+impl Explanation {
+    /// The explanation for people: the verdict first, then for each address pair the
+    /// sender's egress and the receiver's ingress, naming policies and rules.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.allowed { "ALLOWED" } else { "DENIED" };
+        let _ = writeln!(
+            out,
+            "{} -> {} on {} ({}): {verdict}",
+            self.from, self.to, self.probe, self.family
+        );
+        if self.self_traffic {
+            out.push_str(
+                "  self-traffic: it stays on the host's loopback interface, which the data plane always accepts\n",
+            );
+            return out;
+        }
+        if self.pairs.is_empty() {
+            let _ = writeln!(
+                out,
+                "  no address pair: {} and {} have no addresses of a common family in {}",
+                self.from, self.to, self.family
+            );
+            return out;
+        }
+        for pair in &self.pairs {
+            let _ = writeln!(
+                out,
+                "  {} -> {}: {}",
+                pair.from_address,
+                pair.to_address,
+                if pair.allowed { "allowed" } else { "denied" }
+            );
+            pair.egress.render_into(&mut out, self.probe, &self.to);
+            pair.ingress.render_into(&mut out, self.probe, &self.from);
+        }
+        out
+    }
+}
+
+impl SideExplanation {
+    /// `remote_name` is the endpoint that owns [`SideExplanation::remote`].
+    fn render_into(&self, out: &mut String, probe: Probe, remote_name: &ObjectName) {
+        let head = format!("    {} of {}", self.direction, self.endpoint);
+        let names = |refs: &[crate::resolve::PolicyRef]| {
+            refs.iter()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.verdict {
+            Verdict::NotIsolated => {
+                let _ = writeln!(
+                    out,
+                    "{head}: allowed, not isolated (no policy selects it for {})",
+                    self.direction
+                );
+            }
+            Verdict::Allowed { isolating, .. } => {
+                let _ = writeln!(
+                    out,
+                    "{head}: allowed; isolated by {}; allowed by:",
+                    names(isolating)
+                );
+                for r in &self.rules {
+                    let _ = writeln!(
+                        out,
+                        "      {} {}: peer: {}; port: {}",
+                        r.policy, r.field, r.peer, r.port
+                    );
+                }
+            }
+            Verdict::Denied { isolating } => {
+                let what = match self.direction {
+                    Direction::Egress => format!("to {remote_name} ({})", self.remote),
+                    Direction::Ingress => format!("from {remote_name} ({})", self.remote),
+                };
+                let _ = writeln!(
+                    out,
+                    "{head}: DENIED; isolated by {}, and no rule of these policies allows {probe} {what}",
+                    names(isolating)
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use serde_json::json;
+
+    const TCP_8080: Probe = Probe {
+        port: 8080,
+        protocol: Protocol::Tcp,
+    };
+    const UDP_53: Probe = Probe {
+        port: 53,
+        protocol: Protocol::Udp,
+    };
+
+    fn explain_by_name(
+        index: &Index<'_>,
+        from: &str,
+        to: &str,
+        probe: Probe,
+        family: FamilyFilter,
+    ) -> Explanation {
+        explain(index, ep(index, from), ep(index, to), probe, family)
+    }
+
+    #[test]
+    fn probe_parses_port_and_case_insensitive_protocol() {
+        let p = |s: &str| s.parse::<Probe>();
+        assert_eq!(
+            p("80/TCP"),
+            Ok(Probe {
+                port: 80,
+                protocol: Protocol::Tcp
+            })
+        );
+        assert_eq!(
+            p("53/udp"),
+            Ok(Probe {
+                port: 53,
+                protocol: Protocol::Udp
+            })
+        );
+        assert_eq!(
+            p("9/Sctp"),
+            Ok(Probe {
+                port: 9,
+                protocol: Protocol::Sctp
+            })
+        );
+        assert_eq!(
+            p("443"),
+            Ok(Probe {
+                port: 443,
+                protocol: Protocol::Tcp
+            })
+        );
+        assert_eq!(p("65535/tcp").map(|p| p.port), Ok(65535));
+        assert_eq!(p("0/TCP"), Err(ProbeError::Port("0".into())));
+        assert_eq!(p("65536"), Err(ProbeError::Port("65536".into())));
+        assert_eq!(p("http/TCP"), Err(ProbeError::Port("http".into())));
+        assert_eq!(p("/TCP"), Err(ProbeError::Port("".into())));
+        assert_eq!(p("80/ICMP"), Err(ProbeError::Protocol("ICMP".into())));
+        assert_eq!(p("80/"), Err(ProbeError::Protocol("".into())));
+        assert_eq!(p("53/udp").unwrap().to_string(), "53/UDP");
+    }
+
+    #[test]
+    fn family_filter_parses() {
+        assert_eq!("any".parse(), Ok(FamilyFilter::Any));
+        assert_eq!("4".parse(), Ok(FamilyFilter::V4));
+        assert_eq!("IPv6".parse(), Ok(FamilyFilter::V6));
+        assert!("5".parse::<FamilyFilter>().is_err());
+    }
+
+    #[test]
+    fn matrix_needs_both_senders_egress_and_receivers_ingress() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::Any);
+        let names: Vec<String> = mx.probes[0]
+            .endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "analytics/worker",
+                "kube-system/kube-dns",
+                "payments/payments-api",
+                "web/checkout",
+                "web/frontend"
+            ]
+        );
+        let (t, f) = (true, false);
+        assert_eq!(
+            mx.probes[0].allowed,
+            [
+                [t, t, f, t, t], // worker: payments' ingress admits only web's checkout
+                [t, t, f, t, t],
+                [t, t, t, t, t], // payments-api is not isolated for egress
+                [f, f, t, t, f], // checkout: own egress allows only DNS and payments-api
+                [f, f, f, f, t], // frontend: web's default-deny egress
+            ]
+        );
+        assert_eq!(
+            mx.probes[1].allowed,
+            [
+                [t, t, f, t, t],
+                [t, t, f, t, t],
+                [t, t, t, t, t],
+                [f, t, f, t, f], // DNS is the one egress exception
+                [f, t, f, f, t],
+            ]
+        );
+    }
+
+    #[test]
+    fn diagonal_is_allowed_even_when_everything_is_denied() {
+        let m = ModelBuilder::new()
+            .endpoint("x/a", &[], &["198.18.0.1"])
+            .endpoint("x/b", &[], &["198.18.0.2"])
+            .policy(policy("x/deny", sel(&[]), Some(vec![]), Some(vec![])))
+            .build();
+        let index = Index::new(&m);
+        let mx = matrix(&index, &[TCP_8080], FamilyFilter::Any);
+        assert_eq!(mx.probes[0].allowed, [[true, false], [false, true]]);
+        assert_eq!(mx.probes[0].cell(0, 0), Cell::SelfTraffic);
+        let e = explain_by_name(&index, "x/a", "x/a", TCP_8080, FamilyFilter::Any);
+        assert!(e.allowed && e.self_traffic && e.pairs.is_empty());
+        assert!(e.render_text().contains("loopback"), "{}", e.render_text());
+    }
+
+    #[test]
+    fn matrix_json_is_the_documented_contract() {
+        let m = ModelBuilder::new()
+            .endpoint("x/b", &[], &["198.18.0.2"])
+            .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+            .policy(ingress_policy("x/p", sel(&[("app", "a")]), vec![]))
+            .build();
+        let index = Index::new(&m);
+        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::V4);
+        assert_eq!(
+            serde_json::to_value(&mx).unwrap(),
+            json!({"probes": [
+                {"port": 8080, "protocol": "TCP", "endpoints": ["x/a", "x/b"],
+                 "allowed": [[true, true], [false, true]]},
+                {"port": 53, "protocol": "UDP", "endpoints": ["x/a", "x/b"],
+                 "allowed": [[true, true], [false, true]]},
+            ]})
+        );
+    }
+
+    /// x/a has both families; x/b admits only a's IPv4 address.
+    fn dual_stack_half_allowed() -> crate::model::Model {
+        ModelBuilder::new()
+            .endpoint("x/a", &[], &["198.18.0.1", "2001:db8::1"])
+            .endpoint("x/b", &[("app", "b")], &["198.18.0.2", "2001:db8::2"])
+            .endpoint("x/c", &[], &["198.18.0.3"])
+            .policy(ingress_policy(
+                "x/p",
+                sel(&[("app", "b")]),
+                vec![rule(
+                    peers(vec![ip_block("198.18.0.0/24", &[])]),
+                    Ports::All,
+                )],
+            ))
+            .build()
+    }
+
+    #[test]
+    fn every_address_pair_must_be_allowed_and_the_family_filter_selects_pairs() {
+        let m = dual_stack_half_allowed();
+        let index = Index::new(&m);
+        let cell = |family, i, j| matrix(&index, &[TCP_8080], family).probes[0].cell(i, j);
+        // a → b: v4 allowed, v6 denied.
+        assert_eq!(cell(FamilyFilter::Any, 0, 1), Cell::Denied);
+        assert_eq!(cell(FamilyFilter::V4, 0, 1), Cell::Allowed);
+        assert_eq!(cell(FamilyFilter::V6, 0, 1), Cell::Denied);
+        // c → a: only an IPv4 pair exists.
+        assert_eq!(cell(FamilyFilter::Any, 2, 0), Cell::Allowed);
+        assert_eq!(cell(FamilyFilter::V4, 2, 0), Cell::Allowed);
+        assert_eq!(cell(FamilyFilter::V6, 2, 0), Cell::NoAddressPair);
+        assert!(!Cell::NoAddressPair.is_allowed());
+
+        let e = explain_by_name(&index, "x/a", "x/b", TCP_8080, FamilyFilter::Any);
+        assert!(!e.allowed);
+        let pairs: Vec<_> = e
+            .pairs
+            .iter()
+            .map(|p| (p.from_address, p.to_address, p.allowed))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (ip("198.18.0.1"), ip("198.18.0.2"), true),
+                (ip("2001:db8::1"), ip("2001:db8::2"), false)
+            ]
+        );
+        assert!(explain_by_name(&index, "x/a", "x/b", TCP_8080, FamilyFilter::V4).allowed);
+
+        let none = explain_by_name(&index, "x/c", "x/a", TCP_8080, FamilyFilter::V6);
+        assert!(!none.allowed && none.pairs.is_empty() && !none.self_traffic);
+        assert!(
+            none.render_text().contains("no address pair"),
+            "{}",
+            none.render_text()
+        );
+    }
+
+    #[test]
+    fn matrix_and_explain_agree_on_every_cell() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let probes = [
+            TCP_8080,
+            UDP_53,
+            "53/TCP".parse().unwrap(),
+            "9/SCTP".parse().unwrap(),
+        ];
+        for family in [FamilyFilter::Any, FamilyFilter::V4, FamilyFilter::V6] {
+            let mx = matrix(&index, &probes, family);
+            for (pm, probe) in mx.probes.iter().zip(probes) {
+                for i in 0..pm.endpoints.len() {
+                    for j in 0..pm.endpoints.len() {
+                        let e = explain(&index, i, j, probe, family);
+                        assert_eq!(pm.allowed[i][j], e.allowed, "{family} {probe} {i}->{j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn explain_names_the_allowing_rules_peers_and_ports() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let e = explain_by_name(
+            &index,
+            "web/checkout",
+            "payments/payments-api",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert!(e.allowed);
+        assert_eq!(e.pairs.len(), 2);
+        for pair in &e.pairs {
+            let egress = &pair.egress;
+            assert_eq!(
+                egress
+                    .verdict
+                    .isolating()
+                    .iter()
+                    .map(|r| r.name.to_string())
+                    .collect::<Vec<_>>(),
+                ["web/checkout-to-payments", "web/default-deny-egress"]
+            );
+            assert_eq!(
+                egress.rules,
+                [RuleExplanation {
+                    policy: oname("web/checkout-to-payments"),
+                    field: "spec.egress[0].to[0].ports[0]".into(),
+                    peer: "namespaceSelector {kubernetes.io/metadata.name: payments} AND podSelector {app: payments-api}".into(),
+                    port: "named port http → 8080/TCP on payments/payments-api".into(),
+                }]
+            );
+            assert_eq!(
+                pair.ingress.rules,
+                [RuleExplanation {
+                    policy: oname("payments/allow-checkout"),
+                    field: "spec.ingress[0].from[0].ports[0]".into(),
+                    peer: "namespaceSelector {name: web} AND podSelector {app: checkout}".into(),
+                    port: "8080/TCP".into(),
+                }]
+            );
+        }
+        let text = e.render_text();
+        for needle in [
+            "web/checkout -> payments/payments-api on 8080/TCP (IPv4 and IPv6): ALLOWED",
+            "198.18.1.2 -> 198.18.0.10: allowed",
+            "2001:db8:1::2 -> 2001:db8::10: allowed",
+            "egress of web/checkout: allowed; isolated by web/checkout-to-payments, web/default-deny-egress",
+            "web/checkout-to-payments spec.egress[0].to[0].ports[0]",
+            "ingress of payments/payments-api: allowed; isolated by payments/allow-checkout, payments/default-deny-ingress",
+            "payments/allow-checkout spec.ingress[0].from[0].ports[0]: peer: namespaceSelector {name: web} AND podSelector {app: checkout}; port: 8080/TCP",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn explain_names_the_isolating_policies_when_denied() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let e = explain_by_name(
+            &index,
+            "web/frontend",
+            "payments/payments-api",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert!(!e.allowed);
+        assert_eq!(e.pairs.len(), 1);
+        let pair = &e.pairs[0];
+        assert!(!pair.egress.allowed && !pair.ingress.allowed && pair.egress.rules.is_empty());
+        let text = e.render_text();
+        for needle in [
+            "web/frontend -> payments/payments-api on 8080/TCP (IPv4 and IPv6): DENIED",
+            "egress of web/frontend: DENIED; isolated by web/default-deny-egress, and no rule of these policies allows 8080/TCP to payments/payments-api (198.18.0.10)",
+            "ingress of payments/payments-api: DENIED; isolated by payments/allow-checkout, payments/default-deny-ingress, and no rule of these policies allows 8080/TCP from web/frontend (198.18.1.3)",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+
+        let open = explain_by_name(
+            &index,
+            "analytics/worker",
+            "web/checkout",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert!(open.allowed);
+        let text = open.render_text();
+        assert!(text.contains("egress of analytics/worker: allowed, not isolated (no policy selects it for egress)"), "{text}");
+        assert!(
+            text.contains(
+                "ingress of web/checkout: allowed, not isolated (no policy selects it for ingress)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explain_json_carries_verdicts_and_words() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let e = explain_by_name(
+            &index,
+            "web/checkout",
+            "kube-system/kube-dns",
+            UDP_53,
+            FamilyFilter::V4,
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["from"], "web/checkout");
+        assert_eq!(v["to"], "kube-system/kube-dns");
+        assert_eq!(v["probe"], json!({"port": 53, "protocol": "UDP"}));
+        assert_eq!(v["family"], "v4");
+        assert_eq!(v["allowed"], true);
+        assert_eq!(v["self_traffic"], false);
+        let pair = &v["pairs"][0];
+        assert_eq!(pair["from_address"], "198.18.1.2");
+        assert_eq!(pair["to_address"], "198.18.3.53");
+        assert_eq!(
+            pair["egress"],
+            json!({
+                "endpoint": "web/checkout",
+                "direction": "egress",
+                "remote": "198.18.3.53",
+                "allowed": true,
+                "verdict": "allowed",
+                "isolating": ["web/checkout-to-payments", "web/default-deny-egress"],
+                "by": [{"policy": "web/default-deny-egress", "rule": 0, "peer": 0, "port": 0}],
+                "rules": [{
+                    "policy": "web/default-deny-egress",
+                    "field": "spec.egress[0].to[0].ports[0]",
+                    "peer": "namespaceSelector {kubernetes.io/metadata.name: kube-system} AND podSelector {k8s-app: kube-dns}",
+                    "port": "53/UDP",
+                }],
+            })
+        );
+        assert_eq!(pair["ingress"]["verdict"], "not_isolated");
+    }
+
+    #[test]
+    fn explain_describes_selectors_blocks_and_open_rules() {
+        use crate::model::Operator;
+        let mut ns = expr("env", Operator::NotIn(values(&["dev", "test"])));
+        ns.match_labels = labels(&[("team", "pay")]);
+        ns.match_expressions.push(crate::model::Requirement {
+            key: "pci".into(),
+            operator: Operator::Exists,
+        });
+        let m = ModelBuilder::new()
+            .namespace("x", &[("team", "pay"), ("pci", "")])
+            .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+            .endpoint("x/b", &[], &["198.18.0.2"])
+            .policy(ingress_policy(
+                "x/p",
+                sel(&[]),
+                vec![
+                    rule(
+                        peers(vec![ns_and_pods(ns, sel(&[]))]),
+                        ports(vec![any_port(Protocol::Tcp)]),
+                    ),
+                    rule(
+                        peers(vec![ip_block(
+                            "198.18.0.0/16",
+                            &["198.18.1.0/24", "198.18.2.0/24"],
+                        )]),
+                        ports(vec![port_range(Protocol::Tcp, 8000, 8100)]),
+                    ),
+                    rule(
+                        peers(vec![
+                            pods_in("x", expr("app", Operator::DoesNotExist)),
+                            pods_in("x", sel(&[("app", "a")])),
+                        ]),
+                        Ports::All,
+                    ),
+                    allow_all(),
+                ],
+            ))
+            .build();
+        let index = Index::new(&m);
+        let e = explain_by_name(&index, "x/a", "x/b", TCP_8080, FamilyFilter::Any);
+        let got: Vec<(&str, &str, &str)> = e.pairs[0]
+            .ingress
+            .rules
+            .iter()
+            .map(|r| (r.field.as_str(), r.peer.as_str(), r.port.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "spec.ingress[0].from[0].ports[0]",
+                    "namespaceSelector {team: pay, env NotIn (dev, test), pci Exists}",
+                    "every TCP port"
+                ),
+                (
+                    "spec.ingress[1].from[0].ports[0]",
+                    "ipBlock 198.18.0.0/16 except 198.18.1.0/24, 198.18.2.0/24",
+                    "8000-8100/TCP"
+                ),
+                (
+                    "spec.ingress[2].from[1]",
+                    "podSelector {app: a} in the policy's namespace x",
+                    "all ports and protocols"
+                ),
+                ("spec.ingress[3]", "all peers", "all ports and protocols"),
+            ]
+        );
+    }
+
+    #[test]
+    fn table_shows_a_legend_a_grid_and_counts() {
+        let m = payments_example().build();
+        let index = Index::new(&m);
+        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any).render_table();
+        let expected = "\
+connectivity matrix: row = sender, column = receiver; families: IPv4 and IPv6
+  .  allowed    X  denied    -  no address pair of a considered family
+  the diagonal is self-traffic over loopback: always allowed
+
+  1  analytics/worker
+  2  kube-system/kube-dns
+  3  payments/payments-api
+  4  web/checkout
+  5  web/frontend
+
+8080/TCP
+     1 2 3 4 5
+  1  . . X . .
+  2  . . X . .
+  3  . . . . .
+  4  X X . . X
+  5  X X X X .
+8080/TCP: 16 allowed (including 5 self), 9 denied
+";
+        assert_eq!(table, expected, "got:\n{table}");
+
+        let nothing = matrix(&index, &[], FamilyFilter::Any).render_table();
+        assert!(nothing.ends_with("no probes asked\n"), "{nothing}");
+        let empty = crate::model::Model::default();
+        let table = matrix(&Index::new(&empty), &[TCP_8080], FamilyFilter::Any).render_table();
+        assert!(
+            table.ends_with("no endpoints in the inventory\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn table_stacks_column_numbers_and_marks_missing_pairs() {
+        let mut b = ModelBuilder::new();
+        for i in 1..=12 {
+            b = b.endpoint(&format!("ns/e{i:02}"), &[], &[&format!("198.18.0.{i}")]);
+        }
+        let b = b.endpoint("ns/v6only", &[], &["2001:db8::1"]);
+        let m = b.build();
+        let index = Index::new(&m);
+        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any).render_table();
+        let lines: Vec<&str> = table.lines().collect();
+        let grid_at = lines.iter().position(|l| *l == "8080/TCP").unwrap();
+        let (tens, units) = (lines[grid_at + 1], lines[grid_at + 2]);
+        let rows = &lines[grid_at + 3..grid_at + 16];
+        assert_eq!(tens.trim(), "1 1 1 1");
+        assert_eq!(units.trim(), "1 2 3 4 5 6 7 8 9 0 1 2 3");
+        // Every row is as wide as the units line and each mark sits under its number.
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.len(), units.len(), "row {row:?}");
+            assert_eq!(row[..4].trim(), (i + 1).to_string());
+            for (j, (mark, digit)) in row.bytes().zip(units.bytes()).enumerate().skip(4) {
+                assert_eq!(digit.is_ascii_digit(), mark != b' ', "row {i} column {j}");
+            }
+        }
+        // The IPv6-only endpoint (row 13) has no pair with the IPv4-only ones.
+        assert_eq!(
+            rows[12].split_whitespace().collect::<Vec<_>>()[1..].join(""),
+            "------------."
+        );
+        assert!(lines[grid_at + 16]
+            .ends_with("145 allowed (including 13 self), 0 denied, 24 without an address pair"));
+    }
+}

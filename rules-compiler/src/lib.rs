@@ -34,6 +34,8 @@ pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod selector;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod validate;
 
 use diag::{Diagnostic, Rejected};

@@ -1017,15 +1017,61 @@ fn from_template(
     }
 }
 
-/// The endpoint selected by the most policies (ingress and egress isolation counted
-/// separately; ties go to the first in model order): a local endpoint whose compile
-/// has real work to do. `None` for an inventory without endpoints.
+/// How many policies must isolate an endpoint before [`busiest_endpoint`] considers
+/// it (ingress and egress counted separately).
+pub const BUSY_MIN_POLICIES: usize = 3;
+
+/// A local endpoint whose compile has real work to do: among the endpoints isolated by
+/// at least [`BUSY_MIN_POLICIES`] policies, the one whose isolating rules name the most
+/// peers (endpoints a selector peer resolves to, plus one per `ipBlock` or "all"
+/// peer), so that its plan grows with the input as the worst cases do. Ties go to
+/// more policies, then to the first in model order. When no endpoint is isolated by
+/// that many policies, the one isolated by the most. `None` without endpoints.
 pub fn busiest_endpoint(index: &Index<'_>) -> Option<EndpointId> {
-    (0..index.model.inventory.endpoints.len()).max_by_key(|&ep| {
-        let n = index.isolating(ep, Direction::Ingress).len()
-            + index.isolating(ep, Direction::Egress).len();
-        (n, Reverse(ep))
-    })
+    let model = index.model;
+    // Peers repeat across policies (`namespaceSelector: {}` is everywhere), so each
+    // distinct peer is resolved once.
+    let mut resolved: BTreeMap<String, usize> = BTreeMap::new();
+    let mut peer_work = |peer: &Peer| -> usize {
+        match peer {
+            Peer::IpBlock(_) => 1,
+            Peer::Endpoints { .. } => *resolved
+                .entry(format!("{peer:?}"))
+                .or_insert_with(|| index.peer_endpoints(peer).len()),
+        }
+    };
+    let mut work = |p: usize, dir: Direction| -> usize {
+        model.policies[p]
+            .rules(dir)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| match &r.peers {
+                Peers::All => 1,
+                Peers::List(peers) => peers.iter().map(&mut peer_work).sum(),
+            })
+            .sum()
+    };
+    let mut policy_work: BTreeMap<(usize, Direction), usize> = BTreeMap::new();
+    (0..model.inventory.endpoints.len())
+        .map(|ep| {
+            let mut count = 0;
+            let mut total = 0;
+            for dir in [Direction::Ingress, Direction::Egress] {
+                for p in index.isolating(ep, dir) {
+                    count += 1;
+                    total += *policy_work.entry((p, dir)).or_insert_with(|| work(p, dir));
+                }
+            }
+            (count >= BUSY_MIN_POLICIES, total, count, Reverse(ep))
+        })
+        .max_by_key(|&(busy, total, count, first)| {
+            if busy {
+                (true, total, count, first)
+            } else {
+                (false, 0, count, first)
+            }
+        })
+        .map(|(_, _, _, Reverse(ep))| ep)
 }
 
 /// Clears every [`Source`] of a model, so a model loaded from files compares equal to

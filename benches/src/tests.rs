@@ -370,26 +370,103 @@ fn one_name_means_different_numbers_on_different_endpoints() {
     assert!(http.len() >= 3, "{http:?}");
 }
 
+/// Peers named by the rules isolating an endpoint, and how many policies isolate it:
+/// the straightforward computation `busiest_endpoint` must agree with.
+fn policies_and_peers(
+    index: &Index<'_>,
+    per_policy: &[[usize; 2]],
+    ep: EndpointId,
+) -> (usize, usize) {
+    let mut count = 0;
+    let mut peers = 0;
+    for (d, dir) in [Direction::Ingress, Direction::Egress]
+        .into_iter()
+        .enumerate()
+    {
+        for p in index.isolating(ep, dir) {
+            count += 1;
+            peers += per_policy[p][d];
+        }
+    }
+    (count, peers)
+}
+
+fn peers_per_policy(index: &Index<'_>) -> Vec<[usize; 2]> {
+    index
+        .model
+        .policies
+        .iter()
+        .map(|p| {
+            [Direction::Ingress, Direction::Egress].map(|dir| {
+                p.rules(dir)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| match &r.peers {
+                        Peers::All => 1,
+                        Peers::List(peers) => peers
+                            .iter()
+                            .map(|peer| match peer {
+                                Peer::IpBlock(_) => 1,
+                                Peer::Endpoints { .. } => index.peer_endpoints(peer).len(),
+                            })
+                            .sum(),
+                    })
+                    .sum()
+            })
+        })
+        .collect()
+}
+
 #[test]
-fn the_busiest_endpoint_is_selected_by_several_policies() {
+fn the_busiest_endpoint_is_selected_by_several_policies_and_names_the_most_peers() {
     for (pct, seed) in [(1, 1), (10, 1), (1, 99)] {
         let m = generate(&Scale::FULL.percent(pct), seed);
         let index = Index::new(&m);
+        let per_policy = peers_per_policy(&index);
         let ep = busiest_endpoint(&index).expect("has endpoints");
-        let ingress = index.isolating(ep, Direction::Ingress);
-        let egress = index.isolating(ep, Direction::Egress);
+        let (count, peers) = policies_and_peers(&index, &per_policy, ep);
         assert!(
-            ingress.len() + egress.len() >= 3,
-            "{pct}%: {} selected by {ingress:?} / {egress:?}",
+            count >= BUSY_MIN_POLICIES,
+            "{pct}%: {} selected by {count} policies",
             index.endpoint(ep).id
         );
-        // No other endpoint is selected by more.
         for other in 0..m.inventory.endpoints.len() {
-            let n = index.isolating(other, Direction::Ingress).len()
-                + index.isolating(other, Direction::Egress).len();
-            assert!(n <= ingress.len() + egress.len());
+            let (c, p) = policies_and_peers(&index, &per_policy, other);
+            if c >= BUSY_MIN_POLICIES {
+                assert!(
+                    (p, c) <= (peers, count),
+                    "{pct}%: {} names {p} peers in {c} policies, more than {} ({peers} in {count})",
+                    index.endpoint(other).id,
+                    index.endpoint(ep).id
+                );
+            }
         }
+        // The choice grows with the input: a selector peer resolves to many endpoints.
+        assert!(
+            peers > m.inventory.endpoints.len() / 20,
+            "{pct}%: {peers} peers"
+        );
     }
+}
+
+#[test]
+fn without_busy_endpoints_the_most_selected_is_chosen() {
+    // One policy per namespace at most: nobody reaches BUSY_MIN_POLICIES.
+    let m = generate(
+        &Scale {
+            namespaces: 5,
+            endpoints: 40,
+            policies: 5,
+        },
+        1,
+    );
+    let index = Index::new(&m);
+    let ep = busiest_endpoint(&index).expect("has endpoints");
+    let count = |e| {
+        index.isolating(e, Direction::Ingress).len() + index.isolating(e, Direction::Egress).len()
+    };
+    assert!(count(ep) >= 1);
+    assert!((0..m.inventory.endpoints.len()).all(|e| count(e) <= count(ep)));
 }
 
 #[test]

@@ -8,7 +8,10 @@
 //! - load: `rules_compiler::load_model` (parse + validate) of the same input as YAML.
 //!
 //! and prints the ratio of each median to the smallest size's, so linear growth shows
-//! as a ratio close to the size ratio. It measures; it asserts nothing about time.
+//! as a ratio close to the size ratio. The local endpoint is chosen per size by
+//! [`netpol_benches::busiest_endpoint`] (the heaviest one), so the compile is also
+//! shown per 1,000 plan elements, and `Index::new` alone. It measures; it asserts
+//! nothing about time.
 //!
 //! Run: `taskset -c 0 cargo bench -p netpol-benches --bench compile`
 //! Options after `--`: `--scales 1,10,100` (percent of the full size), `--seed N`.
@@ -99,6 +102,7 @@ struct Row {
     isolating: (usize, usize),
     yaml_bytes: usize,
     generate: Duration,
+    index: Result<Stats, String>,
     compile: Result<Stats, String>,
     render: Result<Stats, String>,
     load: Result<Stats, String>,
@@ -127,6 +131,7 @@ fn run_scale(pct: usize, seed: u64) -> Row {
         )
     };
 
+    let index = measure(runs, || Index::new(&model)).map(|(s, _)| s);
     let compile = measure(runs, || {
         let index = Index::new(&model);
         plan::build(&index, &[local], &plan::Options::default())
@@ -171,6 +176,7 @@ fn run_scale(pct: usize, seed: u64) -> Row {
         isolating,
         yaml_bytes,
         generate: generate_time,
+        index,
         compile,
         render,
         load,
@@ -308,17 +314,24 @@ fn main() {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| size | runs | compile (index + plan) | × | render nft | × | load + validate YAML | × |"
+        "| size | runs | index alone | compile (index + plan) | × | per 1k plan elements | render nft | × | load + validate YAML | × |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     let base = rows.first();
     for r in &rows {
+        let (i, _) = cell(&r.index, None);
         let (c, cx) = cell(&r.compile, base.map(|b| &b.compile));
+        // The local endpoint differs per size, so time per plan element is the fair
+        // measure of how the compile scales.
+        let per_k = match (&r.compile, r.elements) {
+            (Ok(s), Some(e)) if e > 0 => human(s.median.mul_f64(1000.0 / e as f64)),
+            _ => "n/a".into(),
+        };
         let (n, nx) = cell(&r.render, base.map(|b| &b.render));
         let (l, lx) = cell(&r.load, base.map(|b| &b.load));
         let _ = writeln!(
             out,
-            "| {} % | {} | {c} | {cx} | {n} | {nx} | {l} | {lx} |",
+            "| {} % | {} | {i} | {c} | {cx} | {per_k} | {n} | {nx} | {l} | {lx} |",
             r.pct, r.runs
         );
     }
@@ -326,6 +339,7 @@ fn main() {
         .iter()
         .flat_map(|r| {
             [
+                ("index", &r.index),
                 ("compile", &r.compile),
                 ("render", &r.render),
                 ("load", &r.load),

@@ -1,1 +1,2 @@
-//! Integration tests, one binary grouped by topic.
+//! Integration tests, one binary grouped by topic (see `suite/`).
+mod suite;

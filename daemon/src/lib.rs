@@ -1,3 +1,26 @@
-//! netpol-daemon: the operator's commands and (later) the daemon. Glue around
-//! `rules-compiler`: decides *when* and *how* to apply a plan, never *what* is allowed.
-#![forbid(unsafe_code)]
+//! # netpol-daemon
+//!
+//! The operator's commands (`netpolctl`) and, later, the daemon (`netpold`). Glue
+//! around [`rules_compiler`]: this crate decides *when* and *how* a plan is applied and
+//! shown, never *what* is allowed.
+//!
+//! - [`inputs`]: read policy and inventory paths into a validated model, turning
+//!   diagnostics into messages for the terminal.
+//! - [`ctl`]: the `netpolctl` subcommands: offline (`compile`, `matrix`, `explain`)
+//!   and against the kernel (`apply`, `flush`, `show`).
+//! - [`netlink`]: the kernel backend, the plan as one nftables transaction.
+//! - [`addrs`]: this host's addresses, to find which endpoints it is.
+//!
+//! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
+//! to libnftnl and the netlink socket (it allows it, with a `SAFETY:` comment on
+//! every block).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addrs;
+pub mod ctl;
+pub mod inputs;
+pub mod netlink;
+
+#[cfg(test)]
+mod testns;

@@ -1,2 +1,204 @@
-//! `netpolctl`: the operator's tool.
-fn main() {}
+//! `netpolctl`: the operator's tool. Parses arguments, calls `netpol_daemon::ctl`,
+//! prints, and turns the result into an exit code (0 ok, 1 failed, 2 usage).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
+use netpol_daemon::inputs::Paths;
+use netpol_daemon::netlink::Netlink;
+use rules_compiler::analysis::{FamilyFilter, Probe};
+use rules_compiler::model::ObjectName;
+use rules_compiler::plan::DenyAction;
+
+#[derive(Parser)]
+#[command(
+    name = "netpolctl",
+    version,
+    about = "Compile, explain, apply and inspect netpol rulesets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// NetworkPolicy files or directories (every *.yaml/*.yml in it); repeatable.
+    #[arg(long, required = true, value_name = "PATH")]
+    policies: Vec<PathBuf>,
+    /// Inventory files or directories (Namespace, Pod, Endpoint); repeatable.
+    #[arg(long, required = true, value_name = "PATH")]
+    inventory: Vec<PathBuf>,
+}
+
+impl InputArgs {
+    fn paths(&self) -> Paths {
+        Paths {
+            policies: self.policies.clone(),
+            inventory: self.inventory.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Deny {
+    Drop,
+    Reject,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Family {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl From<Family> for FamilyFilter {
+    fn from(f: Family) -> Self {
+        match f {
+            Family::Any => FamilyFilter::Any,
+            Family::Ipv4 => FamilyFilter::V4,
+            Family::Ipv6 => FamilyFilter::V6,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the nftables ruleset for the given local endpoints.
+    Compile {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// A local endpoint, NAMESPACE/NAME; repeatable.
+        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+        locals: Vec<ObjectName>,
+        /// What to do with denied packets.
+        #[arg(long, value_enum, default_value = "drop")]
+        deny: Deny,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "nft")]
+        output: CompileFormat,
+    },
+    /// Print who may connect to whom, for every endpoint of the inventory.
+    Matrix {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// A port and protocol to evaluate, e.g. 8080/TCP; repeatable.
+        #[arg(long = "probe", value_name = "PORT/PROTO", required = true)]
+        probes: Vec<Probe>,
+        /// Which address family to consider.
+        #[arg(long, value_enum, default_value = "any")]
+        family: Family,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+    /// Explain whether one endpoint may connect to another, and which rules decide it.
+    Explain {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// The sender, NAMESPACE/NAME.
+        #[arg(long, value_parser = parse_name)]
+        from: ObjectName,
+        /// The receiver, NAMESPACE/NAME.
+        #[arg(long, value_parser = parse_name)]
+        to: ObjectName,
+        /// Destination port and protocol, e.g. 8080/TCP.
+        #[arg(long, value_name = "PORT/PROTO")]
+        port: Probe,
+        /// Which address family to consider.
+        #[arg(long, value_enum, default_value = "any")]
+        family: Family,
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+    /// Compile and load the ruleset into this host's kernel, replacing the netpol
+    /// table in one transaction (needs root).
+    Apply {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// A local endpoint, NAMESPACE/NAME; repeatable. Without it: the inventory
+        /// endpoints whose addresses are assigned to this host's interfaces.
+        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+        locals: Vec<ObjectName>,
+        /// What to do with denied packets.
+        #[arg(long, value_enum, default_value = "drop")]
+        deny: Deny,
+    },
+    /// Remove the netpol table from the kernel, and nothing else (needs root).
+    Flush,
+    /// Show what the kernel holds: chains, rule and element counts, deny counters.
+    Show {
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+}
+
+impl From<Deny> for DenyAction {
+    fn from(d: Deny) -> Self {
+        match d {
+            Deny::Drop => DenyAction::Drop,
+            Deny::Reject => DenyAction::Reject,
+        }
+    }
+}
+
+fn parse_name(s: &str) -> Result<ObjectName, String> {
+    ObjectName::parse(s).ok_or_else(|| format!("expected NAMESPACE/NAME, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile {
+            inputs,
+            locals,
+            deny,
+            output,
+        } => ctl::compile(&inputs.paths(), &locals, deny.into(), output),
+        Command::Matrix {
+            inputs,
+            probes,
+            family,
+            output,
+        } => ctl::matrix(&inputs.paths(), &probes, family.into(), output),
+        Command::Explain {
+            inputs,
+            from,
+            to,
+            port,
+            family,
+            output,
+        } => ctl::explain(&inputs.paths(), &from, &to, port, family.into(), output),
+        Command::Apply {
+            inputs,
+            locals,
+            deny,
+        } => ctl::apply(
+            &inputs.paths(),
+            &locals,
+            deny.into(),
+            &mut Netlink::new(),
+            netpol_daemon::addrs::local_addresses,
+        ),
+        Command::Flush => ctl::flush(&mut Netlink::new()),
+        Command::Show { output } => ctl::show(&mut Netlink::new(), output),
+    };
+    match result {
+        Ok(out) => {
+            eprint!("{}", out.warnings);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netpolctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

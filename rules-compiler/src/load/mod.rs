@@ -2,10 +2,18 @@
 //! every node's position, so later errors can say file, line and column.
 //!
 //! Must not judge meaning (that is `validate`) nor touch anything but the files given.
+//!
+//! - [`read_paths`] turns the paths an operator gave into [`Input`]s (file texts).
+//! - [`parse`] turns one input into its [`Document`]s: trees of [`Node`]s with 1-based
+//!   line and column, plus a diagnostic for each malformed document.
+
+mod files;
+mod yaml;
 
 use std::path::PathBuf;
 
-use crate::diag::Rejected;
+pub use files::read_paths;
+pub use yaml::{parse, Document, Node, Value};
 
 /// One input file's text, with the path messages should name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,11 +22,4 @@ pub struct Input {
     pub path: PathBuf,
     /// The whole file.
     pub text: String,
-}
-
-/// Reads files and directories: a directory contributes every `*.yaml`/`*.yml` file in
-/// it, sorted by name, skipping hidden files. Unreadable paths are errors.
-pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Input>, Rejected> {
-    let _ = paths;
-    todo!("load::read_paths")
 }

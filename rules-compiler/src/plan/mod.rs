@@ -20,6 +20,14 @@ use serde::Serialize;
 
 use crate::model::{Direction, ObjectName};
 
+mod compile;
+mod intervals;
+mod names;
+#[cfg(test)]
+mod tests;
+
+pub use names::chain_name;
+
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";
 
@@ -279,11 +287,18 @@ pub struct Options {
 }
 
 /// Builds the plan for these local endpoints.
+///
+/// Each local endpoint that some policy isolates in a direction gets one chain for it,
+/// reached through the direction's verdict maps by each of its addresses; an endpoint
+/// open in a direction gets no entry and falls through to accept. The chain accepts,
+/// per family of the endpoint's addresses, the peers allowed on every port from one
+/// address set and the rest from one address · protocol · port set, then denies. Set
+/// contents are normalised (no overlaps, touching ranges merged) and everything is
+/// sorted, so equal inputs give equal plans. Duplicate `locals` count once.
 pub fn build(
     index: &crate::resolve::Index<'_>,
     locals: &[crate::resolve::EndpointId],
     options: &Options,
 ) -> Plan {
-    let _ = (index, locals, options);
-    todo!("plan::build")
+    compile::build(index, locals, options)
 }

@@ -1,0 +1,600 @@
+//! The offline `netpolctl` subcommands. Each returns the text to print, so the binary
+//! stays a thin shell and tests can call these directly.
+//!
+//! Must not decide what is allowed (that is `rules_compiler`) nor touch the kernel,
+//! except through the [`Backend`] that `apply`, `flush` and `show` are given.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use anyhow::{bail, Context, Result};
+use rules_compiler::analysis::{self, FamilyFilter, Probe};
+use rules_compiler::model::ObjectName;
+use rules_compiler::plan::{self, DenyAction};
+use rules_compiler::render;
+use rules_compiler::resolve::{EndpointId, Index};
+
+use crate::inputs::{self, Paths};
+use crate::netlink::{Backend, DenyCounter, LoadedTable};
+
+/// Output format of `compile`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompileFormat {
+    /// nft text, ready for `nft -f`.
+    Nft,
+    /// The plan as JSON.
+    Json,
+}
+
+/// Output format of `matrix` and `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For people.
+    Table,
+    /// The stable JSON contract.
+    Json,
+}
+
+/// What the loaded input produced, plus warnings for stderr.
+pub struct Output {
+    /// For stdout.
+    pub stdout: String,
+    /// Warnings for stderr.
+    pub warnings: String,
+}
+
+fn load(paths: &Paths) -> Result<rules_compiler::Loaded> {
+    inputs::load(paths).map_err(|rejected| anyhow::anyhow!("{rejected}"))
+}
+
+/// `netpolctl compile`: the ruleset for the given local endpoints.
+pub fn compile(
+    paths: &Paths,
+    locals: &[ObjectName],
+    deny: DenyAction,
+    format: CompileFormat,
+) -> Result<Output> {
+    if locals.is_empty() {
+        bail!("name at least one local endpoint with --local NAMESPACE/NAME");
+    }
+    let loaded = load(paths)?;
+    let index = Index::new(&loaded.model);
+    let ids = inputs::find_endpoints(&index, locals).map_err(anyhow::Error::msg)?;
+    let plan = plan::build(&index, &ids, &plan::Options { deny });
+    let stdout = match format {
+        CompileFormat::Nft => render::nft(&plan),
+        CompileFormat::Json => {
+            serde_json::to_string_pretty(&plan).context("serialising the plan")? + "\n"
+        }
+    };
+    Ok(Output {
+        stdout,
+        warnings: inputs::format_warnings(&loaded.warnings),
+    })
+}
+
+/// `netpolctl matrix`: who may connect to whom, per probe.
+pub fn matrix(
+    paths: &Paths,
+    probes: &[Probe],
+    family: FamilyFilter,
+    format: ReportFormat,
+) -> Result<Output> {
+    if probes.is_empty() {
+        bail!("name at least one --probe PORT/PROTOCOL, e.g. --probe 8080/TCP");
+    }
+    let loaded = load(paths)?;
+    let index = Index::new(&loaded.model);
+    let matrix = analysis::matrix(&index, probes, family);
+    let stdout = match format {
+        ReportFormat::Table => matrix.render_table(),
+        ReportFormat::Json => {
+            serde_json::to_string(&matrix).context("serialising the matrix")? + "\n"
+        }
+    };
+    Ok(Output {
+        stdout,
+        warnings: inputs::format_warnings(&loaded.warnings),
+    })
+}
+
+/// `netpolctl explain`: the verdict for one flow and the rules behind it.
+pub fn explain(
+    paths: &Paths,
+    from: &ObjectName,
+    to: &ObjectName,
+    probe: Probe,
+    family: FamilyFilter,
+    format: ReportFormat,
+) -> Result<Output> {
+    let loaded = load(paths)?;
+    let index = Index::new(&loaded.model);
+    let from_id = inputs::find_endpoint(&index, from).map_err(anyhow::Error::msg)?;
+    let to_id = inputs::find_endpoint(&index, to).map_err(anyhow::Error::msg)?;
+    let explanation = analysis::explain(&index, from_id, to_id, probe, family);
+    let stdout = match format {
+        ReportFormat::Table => explanation.render_text(),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&explanation).context("serialising the explanation")?
+                + "\n"
+        }
+    };
+    Ok(Output {
+        stdout,
+        warnings: inputs::format_warnings(&loaded.warnings),
+    })
+}
+
+// ---------------------------------------------------------------- the kernel ----
+//
+// `apply`, `flush` and `show` talk to the kernel through a `netlink::Backend` that the
+// caller passes in (the real one from the binary, a fake in tests), and `apply` gets
+// this host's addresses from a function for the same reason.
+
+/// How `apply` chose its local endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalChoice {
+    /// Named with `--local`.
+    Named,
+    /// The endpoints with an address of this host.
+    ByAddress,
+}
+
+/// The inventory endpoints that have one of `addresses`, with those addresses.
+pub fn endpoints_with_addresses(
+    index: &Index<'_>,
+    addresses: &BTreeSet<IpAddr>,
+) -> Vec<(EndpointId, Vec<IpAddr>)> {
+    index
+        .model
+        .inventory
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let mine: Vec<IpAddr> = e
+                .ips
+                .iter()
+                .filter(|ip| addresses.contains(ip))
+                .copied()
+                .collect();
+            (!mine.is_empty()).then_some((i, mine))
+        })
+        .collect()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `netpolctl apply`: compiles like `compile` and loads the ruleset into the kernel in
+/// one transaction. Without `locals`, the local endpoints are those with an address
+/// that `host_addresses` returns. Input that does not compile never reaches the kernel.
+pub fn apply(
+    paths: &Paths,
+    locals: &[ObjectName],
+    deny: DenyAction,
+    backend: &mut dyn Backend,
+    host_addresses: impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>>,
+) -> Result<Output> {
+    let loaded = load(paths)?;
+    let index = Index::new(&loaded.model);
+    let mut stdout = String::new();
+    let ids = if locals.is_empty() {
+        let addresses = host_addresses().context("reading this host's addresses")?;
+        let found = endpoints_with_addresses(&index, &addresses);
+        if found.is_empty() {
+            stdout.push_str(
+                "no inventory endpoint has an address of this host: the table isolates no endpoint\n",
+            );
+        } else {
+            stdout.push_str("local endpoints (by this host's addresses):\n");
+        }
+        for (id, ips) in &found {
+            let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                stdout,
+                "  {} ({})",
+                index.model.inventory.endpoints[*id].id,
+                ips.join(", ")
+            );
+        }
+        found.into_iter().map(|(id, _)| id).collect()
+    } else {
+        let ids = inputs::find_endpoints(&index, locals).map_err(anyhow::Error::msg)?;
+        stdout.push_str("local endpoints (named):\n");
+        for id in &ids {
+            let _ = writeln!(stdout, "  {}", index.model.inventory.endpoints[*id].id);
+        }
+        ids
+    };
+    let plan = plan::build(&index, &ids, &plan::Options { deny });
+    let stats = backend
+        .apply(&plan)
+        .with_context(|| format!("applying table inet {}", plan.table))?;
+    let isolated = plan
+        .locals
+        .iter()
+        .filter(|l| l.ingress_chain.is_some() || l.egress_chain.is_some())
+        .count();
+    let _ = writeln!(
+        stdout,
+        "applied table inet {} in one transaction: {}, {}; {isolated} of {} isolated ({} messages, {} bytes, {:.1} ms)",
+        plan.table,
+        plural(stats.rules, "rule", "rules"),
+        plural(stats.elements, "set element", "set elements"),
+        plural(ids.len(), "local endpoint", "local endpoints"),
+        stats.messages,
+        stats.bytes,
+        (stats.encode + stats.kernel).as_secs_f64() * 1000.0,
+    );
+    Ok(Output {
+        stdout,
+        warnings: inputs::format_warnings(&loaded.warnings),
+    })
+}
+
+/// `netpolctl flush`: removes the netpol table and nothing else.
+pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
+    let removed = backend.flush().context("removing table inet netpol")?;
+    let stdout = if removed {
+        "removed table inet netpol\n"
+    } else {
+        "no table inet netpol to remove\n"
+    };
+    Ok(Output {
+        stdout: stdout.into(),
+        warnings: String::new(),
+    })
+}
+
+/// What `show -o json` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct ShowReport {
+    /// The table as loaded; `null` when there is none.
+    pub table: Option<LoadedTable>,
+    /// Deny counters per local endpoint and direction.
+    pub denies: Vec<DenyCounter>,
+}
+
+/// `netpolctl show`: what the kernel holds: chains, rule and element counts, and the
+/// deny counters per local endpoint and direction.
+pub fn show(backend: &mut dyn Backend, format: ReportFormat) -> Result<Output> {
+    let table = backend.read().context("reading table inet netpol")?;
+    let denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
+    let report = ShowReport { table, denies };
+    let stdout = match format {
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).context("serialising the table")? + "\n"
+        }
+        ReportFormat::Table => show_text(&report),
+    };
+    Ok(Output {
+        stdout,
+        warnings: String::new(),
+    })
+}
+
+fn show_text(report: &ShowReport) -> String {
+    let Some(t) = &report.table else {
+        return "no table inet netpol is loaded\n".into();
+    };
+    let mut out = format!(
+        "table inet {}: {}, {}, {}, {}\n",
+        t.name,
+        plural(t.chains.len(), "chain", "chains"),
+        plural(t.rule_count(), "rule", "rules"),
+        plural(t.sets.len(), "set or map", "sets and maps"),
+        plural(t.element_count(), "element", "elements"),
+    );
+    let width = t.chains.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    out.push_str("\nchains:\n");
+    for c in &t.chains {
+        let hook = c
+            .hook
+            .as_ref()
+            .map(|h| format!("hook {h}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:11}  {}",
+            c.name,
+            hook,
+            plural(c.rules, "rule", "rules")
+        );
+    }
+    if !t.sets.is_empty() {
+        let width = t.sets.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        out.push_str("\nsets and maps:\n");
+        for s in &t.sets {
+            let kind = if s.map { "map" } else { "set" };
+            let _ = writeln!(
+                out,
+                "  {:width$}  {kind}  {}",
+                s.name,
+                plural(s.elements, "element", "elements")
+            );
+        }
+    }
+    out.push_str("\ndenied:\n");
+    if report.denies.is_empty() {
+        out.push_str("  no isolated local endpoint\n");
+        return out;
+    }
+    let rows: Vec<[String; 4]> = report
+        .denies
+        .iter()
+        .map(|d| {
+            [
+                d.endpoint.to_string(),
+                d.direction.to_string(),
+                d.packets.to_string(),
+                d.bytes.to_string(),
+            ]
+        })
+        .collect();
+    let head = ["ENDPOINT", "DIRECTION", "PACKETS", "BYTES"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(head.map(String::from)).chain(rows) {
+        let _ = writeln!(
+            out,
+            "  {:w0$}  {:w1$}  {:>w2$}  {:>w3$}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    //! `apply`, `flush` and `show` over the fake backend and the bundled example.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::netlink::fake::FakeBackend;
+
+    fn example() -> Paths {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        Paths {
+            policies: vec![repo.join("config/policies")],
+            inventory: vec![repo.join("config/inventory")],
+        }
+    }
+
+    fn addresses(list: &[&str]) -> impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>> {
+        let set: BTreeSet<IpAddr> = list.iter().map(|a| a.parse().unwrap()).collect();
+        move || Ok(set)
+    }
+
+    fn no_addresses_asked() -> std::io::Result<BTreeSet<IpAddr>> {
+        panic!("named local endpoints need no address lookup")
+    }
+
+    fn failure(r: Result<Output>) -> anyhow::Error {
+        match r {
+            Ok(out) => panic!("succeeded: {}", out.stdout),
+            Err(e) => e,
+        }
+    }
+
+    fn locals_of(fake: &FakeBackend) -> Vec<String> {
+        let plan = fake.loaded.as_ref().expect("a plan was applied");
+        plan.locals.iter().map(|l| l.id.to_string()).collect()
+    }
+
+    #[test]
+    fn apply_chooses_endpoints_by_this_hosts_addresses() {
+        let mut fake = FakeBackend::new();
+        // payments-api's v6 address and checkout's v4 one; 198.18.9.9 is nobody's.
+        let out = apply(
+            &example(),
+            &[],
+            DenyAction::Drop,
+            &mut fake,
+            addresses(&["127.0.0.1", "2001:db8:1::10", "198.18.2.10", "198.18.9.9"]),
+        )
+        .unwrap();
+        assert_eq!(locals_of(&fake), ["payments/payments-api", "web/checkout"]);
+        assert!(
+            out.stdout.starts_with(
+                "local endpoints (by this host's addresses):\n  payments/payments-api (2001:db8:1::10)\n  web/checkout (198.18.2.10)\n"
+            ),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout
+                .contains("applied table inet netpol in one transaction"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("2 of 2 local endpoints isolated"),
+            "{}",
+            out.stdout
+        );
+    }
+
+    #[test]
+    fn apply_with_no_local_endpoint_says_so() {
+        let mut fake = FakeBackend::new();
+        let out = apply(
+            &example(),
+            &[],
+            DenyAction::Drop,
+            &mut fake,
+            addresses(&["198.18.9.9"]),
+        )
+        .unwrap();
+        assert!(out.stdout.starts_with(
+            "no inventory endpoint has an address of this host: the table isolates no endpoint\n"
+        ));
+        let plan = fake.loaded.as_ref().unwrap();
+        assert!(plan.locals.is_empty());
+        assert!(
+            plan.chains.iter().all(|c| c.hook.is_some()),
+            "only base chains"
+        );
+    }
+
+    #[test]
+    fn apply_named_endpoints_with_reject() {
+        let mut fake = FakeBackend::new();
+        let out = apply(
+            &example(),
+            &[ObjectName::new("web", "checkout")],
+            DenyAction::Reject,
+            &mut fake,
+            no_addresses_asked,
+        )
+        .unwrap();
+        assert_eq!(locals_of(&fake), ["web/checkout"]);
+        assert!(out
+            .stdout
+            .starts_with("local endpoints (named):\n  web/checkout\n"));
+        let plan = fake.loaded.as_ref().unwrap();
+        assert!(plan.chains.iter().flat_map(|c| &c.rules).any(|r| matches!(
+            r,
+            plan::Stmt::Deny {
+                action: DenyAction::Reject,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn invalid_input_never_reaches_the_kernel() {
+        let mut fake = FakeBackend::new();
+        let mut paths = example();
+        paths.inventory = vec![PathBuf::from("/nonexistent/inventory")];
+        let err = failure(apply(
+            &paths,
+            &[],
+            DenyAction::Drop,
+            &mut fake,
+            no_addresses_asked,
+        ));
+        assert!(
+            format!("{err:#}").contains("nothing was compiled"),
+            "{err:#}"
+        );
+        let err = failure(apply(
+            &example(),
+            &[ObjectName::new("web", "nobody")],
+            DenyAction::Drop,
+            &mut fake,
+            no_addresses_asked,
+        ));
+        assert!(
+            format!("{err:#}").contains("no endpoint web/nobody"),
+            "{err:#}"
+        );
+        assert_eq!(fake.applies, 0);
+        assert!(fake.loaded.is_none());
+    }
+
+    #[test]
+    fn a_kernel_rejection_is_an_error_and_keeps_the_loaded_plan() {
+        let mut fake = FakeBackend::new();
+        let web = [ObjectName::new("web", "checkout")];
+        apply(
+            &example(),
+            &web,
+            DenyAction::Drop,
+            &mut fake,
+            no_addresses_asked,
+        )
+        .unwrap();
+        let before = fake.loaded.clone();
+        fake.fail_next("set out_web_checkout_v4_ports", libc::ENOMEM);
+        let err = failure(apply(
+            &example(),
+            &web,
+            DenyAction::Reject,
+            &mut fake,
+            no_addresses_asked,
+        ));
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("the kernel rejected the batch at set out_web_checkout_v4_ports"),
+            "{text}"
+        );
+        assert_eq!(fake.loaded, before);
+    }
+
+    #[test]
+    fn show_and_flush_report_what_the_kernel_holds() {
+        let mut fake = FakeBackend::new();
+        assert_eq!(
+            show(&mut fake, ReportFormat::Table).unwrap().stdout,
+            "no table inet netpol is loaded\n"
+        );
+        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["table"].is_null());
+
+        let locals = [
+            ObjectName::new("payments", "payments-api"),
+            ObjectName::new("web", "checkout"),
+        ];
+        apply(
+            &example(),
+            &locals,
+            DenyAction::Drop,
+            &mut fake,
+            no_addresses_asked,
+        )
+        .unwrap();
+        let plan = fake.loaded.clone().unwrap();
+        let text = show(&mut fake, ReportFormat::Table).unwrap().stdout;
+        let head = format!(
+            "table inet netpol: {} chains, {} rules, {} sets and maps, {} elements\n",
+            plan.chains.len(),
+            plan.rule_count(),
+            plan.sets.len() + plan.maps.len(),
+            plan.element_count()
+        );
+        assert!(text.starts_with(&head), "{text}");
+        assert!(
+            text.contains("  payments/payments-api  ingress          0      0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  web/checkout           egress           0      0\n"),
+            "{text}"
+        );
+
+        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["table"]["name"], "netpol");
+        assert_eq!(v["denies"].as_array().unwrap().len(), 2);
+        assert_eq!(v["denies"][1]["endpoint"], "web/checkout");
+        assert_eq!(v["denies"][1]["direction"], "egress");
+
+        assert_eq!(
+            flush(&mut fake).unwrap().stdout,
+            "removed table inet netpol\n"
+        );
+        assert_eq!(
+            flush(&mut fake).unwrap().stdout,
+            "no table inet netpol to remove\n"
+        );
+    }
+}

@@ -1,0 +1,1027 @@
+//! The plan as nf_tables objects: plain data, no FFI, no kernel.
+//!
+//! Every statement is encoded the way `nft` 1.0.6 encodes the text that `render::nft`
+//! writes for it (checked with `nft --debug=netlink,mnl` inside a throwaway namespace):
+//! the same expressions, registers, set flags, key types, set user data and interval
+//! elements. That is what makes `nft list table` of a netlink-applied plan equal to
+//! the listing of the same plan loaded with `nft -f` (the "two renderings cannot
+//! drift" test in `tests.rs`).
+//!
+//! The batch order is nft's as well: the table (created, deleted and created again so
+//! a replace works whether or not it exists), every chain, every set and map with its
+//! elements, then the rules in chain order, an anonymous set right before its rule.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+use rules_compiler::plan::{
+    AddrField, AddrProtoPort, AddrRange, DenyAction, Family, Hook, Plan, SetElements, Stmt,
+    ICMPV6_ALWAYS,
+};
+
+/// Numbers of the nf_tables netlink API (linux/netfilter/nf_tables.h) and of nft's
+/// data types (nftables/include/datatype.h) that the batch uses.
+pub(crate) mod k {
+    pub const NFPROTO_INET: u16 = 1;
+    pub const NFPROTO_IPV4: u8 = 2;
+    pub const NFPROTO_IPV6: u8 = 10;
+
+    pub const NF_INET_LOCAL_IN: u32 = 1;
+    pub const NF_INET_LOCAL_OUT: u32 = 3;
+    pub const NF_ACCEPT: u32 = 1;
+    pub const NF_DROP: i32 = 0;
+    pub const NF_ACCEPT_VERDICT: i32 = 1;
+    pub const NFT_JUMP: i32 = -3;
+
+    pub const NFT_SET_ANONYMOUS: u32 = 0x1;
+    pub const NFT_SET_CONSTANT: u32 = 0x2;
+    pub const NFT_SET_INTERVAL: u32 = 0x4;
+    pub const NFT_SET_MAP: u32 = 0x8;
+    pub const NFT_SET_CONCAT: u32 = 0x80;
+    pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
+    pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+
+    pub const NFT_REG_VERDICT: u32 = 0;
+    pub const NFT_REG_1: u32 = 1;
+    pub const NFT_REG32_00: u32 = 8;
+
+    pub const NFT_META_IIFNAME: u32 = 6;
+    pub const NFT_META_OIFNAME: u32 = 7;
+    pub const NFT_META_NFPROTO: u32 = 15;
+    pub const NFT_META_L4PROTO: u32 = 16;
+    pub const NFT_CT_STATE: u32 = 0;
+    pub const NFT_CMP_EQ: u32 = 0;
+    pub const NFT_CMP_NEQ: u32 = 1;
+    pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+    pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+    pub const NFT_BYTEORDER_HTON: u32 = 1;
+    pub const NFT_REJECT_TCP_RST: u32 = 1;
+    pub const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+    pub const NFT_REJECT_ICMPX_ADMIN_PROHIBITED: u8 = 3;
+
+    /// conntrack state bits (`NF_CT_STATE_BIT`), host byte order.
+    pub const CT_INVALID: u32 = 1;
+    pub const CT_ESTABLISHED_RELATED: u32 = 2 | 4;
+
+    /// nft data types (`TYPE_*`) and how nft combines them into a concatenation.
+    pub const TYPE_IPADDR: u32 = 7;
+    pub const TYPE_IP6ADDR: u32 = 8;
+    pub const TYPE_INET_PROTOCOL: u32 = 12;
+    pub const TYPE_INET_SERVICE: u32 = 13;
+    pub const TYPE_ICMP6_TYPE: u32 = 29;
+    pub const TYPE_BITS: u32 = 6;
+
+    pub const IPPROTO_TCP: u8 = 6;
+    pub const IPPROTO_ICMPV6: u8 = 58;
+
+    /// Longest table, chain and set name the kernel takes (`NFT_NAME_MAXLEN` less the NUL).
+    pub const NAME_MAX: usize = 255;
+    /// Longest rule comment nft accepts (`NFTNL_UDATA_COMMENT_MAXLEN`), NUL included.
+    pub const COMMENT_MAX: usize = 128;
+}
+
+/// Set user data exactly as nft 1.0.6 writes it (`NFTNL_UDATA_SET_*` TLVs, values in
+/// host byte order). `nft list` reads it back to print keys, so the bytes are copied
+/// from what nft sends rather than derived.
+pub(crate) mod udata {
+    /// An address interval set: key byte order big endian.
+    pub const ADDR_SET: &[u8] = &[0, 4, 2, 0, 0, 0];
+    /// An address · protocol · service set: mixed byte order, and an empty "typeof"
+    /// record naming a concatenation.
+    pub const CONCAT_SET: &[u8] = &[0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0];
+    /// An address to verdict map: key big endian, data host order, data not an interval.
+    pub const VERDICT_MAP: &[u8] = &[0, 4, 2, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0];
+    /// The anonymous `icmpv6 type { … }` set: big endian, typeof `icmpv6 type`.
+    pub const ICMPV6_TYPE_SET: &[u8] = &[
+        0, 4, 2, 0, 0, 0, 3, 20, 0, 4, 7, 0, 0, 0, 1, 12, 0, 4, 14, 0, 0, 0, 1, 4, 1, 0, 0, 0,
+    ];
+    /// On the start element of an interval that runs to the last address: the interval
+    /// is open (`NFTNL_SET_ELEM_F_INTERVAL_OPEN`), there is no end element.
+    pub const ELEM_INTERVAL_OPEN: &[u8] = &[1, 4, 1, 0, 0, 0];
+}
+
+/// A plan the encoder refuses: a bug upstream, caught before anything reaches the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EncodeError(String);
+
+impl EncodeError {
+    pub(crate) fn new(msg: String) -> EncodeError {
+        EncodeError(msg)
+    }
+}
+
+/// A verdict of an `immediate` expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Accept,
+    Drop,
+}
+
+/// One nf_tables expression, attributes as libnftnl names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Expr {
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
+    Cmp {
+        sreg: u32,
+        op: u32,
+        data: Vec<u8>,
+    },
+    /// `dreg = (sreg & mask) ^ xor`, over `mask.len()` bytes.
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Byteorder {
+        sreg: u32,
+        dreg: u32,
+        op: u32,
+        len: u32,
+        size: u32,
+    },
+    Lookup {
+        sreg: u32,
+        /// `Some(NFT_REG_VERDICT)` for a verdict map.
+        dreg: Option<u32>,
+        set: String,
+        set_id: u32,
+    },
+    Counter,
+    Immediate(Verdict),
+    Reject {
+        kind: u32,
+        code: u8,
+    },
+}
+
+/// A set key of up to 24 bytes (IPv6 · protocol · port), kept inline: a big plan has
+/// hundreds of thousands of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key {
+    bytes: [u8; 24],
+    len: u8,
+}
+
+impl Key {
+    fn new(parts: &[&[u8]]) -> Key {
+        let mut key = Key {
+            bytes: [0; 24],
+            len: 0,
+        };
+        for part in parts {
+            let at = usize::from(key.len);
+            key.bytes[at..at + part.len()].copy_from_slice(part);
+            key.len += part.len() as u8;
+        }
+        key
+    }
+
+    /// The key bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.as_slice() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One set element as netlink carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Elem {
+    pub key: Key,
+    /// Inclusive end of a concatenated range (`NFTA_SET_ELEM_KEY_END`).
+    pub key_end: Option<Key>,
+    /// `NFT_SET_ELEM_INTERVAL_END`: the first key after an interval.
+    pub interval_end: bool,
+    /// The interval runs to the last address (user data for nft's listing).
+    pub open: bool,
+    /// For a verdict map: `jump` to this chain.
+    pub jump: Option<String>,
+    /// Index of the plan element this netlink element comes from.
+    pub origin: u32,
+}
+
+/// A base chain's hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BaseHook {
+    pub hooknum: u32,
+    pub priority: i32,
+    pub policy: u32,
+}
+
+/// A chain to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChainDef {
+    pub name: String,
+    pub hook: Option<BaseHook>,
+}
+
+/// A set or map to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SetDef {
+    pub name: String,
+    pub id: u32,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    /// Verdict map: data type `NFT_DATA_VERDICT`, data length 0.
+    pub verdict_map: bool,
+    /// `NFTA_SET_DESC_SIZE` (anonymous sets).
+    pub size: Option<u32>,
+    /// `NFTA_SET_DESC_CONCAT` field lengths in bytes; empty when not concatenated.
+    pub concat: Vec<u8>,
+    pub udata: &'static [u8],
+}
+
+/// Where elements come from, to name the failing one in an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ElemSource {
+    /// `plan.sets[i]`.
+    Set(usize),
+    /// `plan.maps[i]`.
+    Map(usize),
+    /// The constant ICMPv6 types of neighbour discovery.
+    Icmpv6Types,
+}
+
+/// Elements to add to a set, one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ElemsDef {
+    /// The set in words, `set in_x_v4`.
+    pub owner: String,
+    pub set: String,
+    pub set_id: u32,
+    pub elems: Vec<Elem>,
+    pub source: ElemSource,
+}
+
+/// A rule to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RuleDef {
+    pub chain: String,
+    pub exprs: Vec<Expr>,
+    pub comment: Option<String>,
+}
+
+/// One message of the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Msg {
+    /// Create the table; `exclusive` fails if it exists.
+    NewTable {
+        name: String,
+        exclusive: bool,
+    },
+    DelTable {
+        name: String,
+    },
+    NewChain(ChainDef),
+    NewSet(SetDef),
+    NewElems(ElemsDef),
+    NewRule(RuleDef),
+}
+
+/// What a message is about, for errors: `set in_x_v4`, `rule 2 of chain input`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Labelled {
+    pub msg: Msg,
+    pub what: String,
+}
+
+/// The whole batch, between the begin and end markers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub msgs: Vec<Labelled>,
+    /// Rules the kernel will hold.
+    pub rules: usize,
+    /// Plan elements (not netlink elements: an interval is one element here).
+    pub elements: usize,
+}
+
+/// Room for the elements of one message: the kernel's attribute length is 16 bits and
+/// the nest of all elements must fit, with margin for the header and set names.
+const ELEMS_PER_MSG_BYTES: usize = 60_000;
+
+/// Upper bound of one element's encoding (`NFTA_LIST_ELEM` nest with key, key end,
+/// flags, verdict data and user data), so a chunk never outgrows a message.
+pub(crate) fn elem_wire_len(e: &Elem) -> usize {
+    fn attr(payload: usize) -> usize {
+        4 + payload.div_ceil(4) * 4
+    }
+    let key = |k: &Key| attr(attr(k.as_slice().len()));
+    let mut n = 4 + key(&e.key);
+    if let Some(end) = &e.key_end {
+        n += key(end);
+    }
+    if e.interval_end {
+        n += attr(4);
+    }
+    if let Some(chain) = &e.jump {
+        n += attr(attr(attr(4) + attr(chain.len() + 1)));
+    }
+    if e.open {
+        n += attr(udata::ELEM_INTERVAL_OPEN.len());
+    }
+    n
+}
+
+/// A 32-bit register slot as nft names it: slots that start a 128-bit register use
+/// that register's number (`NFT_REG_1` …), others `NFT_REG32_xx`.
+fn reg(slot: u32) -> u32 {
+    if slot % 4 == 0 {
+        k::NFT_REG_1 + slot / 4
+    } else {
+        k::NFT_REG32_00 + slot
+    }
+}
+
+/// The full replace of `plan.table` in one batch.
+pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
+    let mut enc = Encoder {
+        plan,
+        msgs: Vec::new(),
+        next_set_id: 1,
+        set_ids: Vec::new(),
+        rules: 0,
+    };
+    enc.all()?;
+    Ok(Batch {
+        msgs: enc.msgs,
+        rules: enc.rules,
+        elements: plan.element_count(),
+    })
+}
+
+/// Deleting `table` and nothing else.
+pub(crate) fn encode_delete(table: &str) -> Result<Batch, EncodeError> {
+    check_name("table", table)?;
+    Ok(Batch {
+        msgs: vec![Labelled {
+            msg: Msg::DelTable { name: table.into() },
+            what: format!("table inet {table}"),
+        }],
+        rules: 0,
+        elements: 0,
+    })
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), EncodeError> {
+    if name.is_empty() || name.len() > k::NAME_MAX || name.contains('\0') {
+        return Err(EncodeError(format!(
+            "{what} name {name:?} is not a valid nftables name (1 to {} bytes, no NUL)",
+            k::NAME_MAX
+        )));
+    }
+    Ok(())
+}
+
+struct Encoder<'a> {
+    plan: &'a Plan,
+    msgs: Vec<Labelled>,
+    next_set_id: u32,
+    /// Named sets and maps created so far: name → id.
+    set_ids: Vec<(String, u32)>,
+    rules: usize,
+}
+
+impl Encoder<'_> {
+    fn push(&mut self, msg: Msg, what: String) {
+        self.msgs.push(Labelled { msg, what });
+    }
+
+    fn all(&mut self) -> Result<(), EncodeError> {
+        let plan = self.plan;
+        let t = &plan.table;
+        check_name("table", t)?;
+        let table = |exclusive| Msg::NewTable {
+            name: t.clone(),
+            exclusive,
+        };
+        self.push(table(false), format!("table inet {t}"));
+        self.push(
+            Msg::DelTable { name: t.clone() },
+            format!("deleting the previous table inet {t}"),
+        );
+        self.push(table(true), format!("table inet {t}"));
+
+        for chain in &plan.chains {
+            check_name("chain", &chain.name)?;
+            let hook = chain.hook.map(|h| BaseHook {
+                hooknum: match h {
+                    Hook::Input => k::NF_INET_LOCAL_IN,
+                    Hook::Output => k::NF_INET_LOCAL_OUT,
+                },
+                priority: 0,
+                policy: k::NF_ACCEPT,
+            });
+            self.push(
+                Msg::NewChain(ChainDef {
+                    name: chain.name.clone(),
+                    hook,
+                }),
+                format!("chain {}", chain.name),
+            );
+        }
+        for (i, set) in plan.sets.iter().enumerate() {
+            self.named_set(i, set)?;
+        }
+        for (i, map) in plan.maps.iter().enumerate() {
+            self.map(i, map)?;
+        }
+        for chain in &plan.chains {
+            for (i, stmt) in chain.rules.iter().enumerate() {
+                self.stmt(&chain.name, i + 1, stmt)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn new_set_id(&mut self) -> u32 {
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        id
+    }
+
+    fn set_id(&self, name: &str, what: &str) -> Result<u32, EncodeError> {
+        self.set_ids
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| {
+                EncodeError(format!(
+                    "{what} uses @{name}, which the plan does not define"
+                ))
+            })
+    }
+
+    fn elems(&mut self, set: &str, set_id: u32, source: ElemSource, elems: Vec<Elem>, what: &str) {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        let flush = |chunk: &mut Vec<Elem>, enc: &mut Self| {
+            if chunk.is_empty() {
+                return;
+            }
+            let first = chunk[0].origin;
+            let last = chunk[chunk.len() - 1].origin;
+            enc.push(
+                Msg::NewElems(ElemsDef {
+                    owner: what.into(),
+                    set: set.into(),
+                    set_id,
+                    elems: std::mem::take(chunk),
+                    source,
+                }),
+                format!("{what} (elements {first} to {last})"),
+            );
+        };
+        for e in elems {
+            let n = elem_wire_len(&e);
+            if bytes + n > ELEMS_PER_MSG_BYTES {
+                flush(&mut chunk, self);
+                bytes = 0;
+            }
+            bytes += n;
+            chunk.push(e);
+        }
+        flush(&mut chunk, self);
+    }
+
+    fn named_set(
+        &mut self,
+        index: usize,
+        set: &rules_compiler::plan::Set,
+    ) -> Result<(), EncodeError> {
+        check_name("set", &set.name)?;
+        let what = format!("set {}", set.name);
+        let id = self.new_set_id();
+        let (addr_type, addr_len) = addr_type(set.family);
+        let def = match &set.elements {
+            SetElements::Addr(_) => SetDef {
+                name: set.name.clone(),
+                id,
+                flags: k::NFT_SET_INTERVAL,
+                key_type: addr_type,
+                key_len: addr_len,
+                verdict_map: false,
+                size: None,
+                concat: Vec::new(),
+                udata: udata::ADDR_SET,
+            },
+            SetElements::AddrProtoPort(_) => SetDef {
+                name: set.name.clone(),
+                id,
+                flags: k::NFT_SET_INTERVAL | k::NFT_SET_CONCAT,
+                key_type: ((addr_type << k::TYPE_BITS | k::TYPE_INET_PROTOCOL) << k::TYPE_BITS)
+                    | k::TYPE_INET_SERVICE,
+                key_len: addr_len + 4 + 4,
+                verdict_map: false,
+                size: None,
+                concat: vec![addr_len as u8, 1, 2],
+                udata: udata::CONCAT_SET,
+            },
+        };
+        self.push(Msg::NewSet(def), what.clone());
+        self.set_ids.push((set.name.clone(), id));
+        let elems = match &set.elements {
+            SetElements::Addr(ranges) => interval_elems(set.family, ranges)
+                .map_err(|e| EncodeError(format!("{what}: {e}")))?,
+            SetElements::AddrProtoPort(items) => {
+                concat_elems(set.family, items).map_err(|e| EncodeError(format!("{what}: {e}")))?
+            }
+        };
+        self.elems(&set.name, id, ElemSource::Set(index), elems, &what);
+        Ok(())
+    }
+
+    fn map(
+        &mut self,
+        index: usize,
+        map: &rules_compiler::plan::VerdictMap,
+    ) -> Result<(), EncodeError> {
+        check_name("map", &map.name)?;
+        let what = format!("map {}", map.name);
+        let id = self.new_set_id();
+        let (key_type, key_len) = addr_type(map.family);
+        self.push(
+            Msg::NewSet(SetDef {
+                name: map.name.clone(),
+                id,
+                flags: k::NFT_SET_MAP,
+                key_type,
+                key_len,
+                verdict_map: true,
+                size: None,
+                concat: Vec::new(),
+                udata: udata::VERDICT_MAP,
+            }),
+            what.clone(),
+        );
+        self.set_ids.push((map.name.clone(), id));
+        let mut elems = Vec::with_capacity(map.elements.len());
+        for (i, (ip, chain)) in map.elements.iter().enumerate() {
+            if Family::of(ip) != map.family {
+                return Err(EncodeError(format!(
+                    "{what}: key {ip} is not of the map's family"
+                )));
+            }
+            elems.push(Elem {
+                key: Key::new(&[&ip_bytes(ip)]),
+                key_end: None,
+                interval_end: false,
+                open: false,
+                jump: Some(chain.clone()),
+                origin: i as u32,
+            });
+        }
+        self.elems(&map.name, id, ElemSource::Map(index), elems, &what);
+        Ok(())
+    }
+
+    fn rule(&mut self, chain: &str, what: String, exprs: Vec<Expr>, comment: Option<String>) {
+        self.rules += 1;
+        self.push(
+            Msg::NewRule(RuleDef {
+                chain: chain.into(),
+                exprs,
+                comment,
+            }),
+            what,
+        );
+    }
+
+    fn stmt(&mut self, chain: &str, n: usize, stmt: &Stmt) -> Result<(), EncodeError> {
+        let r1 = k::NFT_REG_1;
+        let what = format!("rule {n} of chain {chain}");
+        let accept = Expr::Immediate(Verdict::Accept);
+        match stmt {
+            Stmt::CtEstablishedAccept | Stmt::CtInvalidDrop => {
+                let (bits, verdict) = match stmt {
+                    Stmt::CtEstablishedAccept => (k::CT_ESTABLISHED_RELATED, Verdict::Accept),
+                    _ => (k::CT_INVALID, Verdict::Drop),
+                };
+                let exprs = vec![
+                    Expr::Ct {
+                        key: k::NFT_CT_STATE,
+                        dreg: r1,
+                    },
+                    Expr::Bitwise {
+                        sreg: r1,
+                        dreg: r1,
+                        mask: bits.to_ne_bytes().to_vec(),
+                        xor: vec![0; 4],
+                    },
+                    Expr::Cmp {
+                        sreg: r1,
+                        op: k::NFT_CMP_NEQ,
+                        data: vec![0; 4],
+                    },
+                    Expr::Immediate(verdict),
+                ];
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::LoopbackAccept(hook) => {
+                let key = match hook {
+                    Hook::Input => k::NFT_META_IIFNAME,
+                    Hook::Output => k::NFT_META_OIFNAME,
+                };
+                let mut name = vec![0u8; 16];
+                name[..2].copy_from_slice(b"lo");
+                let exprs = vec![
+                    Expr::Meta { key, dreg: r1 },
+                    Expr::Cmp {
+                        sreg: r1,
+                        op: k::NFT_CMP_EQ,
+                        data: name,
+                    },
+                    accept,
+                ];
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::NeighbourDiscoveryAccept => {
+                let id = self.new_set_id();
+                let set_what = format!("the ICMPv6 type set of {what}");
+                self.push(
+                    Msg::NewSet(SetDef {
+                        name: "__set%d".into(),
+                        id,
+                        flags: k::NFT_SET_ANONYMOUS | k::NFT_SET_CONSTANT,
+                        key_type: k::TYPE_ICMP6_TYPE,
+                        key_len: 1,
+                        verdict_map: false,
+                        size: Some(ICMPV6_ALWAYS.len() as u32),
+                        concat: Vec::new(),
+                        udata: udata::ICMPV6_TYPE_SET,
+                    }),
+                    set_what.clone(),
+                );
+                let elems = ICMPV6_ALWAYS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| Elem {
+                        key: Key::new(&[&[*t]]),
+                        key_end: None,
+                        interval_end: false,
+                        open: false,
+                        jump: None,
+                        origin: i as u32,
+                    })
+                    .collect();
+                self.elems("__set%d", id, ElemSource::Icmpv6Types, elems, &set_what);
+                let exprs = vec![
+                    Expr::Meta {
+                        key: k::NFT_META_NFPROTO,
+                        dreg: r1,
+                    },
+                    Expr::Cmp {
+                        sreg: r1,
+                        op: k::NFT_CMP_EQ,
+                        data: vec![k::NFPROTO_IPV6],
+                    },
+                    Expr::Meta {
+                        key: k::NFT_META_L4PROTO,
+                        dreg: r1,
+                    },
+                    Expr::Cmp {
+                        sreg: r1,
+                        op: k::NFT_CMP_EQ,
+                        data: vec![k::IPPROTO_ICMPV6],
+                    },
+                    Expr::Payload {
+                        base: k::NFT_PAYLOAD_TRANSPORT_HEADER,
+                        offset: 0,
+                        len: 1,
+                        dreg: r1,
+                    },
+                    Expr::Lookup {
+                        sreg: r1,
+                        dreg: None,
+                        set: "__set%d".into(),
+                        set_id: id,
+                    },
+                    accept,
+                ];
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::Dispatch { family, field, map } => {
+                let set_id = self.set_id(map, &what)?;
+                let mut exprs = addr_load(*family, *field, 0);
+                exprs.push(Expr::Lookup {
+                    sreg: r1,
+                    dreg: Some(k::NFT_REG_VERDICT),
+                    set: map.clone(),
+                    set_id,
+                });
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::AcceptAddr { family, field, set } => {
+                let set_id = self.set_id(set, &what)?;
+                let mut exprs = addr_load(*family, *field, 0);
+                exprs.push(Expr::Lookup {
+                    sreg: r1,
+                    dreg: None,
+                    set: set.clone(),
+                    set_id,
+                });
+                exprs.push(accept);
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::AcceptAddrProtoPort { family, field, set } => {
+                let set_id = self.set_id(set, &what)?;
+                let mut exprs = addr_load(*family, *field, 0);
+                // The protocol and the port follow the address in the next 32-bit slots.
+                let proto = match family {
+                    Family::V4 => 1,
+                    Family::V6 => 4,
+                };
+                exprs.extend([
+                    Expr::Meta {
+                        key: k::NFT_META_L4PROTO,
+                        dreg: reg(proto),
+                    },
+                    // nft emits this (a no-op for one byte) for the host-order protocol
+                    // inside a concatenation; kept so both renderings list the same.
+                    Expr::Byteorder {
+                        sreg: reg(proto),
+                        dreg: reg(proto),
+                        op: k::NFT_BYTEORDER_HTON,
+                        len: 1,
+                        size: 2,
+                    },
+                    Expr::Payload {
+                        base: k::NFT_PAYLOAD_TRANSPORT_HEADER,
+                        offset: 2,
+                        len: 2,
+                        dreg: reg(proto + 1),
+                    },
+                    Expr::Lookup {
+                        sreg: r1,
+                        dreg: None,
+                        set: set.clone(),
+                        set_id,
+                    },
+                    accept,
+                ]);
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::Deny { action, comment } => {
+                if comment.len() + 1 > k::COMMENT_MAX || comment.contains('\0') {
+                    return Err(EncodeError(format!(
+                        "{what}: comment {comment:?} is longer than nft allows ({} bytes)",
+                        k::COMMENT_MAX - 1
+                    )));
+                }
+                match action {
+                    DenyAction::Drop => {
+                        let exprs = vec![Expr::Counter, Expr::Immediate(Verdict::Drop)];
+                        self.rule(chain, what, exprs, Some(comment.clone()));
+                    }
+                    DenyAction::Reject => {
+                        // As render writes it: count once, then a TCP reset for TCP and an
+                        // ICMP(v6) administratively-prohibited for the rest.
+                        self.rule(
+                            chain,
+                            what.clone(),
+                            vec![Expr::Counter],
+                            Some(comment.clone()),
+                        );
+                        let exprs = vec![
+                            Expr::Meta {
+                                key: k::NFT_META_L4PROTO,
+                                dreg: r1,
+                            },
+                            Expr::Cmp {
+                                sreg: r1,
+                                op: k::NFT_CMP_EQ,
+                                data: vec![k::IPPROTO_TCP],
+                            },
+                            Expr::Reject {
+                                kind: k::NFT_REJECT_TCP_RST,
+                                code: 0,
+                            },
+                        ];
+                        self.rule(chain, format!("{what} (tcp reset)"), exprs, None);
+                        let exprs = vec![Expr::Reject {
+                            kind: k::NFT_REJECT_ICMPX_UNREACH,
+                            code: k::NFT_REJECT_ICMPX_ADMIN_PROHIBITED,
+                        }];
+                        self.rule(chain, format!("{what} (icmpx reject)"), exprs, None);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn addr_type(family: Family) -> (u32, u32) {
+    match family {
+        Family::V4 => (k::TYPE_IPADDR, 4),
+        Family::V6 => (k::TYPE_IP6ADDR, 16),
+    }
+}
+
+/// `meta nfproto ipvN` then the address into the register at `slot`: in an inet table
+/// the family must be checked before the network header is read.
+fn addr_load(family: Family, field: AddrField, slot: u32) -> Vec<Expr> {
+    let (nfproto, offset, len) = match (family, field) {
+        (Family::V4, AddrField::Saddr) => (k::NFPROTO_IPV4, 12, 4),
+        (Family::V4, AddrField::Daddr) => (k::NFPROTO_IPV4, 16, 4),
+        (Family::V6, AddrField::Saddr) => (k::NFPROTO_IPV6, 8, 16),
+        (Family::V6, AddrField::Daddr) => (k::NFPROTO_IPV6, 24, 16),
+    };
+    vec![
+        Expr::Meta {
+            key: k::NFT_META_NFPROTO,
+            dreg: k::NFT_REG_1,
+        },
+        Expr::Cmp {
+            sreg: k::NFT_REG_1,
+            op: k::NFT_CMP_EQ,
+            data: vec![nfproto],
+        },
+        Expr::Payload {
+            base: k::NFT_PAYLOAD_NETWORK_HEADER,
+            offset,
+            len,
+            dreg: reg(slot),
+        },
+    ]
+}
+
+fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn ip_value(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(*a)),
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+fn family_max(family: Family) -> u128 {
+    match family {
+        Family::V4 => u128::from(u32::MAX),
+        Family::V6 => u128::MAX,
+    }
+}
+
+fn value_bytes(family: Family, v: u128) -> Vec<u8> {
+    match family {
+        Family::V4 => (v as u32).to_be_bytes().to_vec(),
+        Family::V6 => v.to_be_bytes().to_vec(),
+    }
+}
+
+fn check_range(family: Family, r: &AddrRange) -> Result<(u128, u128), String> {
+    if Family::of(&r.start) != family || Family::of(&r.end) != family {
+        return Err(format!(
+            "range {} is not of the set's family",
+            show_range(r)
+        ));
+    }
+    let (lo, hi) = (ip_value(&r.start), ip_value(&r.end));
+    if lo > hi {
+        return Err(format!("range {} ends before it starts", show_range(r)));
+    }
+    Ok((lo, hi))
+}
+
+/// Interval elements as nft sends them: when the first range does not start at the
+/// first address, an end element at 0 closes the gap below it; each range is a start
+/// element and an end element at the address after it, except a range that runs to
+/// the last address, which is marked open instead. Ranges must be sorted and not
+/// overlap (the plan's contract): the kernel rejects overlaps, and so do we.
+fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+    let max = family_max(family);
+    let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut prev_end: Option<u128> = None;
+    for (i, r) in ranges.iter().enumerate() {
+        let (lo, hi) = check_range(family, r)?;
+        if prev_end.is_some_and(|p| lo <= p) {
+            return Err(format!(
+                "element {i} ({}) overlaps or precedes the one before it",
+                show_range(r)
+            ));
+        }
+        prev_end = Some(hi);
+        let origin = i as u32;
+        let elem = |v: u128, interval_end: bool, open: bool| Elem {
+            key: Key::new(&[&value_bytes(family, v)]),
+            key_end: None,
+            interval_end,
+            open,
+            jump: None,
+            origin,
+        };
+        if i == 0 && lo != 0 {
+            out.push(elem(0, true, false));
+        }
+        out.push(elem(lo, false, hi == max));
+        if hi != max {
+            out.push(elem(hi + 1, true, false));
+        }
+    }
+    Ok(out)
+}
+
+/// Address · protocol · port elements: one element with a key and an inclusive key
+/// end, each field padded to 32 bits, the port in network byte order.
+fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Vec<Elem>, String> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, e) in items.iter().enumerate() {
+        let (lo, hi) = check_range(family, &e.addr)?;
+        if e.ports.0 > e.ports.1 {
+            return Err(format!(
+                "element {i}: port range {}-{} is empty",
+                e.ports.0, e.ports.1
+            ));
+        }
+        let proto = [e.proto, 0, 0, 0];
+        let port = |p: u16| {
+            let [a, b] = p.to_be_bytes();
+            [a, b, 0, 0]
+        };
+        out.push(Elem {
+            key: Key::new(&[&value_bytes(family, lo), &proto, &port(e.ports.0)]),
+            key_end: Some(Key::new(&[
+                &value_bytes(family, hi),
+                &proto,
+                &port(e.ports.1),
+            ])),
+            interval_end: false,
+            open: false,
+            jump: None,
+            origin: i as u32,
+        });
+    }
+    Ok(out)
+}
+
+fn show_range(r: &AddrRange) -> String {
+    if r.start == r.end {
+        r.start.to_string()
+    } else {
+        format!("{}-{}", r.start, r.end)
+    }
+}
+
+/// A plan element in words, for an error that names it.
+pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> Option<String> {
+    let i = origin as usize;
+    match source {
+        ElemSource::Set(s) => match &plan.sets.get(s)?.elements {
+            SetElements::Addr(v) => v.get(i).map(show_range),
+            SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
+                let mut out = format!("{} . ", show_range(&e.addr));
+                match e.proto {
+                    6 => out.push_str("tcp"),
+                    17 => out.push_str("udp"),
+                    132 => out.push_str("sctp"),
+                    p => {
+                        let _ = write!(out, "{p}");
+                    }
+                }
+                let _ = if e.ports.0 == e.ports.1 {
+                    write!(out, " . {}", e.ports.0)
+                } else {
+                    write!(out, " . {}-{}", e.ports.0, e.ports.1)
+                };
+                out
+            }),
+        },
+        ElemSource::Map(m) => plan
+            .maps
+            .get(m)?
+            .elements
+            .get(i)
+            .map(|(ip, chain)| format!("{ip} : jump {chain}")),
+        ElemSource::Icmpv6Types => ICMPV6_ALWAYS.get(i).map(|t| format!("icmpv6 type {t}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,540 @@
+//! The encoder without a kernel: expression shapes and registers as nft emits them
+//! (from `nft --debug=netlink` of the same text), interval elements, message sizes
+//! and refusals.
+
+use std::net::Ipv6Addr;
+
+use rules_compiler::plan::{Chain, LocalEndpoint, Set, VerdictMap, TABLE_NAME};
+
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn range(a: &str, b: &str) -> AddrRange {
+    AddrRange {
+        start: ip(a),
+        end: ip(b),
+    }
+}
+
+fn plan(sets: Vec<Set>, maps: Vec<VerdictMap>, rules: Vec<Stmt>) -> Plan {
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps,
+        chains: vec![Chain {
+            name: "c".into(),
+            hook: None,
+            rules,
+        }],
+        locals: Vec::<LocalEndpoint>::new(),
+    }
+}
+
+fn addr_set(name: &str, family: Family, v: Vec<AddrRange>) -> Set {
+    Set {
+        name: name.into(),
+        family,
+        elements: SetElements::Addr(v),
+    }
+}
+
+fn ports_set(name: &str, family: Family, v: Vec<AddrProtoPort>) -> Set {
+    Set {
+        name: name.into(),
+        family,
+        elements: SetElements::AddrProtoPort(v),
+    }
+}
+
+fn rules_of(batch: &Batch) -> Vec<&RuleDef> {
+    batch
+        .msgs
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Msg::NewRule(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn elems_of<'a>(batch: &'a Batch, set: &str) -> Vec<&'a Elem> {
+    batch
+        .msgs
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Msg::NewElems(e) if e.set == set => Some(e.elems.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn hex(k: &Key) -> String {
+    format!("{k:?}")
+}
+
+#[test]
+fn concatenation_lookup_uses_nfts_registers() {
+    let p = plan(
+        vec![
+            ports_set("p4", Family::V4, vec![]),
+            ports_set("p6", Family::V6, vec![]),
+        ],
+        vec![],
+        vec![
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "p4".into(),
+            },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V6,
+                field: AddrField::Daddr,
+                set: "p6".into(),
+            },
+        ],
+    );
+    let batch = encode(&p).unwrap();
+    let rules = rules_of(&batch);
+    // nft: [ payload load 4b @ network header + 12 => reg 1 ]
+    //      [ meta load l4proto => reg 9 ] [ byteorder reg 9 = hton(reg 9, 2, 1) ]
+    //      [ payload load 2b @ transport header + 2 => reg 10 ] [ lookup reg 1 set p4 ]
+    let want = |nfproto: u8, offset, len, proto_reg, port_reg, set: &str, set_id| {
+        vec![
+            Expr::Meta {
+                key: k::NFT_META_NFPROTO,
+                dreg: 1,
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: k::NFT_CMP_EQ,
+                data: vec![nfproto],
+            },
+            Expr::Payload {
+                base: k::NFT_PAYLOAD_NETWORK_HEADER,
+                offset,
+                len,
+                dreg: 1,
+            },
+            Expr::Meta {
+                key: k::NFT_META_L4PROTO,
+                dreg: proto_reg,
+            },
+            Expr::Byteorder {
+                sreg: proto_reg,
+                dreg: proto_reg,
+                op: k::NFT_BYTEORDER_HTON,
+                len: 1,
+                size: 2,
+            },
+            Expr::Payload {
+                base: k::NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset: 2,
+                len: 2,
+                dreg: port_reg,
+            },
+            Expr::Lookup {
+                sreg: 1,
+                dreg: None,
+                set: set.into(),
+                set_id,
+            },
+            Expr::Immediate(Verdict::Accept),
+        ]
+    };
+    assert_eq!(rules[0].exprs, want(2, 12, 4, 9, 10, "p4", 1));
+    // nft: … 16b @ network header + 24 => reg 1, l4proto => reg 2, port => reg 13.
+    assert_eq!(rules[1].exprs, want(10, 24, 16, 2, 13, "p6", 2));
+}
+
+#[test]
+fn set_definitions_match_nft() {
+    let p = plan(
+        vec![
+            addr_set("a6", Family::V6, vec![]),
+            ports_set("p4", Family::V4, vec![]),
+        ],
+        vec![VerdictMap {
+            name: "m".into(),
+            family: Family::V4,
+            elements: vec![],
+        }],
+        vec![],
+    );
+    let batch = encode(&p).unwrap();
+    let sets: Vec<&SetDef> = batch
+        .msgs
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Msg::NewSet(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        (sets[0].flags, sets[0].key_type, sets[0].key_len),
+        (k::NFT_SET_INTERVAL, 8, 16)
+    );
+    // ipv4_addr . inet_proto . inet_service: 0x730d, 12 bytes, fields 4, 1, 2.
+    assert_eq!(
+        (sets[1].flags, sets[1].key_type, sets[1].key_len),
+        (0x84, 0x730d, 12)
+    );
+    assert_eq!(sets[1].concat, vec![4, 1, 2]);
+    assert_eq!(
+        (sets[2].flags, sets[2].key_type, sets[2].verdict_map),
+        (k::NFT_SET_MAP, 7, true)
+    );
+    assert_eq!(sets.iter().map(|s| s.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+#[test]
+fn interval_elements_follow_nft() {
+    // nft sends for { 0.0.0.0-198.18.0.2, 198.18.0.3-198.18.0.9, 198.18.0.11,
+    // 255.255.255.0/24 }: 00000000 start, 030012c6 end, 030012c6 start, 0a0012c6 end,
+    // 0b0012c6 start, 0c0012c6 end, 00ffffff start with the open-interval user data.
+    let v = vec![
+        range("0.0.0.0", "198.18.0.2"),
+        range("198.18.0.3", "198.18.0.9"),
+        range("198.18.0.11", "198.18.0.11"),
+        range("255.255.255.0", "255.255.255.255"),
+    ];
+    let got: Vec<(String, bool, bool, u32)> = interval_elems(Family::V4, &v)
+        .unwrap()
+        .iter()
+        .map(|e| (hex(&e.key), e.interval_end, e.open, e.origin))
+        .collect();
+    let want = vec![
+        ("00000000", false, false, 0),
+        ("c6120003", true, false, 0),
+        ("c6120003", false, false, 1),
+        ("c612000a", true, false, 1),
+        ("c612000b", false, false, 2),
+        ("c612000c", true, false, 2),
+        ("ffffff00", false, true, 3),
+    ];
+    let want: Vec<(String, bool, bool, u32)> = want
+        .into_iter()
+        .map(|(k, e, o, i)| (k.to_string(), e, o, i))
+        .collect();
+    assert_eq!(got, want);
+
+    // Not starting at zero: an end element at :: first.
+    let v6 = interval_elems(Family::V6, &[range("2001:db8::1", "2001:db8::1")]).unwrap();
+    let keys: Vec<(String, bool)> = v6.iter().map(|e| (hex(&e.key), e.interval_end)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("0".repeat(32), true),
+            ("20010db8000000000000000000000001".into(), false),
+            ("20010db8000000000000000000000002".into(), true),
+        ]
+    );
+}
+
+#[test]
+fn concatenated_elements_pad_fields_and_keep_ports_big_endian() {
+    let e = concat_elems(
+        Family::V4,
+        &[AddrProtoPort {
+            addr: range("198.18.0.4", "198.18.0.255"),
+            proto: 6,
+            ports: (8000, 8100),
+        }],
+    )
+    .unwrap();
+    // nft: 040012c6 00000006 0000401f - ff0012c6 00000006 0000a41f (host-order words).
+    assert_eq!(hex(&e[0].key), "c6120004060000001f400000");
+    assert_eq!(
+        hex(e[0].key_end.as_ref().unwrap()),
+        "c61200ff060000001fa40000"
+    );
+    assert!(!e[0].interval_end);
+}
+
+#[test]
+fn rule_shapes_and_deny_actions() {
+    let rules = |action| {
+        let p = plan(
+            vec![],
+            vec![],
+            vec![
+                Stmt::CtEstablishedAccept,
+                Stmt::LoopbackAccept(Hook::Output),
+                Stmt::Deny {
+                    action,
+                    comment: "deny egress x/a".into(),
+                },
+            ],
+        );
+        let batch = encode(&p).unwrap();
+        assert_eq!(batch.rules, rules_of(&batch).len());
+        rules_of(&batch).into_iter().cloned().collect::<Vec<_>>()
+    };
+    let drop = rules(DenyAction::Drop);
+    assert_eq!(drop.len(), 3);
+    assert_eq!(
+        drop[0].exprs[1],
+        Expr::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: 6u32.to_ne_bytes().to_vec(),
+            xor: vec![0; 4]
+        }
+    );
+    let mut lo = vec![0u8; 16];
+    lo[..2].copy_from_slice(b"lo");
+    assert_eq!(
+        drop[1].exprs[..2],
+        [
+            Expr::Meta {
+                key: k::NFT_META_OIFNAME,
+                dreg: 1
+            },
+            Expr::Cmp {
+                sreg: 1,
+                op: k::NFT_CMP_EQ,
+                data: lo
+            }
+        ]
+    );
+    assert_eq!(
+        drop[2].exprs,
+        vec![Expr::Counter, Expr::Immediate(Verdict::Drop)]
+    );
+    assert_eq!(drop[2].comment.as_deref(), Some("deny egress x/a"));
+
+    let reject = rules(DenyAction::Reject);
+    assert_eq!(reject.len(), 5);
+    assert_eq!(reject[2].exprs, vec![Expr::Counter]);
+    assert_eq!(reject[2].comment.as_deref(), Some("deny egress x/a"));
+    assert_eq!(
+        reject[3].exprs.last(),
+        Some(&Expr::Reject {
+            kind: k::NFT_REJECT_TCP_RST,
+            code: 0
+        })
+    );
+    assert_eq!(
+        reject[4].exprs,
+        vec![Expr::Reject {
+            kind: k::NFT_REJECT_ICMPX_UNREACH,
+            code: 3
+        }]
+    );
+    assert!(reject[3].comment.is_none() && reject[4].comment.is_none());
+}
+
+#[test]
+fn batch_order_is_nfts() {
+    let p = plan(
+        vec![addr_set(
+            "s",
+            Family::V4,
+            vec![range("198.18.0.1", "198.18.0.1")],
+        )],
+        vec![],
+        vec![
+            Stmt::AcceptAddr {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "s".into(),
+            },
+            Stmt::NeighbourDiscoveryAccept,
+        ],
+    );
+    let batch = encode(&p).unwrap();
+    let kinds: Vec<&str> = batch
+        .msgs
+        .iter()
+        .map(|m| match &m.msg {
+            Msg::NewTable {
+                exclusive: false, ..
+            } => "table",
+            Msg::NewTable {
+                exclusive: true, ..
+            } => "table!",
+            Msg::DelTable { .. } => "delete",
+            Msg::NewChain(_) => "chain",
+            Msg::NewSet(_) => "set",
+            Msg::NewElems(_) => "elems",
+            Msg::NewRule(_) => "rule",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["table", "delete", "table!", "chain", "set", "elems", "rule", "set", "elems", "rule"]
+    );
+    // The anonymous set of the ICMPv6 rule gets the next id and is looked up by it.
+    let Msg::NewSet(anon) = &batch.msgs[7].msg else {
+        unreachable!()
+    };
+    assert_eq!((anon.name.as_str(), anon.id, anon.flags), ("__set%d", 2, 3));
+    let Msg::NewRule(r) = &batch.msgs[9].msg else {
+        unreachable!()
+    };
+    assert!(r.exprs.contains(&Expr::Lookup {
+        sreg: 1,
+        dreg: None,
+        set: "__set%d".into(),
+        set_id: 2
+    }));
+    assert_eq!(batch.msgs[9].what, "rule 2 of chain c");
+}
+
+#[test]
+fn big_sets_are_split_into_messages_that_fit() {
+    let n = 100_000u32;
+    let v: Vec<AddrRange> = (0..n)
+        .map(|i| {
+            let a = IpAddr::V6(Ipv6Addr::from(
+                u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)) + 2 * u128::from(i),
+            ));
+            AddrRange { start: a, end: a }
+        })
+        .collect();
+    let p = plan(vec![addr_set("big", Family::V6, v)], vec![], vec![]);
+    let batch = encode(&p).unwrap();
+    assert_eq!(batch.elements, n as usize);
+    let chunks: Vec<&ElemsDef> = batch
+        .msgs
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Msg::NewElems(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert!(chunks.len() > 100, "{} messages", chunks.len());
+    for c in &chunks {
+        let size: usize = c.elems.iter().map(elem_wire_len).sum();
+        assert!(size <= ELEMS_PER_MSG_BYTES, "{size}");
+    }
+    // Every plan element has exactly one start element, in order, plus the end
+    // element of each and the one at :: before the first.
+    let all = elems_of(&batch, "big");
+    assert_eq!(all.len(), 2 * n as usize + 1);
+    let starts: Vec<u32> = all
+        .iter()
+        .filter(|e| !e.interval_end)
+        .map(|e| e.origin)
+        .collect();
+    assert_eq!(starts, (0..n).collect::<Vec<_>>());
+    assert_eq!(
+        chunks[1].owner, "set big",
+        "each message says whose elements it carries"
+    );
+}
+
+#[test]
+fn refuses_plans_no_kernel_would_take() {
+    let s = |v| addr_set("s", Family::V4, v);
+    let err = |p: &Plan| encode(p).unwrap_err().to_string();
+    let overlap = plan(
+        vec![s(vec![
+            range("198.18.0.0", "198.18.0.9"),
+            range("198.18.0.9", "198.18.0.20"),
+        ])],
+        vec![],
+        vec![],
+    );
+    assert_eq!(
+        err(&overlap),
+        "set s: element 1 (198.18.0.9-198.18.0.20) overlaps or precedes the one before it"
+    );
+    let family = plan(
+        vec![s(vec![range("2001:db8::", "2001:db8::1")])],
+        vec![],
+        vec![],
+    );
+    assert!(err(&family).contains("is not of the set's family"));
+    let backwards = plan(
+        vec![s(vec![range("198.18.0.9", "198.18.0.1")])],
+        vec![],
+        vec![],
+    );
+    assert!(err(&backwards).contains("ends before it starts"));
+    let ports = plan(
+        vec![ports_set(
+            "p",
+            Family::V4,
+            vec![AddrProtoPort {
+                addr: range("198.18.0.1", "198.18.0.1"),
+                proto: 6,
+                ports: (90, 80),
+            }],
+        )],
+        vec![],
+        vec![],
+    );
+    assert!(err(&ports).contains("port range 90-80 is empty"));
+    let comment = plan(
+        vec![],
+        vec![],
+        vec![Stmt::Deny {
+            action: DenyAction::Drop,
+            comment: "x".repeat(128),
+        }],
+    );
+    assert!(err(&comment).contains("longer than nft allows (127 bytes)"));
+    let ok = plan(
+        vec![],
+        vec![],
+        vec![Stmt::Deny {
+            action: DenyAction::Drop,
+            comment: "x".repeat(127),
+        }],
+    );
+    assert!(encode(&ok).is_ok());
+    let mut long = plan(vec![], vec![], vec![]);
+    long.chains[0].name = "c".repeat(256);
+    assert!(err(&long).contains("is not a valid nftables name"));
+    let missing = plan(
+        vec![],
+        vec![],
+        vec![Stmt::Dispatch {
+            family: Family::V4,
+            field: AddrField::Daddr,
+            map: "nope".into(),
+        }],
+    );
+    assert_eq!(
+        err(&missing),
+        "rule 1 of chain c uses @nope, which the plan does not define"
+    );
+}
+
+#[test]
+fn elements_are_described_for_errors() {
+    let p = plan(
+        vec![ports_set(
+            "p",
+            Family::V4,
+            vec![AddrProtoPort {
+                addr: range("198.18.0.0", "198.18.0.255"),
+                proto: 17,
+                ports: (53, 53),
+            }],
+        )],
+        vec![VerdictMap {
+            name: "m".into(),
+            family: Family::V6,
+            elements: vec![(ip("2001:db8::1"), "c".into())],
+        }],
+        vec![],
+    );
+    assert_eq!(
+        describe_element(&p, ElemSource::Set(0), 0).as_deref(),
+        Some("198.18.0.0-198.18.0.255 . udp . 53")
+    );
+    assert_eq!(
+        describe_element(&p, ElemSource::Map(0), 0).as_deref(),
+        Some("2001:db8::1 : jump c")
+    );
+    assert_eq!(
+        describe_element(&p, ElemSource::Icmpv6Types, 7).as_deref(),
+        Some("icmpv6 type 143")
+    );
+    assert_eq!(describe_element(&p, ElemSource::Set(0), 1), None);
+}

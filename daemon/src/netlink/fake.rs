@@ -1,0 +1,77 @@
+//! An in-memory [`Backend`] for tests of the code above the kernel: it keeps the last
+//! plan applied, reads back what the kernel would hold for it, and fails when told to,
+//! leaving its state as it was (as the kernel does with a rejected batch).
+
+use std::io;
+
+use rules_compiler::plan::Plan;
+
+use super::{encode, ApplyStats, Backend, KernelError, LoadedTable};
+
+/// A kernel that lives in memory.
+#[derive(Debug, Default)]
+pub struct FakeBackend {
+    /// The plan in force, if any.
+    pub loaded: Option<Plan>,
+    /// Successful applies so far.
+    pub applies: usize,
+    /// Successful flushes that removed a table.
+    pub flushes: usize,
+    fail_next: Option<(String, i32)>,
+}
+
+impl FakeBackend {
+    /// An empty kernel.
+    pub fn new() -> FakeBackend {
+        FakeBackend::default()
+    }
+
+    /// Makes the next `apply` or `flush` fail as a kernel rejection of `object` with
+    /// `errno`; the state stays as it was.
+    pub fn fail_next(&mut self, object: impl Into<String>, errno: i32) {
+        self.fail_next = Some((object.into(), errno));
+    }
+
+    fn take_failure(&mut self) -> Result<(), KernelError> {
+        match self.fail_next.take() {
+            Some((object, errno)) => Err(KernelError::Rejected {
+                object,
+                err: io::Error::from_raw_os_error(errno),
+                detail: None,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Backend for FakeBackend {
+    fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
+        // The same encoder as the real backend: a plan it refuses is refused here too.
+        let batch = encode::encode(plan)?;
+        self.take_failure()?;
+        self.loaded = Some(plan.clone());
+        self.applies += 1;
+        Ok(ApplyStats {
+            messages: batch.msgs.len(),
+            rules: batch.rules,
+            elements: batch.elements,
+            ..ApplyStats::default()
+        })
+    }
+
+    fn flush(&mut self) -> Result<bool, KernelError> {
+        self.take_failure()?;
+        let had = self.loaded.take().is_some();
+        if had {
+            self.flushes += 1;
+        }
+        Ok(had)
+    }
+
+    fn read(&mut self) -> Result<Option<LoadedTable>, KernelError> {
+        match &self.loaded {
+            Some(plan) => Ok(Some(LoadedTable::expected(plan)?)),
+            None => Ok(None),
+        }
+    }
+}

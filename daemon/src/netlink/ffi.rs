@@ -1,0 +1,1046 @@
+//! The only unsafe code of netpol: thin wrappers over libnftnl (through `nftnl-sys`)
+//! and the netlink socket (through `mnl` and `libc`).
+//!
+//! Everything here is mechanical. [`serialize`] turns the plain batch of
+//! `encode.rs` into netlink bytes with libnftnl's builders, the socket sends and
+//! receives bytes, and the `parse_*` functions read kernel dumps with libnftnl's
+//! parsers into plain Rust values. No decision about what to send lives here.
+//!
+//! Invariants that make the unsafe blocks sound:
+//! - every libnftnl object is owned by an [`Obj`] that frees it exactly once, and
+//!   objects handed over to a parent (`nftnl_rule_add_expr`, `nftnl_set_elem_add`) are
+//!   released from their owner first;
+//! - every message is built into a [`Scratch`] of `nft_nlmsg_maxsize()` bytes, aligned
+//!   for `nlmsghdr`, and only after checking that its content fits (libnftnl's builders
+//!   do not check bounds);
+//! - strings handed to C are `CString`s that outlive the call (libnftnl copies them);
+//! - messages handed to libnftnl's parsers are aligned, and complete: their
+//!   `nlmsg_len` has been checked against the bytes that hold them.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use nftnl::nftnl_sys as sys;
+
+use super::encode::{
+    elem_wire_len, k, BaseHook, ChainDef, Elem, ElemsDef, EncodeError, Expr, Labelled, Msg,
+    RuleDef, SetDef, Verdict,
+};
+use super::reply;
+
+/// Largest message libnftnl may build (an element list nest is at most 64 KiB).
+fn msg_max() -> usize {
+    nftnl::nft_nlmsg_maxsize() as usize
+}
+
+/// A buffer aligned for `nlmsghdr` (8 bytes), where messages are built or received.
+pub(crate) struct Aligned {
+    words: Vec<u64>,
+}
+
+impl Aligned {
+    /// A zeroed buffer of at least `bytes` bytes.
+    pub(crate) fn new(bytes: usize) -> Aligned {
+        Aligned {
+            words: vec![0; bytes.div_ceil(8)],
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.words.len() * 8
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut c_char {
+        self.words.as_mut_ptr().cast()
+    }
+
+    /// The first `len` bytes.
+    pub(crate) fn bytes(&self, len: usize) -> &[u8] {
+        let len = len.min(self.capacity());
+        // SAFETY: the vector owns `capacity()` initialised bytes (u64s are plain data
+        // with no padding), `len` is clamped to that, and the returned slice borrows
+        // `self`, so the memory outlives it and is not written meanwhile.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.capacity();
+        // SAFETY: as in `bytes`, with a unique borrow of `self` for a unique slice.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// An owned libnftnl object, freed once on drop.
+struct Obj<T> {
+    ptr: NonNull<T>,
+    free: unsafe extern "C" fn(*const T),
+}
+
+impl<T> Obj<T> {
+    /// Takes ownership of what an `nftnl_*_alloc` returned; aborts on allocation
+    /// failure as the standard library does.
+    fn new(ptr: *mut T, free: unsafe extern "C" fn(*const T)) -> Obj<T> {
+        match NonNull::new(ptr) {
+            Some(ptr) => Obj { ptr, free },
+            None => std::process::abort(),
+        }
+    }
+
+    fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+
+    /// Gives up ownership, for a parent object that takes it over.
+    fn into_raw(self) -> *mut T {
+        let ptr = self.ptr.as_ptr();
+        std::mem::forget(self);
+        ptr
+    }
+}
+
+impl<T> Drop for Obj<T> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from the matching alloc function, is owned by this value
+        // alone (`into_raw` forgets the owner), and is freed only here.
+        unsafe { (self.free)(self.ptr.as_ptr()) }
+    }
+}
+
+// libnftnl's free functions take `*const`, except nftnl_set_elem_free, which is
+// wrapped to fit `Obj`.
+unsafe extern "C" fn set_elem_free(e: *const sys::nftnl_set_elem) {
+    // SAFETY: called only by `Obj::drop` with a pointer from `nftnl_set_elem_alloc`.
+    unsafe { sys::nftnl_set_elem_free(e.cast_mut()) }
+}
+
+fn cstring(s: &str) -> Result<CString, EncodeError> {
+    CString::new(s).map_err(|_| EncodeError::new(format!("name {s:?} contains a NUL byte")))
+}
+
+fn len_u32(data: &[u8]) -> u32 {
+    // Every buffer handed to libnftnl here is a key, a register value or user data of
+    // at most a few hundred bytes.
+    u32::try_from(data.len()).expect("attribute data fits in u32")
+}
+
+// ---------------------------------------------------------------- serialization ----
+
+/// A serialized batch: begin marker, the messages in order, end marker, in one
+/// contiguous buffer so that it goes to the kernel in one `sendto`.
+pub(crate) struct Wire {
+    pub bytes: Vec<u8>,
+    /// Byte range of `msgs[i]` in `bytes`.
+    pub spans: Vec<(usize, usize)>,
+    pub begin_seq: u32,
+    pub end_seq: u32,
+}
+
+impl Wire {
+    /// Index in `msgs` of a sequence number, if it is a message's.
+    pub(crate) fn index_of(&self, seq: u32) -> Option<usize> {
+        let i = seq.checked_sub(self.begin_seq + 1)? as usize;
+        (i < self.spans.len()).then_some(i)
+    }
+}
+
+/// Builds each message into the scratch buffer and appends it to `out`.
+struct Writer {
+    scratch: Aligned,
+    out: Vec<u8>,
+}
+
+impl Writer {
+    /// Runs `build`, which writes one message at the start of the scratch buffer and
+    /// returns its header, then appends the message (padded to 4 bytes).
+    fn append(&mut self, build: impl FnOnce(*mut c_char) -> *mut libc::nlmsghdr) -> (usize, usize) {
+        // Stale bytes would be harmless (the header says how long the message is) but
+        // zeroing keeps padding deterministic.
+        self.scratch.bytes_mut()[..64].fill(0);
+        let nlh = build(self.scratch.as_mut_ptr());
+        debug_assert_eq!(nlh.cast::<c_char>(), self.scratch.as_mut_ptr());
+        let bytes = self.scratch.bytes(self.scratch.capacity());
+        let len = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+        assert!(
+            len <= self.scratch.capacity(),
+            "netlink message of {len} bytes outgrew its buffer"
+        );
+        let start = self.out.len();
+        self.out.extend_from_slice(&bytes[..len]);
+        self.out.resize(start + len.div_ceil(4) * 4, 0);
+        (start, len)
+    }
+
+    fn header(buf: *mut c_char, msg_type: u16, flags: u16, seq: u32) -> *mut libc::nlmsghdr {
+        // SAFETY: `buf` is the start of the scratch buffer, aligned and far larger than a
+        // header plus `nfgenmsg`.
+        unsafe { sys::nftnl_nlmsg_build_hdr(buf, msg_type, k::NFPROTO_INET, flags, seq) }
+    }
+}
+
+const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
+const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
+const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
+pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+
+/// Serializes the batch with sequence numbers from `first_seq` on.
+pub(crate) fn serialize(
+    msgs: &[Labelled],
+    table: &str,
+    first_seq: u32,
+) -> Result<Wire, EncodeError> {
+    let table = cstring(table)?;
+    let mut w = Writer {
+        scratch: Aligned::new(msg_max()),
+        out: Vec::new(),
+    };
+    let begin_seq = first_seq;
+    w.append(|buf| {
+        // SAFETY: `buf` is the aligned scratch buffer, large enough for the marker.
+        unsafe { sys::nftnl_batch_begin(buf, begin_seq) }
+    });
+    let mut spans = Vec::with_capacity(msgs.len());
+    for (i, m) in msgs.iter().enumerate() {
+        let seq = begin_seq + 1 + i as u32;
+        let span = match &m.msg {
+            Msg::NewTable { name, exclusive } => {
+                let flags = NLM_F_CREATE | if *exclusive { NLM_F_EXCL } else { 0 };
+                table_msg(&mut w, libc::NFT_MSG_NEWTABLE as u16, flags, seq, name)?
+            }
+            Msg::DelTable { name } => {
+                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name)?
+            }
+            Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c)?,
+            Msg::NewSet(s) => set_msg(&mut w, seq, &table, s)?,
+            Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e)?,
+            Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r)?,
+        };
+        spans.push(span);
+    }
+    let end_seq = begin_seq + 1 + msgs.len() as u32;
+    let (end_at, _) = w.append(|buf| {
+        // SAFETY: as for the begin marker.
+        unsafe { sys::nftnl_batch_end(buf, end_seq) }
+    });
+    // Kernels since 6.10 acknowledge the end of a batch that asks for it: the sign that
+    // the whole batch was committed.
+    let flags_at = end_at + 6;
+    let flags = u16::from_ne_bytes([w.out[flags_at], w.out[flags_at + 1]]) | NLM_F_ACK;
+    w.out[flags_at..flags_at + 2].copy_from_slice(&flags.to_ne_bytes());
+    Ok(Wire {
+        bytes: w.out,
+        spans,
+        begin_seq,
+        end_seq,
+    })
+}
+
+fn table_msg(
+    w: &mut Writer,
+    msg_type: u16,
+    flags: u16,
+    seq: u32,
+    name: &str,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(name)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let t = Obj::new(unsafe { sys::nftnl_table_alloc() }, sys::nftnl_table_free);
+    // SAFETY: `t` is a live table; libnftnl copies the string.
+    unsafe {
+        sys::nftnl_table_set_u32(
+            t.as_ptr(),
+            sys::NFTNL_TABLE_FAMILY as u16,
+            u32::from(k::NFPROTO_INET),
+        );
+        sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+        if msg_type == libc::NFT_MSG_NEWTABLE as u16 {
+            sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, 0);
+        }
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(buf, msg_type, flags, seq);
+        // SAFETY: `nlh` heads the scratch buffer; a table message is a few dozen bytes.
+        unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, t.as_ptr()) };
+        nlh
+    }))
+}
+
+fn chain_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    c: &ChainDef,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(&c.name)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let ch = Obj::new(unsafe { sys::nftnl_chain_alloc() }, sys::nftnl_chain_free);
+    // SAFETY: `ch` is a live chain; strings are copied.
+    unsafe {
+        let p = ch.as_ptr();
+        sys::nftnl_chain_set_u32(
+            p,
+            sys::NFTNL_CHAIN_FAMILY as u16,
+            u32::from(k::NFPROTO_INET),
+        );
+        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
+        if let Some(BaseHook {
+            hooknum,
+            priority,
+            policy,
+        }) = c.hook
+        {
+            sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_HOOKNUM as u16, hooknum);
+            sys::nftnl_chain_set_s32(p, sys::NFTNL_CHAIN_PRIO as u16, priority);
+            sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
+            sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_POLICY as u16, policy);
+        }
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(
+            buf,
+            libc::NFT_MSG_NEWCHAIN as u16,
+            NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
+        unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
+        nlh
+    }))
+}
+
+fn set_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    s: &SetDef,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(&s.name)?;
+    if s.concat.len() >= 16 {
+        return Err(EncodeError::new(format!(
+            "set {}: too many concatenated fields",
+            s.name
+        )));
+    }
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
+    // SAFETY: `set` is live; strings and data are copied by libnftnl; the concat field
+    // lengths are a u8 array shorter than libnftnl's 16-entry field table.
+    unsafe {
+        let p = set.as_ptr();
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, s.id);
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FLAGS as u16, s.flags);
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_TYPE as u16, s.key_type);
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_LEN as u16, s.key_len);
+        if s.verdict_map {
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_TYPE as u16, k::NFT_DATA_VERDICT);
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_LEN as u16, 0);
+        }
+        if let Some(size) = s.size {
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DESC_SIZE as u16, size);
+        }
+        if !s.concat.is_empty() {
+            sys::nftnl_set_set_data(
+                p,
+                sys::NFTNL_SET_DESC_CONCAT as u16,
+                s.concat.as_ptr().cast(),
+                len_u32(&s.concat),
+            );
+        }
+        sys::nftnl_set_set_data(
+            p,
+            sys::NFTNL_SET_USERDATA as u16,
+            s.udata.as_ptr().cast(),
+            len_u32(s.udata),
+        );
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(
+            buf,
+            libc::NFT_MSG_NEWSET as u16,
+            NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        // SAFETY: `nlh` heads the scratch buffer; a set definition is a few hundred bytes.
+        unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) };
+        nlh
+    }))
+}
+
+fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let el = Obj::new(unsafe { sys::nftnl_set_elem_alloc() }, set_elem_free);
+    let chain = e.jump.as_deref().map(cstring).transpose()?;
+    // SAFETY: `el` is live; keys are at most 24 bytes (libnftnl's key buffers hold 64);
+    // strings and user data are copied.
+    unsafe {
+        let p = el.as_ptr();
+        let key = e.key.as_slice();
+        sys::nftnl_set_elem_set(
+            p,
+            sys::NFTNL_SET_ELEM_KEY as u16,
+            key.as_ptr().cast(),
+            len_u32(key),
+        );
+        if let Some(end) = &e.key_end {
+            let end = end.as_slice();
+            sys::nftnl_set_elem_set(
+                p,
+                sys::NFTNL_SET_ELEM_KEY_END as u16,
+                end.as_ptr().cast(),
+                len_u32(end),
+            );
+        }
+        if e.interval_end {
+            sys::nftnl_set_elem_set_u32(
+                p,
+                sys::NFTNL_SET_ELEM_FLAGS as u16,
+                k::NFT_SET_ELEM_INTERVAL_END,
+            );
+        }
+        if let Some(chain) = &chain {
+            sys::nftnl_set_elem_set_u32(p, sys::NFTNL_SET_ELEM_VERDICT as u16, k::NFT_JUMP as u32);
+            sys::nftnl_set_elem_set_str(p, sys::NFTNL_SET_ELEM_CHAIN as u16, chain.as_ptr());
+        }
+        if e.open {
+            let u = super::encode::udata::ELEM_INTERVAL_OPEN;
+            sys::nftnl_set_elem_set(
+                p,
+                sys::NFTNL_SET_ELEM_USERDATA as u16,
+                u.as_ptr().cast(),
+                len_u32(u),
+            );
+        }
+    }
+    Ok(el)
+}
+
+fn elems_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    e: &ElemsDef,
+) -> Result<(usize, usize), EncodeError> {
+    // libnftnl writes every element without a bound check: make sure they fit.
+    let need: usize = 64 + 2 * (4 + 256) + e.elems.iter().map(elem_wire_len).sum::<usize>();
+    if need > msg_max() {
+        return Err(EncodeError::new(format!(
+            "set {}: {} elements do not fit in one message",
+            e.set,
+            e.elems.len()
+        )));
+    }
+    let name = cstring(&e.set)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
+    // SAFETY: `set` is live; strings are copied.
+    unsafe {
+        let p = set.as_ptr();
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, e.set_id);
+    }
+    for elem in &e.elems {
+        let el = elem_obj(elem)?;
+        // SAFETY: the set takes ownership of the element, released from `el` first; it
+        // is freed with the set.
+        unsafe { sys::nftnl_set_elem_add(set.as_ptr(), el.into_raw()) };
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(
+            buf,
+            libc::NFT_MSG_NEWSETELEM as u16,
+            NLM_F_CREATE | NLM_F_EXCL,
+            seq,
+        );
+        // SAFETY: `nlh` heads the scratch buffer, and the elements fit (checked above).
+        unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr()) };
+        nlh
+    }))
+}
+
+fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
+    let name: &CStr = match e {
+        Expr::Meta { .. } => c"meta",
+        Expr::Ct { .. } => c"ct",
+        Expr::Cmp { .. } => c"cmp",
+        Expr::Bitwise { .. } => c"bitwise",
+        Expr::Payload { .. } => c"payload",
+        Expr::Byteorder { .. } => c"byteorder",
+        Expr::Lookup { .. } => c"lookup",
+        Expr::Counter => c"counter",
+        Expr::Immediate(_) => c"immediate",
+        Expr::Reject { .. } => c"reject",
+    };
+    // SAFETY: `name` is a known expression type; ownership goes to `Obj`.
+    let ex = Obj::new(
+        unsafe { sys::nftnl_expr_alloc(name.as_ptr()) },
+        sys::nftnl_expr_free,
+    );
+    let p = ex.as_ptr();
+    let u32_ = |attr: u32, v: u32| {
+        // SAFETY: `p` is a live expression of the type that has `attr` as a u32.
+        unsafe { sys::nftnl_expr_set_u32(p, attr as u16, v) }
+    };
+    let data = |attr: u32, v: &[u8]| {
+        // SAFETY: as above; register data is at most 16 bytes (libnftnl holds 64) and
+        // is copied.
+        unsafe { sys::nftnl_expr_set(p, attr as u16, v.as_ptr().cast(), len_u32(v)) };
+    };
+    match e {
+        Expr::Meta { key, dreg } => {
+            u32_(sys::NFTNL_EXPR_META_KEY, *key);
+            u32_(sys::NFTNL_EXPR_META_DREG, *dreg);
+        }
+        Expr::Ct { key, dreg } => {
+            u32_(sys::NFTNL_EXPR_CT_KEY, *key);
+            u32_(sys::NFTNL_EXPR_CT_DREG, *dreg);
+        }
+        Expr::Cmp { sreg, op, data: d } => {
+            u32_(sys::NFTNL_EXPR_CMP_SREG, *sreg);
+            u32_(sys::NFTNL_EXPR_CMP_OP, *op);
+            data(sys::NFTNL_EXPR_CMP_DATA, d);
+        }
+        Expr::Bitwise {
+            sreg,
+            dreg,
+            mask,
+            xor,
+        } => {
+            u32_(sys::NFTNL_EXPR_BITWISE_SREG, *sreg);
+            u32_(sys::NFTNL_EXPR_BITWISE_DREG, *dreg);
+            u32_(sys::NFTNL_EXPR_BITWISE_LEN, len_u32(mask));
+            data(sys::NFTNL_EXPR_BITWISE_MASK, mask);
+            data(sys::NFTNL_EXPR_BITWISE_XOR, xor);
+        }
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => {
+            u32_(sys::NFTNL_EXPR_PAYLOAD_DREG, *dreg);
+            u32_(sys::NFTNL_EXPR_PAYLOAD_BASE, *base);
+            u32_(sys::NFTNL_EXPR_PAYLOAD_OFFSET, *offset);
+            u32_(sys::NFTNL_EXPR_PAYLOAD_LEN, *len);
+        }
+        Expr::Byteorder {
+            sreg,
+            dreg,
+            op,
+            len,
+            size,
+        } => {
+            u32_(sys::NFTNL_EXPR_BYTEORDER_SREG, *sreg);
+            u32_(sys::NFTNL_EXPR_BYTEORDER_DREG, *dreg);
+            u32_(sys::NFTNL_EXPR_BYTEORDER_OP, *op);
+            u32_(sys::NFTNL_EXPR_BYTEORDER_LEN, *len);
+            u32_(sys::NFTNL_EXPR_BYTEORDER_SIZE, *size);
+        }
+        Expr::Lookup {
+            sreg,
+            dreg,
+            set,
+            set_id,
+        } => {
+            let set = cstring(set)?;
+            u32_(sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
+            if let Some(dreg) = dreg {
+                u32_(sys::NFTNL_EXPR_LOOKUP_DREG, *dreg);
+            }
+            // SAFETY: `p` is a live lookup expression; the string is copied.
+            unsafe { sys::nftnl_expr_set_str(p, sys::NFTNL_EXPR_LOOKUP_SET as u16, set.as_ptr()) };
+            u32_(sys::NFTNL_EXPR_LOOKUP_SET_ID, *set_id);
+        }
+        Expr::Counter => {}
+        Expr::Immediate(v) => {
+            u32_(sys::NFTNL_EXPR_IMM_DREG, k::NFT_REG_VERDICT);
+            let code = match v {
+                Verdict::Accept => k::NF_ACCEPT_VERDICT,
+                Verdict::Drop => k::NF_DROP,
+            };
+            u32_(sys::NFTNL_EXPR_IMM_VERDICT, code as u32);
+        }
+        Expr::Reject { kind, code } => {
+            u32_(sys::NFTNL_EXPR_REJECT_TYPE, *kind);
+            // SAFETY: `p` is a live reject expression, whose code is a u8.
+            unsafe { sys::nftnl_expr_set_u8(p, sys::NFTNL_EXPR_REJECT_CODE as u16, *code) };
+        }
+    }
+    Ok(ex)
+}
+
+/// A rule comment as nft stores it: one `NFTNL_UDATA_RULE_COMMENT` TLV holding the
+/// string and its NUL.
+pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
+    let len = u8::try_from(comment.len() + 1).expect("comment length checked by encode");
+    let mut out = vec![sys::NFTNL_UDATA_RULE_COMMENT as u8, len];
+    out.extend_from_slice(comment.as_bytes());
+    out.push(0);
+    out
+}
+
+fn rule_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    r: &RuleDef,
+) -> Result<(usize, usize), EncodeError> {
+    let chain = cstring(&r.chain)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let rule = Obj::new(unsafe { sys::nftnl_rule_alloc() }, sys::nftnl_rule_free);
+    // SAFETY: `rule` is live; strings are copied.
+    unsafe {
+        let p = rule.as_ptr();
+        sys::nftnl_rule_set_u32(p, sys::NFTNL_RULE_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+    }
+    for e in &r.exprs {
+        let ex = expr_obj(e)?;
+        // SAFETY: the rule takes ownership of the expression, released from `ex` first.
+        unsafe { sys::nftnl_rule_add_expr(rule.as_ptr(), ex.into_raw()) };
+    }
+    if let Some(comment) = &r.comment {
+        let u = comment_udata(comment);
+        // SAFETY: `rule` is live; the user data (at most 130 bytes) is copied.
+        unsafe {
+            sys::nftnl_rule_set_data(
+                rule.as_ptr(),
+                sys::NFTNL_RULE_USERDATA as u16,
+                u.as_ptr().cast(),
+                len_u32(&u),
+            )
+        };
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(
+            buf,
+            libc::NFT_MSG_NEWRULE as u16,
+            NLM_F_CREATE | NLM_F_APPEND | NLM_F_EXCL,
+            seq,
+        );
+        // SAFETY: `nlh` heads the scratch buffer; a rule of a dozen expressions is well
+        // under a kilobyte.
+        unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) };
+        nlh
+    }))
+}
+
+// ------------------------------------------------------------------- requests ----
+
+/// A `GET*` request for `table` (and `set`), a dump when `dump` is set.
+pub(crate) fn get_request(
+    msg_type: i32,
+    dump: bool,
+    seq: u32,
+    table: &str,
+    set: Option<&str>,
+) -> Result<Vec<u8>, EncodeError> {
+    let table = cstring(table)?;
+    let set = set.map(cstring).transpose()?;
+    let mut w = Writer {
+        scratch: Aligned::new(4096),
+        out: Vec::new(),
+    };
+    let flags = NLM_F_ACK | if dump { NLM_F_DUMP } else { 0 };
+    let msg_type = msg_type as u16;
+    w.append(|buf| {
+        let nlh = Writer::header(buf, msg_type, flags, seq);
+        // SAFETY: each object is allocated, filled with copied strings, serialized into
+        // the 4 KiB aligned scratch buffer (names are at most 255 bytes) and freed.
+        unsafe {
+            match msg_type as i32 {
+                libc::NFT_MSG_GETTABLE => {
+                    let t = Obj::new(sys::nftnl_table_alloc(), sys::nftnl_table_free);
+                    sys::nftnl_table_set_str(
+                        t.as_ptr(),
+                        sys::NFTNL_TABLE_NAME as u16,
+                        table.as_ptr(),
+                    );
+                    sys::nftnl_table_nlmsg_build_payload(nlh, t.as_ptr());
+                }
+                libc::NFT_MSG_GETCHAIN => {
+                    let c = Obj::new(sys::nftnl_chain_alloc(), sys::nftnl_chain_free);
+                    sys::nftnl_chain_set_str(
+                        c.as_ptr(),
+                        sys::NFTNL_CHAIN_TABLE as u16,
+                        table.as_ptr(),
+                    );
+                    sys::nftnl_chain_nlmsg_build_payload(nlh, c.as_ptr());
+                }
+                libc::NFT_MSG_GETRULE => {
+                    let r = Obj::new(sys::nftnl_rule_alloc(), sys::nftnl_rule_free);
+                    sys::nftnl_rule_set_str(
+                        r.as_ptr(),
+                        sys::NFTNL_RULE_TABLE as u16,
+                        table.as_ptr(),
+                    );
+                    sys::nftnl_rule_nlmsg_build_payload(nlh, r.as_ptr());
+                }
+                libc::NFT_MSG_GETSET | libc::NFT_MSG_GETSETELEM => {
+                    let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
+                    sys::nftnl_set_set_str(s.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+                    if let Some(set) = &set {
+                        sys::nftnl_set_set_str(
+                            s.as_ptr(),
+                            sys::NFTNL_SET_NAME as u16,
+                            set.as_ptr(),
+                        );
+                    }
+                    sys::nftnl_set_nlmsg_build_payload(nlh, s.as_ptr());
+                }
+                _ => {}
+            }
+        }
+        nlh
+    });
+    Ok(w.out)
+}
+
+// -------------------------------------------------------------------- parsing ----
+
+/// A chain read back.
+#[derive(Debug)]
+pub(crate) struct ChainInfo {
+    pub table: String,
+    pub name: String,
+    pub hooknum: Option<u32>,
+}
+
+/// A rule read back: its chain, counters and comment.
+#[derive(Debug)]
+pub(crate) struct RuleInfo {
+    pub table: String,
+    pub chain: String,
+    /// (packets, bytes) of its counter expression, if it has one.
+    pub counter: Option<(u64, u64)>,
+    pub comment: Option<String>,
+}
+
+/// A set read back.
+#[derive(Debug)]
+pub(crate) struct SetInfo {
+    pub table: String,
+    pub name: String,
+    pub flags: u32,
+}
+
+/// Runs `f` on `msg` as a complete, aligned `nlmsghdr`.
+fn with_aligned<R>(msg: &[u8], f: impl FnOnce(*const libc::nlmsghdr) -> R) -> Option<R> {
+    let len = reply::header(msg)?.len as usize;
+    if len > msg.len() {
+        return None;
+    }
+    if (msg.as_ptr() as usize) % 8 == 0 {
+        return Some(f(msg.as_ptr().cast()));
+    }
+    let mut copy = Aligned::new(len);
+    copy.bytes_mut()[..len].copy_from_slice(&msg[..len]);
+    Some(f(copy.bytes(len).as_ptr().cast()))
+}
+
+/// A NUL-terminated string that libnftnl returns (or none).
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string valid for the call.
+unsafe fn owned_str(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller's promise.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Parses a `NFT_MSG_NEWCHAIN` of a dump.
+pub(crate) fn parse_chain(msg: &[u8]) -> Option<ChainInfo> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: `nlh` is complete and aligned (`with_aligned`); the chain is freed by
+        // `Obj`; strings are copied out before it is.
+        unsafe {
+            let c = Obj::new(sys::nftnl_chain_alloc(), sys::nftnl_chain_free);
+            if sys::nftnl_chain_nlmsg_parse(nlh, c.as_ptr()) < 0 {
+                return None;
+            }
+            let p = c.as_ptr();
+            let hooknum = sys::nftnl_chain_is_set(p, sys::NFTNL_CHAIN_HOOKNUM as u16)
+                .then(|| sys::nftnl_chain_get_u32(p, sys::NFTNL_CHAIN_HOOKNUM as u16));
+            Some(ChainInfo {
+                table: owned_str(sys::nftnl_chain_get_str(p, sys::NFTNL_CHAIN_TABLE as u16)),
+                name: owned_str(sys::nftnl_chain_get_str(p, sys::NFTNL_CHAIN_NAME as u16)),
+                hooknum,
+            })
+        }
+    })
+    .flatten()
+}
+
+/// Parses a `NFT_MSG_NEWRULE` of a dump.
+pub(crate) fn parse_rule(msg: &[u8]) -> Option<RuleInfo> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: as in `parse_chain`; the iterator is destroyed before the rule, and
+        // expressions it yields are owned by the rule; user data is copied out.
+        unsafe {
+            let r = Obj::new(sys::nftnl_rule_alloc(), sys::nftnl_rule_free);
+            if sys::nftnl_rule_nlmsg_parse(nlh, r.as_ptr()) < 0 {
+                return None;
+            }
+            let p = r.as_ptr();
+            let mut counter = None;
+            let iter = sys::nftnl_expr_iter_create(p);
+            if !iter.is_null() {
+                loop {
+                    let e = sys::nftnl_expr_iter_next(iter);
+                    if e.is_null() {
+                        break;
+                    }
+                    let name =
+                        CStr::from_ptr(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
+                    if name == c"counter" {
+                        counter = Some((
+                            sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_PACKETS as u16),
+                            sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_BYTES as u16),
+                        ));
+                    }
+                }
+                sys::nftnl_expr_iter_destroy(iter);
+            }
+            let mut comment = None;
+            if sys::nftnl_rule_is_set(p, sys::NFTNL_RULE_USERDATA as u16) {
+                let mut len = 0u32;
+                let data = sys::nftnl_rule_get_data(p, sys::NFTNL_RULE_USERDATA as u16, &mut len);
+                if !data.is_null() {
+                    let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+                    comment = reply::udata_comment(bytes);
+                }
+            }
+            Some(RuleInfo {
+                table: owned_str(sys::nftnl_rule_get_str(p, sys::NFTNL_RULE_TABLE as u16)),
+                chain: owned_str(sys::nftnl_rule_get_str(p, sys::NFTNL_RULE_CHAIN as u16)),
+                counter,
+                comment,
+            })
+        }
+    })
+    .flatten()
+}
+
+/// Parses a `NFT_MSG_NEWSET` of a dump.
+pub(crate) fn parse_set(msg: &[u8]) -> Option<SetInfo> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: as in `parse_chain`.
+        unsafe {
+            let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
+            if sys::nftnl_set_nlmsg_parse(nlh, s.as_ptr()) < 0 {
+                return None;
+            }
+            let p = s.as_ptr();
+            let flags = if sys::nftnl_set_is_set(p, sys::NFTNL_SET_FLAGS as u16) {
+                sys::nftnl_set_get_u32(p, sys::NFTNL_SET_FLAGS as u16)
+            } else {
+                0
+            };
+            Some(SetInfo {
+                table: owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_TABLE as u16)),
+                name: owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_NAME as u16)),
+                flags,
+            })
+        }
+    })
+    .flatten()
+}
+
+/// Parses a `NFT_MSG_NEWSETELEM` of a dump: the set's name and how many of its
+/// elements are not interval ends (one per plan element).
+pub(crate) fn parse_elems(msg: &[u8]) -> Option<(String, usize)> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: as in `parse_chain`; elements yielded by the iterator are owned by
+        // the set, and the iterator is destroyed before the set.
+        unsafe {
+            let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
+            if sys::nftnl_set_elems_nlmsg_parse(nlh, s.as_ptr()) < 0 {
+                return None;
+            }
+            let p = s.as_ptr();
+            let name = owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_NAME as u16));
+            let mut count = 0;
+            let iter = sys::nftnl_set_elems_iter_create(p);
+            if !iter.is_null() {
+                // `_next` yields the current element and moves on (the first call
+                // yields the first element), null at the end.
+                loop {
+                    let e = sys::nftnl_set_elems_iter_next(iter);
+                    if e.is_null() {
+                        break;
+                    }
+                    let flags = if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_FLAGS as u16) {
+                        sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
+                    } else {
+                        0
+                    };
+                    if flags & k::NFT_SET_ELEM_INTERVAL_END == 0 {
+                        count += 1;
+                    }
+                }
+                sys::nftnl_set_elems_iter_destroy(iter);
+            }
+            Some((name, count))
+        }
+    })
+    .flatten()
+}
+
+/// Parses a `NFT_MSG_NEWGEN`: the ruleset generation.
+pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: as in `parse_chain`.
+        unsafe {
+            let g = Obj::new(sys::nftnl_gen_alloc(), sys::nftnl_gen_free);
+            if sys::nftnl_gen_nlmsg_parse(nlh, g.as_ptr()) < 0 {
+                return None;
+            }
+            Some(sys::nftnl_gen_get_u32(g.as_ptr(), sys::NFTNL_GEN_ID as u16))
+        }
+    })
+    .flatten()
+}
+
+// --------------------------------------------------------------------- socket ----
+
+/// A `NETLINK_NETFILTER` socket of the current network namespace.
+pub(crate) struct Socket {
+    sock: mnl::Socket,
+}
+
+fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket; the option value is a live `c_int` whose size
+    // is passed along.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast::<c_void>(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Socket {
+    /// Opens and binds the socket, asking for extended acknowledgements (which say
+    /// which attribute failed) without the echoed request (which may be 64 KiB).
+    pub(crate) fn open() -> io::Result<Socket> {
+        let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        let fd = sock.as_raw_fd();
+        setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1)?;
+        setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)?;
+        Ok(Socket { sock })
+    }
+
+    /// The port id the kernel answers to.
+    pub(crate) fn portid(&self) -> u32 {
+        self.sock.portid()
+    }
+
+    /// Sizes the buffers for one batch of `send` bytes with room for `replies`
+    /// answers: a batch is one datagram, and a 4 MB batch needs a 4 MB send buffer.
+    /// The forcing options pass the system maximum (root only); without them the
+    /// plain ones are tried.
+    pub(crate) fn size_buffers(&self, send: usize, replies: usize) -> io::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        let clamp = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let snd = clamp(send + 64 * 1024);
+        let rcv = clamp((replies * 2048).max(1 << 20));
+        for (force, plain, size) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd),
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv),
+        ] {
+            if setsockopt_int(fd, libc::SOL_SOCKET, force, size).is_err() {
+                setsockopt_int(fd, libc::SOL_SOCKET, plain, size)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `bytes` as one datagram (one `sendto`): the kernel reads a batch from a
+    /// single message only.
+    pub(crate) fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        let sent = self.sock.send(bytes)?;
+        if sent != bytes.len() {
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes of the batch",
+                bytes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram into `buf`; waits at most `wait` (`None`: not at all).
+    /// `Ok(None)` when nothing arrived in time.
+    pub(crate) fn recv(
+        &self,
+        buf: &mut Aligned,
+        wait: Option<Duration>,
+    ) -> io::Result<Option<usize>> {
+        let fd = self.sock.as_raw_fd();
+        if let Some(wait) = wait {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd, its count, and a timeout.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    return Ok(None);
+                }
+                return Err(e);
+            }
+            if rc == 0 {
+                return Ok(None);
+            }
+        }
+        let cap = buf.capacity();
+        // SAFETY: the buffer is writable for `cap` bytes and borrowed uniquely for the
+        // call; `recv` writes at most `cap` bytes.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast::<c_void>(),
+                cap,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        if n > cap {
+            return Err(io::Error::other(format!(
+                "a netlink answer of {n} bytes did not fit in {cap}"
+            )));
+        }
+        Ok(Some(n))
+    }
+}

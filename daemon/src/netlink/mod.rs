@@ -1,0 +1,410 @@
+//! The kernel backend: a [`Plan`] into nftables over netlink, in one transaction, and
+//! the loaded table read back.
+//!
+//! Everything above this module talks to the kernel through [`Backend`]: [`Netlink`]
+//! is the real one (a `NETLINK_NETFILTER` socket in the current network namespace),
+//! [`fake::FakeBackend`] an in-memory one for tests of the code above. Inside,
+//! `encode` turns the plan into nf_tables objects as plain data (pure, the same
+//! shapes `nft` produces for `render::nft`'s text), `ffi` is the one place with unsafe
+//! code (libnftnl builders and parsers, the socket), and `reply` reads netlink
+//! framing.
+//!
+//! An apply is one batch — add table, delete table, add table and everything in it —
+//! sent in one datagram: the kernel commits all of it or none of it, so the host never
+//! runs without its rules or with half of them, and conntrack entries are untouched.
+//! When the kernel refuses the batch, the error names the object of the failing
+//! message (down to the set element, from the extended ack's attribute offset).
+
+mod encode;
+pub mod fake;
+mod ffi;
+mod readback;
+mod reply;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::plan::{Plan, TABLE_NAME};
+use serde::Serialize;
+
+pub use encode::EncodeError;
+use encode::{Batch, Msg};
+
+/// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
+/// so every answer is queued before the call returns; this only bounds the wait for
+/// the acknowledgement of the batch end, which kernels before 6.10 never send.
+const END_ACK_WAIT: Duration = Duration::from_millis(200);
+
+/// The kernel, as the rest of netpol sees it.
+pub trait Backend {
+    /// Replaces the plan's table with the plan, in one transaction.
+    fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError>;
+    /// Deletes the netpol table and nothing else; `Ok(false)` when there was none.
+    fn flush(&mut self) -> Result<bool, KernelError>;
+    /// Reads the loaded netpol table back; `Ok(None)` when there is none.
+    fn read(&mut self) -> Result<Option<LoadedTable>, KernelError>;
+}
+
+/// What an apply sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyStats {
+    /// Netlink messages in the batch, begin and end markers excluded.
+    pub messages: usize,
+    /// Bytes of the batch.
+    pub bytes: usize,
+    /// Rules loaded (a `reject` deny is three rules).
+    pub rules: usize,
+    /// Set and map elements of the plan.
+    pub elements: usize,
+    /// Time to encode and serialize the batch.
+    pub encode: Duration,
+    /// Time from sending the batch to the kernel's answer.
+    pub kernel: Duration,
+}
+
+/// Why talking to the kernel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The plan has something no kernel would take (an over-long name, a rule that
+    /// uses an undefined set, overlapping intervals); nothing was sent.
+    #[error("the plan cannot be loaded: {0}; nothing was changed")]
+    Encode(#[from] EncodeError),
+    /// The kernel refused the batch and applied none of it.
+    #[error("the kernel rejected the batch at {object}: {err}{}; nothing was changed", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected {
+        /// The object of the failing message, e.g. `set in_x_v4 (element 3: 198.18.0.1)`.
+        object: String,
+        /// The kernel's errno.
+        err: io::Error,
+        /// The kernel's extended-ack text, when it gave one.
+        detail: Option<String>,
+    },
+    /// The socket failed: opening, sending, receiving.
+    #[error("netlink {op} failed: {err}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The error.
+        err: io::Error,
+    },
+    /// The kernel answered something this code does not understand.
+    #[error("unexpected answer from the kernel: {0}")]
+    Protocol(String),
+}
+
+impl KernelError {
+    /// The errno of a rejected batch or a failed socket call.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Rejected { err, .. } | KernelError::Io { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    fn io(op: impl Into<String>) -> impl FnOnce(io::Error) -> KernelError {
+        let op = op.into();
+        move |err| KernelError::Io { op, err }
+    }
+}
+
+/// The netpol table as the kernel holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedTable {
+    /// Table name (family `inet`).
+    pub name: String,
+    /// Chains in the kernel's order.
+    pub chains: Vec<LoadedChain>,
+    /// Named sets and maps in the kernel's order (anonymous sets belong to their rule).
+    pub sets: Vec<LoadedSet>,
+}
+
+/// A chain read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedChain {
+    /// Chain name.
+    pub name: String,
+    /// `input`, `output`, or `hook N`, for base chains.
+    pub hook: Option<String>,
+    /// Number of rules.
+    pub rules: usize,
+    /// Every rule with a counter, in order: the deny rules.
+    pub counters: Vec<RuleCounter>,
+}
+
+/// A rule's counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleCounter {
+    /// The rule's comment (`deny ingress ns/name`).
+    pub comment: Option<String>,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
+
+/// A named set or map read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedSet {
+    /// Set name.
+    pub name: String,
+    /// A (verdict) map rather than a set.
+    pub map: bool,
+    /// Elements, an interval counted once (as the plan counts them).
+    pub elements: usize,
+}
+
+/// The deny counter of one local endpoint and direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DenyCounter {
+    /// The endpoint.
+    pub endpoint: ObjectName,
+    /// The direction.
+    pub direction: Direction,
+    /// Its chain.
+    pub chain: String,
+    /// Packets denied.
+    pub packets: u64,
+    /// Bytes denied.
+    pub bytes: u64,
+}
+
+fn hook_name(hooknum: u32) -> String {
+    match hooknum {
+        encode::k::NF_INET_LOCAL_IN => "input".into(),
+        encode::k::NF_INET_LOCAL_OUT => "output".into(),
+        n => format!("hook {n}"),
+    }
+}
+
+impl LoadedTable {
+    /// What reading the table back right after applying `plan` gives (counters at 0):
+    /// the plan as the kernel holds it.
+    pub fn expected(plan: &Plan) -> Result<LoadedTable, EncodeError> {
+        let batch = encode::encode(plan)?;
+        let mut chains: Vec<LoadedChain> = Vec::new();
+        for m in &batch.msgs {
+            match &m.msg {
+                Msg::NewChain(c) => chains.push(LoadedChain {
+                    name: c.name.clone(),
+                    hook: c.hook.map(|h| hook_name(h.hooknum)),
+                    rules: 0,
+                    counters: Vec::new(),
+                }),
+                Msg::NewRule(r) => {
+                    if let Some(c) = chains.iter_mut().find(|c| c.name == r.chain) {
+                        c.rules += 1;
+                        if r.exprs.contains(&encode::Expr::Counter) {
+                            c.counters.push(RuleCounter {
+                                comment: r.comment.clone(),
+                                packets: 0,
+                                bytes: 0,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let sets = plan
+            .sets
+            .iter()
+            .map(|s| LoadedSet {
+                name: s.name.clone(),
+                map: false,
+                elements: s.elements.len(),
+            })
+            .chain(plan.maps.iter().map(|m| LoadedSet {
+                name: m.name.clone(),
+                map: true,
+                elements: m.elements.len(),
+            }))
+            .collect();
+        Ok(LoadedTable {
+            name: plan.table.clone(),
+            chains,
+            sets,
+        })
+    }
+
+    /// Total rules.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules).sum()
+    }
+
+    /// Total elements of named sets and maps.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements).sum()
+    }
+
+    /// The deny counters, from the comments netpol gives them
+    /// (`deny <direction> <namespace>/<name>`); counters with other comments are left out.
+    pub fn denies(&self) -> Vec<DenyCounter> {
+        let mut out = Vec::new();
+        for chain in &self.chains {
+            for c in &chain.counters {
+                let Some(comment) = &c.comment else { continue };
+                let mut words = comment.split(' ');
+                let (Some("deny"), Some(dir), Some(who), None) =
+                    (words.next(), words.next(), words.next(), words.next())
+                else {
+                    continue;
+                };
+                let direction = match dir {
+                    "ingress" => Direction::Ingress,
+                    "egress" => Direction::Egress,
+                    _ => continue,
+                };
+                let Some(endpoint) = ObjectName::parse(who) else {
+                    continue;
+                };
+                out.push(DenyCounter {
+                    endpoint,
+                    direction,
+                    chain: chain.name.clone(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The real kernel: nftables of the current network namespace, over netlink.
+#[derive(Clone, Debug)]
+pub struct Netlink {
+    table: String,
+}
+
+impl Default for Netlink {
+    fn default() -> Self {
+        Netlink::new()
+    }
+}
+
+impl Netlink {
+    /// The backend for the `inet netpol` table.
+    pub fn new() -> Netlink {
+        Netlink {
+            table: TABLE_NAME.to_string(),
+        }
+    }
+
+    /// Sends a batch and waits for its outcome. `plan` names failing elements.
+    fn transact(
+        &self,
+        wire: &ffi::Wire,
+        batch: &Batch,
+        plan: Option<&Plan>,
+    ) -> Result<Duration, KernelError> {
+        let sock = ffi::Socket::open().map_err(KernelError::io("socket"))?;
+        sock.size_buffers(wire.bytes.len(), batch.msgs.len() + 2)
+            .map_err(KernelError::io("setting socket buffers"))?;
+        let started = Instant::now();
+        sock.send(&wire.bytes)
+            .map_err(KernelError::io("sending the batch"))?;
+        let mut buf = ffi::Aligned::new(64 * 1024);
+        let mut waited = false;
+        loop {
+            let wait = waited.then_some(END_ACK_WAIT);
+            let n = match sock
+                .recv(&mut buf, wait)
+                .map_err(KernelError::io("reading the kernel's answer"))?
+            {
+                Some(n) => n,
+                None if waited => break,
+                None => {
+                    waited = true;
+                    continue;
+                }
+            };
+            for (h, msg) in reply::messages(buf.bytes(n)) {
+                if h.kind != reply::NLMSG_ERROR {
+                    continue;
+                }
+                let ack = reply::parse_ack(msg)
+                    .ok_or_else(|| KernelError::Protocol("a truncated acknowledgement".into()))?;
+                if ack.errno != 0 {
+                    return Err(rejected(&ack, wire, batch, plan));
+                }
+                if ack.seq == wire.end_seq {
+                    return Ok(started.elapsed());
+                }
+            }
+        }
+        // Nothing went wrong: the batch was committed (a kernel that acknowledges the
+        // end of a batch has done so above).
+        Ok(started.elapsed())
+    }
+}
+
+/// The error for a refused message, naming its object and, for set elements, the
+/// element the kernel pointed at.
+fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Plan>) -> KernelError {
+    let object = if ack.seq == wire.begin_seq || ack.seq == wire.end_seq {
+        if ack.errno == libc::EPERM {
+            "the batch itself (changing nftables needs root: CAP_NET_ADMIN)".to_string()
+        } else {
+            "the batch itself".to_string()
+        }
+    } else if let Some(i) = wire.index_of(ack.seq) {
+        let m = &batch.msgs[i];
+        let mut object = m.what.clone();
+        if let (Msg::NewElems(e), Some(offset)) = (&m.msg, ack.offset) {
+            let (start, len) = wire.spans[i];
+            if let Some(j) = reply::elem_index_at(&wire.bytes[start..start + len], offset as usize)
+            {
+                let origin = e.elems[j].origin;
+                let value = plan
+                    .and_then(|p| encode::describe_element(p, e.source, origin))
+                    .map(|v| format!(": {v}"))
+                    .unwrap_or_default();
+                object = format!("{} (element {origin}{value})", e.owner);
+            }
+        }
+        object
+    } else {
+        format!("an unknown message (sequence number {})", ack.seq)
+    };
+    KernelError::Rejected {
+        object,
+        err: io::Error::from_raw_os_error(ack.errno),
+        detail: ack.text.clone().filter(|t| !t.is_empty()),
+    }
+}
+
+impl Backend for Netlink {
+    fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
+        let started = Instant::now();
+        let batch = encode::encode(plan)?;
+        let wire = ffi::serialize(&batch.msgs, &plan.table, 1)?;
+        let encode = started.elapsed();
+        let kernel = self.transact(&wire, &batch, Some(plan))?;
+        Ok(ApplyStats {
+            messages: batch.msgs.len(),
+            bytes: wire.bytes.len(),
+            rules: batch.rules,
+            elements: batch.elements,
+            encode,
+            kernel,
+        })
+    }
+
+    fn flush(&mut self) -> Result<bool, KernelError> {
+        let batch = encode::encode_delete(&self.table)?;
+        let wire = ffi::serialize(&batch.msgs, &self.table, 1)?;
+        match self.transact(&wire, &batch, None) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&mut self) -> Result<Option<LoadedTable>, KernelError> {
+        readback::read(&self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Reading the loaded table back: dumps of chains, sets, set elements and rules,
+//! framed by the ruleset generation so that a concurrent change is noticed (and the
+//! read retried) rather than reported as a mix of two rulesets.
+
+use std::io;
+use std::time::Duration;
+
+use super::encode::k;
+use super::ffi::{self, Aligned, Socket};
+use super::{hook_name, reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
+
+/// How long one answer of a dump may take; the kernel answers at once.
+const DUMP_WAIT: Duration = Duration::from_secs(5);
+/// Reads retried when the ruleset changes meanwhile.
+const ATTEMPTS: usize = 5;
+
+/// How a request ended.
+enum End {
+    /// Complete and consistent.
+    Done,
+    /// The kernel flagged the dump as interrupted by a change.
+    Interrupted,
+}
+
+struct Reader {
+    sock: Socket,
+    buf: Aligned,
+    seq: u32,
+}
+
+impl Reader {
+    /// Sends a request and hands every answer message (not acks, not the end of the
+    /// dump) to `f`. Errors carry the kernel's errno.
+    fn request(
+        &mut self,
+        msg_type: i32,
+        dump: bool,
+        table: &str,
+        set: Option<&str>,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<End, KernelError> {
+        self.seq += 1;
+        let seq = self.seq;
+        let req = ffi::get_request(msg_type, dump, seq, table, set)?;
+        let what = || format!("dump of table inet {table}");
+        self.sock.send(&req).map_err(KernelError::io(what()))?;
+        let portid = self.sock.portid();
+        let mut end = End::Done;
+        loop {
+            let n = self
+                .sock
+                .recv(&mut self.buf, Some(DUMP_WAIT))
+                .map_err(KernelError::io(what()))?
+                .ok_or_else(|| KernelError::Io {
+                    op: what(),
+                    err: io::Error::from(io::ErrorKind::TimedOut),
+                })?;
+            for (h, msg) in reply::messages(self.buf.bytes(n)) {
+                if h.seq != seq || (h.pid != portid && h.pid != 0) {
+                    continue;
+                }
+                if h.flags & reply::NLM_F_DUMP_INTR != 0 {
+                    end = End::Interrupted;
+                }
+                match h.kind {
+                    reply::NLMSG_DONE => return Ok(end),
+                    reply::NLMSG_ERROR => {
+                        let ack = reply::parse_ack(msg).ok_or_else(|| {
+                            KernelError::Protocol("a truncated acknowledgement".into())
+                        })?;
+                        if ack.errno != 0 {
+                            return Err(KernelError::Io {
+                                op: what(),
+                                err: io::Error::from_raw_os_error(ack.errno),
+                            });
+                        }
+                        return Ok(end);
+                    }
+                    _ => f(msg),
+                }
+            }
+        }
+    }
+
+    fn generation(&mut self, table: &str) -> Result<u32, KernelError> {
+        let mut gen = None;
+        self.request(libc::NFT_MSG_GETGEN, false, table, None, |m| {
+            gen = ffi::parse_gen(m);
+        })?;
+        gen.ok_or_else(|| KernelError::Protocol("no ruleset generation in the answer".into()))
+    }
+}
+
+/// Reads `table` (family inet) back; `None` when it does not exist.
+pub(crate) fn read(table: &str) -> Result<Option<LoadedTable>, KernelError> {
+    let sock = Socket::open().map_err(KernelError::io("socket"))?;
+    let mut r = Reader {
+        sock,
+        buf: Aligned::new(256 * 1024),
+        seq: 0,
+    };
+    for _ in 0..ATTEMPTS {
+        let before = r.generation(table)?;
+        if let Some(loaded) = read_once(&mut r, table)? {
+            if r.generation(table)? == before {
+                return Ok(loaded);
+            }
+        }
+    }
+    Err(KernelError::Protocol(format!(
+        "the ruleset kept changing while table inet {table} was read ({ATTEMPTS} attempts)"
+    )))
+}
+
+/// One read; `Ok(None)` when a dump was interrupted (read again).
+fn read_once(r: &mut Reader, table: &str) -> Result<Option<Option<LoadedTable>>, KernelError> {
+    match r.request(libc::NFT_MSG_GETTABLE, false, table, None, |_| {}) {
+        Ok(_) => {}
+        Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(Some(None)),
+        Err(e) => return Err(e),
+    }
+    let mut consistent = true;
+    let mut note = |end: End| {
+        if matches!(end, End::Interrupted) {
+            consistent = false;
+        }
+    };
+
+    let mut chains = Vec::new();
+    note(r.request(libc::NFT_MSG_GETCHAIN, true, table, None, |m| {
+        if let Some(c) = ffi::parse_chain(m).filter(|c| c.table == table) {
+            chains.push(LoadedChain {
+                name: c.name,
+                hook: c.hooknum.map(hook_name),
+                rules: 0,
+                counters: Vec::new(),
+            });
+        }
+    })?);
+
+    let mut sets = Vec::new();
+    note(r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
+        if let Some(s) = ffi::parse_set(m) {
+            if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
+                sets.push(LoadedSet {
+                    name: s.name,
+                    map: s.flags & k::NFT_SET_MAP != 0,
+                    elements: 0,
+                });
+            }
+        }
+    })?);
+    for set in &mut sets {
+        let mut count = 0;
+        note(r.request(
+            libc::NFT_MSG_GETSETELEM,
+            true,
+            table,
+            Some(&set.name),
+            |m| {
+                if let Some((_, n)) = ffi::parse_elems(m) {
+                    count += n;
+                }
+            },
+        )?);
+        set.elements = count;
+    }
+
+    let mut orphans = 0;
+    note(r.request(libc::NFT_MSG_GETRULE, true, table, None, |m| {
+        let Some(rule) = ffi::parse_rule(m).filter(|x| x.table == table) else {
+            return;
+        };
+        let Some(chain) = chains.iter_mut().find(|c| c.name == rule.chain) else {
+            orphans += 1;
+            return;
+        };
+        chain.rules += 1;
+        if let Some((packets, bytes)) = rule.counter {
+            chain.counters.push(RuleCounter {
+                comment: rule.comment,
+                packets,
+                bytes,
+            });
+        }
+    })?);
+    if orphans > 0 || !consistent {
+        // Rules of a chain the chain dump did not see: the table changed in between.
+        return Ok(None);
+    }
+    Ok(Some(Some(LoadedTable {
+        name: table.to_string(),
+        chains,
+        sets,
+    })))
+}

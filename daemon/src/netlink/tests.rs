@@ -1,0 +1,856 @@
+//! The backend against the real kernel, each test in a throwaway network namespace
+//! (see `crate::testns`), and the fake backend.
+
+use std::net::{IpAddr, UdpSocket};
+use std::process::Command;
+
+use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::plan::{
+    AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, LocalEndpoint, Plan, Set,
+    SetElements, Stmt, VerdictMap, TABLE_NAME,
+};
+
+use super::encode::{self, elem_wire_len, Msg};
+use super::fake::FakeBackend;
+use super::{ffi, reply};
+use super::{Backend, KernelError, LoadedTable, Netlink};
+use crate::testns::{netns_test, nft, nft_elsewhere};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn range(a: &str, b: &str) -> AddrRange {
+    AddrRange {
+        start: ip(a),
+        end: ip(b),
+    }
+}
+
+fn one(a: &str) -> AddrRange {
+    range(a, a)
+}
+
+fn app(addr: AddrRange, proto: u8, ports: (u16, u16)) -> AddrProtoPort {
+    AddrProtoPort { addr, proto, ports }
+}
+
+fn set(name: &str, family: Family, elements: SetElements) -> Set {
+    Set {
+        name: name.into(),
+        family,
+        elements,
+    }
+}
+
+fn base_rules(hook: Hook) -> Vec<Stmt> {
+    vec![
+        Stmt::CtEstablishedAccept,
+        Stmt::CtInvalidDrop,
+        Stmt::LoopbackAccept(hook),
+        Stmt::NeighbourDiscoveryAccept,
+    ]
+}
+
+/// A plan with every statement shape, both families, open-ended and zero-based
+/// intervals, and ports in concatenations: endpoint x/a (198.18.0.1, 2001:db8::1),
+/// isolated both ways.
+fn sample_plan(deny: DenyAction) -> Plan {
+    use AddrField::{Daddr, Saddr};
+    use Family::{V4, V6};
+    let sets = vec![
+        set(
+            "in_x_a_v4_all",
+            V4,
+            SetElements::Addr(vec![
+                one("198.18.0.2"),
+                range("198.18.0.10", "198.18.0.20"),
+                range("198.18.1.0", "198.18.1.255"),
+            ]),
+        ),
+        set(
+            "in_x_a_v4_ports",
+            V4,
+            SetElements::AddrProtoPort(vec![
+                app(range("0.0.0.0", "255.255.255.255"), 132, (9100, 9100)),
+                app(range("198.18.0.4", "198.18.0.255"), 6, (8000, 8100)),
+                app(range("198.18.0.4", "198.18.0.255"), 17, (53, 53)),
+                app(one("198.18.2.7"), 6, (0, 65535)),
+            ]),
+        ),
+        set(
+            "in_x_a_v6_all",
+            V6,
+            SetElements::Addr(vec![
+                one("2001:db8::2"),
+                range("2001:db8:1::", "2001:db8:1::ffff:ffff:ffff:ffff"),
+                range("ffff::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ]),
+        ),
+        set(
+            "in_x_a_v6_ports",
+            V6,
+            SetElements::AddrProtoPort(vec![app(
+                range("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+                6,
+                (443, 443),
+            )]),
+        ),
+        set(
+            "out_x_a_v4_all",
+            V4,
+            SetElements::Addr(vec![
+                range("0.0.0.0", "9.255.255.255"),
+                range("198.18.0.0", "198.18.255.255"),
+            ]),
+        ),
+    ];
+    let maps = vec![
+        VerdictMap {
+            name: "egress_v4".into(),
+            family: V4,
+            elements: vec![(ip("198.18.0.1"), "out_x_a".into())],
+        },
+        VerdictMap {
+            name: "ingress_v4".into(),
+            family: V4,
+            elements: vec![(ip("198.18.0.1"), "in_x_a".into())],
+        },
+        VerdictMap {
+            name: "ingress_v6".into(),
+            family: V6,
+            elements: vec![(ip("2001:db8::1"), "in_x_a".into())],
+        },
+    ];
+    let mut input = base_rules(Hook::Input);
+    input.extend([
+        Stmt::Dispatch {
+            family: V4,
+            field: Daddr,
+            map: "ingress_v4".into(),
+        },
+        Stmt::Dispatch {
+            family: V6,
+            field: Daddr,
+            map: "ingress_v6".into(),
+        },
+    ]);
+    let mut output = base_rules(Hook::Output);
+    output.push(Stmt::Dispatch {
+        family: V4,
+        field: Saddr,
+        map: "egress_v4".into(),
+    });
+    let chains = vec![
+        Chain {
+            name: "input".into(),
+            hook: Some(Hook::Input),
+            rules: input,
+        },
+        Chain {
+            name: "output".into(),
+            hook: Some(Hook::Output),
+            rules: output,
+        },
+        Chain {
+            name: "in_x_a".into(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Saddr,
+                    set: "in_x_a_v4_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V4,
+                    field: Saddr,
+                    set: "in_x_a_v4_ports".into(),
+                },
+                Stmt::AcceptAddr {
+                    family: V6,
+                    field: Saddr,
+                    set: "in_x_a_v6_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V6,
+                    field: Saddr,
+                    set: "in_x_a_v6_ports".into(),
+                },
+                Stmt::Deny {
+                    action: deny,
+                    comment: "deny ingress x/a".into(),
+                },
+            ],
+        },
+        Chain {
+            name: "out_x_a".into(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Daddr,
+                    set: "out_x_a_v4_all".into(),
+                },
+                Stmt::Deny {
+                    action: deny,
+                    comment: "deny egress x/a".into(),
+                },
+            ],
+        },
+    ];
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps,
+        chains,
+        locals: vec![LocalEndpoint {
+            id: ObjectName::new("x", "a"),
+            ingress_chain: Some("in_x_a".into()),
+            egress_chain: Some("out_x_a".into()),
+        }],
+    }
+}
+
+const LIST: &[&str] = &["list", "table", "inet", "netpol"];
+/// The same listing with each rule's expressions as the kernel holds them.
+const LIST_BYTECODE: &[&str] = &["--debug=netlink", "list", "table", "inet", "netpol"];
+
+/// The bytecode listing with each set's raw elements sorted: a hash set (a verdict
+/// map) lists its elements in the order of its buckets, which depends on a random
+/// seed of the set, not on what was sent.
+fn sort_elements(listing: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    for line in listing.lines().chain(std::iter::once("")) {
+        if line.starts_with("\telement ") {
+            run.push(line);
+            continue;
+        }
+        run.sort_unstable();
+        out.extend(run.drain(..).map(String::from));
+        out.push(line.to_string());
+    }
+    out.pop();
+    out.join("\n") + "\n"
+}
+
+/// Applies `plan` here through netlink and `render::nft(plan)` with `nft -f` in another
+/// fresh namespace, and compares both listings (text, and bytecode with the raw set
+/// elements) line by line: the two renderings of one plan cannot drift.
+fn assert_same_as_nft(plan: &Plan) {
+    let text = rules_compiler::render::nft(plan);
+    Netlink::new().apply(plan).expect("apply");
+    let ours = [nft(LIST), sort_elements(&nft(LIST_BYTECODE))];
+    let mut theirs = nft_elsewhere(&text, &[LIST, LIST_BYTECODE]);
+    theirs[1] = sort_elements(&theirs[1]);
+    for (kind, (a, b)) in ["listing", "bytecode listing"]
+        .iter()
+        .zip(ours.iter().zip(theirs.iter()))
+    {
+        if a != b {
+            let diff: Vec<String> = a
+                .lines()
+                .zip(b.lines())
+                .enumerate()
+                .filter(|(_, (x, y))| x != y)
+                .take(10)
+                .map(|(i, (x, y))| format!("line {}:\n  netlink: {x}\n  nft -f:  {y}", i + 1))
+                .collect();
+            panic!(
+                "the {kind}s differ ({} vs {} lines):\n{}\n--- netlink\n{a}\n--- nft -f\n{b}",
+                a.lines().count(),
+                b.lines().count(),
+                diff.join("\n")
+            );
+        }
+    }
+}
+
+netns_test! {
+    fn netlink_and_nft_f_load_the_same_table() {
+        for deny in [DenyAction::Drop, DenyAction::Reject] {
+            assert_same_as_nft(&sample_plan(deny));
+        }
+    }
+}
+
+/// The sample plan with one change that the kernel refuses; (what is wrong, plan,
+/// words the error must contain).
+fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
+    let mut out = Vec::new();
+
+    let mut dup = sample_plan(DenyAction::Drop);
+    let copy = dup.sets[1].clone();
+    dup.sets.insert(2, copy);
+    out.push((
+        "a set defined twice",
+        dup,
+        "set in_x_a_v4_ports: File exists",
+    ));
+
+    let mut overlap = sample_plan(DenyAction::Drop);
+    if let SetElements::AddrProtoPort(v) = &mut overlap.sets[1].elements {
+        // Inside 198.18.0.4-198.18.0.255 . tcp . 8000-8100, element 1.
+        v.push(app(one("198.18.0.9"), 6, (8080, 8080)));
+    }
+    out.push((
+        "overlapping concatenated intervals",
+        overlap,
+        "set in_x_a_v4_ports (element 4: 198.18.0.9 . tcp . 8080)",
+    ));
+
+    let mut dangling = sample_plan(DenyAction::Drop);
+    dangling.maps[1]
+        .elements
+        .push((ip("198.18.0.77"), "no_such_chain".into()));
+    out.push((
+        "a verdict map jumping to a chain that does not exist",
+        dangling,
+        "map ingress_v4 (element 1: 198.18.0.77 : jump no_such_chain): No such file or directory",
+    ));
+    out
+}
+
+netns_test! {
+    fn a_rejected_batch_changes_nothing() {
+        let mut kernel = Netlink::new();
+        kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+        let before = [nft(LIST), nft(LIST_BYTECODE)];
+        for (case, plan, words) in refused_plans() {
+            let err = kernel.apply(&plan).expect_err(case);
+            let text = err.to_string();
+            println!("{case}: {text}");
+            assert!(
+                matches!(err, KernelError::Rejected { .. }),
+                "{case}: not a rejection: {text}"
+            );
+            assert!(text.contains(words), "{case}: error does not name {words:?}: {text}");
+            assert!(text.ends_with("nothing was changed"), "{case}: {text}");
+            assert_eq!([nft(LIST), nft(LIST_BYTECODE)], before, "{case}: the table changed");
+        }
+        // An invalid plan never reaches the kernel: interval overlaps are refused
+        // before anything is sent.
+        let mut bad = sample_plan(DenyAction::Reject);
+        if let SetElements::Addr(v) = &mut bad.sets[0].elements {
+            v.push(one("198.18.1.7"));
+        }
+        let err = kernel.apply(&bad).expect_err("overlap");
+        assert!(matches!(err, KernelError::Encode(_)), "{err}");
+        assert!(err.to_string().contains("set in_x_a_v4_all: element 3 (198.18.1.7) overlaps"), "{err}");
+        assert_eq!([nft(LIST), nft(LIST_BYTECODE)], before, "the table changed");
+    }
+}
+
+netns_test! {
+    fn flush_removes_the_netpol_table_only() {
+        let mut kernel = Netlink::new();
+        assert!(!kernel.flush().expect("flush of nothing"), "no table to flush yet");
+        nft(&["add", "table", "inet", "other"]);
+        nft(&["add", "chain", "inet", "other", "c", "{ type filter hook input priority 0; }"]);
+        nft(&["add", "rule", "inet", "other", "c", "counter"]);
+        let other = nft(&["list", "table", "inet", "other"]);
+        kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+        assert!(nft(&["list", "tables"]).contains("table inet netpol"));
+
+        assert!(kernel.flush().expect("flush"), "the table was there");
+        assert_eq!(nft(&["list", "tables"]), "table inet other\n");
+        assert_eq!(nft(&["list", "table", "inet", "other"]), other);
+        assert!(kernel.read().expect("read").is_none());
+        assert!(!kernel.flush().expect("second flush"), "nothing left to flush");
+        assert_eq!(nft(&["list", "tables"]), "table inet other\n");
+    }
+}
+
+/// Runs `ip` with `args`.
+fn ip_cmd(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+netns_test! {
+    fn read_back_gives_chains_elements_and_deny_counters() {
+        let plan = sample_plan(DenyAction::Drop);
+        let mut kernel = Netlink::new();
+        assert!(kernel.read().expect("read").is_none());
+        kernel.apply(&plan).expect("apply");
+        let loaded = kernel.read().expect("read").expect("a table");
+        assert_eq!(loaded, LoadedTable::expected(&plan).unwrap());
+        for set in &plan.sets {
+            let got = loaded.sets.iter().find(|s| s.name == set.name).unwrap();
+            assert_eq!(got.elements, set.elements.len(), "set {}", set.name);
+        }
+        assert_eq!(loaded.rule_count(), plan.rule_count());
+        assert_eq!(loaded.element_count(), plan.element_count());
+
+        // x/a (198.18.0.1) may send to 198.18.0.0/16 only: datagrams to 198.19.0.9
+        // leave through a veth and are counted by its egress deny rule. Multicast is
+        // off so no IGMP report adds to the count.
+        ip_cmd(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip_cmd(&["link", "set", "v0", "multicast", "off"]);
+        ip_cmd(&["addr", "add", "198.18.0.1/15", "dev", "v0"]);
+        ip_cmd(&["link", "set", "v0", "up"]);
+        ip_cmd(&["link", "set", "v1", "up"]);
+        let sock = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        for _ in 0..5 {
+            // Dropped in the output hook: the send itself fails with EPERM.
+            let _ = sock.send_to(&[0u8; 100], "198.19.0.9:9");
+        }
+        let allowed = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        allowed.send_to(&[0u8; 100], "198.18.7.7:9").expect("an allowed send");
+
+        let loaded = kernel.read().expect("read").expect("a table");
+        let denies = loaded.denies();
+        assert_eq!(denies.len(), 2, "{denies:?}");
+        let out = denies.iter().find(|d| d.direction == Direction::Egress).unwrap();
+        assert_eq!(out.endpoint, ObjectName::new("x", "a"));
+        assert_eq!(out.chain, "out_x_a");
+        // Each datagram is 20 bytes of IPv4 header, 8 of UDP and 100 of data.
+        assert_eq!((out.packets, out.bytes), (5, 5 * 128));
+        let inbound = denies.iter().find(|d| d.direction == Direction::Ingress).unwrap();
+        assert_eq!((inbound.packets, inbound.bytes), (0, 0));
+
+        // A new apply starts the counters again, with the same shape.
+        kernel.apply(&plan).expect("apply again");
+        assert_eq!(kernel.read().expect("read"), Some(LoadedTable::expected(&plan).unwrap()));
+    }
+}
+
+#[test]
+fn fake_backend_keeps_the_last_plan_and_fails_when_told() {
+    let mut fake = FakeBackend::new();
+    assert!(fake.read().unwrap().is_none());
+    assert!(!fake.flush().unwrap());
+    let drop = sample_plan(DenyAction::Drop);
+    let stats = fake.apply(&drop).unwrap();
+    // Reading back counts kernel rules: the same as the plan's statements with drop.
+    assert_eq!(stats.rules, drop.rule_count());
+    assert_eq!(stats.elements, drop.element_count());
+    assert_eq!(
+        fake.read().unwrap(),
+        Some(LoadedTable::expected(&drop).unwrap())
+    );
+
+    // A rejected apply leaves the previous plan in force.
+    let reject = sample_plan(DenyAction::Reject);
+    fake.fail_next("set in_x_a_v4_all", libc::EEXIST);
+    let err = fake.apply(&reject).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EEXIST));
+    assert!(
+        err.to_string()
+            .starts_with("the kernel rejected the batch at set in_x_a_v4_all: File exists"),
+        "{err}"
+    );
+    assert_eq!(fake.loaded.as_ref(), Some(&drop));
+    assert_eq!(fake.applies, 1);
+
+    // With reject, each deny is three kernel rules.
+    let stats = fake.apply(&reject).unwrap();
+    assert_eq!(stats.rules, reject.rule_count() + 4);
+    let loaded = fake.read().unwrap().unwrap();
+    assert_eq!(loaded.rule_count(), reject.rule_count() + 4);
+    assert_eq!(loaded.denies().len(), 2);
+
+    assert!(fake.flush().unwrap());
+    assert!(fake.read().unwrap().is_none());
+    assert_eq!((fake.applies, fake.flushes), (2, 1));
+}
+
+#[test]
+fn fake_backend_refuses_what_the_encoder_refuses() {
+    let mut fake = FakeBackend::new();
+    let mut plan = sample_plan(DenyAction::Drop);
+    plan.chains[2].rules.insert(
+        0,
+        Stmt::AcceptAddr {
+            family: Family::V4,
+            field: AddrField::Saddr,
+            set: "missing".into(),
+        },
+    );
+    let err = fake.apply(&plan).unwrap_err();
+    assert!(matches!(err, KernelError::Encode(_)));
+    assert!(
+        err.to_string()
+            .contains("rule 1 of chain in_x_a uses @missing"),
+        "{err}"
+    );
+    assert!(fake.loaded.is_none());
+}
+
+#[test]
+fn serialized_batch_frames_every_message_as_encoded() {
+    let mut plan = sample_plan(DenyAction::Reject);
+    // Enough elements for several messages.
+    plan.sets[2].elements = SetElements::Addr(
+        (0..20_000u128)
+            .map(|i| {
+                let a = IpAddr::V6(((0x2001_0db8_0002_u128 << 80) | (2 * i)).into());
+                AddrRange { start: a, end: a }
+            })
+            .collect(),
+    );
+    let batch = encode::encode(&plan).unwrap();
+    let wire = ffi::serialize(&batch.msgs, TABLE_NAME, 7).unwrap();
+    let msgs: Vec<_> = reply::messages(&wire.bytes).collect();
+    assert_eq!(msgs.len(), batch.msgs.len() + 2);
+    let (first, last) = (msgs[0].0, msgs[msgs.len() - 1].0);
+    assert_eq!((first.kind, first.seq), (16, 7), "batch begin");
+    assert_eq!((last.kind, last.seq), (17, wire.end_seq), "batch end");
+    assert_ne!(
+        last.flags & libc::NLM_F_ACK as u16,
+        0,
+        "the end asks for an ack"
+    );
+    let mut elements = 0;
+    for (i, m) in batch.msgs.iter().enumerate() {
+        let (h, bytes) = msgs[i + 1];
+        assert_eq!(h.seq, 8 + i as u32);
+        assert_eq!(wire.index_of(h.seq), Some(i));
+        let (start, len) = wire.spans[i];
+        assert_eq!(&wire.bytes[start..start + len], bytes);
+        let want = match &m.msg {
+            Msg::NewTable { .. } => libc::NFT_MSG_NEWTABLE,
+            Msg::DelTable { .. } => libc::NFT_MSG_DELTABLE,
+            Msg::NewChain(_) => libc::NFT_MSG_NEWCHAIN,
+            Msg::NewSet(_) => libc::NFT_MSG_NEWSET,
+            Msg::NewElems(_) => libc::NFT_MSG_NEWSETELEM,
+            Msg::NewRule(_) => libc::NFT_MSG_NEWRULE,
+        };
+        assert_eq!(h.kind, (10 << 8) | want as u16, "{}", m.what);
+        if let Msg::NewElems(e) = &m.msg {
+            // The size estimate that keeps libnftnl inside its buffer is an upper bound.
+            let spans = reply::elem_spans(bytes);
+            assert_eq!(spans.len(), e.elems.len(), "{}", m.what);
+            for (j, (el, (at, n))) in e.elems.iter().zip(&spans).enumerate() {
+                assert!(
+                    *n <= elem_wire_len(el),
+                    "{}: element {j}: {n} bytes",
+                    m.what
+                );
+                // A sample is enough for the offset lookup, which walks the message.
+                if j % 97 == 0 || j + 1 == spans.len() {
+                    assert_eq!(reply::elem_index_at(bytes, at + n - 1), Some(j));
+                }
+            }
+            elements += spans.len();
+        }
+    }
+    assert!(elements > 40_000, "{elements}");
+    assert_eq!(wire.index_of(wire.end_seq), None);
+}
+
+/// About 100,000 set elements and 1,000 rules: 200 isolated endpoints with five rules
+/// each, sharing one set of 100,000 IPv6 peers (2001:db8::/32 holds enough distinct
+/// non-adjacent addresses; 198.18.0.0/15 does not).
+fn big_plan() -> Plan {
+    use AddrField::Saddr;
+    use Family::{V4, V6};
+    let v6 = |x: u128| IpAddr::V6(((0x2001_0db8_u128 << 96) | x).into());
+    let peers: Vec<AddrRange> = (0..100_000u128)
+        .map(|i| AddrRange {
+            start: v6(0x1_0000_0000 + 2 * i),
+            end: v6(0x1_0000_0000 + 2 * i),
+        })
+        .collect();
+    let mut sets = vec![
+        set("big_v6_all", V6, SetElements::Addr(peers)),
+        set(
+            "some_v4_all",
+            V4,
+            SetElements::Addr(vec![range("198.19.0.0", "198.19.0.255")]),
+        ),
+        set(
+            "some_v4_ports",
+            V4,
+            SetElements::AddrProtoPort(vec![app(
+                range("198.19.1.0", "198.19.1.255"),
+                6,
+                (8000, 8080),
+            )]),
+        ),
+        set(
+            "some_v6_ports",
+            V6,
+            SetElements::AddrProtoPort(vec![app(
+                range("2001:db8:1::", "2001:db8:1::ffff"),
+                17,
+                (53, 53),
+            )]),
+        ),
+    ];
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut in_v4 = Vec::new();
+    let mut in_v6 = Vec::new();
+    let mut chains = vec![
+        Chain {
+            name: "input".into(),
+            hook: Some(Hook::Input),
+            rules: {
+                let mut r = base_rules(Hook::Input);
+                r.push(Stmt::Dispatch {
+                    family: V4,
+                    field: AddrField::Daddr,
+                    map: "ingress_v4".into(),
+                });
+                r.push(Stmt::Dispatch {
+                    family: V6,
+                    field: AddrField::Daddr,
+                    map: "ingress_v6".into(),
+                });
+                r
+            },
+        },
+        Chain {
+            name: "output".into(),
+            hook: Some(Hook::Output),
+            rules: base_rules(Hook::Output),
+        },
+    ];
+    let mut locals = Vec::new();
+    for e in 0..200u32 {
+        let name = format!("in_ns_e{e:03}");
+        in_v4.push((ip(&format!("198.18.1.{}", e + 1)), name.clone()));
+        in_v6.push((v6(0xffff_0000 + u128::from(e)), name.clone()));
+        chains.push(Chain {
+            name: name.clone(),
+            hook: None,
+            rules: vec![
+                Stmt::AcceptAddr {
+                    family: V6,
+                    field: Saddr,
+                    set: "big_v6_all".into(),
+                },
+                Stmt::AcceptAddr {
+                    family: V4,
+                    field: Saddr,
+                    set: "some_v4_all".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V4,
+                    field: Saddr,
+                    set: "some_v4_ports".into(),
+                },
+                Stmt::AcceptAddrProtoPort {
+                    family: V6,
+                    field: Saddr,
+                    set: "some_v6_ports".into(),
+                },
+                Stmt::Deny {
+                    action: DenyAction::Drop,
+                    comment: format!("deny ingress ns/e{e:03}"),
+                },
+            ],
+        });
+        locals.push(LocalEndpoint {
+            id: ObjectName::new("ns", format!("e{e:03}")),
+            ingress_chain: Some(name),
+            egress_chain: None,
+        });
+    }
+    in_v4.sort();
+    in_v6.sort();
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps: vec![
+            VerdictMap {
+                name: "ingress_v4".into(),
+                family: V4,
+                elements: in_v4,
+            },
+            VerdictMap {
+                name: "ingress_v6".into(),
+                family: V6,
+                elements: in_v6,
+            },
+        ],
+        chains,
+        locals,
+    }
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+netns_test! {
+    /// Not a benchmark (that lives in `benches/`): a measurement for the record, run
+    /// with `cargo test -p netpol-daemon --release -- --ignored --nocapture big_plan`.
+    #[ignore = "a measurement, not a test; run by hand"]
+    fn measure_big_plan_netlink_against_nft_f() {
+        use std::time::Instant;
+        let plan = big_plan();
+        println!(
+            "plan: {} rules, {} elements",
+            plan.rule_count(),
+            plan.element_count()
+        );
+        let script = crate::testns::TempFile::new("big.nft", &rules_compiler::render::nft(&plan));
+        let mut kernel = Netlink::new();
+        let nft_f = || {
+            let t = Instant::now();
+            let ok = Command::new("nft")
+                .arg("-f")
+                .arg(script.path())
+                .status()
+                .expect("nft")
+                .success();
+            assert!(ok, "nft -f failed");
+            t.elapsed()
+        };
+        let mut rows = Vec::new();
+        for (what, replace) in [("load into an empty namespace", false), ("replace the loaded table", true)] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                kernel.flush().expect("flush");
+                if replace {
+                    kernel.apply(&plan).expect("apply");
+                }
+                let t = Instant::now();
+                let stats = kernel.apply(&plan).expect("apply");
+                ours.push(t.elapsed());
+                println!("  netlink: {stats:?}");
+                kernel.flush().expect("flush");
+                if replace {
+                    kernel.apply(&plan).expect("apply");
+                }
+                theirs.push(nft_f());
+            }
+            rows.push(format!(
+                "{what}: netlink {:?} (runs {ours:?}), nft -f {:?} (runs {theirs:?})",
+                median(ours.clone()),
+                median(theirs.clone())
+            ));
+        }
+        let loaded = kernel.read().expect("read").expect("table");
+        assert_eq!(loaded.element_count(), plan.element_count());
+        let t = Instant::now();
+        kernel.read().expect("read");
+        rows.push(format!("read back: {:?}", t.elapsed()));
+        for r in rows {
+            println!("{r}");
+        }
+    }
+}
+
+const VARIETY_INVENTORY: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: x, labels: {team: red}}
+---
+apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: x, name: a, labels: {app: a}}
+ips: [198.18.0.1, "2001:db8::1"]
+ports:
+- {name: http, port: 8080}
+---
+apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: x, name: b, labels: {app: b}}
+ips: [198.18.0.2, "2001:db8::2"]
+ports:
+- {name: http, port: 9090}
+- {name: metrics, port: 9100, protocol: SCTP}
+---
+apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: y, name: c, labels: {app: c}}
+ips: [198.18.3.7]
+ports:
+- {name: http, port: 80}
+"#;
+
+const VARIETY_POLICIES: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: a}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from:
+    - ipBlock: {cidr: 198.18.0.0/16, except: [198.18.128.0/17, 198.18.0.0/24]}
+    - ipBlock: {cidr: "2001:db8::/32", except: ["2001:db8:8000::/33"]}
+    ports:
+    - {protocol: TCP, port: http}
+    - {protocol: UDP, port: 5000, endPort: 6000}
+  - from:
+    - namespaceSelector: {}
+      podSelector: {matchLabels: {app: b}}
+  egress:
+  - to:
+    - namespaceSelector: {}
+    ports:
+    - {protocol: TCP, port: http}
+    - {protocol: SCTP, port: metrics}
+  - to:
+    - ipBlock: {cidr: 0.0.0.0/0, except: [198.18.0.0/15]}
+    ports:
+    - {protocol: TCP, port: 443}
+    - {protocol: UDP}
+  - ports:
+    - {protocol: UDP, port: 53}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: b}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  policyTypes: [Ingress, Egress]
+"#;
+
+/// Plans compiled from policies with ipBlock excepts (v4, v6), named ports meaning
+/// different numbers, endPort ranges, protocol-only ports, SCTP, deny-all, both deny
+/// actions.
+fn compiled_plans() -> Vec<(String, Plan)> {
+    use rules_compiler::load::Input;
+    use rules_compiler::plan::{build, Options};
+    use rules_compiler::resolve::Index;
+    let input = |path: &str, text: &str| Input {
+        path: path.into(),
+        text: text.into(),
+    };
+    let loaded = rules_compiler::load_model(
+        &[input("policies.yaml", VARIETY_POLICIES)],
+        &[input("inventory.yaml", VARIETY_INVENTORY)],
+    )
+    .expect("the variety inputs are valid");
+    let index = Index::new(&loaded.model);
+    let id = |ns: &str, name: &str| {
+        loaded
+            .model
+            .inventory
+            .endpoint_index(&ObjectName::new(ns, name))
+            .unwrap()
+    };
+    let mut out = Vec::new();
+    for (locals, what) in [
+        (vec![id("x", "a")], "x/a"),
+        (vec![id("x", "b")], "x/b"),
+        (vec![id("x", "a"), id("x", "b"), id("y", "c")], "all"),
+        (vec![id("y", "c")], "not isolated"),
+    ] {
+        for deny in [DenyAction::Drop, DenyAction::Reject] {
+            let plan = build(&index, &locals, &Options { deny });
+            out.push((format!("{what}, {deny:?}"), plan));
+        }
+    }
+    out
+}
+
+netns_test! {
+    fn compiled_plans_load_the_same_through_netlink_and_nft_f() {
+        for (what, plan) in compiled_plans() {
+            println!("{what}: {} rules, {} elements", plan.rule_count(), plan.element_count());
+            assert_same_as_nft(&plan);
+            let loaded = Netlink::new().read().expect("read").expect("a table");
+            assert_eq!(loaded, LoadedTable::expected(&plan).unwrap(), "{what}");
+        }
+    }
+}

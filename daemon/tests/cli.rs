@@ -1,0 +1,219 @@
+//! `netpolctl` as an operator runs it: the real binary, the bundled example, exit codes
+//! and messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn netpolctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netpolctl"))
+        .current_dir(repo())
+        .args(args)
+        .output()
+        .expect("netpolctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const EXAMPLE: [&str; 4] = [
+    "--policies",
+    "config/policies",
+    "--inventory",
+    "config/inventory",
+];
+
+fn with_example(cmd: &str, rest: &[&str]) -> Output {
+    let mut args = vec![cmd];
+    args.extend(EXAMPLE);
+    args.extend(rest);
+    netpolctl(&args)
+}
+
+/// A scratch directory removed on drop, also when the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("netpolctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn compile_prints_the_table_for_the_local_endpoint() {
+    let out = with_example("compile", &["--local", "payments/payments-api"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let nft = text(&out.stdout);
+    assert!(nft.contains("table inet netpol"), "{nft}");
+    // checkout's address is the only peer allowed in, on 8080/tcp.
+    assert!(nft.contains("198.18.2.10 . tcp . 8080"), "{nft}");
+    assert!(
+        !nft.contains("198.18.2.11"),
+        "frontend must not be allowed: {nft}"
+    );
+}
+
+#[test]
+fn compile_json_is_the_plan() {
+    let out = with_example("compile", &["--local", "web/checkout", "-o", "json"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(plan["table"], "netpol");
+    assert_eq!(plan["locals"][0]["id"], "web/checkout");
+}
+
+#[test]
+fn compile_needs_a_local_endpoint_and_names_unknown_ones() {
+    let out = with_example("compile", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--local"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = with_example("compile", &["--local", "web/chekout"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no endpoint web/chekout"), "{err}");
+    assert!(
+        err.contains("checkout, frontend"),
+        "lists what web has: {err}"
+    );
+}
+
+#[test]
+fn matrix_json_follows_the_contract() {
+    let out = with_example("matrix", &["--probe", "8080/TCP", "-o", "json"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let probe = &m["probes"][0];
+    assert_eq!(probe["port"], 8080);
+    assert_eq!(probe["protocol"], "TCP");
+    let endpoints: Vec<&str> = probe["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    let mut sorted = endpoints.clone();
+    sorted.sort();
+    assert_eq!(endpoints, sorted, "endpoints are sorted");
+    let at = |name: &str| endpoints.iter().position(|e| *e == name).unwrap();
+    let allowed = |from: &str, to: &str| probe["allowed"][at(from)][at(to)].as_bool().unwrap();
+    assert!(allowed("web/checkout", "payments/payments-api"));
+    assert!(!allowed("web/frontend", "payments/payments-api"));
+    assert!(!allowed("analytics/worker", "payments/payments-api"));
+    // web's default-deny-egress stops frontend even where the receiver is open.
+    assert!(!allowed("web/frontend", "analytics/worker"));
+    assert!(allowed("analytics/worker", "web/frontend"));
+}
+
+#[test]
+fn matrix_table_is_for_people() {
+    let out = with_example("matrix", &["--probe", "53/UDP"]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("53/UDP"), "{table}");
+    assert!(table.contains("kube-system/kube-dns"), "{table}");
+}
+
+#[test]
+fn explain_names_the_rule_that_allows_and_the_policies_that_deny() {
+    let out = with_example(
+        "explain",
+        &[
+            "--from",
+            "web/checkout",
+            "--to",
+            "payments/payments-api",
+            "--port",
+            "8080/TCP",
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let why = text(&out.stdout);
+    assert!(why.contains("payments/allow-checkout-to-api"), "{why}");
+    assert!(why.contains("web/allow-checkout-to-payments"), "{why}");
+
+    let out = with_example(
+        "explain",
+        &[
+            "--from",
+            "analytics/worker",
+            "--to",
+            "payments/payments-api",
+            "--port",
+            "8080/TCP",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["allowed"], false, "{json}");
+    let pairs = json["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 2, "one v4 and one v6 pair: {json}");
+    for pair in pairs {
+        // worker's egress is open; payments-api's ingress is isolated and nothing allows it.
+        assert_eq!(pair["egress"]["verdict"], "not_isolated", "{pair}");
+        assert_eq!(pair["ingress"]["allowed"], false, "{pair}");
+        let isolating = pair["ingress"]["isolating"].to_string();
+        assert!(
+            isolating.contains("payments/default-deny-ingress"),
+            "{pair}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_reported_with_file_line_and_field_and_fails() {
+    let dir = TempDir::new("bad");
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: broken}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 70000\n",
+    )
+    .unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        bad.to_str().unwrap(),
+        "--inventory",
+        "config/inventory",
+        "--local",
+        "web/checkout",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing compiled: {}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.yaml:8:"), "{err}");
+    assert!(err.contains("NetworkPolicy web/broken"), "{err}");
+    assert!(err.contains("spec.ingress[0].ports[0].port"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = netpolctl(&["compile", "--policies", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,377 @@
+//! YAML text → positioned trees, one per document.
+//!
+//! saphyr builds a span-annotated tree ([`MarkedYaml`]); we convert it into our own small
+//! [`Node`] tree whose positions are 1-based line *and* column (saphyr's markers have a
+//! 1-based line but a 0-based column), whose mappings keep their keys' positions and
+//! their input order, and whose tags are looked through. `validate` decodes that tree by
+//! hand, which is what lets it name the file, line, column and field path of every
+//! problem, and carry on after the first one.
+//!
+//! A multi-document stream is cut into its documents *before* parsing, at every line
+//! that starts with `---` (YAML forbids such a line inside any content, so the cut is
+//! exact). saphyr gives up on the whole stream at its first scan error; cutting first
+//! means a broken document costs only itself, and the others are still checked.
+
+use std::path::Path;
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
+
+use crate::diag::Diagnostic;
+use crate::load::Input;
+
+/// A YAML node with the position where it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// The node's content.
+    pub value: Value,
+}
+
+/// The content of a [`Node`], after YAML 1.2 core-schema resolution (`80` is an integer,
+/// `"80"` a string, `true` a boolean, `~` and an empty value null).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `null`, `~`, or nothing at all.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in input order. Keys are unique (duplicates are a parse error).
+    Map(Vec<(Node, Node)>),
+    /// A scalar that its tag says cannot be what it is (`!!int abc`), with why.
+    Invalid(String),
+}
+
+impl Value {
+    /// How to name this value's type in a message: "a string", "the integer 80", …
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Null => "null".to_string(),
+            Value::Bool(b) => format!("the boolean {b}"),
+            Value::Int(i) => format!("the integer {i}"),
+            Value::Float(f) => format!("the number {f}"),
+            Value::Str(s) => format!("the string {s:?}"),
+            Value::Seq(_) => "a list".to_string(),
+            Value::Map(_) => "a mapping".to_string(),
+            Value::Invalid(_) => "an invalid value".to_string(),
+        }
+    }
+}
+
+/// One non-empty YAML document of an input file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document<'a> {
+    /// The file it came from.
+    pub file: &'a Path,
+    /// Its root node (never null: empty and comment-only documents are dropped).
+    pub root: Node,
+}
+
+/// Parses every document of an input. Documents that are empty or hold only comments
+/// are skipped. Malformed YAML gives an error diagnostic at the scanner's position; the
+/// other documents of the file are still returned.
+pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
+    let mut docs = Vec::new();
+    let mut diags = Vec::new();
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    for chunk in split_documents(text) {
+        match MarkedYaml::load_from_str(chunk.text) {
+            Ok(roots) => {
+                for root in roots {
+                    let root = convert(&root, chunk.line_offset, None);
+                    if root.value != Value::Null {
+                        docs.push(Document {
+                            file: &input.path,
+                            root,
+                        });
+                    }
+                }
+            }
+            Err(e) => diags.push(scan_error(&input.path, &chunk, &e)),
+        }
+    }
+    (docs, diags)
+}
+
+/// A piece of the stream holding one or more whole documents.
+struct Chunk<'t> {
+    text: &'t str,
+    /// Lines of the file before this chunk.
+    line_offset: usize,
+}
+
+/// Cuts the stream before each `---` line, except where everything so far in the
+/// current chunk is blank, comments or directives (those belong to the next document).
+/// After a `...` (document end), what follows it up to the `---` (directives, comments)
+/// goes with the next document too.
+fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut start_line = 0;
+    let mut has_content = false;
+    // Where the current chunk's last document was ended by `...`, if nothing came since.
+    let mut ended_at: Option<(usize, usize)> = None;
+    let mut pos = 0;
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let is_start_marker = is_marker(line, "---");
+        if is_start_marker && has_content {
+            let (cut, cut_line) = ended_at.unwrap_or((pos, line_no));
+            chunks.push(Chunk {
+                text: &text[start..cut],
+                line_offset: start_line,
+            });
+            start = cut;
+            start_line = cut_line;
+            has_content = false;
+            ended_at = None;
+        }
+        let content = line_has_content(line, is_start_marker);
+        has_content |= content;
+        if is_marker(line, "...") {
+            ended_at = Some((pos + line.len(), line_no + 1));
+        } else if content || is_start_marker {
+            ended_at = None;
+        }
+        pos += line.len();
+    }
+    if start < text.len() {
+        chunks.push(Chunk {
+            text: &text[start..],
+            line_offset: start_line,
+        });
+    }
+    chunks
+}
+
+/// `---` or `...` at column 0, followed by white space or the end of the line.
+fn is_marker(line: &str, marker: &str) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+}
+
+fn line_has_content(line: &str, is_start_marker: bool) -> bool {
+    let rest = if is_start_marker { &line[3..] } else { line };
+    let trimmed = rest.trim();
+    !(trimmed.is_empty()
+        || trimmed.starts_with('#')
+        || (!is_start_marker && line.starts_with('%'))
+        || is_marker(line, "..."))
+}
+
+fn convert(node: &MarkedYaml<'_>, line_offset: usize, at: Option<(usize, usize)>) -> Node {
+    // A tagged node's inner node has no span of its own: keep the outer one.
+    let (line, column) = at.unwrap_or((
+        node.span.start.line() + line_offset,
+        node.span.start.col() + 1,
+    ));
+    let value = match &node.data {
+        YamlData::Value(s) => match s {
+            Scalar::Null => Value::Null,
+            Scalar::Boolean(b) => Value::Bool(*b),
+            Scalar::Integer(i) => Value::Int(*i),
+            Scalar::FloatingPoint(f) => Value::Float(f.0),
+            Scalar::String(s) => Value::Str(s.to_string()),
+        },
+        YamlData::Sequence(items) => Value::Seq(
+            items
+                .iter()
+                .map(|n| convert(n, line_offset, None))
+                .collect(),
+        ),
+        YamlData::Mapping(map) => Value::Map(
+            map.iter()
+                .map(|(k, v)| (convert(k, line_offset, None), convert(v, line_offset, None)))
+                .collect(),
+        ),
+        YamlData::Tagged(_, inner) => return convert(inner, line_offset, Some((line, column))),
+        // The loader resolves aliases; an unknown anchor leaves this behind.
+        YamlData::Alias(_) => Value::Invalid("alias to an unknown anchor".to_string()),
+        YamlData::Representation(text, _, _) => Value::Str(text.to_string()),
+        YamlData::BadValue => Value::Invalid("the value does not match its tag".to_string()),
+    };
+    Node {
+        line,
+        column,
+        value,
+    }
+}
+
+fn scan_error(file: &Path, chunk: &Chunk<'_>, e: &ScanError) -> Diagnostic {
+    let m = e.marker();
+    let message = if e.info() == "duplicated key in mapping" {
+        match key_at(chunk.text, m.line(), m.col()) {
+            Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
+            None => "malformed YAML: duplicate key in a mapping".to_string(),
+        }
+    } else {
+        format!("malformed YAML: {}", e.info())
+    };
+    Diagnostic::error(message)
+        .in_file(file)
+        .at(m.line() + chunk.line_offset, m.col() + 1)
+}
+
+/// The key text starting at (1-based line, 0-based column), for a better message.
+fn key_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line = text.lines().nth(line.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(col).collect();
+    let key = rest.split(':').next()?.trim().trim_matches(['"', '\'']);
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Severity;
+
+    fn input(text: &str) -> Input {
+        Input {
+            path: "t.yaml".into(),
+            text: text.to_string(),
+        }
+    }
+
+    fn get<'n>(node: &'n Node, key: &str) -> &'n Node {
+        match &node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.value == Value::Str(key.to_string()))
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no key {key}")),
+            other => panic!("not a mapping: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn positions_are_one_based_line_and_column() {
+        let inp = input("# c\na: 1\nb:\n  c: [x, \"80\"]\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty());
+        assert_eq!(docs.len(), 1);
+        let root = &docs[0].root;
+        assert_eq!((root.line, root.column), (2, 1));
+        let b = get(root, "b");
+        let c = get(b, "c");
+        assert_eq!((c.line, c.column), (4, 6));
+        let Value::Seq(items) = &c.value else {
+            panic!("seq")
+        };
+        assert_eq!((items[1].line, items[1].column), (4, 10));
+        assert_eq!(items[1].value, Value::Str("80".into()));
+        // Keys keep their own positions.
+        let Value::Map(entries) = &b.value else {
+            panic!()
+        };
+        assert_eq!((entries[0].0.line, entries[0].0.column), (4, 3));
+    }
+
+    #[test]
+    fn multi_document_stream_skips_empty_and_comment_only_documents() {
+        let inp = input("a: 1\n---\n# only a comment\n---\n---\nb: 2\n...\n---\nc: 3\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
+        assert_eq!(lines, vec![1, 6, 9]);
+    }
+
+    #[test]
+    fn malformed_document_is_reported_and_the_others_are_kept() {
+        let inp = input("a: 1\n---\nb: [1, 2\nc: 3\n---\nd: 4\n");
+        let (docs, diags) = parse(&inp);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].root.line, 1);
+        assert_eq!(docs[1].root.line, 6);
+        assert_eq!(diags.len(), 1);
+        let d = &diags[0];
+        assert_eq!(d.severity, Severity::Error);
+        assert_eq!(d.file.as_deref(), Some(Path::new("t.yaml")));
+        assert_eq!(d.line, 4);
+        assert!(d.column > 0);
+        assert!(d.message.starts_with("malformed YAML"), "{}", d.message);
+    }
+
+    #[test]
+    fn duplicate_keys_are_an_error_at_the_second_key() {
+        let inp = input("---\nmetadata:\n  name: a\n  labels: {}\n  name: b\n");
+        let (docs, diags) = parse(&inp);
+        assert!(docs.is_empty());
+        assert_eq!(diags.len(), 1);
+        assert_eq!((diags[0].line, diags[0].column), (5, 3));
+        assert!(
+            diags[0].message.contains("duplicate key \"name\""),
+            "{}",
+            diags[0].message
+        );
+    }
+
+    #[test]
+    fn directives_and_leading_comments_stay_with_their_document() {
+        let inp = input("%YAML 1.2\n# header\n---\na: 1\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].root.line, 4);
+    }
+
+    #[test]
+    fn directives_after_a_document_end_go_with_the_next_document() {
+        let inp = input("a: 1\n...\n%YAML 1.2\n# next\n---\nb: 2\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
+        assert_eq!(lines, vec![1, 6]);
+    }
+
+    #[test]
+    fn block_scalars_keep_their_comment_like_lines() {
+        let inp = input("a: |\n  x\n  # not a comment\n---\nb: 2\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            get(&docs[0].root, "a").value,
+            Value::Str("x\n# not a comment\n".into())
+        );
+        assert_eq!(docs[1].root.line, 5);
+    }
+
+    #[test]
+    fn tags_are_looked_through_and_keep_the_outer_position() {
+        let inp = input("a: !!str 80\nb: !custom x\nc: !!int nope\n");
+        let (docs, _) = parse(&inp);
+        let root = &docs[0].root;
+        assert_eq!(get(root, "a").value, Value::Str("80".into()));
+        let b = get(root, "b");
+        assert_eq!(b.value, Value::Str("x".into()));
+        assert_eq!((b.line, b.column), (2, 4));
+        assert!(matches!(get(root, "c").value, Value::Invalid(_)));
+    }
+
+    #[test]
+    fn document_start_with_content_on_the_marker_line() {
+        let inp = input("--- {a: 1}\n--- # comment\nb: 2\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[0].root.line, docs[0].root.column), (1, 5));
+        assert_eq!(docs[1].root.line, 3);
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let inp = input("a: 1\r\n---\r\nb: 2\r\n");
+        let (docs, diags) = parse(&inp);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].root.line, 3);
+    }
+}

@@ -1,0 +1,395 @@
+//! `plan::build`: from resolved policies to sets, maps and chains.
+//!
+//! For each local endpoint and direction that some policy isolates, the allowed peers
+//! and ports are gathered as (address range, port set) contributions, normalised by
+//! [`super::intervals`], and laid out as at most two sets per family behind one chain.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::intervals::{
+    block_spans, family_max, from_u128, to_u128, Normalised, PortSet, PortSets, Space, Span,
+};
+use super::names::{chain_name, deny_comment};
+use super::{
+    AddrField, AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Options, Plan, Set,
+    SetElements, Stmt, VerdictMap, TABLE_NAME,
+};
+use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, PortRule, Ports};
+use crate::resolve::{port_range_on, EndpointId, Index, PolicyId};
+
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+
+fn family_tag(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    }
+}
+
+fn family_slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// The verdict map dispatching one direction and family.
+fn map_name(dir: Direction, family: Family) -> String {
+    format!("{dir}_{}", family_tag(family))
+}
+
+/// Builds the plan; see [`super::build`].
+pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options) -> Plan {
+    // Endpoint ids index the inventory, which is sorted by name: sorting ids sorts names.
+    let mut locals = locals.to_vec();
+    locals.sort_unstable();
+    locals.dedup();
+
+    let compiler = Compiler {
+        index,
+        addresses: OnceCell::new(),
+    };
+    let mut sets = Vec::new();
+    let mut chains = Vec::new();
+    let mut maps: BTreeMap<String, VerdictMap> = BTreeMap::new();
+    let mut plan_locals = Vec::new();
+
+    for &local in &locals {
+        let endpoint = index.endpoint(local);
+        let mut entry = LocalEndpoint {
+            id: endpoint.id.clone(),
+            ingress_chain: None,
+            egress_chain: None,
+        };
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let policies = index.isolating(local, dir);
+            if policies.is_empty() {
+                continue;
+            }
+            let name = chain_name(dir, &endpoint.id);
+            let chain = compiler.endpoint_chain(local, dir, &policies, &name, options, &mut sets);
+            chains.push(chain);
+            for ip in &endpoint.ips {
+                let family = Family::of(ip);
+                maps.entry(map_name(dir, family))
+                    .or_insert_with(|| VerdictMap {
+                        name: map_name(dir, family),
+                        family,
+                        elements: Vec::new(),
+                    })
+                    .elements
+                    .push((*ip, name.clone()));
+            }
+            match dir {
+                Direction::Ingress => entry.ingress_chain = Some(name),
+                Direction::Egress => entry.egress_chain = Some(name),
+            }
+        }
+        plan_locals.push(entry);
+    }
+
+    let mut maps: Vec<VerdictMap> = maps.into_values().collect();
+    for map in &mut maps {
+        map.elements.sort();
+    }
+    sets.sort_by(|a: &Set, b: &Set| a.name.cmp(&b.name));
+    chains.sort_by(|a: &Chain, b: &Chain| a.name.cmp(&b.name));
+    let mut all_chains = vec![
+        base_chain(Hook::Input, &maps),
+        base_chain(Hook::Output, &maps),
+    ];
+    all_chains.extend(chains);
+
+    Plan {
+        table: TABLE_NAME.to_string(),
+        sets,
+        maps,
+        chains: all_chains,
+        locals: plan_locals,
+    }
+}
+
+/// `input` or `output`: conntrack, loopback, neighbour discovery, then dispatch to the
+/// endpoint chains through whichever maps exist.
+fn base_chain(hook: Hook, maps: &[VerdictMap]) -> Chain {
+    let (name, dir, field) = match hook {
+        Hook::Input => ("input", Direction::Ingress, AddrField::Daddr),
+        Hook::Output => ("output", Direction::Egress, AddrField::Saddr),
+    };
+    let mut rules = vec![
+        Stmt::CtEstablishedAccept,
+        Stmt::CtInvalidDrop,
+        Stmt::LoopbackAccept(hook),
+        Stmt::NeighbourDiscoveryAccept,
+    ];
+    for family in FAMILIES {
+        let map = map_name(dir, family);
+        if maps.iter().any(|m| m.name == map) {
+            rules.push(Stmt::Dispatch { family, field, map });
+        }
+    }
+    Chain {
+        name: name.to_string(),
+        hook: Some(hook),
+        rules,
+    }
+}
+
+/// What a rule's port list allows regardless of the destination.
+enum Fixed {
+    /// `ports` missing or empty: every protocol and port.
+    All,
+    /// This port set.
+    Ports(u32),
+    /// Nothing (e.g. only named ports that do not resolve).
+    Nothing,
+}
+
+struct Compiler<'a, 'm> {
+    index: &'a Index<'m>,
+    /// Every endpoint address, sorted, for named ports on `ipBlock` peers; built on
+    /// first need.
+    addresses: OnceCell<Vec<(Family, u128, EndpointId)>>,
+}
+
+/// The contributions for one chain.
+struct Contributions {
+    ports: PortSets,
+    /// Per family; `None` when the local endpoint has no address of that family, since
+    /// the chain is only reached through its own addresses' family.
+    spaces: [Option<Space>; 2],
+}
+
+impl Contributions {
+    fn add(&mut self, family: Family, span: Span, fixed: &Fixed) {
+        let Some(space) = self.spaces[family_slot(family)].as_mut() else {
+            return;
+        };
+        match fixed {
+            Fixed::All => space.add_all(span),
+            Fixed::Ports(id) => space.add_ports(span, *id),
+            Fixed::Nothing => {}
+        }
+    }
+
+    fn wants(&self, family: Family) -> bool {
+        self.spaces[family_slot(family)].is_some()
+    }
+}
+
+impl Compiler<'_, '_> {
+    fn addresses(&self) -> &[(Family, u128, EndpointId)] {
+        self.addresses.get_or_init(|| {
+            let mut v: Vec<(Family, u128, EndpointId)> = self
+                .index
+                .model
+                .inventory
+                .endpoints
+                .iter()
+                .enumerate()
+                .flat_map(|(i, ep)| {
+                    ep.ips.iter().map(move |ip| {
+                        let (f, x) = to_u128(*ip);
+                        (f, x, i)
+                    })
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        })
+    }
+
+    /// Endpoint addresses inside `span`.
+    fn addresses_in(&self, family: Family, span: Span) -> &[(Family, u128, EndpointId)] {
+        let all = self.addresses();
+        let from = all.partition_point(|&(f, x, _)| (f, x) < (family, span.0));
+        let to = all.partition_point(|&(f, x, _)| (f, x) <= (family, span.1));
+        &all[from..to]
+    }
+
+    /// One endpoint chain and its sets.
+    fn endpoint_chain(
+        &self,
+        local: EndpointId,
+        dir: Direction,
+        policies: &[PolicyId],
+        name: &str,
+        options: &Options,
+        sets: &mut Vec<Set>,
+    ) -> Chain {
+        let endpoint = self.index.endpoint(local);
+        let has = |family: Family| endpoint.ips.iter().any(|ip| Family::of(ip) == family);
+        let mut c = Contributions {
+            ports: PortSets::default(),
+            spaces: FAMILIES.map(|f| has(f).then(|| Space::new(family_max(f)))),
+        };
+        for &p in policies {
+            for rule in self.index.policy(p).rules(dir).unwrap_or_default() {
+                self.add_rule(endpoint, dir, &rule.peers, &rule.ports, &mut c);
+            }
+        }
+
+        let field = match dir {
+            Direction::Ingress => AddrField::Saddr,
+            Direction::Egress => AddrField::Daddr,
+        };
+        let mut rules = Vec::new();
+        let Contributions { mut ports, spaces } = c;
+        for (family, space) in FAMILIES.into_iter().zip(spaces) {
+            let Some(space) = space else { continue };
+            let Normalised { all, ported } = space.normalise(&mut ports);
+            let tag = family_tag(family);
+            let range = |(lo, hi): Span| AddrRange {
+                start: from_u128(family, lo),
+                end: from_u128(family, hi),
+            };
+            if !all.is_empty() {
+                let set = format!("{name}_{tag}_all");
+                sets.push(Set {
+                    name: set.clone(),
+                    family,
+                    elements: SetElements::Addr(all.into_iter().map(range).collect()),
+                });
+                rules.push(Stmt::AcceptAddr { family, field, set });
+            }
+            if !ported.is_empty() {
+                // Spans ascend and port sets are sorted, so the elements come out sorted.
+                let elements: Vec<AddrProtoPort> = ported
+                    .into_iter()
+                    .flat_map(|(lo, hi, id)| {
+                        let addr = range((lo, hi));
+                        ports
+                            .get(id)
+                            .iter()
+                            .map(move |&(proto, plo, phi)| AddrProtoPort {
+                                addr,
+                                proto,
+                                ports: (plo, phi),
+                            })
+                    })
+                    .collect();
+                let set = format!("{name}_{tag}_ports");
+                sets.push(Set {
+                    name: set.clone(),
+                    family,
+                    elements: SetElements::AddrProtoPort(elements),
+                });
+                rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
+            }
+        }
+        rules.push(Stmt::Deny {
+            action: options.deny,
+            comment: deny_comment(dir, &endpoint.id),
+        });
+        Chain {
+            name: name.to_string(),
+            hook: None,
+            rules,
+        }
+    }
+
+    /// Adds what one rule allows. `local` is the endpoint being policed.
+    fn add_rule(
+        &self,
+        local: &Endpoint,
+        dir: Direction,
+        peers: &Peers,
+        ports: &Ports,
+        c: &mut Contributions,
+    ) {
+        // Named ports resolve on the destination: for ingress that is `local`, so they
+        // are fixed numbers; for egress they depend on the peer address.
+        let mut named: Vec<&PortRule> = Vec::new();
+        let fixed = match ports {
+            Ports::All => Fixed::All,
+            Ports::List(list) => {
+                let mut set: PortSet = Vec::new();
+                for rule in list {
+                    if dir == Direction::Egress && matches!(rule.port, PortMatch::Named(_)) {
+                        named.push(rule);
+                    } else if let Some((lo, hi)) = port_range_on(rule, Some(local)) {
+                        set.push((rule.protocol.number(), lo, hi));
+                    }
+                }
+                c.ports.intern(set).map_or(Fixed::Nothing, Fixed::Ports)
+            }
+        };
+
+        match peers {
+            Peers::All => {
+                for family in FAMILIES {
+                    c.add(family, (0, family_max(family)), &fixed);
+                }
+                if !named.is_empty() {
+                    for (id, ep) in self.index.model.inventory.endpoints.iter().enumerate() {
+                        self.add_named(id, ep.ips.iter().copied(), &named, c);
+                    }
+                }
+            }
+            Peers::List(list) => {
+                for peer in list {
+                    match peer {
+                        Peer::Endpoints { .. } => {
+                            for id in self.index.peer_endpoints(peer) {
+                                let ep = self.index.endpoint(id);
+                                for ip in &ep.ips {
+                                    let (family, x) = to_u128(*ip);
+                                    c.add(family, (x, x), &fixed);
+                                }
+                                if !named.is_empty() {
+                                    self.add_named(id, ep.ips.iter().copied(), &named, c);
+                                }
+                            }
+                        }
+                        Peer::IpBlock(block) => {
+                            let (family, spans) = block_spans(block);
+                            if !c.wants(family) {
+                                continue;
+                            }
+                            for &span in &spans {
+                                c.add(family, span, &fixed);
+                            }
+                            if named.is_empty() {
+                                continue;
+                            }
+                            // Only endpoint addresses inside the block carry named ports,
+                            // each resolved on its own endpoint.
+                            for &span in &spans {
+                                for &(_, x, id) in self.addresses_in(family, span) {
+                                    let ip = from_u128(family, x);
+                                    self.add_named(id, std::iter::once(ip), &named, c);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds named ports resolved on endpoint `id` for these of its addresses.
+    fn add_named(
+        &self,
+        id: EndpointId,
+        ips: impl Iterator<Item = IpAddr>,
+        named: &[&PortRule],
+        c: &mut Contributions,
+    ) {
+        let ep = self.index.endpoint(id);
+        let set: PortSet = named
+            .iter()
+            .filter_map(|rule| {
+                port_range_on(rule, Some(ep)).map(|(lo, hi)| (rule.protocol.number(), lo, hi))
+            })
+            .collect();
+        let Some(set) = c.ports.intern(set) else {
+            return;
+        };
+        for ip in ips {
+            let (family, x) = to_u128(ip);
+            c.add(family, (x, x), &Fixed::Ports(set));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Names of chains and sets, and deny comments.
+//!
+//! A chain's name depends only on its direction and endpoint, so it is stable when
+//! other endpoints come and go. Names must be nft identifiers that need no quoting and
+//! fit the kernel's 255-byte limit; comments fit nft's 128-byte limit.
+
+use crate::model::{Direction, ObjectName};
+
+/// Longest chain name; leaves room for set suffixes under the kernel's 255 bytes.
+pub(crate) const MAX_CHAIN_NAME: usize = 200;
+
+/// Longest comment nft accepts.
+pub(crate) const MAX_COMMENT: usize = 128;
+
+/// Hex digits of the hash appended to a shortened or cleaned name.
+const HASH_DIGITS: usize = 12;
+
+/// Characters kept as they are: nft reads `[A-Za-z0-9._-]` after a letter as one
+/// unquoted identifier. `_` is reserved as our separator (Kubernetes names never
+/// contain it), so a name holding one is cleaned and hashed.
+fn is_plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '.'
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if is_plain(c) { c } else { '-' })
+        .collect()
+}
+
+/// FNV-1a, 64 bits: tiny, and stable across Rust versions (std's hasher is not).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The chain policing one endpoint in one direction: `in_<namespace>_<name>` or
+/// `out_<namespace>_<name>`. A name that would be longer than 200 characters or holds
+/// characters nft would not read unquoted is cleaned, cut and suffixed with a hash of
+/// the exact direction and endpoint, so distinct endpoints keep distinct chains.
+pub fn chain_name(dir: Direction, id: &ObjectName) -> String {
+    let prefix = match dir {
+        Direction::Ingress => "in",
+        Direction::Egress => "out",
+    };
+    let plain = id.namespace.chars().all(is_plain) && id.name.chars().all(is_plain);
+    let name = format!("{prefix}_{}_{}", id.namespace, id.name);
+    if plain && name.len() <= MAX_CHAIN_NAME {
+        return name;
+    }
+    let hash = fnv1a(&format!("{prefix}/{}/{}", id.namespace, id.name));
+    let mut short = format!("{prefix}_{}_{}", clean(&id.namespace), clean(&id.name));
+    // Cleaned names are ASCII, so cutting at a byte index is cutting at a character.
+    short.truncate(MAX_CHAIN_NAME - HASH_DIGITS - 1);
+    format!("{short}_{:0width$x}", hash >> 16, width = HASH_DIGITS)
+}
+
+/// The comment of an endpoint chain's deny rule, e.g. `deny ingress payments/api`,
+/// cut to what nft accepts. Double quotes, which would end the nft string, become `'`.
+pub(crate) fn deny_comment(dir: Direction, id: &ObjectName) -> String {
+    let mut c: String = format!("deny {dir} {id}").replace('"', "'");
+    if c.len() > MAX_COMMENT {
+        let mut cut = MAX_COMMENT;
+        while !c.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        c.truncate(cut);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_read_as_direction_namespace_name() {
+        let id = ObjectName::new("payments", "payments-api");
+        assert_eq!(
+            chain_name(Direction::Ingress, &id),
+            "in_payments_payments-api"
+        );
+        assert_eq!(
+            chain_name(Direction::Egress, &id),
+            "out_payments_payments-api"
+        );
+        let dotted = ObjectName::new("ns-1", "web-0.v2");
+        assert_eq!(chain_name(Direction::Ingress, &dotted), "in_ns-1_web-0.v2");
+    }
+
+    #[test]
+    fn long_names_are_cut_with_a_stable_distinct_hash() {
+        let a = ObjectName::new("ns", "a".repeat(253));
+        let mut b_name = "a".repeat(252);
+        b_name.push('b');
+        let b = ObjectName::new("ns", b_name);
+        let na = chain_name(Direction::Ingress, &a);
+        let nb = chain_name(Direction::Ingress, &b);
+        assert_eq!(na.len(), MAX_CHAIN_NAME);
+        assert_eq!(nb.len(), MAX_CHAIN_NAME);
+        assert!(na.starts_with("in_ns_aaaa"));
+        assert_ne!(na, nb);
+        assert_eq!(na, chain_name(Direction::Ingress, &a));
+        assert!(chain_name(Direction::Egress, &a).starts_with("out_ns_aaaa"));
+    }
+
+    #[test]
+    fn names_nft_would_misread_are_cleaned_and_hashed() {
+        let odd = ObjectName::new("ns", "a_b c");
+        let n = chain_name(Direction::Egress, &odd);
+        assert!(n.starts_with("out_ns_a-b-c_"), "{n}");
+        assert!(n.chars().all(|c| is_plain(c) || c == '_'));
+        assert_ne!(
+            n,
+            chain_name(Direction::Egress, &ObjectName::new("ns", "a-b-c"))
+        );
+    }
+
+    #[test]
+    fn comments_fit_nft() {
+        let id = ObjectName::new("n".repeat(63), "p\"".repeat(120));
+        let c = deny_comment(Direction::Ingress, &id);
+        assert_eq!(c.len(), MAX_COMMENT);
+        assert!(c.starts_with("deny ingress nnn"));
+        assert!(!c.contains('"'));
+        assert_eq!(
+            deny_comment(Direction::Egress, &ObjectName::new("a", "b")),
+            "deny egress a/b"
+        );
+    }
+}

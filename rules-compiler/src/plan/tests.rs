@@ -1,0 +1,616 @@
+//! Tests of `plan::build`: layout per isolated/open endpoint and direction, port
+//! resolution, constant rule count, determinism, and agreement with the semantic engine
+//! (`Index::verdict`) on random models.
+
+use super::*;
+use crate::model::{Model, Peers, Ports, Protocol};
+use crate::resolve::{EndpointId, Index};
+use crate::testkit::*;
+
+use Protocol::{Sctp, Tcp, Udp};
+
+fn range(a: &str, b: &str) -> AddrRange {
+    AddrRange {
+        start: ip(a),
+        end: ip(b),
+    }
+}
+
+fn one(a: &str) -> AddrRange {
+    range(a, a)
+}
+
+fn app(addr: AddrRange, proto: Protocol, lo: u16, hi: u16) -> AddrProtoPort {
+    AddrProtoPort {
+        addr,
+        proto: proto.number(),
+        ports: (lo, hi),
+    }
+}
+
+fn build_for(model: &Model, locals: &[&str], options: &Options) -> Plan {
+    let index = Index::new(model);
+    let ids: Vec<EndpointId> = locals.iter().map(|id| ep(&index, id)).collect();
+    build(&index, &ids, options)
+}
+
+fn addr_set<'p>(plan: &'p Plan, name: &str) -> &'p [AddrRange] {
+    match &plan
+        .set(name)
+        .unwrap_or_else(|| panic!("no set {name}"))
+        .elements
+    {
+        SetElements::Addr(v) => v,
+        other => panic!("{name} is not an address set: {other:?}"),
+    }
+}
+
+fn port_set<'p>(plan: &'p Plan, name: &str) -> &'p [AddrProtoPort] {
+    match &plan
+        .set(name)
+        .unwrap_or_else(|| panic!("no set {name}"))
+        .elements
+    {
+        SetElements::AddrProtoPort(v) => v,
+        other => panic!("{name} is not an addr·proto·port set: {other:?}"),
+    }
+}
+
+fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&str> {
+    items.iter().map(name).collect()
+}
+
+#[test]
+fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
+    let model = payments_example().build();
+    let plan = build_for(&model, &["payments/payments-api"], &Options::default());
+
+    assert_eq!(plan.table, "netpol");
+    assert_eq!(
+        names(&plan.chains, |c| &c.name),
+        ["input", "output", "in_payments_payments-api"]
+    );
+    assert_eq!(names(&plan.maps, |m| &m.name), ["ingress_v4", "ingress_v6"]);
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        [
+            "in_payments_payments-api_v4_ports",
+            "in_payments_payments-api_v6_ports"
+        ]
+    );
+    assert_eq!(
+        plan.map("ingress_v4").unwrap().elements,
+        vec![(ip("198.18.0.10"), "in_payments_payments-api".to_string())]
+    );
+    assert_eq!(
+        plan.map("ingress_v6").unwrap().elements,
+        vec![(ip("2001:db8::10"), "in_payments_payments-api".to_string())]
+    );
+    // Only checkout: frontend is in `web` but not `app: checkout`.
+    assert_eq!(
+        port_set(&plan, "in_payments_payments-api_v4_ports"),
+        [app(one("198.18.1.2"), Tcp, 8080, 8080)]
+    );
+    assert_eq!(
+        port_set(&plan, "in_payments_payments-api_v6_ports"),
+        [app(one("2001:db8:1::2"), Tcp, 8080, 8080)]
+    );
+
+    let input = plan.chain("input").unwrap();
+    assert_eq!(input.hook, Some(Hook::Input));
+    assert_eq!(
+        input.rules,
+        vec![
+            Stmt::CtEstablishedAccept,
+            Stmt::CtInvalidDrop,
+            Stmt::LoopbackAccept(Hook::Input),
+            Stmt::NeighbourDiscoveryAccept,
+            Stmt::Dispatch {
+                family: Family::V4,
+                field: AddrField::Daddr,
+                map: "ingress_v4".into()
+            },
+            Stmt::Dispatch {
+                family: Family::V6,
+                field: AddrField::Daddr,
+                map: "ingress_v6".into()
+            },
+        ]
+    );
+    // Egress is open: no dispatch at all on output.
+    let output = plan.chain("output").unwrap();
+    assert_eq!(output.hook, Some(Hook::Output));
+    assert_eq!(
+        output.rules,
+        vec![
+            Stmt::CtEstablishedAccept,
+            Stmt::CtInvalidDrop,
+            Stmt::LoopbackAccept(Hook::Output),
+            Stmt::NeighbourDiscoveryAccept,
+        ]
+    );
+    let chain = plan.chain("in_payments_payments-api").unwrap();
+    assert_eq!(chain.hook, None);
+    assert_eq!(
+        chain.rules,
+        vec![
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "in_payments_payments-api_v4_ports".into()
+            },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V6,
+                field: AddrField::Saddr,
+                set: "in_payments_payments-api_v6_ports".into()
+            },
+            Stmt::Deny {
+                action: DenyAction::Drop,
+                comment: "deny ingress payments/payments-api".into()
+            },
+        ]
+    );
+    assert_eq!(
+        plan.locals,
+        vec![LocalEndpoint {
+            id: oname("payments/payments-api"),
+            ingress_chain: Some("in_payments_payments-api".into()),
+            egress_chain: None,
+        }]
+    );
+}
+
+#[test]
+fn egress_isolated_endpoint_dispatches_on_source_and_matches_destination() {
+    let model = payments_example().build();
+    let plan = build_for(&model, &["web/checkout"], &Options::default());
+    assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4", "egress_v6"]);
+    assert_eq!(
+        names(&plan.chains, |c| &c.name),
+        ["input", "output", "out_web_checkout"]
+    );
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["out_web_checkout_v4_ports", "out_web_checkout_v6_ports"]
+    );
+    // DNS from one policy, payments-api's named port `http` from the other.
+    assert_eq!(
+        port_set(&plan, "out_web_checkout_v4_ports"),
+        [
+            app(one("198.18.0.10"), Tcp, 8080, 8080),
+            app(one("198.18.3.53"), Tcp, 53, 53),
+            app(one("198.18.3.53"), Udp, 53, 53),
+        ]
+    );
+    assert_eq!(
+        port_set(&plan, "out_web_checkout_v6_ports"),
+        [app(one("2001:db8::10"), Tcp, 8080, 8080)]
+    );
+    let output = plan.chain("output").unwrap();
+    assert_eq!(
+        &output.rules[4..],
+        [
+            Stmt::Dispatch {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                map: "egress_v4".into()
+            },
+            Stmt::Dispatch {
+                family: Family::V6,
+                field: AddrField::Saddr,
+                map: "egress_v6".into()
+            },
+        ]
+    );
+    assert_eq!(plan.chain("input").unwrap().rules.len(), 4);
+    assert_eq!(
+        plan.chain("out_web_checkout").unwrap().rules,
+        vec![
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Daddr,
+                set: "out_web_checkout_v4_ports".into()
+            },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V6,
+                field: AddrField::Daddr,
+                set: "out_web_checkout_v6_ports".into()
+            },
+            Stmt::Deny {
+                action: DenyAction::Drop,
+                comment: "deny egress web/checkout".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_family_without_allowed_peers_gets_no_set_but_still_dispatches() {
+    // frontend has v4 and v6; kube-dns, its only allowed peer, has v4 only.
+    let model = payments_example()
+        .endpoint(
+            "web/frontend-v6",
+            &[("app", "frontend")],
+            &["198.18.1.4", "2001:db8:1::4"],
+        )
+        .build();
+    let plan = build_for(&model, &["web/frontend-v6"], &Options::default());
+    assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4", "egress_v6"]);
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["out_web_frontend-v6_v4_ports"]
+    );
+    assert_eq!(
+        plan.chain("out_web_frontend-v6").unwrap().rules.len(),
+        2,
+        "v4 look-up and deny"
+    );
+}
+
+#[test]
+fn sets_cover_only_the_families_the_local_endpoint_has() {
+    // frontend is v4-only: an all-peers rule would otherwise add ::/0.
+    let model = payments_example()
+        .policy(egress_policy(
+            "web/https-anywhere",
+            sel(&[("app", "frontend")]),
+            vec![rule(Peers::All, ports(vec![tcp(443)]))],
+        ))
+        .build();
+    let plan = build_for(&model, &["web/frontend"], &Options::default());
+    assert_eq!(names(&plan.maps, |m| &m.name), ["egress_v4"]);
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["out_web_frontend_v4_ports"]
+    );
+    assert_eq!(
+        port_set(&plan, "out_web_frontend_v4_ports"),
+        [
+            app(range("0.0.0.0", "198.18.3.52"), Tcp, 443, 443),
+            app(one("198.18.3.53"), Tcp, 53, 53),
+            app(one("198.18.3.53"), Tcp, 443, 443),
+            app(one("198.18.3.53"), Udp, 53, 53),
+            app(range("198.18.3.54", "255.255.255.255"), Tcp, 443, 443),
+        ]
+    );
+}
+
+#[test]
+fn open_endpoint_gets_nothing_but_base_chains() {
+    let model = payments_example().build();
+    let plan = build_for(&model, &["kube-system/kube-dns"], &Options::default());
+    assert!(plan.sets.is_empty());
+    assert!(plan.maps.is_empty());
+    assert_eq!(names(&plan.chains, |c| &c.name), ["input", "output"]);
+    assert_eq!(plan.rule_count(), 8);
+    assert_eq!(
+        plan.locals,
+        vec![LocalEndpoint {
+            id: oname("kube-system/kube-dns"),
+            ingress_chain: None,
+            egress_chain: None,
+        }]
+    );
+}
+
+#[test]
+fn empty_rules_isolate_and_deny_everything() {
+    let model = ModelBuilder::new()
+        .endpoint("x/a", &[], &["198.18.0.1", "2001:db8::1"])
+        .policy(policy("x/deny-all", sel(&[]), Some(vec![]), Some(vec![])))
+        .build();
+    let plan = build_for(&model, &["x/a"], &Options::default());
+    assert!(plan.sets.is_empty());
+    assert_eq!(
+        names(&plan.maps, |m| &m.name),
+        ["egress_v4", "egress_v6", "ingress_v4", "ingress_v6"]
+    );
+    assert_eq!(
+        plan.chain("in_x_a").unwrap().rules,
+        vec![Stmt::Deny {
+            action: DenyAction::Drop,
+            comment: "deny ingress x/a".into()
+        }]
+    );
+    assert_eq!(plan.chain("out_x_a").unwrap().rules.len(), 1);
+}
+
+#[test]
+fn reject_option_reaches_every_deny() {
+    let model = payments_example().build();
+    let options = Options {
+        deny: DenyAction::Reject,
+    };
+    let plan = build_for(&model, &["payments/payments-api", "web/checkout"], &options);
+    let denies: Vec<&Stmt> = plan
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .filter(|r| matches!(r, Stmt::Deny { .. }))
+        .collect();
+    assert_eq!(denies.len(), 2);
+    assert!(denies.iter().all(|d| matches!(
+        d,
+        Stmt::Deny {
+            action: DenyAction::Reject,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn named_port_resolves_on_each_egress_peer() {
+    let model = ModelBuilder::new()
+        .endpoint("x/client", &[("app", "client")], &["198.18.0.1"])
+        .endpoint("x/a", &[("role", "server")], &["198.18.0.10"])
+        .named_ports("x/a", &[("http", 8080, Tcp)])
+        .endpoint("x/b", &[("role", "server")], &["198.18.0.11"])
+        .named_ports("x/b", &[("http", 9090, Tcp), ("http", 7070, Udp)])
+        .endpoint("x/c", &[("role", "server")], &["198.18.0.12"])
+        .policy(policy(
+            "x/client-out",
+            sel(&[("app", "client")]),
+            None,
+            Some(vec![rule(
+                peers(vec![pods_in("x", sel(&[("role", "server")]))]),
+                ports(vec![named(Tcp, "http"), port_range(Sctp, 5000, 5000)]),
+            )]),
+        ))
+        .build();
+    let plan = build_for(&model, &["x/client"], &Options::default());
+    assert_eq!(
+        port_set(&plan, "out_x_client_v4_ports"),
+        [
+            app(one("198.18.0.10"), Tcp, 8080, 8080),
+            app(one("198.18.0.10"), Sctp, 5000, 5000),
+            app(one("198.18.0.11"), Tcp, 9090, 9090),
+            app(one("198.18.0.11"), Sctp, 5000, 5000),
+            app(one("198.18.0.12"), Sctp, 5000, 5000),
+        ]
+    );
+}
+
+#[test]
+fn named_port_on_ingress_resolves_on_the_local_endpoint() {
+    let base = |local_ports: &[(&str, u16, Protocol)]| {
+        ModelBuilder::new()
+            .endpoint("x/server", &[("app", "s")], &["198.18.0.1"])
+            .named_ports("x/server", local_ports)
+            .policy(policy(
+                "x/in",
+                sel(&[("app", "s")]),
+                Some(vec![rule(
+                    peers(vec![ip_block("198.18.4.0/24", &[])]),
+                    ports(vec![named(Tcp, "http")]),
+                )]),
+                None,
+            ))
+            .build()
+    };
+    let model = base(&[("http", 8443, Tcp)]);
+    let plan = build_for(&model, &["x/server"], &Options::default());
+    assert_eq!(
+        port_set(&plan, "in_x_server_v4_ports"),
+        [app(range("198.18.4.0", "198.18.4.255"), Tcp, 8443, 8443)]
+    );
+    // The local endpoint declares no such port: the rule allows nothing.
+    let model = base(&[("http", 8443, Udp)]);
+    let plan = build_for(&model, &["x/server"], &Options::default());
+    assert!(plan.sets.is_empty());
+    assert_eq!(plan.chain("in_x_server").unwrap().rules.len(), 1);
+}
+
+#[test]
+fn ip_block_egress_carves_excepts_and_resolves_named_ports_on_endpoints_inside() {
+    let model = ModelBuilder::new()
+        .endpoint("x/client", &[("app", "client")], &["198.18.9.1"])
+        .endpoint("y/inside", &[], &["198.18.0.20", "198.18.7.1"])
+        .named_ports("y/inside", &[("web", 8080, Tcp)])
+        .endpoint("y/excepted", &[], &["198.18.0.5"])
+        .named_ports("y/excepted", &[("web", 8081, Tcp)])
+        .policy(policy(
+            "x/out",
+            sel(&[("app", "client")]),
+            None,
+            Some(vec![rule(
+                peers(vec![ip_block("198.18.0.0/24", &["198.18.0.0/28"])]),
+                ports(vec![named(Tcp, "web"), port_range(Udp, 1000, 2000)]),
+            )]),
+        ))
+        .build();
+    let plan = build_for(&model, &["x/client"], &Options::default());
+    // 198.18.7.1 of `inside` lies outside the block: no element for it.
+    assert_eq!(
+        port_set(&plan, "out_x_client_v4_ports"),
+        [
+            app(range("198.18.0.16", "198.18.0.19"), Udp, 1000, 2000),
+            app(one("198.18.0.20"), Tcp, 8080, 8080),
+            app(one("198.18.0.20"), Udp, 1000, 2000),
+            app(range("198.18.0.21", "198.18.0.255"), Udp, 1000, 2000),
+        ]
+    );
+}
+
+#[test]
+fn ipv6_block_with_except_and_any_port_protocol() {
+    let model = ModelBuilder::new()
+        .endpoint("x/a", &[], &["2001:db8::1"])
+        .policy(policy(
+            "x/in",
+            sel(&[]),
+            Some(vec![rule(
+                peers(vec![ip_block("2001:db8:1::/48", &["2001:db8:1:8000::/49"])]),
+                ports(vec![any_port(Udp), port_range(Tcp, 8000, 8100)]),
+            )]),
+            None,
+        ))
+        .build();
+    let plan = build_for(&model, &["x/a"], &Options::default());
+    assert_eq!(names(&plan.sets, |s| &s.name), ["in_x_a_v6_ports"]);
+    let r = range("2001:db8:1::", "2001:db8:1:7fff:ffff:ffff:ffff:ffff");
+    assert_eq!(
+        port_set(&plan, "in_x_a_v6_ports"),
+        [app(r, Tcp, 8000, 8100), app(r, Udp, 0, 65535)]
+    );
+    assert_eq!(names(&plan.maps, |m| &m.name), ["ingress_v6"]);
+}
+
+#[test]
+fn all_peers_all_ports_swallow_every_narrower_rule() {
+    let model = ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[], &["198.18.0.2"])
+        .policy(policy(
+            "x/narrow",
+            sel(&[]),
+            Some(vec![rule(
+                peers(vec![pods_in("x", sel(&[]))]),
+                ports(vec![tcp(80)]),
+            )]),
+            None,
+        ))
+        .policy(policy(
+            "x/wide",
+            sel(&[("app", "a")]),
+            Some(vec![rule(Peers::All, Ports::All)]),
+            None,
+        ))
+        .build();
+    let plan = build_for(&model, &["x/a"], &Options::default());
+    assert_eq!(
+        names(&plan.sets, |s| &s.name),
+        ["in_x_a_v4_all", "in_x_a_v6_all"]
+    );
+    assert_eq!(
+        addr_set(&plan, "in_x_a_v4_all"),
+        [range("0.0.0.0", "255.255.255.255")]
+    );
+    assert_eq!(
+        addr_set(&plan, "in_x_a_v6_all"),
+        [range("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")]
+    );
+}
+
+#[test]
+fn all_ports_peers_are_dropped_from_the_port_set() {
+    let model = ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2"])
+        .endpoint("x/c", &[("app", "c")], &["198.18.0.3"])
+        .policy(policy(
+            "x/p",
+            sel(&[("app", "a")]),
+            Some(vec![
+                rule(peers(vec![pods_in("x", sel(&[("app", "b")]))]), Ports::All),
+                rule(
+                    peers(vec![ip_block("198.18.0.0/30", &[])]),
+                    ports(vec![tcp(22)]),
+                ),
+            ]),
+            None,
+        ))
+        .build();
+    let plan = build_for(&model, &["x/a"], &Options::default());
+    assert_eq!(addr_set(&plan, "in_x_a_v4_all"), [one("198.18.0.2")]);
+    assert_eq!(
+        port_set(&plan, "in_x_a_v4_ports"),
+        [
+            app(range("198.18.0.0", "198.18.0.1"), Tcp, 22, 22),
+            app(one("198.18.0.3"), Tcp, 22, 22),
+        ]
+    );
+    assert_eq!(
+        plan.chain("in_x_a").unwrap().rules[..2],
+        [
+            Stmt::AcceptAddr {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "in_x_a_v4_all".into()
+            },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "in_x_a_v4_ports".into()
+            },
+        ]
+    );
+}
+
+/// A model where `x/a` is isolated both ways, plus `extra` more policies selecting it,
+/// each with its own peers and ports.
+fn growing_model(extra: usize) -> Model {
+    let mut b = ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2", "2001:db8::2"])
+        .policy(policy(
+            "x/base",
+            sel(&[("app", "a")]),
+            Some(vec![
+                rule(Peers::All, ports(vec![tcp(443)])),
+                rule(peers(vec![pods_in("x", sel(&[("app", "b")]))]), Ports::All),
+            ]),
+            Some(vec![rule(Peers::All, ports(vec![udp(53)]))]),
+        ));
+    for i in 0..extra {
+        let i = u16::try_from(i).unwrap();
+        b = b.policy(policy(
+            &format!("x/p{i:03}"),
+            sel(&[("app", "a")]),
+            Some(vec![rule(
+                peers(vec![ip_block(&format!("198.19.{i}.0/24"), &[])]),
+                ports(vec![tcp(1000 + i)]),
+            )]),
+            Some(vec![rule(
+                peers(vec![ip_block(&format!("2001:db8:{i:x}::/48"), &[])]),
+                ports(vec![port_range(Tcp, 2000 + i, 3000 + i)]),
+            )]),
+        ));
+    }
+    b.build()
+}
+
+#[test]
+fn rules_per_endpoint_chain_do_not_grow_with_policies() {
+    let small = build_for(&growing_model(0), &["x/a"], &Options::default());
+    let large = build_for(&growing_model(100), &["x/a"], &Options::default());
+    for chain in ["in_x_a", "out_x_a", "input", "output"] {
+        assert_eq!(
+            small.chain(chain).unwrap().rules.len(),
+            large.chain(chain).unwrap().rules.len(),
+            "{chain}"
+        );
+    }
+    assert_eq!(small.rule_count(), large.rule_count());
+    // The 100 policies did arrive: in the sets, not in rules.
+    assert!(large.element_count() >= small.element_count() + 200);
+}
+
+#[test]
+fn same_inputs_same_plan_whatever_the_order_of_locals() {
+    let model = growing_model(20);
+    let a = build_for(&model, &["x/a", "x/b"], &Options::default());
+    let b = build_for(&model, &["x/b", "x/a", "x/b"], &Options::default());
+    assert_eq!(a, b);
+    assert_eq!(names(&a.locals, |l| &l.id.name), ["a", "b"]);
+}
+
+#[test]
+fn endpoint_chains_and_sets_are_sorted_by_name() {
+    let model = payments_example().build();
+    let index = Index::new(&model);
+    let all: Vec<EndpointId> = (0..model.inventory.endpoints.len()).rev().collect();
+    let plan = build(&index, &all, &Options::default());
+    let chains = names(&plan.chains, |c| &c.name);
+    assert_eq!(&chains[..2], ["input", "output"]);
+    assert!(chains[2..].windows(2).all(|w| w[0] < w[1]), "{chains:?}");
+    let sets = names(&plan.sets, |s| &s.name);
+    assert!(sets.windows(2).all(|w| w[0] < w[1]), "{sets:?}");
+    let maps = names(&plan.maps, |m| &m.name);
+    assert!(maps.windows(2).all(|w| w[0] < w[1]), "{maps:?}");
+    for m in &plan.maps {
+        assert!(m.elements.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
+
+// Agreement with the semantics on random models is the property test in
+// tests/suite/plan_matches_semantics.rs (one evaluator of plans, written for it).

@@ -1,0 +1,946 @@
+//! Inventory objects: Kubernetes `Namespace` and `Pod` (v1), decoded leniently, and the
+//! native `Endpoint` form (`netpol/v1`, described in the parent module), decoded
+//! strictly. Other kinds are reported as ignored.
+//!
+//! Pods that cannot be enforced by address are not endpoints; they are listed as skipped
+//! with the reason, as Kubernetes implementations do: `hostNetwork` pods (their address
+//! is the node's), finished pods (phase Succeeded or Failed: their IP may be reused) and
+//! pods without an IP yet.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::decode::{self, index, Ctx, Map};
+use super::names;
+use super::object::{self, MetaFields, Object, Scope};
+use crate::load::Node;
+use crate::model::{
+    Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, Skipped, Source,
+    NAMESPACE_NAME_LABEL,
+};
+
+/// The apiVersion of the native form.
+pub(super) const NATIVE_API_VERSION: &str = "netpol/v1";
+
+/// An address of an endpoint, with where it was written (for conflict messages).
+pub(super) struct LocatedIp {
+    pub ip: IpAddr,
+    pub source: Source,
+    pub field: String,
+}
+
+/// What one inventory object turned into.
+pub(super) enum Decoded {
+    /// A declared namespace.
+    Namespace(Namespace),
+    /// A live endpoint, with its object label and where each address was written.
+    Endpoint {
+        endpoint: Endpoint,
+        object: String,
+        ips: Vec<LocatedIp>,
+    },
+    /// A pod that is not enforced (it still owns its name).
+    Skipped { skipped: Skipped, id: ObjectName },
+    /// An object of a kind the inventory does not use.
+    Ignored(String),
+}
+
+/// Decodes one inventory object; `None` when it is unusable (the errors are reported).
+pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
+    let m = &obj.map;
+    let wrong_version = |ctx: &mut Ctx<'_>, expected: &str| {
+        ctx.error(
+            m.get("apiVersion").unwrap_or(m.node),
+            "apiVersion",
+            format!(
+                "unsupported apiVersion {:?} for kind {}; expected {expected}",
+                obj.api_version, obj.kind
+            ),
+        );
+    };
+    match (obj.kind, obj.api_version) {
+        ("Namespace", "v1") => namespace(ctx, m).map(Decoded::Namespace),
+        ("Pod", "v1") => pod(ctx, m),
+        ("Endpoint", NATIVE_API_VERSION) => native(ctx, m),
+        (kind, NATIVE_API_VERSION) => {
+            ctx.object = Some(object::label(kind, m, scope_of(kind)));
+            ctx.error(
+                m.get("kind").unwrap_or(m.node),
+                "kind",
+                format!(
+                    "unknown kind {kind:?} for {NATIVE_API_VERSION}; its only kind is Endpoint \
+                     (namespaces use the Kubernetes form: apiVersion v1, kind Namespace)"
+                ),
+            );
+            None
+        }
+        ("Namespace" | "Pod", _) => {
+            ctx.object = Some(object::label(obj.kind, m, scope_of(obj.kind)));
+            wrong_version(ctx, "v1");
+            None
+        }
+        ("Endpoint", _) => {
+            ctx.object = Some(object::label(obj.kind, m, Scope::Namespaced));
+            wrong_version(ctx, NATIVE_API_VERSION);
+            None
+        }
+        (kind, _) => Some(Decoded::Ignored(kind.to_string())),
+    }
+}
+
+fn scope_of(kind: &str) -> Scope {
+    if kind == "Namespace" {
+        Scope::Cluster
+    } else {
+        Scope::Namespaced
+    }
+}
+
+fn namespace(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Namespace> {
+    ctx.object = Some(object::label("Namespace", m, Scope::Cluster));
+    let meta = object::metadata(ctx, m, MetaFields::Lenient, Scope::Cluster)?;
+    let mut labels = meta.labels;
+    if let Some(old) = labels.insert(NAMESPACE_NAME_LABEL.to_string(), meta.name.clone()) {
+        if old != meta.name {
+            ctx.warning(
+                meta.name_node,
+                "metadata.labels",
+                format!(
+                    "label {NAMESPACE_NAME_LABEL}={old} replaced by {}: Kubernetes always sets \
+                     it to the namespace's name",
+                    meta.name
+                ),
+            );
+        }
+    }
+    Some(Namespace {
+        name: meta.name,
+        labels,
+        implicit: false,
+        source: ctx.source(m.node),
+    })
+}
+
+fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
+    let label = object::label("Pod", m, Scope::Namespaced);
+    ctx.object = Some(label.clone());
+    let meta = object::metadata(ctx, m, MetaFields::Lenient, Scope::Namespaced);
+    let spec = m.get("spec").and_then(|n| decode::map(ctx, n, "spec"));
+    let status = m.get("status").and_then(|n| decode::map(ctx, n, "status"));
+
+    let mut host_network = None;
+    let mut ports = Vec::new();
+    if let Some(spec) = &spec {
+        host_network = spec.get("hostNetwork").and_then(|n| {
+            decode::boolean(ctx, n, "spec.hostNetwork")
+                .filter(|b| *b)
+                .map(|_| n)
+        });
+        let containers_path = spec.field("containers");
+        for (i, c) in decode::opt_seq(ctx, spec.get("containers"), &containers_path)
+            .iter()
+            .enumerate()
+        {
+            let path = index(&containers_path, i);
+            let Some(c) = decode::map(ctx, c, &path) else {
+                continue;
+            };
+            let ports_path = c.field("ports");
+            for (j, p) in decode::opt_seq(ctx, c.get("ports"), &ports_path)
+                .iter()
+                .enumerate()
+            {
+                let path = index(&ports_path, j);
+                if let Some(port) = decode::map(ctx, p, &path)
+                    .and_then(|p| named_port(ctx, &p, "containerPort", false))
+                {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+
+    let mut ips = Vec::new();
+    let mut phase = None;
+    // Addresses written but all invalid are errors, not "no IP yet".
+    let mut ips_written = false;
+    if let Some(status) = &status {
+        let path = status.field("podIPs");
+        for (i, item) in decode::opt_seq(ctx, status.get("podIPs"), &path)
+            .iter()
+            .enumerate()
+        {
+            let item_path = index(&path, i);
+            let Some(item) = decode::map(ctx, item, &item_path) else {
+                continue;
+            };
+            if let Some(n) = item.required(ctx, "ip", "") {
+                ips_written = true;
+                push_ip(ctx, n, &item.field("ip"), &mut ips);
+            }
+        }
+        if ips.is_empty() {
+            if let Some(n) = status.get("podIP") {
+                ips_written = true;
+                push_ip(ctx, n, "status.podIP", &mut ips);
+            }
+        }
+        phase = status.string(ctx, "phase");
+    }
+
+    let meta = meta?;
+    let id = ObjectName::new(meta.namespace, meta.name);
+    let ports = unique_ports(ctx, ports);
+    let source = ctx.source(m.node);
+
+    let skip = if let Some(n) = host_network {
+        Some((
+            n,
+            "spec.hostNetwork",
+            "hostNetwork pod: its address is the node's: policies neither isolate it nor match \
+             it as a peer"
+                .to_string(),
+        ))
+    } else if let Some((p @ ("Succeeded" | "Failed"), n)) = phase {
+        Some((
+            n,
+            "status.phase",
+            format!("finished (phase {p}): its IP may be reused"),
+        ))
+    } else if ips.is_empty() && ips_written {
+        return None;
+    } else if ips.is_empty() {
+        let phase = phase.map_or(String::new(), |(p, _)| format!(" (phase {p})"));
+        Some((
+            status.as_ref().map_or(m.node, |s| s.node),
+            "status.podIPs",
+            format!("no IP yet{phase}"),
+        ))
+    } else {
+        None
+    };
+    if let Some((node, field, reason)) = skip {
+        ctx.warning(node, field, format!("not enforced: {reason}"));
+        return Some(Decoded::Skipped {
+            skipped: Skipped {
+                object: label,
+                reason,
+                source,
+            },
+            id,
+        });
+    }
+    Some(live(
+        id,
+        meta.labels,
+        ips,
+        ports,
+        EndpointKind::Pod,
+        source,
+        label,
+    ))
+}
+
+fn native(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
+    let label = object::label("Endpoint", m, Scope::Namespaced);
+    ctx.object = Some(label.clone());
+    m.strict(ctx, &["apiVersion", "kind", "metadata", "ips", "ports"]);
+    let meta = object::metadata(ctx, m, MetaFields::Native, Scope::Namespaced);
+
+    let mut ips = Vec::new();
+    if let Some(n) = m.required(
+        ctx,
+        "ips",
+        "list the endpoint's addresses, e.g. ips: [198.18.3.10]",
+    ) {
+        if let Some(items) = decode::seq(ctx, n, "ips") {
+            if items.is_empty() {
+                ctx.error(n, "ips", "at least one IP address is required");
+            }
+            for (i, item) in items.iter().enumerate() {
+                push_ip(ctx, item, &index("ips", i), &mut ips);
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for (i, p) in decode::opt_seq(ctx, m.get("ports"), "ports")
+        .iter()
+        .enumerate()
+    {
+        let path = index("ports", i);
+        let Some(p) = decode::map(ctx, p, &path) else {
+            continue;
+        };
+        p.strict(ctx, &["name", "port", "protocol"]);
+        if let Some(port) = named_port(ctx, &p, "port", true) {
+            ports.push(port);
+        }
+    }
+    let meta = meta?;
+    if ips.is_empty() {
+        return None;
+    }
+    let ports = unique_ports(ctx, ports);
+    let id = ObjectName::new(meta.namespace, meta.name);
+    let source = ctx.source(m.node);
+    Some(live(
+        id,
+        meta.labels,
+        ips,
+        ports,
+        EndpointKind::Native,
+        source,
+        label,
+    ))
+}
+
+fn live(
+    id: ObjectName,
+    labels: crate::model::Labels,
+    ips: Vec<LocatedIp>,
+    ports: Vec<NamedPort>,
+    kind: EndpointKind,
+    source: Source,
+    object: String,
+) -> Decoded {
+    let mut addrs: Vec<IpAddr> = ips.iter().map(|l| l.ip).collect();
+    addrs.sort();
+    addrs.dedup();
+    Decoded::Endpoint {
+        endpoint: Endpoint {
+            id,
+            labels,
+            ips: addrs,
+            ports,
+            kind,
+            source,
+        },
+        object,
+        ips,
+    }
+}
+
+/// A port entry with a `name`. For pods, unnamed entries are irrelevant (policies can
+/// only refer to ports by name or number) and give `None` silently.
+fn named_port(
+    ctx: &mut Ctx<'_>,
+    p: &Map<'_>,
+    number_key: &str,
+    name_required: bool,
+) -> Option<(NamedPort, Source, String)> {
+    let name = if name_required {
+        p.required(ctx, "name", "")
+            .and_then(|n| decode::string(ctx, n, &p.field("name")).map(|s| (s, n)))
+    } else {
+        p.string(ctx, "name")
+    };
+    let (name, name_node) = name?;
+    let mut ok = true;
+    if let Err(why) = names::port_name(name) {
+        ctx.error(name_node, &p.field("name"), why);
+        ok = false;
+    }
+    let number_field = p.field(number_key);
+    let port = p
+        .required(ctx, number_key, "")
+        .and_then(|n| decode::integer(ctx, n, &number_field).map(|i| (i, n)))
+        .and_then(|(i, n)| match u16::try_from(i).ok().filter(|p| *p >= 1) {
+            Some(p) => Some(p),
+            None => {
+                ctx.error(
+                    n,
+                    &number_field,
+                    format!("port {i} is out of range: expected 1-65535"),
+                );
+                None
+            }
+        });
+    let protocol = match p.string(ctx, "protocol") {
+        None => Some(Protocol::Tcp).filter(|_| p.get("protocol").is_none()),
+        Some((s, n)) => {
+            let proto = Protocol::from_k8s(s);
+            if proto.is_none() {
+                ctx.error(
+                    n,
+                    &p.field("protocol"),
+                    format!("unknown protocol {s:?}; expected TCP, UDP or SCTP (upper case)"),
+                );
+            }
+            proto
+        }
+    };
+    let named = NamedPort {
+        name: name.to_string(),
+        port: port?,
+        protocol: protocol?,
+    };
+    ok.then(|| (named, ctx.source(name_node), p.field("name")))
+}
+
+/// Sorted by name; a name used twice is an error at its second use.
+fn unique_ports(ctx: &mut Ctx<'_>, ports: Vec<(NamedPort, Source, String)>) -> Vec<NamedPort> {
+    let mut seen: BTreeMap<String, (NamedPort, Source)> = BTreeMap::new();
+    for (port, source, field) in ports {
+        if let Some((_, first)) = seen.get(&port.name) {
+            ctx.error_at(
+                &source,
+                &field,
+                format!(
+                    "port name {:?} is used twice in this endpoint (first at line {}); each \
+                     named port must have its own name",
+                    port.name, first.line
+                ),
+            );
+            continue;
+        }
+        seen.insert(port.name.clone(), (port, source));
+    }
+    seen.into_values().map(|(p, _)| p).collect()
+}
+
+fn push_ip(ctx: &mut Ctx<'_>, node: &Node, field: &str, out: &mut Vec<LocatedIp>) {
+    let Some(s) = decode::string(ctx, node, field) else {
+        return;
+    };
+    match s.parse::<IpAddr>() {
+        Ok(ip) => out.push(LocatedIp {
+            ip,
+            source: ctx.source(node),
+            field: field.to_string(),
+        }),
+        Err(_) => ctx.error(
+            node,
+            field,
+            format!(
+                "invalid IP address {s:?}: expected an IPv4 or IPv6 address, without prefix length"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{check, errors, ok, one_error, show};
+    use crate::model::*;
+
+    const DUMP: &str = r#"apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata:
+    creationTimestamp: "2024-05-01T10:00:00Z"
+    labels:
+      kubernetes.io/metadata.name: payments
+      team: money
+    name: payments
+    resourceVersion: "42"
+    uid: 6f1c
+  spec:
+    finalizers:
+    - kubernetes
+  status:
+    phase: Active
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/restartedAt: "2024-05-01T10:00:00Z"
+    generateName: payments-api-7d9f-
+    labels:
+      app: payments-api
+      pod-template-hash: 7d9f
+    name: payments-api-7d9f-abcde
+    namespace: payments
+    ownerReferences:
+    - apiVersion: apps/v1
+      kind: ReplicaSet
+      name: payments-api-7d9f
+  spec:
+    containers:
+    - image: registry.example/payments:1.2
+      name: api
+      ports:
+      - containerPort: 8080
+        name: http
+        protocol: TCP
+      - containerPort: 9090
+        protocol: TCP
+      resources: {}
+    - name: sidecar
+      ports:
+      - {containerPort: 5353, name: dns, protocol: UDP}
+    dnsPolicy: ClusterFirst
+    nodeName: node-1
+  status:
+    conditions:
+    - type: Ready
+      status: "True"
+    hostIP: 198.18.100.1
+    phase: Running
+    podIP: 198.18.1.10
+    podIPs:
+    - ip: 198.18.1.10
+    - ip: 2001:db8:1::10
+- apiVersion: v1
+  kind: Service
+  metadata: {name: payments, namespace: payments}
+  spec: {ports: [{port: 80}]}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: payments-api, namespace: payments}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: other, namespace: payments}
+kind: List
+metadata:
+  resourceVersion: ""
+"#;
+
+    #[test]
+    fn kubectl_dump_with_extra_fields_and_other_kinds() {
+        let loaded = ok(&[], &[("dump.yaml", DUMP)]);
+        let inv = &loaded.model.inventory;
+        assert!(loaded.warnings.is_empty(), "{}", show(&loaded.warnings));
+
+        let ns = &inv.namespaces["payments"];
+        assert!(!ns.implicit);
+        assert_eq!(ns.source.line, 3);
+        assert_eq!(
+            ns.labels,
+            [
+                (
+                    "kubernetes.io/metadata.name".to_string(),
+                    "payments".to_string()
+                ),
+                ("team".to_string(), "money".to_string())
+            ]
+            .into()
+        );
+
+        assert_eq!(inv.endpoints.len(), 1);
+        let e = &inv.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("payments", "payments-api-7d9f-abcde"));
+        assert_eq!(e.kind, EndpointKind::Pod);
+        assert_eq!(e.labels["app"], "payments-api");
+        assert_eq!(
+            e.ips,
+            vec![
+                "198.18.1.10".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8:1::10".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            e.ports,
+            vec![
+                NamedPort {
+                    name: "dns".into(),
+                    port: 5353,
+                    protocol: Protocol::Udp
+                },
+                NamedPort {
+                    name: "http".into(),
+                    port: 8080,
+                    protocol: Protocol::Tcp
+                },
+            ]
+        );
+        assert_eq!(e.named_port("http", Protocol::Tcp), Some(8080));
+        assert_eq!(
+            inv.ignored_kinds,
+            [("Deployment".to_string(), 1), ("Service".to_string(), 2)].into()
+        );
+    }
+
+    #[test]
+    fn namespace_always_carries_its_name_label() {
+        let loaded = ok(
+            &[],
+            &[(
+                "ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  labels:\n    \
+                 kubernetes.io/metadata.name: other\n",
+            )],
+        );
+        let ns = &loaded.model.inventory.namespaces["web"];
+        assert_eq!(ns.labels[NAMESPACE_NAME_LABEL], "web");
+        assert_eq!(ns.labels.len(), 1);
+        assert_eq!(loaded.warnings.len(), 1);
+        check(
+            &loaded.warnings[0],
+            "ns.yaml",
+            (4, 9),
+            "Namespace web",
+            "metadata.labels",
+            "replaced by web",
+        );
+
+        let loaded = ok(
+            &[],
+            &[(
+                "ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: bare}\n",
+            )],
+        );
+        let ns = &loaded.model.inventory.namespaces["bare"];
+        assert_eq!(
+            ns.labels,
+            [(NAMESPACE_NAME_LABEL.to_string(), "bare".to_string())].into()
+        );
+    }
+
+    fn pod(name: &str, spec: &str, status: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: web}}\nspec: {spec}\nstatus: {status}\n"
+        )
+    }
+
+    #[test]
+    fn pods_that_cannot_be_enforced_are_skipped_with_the_reason() {
+        let text = [
+            pod(
+                "host",
+                "{hostNetwork: true}",
+                "{phase: Running, podIP: 198.18.0.1}",
+            ),
+            pod("done", "{}", "{phase: Succeeded, podIP: 198.18.0.2}"),
+            pod(
+                "failed",
+                "{}",
+                "{phase: Failed, podIPs: [{ip: 198.18.0.3}]}",
+            ),
+            pod("pending", "{}", "{phase: Pending, podIPs: []}"),
+            pod(
+                "live",
+                "{hostNetwork: false}",
+                "{phase: Running, podIP: 198.18.0.1}",
+            ),
+        ]
+        .concat();
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n";
+        let loaded = ok(&[], &[("ns.yaml", ns), ("pods.yaml", &text)]);
+        let inv = &loaded.model.inventory;
+        let ids: Vec<String> = inv.endpoints.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            vec!["web/live"],
+            "a skipped pod's IP does not conflict"
+        );
+        let skipped: Vec<(&str, &str)> = inv
+            .skipped
+            .iter()
+            .map(|s| (s.object.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (
+                    "Pod web/host",
+                    "hostNetwork pod: its address is the node's: policies neither isolate it \
+                     nor match it as a peer"
+                ),
+                (
+                    "Pod web/done",
+                    "finished (phase Succeeded): its IP may be reused"
+                ),
+                (
+                    "Pod web/failed",
+                    "finished (phase Failed): its IP may be reused"
+                ),
+                ("Pod web/pending", "no IP yet (phase Pending)"),
+            ]
+        );
+        assert_eq!(inv.skipped[0].source.line, 2);
+        assert_eq!(loaded.warnings.len(), 4, "{}", show(&loaded.warnings));
+        check(
+            &loaded.warnings[0],
+            "pods.yaml",
+            (5, 21),
+            "Pod web/host",
+            "spec.hostNetwork",
+            "not enforced: hostNetwork pod",
+        );
+        check(
+            &loaded.warnings[1],
+            "pods.yaml",
+            (12, 17),
+            "Pod web/done",
+            "status.phase",
+            "not enforced: finished",
+        );
+        check(
+            &loaded.warnings[3],
+            "pods.yaml",
+            (24, 9),
+            "Pod web/pending",
+            "status.podIPs",
+            "not enforced: no IP yet",
+        );
+    }
+
+    #[test]
+    fn pod_ip_fallback_and_default_namespace() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 198.18.0.9}\n";
+        let loaded = ok(&[], &[("p.yaml", text)]);
+        let e = &loaded.model.inventory.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("default", "a"));
+        assert_eq!(
+            e.ips,
+            vec!["198.18.0.9".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let w = loaded
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("using \"default\""))
+            .expect("default namespace warning");
+        check(
+            w,
+            "p.yaml",
+            (3, 11),
+            "Pod default/a",
+            "metadata.namespace",
+            "as kubectl apply does",
+        );
+    }
+
+    #[test]
+    fn fields_read_from_kubernetes_objects_must_have_the_right_shape() {
+        let text = "apiVersion: v1
+kind: Pod
+metadata:
+  name: a
+  namespace: web
+  labels: [app]
+spec:
+  hostNetwork: \"yes\"
+  containers:
+    - ports:
+        - {name: http, containerPort: \"8080\"}
+        - {name: HTTP, containerPort: 80, protocol: tcp}
+status:
+  podIPs:
+    - ip: 198.18.0.300
+";
+        let errs = errors(&[], &[("p.yaml", text)]);
+        assert_eq!(errs.len(), 6, "{}", show(&errs));
+        const POD: &str = "Pod web/a";
+        check(
+            &errs[0],
+            "p.yaml",
+            (6, 11),
+            POD,
+            "metadata.labels",
+            "expected a mapping, found a list",
+        );
+        check(
+            &errs[1],
+            "p.yaml",
+            (8, 16),
+            POD,
+            "spec.hostNetwork",
+            "expected a boolean",
+        );
+        check(
+            &errs[2],
+            "p.yaml",
+            (11, 39),
+            POD,
+            "spec.containers[0].ports[0].containerPort",
+            "expected an integer",
+        );
+        check(
+            &errs[3],
+            "p.yaml",
+            (12, 18),
+            POD,
+            "spec.containers[0].ports[1].name",
+            "invalid port name \"HTTP\"",
+        );
+        check(
+            &errs[4],
+            "p.yaml",
+            (12, 53),
+            POD,
+            "spec.containers[0].ports[1].protocol",
+            "unknown protocol \"tcp\"",
+        );
+        check(
+            &errs[5],
+            "p.yaml",
+            (15, 11),
+            POD,
+            "status.podIPs[0].ip",
+            "invalid IP address \"198.18.0.300\"",
+        );
+    }
+
+    #[test]
+    fn duplicate_named_ports_within_one_endpoint() {
+        let text = "apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: web}
+spec:
+  containers:
+    - ports: [{name: http, containerPort: 80}]
+    - ports: [{name: http, containerPort: 8080, protocol: UDP}]
+status: {podIP: 198.18.0.1}
+";
+        let d = one_error(&[], &[("p.yaml", text)]);
+        check(
+            &d,
+            "p.yaml",
+            (7, 22),
+            "Pod web/a",
+            "spec.containers[1].ports[0].name",
+            "port name \"http\" is used twice",
+        );
+        assert!(d.message.contains("first at line 6"), "{d}");
+    }
+
+    const NATIVE: &str = "apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: payments, name: ledger-vm, labels: {app: ledger}}
+ips: [198.18.3.10, \"2001:db8:3::10\", 198.18.3.10]
+ports:
+  - {name: http, port: 8080}
+  - {name: dns, port: 53, protocol: UDP}
+";
+
+    #[test]
+    fn native_endpoint() {
+        let loaded = ok(&[], &[("vm.yaml", NATIVE)]);
+        let e = &loaded.model.inventory.endpoints[0];
+        assert_eq!(e.id, ObjectName::new("payments", "ledger-vm"));
+        assert_eq!(e.kind, EndpointKind::Native);
+        assert_eq!(e.labels["app"], "ledger");
+        assert_eq!(
+            e.ips,
+            vec![
+                "198.18.3.10".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8:3::10".parse().unwrap()
+            ]
+        );
+        assert_eq!(e.named_port("dns", Protocol::Udp), Some(53));
+        assert_eq!(e.named_port("dns", Protocol::Tcp), None);
+        assert_eq!(e.named_port("http", Protocol::Tcp), Some(8080));
+    }
+
+    #[test]
+    fn native_endpoint_is_strict() {
+        let text = "apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: payments, name: vm, uid: x}
+ips: []
+ports:
+  - {name: http, port: 0, proto: TCP}
+  - {port: 80}
+zone: a
+";
+        let errs = errors(&[], &[("vm.yaml", text)]);
+        assert_eq!(errs.len(), 6, "{}", show(&errs));
+        const VM: &str = "Endpoint payments/vm";
+        check(
+            &errs[0],
+            "vm.yaml",
+            (3, 43),
+            VM,
+            "metadata.uid",
+            "unknown field \"uid\"; allowed here: name, namespace, labels",
+        );
+        check(
+            &errs[1],
+            "vm.yaml",
+            (4, 6),
+            VM,
+            "ips",
+            "at least one IP address is required",
+        );
+        check(
+            &errs[2],
+            "vm.yaml",
+            (6, 24),
+            VM,
+            "ports[0].port",
+            "out of range",
+        );
+        check(
+            &errs[3],
+            "vm.yaml",
+            (6, 27),
+            VM,
+            "ports[0].proto",
+            "unknown field \"proto\"",
+        );
+        check(
+            &errs[4],
+            "vm.yaml",
+            (7, 5),
+            VM,
+            "ports[1].name",
+            "required field \"name\" is missing",
+        );
+        check(
+            &errs[5],
+            "vm.yaml",
+            (8, 1),
+            VM,
+            "zone",
+            "unknown field \"zone\"",
+        );
+    }
+
+    #[test]
+    fn invalid_ips_of_a_native_endpoint() {
+        let text = NATIVE.replace("198.18.3.10, ", "198.18.3.0/24, ");
+        let d = one_error(&[], &[("vm.yaml", &text)]);
+        check(
+            &d,
+            "vm.yaml",
+            (4, 7),
+            "Endpoint payments/ledger-vm",
+            "ips[0]",
+            "invalid IP address \"198.18.3.0/24\"",
+        );
+    }
+
+    #[test]
+    fn wrong_api_versions_and_kinds() {
+        let text = "apiVersion: v2
+kind: Pod
+metadata: {name: a, namespace: web}
+---
+apiVersion: netpol/v1
+kind: Namespace
+metadata: {name: web}
+---
+apiVersion: v1
+kind: Endpoint
+metadata: {name: b, namespace: web}
+";
+        let errs = errors(&[], &[("x.yaml", text)]);
+        assert_eq!(errs.len(), 3, "{}", show(&errs));
+        check(
+            &errs[0],
+            "x.yaml",
+            (1, 13),
+            "Pod web/a",
+            "apiVersion",
+            "expected v1",
+        );
+        check(
+            &errs[1],
+            "x.yaml",
+            (6, 7),
+            "Namespace web",
+            "kind",
+            "its only kind is Endpoint",
+        );
+        check(
+            &errs[2],
+            "x.yaml",
+            (9, 13),
+            "Endpoint web/b",
+            "apiVersion",
+            "expected netpol/v1",
+        );
+    }
+}

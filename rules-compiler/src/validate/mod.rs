@@ -1,0 +1,674 @@
+//! Validate: turn loaded documents into the checked [`crate::model::Model`], collecting
+//! every diagnostic (file, line, column, object, field path) before failing.
+//!
+//! Must not decide what traffic is allowed; it only decides what input is acceptable.
+//!
+//! The YAML trees from [`crate::load::parse`] are decoded by hand, not through serde, so
+//! that every problem names its place and one bad field does not hide the next: all
+//! errors of all documents of all files come out of one run, sorted by file (in the
+//! order given) and position. A diagnostic displays as
+//! `file:line:column: error: Kind namespace/name: field.path: message`.
+//!
+//! # Policy inputs
+//!
+//! `NetworkPolicy` objects (`networking.k8s.io/v1`) or `kind: List` (v1) of them, decoded
+//! strictly, as the API server does with strict field validation: an unknown field at
+//! any level is an error naming the allowed ones. The metadata fields kubectl prints are
+//! accepted, and all but `name`, `namespace` and `labels` ignored; a top-level `status`
+//! is ignored. Without `policyTypes`, a policy has `Ingress`, plus `Egress` when
+//! `egress` holds at least one rule: that is Kubernetes' defaulting code, so
+//! `egress: []` alone does not isolate egress (a warning says so). Rules of a direction
+//! that `policyTypes` leaves out are dropped with a warning, as Kubernetes ignores them.
+//!
+//! # Inventory inputs
+//!
+//! `Namespace` and `Pod` (v1) as kubectl prints them, decoded leniently (fields that are
+//! not read are ignored; those read must have the right shape), `kind: List` of them,
+//! and a native form for endpoints that are not pods (a VM, a bare-metal service),
+//! decoded strictly:
+//!
+//! ```yaml
+//! apiVersion: netpol/v1
+//! kind: Endpoint
+//! metadata: {namespace: payments, name: ledger-vm, labels: {app: ledger}}
+//! ips: [198.18.3.10, "2001:db8:3::10"]   # at least one; v4 and/or v6
+//! ports:                                  # named ports, optional
+//!   - {name: http, port: 8080}            # protocol defaults to TCP
+//!   - {name: dns, port: 53, protocol: UDP}
+//! ```
+//!
+//! Other kinds (Service, Deployment, …) are counted in
+//! [`crate::model::Inventory::ignored_kinds`]. Pods that cannot be enforced by address
+//! are listed in [`crate::model::Inventory::skipped`] with a warning: `hostNetwork` pods,
+//! finished pods (phase Succeeded or Failed) and pods without an IP yet. Every namespace
+//! gets the label `kubernetes.io/metadata.name: <name>`.
+//!
+//! # Checks across objects
+//!
+//! No Namespace, endpoint (Pod or Endpoint) or policy declared twice, no address claimed
+//! by two live endpoints. A namespace that an endpoint or a policy lives in but that no
+//! Namespace object declares is assumed, with only its `kubernetes.io/metadata.name`
+//! label, and a warning.
+//!
+//! # Decisions where Kubernetes leaves room
+//!
+//! - A CIDR (or `except`) with host bits set, such as `198.18.0.1/24`, is accepted and
+//!   masked to its network, `198.18.0.0/24`, with a warning: the API server accepts it
+//!   and implementations match the whole block, so rejecting it would fail policies a
+//!   cluster runs. An address without a prefix length is an error: guessing `/32` could
+//!   hide a typo.
+//! - An object without `metadata.namespace` is in `default`, with a warning, as
+//!   `kubectl apply` without `-n` would put it.
+//! - A label value or name written as a number or boolean (`version: 1.0`) is an error
+//!   asking to quote it, as the API server refuses it too; a port number written as a
+//!   string (`port: "80"`) is an error asking to drop the quotes.
+//! - Duplicate mapping keys are an error (the YAML spec forbids them; Kubernetes' strict
+//!   decoding too).
+
+mod cidr;
+mod decode;
+mod inventory;
+mod labels;
+mod names;
+mod object;
+mod policy;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::diag::{Diagnostic, Rejected};
+use crate::load::{self, Input};
+use crate::model::{
+    Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, NAMESPACE_NAME_LABEL,
+};
+use crate::Loaded;
+use decode::Ctx;
+use inventory::{Decoded, LocatedIp};
+
+/// Validates policy and inventory inputs into a model. On any error, every diagnostic
+/// (errors and warnings, in the order found) is in the `Err`; otherwise the warnings come
+/// with the model.
+pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
+    let mut diags = Vec::new();
+    let mut found = Found::default();
+
+    for input in policies {
+        let (docs, parse_diags) = load::parse(input);
+        diags.extend(parse_diags);
+        for doc in &docs {
+            let mut ctx = Ctx::new(doc.file, &mut diags);
+            for obj in object::objects(&mut ctx, &doc.root) {
+                if obj.kind == "NetworkPolicy" {
+                    if let Some(p) = policy::decode(&mut ctx, &obj) {
+                        found.policies.push(p);
+                    }
+                } else {
+                    ctx.object = Some(obj.kind.to_string());
+                    let at = obj.map.get("kind").unwrap_or(obj.map.node);
+                    ctx.error(
+                        at,
+                        "kind",
+                        format!(
+                            "expected NetworkPolicy (or a List of them) in a policy input, found \
+                             {}{}",
+                            obj.kind,
+                            if matches!(obj.kind, "Namespace" | "Pod" | "Endpoint") {
+                                "; it belongs in the inventory"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    for input in inventory {
+        let (docs, parse_diags) = load::parse(input);
+        diags.extend(parse_diags);
+        for doc in &docs {
+            let mut ctx = Ctx::new(doc.file, &mut diags);
+            for obj in object::objects(&mut ctx, &doc.root) {
+                if let Some(d) = inventory::decode(&mut ctx, &obj) {
+                    found.inventory.push(d);
+                }
+            }
+        }
+    }
+
+    let model = assemble(found, &mut diags);
+    sort_by_place(&mut diags, policies.iter().chain(inventory));
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(Rejected(diags))
+    } else {
+        Ok(Loaded {
+            model,
+            warnings: diags,
+        })
+    }
+}
+
+/// Orders diagnostics as an operator reads them: by file (in the order the inputs were
+/// given), then line and column. Stable, so diagnostics at one place keep their order.
+fn sort_by_place<'a>(diags: &mut [Diagnostic], inputs: impl Iterator<Item = &'a Input>) {
+    let mut rank: BTreeMap<&std::path::Path, usize> = BTreeMap::new();
+    for (i, input) in inputs.enumerate() {
+        rank.entry(input.path.as_path()).or_insert(i);
+    }
+    diags.sort_by_cached_key(|d| {
+        let file = d
+            .file
+            .as_deref()
+            .and_then(|f| rank.get(f).copied())
+            .unwrap_or(usize::MAX);
+        (file, d.line, d.column)
+    });
+}
+
+/// Everything decoded, in input order, before the checks across objects.
+#[derive(Default)]
+struct Found {
+    policies: Vec<Policy>,
+    inventory: Vec<Decoded>,
+}
+
+fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
+    let mut inv = Inventory::default();
+    // Names of endpoints, live or skipped: both own their name.
+    let mut names: BTreeMap<ObjectName, (String, Source)> = BTreeMap::new();
+    let mut owners: BTreeMap<IpAddr, (String, Source)> = BTreeMap::new();
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+
+    for d in found.inventory {
+        match d {
+            Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
+            Decoded::Namespace(ns) => {
+                if let Some(first) = inv.namespaces.get(&ns.name) {
+                    diags.push(
+                        error_at(
+                            &ns.source,
+                            format!("Namespace {}", ns.name),
+                            "metadata.name",
+                        )
+                        .message_text(format!(
+                            "duplicate Namespace {:?}: also declared at {}",
+                            ns.name, first.source
+                        )),
+                    );
+                } else {
+                    inv.namespaces.insert(ns.name.clone(), ns);
+                }
+            }
+            Decoded::Skipped { skipped, id } => {
+                if claim_name(&mut names, &id, &skipped.object, &skipped.source, diags) {
+                    inv.skipped.push(skipped);
+                }
+            }
+            Decoded::Endpoint {
+                endpoint,
+                object,
+                ips,
+            } => {
+                if !claim_name(&mut names, &endpoint.id, &object, &endpoint.source, diags) {
+                    continue;
+                }
+                claim_ips(&mut owners, &object, &ips, diags);
+                endpoints.push(endpoint);
+            }
+        }
+    }
+
+    let mut policies: Vec<Policy> = Vec::new();
+    let mut policy_names: BTreeMap<ObjectName, Source> = BTreeMap::new();
+    for p in found.policies {
+        if let Some(first) = policy_names.get(&p.id) {
+            diags.push(
+                error_at(
+                    &p.source,
+                    format!("NetworkPolicy {}", p.id),
+                    "metadata.name",
+                )
+                .message_text(format!(
+                    "duplicate NetworkPolicy {}: also declared at {first}",
+                    p.id
+                )),
+            );
+            continue;
+        }
+        policy_names.insert(p.id.clone(), p.source.clone());
+        policies.push(p);
+    }
+
+    // Namespaces in use but not declared: assumed, once each, with a warning at the
+    // first object in them.
+    let users = endpoints
+        .iter()
+        .map(|e| (&e.id, endpoint_label(e), &e.source))
+        .chain(
+            policies
+                .iter()
+                .map(|p| (&p.id, format!("NetworkPolicy {}", p.id), &p.source)),
+        );
+    let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
+    for (id, object, source) in users {
+        if inv.namespaces.contains_key(&id.namespace) || implicit.contains_key(&id.namespace) {
+            continue;
+        }
+        diags.push(
+            Diagnostic::warning(format!(
+                "namespace {:?} is not declared by a Namespace object: assuming it exists, with \
+                 only the label {NAMESPACE_NAME_LABEL}={}",
+                id.namespace, id.namespace
+            ))
+            .with_source(source)
+            .object(object)
+            .field("metadata.namespace"),
+        );
+        implicit.insert(
+            id.namespace.clone(),
+            Namespace {
+                name: id.namespace.clone(),
+                labels: [(NAMESPACE_NAME_LABEL.to_string(), id.namespace.clone())].into(),
+                implicit: true,
+                source: source.clone(),
+            },
+        );
+    }
+    inv.namespaces.extend(implicit);
+
+    endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    inv.endpoints = endpoints;
+    Model {
+        inventory: inv,
+        policies,
+    }
+}
+
+fn endpoint_label(e: &Endpoint) -> String {
+    let kind = match e.kind {
+        crate::model::EndpointKind::Pod => "Pod",
+        crate::model::EndpointKind::Native => "Endpoint",
+    };
+    format!("{kind} {}", e.id)
+}
+
+/// Records an endpoint's name; false (and an error) when another object has it.
+fn claim_name(
+    names: &mut BTreeMap<ObjectName, (String, Source)>,
+    id: &ObjectName,
+    object: &str,
+    source: &Source,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    if let Some((first_object, first)) = names.get(id) {
+        diags.push(
+            error_at(source, object.to_string(), "metadata.name").message_text(format!(
+                "duplicate endpoint {id}: {first_object} is also declared at {first}"
+            )),
+        );
+        return false;
+    }
+    names.insert(id.clone(), (object.to_string(), source.clone()));
+    true
+}
+
+/// Records a live endpoint's addresses; an error for each already owned by another.
+fn claim_ips(
+    owners: &mut BTreeMap<IpAddr, (String, Source)>,
+    object: &str,
+    ips: &[LocatedIp],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for located in ips {
+        match owners.get(&located.ip) {
+            Some((owner, _)) if owner == object => {}
+            Some((owner, first)) => diags.push(
+                error_at(&located.source, object.to_string(), &located.field).message_text(
+                    format!(
+                    "IP {} is claimed by two live endpoints: {owner} (at {first}) and {object}; \
+                         an address belongs to one endpoint",
+                    located.ip
+                ),
+                ),
+            ),
+            None => {
+                owners.insert(located.ip, (object.to_string(), located.source.clone()));
+            }
+        }
+    }
+}
+
+fn error_at(source: &Source, object: String, field: &str) -> Diagnostic {
+    Diagnostic::error(String::new())
+        .with_source(source)
+        .object(object)
+        .field(field)
+}
+
+/// Small builders kept local: setting a diagnostic's place from a model [`Source`].
+trait DiagnosticExt {
+    fn with_source(self, source: &Source) -> Self;
+    fn message_text(self, message: String) -> Self;
+}
+
+impl DiagnosticExt for Diagnostic {
+    fn with_source(mut self, source: &Source) -> Self {
+        self.file = source.file.clone();
+        self.line = source.line;
+        self.column = source.column;
+        self
+    }
+
+    fn message_text(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Helpers for the validation tests: inline YAML inputs and diagnostic checks.
+
+    use super::*;
+
+    /// Inputs from (path, text) pairs.
+    pub fn inputs(files: &[(&str, &str)]) -> Vec<Input> {
+        files
+            .iter()
+            .map(|(p, t)| Input {
+                path: p.into(),
+                text: t.to_string(),
+            })
+            .collect()
+    }
+
+    /// Validates inline policy and inventory files.
+    pub fn run(policies: &[(&str, &str)], inventory: &[(&str, &str)]) -> Result<Loaded, Rejected> {
+        validate(&inputs(policies), &inputs(inventory))
+    }
+
+    /// Expects success and returns it.
+    pub fn ok(policies: &[(&str, &str)], inventory: &[(&str, &str)]) -> Loaded {
+        match run(policies, inventory) {
+            Ok(l) => l,
+            Err(e) => panic!("expected success, got:\n{e}"),
+        }
+    }
+
+    /// Expects rejection and returns the errors only.
+    pub fn errors(policies: &[(&str, &str)], inventory: &[(&str, &str)]) -> Vec<Diagnostic> {
+        match run(policies, inventory) {
+            Ok(l) => panic!("expected errors, got a model; warnings: {:?}", l.warnings),
+            Err(e) => e.errors().cloned().collect(),
+        }
+    }
+
+    /// Expects exactly one error and returns it.
+    pub fn one_error(policies: &[(&str, &str)], inventory: &[(&str, &str)]) -> Diagnostic {
+        let errs = errors(policies, inventory);
+        assert_eq!(errs.len(), 1, "expected one error, got:\n{}", show(&errs));
+        errs.into_iter().next().unwrap()
+    }
+
+    /// One diagnostic per line, for assertion messages.
+    pub fn show(diags: &[Diagnostic]) -> String {
+        diags
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Checks every part of a diagnostic; `message` is a fragment it must contain.
+    #[track_caller]
+    pub fn check(
+        d: &Diagnostic,
+        file: &str,
+        (line, column): (usize, usize),
+        object: &str,
+        field: &str,
+        message: &str,
+    ) {
+        assert_eq!(
+            d.file.as_deref(),
+            Some(std::path::Path::new(file)),
+            "file of {d}"
+        );
+        assert_eq!((d.line, d.column), (line, column), "position of {d}");
+        assert_eq!(d.object.as_deref(), Some(object), "object of {d}");
+        assert_eq!(
+            d.field.as_deref(),
+            (!field.is_empty()).then_some(field),
+            "field of {d}"
+        );
+        assert!(
+            d.message.contains(message),
+            "message of {d} lacks {message:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{check, errors, ok, run, show};
+    use crate::model::*;
+
+    fn ns(name: &str) -> String {
+        format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    }
+
+    fn vm(ns: &str, name: &str, ip: &str) -> String {
+        format!(
+            "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata: {{namespace: {ns}, name: {name}}}\nips: [{ip}]\n"
+        )
+    }
+
+    fn pod(ns: &str, name: &str, ip: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{namespace: {ns}, name: {name}}}\nstatus: {{podIP: {ip}}}\n"
+        )
+    }
+
+    #[test]
+    fn duplicate_namespace_names_both_places() {
+        let errs = errors(&[], &[("a.yaml", &ns("web")), ("b.yaml", &ns("web"))]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "b.yaml",
+            (2, 1),
+            "Namespace web",
+            "metadata.name",
+            "duplicate Namespace \"web\": also declared at a.yaml:2:1",
+        );
+    }
+
+    #[test]
+    fn duplicate_endpoint_across_pod_and_native_form() {
+        let text = [pod("web", "a", "198.18.0.1"), vm("web", "a", "198.18.0.2")].concat();
+        let errs = errors(&[], &[("inv.yaml", &text), ("ns.yaml", &ns("web"))]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "inv.yaml",
+            (7, 1),
+            "Endpoint web/a",
+            "metadata.name",
+            "duplicate endpoint web/a: Pod web/a is also declared at inv.yaml:2:1",
+        );
+    }
+
+    #[test]
+    fn one_ip_claimed_by_two_live_endpoints() {
+        let text = [
+            pod("web", "a", "198.18.0.1"),
+            vm("web", "b", "\"2001:db8::1\", 198.18.0.1"),
+        ]
+        .concat();
+        let errs = errors(&[], &[("inv.yaml", &text)]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "inv.yaml",
+            (10, 22),
+            "Endpoint web/b",
+            "ips[1]",
+            "IP 198.18.0.1 is claimed by two live endpoints: Pod web/a (at inv.yaml:5:17) and \
+             Endpoint web/b",
+        );
+    }
+
+    #[test]
+    fn implicit_namespaces_for_endpoints_and_policies() {
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: payments}\nspec: {podSelector: {}}\n";
+        let inv = [
+            ns("web"),
+            vm("web", "x", "198.18.0.1"),
+            vm("analytics", "w", "198.18.0.2"),
+        ]
+        .concat();
+        let loaded = ok(&[("p.yaml", policy)], &[("inv.yaml", &inv)]);
+        let nss = &loaded.model.inventory.namespaces;
+        assert_eq!(
+            nss.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["analytics", "payments", "web"]
+        );
+        assert!(!nss["web"].implicit);
+        for name in ["analytics", "payments"] {
+            assert!(nss[name].implicit, "{name}");
+            assert_eq!(
+                nss[name].labels,
+                [(NAMESPACE_NAME_LABEL.to_string(), name.to_string())].into()
+            );
+        }
+        assert_eq!(nss["analytics"].source.line, 11);
+        assert_eq!(loaded.warnings.len(), 2, "{}", show(&loaded.warnings));
+        check(
+            &loaded.warnings[0],
+            "p.yaml",
+            (1, 1),
+            "NetworkPolicy payments/p",
+            "metadata.namespace",
+            "namespace \"payments\" is not declared by a Namespace object",
+        );
+        check(
+            &loaded.warnings[1],
+            "inv.yaml",
+            (11, 1),
+            "Endpoint analytics/w",
+            "metadata.namespace",
+            "only the label kubernetes.io/metadata.name=analytics",
+        );
+    }
+
+    #[test]
+    fn endpoints_and_policies_are_sorted_by_id() {
+        let inv = [
+            vm("web", "b", "198.18.0.3"),
+            pod("analytics", "z", "198.18.0.1"),
+            vm("web", "a", "198.18.0.2"),
+        ]
+        .concat();
+        let p = |ns: &str, name: &str| {
+            format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{podSelector: {{}}}}\n")
+        };
+        let pols = [p("web", "b"), p("analytics", "c"), p("web", "a")].concat();
+        let loaded = ok(&[("p.yaml", &pols)], &[("inv.yaml", &inv)]);
+        let eps: Vec<String> = loaded
+            .model
+            .inventory
+            .endpoints
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(eps, vec!["analytics/z", "web/a", "web/b"]);
+        let ix = loaded
+            .model
+            .inventory
+            .endpoint_index(&ObjectName::new("web", "b"));
+        assert_eq!(ix, Some(2));
+        let ps: Vec<String> = loaded
+            .model
+            .policies
+            .iter()
+            .map(|p| p.id.to_string())
+            .collect();
+        assert_eq!(ps, vec!["analytics/c", "web/a", "web/b"]);
+    }
+
+    #[test]
+    fn rejection_carries_errors_and_warnings_in_file_order_and_displays_them() {
+        let inv = [
+            pod("web", "a", "198.18.0.1"),
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: nope}\n"
+                .to_string(),
+        ]
+        .concat();
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-dns, namespace: web}\nspec:\n  podSelector: {}\n  egress: [{ports: [{port: 53, protocol: udp}]}]\n";
+        let err = run(&[("pol/a.yaml", policy)], &[("inv.yaml", &inv)]).unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "pol/a.yaml:6:42: error: NetworkPolicy web/allow-dns: \
+                 spec.egress[0].ports[0].protocol: unknown protocol \"udp\"; expected TCP, UDP \
+                 or SCTP (upper case)",
+                "inv.yaml:2:1: warning: Pod web/a: metadata.namespace: namespace \"web\" is not \
+                 declared by a Namespace object: assuming it exists, with only the label \
+                 kubernetes.io/metadata.name=web",
+                "inv.yaml:9:11: warning: Pod default/b: metadata.namespace: no namespace given: \
+                 using \"default\", as kubectl apply does without -n",
+                "inv.yaml:10:17: error: Pod default/b: status.podIP: invalid IP address \"nope\": \
+                 expected an IPv4 or IPv6 address, without prefix length",
+            ]
+        );
+        assert!(err
+            .to_string()
+            .ends_with("2 errors in the input; nothing was compiled"));
+    }
+
+    #[test]
+    fn no_input_is_an_empty_model() {
+        let loaded = ok(&[], &[("empty.yaml", "# nothing here\n---\n")]);
+        assert_eq!(loaded.model, Model::default());
+        assert!(loaded.warnings.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::testutil::{ok, show};
+
+    #[test]
+    fn multi_document_files_with_comment_only_and_empty_documents() {
+        let text = "# leading comment
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a, namespace: web}
+spec: {podSelector: {}}
+---
+# disabled for now:
+# apiVersion: networking.k8s.io/v1
+---
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: web}
+spec: {podSelector: {}}
+...
+";
+        let inv = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\n";
+        let loaded = ok(&[("p.yaml", text)], &[("ns.yaml", inv)]);
+        assert!(loaded.warnings.is_empty(), "{}", show(&loaded.warnings));
+        let found: Vec<(String, usize)> = loaded
+            .model
+            .policies
+            .iter()
+            .map(|p| (p.id.to_string(), p.source.line))
+            .collect();
+        assert_eq!(found, vec![("web/a".into(), 3), ("web/b".into(), 12)]);
+    }
+}

@@ -1,0 +1,3 @@
+//! Topics of the integration suite.
+mod golden_cases;
+mod plan_matches_semantics;

@@ -35,7 +35,7 @@ impl<'m> Index<'m> {
     /// Builds the index. Linear in the model's size.
     pub fn new(model: &'m Model) -> Self {
         let mut endpoints_by_ns: BTreeMap<&str, Vec<EndpointId>> = BTreeMap::new();
-        let mut by_addr = HashMap::new();
+        let mut by_addr = HashMap::with_capacity(model.inventory.endpoints.len() * 2);
         for (i, ep) in model.inventory.endpoints.iter().enumerate() {
             endpoints_by_ns
                 .entry(ep.id.namespace.as_str())
@@ -127,27 +127,27 @@ impl<'m> Index<'m> {
 
     /// All endpoints a selector peer matches, ascending. Empty for `ipBlock` peers.
     pub fn peer_endpoints(&self, peer: &Peer) -> Vec<EndpointId> {
-        let Peer::Endpoints { namespaces, .. } = peer else {
+        let Peer::Endpoints { namespaces, pods } = peer else {
             return Vec::new();
         };
-        // Narrow to candidate namespaces first so a peer in a 1,000-namespace inventory
-        // does not test every endpoint's labels.
-        let candidates: Vec<EndpointId> = match namespaces {
-            NamespaceScope::Own(ns) => self
-                .endpoints_by_ns
-                .get(ns.as_str())
-                .cloned()
-                .unwrap_or_default(),
+        // Narrow to the matching namespaces first, then test only the pod selector:
+        // the namespace part is already decided for every candidate. Namespaces are
+        // visited in name order and endpoints are sorted by namespace/name, so the
+        // result comes out ascending.
+        let namespace_lists: Vec<&Vec<EndpointId>> = match namespaces {
+            NamespaceScope::Own(ns) => self.endpoints_by_ns.get(ns.as_str()).into_iter().collect(),
             NamespaceScope::Selector(sel) => self
                 .endpoints_by_ns
                 .iter()
                 .filter(|(ns, _)| self.namespace_labels(ns).is_some_and(|l| sel.matches(l)))
-                .flat_map(|(_, eps)| eps.iter().copied())
+                .map(|(_, eps)| eps)
                 .collect(),
         };
-        candidates
+        namespace_lists
             .into_iter()
-            .filter(|&ep| self.peer_matches_endpoint(peer, ep))
+            .flatten()
+            .copied()
+            .filter(|&ep| pods.matches(&self.endpoint(ep).labels))
             .collect()
     }
 }

@@ -72,6 +72,8 @@ pub struct Case {
     pub policies: PathBuf,
     /// `--inventory`.
     pub inventory: PathBuf,
+    /// `--deny reject` rather than the default drop.
+    pub reject: bool,
     /// The endpoints as `expected.txt` names them: (alias, `namespace/name`), in the
     /// order of its `endpoints` section.
     pub endpoints: Vec<(String, String)>,
@@ -128,7 +130,7 @@ impl<'a> Lines<'a> {
 }
 
 fn is_keyword(w: &str) -> bool {
-    matches!(w, "policies" | "inventory" | "endpoints" | "probe")
+    matches!(w, "policies" | "inventory" | "deny" | "endpoints" | "probe")
 }
 
 impl Case {
@@ -143,6 +145,7 @@ impl Case {
             name: name.to_string(),
             policies: dir.join("policies.yaml"),
             inventory: dir.join("inventory.yaml"),
+            reject: false,
             endpoints: Vec::new(),
             probes: Vec::new(),
             expected: BTreeMap::new(),
@@ -151,6 +154,8 @@ impl Case {
             match words[..] {
                 ["policies", p] => case.policies = repo().join(p),
                 ["inventory", p] => case.inventory = repo().join(p),
+                ["deny", "drop"] => case.reject = false,
+                ["deny", "reject"] => case.reject = true,
                 ["endpoints"] => {
                     while let Some((n, words)) = lines.peek().cloned() {
                         if is_keyword(words[0]) {
@@ -200,7 +205,7 @@ impl Case {
                 }
                 _ => lines.fail(
                     n,
-                    "expected `policies PATH`, `inventory PATH`, `endpoints` or `probe PORT/PROTOCOL [ipv4|ipv6]`",
+                    "expected `policies PATH`, `inventory PATH`, `deny drop|reject`, `endpoints` or `probe PORT/PROTOCOL [ipv4|ipv6]`",
                 ),
             }
         }

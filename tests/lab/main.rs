@@ -60,6 +60,7 @@ cases! {
     egress_only => "egress-only",
     ingress_egress_independent => "ingress-egress-independent",
     protocol_only => "protocol-only",
+    reject => "reject",
     udp => "udp",
     metadata_name_label => "metadata-name-label",
     dns_egress => "dns-egress",
@@ -274,7 +275,8 @@ fn flows(case: &Case, endpoints: &[Endpoint]) -> Vec<(Cell, Job)> {
 
 /// What the kernel did with every flow.
 struct Verdicts {
-    allowed: BTreeMap<Cell, bool>,
+    /// Never [`Outcome::Broken`].
+    outcomes: BTreeMap<Cell, Outcome>,
     /// Flows that passed only on their second try.
     late: usize,
 }
@@ -328,6 +330,8 @@ impl Lab {
                     case.inventory.to_str().unwrap(),
                     "--local",
                     &e.name,
+                    "--deny",
+                    if case.reject { "reject" } else { "drop" },
                 ],
             );
             assert!(
@@ -342,15 +346,15 @@ impl Lab {
         }
     }
 
-    /// Runs every flow, then once more those that were dropped: a policy cannot allow
-    /// a flow only sometimes, so a second try can only catch a probe the lab lost.
+    /// Runs every flow, then once more those that timed out: a policy cannot allow a
+    /// flow only sometimes, so a second try can only catch a probe the lab lost.
     /// Fails with every flow that broke for a reason other than a drop.
     fn probe(&self, flows: &[(Cell, Job)]) -> Result<Verdicts, Vec<(Cell, String)>> {
         let hosts: Vec<_> = self.network.hosts.iter().map(|h| h.file()).collect();
         let jobs: Vec<Job> = flows.iter().map(|(_, j)| *j).collect();
         let mut outcomes = probe::run(&hosts, &jobs, &self.ports);
         let again: Vec<usize> = (0..jobs.len())
-            .filter(|&i| outcomes[i] == Outcome::Dropped)
+            .filter(|&i| outcomes[i] == Outcome::TimedOut)
             .collect();
         let retry: Vec<Job> = again.iter().map(|&i| jobs[i]).collect();
         let mut late = 0;
@@ -362,17 +366,20 @@ impl Lab {
             outcomes[i] = o;
         }
         let mut broken = Vec::new();
-        let mut allowed = BTreeMap::new();
+        let mut verdicts = BTreeMap::new();
         for ((cell, _), outcome) in flows.iter().zip(outcomes) {
             match outcome {
                 Outcome::Broken(why) => broken.push((*cell, why)),
                 o => {
-                    allowed.insert(*cell, o == Outcome::Allowed);
+                    verdicts.insert(*cell, o);
                 }
             }
         }
         if broken.is_empty() {
-            Ok(Verdicts { allowed, late })
+            Ok(Verdicts {
+                outcomes: verdicts,
+                late,
+            })
         } else {
             Err(broken)
         }
@@ -394,10 +401,10 @@ fn kernel(case: &Case, endpoints: &[Endpoint]) -> (Verdicts, Vec<String>) {
     // decide the cells below. This also fills the neighbour caches.
     let failed: Vec<(Cell, String)> = match lab.probe(&flows) {
         Ok(v) => v
-            .allowed
+            .outcomes
             .into_iter()
-            .filter(|(_, allowed)| !allowed)
-            .map(|(c, _)| (c, "dropped".to_string()))
+            .filter(|(_, o)| *o != Outcome::Allowed)
+            .map(|(c, o)| (c, describe_outcome(&o).to_string()))
             .collect(),
         Err(broken) => broken,
     };
@@ -418,6 +425,17 @@ fn kernel(case: &Case, endpoints: &[Endpoint]) -> (Verdicts, Vec<String>) {
     (verdicts, lab.network.names())
 }
 
+fn describe_outcome(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Allowed => "allowed",
+        Outcome::TimedOut => "denied (timed out)",
+        Outcome::LocalDrop => "denied (dropped at the sender: EPERM)",
+        Outcome::Rejected => "denied (rejected: ICMP administratively prohibited)",
+        Outcome::Reset => "denied (reset: ECONNREFUSED)",
+        Outcome::Broken(_) => "broken",
+    }
+}
+
 fn verdict(allowed: bool) -> &'static str {
     if allowed {
         "allowed"
@@ -427,12 +445,14 @@ fn verdict(allowed: bool) -> &'static str {
 }
 
 /// Compares the three tables cell by cell; returns the number of cells and a line for
-/// every cell where they differ.
+/// every cell where they differ. A denial must also have the form of the case's deny
+/// action: with `reject`, no denied flow may go unanswered; with `drop`, none may be
+/// rejected.
 fn compare(
     case: &Case,
     endpoints: &[Endpoint],
     predicted: &BTreeMap<(usize, Family), Vec<Vec<bool>>>,
-    kernel: &BTreeMap<Cell, bool>,
+    kernel: &BTreeMap<Cell, Outcome>,
 ) -> (usize, Vec<String>) {
     let mut cells = 0;
     let mut differ = Vec::new();
@@ -466,11 +486,23 @@ fn compare(
                         // The matrix calls self-traffic allowed whatever the family.
                         Mark::NoPair => i == j,
                     };
-                    let kernel = kernel.get(&cell).copied();
-                    if matrix[i][j] != expected || kernel.is_some_and(|k| k != expected) {
+                    let kernel = kernel.get(&cell);
+                    let wrong_form = |o: &Outcome| {
+                        // EPERM at the sender is both: a reject on the output hook
+                        // drops the packet too (and sends the ICMP error to itself).
+                        if case.reject {
+                            *o == Outcome::TimedOut
+                        } else {
+                            matches!(o, Outcome::Rejected | Outcome::Reset)
+                        }
+                    };
+                    if matrix[i][j] != expected
+                        || kernel
+                            .is_some_and(|o| (*o == Outcome::Allowed) != expected || wrong_form(o))
+                    {
                         differ.push(format!(
                             "{place}: kernel {}, matrix {}, expected {}",
-                            kernel.map_or("not probed", verdict),
+                            kernel.map_or("not probed", describe_outcome),
                             verdict(matrix[i][j]),
                             match mark {
                                 Mark::NoPair => "- (no address pair)",
@@ -525,11 +557,12 @@ fn run_case(name: &str) {
             sctp.join(", ")
         );
     }
-    let (cells, differ) = compare(&case, &endpoints, &predicted, &kernel.allowed);
+    let (cells, differ) = compare(&case, &endpoints, &predicted, &kernel.outcomes);
     assert!(
         differ.is_empty(),
-        "case {name}: {} of {cells} cells differ (kernel = what the packets did, matrix = netpolctl matrix, expected = expected.txt):\n  {}\n{notes}",
+        "case {name}: {} of {cells} cells differ (kernel = what the packets did, matrix = netpolctl matrix, expected = expected.txt; denied flows must be {}):\n  {}\n{notes}",
         differ.len(),
+        if case.reject { "rejected" } else { "dropped" },
         differ.join("\n  ")
     );
     let probes: Vec<String> = case.probes.iter().map(Probe::to_string).collect();
@@ -537,7 +570,7 @@ fn run_case(name: &str) {
         "lab case {name}: {} endpoints, {}; {cells} cells, {} probed in the kernel: kernel, matrix and expected agree ({:.1} s)\n{notes}",
         endpoints.len(),
         probes.join(" "),
-        kernel.allowed.len(),
+        kernel.outcomes.len(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -1,10 +1,12 @@
 //! Probes: real TCP connections and UDP round trips from one host's namespace to an
 //! address of another, many at once.
 //!
-//! A policy drops what it denies, so a denied TCP connection times out (or, dropped
-//! on the sender's own output hook, fails at once with EPERM) and a denied UDP
-//! datagram gets no echo. Any other failure (refused, unreachable) is not a policy
-//! verdict but a broken lab, and is reported as such.
+//! A ruleset that drops what it denies makes a denied TCP connection time out (or
+//! fail at once with EPERM when the sender's own output hook drops it) and a denied
+//! UDP datagram go unanswered; one that rejects answers TCP with a reset
+//! (ECONNREFUSED) and UDP with an ICMP "administratively prohibited". Any other
+//! failure (no route, …) is not a verdict of a ruleset but a broken lab, and is
+//! reported as such.
 
 use std::fs::File;
 use std::io::{self, ErrorKind};
@@ -46,9 +48,18 @@ pub struct Job {
 pub enum Outcome {
     /// Connected (TCP) or echoed (UDP).
     Allowed,
-    /// Dropped: timed out, or refused with EPERM by the sender's own ruleset.
-    Dropped,
-    /// Neither: the lab is broken (no listener, no route, …).
+    /// No answer within [`TIMEOUT`]: dropped on the way.
+    TimedOut,
+    /// Failed at once with EPERM: the sender's own output hook dropped it (a reject
+    /// there drops it too).
+    LocalDrop,
+    /// An ICMP "administratively prohibited" came back: a reject (EHOSTUNREACH over
+    /// IPv4, EACCES over IPv6).
+    Rejected,
+    /// ECONNREFUSED: a TCP reset, or an ICMP "port unreachable". After the baseline
+    /// has found a listener for every flow, only a ruleset's `reject with tcp reset`.
+    Reset,
+    /// None of these: the lab is broken (no listener, no route, …).
     Broken(String),
 }
 
@@ -73,8 +84,17 @@ impl SourcePorts {
     }
 }
 
-fn is_eperm(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EPERM)
+/// The outcome an error stands for, if it stands for a verdict of a ruleset.
+fn verdict_of(e: &io::Error) -> Option<Outcome> {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => Some(Outcome::LocalDrop),
+        Some(libc::EHOSTUNREACH | libc::EACCES) => Some(Outcome::Rejected),
+        Some(libc::ECONNREFUSED) => Some(Outcome::Reset),
+        _ if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Some(Outcome::TimedOut)
+        }
+        _ => None,
+    }
 }
 
 fn tcp(job: &Job) -> Outcome {
@@ -88,8 +108,7 @@ fn tcp(job: &Job) -> Outcome {
             )),
             Err(e) => Outcome::Broken(format!("local address: {e}")),
         },
-        Err(e) if e.kind() == ErrorKind::TimedOut || is_eperm(&e) => Outcome::Dropped,
-        Err(e) => Outcome::Broken(format!("connect: {e}")),
+        Err(e) => verdict_of(&e).unwrap_or_else(|| Outcome::Broken(format!("connect: {e}"))),
     }
 }
 
@@ -107,15 +126,14 @@ fn udp(job: &Job, ports: &SourcePorts) -> Outcome {
     let token = format!("netpol-lab {src} {dst}");
     match socket.send(token.as_bytes()) {
         Ok(_) => {}
-        Err(e) if is_eperm(&e) => return Outcome::Dropped,
-        Err(e) => return Outcome::Broken(format!("send: {e}")),
+        Err(e) => return verdict_of(&e).unwrap_or_else(|| Outcome::Broken(format!("send: {e}"))),
     }
     let deadline = Instant::now() + TIMEOUT;
     let mut buf = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Outcome::Dropped;
+            return Outcome::TimedOut;
         }
         socket
             .set_read_timeout(Some(left))
@@ -123,10 +141,9 @@ fn udp(job: &Job, ports: &SourcePorts) -> Outcome {
         match socket.recv(&mut buf) {
             Ok(n) if &buf[..n] == token.as_bytes() => return Outcome::Allowed,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Outcome::Dropped
+            Err(e) => {
+                return verdict_of(&e).unwrap_or_else(|| Outcome::Broken(format!("receive: {e}")))
             }
-            Err(e) => return Outcome::Broken(format!("receive: {e}")),
         }
     }
 }

@@ -63,6 +63,17 @@ impl Mark {
     }
 }
 
+/// A host of the lab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// An endpoint of the inventory: `namespace/name`.
+    Endpoint(String),
+    /// A host that is not in the inventory, with its addresses: it applies no
+    /// ruleset and `matrix` knows nothing of it, so its cells compare the kernel with
+    /// the expected table only. It is how `ipBlock`s meet addresses of no endpoint.
+    Stranger(Vec<std::net::IpAddr>),
+}
+
 /// A case, read from `tests/lab/cases/<name>/`.
 #[derive(Debug)]
 pub struct Case {
@@ -74,9 +85,9 @@ pub struct Case {
     pub inventory: PathBuf,
     /// `--deny reject` rather than the default drop.
     pub reject: bool,
-    /// The endpoints as `expected.txt` names them: (alias, `namespace/name`), in the
-    /// order of its `endpoints` section.
-    pub endpoints: Vec<(String, String)>,
+    /// The hosts as `expected.txt` names them, in the order of its `endpoints`
+    /// section.
+    pub endpoints: Vec<(String, Host)>,
     /// The probes, in the order of their first grid.
     pub probes: Vec<Probe>,
     /// `expected[(probe index, family)][from][to]`, indices into `endpoints`.
@@ -162,15 +173,27 @@ impl Case {
                             break;
                         }
                         lines.next();
-                        match words[..] {
-                            [alias, name] if name.contains('/') => {
-                                if case.endpoints.iter().any(|(a, _)| a == alias) {
-                                    lines.fail(n, format!("alias {alias} given twice"));
-                                }
-                                case.endpoints.push((alias.into(), name.into()));
-                            }
-                            _ => lines.fail(n, "expected `ALIAS NAMESPACE/NAME`"),
+                        let host = match words[..] {
+                            [_, name] if name.contains('/') => Host::Endpoint(name.into()),
+                            [_, ref ips @ ..] if !ips.is_empty() => Host::Stranger(
+                                ips.iter()
+                                    .map(|ip| {
+                                        ip.parse().unwrap_or_else(|_| {
+                                            lines.fail(n, format!("{ip:?} is not an address"))
+                                        })
+                                    })
+                                    .collect(),
+                            ),
+                            _ => lines.fail(
+                                n,
+                                "expected `ALIAS NAMESPACE/NAME` or `ALIAS ADDRESS…`",
+                            ),
+                        };
+                        let alias = words[0];
+                        if case.endpoints.iter().any(|(a, _)| a == alias) {
+                            lines.fail(n, format!("alias {alias} given twice"));
                         }
+                        case.endpoints.push((alias.into(), host));
                     }
                 }
                 ["probe", probe, ref family @ ..] => {

@@ -24,7 +24,7 @@ use netpol_daemon::inputs::{self, Paths};
 use rules_compiler::analysis::Probe;
 use rules_compiler::model::Protocol;
 
-use case::{Case, Family, Mark};
+use case::{Case, Family, Host, Mark};
 use net::{Listeners, Network};
 use probe::{Job, Outcome, SourcePorts};
 
@@ -48,6 +48,7 @@ cases! {
     default_deny_egress => "default-deny-egress",
     default_deny_both => "default-deny-both",
     allow_all => "allow-all",
+    empty_lists => "empty-lists",
     stacked_policies => "stacked-policies",
     and_vs_or => "and-vs-or",
     namespace_selector_empty => "namespace-selector-empty",
@@ -56,6 +57,7 @@ cases! {
     named_port_ip_block => "named-port-ip-block",
     end_port => "end-port",
     ip_block_except => "ip-block-except",
+    ip_block_strangers => "ip-block-strangers",
     overlapping_rules => "overlapping-rules",
     egress_only => "egress-only",
     ingress_egress_independent => "ingress-egress-independent",
@@ -102,13 +104,16 @@ fn unavailable() -> Option<String> {
     }
 }
 
-/// An endpoint of the case's inventory, in the inventory's sorted order (the order of
-/// `netpolctl matrix`).
+/// A host of the lab: an endpoint of the case's inventory, in the inventory's sorted
+/// order (the order of `netpolctl matrix`), or after them a stranger (see
+/// [`Host::Stranger`]).
 struct Endpoint {
     name: String,
     ips: Vec<IpAddr>,
     /// Its alias in `expected.txt`.
     alias: usize,
+    /// Not in the inventory.
+    stranger: bool,
 }
 
 impl Endpoint {
@@ -117,7 +122,8 @@ impl Endpoint {
     }
 }
 
-/// The case's endpoints from its inventory, matched against `expected.txt`.
+/// The case's hosts: the endpoints of its inventory, matched against `expected.txt`,
+/// then its strangers.
 fn endpoints(case: &Case) -> Vec<Endpoint> {
     let paths = Paths {
         policies: vec![case.policies.clone()],
@@ -126,7 +132,7 @@ fn endpoints(case: &Case) -> Vec<Endpoint> {
     let loaded = inputs::load(&paths).unwrap_or_else(|rejected| {
         panic!("case {}: the inputs are rejected:\n{rejected}", case.name)
     });
-    let endpoints: Vec<Endpoint> = loaded
+    let mut endpoints: Vec<Endpoint> = loaded
         .model
         .inventory
         .endpoints
@@ -136,43 +142,71 @@ fn endpoints(case: &Case) -> Vec<Endpoint> {
             let alias = case
                 .endpoints
                 .iter()
-                .position(|(_, n)| *n == name)
+                .position(|(_, h)| *h == Host::Endpoint(name.clone()))
                 .unwrap_or_else(|| {
                     panic!(
                         "case {}: expected.txt does not name endpoint {name}",
                         case.name
                     )
                 });
-            for f in Family::BOTH {
-                let n = e.ips.iter().filter(|ip| f.admits(ip)).count();
-                // With one address per family, the kernel's source address is the one
-                // the probe means.
-                assert!(
-                    n <= 1,
-                    "case {}: {name} has {n} {f} addresses; the lab takes at most one per family",
-                    case.name
-                );
-            }
-            for ip in &e.ips {
-                assert!(
-                    net::is_test_address(ip),
-                    "case {}: {name} has {ip}, outside 198.18.0.0/15 and 2001:db8::/32",
-                    case.name
-                );
-            }
             Endpoint {
                 name,
                 ips: e.ips.clone(),
                 alias,
+                stranger: false,
             }
         })
         .collect();
+    let named = case
+        .endpoints
+        .iter()
+        .filter(|(_, h)| matches!(h, Host::Endpoint(_)))
+        .count();
     assert_eq!(
         endpoints.len(),
-        case.endpoints.len(),
+        named,
         "case {}: expected.txt names endpoints the inventory does not have",
         case.name
     );
+    for (alias, (name, host)) in case.endpoints.iter().enumerate() {
+        if let Host::Stranger(ips) = host {
+            for ip in ips {
+                if let Some(owner) = endpoints.iter().find(|e| e.ips.contains(ip)) {
+                    panic!(
+                        "case {}: stranger {name} has {ip}, an address of {}",
+                        case.name, owner.name
+                    );
+                }
+            }
+            endpoints.push(Endpoint {
+                name: format!("{name} (not in the inventory)"),
+                ips: ips.clone(),
+                alias,
+                stranger: true,
+            });
+        }
+    }
+    for e in &endpoints {
+        for f in Family::BOTH {
+            let n = e.ips.iter().filter(|ip| f.admits(ip)).count();
+            // With one address per family, the kernel's source address is the one
+            // the probe means.
+            assert!(
+                n <= 1,
+                "case {}: {} has {n} {f} addresses; the lab takes at most one per family",
+                case.name,
+                e.name
+            );
+        }
+        for ip in &e.ips {
+            assert!(
+                net::is_test_address(ip),
+                "case {}: {} has {ip}, outside 198.18.0.0/15 and 2001:db8::/32",
+                case.name,
+                e.name
+            );
+        }
+    }
     endpoints
 }
 
@@ -205,7 +239,11 @@ fn matrix(case: &Case, endpoints: &[Endpoint]) -> BTreeMap<(usize, Family), Vec<
                 .iter()
                 .map(|n| n.as_str().expect("a name"))
                 .collect();
-            let ours: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+            let ours: Vec<&str> = endpoints
+                .iter()
+                .filter(|e| !e.stranger)
+                .map(|e| e.name.as_str())
+                .collect();
             assert_eq!(names, ours, "matrix endpoints");
             let probe = format!("{}/{}", p["port"], p["protocol"].as_str().unwrap());
             assert_eq!(probe, case.probes[k].to_string(), "matrix probe order");
@@ -317,9 +355,13 @@ impl Lab {
         }
     }
 
-    /// `netpolctl apply --local <endpoint>` in every endpoint's namespace.
+    /// `netpolctl apply --local <endpoint>` in every endpoint's namespace (not in the
+    /// strangers').
     fn apply(&self, case: &Case, endpoints: &[Endpoint]) {
         for (host, e) in self.network.hosts.iter().zip(endpoints) {
+            if e.stranger {
+                continue;
+            }
             let out = host.exec(
                 Path::new(NETPOLCTL),
                 &[
@@ -487,6 +529,7 @@ fn compare(
                         Mark::NoPair => i == j,
                     };
                     let kernel = kernel.get(&cell);
+                    let matrix = (!from.stranger && !to.stranger).then(|| matrix[i][j]);
                     let wrong_form = |o: &Outcome| {
                         // EPERM at the sender is both: a reject on the output hook
                         // drops the packet too (and sends the ICMP error to itself).
@@ -496,14 +539,14 @@ fn compare(
                             matches!(o, Outcome::Rejected | Outcome::Reset)
                         }
                     };
-                    if matrix[i][j] != expected
+                    if matrix.is_some_and(|m| m != expected)
                         || kernel
                             .is_some_and(|o| (*o == Outcome::Allowed) != expected || wrong_form(o))
                     {
                         differ.push(format!(
                             "{place}: kernel {}, matrix {}, expected {}",
                             kernel.map_or("not probed", describe_outcome),
-                            verdict(matrix[i][j]),
+                            matrix.map_or("n/a (not in the inventory)", verdict),
                             match mark {
                                 Mark::NoPair => "- (no address pair)",
                                 _ => verdict(expected),
@@ -566,9 +609,16 @@ fn run_case(name: &str) {
         differ.join("\n  ")
     );
     let probes: Vec<String> = case.probes.iter().map(Probe::to_string).collect();
+    let strangers = endpoints.iter().filter(|e| e.stranger).count();
+    let hosts = match strangers {
+        0 => format!("{} endpoints", endpoints.len()),
+        n => format!(
+            "{} endpoints and {n} hosts outside the inventory",
+            endpoints.len() - n
+        ),
+    };
     println!(
-        "lab case {name}: {} endpoints, {}; {cells} cells, {} probed in the kernel: kernel, matrix and expected agree ({:.1} s)\n{notes}",
-        endpoints.len(),
+        "lab case {name}: {hosts}, {}; {cells} cells, {} probed in the kernel: kernel, matrix and expected agree ({:.1} s)\n{notes}",
         probes.join(" "),
         kernel.outcomes.len(),
         started.elapsed().as_secs_f64()

@@ -8,6 +8,7 @@
 //!   line and column, plus a diagnostic for each malformed document.
 
 mod files;
+mod tree;
 mod yaml;
 
 use std::path::PathBuf;

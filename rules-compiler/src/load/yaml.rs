@@ -1,7 +1,7 @@
 //! YAML text → positioned trees, one per document.
 //!
-//! saphyr builds a span-annotated tree ([`MarkedYaml`]); we convert it into our own small
-//! [`Node`] tree whose positions are 1-based line *and* column (saphyr's markers have a
+//! saphyr-parser's events are built straight into our own small [`Node`] tree (see
+//! `tree.rs`) whose positions are 1-based line *and* column (the parser's markers have a
 //! 1-based line but a 0-based column), whose mappings keep their keys' positions and
 //! their input order, and whose tags are looked through. `validate` decodes that tree by
 //! hand, which is what lets it name the file, line, column and field path of every
@@ -9,14 +9,13 @@
 //!
 //! A multi-document stream is cut into its documents *before* parsing, at every line
 //! that starts with `---` (YAML forbids such a line inside any content, so the cut is
-//! exact). saphyr gives up on the whole stream at its first scan error; cutting first
+//! exact). The parser gives up on the whole stream at its first scan error; cutting first
 //! means a broken document costs only itself, and the others are still checked.
 
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
-
 use crate::diag::Diagnostic;
+use crate::load::tree::{Builder, Failure};
 use crate::load::Input;
 
 /// A YAML node with the position where it starts.
@@ -84,20 +83,19 @@ pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
     let mut docs = Vec::new();
     let mut diags = Vec::new();
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    let mut builder = Builder::new();
     for chunk in split_documents(text) {
-        match MarkedYaml::load_from_str(chunk.text) {
-            Ok(roots) => {
-                for root in roots {
-                    let root = convert(&root, chunk.line_offset, None);
-                    if root.value != Value::Null {
-                        docs.push(Document {
-                            file: &input.path,
-                            root,
-                        });
-                    }
-                }
-            }
-            Err(e) => diags.push(scan_error(&input.path, &chunk, &e)),
+        match builder.load(chunk.text, chunk.line_offset) {
+            Ok(roots) => docs.extend(
+                roots
+                    .into_iter()
+                    .filter(|root| root.value != Value::Null)
+                    .map(|root| Document {
+                        file: &input.path,
+                        root,
+                    }),
+            ),
+            Err(failure) => diags.push(failure_diagnostic(&input.path, &chunk, &failure)),
         }
     }
     (docs, diags)
@@ -168,57 +166,30 @@ fn line_has_content(line: &str, is_start_marker: bool) -> bool {
         || is_marker(line, "..."))
 }
 
-fn convert(node: &MarkedYaml<'_>, line_offset: usize, at: Option<(usize, usize)>) -> Node {
-    // A tagged node's inner node has no span of its own: keep the outer one.
-    let (line, column) = at.unwrap_or((
-        node.span.start.line() + line_offset,
-        node.span.start.col() + 1,
-    ));
-    let value = match &node.data {
-        YamlData::Value(s) => match s {
-            Scalar::Null => Value::Null,
-            Scalar::Boolean(b) => Value::Bool(*b),
-            Scalar::Integer(i) => Value::Int(*i),
-            Scalar::FloatingPoint(f) => Value::Float(f.0),
-            Scalar::String(s) => Value::Str(s.to_string()),
-        },
-        YamlData::Sequence(items) => Value::Seq(
-            items
-                .iter()
-                .map(|n| convert(n, line_offset, None))
-                .collect(),
+fn failure_diagnostic(file: &Path, chunk: &Chunk<'_>, failure: &Failure) -> Diagnostic {
+    // (1-based line, 0-based column) within the chunk.
+    let ((line, col), message) = match failure {
+        Failure::Scan(e) => (
+            (e.marker().line(), e.marker().col()),
+            format!("malformed YAML: {}", e.info()),
         ),
-        YamlData::Mapping(map) => Value::Map(
-            map.iter()
-                .map(|(k, v)| (convert(k, line_offset, None), convert(v, line_offset, None)))
-                .collect(),
+        Failure::DuplicateKey { line, col } => (
+            (*line, *col),
+            match key_at(chunk.text, *line, *col) {
+                Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
+                None => "malformed YAML: duplicate key in a mapping".to_string(),
+            },
         ),
-        YamlData::Tagged(_, inner) => return convert(inner, line_offset, Some((line, column))),
-        // The loader resolves aliases; an unknown anchor leaves this behind.
-        YamlData::Alias(_) => Value::Invalid("alias to an unknown anchor".to_string()),
-        YamlData::Representation(text, _, _) => Value::Str(text.to_string()),
-        YamlData::BadValue => Value::Invalid("the value does not match its tag".to_string()),
-    };
-    Node {
-        line,
-        column,
-        value,
-    }
-}
-
-fn scan_error(file: &Path, chunk: &Chunk<'_>, e: &ScanError) -> Diagnostic {
-    let m = e.marker();
-    let message = if e.info() == "duplicated key in mapping" {
-        match key_at(chunk.text, m.line(), m.col()) {
-            Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
-            None => "malformed YAML: duplicate key in a mapping".to_string(),
-        }
-    } else {
-        format!("malformed YAML: {}", e.info())
+        Failure::AliasBudget(m) => (
+            (m.line(), m.col()),
+            "malformed YAML: alias expansion exceeded the maximum node budget (possible \
+             billion-laughs attack)"
+                .to_string(),
+        ),
     };
     Diagnostic::error(message)
         .in_file(file)
-        .at(m.line() + chunk.line_offset, m.col() + 1)
+        .at(line + chunk.line_offset, col + 1)
 }
 
 /// The key text starting at (1-based line, 0-based column), for a better message.

@@ -242,19 +242,20 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
 
     // Namespaces in use but not declared: assumed, once each, with a warning at the
     // first object in them.
+    // Labels are made only for the warning: there is one user per endpoint and policy.
     let users = endpoints
         .iter()
-        .map(|e| (&e.id, endpoint_label(e), &e.source))
-        .chain(
-            policies
-                .iter()
-                .map(|p| (&p.id, format!("NetworkPolicy {}", p.id), &p.source)),
-        );
+        .map(|e| (&e.id, Some(e), &e.source))
+        .chain(policies.iter().map(|p| (&p.id, None, &p.source)));
     let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
-    for (id, object, source) in users {
+    for (id, endpoint, source) in users {
         if inv.namespaces.contains_key(&id.namespace) || implicit.contains_key(&id.namespace) {
             continue;
         }
+        let object = match endpoint {
+            Some(e) => endpoint_label(e),
+            None => format!("NetworkPolicy {id}"),
+        };
         diags.push(
             Diagnostic::warning(format!(
                 "namespace {:?} is not declared by a Namespace object: assuming it exists, with \

@@ -82,23 +82,55 @@ pub struct Document<'a> {
 pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
     let mut docs = Vec::new();
     let mut diags = Vec::new();
-    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
-    let mut builder = Builder::new();
-    for chunk in split_documents(text) {
-        match builder.load(chunk.text, chunk.line_offset) {
-            Ok(roots) => docs.extend(
-                roots
-                    .into_iter()
-                    .filter(|root| root.value != Value::Null)
-                    .map(|root| Document {
-                        file: &input.path,
-                        root,
-                    }),
-            ),
-            Err(failure) => diags.push(failure_diagnostic(&input.path, &chunk, &failure)),
+    for item in documents(input) {
+        match item {
+            Ok(doc) => docs.push(doc),
+            Err(diag) => diags.push(diag),
         }
     }
     (docs, diags)
+}
+
+/// [`parse`], one document at a time, in input order, each malformed part of the
+/// stream as an `Err` where it comes. A consumer that is done with each document before
+/// the next never holds the trees of a whole big file.
+pub fn documents(input: &Input) -> Documents<'_> {
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    Documents {
+        file: &input.path,
+        chunks: split_documents(text).into_iter(),
+        builder: Builder::new(),
+        roots: Vec::new().into_iter(),
+    }
+}
+
+/// The documents of an input, from [`documents`].
+pub struct Documents<'a> {
+    file: &'a Path,
+    chunks: std::vec::IntoIter<Chunk<'a>>,
+    builder: Builder,
+    /// The roots of the last chunk not handed out yet.
+    roots: std::vec::IntoIter<Node>,
+}
+
+impl<'a> Iterator for Documents<'a> {
+    type Item = Result<Document<'a>, Diagnostic>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(root) = self.roots.find(|root| root.value != Value::Null) {
+                return Some(Ok(Document {
+                    file: self.file,
+                    root,
+                }));
+            }
+            let chunk = self.chunks.next()?;
+            match self.builder.load(chunk.text, chunk.line_offset) {
+                Ok(roots) => self.roots = roots.into_iter(),
+                Err(failure) => return Some(Err(failure_diagnostic(self.file, &chunk, &failure))),
+            }
+        }
+    }
 }
 
 /// A piece of the stream holding one or more whole documents.
@@ -335,6 +367,19 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!((docs[0].root.line, docs[0].root.column), (1, 5));
         assert_eq!(docs[1].root.line, 3);
+    }
+
+    #[test]
+    fn documents_come_one_at_a_time_with_errors_in_place() {
+        let inp = input("a: 1\n---\nb: [1\n---\n# none\n---\nc: 3\n...\nd: 4\n");
+        let got: Vec<Result<usize, usize>> = documents(&inp)
+            .map(|d| d.map(|d| d.root.line).map_err(|e| e.line))
+            .collect();
+        assert_eq!(got, vec![Ok(1), Err(4), Ok(7), Ok(9)]);
+        let (docs, diags) = parse(&inp);
+        let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
+        assert_eq!(lines, vec![1, 7, 9]);
+        assert_eq!(diags.len(), 1);
     }
 
     #[test]

@@ -92,10 +92,17 @@ pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejec
     let mut diags = Vec::new();
     let mut found = Found::default();
 
+    // One document at a time: the trees of a big inventory take several times its size,
+    // and a tree decoded just after it is built is still in the cache.
     for input in policies {
-        let (docs, parse_diags) = load::parse(input);
-        diags.extend(parse_diags);
-        for doc in &docs {
+        for doc in load::documents(input) {
+            let doc = match doc {
+                Ok(doc) => doc,
+                Err(diag) => {
+                    diags.push(diag);
+                    continue;
+                }
+            };
             let mut ctx = Ctx::new(doc.file, &mut diags);
             for obj in object::objects(&mut ctx, &doc.root) {
                 if obj.kind == "NetworkPolicy" {
@@ -125,9 +132,14 @@ pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejec
     }
 
     for input in inventory {
-        let (docs, parse_diags) = load::parse(input);
-        diags.extend(parse_diags);
-        for doc in &docs {
+        for doc in load::documents(input) {
+            let doc = match doc {
+                Ok(doc) => doc,
+                Err(diag) => {
+                    diags.push(diag);
+                    continue;
+                }
+            };
             let mut ctx = Ctx::new(doc.file, &mut diags);
             for obj in object::objects(&mut ctx, &doc.root) {
                 if let Some(d) = inventory::decode(&mut ctx, &obj) {

@@ -107,10 +107,12 @@ mod tests {
         let file = dir.write("pol/a.yaml", "a");
         let sub = dir.path().join("inv");
         std::fs::create_dir(&sub).unwrap();
-        assert_eq!(
-            directories(&[file, sub.clone(), PathBuf::from("rel.yaml")]),
-            [PathBuf::from("."), dir.path().join("pol"), sub]
-        );
+        let got: BTreeSet<PathBuf> =
+            directories(&[file.clone(), sub.clone(), file, "rel.yaml".into()])
+                .into_iter()
+                .collect();
+        let want: BTreeSet<PathBuf> = [PathBuf::from("."), dir.path().join("pol"), sub].into();
+        assert_eq!(got, want);
     }
 
     /// Waits for one debounced call, then makes sure no other follows.

@@ -46,7 +46,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("netpold: {e}");
             ExitCode::FAILURE
         }
     }

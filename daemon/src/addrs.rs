@@ -119,4 +119,33 @@ mod tests {
             assert_eq!(got, ["127.0.0.1", "198.18.0.1", "198.18.5.5", "::1", "2001:db8::7"]);
         }
     }
+
+    netns_test! {
+        fn follows_addresses_as_they_come_and_go() {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let task = tokio::spawn(follow(move |set| {
+                    let _ = tx.send(set);
+                }));
+                async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<BTreeSet<IpAddr>>) -> BTreeSet<IpAddr> {
+                    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                        .await
+                        .expect("an address change")
+                        .unwrap()
+                }
+                assert_eq!(next(&mut rx).await, BTreeSet::new(), "the first dump");
+                ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+                ip(&["addr", "add", "198.18.0.1/24", "dev", "v0"]);
+                let want: BTreeSet<IpAddr> = ["198.18.0.1".parse().unwrap()].into();
+                assert_eq!(next(&mut rx).await, want);
+                ip(&["addr", "add", "2001:db8::7/64", "dev", "v1", "nodad"]);
+                assert_eq!(next(&mut rx).await.len(), 2);
+                ip(&["addr", "del", "198.18.0.1/24", "dev", "v0"]);
+                let want: BTreeSet<IpAddr> = ["2001:db8::7".parse().unwrap()].into();
+                assert_eq!(next(&mut rx).await, want);
+                task.abort();
+            });
+        }
+    }
 }

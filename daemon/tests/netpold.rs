@@ -5,6 +5,7 @@
 //! would. Waits are generous and polled; nothing asserts how long anything took.
 //! Needs root; without it the tests say so and pass.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -357,6 +358,11 @@ fn start_up_applies_and_an_edit_changes_the_rules_and_the_traffic() {
         serde_json::json!(["payments/payments-api"])
     );
     assert_eq!(s["disk"], "match");
+    let mode = std::fs::metadata(lab.path("netpold.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the control socket is root's alone");
     let table = host.table().expect("the table is loaded");
     assert!(table.contains("8080"), "{table}");
     let show = host.ok(NETPOLCTL, &["show"]);
@@ -526,8 +532,22 @@ fn netpolctl_reload_reports_what_changed() {
     let d = Daemon::start(
         &ns,
         &lab,
-        &["--local", "web/checkout", "--debounce-ms", "60000"],
+        &[
+            "--local",
+            "web/checkout",
+            "--debounce-ms",
+            "60000",
+            "--socket-group",
+            "daemon",
+        ],
     );
+    let meta = std::fs::metadata(lab.path("netpold.sock")).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o660,
+        "the group may connect"
+    );
+    assert_eq!(Ok(meta.gid()), netpol_daemon::control::group_id("daemon"));
     let out = d.ctl(&ns, &["reload"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("unchanged: the inputs are what generation 1 loaded"));

@@ -391,12 +391,15 @@ impl<B: Backend> State<B> {
                     Some(Stage::Kernel) => c.failed_kernel += 1,
                     None => {}
                 }
+                let kept = match report.generation {
+                    0 => "nothing was applied".to_string(),
+                    g => format!("generation {g} stays in force"),
+                };
                 tracing::error!(
                     trigger = ?report.trigger,
                     stage = ?report.stage,
                     generation = report.generation,
-                    "reload failed; generation {} stays in force:\n{}",
-                    report.generation,
+                    "reload failed; {kept}:\n{}",
                     report.error.as_deref().unwrap_or("")
                 );
             }

@@ -25,6 +25,27 @@ use crate::control::DEFAULT_SOCKET;
 pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
 /// Default address for metrics: loopback only.
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9469";
+/// Default interval between reads of the kernel's deny counters for metrics.
+pub const DEFAULT_METRICS_INTERVAL_MS: u64 = 5000;
+/// The range of `metrics-interval-ms`.
+const METRICS_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
+/// Where metrics are served, or nowhere (`off`, or an empty value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "off" => Ok(MetricsAddress(None)),
+            a => a.parse().map(|a| MetricsAddress(Some(a))).map_err(|_| {
+                format!("expected ADDRESS:PORT or off, e.g. {DEFAULT_METRICS_ADDRESS}, found {s:?}")
+            }),
+        }
+    }
+}
 
 /// How log lines look on stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -81,9 +102,12 @@ pub struct Flags {
     /// A group allowed to use the control socket (mode 0660 instead of 0600).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
-    /// Where to serve metrics (address:port).
+    /// Where to serve metrics (address:port), or `off`.
     #[arg(long, value_name = "ADDR")]
-    pub metrics_address: Option<SocketAddr>,
+    pub metrics_address: Option<MetricsAddress>,
+    /// How often the kernel's deny counters are read for metrics, in milliseconds.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub metrics_interval_ms: Option<u64>,
     /// Quiet time after the last file event before reloading, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub debounce_ms: Option<u64>,
@@ -115,8 +139,10 @@ pub struct Settings {
     pub socket: PathBuf,
     /// The group allowed on the control socket, by name or number, with its id.
     pub socket_group: Option<(String, u32)>,
-    /// Where metrics will be served.
-    pub metrics_address: SocketAddr,
+    /// Where metrics are served; `None`: not at all.
+    pub metrics_address: Option<SocketAddr>,
+    /// How often the kernel's deny counters are read for metrics.
+    pub metrics_interval: Duration,
     /// The debounce window for file events.
     pub debounce: Duration,
     /// What denied packets get.
@@ -135,7 +161,8 @@ struct FileConfig {
     locals: Option<Vec<ObjectName>>,
     socket: Option<PathBuf>,
     socket_group: Option<String>,
-    metrics_address: Option<SocketAddr>,
+    metrics_address: Option<MetricsAddress>,
+    metrics_interval_ms: Option<u64>,
     debounce_ms: Option<u64>,
     deny: Option<DenyAction>,
     flush_on_exit: Option<bool>,
@@ -143,13 +170,14 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 11] = [
     "policies",
     "inventory",
     "local",
     "socket",
     "socket-group",
     "metrics-address",
+    "metrics-interval-ms",
     "debounce-ms",
     "deny",
     "flush-on-exit",
@@ -225,7 +253,14 @@ impl Settings {
             metrics_address: flags
                 .metrics_address
                 .or(file.metrics_address)
-                .unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.parse().expect("a valid default")),
+                .unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.parse().expect("a valid default"))
+                .0,
+            metrics_interval: Duration::from_millis(
+                flags
+                    .metrics_interval_ms
+                    .or(file.metrics_interval_ms)
+                    .unwrap_or(DEFAULT_METRICS_INTERVAL_MS),
+            ),
             debounce: Duration::from_millis(
                 flags
                     .debounce_ms
@@ -317,12 +352,31 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     }
                 }
                 "metrics-address" => {
-                    let s = string(v)?;
-                    config.metrics_address = Some(s.parse().map_err(|_| {
-                        format!(
-                            "expected ADDRESS:PORT, e.g. {DEFAULT_METRICS_ADDRESS}, found {s:?}"
-                        )
-                    })?)
+                    config.metrics_address = Some(match &v.value {
+                        Value::Null => MetricsAddress(None),
+                        Value::Str(s) => s.parse()?,
+                        other => {
+                            return Err(format!(
+                                "expected ADDRESS:PORT or off, found {}",
+                                other.describe()
+                            ))
+                        }
+                    })
+                }
+                "metrics-interval-ms" => {
+                    config.metrics_interval_ms = Some(match v.value {
+                        Value::Int(i) if i >= 0 && METRICS_INTERVAL_RANGE.contains(&(i as u64)) => {
+                            i as u64
+                        }
+                        _ => {
+                            return Err(format!(
+                                "expected milliseconds from {} to {}, found {}",
+                                METRICS_INTERVAL_RANGE.start(),
+                                METRICS_INTERVAL_RANGE.end(),
+                                v.value.describe()
+                            ))
+                        }
+                    })
                 }
                 "debounce-ms" => {
                     config.debounce_ms = Some(match v.value {
@@ -425,7 +479,8 @@ mod tests {
         assert!(s.follows_host());
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.socket_group, None);
-        assert_eq!(s.metrics_address, "127.0.0.1:9469".parse().unwrap());
+        assert_eq!(s.metrics_address, Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(s.metrics_interval, Duration::from_secs(5));
         assert_eq!(s.debounce, Duration::from_millis(200));
         assert_eq!(s.deny, DenyAction::Drop);
         assert!(!s.flush_on_exit);
@@ -439,6 +494,7 @@ mod tests {
             "netpold.yaml",
             "policies: [pol, /abs/pol2]\ninventory: inv\nlocal: [web/checkout]\n\
              socket: /tmp/x.sock\nsocket-group: 0\nmetrics-address: \"[::1]:9000\"\n\
+             metrics-interval-ms: 1000\n\
              debounce-ms: 50\ndeny: reject\nflush-on-exit: true\nlog-format: json\n",
         );
         let config = file.to_str().unwrap();
@@ -451,7 +507,8 @@ mod tests {
         assert_eq!(s.locals, [ObjectName::new("web", "checkout")]);
         assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(s.socket_group, Some(("0".into(), 0)));
-        assert_eq!(s.metrics_address, "[::1]:9000".parse().unwrap());
+        assert_eq!(s.metrics_address, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(s.metrics_interval, Duration::from_secs(1));
         assert_eq!(s.debounce, Duration::from_millis(50));
         assert_eq!(s.deny, DenyAction::Reject);
         assert!(s.flush_on_exit);
@@ -485,7 +542,48 @@ mod tests {
         assert_eq!(s.debounce, Duration::from_millis(10));
         assert_eq!(s.deny, DenyAction::Drop);
         assert_eq!(s.log_format, LogFormat::Text);
-        assert_eq!(s.metrics_address, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(s.metrics_address, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(
+            s.metrics_interval,
+            Duration::from_secs(1),
+            "kept from the file"
+        );
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off_in_the_file_or_by_flag() {
+        let dir = TempDir::new("config");
+        for (text, flag) in [
+            ("metrics-address: off\n", None),
+            ("metrics-address: \"\"\n", None),
+            ("metrics-address:\n", None),
+            ("", Some("off")),
+            ("metrics-address: 127.0.0.1:9\n", Some("")),
+        ] {
+            let file = dir.write(
+                "netpold.yaml",
+                &format!("policies: p\ninventory: i\n{text}"),
+            );
+            let mut args = vec!["--config", file.to_str().unwrap()];
+            if let Some(f) = flag {
+                args.extend(["--metrics-address", f]);
+            }
+            let s = Settings::resolve(&flags(&args)).unwrap();
+            assert_eq!(s.metrics_address, None, "{text:?} {flag:?}");
+        }
+        let file = dir.write(
+            "netpold.yaml",
+            "policies: p\ninventory: i\nmetrics-address: localhost\nmetrics-interval-ms: 5\n",
+        );
+        let f = file.display().to_string();
+        let errs = errors(Settings::resolve(&flags(&["--config", &f])));
+        assert_eq!(
+            errs,
+            [
+                format!("{f}:3:18: error: metrics-address: expected ADDRESS:PORT or off, e.g. {DEFAULT_METRICS_ADDRESS}, found \"localhost\""),
+                format!("{f}:4:22: error: metrics-interval-ms: expected milliseconds from 100 to 3600000, found the integer 5"),
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Order (as in linkerd2-proxy's main): the settings were checked before this is
 //! called; then bind the control socket (a second daemon stops here, before touching
-//! the kernel), start following addresses and watching files (before the first read,
+//! the kernel) and the metrics listener (a port in use stops it too), start following
+//! addresses and watching files (before the first read,
 //! so no change is missed), load and apply, and only then tell systemd `READY=1`.
 
 use std::io;
@@ -55,6 +56,9 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     )
     .map_err(|e| RunError::Setup(format!("control socket {}: {e}", settings.socket.display())))?;
     let socket = SocketFile(settings.socket.clone());
+    if let Some(address) = settings.metrics_address {
+        crate::telemetry::install(address).map_err(RunError::Setup)?;
+    }
     // Signals are handled from here on (an early SIGHUP must not kill the daemon).
     let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP"))?;
     let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM"))?;
@@ -69,6 +73,12 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         },
         backend,
     );
+    // The deny counters are read only for metrics.
+    let mut counters = tokio::time::interval(settings.metrics_interval);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if settings.metrics_address.is_some() {
+        state.count_denies();
+    }
 
     if state.follows_host() {
         let events = tx.clone();
@@ -117,6 +127,7 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     tokio::spawn(serve(listener, tx.clone()));
     tracing::info!(
         socket = %settings.socket.display(),
+        metrics = %settings.metrics_address.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         watching = ?_watch.dirs,
         follows_host = state.follows_host(),
         "netpold ready"
@@ -134,6 +145,10 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             },
             _ = hup.recv() => {
                 reload(&mut state, Trigger::Signal);
+                continue;
+            }
+            _ = counters.tick(), if settings.metrics_address.is_some() => {
+                tokio::task::block_in_place(|| state.read_denies());
                 continue;
             }
             _ = term.recv() => break "SIGTERM",

@@ -13,8 +13,9 @@
 //!   them as they change.
 //! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
 //!   the reload that changes it), [`watch`] (file events), [`control`] (the control
-//!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify) and
-//!   [`daemon`] (start-up and the one loop that owns the state).
+//!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify),
+//!   [`telemetry`] (Prometheus metrics) and [`daemon`] (start-up and the one loop
+//!   that owns the state).
 //!
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
 //! to libnftnl and the netlink socket (it allows it, with a `SAFETY:` comment on
@@ -31,6 +32,7 @@ pub mod inputs;
 pub mod netlink;
 pub mod state;
 pub mod systemd;
+pub mod telemetry;
 pub mod watch;
 
 #[cfg(test)]

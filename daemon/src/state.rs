@@ -8,8 +8,10 @@
 //! the [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
-//! Each outcome is logged and counted in one place ([`State::record`]), so the log and
-//! the counters (and later the metrics) never disagree.
+//! Each outcome is logged, counted and emitted as metrics in one place
+//! ([`State::record`]), so the log, the counters and the metrics never disagree. The
+//! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
+//! each replace of the table, which resets them (see [`DenyTotals`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -31,6 +33,7 @@ use crate::control::{
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
 use crate::netlink::Backend;
+use crate::telemetry::{self, DenyTotals};
 
 /// What the state needs to know of the configuration.
 #[derive(Clone, Debug)]
@@ -62,7 +65,7 @@ struct Read {
     hashes: InputHashes,
 }
 
-/// Timings and counts of the last reloads, for logs now and metrics later.
+/// Timings and counts of the last reloads.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
     /// Reloads by outcome.
@@ -95,6 +98,12 @@ pub struct State<B> {
     last_error: Option<LastError>,
     /// Counters, public for metrics.
     pub counters: Counters,
+    /// Whether the kernel's deny counters are read (for metrics).
+    count_denies: bool,
+    /// Deny counts since start.
+    denies: DenyTotals,
+    /// Whether the last read of the deny counters failed (to log a failure once).
+    deny_read_failing: bool,
 }
 
 impl<B: Backend> State<B> {
@@ -109,6 +118,48 @@ impl<B: Backend> State<B> {
             last_attempt: None,
             last_error: None,
             counters: Counters::default(),
+            count_denies: false,
+            denies: DenyTotals::default(),
+            deny_read_failing: false,
+        }
+    }
+
+    /// Reads the kernel's deny counters from now on: on [`read_denies`](Self::read_denies)
+    /// and before each replace of the table, so that no count is lost with it.
+    pub fn count_denies(&mut self) {
+        self.count_denies = true;
+    }
+
+    /// Deny counts since start, per local endpoint and direction.
+    pub fn deny_totals(&self) -> &DenyTotals {
+        &self.denies
+    }
+
+    /// Reads the kernel's deny counters into the totals and emits them.
+    pub fn read_denies(&mut self) {
+        if !self.count_denies || self.current.is_none() {
+            return;
+        }
+        self.observe_denies();
+        self.denies.emit();
+    }
+
+    fn observe_denies(&mut self) {
+        match self.backend.read_denies() {
+            Ok(found) => {
+                if self.deny_read_failing {
+                    tracing::info!("reading the kernel's deny counters works again");
+                    self.deny_read_failing = false;
+                }
+                self.denies.observe(&found.unwrap_or_default());
+            }
+            Err(e) => {
+                telemetry::counter_read_failed();
+                if !self.deny_read_failing {
+                    tracing::warn!("reading the kernel's deny counters: {e}");
+                    self.deny_read_failing = true;
+                }
+            }
         }
     }
 
@@ -265,6 +316,10 @@ impl<B: Backend> State<B> {
             .collect();
         let compile = started.elapsed();
         self.counters.last_compile = compile;
+        if self.count_denies && self.current.is_some() {
+            // The last counts of the table about to be replaced.
+            self.observe_denies();
+        }
         let applying = Instant::now();
         let result = self.backend.apply(&plan);
         let apply = applying.elapsed();
@@ -273,6 +328,10 @@ impl<B: Backend> State<B> {
             return self.fail(trigger, Stage::Kernel, message, started, Some(apply));
         }
         self.counters.last_apply = apply;
+        if self.count_denies {
+            self.denies.replaced();
+            self.denies.emit();
+        }
         let counts = counts(&loaded, &plan);
         let before = self.current.as_ref().map(|c| c.counts);
         let old_locals: BTreeSet<String> = self
@@ -355,13 +414,16 @@ impl<B: Backend> State<B> {
         })
     }
 
-    /// Logs and counts an outcome: the one place both happen.
+    /// Logs, counts and emits an outcome: the one place all three happen.
     fn record(&mut self, report: ReloadReport) -> ReloadReport {
         let c = &mut self.counters;
+        if report.outcome == Outcome::Applied {
+            c.last_success = Some(SystemTime::now());
+        }
+        telemetry::reload(&report, c.last_success);
         match report.outcome {
             Outcome::Applied => {
                 c.reloads.applied += 1;
-                c.last_success = Some(SystemTime::now());
                 let a = report.after.unwrap_or_default();
                 tracing::info!(
                     trigger = ?report.trigger,

@@ -44,6 +44,11 @@ pub trait Backend {
     fn flush(&mut self) -> Result<bool, KernelError>;
     /// Reads the loaded netpol table back; `Ok(None)` when there is none.
     fn read(&mut self) -> Result<Option<LoadedTable>, KernelError>;
+    /// Reads the deny counters of the loaded table; `Ok(None)` when there is none.
+    /// A backend may do this more cheaply than a whole [`read`](Backend::read).
+    fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
+        Ok(self.read()?.map(|t| t.denies()))
+    }
 }
 
 /// What an apply sent.
@@ -403,6 +408,10 @@ impl Backend for Netlink {
 
     fn read(&mut self) -> Result<Option<LoadedTable>, KernelError> {
         readback::read(&self.table)
+    }
+
+    fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
+        Ok(readback::read_rules(&self.table)?.map(|t| t.denies()))
     }
 }
 

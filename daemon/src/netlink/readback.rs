@@ -93,6 +93,16 @@ impl Reader {
 
 /// Reads `table` (family inet) back; `None` when it does not exist.
 pub(crate) fn read(table: &str) -> Result<Option<LoadedTable>, KernelError> {
+    read_with(table, true)
+}
+
+/// Reads `table`'s chains and rules but not its sets: enough for the counters, and
+/// cheap however many elements the sets hold. `sets` of the result is empty.
+pub(crate) fn read_rules(table: &str) -> Result<Option<LoadedTable>, KernelError> {
+    read_with(table, false)
+}
+
+fn read_with(table: &str, with_sets: bool) -> Result<Option<LoadedTable>, KernelError> {
     let sock = Socket::open().map_err(KernelError::io("socket"))?;
     let mut r = Reader {
         sock,
@@ -101,7 +111,7 @@ pub(crate) fn read(table: &str) -> Result<Option<LoadedTable>, KernelError> {
     };
     for _ in 0..ATTEMPTS {
         let before = r.generation(table)?;
-        if let Some(loaded) = read_once(&mut r, table)? {
+        if let Some(loaded) = read_once(&mut r, table, with_sets)? {
             if r.generation(table)? == before {
                 return Ok(loaded);
             }
@@ -113,7 +123,11 @@ pub(crate) fn read(table: &str) -> Result<Option<LoadedTable>, KernelError> {
 }
 
 /// One read; `Ok(None)` when a dump was interrupted (read again).
-fn read_once(r: &mut Reader, table: &str) -> Result<Option<Option<LoadedTable>>, KernelError> {
+fn read_once(
+    r: &mut Reader,
+    table: &str,
+    with_sets: bool,
+) -> Result<Option<Option<LoadedTable>>, KernelError> {
     match r.request(libc::NFT_MSG_GETTABLE, false, table, None, |_| {}) {
         Ok(_) => {}
         Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(Some(None)),
@@ -139,31 +153,33 @@ fn read_once(r: &mut Reader, table: &str) -> Result<Option<Option<LoadedTable>>,
     })?);
 
     let mut sets = Vec::new();
-    note(r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
-        if let Some(s) = ffi::parse_set(m) {
-            if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
-                sets.push(LoadedSet {
-                    name: s.name,
-                    map: s.flags & k::NFT_SET_MAP != 0,
-                    elements: 0,
-                });
-            }
-        }
-    })?);
-    for set in &mut sets {
-        let mut count = 0;
-        note(r.request(
-            libc::NFT_MSG_GETSETELEM,
-            true,
-            table,
-            Some(&set.name),
-            |m| {
-                if let Some((_, n)) = ffi::parse_elems(m) {
-                    count += n;
+    if with_sets {
+        note(r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
+            if let Some(s) = ffi::parse_set(m) {
+                if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
+                    sets.push(LoadedSet {
+                        name: s.name,
+                        map: s.flags & k::NFT_SET_MAP != 0,
+                        elements: 0,
+                    });
                 }
-            },
-        )?);
-        set.elements = count;
+            }
+        })?);
+        for set in &mut sets {
+            let mut count = 0;
+            note(r.request(
+                libc::NFT_MSG_GETSETELEM,
+                true,
+                table,
+                Some(&set.name),
+                |m| {
+                    if let Some((_, n)) = ffi::parse_elems(m) {
+                        count += n;
+                    }
+                },
+            )?);
+            set.elements = count;
+        }
     }
 
     let mut orphans = 0;

@@ -412,10 +412,14 @@ netns_test! {
         assert_eq!((out.packets, out.bytes), (5, 5 * 128));
         let inbound = denies.iter().find(|d| d.direction == Direction::Ingress).unwrap();
         assert_eq!((inbound.packets, inbound.bytes), (0, 0));
+        // The cheap read (no set dumps) gives the same counters.
+        assert_eq!(kernel.read_denies().expect("read denies"), Some(denies));
 
         // A new apply starts the counters again, with the same shape.
         kernel.apply(&plan).expect("apply again");
         assert_eq!(kernel.read().expect("read"), Some(LoadedTable::expected(&plan).unwrap()));
+        kernel.flush().expect("flush");
+        assert_eq!(kernel.read_denies().expect("read denies"), None);
     }
 }
 

@@ -1,0 +1,359 @@
+//! Prometheus metrics: the exporter, the names, and the deny counters kept monotonic
+//! across reloads.
+//!
+//! Metrics go through the `metrics` facade. Without an installed recorder (metrics
+//! `off`, unit tests) every emission is a no-op, so [`crate::state`] emits
+//! unconditionally, from the one place that also logs reload outcomes.
+//!
+//! The kernel's deny counters live in the rules of the table, and every reload
+//! replaces the table, so they restart at zero. [`DenyTotals`] carries the counts seen
+//! before each replace and adds them, so `netpol_denied_*_total` never go backwards.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use metrics::Unit;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use rules_compiler::model::Direction;
+
+use crate::control::{Counts, Outcome, ReloadReport, Stage};
+use crate::netlink::DenyCounter;
+
+/// Reloads by result (`success`, `failure`, `skipped`).
+pub const RELOADS: &str = "netpol_reloads_total";
+/// Failed reloads by stage (`load`, `locals`, `kernel`).
+pub const RELOAD_FAILURES: &str = "netpol_reload_failures_total";
+/// Unix time of the last successful apply.
+pub const LAST_SUCCESS: &str = "netpol_last_successful_reload_timestamp_seconds";
+/// Time to read, validate and plan.
+pub const COMPILE_SECONDS: &str = "netpol_compile_duration_seconds";
+/// Time of the kernel transaction.
+pub const APPLY_SECONDS: &str = "netpol_apply_duration_seconds";
+/// The generation in force.
+pub const GENERATION: &str = "netpol_generation";
+/// NetworkPolicies loaded.
+pub const POLICIES: &str = "netpol_policies";
+/// Inventory endpoints loaded.
+pub const ENDPOINTS: &str = "netpol_endpoints";
+/// Local endpoints enforced.
+pub const LOCAL_ENDPOINTS: &str = "netpol_local_endpoints";
+/// Rules in the table.
+pub const RULES: &str = "netpol_rules";
+/// Set and map elements in the table.
+pub const SET_ELEMENTS: &str = "netpol_set_elements";
+/// Packets denied, by endpoint and direction.
+pub const DENIED_PACKETS: &str = "netpol_denied_packets_total";
+/// Bytes denied, by endpoint and direction.
+pub const DENIED_BYTES: &str = "netpol_denied_bytes_total";
+/// Failed reads of the kernel's counters.
+pub const COUNTER_READ_FAILURES: &str = "netpol_counter_read_failures_total";
+
+/// Histogram buckets, in seconds: from a small table (milliseconds) to a 100,000
+/// element one (about a second through netlink, several to compile).
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Starts the HTTP listener on `address` and installs the global recorder. Must run
+/// inside the tokio runtime; a port in use is an error here, before anything else.
+pub fn install(address: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(address)
+        .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &BUCKETS)
+        .and_then(|b| b.install())
+        .map_err(|e| format!("serving metrics on {address}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+/// HELP lines, and every reload counter at zero so that rates work from the start.
+fn describe() {
+    describe_counter!(
+        RELOADS,
+        "Reloads by result: success (applied), failure, skipped (inputs unchanged)."
+    );
+    describe_counter!(
+        RELOAD_FAILURES,
+        "Failed reloads by stage: load (files, YAML, validation), locals, kernel."
+    );
+    describe_gauge!(
+        LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful apply."
+    );
+    describe_histogram!(
+        COMPILE_SECONDS,
+        Unit::Seconds,
+        "Time to read, validate and plan the inputs, of reloads that got that far."
+    );
+    describe_histogram!(
+        APPLY_SECONDS,
+        Unit::Seconds,
+        "Time of the kernel transaction, successful or not."
+    );
+    describe_gauge!(GENERATION, "The generation in force (applies since start).");
+    describe_gauge!(POLICIES, "NetworkPolicies loaded.");
+    describe_gauge!(ENDPOINTS, "Inventory endpoints loaded.");
+    describe_gauge!(LOCAL_ENDPOINTS, "Local endpoints this host enforces.");
+    describe_gauge!(RULES, "Rules in the nftables table.");
+    describe_gauge!(SET_ELEMENTS, "Elements of the table's sets and maps.");
+    describe_counter!(
+        DENIED_PACKETS,
+        "Packets denied, by local endpoint and direction, from the kernel's counters."
+    );
+    describe_counter!(
+        DENIED_BYTES,
+        Unit::Bytes,
+        "Bytes denied, by local endpoint and direction, from the kernel's counters."
+    );
+    describe_counter!(
+        COUNTER_READ_FAILURES,
+        "Failed reads of the kernel's deny counters."
+    );
+    for result in ["success", "failure", "skipped"] {
+        counter!(RELOADS, "result" => result).increment(0);
+    }
+    for stage in [Stage::Load, Stage::Locals, Stage::Kernel] {
+        counter!(RELOAD_FAILURES, "stage" => stage_label(stage)).increment(0);
+    }
+    counter!(COUNTER_READ_FAILURES).increment(0);
+}
+
+fn stage_label(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Load => "load",
+        Stage::Locals => "locals",
+        Stage::Kernel => "kernel",
+    }
+}
+
+/// Emits what a reload outcome means; called with its log line.
+pub(crate) fn reload(report: &ReloadReport, last_success: Option<SystemTime>) {
+    let result = match report.outcome {
+        Outcome::Applied => "success",
+        Outcome::Failed => "failure",
+        Outcome::Unchanged => "skipped",
+    };
+    counter!(RELOADS, "result" => result).increment(1);
+    if let Some(stage) = report.stage {
+        counter!(RELOAD_FAILURES, "stage" => stage_label(stage)).increment(1);
+    }
+    let compiled = report.outcome == Outcome::Applied || report.stage == Some(Stage::Kernel);
+    if compiled {
+        histogram!(COMPILE_SECONDS).record(report.compile_ms / 1e3);
+        histogram!(APPLY_SECONDS).record(report.apply_ms / 1e3);
+    }
+    if report.outcome == Outcome::Applied {
+        gauge!(GENERATION).set(report.generation as f64);
+        counts(&report.after.unwrap_or_default());
+        if let Some(t) = last_success {
+            let secs = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            gauge!(LAST_SUCCESS).set(secs.as_secs_f64());
+        }
+    }
+}
+
+fn counts(c: &Counts) {
+    gauge!(POLICIES).set(c.policies as f64);
+    gauge!(ENDPOINTS).set(c.endpoints as f64);
+    gauge!(LOCAL_ENDPOINTS).set(c.local_endpoints as f64);
+    gauge!(RULES).set(c.rules as f64);
+    gauge!(SET_ELEMENTS).set(c.elements as f64);
+}
+
+/// A failed read of the deny counters.
+pub(crate) fn counter_read_failed() {
+    counter!(COUNTER_READ_FAILURES).increment(1);
+}
+
+/// Endpoint (`ns/name`) and direction.
+type Key = (String, &'static str);
+
+/// Packets and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Count {
+    fn add(self, o: Count) -> Count {
+        Count {
+            packets: self.packets.saturating_add(o.packets),
+            bytes: self.bytes.saturating_add(o.bytes),
+        }
+    }
+}
+
+/// Deny counts since the daemon started, per endpoint and direction, from readings of
+/// tables that get replaced.
+#[derive(Clone, Debug, Default)]
+pub struct DenyTotals {
+    /// Sums of the last readings of tables replaced since.
+    carried: BTreeMap<Key, Count>,
+    /// The last reading of the table in force.
+    seen: BTreeMap<Key, Count>,
+}
+
+impl DenyTotals {
+    /// Takes a reading of the table in force. A counter lower than its last reading,
+    /// or gone, means the table was replaced behind our back (`netpolctl apply`,
+    /// another process): what was seen of the old one is carried, so totals never go
+    /// back.
+    pub fn observe(&mut self, counters: &[DenyCounter]) {
+        let mut now = BTreeMap::new();
+        for c in counters {
+            let key = (c.endpoint.to_string(), direction_label(c.direction));
+            let count = Count {
+                packets: c.packets,
+                bytes: c.bytes,
+            };
+            let entry: &mut Count = now.entry(key).or_default();
+            *entry = entry.add(count);
+        }
+        for (key, old) in std::mem::take(&mut self.seen) {
+            // A counter gone from the table went with the table.
+            let reset = match now.get(&key) {
+                Some(new) => new.packets < old.packets || new.bytes < old.bytes,
+                None => true,
+            };
+            if reset {
+                let c = self.carried.entry(key).or_default();
+                *c = c.add(old);
+            }
+        }
+        self.seen = now;
+    }
+
+    /// The table was replaced: its counters start again at zero.
+    pub fn replaced(&mut self) {
+        for (key, old) in std::mem::take(&mut self.seen) {
+            let c = self.carried.entry(key).or_default();
+            *c = c.add(old);
+        }
+    }
+
+    /// Totals since start, per (endpoint, direction).
+    pub fn totals(&self) -> BTreeMap<Key, Count> {
+        let mut out = self.carried.clone();
+        for (key, c) in &self.seen {
+            let t = out.entry(key.clone()).or_default();
+            *t = t.add(*c);
+        }
+        out
+    }
+
+    /// Emits the totals.
+    pub(crate) fn emit(&self) {
+        for ((endpoint, direction), c) in self.totals() {
+            let labels = [("endpoint", endpoint), ("direction", direction.to_string())];
+            counter!(DENIED_PACKETS, &labels).absolute(c.packets);
+            counter!(DENIED_BYTES, &labels).absolute(c.bytes);
+        }
+    }
+}
+
+fn direction_label(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rules_compiler::model::ObjectName;
+
+    use super::*;
+
+    fn reading(packets: u64, egress: u64) -> Vec<DenyCounter> {
+        vec![
+            DenyCounter {
+                endpoint: ObjectName::new("web", "checkout"),
+                direction: Direction::Ingress,
+                chain: "in_web_checkout".into(),
+                packets,
+                bytes: packets * 60,
+            },
+            DenyCounter {
+                endpoint: ObjectName::new("web", "checkout"),
+                direction: Direction::Egress,
+                chain: "out_web_checkout".into(),
+                packets: egress,
+                bytes: egress * 100,
+            },
+        ]
+    }
+
+    fn ingress(t: &DenyTotals) -> Count {
+        t.totals()[&("web/checkout".to_string(), "ingress")]
+    }
+
+    #[test]
+    fn totals_carry_over_replaced_tables() {
+        let mut t = DenyTotals::default();
+        t.observe(&reading(3, 1));
+        assert_eq!(
+            ingress(&t),
+            Count {
+                packets: 3,
+                bytes: 180
+            }
+        );
+        t.observe(&reading(5, 1));
+        assert_eq!(
+            ingress(&t).packets,
+            5,
+            "a reading is a total, not an increment"
+        );
+        t.replaced();
+        assert_eq!(ingress(&t).packets, 5, "a replace alone changes nothing");
+        t.observe(&reading(0, 0));
+        assert_eq!(ingress(&t).packets, 5);
+        t.observe(&reading(2, 4));
+        assert_eq!(
+            ingress(&t),
+            Count {
+                packets: 7,
+                bytes: 420
+            }
+        );
+        assert_eq!(
+            t.totals()[&("web/checkout".to_string(), "egress")],
+            Count {
+                packets: 5,
+                bytes: 500
+            }
+        );
+    }
+
+    #[test]
+    fn a_reset_nobody_announced_is_carried_too() {
+        let mut t = DenyTotals::default();
+        t.observe(&reading(10, 0));
+        t.observe(&reading(4, 0));
+        assert_eq!(ingress(&t).packets, 14);
+        t.observe(&[]);
+        t.observe(&[]);
+        assert_eq!(ingress(&t).packets, 14, "a table without it: carried once");
+        t.observe(&reading(1, 0));
+        assert_eq!(ingress(&t).packets, 15);
+    }
+
+    #[test]
+    fn an_endpoint_that_stops_being_local_keeps_its_total() {
+        let mut t = DenyTotals::default();
+        t.observe(&reading(6, 2));
+        t.replaced();
+        t.observe(&[]);
+        assert_eq!(ingress(&t).packets, 6);
+        t.observe(&reading(1, 0));
+        assert_eq!(ingress(&t).packets, 7, "local again: counts add on");
+    }
+}

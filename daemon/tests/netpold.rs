@@ -731,3 +731,272 @@ fn bad_config_and_a_failing_first_load_start_nothing() {
         std::fs::read_to_string(log).unwrap_or_default()
     );
 }
+
+// ------------------------------------------------------------------ metrics ----
+
+/// One scrape of `/metrics`: `name{labels} value` samples (comments skipped).
+struct Metrics(Vec<(String, Vec<(String, String)>, f64)>);
+
+impl Metrics {
+    /// Parses the Prometheus text format, as far as netpold writes it (label values
+    /// without escaped quotes).
+    fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("name and value");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("a value: {line}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), Vec::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("closing brace");
+                    let labels = body
+                        .split(',')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| {
+                            let (k, v) = l.split_once('=').expect("label=value");
+                            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+                            (k.to_string(), v.expect("a quoted value").to_string())
+                        })
+                        .collect();
+                    (name.to_string(), labels)
+                }
+            };
+            samples.push((name, labels, value));
+        }
+        Metrics(samples)
+    }
+
+    /// The value of the series with exactly these labels.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        want.sort();
+        self.0.iter().find_map(|(n, l, v)| {
+            let mut l = l.clone();
+            l.sort();
+            (n == name && l == want).then_some(*v)
+        })
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in the scrape"))
+    }
+
+    fn reloads(&self, result: &str) -> f64 {
+        self.value("netpol_reloads_total", &[("result", result)])
+    }
+
+    fn denied(&self, what: &str) -> f64 {
+        self.value(
+            &format!("netpol_denied_{what}_total"),
+            &[
+                ("endpoint", "payments/payments-api"),
+                ("direction", "ingress"),
+            ],
+        )
+    }
+}
+
+/// Scrapes `http://ADDRESS/metrics` from inside `ns`.
+fn scrape(ns: &NetNs, address: &str) -> Metrics {
+    let url = format!("http://{address}/metrics");
+    Metrics::parse(&ns.ok("curl", &["-sS", "--fail", "--max-time", "5", &url]))
+}
+
+/// The kernel's own deny counter of payments-api's ingress, from `netpolctl show`.
+fn kernel_denied_packets(ns: &NetNs) -> f64 {
+    let show: Value = serde_json::from_str(&ns.ok(NETPOLCTL, &["show", "-o", "json"])).unwrap();
+    let denies = show["denies"].as_array().expect("deny counters");
+    let d = denies
+        .iter()
+        .find(|d| d["chain"].as_str().is_some_and(|c| c.starts_with("in_")))
+        .unwrap_or_else(|| panic!("no ingress deny counter: {show:#}"));
+    d["packets"].as_f64().unwrap()
+}
+
+/// The gauges say what `netpolctl status -o json` says.
+fn assert_gauges_match_status(m: &Metrics, s: &Value) {
+    let c = &s["counts"];
+    for (gauge, key) in [
+        ("netpol_policies", "policies"),
+        ("netpol_endpoints", "endpoints"),
+        ("netpol_local_endpoints", "local_endpoints"),
+        ("netpol_rules", "rules"),
+        ("netpol_set_elements", "elements"),
+    ] {
+        assert_eq!(
+            Some(m.value(gauge, &[])),
+            c[key].as_f64(),
+            "{gauge} vs status {key}: {s:#}"
+        );
+    }
+    assert_eq!(
+        Some(m.value("netpol_generation", &[])),
+        s["generation"].as_f64()
+    );
+}
+
+/// Polls scrapes until `cond` holds; panics after PATIENCE.
+fn scrape_until(ns: &NetNs, address: &str, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+    let start = Instant::now();
+    loop {
+        let m = scrape(ns, address);
+        if cond(&m) {
+            return m;
+        }
+        assert!(start.elapsed() < PATIENCE, "waited in vain for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_follow_reloads_sizes_and_denied_traffic() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let address = "127.0.0.1:9470";
+    // Only netpolctl reloads (a window longer than the test); counters read often.
+    let d = Daemon::start(
+        &host,
+        &lab,
+        &[
+            "--metrics-address",
+            address,
+            "--metrics-interval-ms",
+            "100",
+            "--debounce-ms",
+            "60000",
+        ],
+    );
+    let m = scrape(&host, address);
+    assert_eq!(m.reloads("success"), 1.0);
+    assert_eq!(m.reloads("failure"), 0.0);
+    assert_eq!(m.reloads("skipped"), 0.0);
+    assert_gauges_match_status(&m, &d.status(&host));
+    assert_eq!(m.value("netpol_compile_duration_seconds_count", &[]), 1.0);
+    assert_eq!(m.value("netpol_apply_duration_seconds_count", &[]), 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = m.value("netpol_last_successful_reload_timestamp_seconds", &[]);
+    assert!(last <= now && last > now - 120.0, "{last} vs now {now}");
+    assert_eq!(m.denied("packets"), 0.0);
+
+    // Denied traffic: frontend's SYNs to payments-api.
+    let start = Instant::now();
+    while !reaches_api(&peer, "198.18.2.10") {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "checkout never reached payments-api"
+        );
+    }
+    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    let kernel = kernel_denied_packets(&host);
+    assert!(kernel >= 1.0, "the kernel counted the SYNs");
+    let m = scrape_until(&host, address, "the denied SYNs", |m| {
+        m.denied("packets") >= kernel
+    });
+    let (packets, bytes) = (m.denied("packets"), m.denied("bytes"));
+    // A SYN is at least 40 bytes (IPv4 and TCP headers).
+    assert!(bytes >= 40.0 * packets, "{packets} packets, {bytes} bytes");
+
+    // A failure at the load stage: counted by result and stage, nothing else moves.
+    let good = lab.read("policies/payments.yaml");
+    lab.write(
+        "policies/payments.yaml",
+        &good.replace("port: 8080", "port: [8080"),
+    );
+    assert_eq!(d.ctl(&host, &["reload"]).status.code(), Some(1));
+    let m = scrape(&host, address);
+    assert_eq!(m.reloads("failure"), 1.0);
+    assert_eq!(
+        m.value("netpol_reload_failures_total", &[("stage", "load")]),
+        1.0
+    );
+    assert_eq!(
+        m.value("netpol_reload_failures_total", &[("stage", "kernel")]),
+        0.0
+    );
+    assert_eq!(m.reloads("success"), 1.0);
+    assert_eq!(
+        m.value("netpol_last_successful_reload_timestamp_seconds", &[]),
+        last
+    );
+    assert!(m.denied("packets") >= packets);
+
+    // The fix replaces the table, whose counters start again at zero: the metric
+    // carries what the old table counted.
+    lab.write(
+        "policies/payments.yaml",
+        &good.replace("port: 8080", "port: 8081"),
+    );
+    let out = d.ctl(&host, &["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(
+        kernel_denied_packets(&host),
+        0.0,
+        "a new table, new counters"
+    );
+    let m = scrape(&host, address);
+    assert_eq!(m.reloads("success"), 2.0);
+    assert_eq!(m.reloads("failure"), 1.0);
+    assert_eq!(m.value("netpol_compile_duration_seconds_count", &[]), 2.0);
+    assert!(m.value("netpol_last_successful_reload_timestamp_seconds", &[]) >= last);
+    assert_gauges_match_status(&m, &d.status(&host));
+    assert_eq!(m.denied("packets"), packets, "no count lost, none made up");
+    assert_eq!(m.denied("bytes"), bytes);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        scrape(&host, address).denied("packets"),
+        packets,
+        "periodic reads of the new table do not lower the total"
+    );
+
+    // More denied traffic adds to the carried total.
+    assert!(
+        !reaches_api(&peer, "198.18.2.11"),
+        "frontend is still denied"
+    );
+    let kernel = kernel_denied_packets(&host);
+    assert!(kernel >= 1.0);
+    let m = scrape_until(&host, address, "the new denied SYNs", |m| {
+        m.denied("packets") >= packets + kernel
+    });
+    assert_eq!(m.denied("packets"), packets + kernel_denied_packets(&host));
+
+    // Nothing changed: skipped.
+    assert!(d.ctl(&host, &["reload"]).status.success());
+    assert_eq!(scrape(&host, address).reloads("skipped"), 1.0);
+
+    // A second daemon whose metrics port is taken stops before touching anything.
+    let other = lab.path("other.sock").display().to_string();
+    let policies = lab.path("policies").display().to_string();
+    let inventory = lab.path("inventory").display().to_string();
+    let args = [
+        "--policies",
+        &policies,
+        "--inventory",
+        &inventory,
+        "--socket",
+        &other,
+        "--metrics-address",
+        address,
+    ];
+    let out = run_to_end(&host, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("serving metrics on {address}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert_eq!(d.generation(&host), 2, "the running daemon is untouched");
+}

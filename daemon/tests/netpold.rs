@@ -734,8 +734,11 @@ fn bad_config_and_a_failing_first_load_start_nothing() {
 
 // ------------------------------------------------------------------ metrics ----
 
+/// A sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// One scrape of `/metrics`: `name{labels} value` samples (comments skipped).
-struct Metrics(Vec<(String, Vec<(String, String)>, f64)>);
+struct Metrics(Vec<Sample>);
 
 impl Metrics {
     /// Parses the Prometheus text format, as far as netpold writes it (label values

@@ -710,12 +710,32 @@ fn main() {
         );
     }
     let _ = writeln!(out);
+    let cpu = |i: usize| {
+        stats(
+            samples[i]
+                .iter()
+                .map(|s| ms(s.usage.user + s.usage.sys))
+                .collect(),
+        )
+    };
     for (a, n, what) in [(0, 1, "empty namespace"), (2, 3, "replace")] {
         let _ = writeln!(
             out,
-            "- {what}: apply / nft wall time = {:.2} (target ≤ 0.50); peak RSS apply / nft = {:.2} (target < 1)",
+            "- {what}: apply / nft wall time = {:.2} (target ≤ 0.50); CPU time (user + sys) {:.2}; peak RSS apply / nft = {:.2} (target < 1)",
             wall(a).median / wall(n).median,
+            cpu(a).median / cpu(n).median,
             rss(a).median as f64 / rss(n).median as f64,
+        );
+    }
+    let median_of = |f: fn(&Sample) -> Option<f64>| {
+        let v: Vec<f64> = samples[0].iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| stats(v).median)
+    };
+    if let (Some(encode), Some(kernel)) = (median_of(|s| s.encode_ms), median_of(|s| s.kernel_ms)) {
+        let _ = writeln!(
+            out,
+            "- apply in an empty namespace, by its own report: kernel (sending the batch until the kernel's answer) {kernel:.0} ms, encode {encode:.0} ms, everything else (start, read, parse, validate, plan, exit) {:.0} ms",
+            wall(0).median - kernel - encode
         );
     }
     let before = comp.load.median + comp.plan.median;

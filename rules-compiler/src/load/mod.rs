@@ -5,15 +5,17 @@
 //!
 //! - [`read_paths`] turns the paths an operator gave into [`Input`]s (file texts).
 //! - [`parse`] turns one input into its [`Document`]s: trees of [`Node`]s with 1-based
-//!   line and column, plus a diagnostic for each malformed document.
+//!   line and column, plus a diagnostic for each malformed document; [`documents`] does
+//!   the same one document at a time.
 
 mod files;
+mod tree;
 mod yaml;
 
 use std::path::PathBuf;
 
 pub use files::read_paths;
-pub use yaml::{parse, Document, Node, Value};
+pub use yaml::{documents, parse, Document, Documents, Node, Value};
 
 /// One input file's text, with the path messages should name.
 #[derive(Clone, Debug, PartialEq, Eq)]

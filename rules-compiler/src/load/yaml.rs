@@ -1,7 +1,7 @@
 //! YAML text → positioned trees, one per document.
 //!
-//! saphyr builds a span-annotated tree ([`MarkedYaml`]); we convert it into our own small
-//! [`Node`] tree whose positions are 1-based line *and* column (saphyr's markers have a
+//! saphyr-parser's events are built straight into our own small [`Node`] tree (see
+//! `tree.rs`) whose positions are 1-based line *and* column (the parser's markers have a
 //! 1-based line but a 0-based column), whose mappings keep their keys' positions and
 //! their input order, and whose tags are looked through. `validate` decodes that tree by
 //! hand, which is what lets it name the file, line, column and field path of every
@@ -9,14 +9,13 @@
 //!
 //! A multi-document stream is cut into its documents *before* parsing, at every line
 //! that starts with `---` (YAML forbids such a line inside any content, so the cut is
-//! exact). saphyr gives up on the whole stream at its first scan error; cutting first
+//! exact). The parser gives up on the whole stream at its first scan error; cutting first
 //! means a broken document costs only itself, and the others are still checked.
 
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, ScanError, YamlData};
-
 use crate::diag::Diagnostic;
+use crate::load::tree::{Builder, Failure};
 use crate::load::Input;
 
 /// A YAML node with the position where it starts.
@@ -83,24 +82,55 @@ pub struct Document<'a> {
 pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
     let mut docs = Vec::new();
     let mut diags = Vec::new();
-    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
-    for chunk in split_documents(text) {
-        match MarkedYaml::load_from_str(chunk.text) {
-            Ok(roots) => {
-                for root in roots {
-                    let root = convert(&root, chunk.line_offset, None);
-                    if root.value != Value::Null {
-                        docs.push(Document {
-                            file: &input.path,
-                            root,
-                        });
-                    }
-                }
-            }
-            Err(e) => diags.push(scan_error(&input.path, &chunk, &e)),
+    for item in documents(input) {
+        match item {
+            Ok(doc) => docs.push(doc),
+            Err(diag) => diags.push(diag),
         }
     }
     (docs, diags)
+}
+
+/// [`parse`], one document at a time, in input order, each malformed part of the
+/// stream as an `Err` where it comes. A consumer that is done with each document before
+/// the next never holds the trees of a whole big file.
+pub fn documents(input: &Input) -> Documents<'_> {
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    Documents {
+        file: &input.path,
+        chunks: split_documents(text).into_iter(),
+        builder: Builder::new(),
+        roots: Vec::new().into_iter(),
+    }
+}
+
+/// The documents of an input, from [`documents`].
+pub struct Documents<'a> {
+    file: &'a Path,
+    chunks: std::vec::IntoIter<Chunk<'a>>,
+    builder: Builder,
+    /// The roots of the last chunk not handed out yet.
+    roots: std::vec::IntoIter<Node>,
+}
+
+impl<'a> Iterator for Documents<'a> {
+    type Item = Result<Document<'a>, Diagnostic>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(root) = self.roots.find(|root| root.value != Value::Null) {
+                return Some(Ok(Document {
+                    file: self.file,
+                    root,
+                }));
+            }
+            let chunk = self.chunks.next()?;
+            match self.builder.load(chunk.text, chunk.line_offset) {
+                Ok(roots) => self.roots = roots.into_iter(),
+                Err(failure) => return Some(Err(failure_diagnostic(self.file, &chunk, &failure))),
+            }
+        }
+    }
 }
 
 /// A piece of the stream holding one or more whole documents.
@@ -168,57 +198,30 @@ fn line_has_content(line: &str, is_start_marker: bool) -> bool {
         || is_marker(line, "..."))
 }
 
-fn convert(node: &MarkedYaml<'_>, line_offset: usize, at: Option<(usize, usize)>) -> Node {
-    // A tagged node's inner node has no span of its own: keep the outer one.
-    let (line, column) = at.unwrap_or((
-        node.span.start.line() + line_offset,
-        node.span.start.col() + 1,
-    ));
-    let value = match &node.data {
-        YamlData::Value(s) => match s {
-            Scalar::Null => Value::Null,
-            Scalar::Boolean(b) => Value::Bool(*b),
-            Scalar::Integer(i) => Value::Int(*i),
-            Scalar::FloatingPoint(f) => Value::Float(f.0),
-            Scalar::String(s) => Value::Str(s.to_string()),
-        },
-        YamlData::Sequence(items) => Value::Seq(
-            items
-                .iter()
-                .map(|n| convert(n, line_offset, None))
-                .collect(),
+fn failure_diagnostic(file: &Path, chunk: &Chunk<'_>, failure: &Failure) -> Diagnostic {
+    // (1-based line, 0-based column) within the chunk.
+    let ((line, col), message) = match failure {
+        Failure::Scan(e) => (
+            (e.marker().line(), e.marker().col()),
+            format!("malformed YAML: {}", e.info()),
         ),
-        YamlData::Mapping(map) => Value::Map(
-            map.iter()
-                .map(|(k, v)| (convert(k, line_offset, None), convert(v, line_offset, None)))
-                .collect(),
+        Failure::DuplicateKey { line, col } => (
+            (*line, *col),
+            match key_at(chunk.text, *line, *col) {
+                Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
+                None => "malformed YAML: duplicate key in a mapping".to_string(),
+            },
         ),
-        YamlData::Tagged(_, inner) => return convert(inner, line_offset, Some((line, column))),
-        // The loader resolves aliases; an unknown anchor leaves this behind.
-        YamlData::Alias(_) => Value::Invalid("alias to an unknown anchor".to_string()),
-        YamlData::Representation(text, _, _) => Value::Str(text.to_string()),
-        YamlData::BadValue => Value::Invalid("the value does not match its tag".to_string()),
-    };
-    Node {
-        line,
-        column,
-        value,
-    }
-}
-
-fn scan_error(file: &Path, chunk: &Chunk<'_>, e: &ScanError) -> Diagnostic {
-    let m = e.marker();
-    let message = if e.info() == "duplicated key in mapping" {
-        match key_at(chunk.text, m.line(), m.col()) {
-            Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
-            None => "malformed YAML: duplicate key in a mapping".to_string(),
-        }
-    } else {
-        format!("malformed YAML: {}", e.info())
+        Failure::AliasBudget(m) => (
+            (m.line(), m.col()),
+            "malformed YAML: alias expansion exceeded the maximum node budget (possible \
+             billion-laughs attack)"
+                .to_string(),
+        ),
     };
     Diagnostic::error(message)
         .in_file(file)
-        .at(m.line() + chunk.line_offset, m.col() + 1)
+        .at(line + chunk.line_offset, col + 1)
 }
 
 /// The key text starting at (1-based line, 0-based column), for a better message.
@@ -364,6 +367,19 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!((docs[0].root.line, docs[0].root.column), (1, 5));
         assert_eq!(docs[1].root.line, 3);
+    }
+
+    #[test]
+    fn documents_come_one_at_a_time_with_errors_in_place() {
+        let inp = input("a: 1\n---\nb: [1\n---\n# none\n---\nc: 3\n...\nd: 4\n");
+        let got: Vec<Result<usize, usize>> = documents(&inp)
+            .map(|d| d.map(|d| d.root.line).map_err(|e| e.line))
+            .collect();
+        assert_eq!(got, vec![Ok(1), Err(4), Ok(7), Ok(9)]);
+        let (docs, diags) = parse(&inp);
+        let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
+        assert_eq!(lines, vec![1, 7, 9]);
+        assert_eq!(diags.len(), 1);
     }
 
     #[test]

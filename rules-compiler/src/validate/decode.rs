@@ -164,7 +164,14 @@ impl<'n> Map<'n> {
     /// with an error).
     pub fn string(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<(&'n str, &'n Node)> {
         let node = self.get(key)?;
-        string(ctx, node, &self.field(key)).map(|s| (s, node))
+        // The field path only for the error: this runs for every string of every object.
+        match &node.value {
+            Value::Str(s) => Some((s, node)),
+            _ => {
+                type_error(ctx, node, &self.field(key), "a string");
+                None
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::decode::{self, index, Ctx, Map};
 use super::names;
 use super::object::{self, MetaFields, Object, Scope};
-use crate::load::Node;
+use crate::load::{Node, Value};
 use crate::model::{
     Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, Skipped, Source,
     NAMESPACE_NAME_LABEL,
@@ -340,21 +340,22 @@ fn named_port(
         ctx.error(name_node, &p.field("name"), why);
         ok = false;
     }
-    let number_field = p.field(number_key);
-    let port = p
-        .required(ctx, number_key, "")
-        .and_then(|n| decode::integer(ctx, n, &number_field).map(|i| (i, n)))
-        .and_then(|(i, n)| match u16::try_from(i).ok().filter(|p| *p >= 1) {
-            Some(p) => Some(p),
-            None => {
-                ctx.error(
-                    n,
-                    &number_field,
-                    format!("port {i} is out of range: expected 1-65535"),
-                );
-                None
-            }
-        });
+    // The field path only for an error: every port of every pod passes here.
+    let port = p.required(ctx, number_key, "").and_then(|n| {
+        let Value::Int(i) = n.value else {
+            decode::type_error(ctx, n, &p.field(number_key), "an integer");
+            return None;
+        };
+        let port = u16::try_from(i).ok().filter(|p| *p >= 1);
+        if port.is_none() {
+            ctx.error(
+                n,
+                &p.field(number_key),
+                format!("port {i} is out of range: expected 1-65535"),
+            );
+        }
+        port
+    });
     let protocol = match p.string(ctx, "protocol") {
         None => Some(Protocol::Tcp).filter(|_| p.get("protocol").is_none()),
         Some((s, n)) => {

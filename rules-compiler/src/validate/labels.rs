@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::decode::{self, index, join, Ctx};
 use super::names;
-use crate::load::Node;
+use crate::load::{Node, Value};
 use crate::model::{LabelSelector, Labels, Operator, Requirement};
 
 const OPERATORS: &str = "In, NotIn, Exists, DoesNotExist";
@@ -32,21 +32,26 @@ pub(super) fn labels(ctx: &mut Ctx<'_>, node: Option<&Node>, path: &str) -> Labe
         return out;
     };
     for (key, key_node, value_node) in m.entries() {
-        let field = key_path(path, key);
+        // Made only for an error: every label of every object passes here.
+        let field = || key_path(path, key);
         let key_ok = match names::label_key(key) {
             Ok(()) => true,
             Err(why) => {
-                ctx.error(key_node, &field, why);
+                ctx.error(key_node, &field(), why);
                 false
             }
         };
         // A label value is a string; `null` would be dropped by Kubernetes' decoder,
         // which is a surprise worth an error rather than a silent empty label.
-        let Some(value) = decode::string(ctx, value_node, &field) else {
-            continue;
+        let value = match &value_node.value {
+            Value::Str(s) => s.as_str(),
+            _ => {
+                decode::type_error(ctx, value_node, &field(), "a string");
+                continue;
+            }
         };
         if let Err(why) = names::label_value(value) {
-            ctx.error(value_node, &field, why);
+            ctx.error(value_node, &field(), why);
             continue;
         }
         if key_ok {

@@ -92,10 +92,17 @@ pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejec
     let mut diags = Vec::new();
     let mut found = Found::default();
 
+    // One document at a time: the trees of a big inventory take several times its size,
+    // and a tree decoded just after it is built is still in the cache.
     for input in policies {
-        let (docs, parse_diags) = load::parse(input);
-        diags.extend(parse_diags);
-        for doc in &docs {
+        for doc in load::documents(input) {
+            let doc = match doc {
+                Ok(doc) => doc,
+                Err(diag) => {
+                    diags.push(diag);
+                    continue;
+                }
+            };
             let mut ctx = Ctx::new(doc.file, &mut diags);
             for obj in object::objects(&mut ctx, &doc.root) {
                 if obj.kind == "NetworkPolicy" {
@@ -125,9 +132,14 @@ pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejec
     }
 
     for input in inventory {
-        let (docs, parse_diags) = load::parse(input);
-        diags.extend(parse_diags);
-        for doc in &docs {
+        for doc in load::documents(input) {
+            let doc = match doc {
+                Ok(doc) => doc,
+                Err(diag) => {
+                    diags.push(diag);
+                    continue;
+                }
+            };
             let mut ctx = Ctx::new(doc.file, &mut diags);
             for obj in object::objects(&mut ctx, &doc.root) {
                 if let Some(d) = inventory::decode(&mut ctx, &obj) {
@@ -242,19 +254,20 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
 
     // Namespaces in use but not declared: assumed, once each, with a warning at the
     // first object in them.
+    // Labels are made only for the warning: there is one user per endpoint and policy.
     let users = endpoints
         .iter()
-        .map(|e| (&e.id, endpoint_label(e), &e.source))
-        .chain(
-            policies
-                .iter()
-                .map(|p| (&p.id, format!("NetworkPolicy {}", p.id), &p.source)),
-        );
+        .map(|e| (&e.id, Some(e), &e.source))
+        .chain(policies.iter().map(|p| (&p.id, None, &p.source)));
     let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
-    for (id, object, source) in users {
+    for (id, endpoint, source) in users {
         if inv.namespaces.contains_key(&id.namespace) || implicit.contains_key(&id.namespace) {
             continue;
         }
+        let object = match endpoint {
+            Some(e) => endpoint_label(e),
+            None => format!("NetworkPolicy {id}"),
+        };
         diags.push(
             Diagnostic::warning(format!(
                 "namespace {:?} is not declared by a Namespace object: assuming it exists, with \

@@ -643,9 +643,12 @@ fn main() {
         "netpol apply benchmark — fleet {} local endpoints × {} shards × {} peers, {} blocks",
         scale.locals, scale.shards, scale.peers_per_shard, scale.blocks
     );
+    let online = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let _ = writeln!(
         out,
-        "cpu: {} ({} cores)",
+        "cpu: {}, {online} cores, of which this run may use {}",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );

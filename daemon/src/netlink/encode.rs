@@ -595,7 +595,7 @@ impl Encoder<'_> {
                 )));
             }
             elems.push(Elem {
-                key: ip_bytes(ip),
+                key: ip_key(ip),
                 key_end: None,
                 interval_end: false,
                 open: false,
@@ -878,7 +878,7 @@ fn addr_load(family: Family, field: AddrField, slot: u32) -> Vec<Expr> {
     ]
 }
 
-fn ip_bytes(ip: &IpAddr) -> Key {
+fn ip_key(ip: &IpAddr) -> Key {
     match ip {
         IpAddr::V4(a) => Key::new(&[&a.octets()]),
         IpAddr::V6(a) => Key::new(&[&a.octets()]),
@@ -901,7 +901,7 @@ fn family_max(family: Family) -> u128 {
 
 /// An address in network byte order, without a heap allocation: encoding a big plan
 /// calls this for every element.
-fn value_bytes(family: Family, v: u128) -> Key {
+fn value_key(family: Family, v: u128) -> Key {
     match family {
         Family::V4 => Key::new(&[&(v as u32).to_be_bytes()]),
         Family::V6 => Key::new(&[&v.to_be_bytes()]),
@@ -942,7 +942,7 @@ fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, Str
         prev_end = Some(hi);
         let origin = i as u32;
         let elem = |v: u128, interval_end: bool, open: bool| Elem {
-            key: value_bytes(family, v),
+            key: value_key(family, v),
             key_end: None,
             interval_end,
             open,
@@ -978,9 +978,9 @@ fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Vec<Elem>, St
             [a, b, 0, 0]
         };
         out.push(Elem {
-            key: Key::new(&[value_bytes(family, lo).as_slice(), &proto, &port(e.ports.0)]),
+            key: Key::new(&[value_key(family, lo).as_slice(), &proto, &port(e.ports.0)]),
             key_end: Some(Key::new(&[
-                value_bytes(family, hi).as_slice(),
+                value_key(family, hi).as_slice(),
                 &proto,
                 &port(e.ports.1),
             ])),

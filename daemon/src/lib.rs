@@ -1,6 +1,6 @@
 //! # netpol-daemon
 //!
-//! The operator's commands (`netpolctl`) and, later, the daemon (`netpold`). Glue
+//! The operator's commands (`netpolctl`) and the daemon (`netpold`). Glue
 //! around [`rules_compiler`]: this crate decides *when* and *how* a plan is applied and
 //! shown, never *what* is allowed.
 //!
@@ -9,7 +9,12 @@
 //! - [`ctl`]: the `netpolctl` subcommands: offline (`compile`, `matrix`, `explain`)
 //!   and against the kernel (`apply`, `flush`, `show`).
 //! - [`netlink`]: the kernel backend, the plan as one nftables transaction.
-//! - [`addrs`]: this host's addresses, to find which endpoints it is.
+//! - [`addrs`]: this host's addresses, to find which endpoints it is, and following
+//!   them as they change.
+//! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
+//!   the reload that changes it), [`watch`] (file events), [`control`] (the control
+//!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify) and
+//!   [`daemon`] (start-up and the one loop that owns the state).
 //!
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
 //! to libnftnl and the netlink socket (it allows it, with a `SAFETY:` comment on
@@ -18,9 +23,17 @@
 #![warn(missing_docs)]
 
 pub mod addrs;
+pub mod config;
+pub mod control;
 pub mod ctl;
+pub mod daemon;
 pub mod inputs;
 pub mod netlink;
+pub mod state;
+pub mod systemd;
+pub mod watch;
 
+#[cfg(test)]
+mod testdir;
 #[cfg(test)]
 mod testns;

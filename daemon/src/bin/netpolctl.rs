@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use netpol_daemon::control::{self, Outcome, Request, Response};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
 use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
@@ -20,6 +21,9 @@ use rules_compiler::plan::DenyAction;
     about = "Compile, explain, apply and inspect netpol rulesets"
 )]
 struct Cli {
+    /// netpold's control socket (for `reload` and `status`).
+    #[arg(long, global = true, value_name = "PATH", default_value = control::DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,6 +141,45 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
     },
+    /// Make netpold re-read its inputs now and print what changed, or the whole
+    /// error (exit 1 when the reload failed: the previous ruleset stays in force).
+    Reload {
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+    /// Show what netpold has loaded: generation, when, input hashes, counts, the last
+    /// error, and whether the files on disk still match.
+    Status {
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+}
+
+/// Asks netpold; the `bool` is whether the answer means success.
+fn daemon_request(
+    socket: &std::path::Path,
+    request: Request,
+    format: ReportFormat,
+) -> anyhow::Result<(ctl::Output, bool)> {
+    let response = control::request(socket, &request)?;
+    let (text, ok) = match &response {
+        Response::Reload(r) => (r.render_text(), r.outcome != Outcome::Failed),
+        Response::Status(s) => (s.render_text(), true),
+        Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
+    };
+    let stdout = match format {
+        ReportFormat::Table => text,
+        ReportFormat::Json => serde_json::to_string_pretty(&response)? + "\n",
+    };
+    Ok((
+        ctl::Output {
+            stdout,
+            warnings: String::new(),
+        },
+        ok,
+    ))
 }
 
 impl From<Deny> for DenyAction {
@@ -154,6 +197,7 @@ fn parse_name(s: &str) -> Result<ObjectName, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut ok = true;
     let result = match cli.command {
         Command::Compile {
             inputs,
@@ -188,13 +232,26 @@ fn main() -> ExitCode {
         ),
         Command::Flush => ctl::flush(&mut Netlink::new()),
         Command::Show { output } => ctl::show(&mut Netlink::new(), output),
+        Command::Reload { output } => {
+            daemon_request(&cli.socket, Request::Reload, output).map(|(out, good)| {
+                ok = good;
+                out
+            })
+        }
+        Command::Status { output } => {
+            daemon_request(&cli.socket, Request::Status, output).map(|(out, _)| out)
+        }
     };
     match result {
         Ok(out) => {
             eprint!("{}", out.warnings);
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::stdout().write_all(out.stdout.as_bytes());
-            ExitCode::SUCCESS
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("netpolctl: {e:#}");

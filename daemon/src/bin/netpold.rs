@@ -1,0 +1,52 @@
+//! `netpold`: the daemon. Parses and checks its settings (exit 2 on a usage or config
+//! error, before touching anything), sets up logging, and runs
+//! `netpol_daemon::daemon::run` (exit 1 when it fails).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use netpol_daemon::config::{Flags, LogFormat, Settings};
+use netpol_daemon::daemon;
+use netpol_daemon::netlink::Netlink;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let settings = match Settings::resolve(&flags) {
+        Ok(s) => s,
+        Err(rejected) => {
+            for d in &rejected.0 {
+                eprintln!("netpold: {d}");
+            }
+            eprintln!("netpold: configuration rejected; nothing was started");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETPOLD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match settings.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(settings, Netlink::new())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

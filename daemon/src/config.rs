@@ -1,0 +1,565 @@
+//! `netpold`'s configuration: a YAML file and command-line flags, resolved into one
+//! [`Settings`] value before anything is bound, opened or applied.
+//!
+//! Two stages, as in ripgrep's flags: [`Flags`] is what the command line said, faithful
+//! and without I/O; [`Settings::resolve`] reads the config file (if any), lets each
+//! flag that was given override the file's key, fills in defaults and checks
+//! everything, reporting every problem at once with file, line, column and key.
+//!
+//! Keys are the flags' long names (`debounce-ms`, `socket-group`, …). A list flag
+//! given on the command line replaces the file's list; it does not add to it. Relative
+//! paths in the file are relative to the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rules_compiler::diag::{Diagnostic, Rejected};
+use rules_compiler::load::{self, Input, Node, Value};
+use rules_compiler::model::ObjectName;
+use rules_compiler::plan::DenyAction;
+
+use crate::control::DEFAULT_SOCKET;
+
+/// Default debounce window for file events.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
+/// Default address for metrics: loopback only.
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9469";
+
+/// How log lines look on stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (journald adds the time).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to do with denied packets (the flag's spelling of [`DenyAction`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deny {
+    /// Drop silently.
+    Drop,
+    /// TCP reset, ICMP administratively prohibited otherwise.
+    Reject,
+}
+
+impl From<Deny> for DenyAction {
+    fn from(d: Deny) -> Self {
+        match d {
+            Deny::Drop => DenyAction::Drop,
+            Deny::Reject => DenyAction::Reject,
+        }
+    }
+}
+
+/// The command line of `netpold`, as given.
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(
+    name = "netpold",
+    version,
+    about = "Keep this host's nftables ruleset in step with NetworkPolicy and inventory files"
+)]
+pub struct Flags {
+    /// The YAML config file; flags override its keys.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// NetworkPolicy files or directories; repeatable; replaces the file's list.
+    #[arg(long, value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
+    /// Inventory files or directories; repeatable; replaces the file's list.
+    #[arg(long, value_name = "PATH")]
+    pub inventory: Vec<PathBuf>,
+    /// A local endpoint, NAMESPACE/NAME; repeatable. Without any: the inventory
+    /// endpoints with an address of this host, followed as addresses come and go.
+    #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+    pub locals: Vec<ObjectName>,
+    /// The control socket (`netpolctl reload`, `status`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// A group allowed to use the control socket (mode 0660 instead of 0600).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Where to serve metrics (address:port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<SocketAddr>,
+    /// Quiet time after the last file event before reloading, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub debounce_ms: Option<u64>,
+    /// What to do with denied packets.
+    #[arg(long, value_enum)]
+    pub deny: Option<Deny>,
+    /// Remove the ruleset when stopping (by default it stays in force).
+    #[arg(long)]
+    pub flush_on_exit: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_name(s: &str) -> Result<ObjectName, String> {
+    ObjectName::parse(s).ok_or_else(|| format!("expected NAMESPACE/NAME, got {s:?}"))
+}
+
+/// The resolved configuration the daemon runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Policy files or directories.
+    pub policies: Vec<PathBuf>,
+    /// Inventory files or directories.
+    pub inventory: Vec<PathBuf>,
+    /// Named local endpoints; empty means "follow this host's addresses".
+    pub locals: Vec<ObjectName>,
+    /// The control socket.
+    pub socket: PathBuf,
+    /// The group allowed on the control socket, by name or number, with its id.
+    pub socket_group: Option<(String, u32)>,
+    /// Where metrics will be served.
+    pub metrics_address: SocketAddr,
+    /// The debounce window for file events.
+    pub debounce: Duration,
+    /// What denied packets get.
+    pub deny: DenyAction,
+    /// Remove the table on SIGTERM/SIGINT.
+    pub flush_on_exit: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// The keys of the config file, all optional.
+#[derive(Debug, Default)]
+struct FileConfig {
+    policies: Option<Vec<PathBuf>>,
+    inventory: Option<Vec<PathBuf>>,
+    locals: Option<Vec<ObjectName>>,
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    metrics_address: Option<SocketAddr>,
+    debounce_ms: Option<u64>,
+    deny: Option<DenyAction>,
+    flush_on_exit: Option<bool>,
+    log_format: Option<LogFormat>,
+}
+
+/// Every key the file may have, in the order `config/netpold.yaml` documents them.
+pub const KEYS: [&str; 10] = [
+    "policies",
+    "inventory",
+    "local",
+    "socket",
+    "socket-group",
+    "metrics-address",
+    "debounce-ms",
+    "deny",
+    "flush-on-exit",
+    "log-format",
+];
+
+impl Settings {
+    /// Reads the config file named by `flags` (if any), applies the flags over it,
+    /// and checks the result. Every problem is in the `Err`, each with the file, line,
+    /// column and key when it comes from the file.
+    pub fn resolve(flags: &Flags) -> Result<Settings, Rejected> {
+        let mut errors = Vec::new();
+        let file = match &flags.config {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => parse_file(
+                    &Input {
+                        path: path.clone(),
+                        text,
+                    },
+                    &mut errors,
+                ),
+                Err(e) => {
+                    errors.push(Diagnostic::error(format!("cannot read: {e}")).in_file(path));
+                    FileConfig::default()
+                }
+            },
+            None => FileConfig::default(),
+        };
+        let pick = |flag: &Vec<PathBuf>, file: Option<Vec<PathBuf>>| {
+            if flag.is_empty() {
+                file.unwrap_or_default()
+            } else {
+                flag.clone()
+            }
+        };
+        let policies = pick(&flags.policies, file.policies);
+        let inventory = pick(&flags.inventory, file.inventory);
+        for (list, key) in [(&policies, "policies"), (&inventory, "inventory")] {
+            if list.is_empty() {
+                errors.push(
+                    Diagnostic::error(format!(
+                        "no {key} given: set `{key}` in the config file or pass --{key}"
+                    ))
+                    .field(key),
+                );
+            }
+        }
+        let socket_group_name = flags.socket_group.clone().or(file.socket_group);
+        let socket_group = match socket_group_name {
+            Some(name) => match crate::control::group_id(&name) {
+                Ok(gid) => Some((name, gid)),
+                Err(e) => {
+                    errors.push(Diagnostic::error(e).field("socket-group"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let settings = Settings {
+            policies,
+            inventory,
+            locals: if flags.locals.is_empty() {
+                file.locals.unwrap_or_default()
+            } else {
+                flags.locals.clone()
+            },
+            socket: flags
+                .socket
+                .clone()
+                .or(file.socket)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            socket_group,
+            metrics_address: flags
+                .metrics_address
+                .or(file.metrics_address)
+                .unwrap_or_else(|| DEFAULT_METRICS_ADDRESS.parse().expect("a valid default")),
+            debounce: Duration::from_millis(
+                flags
+                    .debounce_ms
+                    .or(file.debounce_ms)
+                    .unwrap_or(DEFAULT_DEBOUNCE_MS),
+            ),
+            deny: flags
+                .deny
+                .map(DenyAction::from)
+                .or(file.deny)
+                .unwrap_or_default(),
+            flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+        };
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(Rejected(errors))
+        }
+    }
+
+    /// Whether local endpoints follow this host's addresses (no `--local` given).
+    pub fn follows_host(&self) -> bool {
+        self.locals.is_empty()
+    }
+}
+
+/// Decodes the file's one mapping; unknown keys and bad values go to `errors`.
+fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
+    let mut config = FileConfig::default();
+    let (docs, diags) = load::parse(input);
+    errors.extend(diags);
+    let base = input.path.parent().unwrap_or(Path::new("."));
+    let at = |node: &Node, key: &str, message: String| {
+        Diagnostic::error(message)
+            .in_file(&input.path)
+            .at(node.line, node.column)
+            .field(key)
+    };
+    if docs.len() > 1 {
+        let d = &docs[1].root;
+        errors.push(
+            Diagnostic::error("expected one YAML document, found more")
+                .in_file(&input.path)
+                .at(d.line, d.column),
+        );
+    }
+    let Some(doc) = docs.first() else {
+        return config;
+    };
+    let Value::Map(entries) = &doc.root.value else {
+        errors.push(
+            Diagnostic::error(format!(
+                "expected a mapping of keys, found {}",
+                doc.root.value.describe()
+            ))
+            .in_file(&input.path)
+            .at(doc.root.line, doc.root.column),
+        );
+        return config;
+    };
+    for (k, v) in entries {
+        let Value::Str(key) = &k.value else {
+            errors.push(
+                Diagnostic::error(format!("expected a key, found {}", k.value.describe()))
+                    .in_file(&input.path)
+                    .at(k.line, k.column),
+            );
+            continue;
+        };
+        let key = key.as_str();
+        let result: Result<(), String> = (|| {
+            match key {
+                "policies" => config.policies = Some(paths(v, base)?),
+                "inventory" => config.inventory = Some(paths(v, base)?),
+                "local" => {
+                    config.locals = Some(
+                        strings(v)?
+                            .iter()
+                            .map(|s| parse_name(s))
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
+                "socket" => config.socket = Some(base.join(string(v)?)),
+                "socket-group" => {
+                    config.socket_group = match &v.value {
+                        Value::Int(i) if *i >= 0 => Some(i.to_string()),
+                        _ => Some(string(v)?),
+                    }
+                }
+                "metrics-address" => {
+                    let s = string(v)?;
+                    config.metrics_address = Some(s.parse().map_err(|_| {
+                        format!(
+                            "expected ADDRESS:PORT, e.g. {DEFAULT_METRICS_ADDRESS}, found {s:?}"
+                        )
+                    })?)
+                }
+                "debounce-ms" => {
+                    config.debounce_ms = Some(match v.value {
+                        Value::Int(i) if (0..=60_000).contains(&i) => i as u64,
+                        _ => {
+                            return Err(format!(
+                                "expected milliseconds from 0 to 60000, found {}",
+                                v.value.describe()
+                            ))
+                        }
+                    })
+                }
+                "deny" => {
+                    config.deny = Some(match string(v)?.as_str() {
+                        "drop" => DenyAction::Drop,
+                        "reject" => DenyAction::Reject,
+                        other => return Err(format!("expected drop or reject, found {other:?}")),
+                    })
+                }
+                "flush-on-exit" => {
+                    config.flush_on_exit = Some(match v.value {
+                        Value::Bool(b) => b,
+                        _ => {
+                            return Err(format!(
+                                "expected true or false, found {}",
+                                v.value.describe()
+                            ))
+                        }
+                    })
+                }
+                "log-format" => {
+                    config.log_format = Some(match string(v)?.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        other => return Err(format!("expected text or json, found {other:?}")),
+                    })
+                }
+                _ => return Err(format!("unknown key; the keys are: {}", KEYS.join(", "))),
+            }
+            Ok(())
+        })();
+        if let Err(message) = result {
+            // Unknown keys point at the key, bad values at the value.
+            let node = if KEYS.contains(&key) { v } else { k };
+            errors.push(at(node, key, message));
+        }
+    }
+    config
+}
+
+fn string(v: &Node) -> Result<String, String> {
+    match &v.value {
+        Value::Str(s) if !s.is_empty() => Ok(s.clone()),
+        other => Err(format!(
+            "expected a non-empty string, found {}",
+            other.describe()
+        )),
+    }
+}
+
+/// One string or a list of them.
+fn strings(v: &Node) -> Result<Vec<String>, String> {
+    match &v.value {
+        Value::Seq(items) => items.iter().map(string).collect(),
+        Value::Str(_) => Ok(vec![string(v)?]),
+        other => Err(format!(
+            "expected a string or a list of strings, found {}",
+            other.describe()
+        )),
+    }
+}
+
+fn paths(v: &Node, base: &Path) -> Result<Vec<PathBuf>, String> {
+    Ok(strings(v)?.into_iter().map(|s| base.join(s)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::testdir::TempDir;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("netpold").chain(args.iter().copied())).unwrap()
+    }
+
+    fn errors(r: Result<Settings, Rejected>) -> Vec<String> {
+        match r {
+            Ok(s) => panic!("accepted: {s:?}"),
+            Err(Rejected(d)) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn flags_alone_give_defaults_for_the_rest() {
+        let s = Settings::resolve(&flags(&["--policies", "p", "--inventory", "i"])).unwrap();
+        assert_eq!(s.policies, [PathBuf::from("p")]);
+        assert_eq!(s.inventory, [PathBuf::from("i")]);
+        assert!(s.follows_host());
+        assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(s.socket_group, None);
+        assert_eq!(s.metrics_address, "127.0.0.1:9469".parse().unwrap());
+        assert_eq!(s.debounce, Duration::from_millis(200));
+        assert_eq!(s.deny, DenyAction::Drop);
+        assert!(!s.flush_on_exit);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn file_values_with_paths_relative_to_the_file_and_flags_override_them() {
+        let dir = TempDir::new("config");
+        let file = dir.write(
+            "netpold.yaml",
+            "policies: [pol, /abs/pol2]\ninventory: inv\nlocal: [web/checkout]\n\
+             socket: /tmp/x.sock\nsocket-group: 0\nmetrics-address: \"[::1]:9000\"\n\
+             debounce-ms: 50\ndeny: reject\nflush-on-exit: true\nlog-format: json\n",
+        );
+        let config = file.to_str().unwrap();
+        let s = Settings::resolve(&flags(&["--config", config])).unwrap();
+        assert_eq!(
+            s.policies,
+            [dir.path().join("pol"), PathBuf::from("/abs/pol2")]
+        );
+        assert_eq!(s.inventory, [dir.path().join("inv")]);
+        assert_eq!(s.locals, [ObjectName::new("web", "checkout")]);
+        assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(s.socket_group, Some(("0".into(), 0)));
+        assert_eq!(s.metrics_address, "[::1]:9000".parse().unwrap());
+        assert_eq!(s.debounce, Duration::from_millis(50));
+        assert_eq!(s.deny, DenyAction::Reject);
+        assert!(s.flush_on_exit);
+        assert_eq!(s.log_format, LogFormat::Json);
+
+        let s = Settings::resolve(&flags(&[
+            "--config",
+            config,
+            "--policies",
+            "a",
+            "--policies",
+            "b",
+            "--local",
+            "payments/payments-api",
+            "--socket",
+            "/tmp/y.sock",
+            "--debounce-ms",
+            "10",
+            "--deny",
+            "drop",
+            "--log-format",
+            "text",
+            "--metrics-address",
+            "127.0.0.1:1",
+        ]))
+        .unwrap();
+        assert_eq!(s.policies, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(s.inventory, [dir.path().join("inv")], "kept from the file");
+        assert_eq!(s.locals, [ObjectName::new("payments", "payments-api")]);
+        assert_eq!(s.socket, PathBuf::from("/tmp/y.sock"));
+        assert_eq!(s.debounce, Duration::from_millis(10));
+        assert_eq!(s.deny, DenyAction::Drop);
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.metrics_address, "127.0.0.1:1".parse().unwrap());
+    }
+
+    #[test]
+    fn every_file_error_names_file_line_column_and_key() {
+        let dir = TempDir::new("config");
+        let file = dir.write(
+            "bad.yaml",
+            "policies: pol\ninventory: [inv]\ndebounce: 100\ndeny: block\n\
+             debounce-ms: -5\nflush-on-exit: yes please\nlocal: [nobody]\n",
+        );
+        let f = file.display().to_string();
+        let errs = errors(Settings::resolve(&flags(&["--config", &f])));
+        assert_eq!(
+            errs,
+            [
+                format!("{f}:3:1: error: debounce: unknown key; the keys are: {}", KEYS.join(", ")),
+                format!("{f}:4:7: error: deny: expected drop or reject, found \"block\""),
+                format!("{f}:5:14: error: debounce-ms: expected milliseconds from 0 to 60000, found the integer -5"),
+                format!("{f}:6:16: error: flush-on-exit: expected true or false, found the string \"yes please\""),
+                format!("{f}:7:8: error: local: expected NAMESPACE/NAME, got \"nobody\""),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_and_missing_inputs_are_errors() {
+        let dir = TempDir::new("config");
+        let file = dir.write("broken.yaml", "policies: [a\n");
+        let f = file.display().to_string();
+        let errs = errors(Settings::resolve(&flags(&["--config", &f])));
+        assert!(errs[0].starts_with(&format!("{f}:")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains(
+                "no inventory given: set `inventory` in the config file or pass --inventory"
+            )),
+            "{errs:?}"
+        );
+        let errs = errors(Settings::resolve(&flags(&[
+            "--config",
+            "/nonexistent/netpold.yaml",
+        ])));
+        assert!(
+            errs[0].starts_with("/nonexistent/netpold.yaml: error: cannot read:"),
+            "{errs:?}"
+        );
+        let errs = errors(Settings::resolve(&flags(&[
+            "--policies",
+            "p",
+            "--inventory",
+            "i",
+            "--socket-group",
+            "no-such-group-here",
+        ])));
+        assert_eq!(
+            errs,
+            ["error: socket-group: no group \"no-such-group-here\" in /etc/group"]
+        );
+    }
+
+    #[test]
+    fn the_documented_example_config_is_valid_and_holds_every_key_with_its_default() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let path = repo.join("config/netpold.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in KEYS {
+            assert!(
+                text.contains(&format!("\n{key}:")) || text.contains(&format!("\n# {key}:")),
+                "config/netpold.yaml does not document `{key}`"
+            );
+        }
+        let s = Settings::resolve(&flags(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(s.policies, [repo.join("config/policies")]);
+        assert_eq!(s.inventory, [repo.join("config/inventory")]);
+        assert_eq!(s.debounce, Duration::from_millis(DEFAULT_DEBOUNCE_MS));
+        assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+}

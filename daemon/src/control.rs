@@ -1,0 +1,475 @@
+//! The control socket's protocol, shared by `netpold` (server) and `netpolctl`
+//! (client): one JSON [`Request`] per line in, one JSON [`Response`] per line out.
+//!
+//! The types are defined once here, so both sides cannot disagree; the text renderings
+//! for people live here too, next to the values they show.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Where `netpold` listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/netpol/netpold.sock";
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    /// Re-read the inputs now and apply them if they changed; answer when done.
+    Reload,
+    /// Describe what is loaded.
+    Status,
+}
+
+/// What the daemon answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "kebab-case")]
+pub enum Response {
+    /// The outcome of a reload.
+    Reload(ReloadReport),
+    /// The daemon's state.
+    Status(StatusReport),
+    /// The request could not be understood.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What set a reload off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The first load at start-up.
+    Start,
+    /// A change of the watched files.
+    Files,
+    /// SIGHUP.
+    Signal,
+    /// `netpolctl reload`.
+    Control,
+    /// This host's addresses changed the set of local endpoints.
+    Addresses,
+}
+
+/// How a reload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A new ruleset is in the kernel.
+    Applied,
+    /// Nothing to do: the inputs (and local endpoints) are what is loaded.
+    Unchanged,
+    /// Something failed; the kernel keeps the last good ruleset.
+    Failed,
+}
+
+/// The stage at which a reload failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Reading and parsing files, and validating the model.
+    Load,
+    /// Choosing the local endpoints (an unknown `--local`).
+    Locals,
+    /// The kernel refused the ruleset.
+    Kernel,
+}
+
+/// Sizes of what is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// NetworkPolicies.
+    pub policies: usize,
+    /// Inventory endpoints.
+    pub endpoints: usize,
+    /// Local endpoints (those this host enforces).
+    pub local_endpoints: usize,
+    /// Rules in the table.
+    pub rules: usize,
+    /// Set and map elements.
+    pub elements: usize,
+}
+
+/// The content hashes of the inputs (SHA-256 over each file's path and bytes, in
+/// reading order).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputHashes {
+    /// Of the policy files.
+    pub policies: String,
+    /// Of the inventory files.
+    pub inventory: String,
+}
+
+/// The answer to a reload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What set it off.
+    pub trigger: Trigger,
+    /// The generation in force afterwards (0: nothing ever loaded).
+    pub generation: u64,
+    /// Sizes before (what was loaded, if anything).
+    pub before: Option<Counts>,
+    /// Sizes after (equal to `before` unless applied).
+    pub after: Option<Counts>,
+    /// Local endpoints that became local.
+    pub locals_added: Vec<String>,
+    /// Local endpoints that are no longer local.
+    pub locals_removed: Vec<String>,
+    /// Where it failed.
+    pub stage: Option<Stage>,
+    /// The whole error, when it failed.
+    pub error: Option<String>,
+    /// Time to read, validate and plan.
+    pub compile_ms: f64,
+    /// Time for the kernel transaction.
+    pub apply_ms: f64,
+}
+
+/// A failed reload, remembered until one succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What set the reload off.
+    pub trigger: Trigger,
+    /// Where it failed.
+    pub stage: Stage,
+    /// The whole error.
+    pub message: String,
+}
+
+/// Reloads counted since the daemon started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    /// Reloads that applied a new ruleset (the first load included).
+    pub applied: u64,
+    /// Reloads that found nothing to change.
+    pub unchanged: u64,
+    /// Reloads that failed.
+    pub failed: u64,
+}
+
+/// Whether the files on disk are what is loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskState {
+    /// They hash the same as the loaded inputs.
+    Match,
+    /// They changed since (a reload is pending or failed).
+    Differ,
+    /// They cannot be read now.
+    Unreadable,
+}
+
+/// The answer to a status request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Successful applies so far; 0 before the first.
+    pub generation: u64,
+    /// When the ruleset in force was applied (RFC 3339, UTC).
+    pub loaded_at: Option<String>,
+    /// What set off the load in force.
+    pub loaded_by: Option<Trigger>,
+    /// Hashes of the inputs in force.
+    pub hashes: Option<InputHashes>,
+    /// Sizes of what is in force.
+    pub counts: Option<Counts>,
+    /// The local endpoints in force.
+    pub local_endpoints: Vec<String>,
+    /// True when local endpoints follow this host's addresses.
+    pub follows_host: bool,
+    /// Reloads since start, by outcome.
+    pub reloads: ReloadCounts,
+    /// The last failure, if no reload succeeded since.
+    pub last_error: Option<LastError>,
+    /// Whether the files on disk are what is loaded.
+    pub disk: DiskState,
+}
+
+/// Sends one request to the daemon at `socket` and waits for its answer (a reload can
+/// take as long as the kernel does: no time limit).
+pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot reach netpold at {}: {e} (is it running? --socket names another path)",
+                socket.display()
+            ),
+        )
+    })?;
+    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    if answer.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "netpold closed the connection without answering",
+        ));
+    }
+    serde_json::from_str(&answer)
+        .map_err(|e| io::Error::other(format!("netpold's answer is not understood: {e}")))
+}
+
+/// The id of a group given by number or by name (looked up in `/etc/group`).
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group to find group {group:?}: {e}"))?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == group)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| format!("no group {group:?} in /etc/group"))
+}
+
+/// `t` as RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+fn arrow(before: Option<usize>, after: Option<usize>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if a == b => format!("{a} (unchanged)"),
+        (Some(b), Some(a)) => format!("{b} -> {a}"),
+        (None, Some(a)) => a.to_string(),
+        (Some(b), None) => b.to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
+impl ReloadReport {
+    /// The outcome for people: one line, then what changed or the whole error.
+    pub fn render_text(&self) -> String {
+        let mut out = match self.outcome {
+            Outcome::Applied => format!(
+                "reloaded: generation {} applied ({:.1} ms compile, {:.1} ms kernel)\n",
+                self.generation, self.compile_ms, self.apply_ms
+            ),
+            Outcome::Unchanged => format!(
+                "unchanged: the inputs are what generation {} loaded; nothing applied\n",
+                self.generation
+            ),
+            Outcome::Failed => format!(
+                "reload failed at the {} stage; generation {} stays in force\n",
+                match self.stage {
+                    Some(Stage::Load) => "load",
+                    Some(Stage::Locals) => "local endpoints",
+                    Some(Stage::Kernel) => "kernel",
+                    None => "unknown",
+                },
+                self.generation
+            ),
+        };
+        if self.outcome == Outcome::Applied {
+            let b = self.before;
+            let a = self.after;
+            let field = |f: fn(&Counts) -> usize| arrow(b.as_ref().map(f), a.as_ref().map(f));
+            let _ = writeln!(out, "  policies:        {}", field(|c| c.policies));
+            let _ = writeln!(out, "  endpoints:       {}", field(|c| c.endpoints));
+            let _ = writeln!(out, "  local endpoints: {}", field(|c| c.local_endpoints));
+            let _ = writeln!(out, "  rules:           {}", field(|c| c.rules));
+            let _ = writeln!(out, "  set elements:    {}", field(|c| c.elements));
+            for l in &self.locals_added {
+                let _ = writeln!(out, "  + local {l}");
+            }
+            for l in &self.locals_removed {
+                let _ = writeln!(out, "  - local {l}");
+            }
+        }
+        if let Some(e) = &self.error {
+            for line in e.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        out
+    }
+}
+
+impl StatusReport {
+    /// The state for people.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "netpold (pid {})", self.pid);
+        match (&self.loaded_at, &self.counts) {
+            (Some(at), Some(c)) => {
+                let _ = writeln!(
+                    out,
+                    "generation:      {} (loaded {at}{})",
+                    self.generation,
+                    self.loaded_by
+                        .map(|t| format!(" by {}", trigger_name(t)))
+                        .unwrap_or_default()
+                );
+                let _ = writeln!(out, "policies:        {}", c.policies);
+                let _ = writeln!(out, "endpoints:       {}", c.endpoints);
+                let _ = writeln!(
+                    out,
+                    "local endpoints: {}{} {}",
+                    c.local_endpoints,
+                    if self.follows_host {
+                        " (by this host's addresses)"
+                    } else {
+                        " (named)"
+                    },
+                    self.local_endpoints.join(", ")
+                );
+                let _ = writeln!(out, "rules:           {}", c.rules);
+                let _ = writeln!(out, "set elements:    {}", c.elements);
+            }
+            _ => {
+                let _ = writeln!(out, "generation:      0 (nothing loaded)");
+            }
+        }
+        if let Some(h) = &self.hashes {
+            let _ = writeln!(out, "policies hash:   {}", h.policies);
+            let _ = writeln!(out, "inventory hash:  {}", h.inventory);
+        }
+        let _ = writeln!(
+            out,
+            "files on disk:   {}",
+            match self.disk {
+                DiskState::Match => "match what is loaded",
+                DiskState::Differ => "differ from what is loaded",
+                DiskState::Unreadable => "cannot be read",
+            }
+        );
+        let r = self.reloads;
+        let _ = writeln!(
+            out,
+            "reloads:         {} applied, {} unchanged, {} failed",
+            r.applied, r.unchanged, r.failed
+        );
+        match &self.last_error {
+            None => out.push_str("last error:      none\n"),
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "last error:      at {} ({}, {:?} stage):",
+                    e.at,
+                    trigger_name(e.trigger),
+                    e.stage
+                );
+                for line in e.message.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+        out
+    }
+}
+
+fn trigger_name(t: Trigger) -> &'static str {
+    match t {
+        Trigger::Start => "start-up",
+        Trigger::Files => "file change",
+        Trigger::Signal => "SIGHUP",
+        Trigger::Control => "netpolctl reload",
+        Trigger::Addresses => "address change",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_are_one_json_line_each_way() {
+        assert_eq!(
+            serde_json::to_string(&Request::Reload).unwrap(),
+            r#"{"request":"reload"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"request":"status"}"#).unwrap();
+        assert_eq!(r, Request::Status);
+        let resp = Response::Error {
+            message: "bad".into(),
+        };
+        let text = serde_json::to_string(&resp).unwrap();
+        assert!(!text.contains('\n'));
+        assert_eq!(text, r#"{"response":"error","message":"bad"}"#);
+    }
+
+    #[test]
+    fn rfc3339_in_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123); // leap year
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn group_ids_by_number_and_name() {
+        assert_eq!(group_id("4242"), Ok(4242));
+        assert_eq!(group_id("root"), Ok(0));
+        assert!(group_id("no-such-group-here").is_err());
+    }
+
+    #[test]
+    fn an_applied_reload_shows_before_and_after() {
+        let c = |p, r| Counts {
+            policies: p,
+            endpoints: 5,
+            local_endpoints: 1,
+            rules: r,
+            elements: 7,
+        };
+        let report = ReloadReport {
+            outcome: Outcome::Applied,
+            trigger: Trigger::Control,
+            generation: 3,
+            before: Some(c(4, 20)),
+            after: Some(c(5, 24)),
+            locals_added: vec!["web/checkout".into()],
+            locals_removed: vec![],
+            stage: None,
+            error: None,
+            compile_ms: 1.0,
+            apply_ms: 2.0,
+        };
+        let text = report.render_text();
+        assert!(text.starts_with("reloaded: generation 3 applied"), "{text}");
+        assert!(text.contains("  policies:        4 -> 5\n"), "{text}");
+        assert!(
+            text.contains("  endpoints:       5 (unchanged)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  rules:           20 -> 24\n"), "{text}");
+        assert!(text.contains("  + local web/checkout\n"), "{text}");
+    }
+}

@@ -1,0 +1,293 @@
+//! `netpold`'s run: start-up in a fixed order, then one `select!` loop that owns the
+//! [`State`] and serves every event in turn — file changes, signals, address changes,
+//! control requests — so no two reloads ever overlap.
+//!
+//! Order (as in linkerd2-proxy's main): the settings were checked before this is
+//! called; then bind the control socket (a second daemon stops here, before touching
+//! the kernel), start following addresses and watching files (before the first read,
+//! so no change is missed), load and apply, and only then tell systemd `READY=1`.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Settings;
+use crate::control::{Outcome, ReloadReport, Request, Response, StatusReport, Trigger};
+use crate::netlink::Backend;
+use crate::state::{Options, State};
+use crate::{addrs, systemd, watch};
+
+/// Why the daemon stopped with an error, and the exit code it means.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The first load failed; the kernel was not touched.
+    #[error("the first load failed; nothing was applied:\n{0}")]
+    FirstLoad(String),
+    /// Something needed to run could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What the loop is told, from every source, on one channel.
+enum Event {
+    /// The watched files changed.
+    Files,
+    /// This host's addresses (the whole set).
+    Addresses(std::collections::BTreeSet<std::net::IpAddr>),
+    /// A control request and where to answer.
+    Control(Request, oneshot::Sender<Response>),
+    /// The address follower stopped.
+    AddressesFailed(String),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<(), RunError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let listener = bind(
+        &settings.socket,
+        settings.socket_group.as_ref().map(|g| g.1),
+    )
+    .map_err(|e| RunError::Setup(format!("control socket {}: {e}", settings.socket.display())))?;
+    let socket = SocketFile(settings.socket.clone());
+    // Signals are handled from here on (an early SIGHUP must not kill the daemon).
+    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT"))?;
+
+    let mut state = State::new(
+        Options {
+            policies: settings.policies.clone(),
+            inventory: settings.inventory.clone(),
+            locals: settings.locals.clone(),
+            deny: settings.deny,
+        },
+        backend,
+    );
+
+    if state.follows_host() {
+        let events = tx.clone();
+        tokio::spawn(async move {
+            let sent = events.clone();
+            let r = addrs::follow(move |set| {
+                let _ = sent.send(Event::Addresses(set));
+            })
+            .await;
+            let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+            let _ = events.send(Event::AddressesFailed(e));
+        });
+        // The first load needs this host's addresses.
+        match rx.recv().await {
+            Some(Event::Addresses(set)) => {
+                state.set_host_addresses(set);
+            }
+            Some(Event::AddressesFailed(e)) => {
+                return Err(RunError::Setup(format!(
+                    "reading this host's addresses: {e}"
+                )))
+            }
+            _ => return Err(RunError::Setup("reading this host's addresses".into())),
+        }
+    }
+
+    let files = tx.clone();
+    let inputs: Vec<PathBuf> = settings
+        .policies
+        .iter()
+        .chain(&settings.inventory)
+        .cloned()
+        .collect();
+    let _watch = watch::watch(&inputs, settings.debounce, move |paths| {
+        tracing::debug!(?paths, "inputs may have changed");
+        let _ = files.send(Event::Files);
+    })
+    .map_err(|e| RunError::Setup(format!("watching the inputs: {e}")))?;
+
+    let first = tokio::task::block_in_place(|| state.reload(Trigger::Start));
+    if first.outcome != Outcome::Applied {
+        drop(socket);
+        return Err(RunError::FirstLoad(first.error.unwrap_or_default()));
+    }
+    // Requests wait in the listen backlog until the first load is done.
+    tokio::spawn(serve(listener, tx.clone()));
+    tracing::info!(
+        socket = %settings.socket.display(),
+        watching = ?_watch.dirs,
+        follows_host = state.follows_host(),
+        "netpold ready"
+    );
+    notify(&format!(
+        "READY=1\n{}",
+        systemd::status_line(&state.summary())
+    ));
+
+    let stop = loop {
+        let event = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break "the event channel closed",
+            },
+            _ = hup.recv() => {
+                reload(&mut state, Trigger::Signal);
+                continue;
+            }
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+        };
+        match event {
+            Event::Files => {
+                // Events that queued up during the last reload are covered by this one.
+                while let Ok(Event::Files) = rx.try_recv() {}
+                reload(&mut state, Trigger::Files);
+            }
+            Event::Addresses(set) => {
+                let r = tokio::task::block_in_place(|| state.set_host_addresses(set));
+                if r.is_some() {
+                    notify(&systemd::status_line(&state.summary()));
+                }
+            }
+            Event::AddressesFailed(e) => {
+                tracing::error!("following this host's addresses stopped: {e}; local endpoints stay as they are");
+            }
+            Event::Control(Request::Reload, reply) => {
+                let r = reload(&mut state, Trigger::Control);
+                let _ = reply.send(Response::Reload(r));
+            }
+            Event::Control(Request::Status, reply) => {
+                let s: StatusReport = tokio::task::block_in_place(|| state.status());
+                let _ = reply.send(Response::Status(s));
+            }
+        }
+    };
+    tracing::info!("stopping on {stop}");
+    notify("STOPPING=1");
+    if settings.flush_on_exit {
+        match state.backend().flush() {
+            Ok(true) => tracing::info!("removed table inet netpol (--flush-on-exit)"),
+            Ok(false) => tracing::info!("no table inet netpol to remove"),
+            Err(e) => tracing::error!("removing table inet netpol: {e}"),
+        }
+    } else {
+        tracing::info!(
+            generation = state.generation(),
+            "leaving the ruleset in force"
+        );
+    }
+    drop(socket);
+    Ok(())
+}
+
+fn reload<B: Backend>(state: &mut State<B>, trigger: Trigger) -> ReloadReport {
+    let r = tokio::task::block_in_place(|| state.reload(trigger));
+    notify(&systemd::status_line(&state.summary()));
+    r
+}
+
+fn notify(state: &str) {
+    if let Err(e) = systemd::notify(state) {
+        tracing::warn!("telling systemd {state:?}: {e}");
+    }
+}
+
+fn setup(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
+    move |e| RunError::Setup(format!("handling {what}: {e}"))
+}
+
+/// The socket file, removed when the daemon stops.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds the control socket with its final mode already set: it is created under a
+/// temporary name, given its mode (and group), then renamed into place, so there is
+/// no moment when anyone else may connect. A socket file left by a daemon that died is
+/// replaced; one that a live daemon answers on is an error.
+fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another netpold is answering on it",
+        ));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let result = (|| {
+        let mode = match group {
+            Some(gid) => {
+                std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Accepts control connections; each runs in a task of its own.
+async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, tx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One connection: requests one per line, answers one per line, in order.
+async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                if tx.send(Event::Control(request, reply)).is_err() {
+                    return;
+                }
+                match answer.await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+            Err(e) => Response::Error {
+                message: format!("not a request: {e}"),
+            },
+        };
+        let mut text = serde_json::to_string(&response).unwrap_or_else(|e| {
+            format!(r#"{{"response":"error","message":"serialising the answer: {e}"}}"#)
+        });
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}

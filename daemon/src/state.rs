@@ -1,0 +1,476 @@
+//! The daemon's state and the one thing that changes it: a reload.
+//!
+//! [`State`] owns the kernel [`Backend`], the last good inputs (model, hashes, local
+//! endpoints, sizes) and the counters. [`State::reload`] reads every input, skips the
+//! work when the bytes hash the same as before, and otherwise validates, plans and
+//! applies; any failure leaves the kernel and the last good state as they were and is
+//! remembered for `status`. Synchronous and free of tokio, so the logic is tested with
+//! the [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
+//! [`crate::daemon`].
+//!
+//! Each outcome is logged and counted in one place ([`State::record`]), so the log and
+//! the counters (and later the metrics) never disagree.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use rules_compiler::diag::Rejected;
+use rules_compiler::load::{self, Input};
+use rules_compiler::model::ObjectName;
+use rules_compiler::plan::{self, DenyAction, Plan};
+use rules_compiler::resolve::Index;
+use rules_compiler::Loaded;
+use sha2::{Digest, Sha256};
+
+use crate::control::{
+    rfc3339, Counts, DiskState, InputHashes, LastError, Outcome, ReloadCounts, ReloadReport, Stage,
+    StatusReport, Trigger,
+};
+use crate::ctl::endpoints_with_addresses;
+use crate::inputs;
+use crate::netlink::Backend;
+
+/// What the state needs to know of the configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Policy files or directories.
+    pub policies: Vec<PathBuf>,
+    /// Inventory files or directories.
+    pub inventory: Vec<PathBuf>,
+    /// Named local endpoints; empty: those with an address of this host.
+    pub locals: Vec<ObjectName>,
+    /// What denied packets get.
+    pub deny: DenyAction,
+}
+
+/// What is in force.
+struct Current {
+    loaded: Loaded,
+    hashes: InputHashes,
+    locals: Vec<ObjectName>,
+    counts: Counts,
+    at: SystemTime,
+    by: Trigger,
+}
+
+/// Inputs read from disk, with their hashes.
+struct Read {
+    policies: Vec<Input>,
+    inventory: Vec<Input>,
+    hashes: InputHashes,
+}
+
+/// Timings and counts of the last reloads, for logs now and metrics later.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Reloads by outcome.
+    pub reloads: ReloadCounts,
+    /// Failures by stage.
+    pub failed_load: u64,
+    /// Failures choosing local endpoints.
+    pub failed_locals: u64,
+    /// Failures in the kernel.
+    pub failed_kernel: u64,
+    /// When the last apply succeeded.
+    pub last_success: Option<SystemTime>,
+    /// Time to read, validate and plan, of the last reload that got that far.
+    pub last_compile: Duration,
+    /// Time of the last kernel transaction.
+    pub last_apply: Duration,
+}
+
+/// The daemon's state: see the module doc.
+pub struct State<B> {
+    options: Options,
+    backend: B,
+    /// This host's addresses, when local endpoints follow them.
+    host: BTreeSet<IpAddr>,
+    current: Option<Current>,
+    generation: u64,
+    /// Hashes of the inputs of the last attempt, successful or not, so that file events
+    /// that change nothing since a failure do not fail again and again.
+    last_attempt: Option<InputHashes>,
+    last_error: Option<LastError>,
+    /// Counters, public for metrics.
+    pub counters: Counters,
+}
+
+impl<B: Backend> State<B> {
+    /// A state with nothing loaded yet.
+    pub fn new(options: Options, backend: B) -> State<B> {
+        State {
+            options,
+            backend,
+            host: BTreeSet::new(),
+            current: None,
+            generation: 0,
+            last_attempt: None,
+            last_error: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Whether local endpoints follow this host's addresses.
+    pub fn follows_host(&self) -> bool {
+        self.options.locals.is_empty()
+    }
+
+    /// The generation in force (0: nothing loaded).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The kernel backend (for shutdown, and for tests to look into).
+    pub fn backend(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Reads the inputs and applies them unless they are what is loaded.
+    ///
+    /// File events (`Trigger::Files`) are also skipped when the inputs are those of the
+    /// last failed attempt: nothing changed that could make it pass. Explicit reloads
+    /// (SIGHUP, `netpolctl reload`) try again, since a kernel failure may be transient.
+    pub fn reload(&mut self, trigger: Trigger) -> ReloadReport {
+        let started = Instant::now();
+        let read = match read_inputs(&self.options) {
+            Ok(r) => r,
+            Err(rejected) => {
+                self.last_attempt = None;
+                return self.fail(trigger, Stage::Load, rejected.to_string(), started, None);
+            }
+        };
+        let same_as_loaded = self.current.as_ref().map(|c| &c.hashes) == Some(&read.hashes);
+        let same_as_failed = self.last_error.is_some()
+            && self.last_attempt.as_ref() == Some(&read.hashes)
+            && trigger == Trigger::Files;
+        if same_as_loaded || same_as_failed {
+            if same_as_loaded {
+                // The files went back to what is in force: nothing is wrong any more.
+                self.last_error = None;
+            }
+            self.last_attempt = Some(read.hashes);
+            return self.record(self.unchanged(trigger));
+        }
+        self.last_attempt = Some(read.hashes.clone());
+        let loaded = match rules_compiler::load_model(&read.policies, &read.inventory) {
+            Ok(l) => l,
+            Err(rejected) => {
+                return self.fail(trigger, Stage::Load, rejected.to_string(), started, None)
+            }
+        };
+        for w in &loaded.warnings {
+            tracing::warn!(target: "netpold::inputs", "{w}");
+        }
+        self.apply_model(trigger, loaded, read.hashes, started)
+    }
+
+    /// Takes this host's addresses; when local endpoints follow them and the set of
+    /// local endpoints changes, re-applies the loaded inputs for the new set.
+    pub fn set_host_addresses(&mut self, addresses: BTreeSet<IpAddr>) -> Option<ReloadReport> {
+        if addresses == self.host {
+            return None;
+        }
+        self.host = addresses;
+        if !self.follows_host() {
+            return None;
+        }
+        let current = self.current.as_ref()?;
+        let index = Index::new(&current.loaded.model);
+        let now = local_names(&index, &endpoints_with_addresses(&index, &self.host));
+        if now == current.locals {
+            return None;
+        }
+        let (loaded, hashes) = (current.loaded.clone(), current.hashes.clone());
+        Some(self.apply_model(Trigger::Addresses, loaded, hashes, Instant::now()))
+    }
+
+    /// What `status` shows. Reads the inputs to tell whether the disk still matches.
+    pub fn status(&self) -> StatusReport {
+        let disk = match read_inputs(&self.options) {
+            Err(_) => DiskState::Unreadable,
+            Ok(r) if self.current.as_ref().map(|c| &c.hashes) == Some(&r.hashes) => {
+                DiskState::Match
+            }
+            Ok(_) => DiskState::Differ,
+        };
+        let c = self.current.as_ref();
+        StatusReport {
+            pid: std::process::id(),
+            generation: self.generation,
+            loaded_at: c.map(|c| rfc3339(c.at)),
+            loaded_by: c.map(|c| c.by),
+            hashes: c.map(|c| c.hashes.clone()),
+            counts: c.map(|c| c.counts),
+            local_endpoints: c
+                .map(|c| c.locals.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            follows_host: self.follows_host(),
+            reloads: self.counters.reloads,
+            last_error: self.last_error.clone(),
+            disk,
+        }
+    }
+
+    /// A one-line summary for systemd's `STATUS=`.
+    pub fn summary(&self) -> String {
+        let mut s = match &self.current {
+            Some(c) => format!(
+                "generation {}: {} policies, {} endpoints, {} local, {} rules, {} elements",
+                self.generation,
+                c.counts.policies,
+                c.counts.endpoints,
+                c.counts.local_endpoints,
+                c.counts.rules,
+                c.counts.elements
+            ),
+            None => "nothing loaded".to_string(),
+        };
+        if let Some(e) = &self.last_error {
+            s.push_str(&format!("; last reload failed at {}", e.at));
+        }
+        s
+    }
+
+    fn apply_model(
+        &mut self,
+        trigger: Trigger,
+        loaded: Loaded,
+        hashes: InputHashes,
+        started: Instant,
+    ) -> ReloadReport {
+        let index = Index::new(&loaded.model);
+        let ids = if self.follows_host() {
+            endpoints_with_addresses(&index, &self.host)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        } else {
+            match inputs::find_endpoints(&index, &self.options.locals) {
+                Ok(ids) => ids,
+                Err(e) => return self.fail(trigger, Stage::Locals, e, started, None),
+            }
+        };
+        let plan = plan::build(
+            &index,
+            &ids,
+            &plan::Options {
+                deny: self.options.deny,
+            },
+        );
+        let locals: Vec<ObjectName> = ids
+            .iter()
+            .map(|&i| index.model.inventory.endpoints[i].id.clone())
+            .collect();
+        let compile = started.elapsed();
+        self.counters.last_compile = compile;
+        let applying = Instant::now();
+        let result = self.backend.apply(&plan);
+        let apply = applying.elapsed();
+        if let Err(e) = result {
+            let message = format!("applying table inet {}: {e}", plan.table);
+            return self.fail(trigger, Stage::Kernel, message, started, Some(apply));
+        }
+        self.counters.last_apply = apply;
+        let counts = counts(&loaded, &plan);
+        let before = self.current.as_ref().map(|c| c.counts);
+        let old_locals: BTreeSet<String> = self
+            .current
+            .as_ref()
+            .map(|c| c.locals.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let new_locals: BTreeSet<String> = locals.iter().map(ToString::to_string).collect();
+        drop(index);
+        self.generation += 1;
+        self.last_error = None;
+        self.current = Some(Current {
+            loaded,
+            hashes,
+            locals,
+            counts,
+            at: SystemTime::now(),
+            by: trigger,
+        });
+        self.record(ReloadReport {
+            outcome: Outcome::Applied,
+            trigger,
+            generation: self.generation,
+            before,
+            after: Some(counts),
+            locals_added: new_locals.difference(&old_locals).cloned().collect(),
+            locals_removed: old_locals.difference(&new_locals).cloned().collect(),
+            stage: None,
+            error: None,
+            compile_ms: ms(compile),
+            apply_ms: ms(apply),
+        })
+    }
+
+    fn unchanged(&self, trigger: Trigger) -> ReloadReport {
+        let counts = self.current.as_ref().map(|c| c.counts);
+        ReloadReport {
+            outcome: Outcome::Unchanged,
+            trigger,
+            generation: self.generation,
+            before: counts,
+            after: counts,
+            locals_added: vec![],
+            locals_removed: vec![],
+            stage: None,
+            error: None,
+            compile_ms: 0.0,
+            apply_ms: 0.0,
+        }
+    }
+
+    fn fail(
+        &mut self,
+        trigger: Trigger,
+        stage: Stage,
+        message: String,
+        started: Instant,
+        apply: Option<Duration>,
+    ) -> ReloadReport {
+        self.last_error = Some(LastError {
+            at: rfc3339(SystemTime::now()),
+            trigger,
+            stage,
+            message: message.clone(),
+        });
+        let counts = self.current.as_ref().map(|c| c.counts);
+        let compile = started.elapsed() - apply.unwrap_or_default();
+        self.record(ReloadReport {
+            outcome: Outcome::Failed,
+            trigger,
+            generation: self.generation,
+            before: counts,
+            after: counts,
+            locals_added: vec![],
+            locals_removed: vec![],
+            stage: Some(stage),
+            error: Some(message),
+            compile_ms: ms(compile),
+            apply_ms: apply.map(ms).unwrap_or(0.0),
+        })
+    }
+
+    /// Logs and counts an outcome: the one place both happen.
+    fn record(&mut self, report: ReloadReport) -> ReloadReport {
+        let c = &mut self.counters;
+        match report.outcome {
+            Outcome::Applied => {
+                c.reloads.applied += 1;
+                c.last_success = Some(SystemTime::now());
+                let a = report.after.unwrap_or_default();
+                tracing::info!(
+                    trigger = ?report.trigger,
+                    generation = report.generation,
+                    policies = a.policies,
+                    endpoints = a.endpoints,
+                    local_endpoints = a.local_endpoints,
+                    rules = a.rules,
+                    elements = a.elements,
+                    compile_ms = report.compile_ms,
+                    apply_ms = report.apply_ms,
+                    added = ?report.locals_added,
+                    removed = ?report.locals_removed,
+                    "applied generation {}",
+                    report.generation
+                );
+            }
+            Outcome::Unchanged => {
+                c.reloads.unchanged += 1;
+                tracing::debug!(trigger = ?report.trigger, generation = report.generation, "inputs unchanged; nothing applied");
+            }
+            Outcome::Failed => {
+                c.reloads.failed += 1;
+                match report.stage {
+                    Some(Stage::Load) => c.failed_load += 1,
+                    Some(Stage::Locals) => c.failed_locals += 1,
+                    Some(Stage::Kernel) => c.failed_kernel += 1,
+                    None => {}
+                }
+                let kept = match report.generation {
+                    0 => "nothing was applied".to_string(),
+                    g => format!("generation {g} stays in force"),
+                };
+                tracing::error!(
+                    trigger = ?report.trigger,
+                    stage = ?report.stage,
+                    generation = report.generation,
+                    "reload failed; {kept}:\n{}",
+                    report.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        report
+    }
+}
+
+/// Milliseconds, to the microsecond.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn counts(loaded: &Loaded, plan: &Plan) -> Counts {
+    Counts {
+        policies: loaded.model.policies.len(),
+        endpoints: loaded.model.inventory.endpoints.len(),
+        local_endpoints: plan.locals.len(),
+        rules: plan.rule_count(),
+        elements: plan.element_count(),
+    }
+}
+
+fn local_names(
+    index: &Index<'_>,
+    found: &[(rules_compiler::resolve::EndpointId, Vec<IpAddr>)],
+) -> Vec<ObjectName> {
+    found
+        .iter()
+        .map(|(i, _)| index.model.inventory.endpoints[*i].id.clone())
+        .collect()
+}
+
+fn read_inputs(options: &Options) -> Result<Read, Rejected> {
+    let policies = load::read_paths(&options.policies);
+    let inventory = load::read_paths(&options.inventory);
+    match (policies, inventory) {
+        (Ok(policies), Ok(inventory)) => {
+            let hashes = InputHashes {
+                policies: hash(&policies),
+                inventory: hash(&inventory),
+            };
+            Ok(Read {
+                policies,
+                inventory,
+                hashes,
+            })
+        }
+        (p, i) => {
+            let mut all = Vec::new();
+            for r in [p.err(), i.err()].into_iter().flatten() {
+                all.extend(r.0);
+            }
+            Err(Rejected(all))
+        }
+    }
+}
+
+/// SHA-256 over each input's path and bytes, length-prefixed so that no two different
+/// lists of files hash the same.
+fn hash(inputs: &[Input]) -> String {
+    let mut h = Sha256::new();
+    for i in inputs {
+        let path = i.path.as_os_str().as_encoded_bytes();
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path);
+        h.update((i.text.len() as u64).to_le_bytes());
+        h.update(i.text.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+//! Reload logic over the fake kernel and copies of the bundled example.
+
+use std::path::Path;
+
+use super::*;
+use crate::netlink::fake::FakeBackend;
+use crate::testdir::TempDir;
+
+/// The bundled example, copied so tests can edit it.
+fn example() -> TempDir {
+    let dir = TempDir::new("state");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for sub in ["policies", "inventory"] {
+        for entry in std::fs::read_dir(repo.join("config").join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            dir.write(
+                &format!("{sub}/{}", entry.file_name().to_string_lossy()),
+                &text,
+            );
+        }
+    }
+    dir
+}
+
+fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
+    State::new(
+        Options {
+            policies: vec![dir.path().join("policies")],
+            inventory: vec![dir.path().join("inventory")],
+            locals: locals.to_vec(),
+            deny: DenyAction::Drop,
+        },
+        FakeBackend::new(),
+    )
+}
+
+fn checkout() -> Vec<ObjectName> {
+    vec![ObjectName::new("web", "checkout")]
+}
+
+const EXTRA_POLICY: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: web, name: deny-egress}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+";
+
+#[test]
+fn start_applies_and_the_same_inputs_change_nothing() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.generation, 1);
+    assert_eq!(r.before, None);
+    assert_eq!(r.locals_added, ["web/checkout"]);
+    let after = r.after.unwrap();
+    assert_eq!(
+        (after.policies, after.endpoints, after.local_endpoints),
+        (4, 5, 1)
+    );
+    let plan = s.backend().loaded.clone().unwrap();
+    assert_eq!(after.rules, plan.rule_count());
+    assert_eq!(after.elements, plan.element_count());
+
+    for trigger in [Trigger::Files, Trigger::Signal, Trigger::Control] {
+        let r = s.reload(trigger);
+        assert_eq!(r.outcome, Outcome::Unchanged, "{trigger:?}");
+        assert_eq!(r.generation, 1);
+    }
+    assert_eq!(s.backend().applies, 1);
+    let st = s.status();
+    assert_eq!(st.generation, 1);
+    assert_eq!(st.disk, DiskState::Match);
+    assert_eq!(
+        st.reloads,
+        ReloadCounts {
+            applied: 1,
+            unchanged: 3,
+            failed: 0
+        }
+    );
+    assert_eq!(st.local_endpoints, ["web/checkout"]);
+    assert!(st.hashes.unwrap().policies.len() == 64);
+}
+
+#[test]
+fn an_edit_applies_a_new_generation_and_reports_what_changed() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let first = s.reload(Trigger::Start);
+    let hashes = s.status().hashes.unwrap();
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    assert_eq!(s.status().disk, DiskState::Differ);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.generation, 2);
+    assert_eq!(r.before, first.after);
+    assert_eq!(r.after.unwrap().policies, 5);
+    assert!(r.locals_added.is_empty() && r.locals_removed.is_empty());
+    let now = s.status().hashes.unwrap();
+    assert_ne!(now.policies, hashes.policies);
+    assert_eq!(now.inventory, hashes.inventory);
+    assert_eq!(s.backend().applies, 2);
+}
+
+#[test]
+fn a_broken_file_keeps_the_last_good_ruleset_until_fixed() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let good = s.backend().loaded.clone();
+    let broken = dir.write("policies/extra.yaml", "kind: NetworkPolicy\nspec: [\n");
+
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.stage, Some(Stage::Load));
+    assert_eq!(r.generation, 1);
+    let error = r.error.unwrap();
+    assert!(error.contains(&broken.display().to_string()), "{error}");
+    assert_eq!(s.backend().loaded, good);
+    assert_eq!(s.backend().applies, 1);
+    let st = s.status();
+    assert_eq!(st.reloads.failed, 1);
+    assert_eq!(st.last_error.as_ref().unwrap().message, error);
+    assert_eq!(st.last_error.unwrap().stage, Stage::Load);
+    assert_eq!(st.disk, DiskState::Differ);
+    assert_eq!(s.counters.failed_load, 1);
+
+    // More events on the same broken bytes do not fail again; an explicit reload does.
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert_eq!(s.reload(Trigger::Control).outcome, Outcome::Failed);
+    assert_eq!(s.counters.reloads.failed, 2);
+
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(r.generation, 2);
+    assert_eq!(s.status().last_error, None);
+    assert_eq!(s.status().disk, DiskState::Match);
+}
+
+#[test]
+fn going_back_to_the_loaded_files_clears_the_error_without_applying() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let broken = dir.write("policies/extra.yaml", "kind: [\n");
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    std::fs::remove_file(broken).unwrap();
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Unchanged);
+    assert_eq!(s.status().last_error, None);
+    assert_eq!(s.backend().applies, 1);
+}
+
+#[test]
+fn a_kernel_rejection_keeps_the_loaded_table_and_an_explicit_reload_retries() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let good = s.backend().loaded.clone();
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.backend().fail_next("chain output", libc::ENOMEM);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.stage, Some(Stage::Kernel));
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("the kernel rejected the batch at chain output"),
+        "{r:?}"
+    );
+    assert_eq!(s.backend().loaded, good);
+    assert_eq!(s.counters.failed_kernel, 1);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    let r = s.reload(Trigger::Signal);
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(r.generation, 2);
+    assert_eq!(s.status().last_error, None);
+}
+
+#[test]
+fn the_first_load_failing_touches_nothing() {
+    let dir = example();
+    dir.write(
+        "inventory/bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: 3\n",
+    );
+    let mut s = state(&dir, &checkout());
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.generation, 0);
+    assert!(s.backend().loaded.is_none());
+    assert_eq!(s.backend().applies, 0);
+    assert_eq!(s.summary().split(';').next(), Some("nothing loaded"));
+}
+
+#[test]
+fn an_unknown_named_local_endpoint_fails_at_the_locals_stage() {
+    let dir = example();
+    let mut s = state(&dir, &[ObjectName::new("web", "nobody")]);
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.stage, Some(Stage::Locals));
+    assert!(r.error.unwrap().contains("no endpoint web/nobody"));
+    assert_eq!(s.counters.failed_locals, 1);
+    assert!(s.backend().loaded.is_none());
+}
+
+fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+#[test]
+fn local_endpoints_follow_the_hosts_addresses() {
+    let dir = example();
+    let mut s = state(&dir, &[]);
+    assert!(
+        s.set_host_addresses(ips(&["127.0.0.1"])).is_none(),
+        "nothing loaded yet"
+    );
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.after.unwrap().local_endpoints, 0);
+
+    // checkout's address appears: checkout becomes local.
+    let r = s
+        .set_host_addresses(ips(&["127.0.0.1", "198.18.2.10"]))
+        .expect("the local set changed");
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(r.trigger, Trigger::Addresses);
+    assert_eq!(r.locals_added, ["web/checkout"]);
+    assert_eq!(r.generation, 2);
+    let plan = s.backend().loaded.clone().unwrap();
+    assert_eq!(plan.locals.len(), 1);
+
+    // Its second address and an address of nobody: the same set, nothing applied.
+    assert!(s
+        .set_host_addresses(ips(&[
+            "127.0.0.1",
+            "198.18.2.10",
+            "2001:db8:2::10",
+            "198.18.9.9"
+        ]))
+        .is_none());
+    assert_eq!(s.backend().applies, 2);
+
+    // A file reload keeps choosing by address.
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.after.unwrap().local_endpoints, 1);
+
+    // All of checkout's addresses gone: no local endpoint.
+    let r = s.set_host_addresses(ips(&["127.0.0.1"])).unwrap();
+    assert_eq!(r.locals_removed, ["web/checkout"]);
+    assert!(s.backend().loaded.as_ref().unwrap().locals.is_empty());
+    assert_eq!(s.status().local_endpoints, Vec::<String>::new());
+}
+
+#[test]
+fn named_local_endpoints_ignore_the_hosts_addresses() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    assert!(s.set_host_addresses(ips(&["198.18.1.10"])).is_none());
+    assert_eq!(s.backend().applies, 1);
+}

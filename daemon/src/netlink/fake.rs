@@ -6,7 +6,7 @@ use std::io;
 
 use rules_compiler::plan::Plan;
 
-use super::{encode, ApplyStats, Backend, KernelError, LoadedTable};
+use super::{encode, ApplyStats, Backend, DenyCounter, KernelError, LoadedTable};
 
 /// A kernel that lives in memory.
 #[derive(Debug, Default)]
@@ -17,6 +17,9 @@ pub struct FakeBackend {
     pub applies: usize,
     /// Successful flushes that removed a table.
     pub flushes: usize,
+    /// What `read_denies` gives while a plan is in force (`read` gives counters at
+    /// zero); an apply empties it, as a new table's counters start at zero.
+    pub denied: Vec<DenyCounter>,
     fail_next: Option<(String, i32)>,
 }
 
@@ -51,6 +54,7 @@ impl Backend for FakeBackend {
         self.take_failure()?;
         self.loaded = Some(plan.clone());
         self.applies += 1;
+        self.denied.clear();
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             rules: batch.rules,
@@ -73,5 +77,9 @@ impl Backend for FakeBackend {
             Some(plan) => Ok(Some(LoadedTable::expected(plan)?)),
             None => Ok(None),
         }
+    }
+
+    fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
+        Ok(self.loaded.as_ref().map(|_| self.denied.clone()))
     }
 }

@@ -268,3 +268,66 @@ fn named_local_endpoints_ignore_the_hosts_addresses() {
     assert!(s.set_host_addresses(ips(&["198.18.1.10"])).is_none());
     assert_eq!(s.backend().applies, 1);
 }
+
+fn denied(packets: u64) -> Vec<crate::netlink::DenyCounter> {
+    vec![crate::netlink::DenyCounter {
+        endpoint: ObjectName::new("web", "checkout"),
+        direction: rules_compiler::model::Direction::Ingress,
+        chain: "in_web_checkout".into(),
+        packets,
+        bytes: packets * 40,
+    }]
+}
+
+fn denied_total(s: &State<FakeBackend>) -> u64 {
+    s.deny_totals()
+        .totals()
+        .get(&("web/checkout".to_string(), "ingress"))
+        .map(|c| c.packets)
+        .unwrap_or(0)
+}
+
+#[test]
+fn deny_counts_survive_replaces_even_between_reads() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.count_denies();
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    s.backend().denied = denied(3);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 3);
+
+    // Two more packets, then a reload before the next periodic read: the counts of
+    // the table being replaced are read first, not lost with it.
+    s.backend().denied = denied(5);
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Applied);
+    assert!(
+        s.backend().denied.is_empty(),
+        "the new table counts from zero"
+    );
+    assert_eq!(denied_total(&s), 5);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 5);
+    s.backend().denied = denied(1);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 6);
+
+    // A failed apply replaces nothing: the counters go on.
+    std::fs::remove_file(dir.path().join("policies/extra.yaml")).unwrap();
+    s.backend().fail_next("table inet netpol", libc::EINVAL);
+    assert_eq!(s.reload(Trigger::Control).outcome, Outcome::Failed);
+    s.backend().denied = denied(4);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 9);
+}
+
+#[test]
+fn deny_counters_are_not_read_unless_asked() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    s.backend().denied = denied(3);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 0);
+}

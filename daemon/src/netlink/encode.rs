@@ -11,6 +11,7 @@
 //! a replace works whether or not it exists), every chain, every set and map with its
 //! elements, then the rules in chain order, an anonymous set right before its rule.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
@@ -361,7 +362,7 @@ pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
         plan,
         msgs: Vec::new(),
         next_set_id: 1,
-        set_ids: Vec::new(),
+        set_ids: HashMap::new(),
         rules: 0,
     };
     enc.all()?;
@@ -399,8 +400,9 @@ struct Encoder<'a> {
     plan: &'a Plan,
     msgs: Vec<Labelled>,
     next_set_id: u32,
-    /// Named sets and maps created so far: name → id.
-    set_ids: Vec<(String, u32)>,
+    /// Named sets and maps created so far: name → id (a big plan has a thousand rules
+    /// that each look one up among a thousand sets).
+    set_ids: HashMap<String, u32>,
     rules: usize,
 }
 
@@ -463,47 +465,55 @@ impl Encoder<'_> {
     }
 
     fn set_id(&self, name: &str, what: &str) -> Result<u32, EncodeError> {
-        self.set_ids
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, id)| *id)
-            .ok_or_else(|| {
-                EncodeError(format!(
-                    "{what} uses @{name}, which the plan does not define"
-                ))
-            })
+        self.set_ids.get(name).copied().ok_or_else(|| {
+            EncodeError(format!(
+                "{what} uses @{name}, which the plan does not define"
+            ))
+        })
     }
 
-    fn elems(&mut self, set: &str, set_id: u32, source: ElemSource, elems: Vec<Elem>, what: &str) {
-        let mut chunk = Vec::new();
+    fn elems(
+        &mut self,
+        set: &str,
+        set_id: u32,
+        source: ElemSource,
+        mut elems: Vec<Elem>,
+        what: &str,
+    ) {
+        // Where each message's elements start; the vector is then cut there from the
+        // back, so every element moves at most once (most sets fit one message and do
+        // not move at all).
+        let mut starts = Vec::new();
         let mut bytes = 0;
-        let flush = |chunk: &mut Vec<Elem>, enc: &mut Self| {
-            if chunk.is_empty() {
-                return;
+        for (i, e) in elems.iter().enumerate() {
+            let n = elem_wire_len(e);
+            if bytes + n > ELEMS_PER_MSG_BYTES && i > 0 {
+                starts.push(i);
+                bytes = 0;
             }
-            let first = chunk[0].origin;
-            let last = chunk[chunk.len() - 1].origin;
-            enc.push(
+            bytes += n;
+        }
+        let mut chunks = Vec::with_capacity(starts.len() + 1);
+        for &at in starts.iter().rev() {
+            chunks.push(elems.split_off(at));
+        }
+        chunks.push(elems);
+        for chunk in chunks.into_iter().rev() {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let name = format!("{what} (elements {} to {})", first.origin, last.origin);
+            self.push(
                 Msg::NewElems(ElemsDef {
                     owner: what.into(),
                     set: set.into(),
                     set_id,
-                    elems: std::mem::take(chunk),
+                    elems: chunk,
                     source,
                 }),
-                format!("{what} (elements {first} to {last})"),
+                name,
             );
-        };
-        for e in elems {
-            let n = elem_wire_len(&e);
-            if bytes + n > ELEMS_PER_MSG_BYTES {
-                flush(&mut chunk, self);
-                bytes = 0;
-            }
-            bytes += n;
-            chunk.push(e);
         }
-        flush(&mut chunk, self);
     }
 
     fn named_set(
@@ -541,7 +551,7 @@ impl Encoder<'_> {
             },
         };
         self.push(Msg::NewSet(def), what.clone());
-        self.set_ids.push((set.name.clone(), id));
+        self.set_ids.entry(set.name.clone()).or_insert(id);
         let elems = match &set.elements {
             SetElements::Addr(ranges) => interval_elems(set.family, ranges)
                 .map_err(|e| EncodeError(format!("{what}: {e}")))?,
@@ -576,7 +586,7 @@ impl Encoder<'_> {
             }),
             what.clone(),
         );
-        self.set_ids.push((map.name.clone(), id));
+        self.set_ids.entry(map.name.clone()).or_insert(id);
         let mut elems = Vec::with_capacity(map.elements.len());
         for (i, (ip, chain)) in map.elements.iter().enumerate() {
             if Family::of(ip) != map.family {
@@ -585,7 +595,7 @@ impl Encoder<'_> {
                 )));
             }
             elems.push(Elem {
-                key: Key::new(&[&ip_bytes(ip)]),
+                key: ip_key(ip),
                 key_end: None,
                 interval_end: false,
                 open: false,
@@ -868,10 +878,10 @@ fn addr_load(family: Family, field: AddrField, slot: u32) -> Vec<Expr> {
     ]
 }
 
-fn ip_bytes(ip: &IpAddr) -> Vec<u8> {
+fn ip_key(ip: &IpAddr) -> Key {
     match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => Key::new(&[&a.octets()]),
+        IpAddr::V6(a) => Key::new(&[&a.octets()]),
     }
 }
 
@@ -889,10 +899,12 @@ fn family_max(family: Family) -> u128 {
     }
 }
 
-fn value_bytes(family: Family, v: u128) -> Vec<u8> {
+/// An address in network byte order, without a heap allocation: encoding a big plan
+/// calls this for every element.
+fn value_key(family: Family, v: u128) -> Key {
     match family {
-        Family::V4 => (v as u32).to_be_bytes().to_vec(),
-        Family::V6 => v.to_be_bytes().to_vec(),
+        Family::V4 => Key::new(&[&(v as u32).to_be_bytes()]),
+        Family::V6 => Key::new(&[&v.to_be_bytes()]),
     }
 }
 
@@ -930,7 +942,7 @@ fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, Str
         prev_end = Some(hi);
         let origin = i as u32;
         let elem = |v: u128, interval_end: bool, open: bool| Elem {
-            key: Key::new(&[&value_bytes(family, v)]),
+            key: value_key(family, v),
             key_end: None,
             interval_end,
             open,
@@ -966,9 +978,9 @@ fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Vec<Elem>, St
             [a, b, 0, 0]
         };
         out.push(Elem {
-            key: Key::new(&[&value_bytes(family, lo), &proto, &port(e.ports.0)]),
+            key: Key::new(&[value_key(family, lo).as_slice(), &proto, &port(e.ports.0)]),
             key_end: Some(Key::new(&[
-                &value_bytes(family, hi),
+                value_key(family, hi).as_slice(),
                 &proto,
                 &port(e.ports.1),
             ])),

@@ -29,6 +29,7 @@ use rules_compiler::plan::{Plan, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
+pub use readback::GenerationReader;
 use encode::{Batch, Msg};
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,

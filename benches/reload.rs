@@ -106,20 +106,14 @@ struct Input {
 
 fn input(dir: &Path, size: &str) -> Input {
     let base = dir.join(size);
+    let local = std::fs::read_to_string(base.join("local")).expect("the local endpoint");
+    let local = local.trim().to_string();
+    let namespace = local.split('/').next().unwrap_or_default().to_string();
     Input {
         policies: base.join("policies"),
         inventory: base.join("inventory"),
-        local: std::fs::read_to_string(base.join("local"))
-            .expect("the local endpoint")
-            .trim()
-            .to_string(),
-        namespace: std::fs::read_to_string(base.join("local"))
-            .expect("the local endpoint")
-            .trim()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string(),
+        local,
+        namespace,
     }
 }
 
@@ -299,7 +293,7 @@ fn measure(args: &Args, size: &str) {
         }
         latencies.push(ms(t0.elapsed()));
         let want = 1 + i as u64;
-        while !status(&socket).is_some_and(|s| s.generation >= want) {
+        while status(&socket).is_none_or(|s| s.generation < want) {
             assert!(t0.elapsed() < PATIENCE, "edit {i}: status never showed it");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -373,7 +367,10 @@ fn main() {
         measure(&args, size);
         return;
     }
-    match Command::new("unshare").args(["--net", "--", "true"]).output() {
+    match Command::new("unshare")
+        .args(["--net", "--", "true"])
+        .output()
+    {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
             eprintln!(

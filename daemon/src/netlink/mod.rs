@@ -29,8 +29,8 @@ use rules_compiler::plan::{Plan, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
-pub use readback::GenerationReader;
 use encode::{Batch, Msg};
+pub use readback::GenerationReader;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
 /// so every answer is queued before the call returns; this only bounds the wait for

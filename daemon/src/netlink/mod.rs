@@ -30,6 +30,7 @@ use serde::Serialize;
 
 pub use encode::EncodeError;
 use encode::{Batch, Msg};
+pub use readback::GenerationReader;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
 /// so every answer is queued before the call returns; this only bounds the wait for

@@ -91,6 +91,29 @@ impl Reader {
     }
 }
 
+/// The ruleset generation of this network namespace, read over one netlink socket kept
+/// open (`NFT_MSG_GETGEN`, a few microseconds per read). The kernel increments it on
+/// every committed nftables transaction, so a change means a new ruleset is in force;
+/// benchmarks poll it to time a reload to the moment the kernel has it.
+pub struct GenerationReader(Reader);
+
+impl GenerationReader {
+    /// Opens the netlink socket.
+    pub fn open() -> Result<GenerationReader, KernelError> {
+        let sock = Socket::open().map_err(KernelError::io("socket"))?;
+        Ok(GenerationReader(Reader {
+            sock,
+            buf: Aligned::new(16 * 1024),
+            seq: 0,
+        }))
+    }
+
+    /// The current generation.
+    pub fn read(&mut self) -> Result<u32, KernelError> {
+        self.0.generation(super::TABLE_NAME)
+    }
+}
+
 /// Reads `table` (family inet) back; `None` when it does not exist.
 pub(crate) fn read(table: &str) -> Result<Option<LoadedTable>, KernelError> {
     read_with(table, true)

@@ -13,7 +13,7 @@ use rules_compiler::plan::{
 use super::encode::{self, elem_wire_len, Msg};
 use super::fake::FakeBackend;
 use super::{ffi, reply};
-use super::{Backend, KernelError, LoadedTable, Netlink};
+use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink};
 use crate::testns::{netns_test, nft, nft_elsewhere};
 
 fn ip(s: &str) -> IpAddr {
@@ -338,6 +338,22 @@ netns_test! {
         assert!(matches!(err, KernelError::Encode(_)), "{err}");
         assert!(err.to_string().contains("set in_x_a_v4_all: element 3 (198.18.1.7) overlaps"), "{err}");
         assert_eq!([nft(LIST), nft(LIST_BYTECODE)], before, "the table changed");
+    }
+}
+
+netns_test! {
+    fn the_generation_goes_up_with_each_commit_and_not_with_reads() {
+        let mut generation = GenerationReader::open().expect("netlink socket");
+        let mut kernel = Netlink::new();
+        let g0 = generation.read().expect("generation");
+        assert_eq!(generation.read().expect("generation"), g0, "nothing changed");
+        kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+        let g1 = generation.read().expect("generation");
+        assert_eq!(g1, g0.wrapping_add(1), "one transaction, one generation");
+        kernel.read().expect("read back");
+        assert_eq!(generation.read().expect("generation"), g1, "a read changes nothing");
+        kernel.apply(&sample_plan(DenyAction::Reject)).expect("replace");
+        assert_eq!(generation.read().expect("generation"), g1.wrapping_add(1));
     }
 }
 

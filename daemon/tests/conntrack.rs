@@ -20,11 +20,13 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+mod support;
+use support::{text, unique, NetNs};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -33,61 +35,7 @@ const PORT: u16 = 7000;
 /// The port only the second policy version allows.
 const OTHER_PORT: u16 = 7001;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "netpol-ct-{}-{}-{tag}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A named network namespace, deleted on drop.
-struct NetNs(String);
-
 impl NetNs {
-    fn new(tag: &str) -> Option<NetNs> {
-        let name = unique(tag);
-        match Command::new("ip").args(["netns", "add", &name]).output() {
-            Ok(o) if o.status.success() => Some(NetNs(name)),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot create a network namespace (needs root): {}",
-                    text(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run `ip`: {e}");
-                None
-            }
-        }
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, program])
-            .args(args)
-            .output()
-            .expect("ip netns exec runs")
-    }
-
-    fn ok(&self, program: &str, args: &[&str]) -> String {
-        let out = self.run(program, args);
-        assert!(
-            out.status.success(),
-            "{program} {args:?} in {} failed: {}{}",
-            self.0,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     /// Runs `f` on a thread that has entered this namespace: sockets it creates
     /// belong to the namespace, wherever they are used afterwards.
     fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -106,18 +54,12 @@ impl NetNs {
     }
 }
 
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// A directory of inputs, removed on drop.
 struct Inputs(PathBuf);
 
 impl Inputs {
     fn new() -> Inputs {
-        let dir = std::env::temp_dir().join(unique("inputs"));
+        let dir = std::env::temp_dir().join(unique("netpol-ct-inputs"));
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         std::fs::write(dir.join("inventory.yaml"), INVENTORY).unwrap();
         Inputs(dir)
@@ -223,8 +165,8 @@ struct Lab {
 
 impl Lab {
     fn new() -> Option<Lab> {
-        let server = NetNs::new("srv")?;
-        let client = NetNs::new("cli")?;
+        let server = NetNs::new("netpol-ct-srv")?;
+        let client = NetNs::new("netpol-ct-cli")?;
         server.ok(
             "ip",
             &[

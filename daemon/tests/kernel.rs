@@ -2,20 +2,10 @@
 //! kernel, each test in network namespaces of its own (`ip netns`, removed on drop,
 //! also when the test fails). Needs root; without it the tests say so and pass.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod support;
+use support::{repo, text, NetNs};
 
 const EXAMPLE: [&str; 4] = [
     "--policies",
@@ -24,64 +14,9 @@ const EXAMPLE: [&str; 4] = [
     "config/inventory",
 ];
 
-/// A named network namespace, deleted on drop.
-struct NetNs(String);
-
 impl NetNs {
-    /// A fresh namespace, or `None` (with a message) when this machine cannot make one.
-    fn new() -> Option<NetNs> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "netpol-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        match Command::new("ip").args(["netns", "add", &name]).output() {
-            Ok(o) if o.status.success() => Some(NetNs(name)),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot create a network namespace (needs root): {}",
-                    text(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run `ip`: {e}");
-                None
-            }
-        }
-    }
-
-    /// Runs `program args` inside the namespace, from the repository root.
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, program])
-            .args(args)
-            .current_dir(repo())
-            .output()
-            .expect("ip netns exec runs")
-    }
-
-    /// Like `run`, and fails the test if the command fails.
-    fn ok(&self, program: &str, args: &[&str]) -> String {
-        let out = self.run(program, args);
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     fn netpolctl(&self, args: &[&str]) -> Output {
         self.run(env!("CARGO_BIN_EXE_netpolctl"), args)
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
@@ -94,7 +29,9 @@ fn args<'a>(cmd: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn apply_finds_local_endpoints_then_show_and_flush() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("netpol-test") else {
+        return;
+    };
     // This "host" has payments-api's addresses.
     ns.ok(
         "ip",
@@ -170,7 +107,9 @@ fn apply_finds_local_endpoints_then_show_and_flush() {
 
 #[test]
 fn invalid_input_fails_and_never_reaches_the_kernel() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("netpol-test") else {
+        return;
+    };
     let tmp = std::env::temp_dir().join(format!("netpol-kernel-bad-{}.yaml", std::process::id()));
     std::fs::write(
         &tmp,
@@ -238,8 +177,12 @@ fn apply_and_compile_through_nft_f_list_the_same_table() {
         "analytics/worker",
     ];
     for deny in ["drop", "reject"] {
-        let Some(applied) = NetNs::new() else { return };
-        let Some(loaded) = NetNs::new() else { return };
+        let Some(applied) = NetNs::new("netpol-test") else {
+            return;
+        };
+        let Some(loaded) = NetNs::new("netpol-test") else {
+            return;
+        };
         let mut rest = locals.to_vec();
         rest.extend(["--deny", deny]);
         let out = applied.netpolctl(&args("apply", &rest));

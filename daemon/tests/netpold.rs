@@ -7,12 +7,14 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
+use support::{repo, text, unique, NetNs};
 
 const NETPOLD: &str = env!("CARGO_BIN_EXE_netpold");
 const NETPOLCTL: &str = env!("CARGO_BIN_EXE_netpolctl");
@@ -21,68 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// How long "nothing more happens" is watched for after a change.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A named network namespace, deleted on drop.
-struct NetNs(String);
-
 impl NetNs {
-    fn new() -> Option<NetNs> {
-        let name = format!(
-            "npd-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        match Command::new("ip").args(["netns", "add", &name]).output() {
-            Ok(o) if o.status.success() => Some(NetNs(name)),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot create a network namespace (needs root): {}",
-                    text(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run `ip`: {e}");
-                None
-            }
-        }
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]).args(args);
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program, args)
-            .output()
-            .expect("ip netns exec runs")
-    }
-
-    fn ok(&self, program: &str, args: &[&str]) -> String {
-        let out = self.run(program, args);
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
     fn ip(&self, args: &[&str]) {
         self.ok("ip", args);
     }
@@ -94,22 +35,12 @@ impl NetNs {
     }
 }
 
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// A temporary directory with a copy of the bundled example, removed on drop.
 struct Lab(PathBuf);
 
 impl Lab {
     fn new() -> Lab {
-        let dir = std::env::temp_dir().join(format!(
-            "netpold-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(unique("netpold-test"));
         for sub in ["policies", "inventory"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
             for e in std::fs::read_dir(repo().join("config").join(sub)).unwrap() {
@@ -267,13 +198,13 @@ impl Drop for Daemon {
 
 /// Starts netpold with a NOTIFY_SOCKET, its stderr in a log file.
 fn spawn(ns: &NetNs, lab: &Lab, extra: &[&str]) -> (Child, PathBuf, UnixDatagram) {
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let notify_path = lab.path(&format!("notify-{n}.sock"));
+    let n = unique("netpold");
+    let notify_path = lab.path(&format!("{n}.sock"));
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let log = lab.path(&format!("netpold-{n}.log"));
+    let log = lab.path(&format!("{n}.log"));
     let mut args = lab.args();
     if !extra.contains(&"--debounce-ms") {
         args.extend(["--debounce-ms".into(), "100".into()]);
@@ -302,8 +233,8 @@ fn run_to_end(ns: &NetNs, args: &[&str]) -> Output {
 /// Two namespaces joined by a veth pair: `host` has payments-api's address and runs
 /// netpold; `peer` has checkout's and frontend's.
 fn two_hosts() -> Option<(NetNs, NetNs)> {
-    let host = NetNs::new()?;
-    let peer = NetNs::new()?;
+    let host = NetNs::new("npd")?;
+    let peer = NetNs::new("npd")?;
     host.ip(&["link", "set", "lo", "up"]);
     peer.ip(&["link", "set", "lo", "up"]);
     host.ip(&[
@@ -391,7 +322,7 @@ fn start_up_applies_and_an_edit_changes_the_rules_and_the_traffic() {
 
 #[test]
 fn each_kind_of_file_change_triggers_exactly_one_reload() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     let d = Daemon::start(&ns, &lab, &["--local", "web/checkout"]);
     assert_eq!(d.generation(&ns), 1);
@@ -446,7 +377,7 @@ fn each_kind_of_file_change_triggers_exactly_one_reload() {
 
 #[test]
 fn a_configmap_symlink_swap_triggers_exactly_one_reload() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     // The layout of a mounted ConfigMap: files are links through `..data`, which links
     // to a timestamped directory; an update writes a new directory and swaps `..data`.
@@ -478,7 +409,7 @@ fn a_configmap_symlink_swap_triggers_exactly_one_reload() {
 
 #[test]
 fn a_broken_file_keeps_the_old_ruleset_and_the_fix_recovers() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     let d = Daemon::start(&ns, &lab, &["--local", "payments/payments-api"]);
     let table = ns.table().unwrap();
@@ -526,7 +457,7 @@ fn a_broken_file_keeps_the_old_ruleset_and_the_fix_recovers() {
 
 #[test]
 fn netpolctl_reload_reports_what_changed() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     // A window longer than the test: only netpolctl reloads.
     let d = Daemon::start(
@@ -609,7 +540,7 @@ fn netpolctl_reload_reports_what_changed() {
 
 #[test]
 fn an_address_added_makes_its_endpoint_local_and_enforced() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     ns.ip(&["link", "set", "lo", "up"]);
     let d = Daemon::start(&ns, &lab, &[]);
@@ -640,7 +571,7 @@ fn an_address_added_makes_its_endpoint_local_and_enforced() {
 
 #[test]
 fn sigterm_keeps_the_table_and_a_new_daemon_takes_it_over() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     let d = Daemon::start(&ns, &lab, &["--local", "payments/payments-api"]);
     let table = ns.table().unwrap();
@@ -676,7 +607,7 @@ fn sigterm_keeps_the_table_and_a_new_daemon_takes_it_over() {
 
 #[test]
 fn bad_config_and_a_failing_first_load_start_nothing() {
-    let Some(ns) = NetNs::new() else { return };
+    let Some(ns) = NetNs::new("npd") else { return };
     let lab = Lab::new();
     lab.write(
         "netpold.yaml",

@@ -35,6 +35,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::fleet::{inventory_yaml, policies_yaml, FleetScale};
+use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction};
@@ -176,12 +177,6 @@ fn run_measured(mut cmd: Command, out: &Path) -> Result<Usage, String> {
         sys: tv(usage.ru_stime),
         maxrss_kib: usage.ru_maxrss as u64,
     })
-}
-
-fn own_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/net")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// `--measure`: in a fresh namespace, one timed load; prints one `key=value` line.
@@ -428,37 +423,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Builds `netpolctl` in release next to this benchmark (which cargo builds in the
-/// release profile too) and returns its path.
-fn build_netpolctl() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "netpol-daemon",
-            "--bin",
-            "netpolctl",
-        ])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building netpolctl failed");
-    let exe = std::env::current_exe().expect("the benchmark's path");
-    // target/release/deps/apply-HASH → target/release/netpolctl
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory")
-        .join("netpolctl");
-    assert!(path.exists(), "{} missing after the build", path.display());
-    path
-}
-
 /// Removes the benchmark's temporary directory on drop (unless `--keep`).
 struct TempDir(Option<PathBuf>);
 
@@ -549,24 +513,14 @@ fn main() {
         return;
     }
 
-    match Command::new("unshare")
-        .args(["--net", "--", "nft", "list", "ruleset"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "SKIPPED: `unshare --net -- nft` failed (needs root and nftables): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run unshare: {e}");
-            return;
-        }
+    if let Err(why) = check_unshare(&["nft", "list", "ruleset"]) {
+        eprintln!("SKIPPED: {why} (and nftables)");
+        return;
     }
-    let netpolctl = args.netpolctl.clone().unwrap_or_else(build_netpolctl);
+    let netpolctl = args
+        .netpolctl
+        .clone()
+        .unwrap_or_else(|| build_daemon_bin("netpolctl"));
     let scale = FleetScale::DEFAULT;
     let (dir, _cleanup) = match &args.keep {
         Some(d) => (d.clone(), TempDir(None)),

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::control::{self, Request, Response, StatusReport};
@@ -88,12 +89,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn own_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/net")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The inputs of one size: directories, the local endpoint, its namespace.
@@ -338,53 +333,20 @@ fn measure(args: &Args, size: &str) {
     );
 }
 
-/// Builds `netpold` and `netpolctl` in release and returns netpold's path.
-fn build_netpold() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace)
-        .args(["build", "--release", "-p", "netpol-daemon", "--bins"])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building netpold failed");
-    let exe = std::env::current_exe().expect("the benchmark's path");
-    // target/release/deps/reload-HASH → target/release/netpold
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory")
-        .join("netpold");
-    assert!(path.exists(), "{} missing after the build", path.display());
-    path
-}
-
 fn main() {
     let args = parse_args();
     if let Some(size) = &args.measure {
         measure(&args, size);
         return;
     }
-    match Command::new("unshare")
-        .args(["--net", "--", "true"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "SKIPPED: `unshare --net` failed (needs root): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: cannot run unshare: {e}");
-            return;
-        }
+    if let Err(why) = check_unshare(&["true"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
     }
-    let netpold = args.netpold.clone().unwrap_or_else(build_netpold);
+    let netpold = args
+        .netpold
+        .clone()
+        .unwrap_or_else(|| build_daemon_bin("netpold"));
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("netpol-reload-bench-{}", std::process::id())),

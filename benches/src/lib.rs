@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod fleet;
+pub mod harness;
 pub mod yaml;
 
 use std::cmp::Reverse;

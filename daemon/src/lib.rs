@@ -14,12 +14,13 @@
 //! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
 //!   the reload that changes it), [`watch`] (file events), [`control`] (the control
 //!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify),
-//!   [`telemetry`] (Prometheus metrics) and [`daemon`] (start-up and the one loop
+//!   [`telemetry`] (Prometheus metrics), [`memory`] (freed heap back to the system
+//!   after a reload) and [`daemon`] (start-up and the one loop
 //!   that owns the state).
 //!
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
-//! to libnftnl and the netlink socket (it allows it, with a `SAFETY:` comment on
-//! every block).
+//! to libnftnl and the netlink socket, and [`memory`], one call to the C library's
+//! allocator (both allow it, with a `SAFETY:` comment on every block).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod inputs;
+pub mod memory;
 pub mod netlink;
 pub mod state;
 pub mod systemd;

@@ -1,6 +1,6 @@
 //! The daemon's state and the one thing that changes it: a reload.
 //!
-//! [`State`] owns the kernel [`Backend`], the last good inputs (model, hashes, local
+//! [`State`] owns the kernel [`Backend`], the last good inputs (their text, hashes, local
 //! endpoints, sizes) and the counters. [`State::reload`] reads every input, skips the
 //! work when the bytes hash the same as before, and otherwise validates, plans and
 //! applies; any failure leaves the kernel and the last good state as they were and is
@@ -13,16 +13,17 @@
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
 //! each replace of the table, which resets them (see [`DenyTotals`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rules_compiler::diag::Rejected;
 use rules_compiler::load::{self, Input};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Plan};
-use rules_compiler::resolve::Index;
+use rules_compiler::resolve::{EndpointId, Index};
 use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
@@ -32,6 +33,7 @@ use crate::control::{
 };
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
+use crate::memory;
 use crate::netlink::Backend;
 use crate::telemetry::{self, DenyTotals};
 
@@ -49,9 +51,18 @@ pub struct Options {
 }
 
 /// What is in force.
+///
+/// Not the validated model: at 50,000 endpoints it takes about 85 MB, more than twice
+/// the YAML it came from. The inputs are kept as text instead, so that a change of this
+/// host's addresses re-plans exactly the inputs in force (even when the files on disk
+/// have changed or broken since), and a small address index tells whether an address
+/// change changes the local endpoints at all without loading anything.
 struct Current {
-    loaded: Loaded,
-    hashes: InputHashes,
+    inputs: Arc<Read>,
+    /// Every inventory address and the endpoint (index in the model) that has it.
+    addresses: HashMap<IpAddr, EndpointId>,
+    /// The local endpoints, sorted by index in the model, and their names.
+    local_ids: Vec<EndpointId>,
     locals: Vec<ObjectName>,
     counts: Counts,
     at: SystemTime,
@@ -59,6 +70,7 @@ struct Current {
 }
 
 /// Inputs read from disk, with their hashes.
+#[derive(Clone)]
 struct Read {
     policies: Vec<Input>,
     inventory: Vec<Input>,
@@ -192,7 +204,7 @@ impl<B: Backend> State<B> {
                 return self.fail(trigger, Stage::Load, rejected.to_string(), started, None);
             }
         };
-        let same_as_loaded = self.current.as_ref().map(|c| &c.hashes) == Some(&read.hashes);
+        let same_as_loaded = self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&read.hashes);
         let same_as_failed = self.last_error.is_some()
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
@@ -205,16 +217,32 @@ impl<B: Backend> State<B> {
             return self.record(self.unchanged(trigger));
         }
         self.last_attempt = Some(read.hashes.clone());
-        let loaded = match rules_compiler::load_model(&read.policies, &read.inventory) {
+        let report = self.load_and_apply(trigger, Arc::new(read), started, true);
+        // The load's transient trees and the replaced inputs are free now; give them back
+        // to the system, or a daemon that reloaded once holds its peak for good.
+        memory::release_free_heap();
+        report
+    }
+
+    fn load_and_apply(
+        &mut self,
+        trigger: Trigger,
+        inputs: Arc<Read>,
+        started: Instant,
+        warn: bool,
+    ) -> ReloadReport {
+        let loaded = match rules_compiler::load_model(&inputs.policies, &inputs.inventory) {
             Ok(l) => l,
             Err(rejected) => {
                 return self.fail(trigger, Stage::Load, rejected.to_string(), started, None)
             }
         };
-        for w in &loaded.warnings {
-            tracing::warn!(target: "netpold::inputs", "{w}");
+        if warn {
+            for w in &loaded.warnings {
+                tracing::warn!(target: "netpold::inputs", "{w}");
+            }
         }
-        self.apply_model(trigger, loaded, read.hashes, started)
+        self.apply_model(trigger, loaded, inputs, started)
     }
 
     /// Takes this host's addresses; when local endpoints follow them and the set of
@@ -228,20 +256,27 @@ impl<B: Backend> State<B> {
             return None;
         }
         let current = self.current.as_ref()?;
-        let index = Index::new(&current.loaded.model);
-        let now = local_names(&index, &endpoints_with_addresses(&index, &self.host));
-        if now == current.locals {
+        let now: BTreeSet<EndpointId> = self
+            .host
+            .iter()
+            .filter_map(|ip| current.addresses.get(ip).copied())
+            .collect();
+        if now.iter().copied().eq(current.local_ids.iter().copied()) {
             return None;
         }
-        let (loaded, hashes) = (current.loaded.clone(), current.hashes.clone());
-        Some(self.apply_model(Trigger::Addresses, loaded, hashes, Instant::now()))
+        // The inputs in force were loaded before, so they load again; their warnings were
+        // logged then.
+        let inputs = Arc::clone(&current.inputs);
+        let report = self.load_and_apply(Trigger::Addresses, inputs, Instant::now(), false);
+        memory::release_free_heap();
+        Some(report)
     }
 
     /// What `status` shows. Reads the inputs to tell whether the disk still matches.
     pub fn status(&self) -> StatusReport {
         let disk = match read_inputs(&self.options) {
             Err(_) => DiskState::Unreadable,
-            Ok(r) if self.current.as_ref().map(|c| &c.hashes) == Some(&r.hashes) => {
+            Ok(r) if self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&r.hashes) => {
                 DiskState::Match
             }
             Ok(_) => DiskState::Differ,
@@ -252,7 +287,7 @@ impl<B: Backend> State<B> {
             generation: self.generation,
             loaded_at: c.map(|c| rfc3339(c.at)),
             loaded_by: c.map(|c| c.by),
-            hashes: c.map(|c| c.hashes.clone()),
+            hashes: c.map(|c| c.inputs.hashes.clone()),
             counts: c.map(|c| c.counts),
             local_endpoints: c
                 .map(|c| c.locals.iter().map(ToString::to_string).collect())
@@ -288,7 +323,7 @@ impl<B: Backend> State<B> {
         &mut self,
         trigger: Trigger,
         loaded: Loaded,
-        hashes: InputHashes,
+        read: Arc<Read>,
         started: Instant,
     ) -> ReloadReport {
         let index = Index::new(&loaded.model);
@@ -340,12 +375,17 @@ impl<B: Backend> State<B> {
             .map(|c| c.locals.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
         let new_locals: BTreeSet<String> = locals.iter().map(ToString::to_string).collect();
+        let addresses = address_index(&loaded);
         drop(index);
+        drop(loaded);
+        let mut local_ids = ids;
+        local_ids.sort_unstable();
         self.generation += 1;
         self.last_error = None;
         self.current = Some(Current {
-            loaded,
-            hashes,
+            inputs: read,
+            addresses,
+            local_ids,
             locals,
             counts,
             at: SystemTime::now(),
@@ -485,14 +525,17 @@ fn counts(loaded: &Loaded, plan: &Plan) -> Counts {
     }
 }
 
-fn local_names(
-    index: &Index<'_>,
-    found: &[(rules_compiler::resolve::EndpointId, Vec<IpAddr>)],
-) -> Vec<ObjectName> {
-    found
-        .iter()
-        .map(|(i, _)| index.model.inventory.endpoints[*i].id.clone())
-        .collect()
+/// Every inventory address and its endpoint. Validation refuses an address on two
+/// endpoints, so each address has one.
+fn address_index(loaded: &Loaded) -> HashMap<IpAddr, EndpointId> {
+    let endpoints = &loaded.model.inventory.endpoints;
+    let mut map = HashMap::with_capacity(endpoints.len());
+    for (id, e) in endpoints.iter().enumerate() {
+        for ip in &e.ips {
+            map.insert(*ip, id);
+        }
+    }
+    map
 }
 
 fn read_inputs(options: &Options) -> Result<Read, Rejected> {

@@ -331,3 +331,28 @@ fn deny_counters_are_not_read_unless_asked() {
     s.read_denies();
     assert_eq!(denied_total(&s), 0);
 }
+
+#[test]
+fn an_address_change_replans_the_inputs_in_force_even_when_the_disk_broke() {
+    let dir = example();
+    let mut s = state(&dir, &[]);
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    let hashes = s.status().hashes;
+
+    // The disk breaks: the reload fails and generation 1 stays.
+    dir.write("policies/broken.yaml", "kind: NetworkPolicy\nspec: [\n");
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+
+    // checkout's address appears: the inputs of generation 1, not the broken disk, are
+    // planned for the new local set.
+    let r = s
+        .set_host_addresses(ips(&["198.18.2.10"]))
+        .expect("the local set changed");
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.locals_added, ["web/checkout"]);
+    assert_eq!(s.status().hashes, hashes);
+    assert_eq!(s.status().disk, DiskState::Differ);
+    let plan = s.backend().loaded.clone().unwrap();
+    assert_eq!(plan.locals.len(), 1);
+    assert_eq!(r.after.unwrap().policies, 4);
+}

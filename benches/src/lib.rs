@@ -33,6 +33,7 @@
 
 pub mod fleet;
 pub mod harness;
+pub mod load;
 pub mod yaml;
 
 use std::cmp::Reverse;

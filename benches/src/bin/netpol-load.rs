@@ -1,0 +1,96 @@
+//! `netpol-load`: the data-plane benchmark's load generator. Servers (`tcp-server`,
+//! `udp-server`) listen on all addresses and answer; clients (`tcp`, `udp`) run
+//! concurrent loops for a fixed time and print one JSON line of statistics
+//! ([`netpol_benches::load::Summary`]). See [`netpol_benches::load`] for what one TCP
+//! connection and one UDP round trip are.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use netpol_benches::load::{self, ClientConfig};
+
+/// TCP and UDP load between network namespaces.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Accept TCP connections: read the request, answer one byte, close.
+    TcpServer(Server),
+    /// Echo UDP datagrams.
+    UdpServer(Server),
+    /// Loops of connect (timed), request, answer, close with RST.
+    Tcp(Client),
+    /// Loops of datagram and echo (round trip timed) on one socket each.
+    Udp(Client),
+}
+
+#[derive(Debug, clap::Args)]
+struct Server {
+    /// Port to listen on (repeat for several).
+    #[arg(long = "port", required = true)]
+    ports: Vec<u16>,
+    /// Accepting (TCP) or receiving (UDP) threads per port.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct Client {
+    /// The server, ADDRESS:PORT.
+    #[arg(long)]
+    target: SocketAddr,
+    /// Source address to bind.
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Concurrent loops.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds to keep starting attempts (fractions allowed).
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Milliseconds one connect, answer or echo may take.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+}
+
+impl Client {
+    fn config(&self) -> ClientConfig {
+        ClientConfig {
+            target: self.target,
+            bind: self.bind,
+            concurrency: self.concurrency,
+            duration: Duration::from_secs_f64(self.duration),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+}
+
+/// Tells whoever started the server that it listens.
+fn ready() {
+    println!("ready");
+    let _ = std::io::stdout().flush();
+}
+
+fn main() -> Result<()> {
+    match Args::parse().mode {
+        Mode::TcpServer(s) => load::tcp_server(&s.ports, s.threads, ready).context("tcp-server"),
+        Mode::UdpServer(s) => load::udp_server(&s.ports, s.threads, ready).context("udp-server"),
+        Mode::Tcp(c) => {
+            println!("{}", serde_json::to_string(&load::tcp_client(&c.config()))?);
+            Ok(())
+        }
+        Mode::Udp(c) => {
+            println!("{}", serde_json::to_string(&load::udp_client(&c.config()))?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! The data-plane load generator behind `netpol-load`: TCP and UDP servers, and clients
+//! that open connections (or send datagrams) for a fixed time and summarize what
+//! happened. It only talks to the addresses it is given; it never creates namespaces
+//! or touches a ruleset (the `dataplane` benchmark does that around it).
+//!
+//! # What a TCP "connection" is here
+//!
+//! One client loop: new socket, `SO_LINGER` 0, bind to the source address (when given),
+//! `connect` (timed: the connect latency is the time until `connect` returns, i.e. one
+//! SYN / SYN-ACK round trip through both namespaces' rulesets), send a short request,
+//! wait for the server's one-byte answer, close. The answer keeps the loop closed: a
+//! client never opens connections faster than the server accepts them, so the accept
+//! queue cannot overflow and drop SYNs (which would show up as one-second retransmits
+//! that no ruleset caused). `SO_LINGER` 0 makes `close` send a RST, so neither side
+//! keeps the connection in TIME_WAIT and the ephemeral ports are reused at once: a run
+//! of any length needs only as many source ports as loops.
+//!
+//! # UDP
+//!
+//! One connected socket per loop sends a numbered datagram and waits for the echo; the
+//! round-trip time is the latency. The socket is reused, so after the first datagram
+//! conntrack sees an established flow: this measures the established path, while the
+//! TCP loop measures new connections.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// What a client run did: counts, the rate and latency percentiles.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `tcp` or `udp`.
+    pub mode: String,
+    /// Completed connections (TCP: connect, request, answer) or round trips (UDP).
+    pub count: u64,
+    /// Wall time of the run, seconds (the set duration plus the last attempts).
+    pub elapsed_s: f64,
+    /// `count / elapsed_s`.
+    pub rate_per_s: f64,
+    /// Latency samples taken (TCP: successful connects; UDP: round trips).
+    pub samples: u64,
+    /// Median latency, microseconds (TCP: connect; UDP: round trip).
+    pub median_us: f64,
+    /// 99th percentile latency (nearest rank), microseconds.
+    pub p99_us: f64,
+    /// Mean latency, microseconds.
+    pub mean_us: f64,
+    /// Smallest latency, microseconds.
+    pub min_us: f64,
+    /// Largest latency, microseconds.
+    pub max_us: f64,
+    /// Attempts that timed out (no SYN-ACK, no answer, no echo within the timeout).
+    pub timeouts: u64,
+    /// Attempts that failed otherwise (refused, reset, …).
+    pub errors: u64,
+}
+
+/// Nearest-rank percentile `p` (0–100] of sorted values; 0 for none.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// The median of sorted values (mean of the middle two for an even count); 0 for none.
+pub fn median(sorted: &[u64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2] as f64,
+        _ => (sorted[n / 2 - 1] as f64 + sorted[n / 2] as f64) / 2.0,
+    }
+}
+
+/// What one client loop collected.
+#[derive(Debug, Default)]
+pub struct LoopResult {
+    /// Completed attempts.
+    pub count: u64,
+    /// Latencies in nanoseconds.
+    pub latencies_ns: Vec<u64>,
+    /// Timed-out attempts.
+    pub timeouts: u64,
+    /// Otherwise failed attempts.
+    pub errors: u64,
+}
+
+/// Merges the loops' results of one run into its [`Summary`].
+pub fn summarize(mode: &str, loops: Vec<LoopResult>, elapsed: Duration) -> Summary {
+    let mut all: Vec<u64> = Vec::new();
+    let (mut count, mut timeouts, mut errors) = (0, 0, 0);
+    for l in loops {
+        count += l.count;
+        timeouts += l.timeouts;
+        errors += l.errors;
+        all.extend(l.latencies_ns);
+    }
+    all.sort_unstable();
+    let us = |ns: f64| ns / 1000.0;
+    let elapsed_s = elapsed.as_secs_f64();
+    Summary {
+        mode: mode.to_string(),
+        count,
+        elapsed_s,
+        rate_per_s: if elapsed_s > 0.0 {
+            count as f64 / elapsed_s
+        } else {
+            0.0
+        },
+        samples: all.len() as u64,
+        median_us: us(median(&all)),
+        p99_us: us(percentile(&all, 99.0) as f64),
+        mean_us: if all.is_empty() {
+            0.0
+        } else {
+            us(all.iter().map(|&v| v as f64).sum::<f64>() / all.len() as f64)
+        },
+        min_us: us(all.first().copied().unwrap_or(0) as f64),
+        max_us: us(all.last().copied().unwrap_or(0) as f64),
+        timeouts,
+        errors,
+    }
+}
+
+/// What a client run is told.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server.
+    pub target: SocketAddr,
+    /// The source address to bind, when the namespace has several.
+    pub bind: Option<IpAddr>,
+    /// Concurrent loops (one thread each).
+    pub concurrency: usize,
+    /// How long to keep starting new attempts.
+    pub duration: Duration,
+    /// How long one connect, answer or echo may take before it counts as a timeout.
+    pub timeout: Duration,
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+fn domain(addr: &SocketAddr) -> Domain {
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+/// Runs `concurrency` loops of `one` until the duration is over and summarizes them.
+fn run_loops(
+    mode: &str,
+    cfg: &ClientConfig,
+    one: fn(&ClientConfig, &mut LoopResult),
+) -> Summary {
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+    let loops: Vec<LoopResult> = thread::scope(|s| {
+        let handles: Vec<_> = (0..cfg.concurrency.max(1))
+            .map(|_| {
+                s.spawn(move || {
+                    let mut r = LoopResult::default();
+                    while Instant::now() < deadline {
+                        one(cfg, &mut r);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a client loop panicked"))
+            .collect()
+    });
+    summarize(mode, loops, start.elapsed())
+}
+
+/// One TCP attempt: connect (timed), request, answer, close with RST.
+fn tcp_once(cfg: &ClientConfig, r: &mut LoopResult) {
+    let attempt = || -> io::Result<u64> {
+        let sock = Socket::new(domain(&cfg.target), Type::STREAM, Some(Protocol::TCP))?;
+        // close() sends RST: no TIME_WAIT, the source port is free again at once.
+        sock.set_linger(Some(Duration::ZERO))?;
+        if let Some(ip) = cfg.bind {
+            sock.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+        }
+        let target = SockAddr::from(cfg.target);
+        let t0 = Instant::now();
+        sock.connect_timeout(&target, cfg.timeout)?;
+        let connect_ns = t0.elapsed().as_nanos() as u64;
+        sock.set_read_timeout(Some(cfg.timeout))?;
+        let mut stream: std::net::TcpStream = sock.into();
+        stream.write_all(b"netpol-load\n")?;
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer)?;
+        Ok(connect_ns)
+    };
+    match attempt() {
+        Ok(ns) => {
+            r.count += 1;
+            r.latencies_ns.push(ns);
+        }
+        Err(e) if is_timeout(&e) => r.timeouts += 1,
+        Err(_) => {
+            r.errors += 1;
+            // A refused or reset connection returns at once: do not spin at full speed.
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The TCP client: new connections for the configured duration.
+pub fn tcp_client(cfg: &ClientConfig) -> Summary {
+    run_loops("tcp", cfg, tcp_once)
+}
+
+/// One UDP loop's whole life: one connected socket, numbered datagrams, echoes.
+fn udp_loop(cfg: &ClientConfig, r: &mut LoopResult) {
+    let deadline = Instant::now() + cfg.duration;
+    let bind = SocketAddr::new(
+        cfg.bind.unwrap_or(if cfg.target.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        }),
+        0,
+    );
+    let sock = match UdpSocket::bind(bind)
+        .and_then(|s| s.connect(cfg.target).map(|()| s))
+        .and_then(|s| s.set_read_timeout(Some(cfg.timeout)).map(|()| s))
+    {
+        Ok(s) => s,
+        Err(_) => {
+            r.errors += 1;
+            thread::sleep(Duration::from_millis(10));
+            return;
+        }
+    };
+    let mut seq: u64 = 0;
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        seq += 1;
+        let t0 = Instant::now();
+        if sock.send(&seq.to_be_bytes()).is_err() {
+            r.errors += 1;
+            thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        // A late echo of an earlier, timed-out datagram is not this one's answer.
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(8) if buf[..8] == seq.to_be_bytes() => {
+                    r.count += 1;
+                    r.latencies_ns.push(t0.elapsed().as_nanos() as u64);
+                    break;
+                }
+                Ok(_) if t0.elapsed() < cfg.timeout => continue,
+                Ok(_) => {
+                    r.timeouts += 1;
+                    break;
+                }
+                Err(e) if is_timeout(&e) => {
+                    r.timeouts += 1;
+                    break;
+                }
+                Err(_) => {
+                    r.errors += 1;
+                    thread::sleep(Duration::from_millis(1));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The UDP client: request–reply round trips for the configured duration.
+pub fn udp_client(cfg: &ClientConfig) -> Summary {
+    run_loops("udp", cfg, udp_loop)
+}
+
+/// Listens on every port of `ports` (all addresses) and serves each TCP connection: one
+/// read of the request, a one-byte answer, close. `threads` acceptors per port. Calls
+/// `ready` once every socket listens, then serves until the process ends.
+pub fn tcp_server(ports: &[u16], threads: usize, ready: impl FnOnce()) -> io::Result<()> {
+    let mut listeners = Vec::new();
+    for &port in ports {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], port))))?;
+        // Deeper than std's 128, so a burst of SYNs from many loops is never dropped.
+        sock.listen(4096)?;
+        listeners.push(TcpListener::from(sock));
+    }
+    ready();
+    thread::scope(|s| {
+        for l in &listeners {
+            for _ in 0..threads.max(1) {
+                let l = l.try_clone()?;
+                s.spawn(move || loop {
+                    if let Ok((mut conn, _)) = l.accept() {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 256];
+                        if matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+                            let _ = conn.write_all(b"k");
+                        }
+                    }
+                });
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Listens on every UDP port of `ports` (all addresses) and echoes every datagram,
+/// `threads` receivers per port. Calls `ready` once every socket is bound, then serves
+/// until the process ends.
+pub fn udp_server(ports: &[u16], threads: usize, ready: impl FnOnce()) -> io::Result<()> {
+    let mut sockets = Vec::new();
+    for &port in ports {
+        sockets.push(UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))?);
+    }
+    ready();
+    thread::scope(|s| {
+        for sock in &sockets {
+            for _ in 0..threads.max(1) {
+                let sock = sock.try_clone()?;
+                s.spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    loop {
+                        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                            let _ = sock.send_to(&buf[..n], from);
+                        }
+                    }
+                });
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The statistics, and both clients against both servers over loopback (a smoke
+    //! test of the loops' logic; no numbers are asserted beyond "something completed").
+
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 99.0), 0);
+        assert_eq!(median(&[1, 2, 3, 10]), 2.5);
+        assert_eq!(median(&[1, 5, 9]), 5.0);
+        assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn summary_merges_loops() {
+        let loops = vec![
+            LoopResult {
+                count: 2,
+                latencies_ns: vec![3000, 1000],
+                timeouts: 1,
+                errors: 0,
+            },
+            LoopResult {
+                count: 1,
+                latencies_ns: vec![2000],
+                timeouts: 0,
+                errors: 2,
+            },
+        ];
+        let s = summarize("tcp", loops, Duration::from_secs(2));
+        assert_eq!(s.count, 3);
+        assert_eq!(s.samples, 3);
+        assert_eq!((s.timeouts, s.errors), (1, 2));
+        assert_eq!(s.rate_per_s, 1.5);
+        assert_eq!((s.median_us, s.min_us, s.max_us, s.mean_us), (2.0, 1.0, 3.0, 2.0));
+        assert_eq!(s.p99_us, 3.0);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+    }
+
+    /// A free port on loopback (bound, then released for the server to take).
+    fn free_port(udp: bool) -> u16 {
+        if udp {
+            UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        } else {
+            TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        }
+    }
+
+    fn start(udp: bool) -> u16 {
+        let port = free_port(udp);
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let ready = move || tx.send(()).unwrap();
+            if udp {
+                udp_server(&[port], 1, ready)
+            } else {
+                tcp_server(&[port], 2, ready)
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("server ready");
+        port
+    }
+
+    fn config(port: u16) -> ClientConfig {
+        ClientConfig {
+            target: SocketAddr::from(([127, 0, 0, 1], port)),
+            bind: Some(IpAddr::from([127, 0, 0, 1])),
+            concurrency: 2,
+            duration: Duration::from_millis(200),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn tcp_client_completes_connections_against_the_server() {
+        let s = tcp_client(&config(start(false)));
+        assert!(s.count > 0, "{s:?}");
+        assert_eq!(s.samples, s.count);
+        assert!(s.min_us <= s.median_us && s.median_us <= s.p99_us && s.p99_us <= s.max_us);
+    }
+
+    #[test]
+    fn udp_client_gets_echoes_from_the_server() {
+        let s = udp_client(&config(start(true)));
+        assert!(s.count > 0, "{s:?}");
+        assert_eq!(s.samples, s.count);
+    }
+
+    #[test]
+    fn tcp_client_counts_refused_connections_as_errors() {
+        // Nothing listens on a port that was just freed.
+        let s = tcp_client(&config(free_port(false)));
+        assert_eq!(s.count, 0);
+        assert!(s.errors > 0, "{s:?}");
+    }
+}

@@ -1,1 +1,950 @@
-fn main(){}
+//! Data-plane benchmark: what a ruleset costs every new connection. A client and a
+//! server network namespace joined by a veth pair; the server namespace's ruleset is,
+//! in turn:
+//!
+//! - `none`: no ruleset at all (no conntrack either);
+//! - `example`: netpol enforcing the bundled example (`config/`) for
+//!   `payments/payments-api`, the client being `web/checkout` on 8080/TCP (allowed);
+//! - `synth-50k`: netpol enforcing the synthetic input of `netpol-synth --namespaces
+//!   1000 --endpoints 50000 --policies 10000 --seed 1` for the endpoint netpol-synth
+//!   prints (the busiest), the client having the address of an endpoint that one of its
+//!   ingress rules allows: among that endpoint's rules, the one whose peer set is the
+//!   largest, and a peer that this one rule alone allows (picked with
+//!   [`Index::verdict`], the same resolution the plan is built from);
+//! - `synth-10k`: the same with `--endpoints 10000`;
+//! - `linear-1k`, `linear-10k`: no netpol; one nftables rule per allowed (peer, port)
+//!   of `synth-50k`'s server (`ip saddr X tcp dport P accept`, the rule-per-peer design
+//!   of iptables-style enforcers) after `ct state established,related accept`, 1,000 or
+//!   10,000 rules, the measured flows' rules last.
+//!
+//! Rounds interleave the setups (each round starts one setup later), so a busy moment
+//! of the shared machine hits all of them alike. In every round and setup the benchmark
+//! readdresses the namespaces, replaces the server namespace's ruleset (`nft flush
+//! ruleset`, then `netpolctl apply --local …` or `nft -f`), checks that it enforces (the
+//! measured flow passes, the same port from an address the policy does not allow gets
+//! no answer; under `none` that address must pass), then runs `netpol-load tcp` (new
+//! connections: connect latency, connections per second) and `netpol-load udp` (round
+//! trips on established flows) from the client namespace. Client and servers are
+//! pinned to different CPUs with taskset when the machine has two or more.
+//!
+//! Reported per setup: medians over the rounds of the connection rate, the connect
+//! latency's median and p99, the UDP rate and round-trip median and p99, and the
+//! median of the per-round ratios to `none` (a ratio taken within one round is immune
+//! to what the machine did in other rounds). It measures; it asserts nothing about time.
+//!
+//! Network hygiene: namespaces `npdp-PID-c` and `npdp-PID-s`, addresses from
+//! 198.18.0.0/15 (the inputs' own), every ruleset loaded with `ip netns exec` into the
+//! server namespace only (checked to differ from the benchmark's own); the namespaces,
+//! their processes and the temporary inputs are removed when the benchmark ends, also
+//! on panic (a Drop guard).
+//!
+//! Run (root): `cargo bench -p netpol-benches --bench dataplane`
+//! Options after `--`: `--rounds N` (5), `--tcp-seconds S` (3), `--udp-seconds S` (2),
+//! `--concurrency N` (8 TCP loops), `--udp-concurrency N` (4), `--setups a,b,…`
+//! (all), `--netpolctl PATH` (skip the build), `--no-pin`, `--keep DIR` (write the
+//! inputs and per-round JSON there and keep them).
+#![deny(unsafe_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use ipnet::IpNet;
+use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::load::Summary;
+use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::{busiest_endpoint, generate, Scale};
+use rules_compiler::load::Input;
+use rules_compiler::model::{Direction, Model, Peer, Peers, PortMatch, Ports};
+use rules_compiler::resolve::{port_range_on, EndpointId, Index, Verdict};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+struct Args {
+    rounds: usize,
+    tcp_seconds: f64,
+    udp_seconds: f64,
+    concurrency: usize,
+    udp_concurrency: usize,
+    setups: Option<Vec<String>>,
+    netpolctl: Option<PathBuf>,
+    pin: bool,
+    keep: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        rounds: 5,
+        tcp_seconds: 3.0,
+        udp_seconds: 2.0,
+        concurrency: 8,
+        udp_concurrency: 4,
+        setups: None,
+        netpolctl: None,
+        pin: true,
+        keep: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rounds" => a.rounds = value().parse().expect("--rounds N"),
+            "--tcp-seconds" => a.tcp_seconds = value().parse().expect("--tcp-seconds S"),
+            "--udp-seconds" => a.udp_seconds = value().parse().expect("--udp-seconds S"),
+            "--concurrency" => a.concurrency = value().parse().expect("--concurrency N"),
+            "--udp-concurrency" => {
+                a.udp_concurrency = value().parse().expect("--udp-concurrency N")
+            }
+            "--setups" => a.setups = Some(value().split(',').map(str::to_string).collect()),
+            "--netpolctl" => a.netpolctl = Some(PathBuf::from(value())),
+            "--no-pin" => a.pin = false,
+            "--keep" => a.keep = Some(PathBuf::from(value())),
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+// ------------------------------------------------------------------------ the setups --
+
+/// How the server namespace's ruleset is made.
+#[derive(Clone, Debug)]
+enum Ruleset {
+    None,
+    Netpol {
+        policies: PathBuf,
+        inventory: PathBuf,
+        local: String,
+    },
+    Nft(PathBuf),
+}
+
+/// One measured flow: from `client` to the server's `port`.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    client: Ipv4Addr,
+    port: u16,
+}
+
+#[derive(Clone, Debug)]
+struct Setup {
+    name: String,
+    ruleset: Ruleset,
+    server: Ipv4Addr,
+    tcp: Flow,
+    udp: Option<Flow>,
+    /// A source the ruleset must drop on the TCP flow's port (under `none`, pass).
+    denied: Ipv4Addr,
+    /// What the ruleset is, for the table.
+    about: String,
+}
+
+impl Setup {
+    fn enforces(&self) -> bool {
+        !matches!(self.ruleset, Ruleset::None)
+    }
+}
+
+fn first_v4(index: &Index<'_>, ep: EndpointId) -> Option<Ipv4Addr> {
+    index.endpoint(ep).ips.iter().find_map(|ip| match ip {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The flows a setup measures on `server`'s ingress, chosen from the policies.
+struct Picked {
+    server: Ipv4Addr,
+    tcp: Flow,
+    udp: Option<Flow>,
+    denied: Ipv4Addr,
+    about: String,
+}
+
+/// For `proto`: among `server`'s isolating ingress rules with selector peers and a
+/// port of that protocol, the one with the largest peer set, and in it a peer whose
+/// address that one rule alone allows (any allowing peer when none is allowed by
+/// exactly one). Returns the flow, the rule's policy and its peer-set size.
+fn pick_flow(index: &Index<'_>, server: EndpointId, proto: u8) -> Option<(Flow, String, usize)> {
+    let model = index.model;
+    let server_ep = index.endpoint(server);
+    let server_ip = first_v4(index, server)?;
+    let mut candidates: Vec<(usize, u16, Vec<EndpointId>, String)> = Vec::new();
+    for p in index.isolating(server, Direction::Ingress) {
+        let policy = &model.policies[p];
+        for rule in policy.rules(Direction::Ingress).unwrap_or_default() {
+            let (Peers::List(peers), Ports::List(ports)) = (&rule.peers, &rule.ports) else {
+                continue;
+            };
+            let Some(port) = ports
+                .iter()
+                .filter(|pr| pr.protocol.number() == proto)
+                .find_map(|pr| port_range_on(pr, Some(server_ep)).map(|(start, _)| start))
+            else {
+                continue;
+            };
+            let mut eps: Vec<EndpointId> = Vec::new();
+            for peer in peers {
+                if let Peer::Endpoints { .. } = peer {
+                    eps.extend(index.peer_endpoints(peer));
+                }
+            }
+            eps.sort_unstable();
+            eps.dedup();
+            candidates.push((eps.len(), port, eps, policy.id.to_string()));
+        }
+    }
+    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    for (size, port, eps, policy) in candidates {
+        let mut fallback = None;
+        for &ep in eps.iter().filter(|&&ep| ep != server).take(2000) {
+            let Some(ip) = first_v4(index, ep) else {
+                continue;
+            };
+            if ip == server_ip {
+                continue;
+            }
+            match index.verdict(server, Direction::Ingress, IpAddr::V4(ip), proto, port) {
+                Verdict::Allowed { by, .. } if by.len() == 1 => {
+                    return Some((Flow { client: ip, port }, policy, size));
+                }
+                Verdict::Allowed { .. } => {
+                    fallback.get_or_insert(Flow { client: ip, port });
+                }
+                _ => {}
+            }
+        }
+        if let Some(flow) = fallback {
+            return Some((flow, policy, size));
+        }
+    }
+    None
+}
+
+fn pick(index: &Index<'_>, server: EndpointId) -> Picked {
+    let name = &index.endpoint(server).id;
+    let server_ip = first_v4(index, server).unwrap_or_else(|| panic!("{name} has no IPv4"));
+    let (tcp, tcp_policy, tcp_peers) = pick_flow(index, server, TCP)
+        .unwrap_or_else(|| panic!("no TCP rule of {name}'s ingress allows a peer"));
+    let udp = pick_flow(index, server, UDP);
+    // An address of an endpoint the policies do not allow, or else one of no endpoint
+    // (from the top of 198.18.0.0/15, where the inputs' addresses do not reach).
+    let unused = (1..=1000u32)
+        .map(|k| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 255, 255)) - k))
+        .filter(|ip| index.endpoint_at(&IpAddr::V4(*ip)).is_none());
+    let denied = index
+        .model
+        .inventory
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter(|&(ep, _)| ep != server)
+        .filter_map(|(ep, _)| first_v4(index, ep))
+        .chain(unused)
+        .filter(|ip| *ip != server_ip && *ip != tcp.client)
+        .find(|ip| {
+            !index
+                .verdict(server, Direction::Ingress, IpAddr::V4(*ip), TCP, tcp.port)
+                .is_allowed()
+        })
+        .unwrap_or_else(|| panic!("every address may reach {name} on {}/TCP", tcp.port));
+    let mut about = format!(
+        "{name}; TCP {} -> {}:{} by {tcp_policy} ({tcp_peers} peers)",
+        tcp.client, server_ip, tcp.port
+    );
+    if let Some((u, p, n)) = &udp {
+        let _ = write!(
+            about,
+            "; UDP {} -> :{} by {p} ({n} peers)",
+            u.client, u.port
+        );
+    }
+    Picked {
+        server: server_ip,
+        tcp,
+        udp: udp.map(|(f, _, _)| f),
+        denied,
+        about,
+    }
+}
+
+/// The bundled example's inputs, loaded like netpolctl loads them.
+fn example_model(config: &Path) -> Model {
+    let read_dir = |d: &str| -> Vec<Input> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(config.join(d))
+            .expect("config/")
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| Input {
+                text: std::fs::read_to_string(&path).expect("a YAML file"),
+                path,
+            })
+            .collect()
+    };
+    rules_compiler::load_model(&read_dir("policies"), &read_dir("inventory"))
+        .expect("the bundled example is valid")
+        .model
+}
+
+/// One rule per allowed (source, port) of `server`'s ingress, in policy order.
+fn allow_list(index: &Index<'_>, server: EndpointId) -> Vec<(IpNet, Option<(u8, u16, u16)>)> {
+    let model = index.model;
+    let server_ep = index.endpoint(server);
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for p in index.isolating(server, Direction::Ingress) {
+        for rule in model.policies[p]
+            .rules(Direction::Ingress)
+            .unwrap_or_default()
+        {
+            let mut sources: Vec<IpNet> = Vec::new();
+            match &rule.peers {
+                Peers::All => sources.push("0.0.0.0/0".parse().expect("a CIDR")),
+                Peers::List(peers) => {
+                    for peer in peers {
+                        match peer {
+                            Peer::IpBlock(b) if b.cidr.addr().is_ipv4() && b.except.is_empty() => {
+                                sources.push(b.cidr)
+                            }
+                            // A block with holes is several rules in a linear design;
+                            // the synthetic input's are few, leave them out.
+                            Peer::IpBlock(_) => {}
+                            Peer::Endpoints { .. } => {
+                                for ep in index.peer_endpoints(peer) {
+                                    if let Some(ip) = first_v4(index, ep) {
+                                        sources.push(IpNet::from(IpAddr::V4(ip)));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mut ports: Vec<Option<(u8, u16, u16)>> = Vec::new();
+            match &rule.ports {
+                Ports::All => ports.push(None),
+                Ports::List(list) => {
+                    for pr in list {
+                        let proto = pr.protocol.number();
+                        if proto != TCP && proto != UDP {
+                            continue;
+                        }
+                        match (&pr.port, port_range_on(pr, Some(server_ep))) {
+                            (PortMatch::Any, _) => ports.push(Some((proto, 0, 65535))),
+                            (_, Some((a, b))) => ports.push(Some((proto, a, b))),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            for s in &sources {
+                for p in &ports {
+                    if seen.insert((*s, *p)) {
+                        out.push((*s, *p));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The linear ruleset: `rules` accept rules, the measured flows' last (TCP's very last).
+fn linear_ruleset(
+    allow: &[(IpNet, Option<(u8, u16, u16)>)],
+    rules: usize,
+    tcp: Flow,
+    udp: Option<Flow>,
+) -> (String, usize) {
+    let clients: Vec<Ipv4Addr> = std::iter::once(tcp.client)
+        .chain(udp.map(|u| u.client))
+        .collect();
+    let measured = 1 + usize::from(udp.is_some());
+    let mut text = String::from(
+        "table inet linear {\n  chain input {\n    type filter hook input priority 0; policy drop;\n    \
+         ct state established,related accept\n    ct state invalid drop\n    iif \"lo\" accept\n",
+    );
+    let rule = |src: &IpNet, port: &Option<(u8, u16, u16)>| -> String {
+        let ports = match port {
+            None => String::new(),
+            Some((p, 0, 65535)) => format!(" meta l4proto {}", proto_name(*p)),
+            Some((p, a, b)) if a == b => format!(" {} dport {a}", proto_name(*p)),
+            Some((p, a, b)) => format!(" {} dport {a}-{b}", proto_name(*p)),
+        };
+        format!("    ip saddr {src}{ports} accept\n")
+    };
+    let mut n = 0;
+    for (src, port) in allow {
+        if n + measured >= rules {
+            break;
+        }
+        // Nothing before the measured rules may match the measured flows.
+        if clients
+            .iter()
+            .any(|c| src.contains(&IpAddr::V4(*c)) || src.prefix_len() == 0)
+        {
+            continue;
+        }
+        text.push_str(&rule(src, port));
+        n += 1;
+    }
+    if let Some(u) = udp {
+        text.push_str(&rule(
+            &IpNet::from(IpAddr::V4(u.client)),
+            &Some((UDP, u.port, u.port)),
+        ));
+        n += 1;
+    }
+    text.push_str(&rule(
+        &IpNet::from(IpAddr::V4(tcp.client)),
+        &Some((TCP, tcp.port, tcp.port)),
+    ));
+    n += 1;
+    text.push_str("  }\n}\n");
+    (text, n)
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        TCP => "tcp",
+        UDP => "udp",
+        _ => unreachable!("only TCP and UDP rules"),
+    }
+}
+
+/// The synthetic input at `endpoints` endpoints, written to `dir`, with its setup.
+fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<(IpNet, Option<(u8, u16, u16)>)>) {
+    let scale = Scale {
+        endpoints,
+        ..Scale::FULL
+    };
+    let model = generate(&scale, 1);
+    std::fs::create_dir_all(dir).expect("the input directory");
+    let (policies, inventory) = (dir.join("policies.yaml"), dir.join("inventory.yaml"));
+    std::fs::write(&policies, policies_yaml(&model)).expect("writing policies.yaml");
+    std::fs::write(&inventory, inventory_yaml(&model)).expect("writing inventory.yaml");
+    let index = Index::new(&model);
+    let server = busiest_endpoint(&index).expect("a busiest endpoint");
+    let p = pick(&index, server);
+    let allow = allow_list(&index, server);
+    let setup = Setup {
+        name: format!("synth-{}k", endpoints / 1000),
+        ruleset: Ruleset::Netpol {
+            policies,
+            inventory,
+            local: index.endpoint(server).id.to_string(),
+        },
+        server: p.server,
+        tcp: p.tcp,
+        udp: p.udp,
+        denied: p.denied,
+        about: p.about,
+    };
+    (setup, allow)
+}
+
+// --------------------------------------------------------------------------- the lab --
+
+/// The two namespaces, the servers in the server namespace, the temporary inputs; all
+/// removed on drop.
+struct Lab {
+    client: String,
+    server: String,
+    children: Vec<Child>,
+    temp: Option<PathBuf>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if let Some(t) = &self.temp {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> String {
+    run(Command::new("ip").args(args))
+}
+
+impl Lab {
+    fn new(temp: Option<PathBuf>) -> Lab {
+        let pid = std::process::id();
+        let lab = Lab {
+            client: format!("npdp-{pid}-c"),
+            server: format!("npdp-{pid}-s"),
+            children: Vec::new(),
+            temp,
+        };
+        ip(&["netns", "add", &lab.client]);
+        ip(&["netns", "add", &lab.server]);
+        ip(&[
+            "-n", &lab.client, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+            "netns", &lab.server,
+        ]);
+        for ns in [&lab.client, &lab.server] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        let inside = run(Command::new("ip").args([
+            "netns", "exec", &lab.server, "readlink", "/proc/self/ns/net",
+        ]));
+        assert_ne!(
+            inside.trim(),
+            own_namespace(),
+            "the server namespace is the benchmark's own: refusing to load rulesets"
+        );
+        lab
+    }
+
+    /// `ip netns exec NS [taskset -c CPU] PROGRAM`.
+    fn exec(&self, ns: &str, cpu: Option<usize>, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]);
+        if let Some(cpu) = cpu {
+            c.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        c.arg(program);
+        c
+    }
+
+    /// Starts a server and waits for its "ready".
+    fn start_server(&mut self, mut cmd: Command) {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("the server's stdout"))
+            .read_line(&mut line)
+            .expect("reading the server's stdout");
+        self.children.push(child);
+        assert_eq!(line.trim(), "ready", "{cmd:?} did not start");
+    }
+
+    /// Gives each namespace exactly the addresses `setup` uses.
+    fn address(&self, setup: &Setup) {
+        let mut client: Vec<Ipv4Addr> = vec![setup.tcp.client, setup.denied];
+        client.extend(setup.udp.map(|u| u.client));
+        client.sort();
+        client.dedup();
+        for (ns, addrs) in [(&self.client, client), (&self.server, vec![setup.server])] {
+            ip(&["-n", ns, "addr", "flush", "dev", "eth0"]);
+            for a in addrs {
+                ip(&["-n", ns, "addr", "add", &format!("{a}/15"), "dev", "eth0"]);
+            }
+        }
+    }
+
+    /// Replaces the server namespace's ruleset with `setup`'s; returns the seconds the
+    /// load took and what the kernel holds.
+    fn load(&self, setup: &Setup, netpolctl: &Path) -> (f64, String) {
+        run(Command::new("ip").args(["netns", "exec", &self.server, "nft", "flush", "ruleset"]));
+        let t0 = Instant::now();
+        let held = match &setup.ruleset {
+            Ruleset::None => String::from("empty"),
+            Ruleset::Netpol {
+                policies,
+                inventory,
+                local,
+            } => {
+                run(self
+                    .exec(&self.server, None, netpolctl)
+                    .arg("apply")
+                    .arg("--policies")
+                    .arg(policies)
+                    .arg("--inventory")
+                    .arg(inventory)
+                    .args(["--local", local]));
+                let secs = t0.elapsed().as_secs_f64();
+                let show = run(self.exec(&self.server, None, netpolctl).arg("show"));
+                let first = show.lines().next().unwrap_or_default().to_string();
+                return (secs, first);
+            }
+            Ruleset::Nft(file) => {
+                run(Command::new("ip")
+                    .args(["netns", "exec", &self.server, "nft", "-f"])
+                    .arg(file));
+                String::new()
+            }
+        };
+        (t0.elapsed().as_secs_f64(), held)
+    }
+}
+
+// ------------------------------------------------------------------------- measuring --
+
+struct Client<'a> {
+    lab: &'a Lab,
+    load: &'a Path,
+    cpu: Option<usize>,
+}
+
+impl Client<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        mode: &str,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        port: u16,
+        concurrency: usize,
+        seconds: f64,
+        timeout_ms: u64,
+    ) -> Summary {
+        let out = run(self
+            .lab
+            .exec(&self.lab.client, self.cpu, self.load)
+            .arg(mode)
+            .args(["--target", &format!("{to}:{port}")])
+            .args(["--bind", &from.to_string()])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--duration", &seconds.to_string()])
+            .args(["--timeout-ms", &timeout_ms.to_string()]));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out:?}: {e}"))
+    }
+
+    /// Whether one short try from `from` gets through.
+    fn passes(&self, mode: &str, from: Ipv4Addr, to: Ipv4Addr, port: u16) -> bool {
+        self.run(mode, from, to, port, 1, 0.3, 300).count > 0
+    }
+}
+
+/// One setup's results in one round.
+struct Sample {
+    tcp: Summary,
+    udp: Option<Summary>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_num(v: f64, digits: usize) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{v:.digits$}")
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    if let Err(why) = check_unshare(&["true"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let netpolctl = args
+        .netpolctl
+        .clone()
+        .unwrap_or_else(|| build_daemon_bin("netpolctl"));
+    let load = PathBuf::from(env!("CARGO_BIN_EXE_netpol-load"));
+    let dir = match &args.keep {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("netpol-dataplane-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).expect("the input directory");
+    let temp = args.keep.is_none().then(|| dir.clone());
+
+    // --- the setups
+    let t0 = Instant::now();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let example = example_model(&config);
+    let ex_index = Index::new(&example);
+    let ex_server = (0..example.inventory.endpoints.len())
+        .find(|&e| ex_index.endpoint(e).id.to_string() == "payments/payments-api")
+        .expect("payments/payments-api in config/");
+    let ex = pick(&ex_index, ex_server);
+    assert_eq!(
+        ex_index
+            .endpoint_at(&IpAddr::V4(ex.tcp.client))
+            .map(|e| ex_index.endpoint(e).id.to_string()),
+        Some("web/checkout".to_string()),
+        "the example's allowed client of payments-api should be web/checkout"
+    );
+    let none = Setup {
+        name: "none".into(),
+        ruleset: Ruleset::None,
+        server: ex.server,
+        tcp: ex.tcp,
+        // With no filter any port answers; the example's flows are as good as any.
+        udp: Some(Flow {
+            client: ex.tcp.client,
+            port: 5353,
+        }),
+        denied: ex.denied,
+        about: "no ruleset, no conntrack".into(),
+    };
+    let example_setup = Setup {
+        name: "example".into(),
+        ruleset: Ruleset::Netpol {
+            policies: config.join("policies"),
+            inventory: config.join("inventory"),
+            local: "payments/payments-api".into(),
+        },
+        server: ex.server,
+        tcp: ex.tcp,
+        udp: ex.udp,
+        denied: ex.denied,
+        about: format!("netpol, config/: {}", ex.about),
+    };
+    let (mut synth50, allow) = synth_setup(&dir.join("synth-50k"), 50_000);
+    synth50.about = format!("netpol, 10,000 policies, 50,000 endpoints: {}", synth50.about);
+    let (mut synth10, _) = synth_setup(&dir.join("synth-10k"), 10_000);
+    synth10.about = format!("netpol, 10,000 policies, 10,000 endpoints: {}", synth10.about);
+    let mut setups = vec![none, example_setup, synth50.clone(), synth10];
+    for rules in [1_000, 10_000] {
+        let (text, n) = linear_ruleset(&allow, rules, synth50.tcp, synth50.udp);
+        let file = dir.join(format!("linear-{}k.nft", rules / 1000));
+        std::fs::write(&file, text).expect("writing the linear ruleset");
+        setups.push(Setup {
+            name: format!("linear-{}k", rules / 1000),
+            ruleset: Ruleset::Nft(file),
+            about: format!(
+                "nft, {n} rules `ip saddr X tcp dport P accept` from synth-50k's allow-list \
+                 ({} (source, port) pairs), measured flows last",
+                allow.len()
+            ),
+            ..synth50.clone()
+        });
+    }
+    if let Some(only) = &args.setups {
+        setups.retain(|s| only.contains(&s.name));
+        assert!(!setups.is_empty(), "--setups names none of the setups");
+    }
+    println!(
+        "dataplane benchmark: {} rounds x {} setups, TCP {} s x {} loops, UDP {} s x {} loops \
+         (inputs prepared in {:.1} s)",
+        args.rounds,
+        setups.len(),
+        args.tcp_seconds,
+        args.concurrency,
+        args.udp_seconds,
+        args.udp_concurrency,
+        t0.elapsed().as_secs_f64()
+    );
+    for s in &setups {
+        println!("  {:<11} {}", s.name, s.about);
+    }
+
+    // --- the lab and its servers
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (client_cpu, server_cpu) = if args.pin && cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    let mut lab = Lab::new(temp);
+    let mut tcp_ports: Vec<u16> = setups.iter().map(|s| s.tcp.port).collect();
+    let mut udp_ports: Vec<u16> = setups.iter().filter_map(|s| s.udp.map(|u| u.port)).collect();
+    for v in [&mut tcp_ports, &mut udp_ports] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    for (mode, ports) in [("tcp-server", &tcp_ports), ("udp-server", &udp_ports)] {
+        if ports.is_empty() {
+            continue;
+        }
+        let mut cmd = lab.exec(&lab.server, server_cpu, &load);
+        cmd.arg(mode);
+        for p in ports {
+            cmd.args(["--port", &p.to_string()]);
+        }
+        lab.start_server(cmd);
+    }
+    let client = Client {
+        lab: &lab,
+        load: &load,
+        cpu: client_cpu,
+    };
+
+    // --- the rounds
+    let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    let mut loads: BTreeMap<String, (Vec<f64>, String)> = BTreeMap::new();
+    let mut log = String::new();
+    for round in 0..args.rounds {
+        for k in 0..setups.len() {
+            let s = &setups[(round + k) % setups.len()];
+            lab.address(s);
+            let (secs, held) = lab.load(s, &netpolctl);
+            let entry = loads.entry(s.name.clone()).or_default();
+            entry.0.push(secs);
+            entry.1 = held;
+            // Enforcement, before measuring: the measured flow passes, the address the
+            // policy does not allow does not (under `none` it must pass: the check can
+            // tell the difference).
+            let mut ok = (0..5).any(|_| client.passes("tcp", s.tcp.client, s.server, s.tcp.port));
+            assert!(ok, "{}: the measured TCP flow does not pass", s.name);
+            let denied_passes = client.passes("tcp", s.denied, s.server, s.tcp.port);
+            assert_eq!(
+                denied_passes,
+                !s.enforces(),
+                "{}: TCP from {} to {}:{} {}",
+                s.name,
+                s.denied,
+                s.server,
+                s.tcp.port,
+                if denied_passes {
+                    "passes: the ruleset does not enforce"
+                } else {
+                    "fails without any ruleset: the lab is broken"
+                }
+            );
+            if let Some(u) = s.udp {
+                ok = (0..5).any(|_| client.passes("udp", u.client, s.server, u.port));
+                assert!(ok, "{}: the measured UDP flow does not pass", s.name);
+            }
+            let tcp = client.run(
+                "tcp",
+                s.tcp.client,
+                s.server,
+                s.tcp.port,
+                args.concurrency,
+                args.tcp_seconds,
+                1000,
+            );
+            let udp = s.udp.map(|u| {
+                client.run(
+                    "udp",
+                    u.client,
+                    s.server,
+                    u.port,
+                    args.udp_concurrency,
+                    args.udp_seconds,
+                    1000,
+                )
+            });
+            eprintln!(
+                "round {} {:<11} load {:6.3} s  TCP {:8.0}/s median {:6.1} us p99 {:7.1} us (t/o {}, err {})  UDP {}",
+                round + 1,
+                s.name,
+                secs,
+                tcp.rate_per_s,
+                tcp.median_us,
+                tcp.p99_us,
+                tcp.timeouts,
+                tcp.errors,
+                udp.as_ref().map_or("–".into(), |u| format!(
+                    "{:8.0}/s median {:6.1} us p99 {:7.1} us (t/o {}, err {})",
+                    u.rate_per_s, u.median_us, u.p99_us, u.timeouts, u.errors
+                ))
+            );
+            let _ = writeln!(
+                log,
+                "{{\"round\":{},\"setup\":\"{}\",\"tcp\":{},\"udp\":{}}}",
+                round + 1,
+                s.name,
+                serde_json::to_string(&tcp).expect("JSON"),
+                udp.as_ref()
+                    .map_or("null".into(), |u| serde_json::to_string(u).expect("JSON"))
+            );
+            samples
+                .entry(s.name.clone())
+                .or_default()
+                .push(Sample { tcp, udp });
+        }
+    }
+    let _ = std::fs::write(dir.join("samples.jsonl"), &log);
+    drop(client);
+    drop(lab);
+
+    // --- the table
+    // Per-round ratio to `none`: round r's samples of both setups ran minutes apart at
+    // most, so the machine's state cancels better than in a ratio of medians.
+    let ratio = |name: &str, f: &dyn Fn(&Sample) -> Option<f64>| -> f64 {
+        let (Some(a), Some(b)) = (samples.get(name), samples.get("none")) else {
+            return f64::NAN;
+        };
+        median(
+            a.iter()
+                .zip(b)
+                .filter_map(|(x, y)| Some(f(x)? / f(y)?))
+                .collect(),
+        )
+    };
+    println!();
+    println!("| setup | TCP new conn/s | × none | connect median µs | connect p99 µs | UDP round trips/s | × none | UDP median µs | UDP p99 µs | timeouts / errors | ruleset load s | kernel holds |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in &setups {
+        let v = &samples[&s.name];
+        let med = |f: &dyn Fn(&Sample) -> Option<f64>| median(v.iter().filter_map(f).collect());
+        let faults: (u64, u64) = v.iter().fold((0, 0), |(t, e), x| {
+            let (ut, ue) = x.udp.as_ref().map_or((0, 0), |u| (u.timeouts, u.errors));
+            (t + x.tcp.timeouts + ut, e + x.tcp.errors + ue)
+        });
+        let (load_secs, held) = &loads[&s.name];
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
+            s.name,
+            fmt_num(med(&|x| Some(x.tcp.rate_per_s)), 0),
+            fmt_num(ratio(&s.name, &|x| Some(x.tcp.rate_per_s)), 3),
+            fmt_num(med(&|x| Some(x.tcp.median_us)), 1),
+            fmt_num(med(&|x| Some(x.tcp.p99_us)), 1),
+            fmt_num(med(&|x| x.udp.as_ref().map(|u| u.rate_per_s)), 0),
+            fmt_num(ratio(&s.name, &|x| x.udp.as_ref().map(|u| u.rate_per_s)), 3),
+            fmt_num(med(&|x| x.udp.as_ref().map(|u| u.median_us)), 1),
+            fmt_num(med(&|x| x.udp.as_ref().map(|u| u.p99_us)), 1),
+            faults.0,
+            faults.1,
+            fmt_num(median(load_secs.clone()), 2),
+            held
+        );
+    }
+    // The issue's targets, as ratios within rounds.
+    let within = |a: &str, b: &str, f: &dyn Fn(&Sample) -> f64| -> f64 {
+        let (Some(x), Some(y)) = (samples.get(a), samples.get(b)) else {
+            return f64::NAN;
+        };
+        median(x.iter().zip(y).map(|(p, q)| f(p) / f(q)).collect())
+    };
+    println!();
+    for synth in ["synth-50k", "synth-10k"] {
+        println!(
+            "{synth}: connection rate {} of none's (target ≥ 0.90); connect latency median {} \
+             and p99 {} of example's (target ≤ 1.10)",
+            fmt_num(ratio(synth, &|x| Some(x.tcp.rate_per_s)), 3),
+            fmt_num(within(synth, "example", &|x| x.tcp.median_us), 3),
+            fmt_num(within(synth, "example", &|x| x.tcp.p99_us), 3),
+        );
+    }
+    if args.keep.is_some() {
+        println!("inputs and per-round samples kept in {}", dir.display());
+    }
+}

@@ -159,11 +159,7 @@ fn domain(addr: &SocketAddr) -> Domain {
 }
 
 /// Runs `concurrency` loops of `one` until the duration is over and summarizes them.
-fn run_loops(
-    mode: &str,
-    cfg: &ClientConfig,
-    one: fn(&ClientConfig, &mut LoopResult),
-) -> Summary {
+fn run_loops(mode: &str, cfg: &ClientConfig, one: fn(&ClientConfig, &mut LoopResult)) -> Summary {
     let start = Instant::now();
     let deadline = start + cfg.duration;
     let loops: Vec<LoopResult> = thread::scope(|s| {
@@ -390,7 +386,10 @@ mod tests {
         assert_eq!(s.samples, 3);
         assert_eq!((s.timeouts, s.errors), (1, 2));
         assert_eq!(s.rate_per_s, 1.5);
-        assert_eq!((s.median_us, s.min_us, s.max_us, s.mean_us), (2.0, 1.0, 3.0, 2.0));
+        assert_eq!(
+            (s.median_us, s.min_us, s.max_us, s.mean_us),
+            (2.0, 1.0, 3.0, 2.0)
+        );
         assert_eq!(s.p99_us, 3.0);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
@@ -399,9 +398,17 @@ mod tests {
     /// A free port on loopback (bound, then released for the server to take).
     fn free_port(udp: bool) -> u16 {
         if udp {
-            UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
         } else {
-            TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
         }
     }
 
@@ -416,7 +423,8 @@ mod tests {
                 tcp_server(&[port], 2, ready)
             }
         });
-        rx.recv_timeout(Duration::from_secs(10)).expect("server ready");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("server ready");
         port
     }
 

@@ -184,8 +184,13 @@ struct Picked {
 /// For `proto`: among `server`'s isolating ingress rules with selector peers and a
 /// port of that protocol, the one with the largest peer set, and in it a peer whose
 /// address that one rule alone allows (any allowing peer when none is allowed by
-/// exactly one). Returns the flow, the rule's policy and its peer-set size.
-fn pick_flow(index: &Index<'_>, server: EndpointId, proto: u8) -> Option<(Flow, String, usize)> {
+/// exactly one). Returns the flow, the rule's policy, its peer-set size and how many
+/// (policy, rule, peer, port) allow the flow.
+fn pick_flow(
+    index: &Index<'_>,
+    server: EndpointId,
+    proto: u8,
+) -> Option<(Flow, String, usize, usize)> {
     let model = index.model;
     let server_ep = index.endpoint(server);
     let server_ip = first_v4(index, server)?;
@@ -226,16 +231,16 @@ fn pick_flow(index: &Index<'_>, server: EndpointId, proto: u8) -> Option<(Flow, 
             }
             match index.verdict(server, Direction::Ingress, IpAddr::V4(ip), proto, port) {
                 Verdict::Allowed { by, .. } if by.len() == 1 => {
-                    return Some((Flow { client: ip, port }, policy, size));
+                    return Some((Flow { client: ip, port }, policy, size, 1));
                 }
-                Verdict::Allowed { .. } => {
-                    fallback.get_or_insert(Flow { client: ip, port });
+                Verdict::Allowed { by, .. } => {
+                    fallback.get_or_insert((Flow { client: ip, port }, by.len()));
                 }
                 _ => {}
             }
         }
-        if let Some(flow) = fallback {
-            return Some((flow, policy, size));
+        if let Some((flow, matches)) = fallback {
+            return Some((flow, policy, size, matches));
         }
     }
     None
@@ -244,7 +249,7 @@ fn pick_flow(index: &Index<'_>, server: EndpointId, proto: u8) -> Option<(Flow, 
 fn pick(index: &Index<'_>, server: EndpointId) -> Picked {
     let name = &index.endpoint(server).id;
     let server_ip = first_v4(index, server).unwrap_or_else(|| panic!("{name} has no IPv4"));
-    let (tcp, tcp_policy, tcp_peers) = pick_flow(index, server, TCP)
+    let (tcp, tcp_policy, tcp_peers, tcp_matches) = pick_flow(index, server, TCP)
         .unwrap_or_else(|| panic!("no TCP rule of {name}'s ingress allows a peer"));
     let udp = pick_flow(index, server, UDP);
     // An address of an endpoint the policies do not allow, or else one of no endpoint
@@ -269,20 +274,21 @@ fn pick(index: &Index<'_>, server: EndpointId) -> Picked {
         })
         .unwrap_or_else(|| panic!("every address may reach {name} on {}/TCP", tcp.port));
     let mut about = format!(
-        "{name}; TCP {} -> {}:{} by {tcp_policy} ({tcp_peers} peers)",
+        "{name}; TCP {} -> {}:{} by {tcp_policy} ({tcp_peers} peers; {tcp_matches} \
+         matching rule entries)",
         tcp.client, server_ip, tcp.port
     );
-    if let Some((u, p, n)) = &udp {
+    if let Some((u, p, n, m)) = &udp {
         let _ = write!(
             about,
-            "; UDP {} -> :{} by {p} ({n} peers)",
+            "; UDP {} -> :{} by {p} ({n} peers; {m} matching rule entries)",
             u.client, u.port
         );
     }
     Picked {
         server: server_ip,
         tcp,
-        udp: udp.map(|(f, _, _)| f),
+        udp: udp.map(|(f, _, _, _)| f),
         denied,
         about,
     }

@@ -347,10 +347,12 @@ pub fn udp_server(ports: &[u16], threads: usize, ready: impl FnOnce()) -> io::Re
 
 #[cfg(test)]
 mod tests {
-    //! The statistics, and both clients against both servers over loopback (a smoke
-    //! test of the loops' logic; no numbers are asserted beyond "something completed").
+    //! The statistics, and both clients against both servers in a network namespace of
+    //! the test's own (a smoke test of the loops' logic; no numbers are asserted beyond
+    //! "something completed").
 
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn percentiles_are_nearest_rank() {
@@ -395,16 +397,57 @@ mod tests {
         assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
     }
 
-    /// A free port on loopback (bound, then released for the server to take).
+    /// The address the socket tests use, on `lo` of their own network namespace.
+    const LAB: [u8; 4] = [198, 18, 0, 1];
+    const ENV: &str = "NETPOL_LOAD_TEST";
+    const ENV_PARENT: &str = "NETPOL_LOAD_TEST_PARENT";
+
+    /// Runs `body` in a fresh network namespace with 198.18.0.1 on `lo`: this test
+    /// binary re-executes itself under `unshare --net`, filtered to the test. Without
+    /// root it says why and passes without running.
+    fn in_namespace(name: &str, body: impl FnOnce()) {
+        use crate::harness::{check_unshare, own_namespace};
+        if std::env::var(ENV).as_deref() == Ok(name) {
+            assert_ne!(
+                std::env::var(ENV_PARENT).unwrap_or_default(),
+                own_namespace(),
+                "refusing to open sockets in the namespace the test started in"
+            );
+            body();
+            return;
+        }
+        if let Err(why) = check_unshare(&["true"]) {
+            eprintln!("SKIPPED {name}: {why}");
+            return;
+        }
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new("unshare")
+            .args(["--net", "--", "sh", "-c"])
+            .arg("ip link set lo up && ip addr add 198.18.0.1/32 dev lo && exec \"$0\" \"$@\"")
+            .arg(exe)
+            .args([name, "--exact", "--test-threads=1"])
+            .env(ENV, name)
+            .env(ENV_PARENT, own_namespace())
+            .output()
+            .expect("running the test under unshare");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{name} failed in its network namespace:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A port that was free a moment ago (bound, then released for the server).
     fn free_port(udp: bool) -> u16 {
         if udp {
-            UdpSocket::bind("127.0.0.1:0")
+            UdpSocket::bind((Ipv4Addr::from(LAB), 0))
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port()
         } else {
-            TcpListener::bind("127.0.0.1:0")
+            TcpListener::bind((Ipv4Addr::from(LAB), 0))
                 .unwrap()
                 .local_addr()
                 .unwrap()
@@ -430,8 +473,8 @@ mod tests {
 
     fn config(port: u16) -> ClientConfig {
         ClientConfig {
-            target: SocketAddr::from(([127, 0, 0, 1], port)),
-            bind: Some(IpAddr::from([127, 0, 0, 1])),
+            target: SocketAddr::from((LAB, port)),
+            bind: Some(IpAddr::from(LAB)),
             concurrency: 2,
             duration: Duration::from_millis(200),
             timeout: Duration::from_secs(2),
@@ -440,24 +483,39 @@ mod tests {
 
     #[test]
     fn tcp_client_completes_connections_against_the_server() {
-        let s = tcp_client(&config(start(false)));
-        assert!(s.count > 0, "{s:?}");
-        assert_eq!(s.samples, s.count);
-        assert!(s.min_us <= s.median_us && s.median_us <= s.p99_us && s.p99_us <= s.max_us);
+        in_namespace(
+            "load::tests::tcp_client_completes_connections_against_the_server",
+            || {
+                let s = tcp_client(&config(start(false)));
+                assert!(s.count > 0, "{s:?}");
+                assert_eq!(s.samples, s.count);
+                assert!(s.min_us <= s.median_us && s.median_us <= s.p99_us && s.p99_us <= s.max_us);
+            },
+        );
     }
 
     #[test]
     fn udp_client_gets_echoes_from_the_server() {
-        let s = udp_client(&config(start(true)));
-        assert!(s.count > 0, "{s:?}");
-        assert_eq!(s.samples, s.count);
+        in_namespace(
+            "load::tests::udp_client_gets_echoes_from_the_server",
+            || {
+                let s = udp_client(&config(start(true)));
+                assert!(s.count > 0, "{s:?}");
+                assert_eq!(s.samples, s.count);
+            },
+        );
     }
 
     #[test]
     fn tcp_client_counts_refused_connections_as_errors() {
-        // Nothing listens on a port that was just freed.
-        let s = tcp_client(&config(free_port(false)));
-        assert_eq!(s.count, 0);
-        assert!(s.errors > 0, "{s:?}");
+        in_namespace(
+            "load::tests::tcp_client_counts_refused_connections_as_errors",
+            || {
+                // Nothing listens on a port that was just freed.
+                let s = tcp_client(&config(free_port(false)));
+                assert_eq!(s.count, 0);
+                assert!(s.errors > 0, "{s:?}");
+            },
+        );
     }
 }

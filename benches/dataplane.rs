@@ -285,6 +285,7 @@ fn pick(index: &Index<'_>, server: EndpointId) -> Picked {
             u.client, u.port
         );
     }
+    let _ = write!(about, "; must drop TCP from {denied}");
     Picked {
         server: server_ip,
         tcp,

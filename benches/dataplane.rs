@@ -1028,7 +1028,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (s, (load_secs, held)) in setups.iter().zip(&loads) {
-        let v = &samples[&s.name];
+        let Some(v) = samples.get(&s.name) else {
+            continue;
+        };
         let med = |f: &dyn Fn(&Sample) -> Option<f64>| median(v.iter().filter_map(f).collect());
         let faults: (u64, u64) = v.iter().fold((0, 0), |(t, e), x| {
             let (ut, ue) = x.udp.as_ref().map_or((0, 0), |u| (u.timeouts, u.errors));

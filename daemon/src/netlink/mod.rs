@@ -25,7 +25,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use rules_compiler::model::{Direction, ObjectName};
-use rules_compiler::plan::{Plan, TABLE_NAME};
+use rules_compiler::plan::{Delta, Plan, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
@@ -41,6 +41,11 @@ const END_ACK_WAIT: Duration = Duration::from_millis(200);
 pub trait Backend {
     /// Replaces the plan's table with the plan, in one transaction.
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError>;
+    /// Changes the elements of the loaded table's sets and maps, in one transaction:
+    /// deletions, then additions. Only valid on top of what this backend loaded itself;
+    /// when the ruleset changed since (or it loaded nothing), the kernel is left alone
+    /// and the answer is [`KernelError::Stale`].
+    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError>;
     /// Deletes the netpol table and nothing else; `Ok(false)` when there was none.
     fn flush(&mut self) -> Result<bool, KernelError>;
     /// Reads the loaded netpol table back; `Ok(None)` when there is none.
@@ -97,6 +102,10 @@ pub enum KernelError {
     /// The kernel answered something this code does not understand.
     #[error("unexpected answer from the kernel: {0}")]
     Protocol(String),
+    /// An update was refused because the ruleset is not the one this backend last
+    /// loaded (someone else changed it, or nothing was loaded); nothing was changed.
+    #[error("the ruleset is not the one last loaded ({0}); nothing was changed")]
+    Stale(String),
 }
 
 impl KernelError {
@@ -278,9 +287,22 @@ impl LoadedTable {
 }
 
 /// The real kernel: nftables of the current network namespace, over netlink.
-#[derive(Clone, Debug)]
 pub struct Netlink {
     table: String,
+    /// The ruleset generation right after this backend's last successful change; an
+    /// update is sent only on top of it.
+    generation: Option<u32>,
+    /// A socket kept for reading the generation after each change.
+    reader: Option<GenerationReader>,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("table", &self.table)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Netlink {
@@ -294,15 +316,41 @@ impl Netlink {
     pub fn new() -> Netlink {
         Netlink {
             table: TABLE_NAME.to_string(),
+            generation: None,
+            reader: None,
         }
     }
 
-    /// Sends a batch and waits for its outcome. `plan` names failing elements.
+    /// Remembers the ruleset generation after a change of ours (`None` after a failure:
+    /// the next change must be a full replace).
+    ///
+    /// Read right after the commit, so a change by someone else in between (a window of
+    /// microseconds) would go unnoticed by the next update; every other change since is
+    /// caught by the kernel's generation check.
+    fn note_generation(&mut self, ok: bool) {
+        self.generation = None;
+        if !ok {
+            return;
+        }
+        if self.reader.is_none() {
+            self.reader = GenerationReader::open().ok();
+        }
+        match self.reader.as_mut().map(GenerationReader::read) {
+            Some(Ok(g)) => self.generation = Some(g),
+            Some(Err(e)) => {
+                tracing::debug!("reading the ruleset generation: {e}");
+                self.reader = None;
+            }
+            None => {}
+        }
+    }
+
+    /// Sends a batch and waits for its outcome. `describe` names failing elements.
     fn transact(
         &self,
         wire: &ffi::Wire,
         batch: &Batch,
-        plan: Option<&Plan>,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
     ) -> Result<Duration, KernelError> {
         let sock = ffi::Socket::open().map_err(KernelError::io("socket"))?;
         sock.size_buffers(wire.bytes.len(), batch.msgs.len() + 2)
@@ -332,7 +380,7 @@ impl Netlink {
                 let ack = reply::parse_ack(msg)
                     .ok_or_else(|| KernelError::Protocol("a truncated acknowledgement".into()))?;
                 if ack.errno != 0 {
-                    return Err(rejected(&ack, wire, batch, plan));
+                    return Err(rejected(&ack, wire, batch, describe));
                 }
                 if ack.seq == wire.end_seq {
                     return Ok(started.elapsed());
@@ -347,7 +395,12 @@ impl Netlink {
 
 /// The error for a refused message, naming its object and, for set elements, the
 /// element the kernel pointed at.
-fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Plan>) -> KernelError {
+fn rejected(
+    ack: &reply::Ack,
+    wire: &ffi::Wire,
+    batch: &Batch,
+    describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+) -> KernelError {
     let object = if ack.seq == wire.begin_seq || ack.seq == wire.end_seq {
         if ack.errno == libc::EPERM {
             "the batch itself (changing nftables needs root: CAP_NET_ADMIN)".to_string()
@@ -357,13 +410,12 @@ fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Pla
     } else if let Some(i) = wire.index_of(ack.seq) {
         let m = &batch.msgs[i];
         let mut object = m.what.clone();
-        if let (Msg::NewElems(e), Some(offset)) = (&m.msg, ack.offset) {
+        if let (Msg::NewElems(e) | Msg::DelElems(e), Some(offset)) = (&m.msg, ack.offset) {
             let (start, len) = wire.spans[i];
             if let Some(j) = reply::elem_index_at(&wire.bytes[start..start + len], offset as usize)
             {
                 let origin = e.elems[j].origin;
-                let value = plan
-                    .and_then(|p| encode::describe_element(p, e.source, origin))
+                let value = describe(e.source, origin)
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default();
                 object = format!("{} (element {origin}{value})", e.owner);
@@ -384,9 +436,12 @@ impl Backend for Netlink {
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
         let batch = encode::encode(plan)?;
-        let wire = ffi::serialize(&batch.msgs, &plan.table, 1)?;
+        let wire = ffi::serialize(&batch.msgs, &plan.table, 1, None)?;
         let encode = started.elapsed();
-        let kernel = self.transact(&wire, &batch, Some(plan))?;
+        let describe = |source, origin| encode::describe_element(plan, source, origin);
+        let result = self.transact(&wire, &batch, &describe);
+        self.note_generation(result.is_ok());
+        let kernel = result?;
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             bytes: wire.bytes.len(),
@@ -397,10 +452,43 @@ impl Backend for Netlink {
         })
     }
 
+    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
+        let started = Instant::now();
+        let Some(genid) = self.generation else {
+            return Err(KernelError::Stale(
+                "nothing loaded by this process yet".into(),
+            ));
+        };
+        let batch = encode::encode_update(delta)?;
+        let wire = ffi::serialize(&batch.msgs, &delta.table, 1, Some(genid))?;
+        let encode = started.elapsed();
+        let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
+        let result = self.transact(&wire, &batch, &describe);
+        self.note_generation(result.is_ok());
+        let kernel = match result {
+            Ok(k) => k,
+            Err(e) if e.errno() == Some(libc::ERESTART) => {
+                return Err(KernelError::Stale(format!(
+                    "the ruleset generation is no longer {genid}"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(ApplyStats {
+            messages: batch.msgs.len(),
+            bytes: wire.bytes.len(),
+            rules: 0,
+            elements: batch.elements,
+            encode,
+            kernel,
+        })
+    }
+
     fn flush(&mut self) -> Result<bool, KernelError> {
+        self.generation = None;
         let batch = encode::encode_delete(&self.table)?;
-        let wire = ffi::serialize(&batch.msgs, &self.table, 1)?;
-        match self.transact(&wire, &batch, None) {
+        let wire = ffi::serialize(&batch.msgs, &self.table, 1, None)?;
+        match self.transact(&wire, &batch, &|_, _| None) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),

@@ -934,3 +934,320 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     );
     assert_eq!(d.generation(&host), 2, "the running daemon is untouched");
 }
+
+// ------------------------------------------------------------ incremental reloads ----
+
+/// A listing with each set's elements in sorted order (one line per set) and the raw
+/// element lines of a bytecode listing sorted per set: the kernel lists elements in
+/// the order they were added (or of its hash buckets), which an update and a fresh
+/// load cannot share; everything else must be the same.
+fn normalised(listing: &str) -> String {
+    let mut out = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut pending: Option<(String, String)> = None;
+    let joined = |head: &str, body: &str| {
+        let inner = body.split('}').next().unwrap_or("");
+        let mut elements: Vec<&str> = inner.split(',').map(str::trim).collect();
+        elements.sort_unstable();
+        format!("{head}elements = {{ {} }}", elements.join(", "))
+    };
+    // Counters count traffic: runtime state, not ruleset.
+    let zeroed = |line: &str| -> String {
+        let mut words: Vec<&str> = line.split(' ').collect();
+        for i in 1..words.len() {
+            if matches!(words[i - 1], "packets" | "pkts" | "bytes") {
+                words[i] = "_";
+            }
+        }
+        words.join(" ")
+    };
+    for line in listing.lines() {
+        let line = &zeroed(line);
+        if line.starts_with("\telement ") {
+            run.push(line.to_string());
+            continue;
+        }
+        run.sort_unstable();
+        out.append(&mut run);
+        if let Some((head, mut body)) = pending.take() {
+            body.push_str(line);
+            if line.contains('}') {
+                out.push(joined(&head, &body));
+            } else {
+                pending = Some((head, body));
+            }
+            continue;
+        }
+        match line.split_once("elements = {") {
+            Some((head, rest)) if rest.contains('}') => out.push(joined(head, rest)),
+            Some((head, rest)) => pending = Some((head.to_string(), rest.to_string())),
+            None => out.push(line.to_string()),
+        }
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n")
+}
+
+impl NetNs {
+    /// The netpol table, listed and as bytecode, normalised (see [`normalised`]).
+    fn kernel_state(&self) -> String {
+        let list = self.ok("nft", &["list", "table", "inet", "netpol"]);
+        let bytecode = self.ok(
+            "nft",
+            &["--debug=netlink", "list", "table", "inet", "netpol"],
+        );
+        format!("{}\n----\n{}", normalised(&list), normalised(&bytecode))
+    }
+}
+
+/// `netpolctl apply` of `lab`'s inputs for `locals` in `ns`, a fresh replace each time.
+fn apply_fresh(ns: &NetNs, lab: &Lab, locals: &[String]) {
+    let mut args = vec![
+        "apply".to_string(),
+        "--policies".into(),
+        lab.path("policies").display().to_string(),
+        "--inventory".into(),
+        lab.path("inventory").display().to_string(),
+    ];
+    for l in locals {
+        args.extend(["--local".to_string(), l.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ns.ok(NETPOLCTL, &args);
+}
+
+/// Reloads through `netpolctl reload`; returns the report.
+fn reload(d: &Daemon, ns: &NetNs) -> Value {
+    let out = d.ctl(ns, &["reload", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "reload: {}{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        d.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts the daemon's kernel state equals a fresh `netpolctl apply` elsewhere.
+fn assert_same_as_fresh(host: &NetNs, fresh: &NetNs, lab: &Lab, locals: &[String], what: &str) {
+    apply_fresh(fresh, lab, locals);
+    let (a, b) = (host.kernel_state(), fresh.kernel_state());
+    if a != b {
+        let diff: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .enumerate()
+            .filter(|(_, (x, y))| x != y)
+            .take(8)
+            .map(|(i, (x, y))| format!("line {}:\n  netpold: {x}\n  fresh:   {y}", i + 1))
+            .collect();
+        panic!(
+            "{what}: the kernel state differs from a fresh apply ({} vs {} lines):\n{}",
+            a.lines().count(),
+            b.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+const EXTRA_CHECKOUT: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  namespace: web
+  name: checkout-2
+  labels: {app: checkout}
+status:
+  podIPs: [{ip: 198.18.2.13}, {ip: \"2001:db8:2::13\"}]
+";
+
+#[test]
+fn membership_changes_are_updates_that_enforce_like_a_fresh_apply() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let Some(fresh) = NetNs::new("npd") else {
+        return;
+    };
+    let lab = Lab::new();
+    let locals = vec!["payments/payments-api".to_string()];
+    let d = Daemon::start(&host, &lab, &["--debounce-ms", "60000"]);
+    let start = Instant::now();
+    while !reaches_api(&peer, "198.18.2.10") {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "checkout never reached payments-api"
+        );
+    }
+    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    assert_same_as_fresh(&host, &fresh, &lab, &locals, "at start");
+    peer.ip(&["addr", "add", "198.18.2.12/16", "dev", "vb"]);
+    peer.ip(&["addr", "add", "198.18.2.13/16", "dev", "vb"]);
+
+    let pods = lab.read("inventory/pods.yaml");
+    let relabelled = pods.replace("app: frontend", "app: checkout");
+    let moved = relabelled.replace("198.18.2.11", "198.18.2.12");
+    let steps: [(&str, &dyn Fn(), &[(&str, bool)]); 5] = [
+        (
+            "frontend relabelled as checkout",
+            &|| lab.write("inventory/pods.yaml", &relabelled),
+            &[
+                ("198.18.2.10", true),
+                ("198.18.2.11", true),
+                ("198.18.2.12", false),
+            ],
+        ),
+        (
+            "its address changed",
+            &|| lab.write("inventory/pods.yaml", &moved),
+            &[("198.18.2.11", false), ("198.18.2.12", true)],
+        ),
+        (
+            "another checkout added",
+            &|| lab.write("inventory/extra.yaml", EXTRA_CHECKOUT),
+            &[("198.18.2.13", true), ("198.18.2.10", true)],
+        ),
+        (
+            "the other checkout removed",
+            &|| std::fs::remove_file(lab.path("inventory/extra.yaml")).unwrap(),
+            &[("198.18.2.13", false), ("198.18.2.12", true)],
+        ),
+        (
+            "frontend back as it was",
+            &|| lab.write("inventory/pods.yaml", &pods),
+            &[
+                ("198.18.2.10", true),
+                ("198.18.2.11", false),
+                ("198.18.2.12", false),
+            ],
+        ),
+    ];
+    for (what, edit, probes) in steps {
+        edit();
+        let r = reload(&d, &host);
+        assert_eq!(r["outcome"], "applied", "{what}: {r:#}");
+        assert_eq!(r["kernel"]["how"], "updated", "{what}: {r:#}");
+        assert!(r["kernel"]["elements"].as_u64() > Some(0), "{what}: {r:#}");
+        assert_same_as_fresh(&host, &fresh, &lab, &locals, what);
+        for (from, allowed) in probes {
+            assert_eq!(reaches_api(&peer, from), *allowed, "{what}: from {from}");
+        }
+    }
+    let out = d.ctl(&host, &["status"]);
+    let status = text(&out.stdout);
+    assert!(
+        status.contains("kernel:          updated in place ("),
+        "{status}"
+    );
+}
+
+#[test]
+fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
+    use netpol_benches::{busiest_endpoint, generate, yaml, Rng, Scale};
+    use rules_compiler::resolve::Index;
+    let Some(host) = NetNs::new("npd") else {
+        return;
+    };
+    let Some(fresh) = NetNs::new("npd") else {
+        return;
+    };
+    let lab = Lab::new();
+    for sub in ["policies", "inventory"] {
+        for e in std::fs::read_dir(lab.path(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    let scale = Scale {
+        namespaces: 12,
+        endpoints: 400,
+        policies: 80,
+    };
+    let mut model = generate(&scale, 5);
+    lab.write("policies/synth.yaml", &yaml::policies_yaml(&model));
+    lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+    // The busiest endpoint and two more of other namespaces, kept as they are.
+    let locals: Vec<String> = {
+        let index = Index::new(&model);
+        let busiest = busiest_endpoint(&index).unwrap();
+        let mut ids = vec![index.endpoint(busiest).id.clone()];
+        for e in &model.inventory.endpoints {
+            if ids.len() < 3 && ids.iter().all(|i| i.namespace != e.id.namespace) {
+                ids.push(e.id.clone());
+            }
+        }
+        ids.iter().map(ToString::to_string).collect()
+    };
+    let mut extra: Vec<&str> = vec!["--debounce-ms", "60000"];
+    for l in &locals {
+        extra.extend(["--local", l]);
+    }
+    let d = Daemon::start(&host, &lab, &extra);
+    assert_same_as_fresh(&host, &fresh, &lab, &locals, "at start");
+
+    let mut rng = Rng::new(42);
+    let mut next_ip: u32 = u32::from(std::net::Ipv4Addr::new(198, 19, 200, 1));
+    let (mut updates, mut replaces) = (0, 0);
+    for step in 0..50 {
+        let eps = &mut model.inventory.endpoints;
+        let movable: Vec<usize> = (0..eps.len())
+            .filter(|&i| !locals.contains(&eps[i].id.to_string()))
+            .collect();
+        let i = *rng.pick(&movable);
+        let what = match rng.below(4) {
+            0 => {
+                // Relabel: take the app label of another endpoint.
+                let j = rng.below(eps.len());
+                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                eps[i].labels.insert("app".into(), app.clone());
+                format!("{} relabelled app={app}", eps[i].id)
+            }
+            1 => {
+                let ip = std::net::IpAddr::V4(next_ip.into());
+                next_ip += 1;
+                let v4 = eps[i].ips.iter().position(|a| a.is_ipv4()).unwrap_or(0);
+                eps[i].ips[v4] = ip;
+                eps[i].ips.sort();
+                format!("{} moved to {ip}", eps[i].id)
+            }
+            2 => {
+                let gone = eps.remove(i);
+                format!("{} removed", gone.id)
+            }
+            _ => {
+                let mut e = eps[i].clone();
+                e.id.name = format!("{}-copy{step}", e.id.name);
+                e.ips = vec![std::net::IpAddr::V4(next_ip.into())];
+                next_ip += 1;
+                let name = e.id.to_string();
+                eps.push(e);
+                format!("{name} added")
+            }
+        };
+        lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+        let r = reload(&d, &host);
+        if r["outcome"] == "unchanged" {
+            // The label it got was the one it had.
+            continue;
+        }
+        assert_eq!(r["outcome"], "applied", "step {step}, {what}: {r:#}");
+        match r["kernel"]["how"].as_str() {
+            Some("updated") => updates += 1,
+            Some("replaced") => replaces += 1,
+            other => panic!("step {step}: {other:?}"),
+        }
+        assert_same_as_fresh(
+            &host,
+            &fresh,
+            &lab,
+            &locals,
+            &format!("step {step}, {what}"),
+        );
+    }
+    println!("{updates} updates, {replaces} replaces");
+    assert!(
+        updates >= 25,
+        "most edits are element changes: {updates} updates, {replaces} replaces"
+    );
+}

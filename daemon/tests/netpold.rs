@@ -816,7 +816,13 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     assert_eq!(m.reloads("skipped"), 0.0);
     assert_gauges_match_status(&m, &d.status(&host));
     assert_eq!(m.value("netpol_compile_duration_seconds_count", &[]), 1.0);
-    assert_eq!(m.value("netpol_apply_duration_seconds_count", &[]), 1.0);
+    assert_eq!(
+        m.value(
+            "netpol_apply_duration_seconds_count",
+            &[("kind", "replace")]
+        ),
+        1.0
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -867,11 +873,12 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     );
     assert!(m.denied("packets") >= packets);
 
-    // The fix replaces the table, whose counters start again at zero: the metric
-    // carries what the old table counted.
+    // The fix (with a policy that isolates payments-api's egress too, a new chain)
+    // replaces the table, whose counters start again at zero: the metric carries what
+    // the old table counted.
     lab.write(
         "policies/payments.yaml",
-        &good.replace("port: 8080", "port: 8081"),
+        &format!("{good}---\n{EGRESS_OPEN}"),
     );
     let out = d.ctl(&host, &["reload"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
@@ -907,6 +914,36 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     });
     assert_eq!(m.denied("packets"), packets + kernel_denied_packets(&host));
 
+    // An endpoint added changes set elements only: an update, which keeps the kernel's
+    // counters (so nothing is carried, nothing counted twice).
+    lab.write("inventory/extra.yaml", EXTRA_CHECKOUT);
+    let r = reload(&d, &host);
+    assert_eq!(r["kernel"]["how"], "updated", "{r:#}");
+    assert_eq!(
+        kernel_denied_packets(&host),
+        kernel,
+        "an update keeps the counters"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = scrape(&host, address);
+    assert_eq!(
+        m.denied("packets"),
+        packets + kernel,
+        "no count lost, none made up"
+    );
+    assert_eq!(
+        m.value("netpol_apply_duration_seconds_count", &[("kind", "update")]),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "netpol_apply_duration_seconds_count",
+            &[("kind", "replace")]
+        ),
+        2.0
+    );
+    assert_eq!(m.value("netpol_incremental_fallbacks_total", &[]), 0.0);
+
     // Nothing changed: skipped.
     assert!(d.ctl(&host, &["reload"]).status.success());
     assert_eq!(scrape(&host, address).reloads("skipped"), 1.0);
@@ -932,7 +969,7 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
         stderr.contains(&format!("serving metrics on {address}")) && stderr.contains("in use"),
         "{stderr}"
     );
-    assert_eq!(d.generation(&host), 2, "the running daemon is untouched");
+    assert_eq!(d.generation(&host), 3, "the running daemon is untouched");
 }
 
 // ------------------------------------------------------------ incremental reloads ----
@@ -1051,6 +1088,18 @@ fn assert_same_as_fresh(host: &NetNs, fresh: &NetNs, lab: &Lab, locals: &[String
         );
     }
 }
+
+/// Isolates the egress of every endpoint in `payments` and allows all of it: a new
+/// chain, so a replace.
+const EGRESS_OPEN: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: payments, name: egress-open}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: [{}]
+";
 
 const EXTRA_CHECKOUT: &str = "\
 apiVersion: v1

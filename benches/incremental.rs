@@ -15,7 +15,7 @@
 //! 3. loads the base plan with [`Netlink::apply`], then for `--rounds` rounds and each
 //!    kind, interleaved (the order of the two alternates every round): an update to
 //!    the edited plan and back, timed, and a replace with the edited plan and back,
-//!    timed. The time is the kernel's (from sending the batch to its answer, as
+//!    timed, each after a pause of 60 ms (see `SETTLE`). The time is the kernel's (from sending the batch to its answer, as
 //!    [`ApplyStats::kernel`]), and separately encode + kernel;
 //! 4. times netpold's whole pipeline for each edit, as netpold runs it: read + hash
 //!    the files, parse + validate, index + plan, delta, kernel update.
@@ -124,14 +124,22 @@ impl Times {
     }
 }
 
+/// Quiet time before each timed operation. The kernel frees what a transaction deleted
+/// after an RCU grace period, in a work item that the next transaction waits for; back
+/// to back, each operation would pay for the one before. netpold's reloads are at least
+/// its debounce window apart, so each is timed after this pause.
+const SETTLE: Duration = Duration::from_millis(60);
+
 fn update(kernel: &mut Netlink, from: &Plan, to: &Plan) -> (Instant, ApplyStats) {
     let d = plan::delta(from, to).expect("an element-only edit");
+    std::thread::sleep(SETTLE);
     let t = Instant::now();
     let s = kernel.update(&d).expect("update");
     (t, s)
 }
 
 fn replace(kernel: &mut Netlink, to: &Plan) -> (Instant, ApplyStats) {
+    std::thread::sleep(SETTLE);
     let t = Instant::now();
     let s = kernel.apply(to).expect("replace");
     (t, s)
@@ -169,6 +177,7 @@ fn pipeline(
     let t = Instant::now();
     let d = plan::delta(base, &new).expect("an element-only edit");
     let delta = ms(t.elapsed());
+    std::thread::sleep(SETTLE);
     let t = Instant::now();
     kernel.update(&d).expect("update");
     let update = ms(t.elapsed());

@@ -294,6 +294,14 @@ pub struct Netlink {
     generation: Option<u32>,
     /// A socket kept for reading the generation after each change.
     reader: Option<GenerationReader>,
+    /// The socket batches go over, kept between them: closing a netfilter socket waits
+    /// until the kernel has freed what the last transaction deleted (an RCU grace
+    /// period, milliseconds), which would add to every update that deletes elements.
+    /// Dropped after any error, so nothing stale of a failed batch is read later.
+    sock: Option<ffi::Socket>,
+    /// The first sequence number of the next batch: unique on the kept socket, so an
+    /// answer is never taken for another batch's.
+    next_seq: u32,
 }
 
 impl std::fmt::Debug for Netlink {
@@ -318,7 +326,20 @@ impl Netlink {
             table: TABLE_NAME.to_string(),
             generation: None,
             reader: None,
+            sock: None,
+            next_seq: 1,
         }
+    }
+
+    /// Sequence numbers for a batch of `msgs` messages (plus begin and end).
+    fn seqs(&mut self, msgs: usize) -> u32 {
+        let n = u32::try_from(msgs + 2).unwrap_or(u32::MAX);
+        if self.next_seq.checked_add(n).is_none() {
+            self.next_seq = 1;
+        }
+        let first = self.next_seq;
+        self.next_seq += n;
+        first
     }
 
     /// Remembers the ruleset generation after a change of ours (`None` after a failure:
@@ -347,12 +368,28 @@ impl Netlink {
 
     /// Sends a batch and waits for its outcome. `describe` names failing elements.
     fn transact(
-        &self,
+        &mut self,
         wire: &ffi::Wire,
         batch: &Batch,
         describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
     ) -> Result<Duration, KernelError> {
-        let sock = ffi::Socket::open().map_err(KernelError::io("socket"))?;
+        let sock = match self.sock.take() {
+            Some(s) => s,
+            None => ffi::Socket::open().map_err(KernelError::io("socket"))?,
+        };
+        let result = Self::exchange(&sock, wire, batch, describe);
+        if result.is_ok() {
+            self.sock = Some(sock);
+        }
+        result
+    }
+
+    fn exchange(
+        sock: &ffi::Socket,
+        wire: &ffi::Wire,
+        batch: &Batch,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> Result<Duration, KernelError> {
         sock.size_buffers(wire.bytes.len(), batch.msgs.len() + 2)
             .map_err(KernelError::io("setting socket buffers"))?;
         let started = Instant::now();
@@ -379,6 +416,10 @@ impl Netlink {
                 }
                 let ack = reply::parse_ack(msg)
                     .ok_or_else(|| KernelError::Protocol("a truncated acknowledgement".into()))?;
+                if ack.seq < wire.begin_seq || ack.seq > wire.end_seq {
+                    // Not this batch's (the socket is kept between batches).
+                    continue;
+                }
                 if ack.errno != 0 {
                     return Err(rejected(&ack, wire, batch, describe));
                 }
@@ -436,7 +477,8 @@ impl Backend for Netlink {
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
         let batch = encode::encode(plan)?;
-        let wire = ffi::serialize(&batch.msgs, &plan.table, 1, None)?;
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &plan.table, first, None)?;
         let encode = started.elapsed();
         let describe = |source, origin| encode::describe_element(plan, source, origin);
         let result = self.transact(&wire, &batch, &describe);
@@ -460,11 +502,18 @@ impl Backend for Netlink {
             ));
         };
         let batch = encode::encode_update(delta)?;
-        let wire = ffi::serialize(&batch.msgs, &delta.table, 1, Some(genid))?;
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &delta.table, first, Some(genid))?;
         let encode = started.elapsed();
         let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
         let result = self.transact(&wire, &batch, &describe);
-        self.note_generation(result.is_ok());
+        // The kernel committed on top of generation `genid` and counted one up (never
+        // to 0): the new generation is known without asking, and without the window
+        // in which someone else's change could slip in unnoticed.
+        self.generation = result.is_ok().then(|| match genid.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        });
         let kernel = match result {
             Ok(k) => k,
             Err(e) if e.errno() == Some(libc::ERESTART) => {
@@ -487,7 +536,8 @@ impl Backend for Netlink {
     fn flush(&mut self) -> Result<bool, KernelError> {
         self.generation = None;
         let batch = encode::encode_delete(&self.table)?;
-        let wire = ffi::serialize(&batch.msgs, &self.table, 1, None)?;
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &self.table, first, None)?;
         match self.transact(&wire, &batch, &|_, _| None) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),

@@ -19,7 +19,8 @@ pub enum EditKind {
     Add,
     /// A peer removed.
     Remove,
-    /// A peer's `app` label set to another endpoint's.
+    /// An endpoint that is no peer given the labels of one that is (in the same
+    /// namespace), so the same selectors pick it.
     Relabel,
     /// A peer's IPv4 address changed to an unused one.
     MoveIp,
@@ -105,13 +106,20 @@ fn apply(model: &Model, i: usize, kind: EditKind, rng: &mut Rng) -> Option<(Mode
         }
         EditKind::Remove => format!("{} removed", eps.remove(i).id),
         EditKind::Relabel => {
-            let j = rng.below(eps.len());
-            let app = eps[j].labels.get("app")?.clone();
-            if eps[i].labels.get("app") == Some(&app) {
+            // Another endpoint of the namespace, with other labels.
+            let others: Vec<usize> = (0..eps.len())
+                .filter(|&j| {
+                    j != i
+                        && eps[j].id.namespace == eps[i].id.namespace
+                        && eps[j].labels != eps[i].labels
+                })
+                .collect();
+            if others.is_empty() {
                 return None;
             }
-            eps[i].labels.insert("app".into(), app.clone());
-            format!("{} relabelled app={app}", eps[i].id)
+            let j = *rng.pick(&others);
+            eps[j].labels = eps[i].labels.clone();
+            format!("{} relabelled as {}", eps[j].id, eps[i].id)
         }
         EditKind::MoveIp => {
             let v4 = eps[i].ips.iter().position(IpAddr::is_ipv4)?;

@@ -37,7 +37,8 @@
 //! `cargo bench -p netpol-benches --bench reload`
 //! Options after `--`: `--edits N` (default 100), `--debounce-ms MS` (default 200),
 //! `--sizes example,synth` (default both), `--edit policy|endpoint` (default policy),
-//! `--no-incremental`, `--netpold PATH` (skip the build), `--keep DIR` (write the
+//! `--no-incremental`, `--both` (each input with and then without `--no-incremental`,
+//! in the same run), `--netpold PATH` (skip the build), `--keep DIR` (write the
 //! inputs there and keep them).
 #![deny(unsafe_code)]
 
@@ -69,6 +70,9 @@ struct Args {
     /// `policy` or `endpoint`.
     edit: String,
     no_incremental: bool,
+    /// Each input twice in this run: netpold as configured by default, then with
+    /// `--no-incremental`.
+    both: bool,
 }
 
 fn parse_args() -> Args {
@@ -82,6 +86,7 @@ fn parse_args() -> Args {
         keep: false,
         edit: "policy".into(),
         no_incremental: false,
+        both: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -100,6 +105,7 @@ fn parse_args() -> Args {
                 );
             }
             "--no-incremental" => a.no_incremental = true,
+            "--both" => a.both = true,
             "--dir" => a.dir = Some(PathBuf::from(value())),
             "--keep" => {
                 a.dir = Some(PathBuf::from(value()));
@@ -384,7 +390,12 @@ fn measure(args: &Args, size: &str) {
         .collect();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "| {size} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
+        "| {size}{} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
+        if args.no_incremental {
+            ", --no-incremental"
+        } else {
+            ""
+        },
         inp.local,
         latencies.len(),
         extra,
@@ -443,8 +454,16 @@ fn main() {
     println!();
     println!("| input (local endpoint) | edits | median | p99 | min–max | median − debounce | p99 − debounce | compile (median, logged) | apply (median, logged) | start-up | after start-up VmRSS / VmHWM | after the edits VmRSS / VmHWM |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let modes: &[bool] = if args.both {
+        &[false, true]
+    } else if args.no_incremental {
+        &[true]
+    } else {
+        &[false]
+    };
     for size in &args.sizes {
         prepare(&dir, size);
+        for &no_incremental in modes {
         let exe = std::env::current_exe().expect("the benchmark's path");
         let status = Command::new("unshare")
             .args(["--net", "--"])
@@ -453,7 +472,7 @@ fn main() {
             .args(["--edits", &args.edits.to_string()])
             .args(["--debounce-ms", &args.debounce_ms.to_string()])
             .args(["--edit", &args.edit])
-            .args(args.no_incremental.then_some("--no-incremental"))
+            .args(no_incremental.then_some("--no-incremental"))
             .arg("--netpold")
             .arg(&netpold)
             .arg("--dir")
@@ -462,6 +481,7 @@ fn main() {
             .status()
             .expect("unshare");
         assert!(status.success(), "measuring {size} failed");
+        }
     }
 }
 

@@ -464,23 +464,23 @@ fn main() {
     for size in &args.sizes {
         prepare(&dir, size);
         for &no_incremental in modes {
-        let exe = std::env::current_exe().expect("the benchmark's path");
-        let status = Command::new("unshare")
-            .args(["--net", "--"])
-            .arg(exe)
-            .args(["--measure", size])
-            .args(["--edits", &args.edits.to_string()])
-            .args(["--debounce-ms", &args.debounce_ms.to_string()])
-            .args(["--edit", &args.edit])
-            .args(no_incremental.then_some("--no-incremental"))
-            .arg("--netpold")
-            .arg(&netpold)
-            .arg("--dir")
-            .arg(&dir)
-            .env(ENV_PARENT, own_namespace())
-            .status()
-            .expect("unshare");
-        assert!(status.success(), "measuring {size} failed");
+            let exe = std::env::current_exe().expect("the benchmark's path");
+            let status = Command::new("unshare")
+                .args(["--net", "--"])
+                .arg(exe)
+                .args(["--measure", size])
+                .args(["--edits", &args.edits.to_string()])
+                .args(["--debounce-ms", &args.debounce_ms.to_string()])
+                .args(["--edit", &args.edit])
+                .args(no_incremental.then_some("--no-incremental"))
+                .arg("--netpold")
+                .arg(&netpold)
+                .arg("--dir")
+                .arg(&dir)
+                .env(ENV_PARENT, own_namespace())
+                .status()
+                .expect("unshare");
+            assert!(status.success(), "measuring {size} failed");
         }
     }
 }

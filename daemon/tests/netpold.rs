@@ -1112,6 +1112,9 @@ status:
   podIPs: [{ip: 198.18.2.13}, {ip: \"2001:db8:2::13\"}]
 ";
 
+/// What a step does, how, and which sources may reach payments-api afterwards.
+type Step<'a> = (&'a str, &'a dyn Fn(), &'a [(&'a str, bool)]);
+
 #[test]
 fn membership_changes_are_updates_that_enforce_like_a_fresh_apply() {
     let Some((host, peer)) = two_hosts() else {
@@ -1138,7 +1141,7 @@ fn membership_changes_are_updates_that_enforce_like_a_fresh_apply() {
     let pods = lab.read("inventory/pods.yaml");
     let relabelled = pods.replace("app: frontend", "app: checkout");
     let moved = relabelled.replace("198.18.2.11", "198.18.2.12");
-    let steps: [(&str, &dyn Fn(), &[(&str, bool)]); 5] = [
+    let steps: [Step; 5] = [
         (
             "frontend relabelled as checkout",
             &|| lab.write("inventory/pods.yaml", &relabelled),

@@ -1303,3 +1303,55 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
         "most edits are element changes: {updates} updates, {replaces} replaces"
     );
 }
+
+/// A `netpolctl reload` that arrives while file events queue up during a slow reload
+/// is answered, not dropped with the skipped file events.
+#[test]
+fn a_control_request_queued_behind_file_events_is_answered() {
+    use netpol_benches::{generate, yaml, Scale};
+    let Some(ns) = NetNs::new("npd") else { return };
+    let lab = Lab::new();
+    for sub in ["policies", "inventory"] {
+        for e in std::fs::read_dir(lab.path(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    // Big enough that a reload takes a good fraction of a second.
+    let model = generate(
+        &Scale {
+            namespaces: 50,
+            endpoints: 5_000,
+            policies: 500,
+        },
+        3,
+    );
+    let policies = yaml::policies_yaml(&model);
+    lab.write("policies/synth.yaml", &policies);
+    lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+    let local = model.inventory.endpoints[0].id.to_string();
+    let d = Daemon::start(&ns, &lab, &["--local", &local, "--debounce-ms", "10"]);
+    for round in 1..=3 {
+        // A first edit sets off a slow reload; a second edit's event and then a
+        // control request queue up behind it.
+        lab.write(
+            "policies/synth.yaml",
+            &format!("{policies}# edit {round}a\n"),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        lab.write(
+            "policies/synth.yaml",
+            &format!("{policies}# edit {round}b\n"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let out = d.ctl(&ns, &["reload", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "round {round}: the reload request got no answer: {}{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr),
+            d.log()
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_ne!(r["outcome"], "failed", "round {round}: {r:#}");
+    }
+}

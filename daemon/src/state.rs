@@ -1,17 +1,21 @@
 //! The daemon's state and the one thing that changes it: a reload.
 //!
 //! [`State`] owns the kernel [`Backend`], the last good inputs (their text, hashes, local
-//! endpoints, sizes) and the counters. [`State::reload`] reads every input, skips the
-//! work when the bytes hash the same as before, and otherwise validates, plans and
-//! applies; any failure leaves the kernel and the last good state as they were and is
-//! remembered for `status`. Synchronous and free of tokio, so the logic is tested with
-//! the [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
+//! endpoints, sizes), the plan applied last, and the counters. [`State::reload`] reads
+//! every input, skips the work when the bytes hash the same as before, and otherwise
+//! validates, plans and applies; any failure leaves the kernel and the last good state
+//! as they were and is remembered for `status`. Applying is an incremental update of
+//! set and map elements when that is all that changed since the plan applied last (and
+//! it is cheap enough), else a replace of the table; a failed update falls back to a
+//! replace. Synchronous and free of tokio, so the logic is tested with the
+//! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
 //! Each outcome is logged, counted and emitted as metrics in one place
 //! ([`State::record`]), so the log, the counters and the metrics never disagree. The
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
-//! each replace of the table, which resets them (see [`DenyTotals`]).
+//! each replace of the table, which resets them (see [`DenyTotals`]); an update keeps
+//! them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;

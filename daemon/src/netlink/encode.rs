@@ -10,6 +10,10 @@
 //! The batch order is nft's as well: the table (created, deleted and created again so
 //! a replace works whether or not it exists), every chain, every set and map with its
 //! elements, then the rules in chain order, an anonymous set right before its rule.
+//!
+//! [`encode_update`] encodes a [`Delta`]: deletions then additions of elements, each
+//! element as the full load encodes it (interval start and end elements, the gap
+//! element at address 0, open intervals), so the kernel ends as a full load leaves it.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};

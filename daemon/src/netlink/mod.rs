@@ -12,6 +12,10 @@
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
+//! An update is one batch too: element deletions, then additions, of sets and maps
+//! that exist, guarded by the ruleset generation this backend saw after its last
+//! change (`NFNL_BATCH_GENID`), so that it is refused if anyone else changed the
+//! ruleset meanwhile; its elements are encoded exactly as a full load encodes them.
 //! When the kernel refuses the batch, the error names the object of the failing
 //! message (down to the set element, from the extended ack's attribute offset).
 

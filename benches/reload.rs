@@ -38,7 +38,7 @@
 //! Options after `--`: `--edits N` (default 100), `--debounce-ms MS` (default 200),
 //! `--sizes example,synth` (default both), `--edit policy|endpoint` (default policy),
 //! `--no-incremental`, `--both` (each input with and then without `--no-incremental`,
-//! in the same run), `--netpold PATH` (skip the build), `--keep DIR` (write the
+//! in the same run), `--netpold /ABS/PATH` (skip the build), `--keep DIR` (write the
 //! inputs there and keep them).
 #![deny(unsafe_code)]
 
@@ -47,7 +47,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
-use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::control::{self, Request, Response, StatusReport};
@@ -96,7 +96,16 @@ fn parse_args() -> Args {
             "--edits" => a.edits = value().parse().expect("--edits N"),
             "--debounce-ms" => a.debounce_ms = value().parse().expect("--debounce-ms MS"),
             "--sizes" => a.sizes = value().split(',').map(str::to_string).collect(),
-            "--netpold" => a.netpold = Some(PathBuf::from(value())),
+            "--netpold" => {
+                // cargo runs a benchmark from its package directory, not from where the
+                // command was typed, so a relative path would name the wrong file.
+                let path = PathBuf::from(value());
+                assert!(
+                    path.is_absolute(),
+                    "--netpold needs an absolute path (cargo runs benchmarks from benches/)"
+                );
+                a.netpold = Some(path);
+            }
             "--edit" => {
                 a.edit = value();
                 assert!(
@@ -216,19 +225,6 @@ fn status(socket: &Path) -> Option<StatusReport> {
     }
 }
 
-/// VmRSS and VmHWM of `pid`, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -340,7 +336,7 @@ fn measure(args: &Args, size: &str) {
     }
     let startup = started.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    let mem_start = memory(pid);
+    let mem_start = memory_kib(pid);
 
     let mut gen = GenerationReader::open().expect("netlink socket");
     let settle = Duration::from_millis(args.debounce_ms + 300);
@@ -375,7 +371,7 @@ fn measure(args: &Args, size: &str) {
             extra += g.wrapping_sub(g0) as usize - 1;
         }
     }
-    let mem_after = memory(pid);
+    let mem_after = memory_kib(pid);
     let s = status(&socket).expect("status at the end");
     assert_eq!(s.reloads.failed, 0, "failed reloads:\n{}", read_log());
     drop(daemon);

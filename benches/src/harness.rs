@@ -1,7 +1,7 @@
-//! What the kernel benchmarks (`apply`, `reload`) share: building the daemon's binaries
-//! in release, checking that throwaway network namespaces can be made, and telling
-//! which namespace this process is in (a measuring child refuses to run in the one it
-//! was started from).
+//! What the kernel benchmarks (`apply`, `reload`, `scaling`) share: building the
+//! daemon's binaries in release, checking that throwaway network namespaces can be
+//! made, telling which namespace this process is in (a measuring child refuses to run
+//! in the one it was started from), and reading a process's memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,4 +55,17 @@ pub fn build_daemon_bin(bin: &str) -> PathBuf {
         .join(bin);
     assert!(path.exists(), "{} missing after the build", path.display());
     path
+}
+
+/// VmRSS and VmHWM (peak resident) of process `pid`, in KiB, from `/proc/PID/status`.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -1,0 +1,402 @@
+//! Scaling benchmark: how the control plane grows with the input. For every point of
+//! a grid of endpoints × policies (default 1,000 / 10,000 / 50,000 endpoints ×
+//! 100 / 1,000 / 10,000 policies) it generates the synthetic input
+//! ([`netpol_benches::generate`], seed 1; namespaces = endpoints / 50, at most
+//! policies / 10, at least 3) and measures, for the busiest local endpoint:
+//!
+//! - in this process: the YAML size, `load + validate` (parse and validate the YAML
+//!   text, in memory) and `plan` (index + plan build), medians of `--reps` runs; the
+//!   plan's rules and set elements, and the size of its `nft` text;
+//! - in a network namespace of its own (the benchmark re-executes itself under
+//!   `unshare --net` with `--child DIR`; the child refuses to run in the namespace the
+//!   benchmark started in, so the host's ruleset is never touched): the netlink batch
+//!   size, the kernel apply of the plan into the empty namespace (`apply empty`), a
+//!   replace of the loaded table (`apply replace`, median of `--reps`), and the real
+//!   `netpold`'s start-up (spawn to the table in the kernel) and its VmRSS / VmHWM
+//!   0.5 s after it has loaded the input.
+//!
+//! It measures; it asserts nothing about time.
+//!
+//! Run (root; `netpold` is built in release by the benchmark itself):
+//! `cargo bench -p netpol-benches --bench scaling`
+//! Options after `--`: `--endpoints 1000,10000,50000`, `--policies 100,1000,10000`,
+//! `--reps N` (default 3), `--netpold /ABS/PATH` (skip the build).
+#![deny(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
+use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::{busiest_endpoint, generate, Scale};
+use netpol_daemon::netlink::{Backend, GenerationReader, Netlink};
+use rules_compiler::load::Input;
+use rules_compiler::model::ObjectName;
+use rules_compiler::plan::{self, DenyAction, Plan};
+use rules_compiler::render;
+use rules_compiler::resolve::Index;
+use rules_compiler::Loaded;
+
+/// The namespace the benchmark started in, which `--child` must not run in.
+const ENV_PARENT: &str = "NETPOL_BENCH_PARENT_NS";
+/// The longest netpold may take to load an input.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+struct Args {
+    endpoints: Vec<usize>,
+    policies: Vec<usize>,
+    reps: usize,
+    netpold: Option<PathBuf>,
+    child: Option<PathBuf>,
+}
+
+fn list(v: &str) -> Vec<usize> {
+    v.split(',')
+        .map(|n| n.trim().parse().expect("a comma-separated list of counts"))
+        .collect()
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        endpoints: vec![1_000, 10_000, 50_000],
+        policies: vec![100, 1_000, 10_000],
+        reps: 3,
+        netpold: None,
+        child: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--endpoints" => a.endpoints = list(&value()),
+            "--policies" => a.policies = list(&value()),
+            "--reps" => a.reps = value().parse::<usize>().expect("--reps N").max(1),
+            "--netpold" => {
+                // cargo runs a benchmark from its package directory, not from where the
+                // command was typed, so a relative path would name the wrong file.
+                let path = PathBuf::from(value());
+                assert!(
+                    path.is_absolute(),
+                    "--netpold needs an absolute path (cargo runs benchmarks from benches/)"
+                );
+                a.netpold = Some(path);
+            }
+            "--child" => a.child = Some(PathBuf::from(value())),
+            // cargo bench passes --bench to harness = false benchmarks.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The inputs of one grid point, as files in `dir`.
+struct Point {
+    dir: PathBuf,
+    local: String,
+}
+
+impl Point {
+    fn policies(&self) -> PathBuf {
+        self.dir.join("policies")
+    }
+    fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory")
+    }
+    fn read(&self) -> (Vec<Input>, Vec<Input>) {
+        let read = |d: PathBuf, file: &str| {
+            let path = d.join(file);
+            vec![Input {
+                text: std::fs::read_to_string(&path).expect("reading an input"),
+                path,
+            }]
+        };
+        (
+            read(self.policies(), "policies.yaml"),
+            read(self.inventory(), "inventory.yaml"),
+        )
+    }
+}
+
+fn namespaces_for(endpoints: usize, policies: usize) -> usize {
+    (endpoints / 50).min(policies / 10).max(3)
+}
+
+/// Generates the input of one grid point into `dir` and names its busiest endpoint.
+fn prepare(dir: &Path, scale: &Scale) -> Point {
+    let model = generate(scale, 1);
+    for (sub, file, text) in [
+        ("policies", "policies.yaml", policies_yaml(&model)),
+        ("inventory", "inventory.yaml", inventory_yaml(&model)),
+    ] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::write(dir.join(sub).join(file), text).unwrap();
+    }
+    let index = Index::new(&model);
+    let ep = busiest_endpoint(&index).expect("the input has an isolated endpoint");
+    let local = index.endpoint(ep).id.to_string();
+    std::fs::write(dir.join("local"), &local).unwrap();
+    Point {
+        dir: dir.to_path_buf(),
+        local,
+    }
+}
+
+fn load(point: &Point) -> Loaded {
+    let (policies, inventory) = point.read();
+    rules_compiler::load_model(&policies, &inventory)
+        .unwrap_or_else(|r| panic!("the synthetic input is rejected: {r}"))
+}
+
+fn plan_for(loaded: &Loaded, local: &str) -> Plan {
+    let index = Index::new(&loaded.model);
+    let id = loaded
+        .model
+        .inventory
+        .endpoint_index(&ObjectName::parse(local).expect("NS/NAME"))
+        .expect("the local endpoint is in the inventory");
+    plan::build(
+        &index,
+        &[id],
+        &plan::Options {
+            deny: DenyAction::Drop,
+        },
+    )
+}
+
+/// What this process measures of one grid point.
+struct Compile {
+    yaml_bytes: usize,
+    load_ms: f64,
+    plan_ms: f64,
+    rules: usize,
+    elements: usize,
+    nft_bytes: usize,
+}
+
+fn compile(point: &Point, reps: usize) -> Compile {
+    let (policies, inventory) = point.read();
+    let yaml_bytes = policies[0].text.len() + inventory[0].text.len();
+    let (mut loads, mut plans) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let loaded = rules_compiler::load_model(&policies, &inventory)
+            .unwrap_or_else(|r| panic!("the synthetic input is rejected: {r}"));
+        loads.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let plan = plan_for(&loaded, &point.local);
+        plans.push(ms(t.elapsed()));
+        last = Some(plan);
+    }
+    let plan = last.expect("reps > 0");
+    Compile {
+        yaml_bytes,
+        load_ms: median(loads),
+        plan_ms: median(plans),
+        rules: plan.rule_count(),
+        elements: plan.element_count(),
+        nft_bytes: render::nft(&plan).len(),
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The child, in a fresh network namespace: kernel applies and netpold's memory.
+/// Prints one `RESULT key=value…` line.
+fn child(args: &Args, dir: &Path) {
+    let parent = std::env::var(ENV_PARENT).unwrap_or_default();
+    assert!(
+        !parent.is_empty() && parent != own_namespace(),
+        "refusing to touch nftables outside a network namespace of the benchmark's own"
+    );
+    let local = std::fs::read_to_string(dir.join("local")).expect("the local endpoint");
+    let point = Point {
+        dir: dir.to_path_buf(),
+        local: local.trim().to_string(),
+    };
+    let loaded = load(&point);
+    let plan = plan_for(&loaded, &point.local);
+    drop(loaded);
+
+    let mut kernel = Netlink::new();
+    let t = Instant::now();
+    let first = kernel.apply(&plan).expect("apply into the empty namespace");
+    let empty = ms(t.elapsed());
+    let mut replace = Vec::new();
+    for _ in 0..args.reps {
+        let t = Instant::now();
+        kernel.apply(&plan).expect("replace");
+        replace.push(ms(t.elapsed()));
+    }
+    kernel.flush().expect("flush");
+    drop(plan);
+
+    // netpold from its own start to the loaded table, then its memory.
+    let mut generation = GenerationReader::open().expect("netlink socket");
+    let g0 = generation.read().expect("generation");
+    let netpold = args.netpold.as_ref().expect("--netpold");
+    let log = dir.join("netpold.log");
+    let started = Instant::now();
+    let mut daemon = Daemon(
+        Command::new(netpold)
+            .arg("--policies")
+            .arg(point.policies())
+            .arg("--inventory")
+            .arg(point.inventory())
+            .args(["--local", &point.local])
+            .arg("--socket")
+            .arg(dir.join("netpold.sock"))
+            .args(["--metrics-address", "127.0.0.1:9470"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting netpold"),
+    );
+    while generation.read().expect("generation") == g0 {
+        if daemon.0.try_wait().unwrap().is_some() || started.elapsed() > PATIENCE {
+            panic!(
+                "netpold did not load the input:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let startup = ms(started.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss, hwm) = memory_kib(daemon.0.id());
+    drop(daemon);
+
+    println!(
+        "RESULT batch_bytes={} apply_empty_ms={:.1} apply_replace_ms={:.1} netpold_startup_ms={:.0} rss_kib={rss} hwm_kib={hwm}",
+        first.bytes,
+        empty,
+        median(replace),
+        startup,
+    );
+}
+
+/// Runs the child for `point` and returns its `key=value` numbers.
+fn kernel_side(args: &Args, netpold: &Path, point: &Point) -> Vec<(String, f64)> {
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let out = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(exe)
+        .arg("--child")
+        .arg(&point.dir)
+        .args(["--reps", &args.reps.to_string()])
+        .arg("--netpold")
+        .arg(netpold)
+        .env(ENV_PARENT, own_namespace())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the measuring child failed:\n{stdout}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .expect("a RESULT line");
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().expect("a number")))
+        .collect()
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.0}", bytes / 1024.0)
+}
+
+fn main() {
+    let args = parse_args();
+    if let Some(dir) = &args.child {
+        child(&args, dir);
+        return;
+    }
+    if let Err(why) = check_unshare(&["true"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let netpold = args
+        .netpold
+        .clone()
+        .unwrap_or_else(|| build_daemon_bin("netpold"));
+    let base = std::env::temp_dir().join(format!("netpol-scaling-bench-{}", std::process::id()));
+    let _cleanup = TempDir(base.clone());
+    println!(
+        "scaling benchmark: seed 1, {} reps, netpold {}",
+        args.reps,
+        netpold.display()
+    );
+    println!();
+    println!("| endpoints | policies | namespaces | YAML | load + validate | plan | rules | elements | nft text | netlink batch | apply (empty) | apply (replace) | netpold start-up | netpold VmRSS / VmHWM |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for &endpoints in &args.endpoints {
+        for &policies in &args.policies {
+            let scale = Scale {
+                namespaces: namespaces_for(endpoints, policies),
+                endpoints,
+                policies,
+            };
+            let dir = base.join(format!("{endpoints}-{policies}"));
+            let point = prepare(&dir, &scale);
+            let c = compile(&point, args.reps);
+            let k = kernel_side(&args, &netpold, &point);
+            let get = |key: &str| {
+                k.iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| *v)
+                    .unwrap_or_else(|| panic!("the child did not report {key}"))
+            };
+            println!(
+                "| {endpoints} | {policies} | {} | {} KiB | {:.0} ms | {:.1} ms | {} | {} | {} KiB | {} KiB | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB |",
+                scale.namespaces,
+                kib(c.yaml_bytes as f64),
+                c.load_ms,
+                c.plan_ms,
+                c.rules,
+                c.elements,
+                kib(c.nft_bytes as f64),
+                kib(get("batch_bytes")),
+                get("apply_empty_ms"),
+                get("apply_replace_ms"),
+                get("netpold_startup_ms"),
+                get("rss_kib") / 1024.0,
+                get("hwm_kib") / 1024.0,
+            );
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+}
+
+/// Removes the benchmark's directory on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -315,7 +315,10 @@ fn kernel_side(args: &Args, netpold: &Path, point: &Point) -> Vec<(String, f64)>
         .output()
         .expect("unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the measuring child failed:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "the measuring child failed:\n{stdout}"
+    );
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))

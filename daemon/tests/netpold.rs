@@ -1247,7 +1247,19 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
             .filter(|&i| !locals.contains(&eps[i].id.to_string()))
             .collect();
         let i = *rng.pick(&movable);
-        let what = match rng.below(4) {
+        let what = match rng.below(5) {
+            // A local endpoint relabelled: other policies isolate it, usually new or
+            // removed chains, so a replace between the updates.
+            4 => {
+                let local = eps
+                    .iter()
+                    .position(|e| e.id.to_string() == locals[step % locals.len()])
+                    .unwrap();
+                let j = rng.below(eps.len());
+                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                eps[local].labels.insert("app".into(), app.clone());
+                format!("local {} relabelled app={app}", eps[local].id)
+            }
             0 => {
                 // Relabel: take the app label of another endpoint.
                 let j = rng.below(eps.len());

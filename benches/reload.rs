@@ -26,17 +26,27 @@
 //! time, and netpold's VmRSS and VmHWM (from `/proc/PID/status`) after start-up and
 //! after the edits. It measures; it asserts nothing about time.
 //!
+//! With `--edit endpoint`, step 2 instead rewrites the inventory file with one endpoint
+//! changed and back, alternately: a peer of the local endpoint gets another address
+//! (for the example, `web/checkout` 198.18.2.10 ↔ 198.18.2.20; for the synthetic
+//! input, a peer found by [`netpol_benches::edits::find_edit`]). That changes only set
+//! elements, so netpold sends an incremental update — unless `--no-incremental` is
+//! given, which is passed on to netpold so both can be compared.
+//!
 //! Run (root; netpold and netpolctl are built in release by the benchmark itself):
 //! `cargo bench -p netpol-benches --bench reload`
 //! Options after `--`: `--edits N` (default 100), `--debounce-ms MS` (default 200),
-//! `--sizes example,synth` (default both), `--netpold /ABS/PATH` (skip the build),
-//! `--keep DIR` (write the inputs there and keep them).
+//! `--sizes example,synth` (default both), `--edit policy|endpoint` (default policy),
+//! `--no-incremental`, `--both` (each input with and then without `--no-incremental`,
+//! in the same run), `--netpold /ABS/PATH` (skip the build), `--keep DIR` (write the
+//! inputs there and keep them).
 #![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -57,6 +67,12 @@ struct Args {
     netpold: Option<PathBuf>,
     dir: Option<PathBuf>,
     keep: bool,
+    /// `policy` or `endpoint`.
+    edit: String,
+    no_incremental: bool,
+    /// Each input twice in this run: netpold as configured by default, then with
+    /// `--no-incremental`.
+    both: bool,
 }
 
 fn parse_args() -> Args {
@@ -68,6 +84,9 @@ fn parse_args() -> Args {
         netpold: None,
         dir: None,
         keep: false,
+        edit: "policy".into(),
+        no_incremental: false,
+        both: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,6 +106,15 @@ fn parse_args() -> Args {
                 );
                 a.netpold = Some(path);
             }
+            "--edit" => {
+                a.edit = value();
+                assert!(
+                    a.edit == "policy" || a.edit == "endpoint",
+                    "--edit policy|endpoint"
+                );
+            }
+            "--no-incremental" => a.no_incremental = true,
+            "--both" => a.both = true,
             "--dir" => a.dir = Some(PathBuf::from(value())),
             "--keep" => {
                 a.dir = Some(PathBuf::from(value()));
@@ -137,6 +165,13 @@ fn prepare(dir: &Path, size: &str) {
                     std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
                 }
             }
+            let pods = std::fs::read_to_string(inventory.join("pods.yaml")).unwrap();
+            write_endpoint_edit(
+                &base,
+                &inventory.join("pods.yaml"),
+                &pods,
+                &pods.replace("198.18.2.10", "198.18.2.20"),
+            );
             "payments/payments-api".to_string()
         }
         "synth" => {
@@ -147,11 +182,30 @@ fn prepare(dir: &Path, size: &str) {
             std::fs::write(inventory.join("inventory.yaml"), inventory_yaml(&model)).unwrap();
             let index = Index::new(&model);
             let ep = busiest_endpoint(&index).expect("a local endpoint");
-            index.endpoint(ep).id.to_string()
+            let local = index.endpoint(ep).id.clone();
+            drop(index);
+            let locals = [local.clone()];
+            let base_plan = plan_for(&model, &locals);
+            let edit = find_edit(&model, &locals, &base_plan, EditKind::MoveIp, 8, 40)
+                .expect("a peer whose address change changes only set elements");
+            write_endpoint_edit(
+                &base,
+                &inventory.join("inventory.yaml"),
+                &inventory_yaml(&model),
+                &inventory_yaml(&edit.model),
+            );
+            local.to_string()
         }
         other => panic!("unknown size {other} (example, synth)"),
     };
     std::fs::write(base.join("local"), &local).unwrap();
+}
+
+/// Keeps the endpoint edit of an input: the file to rewrite and its two versions.
+fn write_endpoint_edit(base: &Path, target: &Path, a: &str, b: &str) {
+    std::fs::write(base.join("edit-target"), target.display().to_string()).unwrap();
+    std::fs::write(base.join("edit-a"), a).unwrap();
+    std::fs::write(base.join("edit-b"), b).unwrap();
 }
 
 /// The edit: every endpoint of `namespace` accepts TCP `port` from anywhere.
@@ -225,14 +279,34 @@ fn measure(args: &Args, size: &str) {
     );
     let dir = args.dir.as_ref().expect("--dir");
     let inp = input(dir, size);
-    let edit_file = inp.policies.join("bench-edit.yaml");
-    std::fs::write(&edit_file, edit(&inp.namespace, 20_000)).unwrap();
+    let base = dir.join(size);
+    let endpoint_edit = (args.edit == "endpoint").then(|| {
+        let target = std::fs::read_to_string(base.join("edit-target")).unwrap();
+        let a = std::fs::read_to_string(base.join("edit-a")).unwrap();
+        let b = std::fs::read_to_string(base.join("edit-b")).unwrap();
+        (PathBuf::from(target), a, b)
+    });
+    let edit_file = match &endpoint_edit {
+        Some((target, a, _)) => {
+            std::fs::write(target, a).unwrap();
+            target.clone()
+        }
+        None => {
+            let f = inp.policies.join("bench-edit.yaml");
+            std::fs::write(&f, edit(&inp.namespace, 20_000)).unwrap();
+            f
+        }
+    };
     let socket = dir.join(format!("{size}.sock"));
     let log_path = dir.join(format!("{size}.log"));
     let netpold = args.netpold.as_ref().expect("--netpold");
 
     let started = Instant::now();
-    let child = Command::new(netpold)
+    let mut command = Command::new(netpold);
+    if args.no_incremental {
+        command.arg("--no-incremental");
+    }
+    let child = command
         .arg("--policies")
         .arg(&inp.policies)
         .arg("--inventory")
@@ -270,7 +344,10 @@ fn measure(args: &Args, size: &str) {
     let mut extra = 0;
     for i in 1..=args.edits {
         let g0 = gen.read().expect("generation");
-        let text = edit(&inp.namespace, 20_000 + i as u32);
+        let text = match &endpoint_edit {
+            Some((_, a, b)) => (if i % 2 == 1 { b } else { a }).clone(),
+            None => edit(&inp.namespace, 20_000 + i as u32),
+        };
         let t0 = Instant::now();
         std::fs::write(&edit_file, text).unwrap();
         loop {
@@ -309,7 +386,12 @@ fn measure(args: &Args, size: &str) {
         .collect();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "| {size} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
+        "| {size}{} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
+        if args.no_incremental {
+            ", --no-incremental"
+        } else {
+            ""
+        },
         inp.local,
         latencies.len(),
         extra,
@@ -350,31 +432,52 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let _cleanup = (!args.keep).then(|| TempDir(dir.clone()));
     println!(
-        "reload benchmark: {} edits per input, debounce {} ms, netpold {}",
+        "reload benchmark: {} edits per input ({}), debounce {} ms, netpold {}{}",
         args.edits,
+        if args.edit == "endpoint" {
+            "one endpoint's address, and back"
+        } else {
+            "a policy"
+        },
         args.debounce_ms,
-        netpold.display()
+        netpold.display(),
+        if args.no_incremental {
+            " --no-incremental"
+        } else {
+            ""
+        }
     );
     println!();
     println!("| input (local endpoint) | edits | median | p99 | min–max | median − debounce | p99 − debounce | compile (median, logged) | apply (median, logged) | start-up | after start-up VmRSS / VmHWM | after the edits VmRSS / VmHWM |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let modes: &[bool] = if args.both {
+        &[false, true]
+    } else if args.no_incremental {
+        &[true]
+    } else {
+        &[false]
+    };
     for size in &args.sizes {
         prepare(&dir, size);
-        let exe = std::env::current_exe().expect("the benchmark's path");
-        let status = Command::new("unshare")
-            .args(["--net", "--"])
-            .arg(exe)
-            .args(["--measure", size])
-            .args(["--edits", &args.edits.to_string()])
-            .args(["--debounce-ms", &args.debounce_ms.to_string()])
-            .arg("--netpold")
-            .arg(&netpold)
-            .arg("--dir")
-            .arg(&dir)
-            .env(ENV_PARENT, own_namespace())
-            .status()
-            .expect("unshare");
-        assert!(status.success(), "measuring {size} failed");
+        for &no_incremental in modes {
+            let exe = std::env::current_exe().expect("the benchmark's path");
+            let status = Command::new("unshare")
+                .args(["--net", "--"])
+                .arg(exe)
+                .args(["--measure", size])
+                .args(["--edits", &args.edits.to_string()])
+                .args(["--debounce-ms", &args.debounce_ms.to_string()])
+                .args(["--edit", &args.edit])
+                .args(no_incremental.then_some("--no-incremental"))
+                .arg("--netpold")
+                .arg(&netpold)
+                .arg("--dir")
+                .arg(&dir)
+                .env(ENV_PARENT, own_namespace())
+                .status()
+                .expect("unshare");
+            assert!(status.success(), "measuring {size} failed");
+        }
     }
 }
 

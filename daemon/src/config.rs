@@ -117,6 +117,10 @@ pub struct Flags {
     /// Remove the ruleset when stopping (by default it stays in force).
     #[arg(long)]
     pub flush_on_exit: bool,
+    /// Replace the whole table on every reload, even when only set elements change
+    /// (by default such a reload sends just the element changes).
+    #[arg(long)]
+    pub no_incremental: bool,
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -149,6 +153,8 @@ pub struct Settings {
     pub deny: DenyAction,
     /// Remove the table on SIGTERM/SIGINT.
     pub flush_on_exit: bool,
+    /// Send only element changes when a reload changes nothing else.
+    pub incremental: bool,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -166,11 +172,12 @@ struct FileConfig {
     debounce_ms: Option<u64>,
     deny: Option<DenyAction>,
     flush_on_exit: Option<bool>,
+    incremental: Option<bool>,
     log_format: Option<LogFormat>,
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "policies",
     "inventory",
     "local",
@@ -181,6 +188,7 @@ pub const KEYS: [&str; 11] = [
     "debounce-ms",
     "deny",
     "flush-on-exit",
+    "incremental",
     "log-format",
 ];
 
@@ -273,6 +281,7 @@ impl Settings {
                 .or(file.deny)
                 .unwrap_or_default(),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
+            incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         };
         if errors.is_empty() {
@@ -407,6 +416,17 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                         }
                     })
                 }
+                "incremental" => {
+                    config.incremental = Some(match v.value {
+                        Value::Bool(b) => b,
+                        _ => {
+                            return Err(format!(
+                                "expected true or false, found {}",
+                                v.value.describe()
+                            ))
+                        }
+                    })
+                }
                 "log-format" => {
                     config.log_format = Some(match string(v)?.as_str() {
                         "text" => LogFormat::Text,
@@ -484,7 +504,17 @@ mod tests {
         assert_eq!(s.debounce, Duration::from_millis(200));
         assert_eq!(s.deny, DenyAction::Drop);
         assert!(!s.flush_on_exit);
+        assert!(s.incremental);
         assert_eq!(s.log_format, LogFormat::Text);
+        let s = Settings::resolve(&flags(&[
+            "--policies",
+            "p",
+            "--inventory",
+            "i",
+            "--no-incremental",
+        ]))
+        .unwrap();
+        assert!(!s.incremental);
     }
 
     #[test]
@@ -495,10 +525,12 @@ mod tests {
             "policies: [pol, /abs/pol2]\ninventory: inv\nlocal: [web/checkout]\n\
              socket: /tmp/x.sock\nsocket-group: 0\nmetrics-address: \"[::1]:9000\"\n\
              metrics-interval-ms: 1000\n\
-             debounce-ms: 50\ndeny: reject\nflush-on-exit: true\nlog-format: json\n",
+             debounce-ms: 50\ndeny: reject\nflush-on-exit: true\nincremental: false\n\
+             log-format: json\n",
         );
         let config = file.to_str().unwrap();
         let s = Settings::resolve(&flags(&["--config", config])).unwrap();
+        assert!(!s.incremental);
         assert_eq!(
             s.policies,
             [dir.path().join("pol"), PathBuf::from("/abs/pol2")]

@@ -4,7 +4,7 @@
 //! The types are defined once here, so both sides cannot disagree; the text renderings
 //! for people live here too, next to the values they show.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -105,6 +105,31 @@ pub struct InputHashes {
     pub inventory: String,
 }
 
+/// How the kernel took the ruleset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum KernelChange {
+    /// The table was replaced in one transaction (its deny counters start at zero).
+    Replaced,
+    /// Only set and map elements changed, in one transaction; everything else, the
+    /// deny counters included, stayed.
+    Updated {
+        /// Elements deleted plus elements added (an interval counts once).
+        elements: usize,
+    },
+}
+
+impl fmt::Display for KernelChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelChange::Replaced => f.write_str("table replaced"),
+            KernelChange::Updated { elements } => {
+                write!(f, "updated in place ({elements} set elements changed)")
+            }
+        }
+    }
+}
+
 /// The answer to a reload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReloadReport {
@@ -130,6 +155,9 @@ pub struct ReloadReport {
     pub compile_ms: f64,
     /// Time for the kernel transaction.
     pub apply_ms: f64,
+    /// How the kernel took it, when applied.
+    #[serde(default)]
+    pub kernel: Option<KernelChange>,
 }
 
 /// A failed reload, remembered until one succeeds.
@@ -193,6 +221,9 @@ pub struct StatusReport {
     pub last_error: Option<LastError>,
     /// Whether the files on disk are what is loaded.
     pub disk: DiskState,
+    /// How the kernel took the ruleset in force.
+    #[serde(default)]
+    pub loaded_how: Option<KernelChange>,
 }
 
 /// Sends one request to the daemon at `socket` and waits for its answer (a reload can
@@ -296,6 +327,9 @@ impl ReloadReport {
                 self.generation
             ),
         };
+        if let Some(k) = self.kernel {
+            let _ = writeln!(out, "  kernel:          {k}");
+        }
         if self.outcome == Outcome::Applied {
             let b = self.before;
             let a = self.after;
@@ -336,6 +370,9 @@ impl StatusReport {
                         .map(|t| format!(" by {}", trigger_name(t)))
                         .unwrap_or_default()
                 );
+                if let Some(k) = self.loaded_how {
+                    let _ = writeln!(out, "kernel:          {k}");
+                }
                 let _ = writeln!(out, "policies:        {}", c.policies);
                 let _ = writeln!(out, "endpoints:       {}", c.endpoints);
                 let _ = writeln!(
@@ -461,9 +498,19 @@ mod tests {
             error: None,
             compile_ms: 1.0,
             apply_ms: 2.0,
+            kernel: Some(KernelChange::Updated { elements: 4 }),
         };
         let text = report.render_text();
         assert!(text.starts_with("reloaded: generation 3 applied"), "{text}");
+        assert!(
+            text.contains("  kernel:          updated in place (4 set elements changed)\n"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(
+            json.contains(r#""kernel":{"how":"updated","elements":4}"#),
+            "{json}"
+        );
         assert!(text.contains("  policies:        4 -> 5\n"), "{text}");
         assert!(
             text.contains("  endpoints:       5 (unchanged)\n"),

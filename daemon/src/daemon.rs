@@ -70,6 +70,7 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             inventory: settings.inventory.clone(),
             locals: settings.locals.clone(),
             deny: settings.deny,
+            incremental: settings.incremental,
         },
         backend,
     );
@@ -137,7 +138,13 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         systemd::status_line(&state.summary())
     ));
 
+    // An event taken from the channel while skipping queued file events: handled next.
+    let mut next: Option<Event> = None;
     let stop = loop {
+        if let Some(event) = next.take() {
+            handle(&mut state, event);
+            continue;
+        }
         let event = tokio::select! {
             e = rx.recv() => match e {
                 Some(e) => e,
@@ -154,30 +161,20 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
         };
-        match event {
-            Event::Files => {
-                // Events that queued up during the last reload are covered by this one.
-                while let Ok(Event::Files) = rx.try_recv() {}
-                reload(&mut state, Trigger::Files);
-            }
-            Event::Addresses(set) => {
-                let r = tokio::task::block_in_place(|| state.set_host_addresses(set));
-                if r.is_some() {
-                    notify(&systemd::status_line(&state.summary()));
+        if let Event::Files = event {
+            // File events that queued up during the last reload are covered by this one.
+            // Anything queued behind them (a `netpolctl reload` waiting for its answer)
+            // is kept for the next turn, not dropped.
+            loop {
+                match rx.try_recv() {
+                    Ok(Event::Files) => continue,
+                    Ok(other) => next = Some(other),
+                    Err(_) => {}
                 }
-            }
-            Event::AddressesFailed(e) => {
-                tracing::error!("following this host's addresses stopped: {e}; local endpoints stay as they are");
-            }
-            Event::Control(Request::Reload, reply) => {
-                let r = reload(&mut state, Trigger::Control);
-                let _ = reply.send(Response::Reload(r));
-            }
-            Event::Control(Request::Status, reply) => {
-                let s: StatusReport = tokio::task::block_in_place(|| state.status());
-                let _ = reply.send(Response::Status(s));
+                break;
             }
         }
+        handle(&mut state, event);
     };
     tracing::info!("stopping on {stop}");
     notify("STOPPING=1");
@@ -195,6 +192,34 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     }
     drop(socket);
     Ok(())
+}
+
+/// Handles one event of the main loop (signals and timers are handled there).
+fn handle<B: Backend>(state: &mut State<B>, event: Event) {
+    match event {
+        Event::Files => {
+            reload(state, Trigger::Files);
+        }
+        Event::Addresses(set) => {
+            let r = tokio::task::block_in_place(|| state.set_host_addresses(set));
+            if r.is_some() {
+                notify(&systemd::status_line(&state.summary()));
+            }
+        }
+        Event::AddressesFailed(e) => {
+            tracing::error!(
+                "following this host's addresses stopped: {e}; local endpoints stay as they are"
+            );
+        }
+        Event::Control(Request::Reload, reply) => {
+            let r = reload(state, Trigger::Control);
+            let _ = reply.send(Response::Reload(r));
+        }
+        Event::Control(Request::Status, reply) => {
+            let s: StatusReport = tokio::task::block_in_place(|| state.status());
+            let _ = reply.send(Response::Status(s));
+        }
+    }
 }
 
 fn reload<B: Backend>(state: &mut State<B>, trigger: Trigger) -> ReloadReport {

@@ -1,17 +1,21 @@
 //! The daemon's state and the one thing that changes it: a reload.
 //!
 //! [`State`] owns the kernel [`Backend`], the last good inputs (their text, hashes, local
-//! endpoints, sizes) and the counters. [`State::reload`] reads every input, skips the
-//! work when the bytes hash the same as before, and otherwise validates, plans and
-//! applies; any failure leaves the kernel and the last good state as they were and is
-//! remembered for `status`. Synchronous and free of tokio, so the logic is tested with
-//! the [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
+//! endpoints, sizes), the plan applied last, and the counters. [`State::reload`] reads
+//! every input, skips the work when the bytes hash the same as before, and otherwise
+//! validates, plans and applies; any failure leaves the kernel and the last good state
+//! as they were and is remembered for `status`. Applying is an incremental update of
+//! set and map elements when that is all that changed since the plan applied last (and
+//! it is cheap enough), else a replace of the table; a failed update falls back to a
+//! replace. Synchronous and free of tokio, so the logic is tested with the
+//! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
 //! Each outcome is logged, counted and emitted as metrics in one place
 //! ([`State::record`]), so the log, the counters and the metrics never disagree. The
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
-//! each replace of the table, which resets them (see [`DenyTotals`]).
+//! each replace of the table, which resets them (see [`DenyTotals`]); an update keeps
+//! them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -28,8 +32,8 @@ use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
 use crate::control::{
-    rfc3339, Counts, DiskState, InputHashes, LastError, Outcome, ReloadCounts, ReloadReport, Stage,
-    StatusReport, Trigger,
+    rfc3339, Counts, DiskState, InputHashes, KernelChange, LastError, Outcome, ReloadCounts,
+    ReloadReport, Stage, StatusReport, Trigger,
 };
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
@@ -48,7 +52,15 @@ pub struct Options {
     pub locals: Vec<ObjectName>,
     /// What denied packets get.
     pub deny: DenyAction,
+    /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
+    pub incremental: bool,
 }
+
+/// An element-only change goes to the kernel as an update when its cost — each changed
+/// element weighted by the size of its set, since the kernel rebuilds the look-up
+/// structure of an interval set that a transaction touches — is at most this many times
+/// the table's elements; a bigger change is cheaper as a full replace.
+pub const UPDATE_COST_RATIO: u64 = 100;
 
 /// What is in force.
 ///
@@ -67,6 +79,8 @@ struct Current {
     counts: Counts,
     at: SystemTime,
     by: Trigger,
+    /// How the kernel took it.
+    how: KernelChange,
 }
 
 /// Inputs read from disk, with their hashes.
@@ -94,6 +108,8 @@ pub struct Counters {
     pub last_compile: Duration,
     /// Time of the last kernel transaction.
     pub last_apply: Duration,
+    /// Incremental updates that failed and were followed by a full replace.
+    pub incremental_fallbacks: u64,
 }
 
 /// The daemon's state: see the module doc.
@@ -103,6 +119,10 @@ pub struct State<B> {
     /// This host's addresses, when local endpoints follow them.
     host: BTreeSet<IpAddr>,
     current: Option<Current>,
+    /// The plan the kernel holds, as this process last applied it: what an incremental
+    /// update is computed against. `None` when the kernel may hold something else (a
+    /// failed apply). A few MB at 50,000 endpoints; the model it came from is not kept.
+    applied: Option<Plan>,
     generation: u64,
     /// Hashes of the inputs of the last attempt, successful or not, so that file events
     /// that change nothing since a failure do not fail again and again.
@@ -126,6 +146,7 @@ impl<B: Backend> State<B> {
             backend,
             host: BTreeSet::new(),
             current: None,
+            applied: None,
             generation: 0,
             last_attempt: None,
             last_error: None,
@@ -296,6 +317,7 @@ impl<B: Backend> State<B> {
             reloads: self.counters.reloads,
             last_error: self.last_error.clone(),
             disk,
+            loaded_how: c.map(|c| c.how),
         }
     }
 
@@ -351,22 +373,17 @@ impl<B: Backend> State<B> {
             .collect();
         let compile = started.elapsed();
         self.counters.last_compile = compile;
-        if self.count_denies && self.current.is_some() {
-            // The last counts of the table about to be replaced.
-            self.observe_denies();
-        }
         let applying = Instant::now();
-        let result = self.backend.apply(&plan);
+        let how = match self.apply_plan(&plan) {
+            Ok(how) => how,
+            Err(e) => {
+                let message = format!("applying table inet {}: {e}", plan.table);
+                let apply = applying.elapsed();
+                return self.fail(trigger, Stage::Kernel, message, started, Some(apply));
+            }
+        };
         let apply = applying.elapsed();
-        if let Err(e) = result {
-            let message = format!("applying table inet {}: {e}", plan.table);
-            return self.fail(trigger, Stage::Kernel, message, started, Some(apply));
-        }
         self.counters.last_apply = apply;
-        if self.count_denies {
-            self.denies.replaced();
-            self.denies.emit();
-        }
         let counts = counts(&loaded, &plan);
         let before = self.current.as_ref().map(|c| c.counts);
         let old_locals: BTreeSet<String> = self
@@ -390,7 +407,9 @@ impl<B: Backend> State<B> {
             counts,
             at: SystemTime::now(),
             by: trigger,
+            how,
         });
+        self.applied = Some(plan);
         self.record(ReloadReport {
             outcome: Outcome::Applied,
             trigger,
@@ -403,7 +422,52 @@ impl<B: Backend> State<B> {
             error: None,
             compile_ms: ms(compile),
             apply_ms: ms(apply),
+            kernel: Some(how),
         })
+    }
+
+    /// Puts `plan` into the kernel: as an update of the elements when only elements
+    /// changed since the plan applied last and that is cheap enough, else (and when the
+    /// update fails) as a replace of the table.
+    fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, crate::netlink::KernelError> {
+        if let Some(old) = self.applied.take().filter(|_| self.options.incremental) {
+            match plan::delta(&old, plan) {
+                Ok(d) if d.is_empty() => return Ok(KernelChange::Updated { elements: 0 }),
+                Ok(d) if d.cost() <= UPDATE_COST_RATIO * (d.table_elements.max(1) as u64) => {
+                    match self.backend.update(&d) {
+                        Ok(_) => {
+                            tracing::debug!("incremental update: {d}");
+                            return Ok(KernelChange::Updated {
+                                elements: d.changed(),
+                            });
+                        }
+                        Err(e) => {
+                            self.counters.incremental_fallbacks += 1;
+                            telemetry::incremental_fallback();
+                            tracing::warn!(
+                                "incremental update failed, replacing the table instead: {e}"
+                            );
+                        }
+                    }
+                }
+                Ok(d) => tracing::debug!(
+                    cost = d.cost(),
+                    table_elements = d.table_elements,
+                    "replacing the table: {d} costs more than a replace"
+                ),
+                Err(why) => tracing::debug!("replacing the table: {why}"),
+            }
+        }
+        if self.count_denies && self.current.is_some() {
+            // The last counts of the table about to be replaced.
+            self.observe_denies();
+        }
+        self.backend.apply(plan)?;
+        if self.count_denies {
+            self.denies.replaced();
+            self.denies.emit();
+        }
+        Ok(KernelChange::Replaced)
     }
 
     fn unchanged(&self, trigger: Trigger) -> ReloadReport {
@@ -420,6 +484,7 @@ impl<B: Backend> State<B> {
             error: None,
             compile_ms: 0.0,
             apply_ms: 0.0,
+            kernel: None,
         }
     }
 
@@ -451,6 +516,7 @@ impl<B: Backend> State<B> {
             error: Some(message),
             compile_ms: ms(compile),
             apply_ms: apply.map(ms).unwrap_or(0.0),
+            kernel: None,
         })
     }
 
@@ -475,6 +541,7 @@ impl<B: Backend> State<B> {
                     elements = a.elements,
                     compile_ms = report.compile_ms,
                     apply_ms = report.apply_ms,
+                    kernel = %report.kernel.map(|k| k.to_string()).unwrap_or_default(),
                     added = ?report.locals_added,
                     removed = ?report.locals_removed,
                     "applied generation {}",

@@ -5,9 +5,10 @@
 //! `off`, unit tests) every emission is a no-op, so [`crate::state`] emits
 //! unconditionally, from the one place that also logs reload outcomes.
 //!
-//! The kernel's deny counters live in the rules of the table, and every reload
-//! replaces the table, so they restart at zero. [`DenyTotals`] carries the counts seen
-//! before each replace and adds them, so `netpol_denied_*_total` never go backwards.
+//! The kernel's deny counters live in the rules of the table, and a reload that
+//! replaces the table restarts them at zero (an incremental update keeps them).
+//! [`DenyTotals`] carries the counts seen before each replace and adds them, so
+//! `netpol_denied_*_total` never go backwards.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rules_compiler::model::Direction;
 
-use crate::control::{Counts, Outcome, ReloadReport, Stage};
+use crate::control::{Counts, KernelChange, Outcome, ReloadReport, Stage};
 use crate::netlink::DenyCounter;
 
 /// Reloads by result (`success`, `failure`, `skipped`).
@@ -29,8 +30,10 @@ pub const RELOAD_FAILURES: &str = "netpol_reload_failures_total";
 pub const LAST_SUCCESS: &str = "netpol_last_successful_reload_timestamp_seconds";
 /// Time to read, validate and plan.
 pub const COMPILE_SECONDS: &str = "netpol_compile_duration_seconds";
-/// Time of the kernel transaction.
+/// Time of the kernel transaction, by kind (`replace`, `update`).
 pub const APPLY_SECONDS: &str = "netpol_apply_duration_seconds";
+/// Incremental updates that failed and were followed by a full replace.
+pub const INCREMENTAL_FALLBACKS: &str = "netpol_incremental_fallbacks_total";
 /// The generation in force.
 pub const GENERATION: &str = "netpol_generation";
 /// NetworkPolicies loaded.
@@ -91,7 +94,11 @@ fn describe() {
     describe_histogram!(
         APPLY_SECONDS,
         Unit::Seconds,
-        "Time of the kernel transaction, successful or not."
+        "Time of the kernel transaction, successful or not, by kind: replace (the whole table) or update (set elements only)."
+    );
+    describe_counter!(
+        INCREMENTAL_FALLBACKS,
+        "Incremental updates that failed (the kernel refused them or the ruleset had changed) and were followed by a full replace."
     );
     describe_gauge!(GENERATION, "The generation in force (applies since start).");
     describe_gauge!(POLICIES, "NetworkPolicies loaded.");
@@ -119,6 +126,7 @@ fn describe() {
         counter!(RELOAD_FAILURES, "stage" => stage_label(stage)).increment(0);
     }
     counter!(COUNTER_READ_FAILURES).increment(0);
+    counter!(INCREMENTAL_FALLBACKS).increment(0);
 }
 
 fn stage_label(stage: Stage) -> &'static str {
@@ -143,7 +151,11 @@ pub(crate) fn reload(report: &ReloadReport, last_success: Option<SystemTime>) {
     let compiled = report.outcome == Outcome::Applied || report.stage == Some(Stage::Kernel);
     if compiled {
         histogram!(COMPILE_SECONDS).record(report.compile_ms / 1e3);
-        histogram!(APPLY_SECONDS).record(report.apply_ms / 1e3);
+        let kind = match report.kernel {
+            Some(KernelChange::Updated { .. }) => "update",
+            _ => "replace",
+        };
+        histogram!(APPLY_SECONDS, "kind" => kind).record(report.apply_ms / 1e3);
     }
     if report.outcome == Outcome::Applied {
         gauge!(GENERATION).set(report.generation as f64);
@@ -166,6 +178,11 @@ fn counts(c: &Counts) {
 }
 
 /// A failed read of the deny counters.
+/// An incremental update failed; a full replace follows.
+pub(crate) fn incremental_fallback() {
+    counter!(INCREMENTAL_FALLBACKS).increment(1);
+}
+
 pub(crate) fn counter_read_failed() {
     counter!(COUNTER_READ_FAILURES).increment(1);
 }

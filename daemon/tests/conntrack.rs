@@ -7,6 +7,9 @@
 //!   the server may send nothing new (its egress is isolated with no rule);
 //! - after an apply that no longer allows the client, a new connection is dropped
 //!   while the established one still works;
+//! - the same across incremental reloads of `netpold` (only set elements change: the
+//!   client relabelled out of the policy and back), which also keep the kernel's deny
+//!   counters instead of resetting them;
 //! - a TCP segment of no connection (a bare ACK), which conntrack classifies
 //!   `invalid`, is dropped, where without netpol's table the server answers it with a
 //!   reset.
@@ -392,6 +395,151 @@ fn established_connection_outlives_a_ruleset_that_no_longer_allows_it() {
     }
     lab.apply(ALLOW_OTHER_ONLY);
     exchange(&mut conn, "established, after another apply");
+}
+
+// ------------------------------------------------------- incremental reloads ----
+
+/// netpold running in the server's namespace for `lab/server`, killed on drop.
+struct Netpold {
+    child: std::process::Child,
+    socket: String,
+    log: PathBuf,
+}
+
+impl Netpold {
+    fn start(lab: &Lab) -> Netpold {
+        let dir = &lab.inputs.0;
+        let socket = dir.join("netpold.sock").display().to_string();
+        let log = dir.join("netpold.log");
+        let child = lab
+            .server
+            .command(
+                env!("CARGO_BIN_EXE_netpold"),
+                &[
+                    "--policies",
+                    dir.join("policies").to_str().unwrap(),
+                    "--inventory",
+                    dir.join("inventory.yaml").to_str().unwrap(),
+                    "--local",
+                    "lab/server",
+                    "--socket",
+                    &socket,
+                    "--metrics-address",
+                    "off",
+                    // Reloads come from `netpolctl reload` only.
+                    "--debounce-ms",
+                    "60000",
+                ],
+            )
+            .env("NETPOLD_LOG", "debug")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("starting netpold");
+        let d = Netpold { child, socket, log };
+        let started = Instant::now();
+        while d.ctl(lab, &["status"]).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "netpold did not start:\n{}",
+                std::fs::read_to_string(&d.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// `netpolctl --socket … ARGS -o json` in the server's namespace, parsed; `None`
+    /// when it fails.
+    fn ctl(&self, lab: &Lab, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = vec!["--socket", &self.socket];
+        all.extend(args);
+        all.extend(["-o", "json"]);
+        let out = lab.server.run(env!("CARGO_BIN_EXE_netpolctl"), &all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+    }
+
+    /// Reloads and returns how the kernel took it.
+    fn reload(&self, lab: &Lab) -> serde_json::Value {
+        let r = self.ctl(lab, &["reload"]).unwrap_or_else(|| {
+            panic!(
+                "reload failed:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        assert_eq!(r["outcome"], "applied", "{r:#}");
+        r["kernel"].clone()
+    }
+}
+
+impl Drop for Netpold {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn established_connection_and_deny_counters_survive_incremental_reloads() {
+    let Some(lab) = Lab::new() else { return };
+    let _echo = Echo::start(&lab.server, &[PORT]);
+    // Two peers, so that the set never becomes empty: a set that empties (or fills)
+    // adds or removes a rule, which is a replace.
+    lab.inputs.set_policy(ALLOW_CLIENT_AND_MORE);
+    let d = Netpold::start(&lab);
+    let mut conn = lab.connect(PORT, Duration::from_secs(3)).expect("connect");
+    exchange(&mut conn, "after netpold started");
+    let inventory = lab.inputs.0.join("inventory.yaml");
+    let relabel = |app: &str| {
+        let text = INVENTORY.replace(
+            "name: client, labels: {app: client}",
+            &format!("name: client, labels: {{app: {app}}}"),
+        );
+        std::fs::write(&inventory, text).unwrap();
+    };
+    let mut denied = 0;
+    for i in 1..=3 {
+        // The client is no longer a peer: one element fewer in a set.
+        relabel("nobody");
+        let how = d.reload(&lab);
+        assert_eq!(how["how"], "updated", "{how:#}");
+        exchange(
+            &mut conn,
+            &format!("established, client relabelled out ({i})"),
+        );
+        let new = lab.connect(PORT, Duration::from_millis(700));
+        assert_eq!(
+            new.as_ref().map_err(io::Error::kind).err(),
+            Some(io::ErrorKind::TimedOut),
+            "a new connection after the relabel ({i}): {new:?}"
+        );
+        let now = lab.ingress_denied();
+        assert!(
+            now > denied,
+            "the SYN(s) were counted: {now} after {denied}"
+        );
+        denied = now;
+
+        // And back: allowed again, by an update that keeps the counter.
+        relabel("client");
+        let how = d.reload(&lab);
+        assert_eq!(how["how"], "updated", "{how:#}");
+        assert_eq!(
+            lab.ingress_denied(),
+            denied,
+            "an update keeps the deny counter ({i})"
+        );
+        exchange(&mut conn, &format!("established, client back ({i})"));
+        let mut again = lab
+            .connect(PORT, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("a new connection once allowed again ({i}): {e}"));
+        exchange(&mut again, &format!("a new connection ({i})"));
+    }
+    let status = d.ctl(&lab, &["status"]).unwrap();
+    assert_eq!(status["loaded_how"]["how"], "updated", "{status:#}");
 }
 
 // ------------------------------------------------------------- invalid packets ----

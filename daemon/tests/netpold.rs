@@ -816,7 +816,13 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     assert_eq!(m.reloads("skipped"), 0.0);
     assert_gauges_match_status(&m, &d.status(&host));
     assert_eq!(m.value("netpol_compile_duration_seconds_count", &[]), 1.0);
-    assert_eq!(m.value("netpol_apply_duration_seconds_count", &[]), 1.0);
+    assert_eq!(
+        m.value(
+            "netpol_apply_duration_seconds_count",
+            &[("kind", "replace")]
+        ),
+        1.0
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -867,11 +873,12 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     );
     assert!(m.denied("packets") >= packets);
 
-    // The fix replaces the table, whose counters start again at zero: the metric
-    // carries what the old table counted.
+    // The fix (with a policy that isolates payments-api's egress too, a new chain)
+    // replaces the table, whose counters start again at zero: the metric carries what
+    // the old table counted.
     lab.write(
         "policies/payments.yaml",
-        &good.replace("port: 8080", "port: 8081"),
+        &format!("{good}---\n{EGRESS_OPEN}"),
     );
     let out = d.ctl(&host, &["reload"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
@@ -907,6 +914,36 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     });
     assert_eq!(m.denied("packets"), packets + kernel_denied_packets(&host));
 
+    // An endpoint added changes set elements only: an update, which keeps the kernel's
+    // counters (so nothing is carried, nothing counted twice).
+    lab.write("inventory/extra.yaml", EXTRA_CHECKOUT);
+    let r = reload(&d, &host);
+    assert_eq!(r["kernel"]["how"], "updated", "{r:#}");
+    assert_eq!(
+        kernel_denied_packets(&host),
+        kernel,
+        "an update keeps the counters"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = scrape(&host, address);
+    assert_eq!(
+        m.denied("packets"),
+        packets + kernel,
+        "no count lost, none made up"
+    );
+    assert_eq!(
+        m.value("netpol_apply_duration_seconds_count", &[("kind", "update")]),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "netpol_apply_duration_seconds_count",
+            &[("kind", "replace")]
+        ),
+        2.0
+    );
+    assert_eq!(m.value("netpol_incremental_fallbacks_total", &[]), 0.0);
+
     // Nothing changed: skipped.
     assert!(d.ctl(&host, &["reload"]).status.success());
     assert_eq!(scrape(&host, address).reloads("skipped"), 1.0);
@@ -932,5 +969,401 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
         stderr.contains(&format!("serving metrics on {address}")) && stderr.contains("in use"),
         "{stderr}"
     );
-    assert_eq!(d.generation(&host), 2, "the running daemon is untouched");
+    assert_eq!(d.generation(&host), 3, "the running daemon is untouched");
+}
+
+// ------------------------------------------------------------ incremental reloads ----
+
+/// A listing with each set's elements in sorted order (one line per set) and the raw
+/// element lines of a bytecode listing sorted per set: the kernel lists elements in
+/// the order they were added (or of its hash buckets), which an update and a fresh
+/// load cannot share; everything else must be the same.
+fn normalised(listing: &str) -> String {
+    let mut out = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut pending: Option<(String, String)> = None;
+    let joined = |head: &str, body: &str| {
+        let inner = body.split('}').next().unwrap_or("");
+        let mut elements: Vec<&str> = inner.split(',').map(str::trim).collect();
+        elements.sort_unstable();
+        format!("{head}elements = {{ {} }}", elements.join(", "))
+    };
+    // Counters count traffic: runtime state, not ruleset.
+    let zeroed = |line: &str| -> String {
+        let mut words: Vec<&str> = line.split(' ').collect();
+        for i in 1..words.len() {
+            if matches!(words[i - 1], "packets" | "pkts" | "bytes") {
+                words[i] = "_";
+            }
+        }
+        words.join(" ")
+    };
+    for line in listing.lines() {
+        let line = &zeroed(line);
+        if line.starts_with("\telement ") {
+            run.push(line.to_string());
+            continue;
+        }
+        run.sort_unstable();
+        out.append(&mut run);
+        if let Some((head, mut body)) = pending.take() {
+            body.push_str(line);
+            if line.contains('}') {
+                out.push(joined(&head, &body));
+            } else {
+                pending = Some((head, body));
+            }
+            continue;
+        }
+        match line.split_once("elements = {") {
+            Some((head, rest)) if rest.contains('}') => out.push(joined(head, rest)),
+            Some((head, rest)) => pending = Some((head.to_string(), rest.to_string())),
+            None => out.push(line.to_string()),
+        }
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n")
+}
+
+impl NetNs {
+    /// The netpol table, listed and as bytecode, normalised (see [`normalised`]).
+    fn kernel_state(&self) -> String {
+        let list = self.ok("nft", &["list", "table", "inet", "netpol"]);
+        let bytecode = self.ok(
+            "nft",
+            &["--debug=netlink", "list", "table", "inet", "netpol"],
+        );
+        format!("{}\n----\n{}", normalised(&list), normalised(&bytecode))
+    }
+}
+
+/// `netpolctl apply` of `lab`'s inputs for `locals` in `ns`, a fresh replace each time.
+fn apply_fresh(ns: &NetNs, lab: &Lab, locals: &[String]) {
+    let mut args = vec![
+        "apply".to_string(),
+        "--policies".into(),
+        lab.path("policies").display().to_string(),
+        "--inventory".into(),
+        lab.path("inventory").display().to_string(),
+    ];
+    for l in locals {
+        args.extend(["--local".to_string(), l.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ns.ok(NETPOLCTL, &args);
+}
+
+/// Reloads through `netpolctl reload`; returns the report.
+fn reload(d: &Daemon, ns: &NetNs) -> Value {
+    let out = d.ctl(ns, &["reload", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "reload: {}{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        d.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asserts the daemon's kernel state equals a fresh `netpolctl apply` elsewhere.
+fn assert_same_as_fresh(host: &NetNs, fresh: &NetNs, lab: &Lab, locals: &[String], what: &str) {
+    apply_fresh(fresh, lab, locals);
+    let (a, b) = (host.kernel_state(), fresh.kernel_state());
+    if a != b {
+        let diff: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .enumerate()
+            .filter(|(_, (x, y))| x != y)
+            .take(8)
+            .map(|(i, (x, y))| format!("line {}:\n  netpold: {x}\n  fresh:   {y}", i + 1))
+            .collect();
+        panic!(
+            "{what}: the kernel state differs from a fresh apply ({} vs {} lines):\n{}",
+            a.lines().count(),
+            b.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+/// Isolates the egress of every endpoint in `payments` and allows all of it: a new
+/// chain, so a replace.
+const EGRESS_OPEN: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: payments, name: egress-open}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: [{}]
+";
+
+const EXTRA_CHECKOUT: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  namespace: web
+  name: checkout-2
+  labels: {app: checkout}
+status:
+  podIPs: [{ip: 198.18.2.13}, {ip: \"2001:db8:2::13\"}]
+";
+
+/// What a step does, how, and which sources may reach payments-api afterwards.
+type Step<'a> = (&'a str, &'a dyn Fn(), &'a [(&'a str, bool)]);
+
+#[test]
+fn membership_changes_are_updates_that_enforce_like_a_fresh_apply() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let Some(fresh) = NetNs::new("npd") else {
+        return;
+    };
+    let lab = Lab::new();
+    let locals = vec!["payments/payments-api".to_string()];
+    let d = Daemon::start(&host, &lab, &["--debounce-ms", "60000"]);
+    let start = Instant::now();
+    while !reaches_api(&peer, "198.18.2.10") {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "checkout never reached payments-api"
+        );
+    }
+    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    assert_same_as_fresh(&host, &fresh, &lab, &locals, "at start");
+    peer.ip(&["addr", "add", "198.18.2.12/16", "dev", "vb"]);
+    peer.ip(&["addr", "add", "198.18.2.13/16", "dev", "vb"]);
+
+    let pods = lab.read("inventory/pods.yaml");
+    let relabelled = pods.replace("app: frontend", "app: checkout");
+    let moved = relabelled.replace("198.18.2.11", "198.18.2.12");
+    let steps: [Step; 5] = [
+        (
+            "frontend relabelled as checkout",
+            &|| lab.write("inventory/pods.yaml", &relabelled),
+            &[
+                ("198.18.2.10", true),
+                ("198.18.2.11", true),
+                ("198.18.2.12", false),
+            ],
+        ),
+        (
+            "its address changed",
+            &|| lab.write("inventory/pods.yaml", &moved),
+            &[("198.18.2.11", false), ("198.18.2.12", true)],
+        ),
+        (
+            "another checkout added",
+            &|| lab.write("inventory/extra.yaml", EXTRA_CHECKOUT),
+            &[("198.18.2.13", true), ("198.18.2.10", true)],
+        ),
+        (
+            "the other checkout removed",
+            &|| std::fs::remove_file(lab.path("inventory/extra.yaml")).unwrap(),
+            &[("198.18.2.13", false), ("198.18.2.12", true)],
+        ),
+        (
+            "frontend back as it was",
+            &|| lab.write("inventory/pods.yaml", &pods),
+            &[
+                ("198.18.2.10", true),
+                ("198.18.2.11", false),
+                ("198.18.2.12", false),
+            ],
+        ),
+    ];
+    for (what, edit, probes) in steps {
+        edit();
+        let r = reload(&d, &host);
+        assert_eq!(r["outcome"], "applied", "{what}: {r:#}");
+        assert_eq!(r["kernel"]["how"], "updated", "{what}: {r:#}");
+        assert!(r["kernel"]["elements"].as_u64() > Some(0), "{what}: {r:#}");
+        assert_same_as_fresh(&host, &fresh, &lab, &locals, what);
+        for (from, allowed) in probes {
+            assert_eq!(reaches_api(&peer, from), *allowed, "{what}: from {from}");
+        }
+    }
+    let out = d.ctl(&host, &["status"]);
+    let status = text(&out.stdout);
+    assert!(
+        status.contains("kernel:          updated in place ("),
+        "{status}"
+    );
+}
+
+#[test]
+fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
+    use netpol_benches::{busiest_endpoint, generate, yaml, Rng, Scale};
+    use rules_compiler::resolve::Index;
+    let Some(host) = NetNs::new("npd") else {
+        return;
+    };
+    let Some(fresh) = NetNs::new("npd") else {
+        return;
+    };
+    let lab = Lab::new();
+    for sub in ["policies", "inventory"] {
+        for e in std::fs::read_dir(lab.path(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    let scale = Scale {
+        namespaces: 12,
+        endpoints: 400,
+        policies: 80,
+    };
+    let mut model = generate(&scale, 5);
+    lab.write("policies/synth.yaml", &yaml::policies_yaml(&model));
+    lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+    // The busiest endpoint and two more of other namespaces, kept as they are.
+    let locals: Vec<String> = {
+        let index = Index::new(&model);
+        let busiest = busiest_endpoint(&index).unwrap();
+        let mut ids = vec![index.endpoint(busiest).id.clone()];
+        for e in &model.inventory.endpoints {
+            if ids.len() < 3 && ids.iter().all(|i| i.namespace != e.id.namespace) {
+                ids.push(e.id.clone());
+            }
+        }
+        ids.iter().map(ToString::to_string).collect()
+    };
+    let mut extra: Vec<&str> = vec!["--debounce-ms", "60000"];
+    for l in &locals {
+        extra.extend(["--local", l]);
+    }
+    let d = Daemon::start(&host, &lab, &extra);
+    assert_same_as_fresh(&host, &fresh, &lab, &locals, "at start");
+
+    let mut rng = Rng::new(42);
+    let mut next_ip: u32 = u32::from(std::net::Ipv4Addr::new(198, 19, 200, 1));
+    let (mut updates, mut replaces) = (0, 0);
+    for step in 0..50 {
+        let eps = &mut model.inventory.endpoints;
+        let movable: Vec<usize> = (0..eps.len())
+            .filter(|&i| !locals.contains(&eps[i].id.to_string()))
+            .collect();
+        let i = *rng.pick(&movable);
+        let what = match rng.below(5) {
+            // A local endpoint relabelled: other policies isolate it, usually new or
+            // removed chains, so a replace between the updates.
+            4 => {
+                let local = eps
+                    .iter()
+                    .position(|e| e.id.to_string() == locals[step % locals.len()])
+                    .unwrap();
+                let j = rng.below(eps.len());
+                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                eps[local].labels.insert("app".into(), app.clone());
+                format!("local {} relabelled app={app}", eps[local].id)
+            }
+            0 => {
+                // Relabel: take the app label of another endpoint.
+                let j = rng.below(eps.len());
+                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                eps[i].labels.insert("app".into(), app.clone());
+                format!("{} relabelled app={app}", eps[i].id)
+            }
+            1 => {
+                let ip = std::net::IpAddr::V4(next_ip.into());
+                next_ip += 1;
+                let v4 = eps[i].ips.iter().position(|a| a.is_ipv4()).unwrap_or(0);
+                eps[i].ips[v4] = ip;
+                eps[i].ips.sort();
+                format!("{} moved to {ip}", eps[i].id)
+            }
+            2 => {
+                let gone = eps.remove(i);
+                format!("{} removed", gone.id)
+            }
+            _ => {
+                let mut e = eps[i].clone();
+                e.id.name = format!("{}-copy{step}", e.id.name);
+                e.ips = vec![std::net::IpAddr::V4(next_ip.into())];
+                next_ip += 1;
+                let name = e.id.to_string();
+                eps.push(e);
+                format!("{name} added")
+            }
+        };
+        lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+        let r = reload(&d, &host);
+        if r["outcome"] == "unchanged" {
+            // The label it got was the one it had.
+            continue;
+        }
+        assert_eq!(r["outcome"], "applied", "step {step}, {what}: {r:#}");
+        match r["kernel"]["how"].as_str() {
+            Some("updated") => updates += 1,
+            Some("replaced") => replaces += 1,
+            other => panic!("step {step}: {other:?}"),
+        }
+        assert_same_as_fresh(
+            &host,
+            &fresh,
+            &lab,
+            &locals,
+            &format!("step {step}, {what}"),
+        );
+    }
+    println!("{updates} updates, {replaces} replaces");
+    assert!(
+        updates >= 25,
+        "most edits are element changes: {updates} updates, {replaces} replaces"
+    );
+}
+
+/// A `netpolctl reload` that arrives while file events queue up during a slow reload
+/// is answered, not dropped with the skipped file events.
+#[test]
+fn a_control_request_queued_behind_file_events_is_answered() {
+    use netpol_benches::{generate, yaml, Scale};
+    let Some(ns) = NetNs::new("npd") else { return };
+    let lab = Lab::new();
+    for sub in ["policies", "inventory"] {
+        for e in std::fs::read_dir(lab.path(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    // Big enough that a reload takes a good fraction of a second.
+    let model = generate(
+        &Scale {
+            namespaces: 50,
+            endpoints: 5_000,
+            policies: 500,
+        },
+        3,
+    );
+    let policies = yaml::policies_yaml(&model);
+    lab.write("policies/synth.yaml", &policies);
+    lab.write("inventory/synth.yaml", &yaml::inventory_yaml(&model));
+    let local = model.inventory.endpoints[0].id.to_string();
+    let d = Daemon::start(&ns, &lab, &["--local", &local, "--debounce-ms", "10"]);
+    for round in 1..=3 {
+        // A first edit sets off a slow reload; a second edit's event and then a
+        // control request queue up behind it.
+        lab.write(
+            "policies/synth.yaml",
+            &format!("{policies}# edit {round}a\n"),
+        );
+        std::thread::sleep(Duration::from_millis(150));
+        lab.write(
+            "policies/synth.yaml",
+            &format!("{policies}# edit {round}b\n"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let out = d.ctl(&ns, &["reload", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "round {round}: the reload request got no answer: {}{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr),
+            d.log()
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_ne!(r["outcome"], "failed", "round {round}: {r:#}");
+    }
 }

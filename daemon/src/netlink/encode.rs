@@ -10,13 +10,17 @@
 //! The batch order is nft's as well: the table (created, deleted and created again so
 //! a replace works whether or not it exists), every chain, every set and map with its
 //! elements, then the rules in chain order, an anonymous set right before its rule.
+//!
+//! [`encode_update`] encodes a [`Delta`]: deletions then additions of elements, each
+//! element as the full load encodes it (interval start and end elements, the gap
+//! element at address 0, open intervals), so the kernel ends as a full load leaves it.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use rules_compiler::plan::{
-    AddrField, AddrProtoPort, AddrRange, DenyAction, Family, Hook, Plan, SetElements, Stmt,
+    AddrField, AddrProtoPort, AddrRange, Delta, DenyAction, Family, Hook, Plan, SetElements, Stmt,
     ICMPV6_ALWAYS,
 };
 
@@ -264,6 +268,12 @@ pub(crate) enum ElemSource {
     Map(usize),
     /// The constant ICMPv6 types of neighbour discovery.
     Icmpv6Types,
+    /// `delta.sets[index]` (or `delta.maps[index]`), its deletions or its additions.
+    Delta {
+        index: usize,
+        map: bool,
+        delete: bool,
+    },
 }
 
 /// Elements to add to a set, one message.
@@ -299,6 +309,8 @@ pub(crate) enum Msg {
     NewChain(ChainDef),
     NewSet(SetDef),
     NewElems(ElemsDef),
+    /// Elements to delete from an existing set or map.
+    DelElems(ElemsDef),
     NewRule(RuleDef),
 }
 
@@ -370,6 +382,154 @@ pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
         msgs: enc.msgs,
         rules: enc.rules,
         elements: plan.element_count(),
+    })
+}
+
+/// Appends `elems` to the batch as add (or delete) messages, as many as their size needs.
+fn push_elems(
+    msgs: &mut Vec<Labelled>,
+    set: &str,
+    set_id: u32,
+    source: ElemSource,
+    mut elems: Vec<Elem>,
+    what: &str,
+    delete: bool,
+) {
+    // Where each message's elements start; the vector is then cut there from the
+    // back, so every element moves at most once (most sets fit one message and do
+    // not move at all).
+    let mut starts = Vec::new();
+    let mut bytes = 0;
+    for (i, e) in elems.iter().enumerate() {
+        let n = elem_wire_len(e);
+        if bytes + n > ELEMS_PER_MSG_BYTES && i > 0 {
+            starts.push(i);
+            bytes = 0;
+        }
+        bytes += n;
+    }
+    let mut chunks = Vec::with_capacity(starts.len() + 1);
+    for &at in starts.iter().rev() {
+        chunks.push(elems.split_off(at));
+    }
+    chunks.push(elems);
+    for chunk in chunks.into_iter().rev() {
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            continue;
+        };
+        let name = format!("{what} (elements {} to {})", first.origin, last.origin);
+        let def = ElemsDef {
+            owner: what.into(),
+            set: set.into(),
+            set_id,
+            elems: chunk,
+            source,
+        };
+        let msg = if delete {
+            Msg::DelElems(def)
+        } else {
+            Msg::NewElems(def)
+        };
+        msgs.push(Labelled { msg, what: name });
+    }
+}
+
+/// Element changes of existing sets and maps in one batch: every deletion, then every
+/// addition, so that an element can be replaced (a map key with a new target, an
+/// interval that grew) within the transaction. Elements are encoded exactly as a full
+/// load of the new plan encodes them, so that the kernel ends up holding the same.
+pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
+    check_name("table", &delta.table)?;
+    let mut dels = Vec::new();
+    let mut adds = Vec::new();
+    for (i, d) in delta.sets.iter().enumerate() {
+        check_name("set", &d.name)?;
+        let what = format!("set {}", d.name);
+        let encode = |elements: &SetElements| match elements {
+            SetElements::Addr(ranges) => interval_elems_of(d.family, ranges),
+            SetElements::AddrProtoPort(items) => concat_elems(d.family, items),
+        };
+        let mut del = encode(&d.delete).map_err(|e| EncodeError(format!("{what}: {e}")))?;
+        let mut add = encode(&d.add).map_err(|e| EncodeError(format!("{what}: {e}")))?;
+        // The end element at 0 that closes the gap below the first interval (see
+        // `interval_elems`) goes with whichever plan has such a gap.
+        if let SetElements::Addr(_) = d.delete {
+            let gap = Elem {
+                key: value_key(d.family, 0),
+                key_end: None,
+                interval_end: true,
+                open: false,
+                jump: None,
+                origin: u32::MAX,
+            };
+            match d.gap_below {
+                (true, false) => del.push(gap),
+                (false, true) => add.insert(0, gap),
+                _ => {}
+            }
+        }
+        let source = |delete| ElemSource::Delta {
+            index: i,
+            map: false,
+            delete,
+        };
+        push_elems(&mut dels, &d.name, 0, source(true), del, &what, true);
+        push_elems(&mut adds, &d.name, 0, source(false), add, &what, false);
+    }
+    for (i, d) in delta.maps.iter().enumerate() {
+        check_name("map", &d.name)?;
+        let what = format!("map {}", d.name);
+        let encode = |elements: &[(IpAddr, String)]| -> Result<Vec<Elem>, EncodeError> {
+            elements
+                .iter()
+                .enumerate()
+                .map(|(j, (ip, chain))| {
+                    if Family::of(ip) != d.family {
+                        return Err(EncodeError(format!(
+                            "{what}: key {ip} is not of the map's family"
+                        )));
+                    }
+                    check_name("chain", chain)?;
+                    Ok(Elem {
+                        key: ip_key(ip),
+                        key_end: None,
+                        interval_end: false,
+                        open: false,
+                        jump: Some(chain.clone()),
+                        origin: j as u32,
+                    })
+                })
+                .collect()
+        };
+        let source = |delete| ElemSource::Delta {
+            index: i,
+            map: true,
+            delete,
+        };
+        push_elems(
+            &mut dels,
+            &d.name,
+            0,
+            source(true),
+            encode(&d.delete)?,
+            &what,
+            true,
+        );
+        push_elems(
+            &mut adds,
+            &d.name,
+            0,
+            source(false),
+            encode(&d.add)?,
+            &what,
+            false,
+        );
+    }
+    dels.extend(adds);
+    Ok(Batch {
+        msgs: dels,
+        rules: 0,
+        elements: delta.changed(),
     })
 }
 
@@ -472,48 +632,8 @@ impl Encoder<'_> {
         })
     }
 
-    fn elems(
-        &mut self,
-        set: &str,
-        set_id: u32,
-        source: ElemSource,
-        mut elems: Vec<Elem>,
-        what: &str,
-    ) {
-        // Where each message's elements start; the vector is then cut there from the
-        // back, so every element moves at most once (most sets fit one message and do
-        // not move at all).
-        let mut starts = Vec::new();
-        let mut bytes = 0;
-        for (i, e) in elems.iter().enumerate() {
-            let n = elem_wire_len(e);
-            if bytes + n > ELEMS_PER_MSG_BYTES && i > 0 {
-                starts.push(i);
-                bytes = 0;
-            }
-            bytes += n;
-        }
-        let mut chunks = Vec::with_capacity(starts.len() + 1);
-        for &at in starts.iter().rev() {
-            chunks.push(elems.split_off(at));
-        }
-        chunks.push(elems);
-        for chunk in chunks.into_iter().rev() {
-            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
-                continue;
-            };
-            let name = format!("{what} (elements {} to {})", first.origin, last.origin);
-            self.push(
-                Msg::NewElems(ElemsDef {
-                    owner: what.into(),
-                    set: set.into(),
-                    set_id,
-                    elems: chunk,
-                    source,
-                }),
-                name,
-            );
-        }
+    fn elems(&mut self, set: &str, set_id: u32, source: ElemSource, elems: Vec<Elem>, what: &str) {
+        push_elems(&mut self.msgs, set, set_id, source, elems, what, false);
     }
 
     fn named_set(
@@ -928,8 +1048,27 @@ fn check_range(family: Family, r: &AddrRange) -> Result<(u128, u128), String> {
 /// the last address, which is marked open instead. Ranges must be sorted and not
 /// overlap (the plan's contract): the kernel rejects overlaps, and so do we.
 fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
-    let max = family_max(family);
     let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+    if ranges.first().is_some_and(|r| ip_value(&r.start) != 0) {
+        out.push(Elem {
+            key: value_key(family, 0),
+            key_end: None,
+            interval_end: true,
+            open: false,
+            jump: None,
+            origin: 0,
+        });
+    }
+    out.extend(interval_elems_of(family, ranges)?);
+    Ok(out)
+}
+
+/// The start and end elements of each range, without the gap element below the first:
+/// [`interval_elems`] for a whole set, this alone for ranges added to or deleted from
+/// one.
+fn interval_elems_of(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+    let max = family_max(family);
+    let mut out = Vec::with_capacity(ranges.len() * 2);
     let mut prev_end: Option<u128> = None;
     for (i, r) in ranges.iter().enumerate() {
         let (lo, hi) = check_range(family, r)?;
@@ -949,9 +1088,6 @@ fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, Str
             jump: None,
             origin,
         };
-        if i == 0 && lo != 0 {
-            out.push(elem(0, true, false));
-        }
         out.push(elem(lo, false, hi == max));
         if hi != max {
             out.push(elem(hi + 1, true, false));
@@ -1005,26 +1141,7 @@ fn show_range(r: &AddrRange) -> String {
 pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> Option<String> {
     let i = origin as usize;
     match source {
-        ElemSource::Set(s) => match &plan.sets.get(s)?.elements {
-            SetElements::Addr(v) => v.get(i).map(show_range),
-            SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
-                let mut out = format!("{} . ", show_range(&e.addr));
-                match e.proto {
-                    6 => out.push_str("tcp"),
-                    17 => out.push_str("udp"),
-                    132 => out.push_str("sctp"),
-                    p => {
-                        let _ = write!(out, "{p}");
-                    }
-                }
-                let _ = if e.ports.0 == e.ports.1 {
-                    write!(out, " . {}", e.ports.0)
-                } else {
-                    write!(out, " . {}-{}", e.ports.0, e.ports.1)
-                };
-                out
-            }),
-        },
+        ElemSource::Set(s) => describe_set_element(&plan.sets.get(s)?.elements, i),
         ElemSource::Map(m) => plan
             .maps
             .get(m)?
@@ -1032,6 +1149,57 @@ pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> 
             .get(i)
             .map(|(ip, chain)| format!("{ip} : jump {chain}")),
         ElemSource::Icmpv6Types => ICMPV6_ALWAYS.get(i).map(|t| format!("icmpv6 type {t}")),
+        ElemSource::Delta { .. } => None,
+    }
+}
+
+/// An element of a delta in words; see [`describe_element`].
+pub(crate) fn describe_delta_element(
+    delta: &Delta,
+    source: ElemSource,
+    origin: u32,
+) -> Option<String> {
+    let i = origin as usize;
+    let ElemSource::Delta { index, map, delete } = source else {
+        return None;
+    };
+    let verb = if delete { "deleting" } else { "adding" };
+    let what = if map {
+        let d = delta.maps.get(index)?;
+        let list = if delete { &d.delete } else { &d.add };
+        list.get(i)
+            .map(|(ip, chain)| format!("{ip} : jump {chain}"))?
+    } else {
+        let d = delta.sets.get(index)?;
+        if origin == u32::MAX {
+            "the interval end at address 0".to_string()
+        } else {
+            describe_set_element(if delete { &d.delete } else { &d.add }, i)?
+        }
+    };
+    Some(format!("{verb} {what}"))
+}
+
+fn describe_set_element(elements: &SetElements, i: usize) -> Option<String> {
+    match elements {
+        SetElements::Addr(v) => v.get(i).map(show_range),
+        SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
+            let mut out = format!("{} . ", show_range(&e.addr));
+            match e.proto {
+                6 => out.push_str("tcp"),
+                17 => out.push_str("udp"),
+                132 => out.push_str("sctp"),
+                p => {
+                    let _ = write!(out, "{p}");
+                }
+            }
+            let _ = if e.ports.0 == e.ports.1 {
+                write!(out, " . {}", e.ports.0)
+            } else {
+                write!(out, " . {}-{}", e.ports.0, e.ports.1)
+            };
+            out
+        }),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use rules_compiler::plan::Plan;
+use rules_compiler::plan::{Delta, Plan};
 
 use super::{encode, ApplyStats, Backend, DenyCounter, KernelError, LoadedTable};
 
@@ -15,6 +15,8 @@ pub struct FakeBackend {
     pub loaded: Option<Plan>,
     /// Successful applies so far.
     pub applies: usize,
+    /// Successful updates so far.
+    pub updates: usize,
     /// Successful flushes that removed a table.
     pub flushes: usize,
     /// What `read_denies` gives while a plan is in force (`read` gives counters at
@@ -29,7 +31,7 @@ impl FakeBackend {
         FakeBackend::default()
     }
 
-    /// Makes the next `apply` or `flush` fail as a kernel rejection of `object` with
+    /// Makes the next `apply`, `update` or `flush` fail as a kernel rejection of `object` with
     /// `errno`; the state stays as it was.
     pub fn fail_next(&mut self, object: impl Into<String>, errno: i32) {
         self.fail_next = Some((object.into(), errno));
@@ -58,6 +60,22 @@ impl Backend for FakeBackend {
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             rules: batch.rules,
+            elements: batch.elements,
+            ..ApplyStats::default()
+        })
+    }
+
+    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
+        let batch = encode::encode_update(delta)?;
+        self.take_failure()?;
+        let Some(plan) = &self.loaded else {
+            return Err(KernelError::Stale("nothing loaded".into()));
+        };
+        // Counters survive an update, as in the kernel: `denied` stays.
+        self.loaded = Some(delta.apply(plan));
+        self.updates += 1;
+        Ok(ApplyStats {
+            messages: batch.msgs.len(),
             elements: batch.elements,
             ..ApplyStats::default()
         })

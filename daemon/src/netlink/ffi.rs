@@ -191,11 +191,14 @@ const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
 const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
 pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
 
-/// Serializes the batch with sequence numbers from `first_seq` on.
+/// Serializes the batch with sequence numbers from `first_seq` on. With a `genid`, the
+/// kernel refuses the whole batch (`ERESTART`) unless its ruleset generation is still
+/// that one: nothing else changed the ruleset since it was read.
 pub(crate) fn serialize(
     msgs: &[Labelled],
     table: &str,
     first_seq: u32,
+    genid: Option<u32>,
 ) -> Result<Wire, EncodeError> {
     let table = cstring(table)?;
     // Room for the whole batch up front: growing a buffer of megabytes step by step
@@ -203,7 +206,9 @@ pub(crate) fn serialize(
     let room: usize = msgs
         .iter()
         .map(|m| match &m.msg {
-            Msg::NewElems(e) => 1024 + e.elems.iter().map(elem_wire_len).sum::<usize>(),
+            Msg::NewElems(e) | Msg::DelElems(e) => {
+                1024 + e.elems.iter().map(elem_wire_len).sum::<usize>()
+            }
             _ => 4096,
         })
         .sum();
@@ -212,10 +217,18 @@ pub(crate) fn serialize(
         out: Vec::with_capacity(room + 64),
     };
     let begin_seq = first_seq;
-    w.append(|buf| {
+    let (begin_at, _) = w.append(|buf| {
         // SAFETY: `buf` is the aligned scratch buffer, large enough for the marker.
         unsafe { sys::nftnl_batch_begin(buf, begin_seq) }
     });
+    if let Some(genid) = genid {
+        // `NFNL_BATCH_GENID` after the marker's `nfgenmsg`, and the marker's length
+        // grown by it (the marker is padded to 4 bytes already).
+        let mut a = Attrs { out: &mut w.out };
+        a.u32_be(NFNL_BATCH_GENID, genid);
+        let len = u32::try_from(w.out.len() - begin_at).expect("a small marker");
+        w.out[begin_at..begin_at + 4].copy_from_slice(&len.to_ne_bytes());
+    }
     let mut spans = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
         let seq = begin_seq + 1 + i as u32;
@@ -229,7 +242,8 @@ pub(crate) fn serialize(
             }
             Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c)?,
             Msg::NewSet(s) => set_msg(&mut w, seq, &table, s)?,
-            Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e)?,
+            Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e, false)?,
+            Msg::DelElems(e) => elems_msg(&mut w, seq, &table, e, true)?,
             Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r)?,
         };
         spans.push(span);
@@ -441,6 +455,7 @@ fn elems_msg(
     seq: u32,
     table: &CStr,
     e: &ElemsDef,
+    delete: bool,
 ) -> Result<(usize, usize), EncodeError> {
     // The kernel reads the elements from one attribute, whose length is 16 bits.
     let need: usize = 64 + 2 * (4 + 256) + e.elems.iter().map(elem_wire_len).sum::<usize>();
@@ -456,14 +471,12 @@ fn elems_msg(
     // byte for byte as `nftnl_set_elems_nlmsg_build_payload` writes them (see the
     // tests), without a libnftnl object per element: a big plan has 100,000 of them,
     // and allocating, filling and freeing each was most of the time of serializing.
-    w.append(|buf| {
-        Writer::header(
-            buf,
-            libc::NFT_MSG_NEWSETELEM as u16,
-            NLM_F_CREATE | NLM_F_EXCL,
-            seq,
-        )
-    });
+    let (msg_type, flags) = if delete {
+        (libc::NFT_MSG_DELSETELEM as u16, 0)
+    } else {
+        (libc::NFT_MSG_NEWSETELEM as u16, NLM_F_CREATE | NLM_F_EXCL)
+    };
+    w.append(|buf| Writer::header(buf, msg_type, flags, seq));
     let start = w.out.len() - NLMSG_AND_NFGEN;
     let mut a = Attrs { out: &mut w.out };
     a.strz(NFTA_SET_ELEM_LIST_SET, name.as_bytes_with_nul());
@@ -489,6 +502,8 @@ fn elems_msg(
 const NLMSG_AND_NFGEN: usize = 16 + 4;
 
 const NLA_F_NESTED: u16 = 0x8000;
+/// `NFNL_BATCH_GENID` of the batch begin marker (linux/netfilter/nfnetlink.h).
+const NFNL_BATCH_GENID: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -622,7 +637,7 @@ pub(crate) fn elems_msg_ours(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8> {
         scratch: Aligned::new(msg_max()),
         out: Vec::new(),
     };
-    elems_msg(&mut w, seq, &table, e).unwrap();
+    elems_msg(&mut w, seq, &table, e, false).unwrap();
     w.out
 }
 
@@ -1078,6 +1093,12 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
 pub(crate) struct Socket {
     sock: mnl::Socket,
 }
+
+// SAFETY: an `mnl::Socket` is a file descriptor and libmnl's record of its address, with
+// no thread-local state and nothing shared with another object; every use takes
+// `&self` or `&mut self` of the one owner, so moving the owner to another thread (the
+// daemon's backend lives in a tokio task) cannot race.
+unsafe impl Send for Socket {}
 
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: `fd` is an open socket; the option value is a live `c_int` whose size

@@ -12,6 +12,10 @@
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
+//! An update is one batch too: element deletions, then additions, of sets and maps
+//! that exist, guarded by the ruleset generation this backend saw after its last
+//! change (`NFNL_BATCH_GENID`), so that it is refused if anyone else changed the
+//! ruleset meanwhile; its elements are encoded exactly as a full load encodes them.
 //! When the kernel refuses the batch, the error names the object of the failing
 //! message (down to the set element, from the extended ack's attribute offset).
 
@@ -25,7 +29,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use rules_compiler::model::{Direction, ObjectName};
-use rules_compiler::plan::{Plan, TABLE_NAME};
+use rules_compiler::plan::{Delta, Plan, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
@@ -41,6 +45,11 @@ const END_ACK_WAIT: Duration = Duration::from_millis(200);
 pub trait Backend {
     /// Replaces the plan's table with the plan, in one transaction.
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError>;
+    /// Changes the elements of the loaded table's sets and maps, in one transaction:
+    /// deletions, then additions. Only valid on top of what this backend loaded itself;
+    /// when the ruleset changed since (or it loaded nothing), the kernel is left alone
+    /// and the answer is [`KernelError::Stale`].
+    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError>;
     /// Deletes the netpol table and nothing else; `Ok(false)` when there was none.
     fn flush(&mut self) -> Result<bool, KernelError>;
     /// Reads the loaded netpol table back; `Ok(None)` when there is none.
@@ -97,6 +106,10 @@ pub enum KernelError {
     /// The kernel answered something this code does not understand.
     #[error("unexpected answer from the kernel: {0}")]
     Protocol(String),
+    /// An update was refused because the ruleset is not the one this backend last
+    /// loaded (someone else changed it, or nothing was loaded); nothing was changed.
+    #[error("the ruleset is not the one last loaded ({0}); nothing was changed")]
+    Stale(String),
 }
 
 impl KernelError {
@@ -278,9 +291,30 @@ impl LoadedTable {
 }
 
 /// The real kernel: nftables of the current network namespace, over netlink.
-#[derive(Clone, Debug)]
 pub struct Netlink {
     table: String,
+    /// The ruleset generation right after this backend's last successful change; an
+    /// update is sent only on top of it.
+    generation: Option<u32>,
+    /// A socket kept for reading the generation after each change.
+    reader: Option<GenerationReader>,
+    /// The socket batches go over, kept between them: closing a netfilter socket waits
+    /// until the kernel has freed what the last transaction deleted (an RCU grace
+    /// period, milliseconds), which would add to every update that deletes elements.
+    /// Dropped after any error, so nothing stale of a failed batch is read later.
+    sock: Option<ffi::Socket>,
+    /// The first sequence number of the next batch: unique on the kept socket, so an
+    /// answer is never taken for another batch's.
+    next_seq: u32,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("table", &self.table)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Netlink {
@@ -294,17 +328,72 @@ impl Netlink {
     pub fn new() -> Netlink {
         Netlink {
             table: TABLE_NAME.to_string(),
+            generation: None,
+            reader: None,
+            sock: None,
+            next_seq: 1,
         }
     }
 
-    /// Sends a batch and waits for its outcome. `plan` names failing elements.
+    /// Sequence numbers for a batch of `msgs` messages (plus begin and end).
+    fn seqs(&mut self, msgs: usize) -> u32 {
+        let n = u32::try_from(msgs + 2).unwrap_or(u32::MAX);
+        if self.next_seq.checked_add(n).is_none() {
+            self.next_seq = 1;
+        }
+        let first = self.next_seq;
+        self.next_seq += n;
+        first
+    }
+
+    /// Remembers the ruleset generation after a change of ours (`None` after a failure:
+    /// the next change must be a full replace).
+    ///
+    /// Read right after the commit, so a change by someone else in between (a window of
+    /// microseconds) would go unnoticed by the next update; every other change since is
+    /// caught by the kernel's generation check.
+    fn note_generation(&mut self, ok: bool) {
+        self.generation = None;
+        if !ok {
+            return;
+        }
+        if self.reader.is_none() {
+            self.reader = GenerationReader::open().ok();
+        }
+        match self.reader.as_mut().map(GenerationReader::read) {
+            Some(Ok(g)) => self.generation = Some(g),
+            Some(Err(e)) => {
+                tracing::debug!("reading the ruleset generation: {e}");
+                self.reader = None;
+            }
+            None => {}
+        }
+    }
+
+    /// Sends a batch and waits for its outcome. `describe` names failing elements.
     fn transact(
-        &self,
+        &mut self,
         wire: &ffi::Wire,
         batch: &Batch,
-        plan: Option<&Plan>,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
     ) -> Result<Duration, KernelError> {
-        let sock = ffi::Socket::open().map_err(KernelError::io("socket"))?;
+        let sock = match self.sock.take() {
+            Some(s) => s,
+            None => ffi::Socket::open().map_err(KernelError::io("socket"))?,
+        };
+        let result = Self::exchange(&sock, wire, batch, describe);
+        if result.is_ok() {
+            self.sock = Some(sock);
+        }
+        result
+    }
+
+    fn exchange(
+        sock: &ffi::Socket,
+        wire: &ffi::Wire,
+        batch: &Batch,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> Result<Duration, KernelError> {
         sock.size_buffers(wire.bytes.len(), batch.msgs.len() + 2)
             .map_err(KernelError::io("setting socket buffers"))?;
         let started = Instant::now();
@@ -331,8 +420,12 @@ impl Netlink {
                 }
                 let ack = reply::parse_ack(msg)
                     .ok_or_else(|| KernelError::Protocol("a truncated acknowledgement".into()))?;
+                if ack.seq < wire.begin_seq || ack.seq > wire.end_seq {
+                    // Not this batch's (the socket is kept between batches).
+                    continue;
+                }
                 if ack.errno != 0 {
-                    return Err(rejected(&ack, wire, batch, plan));
+                    return Err(rejected(&ack, wire, batch, describe));
                 }
                 if ack.seq == wire.end_seq {
                     return Ok(started.elapsed());
@@ -347,7 +440,12 @@ impl Netlink {
 
 /// The error for a refused message, naming its object and, for set elements, the
 /// element the kernel pointed at.
-fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Plan>) -> KernelError {
+fn rejected(
+    ack: &reply::Ack,
+    wire: &ffi::Wire,
+    batch: &Batch,
+    describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+) -> KernelError {
     let object = if ack.seq == wire.begin_seq || ack.seq == wire.end_seq {
         if ack.errno == libc::EPERM {
             "the batch itself (changing nftables needs root: CAP_NET_ADMIN)".to_string()
@@ -357,13 +455,12 @@ fn rejected(ack: &reply::Ack, wire: &ffi::Wire, batch: &Batch, plan: Option<&Pla
     } else if let Some(i) = wire.index_of(ack.seq) {
         let m = &batch.msgs[i];
         let mut object = m.what.clone();
-        if let (Msg::NewElems(e), Some(offset)) = (&m.msg, ack.offset) {
+        if let (Msg::NewElems(e) | Msg::DelElems(e), Some(offset)) = (&m.msg, ack.offset) {
             let (start, len) = wire.spans[i];
             if let Some(j) = reply::elem_index_at(&wire.bytes[start..start + len], offset as usize)
             {
                 let origin = e.elems[j].origin;
-                let value = plan
-                    .and_then(|p| encode::describe_element(p, e.source, origin))
+                let value = describe(e.source, origin)
                     .map(|v| format!(": {v}"))
                     .unwrap_or_default();
                 object = format!("{} (element {origin}{value})", e.owner);
@@ -384,9 +481,13 @@ impl Backend for Netlink {
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
         let batch = encode::encode(plan)?;
-        let wire = ffi::serialize(&batch.msgs, &plan.table, 1)?;
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &plan.table, first, None)?;
         let encode = started.elapsed();
-        let kernel = self.transact(&wire, &batch, Some(plan))?;
+        let describe = |source, origin| encode::describe_element(plan, source, origin);
+        let result = self.transact(&wire, &batch, &describe);
+        self.note_generation(result.is_ok());
+        let kernel = result?;
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             bytes: wire.bytes.len(),
@@ -397,10 +498,51 @@ impl Backend for Netlink {
         })
     }
 
+    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
+        let started = Instant::now();
+        let Some(genid) = self.generation else {
+            return Err(KernelError::Stale(
+                "nothing loaded by this process yet".into(),
+            ));
+        };
+        let batch = encode::encode_update(delta)?;
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &delta.table, first, Some(genid))?;
+        let encode = started.elapsed();
+        let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
+        let result = self.transact(&wire, &batch, &describe);
+        // The kernel committed on top of generation `genid` and counted one up (never
+        // to 0): the new generation is known without asking, and without the window
+        // in which someone else's change could slip in unnoticed.
+        self.generation = result.is_ok().then(|| match genid.wrapping_add(1) {
+            0 => 1,
+            g => g,
+        });
+        let kernel = match result {
+            Ok(k) => k,
+            Err(e) if e.errno() == Some(libc::ERESTART) => {
+                return Err(KernelError::Stale(format!(
+                    "the ruleset generation is no longer {genid}"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(ApplyStats {
+            messages: batch.msgs.len(),
+            bytes: wire.bytes.len(),
+            rules: 0,
+            elements: batch.elements,
+            encode,
+            kernel,
+        })
+    }
+
     fn flush(&mut self) -> Result<bool, KernelError> {
+        self.generation = None;
         let batch = encode::encode_delete(&self.table)?;
-        let wire = ffi::serialize(&batch.msgs, &self.table, 1)?;
-        match self.transact(&wire, &batch, None) {
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, &self.table, first, None)?;
+        match self.transact(&wire, &batch, &|_, _| None) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),

@@ -514,7 +514,7 @@ fn serialized_batch_frames_every_message_as_encoded() {
             .collect(),
     );
     let batch = encode::encode(&plan).unwrap();
-    let wire = ffi::serialize(&batch.msgs, TABLE_NAME, 7).unwrap();
+    let wire = ffi::serialize(&batch.msgs, TABLE_NAME, 7, None).unwrap();
     let msgs: Vec<_> = reply::messages(&wire.bytes).collect();
     assert_eq!(msgs.len(), batch.msgs.len() + 2);
     let (first, last) = (msgs[0].0, msgs[msgs.len() - 1].0);
@@ -538,6 +538,7 @@ fn serialized_batch_frames_every_message_as_encoded() {
             Msg::NewChain(_) => libc::NFT_MSG_NEWCHAIN,
             Msg::NewSet(_) => libc::NFT_MSG_NEWSET,
             Msg::NewElems(_) => libc::NFT_MSG_NEWSETELEM,
+            Msg::DelElems(_) => libc::NFT_MSG_DELSETELEM,
             Msg::NewRule(_) => libc::NFT_MSG_NEWRULE,
         };
         assert_eq!(h.kind, (10 << 8) | want as u16, "{}", m.what);
@@ -911,4 +912,297 @@ fn elements_are_serialized_as_libnftnl_serializes_them() {
     }
     assert_eq!(shapes, [true; 4], "every element shape is covered");
     assert!(checked > 10, "{checked}");
+}
+
+// ------------------------------------------------------------ incremental updates ----
+
+/// A small deterministic generator (xorshift), so a failing step can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One address range of a set's content: cell `k` of 16 addresses above a base, the
+/// range `[16k + a, 16k + b]` inside it (1 <= a <= b <= 14, so ranges of two cells never
+/// touch); cell 0 starts at the family's first address and the last cell runs to its
+/// last address, so the gap element below the first interval and open intervals come
+/// and go.
+fn cell(family: Family, k: u64, a: u64, b: u64) -> AddrRange {
+    let (base, max) = match family {
+        Family::V4 => (
+            u128::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0))),
+            u128::from(u32::MAX),
+        ),
+        Family::V6 => (
+            u128::from(
+                ip("2001:db8::")
+                    .to_string()
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap(),
+            ),
+            u128::MAX,
+        ),
+    };
+    let addr = |x: u128| match family {
+        Family::V4 => IpAddr::V4(std::net::Ipv4Addr::from(x as u32)),
+        Family::V6 => IpAddr::V6(std::net::Ipv6Addr::from(x)),
+    };
+    match k {
+        0 => AddrRange {
+            start: addr(0),
+            end: addr(base - 1 - u128::from(a)),
+        },
+        CELLS_LAST => AddrRange {
+            start: addr(max - 1000 + u128::from(a)),
+            end: addr(max),
+        },
+        _ => {
+            let lo = base + 16 * u128::from(k);
+            AddrRange {
+                start: addr(lo + u128::from(a)),
+                end: addr(lo + u128::from(b)),
+            }
+        }
+    }
+}
+
+const CELLS_LAST: u64 = 40;
+
+/// Random content for each set and map of `plan`, keeping its shape: random cells with
+/// random bounds, random protocols and port ranges, map keys with random targets.
+fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
+    let mut out = plan.clone();
+    for set in &mut out.sets {
+        // Leave some sets alone, as a real edit does.
+        if rng.below(3) == 0 {
+            continue;
+        }
+        let family = set.family;
+        let bounds = |rng: &mut Rng| {
+            let a = 1 + rng.below(14);
+            let b = a + rng.below(15 - a);
+            (a, b)
+        };
+        match &mut set.elements {
+            SetElements::Addr(v) => {
+                v.clear();
+                for k in 0..=CELLS_LAST {
+                    if rng.below(3) == 0 {
+                        let (a, b) = bounds(rng);
+                        v.push(cell(family, k, a, b));
+                    }
+                }
+            }
+            SetElements::AddrProtoPort(v) => {
+                v.clear();
+                for k in 1..CELLS_LAST {
+                    for proto in [6u8, 17] {
+                        for p in 0..3u16 {
+                            if rng.below(8) == 0 {
+                                let (a, b) = bounds(rng);
+                                let lo = 1000 * (p + 1);
+                                v.push(app(
+                                    cell(family, k, a, b),
+                                    proto,
+                                    (lo + a as u16, lo + 10 * b as u16),
+                                ));
+                            }
+                        }
+                    }
+                }
+                if rng.below(4) == 0 {
+                    v.push(app(cell(family, 0, 3, 3), 132, (9100, 9100)));
+                }
+                v.sort();
+            }
+        }
+    }
+    for map in &mut out.maps {
+        let family = map.family;
+        let targets = ["in_x_a", "out_x_a"];
+        map.elements.clear();
+        for k in 1..30u64 {
+            if rng.below(2) == 0 {
+                let key = cell(family, k, 1, 1).start;
+                let target = targets[rng.below(2) as usize];
+                map.elements.push((key, target.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A listing with the elements of each set in sorted order, one line per set: the
+/// kernel lists a concatenated set's elements in the order they were added, which a
+/// full load and an update cannot share.
+fn sort_listed_elements(listing: &str) -> String {
+    let mut out = String::new();
+    let mut pending: Option<(String, String)> = None;
+    for line in listing.lines() {
+        if let Some((head, mut body)) = pending.take() {
+            body.push_str(line);
+            if line.contains('}') {
+                out.push_str(&joined_elements(&head, &body));
+            } else {
+                pending = Some((head, body));
+            }
+            continue;
+        }
+        match line.split_once("elements = {") {
+            Some((head, rest)) if rest.contains('}') => {
+                out.push_str(&joined_elements(head, rest));
+            }
+            Some((head, rest)) => pending = Some((head.to_string(), rest.to_string())),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn joined_elements(head: &str, body: &str) -> String {
+    let inner = body.split('}').next().unwrap_or("");
+    let mut elements: Vec<&str> = inner.split(',').map(str::trim).collect();
+    elements.sort_unstable();
+    format!("{head}elements = {{ {} }}\n", elements.join(", "))
+}
+
+/// The netpol table here: its listing and its bytecode listing with raw elements.
+fn listings() -> [String; 2] {
+    [
+        sort_listed_elements(&nft(LIST)),
+        sort_listed_elements(&sort_elements(&nft(LIST_BYTECODE))),
+    ]
+}
+
+/// `plan` loaded from its nft text in another fresh namespace, listed the same way.
+fn listings_of_fresh_load(plan: &Plan) -> [String; 2] {
+    let mut theirs = nft_elsewhere(&rules_compiler::render::nft(plan), &[LIST, LIST_BYTECODE]);
+    theirs[1] = sort_elements(&theirs[1]);
+    [
+        sort_listed_elements(&theirs[0]),
+        sort_listed_elements(&theirs[1]),
+    ]
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .take(6)
+        .map(|(i, (x, y))| format!("line {}:\n  updated: {x}\n  fresh:   {y}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+netns_test! {
+    fn an_update_leaves_the_kernel_as_a_fresh_load_of_the_new_plan() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut kernel = Netlink::new();
+        let mut old = sample_plan(DenyAction::Drop);
+        kernel.apply(&old).expect("apply");
+        let mut updates = 0;
+        for step in 0..40 {
+            let new = shuffle_members(&old, &mut rng);
+            let delta = rules_compiler::plan::delta(&old, &new).expect("element changes only");
+            let stats = kernel.update(&delta).unwrap_or_else(|e| panic!("step {step}: {e}\n{delta:#?}"));
+            assert_eq!(stats.elements, delta.changed());
+            updates += usize::from(!delta.is_empty());
+            let ours = listings();
+            let fresh = listings_of_fresh_load(&new);
+            for (kind, (a, b)) in ["listing", "bytecode listing"].iter().zip(ours.iter().zip(fresh.iter())) {
+                assert!(
+                    a == b,
+                    "step {step}: the {kind} after the update differs from a fresh load:\n{}\n--- updated\n{a}\n--- fresh\n{b}\n--- delta\n{delta:#?}",
+                    first_difference(a, b)
+                );
+            }
+            old = new;
+        }
+        assert!(updates > 30, "only {updates} steps changed anything");
+    }
+}
+
+netns_test! {
+    fn an_update_is_refused_when_someone_else_changed_the_ruleset() {
+        let mut kernel = Netlink::new();
+        let plan = sample_plan(DenyAction::Drop);
+        let next = shuffle_members(&plan, &mut Rng(7));
+        let delta = rules_compiler::plan::delta(&plan, &next).unwrap();
+        assert!(!delta.is_empty());
+        let err = kernel.update(&delta).expect_err("nothing loaded yet");
+        assert!(matches!(err, KernelError::Stale(_)), "{err}");
+
+        kernel.apply(&plan).expect("apply");
+        let before = listings();
+        nft(&["add", "table", "inet", "other"]);
+        let err = kernel.update(&delta).expect_err("the generation moved");
+        assert!(matches!(err, KernelError::Stale(_)), "{err}");
+        assert_eq!(listings(), before, "a refused update changed the table");
+        // A replace takes over again, and updates work on top of it.
+        kernel.apply(&plan).expect("apply");
+        kernel.update(&delta).expect("update after the replace");
+        assert_eq!(listings(), listings_of_fresh_load(&next));
+    }
+}
+
+netns_test! {
+    fn a_rejected_update_changes_nothing_and_names_the_element() {
+        let mut kernel = Netlink::new();
+        let plan = sample_plan(DenyAction::Drop);
+        kernel.apply(&plan).expect("apply");
+        let before = listings();
+        // Adds a good element, then one that overlaps an existing interval: the kernel
+        // refuses the second, and with it the whole batch.
+        let mut delta = rules_compiler::plan::delta(&plan, &plan).unwrap();
+        delta.sets.push(rules_compiler::plan::SetDelta {
+            name: "in_x_a_v4_ports".into(),
+            family: Family::V4,
+            delete: SetElements::AddrProtoPort(vec![]),
+            add: SetElements::AddrProtoPort(vec![
+                app(one("198.18.0.3"), 6, (22, 22)),
+                app(one("198.18.0.9"), 6, (8080, 8080)),
+            ]),
+            gap_below: (false, false),
+            size: 6,
+        });
+        let err = kernel.update(&delta).expect_err("overlap");
+        let text = err.to_string();
+        assert!(matches!(err, KernelError::Rejected { .. }), "{text}");
+        assert!(text.contains("set in_x_a_v4_ports (element 1: adding 198.18.0.9 . tcp . 8080)"), "{text}");
+        assert_eq!(listings(), before);
+        // The failure forgets the generation: the next change must be a full replace.
+        let err = kernel.update(&rules_compiler::plan::delta(&plan, &plan).unwrap()).expect_err("stale");
+        assert!(matches!(err, KernelError::Stale(_)), "{err}");
+    }
+}
+
+#[test]
+fn the_fake_applies_updates_and_fails_when_told() {
+    let mut fake = FakeBackend::new();
+    let plan = sample_plan(DenyAction::Drop);
+    let next = shuffle_members(&plan, &mut Rng(11));
+    let delta = rules_compiler::plan::delta(&plan, &next).unwrap();
+    assert!(matches!(fake.update(&delta), Err(KernelError::Stale(_))));
+    fake.apply(&plan).unwrap();
+    fake.fail_next("set x", libc::ENOMEM);
+    assert!(fake.update(&delta).is_err());
+    assert_eq!(fake.loaded.as_ref(), Some(&plan));
+    let stats = fake.update(&delta).unwrap();
+    assert_eq!(stats.elements, delta.changed());
+    assert_eq!(fake.loaded.as_ref(), Some(&next));
+    assert_eq!(fake.updates, 1);
 }

@@ -30,6 +30,7 @@ fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
             inventory: vec![dir.path().join("inventory")],
             locals: locals.to_vec(),
             deny: DenyAction::Drop,
+            incremental: true,
         },
         FakeBackend::new(),
     )
@@ -39,13 +40,15 @@ fn checkout() -> Vec<ObjectName> {
     vec![ObjectName::new("web", "checkout")]
 }
 
+/// Isolates the ingress of every pod in `web`: a new chain for `web/checkout`, so
+/// applying it replaces the table.
 const EXTRA_POLICY: &str = "\
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {namespace: web, name: deny-egress}
+metadata: {namespace: web, name: deny-ingress}
 spec:
   podSelector: {}
-  policyTypes: [Egress]
+  policyTypes: [Ingress]
 ";
 
 #[test]
@@ -355,4 +358,143 @@ fn an_address_change_replans_the_inputs_in_force_even_when_the_disk_broke() {
     let plan = s.backend().loaded.clone().unwrap();
     assert_eq!(plan.locals.len(), 1);
     assert_eq!(r.after.unwrap().policies, 4);
+}
+
+/// A second payments-api pod, which `web/checkout` may call: new elements in its
+/// egress sets, nothing else.
+const PAYMENTS_API_2: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  namespace: payments
+  name: payments-api-2
+  labels: {app: payments-api}
+status:
+  podIPs: [{ip: 198.18.1.31}, {ip: \"2001:db8:1::31\"}]
+";
+
+/// The plan a fresh state applies for the files as they are now.
+fn fresh_plan(dir: &TempDir, locals: &[ObjectName]) -> Plan {
+    let mut s = state(dir, locals);
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    s.backend().loaded.clone().unwrap()
+}
+
+#[test]
+fn a_membership_change_is_an_update_that_ends_where_a_fresh_load_does() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    assert_eq!(
+        s.reload(Trigger::Start).kernel,
+        Some(KernelChange::Replaced)
+    );
+    assert_eq!(s.status().loaded_how, Some(KernelChange::Replaced));
+
+    dir.write("inventory/more.yaml", PAYMENTS_API_2);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    let Some(KernelChange::Updated { elements }) = r.kernel else {
+        panic!("not an update: {r:?}");
+    };
+    assert!(
+        elements > 0,
+        "the new payments-api is a peer of web/checkout"
+    );
+    assert_eq!((s.backend().applies, s.backend().updates), (1, 1));
+    assert_eq!(
+        s.backend().loaded.clone().unwrap(),
+        fresh_plan(&dir, &checkout())
+    );
+    assert_eq!(s.status().loaded_how, r.kernel);
+
+    // Gone again: back to the first plan, again by an update.
+    std::fs::remove_file(dir.path().join("inventory/more.yaml")).unwrap();
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.backend().loaded.clone().unwrap(),
+        fresh_plan(&dir, &checkout())
+    );
+
+    // A policy that isolates more endpoints adds chains: a replace.
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.kernel, Some(KernelChange::Replaced), "{r:?}");
+    assert_eq!((s.backend().applies, s.backend().updates), (2, 2));
+    assert_eq!(
+        s.backend().loaded.clone().unwrap(),
+        fresh_plan(&dir, &checkout())
+    );
+}
+
+#[test]
+fn without_incremental_every_reload_replaces() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.options.incremental = false;
+    s.reload(Trigger::Start);
+    dir.write("inventory/more.yaml", PAYMENTS_API_2);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.kernel, Some(KernelChange::Replaced), "{r:?}");
+    assert_eq!((s.backend().applies, s.backend().updates), (2, 0));
+}
+
+#[test]
+fn a_failed_update_falls_back_to_a_replace_and_is_counted() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    dir.write("inventory/more.yaml", PAYMENTS_API_2);
+    s.backend()
+        .fail_next("set out_web_checkout_v4_ports", libc::ENOMEM);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.kernel, Some(KernelChange::Replaced));
+    assert_eq!(s.counters.incremental_fallbacks, 1);
+    assert_eq!((s.backend().applies, s.backend().updates), (2, 0));
+    assert_eq!(
+        s.backend().loaded.clone().unwrap(),
+        fresh_plan(&dir, &checkout())
+    );
+}
+
+#[test]
+fn a_failed_replace_forgets_the_applied_plan_so_the_next_reload_replaces() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.backend().fail_next("table inet netpol", libc::EINVAL);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    dir.write("inventory/more.yaml", PAYMENTS_API_2);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.kernel, Some(KernelChange::Replaced), "{r:?}");
+}
+
+#[test]
+fn deny_counts_are_not_carried_over_an_update() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.count_denies();
+    s.reload(Trigger::Start);
+    s.backend().denied = denied(3);
+    s.read_denies();
+    // An update keeps the kernel's counters: they go on from 3, not from zero.
+    dir.write("inventory/more.yaml", PAYMENTS_API_2);
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.backend().denied,
+        denied(3),
+        "the fake keeps counters on update"
+    );
+    s.backend().denied = denied(5);
+    s.read_denies();
+    assert_eq!(denied_total(&s), 5, "3 counted once, plus 2");
 }

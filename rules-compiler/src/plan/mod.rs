@@ -21,11 +21,13 @@ use serde::Serialize;
 use crate::model::{Direction, ObjectName};
 
 mod compile;
+mod delta;
 mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
 
+pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::chain_name;
 
 /// Name of the one table netpol owns (family `inet`).

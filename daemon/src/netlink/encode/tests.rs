@@ -360,6 +360,7 @@ fn batch_order_is_nfts() {
             Msg::NewChain(_) => "chain",
             Msg::NewSet(_) => "set",
             Msg::NewElems(_) => "elems",
+            Msg::DelElems(_) => "delete elems",
             Msg::NewRule(_) => "rule",
         })
         .collect();

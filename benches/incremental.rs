@@ -1,0 +1,357 @@
+//! Incremental benchmark: the kernel time of an incremental update for a one-endpoint
+//! change (an endpoint added, removed, relabelled, or given another address) against a
+//! full replace of the table with the same new plan, on the synthetic input, and where
+//! the rest of netpold's reload time goes.
+//!
+//! The benchmark re-executes itself under `unshare --net` (`--measure`); that child
+//! refuses to run in the namespace the benchmark started in, so the host's ruleset is
+//! never touched. In the fresh namespace it:
+//!
+//! 1. generates the synthetic input (`netpol-synth`'s generator, the same sizes and
+//!    seed options) and plans it for its busiest endpoint (the one `netpol-synth`
+//!    prints, which the reload benchmark also uses);
+//! 2. finds one edit of each kind that changes the plan by set elements alone (a peer
+//!    of the local endpoint: see [`netpol_benches::edits`]);
+//! 3. loads the base plan with [`Netlink::apply`], then for `--rounds` rounds and each
+//!    kind, interleaved (the order of the two alternates every round): an update to
+//!    the edited plan and back, timed, and a replace with the edited plan and back,
+//!    timed, each after a pause of 60 ms (see `SETTLE`). The time is the kernel's (from sending the batch to its answer, as
+//!    [`ApplyStats::kernel`]), and separately encode + kernel;
+//! 4. times netpold's whole pipeline for each edit, as netpold runs it: read + hash
+//!    the files, parse + validate, index + plan, delta, kernel update.
+//!
+//! Reported: per kind, median, p99 (nearest rank) and max of each, the ratio of the
+//! medians, the elements changed; the pipeline medians; the sizes of the table and of
+//! the plan netpold keeps. It measures; it asserts nothing about time.
+//!
+//! Run (root): `cargo bench -p netpol-benches --bench incremental`
+//! Options after `--`: `--endpoints N --policies N --namespaces N` (default 50000,
+//! 10000, 1000), `--seed S` (1), `--rounds N` (15), `--pipeline-rounds N` (3).
+#![deny(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use netpol_benches::edits::{find_edit, plan_bytes, plan_for, EditKind};
+use netpol_benches::harness::{check_unshare, own_namespace};
+use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::{busiest_endpoint, generate, Scale};
+use netpol_daemon::netlink::{ApplyStats, Backend, Netlink};
+use rules_compiler::load;
+use rules_compiler::plan::{self, Plan};
+use rules_compiler::resolve::Index;
+use sha2::{Digest, Sha256};
+
+/// The namespace the benchmark started in, which `--measure` must not run in.
+const ENV_PARENT: &str = "NETPOL_BENCH_PARENT_NS";
+
+struct Args {
+    measure: bool,
+    scale: Scale,
+    seed: u64,
+    rounds: usize,
+    pipeline_rounds: usize,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        measure: false,
+        scale: Scale::FULL,
+        seed: 1,
+        rounds: 15,
+        pipeline_rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--measure" => a.measure = true,
+            "--endpoints" => a.scale.endpoints = value().parse().expect("--endpoints N"),
+            "--policies" => a.scale.policies = value().parse().expect("--policies N"),
+            "--namespaces" => a.scale.namespaces = value().parse().expect("--namespaces N"),
+            "--seed" => a.seed = value().parse().expect("--seed S"),
+            "--rounds" => a.rounds = value().parse().expect("--rounds N"),
+            "--pipeline-rounds" => {
+                a.pipeline_rounds = value().parse().expect("--pipeline-rounds N")
+            }
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn median(s: &[f64]) -> f64 {
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn p99(s: &[f64]) -> f64 {
+    let rank = ((0.99 * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+fn stats(v: Vec<f64>) -> String {
+    let s = sorted(v);
+    format!("{:.1} / {:.1} / {:.1}", median(&s), p99(&s), s[s.len() - 1])
+}
+
+/// Times of one operation: kernel alone, and encode + kernel.
+#[derive(Default)]
+struct Times {
+    kernel: Vec<f64>,
+    total: Vec<f64>,
+}
+
+impl Times {
+    fn push(&mut self, started: Instant, s: &ApplyStats) {
+        self.total.push(ms(started.elapsed()));
+        self.kernel.push(ms(s.kernel));
+    }
+}
+
+/// Quiet time before each timed operation. The kernel frees what a transaction deleted
+/// after an RCU grace period, in a work item that the next transaction waits for; back
+/// to back, each operation would pay for the one before. netpold's reloads are at least
+/// its debounce window apart, so each is timed after this pause.
+const SETTLE: Duration = Duration::from_millis(60);
+
+fn update(kernel: &mut Netlink, from: &Plan, to: &Plan) -> (Instant, ApplyStats) {
+    let d = plan::delta(from, to).expect("an element-only edit");
+    std::thread::sleep(SETTLE);
+    let t = Instant::now();
+    let s = kernel.update(&d).expect("update");
+    (t, s)
+}
+
+fn replace(kernel: &mut Netlink, to: &Plan) -> (Instant, ApplyStats) {
+    std::thread::sleep(SETTLE);
+    let t = Instant::now();
+    let s = kernel.apply(to).expect("replace");
+    (t, s)
+}
+
+/// netpold's reload pipeline for the inputs in `dir`, stage by stage, ending in an
+/// update of the kernel from `base`; returns the stage times in ms.
+fn pipeline(
+    dir: &Path,
+    local: &rules_compiler::model::ObjectName,
+    base: &Plan,
+    kernel: &mut Netlink,
+) -> [f64; 5] {
+    let t = Instant::now();
+    let policies = load::read_paths(&[dir.join("policies.yaml")]).expect("read");
+    let inventory = load::read_paths(&[dir.join("inventory.yaml")]).expect("read");
+    let mut h = Sha256::new();
+    for i in policies.iter().chain(&inventory) {
+        h.update(i.text.as_bytes());
+    }
+    let _ = h.finalize();
+    let read = ms(t.elapsed());
+    let t = Instant::now();
+    let loaded = rules_compiler::load_model(&policies, &inventory).expect("valid input");
+    let parse = ms(t.elapsed());
+    let t = Instant::now();
+    let index = Index::new(&loaded.model);
+    let id = loaded
+        .model
+        .inventory
+        .endpoint_index(local)
+        .expect("the local endpoint");
+    let new = plan::build(&index, &[id], &plan::Options::default());
+    let planning = ms(t.elapsed());
+    let t = Instant::now();
+    let d = plan::delta(base, &new).expect("an element-only edit");
+    let delta = ms(t.elapsed());
+    std::thread::sleep(SETTLE);
+    let t = Instant::now();
+    kernel.update(&d).expect("update");
+    let update = ms(t.elapsed());
+    // Back to the base plan for the next measurement.
+    kernel
+        .update(&plan::delta(&new, base).unwrap())
+        .expect("update back");
+    [read, parse, planning, delta, update]
+}
+
+fn measure(args: &Args) {
+    let parent = std::env::var(ENV_PARENT).unwrap_or_default();
+    assert!(
+        !parent.is_empty() && parent != own_namespace(),
+        "refusing to touch nftables outside a network namespace of the benchmark's own"
+    );
+    let t = Instant::now();
+    let model = generate(&args.scale, args.seed);
+    let local = {
+        let index = Index::new(&model);
+        let ep = busiest_endpoint(&index).expect("an endpoint");
+        index.endpoint(ep).id.clone()
+    };
+    let locals = [local.clone()];
+    let base = plan_for(&model, &locals);
+    println!(
+        "input: {} namespaces, {} endpoints, {} policies (seed {}); local endpoint {local}; generated and planned in {:.1} s",
+        args.scale.namespaces,
+        args.scale.endpoints,
+        args.scale.policies,
+        args.seed,
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "table: {} rules, {} set elements in {} sets and {} maps, biggest set {} elements; the plan netpold keeps: about {:.1} MiB",
+        base.rule_count(),
+        base.element_count(),
+        base.sets.len(),
+        base.maps.len(),
+        base.sets.iter().map(|s| s.elements.len()).max().unwrap_or(0),
+        plan_bytes(&base) as f64 / (1 << 20) as f64
+    );
+    let mut edits = Vec::new();
+    for kind in EditKind::ALL {
+        match find_edit(&model, &locals, &base, kind, args.seed + 7, 40) {
+            Some(e) => {
+                let d = plan::delta(&base, &e.plan).unwrap();
+                println!("edit {}: {} ({d})", kind.name(), e.what);
+                edits.push((kind, e, d.changed()));
+            }
+            None => println!(
+                "edit {}: none found that changes only elements",
+                kind.name()
+            ),
+        }
+    }
+    println!();
+
+    let mut kernel = Netlink::new();
+    kernel.apply(&base).expect("loading the base plan");
+    let mut upd: Vec<Times> = edits.iter().map(|_| Times::default()).collect();
+    let mut rep: Vec<Times> = edits.iter().map(|_| Times::default()).collect();
+    for round in 0..args.rounds {
+        for (k, (_, e, _)) in edits.iter().enumerate() {
+            let mut do_update = |kernel: &mut Netlink| {
+                let (t, s) = update(kernel, &base, &e.plan);
+                upd[k].push(t, &s);
+                update(kernel, &e.plan, &base);
+            };
+            let mut do_replace = |kernel: &mut Netlink| {
+                let (t, s) = replace(kernel, &e.plan);
+                rep[k].push(t, &s);
+                replace(kernel, &base);
+            };
+            if round % 2 == 0 {
+                do_update(&mut kernel);
+                do_replace(&mut kernel);
+            } else {
+                do_replace(&mut kernel);
+                do_update(&mut kernel);
+            }
+        }
+    }
+    println!(
+        "kernel time in ms, median / p99 / max over {} rounds, update and replace interleaved:",
+        args.rounds
+    );
+    println!();
+    println!("| edit | elements changed | update: kernel | update: encode + kernel | replace: kernel | replace: encode + kernel | replace / update (kernel medians) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (k, (kind, _, changed)) in edits.iter().enumerate() {
+        let ratio = median(&sorted(rep[k].kernel.clone())) / median(&sorted(upd[k].kernel.clone()));
+        println!(
+            "| {} | {changed} | {} | {} | {} | {} | {ratio:.0}× |",
+            kind.name(),
+            stats(upd[k].kernel.clone()),
+            stats(upd[k].total.clone()),
+            stats(rep[k].kernel.clone()),
+            stats(rep[k].total.clone()),
+        );
+    }
+    println!();
+
+    // The pipeline, with the inputs as files, edited one endpoint at a time.
+    let dir = std::env::temp_dir().join(format!("netpol-incremental-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    std::fs::write(dir.join("policies.yaml"), policies_yaml(&model)).unwrap();
+    let bytes = std::fs::metadata(dir.join("policies.yaml")).unwrap().len();
+    let mut stages: Vec<[Vec<f64>; 5]> = edits.iter().map(|_| Default::default()).collect();
+    let mut inv_bytes = 0;
+    for _ in 0..args.pipeline_rounds {
+        for (k, (_, e, _)) in edits.iter().enumerate() {
+            std::fs::write(dir.join("inventory.yaml"), inventory_yaml(&e.model)).unwrap();
+            inv_bytes = std::fs::metadata(dir.join("inventory.yaml")).unwrap().len();
+            let times = pipeline(&dir, &local, &base, &mut kernel);
+            for (s, t) in stages[k].iter_mut().zip(times) {
+                s.push(t);
+            }
+        }
+    }
+    println!(
+        "netpold's pipeline for the same edits (inputs {:.1} MB of YAML), median ms over {} rounds:",
+        (bytes + inv_bytes) as f64 / 1e6,
+        args.pipeline_rounds
+    );
+    println!();
+    println!("| edit | read + hash | parse + validate | index + plan | delta | kernel update (encode + kernel) | total |");
+    println!("|---|---|---|---|---|---|---|");
+    for (k, (kind, _, _)) in edits.iter().enumerate() {
+        let m: Vec<f64> = stages[k]
+            .iter()
+            .map(|v| median(&sorted(v.clone())))
+            .collect();
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            kind.name(),
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m.iter().sum::<f64>()
+        );
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    if args.measure {
+        measure(&args);
+        return;
+    }
+    if let Err(why) = check_unshare(&["true"]) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let status = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(exe)
+        .arg("--measure")
+        .args(std::env::args().skip(1).filter(|a| a != "--bench"))
+        .env(ENV_PARENT, own_namespace())
+        .status()
+        .expect("unshare");
+    assert!(status.success(), "the measurement failed");
+}
+
+/// Removes the benchmark's directory on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

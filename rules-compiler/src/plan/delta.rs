@@ -1,0 +1,307 @@
+//! The difference between two plans, when it is only set and map membership.
+//!
+//! A reload that adds, removes or relabels an endpoint, or changes an address, usually
+//! changes the plan only inside sets and verdict maps: the same table, chains, rules and
+//! set definitions, other elements. [`delta`] finds those element changes, so the daemon
+//! can send them as one small transaction instead of replacing the table; anything else
+//! is [`Structural`] and takes the full replace. [`Delta::apply`] is the reference
+//! meaning of a delta (`delta(a, b)?.apply(a) == b`), for tests; the kernel encoding of
+//! a delta lives in the daemon. Pure: no kernel, no I/O.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::{AddrProtoPort, AddrRange, Family, LocalEndpoint, Plan, SetElements};
+
+/// Why two plans differ by more than elements; the full replace is needed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("structural change: {0}")]
+pub struct Structural(pub String);
+
+/// Element changes of one set: what to delete from it and what to add to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SetDelta {
+    /// The set's name.
+    pub name: String,
+    /// Its address family.
+    pub family: Family,
+    /// Elements of the old plan that the new one does not have, sorted.
+    pub delete: SetElements,
+    /// Elements of the new plan that the old one did not have, sorted.
+    pub add: SetElements,
+    /// For an address interval set, whether its lowest element starts above the
+    /// family's first address, in the old and in the new plan. nftables closes such a
+    /// gap with an interval end element at address 0, which a delta must remove or add
+    /// for the kernel to hold what a full load of the new plan holds.
+    pub gap_below: (bool, bool),
+    /// Number of elements of the set in the new plan.
+    pub size: usize,
+}
+
+/// Element changes of one verdict map. A key whose target changed is deleted and added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapDelta {
+    /// The map's name.
+    pub name: String,
+    /// Family of its keys.
+    pub family: Family,
+    /// Elements to delete, sorted.
+    pub delete: Vec<(IpAddr, String)>,
+    /// Elements to add, sorted.
+    pub add: Vec<(IpAddr, String)>,
+    /// Number of elements of the map in the new plan.
+    pub size: usize,
+}
+
+/// What turns one plan into another by element changes alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delta {
+    /// The table (unchanged).
+    pub table: String,
+    /// Sets with changed elements, sorted by name.
+    pub sets: Vec<SetDelta>,
+    /// Maps with changed elements, sorted by name.
+    pub maps: Vec<MapDelta>,
+    /// The new plan's local endpoints. Not a kernel object: a local endpoint that no
+    /// policy isolates has no chain, so it can come or go without any kernel change.
+    pub locals: Vec<LocalEndpoint>,
+    /// Set and map elements of the whole new plan.
+    pub table_elements: usize,
+}
+
+impl Delta {
+    /// Elements deleted plus elements added (an interval counts once).
+    pub fn changed(&self) -> usize {
+        self.sets
+            .iter()
+            .map(|s| s.delete.len() + s.add.len())
+            .chain(self.maps.iter().map(|m| m.delete.len() + m.add.len()))
+            .sum()
+    }
+
+    /// Whether the kernel has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changed() == 0
+    }
+
+    /// What the change costs the kernel, in element operations: each changed element
+    /// weighted by the size of its set, since the kernel rebuilds an interval set's
+    /// look-up structure per transaction that touches it.
+    pub fn cost(&self) -> u64 {
+        let sets = self
+            .sets
+            .iter()
+            .map(|s| ((s.delete.len() + s.add.len()) as u64) * (s.size.max(1) as u64));
+        let maps = self
+            .maps
+            .iter()
+            .map(|m| ((m.delete.len() + m.add.len()) as u64) * (m.size.max(1) as u64));
+        sets.chain(maps).sum()
+    }
+
+    /// The plan this delta makes of `old`: the reference semantics of a delta. `old`
+    /// must be the plan the delta was computed from.
+    pub fn apply(&self, old: &Plan) -> Plan {
+        let mut plan = old.clone();
+        for d in &self.sets {
+            let Some(set) = plan.sets.iter_mut().find(|s| s.name == d.name) else {
+                continue;
+            };
+            match (&mut set.elements, &d.delete, &d.add) {
+                (SetElements::Addr(v), SetElements::Addr(del), SetElements::Addr(add)) => {
+                    edit(v, del, add)
+                }
+                (
+                    SetElements::AddrProtoPort(v),
+                    SetElements::AddrProtoPort(del),
+                    SetElements::AddrProtoPort(add),
+                ) => edit(v, del, add),
+                _ => {}
+            }
+        }
+        for d in &self.maps {
+            if let Some(map) = plan.maps.iter_mut().find(|m| m.name == d.name) {
+                edit(&mut map.elements, &d.delete, &d.add);
+            }
+        }
+        plan.locals = self.locals.clone();
+        plan
+    }
+}
+
+impl fmt::Display for Delta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let del: usize = self.sets.iter().map(|s| s.delete.len()).sum::<usize>()
+            + self.maps.iter().map(|m| m.delete.len()).sum::<usize>();
+        let add: usize = self.sets.iter().map(|s| s.add.len()).sum::<usize>()
+            + self.maps.iter().map(|m| m.add.len()).sum::<usize>();
+        write!(
+            f,
+            "{del} element(s) deleted and {add} added in {} set(s) and {} map(s)",
+            self.sets.len(),
+            self.maps.len()
+        )
+    }
+}
+
+/// Removes `del` from and adds `add` to a sorted vector, keeping it sorted.
+fn edit<T: Ord + Clone>(v: &mut Vec<T>, del: &[T], add: &[T]) {
+    v.retain(|x| del.binary_search(x).is_err());
+    v.extend_from_slice(add);
+    v.sort();
+    v.dedup();
+}
+
+/// The element changes that turn `old` into `new`, or why there is more to it.
+///
+/// Structural: another table name; a set or map added, removed, renamed, or of another
+/// family or kind; any change of chains or rules. Everything else — elements of sets and
+/// maps, and the list of local endpoints — is in the [`Delta`].
+pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
+    if old.table != new.table {
+        return Err(Structural(format!(
+            "table {} becomes {}",
+            old.table, new.table
+        )));
+    }
+    if old.chains.len() != new.chains.len() {
+        return Err(Structural(format!(
+            "{} chains become {}",
+            old.chains.len(),
+            new.chains.len()
+        )));
+    }
+    for (a, b) in old.chains.iter().zip(&new.chains) {
+        if a != b {
+            let which = if a.name == b.name {
+                format!("chain {} changes", a.name)
+            } else {
+                format!("chain {} becomes {}", a.name, b.name)
+            };
+            return Err(Structural(which));
+        }
+    }
+    if old.sets.len() != new.sets.len() {
+        return Err(Structural(format!(
+            "{} sets become {}",
+            old.sets.len(),
+            new.sets.len()
+        )));
+    }
+    let mut sets = Vec::new();
+    for (a, b) in old.sets.iter().zip(&new.sets) {
+        if a.name != b.name || a.family != b.family {
+            return Err(Structural(format!("set {} becomes {}", a.name, b.name)));
+        }
+        let size = b.elements.len();
+        let d = match (&a.elements, &b.elements) {
+            (SetElements::Addr(x), SetElements::Addr(y)) => {
+                let (del, add) = diff(x, y);
+                (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
+                    name: b.name.clone(),
+                    family: b.family,
+                    delete: SetElements::Addr(del),
+                    add: SetElements::Addr(add),
+                    gap_below: (gap_below(x), gap_below(y)),
+                    size,
+                })
+            }
+            (SetElements::AddrProtoPort(x), SetElements::AddrProtoPort(y)) => {
+                let (del, add) = diff::<AddrProtoPort>(x, y);
+                (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
+                    name: b.name.clone(),
+                    family: b.family,
+                    delete: SetElements::AddrProtoPort(del),
+                    add: SetElements::AddrProtoPort(add),
+                    gap_below: (false, false),
+                    size,
+                })
+            }
+            _ => return Err(Structural(format!("set {} changes its type", b.name))),
+        };
+        sets.extend(d);
+    }
+    if old.maps.len() != new.maps.len() {
+        return Err(Structural(format!(
+            "{} maps become {}",
+            old.maps.len(),
+            new.maps.len()
+        )));
+    }
+    let mut maps = Vec::new();
+    for (a, b) in old.maps.iter().zip(&new.maps) {
+        if a.name != b.name || a.family != b.family {
+            return Err(Structural(format!("map {} becomes {}", a.name, b.name)));
+        }
+        let (delete, add) = diff(&a.elements, &b.elements);
+        if !delete.is_empty() || !add.is_empty() {
+            maps.push(MapDelta {
+                name: b.name.clone(),
+                family: b.family,
+                delete,
+                add,
+                size: b.elements.len(),
+            });
+        }
+    }
+    Ok(Delta {
+        table: new.table.clone(),
+        sets,
+        maps,
+        locals: new.locals.clone(),
+        table_elements: new.element_count(),
+    })
+}
+
+fn gap_below(ranges: &[AddrRange]) -> bool {
+    let zero = |ip: &IpAddr| match ip {
+        IpAddr::V4(a) => a.is_unspecified(),
+        IpAddr::V6(a) => a.is_unspecified(),
+    };
+    ranges.first().is_some_and(|r| !zero(&r.start))
+}
+
+/// Elements only in `old` and elements only in `new`, both sorted. Plans keep elements
+/// sorted, so this is one merge walk; unsorted input is sorted first.
+fn diff<T: Ord + Clone>(old: &[T], new: &[T]) -> (Vec<T>, Vec<T>) {
+    let sorted = |v: &[T]| -> Vec<T> {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    let (o, n);
+    let (old, new) = match (old.is_sorted(), new.is_sorted()) {
+        (true, true) => (old, new),
+        _ => {
+            o = sorted(old);
+            n = sorted(new);
+            (&o[..], &n[..])
+        }
+    };
+    let (mut del, mut add) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new.len() {
+        match old[i].cmp(&new[j]) {
+            std::cmp::Ordering::Less => {
+                del.push(old[i].clone());
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                add.push(new[j].clone());
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    del.extend_from_slice(&old[i..]);
+    add.extend_from_slice(&new[j..]);
+    (del, add)
+}
+
+#[cfg(test)]
+mod tests;

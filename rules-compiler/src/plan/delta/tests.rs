@@ -1,0 +1,280 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::plan::{Chain, Hook, Set, Stmt, VerdictMap, TABLE_NAME};
+
+fn v4(x: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(x))
+}
+
+fn v6(x: u128) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(x))
+}
+
+fn ip(family: Family, x: u32) -> IpAddr {
+    match family {
+        Family::V4 => v4(x),
+        Family::V6 => v6(u128::from(x)),
+    }
+}
+
+/// Block `k` of a family: `[4k, 4k + 1]`, so blocks never overlap or touch.
+fn block(family: Family, k: u32) -> AddrRange {
+    AddrRange {
+        start: ip(family, 4 * k),
+        end: ip(family, 4 * k + 1),
+    }
+}
+
+fn chain(name: &str, hook: Option<Hook>, rules: Vec<Stmt>) -> Chain {
+    Chain {
+        name: name.into(),
+        hook,
+        rules,
+    }
+}
+
+fn plan(sets: Vec<Set>, maps: Vec<VerdictMap>) -> Plan {
+    Plan {
+        table: TABLE_NAME.into(),
+        sets,
+        maps,
+        chains: vec![
+            chain("input", Some(Hook::Input), vec![Stmt::CtEstablishedAccept]),
+            chain(
+                "output",
+                Some(Hook::Output),
+                vec![Stmt::CtEstablishedAccept],
+            ),
+            chain("in_a", None, vec![]),
+            chain("in_b", None, vec![]),
+        ],
+        locals: vec![],
+    }
+}
+
+fn addr_set(name: &str, family: Family, blocks: &[u32]) -> Set {
+    Set {
+        name: name.into(),
+        family,
+        elements: SetElements::Addr(blocks.iter().map(|&k| block(family, k)).collect()),
+    }
+}
+
+#[test]
+fn equal_plans_give_an_empty_delta() {
+    let a = plan(vec![addr_set("s", Family::V4, &[1, 2, 5])], vec![]);
+    let d = delta(&a, &a).unwrap();
+    assert!(d.is_empty());
+    assert_eq!(d.cost(), 0);
+    assert_eq!(d.apply(&a), a);
+}
+
+#[test]
+fn element_changes_are_deletions_and_additions() {
+    let a = plan(vec![addr_set("s", Family::V4, &[1, 2, 5])], vec![]);
+    let b = plan(vec![addr_set("s", Family::V4, &[2, 5, 7, 9])], vec![]);
+    let d = delta(&a, &b).unwrap();
+    assert_eq!(d.sets.len(), 1);
+    assert_eq!(
+        d.sets[0].delete,
+        SetElements::Addr(vec![block(Family::V4, 1)])
+    );
+    assert_eq!(
+        d.sets[0].add,
+        SetElements::Addr(vec![block(Family::V4, 7), block(Family::V4, 9)])
+    );
+    assert_eq!(d.sets[0].size, 4);
+    assert_eq!(d.changed(), 3);
+    assert_eq!(d.cost(), 3 * 4);
+    assert_eq!(d.apply(&a), b);
+}
+
+#[test]
+fn the_gap_below_the_first_interval_is_reported_before_and_after() {
+    let a = plan(vec![addr_set("s", Family::V4, &[0, 3])], vec![]);
+    let b = plan(vec![addr_set("s", Family::V4, &[3])], vec![]);
+    assert_eq!(delta(&a, &b).unwrap().sets[0].gap_below, (false, true));
+    assert_eq!(delta(&b, &a).unwrap().sets[0].gap_below, (true, false));
+    let empty = plan(vec![addr_set("s", Family::V4, &[])], vec![]);
+    assert_eq!(delta(&b, &empty).unwrap().sets[0].gap_below, (true, false));
+}
+
+#[test]
+fn a_map_key_with_a_new_target_is_deleted_and_added() {
+    let map = |target: &str| VerdictMap {
+        name: "input_v4".into(),
+        family: Family::V4,
+        elements: vec![(v4(7), "in_a".into()), (v4(9), target.into())],
+    };
+    let a = plan(vec![], vec![map("in_a")]);
+    let b = plan(vec![], vec![map("in_b")]);
+    let d = delta(&a, &b).unwrap();
+    assert_eq!(d.maps[0].delete, vec![(v4(9), "in_a".to_string())]);
+    assert_eq!(d.maps[0].add, vec![(v4(9), "in_b".to_string())]);
+    assert_eq!(d.apply(&a), b);
+}
+
+#[test]
+fn structural_changes_are_refused_with_a_reason() {
+    let a = plan(vec![addr_set("s", Family::V4, &[1])], vec![]);
+    let renamed = plan(vec![addr_set("t", Family::V4, &[1])], vec![]);
+    let refamilied = plan(vec![addr_set("s", Family::V6, &[1])], vec![]);
+    let more = plan(
+        vec![
+            addr_set("s", Family::V4, &[1]),
+            addr_set("t", Family::V4, &[1]),
+        ],
+        vec![],
+    );
+    let mut rules = a.clone();
+    rules.chains[2].rules.push(Stmt::CtInvalidDrop);
+    let mut chains = a.clone();
+    chains.chains.pop();
+    let mut kind = a.clone();
+    kind.sets[0].elements = SetElements::AddrProtoPort(vec![]);
+    let mut table = a.clone();
+    table.table = "other".into();
+    let mut map = a.clone();
+    map.maps.push(VerdictMap {
+        name: "input_v4".into(),
+        family: Family::V4,
+        elements: vec![],
+    });
+    for (b, why) in [
+        (renamed, "set s becomes t"),
+        (refamilied, "set s becomes s"),
+        (more, "1 sets become 2"),
+        (rules, "chain in_a changes"),
+        (chains, "4 chains become 3"),
+        (kind, "set s changes its type"),
+        (table, "table netpol becomes other"),
+        (map, "0 maps become 1"),
+    ] {
+        assert_eq!(delta(&a, &b), Err(Structural(why.into())));
+    }
+}
+
+#[test]
+fn locals_without_chains_ride_along() {
+    let a = plan(vec![], vec![]);
+    let mut b = a.clone();
+    b.locals.push(LocalEndpoint {
+        id: crate::model::ObjectName::new("ns", "x"),
+        ingress_chain: None,
+        egress_chain: None,
+    });
+    let d = delta(&a, &b).unwrap();
+    assert!(d.is_empty());
+    assert_eq!(d.apply(&a), b);
+}
+
+/// What a random set holds in one plan: blocks for an address set, (block, protocol,
+/// port) for an address · protocol · port set.
+#[derive(Clone, Debug)]
+enum Content {
+    Addr(std::collections::BTreeSet<u8>),
+    Apk(std::collections::BTreeSet<(u8, bool, u16)>),
+}
+
+fn content(apk: bool) -> BoxedStrategy<Content> {
+    if apk {
+        prop::collection::btree_set((0u8..24, any::<bool>(), 1u16..6), 0..10)
+            .prop_map(Content::Apk)
+            .boxed()
+    } else {
+        prop::collection::btree_set(0u8..24, 0..10)
+            .prop_map(Content::Addr)
+            .boxed()
+    }
+}
+
+fn build_set(name: String, family: Family, c: &Content) -> Set {
+    let elements = match c {
+        Content::Addr(b) => {
+            SetElements::Addr(b.iter().map(|&k| block(family, u32::from(k))).collect())
+        }
+        Content::Apk(b) => SetElements::AddrProtoPort(
+            b.iter()
+                .map(|&(k, udp, p)| AddrProtoPort {
+                    addr: block(family, u32::from(k)),
+                    proto: if udp { 17 } else { 6 },
+                    ports: (p * 10, p * 10 + 5),
+                })
+                .collect(),
+        ),
+    };
+    Set {
+        name,
+        family,
+        elements,
+    }
+}
+
+/// Two plans of the same shape: the same sets (name, family, kind) and maps, with
+/// independent random elements.
+fn plan_pair() -> impl Strategy<Value = (Plan, Plan)> {
+    let set = (any::<bool>(), any::<bool>()).prop_flat_map(|(v6, apk)| {
+        let family = if v6 { Family::V6 } else { Family::V4 };
+        (Just(family), content(apk), content(apk))
+    });
+    let map = prop::collection::btree_map(0u8..30, any::<bool>(), 0..8);
+    (
+        prop::collection::vec(set, 0..5),
+        prop::collection::vec((map.clone(), map), 0..3),
+    )
+        .prop_map(|(sets, maps)| {
+            let mut a_sets = Vec::new();
+            let mut b_sets = Vec::new();
+            for (i, (family, x, y)) in sets.iter().enumerate() {
+                a_sets.push(build_set(format!("s{i}"), *family, x));
+                b_sets.push(build_set(format!("s{i}"), *family, y));
+            }
+            let mk = |m: &std::collections::BTreeMap<u8, bool>| -> Vec<(IpAddr, String)> {
+                m.iter()
+                    .map(|(&k, &b)| (v4(u32::from(k)), if b { "in_a" } else { "in_b" }.into()))
+                    .collect()
+            };
+            let mut a_maps = Vec::new();
+            let mut b_maps = Vec::new();
+            for (i, (x, y)) in maps.iter().enumerate() {
+                let m = |e| VerdictMap {
+                    name: format!("m{i}"),
+                    family: Family::V4,
+                    elements: e,
+                };
+                a_maps.push(m(mk(x)));
+                b_maps.push(m(mk(y)));
+            }
+            (plan(a_sets, a_maps), plan(b_sets, b_maps))
+        })
+}
+
+proptest! {
+    #[test]
+    fn a_delta_turns_the_old_plan_into_the_new(pair in plan_pair()) {
+        let (a, b) = pair;
+        let d = delta(&a, &b).unwrap();
+        prop_assert_eq!(d.apply(&a), b.clone());
+        prop_assert_eq!(d.is_empty(), a == b);
+        // Nothing deleted that was not there, nothing added that was.
+        for s in &d.sets {
+            let old = &a.set(&s.name).unwrap().elements;
+            match (old, &s.delete, &s.add) {
+                (SetElements::Addr(o), SetElements::Addr(del), SetElements::Addr(add)) => {
+                    prop_assert!(del.iter().all(|x| o.contains(x)));
+                    prop_assert!(add.iter().all(|x| !o.contains(x)));
+                }
+                (SetElements::AddrProtoPort(o), SetElements::AddrProtoPort(del), SetElements::AddrProtoPort(add)) => {
+                    prop_assert!(del.iter().all(|x| o.contains(x)));
+                    prop_assert!(add.iter().all(|x| !o.contains(x)));
+                }
+                _ => prop_assert!(false, "delta of another kind than its set"),
+            }
+        }
+        // And back.
+        prop_assert_eq!(delta(&b, &a).unwrap().apply(&b), a);
+    }
+}

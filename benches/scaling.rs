@@ -11,9 +11,13 @@
 //!   `unshare --net` with `--child DIR`; the child refuses to run in the namespace the
 //!   benchmark started in, so the host's ruleset is never touched): the netlink batch
 //!   size, the kernel apply of the plan into the empty namespace (`apply empty`), a
-//!   replace of the loaded table (`apply replace`, median of `--reps`), and the real
-//!   `netpold`'s start-up (spawn to the table in the kernel) and its VmRSS / VmHWM
-//!   0.5 s after it has loaded the input.
+//!   replace of the loaded table (`apply replace`, median of `--reps`), an incremental
+//!   update for a one-endpoint change (`update`: a peer of the local endpoint leaves
+//!   the inventory, then comes back; median of 2 × `--reps` updates, found by
+//!   [`netpol_benches::edits::find_edit`]), each timed after a 60 ms pause as netpold's
+//!   reloads are (see the `incremental` benchmark), and the real `netpold`'s start-up
+//!   (spawn to the table in the kernel) and its VmRSS / VmHWM 0.5 s after it has
+//!   loaded the input.
 //!
 //! It measures; it asserts nothing about time.
 //!
@@ -27,13 +31,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::netlink::{Backend, GenerationReader, Netlink};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::{self, DenyAction, Plan};
+use rules_compiler::plan;
 use rules_compiler::render;
 use rules_compiler::resolve::Index;
 use rules_compiler::Loaded;
@@ -42,6 +47,10 @@ use rules_compiler::Loaded;
 const ENV_PARENT: &str = "NETPOL_BENCH_PARENT_NS";
 /// The longest netpold may take to load an input.
 const PATIENCE: Duration = Duration::from_secs(300);
+/// Quiet time before each timed kernel operation, as in the `incremental` benchmark:
+/// the kernel frees deleted elements after an RCU grace period, which the next
+/// transaction would otherwise wait for.
+const SETTLE: Duration = Duration::from_millis(60);
 
 struct Args {
     endpoints: Vec<usize>,
@@ -163,20 +172,8 @@ fn load(point: &Point) -> Loaded {
         .unwrap_or_else(|r| panic!("the synthetic input is rejected: {r}"))
 }
 
-fn plan_for(loaded: &Loaded, local: &str) -> Plan {
-    let index = Index::new(&loaded.model);
-    let id = loaded
-        .model
-        .inventory
-        .endpoint_index(&ObjectName::parse(local).expect("NS/NAME"))
-        .expect("the local endpoint is in the inventory");
-    plan::build(
-        &index,
-        &[id],
-        &plan::Options {
-            deny: DenyAction::Drop,
-        },
-    )
+fn locals(point: &Point) -> [ObjectName; 1] {
+    [ObjectName::parse(&point.local).expect("NS/NAME")]
 }
 
 /// What this process measures of one grid point.
@@ -200,7 +197,7 @@ fn compile(point: &Point, reps: usize) -> Compile {
             .unwrap_or_else(|r| panic!("the synthetic input is rejected: {r}"));
         loads.push(ms(t.elapsed()));
         let t = Instant::now();
-        let plan = plan_for(&loaded, &point.local);
+        let plan = plan_for(&loaded.model, &locals(point));
         plans.push(ms(t.elapsed()));
         last = Some(plan);
     }
@@ -238,7 +235,9 @@ fn child(args: &Args, dir: &Path) {
         local: local.trim().to_string(),
     };
     let loaded = load(&point);
-    let plan = plan_for(&loaded, &point.local);
+    let locals = locals(&point);
+    let plan = plan_for(&loaded.model, &locals);
+    let edited = find_edit(&loaded.model, &locals, &plan, EditKind::Remove, 1, 200);
     drop(loaded);
 
     let mut kernel = Netlink::new();
@@ -247,12 +246,26 @@ fn child(args: &Args, dir: &Path) {
     let empty = ms(t.elapsed());
     let mut replace = Vec::new();
     for _ in 0..args.reps {
+        std::thread::sleep(SETTLE);
         let t = Instant::now();
         kernel.apply(&plan).expect("replace");
         replace.push(ms(t.elapsed()));
     }
+    // The edit and back, as updates of what the kernel holds.
+    let mut update = Vec::new();
+    if let Some(edit) = &edited {
+        for _ in 0..args.reps {
+            for (from, to) in [(&plan, &edit.plan), (&edit.plan, &plan)] {
+                let d = plan::delta(from, to).expect("an element-only edit");
+                std::thread::sleep(SETTLE);
+                let t = Instant::now();
+                kernel.update(&d).expect("update");
+                update.push(ms(t.elapsed()));
+            }
+        }
+    }
     kernel.flush().expect("flush");
-    drop(plan);
+    drop((plan, edited));
 
     // netpold from its own start to the loaded table, then its memory.
     let mut generation = GenerationReader::open().expect("netlink socket");
@@ -291,10 +304,12 @@ fn child(args: &Args, dir: &Path) {
     drop(daemon);
 
     println!(
-        "RESULT batch_bytes={} apply_empty_ms={:.1} apply_replace_ms={:.1} netpold_startup_ms={:.0} rss_kib={rss} hwm_kib={hwm}",
+        "RESULT batch_bytes={} apply_empty_ms={:.1} apply_replace_ms={:.1} update_ms={:.1} netpold_startup_ms={:.0} rss_kib={rss} hwm_kib={hwm}",
         first.bytes,
         empty,
         median(replace),
+        // NaN (printed "NaN") when no peer's removal changes the plan by elements alone.
+        if update.is_empty() { f64::NAN } else { median(update) },
         startup,
     );
 }
@@ -355,8 +370,8 @@ fn main() {
         netpold.display()
     );
     println!();
-    println!("| endpoints | policies | namespaces | YAML | load + validate | plan | rules | elements | nft text | netlink batch | apply (empty) | apply (replace) | netpold start-up | netpold VmRSS / VmHWM |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| endpoints | policies | namespaces | YAML | load + validate | plan | rules | elements | nft text | netlink batch | apply (empty) | apply (replace) | update (one endpoint) | netpold start-up | netpold VmRSS / VmHWM |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &endpoints in &args.endpoints {
         for &policies in &args.policies {
             let scale = Scale {
@@ -375,7 +390,7 @@ fn main() {
                     .unwrap_or_else(|| panic!("the child did not report {key}"))
             };
             println!(
-                "| {endpoints} | {policies} | {} | {} KiB | {:.0} ms | {:.1} ms | {} | {} | {} KiB | {} KiB | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB |",
+                "| {endpoints} | {policies} | {} | {} KiB | {:.0} ms | {:.1} ms | {} | {} | {} KiB | {} KiB | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB |",
                 scale.namespaces,
                 kib(c.yaml_bytes as f64),
                 c.load_ms,
@@ -386,6 +401,7 @@ fn main() {
                 kib(get("batch_bytes")),
                 get("apply_empty_ms"),
                 get("apply_replace_ms"),
+                get("update_ms"),
                 get("netpold_startup_ms"),
                 get("rss_kib") / 1024.0,
                 get("hwm_kib") / 1024.0,

@@ -35,7 +35,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::fleet::{inventory_yaml, policies_yaml, FleetScale};
-use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::harness::{absolute_path_arg, build_daemon_bin, check_unshare, own_namespace};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction};
@@ -398,7 +398,10 @@ fn parse_args() -> Args {
                     .filter(|&n| n > 0)
                     .expect("--reps needs a positive number");
             }
-            "--netpolctl" => a.netpolctl = Some(args.next().expect("--netpolctl PATH").into()),
+            "--netpolctl" => {
+                let path = args.next().expect("--netpolctl PATH");
+                a.netpolctl = Some(absolute_path_arg("--netpolctl", path));
+            }
             "--keep" => a.keep = Some(args.next().expect("--keep DIR").into()),
             "--dir" => a.dir = Some(args.next().expect("--dir DIR").into()),
             "--verify" => a.verify = true,

@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use netpol_benches::harness::{build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::harness::{absolute_path_arg, build_daemon_bin, check_unshare, own_namespace};
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -114,7 +114,7 @@ fn parse_args() -> Args {
                 a.udp_concurrency = value().parse().expect("--udp-concurrency N")
             }
             "--setups" => a.setups = Some(value().split(',').map(str::to_string).collect()),
-            "--netpolctl" => a.netpolctl = Some(PathBuf::from(value())),
+            "--netpolctl" => a.netpolctl = Some(absolute_path_arg("--netpolctl", value())),
             "--no-pin" => a.pin = false,
             "--keep" => a.keep = Some(PathBuf::from(value())),
             // cargo bench passes --bench to harness = false targets.

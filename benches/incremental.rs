@@ -29,11 +29,11 @@
 //! 10000, 1000), `--seed S` (1), `--rounds N` (15), `--pipeline-rounds N` (3).
 #![deny(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_bytes, plan_for, EditKind};
-use netpol_benches::harness::{check_unshare, own_namespace};
+use netpol_benches::harness::{check_unshare, own_namespace, TempDir};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::netlink::{ApplyStats, Backend, Netlink};
@@ -345,13 +345,4 @@ fn main() {
         .status()
         .expect("unshare");
     assert!(status.success(), "the measurement failed");
-}
-
-/// Removes the benchmark's directory on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

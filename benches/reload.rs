@@ -43,11 +43,14 @@
 #![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
-use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
+use netpol_benches::harness::{
+    absolute_path_arg, build_daemon_bin, check_unshare, memory_kib, own_namespace, KillOnDrop,
+    TempDir,
+};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::control::{self, Request, Response, StatusReport};
@@ -96,16 +99,7 @@ fn parse_args() -> Args {
             "--edits" => a.edits = value().parse().expect("--edits N"),
             "--debounce-ms" => a.debounce_ms = value().parse().expect("--debounce-ms MS"),
             "--sizes" => a.sizes = value().split(',').map(str::to_string).collect(),
-            "--netpold" => {
-                // cargo runs a benchmark from its package directory, not from where the
-                // command was typed, so a relative path would name the wrong file.
-                let path = PathBuf::from(value());
-                assert!(
-                    path.is_absolute(),
-                    "--netpold needs an absolute path (cargo runs benchmarks from benches/)"
-                );
-                a.netpold = Some(path);
-            }
+            "--netpold" => a.netpold = Some(absolute_path_arg("--netpold", value())),
             "--edit" => {
                 a.edit = value();
                 assert!(
@@ -225,15 +219,6 @@ fn status(socket: &Path) -> Option<StatusReport> {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -323,7 +308,7 @@ fn measure(args: &Args, size: &str) {
         .spawn()
         .expect("starting netpold");
     let pid = child.id();
-    let mut daemon = Daemon(child);
+    let mut daemon = KillOnDrop(child);
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     loop {
         if status(&socket).is_some_and(|s| s.generation >= 1) {
@@ -478,14 +463,5 @@ fn main() {
                 .expect("unshare");
             assert!(status.success(), "measuring {size} failed");
         }
-    }
-}
-
-/// Removes the benchmark's directory on drop (unless `--keep`).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -28,11 +28,14 @@
 #![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
-use netpol_benches::harness::{build_daemon_bin, check_unshare, memory_kib, own_namespace};
+use netpol_benches::harness::{
+    absolute_path_arg, build_daemon_bin, check_unshare, memory_kib, own_namespace, KillOnDrop,
+    TempDir,
+};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::netlink::{Backend, GenerationReader, Netlink};
@@ -81,16 +84,7 @@ fn parse_args() -> Args {
             "--endpoints" => a.endpoints = list(&value()),
             "--policies" => a.policies = list(&value()),
             "--reps" => a.reps = value().parse::<usize>().expect("--reps N").max(1),
-            "--netpold" => {
-                // cargo runs a benchmark from its package directory, not from where the
-                // command was typed, so a relative path would name the wrong file.
-                let path = PathBuf::from(value());
-                assert!(
-                    path.is_absolute(),
-                    "--netpold needs an absolute path (cargo runs benchmarks from benches/)"
-                );
-                a.netpold = Some(path);
-            }
+            "--netpold" => a.netpold = Some(absolute_path_arg("--netpold", value())),
             "--child" => a.child = Some(PathBuf::from(value())),
             // cargo bench passes --bench to harness = false benchmarks.
             "--bench" => {}
@@ -212,15 +206,6 @@ fn compile(point: &Point, reps: usize) -> Compile {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The child, in a fresh network namespace: kernel applies and netpold's memory.
 /// Prints one `RESULT key=value…` line.
 fn child(args: &Args, dir: &Path) {
@@ -273,7 +258,7 @@ fn child(args: &Args, dir: &Path) {
     let netpold = args.netpold.as_ref().expect("--netpold");
     let log = dir.join("netpold.log");
     let started = Instant::now();
-    let mut daemon = Daemon(
+    let mut daemon = KillOnDrop(
         Command::new(netpold)
             .arg("--policies")
             .arg(point.policies())
@@ -408,14 +393,5 @@ fn main() {
             );
             std::fs::remove_dir_all(&dir).ok();
         }
-    }
-}
-
-/// Removes the benchmark's directory on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

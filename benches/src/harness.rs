@@ -1,10 +1,11 @@
 //! What the kernel benchmarks (`apply`, `reload`, `scaling`) share: building the
 //! daemon's binaries in release, checking that throwaway network namespaces can be
 //! made, telling which namespace this process is in (a measuring child refuses to run
-//! in the one it was started from), and reading a process's memory.
+//! in the one it was started from), reading a process's memory, and the guards that
+//! clean up after a benchmark (its directory, its daemon) also when it panics.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// The network namespace of this process, as `/proc/self/ns/net` names it.
 pub fn own_namespace() -> String {
@@ -68,4 +69,35 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A path option of a benchmark, which must be absolute: cargo runs a benchmark from
+/// its package directory, not from where the command was typed, so a relative path
+/// would name another file.
+pub fn absolute_path_arg(flag: &str, value: String) -> PathBuf {
+    let path = PathBuf::from(value);
+    assert!(
+        path.is_absolute(),
+        "{flag} needs an absolute path (cargo runs benchmarks from benches/)"
+    );
+    path
+}
+
+/// Removes a benchmark's directory when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process (a daemon under measurement) killed and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -12,7 +12,7 @@
 //! [`crate::daemon`].
 //!
 //! Each outcome is logged, counted and emitted as metrics in one place
-//! ([`State::record`]), so the log, the counters and the metrics never disagree. The
+//! (`State::record`), so the log, the counters and the metrics never disagree. The
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
 //! each replace of the table, which resets them (see [`DenyTotals`]); an update keeps
 //! them.

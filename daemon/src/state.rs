@@ -465,6 +465,9 @@ impl<B: Backend> State<B> {
         self.backend.apply(plan)?;
         if self.count_denies {
             self.denies.replaced();
+            // Read the new table at once, so that each of its endpoints has its series
+            // (at zero) from the moment it is enforced, not from the next periodic read.
+            self.observe_denies();
             self.denies.emit();
         }
         Ok(KernelChange::Replaced)

@@ -19,8 +19,9 @@ pub struct FakeBackend {
     pub updates: usize,
     /// Successful flushes that removed a table.
     pub flushes: usize,
-    /// What `read_denies` gives while a plan is in force (`read` gives counters at
-    /// zero); an apply empties it, as a new table's counters start at zero.
+    /// What `read_denies` gives, instead of zero, for these counters while a plan is in
+    /// force (`read` gives counters at zero); an apply empties it, as a new table's
+    /// counters start at zero.
     pub denied: Vec<DenyCounter>,
     fail_next: Option<(String, i32)>,
 }
@@ -98,6 +99,21 @@ impl Backend for FakeBackend {
     }
 
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
-        Ok(self.loaded.as_ref().map(|_| self.denied.clone()))
+        let Some(plan) = &self.loaded else {
+            return Ok(None);
+        };
+        // Every deny counter of the table, at zero as the kernel has them, but for the
+        // ones the test set.
+        let mut counters = LoadedTable::expected(plan)?.denies();
+        for set in &self.denied {
+            match counters
+                .iter_mut()
+                .find(|c| c.endpoint == set.endpoint && c.direction == set.direction)
+            {
+                Some(c) => *c = set.clone(),
+                None => counters.push(set.clone()),
+            }
+        }
+        Ok(Some(counters))
     }
 }

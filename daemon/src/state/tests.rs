@@ -326,6 +326,20 @@ fn deny_counts_survive_replaces_even_between_reads() {
 }
 
 #[test]
+fn every_deny_counter_is_known_from_the_apply_that_made_it() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.count_denies();
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    // No periodic read yet: the apply itself read the new table's counters.
+    let totals = s.deny_totals().totals();
+    // checkout's egress is isolated in the example, its ingress is not.
+    let key = ("web/checkout".to_string(), "egress");
+    assert_eq!(totals.get(&key).map(|c| c.packets), Some(0), "{totals:?}");
+    assert_eq!(totals.len(), 1, "{totals:?}");
+}
+
+#[test]
 fn deny_counters_are_not_read_unless_asked() {
     let dir = example();
     let mut s = state(&dir, &checkout());

@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use netpol_benches::harness::{absolute_path_arg, build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, own_namespace};
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -767,14 +767,9 @@ fn fmt_num(v: f64, digits: usize) -> String {
 
 fn main() {
     let args = parse_args();
-    if let Err(why) = check_unshare(&["true"]) {
-        eprintln!("SKIPPED: {why}");
+    let Some(netpolctl) = daemon_bin_or_skip(args.netpolctl.as_deref(), "netpolctl") else {
         return;
-    }
-    let netpolctl = args
-        .netpolctl
-        .clone()
-        .unwrap_or_else(|| build_daemon_bin("netpolctl"));
+    };
     let load = PathBuf::from(env!("CARGO_BIN_EXE_netpol-load"));
     let dir = match &args.keep {
         Some(d) => d.clone(),

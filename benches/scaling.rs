@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{
-    absolute_path_arg, build_daemon_bin, check_unshare, memory_kib, own_namespace, KillOnDrop,
-    TempDir,
+    absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace, KillOnDrop, TempDir,
 };
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -339,14 +338,9 @@ fn main() {
         child(&args, dir);
         return;
     }
-    if let Err(why) = check_unshare(&["true"]) {
-        eprintln!("SKIPPED: {why}");
+    let Some(netpold) = daemon_bin_or_skip(args.netpold.as_deref(), "netpold") else {
         return;
-    }
-    let netpold = args
-        .netpold
-        .clone()
-        .unwrap_or_else(|| build_daemon_bin("netpold"));
+    };
     let base = std::env::temp_dir().join(format!("netpol-scaling-bench-{}", std::process::id()));
     let _cleanup = TempDir(base.clone());
     println!(

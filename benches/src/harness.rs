@@ -31,6 +31,17 @@ pub fn check_unshare(probe: &[&str]) -> Result<(), String> {
     }
 }
 
+/// What a kernel benchmark needs first: `None` (with `SKIPPED: why` printed) when
+/// throwaway network namespaces cannot be made here, else the daemon binary `bin` —
+/// `given` on the command line, or built in release.
+pub fn daemon_bin_or_skip(given: Option<&Path>, bin: &str) -> Option<PathBuf> {
+    if let Err(why) = check_unshare(&["true"]) {
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    Some(given.map_or_else(|| build_daemon_bin(bin), Path::to_path_buf))
+}
+
 /// Builds the netpol-daemon binaries in release next to the running benchmark (which
 /// cargo builds in the release profile too) and returns the path of `bin`.
 pub fn build_daemon_bin(bin: &str) -> PathBuf {

@@ -248,6 +248,19 @@ fn two_hosts() -> Option<(NetNs, NetNs)> {
     Some((host, peer))
 }
 
+/// Waits until checkout reaches payments-api (the link comes up asynchronously), then
+/// checks that frontend does not.
+fn assert_example_enforced(peer: &NetNs) {
+    let start = Instant::now();
+    while !reaches_api(peer, "198.18.2.10") {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "checkout never reached payments-api"
+        );
+    }
+    assert!(!reaches_api(peer, "198.18.2.11"), "frontend is denied");
+}
+
 /// Whether a TCP connect from `from` (an address of `peer`) reaches 198.18.1.10:8080.
 /// Nothing listens there: a connection that gets through is refused by the host's
 /// TCP stack (curl exit 7); one the ruleset drops times out (curl exit 28).
@@ -299,15 +312,7 @@ fn start_up_applies_and_an_edit_changes_the_rules_and_the_traffic() {
     let show = host.ok(NETPOLCTL, &["show"]);
     assert!(show.contains("payments/payments-api  ingress"), "{show}");
 
-    // Wait until the link is up before probing (the kernel does that asynchronously).
-    let start = Instant::now();
-    while !reaches_api(&peer, "198.18.2.10") {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "checkout never reached payments-api"
-        );
-    }
-    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    assert_example_enforced(&peer);
 
     // Now frontend instead of checkout may call payments-api on 8080.
     let edited = lab
@@ -832,14 +837,7 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     assert_eq!(m.denied("packets"), 0.0);
 
     // Denied traffic: frontend's SYNs to payments-api.
-    let start = Instant::now();
-    while !reaches_api(&peer, "198.18.2.10") {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "checkout never reached payments-api"
-        );
-    }
-    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    assert_example_enforced(&peer);
     let kernel = kernel_denied_packets(&host);
     assert!(kernel >= 1.0, "the kernel counted the SYNs");
     let m = scrape_until(&host, address, "the denied SYNs", |m| {
@@ -1126,14 +1124,7 @@ fn membership_changes_are_updates_that_enforce_like_a_fresh_apply() {
     let lab = Lab::new();
     let locals = vec!["payments/payments-api".to_string()];
     let d = Daemon::start(&host, &lab, &["--debounce-ms", "60000"]);
-    let start = Instant::now();
-    while !reaches_api(&peer, "198.18.2.10") {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "checkout never reached payments-api"
-        );
-    }
-    assert!(!reaches_api(&peer, "198.18.2.11"), "frontend is denied");
+    assert_example_enforced(&peer);
     assert_same_as_fresh(&host, &fresh, &lab, &locals, "at start");
     peer.ip(&["addr", "add", "198.18.2.12/16", "dev", "vb"]);
     peer.ip(&["addr", "add", "198.18.2.13/16", "dev", "vb"]);

@@ -20,7 +20,11 @@ pub const DEFAULT_SOCKET: &str = "/run/netpol/netpold.sock";
 #[serde(tag = "request", rename_all = "kebab-case")]
 pub enum Request {
     /// Re-read the inputs now and apply them if they changed; answer when done.
-    Reload,
+    Reload {
+        /// Apply even inputs that would be held as suspicious ([`Outcome::Held`]).
+        #[serde(default)]
+        force: bool,
+    },
     /// Describe what is loaded.
     Status,
 }
@@ -54,6 +58,9 @@ pub enum Trigger {
     Control,
     /// This host's addresses changed the set of local endpoints.
     Addresses,
+    /// A retry after a failure that may pass without any change of the files (a read
+    /// error, the kernel refusing for lack of memory or file descriptors).
+    Retry,
 }
 
 /// How a reload ended.
@@ -66,6 +73,11 @@ pub enum Outcome {
     Unchanged,
     /// Something failed; the kernel keeps the last good ruleset.
     Failed,
+    /// The inputs load, but applying them would take away most of the protection in
+    /// force (every local endpoint, or most of the policies): the kind of change a
+    /// truncated or half-written file makes. Nothing was applied; the files changing
+    /// again or `netpolctl reload --force` ends it.
+    Held,
 }
 
 /// The stage at which a reload failed.
@@ -182,6 +194,23 @@ pub struct ReloadCounts {
     pub unchanged: u64,
     /// Reloads that failed.
     pub failed: u64,
+    /// Reloads held as suspicious.
+    #[serde(default)]
+    pub held: u64,
+}
+
+/// Inputs held back as suspicious (see [`Outcome::Held`]), until the files change or
+/// an operator forces them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What set the reload off.
+    pub trigger: Trigger,
+    /// What the inputs would take away.
+    pub reason: String,
+    /// The hashes of the inputs held.
+    pub hashes: InputHashes,
 }
 
 /// Whether the files on disk are what is loaded.
@@ -224,6 +253,9 @@ pub struct StatusReport {
     /// How the kernel took the ruleset in force.
     #[serde(default)]
     pub loaded_how: Option<KernelChange>,
+    /// Inputs on disk held back as suspicious, if any.
+    #[serde(default)]
+    pub held: Option<Held>,
 }
 
 /// Sends one request to the daemon at `socket` and waits for its answer (a reload can
@@ -326,6 +358,11 @@ impl ReloadReport {
                 },
                 self.generation
             ),
+            Outcome::Held => format!(
+                "held: nothing applied, generation {} stays in force; \
+                 `netpolctl reload --force` applies the files as they are\n",
+                self.generation
+            ),
         };
         if let Some(k) = self.kernel {
             let _ = writeln!(out, "  kernel:          {k}");
@@ -409,9 +446,18 @@ impl StatusReport {
         let r = self.reloads;
         let _ = writeln!(
             out,
-            "reloads:         {} applied, {} unchanged, {} failed",
-            r.applied, r.unchanged, r.failed
+            "reloads:         {} applied, {} unchanged, {} failed, {} held",
+            r.applied, r.unchanged, r.failed, r.held
         );
+        if let Some(h) = &self.held {
+            let _ = writeln!(
+                out,
+                "held:            since {} ({}): {}; `netpolctl reload --force` applies it",
+                h.at,
+                trigger_name(h.trigger),
+                h.reason
+            );
+        }
         match &self.last_error {
             None => out.push_str("last error:      none\n"),
             Some(e) => {
@@ -438,6 +484,7 @@ fn trigger_name(t: Trigger) -> &'static str {
         Trigger::Signal => "SIGHUP",
         Trigger::Control => "netpolctl reload",
         Trigger::Addresses => "address change",
+        Trigger::Retry => "retry",
     }
 }
 
@@ -448,9 +495,12 @@ mod tests {
     #[test]
     fn requests_and_responses_are_one_json_line_each_way() {
         assert_eq!(
-            serde_json::to_string(&Request::Reload).unwrap(),
-            r#"{"request":"reload"}"#
+            serde_json::to_string(&Request::Reload { force: true }).unwrap(),
+            r#"{"request":"reload","force":true}"#
         );
+        // Clients from before `force` existed still mean a plain reload.
+        let r: Request = serde_json::from_str(r#"{"request":"reload"}"#).unwrap();
+        assert_eq!(r, Request::Reload { force: false });
         let r: Request = serde_json::from_str(r#"{"request":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
         let resp = Response::Error {

@@ -140,7 +140,9 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
 
     // An event taken from the channel while skipping queued file events: handled next.
     let mut next: Option<Event> = None;
+    let mut retry = Retry::default();
     let stop = loop {
+        retry.follow(state.wants_retry());
         if let Some(event) = next.take() {
             handle(&mut state, event);
             continue;
@@ -152,6 +154,10 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             },
             _ = hup.recv() => {
                 reload(&mut state, Trigger::Signal);
+                continue;
+            }
+            _ = retry.due() => {
+                reload(&mut state, Trigger::Retry);
                 continue;
             }
             _ = counters.tick(), if settings.metrics_address.is_some() => {
@@ -211,8 +217,14 @@ fn handle<B: Backend>(state: &mut State<B>, event: Event) {
                 "following this host's addresses stopped: {e}; local endpoints stay as they are"
             );
         }
-        Event::Control(Request::Reload, reply) => {
-            let r = reload(state, Trigger::Control);
+        Event::Control(Request::Reload { force }, reply) => {
+            let r = if force {
+                let r = tokio::task::block_in_place(|| state.force_reload());
+                notify(&systemd::status_line(&state.summary()));
+                r
+            } else {
+                reload(state, Trigger::Control)
+            };
             let _ = reply.send(Response::Reload(r));
         }
         Event::Control(Request::Status, reply) => {
@@ -226,6 +238,47 @@ fn reload<B: Backend>(state: &mut State<B>, trigger: Trigger) -> ReloadReport {
     let r = tokio::task::block_in_place(|| state.reload(trigger));
     notify(&systemd::status_line(&state.summary()));
     r
+}
+
+/// Retries of reloads that failed in a way that may pass without any change of the
+/// files (see [`State::wants_retry`]): after 1 s, then twice as long each time up to a
+/// minute, until one succeeds or fails for a reason a retry cannot fix. Without this, an
+/// edit made while netpold was out of file descriptors would wait for the next edit.
+#[derive(Default)]
+struct Retry {
+    at: Option<tokio::time::Instant>,
+    failures: u32,
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(60);
+
+    /// Schedules, keeps or cancels the retry after what the state last did: `wanted`
+    /// is [`State::wants_retry`].
+    fn follow(&mut self, wanted: bool) {
+        if !wanted {
+            *self = Retry::default();
+        } else if self.at.is_none() {
+            let delay = Self::FIRST
+                .saturating_mul(1 << self.failures.min(6))
+                .min(Self::MAX);
+            tracing::info!("retrying the failed reload in {delay:?}");
+            self.at = Some(tokio::time::Instant::now() + delay);
+            self.failures += 1;
+        }
+    }
+
+    /// Resolves when a retry is due (never when none is scheduled), and unschedules it.
+    async fn due(&mut self) {
+        match self.at {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                self.at = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 fn notify(state: &str) {
@@ -329,5 +382,35 @@ async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
         if write.write_all(text.as_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How long after scheduling the retry fires.
+    async fn fires_after(retry: &mut Retry) -> Duration {
+        let start = tokio::time::Instant::now();
+        retry.due().await;
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_to_a_minute_and_stop_when_not_wanted() {
+        let mut retry = Retry::default();
+        retry.follow(false);
+        assert!(retry.at.is_none(), "nothing failed");
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            retry.follow(true);
+            // Other events in between keep the schedule.
+            retry.follow(true);
+            waits.push(fires_after(&mut retry).await.as_secs());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        retry.follow(false);
+        retry.follow(true);
+        assert_eq!(fires_after(&mut retry).await.as_secs(), 1, "starts over");
     }
 }

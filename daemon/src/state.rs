@@ -7,7 +7,14 @@
 //! as they were and is remembered for `status`. Applying is an incremental update of
 //! set and map elements when that is all that changed since the plan applied last (and
 //! it is cheap enough), else a replace of the table; a failed update falls back to a
-//! replace. Synchronous and free of tokio, so the logic is tested with the
+//! replace.
+//!
+//! A reload whose inputs load but would take away most of the protection in force —
+//! every local endpoint, or more than half of the policies — is held, not applied
+//! ([`suspicious`]): that is what a truncated or half-written file looks like. It stays
+//! held until the files change again or an operator forces it
+//! ([`State::force_reload`]). A failure that may pass without any change of the files
+//! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]). Synchronous and free of tokio, so the logic is tested with the
 //! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
@@ -32,7 +39,7 @@ use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
 use crate::control::{
-    rfc3339, Counts, DiskState, InputHashes, KernelChange, LastError, Outcome, ReloadCounts,
+    rfc3339, Counts, DiskState, Held, InputHashes, KernelChange, LastError, Outcome, ReloadCounts,
     ReloadReport, Stage, StatusReport, Trigger,
 };
 use crate::ctl::endpoints_with_addresses;
@@ -128,6 +135,10 @@ pub struct State<B> {
     /// that change nothing since a failure do not fail again and again.
     last_attempt: Option<InputHashes>,
     last_error: Option<LastError>,
+    /// Inputs held back as suspicious.
+    held: Option<Held>,
+    /// Whether the last reload failed in a way a retry may fix.
+    retry: bool,
     /// Counters, public for metrics.
     pub counters: Counters,
     /// Whether the kernel's deny counters are read (for metrics).
@@ -150,6 +161,8 @@ impl<B: Backend> State<B> {
             generation: 0,
             last_attempt: None,
             last_error: None,
+            held: None,
+            retry: false,
             counters: Counters::default(),
             count_denies: false,
             denies: DenyTotals::default(),
@@ -211,34 +224,60 @@ impl<B: Backend> State<B> {
         &mut self.backend
     }
 
-    /// Reads the inputs and applies them unless they are what is loaded.
+    /// Reads the inputs and applies them unless they are what is loaded, or unless they
+    /// are suspicious (then they are held: see the module doc).
     ///
     /// File events (`Trigger::Files`) are also skipped when the inputs are those of the
-    /// last failed attempt: nothing changed that could make it pass. Explicit reloads
-    /// (SIGHUP, `netpolctl reload`) try again, since a kernel failure may be transient.
+    /// last failed or held attempt: nothing changed that could make it pass. Explicit
+    /// reloads (SIGHUP, `netpolctl reload`) try again, since a kernel failure may be
+    /// transient.
     pub fn reload(&mut self, trigger: Trigger) -> ReloadReport {
+        self.reload_checked(trigger, Guard::HoldSuspicious)
+    }
+
+    /// `netpolctl reload --force`: like [`reload`](Self::reload), but applies inputs
+    /// even when they would be held as suspicious.
+    pub fn force_reload(&mut self) -> ReloadReport {
+        self.reload_checked(Trigger::Control, Guard::Force)
+    }
+
+    /// Whether the last reload failed in a way that may pass on a retry without any
+    /// change of the files: the files could not be read (out of file descriptors, say),
+    /// or the kernel refused. Validation errors are not retried; they need an edit.
+    pub fn wants_retry(&self) -> bool {
+        self.retry
+    }
+
+    fn reload_checked(&mut self, trigger: Trigger, guard: Guard) -> ReloadReport {
         let started = Instant::now();
         let read = match read_inputs(&self.options) {
             Ok(r) => r,
             Err(rejected) => {
                 self.last_attempt = None;
-                return self.fail(trigger, Stage::Load, rejected.to_string(), started, None);
+                self.held = None;
+                let message = rejected.to_string();
+                let report = self.fail(trigger, Stage::Load, message, started, None);
+                self.retry = true;
+                return report;
             }
         };
         let same_as_loaded = self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&read.hashes);
-        let same_as_failed = self.last_error.is_some()
+        let same_as_failed = (self.last_error.is_some() || self.held.is_some())
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
         if same_as_loaded || same_as_failed {
             if same_as_loaded {
                 // The files went back to what is in force: nothing is wrong any more.
                 self.last_error = None;
+                self.held = None;
+                self.retry = false;
             }
             self.last_attempt = Some(read.hashes);
             return self.record(self.unchanged(trigger));
         }
         self.last_attempt = Some(read.hashes.clone());
-        let report = self.load_and_apply(trigger, Arc::new(read), started, true);
+        self.held = None;
+        let report = self.load_and_apply(trigger, Arc::new(read), started, true, guard);
         // The load's transient trees and the replaced inputs are free now; give them back
         // to the system, or a daemon that reloaded once holds its peak for good.
         memory::release_free_heap();
@@ -251,6 +290,7 @@ impl<B: Backend> State<B> {
         inputs: Arc<Read>,
         started: Instant,
         warn: bool,
+        guard: Guard,
     ) -> ReloadReport {
         let loaded = match rules_compiler::load_model(&inputs.policies, &inputs.inventory) {
             Ok(l) => l,
@@ -263,7 +303,7 @@ impl<B: Backend> State<B> {
                 tracing::warn!(target: "netpold::inputs", "{w}");
             }
         }
-        self.apply_model(trigger, loaded, inputs, started)
+        self.apply_model(trigger, loaded, inputs, started, guard)
     }
 
     /// Takes this host's addresses; when local endpoints follow them and the set of
@@ -286,9 +326,16 @@ impl<B: Backend> State<B> {
             return None;
         }
         // The inputs in force were loaded before, so they load again; their warnings were
-        // logged then.
+        // logged then. An endpoint whose address left this host is not reached through
+        // it any more: losing every local endpoint that way is not held.
         let inputs = Arc::clone(&current.inputs);
-        let report = self.load_and_apply(Trigger::Addresses, inputs, Instant::now(), false);
+        let report = self.load_and_apply(
+            Trigger::Addresses,
+            inputs,
+            Instant::now(),
+            false,
+            Guard::Force,
+        );
         memory::release_free_heap();
         Some(report)
     }
@@ -318,6 +365,7 @@ impl<B: Backend> State<B> {
             last_error: self.last_error.clone(),
             disk,
             loaded_how: c.map(|c| c.how),
+            held: self.held.clone(),
         }
     }
 
@@ -338,6 +386,9 @@ impl<B: Backend> State<B> {
         if let Some(e) = &self.last_error {
             s.push_str(&format!("; last reload failed at {}", e.at));
         }
+        if let Some(h) = &self.held {
+            s.push_str(&format!("; inputs held since {}: {}", h.at, h.reason));
+        }
         s
     }
 
@@ -347,6 +398,7 @@ impl<B: Backend> State<B> {
         loaded: Loaded,
         read: Arc<Read>,
         started: Instant,
+        guard: Guard,
     ) -> ReloadReport {
         let index = Index::new(&loaded.model);
         let ids = if self.follows_host() {
@@ -373,6 +425,13 @@ impl<B: Backend> State<B> {
             .collect();
         let compile = started.elapsed();
         self.counters.last_compile = compile;
+        let counts = counts(&loaded, &plan);
+        if guard == Guard::HoldSuspicious {
+            let before = self.current.as_ref().map(|c| c.counts);
+            if let Some(reason) = before.and_then(|b| suspicious(&b, &counts)) {
+                return self.hold(trigger, reason, read.hashes.clone(), compile);
+            }
+        }
         let applying = Instant::now();
         let how = match self.apply_plan(&plan) {
             Ok(how) => how,
@@ -384,7 +443,6 @@ impl<B: Backend> State<B> {
         };
         let apply = applying.elapsed();
         self.counters.last_apply = apply;
-        let counts = counts(&loaded, &plan);
         let before = self.current.as_ref().map(|c| c.counts);
         let old_locals: BTreeSet<String> = self
             .current
@@ -399,6 +457,7 @@ impl<B: Backend> State<B> {
         local_ids.sort_unstable();
         self.generation += 1;
         self.last_error = None;
+        self.retry = false;
         self.current = Some(Current {
             inputs: read,
             addresses,
@@ -473,6 +532,37 @@ impl<B: Backend> State<B> {
         Ok(KernelChange::Replaced)
     }
 
+    fn hold(
+        &mut self,
+        trigger: Trigger,
+        reason: String,
+        hashes: InputHashes,
+        compile: Duration,
+    ) -> ReloadReport {
+        self.retry = false;
+        self.held = Some(Held {
+            at: rfc3339(SystemTime::now()),
+            trigger,
+            reason: reason.clone(),
+            hashes,
+        });
+        let counts = self.current.as_ref().map(|c| c.counts);
+        self.record(ReloadReport {
+            outcome: Outcome::Held,
+            trigger,
+            generation: self.generation,
+            before: counts,
+            after: counts,
+            locals_added: vec![],
+            locals_removed: vec![],
+            stage: None,
+            error: Some(reason),
+            compile_ms: ms(compile),
+            apply_ms: 0.0,
+            kernel: None,
+        })
+    }
+
     fn unchanged(&self, trigger: Trigger) -> ReloadReport {
         let counts = self.current.as_ref().map(|c| c.counts);
         ReloadReport {
@@ -499,6 +589,8 @@ impl<B: Backend> State<B> {
         started: Instant,
         apply: Option<Duration>,
     ) -> ReloadReport {
+        // Only the kernel's refusals may pass unchanged (the caller marks read errors).
+        self.retry = stage == Stage::Kernel;
         self.last_error = Some(LastError {
             at: rfc3339(SystemTime::now()),
             trigger,
@@ -529,7 +621,7 @@ impl<B: Backend> State<B> {
         if report.outcome == Outcome::Applied {
             c.last_success = Some(SystemTime::now());
         }
-        telemetry::reload(&report, c.last_success);
+        telemetry::reload(&report, c.last_success, self.held.is_some());
         match report.outcome {
             Outcome::Applied => {
                 c.reloads.applied += 1;
@@ -549,6 +641,17 @@ impl<B: Backend> State<B> {
                     removed = ?report.locals_removed,
                     "applied generation {}",
                     report.generation
+                );
+            }
+            Outcome::Held => {
+                c.reloads.held += 1;
+                tracing::warn!(
+                    trigger = ?report.trigger,
+                    generation = report.generation,
+                    "reload held, nothing applied; generation {} stays in force: the inputs \
+                     {}. If that is intended, `netpolctl reload --force` applies them.",
+                    report.generation,
+                    report.error.as_deref().unwrap_or("")
                 );
             }
             Outcome::Unchanged => {
@@ -578,6 +681,37 @@ impl<B: Backend> State<B> {
         }
         report
     }
+}
+
+/// Whether a reload holds back inputs that look broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Guard {
+    /// Hold inputs that [`suspicious`] flags.
+    HoldSuspicious,
+    /// Apply whatever loads.
+    Force,
+}
+
+/// Why replacing what `before` counted by what `after` counts looks like a broken input
+/// (a truncated inventory, a half-copied policy directory) rather than an edit: it would
+/// take away every local endpoint, or more than half of the policies. Both open the host
+/// where the policies in force close it. Inventory changes that only remove peers close
+/// it further and are not held.
+pub fn suspicious(before: &Counts, after: &Counts) -> Option<String> {
+    if before.local_endpoints > 0 && after.local_endpoints == 0 {
+        return Some(format!(
+            "would take away every local endpoint ({} -> 0): no traffic of this host \
+             would be policed",
+            before.local_endpoints
+        ));
+    }
+    if after.policies * 2 < before.policies {
+        return Some(format!(
+            "would remove most of the policies ({} -> {})",
+            before.policies, after.policies
+        ));
+    }
+    None
 }
 
 /// Milliseconds, to the microsecond.

@@ -22,8 +22,10 @@ use rules_compiler::model::Direction;
 use crate::control::{Counts, KernelChange, Outcome, ReloadReport, Stage};
 use crate::netlink::DenyCounter;
 
-/// Reloads by result (`success`, `failure`, `skipped`).
+/// Reloads by result (`success`, `failure`, `skipped`, `held`).
 pub const RELOADS: &str = "netpol_reloads_total";
+/// 1 while inputs on disk are held back as suspicious, else 0.
+pub const HELD: &str = "netpol_reload_held";
 /// Failed reloads by stage (`load`, `locals`, `kernel`).
 pub const RELOAD_FAILURES: &str = "netpol_reload_failures_total";
 /// Unix time of the last successful apply.
@@ -75,8 +77,13 @@ pub fn install(address: SocketAddr) -> Result<(), String> {
 fn describe() {
     describe_counter!(
         RELOADS,
-        "Reloads by result: success (applied), failure, skipped (inputs unchanged)."
+        "Reloads by result: success (applied), failure, skipped (inputs unchanged), held (suspicious: they would take away every local endpoint or most policies)."
     );
+    describe_gauge!(
+        HELD,
+        "1 while inputs on disk are held back as suspicious (netpolctl status says why; netpolctl reload --force applies them), else 0."
+    );
+    gauge!(HELD).set(0.0);
     describe_counter!(
         RELOAD_FAILURES,
         "Failed reloads by stage: load (files, YAML, validation), locals, kernel."
@@ -119,7 +126,7 @@ fn describe() {
         COUNTER_READ_FAILURES,
         "Failed reads of the kernel's deny counters."
     );
-    for result in ["success", "failure", "skipped"] {
+    for result in ["success", "failure", "skipped", "held"] {
         counter!(RELOADS, "result" => result).increment(0);
     }
     for stage in [Stage::Load, Stage::Locals, Stage::Kernel] {
@@ -137,14 +144,17 @@ fn stage_label(stage: Stage) -> &'static str {
     }
 }
 
-/// Emits what a reload outcome means; called with its log line.
-pub(crate) fn reload(report: &ReloadReport, last_success: Option<SystemTime>) {
+/// Emits what a reload outcome means; called with its log line. `held`: whether inputs
+/// are held back after it.
+pub(crate) fn reload(report: &ReloadReport, last_success: Option<SystemTime>, held: bool) {
     let result = match report.outcome {
         Outcome::Applied => "success",
         Outcome::Failed => "failure",
         Outcome::Unchanged => "skipped",
+        Outcome::Held => "held",
     };
     counter!(RELOADS, "result" => result).increment(1);
+    gauge!(HELD).set(if held { 1.0 } else { 0.0 });
     if let Some(stage) = report.stage {
         counter!(RELOAD_FAILURES, "stage" => stage_label(stage)).increment(1);
     }

@@ -24,6 +24,11 @@ impl TempDir {
         &self.0
     }
 
+    /// Reads `name`.
+    pub(crate) fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name)).expect("reading a temporary file")
+    }
+
     /// Writes `name` (creating parent directories) and returns its path.
     pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);

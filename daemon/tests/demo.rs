@@ -10,6 +10,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
 const NETPOLD: &str = env!("CARGO_BIN_EXE_netpold");
 
 fn repo() -> PathBuf {
@@ -45,7 +47,7 @@ fn the_demo_enforces_the_example_and_hot_reloads() {
     match std::fs::metadata("/proc/self") {
         Ok(m) if m.uid() == 0 => {}
         _ => {
-            eprintln!("SKIPPED scripts/demo: not root (it creates network namespaces)");
+            support::skip("scripts/demo: not root (it creates network namespaces)");
             return;
         }
     }

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
 const NETPOLD: &str = env!("CARGO_BIN_EXE_netpold");
 const NETPOLCTL: &str = env!("CARGO_BIN_EXE_netpolctl");
 
@@ -40,9 +42,9 @@ fn verify(name: &str, text: &str) -> Option<(bool, String)> {
     {
         Ok(out) => out,
         Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot run systemd-analyze ({e}); scripts/install-deps installs it"
-            );
+            support::skip(&format!(
+                "cannot run systemd-analyze ({e}); scripts/install-deps installs it"
+            ));
             return None;
         }
     };

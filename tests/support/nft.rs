@@ -4,8 +4,16 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// Why nft checks cannot run here, or `None` when they can.
+/// Why nft checks cannot run here, or `None` when they can. In CI (`CI` set) a kernel test that cannot run fails instead: a skip there would pass without proving anything.
 pub fn unavailable() -> Option<String> {
+    let why = probe_unavailable();
+    if let (Some(why), Some(_)) = (&why, std::env::var_os("CI")) {
+        panic!("this kernel test must run in CI, but cannot: {why}");
+    }
+    why
+}
+
+fn probe_unavailable() -> Option<String> {
     let probe = Command::new("unshare")
         .args(["--net", "--", "nft", "list", "tables"])
         .output();

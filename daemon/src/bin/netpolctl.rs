@@ -142,8 +142,13 @@ enum Command {
         output: ReportFormat,
     },
     /// Make netpold re-read its inputs now and print what changed, or the whole
-    /// error (exit 1 when the reload failed: the previous ruleset stays in force).
+    /// error (exit 1 when the reload failed or was held: the previous ruleset stays in
+    /// force).
     Reload {
+        /// Apply the inputs even when netpold holds them as suspicious (they would take
+        /// away every local endpoint or most of the policies).
+        #[arg(long)]
+        force: bool,
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
@@ -165,7 +170,10 @@ fn daemon_request(
 ) -> anyhow::Result<(ctl::Output, bool)> {
     let response = control::request(socket, &request)?;
     let (text, ok) = match &response {
-        Response::Reload(r) => (r.render_text(), r.outcome != Outcome::Failed),
+        Response::Reload(r) => (
+            r.render_text(),
+            !matches!(r.outcome, Outcome::Failed | Outcome::Held),
+        ),
         Response::Status(s) => (s.render_text(), true),
         Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
     };
@@ -232,8 +240,8 @@ fn main() -> ExitCode {
         ),
         Command::Flush => ctl::flush(&mut Netlink::new()),
         Command::Show { output } => ctl::show(&mut Netlink::new(), output),
-        Command::Reload { output } => {
-            daemon_request(&cli.socket, Request::Reload, output).map(|(out, good)| {
+        Command::Reload { force, output } => {
+            daemon_request(&cli.socket, Request::Reload { force }, output).map(|(out, good)| {
                 ok = good;
                 out
             })

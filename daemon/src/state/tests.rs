@@ -83,7 +83,8 @@ fn start_applies_and_the_same_inputs_change_nothing() {
         ReloadCounts {
             applied: 1,
             unchanged: 3,
-            failed: 0
+            failed: 0,
+            held: 0
         }
     );
     assert_eq!(st.local_endpoints, ["web/checkout"]);
@@ -511,4 +512,143 @@ fn deny_counts_are_not_carried_over_an_update() {
     s.backend().denied = denied(5);
     s.read_denies();
     assert_eq!(denied_total(&s), 5, "3 counted once, plus 2");
+}
+
+/// `pods.yaml` as a copy cut off before its document that holds `web/checkout`: what a
+/// non-atomic `kubectl get pods -o yaml > pods.yaml` shows a reader half-way.
+fn truncate_before_checkout(dir: &TempDir) {
+    let text = dir.read("inventory/pods.yaml");
+    let cut = text.find("name: checkout").unwrap();
+    let doc_start = text[..cut].rfind("\n---").unwrap();
+    dir.write("inventory/pods.yaml", &text[..doc_start + 1]);
+}
+
+#[test]
+fn inputs_that_take_away_every_local_endpoint_are_held_until_forced() {
+    let dir = example();
+    let mut s = state(&dir, &[]);
+    s.set_host_addresses(ips(&["198.18.2.10"]));
+    assert_eq!(s.reload(Trigger::Start).after.unwrap().local_endpoints, 1);
+    let good = s.backend().loaded.clone();
+
+    truncate_before_checkout(&dir);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Held, "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap()
+            .contains("every local endpoint (1 -> 0)"),
+        "{r:?}"
+    );
+    assert_eq!(r.generation, 1);
+    assert_eq!(s.backend().loaded, good, "nothing reached the kernel");
+    assert_eq!(s.backend().applies, 1);
+    let st = s.status();
+    let held = st.held.clone().expect("status shows the hold");
+    assert_eq!(held.trigger, Trigger::Files);
+    assert_eq!(st.reloads.held, 1);
+    assert_eq!(st.local_endpoints, ["web/checkout"]);
+    assert!(st.render_text().contains("reload --force"));
+    assert!(s.summary().contains("inputs held"), "{}", s.summary());
+    assert!(!s.wants_retry());
+
+    // More events for the same files: still held, not applied, not logged again.
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert!(s.status().held.is_some());
+    // An explicit reload looks again and holds again.
+    assert_eq!(s.reload(Trigger::Signal).outcome, Outcome::Held);
+    assert_eq!(s.backend().applies, 1);
+
+    // The operator means it.
+    let r = s.force_reload();
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.locals_removed, ["web/checkout"]);
+    assert_eq!(r.after.unwrap().local_endpoints, 0);
+    assert_eq!(s.status().held, None);
+    assert_eq!(s.backend().applies, 2);
+}
+
+#[test]
+fn files_changing_back_end_a_hold() {
+    let dir = example();
+    let mut s = state(&dir, &[]);
+    s.set_host_addresses(ips(&["198.18.2.10"]));
+    s.reload(Trigger::Start);
+    let whole = dir.read("inventory/pods.yaml");
+    truncate_before_checkout(&dir);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Held);
+    // The writer finishes the file.
+    dir.write("inventory/pods.yaml", &whole);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert_eq!(s.status().held, None);
+    assert!(!s.summary().contains("held"));
+}
+
+#[test]
+fn removing_most_policies_is_held_and_removing_some_is_not() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let web = dir.read("policies/web.yaml");
+    std::fs::remove_file(dir.path().join("policies/payments.yaml")).unwrap();
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "half of them (4 -> 2): {r:?}");
+    std::fs::remove_file(dir.path().join("policies/web.yaml")).unwrap();
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Held, "{r:?}");
+    assert!(r.error.unwrap().contains("most of the policies (2 -> 0)"));
+    assert_eq!(s.generation(), 2);
+    dir.write("policies/web.yaml", &web);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert_eq!(s.status().held, None);
+}
+
+#[test]
+fn what_counts_as_suspicious() {
+    let c = |policies, local_endpoints| Counts {
+        policies,
+        local_endpoints,
+        ..Counts::default()
+    };
+    assert_eq!(suspicious(&c(4, 1), &c(4, 1)), None);
+    assert_eq!(suspicious(&c(4, 2), &c(4, 1)), None, "one local left");
+    assert!(suspicious(&c(4, 2), &c(4, 0)).is_some());
+    assert_eq!(suspicious(&c(4, 0), &c(4, 0)), None, "none to lose");
+    assert_eq!(suspicious(&c(4, 1), &c(2, 1)), None, "half");
+    assert!(suspicious(&c(4, 1), &c(1, 1)).is_some());
+    assert!(suspicious(&c(1, 1), &c(0, 1)).is_some(), "the last policy");
+    assert_eq!(suspicious(&c(0, 1), &c(0, 1)), None);
+    assert_eq!(suspicious(&c(3, 1), &c(30, 1)), None, "growth");
+}
+
+#[test]
+fn read_and_kernel_failures_ask_for_a_retry_and_validation_failures_do_not() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    assert!(!s.wants_retry());
+
+    dir.write("policies/extra.yaml", "kind: NetworkPolicy\nspec: [\n");
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    assert!(!s.wants_retry(), "the same bytes fail the same way");
+
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.backend().fail_next("chain output", libc::ENOMEM);
+    assert_eq!(s.reload(Trigger::Files).stage, Some(Stage::Kernel));
+    assert!(s.wants_retry());
+    let r = s.reload(Trigger::Retry);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert!(!s.wants_retry());
+
+    // A path that cannot be read now may be readable later.
+    let mut s = State::new(
+        Options {
+            policies: vec![dir.path().join("policies/gone.yaml")],
+            ..s.options.clone()
+        },
+        FakeBackend::new(),
+    );
+    assert_eq!(s.reload(Trigger::Start).stage, Some(Stage::Load));
+    assert!(s.wants_retry());
 }

@@ -32,25 +32,34 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Says why a test that needs root or a tool cannot run here and lets it pass, on a
+/// machine without them. In CI (`CI` set) a kernel test that cannot run fails instead: a skip there would pass without proving anything.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("this test must run in CI, but cannot: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 /// A named network namespace (`ip netns`), deleted on drop.
 pub struct NetNs(pub String);
 
 impl NetNs {
     /// A fresh namespace named `prefix-<pid>-<n>`, or `None` (with a message) when this
-    /// machine cannot make one (not root).
+    /// machine cannot make one (not root); in CI, a failure (see [`skip`]).
     pub fn new(prefix: &str) -> Option<NetNs> {
         let name = unique(prefix);
         match Command::new("ip").args(["netns", "add", &name]).output() {
             Ok(o) if o.status.success() => Some(NetNs(name)),
             Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot create a network namespace (needs root): {}",
+                skip(&format!(
+                    "cannot create a network namespace (needs root): {}",
                     text(&o.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: cannot run `ip`: {e}");
+                skip(&format!("cannot run `ip`: {e}"));
                 None
             }
         }

@@ -355,8 +355,18 @@ fn shapes() -> Vec<(&'static str, Plan)> {
 }
 
 /// Whether this machine lets the test run nft in a fresh network namespace; prints
-/// why not when it does not.
+/// why not when it does not. In CI (`CI` set) it must: a skip there would pass without
+/// proving anything.
 fn netns_nft_available() -> bool {
+    let available = probe_netns_nft();
+    assert!(
+        available || std::env::var_os("CI").is_none(),
+        "this kernel test must run in CI, but cannot (see above)"
+    );
+    available
+}
+
+fn probe_netns_nft() -> bool {
     match Command::new("nft").arg("--version").output() {
         Ok(o) if o.status.success() => {}
         _ => {

@@ -120,9 +120,15 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     .map_err(|e| RunError::Setup(format!("watching the inputs: {e}")))?;
 
     let first = tokio::task::block_in_place(|| state.reload(Trigger::Start));
-    if first.outcome != Outcome::Applied {
-        drop(socket);
-        return Err(RunError::FirstLoad(first.error.unwrap_or_default()));
+    match first.outcome {
+        Outcome::Applied => {}
+        // The table an earlier netpold left stays in force; netpold runs on, so that
+        // the files being completed, or `reload --force`, can end the hold.
+        Outcome::Held => tracing::warn!("the first load is held; the table in the kernel stays"),
+        Outcome::Failed | Outcome::Unchanged => {
+            drop(socket);
+            return Err(RunError::FirstLoad(first.error.unwrap_or_default()));
+        }
     }
     // Requests wait in the listen backlog until the first load is done.
     tokio::spawn(serve(listener, tx.clone()));

@@ -137,6 +137,9 @@ pub struct State<B> {
     last_error: Option<LastError>,
     /// Inputs held back as suspicious.
     held: Option<Held>,
+    /// Before the first apply: the local endpoints policed by a table an earlier netpold
+    /// left in the kernel, so that a start-up on cut-short inputs is held too.
+    inherited: Option<Counts>,
     /// Whether the last reload failed in a way a retry may fix.
     retry: bool,
     /// Counters, public for metrics.
@@ -162,6 +165,7 @@ impl<B: Backend> State<B> {
             last_attempt: None,
             last_error: None,
             held: None,
+            inherited: None,
             retry: false,
             counters: Counters::default(),
             count_denies: false,
@@ -250,6 +254,9 @@ impl<B: Backend> State<B> {
 
     fn reload_checked(&mut self, trigger: Trigger, guard: Guard) -> ReloadReport {
         let started = Instant::now();
+        if trigger == Trigger::Start {
+            self.inherited = self.kernel_counts();
+        }
         let read = match read_inputs(&self.options) {
             Ok(r) => r,
             Err(rejected) => {
@@ -427,7 +434,7 @@ impl<B: Backend> State<B> {
         self.counters.last_compile = compile;
         let counts = counts(&loaded, &plan);
         if guard == Guard::HoldSuspicious {
-            let before = self.current.as_ref().map(|c| c.counts);
+            let before = self.current.as_ref().map(|c| c.counts).or(self.inherited);
             if let Some(reason) = before.and_then(|b| suspicious(&b, &counts)) {
                 return self.hold(trigger, reason, read.hashes.clone(), compile);
             }
@@ -458,6 +465,7 @@ impl<B: Backend> State<B> {
         self.generation += 1;
         self.last_error = None;
         self.retry = false;
+        self.inherited = None;
         self.current = Some(Current {
             inputs: read,
             addresses,
@@ -530,6 +538,28 @@ impl<B: Backend> State<B> {
             self.denies.emit();
         }
         Ok(KernelChange::Replaced)
+    }
+
+    /// What a table already in the kernel polices: its endpoints with a deny counter,
+    /// that is those isolated in some direction (the others it does not protect).
+    fn kernel_counts(&mut self) -> Option<Counts> {
+        let counters = match self.backend.read_denies() {
+            Ok(Some(c)) => c,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("reading the table already in the kernel: {e}");
+                return None;
+            }
+        };
+        let endpoints: BTreeSet<&ObjectName> = counters.iter().map(|c| &c.endpoint).collect();
+        tracing::info!(
+            "a netpol table is in the kernel already, policing {} local endpoints",
+            endpoints.len()
+        );
+        Some(Counts {
+            local_endpoints: endpoints.len(),
+            ..Counts::default()
+        })
     }
 
     fn hold(

@@ -82,3 +82,46 @@ fn a_truncated_inventory_is_held_and_the_host_stays_protected() {
         "frontend gets through now"
     );
 }
+
+#[test]
+fn a_restart_on_a_truncated_inventory_keeps_the_table_in_force() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let first = Daemon::start(&host, &lab, &[]);
+    assert_example_enforced(&peer);
+    assert!(first.terminate().success());
+    let table = host.table().expect("SIGTERM leaves the table");
+
+    // The daemon restarts (a crash, an upgrade) while pods.yaml is half-written.
+    let whole = lab.read("inventory/pods.yaml");
+    lab.write("inventory/pods.yaml", &cut_before_status(&whole));
+    let d = Daemon::start(&host, &lab, &[]);
+    let s = d.status(&host);
+    assert_eq!(s["generation"], 0, "nothing applied: {s:#}");
+    assert!(
+        s["held"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("every local endpoint"),
+        "{s:#}"
+    );
+    assert_eq!(
+        host.table().as_deref(),
+        Some(table.as_str()),
+        "the table stays"
+    );
+    assert!(
+        !reaches_api(&peer, "198.18.2.11"),
+        "frontend is still denied"
+    );
+
+    // The file is completed: the new daemon applies it.
+    lab.write("inventory/pods.yaml", &whole);
+    d.wait_for(&host, "the completed inventory to be applied", |s| {
+        s["generation"] == 1
+    });
+    assert!(d.status(&host)["held"].is_null());
+    assert_example_enforced(&peer);
+}

@@ -652,3 +652,40 @@ fn read_and_kernel_failures_ask_for_a_retry_and_validation_failures_do_not() {
     assert_eq!(s.reload(Trigger::Start).stage, Some(Stage::Load));
     assert!(s.wants_retry());
 }
+
+#[test]
+fn a_start_up_on_cut_short_inputs_keeps_the_table_an_earlier_daemon_left() {
+    let dir = example();
+    let mut s = state(&dir, &[]);
+    s.set_host_addresses(ips(&["198.18.1.10"]));
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+    let left = s.backend().loaded.clone();
+    assert!(left.is_some());
+
+    // netpold stops, leaving its table; the inventory is cut short meanwhile; a new
+    // netpold starts on the same kernel.
+    let kernel = std::mem::replace(s.backend(), FakeBackend::new());
+    truncate_before_payments_api(&dir);
+    let mut s = State::new(s.options.clone(), kernel);
+    s.set_host_addresses(ips(&["198.18.1.10"]));
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Held, "{r:?}");
+    assert_eq!(s.backend().loaded, left, "the earlier table stays");
+    assert_eq!(s.backend().applies, 1, "only the first daemon's apply");
+    assert!(s.status().held.is_some());
+    let r = s.force_reload();
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(r.after.unwrap().local_endpoints, 0);
+
+    // On an empty kernel the same inputs are simply applied: nothing to take away.
+    let mut s = State::new(s.options.clone(), FakeBackend::new());
+    s.set_host_addresses(ips(&["198.18.1.10"]));
+    assert_eq!(s.reload(Trigger::Start).outcome, Outcome::Applied);
+}
+
+/// `pods.yaml` cut off inside its first document, payments-api's, before its status.
+fn truncate_before_payments_api(dir: &TempDir) {
+    let text = dir.read("inventory/pods.yaml");
+    let cut = text.find("status:").unwrap();
+    dir.write("inventory/pods.yaml", &text[..cut]);
+}

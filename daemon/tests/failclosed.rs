@@ -48,11 +48,39 @@ fn a_truncated_inventory_is_held_and_the_host_stays_protected() {
     );
     let st = d.ctl(&host, &["status"]);
     assert!(text(&st.stdout).contains("held:"), "{}", text(&st.stdout));
+    let metrics = host.ok(
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9469/metrics",
+        ],
+    );
+    assert!(
+        metrics.lines().any(|l| l == "netpol_reload_held 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"netpol_reloads_total{result="held"} 1"#),
+        "{metrics}"
+    );
 
     // The writer finishes: back to what is loaded, no reload, the hold ends.
     lab.write("inventory/pods.yaml", &whole);
     let s = d.wait_for(&host, "the hold to end", |s| s["held"].is_null());
     assert_eq!(s["generation"], 1);
+    let metrics = host.ok(
+        "curl",
+        &["-sS", "--max-time", "5", "http://127.0.0.1:9469/metrics"],
+    );
+    assert!(
+        metrics.lines().any(|l| l == "netpol_reload_held 0"),
+        "{metrics}"
+    );
     std::thread::sleep(SETTLE);
     assert_eq!(d.generation(&host), 1);
 

@@ -327,8 +327,14 @@ fn show_text(report: &ShowReport) -> String {
         .denies
         .iter()
         .map(|d| {
+            // A cut name may be shared by two endpoints; their chains are not.
+            let endpoint = if d.is_cut() {
+                format!("{} (chain {})", d.endpoint, d.chain)
+            } else {
+                d.endpoint.to_string()
+            };
             [
-                d.endpoint.to_string(),
+                endpoint,
                 d.direction.to_string(),
                 d.packets.to_string(),
                 d.bytes.to_string(),

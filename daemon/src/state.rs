@@ -45,7 +45,7 @@ use crate::control::{
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
 use crate::memory;
-use crate::netlink::Backend;
+use crate::netlink::{Backend, ChainOwners};
 use crate::telemetry::{self, DenyTotals};
 
 /// What the state needs to know of the configuration.
@@ -130,6 +130,9 @@ pub struct State<B> {
     /// update is computed against. `None` when the kernel may hold something else (a
     /// failed apply). A few MB at 50,000 endpoints; the model it came from is not kept.
     applied: Option<Plan>,
+    /// Whom the chains of the table this process last loaded police: deny counters are
+    /// labelled by chain, since their comments are cut for long names.
+    owners: ChainOwners,
     generation: u64,
     /// Hashes of the inputs of the last attempt, successful or not, so that file events
     /// that change nothing since a failure do not fail again and again.
@@ -161,6 +164,7 @@ impl<B: Backend> State<B> {
             host: BTreeSet::new(),
             current: None,
             applied: None,
+            owners: ChainOwners::default(),
             generation: 0,
             last_attempt: None,
             last_error: None,
@@ -201,7 +205,8 @@ impl<B: Backend> State<B> {
                     tracing::info!("reading the kernel's deny counters works again");
                     self.deny_read_failing = false;
                 }
-                self.denies.observe(&found.unwrap_or_default());
+                self.denies
+                    .observe(&self.owners.label(found.unwrap_or_default()));
             }
             Err(e) => {
                 telemetry::counter_read_failed();
@@ -503,6 +508,7 @@ impl<B: Backend> State<B> {
                 Ok(d) if d.cost() <= UPDATE_COST_RATIO * (d.table_elements.max(1) as u64) => {
                     match self.backend.update(&d) {
                         Ok(_) => {
+                            self.owners = ChainOwners::of(plan);
                             tracing::debug!("incremental update: {d}");
                             return Ok(KernelChange::Updated {
                                 elements: d.changed(),
@@ -530,6 +536,7 @@ impl<B: Backend> State<B> {
             self.observe_denies();
         }
         self.backend.apply(plan)?;
+        self.owners = ChainOwners::of(plan);
         if self.count_denies {
             self.denies.replaced();
             // Read the new table at once, so that each of its endpoints has its series

@@ -80,8 +80,9 @@ fn compile_json_is_the_plan() {
 
 #[test]
 fn compile_needs_a_local_endpoint_and_names_unknown_ones() {
+    // Bad usage (2), as the README promises; an unknown endpoint is rejected input (1).
     let out = with_example("compile", &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--local"),
         "{}",
@@ -216,4 +217,42 @@ fn bad_input_is_reported_with_file_line_and_field_and_fails() {
 fn usage_errors_exit_2() {
     let out = netpolctl(&["compile", "--policies", "x"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every missing required option is bad usage (exit 2, naming the option), whatever
+/// the command; never exit 1, which means rejected input or a failure.
+#[test]
+fn missing_required_options_exit_2_naming_them() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("compile", &[], "--local"),
+        ("matrix", &[], "--probe"),
+        (
+            "explain",
+            &["--from", "web/checkout", "--port", "80/TCP"],
+            "--to",
+        ),
+        (
+            "explain",
+            &["--to", "web/checkout", "--port", "80/TCP"],
+            "--from",
+        ),
+        (
+            "explain",
+            &["--from", "web/checkout", "--to", "web/frontend"],
+            "--port",
+        ),
+    ];
+    for (cmd, rest, missing) in cases {
+        let out = with_example(cmd, rest);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd} {rest:?}: {err}");
+        assert!(err.contains(missing), "{cmd} {rest:?}: {err}");
+    }
+    // Usage is checked before anything is read or sent to the kernel.
+    for (cmd, missing) in [("compile", "--inventory"), ("apply", "--inventory")] {
+        let out = netpolctl(&[cmd, "--policies", "config/policies", "--local", "a/b"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains(missing), "{cmd}: {err}");
+    }
 }

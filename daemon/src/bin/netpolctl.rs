@@ -76,8 +76,9 @@ enum Command {
     Compile {
         #[command(flatten)]
         inputs: InputArgs,
-        /// A local endpoint, NAMESPACE/NAME; repeatable.
-        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+        /// A local endpoint, NAMESPACE/NAME; repeatable, at least one (compile has no
+        /// host to look addresses up on).
+        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name, required = true)]
         locals: Vec<ObjectName>,
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]

@@ -20,8 +20,8 @@ use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use rules_compiler::plan::{
-    AddrField, AddrProtoPort, AddrRange, Delta, DenyAction, Family, Hook, Plan, SetElements, Stmt,
-    ICMPV6_ALWAYS,
+    self, AddrField, AddrProtoPort, AddrRange, Delta, DenyAction, Family, Hook, Plan, SetElements,
+    Stmt, ICMPV6_ALWAYS,
 };
 
 /// Numbers of the nf_tables netlink API (linux/netfilter/nf_tables.h) and of nft's
@@ -81,8 +81,6 @@ pub(crate) mod k {
 
     /// Longest table, chain and set name the kernel takes (`NFT_NAME_MAXLEN` less the NUL).
     pub const NAME_MAX: usize = 255;
-    /// Longest rule comment nft accepts (`NFTNL_UDATA_COMMENT_MAXLEN`), NUL included.
-    pub const COMMENT_MAX: usize = 128;
 }
 
 /// Set user data exactly as nft 1.0.6 writes it (`NFTNL_UDATA_SET_*` TLVs, values in
@@ -914,10 +912,12 @@ impl Encoder<'_> {
                 self.rule(chain, what, exprs, None);
             }
             Stmt::Deny { action, comment } => {
-                if comment.len() + 1 > k::COMMENT_MAX || comment.contains('\0') {
+                // The compiler cuts comments to this same limit; this guards plans from
+                // elsewhere (a hand-made plan, a future compiler).
+                if comment.len() > plan::MAX_COMMENT || comment.contains('\0') {
                     return Err(EncodeError(format!(
-                        "{what}: comment {comment:?} is longer than nft allows ({} bytes)",
-                        k::COMMENT_MAX - 1
+                        "{what}: comment {comment:?} is longer than nft allows ({} bytes) or holds a NUL",
+                        plan::MAX_COMMENT
                     )));
                 }
                 match action {

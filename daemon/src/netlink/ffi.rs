@@ -785,7 +785,7 @@ fn rule_msg(
     }
     if let Some(comment) = &r.comment {
         let u = comment_udata(comment);
-        // SAFETY: `rule` is live; the user data (at most 130 bytes) is copied.
+        // SAFETY: `rule` is live; the user data (at most 131 bytes: type, length, comment, NUL) is copied.
         unsafe {
             sys::nftnl_rule_set_data(
                 rule.as_ptr(),

@@ -25,11 +25,12 @@ mod ffi;
 mod readback;
 mod reply;
 
+use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
 use rules_compiler::model::{Direction, ObjectName};
-use rules_compiler::plan::{Delta, Plan, TABLE_NAME};
+use rules_compiler::plan::{Delta, Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
@@ -188,6 +189,54 @@ pub struct DenyCounter {
     pub bytes: u64,
 }
 
+impl DenyCounter {
+    /// Whether the endpoint was read from a deny comment that nft's 128-byte limit cut:
+    /// its name is then a prefix ending in `...` (never in a Kubernetes name), possibly
+    /// shared with another endpoint (`chain` tells them apart). Never so after
+    /// [`ChainOwners::label`] for the chains it knows.
+    pub fn is_cut(&self) -> bool {
+        self.endpoint.name.ends_with(COMMENT_CUT_MARK)
+    }
+}
+
+/// Which endpoint and direction each endpoint chain of a plan polices: the identity of
+/// a deny counter, which its comment (cut for long names) cannot be.
+#[derive(Clone, Debug, Default)]
+pub struct ChainOwners(HashMap<String, (ObjectName, Direction)>);
+
+impl ChainOwners {
+    /// The owners of `plan`'s chains.
+    pub fn of(plan: &Plan) -> ChainOwners {
+        let mut owners = HashMap::new();
+        for local in &plan.locals {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if let Some(chain) = local.chain(dir) {
+                    owners.insert(chain.to_string(), (local.id.clone(), dir));
+                }
+            }
+        }
+        ChainOwners(owners)
+    }
+
+    /// Labels each counter by its chain's owner. A counter of a chain this plan does not
+    /// have (a table someone else loaded) keeps what its comment says, unless the
+    /// comment was cut: that one is left out, since its label could be another
+    /// endpoint's or shared by two.
+    pub fn label(&self, counters: Vec<DenyCounter>) -> Vec<DenyCounter> {
+        counters
+            .into_iter()
+            .filter_map(|mut c| match self.0.get(&c.chain) {
+                Some((endpoint, direction)) => {
+                    c.endpoint = endpoint.clone();
+                    c.direction = *direction;
+                    Some(c)
+                }
+                None => (!c.is_cut()).then_some(c),
+            })
+            .collect()
+    }
+}
+
 fn hook_name(hooknum: u32) -> String {
     match hooknum {
         encode::k::NF_INET_LOCAL_IN => "input".into(),
@@ -257,7 +306,9 @@ impl LoadedTable {
     }
 
     /// The deny counters, from the comments netpol gives them
-    /// (`deny <direction> <namespace>/<name>`); counters with other comments are left out.
+    /// (`deny <direction> <namespace>/<name>`, cut ones ending in `...`: see
+    /// [`DenyCounter::is_cut`]); counters with other comments are left out. Without the plan
+    /// this is all the table says; with it, [`ChainOwners::label`] gives exact names.
     pub fn denies(&self) -> Vec<DenyCounter> {
         let mut out = Vec::new();
         for chain in &self.chains {

@@ -1206,3 +1206,80 @@ fn the_fake_applies_updates_and_fails_when_told() {
     assert_eq!(fake.loaded.as_ref(), Some(&next));
     assert_eq!(fake.updates, 1);
 }
+
+/// Two endpoints whose names share more than a comment holds: their comments are cut to
+/// the same text, and only the plan tells their counters apart.
+#[test]
+fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
+    use super::{ChainOwners, DenyCounter, LoadedChain, RuleCounter};
+    let long = |tail: &str| ObjectName::new("ns", format!("{}{tail}", "x".repeat(200)));
+    let (a, b) = (long("-a"), long("-b"));
+    let cut = format!("deny ingress ns/{}...", "x".repeat(110));
+    let chain = |name: &str| LoadedChain {
+        name: name.into(),
+        hook: None,
+        rules: 2,
+        counters: vec![RuleCounter {
+            comment: Some(cut.clone()),
+            packets: 1,
+            bytes: 60,
+        }],
+    };
+    let table = LoadedTable {
+        name: TABLE_NAME.into(),
+        chains: vec![chain("in_a"), chain("in_b"), chain("in_foreign")],
+        sets: vec![],
+    };
+    // Without the plan, `show` sees three counters under one cut, marked name.
+    let read = table.denies();
+    assert_eq!(read.len(), 3);
+    assert!(read.iter().all(DenyCounter::is_cut));
+    assert_eq!(read[0].endpoint, read[1].endpoint);
+
+    let plan = Plan {
+        table: TABLE_NAME.into(),
+        sets: vec![],
+        maps: vec![],
+        chains: vec![],
+        locals: vec![
+            LocalEndpoint {
+                id: a.clone(),
+                ingress_chain: Some("in_a".into()),
+                egress_chain: None,
+            },
+            LocalEndpoint {
+                id: b.clone(),
+                ingress_chain: Some("in_b".into()),
+                egress_chain: None,
+            },
+        ],
+    };
+    let labelled = ChainOwners::of(&plan).label(read);
+    // The plan's chains get whole names; the unknown chain's cut label is left out.
+    let got: Vec<(ObjectName, Direction, &str)> = labelled
+        .iter()
+        .map(|c| (c.endpoint.clone(), c.direction, c.chain.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (a, Direction::Ingress, "in_a"),
+            (b, Direction::Ingress, "in_b")
+        ]
+    );
+    // An unknown chain with a whole comment keeps it.
+    let whole = LoadedTable {
+        chains: vec![LoadedChain {
+            counters: vec![RuleCounter {
+                comment: Some("deny egress web/x".into()),
+                packets: 0,
+                bytes: 0,
+            }],
+            ..chain("out_web_x")
+        }],
+        ..table
+    };
+    let kept = ChainOwners::default().label(whole.denies());
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].endpoint, ObjectName::new("web", "x"));
+}

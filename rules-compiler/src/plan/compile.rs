@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::intervals::{
     block_spans, family_max, from_u128, to_u128, Normalised, PortSet, PortSets, Space, Span,
 };
-use super::names::{chain_name, deny_comment};
+use super::names::{chain_name, deny_comment, disambiguate};
 use super::{
     AddrField, AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Options, Plan, Set,
     SetElements, Stmt, VerdictMap, TABLE_NAME,
@@ -56,6 +56,24 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
     let mut maps: BTreeMap<String, VerdictMap> = BTreeMap::new();
     let mut plan_locals = Vec::new();
 
+    // Every isolated (endpoint, direction) and its chain's name, in the order of
+    // `locals`, so that telling colliding names apart is deterministic.
+    let mut isolated: Vec<(EndpointId, Direction, Vec<PolicyId>)> = Vec::new();
+    for &local in &locals {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let policies = index.isolating(local, dir);
+            if !policies.is_empty() {
+                isolated.push((local, dir, policies));
+            }
+        }
+    }
+    let mut names: Vec<String> = isolated
+        .iter()
+        .map(|&(local, dir, _)| chain_name(dir, &index.endpoint(local).id))
+        .collect();
+    disambiguate(&mut names);
+    let mut isolated = isolated.into_iter().zip(names).peekable();
+
     for &local in &locals {
         let endpoint = index.endpoint(local);
         let mut entry = LocalEndpoint {
@@ -63,12 +81,9 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             ingress_chain: None,
             egress_chain: None,
         };
-        for dir in [Direction::Ingress, Direction::Egress] {
-            let policies = index.isolating(local, dir);
-            if policies.is_empty() {
-                continue;
-            }
-            let name = chain_name(dir, &endpoint.id);
+        while let Some(((_, dir, policies), name)) =
+            isolated.next_if(|((id, _, _), _)| *id == local)
+        {
             let chain = compiler.endpoint_chain(local, dir, &policies, &name, options, &mut sets);
             chains.push(chain);
             for ip in &endpoint.ips {
@@ -96,6 +111,10 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
     }
     sets.sort_by(|a: &Set, b: &Set| a.name.cmp(&b.name));
     chains.sort_by(|a: &Chain, b: &Chain| a.name.cmp(&b.name));
+    // Set names are their chain's name plus a suffix of their own, so distinct chain
+    // names give distinct set names; nft would merge duplicates silently.
+    debug_assert!(chains.windows(2).all(|w| w[0].name != w[1].name));
+    debug_assert!(sets.windows(2).all(|w| w[0].name != w[1].name));
     let mut all_chains = vec![
         base_chain(Hook::Input, &maps),
         base_chain(Hook::Output, &maps),

@@ -28,7 +28,7 @@ mod names;
 mod tests;
 
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
-pub use names::chain_name;
+pub use names::{chain_name, COMMENT_CUT_MARK, MAX_COMMENT};
 
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";
@@ -201,7 +201,9 @@ pub enum Stmt {
     Deny {
         /// Drop or reject.
         action: DenyAction,
-        /// e.g. `deny ingress payments/payments-api`.
+        /// e.g. `deny ingress payments/payments-api`, for people: at most
+        /// [`MAX_COMMENT`] bytes, cut ones ending in [`COMMENT_CUT_MARK`]. Not an identity;
+        /// [`Plan::locals`] says which endpoint a chain polices.
         comment: String,
     },
 }

@@ -1,16 +1,29 @@
 //! Names of chains and sets, and deny comments.
 //!
-//! A chain's name depends only on its direction and endpoint, so it is stable when
-//! other endpoints come and go. Names must be nft identifiers that need no quoting and
-//! fit the kernel's 255-byte limit; comments fit nft's 128-byte limit.
+//! A chain's name depends only on its direction and endpoint (unless a hash collides
+//! with another chain of the same plan), so it is stable when other endpoints come and
+//! go. Names must be nft identifiers that need no quoting and
+//! fit the kernel's 255-byte limit; comments fit nft's 128-byte limit. Names of one plan
+//! are made distinct here ([`disambiguate`]), whatever the input; comments are for
+//! people and may be cut, so nothing may rely on them to identify an endpoint.
+
+use std::collections::{HashMap, HashSet};
 
 use crate::model::{Direction, ObjectName};
 
 /// Longest chain name; leaves room for set suffixes under the kernel's 255 bytes.
 pub(crate) const MAX_CHAIN_NAME: usize = 200;
 
-/// Longest comment nft accepts.
-pub(crate) const MAX_COMMENT: usize = 128;
+/// Longest rule comment, in bytes (without the NUL), that nft accepts
+/// (`NFTNL_UDATA_COMMENT_MAXLEN`; nft 1.0.6 refuses 129). The one limit: the netlink
+/// encoder checks against it too.
+pub const MAX_COMMENT: usize = 128;
+
+/// What ends a deny comment that was cut to [`MAX_COMMENT`]. Kubernetes names never
+/// hold `..`, so a cut comment cannot be mistaken for a whole one; but two endpoints
+/// whose names share a long prefix can have the same cut comment, so a reader must not
+/// take one as an endpoint's identity (the daemon labels counters by chain instead).
+pub const COMMENT_CUT_MARK: &str = "...";
 
 /// Hex digits of the hash appended to a shortened or cleaned name.
 const HASH_DIGITS: usize = 12;
@@ -38,7 +51,9 @@ fn fnv1a(s: &str) -> u64 {
 /// The chain policing one endpoint in one direction: `in_<namespace>_<name>` or
 /// `out_<namespace>_<name>`. A name that would be longer than 200 characters or holds
 /// characters nft would not read unquoted is cleaned, cut and suffixed with a hash of
-/// the exact direction and endpoint, so distinct endpoints keep distinct chains.
+/// the exact direction and endpoint. A hash can collide: the plan checks its names and
+/// suffixes colliding ones (see `disambiguate`), so the chain a plan really uses is the
+/// one in [`LocalEndpoint`](super::LocalEndpoint), not necessarily this.
 pub fn chain_name(dir: Direction, id: &ObjectName) -> String {
     let prefix = match dir {
         Direction::Ingress => "in",
@@ -56,16 +71,53 @@ pub fn chain_name(dir: Direction, id: &ObjectName) -> String {
     format!("{short}_{:0width$x}", hash >> 16, width = HASH_DIGITS)
 }
 
-/// The comment of an endpoint chain's deny rule, e.g. `deny ingress payments/api`,
-/// cut to what nft accepts. Double quotes, which would end the nft string, become `'`.
+/// Makes `names` (the chains of one plan, in a deterministic order) distinct.
+///
+/// [`chain_name`] hashes long names to 48 bits, and inputs can be searched for a pair
+/// that collides; two chains of one name would make nft merge them (and their sets),
+/// enforcing one endpoint's rules for the other. A name that is unique stays as it is,
+/// so endpoints not involved in a collision keep their chains (incremental updates
+/// compare names). Within a group of equal names the first keeps it and each later one
+/// gets the first free `-<n>` suffix (`n` = 1, 2, …), checked against every name taken,
+/// so the result is distinct whatever the input. The suffix keeps names nft
+/// identifiers, and at most a few characters over [`MAX_CHAIN_NAME`] leaves room for
+/// set suffixes under the kernel's 255 bytes.
+pub(crate) fn disambiguate(names: &mut [String]) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for n in names.iter() {
+        *count.entry(n.as_str()).or_default() += 1;
+    }
+    if count.len() == names.len() {
+        return;
+    }
+    let mut taken: HashSet<String> = count.keys().map(|n| n.to_string()).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    for name in names.iter_mut() {
+        if seen.insert(name.clone()) {
+            continue;
+        }
+        let unique = (1u64..)
+            .map(|n| format!("{name}-{n}"))
+            .find(|candidate| !taken.contains(candidate))
+            .expect("a free suffix exists");
+        taken.insert(unique.clone());
+        *name = unique;
+    }
+}
+
+/// The comment of an endpoint chain's deny rule, e.g. `deny ingress payments/api`, for
+/// people reading `nft list`. Double quotes, which would end the nft string, become `'`.
+/// A comment longer than nft accepts is cut on a character boundary and ends in
+/// [`COMMENT_CUT_MARK`].
 pub(crate) fn deny_comment(dir: Direction, id: &ObjectName) -> String {
     let mut c: String = format!("deny {dir} {id}").replace('"', "'");
     if c.len() > MAX_COMMENT {
-        let mut cut = MAX_COMMENT;
+        let mut cut = MAX_COMMENT - COMMENT_CUT_MARK.len();
         while !c.is_char_boundary(cut) {
             cut -= 1;
         }
         c.truncate(cut);
+        c.push_str(COMMENT_CUT_MARK);
     }
     c
 }
@@ -118,15 +170,36 @@ mod tests {
     }
 
     #[test]
-    fn comments_fit_nft() {
+    fn equal_names_are_suffixed_and_unique_ones_kept() {
+        let mut names: Vec<String> = ["a", "b", "a", "a-1", "a"].map(String::from).to_vec();
+        disambiguate(&mut names);
+        assert_eq!(names, ["a", "b", "a-2", "a-1", "a-3"]);
+        let mut distinct: Vec<String> = ["x", "y"].map(String::from).to_vec();
+        disambiguate(&mut distinct);
+        assert_eq!(distinct, ["x", "y"]);
+    }
+
+    #[test]
+    fn comments_fit_nft_and_say_when_they_are_cut() {
         let id = ObjectName::new("n".repeat(63), "p\"".repeat(120));
         let c = deny_comment(Direction::Ingress, &id);
         assert_eq!(c.len(), MAX_COMMENT);
         assert!(c.starts_with("deny ingress nnn"));
+        assert!(c.ends_with("p'p'..."), "{c}");
         assert!(!c.contains('"'));
         assert_eq!(
             deny_comment(Direction::Egress, &ObjectName::new("a", "b")),
             "deny egress a/b"
         );
+        // Exactly at the limit: whole, unmarked.
+        let fits = ObjectName::new("ns", "x".repeat(MAX_COMMENT - "deny egress ns/".len()));
+        let c = deny_comment(Direction::Egress, &fits);
+        assert_eq!(c.len(), MAX_COMMENT);
+        assert!(c.ends_with('x'));
+        // Cut on a character boundary (names that reach the compiler are ASCII, but the
+        // comment must never be invalid UTF-8).
+        let wide = ObjectName::new("ns", "é".repeat(100));
+        let c = deny_comment(Direction::Egress, &wide);
+        assert!(c.len() <= MAX_COMMENT && c.ends_with("é..."), "{c}");
     }
 }

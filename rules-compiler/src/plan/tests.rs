@@ -614,3 +614,72 @@ fn endpoint_chains_and_sets_are_sorted_by_name() {
 
 // Agreement with the semantics on random models is the property test in
 // tests/suite/plan_matches_semantics.rs (one evaluator of plans, written for it).
+
+/// Two real names whose hashed chain names collided (rules-compiler/testdata).
+fn colliding_pair() -> (String, String) {
+    let text = include_str!("../../testdata/chain-name-collision.txt");
+    let mut names = text.lines().filter(|l| !l.starts_with('#'));
+    let a = names.next().unwrap().to_string();
+    let b = names.next().unwrap().to_string();
+    (a, b)
+}
+
+#[test]
+fn colliding_hashed_names_get_distinct_chains_and_sets() {
+    let (a, b) = colliding_pair();
+    let (ida, idb) = (format!("lab/{a}"), format!("lab/{b}"));
+    assert_eq!(
+        chain_name(Direction::Ingress, &oname(&ida)),
+        chain_name(Direction::Ingress, &oname(&idb)),
+        "the test data must collide under the plain naming"
+    );
+    let model = ModelBuilder::new()
+        .endpoint(&ida, &[("app", "a")], &["198.18.1.10"])
+        .endpoint(&idb, &[("app", "b")], &["198.18.1.11"])
+        .endpoint("lab/client", &[("app", "client")], &["198.18.2.10"])
+        .policy(ingress_policy(
+            "lab/a-from-client",
+            sel(&[("app", "a")]),
+            vec![rule(
+                peers(vec![pods_in("lab", sel(&[("app", "client")]))]),
+                Ports::All,
+            )],
+        ))
+        .policy(ingress_policy("lab/b-closed", sel(&[("app", "b")]), vec![]))
+        .build();
+    let plan = build_for(&model, &[&ida, &idb], &Options::default());
+
+    let chains = names(&plan.chains, |c| &c.name);
+    let mut unique = chains.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), chains.len(), "duplicate chains: {chains:?}");
+    let sets = names(&plan.sets, |s| &s.name);
+    let mut unique = sets.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sets.len(), "duplicate sets: {sets:?}");
+
+    let (la, lb) = (&plan.locals[0], &plan.locals[1]);
+    assert_eq!(
+        (la.id.to_string(), lb.id.to_string()),
+        (ida.clone(), idb.clone())
+    );
+    let (ca, cb) = (
+        la.ingress_chain.clone().unwrap(),
+        lb.ingress_chain.clone().unwrap(),
+    );
+    assert_ne!(ca, cb);
+    // Each address dispatches to its own endpoint's chain, and only a's chain allows.
+    assert_eq!(
+        plan.map("ingress_v4").unwrap().elements,
+        vec![
+            (ip("198.18.1.10"), ca.clone()),
+            (ip("198.18.1.11"), cb.clone())
+        ]
+    );
+    assert_eq!(plan.chain(&ca).unwrap().rules.len(), 2);
+    assert_eq!(plan.chain(&cb).unwrap().rules.len(), 1);
+    // Stable: the same input gives the same names.
+    assert_eq!(plan, build_for(&model, &[&idb, &ida], &Options::default()));
+}

@@ -5,11 +5,12 @@
 //! server accepts it and implementations match the whole block; rejecting it would make
 //! policies that a cluster runs fail here. The same goes for each `except`. An address
 //! without a prefix length (`198.18.0.1`) is an error: Kubernetes rejects it, and
-//! guessing `/32` could hide a typo.
+//! guessing `/32` could hide a typo. An IPv4-mapped block (`::ffff:198.18.0.0/112`) is an
+//! error naming the IPv4 block to write: it would never match IPv4 traffic.
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::decode::{self, index, Ctx};
 use crate::load::Node;
@@ -70,10 +71,33 @@ fn not_inside(inner: &IpNet, outer: &IpNet) -> Option<String> {
     }
 }
 
-/// Parses a CIDR, masking host bits with a warning.
+/// The IPv4 block an IPv4-mapped IPv6 block (inside `::ffff:0:0/96`) stands for.
+/// A block that merely contains that range (`::/0`) is ordinary IPv6.
+fn ipv4_mapped(net: &IpNet) -> Option<Ipv4Net> {
+    let IpNet::V6(v6) = net else { return None };
+    let v4 = v6.network().to_ipv4_mapped()?;
+    let len = v6.prefix_len().checked_sub(96)?;
+    Ipv4Net::new(v4, len).ok()
+}
+
+/// Parses a CIDR, masking host bits with a warning. An IPv4-mapped block is an error:
+/// the kernel sees IPv4 traffic with IPv4 addresses, so such a block never matches it,
+/// and an `except` written so would not take the IPv4 addresses out.
 fn parse_cidr(ctx: &mut Ctx<'_>, node: &Node, field: &str, text: &str) -> Option<IpNet> {
     match text.parse::<IpNet>() {
         Ok(net) => {
+            if let Some(v4) = ipv4_mapped(&net) {
+                ctx.error(
+                    node,
+                    field,
+                    format!(
+                        "{text} is an IPv4-mapped IPv6 block; IPv4 traffic never carries these \
+                         addresses: use the IPv4 block {}",
+                        v4.trunc()
+                    ),
+                );
+                return None;
+            }
             let canonical = net.trunc();
             if canonical != net {
                 ctx.warning(

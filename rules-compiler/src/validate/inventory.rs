@@ -399,16 +399,46 @@ fn unique_ports(ctx: &mut Ctx<'_>, ports: Vec<(NamedPort, Source, String)>) -> V
     seen.into_values().map(|(p, _)| p).collect()
 }
 
+/// Why an endpoint cannot have this address, or `None` when it can: the address must
+/// be one that a connection to or from a single endpoint carries, or the policy that
+/// names the endpoint would silently match nothing (or something else).
+fn unusable(ip: &IpAddr) -> Option<String> {
+    if let IpAddr::V6(v6) = ip {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return Some(format!(
+                "an IPv4-mapped IPv6 address; IPv4 traffic never carries it: use the IPv4 \
+                 form {v4}"
+            ));
+        }
+    }
+    let why = if ip.is_unspecified() {
+        "the unspecified address; no connection comes from or goes to it"
+    } else if ip.is_loopback() {
+        "a loopback address; it never leaves a host, and netpol always accepts loopback \
+         traffic, so no policy could apply to it"
+    } else if ip.is_multicast() {
+        "a multicast address (a group, not an endpoint); no connection goes to it"
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        "the broadcast address; no connection goes to it"
+    } else {
+        return None;
+    };
+    Some(why.to_string())
+}
+
 fn push_ip(ctx: &mut Ctx<'_>, node: &Node, field: &str, out: &mut Vec<LocatedIp>) {
     let Some(s) = decode::string(ctx, node, field) else {
         return;
     };
     match s.parse::<IpAddr>() {
-        Ok(ip) => out.push(LocatedIp {
-            ip,
-            source: ctx.source(node),
-            field: field.to_string(),
-        }),
+        Ok(ip) => match unusable(&ip) {
+            None => out.push(LocatedIp {
+                ip,
+                source: ctx.source(node),
+                field: field.to_string(),
+            }),
+            Some(why) => ctx.error(node, field, format!("{s} is {why}")),
+        },
         Err(_) => ctx.error(
             node,
             field,
@@ -900,6 +930,74 @@ zone: a
             "Endpoint payments/ledger-vm",
             "ips[0]",
             "invalid IP address \"198.18.3.0/24\"",
+        );
+    }
+
+    #[test]
+    fn endpoint_addresses_no_connection_can_use_are_rejected_with_the_reason() {
+        let text = "apiVersion: netpol/v1
+kind: Endpoint
+metadata: {namespace: payments, name: odd}
+ips:
+  - \"::ffff:198.18.0.20\"
+  - 0.0.0.0
+  - \"::\"
+  - 255.255.255.255
+  - 224.0.0.1
+  - \"ff02::1\"
+  - 127.0.0.1
+  - \"::1\"
+  - 198.18.0.21
+";
+        let errs = errors(&[], &[("vm.yaml", text)]);
+        assert_eq!(errs.len(), 8, "{}", show(&errs));
+        let reasons = [
+            "IPv4-mapped IPv6 address; IPv4 traffic never carries it: use the IPv4 form 198.18.0.20",
+            "unspecified address",
+            "unspecified address",
+            "broadcast address",
+            "multicast address",
+            "multicast address",
+            "loopback address",
+            "loopback address",
+        ];
+        for (i, (d, reason)) in errs.iter().zip(reasons).enumerate() {
+            check(
+                d,
+                "vm.yaml",
+                (5 + i, 5),
+                "Endpoint payments/odd",
+                &format!("ips[{i}]"),
+                reason,
+            );
+        }
+        // Pods too, in podIPs and in the older podIP.
+        let text = [
+            pod(
+                "a",
+                "{}",
+                "{phase: Running, podIPs: [{ip: \"::ffff:198.18.0.22\"}]}",
+            ),
+            pod("b", "{}", "{phase: Running, podIP: 127.0.0.2}"),
+        ]
+        .concat();
+        let errs = errors(&[], &[("p.yaml", &text)]);
+        assert_eq!(errs.len(), 2, "{}", show(&errs));
+        check(
+            &errs[0],
+            "p.yaml",
+            (6, 40),
+            "Pod web/a",
+            "status.podIPs[0].ip",
+            "use the IPv4 form 198.18.0.22",
+        );
+        check(
+            &errs[1],
+            "p.yaml",
+            (12, 33),
+            "Pod web/b",
+            "status.podIP",
+            "loopback address",
         );
     }
 

@@ -57,6 +57,10 @@
 //!   and implementations match the whole block, so rejecting it would fail policies a
 //!   cluster runs. An address without a prefix length is an error: guessing `/32` could
 //!   hide a typo.
+//! - An IPv4-mapped `ipBlock` (`::ffff:198.18.0.0/112`) is an error naming the IPv4
+//!   block: IPv4 traffic never carries such addresses, so it would never match. An
+//!   endpoint address that no single endpoint's connection carries (unspecified,
+//!   broadcast, multicast, loopback, IPv4-mapped) is an error with the reason.
 //! - An object without `metadata.namespace` is in `default`, with a warning, as
 //!   `kubectl apply` without `-n` would put it.
 //! - A label value or name written as a number or boolean (`version: 1.0`) is an error

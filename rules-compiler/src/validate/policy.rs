@@ -1186,6 +1186,46 @@ spec:
     }
 
     #[test]
+    fn ipv4_mapped_blocks_never_match_ipv4_traffic() {
+        let errs = block_errs("{cidr: \"::ffff:198.18.0.0/112\"}");
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "p.yaml",
+            (10, 27),
+            OBJ,
+            "spec.egress[0].to[0].ipBlock.cidr",
+            "IPv4-mapped IPv6 block; IPv4 traffic never carries these addresses: use the IPv4 \
+             block 198.18.0.0/16",
+        );
+        let errs = block_errs("{cidr: \"::/0\", except: [\"::ffff:198.18.0.0/120\"]}");
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "p.yaml",
+            (10, 44),
+            OBJ,
+            "spec.egress[0].to[0].ipBlock.except[0]",
+            "use the IPv4 block 198.18.0.0/24",
+        );
+        // A block that merely contains the mapped range is ordinary IPv6.
+        block_ok("{cidr: \"::/0\"}");
+        block_ok("{cidr: \"::/64\"}");
+    }
+
+    fn block_ok(block: &str) {
+        ok(
+            &[(
+                "p.yaml",
+                &pol(&format!(
+                    "  podSelector: {{}}\n  egress:\n    - to:\n        - ipBlock: {block}\n"
+                )),
+            )],
+            &[],
+        );
+    }
+
+    #[test]
     fn except_outside_its_cidr() {
         let errs = block_errs(
             "{cidr: 198.18.0.0/24, except: [198.19.0.0/25, 198.18.0.0/24, \"2001:db8::/64\", 198.18.0.0/16, 198.18.0.128/25]}",

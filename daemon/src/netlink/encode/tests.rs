@@ -475,16 +475,16 @@ fn refuses_plans_no_kernel_would_take() {
         vec![],
         vec![Stmt::Deny {
             action: DenyAction::Drop,
-            comment: "x".repeat(128),
+            comment: "x".repeat(rules_compiler::plan::MAX_COMMENT + 1),
         }],
     );
-    assert!(err(&comment).contains("longer than nft allows (127 bytes)"));
+    assert!(err(&comment).contains("longer than nft allows (128 bytes)"));
     let ok = plan(
         vec![],
         vec![],
         vec![Stmt::Deny {
             action: DenyAction::Drop,
-            comment: "x".repeat(127),
+            comment: "x".repeat(rules_compiler::plan::MAX_COMMENT),
         }],
     );
     assert!(encode(&ok).is_ok());

@@ -2,18 +2,35 @@
 //! (client): one JSON [`Request`] per line in, one JSON [`Response`] per line out.
 //!
 //! The types are defined once here, so both sides cannot disagree; the text renderings
-//! for people live here too, next to the values they show.
+//! for people live here too, next to the values they show. So are the protocol's
+//! limits: the server's ([`MAX_REQUEST_BYTES`], [`IDLE_TIMEOUT`], [`MAX_CONNECTIONS`])
+//! and the client's time limits ([`STATUS_TIMEOUT`], [`RELOAD_TIMEOUT`]).
 
 use std::fmt::{self, Write as _};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 /// Where `netpold` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netpol/netpold.sock";
+/// The longest request line the server reads (without its newline); a longer one is
+/// answered with an error and the connection closed.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// How long the server waits for a whole request line (and for a client to take an
+/// answer) before it closes the connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections open at once; more are told so and closed.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long `netpolctl status` waits for netpold, connecting included.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `netpolctl reload` waits: a reload of a big inventory takes seconds.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest part of a client's bad input repeated in an error answer.
+const MAX_ECHO: usize = 200;
 
 /// What a client asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,10 +275,76 @@ pub struct StatusReport {
     pub held: Option<Held>,
 }
 
-/// Sends one request to the daemon at `socket` and waits for its answer (a reload can
-/// take as long as the kernel does: no time limit).
+impl Request {
+    /// How long a client waits for the answer unless told otherwise.
+    pub fn default_timeout(&self) -> Duration {
+        match self {
+            Request::Status => STATUS_TIMEOUT,
+            _ => RELOAD_TIMEOUT,
+        }
+    }
+}
+
+/// Decodes one request line (without its newline): UTF-8, then JSON. The error is the
+/// answer's message, with at most a short part of the input in it.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "not a request: not UTF-8 (an invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| format!("not a request: {}", cut(&e.to_string())))
+}
+
+/// `text`, cut to [`MAX_ECHO`] bytes (at a character boundary) with a mark.
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_ECHO {
+        return text.to_string();
+    }
+    let mut end = MAX_ECHO;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// Sends one request to the daemon at `socket` and waits for its answer, for at most
+/// the request's [`Request::default_timeout`].
 pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
+    request_within(socket, request, request.default_timeout())
+}
+
+/// Sends one request and waits for its answer, for at most `timeout` in all
+/// (connecting, sending and reading); running out is an error of kind `TimedOut`.
+pub fn request_within(socket: &Path, request: &Request, timeout: Duration) -> io::Result<Response> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "netpold did not answer within {} s (--timeout SECONDS waits longer)",
+                timeout.as_secs_f64()
+            ),
+        )
+    };
+    // Time left, or the timeout error when none is.
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(timed_out)
+    };
+    let is_timeout = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    };
+    let mut stream = connect(socket, left()?).map_err(|e| {
+        if is_timeout(&e) {
+            return timed_out();
+        }
         io::Error::new(
             e.kind(),
             format!(
@@ -272,17 +355,44 @@ pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
     })?;
     let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
-    stream.write_all(line.as_bytes())?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
-    if answer.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "netpold closed the connection without answering",
-        ));
+    stream.set_write_timeout(Some(left()?))?;
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| if is_timeout(&e) { timed_out() } else { e })?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !answer.contains(&b'\n') {
+        stream.set_read_timeout(Some(left()?))?;
+        match stream.read(&mut chunk) {
+            Ok(0) if answer.is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "netpold closed the connection without answering",
+                ))
+            }
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(timed_out()),
+            Err(e) => return Err(e),
+        }
     }
-    serde_json::from_str(&answer)
+    let end = answer
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(answer.len());
+    serde_json::from_slice(&answer[..end])
         .map_err(|e| io::Error::other(format!("netpold's answer is not understood: {e}")))
+}
+
+/// Connects to a Unix socket, waiting at most `timeout` (a connect blocks while the
+/// server's listen backlog is full; Linux bounds that wait by the send timeout).
+fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    socket.set_write_timeout(Some(timeout))?;
+    socket.connect(&SockAddr::unix(path)?)?;
+    Ok(UnixStream::from(OwnedFd::from(socket)))
 }
 
 /// The id of a group given by number or by name (looked up in `/etc/group`).
@@ -509,6 +619,39 @@ mod tests {
         let text = serde_json::to_string(&resp).unwrap();
         assert!(!text.contains('\n'));
         assert_eq!(text, r#"{"response":"error","message":"bad"}"#);
+    }
+
+    #[test]
+    fn request_lines_decode_or_say_why_not() {
+        assert_eq!(
+            decode_request(br#"{"request":"status"}"#),
+            Ok(Request::Status)
+        );
+        assert_eq!(
+            decode_request(b"{\"request\":\"reload\"}\r"),
+            Ok(Request::Reload { force: false }),
+            "a CR before the newline is JSON whitespace"
+        );
+        let e = decode_request(b"{\"request\":\"st\xffatus\"}").unwrap_err();
+        assert_eq!(e, "not a request: not UTF-8 (an invalid byte at offset 14)");
+        let e = decode_request(b"{\"request\":").unwrap_err();
+        assert!(e.starts_with("not a request: EOF while parsing"), "{e}");
+        let e = decode_request(b"").unwrap_err();
+        assert!(e.starts_with("not a request: "), "{e}");
+        // A long bad value is not repeated whole.
+        let long = format!(r#"{{"request":"{}"}}"#, "é".repeat(10_000));
+        let e = decode_request(long.as_bytes()).unwrap_err();
+        assert!(e.len() < 300, "{} bytes: {e}", e.len());
+        assert!(e.starts_with("not a request: unknown variant `éé"), "{e}");
+    }
+
+    #[test]
+    fn clients_wait_longer_for_a_reload_than_for_the_status() {
+        assert_eq!(Request::Status.default_timeout(), STATUS_TIMEOUT);
+        assert_eq!(
+            Request::Reload { force: true }.default_timeout(),
+            RELOAD_TIMEOUT
+        );
     }
 
     #[test]

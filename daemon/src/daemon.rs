@@ -9,20 +9,25 @@
 //! so no change is missed), load and apply, and only then tell systemd `READY=1`.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::config::Settings;
-use crate::control::{Outcome, ReloadReport, Request, Response, StatusReport, Trigger};
+use crate::control::{
+    self, Outcome, ReloadReport, Request, Response, StatusReport, Trigger, IDLE_TIMEOUT,
+    MAX_REQUEST_BYTES,
+};
+use crate::listen::Gate;
 use crate::netlink::Backend;
 use crate::state::{Options, State};
-use crate::{addrs, systemd, watch};
+use crate::{addrs, listen, systemd, watch};
 
 /// Why the daemon stopped with an error, and the exit code it means.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,7 @@ enum Event {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<(), RunError> {
+    listen::raise_fd_limit();
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let listener = bind(
         &settings.socket,
@@ -297,19 +303,53 @@ fn setup(what: &'static str) -> impl FnOnce(io::Error) -> RunError {
     move |e| RunError::Setup(format!("handling {what}: {e}"))
 }
 
-/// The socket file, removed when the daemon stops.
+/// The socket file, removed when the daemon stops (if it is still a socket).
 struct SocketFile(PathBuf);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if socket_or_absent(&self.0).is_ok() {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
+}
+
+/// Ok when nothing is at `path`, or a socket is (never following a symbolic link);
+/// the error names what else is there.
+fn socket_or_absent(path: &Path) -> io::Result<()> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.file_type(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if kind.is_socket() {
+        return Ok(());
+    }
+    let what = if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "{} is {what}, not a socket: refusing to replace it",
+            path.display()
+        ),
+    ))
 }
 
 /// Binds the control socket with its final mode already set: it is created under a
 /// temporary name, given its mode (and group), then renamed into place, so there is
 /// no moment when anyone else may connect. A socket file left by a daemon that died is
-/// replaced; one that a live daemon answers on is an error.
+/// replaced; one that a live daemon answers on is an error, and so is anything at the
+/// path (or the temporary name) that is not a socket: it is left as it is.
 fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
@@ -317,6 +357,7 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         }
     }
+    socket_or_absent(path)?;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
@@ -326,6 +367,7 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    socket_or_absent(&tmp)?;
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp)?;
     let result = (|| {
@@ -346,27 +388,70 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accepts control connections; each runs in a task of its own.
+/// Accepts control connections; each runs in a task of its own, at most
+/// [`control::MAX_CONNECTIONS`] at once.
 async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
+    let mut gate = Gate::new("control socket", control::MAX_CONNECTIONS);
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, tx.clone()));
-            }
-            Err(e) => {
-                tracing::warn!("control socket: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            Ok((stream, _)) => match gate.admit() {
+                Some(permit) => {
+                    tokio::spawn(connection(stream, tx.clone(), permit));
+                }
+                None => {
+                    // Only if the socket takes it without waiting.
+                    let _ = stream.try_write(&line(&Response::Error {
+                        message: format!(
+                            "too many connections ({} open); try again",
+                            control::MAX_CONNECTIONS
+                        ),
+                    }));
+                }
+            },
+            Err(e) => gate.failed(&e).await,
         }
     }
 }
 
-/// One connection: requests one per line, answers one per line, in order.
-async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
+/// One connection: requests one per line, answers one per line, in order. A line
+/// over [`MAX_REQUEST_BYTES`], or none within [`IDLE_TIMEOUT`], ends it with an error
+/// answer; a line that does not decode gets one and the connection goes on.
+async fn connection(
+    stream: UnixStream,
+    tx: mpsc::UnboundedSender<Event>,
+    _permit: OwnedSemaphorePermit,
+) {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let response = match serde_json::from_str::<Request>(&line) {
+    let mut read = BufReader::new(read);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // One byte over the limit tells a line that is too long from one that fits.
+        let limit = MAX_REQUEST_BYTES as u64 + 1;
+        let got = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            (&mut read).take(limit).read_until(b'\n', &mut buf),
+        )
+        .await;
+        let request = match got {
+            Err(_) => {
+                let message = format!("no request within {} s; closing", IDLE_TIMEOUT.as_secs());
+                send(&mut write, &Response::Error { message }).await;
+                return;
+            }
+            Ok(Err(_)) | Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                } else if buf.len() > MAX_REQUEST_BYTES {
+                    let message = format!("request longer than {MAX_REQUEST_BYTES} bytes; closing");
+                    send(&mut write, &Response::Error { message }).await;
+                    return;
+                }
+                control::decode_request(&buf)
+            }
+        };
+        let response = match request {
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
                 if tx.send(Event::Control(request, reply)).is_err() {
@@ -377,18 +462,31 @@ async fn connection(stream: UnixStream, tx: mpsc::UnboundedSender<Event>) {
                     Err(_) => return,
                 }
             }
-            Err(e) => Response::Error {
-                message: format!("not a request: {e}"),
-            },
+            Err(message) => Response::Error { message },
         };
-        let mut text = serde_json::to_string(&response).unwrap_or_else(|e| {
-            format!(r#"{{"response":"error","message":"serialising the answer: {e}"}}"#)
-        });
-        text.push('\n');
-        if write.write_all(text.as_bytes()).await.is_err() {
+        if !send(&mut write, &response).await {
             return;
         }
     }
+}
+
+/// A response as one line.
+fn line(response: &Response) -> Vec<u8> {
+    let mut text = serde_json::to_string(response).unwrap_or_else(|e| {
+        format!(r#"{{"response":"error","message":"serialising the answer: {e}"}}"#)
+    });
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// Writes one answer, waiting at most [`IDLE_TIMEOUT`] for the client to take it;
+/// false when the connection is done for.
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> bool {
+    let bytes = line(response);
+    matches!(
+        tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
 //!   the reload that changes it), [`watch`] (file events), [`control`] (the control
 //!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify),
-//!   [`telemetry`] (Prometheus metrics), [`memory`] (freed heap back to the system
-//!   after a reload) and [`daemon`] (start-up and the one loop
-//!   that owns the state).
+//!   [`telemetry`] (Prometheus metrics), [`scrape`] (their HTTP endpoint),
+//!   [`listen`] (connection caps, accept backoff, rate-limited logs), [`memory`]
+//!   (freed heap back to the system after a reload) and [`daemon`] (start-up and the
+//!   one loop that owns the state).
 //!
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
 //! to libnftnl and the netlink socket, and [`memory`], one call to the C library's
@@ -30,8 +31,10 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod inputs;
+pub mod listen;
 pub mod memory;
 pub mod netlink;
+pub mod scrape;
 pub mod state;
 pub mod systemd;
 pub mod telemetry;

@@ -1,5 +1,5 @@
-//! Prometheus metrics: the exporter, the names, and the deny counters kept monotonic
-//! across reloads.
+//! Prometheus metrics: the recorder and its endpoint, the names, and the deny counters
+//! kept monotonic across reloads.
 //!
 //! Metrics go through the `metrics` facade. Without an installed recorder (metrics
 //! `off`, unit tests) every emission is a no-op, so [`crate::state`] emits
@@ -18,6 +18,7 @@ use metrics::Unit;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rules_compiler::model::Direction;
+use tokio::time::MissedTickBehavior;
 
 use crate::control::{Counts, KernelChange, Outcome, ReloadReport, Stage};
 use crate::netlink::DenyCounter;
@@ -61,14 +62,37 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Starts the HTTP listener on `address` and installs the global recorder. Must run
-/// inside the tokio runtime; a port in use is an error here, before anything else.
+/// How often the recorder's histograms are folded (what `PrometheusBuilder::install`
+/// would do in the background).
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Binds `address`, installs the global recorder and serves it there
+/// ([`crate::scrape`]: with connection, size and time limits). Must run inside the tokio
+/// runtime; a port in use is an error here, before anything else.
 pub fn install(address: SocketAddr) -> Result<(), String> {
-    PrometheusBuilder::new()
-        .with_http_listener(address)
+    let listener =
+        crate::scrape::bind(address).map_err(|e| format!("serving metrics on {address}: {e}"))?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            "metrics-address {address} is not a loopback address: anyone who can reach \
+             {address} can read the metrics (local endpoint names, deny counts, reload \
+             outcomes)"
+        );
+    }
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &BUCKETS)
-        .and_then(|b| b.install())
+        .and_then(|b| b.install_recorder())
         .map_err(|e| format!("serving metrics on {address}: {e}"))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    tokio::spawn(crate::scrape::serve(listener, move || handle.render()));
     describe();
     Ok(())
 }

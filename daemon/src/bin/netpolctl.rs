@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::control::{self, Outcome, Request, Response};
@@ -24,6 +25,10 @@ struct Cli {
     /// netpold's control socket (for `reload` and `status`).
     #[arg(long, global = true, value_name = "PATH", default_value = control::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// How long `reload` and `status` wait for netpold, connecting included (default:
+    /// 10 for status, 120 for reload); running out is an error (exit 1).
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -167,9 +172,11 @@ enum Command {
 fn daemon_request(
     socket: &std::path::Path,
     request: Request,
+    timeout: Option<Duration>,
     format: ReportFormat,
 ) -> anyhow::Result<(ctl::Output, bool)> {
-    let response = control::request(socket, &request)?;
+    let timeout = timeout.unwrap_or_else(|| request.default_timeout());
+    let response = control::request_within(socket, &request, timeout)?;
     let (text, ok) = match &response {
         Response::Reload(r) => (
             r.render_text(),
@@ -198,6 +205,15 @@ impl From<Deny> for DenyAction {
             Deny::Reject => DenyAction::Reject,
         }
     }
+}
+
+/// A positive number of seconds (fractions allowed).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("expected a positive number of seconds, got {s:?}"))
 }
 
 fn parse_name(s: &str) -> Result<ObjectName, String> {
@@ -242,13 +258,15 @@ fn main() -> ExitCode {
         Command::Flush => ctl::flush(&mut Netlink::new()),
         Command::Show { output } => ctl::show(&mut Netlink::new(), output),
         Command::Reload { force, output } => {
-            daemon_request(&cli.socket, Request::Reload { force }, output).map(|(out, good)| {
-                ok = good;
-                out
-            })
+            daemon_request(&cli.socket, Request::Reload { force }, cli.timeout, output).map(
+                |(out, good)| {
+                    ok = good;
+                    out
+                },
+            )
         }
         Command::Status { output } => {
-            daemon_request(&cli.socket, Request::Status, output).map(|(out, _)| out)
+            daemon_request(&cli.socket, Request::Status, cli.timeout, output).map(|(out, _)| out)
         }
     };
     match result {

@@ -23,6 +23,10 @@ use crate::control::DEFAULT_SOCKET;
 
 /// Default debounce window for file events.
 pub const DEFAULT_DEBOUNCE_MS: u64 = 200;
+/// Default interval of the file watch's periodic re-check (`recheck-ms`).
+pub const DEFAULT_RECHECK_MS: u64 = 30_000;
+/// The range of `recheck-ms` other than 0 (off).
+const RECHECK_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 /// Default address for metrics: loopback only.
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9469";
 /// Default interval between reads of the kernel's deny counters for metrics.
@@ -111,6 +115,10 @@ pub struct Flags {
     /// Quiet time after the last file event before reloading, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub debounce_ms: Option<u64>,
+    /// How often the inputs' metadata is compared with what was last loaded, as a
+    /// backstop for changes file events do not report, in milliseconds; 0 turns it off.
+    #[arg(long, value_name = "MS", value_parser = parse_recheck)]
+    pub recheck_ms: Option<u64>,
     /// What to do with denied packets.
     #[arg(long, value_enum)]
     pub deny: Option<Deny>,
@@ -124,6 +132,21 @@ pub struct Flags {
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+fn parse_recheck(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(ms) if ms == 0 || RECHECK_RANGE.contains(&ms) => Ok(ms),
+        _ => Err(recheck_expected()),
+    }
+}
+
+fn recheck_expected() -> String {
+    format!(
+        "expected 0 (off) or milliseconds from {} to {}",
+        RECHECK_RANGE.start(),
+        RECHECK_RANGE.end()
+    )
 }
 
 fn parse_name(s: &str) -> Result<ObjectName, String> {
@@ -149,6 +172,8 @@ pub struct Settings {
     pub metrics_interval: Duration,
     /// The debounce window for file events.
     pub debounce: Duration,
+    /// The file watch's periodic re-check; `None`: off.
+    pub recheck: Option<Duration>,
     /// What denied packets get.
     pub deny: DenyAction,
     /// Remove the table on SIGTERM/SIGINT.
@@ -170,6 +195,7 @@ struct FileConfig {
     metrics_address: Option<MetricsAddress>,
     metrics_interval_ms: Option<u64>,
     debounce_ms: Option<u64>,
+    recheck_ms: Option<u64>,
     deny: Option<DenyAction>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
@@ -177,7 +203,7 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "policies",
     "inventory",
     "local",
@@ -186,6 +212,7 @@ pub const KEYS: [&str; 12] = [
     "metrics-address",
     "metrics-interval-ms",
     "debounce-ms",
+    "recheck-ms",
     "deny",
     "flush-on-exit",
     "incremental",
@@ -275,6 +302,14 @@ impl Settings {
                     .or(file.debounce_ms)
                     .unwrap_or(DEFAULT_DEBOUNCE_MS),
             ),
+            recheck: match flags
+                .recheck_ms
+                .or(file.recheck_ms)
+                .unwrap_or(DEFAULT_RECHECK_MS)
+            {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             deny: flags
                 .deny
                 .map(DenyAction::from)
@@ -382,6 +417,22 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                                 "expected milliseconds from {} to {}, found {}",
                                 METRICS_INTERVAL_RANGE.start(),
                                 METRICS_INTERVAL_RANGE.end(),
+                                v.value.describe()
+                            ))
+                        }
+                    })
+                }
+                "recheck-ms" => {
+                    config.recheck_ms = Some(match v.value {
+                        Value::Int(i)
+                            if i == 0 || (i > 0 && RECHECK_RANGE.contains(&(i as u64))) =>
+                        {
+                            i as u64
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{}, found {}",
+                                recheck_expected(),
                                 v.value.describe()
                             ))
                         }
@@ -502,6 +553,7 @@ mod tests {
         assert_eq!(s.metrics_address, Some("127.0.0.1:9469".parse().unwrap()));
         assert_eq!(s.metrics_interval, Duration::from_secs(5));
         assert_eq!(s.debounce, Duration::from_millis(200));
+        assert_eq!(s.recheck, Some(Duration::from_secs(30)));
         assert_eq!(s.deny, DenyAction::Drop);
         assert!(!s.flush_on_exit);
         assert!(s.incremental);
@@ -525,7 +577,7 @@ mod tests {
             "policies: [pol, /abs/pol2]\ninventory: inv\nlocal: [web/checkout]\n\
              socket: /tmp/x.sock\nsocket-group: 0\nmetrics-address: \"[::1]:9000\"\n\
              metrics-interval-ms: 1000\n\
-             debounce-ms: 50\ndeny: reject\nflush-on-exit: true\nincremental: false\n\
+             debounce-ms: 50\nrecheck-ms: 0\ndeny: reject\nflush-on-exit: true\nincremental: false\n\
              log-format: json\n",
         );
         let config = file.to_str().unwrap();
@@ -542,6 +594,7 @@ mod tests {
         assert_eq!(s.metrics_address, Some("[::1]:9000".parse().unwrap()));
         assert_eq!(s.metrics_interval, Duration::from_secs(1));
         assert_eq!(s.debounce, Duration::from_millis(50));
+        assert_eq!(s.recheck, None, "0 is off");
         assert_eq!(s.deny, DenyAction::Reject);
         assert!(s.flush_on_exit);
         assert_eq!(s.log_format, LogFormat::Json);
@@ -559,6 +612,8 @@ mod tests {
             "/tmp/y.sock",
             "--debounce-ms",
             "10",
+            "--recheck-ms",
+            "5000",
             "--deny",
             "drop",
             "--log-format",
@@ -572,6 +627,7 @@ mod tests {
         assert_eq!(s.locals, [ObjectName::new("payments", "payments-api")]);
         assert_eq!(s.socket, PathBuf::from("/tmp/y.sock"));
         assert_eq!(s.debounce, Duration::from_millis(10));
+        assert_eq!(s.recheck, Some(Duration::from_secs(5)));
         assert_eq!(s.deny, DenyAction::Drop);
         assert_eq!(s.log_format, LogFormat::Text);
         assert_eq!(s.metrics_address, Some("127.0.0.1:1".parse().unwrap()));
@@ -624,7 +680,7 @@ mod tests {
         let file = dir.write(
             "bad.yaml",
             "policies: pol\ninventory: [inv]\ndebounce: 100\ndeny: block\n\
-             debounce-ms: -5\nflush-on-exit: yes please\nlocal: [nobody]\n",
+             debounce-ms: -5\nflush-on-exit: yes please\nlocal: [nobody]\nrecheck-ms: 10\n",
         );
         let f = file.display().to_string();
         let errs = errors(Settings::resolve(&flags(&["--config", &f])));
@@ -636,6 +692,7 @@ mod tests {
                 format!("{f}:5:14: error: debounce-ms: expected milliseconds from 0 to 60000, found the integer -5"),
                 format!("{f}:6:16: error: flush-on-exit: expected true or false, found the string \"yes please\""),
                 format!("{f}:7:8: error: local: expected NAMESPACE/NAME, got \"nobody\""),
+                format!("{f}:8:13: error: recheck-ms: expected 0 (off) or milliseconds from 1000 to 86400000, found the integer 10"),
             ]
         );
     }

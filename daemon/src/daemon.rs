@@ -119,7 +119,11 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         .chain(&settings.inventory)
         .cloned()
         .collect();
-    let _watch = watch::watch(&inputs, settings.debounce, move |paths| {
+    let timing = watch::Timing {
+        recheck: settings.recheck,
+        ..watch::Timing::new(settings.debounce)
+    };
+    let _watch = watch::watch(&inputs, timing, move |paths| {
         tracing::debug!(?paths, "inputs may have changed");
         let _ = files.send(Event::Files);
     })

@@ -101,7 +101,7 @@ fn the_unit_keeps_what_netpold_relies_on() {
     for want in [
         "Type=notify",
         "ExecStart=/usr/local/bin/netpold --config /etc/netpol/netpold.yaml",
-        "ExecReload=/usr/local/bin/netpolctl reload",
+        "ExecReload=/usr/local/bin/netpolctl --timeout 85 reload",
         "Restart=on-failure",
         // The default control socket is /run/netpol/netpold.sock.
         "RuntimeDirectory=netpol",

@@ -154,8 +154,10 @@ fn pipeline(
     kernel: &mut Netlink,
 ) -> [f64; 5] {
     let t = Instant::now();
-    let policies = load::read_paths(&[dir.join("policies.yaml")]).expect("read");
-    let inventory = load::read_paths(&[dir.join("inventory.yaml")]).expect("read");
+    let policies =
+        load::read_paths(&[dir.join("policies.yaml")], &Default::default()).expect("read");
+    let inventory =
+        load::read_paths(&[dir.join("inventory.yaml")], &Default::default()).expect("read");
     let mut h = Sha256::new();
     for i in policies.iter().chain(&inventory) {
         h.update(i.text.as_bytes());

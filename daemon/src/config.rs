@@ -132,6 +132,27 @@ pub struct Flags {
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Raise or lower an input limit (file-bytes, documents, nodes, scalar-bytes,
+    /// depth); repeatable; overrides the file's `limits` key by key.
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = parse_limit)]
+    pub limits: Vec<(String, u64)>,
+    /// Take input files with no YAML documents as "no objects" instead of an error.
+    #[arg(long)]
+    pub allow_empty_files: bool,
+}
+
+/// `NAME=N` for `--limit`, checked against [`load::Limits::set`].
+pub fn parse_limit(s: &str) -> Result<(String, u64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, e.g. depth=128, found {s:?}"))?;
+    let value: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number after {name}=, found {value:?}"))?;
+    let name = name.trim().to_string();
+    load::Limits::default().set(&name, value)?;
+    Ok((name, value))
 }
 
 fn parse_recheck(s: &str) -> Result<u64, String> {
@@ -182,6 +203,8 @@ pub struct Settings {
     pub incremental: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// How inputs are read: limits, empty files.
+    pub load: load::Options,
 }
 
 /// The keys of the config file, all optional.
@@ -200,10 +223,12 @@ struct FileConfig {
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
     log_format: Option<LogFormat>,
+    limits: Vec<(String, u64)>,
+    allow_empty_files: Option<bool>,
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 15] = [
     "policies",
     "inventory",
     "local",
@@ -217,6 +242,8 @@ pub const KEYS: [&str; 13] = [
     "flush-on-exit",
     "incremental",
     "log-format",
+    "limits",
+    "allow-empty-files",
 ];
 
 impl Settings {
@@ -225,22 +252,31 @@ impl Settings {
     /// column and key when it comes from the file.
     pub fn resolve(flags: &Flags) -> Result<Settings, Rejected> {
         let mut errors = Vec::new();
+        // Read as inputs are: a regular file only, of bounded size; empty means defaults.
+        let read = load::Options {
+            allow_empty_files: true,
+            ..load::Options::default()
+        };
         let file = match &flags.config {
-            Some(path) => match std::fs::read_to_string(path) {
-                Ok(text) => parse_file(
-                    &Input {
-                        path: path.clone(),
-                        text,
-                    },
-                    &mut errors,
-                ),
-                Err(e) => {
-                    errors.push(Diagnostic::error(format!("cannot read: {e}")).in_file(path));
+            Some(path) => match load::read_paths(std::slice::from_ref(path), &read) {
+                Ok(inputs) => inputs
+                    .first()
+                    .map(|input| parse_file(input, &mut errors))
+                    .unwrap_or_default(),
+                Err(Rejected(diags)) => {
+                    errors.extend(diags);
                     FileConfig::default()
                 }
             },
             None => FileConfig::default(),
         };
+        let mut limits = load::Limits::default();
+        // File first, flags over it; each was checked where it was read.
+        for (name, value) in file.limits.iter().chain(&flags.limits) {
+            limits
+                .set(name, *value)
+                .expect("limits are checked when read");
+        }
         let pick = |flag: &Vec<PathBuf>, file: Option<Vec<PathBuf>>| {
             if flag.is_empty() {
                 file.unwrap_or_default()
@@ -318,6 +354,11 @@ impl Settings {
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            load: load::Options {
+                limits,
+                allow_empty_files: flags.allow_empty_files
+                    || file.allow_empty_files.unwrap_or(false),
+            },
         };
         if errors.is_empty() {
             Ok(settings)
@@ -335,7 +376,7 @@ impl Settings {
 /// Decodes the file's one mapping; unknown keys and bad values go to `errors`.
 fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
     let mut config = FileConfig::default();
-    let (docs, diags) = load::parse(input);
+    let (docs, diags) = load::parse(input, &load::Limits::default());
     errors.extend(diags);
     let base = input.path.parent().unwrap_or(Path::new("."));
     let at = |node: &Node, key: &str, message: String| {
@@ -466,6 +507,47 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                             ))
                         }
                     })
+                }
+                "allow-empty-files" => {
+                    config.allow_empty_files = Some(match v.value {
+                        Value::Bool(b) => b,
+                        _ => {
+                            return Err(format!(
+                                "expected true or false, found {}",
+                                v.value.describe()
+                            ))
+                        }
+                    })
+                }
+                "limits" => {
+                    let Value::Map(entries) = &v.value else {
+                        return Err(format!(
+                            "expected a mapping of limit names to numbers, e.g. {{depth: 128}}, \
+                             found {}",
+                            v.value.describe()
+                        ));
+                    };
+                    for (name, value) in entries {
+                        let name_text = match &name.value {
+                            Value::Str(s) => s.clone(),
+                            other => other.describe(),
+                        };
+                        let checked = match value.value {
+                            Value::Int(n) if n >= 0 => load::Limits::default()
+                                .set(&name_text, n as u64)
+                                .map(|()| n as u64),
+                            _ => Err(format!(
+                                "expected a whole number, found {}",
+                                value.value.describe()
+                            )),
+                        };
+                        match checked {
+                            Ok(n) => config.limits.push((name_text, n)),
+                            Err(message) => {
+                                errors.push(at(value, &format!("limits.{name_text}"), message))
+                            }
+                        }
+                    }
                 }
                 "incremental" => {
                     config.incremental = Some(match v.value {
@@ -748,5 +830,55 @@ mod tests {
         assert_eq!(s.inventory, [repo.join("config/inventory")]);
         assert_eq!(s.debounce, Duration::from_millis(DEFAULT_DEBOUNCE_MS));
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(s.load, load::Options::default());
+        // The limits line shows the defaults.
+        let line = text.lines().find(|l| l.starts_with("# limits: ")).unwrap();
+        for (name, value) in load::Limits::default().entries() {
+            assert!(line.contains(&format!("{name}: {value}")), "{line}");
+        }
+    }
+
+    #[test]
+    fn limits_and_empty_files_from_the_file_and_flags() {
+        let dir = TempDir::new("config-limits");
+        let path = dir.path().join("netpold.yaml");
+        std::fs::write(
+            &path,
+            "policies: p\ninventory: i\nallow-empty-files: true\n\
+             limits: {depth: 100, nodes: 5}\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let s = Settings::resolve(&flags(&["--config", config, "--limit", "nodes=7"])).unwrap();
+        assert!(s.load.allow_empty_files);
+        assert_eq!(s.load.limits.depth, 100);
+        assert_eq!(s.load.limits.nodes, 7);
+        assert_eq!(s.load.limits.file_bytes, load::Limits::default().file_bytes);
+
+        std::fs::write(
+            &path,
+            "policies: p\ninventory: i\nlimits: {depth: 5000, speed: 1, nodes: x}\n",
+        )
+        .unwrap();
+        let errs = errors(Settings::resolve(&flags(&["--config", config])));
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs[0].contains(":3:17: error: limits.depth: limit depth must be at most 1024"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains(":3:30: error: limits.speed: unknown limit \"speed\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].contains("limits.nodes: expected a whole number"),
+            "{errs:?}"
+        );
+        for bad in ["depth", "depth=0", "speed=3", "nodes=-1"] {
+            assert!(
+                Flags::try_parse_from(["netpold", "--limit", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -382,6 +382,7 @@ mod kernel_tests {
         Paths {
             policies: vec![repo.join("config/policies")],
             inventory: vec![repo.join("config/inventory")],
+            options: Default::default(),
         }
     }
 

@@ -77,6 +77,7 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             locals: settings.locals.clone(),
             deny: settings.deny,
             incremental: settings.incremental,
+            load: settings.load,
         },
         backend,
     );

@@ -17,15 +17,17 @@ pub struct Paths {
     pub policies: Vec<PathBuf>,
     /// Inventory files or directories.
     pub inventory: Vec<PathBuf>,
+    /// How they are read.
+    pub options: load::Options,
 }
 
 /// Reads and validates everything. On rejection every error of every file is in the
 /// `Err`.
 pub fn load(paths: &Paths) -> Result<Loaded, Rejected> {
-    let policies = load::read_paths(&paths.policies);
-    let inventory = load::read_paths(&paths.inventory);
+    let policies = load::read_paths(&paths.policies, &paths.options);
+    let inventory = load::read_paths(&paths.inventory, &paths.options);
     match (policies, inventory) {
-        (Ok(p), Ok(i)) => rules_compiler::load_model(&p, &i),
+        (Ok(p), Ok(i)) => rules_compiler::load_model_within(&p, &i, &paths.options.limits),
         (p, i) => {
             // Report unreadable paths of both kinds at once.
             let mut all = Vec::new();

@@ -61,6 +61,8 @@ pub struct Options {
     pub deny: DenyAction,
     /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
     pub incremental: bool,
+    /// How the inputs are read.
+    pub load: load::Options,
 }
 
 /// An element-only change goes to the kernel as an update when its cost — each changed
@@ -304,7 +306,11 @@ impl<B: Backend> State<B> {
         warn: bool,
         guard: Guard,
     ) -> ReloadReport {
-        let loaded = match rules_compiler::load_model(&inputs.policies, &inputs.inventory) {
+        let loaded = match rules_compiler::load_model_within(
+            &inputs.policies,
+            &inputs.inventory,
+            &self.options.load.limits,
+        ) {
             Ok(l) => l,
             Err(rejected) => {
                 return self.fail(trigger, Stage::Load, rejected.to_string(), started, None)
@@ -780,8 +786,8 @@ fn address_index(loaded: &Loaded) -> HashMap<IpAddr, EndpointId> {
 }
 
 fn read_inputs(options: &Options) -> Result<Read, Rejected> {
-    let policies = load::read_paths(&options.policies);
-    let inventory = load::read_paths(&options.inventory);
+    let policies = load::read_paths(&options.policies, &options.load);
+    let inventory = load::read_paths(&options.inventory, &options.load);
     match (policies, inventory) {
         (Ok(policies), Ok(inventory)) => {
             let hashes = InputHashes {

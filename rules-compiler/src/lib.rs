@@ -14,8 +14,8 @@
 //!
 //! ```no_run
 //! use rules_compiler::{load, plan, render, resolve::Index};
-//! let policies = load::read_paths(&["config/policies".into()]).unwrap();
-//! let inventory = load::read_paths(&["config/inventory".into()]).unwrap();
+//! let policies = load::read_paths(&["config/policies".into()], &Default::default()).unwrap();
+//! let inventory = load::read_paths(&["config/inventory".into()], &Default::default()).unwrap();
 //! let loaded = rules_compiler::load_model(&policies, &inventory).unwrap();
 //! let index = Index::new(&loaded.model);
 //! let local = index.model.inventory.endpoint_index(
@@ -54,5 +54,14 @@ pub struct Loaded {
 /// Parses and validates policy and inventory inputs into a model. Every error of every
 /// input is reported in the `Err`, not only the first.
 pub fn load_model(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
-    validate::validate(policies, inventory)
+    validate::validate(policies, inventory, &load::Limits::default())
+}
+
+/// [`load_model`] with other [`load::Limits`] than the defaults.
+pub fn load_model_within(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &load::Limits,
+) -> Result<Loaded, Rejected> {
+    validate::validate(policies, inventory, limits)
 }

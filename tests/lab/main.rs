@@ -128,6 +128,7 @@ fn endpoints(case: &Case) -> Vec<Endpoint> {
     let paths = Paths {
         policies: vec![case.policies.clone()],
         inventory: vec![case.inventory.clone()],
+        options: Default::default(),
     };
     let loaded = inputs::load(&paths).unwrap_or_else(|rejected| {
         panic!("case {}: the inputs are rejected:\n{rejected}", case.name)

@@ -78,10 +78,10 @@ fn cases() -> Vec<Case> {
 
 /// Compiles a case; the compiled text and the matrix JSON (pretty, for readable diffs).
 fn produce(case: &Case) -> (String, String) {
-    let policies =
-        load::read_paths(&case.policies).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    let inventory =
-        load::read_paths(&case.inventory).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let policies = load::read_paths(&case.policies, &Default::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let inventory = load::read_paths(&case.inventory, &Default::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let loaded = rules_compiler::load_model(&policies, &inventory)
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let index = Index::new(&loaded.model);

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use netpol_daemon::config;
 use netpol_daemon::control::{self, Outcome, Request, Response};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
 use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
 use rules_compiler::analysis::{FamilyFilter, Probe};
+use rules_compiler::load;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::DenyAction;
 
@@ -41,13 +43,28 @@ struct InputArgs {
     /// Inventory files or directories (Namespace, Pod, Endpoint); repeatable.
     #[arg(long, required = true, value_name = "PATH")]
     inventory: Vec<PathBuf>,
+    /// Raise or lower an input limit (file-bytes, documents, nodes, scalar-bytes,
+    /// depth); repeatable.
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = config::parse_limit)]
+    limits: Vec<(String, u64)>,
+    /// Take input files with no YAML documents as "no objects" instead of an error.
+    #[arg(long)]
+    allow_empty_files: bool,
 }
 
 impl InputArgs {
     fn paths(&self) -> Paths {
+        let mut limits = load::Limits::default();
+        for (name, value) in &self.limits {
+            limits.set(name, *value).expect("checked by parse_limit");
+        }
         Paths {
             policies: self.policies.clone(),
             inventory: self.inventory.clone(),
+            options: load::Options {
+                limits,
+                allow_empty_files: self.allow_empty_files,
+            },
         }
     }
 }

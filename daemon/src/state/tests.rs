@@ -31,6 +31,7 @@ fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
             locals: locals.to_vec(),
             deny: DenyAction::Drop,
             incremental: true,
+            load: Default::default(),
         },
         FakeBackend::new(),
     )

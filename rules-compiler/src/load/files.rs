@@ -1,30 +1,41 @@
 //! Paths → input texts.
+//!
+//! Only regular files are opened, non-blocking and after a type check, so a FIFO or a
+//! device in a watched directory can never hang or flood the reader; and no more than
+//! [`Limits::file_bytes`] of a file is ever read.
 
-use std::fs;
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Rejected};
-use crate::load::Input;
+use crate::load::{Input, Limits, Options};
 
-/// Reads files and directories: a directory contributes every `*.yaml`/`*.yml` file
-/// directly in it (not recursively), sorted by file name, skipping hidden files (a
+/// Reads files and directories: a directory contributes every `*.yaml`/`*.yml` entry
+/// directly in it (not recursively), sorted by file name, skipping hidden ones (a
 /// leading `.`, which also skips the `..data` links of a mounted ConfigMap). A path given
-/// explicitly as a file is read whatever its extension. Every path that cannot be read
-/// is an error naming it; all of them are reported together.
-pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Input>, Rejected> {
+/// explicitly as a file is read whatever its extension.
+///
+/// Every path that cannot be read is an error naming it, and all of them are reported
+/// together. That includes a `*.yaml` entry that is a directory, a FIFO, a socket, a
+/// device or a dangling link: skipping it would silently drop whatever policies it was
+/// meant to hold, which can un-isolate endpoints. So is a file with no YAML documents,
+/// unless `options.allow_empty_files`.
+pub fn read_paths(paths: &[PathBuf], options: &Options) -> Result<Vec<Input>, Rejected> {
     let mut inputs = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => match dir_files(path) {
+            Ok(meta) if meta.is_dir() => match dir_entries(path) {
                 Ok(files) => {
                     for file in files {
-                        read_one(&file, &mut inputs, &mut errors);
+                        read_one(&file, options, &mut inputs, &mut errors);
                     }
                 }
                 Err(e) => errors.push(io_error(path, "cannot list directory", &e)),
             },
-            Ok(_) => read_one(path, &mut inputs, &mut errors),
+            Ok(_) => read_one(path, options, &mut inputs, &mut errors),
             Err(e) => errors.push(io_error(path, "cannot read", &e)),
         }
     }
@@ -35,19 +46,13 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Input>, Rejected> {
     }
 }
 
-/// The YAML files directly in `dir`, sorted by name.
-fn dir_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// The YAML entries directly in `dir`, sorted by name, whatever their type.
+fn dir_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let s = name.to_string_lossy();
         if s.starts_with('.') || !(s.ends_with(".yaml") || s.ends_with(".yml")) {
-            continue;
-        }
-        let path = dir.join(&name);
-        // Follows symlinks: a link to a file counts, a directory named x.yaml does not.
-        // A dangling link stays in, so reading it reports it.
-        if fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
             continue;
         }
         names.push(name);
@@ -56,23 +61,105 @@ fn dir_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
-fn read_one(path: &Path, inputs: &mut Vec<Input>, errors: &mut Vec<Diagnostic>) {
-    match fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => inputs.push(Input {
-                path: path.to_path_buf(),
-                text,
-            }),
-            Err(e) => errors.push(
-                Diagnostic::error(format!(
-                    "cannot read: not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                ))
-                .in_file(path),
-            ),
-        },
-        Err(e) => errors.push(io_error(path, "cannot read", &e)),
+fn read_one(path: &Path, options: &Options, inputs: &mut Vec<Input>, errors: &mut Vec<Diagnostic>) {
+    match read_text(path, &options.limits) {
+        Ok(text) if !options.allow_empty_files && is_empty_yaml(&text) => errors.push(
+            Diagnostic::error(
+                "empty: no YAML documents (a file being written or cut short looks like \
+                 this, so it is not taken as \"no objects\"); write inputs to a temporary \
+                 file and rename it into place, or set allow-empty-files if this file may \
+                 be empty",
+            )
+            .in_file(path),
+        ),
+        Ok(text) => inputs.push(Input {
+            path: path.to_path_buf(),
+            text,
+        }),
+        Err(message) => errors.push(Diagnostic::error(message).in_file(path)),
     }
+}
+
+/// The file's text, read only if it is a regular file of at most `limits.file_bytes`
+/// bytes of UTF-8; or why not.
+fn read_text(path: &Path, limits: &Limits) -> Result<String, String> {
+    // The type is checked before opening (opening a FIFO for reading blocks until a
+    // writer comes) and again on the open file, which may have been swapped in between.
+    let meta = fs::metadata(path).map_err(|e| not_found_or(path, e))?;
+    check_regular(&meta)?;
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    check_regular(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len().min(limits.file_bytes) as usize);
+    // One byte more than allowed tells a file at the limit from one past it, also when
+    // it grows while being read.
+    file.take(limits.file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > limits.file_bytes {
+        return Err(format!(
+            "too big: more than {} bytes (limit file-bytes)",
+            limits.file_bytes
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "cannot read: not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn not_found_or(path: &Path, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound && fs::symlink_metadata(path).is_ok() {
+        "cannot read: a dangling symbolic link".to_string()
+    } else {
+        format!("cannot read: {e}")
+    }
+}
+
+fn check_regular(meta: &Metadata) -> Result<(), String> {
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(format!(
+        "cannot read: not a regular file ({what}); only regular files (or links to them) \
+         are read"
+    ))
+}
+
+/// Whether a text holds no YAML document: only blank lines, comments, directives and
+/// document markers.
+fn is_empty_yaml(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines().all(|line| {
+        let t = line.trim();
+        t.is_empty()
+            || t.starts_with('#')
+            || line.starts_with('%')
+            || ["---", "..."].iter().any(|m| {
+                line.strip_prefix(m).is_some_and(|rest| {
+                    rest.trim().is_empty() || rest.trim_start().starts_with('#')
+                })
+            })
+    })
 }
 
 fn io_error(path: &Path, what: &str, e: &std::io::Error) -> Diagnostic {
@@ -112,6 +199,10 @@ mod tests {
         }
     }
 
+    fn read(paths: &[PathBuf]) -> Result<Vec<Input>, Rejected> {
+        read_paths(paths, &Options::default())
+    }
+
     fn names(inputs: &[Input]) -> Vec<String> {
         inputs
             .iter()
@@ -128,9 +219,9 @@ mod tests {
         dir.write(".hidden.yaml", "h");
         dir.write("notes.txt", "n");
         dir.write("d.json", "d");
-        fs::create_dir(dir.0.join("sub.yaml")).unwrap();
-        fs::write(dir.0.join("sub.yaml").join("inner.yaml"), "i").unwrap();
-        let inputs = read_paths(std::slice::from_ref(&dir.0)).unwrap();
+        fs::create_dir(dir.0.join("sub")).unwrap();
+        fs::write(dir.0.join("sub").join("inner.yaml"), "i").unwrap();
+        let inputs = read(std::slice::from_ref(&dir.0)).unwrap();
         assert_eq!(names(&inputs), vec!["a.yml", "b.yaml", "c.yaml"]);
         assert_eq!(inputs[1].text, "b");
         assert_eq!(inputs[1].path, dir.0.join("b.yaml"));
@@ -140,7 +231,7 @@ mod tests {
     fn explicit_file_is_read_whatever_its_extension() {
         let dir = TempDir::new();
         let f = dir.write("policy.txt", "kind: X");
-        let inputs = read_paths(std::slice::from_ref(&f)).unwrap();
+        let inputs = read(std::slice::from_ref(&f)).unwrap();
         assert_eq!(
             inputs,
             vec![Input {
@@ -150,12 +241,101 @@ mod tests {
         );
     }
 
+    /// The one error of reading `paths`.
+    fn only_error(paths: &[PathBuf], options: &Options) -> Diagnostic {
+        let err = read_paths(paths, options).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        err.0.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_fifo_is_an_error_and_never_opened() {
+        let dir = TempDir::new();
+        dir.write("a.yaml", "a: 1");
+        let fifo = dir.0.join("zz.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening it for reading would block this test for good.
+        let d = only_error(std::slice::from_ref(&dir.0), &Options::default());
+        assert_eq!(d.file.as_deref(), Some(fifo.as_path()));
+        assert!(d.message.contains("not a regular file (a FIFO)"), "{d}");
+        // Given explicitly, too.
+        let d = only_error(&[fifo], &Options::default());
+        assert!(d.message.contains("(a FIFO)"), "{d}");
+    }
+
+    #[test]
+    fn a_directory_or_device_named_yaml_and_a_dangling_link_are_errors() {
+        let dir = TempDir::new();
+        fs::create_dir(dir.0.join("sub.yaml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yaml")).unwrap();
+        std::os::unix::fs::symlink(dir.0.join("gone"), dir.0.join("zz.yaml")).unwrap();
+        let err = read_paths(std::slice::from_ref(&dir.0), &Options::default()).unwrap_err();
+        let got: Vec<(String, &str)> = err
+            .0
+            .iter()
+            .map(|d| {
+                let f = d.file.as_ref().unwrap().file_name().unwrap();
+                (f.to_string_lossy().into_owned(), d.message.as_str())
+            })
+            .collect();
+        assert_eq!(got.len(), 3, "{err}");
+        assert_eq!(got[0].0, "sub.yaml");
+        assert!(got[0].1.contains("(a directory)"), "{err}");
+        assert_eq!(got[1].0, "zero.yaml");
+        assert!(got[1].1.contains("(a character device)"), "{err}");
+        assert_eq!(got[2].0, "zz.yaml");
+        assert!(got[2].1.contains("dangling symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_file_past_the_size_limit_is_an_error_and_one_at_it_is_read() {
+        let dir = TempDir::new();
+        let at = dir.write("at.yaml", "a: 12345");
+        let past = dir.write("past.yaml", "a: 123456");
+        let mut options = Options::default();
+        options.limits.file_bytes = 8;
+        assert_eq!(read_paths(&[at], &options).unwrap().len(), 1);
+        let d = only_error(&[past], &options);
+        assert_eq!(d.message, "too big: more than 8 bytes (limit file-bytes)");
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error_unless_allowed() {
+        let dir = TempDir::new();
+        let files: Vec<PathBuf> = [
+            ("empty.yaml", ""),
+            ("blank.yaml", "\n  \n"),
+            ("comments.yaml", "# all\n---\n# gone\n...\n--- # x\n"),
+        ]
+        .iter()
+        .map(|(n, t)| dir.write(n, t))
+        .collect();
+        let err = read_paths(&files, &Options::default()).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err
+            .0
+            .iter()
+            .all(|d| d.message.starts_with("empty: no YAML documents")));
+        let allowed = Options {
+            allow_empty_files: true,
+            ..Options::default()
+        };
+        assert_eq!(read_paths(&files, &allowed).unwrap().len(), 3);
+        // Anything at all is not empty: validation judges it.
+        let some = dir.write("some.yaml", "---\n~\n");
+        assert_eq!(read(&[some]).unwrap().len(), 1);
+    }
+
     #[test]
     fn paths_keep_the_order_given() {
         let dir = TempDir::new();
         let z = dir.write("z.yaml", "z");
         let a = dir.write("a.yaml", "a");
-        let inputs = read_paths(&[z, a]).unwrap();
+        let inputs = read(&[z, a]).unwrap();
         assert_eq!(names(&inputs), vec!["z.yaml", "a.yaml"]);
     }
 
@@ -167,7 +347,7 @@ mod tests {
         let missing2 = dir.0.join("nodir");
         let bad = dir.0.join("bad.yaml");
         fs::write(&bad, [0xff, 0xfe, 0x00]).unwrap();
-        let err = read_paths(&[missing1.clone(), ok, missing2.clone(), bad.clone()]).unwrap_err();
+        let err = read(&[missing1.clone(), ok, missing2.clone(), bad.clone()]).unwrap_err();
         let files: Vec<_> = err.0.iter().map(|d| d.file.clone().unwrap()).collect();
         assert_eq!(files, vec![missing1, missing2, bad]);
         assert!(err.0.iter().all(|d| d.is_error()));

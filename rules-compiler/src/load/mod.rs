@@ -2,6 +2,8 @@
 //! every node's position, so later errors can say file, line and column.
 //!
 //! Must not judge meaning (that is `validate`) nor touch anything but the files given.
+//! Hostile input must cost bounded time, memory and stack: every read and parse is
+//! held to [`Limits`], and only regular files are opened.
 //!
 //! - [`read_paths`] turns the paths an operator gave into [`Input`]s (file texts).
 //! - [`parse`] turns one input into its [`Document`]s: trees of [`Node`]s with 1-based
@@ -24,4 +26,94 @@ pub struct Input {
     pub path: PathBuf,
     /// The whole file.
     pub text: String,
+}
+
+/// Bounds on what one input file may cost. Each is checked as the file is read or
+/// parsed, and going past one is an error that names the limit, so nothing is ever
+/// silently cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes in one file.
+    pub file_bytes: u64,
+    /// YAML documents in one file.
+    pub documents: usize,
+    /// Nodes (scalars, collections, aliases' copies) in one document.
+    pub nodes: usize,
+    /// Bytes in one scalar.
+    pub scalar_bytes: usize,
+    /// Collections nested in one another.
+    pub depth: usize,
+}
+
+impl Limits {
+    /// The most [`Limits::depth`] may be raised to: deeper trees could overflow the
+    /// stack of the code that walks and frees them.
+    pub const MAX_DEPTH: usize = 1024;
+
+    /// The limit's name as the config file and `--limit` spell it, and its value.
+    pub fn entries(&self) -> [(&'static str, u64); 5] {
+        [
+            ("file-bytes", self.file_bytes),
+            ("documents", self.documents as u64),
+            ("nodes", self.nodes as u64),
+            ("scalar-bytes", self.scalar_bytes as u64),
+            ("depth", self.depth as u64),
+        ]
+    }
+
+    /// Sets the limit spelt `name` (as in [`Limits::entries`]); an error says what is
+    /// wrong.
+    pub fn set(&mut self, name: &str, value: u64) -> Result<(), String> {
+        if value == 0 {
+            return Err(format!("limit {name} must be at least 1"));
+        }
+        let size = |v: u64| usize::try_from(v).map_err(|_| format!("limit {name} is too big"));
+        match name {
+            "file-bytes" => self.file_bytes = value,
+            "documents" => self.documents = size(value)?,
+            "nodes" => self.nodes = size(value)?,
+            "scalar-bytes" => self.scalar_bytes = size(value)?,
+            "depth" if value > Self::MAX_DEPTH as u64 => {
+                return Err(format!(
+                    "limit depth must be at most {} (deeper trees could overflow the stack)",
+                    Self::MAX_DEPTH
+                ))
+            }
+            "depth" => self.depth = size(value)?,
+            _ => {
+                let known: Vec<&str> = self.entries().iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "unknown limit {name:?}; limits are {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    /// Far above real inputs (a 10,000-pod `kubectl get pods -A -o yaml` is about
+    /// 100 MB and 3 million nodes in one document) and far below what exhausts a host.
+    fn default() -> Self {
+        Limits {
+            file_bytes: 256 << 20,
+            documents: 1_000_000,
+            nodes: 8_000_000,
+            scalar_bytes: 1 << 20,
+            depth: 64,
+        }
+    }
+}
+
+/// How inputs are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// What one file may cost.
+    pub limits: Limits,
+    /// Whether a file with no YAML documents is taken as "no objects". Off by default:
+    /// an empty file is far more often one being written (`kubectl … > file`) or cut
+    /// short than one meant to be empty, and taking it as empty can drop the
+    /// protection its objects gave.
+    pub allow_empty_files: bool,
 }

@@ -13,16 +13,19 @@
 //! shifting the rest of the mapping; keys are compared without their tags, as everything
 //! after us sees them; a repeated collection key is reported at its start, not at its
 //! closing bracket; and nodes inside keys count towards the alias budget.
+//!
+//! Events are pulled from the parser one at a time, never through its recursive
+//! `load`, whose stack grows with the nesting of block collections: 40 KB of `- - - …`
+//! overflowed it. Nesting, nodes, scalar sizes and documents are held to [`Limits`],
+//! and loading stops at the first one exceeded.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use saphyr_parser::{
-    BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, SpannedEventReceiver, Tag,
-};
+use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 
-use crate::load::{Node, Value};
+use crate::load::{Limits, Node, Value};
 
 /// Most nodes that alias expansion may produce in one chunk of input (saphyr's default).
 /// Real inventories use few anchors, if any; a handful of nested anchors can otherwise
@@ -43,6 +46,37 @@ pub(super) enum Failure {
     DuplicateKey { line: usize, col: usize },
     /// Expanding the alias at this marker would exceed [`ALIAS_BUDGET`].
     AliasBudget(Marker),
+    /// The node starting at this marker goes past one of the [`Limits`].
+    Limit(Marker, Exceeded),
+}
+
+/// Which of the [`Limits`] a file went past, with the limit's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Exceeded {
+    Documents(usize),
+    Nodes(usize),
+    ScalarBytes(usize),
+    Depth(usize),
+}
+
+impl Exceeded {
+    /// What went wrong, naming the limit as the config spells it.
+    pub(super) fn message(self) -> String {
+        match self {
+            Exceeded::Documents(n) => {
+                format!("too many YAML documents: more than {n} in one file (limit documents)")
+            }
+            Exceeded::Nodes(n) => {
+                format!("too many YAML nodes: more than {n} in one document (limit nodes)")
+            }
+            Exceeded::ScalarBytes(n) => {
+                format!("a scalar of more than {n} bytes (limit scalar-bytes)")
+            }
+            Exceeded::Depth(n) => {
+                format!("nested too deep: more than {n} collections in one another (limit depth)")
+            }
+        }
+    }
 }
 
 /// Receives a chunk's events and builds the root node of each of its documents.
@@ -61,6 +95,11 @@ pub(super) struct Builder {
     alias_budget: usize,
     /// The first failure; events after it are ignored.
     failure: Option<Failure>,
+    limits: Limits,
+    /// Nodes in the current document.
+    nodes: usize,
+    /// Documents of the file so far (over all its chunks).
+    documents: usize,
 }
 
 /// A collection whose end event has not come yet.
@@ -77,7 +116,7 @@ struct Open {
 }
 
 impl Builder {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(limits: Limits) -> Self {
         Builder {
             line_offset: 0,
             open: Vec::new(),
@@ -86,6 +125,9 @@ impl Builder {
             anchors: HashMap::new(),
             alias_budget: ALIAS_BUDGET,
             failure: None,
+            limits,
+            nodes: 0,
+            documents: 0,
         }
     }
 
@@ -100,7 +142,27 @@ impl Builder {
         self.anchors.clear();
         self.alias_budget = ALIAS_BUDGET;
         self.failure = None;
-        let parsed = Parser::new(BufferedInput::new(text.chars())).load(self, true);
+        let mut parser = Parser::new(BufferedInput::new(text.chars()));
+        let parsed = loop {
+            match parser.next_event() {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(e),
+                Some(Ok((ev, span))) => {
+                    if self.failure.is_none() {
+                        if let Err(f) = self.event(ev, span) {
+                            // Past a limit, reading on is what the limit prevents.
+                            if matches!(f, Failure::Limit(..)) {
+                                self.open.clear();
+                                self.items.clear();
+                                self.roots.clear();
+                                return Err(f);
+                            }
+                            self.failure = Some(f);
+                        }
+                    }
+                }
+            }
+        };
         let roots = std::mem::take(&mut self.roots);
         // A parse error wins over a failure found while building, whichever came
         // first: saphyr reported it so, and it is the more basic problem.
@@ -111,10 +173,24 @@ impl Builder {
         }
     }
 
+    /// Counts `n` more nodes of the current document.
+    fn count(&mut self, n: usize, at: Marker) -> Result<(), Failure> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > self.limits.nodes {
+            return Err(Failure::Limit(at, Exceeded::Nodes(self.limits.nodes)));
+        }
+        Ok(())
+    }
+
     fn event(&mut self, ev: Event<'_>, span: Span) -> Result<(), Failure> {
         let (line, column) = (span.start.line() + self.line_offset, span.start.col() + 1);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, span.start)?;
+                if text.len() > self.limits.scalar_bytes {
+                    let limit = Exceeded::ScalarBytes(self.limits.scalar_bytes);
+                    return Err(Failure::Limit(span.start, limit));
+                }
                 let value = scalar(text, style, tag.as_deref());
                 self.add(
                     Node {
@@ -128,6 +204,13 @@ impl Builder {
             // Tags on collections are looked through: the core schema's say nothing
             // new (`!!map`), and any other one is no concern of ours.
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.count(1, span.start)?;
+                if self.open.len() >= self.limits.depth {
+                    return Err(Failure::Limit(
+                        span.start,
+                        Exceeded::Depth(self.limits.depth),
+                    ));
+                }
                 self.open.push(Open {
                     line,
                     column,
@@ -170,11 +253,16 @@ impl Builder {
                     0,
                 )
             }
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(_)
-            | Event::DocumentEnd
-            | Event::Nothing => Ok(()),
+            Event::DocumentStart(_) => {
+                self.nodes = 0;
+                self.documents += 1;
+                if self.documents > self.limits.documents {
+                    let limit = Exceeded::Documents(self.limits.documents);
+                    return Err(Failure::Limit(span.start, limit));
+                }
+                Ok(())
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => Ok(()),
         }
     }
 
@@ -212,26 +300,14 @@ impl Builder {
                 "alias to a node that contains it".to_string(),
             ));
         };
-        match self
-            .alias_budget
-            .checked_sub(size_within(anchored, self.alias_budget))
-        {
-            Some(left) => {
-                self.alias_budget = left;
-                Ok(anchored.clone())
-            }
-            None => Err(Failure::AliasBudget(at)),
-        }
-    }
-}
-
-impl<'input> SpannedEventReceiver<'input> for Builder {
-    fn on_event(&mut self, ev: Event<'input>, span: Span) {
-        if self.failure.is_none() {
-            if let Err(f) = self.event(ev, span) {
-                self.failure = Some(f);
-            }
-        }
+        let size = size_within(anchored, self.alias_budget);
+        let Some(left) = self.alias_budget.checked_sub(size) else {
+            return Err(Failure::AliasBudget(at));
+        };
+        let copy = anchored.clone();
+        self.alias_budget = left;
+        self.count(size, at)?;
+        Ok(copy)
     }
 }
 
@@ -407,16 +483,101 @@ fn core_float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use crate::diag::Diagnostic;
-    use crate::load::{parse, Input, Node, Value};
+    use crate::load::{parse, Input, Limits, Node, Value};
 
     /// The root of each document, and the diagnostics.
     fn load(text: &str) -> (Vec<Node>, Vec<Diagnostic>) {
+        load_within(text, Limits::default())
+    }
+
+    fn load_within(text: &str, limits: Limits) -> (Vec<Node>, Vec<Diagnostic>) {
         let input = Input {
             path: "t.yaml".into(),
             text: text.to_string(),
         };
-        let (docs, diags) = parse(&input);
+        let (docs, diags) = parse(&input, &limits);
         (docs.into_iter().map(|d| d.root).collect(), diags)
+    }
+
+    /// The one diagnostic of loading `text`, as (line, column, message).
+    fn only_error(text: &str, limits: Limits) -> (usize, usize, String) {
+        let (roots, diags) = load_within(text, limits);
+        assert!(roots.is_empty(), "{roots:?}");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        (diags[0].line, diags[0].column, diags[0].message.clone())
+    }
+
+    #[test]
+    fn deep_block_nesting_is_an_error_at_the_first_level_too_deep() {
+        // 20,000 levels overflowed the stack in the parser's recursive loader.
+        let text = "- ".repeat(20_000) + "x\n";
+        let (line, column, message) = only_error(&text, Limits::default());
+        assert_eq!((line, column), (1, 2 * 64 + 1));
+        assert_eq!(
+            message,
+            "nested too deep: more than 64 collections in one another (limit depth)"
+        );
+        // Mappings, across lines.
+        let text: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        let (line, ..) = only_error(&text, Limits::default());
+        assert_eq!(line, 65);
+        // Flow collections and a mix.
+        let text = "[".repeat(50) + &"{a: ".repeat(50) + "x" + &"}".repeat(50) + &"]".repeat(50);
+        let (_, column, _) = only_error(&text, Limits::default());
+        assert_eq!(column, 50 + 14 * 4 + 1);
+    }
+
+    #[test]
+    fn nesting_at_the_depth_limit_loads_and_the_limit_can_be_raised() {
+        let limits = Limits {
+            depth: 3,
+            ..Limits::default()
+        };
+        assert_eq!(load_within("- - - x\n", limits).1, vec![]);
+        assert!(only_error("- - - - x\n", limits).2.contains("more than 3"));
+        let deep = "- ".repeat(1000) + "x\n";
+        let limits = Limits {
+            depth: Limits::MAX_DEPTH,
+            ..Limits::default()
+        };
+        assert_eq!(load_within(&deep, limits).1, vec![]);
+    }
+
+    #[test]
+    fn nodes_scalar_bytes_and_documents_are_bounded() {
+        let limits = Limits {
+            nodes: 4,
+            scalar_bytes: 5,
+            documents: 2,
+            ..Limits::default()
+        };
+        // [ + 3 scalars = 4 nodes; per document.
+        assert_eq!(load_within("[a, b, c]\n---\n[a, b, c]\n", limits).1, vec![]);
+        let (line, column, message) = only_error("[a, b, c, d]\n", limits);
+        assert_eq!((line, column), (1, 11));
+        assert_eq!(
+            message,
+            "too many YAML nodes: more than 4 in one document (limit nodes)"
+        );
+        // Copies made by aliases count.
+        assert!(only_error("[&x [a, b], *x]\n", limits)
+            .2
+            .contains("limit nodes"));
+        let (_, column, message) = only_error("[abcde, abcdef]\n", limits);
+        assert_eq!(column, 9);
+        assert_eq!(
+            message,
+            "a scalar of more than 5 bytes (limit scalar-bytes)"
+        );
+        let (roots, diags) = load_within("a\n---\nb\n---\nc\n---\nd\n", limits);
+        // The documents before the limit are kept; nothing after it is read.
+        assert_eq!(roots.len(), 2);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].line, 4);
+        assert_eq!(
+            diags[0].message,
+            "too many YAML documents: more than 2 in one file (limit documents)"
+        );
     }
 
     fn one(text: &str) -> Node {

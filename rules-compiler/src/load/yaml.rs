@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::diag::Diagnostic;
 use crate::load::tree::{Builder, Failure};
-use crate::load::Input;
+use crate::load::{Input, Limits};
 
 /// A YAML node with the position where it starts.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,10 +79,10 @@ pub struct Document<'a> {
 /// Parses every document of an input. Documents that are empty or hold only comments
 /// are skipped. Malformed YAML gives an error diagnostic at the scanner's position; the
 /// other documents of the file are still returned.
-pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
+pub fn parse<'a>(input: &'a Input, limits: &Limits) -> (Vec<Document<'a>>, Vec<Diagnostic>) {
     let mut docs = Vec::new();
     let mut diags = Vec::new();
-    for item in documents(input) {
+    for item in documents(input, limits) {
         match item {
             Ok(doc) => docs.push(doc),
             Err(diag) => diags.push(diag),
@@ -94,12 +94,15 @@ pub fn parse(input: &Input) -> (Vec<Document<'_>>, Vec<Diagnostic>) {
 /// [`parse`], one document at a time, in input order, each malformed part of the
 /// stream as an `Err` where it comes. A consumer that is done with each document before
 /// the next never holds the trees of a whole big file.
-pub fn documents(input: &Input) -> Documents<'_> {
+///
+/// Past one of the `limits`, the error is the last item: the rest of the file is not
+/// read.
+pub fn documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
     Documents {
         file: &input.path,
         chunks: split_documents(text).into_iter(),
-        builder: Builder::new(),
+        builder: Builder::new(*limits),
         roots: Vec::new().into_iter(),
     }
 }
@@ -127,7 +130,12 @@ impl<'a> Iterator for Documents<'a> {
             let chunk = self.chunks.next()?;
             match self.builder.load(chunk.text, chunk.line_offset) {
                 Ok(roots) => self.roots = roots.into_iter(),
-                Err(failure) => return Some(Err(failure_diagnostic(self.file, &chunk, &failure))),
+                Err(failure) => {
+                    if matches!(failure, Failure::Limit(..)) {
+                        self.chunks = Vec::new().into_iter();
+                    }
+                    return Some(Err(failure_diagnostic(self.file, &chunk, &failure)));
+                }
             }
         }
     }
@@ -218,6 +226,7 @@ fn failure_diagnostic(file: &Path, chunk: &Chunk<'_>, failure: &Failure) -> Diag
              billion-laughs attack)"
                 .to_string(),
         ),
+        Failure::Limit(m, exceeded) => ((m.line(), m.col()), exceeded.message()),
     };
     Diagnostic::error(message)
         .in_file(file)
@@ -258,7 +267,7 @@ mod tests {
     #[test]
     fn positions_are_one_based_line_and_column() {
         let inp = input("# c\na: 1\nb:\n  c: [x, \"80\"]\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty());
         assert_eq!(docs.len(), 1);
         let root = &docs[0].root;
@@ -281,7 +290,7 @@ mod tests {
     #[test]
     fn multi_document_stream_skips_empty_and_comment_only_documents() {
         let inp = input("a: 1\n---\n# only a comment\n---\n---\nb: 2\n...\n---\nc: 3\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
         assert_eq!(lines, vec![1, 6, 9]);
@@ -290,7 +299,7 @@ mod tests {
     #[test]
     fn malformed_document_is_reported_and_the_others_are_kept() {
         let inp = input("a: 1\n---\nb: [1, 2\nc: 3\n---\nd: 4\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].root.line, 1);
         assert_eq!(docs[1].root.line, 6);
@@ -306,7 +315,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_an_error_at_the_second_key() {
         let inp = input("---\nmetadata:\n  name: a\n  labels: {}\n  name: b\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(docs.is_empty());
         assert_eq!(diags.len(), 1);
         assert_eq!((diags[0].line, diags[0].column), (5, 3));
@@ -320,7 +329,7 @@ mod tests {
     #[test]
     fn directives_and_leading_comments_stay_with_their_document() {
         let inp = input("%YAML 1.2\n# header\n---\na: 1\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].root.line, 4);
@@ -329,7 +338,7 @@ mod tests {
     #[test]
     fn directives_after_a_document_end_go_with_the_next_document() {
         let inp = input("a: 1\n...\n%YAML 1.2\n# next\n---\nb: 2\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
         assert_eq!(lines, vec![1, 6]);
@@ -338,7 +347,7 @@ mod tests {
     #[test]
     fn block_scalars_keep_their_comment_like_lines() {
         let inp = input("a: |\n  x\n  # not a comment\n---\nb: 2\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(
             get(&docs[0].root, "a").value,
@@ -350,7 +359,7 @@ mod tests {
     #[test]
     fn tags_are_looked_through_and_keep_the_outer_position() {
         let inp = input("a: !!str 80\nb: !custom x\nc: !!int nope\n");
-        let (docs, _) = parse(&inp);
+        let (docs, _) = parse(&inp, &Limits::default());
         let root = &docs[0].root;
         assert_eq!(get(root, "a").value, Value::Str("80".into()));
         let b = get(root, "b");
@@ -362,7 +371,7 @@ mod tests {
     #[test]
     fn document_start_with_content_on_the_marker_line() {
         let inp = input("--- {a: 1}\n--- # comment\nb: 2\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 2);
         assert_eq!((docs[0].root.line, docs[0].root.column), (1, 5));
@@ -372,11 +381,11 @@ mod tests {
     #[test]
     fn documents_come_one_at_a_time_with_errors_in_place() {
         let inp = input("a: 1\n---\nb: [1\n---\n# none\n---\nc: 3\n...\nd: 4\n");
-        let got: Vec<Result<usize, usize>> = documents(&inp)
+        let got: Vec<Result<usize, usize>> = documents(&inp, &Limits::default())
             .map(|d| d.map(|d| d.root.line).map_err(|e| e.line))
             .collect();
         assert_eq!(got, vec![Ok(1), Err(4), Ok(7), Ok(9)]);
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         let lines: Vec<usize> = docs.iter().map(|d| d.root.line).collect();
         assert_eq!(lines, vec![1, 7, 9]);
         assert_eq!(diags.len(), 1);
@@ -385,7 +394,7 @@ mod tests {
     #[test]
     fn crlf_line_endings() {
         let inp = input("a: 1\r\n---\r\nb: 2\r\n");
-        let (docs, diags) = parse(&inp);
+        let (docs, diags) = parse(&inp, &Limits::default());
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].root.line, 3);

@@ -81,7 +81,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::diag::{Diagnostic, Rejected};
-use crate::load::{self, Input};
+use crate::load::{self, Input, Limits};
 use crate::model::{
     Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, NAMESPACE_NAME_LABEL,
 };
@@ -91,15 +91,19 @@ use inventory::{Decoded, LocatedIp};
 
 /// Validates policy and inventory inputs into a model. On any error, every diagnostic
 /// (errors and warnings, in the order found) is in the `Err`; otherwise the warnings come
-/// with the model.
-pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
+/// with the model. Each file is parsed within `limits`.
+pub fn validate(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &Limits,
+) -> Result<Loaded, Rejected> {
     let mut diags = Vec::new();
     let mut found = Found::default();
 
     // One document at a time: the trees of a big inventory take several times its size,
     // and a tree decoded just after it is built is still in the cache.
     for input in policies {
-        for doc in load::documents(input) {
+        for doc in load::documents(input, limits) {
             let doc = match doc {
                 Ok(doc) => doc,
                 Err(diag) => {
@@ -136,7 +140,7 @@ pub fn validate(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejec
     }
 
     for input in inventory {
-        for doc in load::documents(input) {
+        for doc in load::documents(input, limits) {
             let doc = match doc {
                 Ok(doc) => doc,
                 Err(diag) => {
@@ -403,7 +407,7 @@ pub(crate) mod testutil {
 
     /// Validates inline policy and inventory files.
     pub fn run(policies: &[(&str, &str)], inventory: &[(&str, &str)]) -> Result<Loaded, Rejected> {
-        validate(&inputs(policies), &inputs(inventory))
+        validate(&inputs(policies), &inputs(inventory), &Limits::default())
     }
 
     /// Expects success and returns it.

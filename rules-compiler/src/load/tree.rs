@@ -544,6 +544,32 @@ mod tests {
     }
 
     #[test]
+    fn a_long_flow_collection_streams_instead_of_queueing_until_it_closes() {
+        // A scan error after 20,000 items (`@` cannot start a scalar). Upstream
+        // saphyr-parser queued every item's token (the collection might be an implicit
+        // key) and met the error before any event; patched, the events come as the items
+        // do, and the node limit stops the load long before the error.
+        let limits = Limits {
+            nodes: 100,
+            ..Limits::default()
+        };
+        let long = "[".to_string() + &"a, ".repeat(20_000) + "@]";
+        let tall = "[\n".to_string() + &"a,\n".repeat(20_000) + "@]";
+        for text in [long, tall] {
+            let (_, _, message) = only_error(&text, limits);
+            assert!(message.contains("limit nodes"), "{message}");
+        }
+        // What YAML 1.2 says implicit keys are: one line outside flow mappings, any
+        // number of lines inside them.
+        assert!(load("[a,\n b]: c\n").1[0]
+            .message
+            .starts_with("malformed YAML"));
+        let root = one("{multi\n line: v}\n");
+        assert_eq!(entries(&root)[0].0.value, str("multi line"));
+        assert_eq!(one("[a, b]: c\n").line, 1);
+    }
+
+    #[test]
     fn nodes_scalar_bytes_and_documents_are_bounded() {
         let limits = Limits {
             nodes: 4,

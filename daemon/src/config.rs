@@ -810,7 +810,7 @@ mod tests {
         ])));
         assert_eq!(
             errs,
-            ["error: socket-group: no group \"no-such-group-here\" in /etc/group"]
+            ["error: socket-group: no group \"no-such-group-here\" in the system's group database"]
         );
     }
 

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -395,45 +395,22 @@ fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     Ok(UnixStream::from(OwnedFd::from(socket)))
 }
 
-/// The id of a group given by number or by name (looked up in `/etc/group`).
+/// The id of a group given by number or by name (looked up in the system's group
+/// database).
 pub fn group_id(group: &str) -> Result<u32, String> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let text = std::fs::read_to_string("/etc/group")
-        .map_err(|e| format!("cannot read /etc/group to find group {group:?}: {e}"))?;
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            Some((f.next()?, f.nth(1)?))
-        })
-        .find(|(name, _)| *name == group)
-        .and_then(|(_, gid)| gid.parse().ok())
-        .ok_or_else(|| format!("no group {group:?} in /etc/group"))
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("no group {group:?} in the system's group database")),
+        Err(e) => Err(format!("cannot look up group {group:?}: {e}")),
+    }
 }
 
 /// `t` as RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = d.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 fn arrow(before: Option<usize>, after: Option<usize>) -> String {
@@ -656,6 +633,7 @@ mod tests {
 
     #[test]
     fn rfc3339_in_utc() {
+        use std::time::UNIX_EPOCH;
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123); // leap year
         assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");

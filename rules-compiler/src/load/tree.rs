@@ -304,10 +304,31 @@ impl Builder {
         let Some(left) = self.alias_budget.checked_sub(size) else {
             return Err(Failure::AliasBudget(at));
         };
+        // A copy nests as deep as its original, wherever it is put: anchors that alias
+        // each other could otherwise stack past the depth limit.
+        if self.open.len() + depth(anchored) > self.limits.depth {
+            return Err(Failure::Limit(at, Exceeded::Depth(self.limits.depth)));
+        }
         let copy = anchored.clone();
         self.alias_budget = left;
         self.count(size, at)?;
         Ok(copy)
+    }
+}
+
+/// How many collections deep a value is (0 for a scalar). Values here were built within
+/// the depth limit, so the recursion is bounded by it.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Seq(items) => 1 + items.iter().map(|n| depth(&n.value)).max().unwrap_or(0),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| depth(&k.value).max(depth(&v.value)))
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
     }
 }
 
@@ -525,6 +546,26 @@ mod tests {
         let text = "[".repeat(50) + &"{a: ".repeat(50) + "x" + &"}".repeat(50) + &"]".repeat(50);
         let (_, column, _) = only_error(&text, Limits::default());
         assert_eq!(column, 50 + 14 * 4 + 1);
+    }
+
+    #[test]
+    fn aliases_cannot_stack_copies_past_the_depth_limit() {
+        // Each anchor holds a copy of the one before, 10 levels further down.
+        let mut text = format!("a0: &a0 {}x{}\n", "[".repeat(10), "]".repeat(10));
+        for i in 1..10 {
+            let (open, close) = ("[".repeat(10), "]".repeat(10));
+            text += &format!("a{i}: &a{i} {open}*a{}{close}\n", i - 1);
+        }
+        let (line, column, message) = only_error(&text, Limits::default());
+        // a6 would be 1 + 7 × 10 deep: its alias of a5 (1 + 10 + 6 × 10) is the error.
+        assert_eq!((line, column), (7, 19));
+        assert!(message.contains("limit depth"), "{message}");
+        // Within the limit, copies are made as before.
+        let limits = Limits {
+            depth: 101,
+            ..Limits::default()
+        };
+        assert_eq!(load_within(&text, limits).1, vec![]);
     }
 
     #[test]

@@ -42,10 +42,13 @@ pub(super) fn objects<'n>(ctx: &mut Ctx<'_>, root: &'n Node) -> Vec<Object<'n>> 
             ),
         );
     }
-    for (i, item) in decode::opt_seq(ctx, m.get("items"), "items")
-        .iter()
-        .enumerate()
-    {
+    // `kubectl … -o yaml` writes `items: []` for none; a List without its items is what
+    // a file cut short after `items:` looks like, and taking it as empty would drop them.
+    let items = m
+        .required(ctx, "items", "write `items: []` for a List with none")
+        .and_then(|node| decode::seq(ctx, node, "items"))
+        .unwrap_or(&[]);
+    for (i, item) in items.iter().enumerate() {
         ctx.object = Some("List".to_string());
         let path = index("items", i);
         let Some(item) = object(ctx, item, &path) else {

@@ -1409,6 +1409,35 @@ items:
     }
 
     #[test]
+    fn a_list_cut_short_after_items_is_an_error_and_an_empty_one_is_not() {
+        let cut = "apiVersion: v1\nkind: List\nitems:\n";
+        let errs = errors(&[("l.yaml", cut)], &[]);
+        assert_eq!(errs.len(), 1, "{}", show(&errs));
+        check(
+            &errs[0],
+            "l.yaml",
+            (3, 1),
+            "List",
+            "items",
+            "required field \"items\" is empty",
+        );
+        let errs = errors(&[("l.yaml", "apiVersion: v1\nkind: List\n")], &[]);
+        check(
+            &errs[0],
+            "l.yaml",
+            (1, 1),
+            "List",
+            "items",
+            "is missing; write `items: []`",
+        );
+        let loaded = ok(
+            &[("l.yaml", "apiVersion: v1\nkind: List\nitems: []\n")],
+            &[],
+        );
+        assert!(loaded.model.policies.is_empty());
+    }
+
+    #[test]
     fn duplicate_policy_names_both_places() {
         let a = pol("  podSelector: {}\n");
         let errs = errors(&[("a.yaml", &a), ("b.yaml", &format!("# x\n{a}"))], &[]);

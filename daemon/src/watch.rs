@@ -559,10 +559,10 @@ impl Worker {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
                 Err(e) => {
                     if self.failing.insert(dir.clone()) {
+                        // Quoted and escaped: directory names are input.
                         tracing::warn!(
-                            "cannot watch {}: {e}; changes there are seen by the periodic \
-                             re-check only",
-                            dir.display()
+                            "cannot watch {dir:?}: {e}; changes there are seen by the periodic \
+                             re-check only"
                         );
                     }
                 }
@@ -613,7 +613,7 @@ impl Worker {
                 // About the directory itself: moved, deleted, its mode changed.
                 None => dir,
             };
-            tracing::debug!(mask = ?e.mask, path = %path.display(), "file event");
+            tracing::debug!(mask = ?e.mask, path = ?path, "file event");
             if named.len() < MAX_NAMED {
                 named.insert(path);
             }

@@ -256,3 +256,65 @@ fn missing_required_options_exit_2_naming_them() {
         assert!(err.contains(missing), "{cmd}: {err}");
     }
 }
+
+#[test]
+fn hostile_names_and_huge_values_give_short_escaped_errors() {
+    let dir = TempDir::new("hostile-names");
+    let huge = "v".repeat(1_000_000);
+    // A name that would clear the screen, forge a log line and reverse the text after it,
+    // and a 1 MB label value (just under the scalar limit): before, both came out raw and whole.
+    let bad = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  \
+         name: \"x\\e[2J\\nnetpold: reload applied\\u202E\"\n  namespace: web\n  \
+         labels: {{team: {huge}}}\nspec: {{podSelector: {{}}}}\n"
+    );
+    let file = dir.0.join("bad.yaml");
+    std::fs::write(&file, &bad).unwrap();
+    let policies = file.to_str().unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        policies,
+        "--inventory",
+        "config/inventory",
+        "--local",
+        "payments/payments-api",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.len() < 2_000, "{} bytes of stderr", err.len());
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{202e}'),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"invalid name "x\u{1b}[2J\nnetpold: reload applied\u{202e}""#),
+        "{err}"
+    );
+    assert!(err.contains(r#"invalid label value "vvvv"#), "{err}");
+    assert!(err.contains("… (1000000 bytes)"), "{err}");
+    // One line per diagnostic, and the summary: nothing a name could add.
+    assert_eq!(err.lines().count(), 3, "{err}");
+
+    // 5,000 bad objects: the first 50, then how many more.
+    let many: String = (0..5000)
+        .map(|i| format!("---\nkind: NetworkPolicy\nmetadata: {{name: p{i}}}\n"))
+        .collect();
+    std::fs::write(&file, many).unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        policies,
+        "--inventory",
+        "config/inventory",
+        "--local",
+        "payments/payments-api",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 52, "{err}");
+    assert!(err.contains("… and "), "{err}");
+    assert!(
+        err.ends_with("errors in the input; nothing was compiled\n"),
+        "{err}"
+    );
+}

@@ -83,7 +83,8 @@ impl Limits {
             _ => {
                 let known: Vec<&str> = self.entries().iter().map(|(n, _)| *n).collect();
                 return Err(format!(
-                    "unknown limit {name:?}; limits are {}",
+                    "unknown limit {}; limits are {}",
+                    crate::diag::quote(name),
                     known.join(", ")
                 ));
             }

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use crate::diag::Diagnostic;
+use crate::diag::{quote, Diagnostic};
 use crate::load::tree::{Builder, Failure};
 use crate::load::{Input, Limits};
 
@@ -59,7 +59,7 @@ impl Value {
             Value::Bool(b) => format!("the boolean {b}"),
             Value::Int(i) => format!("the integer {i}"),
             Value::Float(f) => format!("the number {f}"),
-            Value::Str(s) => format!("the string {s:?}"),
+            Value::Str(s) => format!("the string {}", quote(s)),
             Value::Seq(_) => "a list".to_string(),
             Value::Map(_) => "a mapping".to_string(),
             Value::Invalid(_) => "an invalid value".to_string(),
@@ -216,7 +216,7 @@ fn failure_diagnostic(file: &Path, chunk: &Chunk<'_>, failure: &Failure) -> Diag
         Failure::DuplicateKey { line, col } => (
             (*line, *col),
             match key_at(chunk.text, *line, *col) {
-                Some(key) => format!("malformed YAML: duplicate key {key:?} in a mapping"),
+                Some(key) => format!("malformed YAML: duplicate key {} in a mapping", quote(&key)),
                 None => "malformed YAML: duplicate key in a mapping".to_string(),
             },
         ),

@@ -8,6 +8,7 @@
 //! guessing `/32` could hide a typo. An IPv4-mapped block (`::ffff:198.18.0.0/112`) is an
 //! error naming the IPv4 block to write: it would never match IPv4 traffic.
 
+use crate::diag::quote;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -118,8 +119,9 @@ fn parse_cidr(ctx: &mut Ctx<'_>, node: &Node, field: &str, text: &str) -> Option
                     if ip.is_ipv4() { 32 } else { 128 }
                 ),
                 Err(_) => format!(
-                    "invalid CIDR {text:?}: expected an IPv4 or IPv6 network such as \
-                     198.18.0.0/15 or 2001:db8::/32"
+                    "invalid CIDR {}: expected an IPv4 or IPv6 network such as \
+                     198.18.0.0/15 or 2001:db8::/32",
+                    quote(text)
                 ),
             };
             ctx.error(node, field, message);

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::diag::Diagnostic;
+use crate::diag::{quote, Diagnostic};
 use crate::load::{Node, Value};
 use crate::model::Source;
 
@@ -134,7 +134,8 @@ impl<'n> Map<'n> {
                     key_node,
                     &self.field(key),
                     format!(
-                        "unknown field {key:?}; allowed here: {}",
+                        "unknown field {}; allowed here: {}",
+                        quote(key),
                         allowed.join(", ")
                     ),
                 );
@@ -154,7 +155,7 @@ impl<'n> Map<'n> {
             ctx.error(
                 node,
                 &self.field(key),
-                format!("required field {key:?} {what}{sep}{hint}"),
+                format!("required field {} {what}{sep}{hint}", quote(key)),
             );
         }
         found

@@ -7,6 +7,7 @@
 //! is the node's), finished pods (phase Succeeded or Failed: their IP may be reused) and
 //! pods without an IP yet.
 
+use crate::diag::{clip, quote};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -53,8 +54,9 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
             m.get("apiVersion").unwrap_or(m.node),
             "apiVersion",
             format!(
-                "unsupported apiVersion {:?} for kind {}; expected {expected}",
-                obj.api_version, obj.kind
+                "unsupported apiVersion {} for kind {}; expected {expected}",
+                quote(obj.api_version),
+                clip(obj.kind)
             ),
         );
     };
@@ -68,8 +70,9 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
                 m.get("kind").unwrap_or(m.node),
                 "kind",
                 format!(
-                    "unknown kind {kind:?} for {NATIVE_API_VERSION}; its only kind is Endpoint \
-                     (namespaces use the Kubernetes form: apiVersion v1, kind Namespace)"
+                    "unknown kind {} for {NATIVE_API_VERSION}; its only kind is Endpoint \
+                     (namespaces use the Kubernetes form: apiVersion v1, kind Namespace)",
+                    quote(kind)
                 ),
             );
             None
@@ -364,7 +367,10 @@ fn named_port(
                 ctx.error(
                     n,
                     &p.field("protocol"),
-                    format!("unknown protocol {s:?}; expected TCP, UDP or SCTP (upper case)"),
+                    format!(
+                        "unknown protocol {}; expected TCP, UDP or SCTP (upper case)",
+                        quote(s)
+                    ),
                 );
             }
             proto
@@ -443,7 +449,8 @@ fn push_ip(ctx: &mut Ctx<'_>, node: &Node, field: &str, out: &mut Vec<LocatedIp>
             node,
             field,
             format!(
-                "invalid IP address {s:?}: expected an IPv4 or IPv6 address, without prefix length"
+                "invalid IP address {}: expected an IPv4 or IPv6 address, without prefix length",
+                quote(s)
             ),
         ),
     }

@@ -1,5 +1,6 @@
 //! Labels (of objects, and `matchLabels`) and label selectors.
 
+use crate::diag::quote;
 use std::collections::BTreeSet;
 
 use super::decode::{self, index, join, Ctx};
@@ -19,7 +20,7 @@ pub(super) fn key_path(parent: &str, key: &str) -> String {
     {
         join(parent, key)
     } else {
-        format!("{parent}[{key:?}]")
+        format!("{parent}[{}]", quote(key))
     }
 }
 
@@ -154,7 +155,10 @@ fn requirement(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Requirement
             ctx.error(
                 op_node,
                 &m.field("operator"),
-                format!("unknown operator {other:?}; expected one of {OPERATORS} (case-sensitive)"),
+                format!(
+                    "unknown operator {}; expected one of {OPERATORS} (case-sensitive)",
+                    quote(other)
+                ),
             );
             return None;
         }

@@ -2,9 +2,12 @@
 //! (namespace and object names), and IANA service names (named ports). Each check says
 //! what is wrong in words an operator can act on.
 
+use crate::diag::quote;
+
 /// A label key: `[prefix/]name`, the prefix a DNS subdomain, the name at most 63
 /// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 pub(super) fn label_key(key: &str) -> Result<(), String> {
+    let shown = quote(key);
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -12,24 +15,24 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
     if let Some(prefix) = prefix {
         if prefix.is_empty() {
             return Err(format!(
-                "invalid label key {key:?}: the prefix before '/' is empty"
+                "invalid label key {shown}: the prefix before '/' is empty"
             ));
         }
         if let Err(why) = dns_subdomain(prefix) {
-            return Err(format!("invalid label key {key:?}: prefix {why}"));
+            return Err(format!("invalid label key {shown}: prefix {why}"));
         }
     }
     if name.is_empty() {
-        return Err(format!("invalid label key {key:?}: the name part is empty"));
+        return Err(format!("invalid label key {shown}: the name part is empty"));
     }
     if name.len() > 63 {
         return Err(format!(
-            "invalid label key {key:?}: the name part must be at most 63 characters"
+            "invalid label key {shown}: the name part must be at most 63 characters"
         ));
     }
     if !label_charset(name) {
         return Err(format!(
-            "invalid label key {key:?}: the name part must consist of alphanumerics, '-', '_' \
+            "invalid label key {shown}: the name part must consist of alphanumerics, '-', '_' \
              or '.', and start and end with an alphanumeric (e.g. app.kubernetes.io/name)"
         ));
     }
@@ -39,14 +42,15 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
 /// A label value: empty, or at most 63 characters of alphanumerics, `-`, `_`, `.`,
 /// starting and ending alphanumeric.
 pub(super) fn label_value(value: &str) -> Result<(), String> {
+    let shown = quote(value);
     if value.len() > 63 {
         return Err(format!(
-            "invalid label value {value:?}: must be at most 63 characters"
+            "invalid label value {shown}: must be at most 63 characters"
         ));
     }
     if !value.is_empty() && !label_charset(value) {
         return Err(format!(
-            "invalid label value {value:?}: must be empty or consist of alphanumerics, '-', '_' \
+            "invalid label value {shown}: must be empty or consist of alphanumerics, '-', '_' \
              or '.', and start and end with an alphanumeric"
         ));
     }
@@ -106,9 +110,10 @@ fn dns_label_charset(s: &str) -> bool {
 /// An IANA service name, which is what a named port must be: at most 15 characters of
 /// lowercase letters, digits and `-`, at least one letter, no `-` at either end, no `--`.
 pub(super) fn port_name(s: &str) -> Result<(), String> {
+    let shown = quote(s);
     if s.is_empty() || s.len() > 15 {
         return Err(format!(
-            "invalid port name {s:?}: must be 1 to 15 characters"
+            "invalid port name {shown}: must be 1 to 15 characters"
         ));
     }
     if !s
@@ -116,17 +121,17 @@ pub(super) fn port_name(s: &str) -> Result<(), String> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
         return Err(format!(
-            "invalid port name {s:?}: only lowercase letters, digits and '-' are allowed"
+            "invalid port name {shown}: only lowercase letters, digits and '-' are allowed"
         ));
     }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         return Err(format!(
-            "invalid port name {s:?}: must contain at least one letter"
+            "invalid port name {shown}: must contain at least one letter"
         ));
     }
     if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
         return Err(format!(
-            "invalid port name {s:?}: must not start or end with '-' nor contain \"--\""
+            "invalid port name {shown}: must not start or end with '-' nor contain \"--\""
         ));
     }
     Ok(())

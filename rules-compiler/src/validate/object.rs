@@ -4,6 +4,7 @@
 use super::decode::{self, index, Ctx, Map};
 use super::labels;
 use super::names;
+use crate::diag::{clip, quote};
 use crate::load::{Node, Value};
 use crate::model::Labels;
 
@@ -37,8 +38,8 @@ pub(super) fn objects<'n>(ctx: &mut Ctx<'_>, root: &'n Node) -> Vec<Object<'n>> 
             node,
             "apiVersion",
             format!(
-                "unsupported apiVersion {:?} for kind List; expected v1",
-                obj.api_version
+                "unsupported apiVersion {} for kind List; expected v1",
+                quote(obj.api_version)
             ),
         );
     }
@@ -161,11 +162,12 @@ pub(super) fn label(kind: &str, obj: &Map<'_>, scope: Scope) -> String {
             })
         })
     };
-    let name = field("name").unwrap_or("<unnamed>");
+    // Not validated yet: cut and escaped, as every diagnostic of the object repeats it.
+    let (kind, name) = (clip(kind), clip(field("name").unwrap_or("<unnamed>")));
     match scope {
         Scope::Cluster => format!("{kind} {name}"),
         Scope::Namespaced => {
-            let ns = field("namespace").unwrap_or(DEFAULT_NAMESPACE);
+            let ns = clip(field("namespace").unwrap_or(DEFAULT_NAMESPACE));
             format!("{kind} {ns}/{name}")
         }
     }
@@ -197,7 +199,11 @@ pub(super) fn metadata<'n>(
         match check {
             Ok(()) => Some((s, n)),
             Err(why) => {
-                ctx.error(n, "metadata.name", format!("invalid name {s:?}: {why}"));
+                ctx.error(
+                    n,
+                    "metadata.name",
+                    format!("invalid name {}: {why}", quote(s)),
+                );
                 None
             }
         }
@@ -224,7 +230,7 @@ pub(super) fn metadata<'n>(
                         ctx.error(
                             n,
                             "metadata.namespace",
-                            format!("invalid namespace {s:?}: {why}"),
+                            format!("invalid namespace {}: {why}", quote(s)),
                         );
                         None
                     }

@@ -10,6 +10,7 @@ use super::decode::{self, index, Ctx, Map};
 use super::labels;
 use super::names;
 use super::object::{self, MetaFields, Object, Scope};
+use crate::diag::quote;
 use crate::load::{Node, Value};
 use crate::model::{
     NamespaceScope, ObjectName, Peer, Peers, Policy, PortMatch, PortRule, Ports, Protocol, Rule,
@@ -28,8 +29,8 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Policy> {
             m.get("apiVersion").unwrap_or(m.node),
             "apiVersion",
             format!(
-                "unsupported apiVersion {:?} for NetworkPolicy; expected {API_VERSION}",
-                obj.api_version
+                "unsupported apiVersion {} for NetworkPolicy; expected {API_VERSION}",
+                quote(obj.api_version)
             ),
         );
     }
@@ -130,7 +131,10 @@ fn policy_types(ctx: &mut Ctx<'_>, spec: &Map<'_>) -> Option<(bool, bool)> {
                 ctx.error(
                     item,
                     &field,
-                    format!("unknown policy type {other:?}; expected Ingress or Egress"),
+                    format!(
+                        "unknown policy type {}; expected Ingress or Egress",
+                        quote(other)
+                    ),
                 );
                 continue;
             }
@@ -264,7 +268,10 @@ fn port(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<PortRule> {
             ctx.error(
                 n,
                 &m.field("protocol"),
-                format!("unknown protocol {s:?}; expected TCP, UDP or SCTP (upper case)"),
+                format!(
+                    "unknown protocol {}; expected TCP, UDP or SCTP (upper case)",
+                    quote(s)
+                ),
             );
             ok = false;
             Protocol::Tcp
@@ -337,8 +344,9 @@ fn port(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<PortRule> {
                         n,
                         &end_field,
                         format!(
-                            "endPort cannot be used with the named port {name:?}; a range \
-                             needs a numeric port"
+                            "endPort cannot be used with the named port {}; a range needs a \
+                             numeric port",
+                            quote(name.as_str())
                         ),
                     );
                     None

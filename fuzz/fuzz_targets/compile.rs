@@ -12,10 +12,23 @@ use rules_compiler::plan::DenyAction;
 fuzz_target!(|case: Case| {
     let policies = case.policies();
     let inventory = case.inventory();
-    let Ok(loaded) = load_model(
+    let loaded = load_model(
         &[input("policies.yaml", &policies)],
         &[input("inventory.yaml", &inventory)],
-    ) else {
+    );
+    // NETPOL_FUZZ_SHOW=1 (e.g. with -runs=0 over a corpus) says how far each case got:
+    // a generator whose cases are mostly rejected tests little of the compiler.
+    if std::env::var_os("NETPOL_FUZZ_SHOW").is_some() {
+        match &loaded {
+            Ok(l) => eprintln!(
+                "loaded: {} policies, {} endpoints",
+                l.model.policies.len(),
+                l.model.inventory.endpoints.len()
+            ),
+            Err(e) => eprintln!("rejected: {}", e.to_string().lines().next().unwrap_or("")),
+        }
+    }
+    let Ok(loaded) = loaded else {
         return;
     };
     let deny = if case.reject {

@@ -148,7 +148,7 @@ fn selector(s: &Sel) -> Value {
 
 fn cidr(c: &Cidr) -> String {
     match &c.ip {
-        None if c.prefix % 2 == 0 => "0.0.0.0/0".into(),
+        None if c.prefix & 1 == 0 => "0.0.0.0/0".into(),
         None => "::/0".into(),
         Some(ip @ Ip::V4(..)) => format!("{}/{}", ip.text(), c.prefix % 34),
         Some(ip @ Ip::V6(..)) => format!("{}/{}", ip.text(), c.prefix % 130),

@@ -373,6 +373,15 @@ impl Settings {
     }
 }
 
+/// Parses a config file's text and returns every problem found in it (empty when the
+/// file is valid). Pure: reads nothing, so the fuzz target `config` can drive it; paths
+/// in the file are only joined to the file's directory, never opened.
+pub fn check_file(input: &Input) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    parse_file(input, &mut errors);
+    errors
+}
+
 /// Decodes the file's one mapping; unknown keys and bad values go to `errors`.
 fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
     let mut config = FileConfig::default();
@@ -880,5 +889,21 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn check_file_reports_what_resolve_would_without_reading_anything() {
+        let input = |text: &str| Input {
+            path: PathBuf::from("/nonexistent/netpold.yaml"),
+            text: text.to_string(),
+        };
+        assert!(check_file(&input("policies: [p]\ninventory: i\ndeny: reject\n")).is_empty());
+        let errors: Vec<String> = check_file(&input("deny: maybe\nbogus: 1\n"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("expected drop or reject"), "{errors:?}");
+        assert!(errors[1].contains("unknown key"), "{errors:?}");
     }
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rules_compiler::diag::{Diagnostic, Rejected};
+use rules_compiler::diag::{quote, Diagnostic, Rejected};
 use rules_compiler::load::{self, Input, Node, Value};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::DenyAction;
@@ -503,31 +503,13 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     config.deny = Some(match string(v)?.as_str() {
                         "drop" => DenyAction::Drop,
                         "reject" => DenyAction::Reject,
-                        other => return Err(format!("expected drop or reject, found {other:?}")),
-                    })
-                }
-                "flush-on-exit" => {
-                    config.flush_on_exit = Some(match v.value {
-                        Value::Bool(b) => b,
-                        _ => {
-                            return Err(format!(
-                                "expected true or false, found {}",
-                                v.value.describe()
-                            ))
+                        other => {
+                            return Err(format!("expected drop or reject, found {}", quote(other)))
                         }
                     })
                 }
-                "allow-empty-files" => {
-                    config.allow_empty_files = Some(match v.value {
-                        Value::Bool(b) => b,
-                        _ => {
-                            return Err(format!(
-                                "expected true or false, found {}",
-                                v.value.describe()
-                            ))
-                        }
-                    })
-                }
+                "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
+                "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),
                 "limits" => {
                     let Value::Map(entries) = &v.value else {
                         return Err(format!(
@@ -558,22 +540,14 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                         }
                     }
                 }
-                "incremental" => {
-                    config.incremental = Some(match v.value {
-                        Value::Bool(b) => b,
-                        _ => {
-                            return Err(format!(
-                                "expected true or false, found {}",
-                                v.value.describe()
-                            ))
-                        }
-                    })
-                }
+                "incremental" => config.incremental = Some(boolean(v)?),
                 "log-format" => {
                     config.log_format = Some(match string(v)?.as_str() {
                         "text" => LogFormat::Text,
                         "json" => LogFormat::Json,
-                        other => return Err(format!("expected text or json, found {other:?}")),
+                        other => {
+                            return Err(format!("expected text or json, found {}", quote(other)))
+                        }
                     })
                 }
                 _ => return Err(format!("unknown key; the keys are: {}", KEYS.join(", "))),
@@ -587,6 +561,16 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
         }
     }
     config
+}
+
+fn boolean(v: &Node) -> Result<bool, String> {
+    match v.value {
+        Value::Bool(b) => Ok(b),
+        _ => Err(format!(
+            "expected true or false, found {}",
+            v.value.describe()
+        )),
+    }
 }
 
 fn string(v: &Node) -> Result<String, String> {

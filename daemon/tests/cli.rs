@@ -271,15 +271,18 @@ fn hostile_names_and_huge_values_give_short_escaped_errors() {
     let file = dir.0.join("bad.yaml");
     std::fs::write(&file, &bad).unwrap();
     let policies = file.to_str().unwrap();
-    let out = netpolctl(&[
-        "compile",
-        "--policies",
-        policies,
-        "--inventory",
-        "config/inventory",
-        "--local",
-        "payments/payments-api",
-    ]);
+    let compile = |policies: &str| {
+        netpolctl(&[
+            "compile",
+            "--policies",
+            policies,
+            "--inventory",
+            "config/inventory",
+            "--local",
+            "payments/payments-api",
+        ])
+    };
+    let out = compile(policies);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.len() < 2_000, "{} bytes of stderr", err.len());
@@ -301,15 +304,7 @@ fn hostile_names_and_huge_values_give_short_escaped_errors() {
         .map(|i| format!("---\nkind: NetworkPolicy\nmetadata: {{name: p{i}}}\n"))
         .collect();
     std::fs::write(&file, many).unwrap();
-    let out = netpolctl(&[
-        "compile",
-        "--policies",
-        policies,
-        "--inventory",
-        "config/inventory",
-        "--local",
-        "payments/payments-api",
-    ]);
+    let out = compile(policies);
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 52, "{err}");
     assert!(err.contains("… and "), "{err}");

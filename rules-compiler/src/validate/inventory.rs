@@ -1081,4 +1081,22 @@ metadata: {name: b, namespace: web}
             "metadata.labels.app"
         );
     }
+
+    #[test]
+    fn an_unknown_key_is_quoted_escaped_and_cut_in_the_field_path() {
+        let key = format!("\\e[2J{}", "u".repeat(100_000));
+        let text = format!(
+            "apiVersion: netpol/v1\nkind: Endpoint\n\
+             metadata: {{namespace: web, name: a, \"{key}\": 1}}\nips: [198.18.0.1]\n"
+        );
+        let e = one_error(&[], &[("e.yaml", &text)]);
+        let field = e.field.clone().unwrap();
+        assert_eq!(
+            field,
+            format!(
+                "metadata[\"\\u{{1b}}[2J{}\"… (100004 bytes)]",
+                "u".repeat(60)
+            )
+        );
+    }
 }

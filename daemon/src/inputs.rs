@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use rules_compiler::diag::{Diagnostic, Rejected};
+use rules_compiler::diag::{Diagnostic, Rejected, SHOWN_DIAGNOSTICS};
 use rules_compiler::model::ObjectName;
 use rules_compiler::resolve::{EndpointId, Index};
 use rules_compiler::{load, Loaded};
@@ -86,15 +86,91 @@ pub fn find_endpoint(index: &Index<'_>, name: &ObjectName) -> Result<EndpointId,
             name.namespace
         )
     } else {
+        // A namespace may hold thousands of endpoints; this message also becomes the
+        // daemon's last error, so it names a few and counts the rest.
+        let more = match known.len().checked_sub(SHOWN_DIAGNOSTICS) {
+            Some(n) if n > 0 => format!(" and {n} more"),
+            _ => String::new(),
+        };
+        let shown: Vec<&str> = known.iter().take(SHOWN_DIAGNOSTICS).copied().collect();
         format!(
-            "no endpoint {name} in the inventory (namespace {} has: {})",
+            "no endpoint {name} in the inventory (namespace {} has: {}{more})",
             name.namespace,
-            known.join(", ")
+            shown.join(", ")
         )
     })
 }
 
-/// Formats warnings one per line.
+/// Formats warnings one per line: the first [`SHOWN_DIAGNOSTICS`], then how many more,
+/// so 5,000 skipped pods cannot flood stderr (errors are capped the same way by
+/// `Rejected`'s Display).
 pub fn format_warnings(warnings: &[Diagnostic]) -> String {
-    warnings.iter().map(|w| format!("{w}\n")).collect()
+    let mut out: String = warnings
+        .iter()
+        .take(SHOWN_DIAGNOSTICS)
+        .map(|w| format!("{w}\n"))
+        .collect();
+    if let Some(more) = more_warnings(warnings.len()) {
+        out.push_str(&more);
+        out.push('\n');
+    }
+    out
+}
+
+/// `… and N more warnings` when `count` is over [`SHOWN_DIAGNOSTICS`].
+pub fn more_warnings(count: usize) -> Option<String> {
+    let more = count.checked_sub(SHOWN_DIAGNOSTICS).filter(|&n| n > 0)?;
+    Some(format!(
+        "… and {more} more warning{}",
+        if more == 1 { "" } else { "s" }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_show_the_first_fifty_and_count_the_rest() {
+        let few: Vec<Diagnostic> = (0..SHOWN_DIAGNOSTICS)
+            .map(|i| Diagnostic::warning(format!("w{i}")))
+            .collect();
+        assert_eq!(format_warnings(&few).lines().count(), SHOWN_DIAGNOSTICS);
+        let many: Vec<Diagnostic> = (0..5000)
+            .map(|i| Diagnostic::warning(format!("w{i}")))
+            .collect();
+        let text = format_warnings(&many);
+        assert_eq!(text.lines().count(), SHOWN_DIAGNOSTICS + 1, "{text}");
+        assert!(
+            text.ends_with("warning: w49\n… and 4950 more warnings\n"),
+            "{text}"
+        );
+        assert_eq!(
+            more_warnings(SHOWN_DIAGNOSTICS + 1).as_deref(),
+            Some("… and 1 more warning")
+        );
+    }
+
+    #[test]
+    fn an_unknown_endpoint_names_a_few_of_its_namespace_and_counts_the_rest() {
+        let inventory: String = (0..500)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: netpol/v1\nkind: Endpoint\n\
+                     metadata: {{namespace: big, name: e{i}}}\nips: [198.18.{}.{}]\n",
+                    i / 200,
+                    i % 200 + 1
+                )
+            })
+            .collect();
+        let inventory = [load::Input {
+            path: "inventory.yaml".into(),
+            text: inventory,
+        }];
+        let loaded = rules_compiler::load_model(&[], &inventory).unwrap();
+        let index = Index::new(&loaded.model);
+        let err = find_endpoint(&index, &ObjectName::new("big", "nope")).unwrap_err();
+        assert!(err.ends_with(" and 450 more)"), "{err}");
+        assert!(err.len() < 1000, "{} bytes: {err}", err.len());
+    }
 }

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rules_compiler::diag::Rejected;
+use rules_compiler::diag::{Rejected, SHOWN_DIAGNOSTICS};
 use rules_compiler::load::{self, Input};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Plan};
@@ -317,8 +317,13 @@ impl<B: Backend> State<B> {
             }
         };
         if warn {
-            for w in &loaded.warnings {
+            // As many as netpolctl prints: 5,000 skipped pods are one count, not 5,000
+            // journal lines on every reload.
+            for w in loaded.warnings.iter().take(SHOWN_DIAGNOSTICS) {
                 tracing::warn!(target: "netpold::inputs", "{w}");
+            }
+            if let Some(more) = crate::inputs::more_warnings(loaded.warnings.len()) {
+                tracing::warn!(target: "netpold::inputs", "{more}");
             }
         }
         self.apply_model(trigger, loaded, inputs, started, guard)

@@ -313,3 +313,35 @@ fn hostile_names_and_huge_values_give_short_escaped_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn thousands_of_warnings_print_fifty_and_a_count() {
+    let dir = TempDir::new("many-warnings");
+    for f in ["namespaces.yaml", "pods.yaml", "vms.yaml"] {
+        std::fs::copy(repo().join("config/inventory").join(f), dir.0.join(f)).unwrap();
+    }
+    // 5,000 pods without an address yet: each is skipped with a warning.
+    let pending: String = (0..5000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{namespace: payments, name: p{i}}}\n\
+                 status: {{phase: Pending}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.0.join("pending.yaml"), pending).unwrap();
+    let inventory = dir.0.to_str().unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        "config/policies",
+        "--inventory",
+        inventory,
+        "--local",
+        "payments/payments-api",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 51, "{err}");
+    assert!(err.ends_with("… and 4950 more warnings\n"), "{err}");
+}

@@ -118,7 +118,13 @@ impl<'n> Map<'n> {
 
     /// The field path of `key` within this mapping.
     pub fn field(&self, key: &str) -> String {
-        join(&self.path, key)
+        // Unknown keys are input: a long or unprintable one is quoted (cut, escaped),
+        // so the path cannot repeat a 1 MB key or carry an escape sequence.
+        if key.chars().nth(crate::diag::QUOTE_CHARS).is_some() || crate::diag::escape(key) != key {
+            format!("{}[{}]", self.path, quote(key))
+        } else {
+            join(&self.path, key)
+        }
     }
 
     /// Entries in input order: (key, key node, value node).

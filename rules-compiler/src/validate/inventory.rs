@@ -213,7 +213,7 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
     } else if ips.is_empty() && ips_written {
         return None;
     } else if ips.is_empty() {
-        let phase = phase.map_or(String::new(), |(p, _)| format!(" (phase {p})"));
+        let phase = phase.map_or(String::new(), |(p, _)| format!(" (phase {})", quote(p)));
         Some((
             status.as_ref().map_or(m.node, |s| s.node),
             "status.podIPs",
@@ -684,7 +684,7 @@ metadata:
                     "Pod web/failed",
                     "finished (phase Failed): its IP may be reused"
                 ),
-                ("Pod web/pending", "no IP yet (phase Pending)"),
+                ("Pod web/pending", r#"no IP yet (phase "Pending")"#),
             ]
         );
         assert_eq!(inv.skipped[0].source.line, 2);
@@ -1047,6 +1047,56 @@ metadata: {name: b, namespace: web}
             "Endpoint web/b",
             "apiVersion",
             "expected netpol/v1",
+        );
+    }
+
+    #[test]
+    fn a_hostile_phase_is_quoted_escaped_and_cut_in_the_warning() {
+        let phase = format!("\\e[2J\\nnetpold: applied\\u202E{}", "p".repeat(100_000));
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: web}}\n\
+             status: {{phase: \"{phase}\"}}\n"
+        );
+        let ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n";
+        let loaded = ok(&[], &[("ns.yaml", ns), ("pods.yaml", &text)]);
+        let shown = show(&loaded.warnings);
+        assert!(shown.len() < 1000, "{} bytes: {shown}", shown.len());
+        assert!(
+            shown.contains(r#"no IP yet (phase "\u{1b}[2J\nnetpold: applied\u{202e}ppp"#),
+            "{shown}"
+        );
+        assert!(shown.contains("… (100024 bytes))"), "{shown}");
+    }
+
+    #[test]
+    fn a_long_label_key_is_cut_in_the_field_path() {
+        let key = "k".repeat(100_000);
+        let path = super::super::labels::key_path("metadata.labels", &key);
+        assert_eq!(
+            path,
+            format!("metadata.labels[\"{}\"… (100000 bytes)]", "k".repeat(64))
+        );
+        assert_eq!(
+            super::super::labels::key_path("metadata.labels", "app"),
+            "metadata.labels.app"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_quoted_escaped_and_cut_in_the_field_path() {
+        let key = format!("\\e[2J{}", "u".repeat(100_000));
+        let text = format!(
+            "apiVersion: netpol/v1\nkind: Endpoint\n\
+             metadata: {{namespace: web, name: a, \"{key}\": 1}}\nips: [198.18.0.1]\n"
+        );
+        let e = one_error(&[], &[("e.yaml", &text)]);
+        let field = e.field.clone().unwrap();
+        assert_eq!(
+            field,
+            format!(
+                "metadata[\"\\u{{1b}}[2J{}\"… (100004 bytes)]",
+                "u".repeat(60)
+            )
         );
     }
 }

@@ -13,7 +13,9 @@ const OPERATORS: &str = "In, NotIn, Exists, DoesNotExist";
 /// The field path of a map entry: `labels.app`, or `labels["app.kubernetes.io/name"]`
 /// when the key has characters that would make the path ambiguous.
 pub(super) fn key_path(parent: &str, key: &str) -> String {
-    if key.starts_with(|c: char| c.is_ascii_alphanumeric())
+    // A long key is quoted, which cuts it: a path must not repeat a 1 MB key whole.
+    if key.len() <= crate::diag::QUOTE_CHARS
+        && key.starts_with(|c: char| c.is_ascii_alphanumeric())
         && key
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')

@@ -3,8 +3,8 @@
 //! control requests — so no two reloads ever overlap.
 //!
 //! Order (as in linkerd2-proxy's main): the settings were checked before this is
-//! called; then bind the control socket (a second daemon stops here, before touching
-//! the kernel) and the metrics listener (a port in use stops it too), start following
+//! called; then take this network namespace's instance lock (a second daemon stops
+//! here, before touching the kernel), bind the control socket and the metrics listener (a port in use stops it too), start following
 //! addresses and watching files (before the first read,
 //! so no change is missed), load and apply, and only then tell systemd `READY=1`.
 
@@ -55,6 +55,8 @@ enum Event {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<(), RunError> {
     listen::raise_fd_limit();
+    let _instance =
+        crate::instance::claim(Path::new(crate::instance::LOCK_DIR)).map_err(RunError::Setup)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let listener = bind(
         &settings.socket,

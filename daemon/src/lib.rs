@@ -16,8 +16,8 @@
 //!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify),
 //!   [`telemetry`] (Prometheus metrics), [`scrape`] (their HTTP endpoint),
 //!   [`listen`] (connection caps, accept backoff, rate-limited logs), [`memory`]
-//!   (freed heap back to the system after a reload) and [`daemon`] (start-up and the
-//!   one loop that owns the state).
+//!   (freed heap back to the system after a reload), [`instance`] (one netpold per
+//!   network namespace) and [`daemon`] (start-up and the one loop that owns the state).
 //!
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
 //! to libnftnl and the netlink socket, and [`memory`], one call to the C library's
@@ -31,6 +31,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod inputs;
+pub mod instance;
 pub mod listen;
 pub mod memory;
 pub mod netlink;

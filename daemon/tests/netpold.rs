@@ -675,7 +675,7 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
     assert!(d.ctl(&host, &["reload"]).status.success());
     assert_eq!(scrape(&host, address).reloads("skipped"), 1.0);
 
-    // A second daemon whose metrics port is taken stops before touching anything.
+    // A second daemon in the namespace stops before touching anything, naming the first.
     let other = lab.path("other.sock").display().to_string();
     let policies = lab.path("policies").display().to_string();
     let inventory = lab.path("inventory").display().to_string();
@@ -687,16 +687,60 @@ fn metrics_follow_reloads_sizes_and_denied_traffic() {
         "--socket",
         &other,
         "--metrics-address",
-        address,
+        "127.0.0.1:9471",
     ];
     let out = run_to_end(&host, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let first = d.status(&host)["pid"].as_u64().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "another netpold (pid {first}) is running in this network namespace"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(d.generation(&host), 3, "the running daemon is untouched");
+}
+
+#[test]
+fn a_metrics_port_in_use_stops_netpold_before_it_touches_anything() {
+    let Some(host) = NetNs::new("npd") else {
+        return;
+    };
+    host.ip(&["link", "set", "lo", "up"]);
+    let address = "127.0.0.1:9470";
+    // Something else listens there (socat, until it is killed).
+    let mut holder = host
+        .command(
+            "socat",
+            &["TCP-LISTEN:9470,bind=127.0.0.1,reuseaddr", "STDOUT"],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !host
+        .run("ss", &["-Hltn", "sport = :9470"])
+        .stdout
+        .starts_with(b"LISTEN")
+    {
+        assert!(start.elapsed() < PATIENCE, "socat never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lab = Lab::new();
+    let mut args: Vec<String> = lab.args();
+    args.extend(["--metrics-address".to_string(), address.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_to_end(&host, &args);
+    let _ = holder.kill();
+    let _ = holder.wait();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains(&format!("serving metrics on {address}")) && stderr.contains("in use"),
         "{stderr}"
     );
-    assert_eq!(d.generation(&host), 3, "the running daemon is untouched");
+    assert_eq!(host.table(), None, "nothing applied");
 }
 
 // ------------------------------------------------------------ incremental reloads ----

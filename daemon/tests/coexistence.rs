@@ -48,7 +48,7 @@ fn a_foreign_accept_does_not_open_what_netpol_denies_and_netpol_leaves_other_tab
     assert_example_enforced(&peer);
     assert_eq!(foreign(&host), before, "start-up leaves other tables alone");
 
-    // A reload that replaces the table, and one that updates it in place.
+    // Two reloads: a port changed, and back.
     lab.write(
         "policies/payments.yaml",
         &lab.read("policies/payments.yaml")

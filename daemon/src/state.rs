@@ -279,6 +279,25 @@ impl<B: Backend> State<B> {
         let same_as_failed = (self.last_error.is_some() || self.held.is_some())
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
+        // An operator's reload re-checks the kernel, never only the inputs: a table
+        // deleted or changed by someone else is put back from the inputs in force.
+        if same_as_loaded
+            && matches!(trigger, Trigger::Signal | Trigger::Control)
+            && !self.kernel_in_step()
+        {
+            tracing::warn!(
+                "the netpol table in the kernel is not as netpold left it at generation {} \
+                 (deleted or changed by someone else): replacing it",
+                self.generation
+            );
+            let inputs = self.current.as_ref().map(|c| c.inputs.clone());
+            if let Some(inputs) = inputs {
+                // A replace, not an update on top of a table that is not ours any more.
+                self.applied = None;
+                self.last_attempt = Some(read.hashes);
+                return self.load_and_apply(trigger, inputs, started, false, Guard::Force);
+            }
+        }
         if same_as_loaded || same_as_failed {
             if same_as_loaded {
                 // The files went back to what is in force: nothing is wrong any more.
@@ -515,7 +534,9 @@ impl<B: Backend> State<B> {
     fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, crate::netlink::KernelError> {
         if let Some(old) = self.applied.take().filter(|_| self.options.incremental) {
             match plan::delta(&old, plan) {
-                Ok(d) if d.is_empty() => return Ok(KernelChange::Updated { elements: 0 }),
+                // An empty delta still goes to the kernel: its generation check is what
+                // tells that the table is still ours as we left it (not deleted, not
+                // edited by someone else), before "updated in place" is reported.
                 Ok(d) if d.cost() <= UPDATE_COST_RATIO * (d.table_elements.max(1) as u64) => {
                     match self.backend.update(&d) {
                         Ok(_) => {
@@ -556,6 +577,20 @@ impl<B: Backend> State<B> {
             self.denies.emit();
         }
         Ok(KernelChange::Replaced)
+    }
+
+    /// Whether the kernel's ruleset is still as this daemon's last change left it: an
+    /// empty update, which the kernel refuses when its generation has moved since.
+    /// Another table's change moves it too; the answer is then a needless replace,
+    /// never a missed one.
+    fn kernel_in_step(&mut self) -> bool {
+        let Some(plan) = &self.applied else {
+            return true;
+        };
+        match plan::delta(plan, plan) {
+            Ok(empty) => self.backend.update(&empty).is_ok(),
+            Err(_) => false,
+        }
     }
 
     /// What a table already in the kernel polices: its endpoints with a deny counter,

@@ -49,7 +49,7 @@ pub trait Backend {
     /// Changes the elements of the loaded table's sets and maps, in one transaction:
     /// deletions, then additions. Only valid on top of what this backend loaded itself;
     /// when the ruleset changed since (or it loaded nothing), the kernel is left alone
-    /// and the answer is [`KernelError::Stale`].
+    /// and the answer is [`KernelError::Stale`]. An empty delta is that check alone.
     fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError>;
     /// Deletes the netpol table and nothing else; `Ok(false)` when there was none.
     fn flush(&mut self) -> Result<bool, KernelError>;
@@ -564,8 +564,10 @@ impl Backend for Netlink {
         let result = self.transact(&wire, &batch, &describe);
         // The kernel committed on top of generation `genid` and counted one up (never
         // to 0): the new generation is known without asking, and without the window
-        // in which someone else's change could slip in unnoticed.
+        // in which someone else's change could slip in unnoticed. An empty batch is only
+        // the generation check: the kernel commits nothing and counts nothing.
         self.generation = result.is_ok().then(|| match genid.wrapping_add(1) {
+            _ if batch.msgs.is_empty() => genid,
             0 => 1,
             g => g,
         });

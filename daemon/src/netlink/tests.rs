@@ -1160,6 +1160,29 @@ netns_test! {
 }
 
 netns_test! {
+    fn an_empty_update_is_the_generation_check_alone() {
+        let mut kernel = Netlink::new();
+        let plan = sample_plan(DenyAction::Drop);
+        let next = shuffle_members(&plan, &mut Rng(5));
+        let empty = rules_compiler::plan::delta(&plan, &plan).unwrap();
+        assert!(empty.is_empty());
+        kernel.apply(&plan).expect("apply");
+        let before = listings();
+        // In step: accepted, nothing changed, and the next real update still fits.
+        kernel.update(&empty).expect("nothing changed since our apply");
+        kernel.update(&empty).expect("and again");
+        assert_eq!(listings(), before);
+        kernel
+            .update(&rules_compiler::plan::delta(&plan, &next).unwrap())
+            .expect("an update after empty ones");
+        // Someone deletes the table: the empty update says so.
+        nft(&["delete", "table", "inet", "netpol"]);
+        let err = kernel.update(&empty).expect_err("the table is gone");
+        assert!(matches!(err, KernelError::Stale(_)), "{err}");
+    }
+}
+
+netns_test! {
     fn a_rejected_update_changes_nothing_and_names_the_element() {
         let mut kernel = Netlink::new();
         let plan = sample_plan(DenyAction::Drop);

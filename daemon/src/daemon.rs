@@ -332,17 +332,7 @@ fn socket_or_absent(path: &Path) -> io::Result<()> {
     if kind.is_socket() {
         return Ok(());
     }
-    let what = if kind.is_file() {
-        "a regular file"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else {
-        "a device"
-    };
+    let what = rules_compiler::load::file_kind(kind);
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
         format!(

@@ -35,8 +35,8 @@ pub fn quote(s: &str) -> String {
 
 /// An input string shown without quotes (a name inside `Kind namespace/name`): escaped
 /// as [`quote`] does, cut after [`QUOTE_CHARS`] characters with `…`.
-pub fn clip(s: &str) -> Cow<'_, str> {
-    cut(&escape(s), QUOTE_CHARS).into_owned().into()
+pub fn clip(s: &str) -> String {
+    cut(&escape(s), QUOTE_CHARS).into_owned()
 }
 
 /// `s` with control, format and bidirectional characters escaped as `{:?}` does; `s`

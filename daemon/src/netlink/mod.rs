@@ -566,10 +566,12 @@ impl Backend for Netlink {
         // to 0): the new generation is known without asking, and without the window
         // in which someone else's change could slip in unnoticed. An empty batch is only
         // the generation check: the kernel commits nothing and counts nothing.
-        self.generation = result.is_ok().then(|| match genid.wrapping_add(1) {
-            _ if batch.msgs.is_empty() => genid,
-            0 => 1,
-            g => g,
+        self.generation = result.is_ok().then(|| {
+            if batch.msgs.is_empty() {
+                genid
+            } else {
+                genid.wrapping_add(1).max(1)
+            }
         });
         let kernel = match result {
             Ok(k) => k,

@@ -4,7 +4,7 @@
 //! device in a watched directory can never hang or flood the reader; and no more than
 //! [`Limits::file_bytes`] of a file is ever read.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File, FileType, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -123,11 +123,24 @@ fn not_found_or(path: &Path, e: std::io::Error) -> String {
 }
 
 fn check_regular(meta: &Metadata) -> Result<(), String> {
-    let t = meta.file_type();
-    let what = if t.is_file() {
+    if meta.is_file() {
         return Ok(());
+    }
+    Err(format!(
+        "cannot read: not a regular file ({}); only regular files (or links to them) are \
+         read",
+        file_kind(meta.file_type())
+    ))
+}
+
+/// What a file is, for messages: "a regular file", "a directory", "a FIFO", ….
+pub fn file_kind(t: FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
     } else if t.is_dir() {
         "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
     } else if t.is_fifo() {
         "a FIFO"
     } else if t.is_socket() {
@@ -137,12 +150,8 @@ fn check_regular(meta: &Metadata) -> Result<(), String> {
     } else if t.is_block_device() {
         "a block device"
     } else {
-        "not a regular file"
-    };
-    Err(format!(
-        "cannot read: not a regular file ({what}); only regular files (or links to them) \
-         are read"
-    ))
+        "of an unknown type"
+    }
 }
 
 /// Whether a text holds no YAML document: only blank lines, comments, directives and

@@ -16,7 +16,7 @@ mod yaml;
 
 use std::path::PathBuf;
 
-pub use files::read_paths;
+pub use files::{file_kind, read_paths};
 pub use yaml::{documents, parse, Document, Documents, Node, Value};
 
 /// One input file's text, with the path messages should name.

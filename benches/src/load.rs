@@ -141,6 +141,9 @@ pub struct ClientConfig {
     pub duration: Duration,
     /// How long one connect, answer or echo may take before it counts as a timeout.
     pub timeout: Duration,
+    /// TCP: the least time from one attempt's start to the next's in each loop, so a
+    /// run can offer a steady load instead of all the CPU can give (zero: no pause).
+    pub pace: Duration,
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -168,7 +171,13 @@ fn run_loops(mode: &str, cfg: &ClientConfig, one: fn(&ClientConfig, &mut LoopRes
                 s.spawn(move || {
                     let mut r = LoopResult::default();
                     while Instant::now() < deadline {
+                        let t0 = Instant::now();
                         one(cfg, &mut r);
+                        if let Some(rest) = cfg.pace.checked_sub(t0.elapsed()) {
+                            thread::sleep(
+                                rest.min(deadline.saturating_duration_since(Instant::now())),
+                            );
+                        }
                     }
                     r
                 })
@@ -478,6 +487,7 @@ mod tests {
             concurrency: 2,
             duration: Duration::from_millis(200),
             timeout: Duration::from_secs(2),
+            pace: Duration::ZERO,
         }
     }
 

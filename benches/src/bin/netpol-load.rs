@@ -60,6 +60,10 @@ struct Client {
     /// Milliseconds one connect, answer or echo may take.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// TCP: milliseconds from one attempt's start to the next's at least, per loop
+    /// (0: as fast as the loop goes).
+    #[arg(long, default_value_t = 0.0)]
+    pace_ms: f64,
 }
 
 impl Client {
@@ -70,6 +74,7 @@ impl Client {
             concurrency: self.concurrency,
             duration: Duration::from_secs_f64(self.duration),
             timeout: Duration::from_millis(self.timeout_ms),
+            pace: Duration::from_secs_f64(self.pace_ms / 1000.0),
         }
     }
 }

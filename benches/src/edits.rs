@@ -210,3 +210,38 @@ pub fn plan_bytes(plan: &Plan) -> usize {
         .sum();
     sets + maps + chains
 }
+
+/// The first endpoint (in inventory order) outside namespace `not_in` whose egress no
+/// policy isolates: with it among the local endpoints, a policy that isolates its
+/// egress adds a chain to the plan, a structural change (a replace, not an update).
+pub fn unisolated_egress(model: &Model, not_in: &str) -> Option<ObjectName> {
+    let index = Index::new(model);
+    model
+        .inventory
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.id.namespace != not_in)
+        .find(|(i, _)| {
+            let p = plan::build(&index, &[*i], &plan::Options::default());
+            !p.chains.iter().any(|c| c.name.starts_with("out_"))
+        })
+        .map(|(_, e)| e.id.clone())
+}
+
+/// NetworkPolicy `name` in `namespace`: `on`, it isolates the egress of every pod there
+/// and allows UDP 53; off, the same policy selects no pod. Switching between the two
+/// adds or removes the egress chain of a local endpoint found by [`unisolated_egress`]
+/// (a replace) and keeps the number of policies.
+pub fn egress_policy(namespace: &str, name: &str, on: bool) -> String {
+    let selector = if on {
+        "{}"
+    } else {
+        "{matchLabels: {netpol-edit: none}}"
+    };
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{namespace: \
+         {namespace}, name: {name}}}\nspec:\n  podSelector: {selector}\n  policyTypes: \
+         [Egress]\n  egress:\n  - ports: [{{protocol: UDP, port: 53}}]\n"
+    )
+}

@@ -49,10 +49,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netpol_benches::edits::{find_edit, plan_for, EditKind};
+use netpol_benches::edits::{egress_policy, find_edit, plan_for, unisolated_egress, EditKind};
 use netpol_benches::{busiest_endpoint, generate, yaml, Rng, Scale};
-use rules_compiler::model::ObjectName;
-use rules_compiler::plan;
 use rules_compiler::resolve::Index;
 use serde_json::Value;
 
@@ -67,21 +65,6 @@ fn env_number(name: &str, default: u64) -> u64 {
             .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
         Err(_) => default,
     }
-}
-
-/// The second local endpoint's egress: isolated and allowed UDP 53 (`on`), or a policy
-/// of the same name that selects no pod (`off`), so the number of policies stays.
-fn extra_policy(namespace: &str, on: bool) -> String {
-    let selector = if on {
-        "{}"
-    } else {
-        "{matchLabels: {netpol-kill-loop: none}}"
-    };
-    format!(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{namespace: \
-         {namespace}, name: kill-loop}}\nspec:\n  podSelector: {selector}\n  policyTypes: \
-         [Egress]\n  egress:\n  - ports: [{{protocol: UDP, port: 53}}]\n"
-    )
 }
 
 /// The inputs of the four states, kept in `store/`, and the locals.
@@ -123,21 +106,11 @@ fn prepare(store: &Path, endpoints: usize) -> Inputs {
     let index = Index::new(&model);
     let busiest = busiest_endpoint(&index).expect("an endpoint isolated by some policy");
     let first = index.endpoint(busiest).id.clone();
-    // The second local: the first endpoint, outside the busiest one's namespace, whose
-    // egress no policy isolates (so the extra policy adds a chain).
-    let second: ObjectName = model
-        .inventory
-        .endpoints
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.id.namespace != first.namespace)
-        .find(|(i, _)| {
-            let p = plan::build(&index, &[*i], &plan::Options::default());
-            !p.chains.iter().any(|c| c.name.starts_with("out_"))
-        })
-        .map(|(_, e)| e.id.clone())
-        .expect("an endpoint whose egress is not isolated");
     drop(index);
+    // The second local: outside the busiest one's namespace, its egress not isolated
+    // (so the extra policy adds a chain).
+    let second = unisolated_egress(&model, &first.namespace)
+        .expect("an endpoint whose egress is not isolated");
     let locals = vec![first, second.clone()];
     let base = plan_for(&model, &locals);
     let edit = find_edit(&model, &locals, &base, EditKind::MoveIp, 8, 40)
@@ -155,7 +128,7 @@ fn prepare(store: &Path, endpoints: usize) -> Inputs {
         let name = if on { "on" } else { "off" };
         std::fs::write(
             store.join(format!("kill-loop-{name}.yaml")),
-            extra_policy(&second.namespace, on),
+            egress_policy(&second.namespace, "kill-loop", on),
         )
         .unwrap();
     }

@@ -176,9 +176,11 @@ pub fn apply(
     locals: &[ObjectName],
     deny: DenyAction,
     backend: &mut dyn Backend,
+    force: bool,
     host_addresses: impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>>,
 ) -> Result<Output> {
     let loaded = load(paths)?;
+    refuse_foreign(backend, force, "replaces")?;
     let index = Index::new(&loaded.model);
     let mut stdout = String::new();
     let ids = if locals.is_empty() {
@@ -237,7 +239,8 @@ pub fn apply(
 }
 
 /// `netpolctl flush`: removes the netpol table and nothing else.
-pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
+pub fn flush(backend: &mut dyn Backend, force: bool) -> Result<Output> {
+    refuse_foreign(backend, force, "removes")?;
     let removed = backend.flush().context("removing table inet netpol")?;
     let stdout = if removed {
         "removed table inet netpol\n"
@@ -248,6 +251,22 @@ pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
         stdout: stdout.into(),
         warnings: String::new(),
     })
+}
+
+/// An error when a table named `inet netpol` is in the kernel that netpol did not make
+/// (it lacks [`TABLE_COMMENT`](rules_compiler::plan::TABLE_COMMENT)), unless `force`:
+/// it may be another tool's, whose rules would be lost.
+fn refuse_foreign(backend: &mut dyn Backend, force: bool, verb: &str) -> Result<()> {
+    let info = backend.table_info().context("reading table inet netpol")?;
+    match info {
+        Some(t) if !t.is_netpols() && !force => bail!(
+            "table inet netpol is in the kernel, but netpol did not make it (it lacks the \
+             comment \"{}\"): it may be another tool's. Nothing was changed; `--force` {verb} \
+             it.",
+            rules_compiler::plan::TABLE_COMMENT
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// What `show -o json` prints.
@@ -416,6 +435,7 @@ mod kernel_tests {
             &[],
             DenyAction::Drop,
             &mut fake,
+            false,
             addresses(&["127.0.0.1", "2001:db8:1::10", "198.18.2.10", "198.18.9.9"]),
         )
         .unwrap();
@@ -448,6 +468,7 @@ mod kernel_tests {
             &[],
             DenyAction::Drop,
             &mut fake,
+            false,
             addresses(&["198.18.9.9"]),
         )
         .unwrap();
@@ -470,6 +491,7 @@ mod kernel_tests {
             &[ObjectName::new("web", "checkout")],
             DenyAction::Reject,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -497,6 +519,7 @@ mod kernel_tests {
             &[],
             DenyAction::Drop,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -508,6 +531,7 @@ mod kernel_tests {
             &[ObjectName::new("web", "nobody")],
             DenyAction::Drop,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -527,6 +551,7 @@ mod kernel_tests {
             &web,
             DenyAction::Drop,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -537,6 +562,7 @@ mod kernel_tests {
             &web,
             DenyAction::Reject,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         let text = format!("{err:#}");
@@ -567,6 +593,7 @@ mod kernel_tests {
             &locals,
             DenyAction::Drop,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -597,11 +624,11 @@ mod kernel_tests {
         assert_eq!(v["denies"][1]["direction"], "egress");
 
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "removed table inet netpol\n"
         );
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "no table inet netpol to remove\n"
         );
     }

@@ -155,9 +155,16 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        /// Replace a table named `inet netpol` even when netpol did not make it.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove the netpol table from the kernel, and nothing else (needs root).
-    Flush,
+    Flush {
+        /// Remove a table named `inet netpol` even when netpol did not make it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what the kernel holds: chains, rule and element counts, deny counters.
     Show {
         /// Output format (table is text for people).
@@ -265,14 +272,16 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            force,
         } => ctl::apply(
             &inputs.paths(),
             &locals,
             deny.into(),
             &mut Netlink::new(),
+            force,
             netpol_daemon::addrs::local_addresses,
         ),
-        Command::Flush => ctl::flush(&mut Netlink::new()),
+        Command::Flush { force } => ctl::flush(&mut Netlink::new(), force),
         Command::Show { output } => ctl::show(&mut Netlink::new(), output),
         Command::Reload { force, output } => {
             daemon_request(&cli.socket, Request::Reload { force }, cli.timeout, output).map(

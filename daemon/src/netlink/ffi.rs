@@ -1106,6 +1106,17 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
 
 // --------------------------------------------------------------------- socket ----
 
+/// `inner` registered with tokio's reactor, to wait for it to be readable.
+pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: the callers' `inner` owns a socket (`Socket`) that it closes only on drop
+    // and never swaps: its descriptor stays open and the same while the `AsyncFd`, which
+    // owns `inner`, lives.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}
+
 /// A `NETLINK_NETFILTER` socket of the current network namespace.
 pub(crate) struct Socket {
     sock: mnl::Socket,

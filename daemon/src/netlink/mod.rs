@@ -89,7 +89,7 @@ pub trait Backend {
 }
 
 /// Whether the kernel keeps netpol's table for one process alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ownership {
     /// Made with `NFT_TABLE_F_OWNER` and `NFT_TABLE_F_PERSIST`: only this process's

@@ -6,7 +6,7 @@
 //! a foreign one, is decided above (`state`).
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::encode::k;
 use super::ffi::{Aligned, Socket};
@@ -118,9 +118,9 @@ impl Monitor {
         })
     }
 
-    /// The socket, to wait on for readability.
-    pub fn fd(&self) -> RawFd {
-        self.sock.raw_fd()
+    /// This monitor, to wait on with tokio (`readable_mut`, then [`read`](Self::read)).
+    pub fn into_async(self) -> std::io::Result<tokio::io::unix::AsyncFd<Monitor>> {
+        super::ffi::readable(self)
     }
 
     /// Everything queued, without waiting.
@@ -152,6 +152,12 @@ impl Monitor {
                 }
             }
         }
+    }
+}
+
+impl AsRawFd for Monitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.raw_fd()
     }
 }
 

@@ -427,9 +427,10 @@ impl<B: Backend> State<B> {
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
         // An operator's reload re-checks the kernel, never only the inputs: a table
-        // deleted or changed by someone else is put back from the inputs in force.
+        // deleted or changed by someone else is put back from the inputs in force. So
+        // does the retry of a failed repair.
         if same_as_loaded
-            && matches!(trigger, Trigger::Signal | Trigger::Control)
+            && matches!(trigger, Trigger::Signal | Trigger::Control | Trigger::Retry)
             && !self.kernel_in_step()
         {
             tracing::warn!(

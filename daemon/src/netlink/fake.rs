@@ -24,6 +24,13 @@ pub struct FakeBackend {
     /// counters start at zero.
     pub denied: Vec<DenyCounter>,
     fail_next: Option<(String, i32)>,
+    /// The ruleset generation: one up for each commit, this backend's or not.
+    pub generation: u32,
+    /// The generations this backend made.
+    commits: Vec<u32>,
+    /// Someone else committed since this backend's last change: an update is refused,
+    /// as the kernel's generation check refuses it.
+    moved: bool,
 }
 
 impl FakeBackend {
@@ -36,6 +43,19 @@ impl FakeBackend {
     /// `errno`; the state stays as it was.
     pub fn fail_next(&mut self, object: impl Into<String>, errno: i32) {
         self.fail_next = Some((object.into(), errno));
+    }
+
+    /// Someone else commits a transaction; returns its generation.
+    pub fn someone_else_commits(&mut self) -> u32 {
+        self.generation += 1;
+        self.moved = true;
+        self.generation
+    }
+
+    fn commit(&mut self) {
+        self.generation += 1;
+        self.commits.push(self.generation);
+        self.moved = false;
     }
 
     fn take_failure(&mut self) -> Result<(), KernelError> {
@@ -57,6 +77,7 @@ impl Backend for FakeBackend {
         self.take_failure()?;
         self.loaded = Some(plan.clone());
         self.applies += 1;
+        self.commit();
         self.denied.clear();
         Ok(ApplyStats {
             messages: batch.msgs.len(),
@@ -72,9 +93,15 @@ impl Backend for FakeBackend {
         let Some(plan) = &self.loaded else {
             return Err(KernelError::Stale("nothing loaded".into()));
         };
+        if self.moved {
+            return Err(KernelError::Stale("someone else committed".into()));
+        }
         // Counters survive an update, as in the kernel: `denied` stays.
         self.loaded = Some(delta.apply(plan));
         self.updates += 1;
+        if !batch.msgs.is_empty() {
+            self.commit();
+        }
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             elements: batch.elements,
@@ -87,6 +114,7 @@ impl Backend for FakeBackend {
         let had = self.loaded.take().is_some();
         if had {
             self.flushes += 1;
+            self.commit();
         }
         Ok(had)
     }
@@ -115,5 +143,18 @@ impl Backend for FakeBackend {
             }
         }
         Ok(Some(counters))
+    }
+
+    fn committed(&self, generation: u32) -> bool {
+        self.commits.contains(&generation)
+    }
+
+    fn follow(&mut self, generation: u32) {
+        if self.moved
+            && generation == self.generation
+            && self.commits.last() == Some(&(generation - 1))
+        {
+            self.moved = false;
+        }
     }
 }

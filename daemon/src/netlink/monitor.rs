@@ -107,8 +107,13 @@ impl Monitor {
     /// Opens a netlink socket subscribed to nftables' notifications of this network
     /// namespace, for netpol's table.
     pub fn open() -> Result<Monitor, KernelError> {
+        Monitor::with_buffer(RECEIVE_BUFFER)
+    }
+
+    /// [`open`](Self::open) with a receive buffer of `bytes` (tests make it overflow).
+    pub(crate) fn with_buffer(bytes: i32) -> Result<Monitor, KernelError> {
         let sock = Socket::open().map_err(KernelError::io("socket"))?;
-        sock.subscribe(libc::NFNLGRP_NFTABLES as u32, RECEIVE_BUFFER)
+        sock.subscribe(libc::NFNLGRP_NFTABLES as u32, bytes)
             .map_err(KernelError::io("subscribing to nftables notifications"))?;
         Ok(Monitor {
             sock,
@@ -219,14 +224,37 @@ impl Changes {
         *self.0.entry(what).or_default() += n;
     }
 
+    /// One line per kind of change. A deleted table is one line, not one per object it
+    /// held; what the same transaction made again is summed up in one more.
     fn lines(self) -> Vec<String> {
-        self.0
-            .into_iter()
-            .map(|(what, n)| match n {
-                1 => what,
-                n => format!("{what} ({n})"),
-            })
-            .collect()
+        let line = |what: String, n: usize| match n {
+            1 => what,
+            n => format!("{what} ({n})"),
+        };
+        if !self.0.contains_key("deleted table") {
+            return self.0.into_iter().map(|(w, n)| line(w, n)).collect();
+        }
+        let mut again = [("chains", 0), ("sets", 0), ("rules", 0), ("elements", 0)];
+        for (what, n) in &self.0 {
+            let kind = if what.starts_with("added or changed chain") {
+                0
+            } else if what.starts_with("added set") {
+                1
+            } else if what.starts_with("rules added") {
+                2
+            } else if what.starts_with("elements added") {
+                3
+            } else {
+                continue;
+            };
+            again[kind].1 += n;
+        }
+        let mut out = vec!["deleted table".to_string()];
+        if again.iter().any(|(_, n)| *n > 0) {
+            let parts: Vec<String> = again.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            out.push(format!("made it again: {}", parts.join(", ")));
+        }
+        out
     }
 }
 

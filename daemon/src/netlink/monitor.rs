@@ -53,6 +53,26 @@ pub enum News {
     Lost,
 }
 
+/// Takes a [`Monitor`] out of its group while netpold commits a transaction of its own:
+/// the kernel builds no notifications while nobody listens, and building them for a
+/// replace of a big table costs about as much again as the replace (see
+/// `benches/README.md`). What another process commits meanwhile is found by the
+/// generation check after [`resume`](Quiet::resume).
+#[derive(Debug)]
+pub struct Quiet(super::ffi::Membership);
+
+impl Quiet {
+    /// Stops the notifications.
+    pub(crate) fn pause(&self) -> std::io::Result<()> {
+        self.0.leave()
+    }
+
+    /// Starts them again.
+    pub(crate) fn resume(&self) -> std::io::Result<()> {
+        self.0.join()
+    }
+}
+
 /// netpol's table as the kernel describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableInfo {
@@ -121,6 +141,16 @@ impl Monitor {
             table: rules_compiler::plan::TABLE_NAME.to_string(),
             pending: Changes::default(),
         })
+    }
+
+    /// A handle that silences this monitor during the holder's own transactions (see
+    /// [`Quiet`]).
+    pub fn quiet(&self) -> Result<Quiet, KernelError> {
+        let m = self
+            .sock
+            .membership(libc::NFNLGRP_NFTABLES as u32)
+            .map_err(KernelError::io("duplicating the notification socket"))?;
+        Ok(Quiet(m))
     }
 
     /// This monitor, to wait on with tokio (`readable_mut`, then [`read`](Self::read)).

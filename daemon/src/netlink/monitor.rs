@@ -74,7 +74,7 @@ impl Quiet {
 }
 
 /// netpol's table as the kernel describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TableInfo {
     /// `NFT_TABLE_F_*`.
     pub flags: u32,
@@ -99,6 +99,27 @@ impl TableInfo {
     /// process to set `NFT_TABLE_F_OWNER` on it owns it.
     pub fn orphaned(&self) -> bool {
         self.flags & k::TABLE_OWNED == k::NFT_TABLE_F_PERSIST
+    }
+
+    /// Who made it and who may change it, for people.
+    pub fn describe(&self) -> String {
+        let made = if self.is_netpols() {
+            "made by netpol"
+        } else {
+            "not made by netpol"
+        };
+        if self.owned() {
+            let port = self.owner.unwrap_or(0);
+            let owner = process_of_port(port).unwrap_or_else(|| format!("netlink port id {port}"));
+            format!("{made}; owned by {owner}: only it may change the table")
+        } else if self.orphaned() {
+            format!(
+                "{made}; persistent, its owner ended: anyone may change it until the next \
+                 netpold takes it over"
+            )
+        } else {
+            format!("{made}; not owned: anyone with CAP_NET_ADMIN may change it")
+        }
     }
 }
 

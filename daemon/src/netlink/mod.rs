@@ -18,6 +18,12 @@
 //! ruleset meanwhile; its elements are encoded exactly as a full load encodes them.
 //! When the kernel refuses the batch, the error names the object of the failing
 //! message (down to the set element, from the extended ack's attribute offset).
+//!
+//! netpold's backend ([`Netlink::owner`]) makes the table owned by its one kept socket
+//! and persistent, takes over a table an earlier netpold left ([`Backend::claim`]), and
+//! sends every transaction guarded by the generation it read just before, so that it
+//! knows exactly which generations it made; `monitor` reads the kernel's change
+//! notifications, so that the daemon can tell anyone else's change to the table.
 
 mod encode;
 pub mod fake;

@@ -835,3 +835,34 @@ fn a_commit_missed_while_the_watch_was_silenced_is_checked_and_repaired() {
     s.reload(Trigger::Files);
     assert_eq!(s.drift().repairs, 1);
 }
+
+#[test]
+fn an_operators_reload_or_an_edit_puts_back_a_table_changed_unseen() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let plan = s.backend().loaded.clone();
+    // A change the drift watch did not report (it had stopped, say).
+    s.backend().someone_else_commits();
+    s.backend().loaded = None;
+    // File events with the same inputs do not look; an operator's reload does.
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    for trigger in [Trigger::Signal, Trigger::Control] {
+        let r = s.reload(trigger);
+        assert_eq!(r.outcome, Outcome::Applied, "{trigger:?}: {r:?}");
+        assert_eq!(r.kernel, Some(KernelChange::Replaced));
+        assert_eq!(s.backend().loaded, plan, "{trigger:?}");
+        // In step again: the next one applies nothing.
+        assert_eq!(s.reload(trigger).outcome, Outcome::Unchanged);
+        s.backend().someone_else_commits();
+        s.backend().loaded = None;
+    }
+    // An edit that changes no element still checks: the update is refused, and a
+    // replace puts the table back instead of "updated in place".
+    let policies = dir.read("policies/payments.yaml");
+    dir.write("policies/payments.yaml", &format!("# edited\n{policies}"));
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.kernel, Some(KernelChange::Replaced), "{r:?}");
+    assert_eq!(s.backend().loaded, plan);
+    assert_eq!(s.counters.incremental_fallbacks, 1);
+}

@@ -105,8 +105,8 @@ impl Drop for NetNs {
 /// element lines of a bytecode listing sorted per set: the kernel lists elements in
 /// the order they were added (or of its hash buckets), which an update and a fresh
 /// load cannot share; everything else must be the same. The table's own head comment
-/// and flags line go too: nft names the owning program there, and Debian 12's nft
-/// prints `persist` as nothing.
+/// and flags line go too (nft names the owning program there, and Debian 12's nft
+/// prints `persist` as nothing), and blank lines.
 pub fn normalised(listing: &str) -> String {
     let mut out = Vec::new();
     let mut run: Vec<String> = Vec::new();
@@ -128,7 +128,9 @@ pub fn normalised(listing: &str) -> String {
         words.join(" ")
     };
     for line in listing.lines() {
-        if line.starts_with("\tflags ") || line == "\tflags" {
+        // A blank line follows the table's flags and comment only when nft printed
+        // flags.
+        if line.starts_with("\tflags ") || line == "\tflags" || line.is_empty() {
             continue;
         }
         let line = match line.split_once(" { # progname ") {

@@ -9,6 +9,9 @@
 //! code (libnftnl builders and parsers, the socket), and `reply` reads netlink
 //! framing.
 //!
+//! Conntrack entries are read and cut here too (`flows`: ctnetlink and `SOCK_DESTROY`),
+//! for revoking established connections a new ruleset no longer allows.
+//!
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
@@ -22,6 +25,7 @@
 mod encode;
 pub mod fake;
 mod ffi;
+mod flows;
 mod readback;
 mod reply;
 
@@ -35,6 +39,7 @@ use serde::Serialize;
 
 pub use encode::EncodeError;
 use encode::{Batch, Msg};
+pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use readback::GenerationReader;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
@@ -60,6 +65,12 @@ pub trait Backend {
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(self.read()?.map(|t| t.denies()))
     }
+    /// Every conntrack entry of this network namespace (IPv4 and IPv6, every zone).
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError>;
+    /// Ends these flows: destroys each TCP flow's local socket (its peer gets a reset),
+    /// then deletes each conntrack entry by its exact tuple, zone and id. An entry or
+    /// socket that is gone already is counted, not an error.
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError>;
 }
 
 /// What an apply sent.
@@ -610,6 +621,14 @@ impl Backend for Netlink {
 
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(readback::read_rules(&self.table)?.map(|t| t.denies()))
+    }
+
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError> {
+        flows::dump()
+    }
+
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError> {
+        flows::cut(cuts)
     }
 }
 

@@ -13,18 +13,21 @@
 //! What it must not do: touch a flow the plan allows, a forwarded flow (neither end is
 //! an address of this host: the table has no forward hook), or loopback traffic (to or
 //! from 127.0.0.0/8 or ::1, or between two addresses of this host, which goes over `lo`
-//! and which the table always accepts). Pure: the flows and this host's addresses
-//! come in as values; nothing here talks to the kernel.
+//! and which the table always accepts). [`decide`] is pure: the flows and this host's
+//! addresses come in as values. [`revoke`] runs it against a [`Backend`], for netpold
+//! and `netpolctl apply` alike.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::io;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use rules_compiler::model::{Direction, ObjectName};
 use rules_compiler::plan::{Hook, Packet, Plan};
 use serde::Serialize;
 
-use crate::netlink::{Flow, FlowCut, LocalSide, L4};
+use crate::netlink::{Backend, CutStats, Flow, FlowCut, KernelError, LocalSide, L4};
 
 /// How many cut flows a log line names; the rest are counted.
 pub const LOGGED_FLOWS: usize = 50;
@@ -158,6 +161,67 @@ pub fn describe(revoked: &[Revoked]) -> String {
         s.push_str(&format!("\n  … and {} more", revoked.len() - LOGGED_FLOWS));
     }
     s
+}
+
+/// Why a revocation did not happen or did not finish. The ruleset is in force either
+/// way; only established flows it no longer allows may go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// This host's addresses could not be read.
+    #[error("reading this host's addresses: {0}")]
+    Addresses(io::Error),
+    /// The conntrack table could not be read.
+    #[error("reading the conntrack table: {0}")]
+    Dump(KernelError),
+    /// Cutting failed part-way.
+    #[error("cutting {flows} flows: {err}")]
+    Cut {
+        /// How many were to be cut.
+        flows: usize,
+        /// Why.
+        err: KernelError,
+    },
+}
+
+/// What a revocation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// Conntrack entries looked at.
+    pub seen: usize,
+    /// The flows the plan denies, all of which were cut (or gone already).
+    pub revoked: Vec<Revoked>,
+    /// What the kernel did.
+    pub stats: CutStats,
+    /// Time to read, decide and cut.
+    pub took: Duration,
+}
+
+/// Reads every conntrack entry, decides with `plan` (which the kernel holds now) and
+/// cuts what it denies. `host` gives this host's addresses.
+pub fn revoke<B: Backend + ?Sized>(
+    backend: &mut B,
+    plan: &Plan,
+    host: impl FnOnce() -> io::Result<BTreeSet<IpAddr>>,
+) -> Result<Revocation, RevokeError> {
+    let started = Instant::now();
+    let host = host().map_err(RevokeError::Addresses)?;
+    let flows = backend.flows().map_err(RevokeError::Dump)?;
+    let revoked = decide(plan, &flows, &host);
+    let stats = if revoked.is_empty() {
+        CutStats::default()
+    } else {
+        let cuts: Vec<FlowCut> = revoked.iter().map(|r| r.cut).collect();
+        backend.cut(&cuts).map_err(|err| RevokeError::Cut {
+            flows: cuts.len(),
+            err,
+        })?
+    };
+    Ok(Revocation {
+        seen: flows.len(),
+        revoked,
+        stats,
+        took: started.elapsed(),
+    })
 }
 
 #[cfg(test)]

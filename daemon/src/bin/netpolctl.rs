@@ -155,6 +155,10 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        /// After the apply, cut the established connections the new ruleset no longer
+        /// allows (`false`: they go on until they end, as before the apply).
+        #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+        revoke_established: bool,
     },
     /// Remove the netpol table from the kernel, and nothing else (needs root).
     Flush,
@@ -265,10 +269,12 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            revoke_established,
         } => ctl::apply(
             &inputs.paths(),
             &locals,
             deny.into(),
+            revoke_established,
             &mut Netlink::new(),
             netpol_daemon::addrs::local_addresses,
         ),

@@ -645,7 +645,9 @@ impl<B: Backend> State<B> {
                 telemetry::revoke_failed();
                 tracing::error!(
                     generation,
-                    "revoking established flows failed; generation {generation} is in force                      regardless, but established flows it no longer allows may go on until                      they end: {e}"
+                    "revoking established flows failed; generation {generation} is in force \
+                     regardless, but established flows it no longer allows may go on until \
+                     they end: {e}"
                 );
                 return Some(RevokedFlows {
                     error: Some(e.to_string()),
@@ -666,7 +668,8 @@ impl<B: Backend> State<B> {
                 gone = stats.gone,
                 sockets_reset = stats.sockets_destroyed,
                 took_ms = ms(done.took),
-                "revoked {cut} established flows that generation {generation} no longer                  allows:{}",
+                "revoked {cut} established flows that generation {generation} no longer \
+                 allows:{}",
                 revoke::describe(&done.revoked)
             );
         } else {
@@ -680,7 +683,9 @@ impl<B: Backend> State<B> {
         if stats.destroy_unsupported && !self.destroy_unsupported_logged {
             self.destroy_unsupported_logged = true;
             tracing::warn!(
-                "this kernel cannot destroy sockets (SOCK_DESTROY: CONFIG_INET_DIAG_DESTROY):                  revoked TCP flows whose local side keeps sending may be picked up again by                  conntrack as new connections, and pass where egress is open"
+                "this kernel cannot destroy sockets (SOCK_DESTROY: CONFIG_INET_DIAG_DESTROY): \
+                 revoked TCP flows whose local side keeps sending may be picked up again by \
+                 conntrack as new connections, and pass where egress is open"
             );
         }
         let failed = stats.failed > 0;

@@ -145,7 +145,7 @@ pub fn decide(plan: &Plan, flows: &[Flow], host: &BTreeSet<IpAddr>) -> Vec<Revok
             direction,
         });
     }
-    out.sort_by(|a, b| a.cut.cmp(&b.cut));
+    out.sort_by_key(|r| r.cut);
     out.dedup_by(|a, b| a.cut == b.cut);
     out
 }

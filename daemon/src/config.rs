@@ -129,6 +129,10 @@ pub struct Flags {
     /// (by default such a reload sends just the element changes).
     #[arg(long)]
     pub no_incremental: bool,
+    /// Make the table without kernel ownership: anyone with CAP_NET_ADMIN may change it,
+    /// and netpold puts it back (by default only netpold may, where the kernel can).
+    #[arg(long)]
+    pub no_own_table: bool,
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -205,6 +209,8 @@ pub struct Settings {
     pub flush_on_exit: bool,
     /// Send only element changes when a reload changes nothing else.
     pub incremental: bool,
+    /// Make the table owned by netpold's netlink socket, where the kernel can.
+    pub own_table: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// How inputs are read: limits, empty files.
@@ -228,6 +234,7 @@ struct FileConfig {
     deny: Option<DenyAction>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
+    own_table: Option<bool>,
     log_format: Option<LogFormat>,
     limits: Vec<(String, u64)>,
     allow_empty_files: Option<bool>,
@@ -235,7 +242,7 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 16] = [
+pub const KEYS: [&str; 17] = [
     "policies",
     "inventory",
     "local",
@@ -248,6 +255,7 @@ pub const KEYS: [&str; 16] = [
     "deny",
     "flush-on-exit",
     "incremental",
+    "own-table",
     "log-format",
     "limits",
     "allow-empty-files",
@@ -361,6 +369,7 @@ impl Settings {
                 .unwrap_or_default(),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
+            own_table: !flags.no_own_table && file.own_table.unwrap_or(true),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             load: load::Options {
                 limits,
@@ -554,6 +563,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     }
                 }
                 "incremental" => config.incremental = Some(boolean(v)?),
+                "own-table" => config.own_table = Some(boolean(v)?),
                 "log-format" => {
                     config.log_format = Some(match string(v)?.as_str() {
                         "text" => LogFormat::Text,

@@ -179,9 +179,11 @@ pub fn apply(
     deny: DenyAction,
     revoke: bool,
     backend: &mut dyn Backend,
+    force: bool,
     host_addresses: impl Fn() -> std::io::Result<BTreeSet<IpAddr>>,
 ) -> Result<Output> {
     let loaded = load(paths)?;
+    refuse_foreign(backend, force, "replaces")?;
     let index = Index::new(&loaded.model);
     let mut stdout = String::new();
     let ids = if locals.is_empty() {
@@ -262,7 +264,8 @@ pub fn apply(
 }
 
 /// `netpolctl flush`: removes the netpol table and nothing else.
-pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
+pub fn flush(backend: &mut dyn Backend, force: bool) -> Result<Output> {
+    refuse_foreign(backend, force, "removes")?;
     let removed = backend.flush().context("removing table inet netpol")?;
     let stdout = if removed {
         "removed table inet netpol\n"
@@ -273,6 +276,22 @@ pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
         stdout: stdout.into(),
         warnings: String::new(),
     })
+}
+
+/// An error when a table named `inet netpol` is in the kernel that netpol did not make
+/// (it lacks [`TABLE_COMMENT`](rules_compiler::plan::TABLE_COMMENT)), unless `force`:
+/// it may be another tool's, whose rules would be lost.
+fn refuse_foreign(backend: &mut dyn Backend, force: bool, verb: &str) -> Result<()> {
+    let info = backend.table_info().context("reading table inet netpol")?;
+    match info {
+        Some(t) if !t.is_netpols() && !force => bail!(
+            "table inet netpol is in the kernel, but netpol did not make it (it lacks the \
+             comment \"{}\"): it may be another tool's. Nothing was changed; `--force` {verb} \
+             it.",
+            rules_compiler::plan::TABLE_COMMENT
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// What `show -o json` prints.
@@ -442,6 +461,7 @@ mod kernel_tests {
             DenyAction::Drop,
             true,
             &mut fake,
+            false,
             addresses(&["127.0.0.1", "2001:db8:1::10", "198.18.2.10", "198.18.9.9"]),
         )
         .unwrap();
@@ -506,6 +526,7 @@ mod kernel_tests {
                 DenyAction::Drop,
                 revoke,
                 &mut fake,
+                false,
                 addresses(&["198.18.1.10"]),
             )
             .unwrap();
@@ -536,6 +557,7 @@ mod kernel_tests {
             DenyAction::Drop,
             true,
             &mut fake,
+            false,
             addresses(&["198.18.9.9"]),
         )
         .unwrap();
@@ -559,6 +581,7 @@ mod kernel_tests {
             DenyAction::Reject,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -587,6 +610,7 @@ mod kernel_tests {
             DenyAction::Drop,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -599,6 +623,7 @@ mod kernel_tests {
             DenyAction::Drop,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -619,6 +644,7 @@ mod kernel_tests {
             DenyAction::Drop,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -630,6 +656,7 @@ mod kernel_tests {
             DenyAction::Reject,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         let text = format!("{err:#}");
@@ -661,6 +688,7 @@ mod kernel_tests {
             DenyAction::Drop,
             false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -691,11 +719,11 @@ mod kernel_tests {
         assert_eq!(v["denies"][1]["direction"], "egress");
 
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "removed table inet netpol\n"
         );
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "no table inet netpol to remove\n"
         );
     }

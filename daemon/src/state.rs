@@ -44,13 +44,13 @@ use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
 use crate::control::{
-    rfc3339, Counts, DiskState, Held, InputHashes, KernelChange, LastError, Outcome, ReloadCounts,
-    ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
+    rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
+    Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
 use crate::memory;
-use crate::netlink::{Backend, ChainOwners};
+use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
 use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 
@@ -155,8 +155,9 @@ pub struct State<B> {
     host: BTreeSet<IpAddr>,
     current: Option<Current>,
     /// The plan the kernel holds, as this process last applied it: what an incremental
-    /// update is computed against. `None` when the kernel may hold something else (a
-    /// failed apply). A few MB at 50,000 endpoints; the model it came from is not kept.
+    /// update is computed against, and what a foreign change is repaired with. `None`
+    /// when the kernel may hold something else (a batch with no answer). A few MB at
+    /// 50,000 endpoints; the model it came from is not kept.
     applied: Option<Plan>,
     /// Whom the chains of the table this process last loaded police: deny counters are
     /// labelled by chain, since their comments are cut for long names.
@@ -186,7 +187,12 @@ pub struct State<B> {
     address_source: AddressSource,
     /// Whether the kernel's lack of `SOCK_DESTROY` was logged already.
     destroy_unsupported_logged: bool,
+    /// Foreign changes to the table and their repairs.
+    drift: Drift,
 }
+
+/// At most this many lines of what a foreign change did are logged and kept.
+const DRIFT_LINES: usize = 20;
 
 impl<B: Backend> State<B> {
     /// A state with nothing loaded yet.
@@ -210,6 +216,150 @@ impl<B: Backend> State<B> {
             deny_read_failing: false,
             address_source: Box::new(read_host_addresses),
             destroy_unsupported_logged: false,
+            drift: Drift::default(),
+        }
+    }
+
+    /// Takes over a table an earlier netpold left, where the backend owns its table,
+    /// before anything else is done with it; logs what it found.
+    pub fn claim(&mut self) {
+        match self.backend.claim() {
+            Ok(Claim::Off) => {}
+            Ok(Claim::NoTable) => tracing::info!("no netpol table in the kernel yet"),
+            Ok(Claim::TakenOver) => tracing::info!(
+                "took over table inet netpol, left in force by an earlier netpold: only this \
+                 process may change it now"
+            ),
+            Ok(Claim::Unowned { netpols: true }) => tracing::info!(
+                "table inet netpol is in the kernel without an owner (made by netpolctl apply \
+                 or an older netpold); the first apply replaces it with an owned one"
+            ),
+            Ok(Claim::Unowned { netpols: false }) => tracing::warn!(
+                "table inet netpol is in the kernel, but netpol did not make it (it lacks the \
+                 comment \"{}\"); the first apply replaces it",
+                rules_compiler::plan::TABLE_COMMENT
+            ),
+            Ok(Claim::OwnedBy(port)) => tracing::warn!(
+                "table inet netpol is owned by {}; applying will fail until it lets go",
+                crate::netlink::monitor::process_of_port(port)
+                    .unwrap_or_else(|| format!("netlink port id {port}"))
+            ),
+            Err(e) => tracing::warn!("taking over table inet netpol: {e}"),
+        }
+    }
+
+    /// Foreign changes and their repairs so far.
+    pub fn drift(&self) -> &Drift {
+        &self.drift
+    }
+
+    /// Takes the kernel's news of committed nftables transactions: a transaction of
+    /// someone else's that changed netpol's table is put right at once by replacing the
+    /// table with the plan in force, and logged with what it did and who did it. Lost
+    /// news (the notification buffer overflowed) is followed by the generation check:
+    /// when the ruleset moved meanwhile, the table is replaced to be sure. Returns the
+    /// foreign change, when there was one.
+    pub fn kernel_news(&mut self, news: Vec<News>) -> Option<DriftEvent> {
+        let mut lost = false;
+        let mut foreign: Vec<Commit> = Vec::new();
+        for n in news {
+            match n {
+                News::Lost => lost = true,
+                News::Commit(c) if self.backend.committed(c.generation) || ours(c.pid) => {}
+                News::Commit(c) => foreign.push(c),
+            }
+        }
+        let touched: Vec<&Commit> = foreign.iter().filter(|c| !c.changes.is_empty()).collect();
+        let (by, changes) = if touched.is_empty() {
+            if !lost {
+                // Others' transactions that left the table alone, seen whole: the next
+                // update may build on them.
+                for c in &foreign {
+                    self.backend.follow(c.generation);
+                }
+                return None;
+            }
+            if self.kernel_in_step() {
+                return None;
+            }
+            (
+                "unknown (notifications were lost, and the ruleset changed meanwhile)".to_string(),
+                vec!["unknown".to_string()],
+            )
+        } else {
+            let mut by: Vec<String> = Vec::new();
+            let mut changes: Vec<String> = Vec::new();
+            for c in &touched {
+                let who = format!("{} (pid {})", c.process, c.pid);
+                if !by.contains(&who) {
+                    by.push(who);
+                }
+                changes.extend(c.changes.iter().cloned());
+            }
+            if changes.len() > DRIFT_LINES {
+                let more = changes.len() - DRIFT_LINES;
+                changes.truncate(DRIFT_LINES);
+                changes.push(format!("… and {more} more"));
+            }
+            (by.join(", "), changes)
+        };
+        let outcome = self.repair(&by, &changes);
+        let event = DriftEvent {
+            at: rfc3339(SystemTime::now()),
+            by,
+            changes,
+            outcome,
+        };
+        self.drift.last = Some(event.clone());
+        Some(event)
+    }
+
+    /// Replaces the table with the plan in force after a foreign change; says how it went.
+    fn repair(&mut self, by: &str, changes: &[String]) -> String {
+        let what = changes.join(", ");
+        let Some(plan) = self.applied.clone() else {
+            self.drift.failures += 1;
+            telemetry::drift_repair(false);
+            let why = if self.held.is_some() {
+                "netpold applied nothing yet (the inputs are held)"
+            } else {
+                "netpold has no ruleset in force to put back"
+            };
+            tracing::error!("table inet netpol was changed by {by}: {what}; not repaired: {why}");
+            return format!("not repaired: {why}");
+        };
+        if self.count_denies {
+            self.observe_denies();
+        }
+        match self.backend.apply(&plan) {
+            Ok(_) => {
+                self.drift.repairs += 1;
+                telemetry::drift_repair(true);
+                if self.count_denies {
+                    self.denies.replaced();
+                    self.observe_denies();
+                    self.denies.emit();
+                }
+                tracing::warn!(
+                    generation = self.generation,
+                    "table inet netpol was changed by {by}: {what}; repaired: replaced it with \
+                     generation {}",
+                    self.generation
+                );
+                // Connections the policies deny may have started while the table was
+                // not as it should be.
+                self.revoke(&plan, self.generation);
+                "repaired".to_string()
+            }
+            Err(e) => {
+                self.drift.failures += 1;
+                telemetry::drift_repair(false);
+                self.retry = true;
+                tracing::error!(
+                    "table inet netpol was changed by {by}: {what}; repairing it failed: {e}"
+                );
+                format!("repair failed: {e}")
+            }
         }
     }
 
@@ -322,9 +472,10 @@ impl<B: Backend> State<B> {
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
         // An operator's reload re-checks the kernel, never only the inputs: a table
-        // deleted or changed by someone else is put back from the inputs in force.
+        // deleted or changed by someone else is put back from the inputs in force. So
+        // does the retry of a failed repair.
         if same_as_loaded
-            && matches!(trigger, Trigger::Signal | Trigger::Control)
+            && matches!(trigger, Trigger::Signal | Trigger::Control | Trigger::Retry)
             && !self.kernel_in_step()
         {
             tracing::warn!(
@@ -450,6 +601,8 @@ impl<B: Backend> State<B> {
             disk,
             loaded_how: c.map(|c| c.how),
             held: self.held.clone(),
+            ownership: Some(self.backend.ownership()),
+            drift: self.drift.clone(),
         }
     }
 
@@ -569,16 +722,16 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: ms(apply),
             kernel: Some(how),
-            revoked,
+            revoked: revoked.map(Box::new),
         })
     }
 
     /// Puts `plan` into the kernel: as an update of the elements when only elements
     /// changed since the plan applied last and that is cheap enough, else (and when the
     /// update fails) as a replace of the table.
-    fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, crate::netlink::KernelError> {
-        if let Some(old) = self.applied.take().filter(|_| self.options.incremental) {
-            match plan::delta(&old, plan) {
+    fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, KernelError> {
+        if let Some(old) = self.applied.as_ref().filter(|_| self.options.incremental) {
+            match plan::delta(old, plan) {
                 // An empty delta still goes to the kernel: its generation check is what
                 // tells that the table is still ours as we left it (not deleted, not
                 // edited by someone else), before "updated in place" is reported.
@@ -612,7 +765,21 @@ impl<B: Backend> State<B> {
             // The last counts of the table about to be replaced.
             self.observe_denies();
         }
-        self.backend.apply(plan)?;
+        if let Err(e) = self.backend.apply(plan) {
+            // A batch the kernel answered was applied whole or not at all: the plan in
+            // force stays the one to build on and to repair from. Without an answer
+            // nothing is known.
+            if !matches!(
+                e,
+                KernelError::Rejected { .. }
+                    | KernelError::Encode(_)
+                    | KernelError::Stale(_)
+                    | KernelError::NotOurs { .. }
+            ) {
+                self.applied = None;
+            }
+            return Err(e);
+        }
         self.owners = ChainOwners::of(plan);
         if self.count_denies {
             self.denies.replaced();
@@ -927,6 +1094,13 @@ pub fn suspicious(before: &Counts, after: &Counts) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether `pid`, as the kernel names the committer of a transaction (a thread id), is
+/// a thread of this process: a commit whose generation could not be read is still
+/// known as ours.
+fn ours(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
 }
 
 /// Milliseconds, to the microsecond.

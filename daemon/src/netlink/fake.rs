@@ -32,6 +32,13 @@ pub struct FakeBackend {
     /// Makes `flows` fail (as a dump the kernel refuses) while set.
     pub fail_flows: bool,
     fail_next: Option<(String, i32)>,
+    /// The ruleset generation: one up for each commit, this backend's or not.
+    pub generation: u32,
+    /// The generations this backend made.
+    commits: Vec<u32>,
+    /// Someone else committed since this backend's last change: an update is refused,
+    /// as the kernel's generation check refuses it.
+    moved: bool,
 }
 
 impl FakeBackend {
@@ -44,6 +51,19 @@ impl FakeBackend {
     /// `errno`; the state stays as it was.
     pub fn fail_next(&mut self, object: impl Into<String>, errno: i32) {
         self.fail_next = Some((object.into(), errno));
+    }
+
+    /// Someone else commits a transaction; returns its generation.
+    pub fn someone_else_commits(&mut self) -> u32 {
+        self.generation += 1;
+        self.moved = true;
+        self.generation
+    }
+
+    fn commit(&mut self) {
+        self.generation += 1;
+        self.commits.push(self.generation);
+        self.moved = false;
     }
 
     fn take_failure(&mut self) -> Result<(), KernelError> {
@@ -65,6 +85,7 @@ impl Backend for FakeBackend {
         self.take_failure()?;
         self.loaded = Some(plan.clone());
         self.applies += 1;
+        self.commit();
         self.denied.clear();
         Ok(ApplyStats {
             messages: batch.msgs.len(),
@@ -80,9 +101,15 @@ impl Backend for FakeBackend {
         let Some(plan) = &self.loaded else {
             return Err(KernelError::Stale("nothing loaded".into()));
         };
+        if self.moved {
+            return Err(KernelError::Stale("someone else committed".into()));
+        }
         // Counters survive an update, as in the kernel: `denied` stays.
         self.loaded = Some(delta.apply(plan));
         self.updates += 1;
+        if !batch.msgs.is_empty() {
+            self.commit();
+        }
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             elements: batch.elements,
@@ -95,6 +122,7 @@ impl Backend for FakeBackend {
         let had = self.loaded.take().is_some();
         if had {
             self.flushes += 1;
+            self.commit();
         }
         Ok(had)
     }
@@ -151,5 +179,18 @@ impl Backend for FakeBackend {
             self.cuts.push(*c);
         }
         Ok(stats)
+    }
+
+    fn committed(&self, generation: u32) -> bool {
+        self.commits.contains(&generation)
+    }
+
+    fn follow(&mut self, generation: u32) {
+        if self.moved
+            && generation == self.generation
+            && self.commits.last() == Some(&(generation - 1))
+        {
+            self.moved = false;
+        }
     }
 }

@@ -31,7 +31,7 @@ use nftnl::nftnl_sys as sys;
 
 use super::encode::{
     elem_wire_len, k, BaseHook, ChainDef, Elem, ElemsDef, EncodeError, Expr, Labelled, Msg,
-    RuleDef, SetDef, Verdict,
+    RuleDef, SetDef, TableDef, Verdict,
 };
 use super::reply;
 
@@ -233,12 +233,17 @@ pub(crate) fn serialize(
     for (i, m) in msgs.iter().enumerate() {
         let seq = begin_seq + 1 + i as u32;
         let span = match &m.msg {
-            Msg::NewTable { name, exclusive } => {
+            Msg::NewTable {
+                name,
+                exclusive,
+                create,
+            } => {
                 let flags = NLM_F_CREATE | if *exclusive { NLM_F_EXCL } else { 0 };
-                table_msg(&mut w, libc::NFT_MSG_NEWTABLE as u16, flags, seq, name)?
+                let kind = libc::NFT_MSG_NEWTABLE as u16;
+                table_msg(&mut w, kind, flags, seq, name, create.as_ref())?
             }
             Msg::DelTable { name } => {
-                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name)?
+                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name, None)?
             }
             Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c)?,
             Msg::NewSet(s) => set_msg(&mut w, seq, &table, s)?,
@@ -272,11 +277,13 @@ fn table_msg(
     flags: u16,
     seq: u32,
     name: &str,
+    create: Option<&TableDef>,
 ) -> Result<(usize, usize), EncodeError> {
     let name = cstring(name)?;
+    let udata = create.and_then(|c| c.comment.as_deref()).map(comment_udata);
     // SAFETY: plain allocation; ownership goes to `Obj`.
     let t = Obj::new(unsafe { sys::nftnl_table_alloc() }, sys::nftnl_table_free);
-    // SAFETY: `t` is a live table; libnftnl copies the string.
+    // SAFETY: `t` is a live table; libnftnl copies the string and the user data.
     unsafe {
         sys::nftnl_table_set_u32(
             t.as_ptr(),
@@ -284,8 +291,18 @@ fn table_msg(
             u32::from(k::NFPROTO_INET),
         );
         sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
-        if msg_type == libc::NFT_MSG_NEWTABLE as u16 {
-            sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, 0);
+        // No flags attribute on a table that may exist: the kernel would take it as a
+        // change of the flags (refused on a table someone owns).
+        if let Some(c) = create {
+            sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, c.flags);
+        }
+        if let Some(u) = &udata {
+            sys::nftnl_table_set_data(
+                t.as_ptr(),
+                sys::NFTNL_TABLE_USERDATA as u16,
+                u.as_ptr().cast(),
+                len_u32(u),
+            );
         }
     }
     Ok(w.append(|buf| {
@@ -752,7 +769,7 @@ fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
     Ok(ex)
 }
 
-/// A rule comment as nft stores it: one `NFTNL_UDATA_RULE_COMMENT` TLV holding the
+/// A rule or table comment as nft stores it: one `NFTNL_UDATA_*_COMMENT` TLV (type 0) holding the
 /// string and its NUL.
 pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
     let len = u8::try_from(comment.len() + 1).expect("comment length checked by encode");
@@ -1089,6 +1106,17 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
 
 // --------------------------------------------------------------------- socket ----
 
+/// `inner` registered with tokio's reactor, to wait for it to be readable.
+pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: the callers' `inner` owns a socket (`Socket`) that it closes only on drop
+    // and never swaps: its descriptor stays open and the same while the `AsyncFd`, which
+    // owns `inner`, lives.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}
+
 /// A netlink socket of the current network namespace (`NETLINK_NETFILTER` unless
 /// opened on another bus).
 pub(crate) struct Socket {
@@ -1139,6 +1167,28 @@ impl Socket {
     /// The port id the kernel answers to.
     pub(crate) fn portid(&self) -> u32 {
         self.sock.portid()
+    }
+
+    /// The file descriptor, to wait on.
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.sock.as_raw_fd()
+    }
+
+    /// Joins multicast `group` and sizes the receive buffer to `buffer` bytes (the
+    /// system maximum is passed as root).
+    pub(crate) fn subscribe(&self, group: u32, buffer: i32) -> io::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        let group = i32::try_from(group).map_err(io::Error::other)?;
+        setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)?;
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buffer).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)?;
+        }
+        Ok(())
+    }
+
+    /// Throws away whatever is queued (answers to a batch that failed part-way).
+    pub(crate) fn drain(&self, buf: &mut Aligned) {
+        while let Ok(Some(_)) = self.recv(buf, None) {}
     }
 
     /// Sizes the buffers for one batch of `send` bytes with room for `replies`

@@ -1411,3 +1411,219 @@ netns_test! {
         );
     }
 }
+
+// ------------------------------------------------------------------ ownership ----
+
+mod ownership {
+    use super::*;
+    use crate::netlink::{Claim, Ownership};
+
+    /// `nft args`: (succeeded, stderr).
+    fn try_nft(args: &[&str]) -> (bool, String) {
+        let out = Command::new("nft")
+            .args(args)
+            .output()
+            .expect("running nft");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn tables() -> String {
+        nft(&["list", "tables"])
+    }
+
+    /// A listing without its first two lines: the table's head (nft names the owner's
+    /// program there) and its flags (nft 1.0.6 prints no name for `persist`).
+    fn body(listing: &str) -> String {
+        listing.lines().skip(2).collect::<Vec<_>>().join("\n")
+    }
+
+    netns_test! {
+        fn an_owned_table_refuses_every_other_process_and_socket() {
+            let plan = sample_plan(DenyAction::Drop);
+            let mut owner = Netlink::owner();
+            owner.apply(&plan).expect("apply");
+            assert_eq!(owner.ownership(), Ownership::Owned);
+            let info = owner.table_info().expect("table info").expect("a table");
+            println!("{info:?}\n{}", nft(LIST));
+            assert!(info.owned() && !info.orphaned(), "{info:?}");
+            assert!(info.is_netpols(), "{info:?}");
+            let before = nft(LIST);
+
+            for args in [
+                &["delete", "table", "inet", "netpol"][..],
+                &["add", "rule", "inet", "netpol", "input", "accept"],
+                &["flush", "chain", "inet", "netpol", "input"],
+                &["add", "chain", "inet", "netpol", "extra"],
+            ] {
+                let (ok, err) = try_nft(args);
+                assert!(!ok, "nft {args:?} succeeded on an owned table");
+                assert!(err.contains("Operation not permitted"), "nft {args:?}: {err}");
+            }
+            // `flush ruleset` passes an owned table by (and succeeds).
+            nft(&["add", "table", "ip", "other"]);
+            let (ok, err) = try_nft(&["flush", "ruleset"]);
+            assert!(ok, "{err}");
+            assert_eq!(tables(), "table inet netpol\n");
+            assert_eq!(nft(LIST), before, "the owned table is untouched");
+
+            // Another socket of this very process is someone else too, and is told who
+            // owns the table.
+            let mut other = Netlink::new();
+            let err = other.apply(&plan).expect_err("apply by a second socket");
+            assert!(
+                matches!(&err, KernelError::NotOurs { port, .. } if Some(*port) == info.owner),
+                "{err}"
+            );
+            // This test binary holds the owner's socket.
+            let me = format!("(pid {})", std::process::id());
+            assert!(err.to_string().contains(&me), "{err}");
+            let err = other.flush().expect_err("flush by a second socket");
+            assert!(matches!(err, KernelError::NotOurs { .. }), "{err}");
+            assert_eq!(nft(LIST), before);
+
+            // The owner itself may do everything.
+            owner.apply(&plan).expect("the owner's replace");
+            let mut fewer = plan.clone();
+            if let SetElements::Addr(v) = &mut fewer.sets[0].elements {
+                v.pop();
+            }
+            let delta = rules_compiler::plan::delta(&plan, &fewer).unwrap();
+            assert_eq!(delta.changed(), 1);
+            owner.update(&delta).expect("the owner's update");
+            assert!(owner.table_info().unwrap().unwrap().owned());
+            assert!(owner.flush().expect("the owner's flush"));
+            assert_eq!(tables(), "");
+        }
+    }
+
+    netns_test! {
+        fn an_owned_table_outlives_its_owner_and_the_next_one_takes_it_over() {
+            let plan = sample_plan(DenyAction::Drop);
+            let mut first = Netlink::owner();
+            first.apply(&plan).expect("apply");
+            let listing = nft(LIST);
+            drop(first);
+            // The owner's socket is closed: the table stays, with no owner.
+            let info = Netlink::new().table_info().unwrap().expect("the table stayed");
+            assert!(info.orphaned(), "{info:?}");
+            assert_eq!(body(&nft(LIST)), body(&listing), "in force as it was");
+
+            let mut second = Netlink::owner();
+            assert_eq!(second.claim().expect("claim"), Claim::TakenOver);
+            let info = second.table_info().unwrap().unwrap();
+            assert!(info.owned() && info.is_netpols(), "{info:?}");
+            assert_eq!(body(&nft(LIST)), body(&listing), "taking over changes nothing else");
+            let (ok, err) = try_nft(&["delete", "table", "inet", "netpol"]);
+            assert!(!ok && err.contains("Operation not permitted"), "{err}");
+            assert_eq!(second.claim().expect("claim again"), Claim::OwnedBy(info.owner.unwrap()));
+            second.apply(&plan).expect("the new owner replaces it");
+            assert!(second.table_info().unwrap().unwrap().owned());
+        }
+    }
+
+    netns_test! {
+        fn a_table_without_owner_is_anyones_until_netpold_replaces_it() {
+            let plan = sample_plan(DenyAction::Drop);
+            // As `netpolctl apply` makes it: no flags, netpol's comment.
+            Netlink::new().apply(&plan).expect("apply");
+            let info = Netlink::new().table_info().unwrap().unwrap();
+            assert!(!info.owned() && !info.orphaned() && info.is_netpols(), "{info:?}");
+            let mut daemon = Netlink::owner();
+            assert_eq!(daemon.claim().unwrap(), Claim::Unowned { netpols: true });
+            daemon.apply(&plan).expect("replace");
+            assert!(daemon.table_info().unwrap().unwrap().owned());
+            // An orphan can be deleted by anyone: the window between two netpolds.
+            drop(daemon);
+            let (ok, err) = try_nft(&["delete", "table", "inet", "netpol"]);
+            assert!(ok, "{err}");
+            assert_eq!(tables(), "");
+            assert_eq!(Netlink::owner().claim().unwrap(), Claim::NoTable);
+        }
+    }
+}
+
+// -------------------------------------------------------------- notifications ----
+
+mod notifications {
+    use super::*;
+    use crate::netlink::{Monitor, News};
+
+    fn commits(news: &[News]) -> Vec<&crate::netlink::Commit> {
+        news.iter()
+            .filter_map(|n| match n {
+                News::Commit(c) => Some(c),
+                News::Lost => None,
+            })
+            .collect()
+    }
+
+    netns_test! {
+        fn each_commit_is_announced_with_its_generation_its_process_and_what_it_did() {
+            let mut monitor = Monitor::open().expect("subscribe");
+            let mut kernel = Netlink::owner();
+            kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            let mine = GenerationReader::open().unwrap().read().unwrap();
+            assert!(kernel.committed(mine), "the backend knows its commit");
+            nft(&["add", "table", "ip", "other"]);
+            let news = monitor.read().expect("read");
+            let c = commits(&news);
+            assert_eq!(c.len(), 2, "{news:?}");
+            assert_eq!(c[0].generation, mine);
+            assert!(
+                std::path::Path::new(&format!("/proc/self/task/{}", c[0].pid)).exists(),
+                "committed by a thread of this process: {:?}",
+                c[0]
+            );
+            // A replace: the table deleted and made again.
+            assert_eq!(c[0].changes.len(), 2, "{:?}", c[0]);
+            assert_eq!(c[0].changes[0], "deleted table");
+            assert!(c[0].changes[1].starts_with("made it again: 4 chains, 10 sets, 18 rules"), "{:?}", c[0]);
+            // Someone else's, on another table: announced, with nothing done to ours.
+            assert_eq!(c[1].generation, mine.wrapping_add(1));
+            assert_eq!(c[1].process, "nft");
+            assert!(c[1].changes.is_empty(), "{:?}", c[1]);
+            assert!(!kernel.committed(c[1].generation));
+
+            // Without ownership, someone else's change to the table, described.
+            drop(kernel);
+            let mut plain = Netlink::new();
+            plain.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            monitor.read().unwrap();
+            nft(&["insert", "rule", "inet", "netpol", "input", "accept"]);
+            nft(&["flush", "map", "inet", "netpol", "ingress_v4"]);
+            nft(&["delete", "table", "inet", "netpol"]);
+            let news = monitor.read().unwrap();
+            let lines: Vec<Vec<String>> =
+                commits(&news).iter().map(|c| c.changes.clone()).collect();
+            assert_eq!(
+                lines,
+                [
+                    vec!["rules added to chain input".to_string()],
+                    vec!["elements deleted from ingress_v4".to_string()],
+                    vec!["deleted table".to_string()],
+                ],
+                "{news:?}"
+            );
+        }
+    }
+
+    netns_test! {
+        fn a_full_buffer_is_reported_as_lost_news() {
+            // As small as the kernel allows: a table's announcements do not fit.
+            let mut monitor = Monitor::with_buffer(1).expect("subscribe");
+            let mut kernel = Netlink::new();
+            for _ in 0..20 {
+                kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            }
+            let news = monitor.read().expect("read");
+            assert!(news.contains(&News::Lost), "{news:?}");
+            // After the loss, commits are announced again (a small one fits).
+            nft(&["add", "table", "ip", "other"]);
+            let news = monitor.read().expect("read");
+            assert_eq!(commits(&news).len(), 1, "{news:?}");
+        }
+    }
+}

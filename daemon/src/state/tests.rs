@@ -750,12 +750,12 @@ fn each_apply_cuts_exactly_the_established_flows_the_new_plan_denies() {
     );
     assert_eq!(
         r.revoked,
-        Some(RevokedFlows {
+        Some(Box::new(RevokedFlows {
             seen: 3,
             cut: 1,
             sockets_reset: 1,
             error: None
-        })
+        }))
     );
     assert_eq!(s.backend().conntrack, vec![to_api, from_worker]);
 
@@ -812,4 +812,120 @@ fn a_failed_revocation_is_reported_and_counted_but_the_reload_succeeds() {
     assert_eq!(s.counters.revoke_failures, 1);
     assert!(s.status().last_error.is_none());
     assert!(s.backend().loaded.is_some());
+}
+
+// ------------------------------------------------------------------ drift ----
+
+fn someone_elses(generation: u32, changes: &[&str]) -> News {
+    News::Commit(Commit {
+        generation,
+        // No thread of this process has pid 1.
+        pid: 1,
+        process: "nft".into(),
+        changes: changes.iter().map(|c| c.to_string()).collect(),
+    })
+}
+
+#[test]
+fn a_foreign_change_to_the_table_is_repaired_with_the_plan_in_force() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let plan = s.backend().loaded.clone().unwrap();
+    // Someone deletes the table.
+    let g = s.backend().someone_else_commits();
+    s.backend().loaded = None;
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["deleted table"])])
+        .expect("a foreign change");
+    assert_eq!(event.by, "nft (pid 1)");
+    assert_eq!(event.changes, ["deleted table"]);
+    assert_eq!(event.outcome, "repaired");
+    assert_eq!(
+        s.backend().loaded.as_ref(),
+        Some(&plan),
+        "put back as it was"
+    );
+    assert_eq!(s.backend().applies, 2);
+    assert_eq!(s.drift().repairs, 1);
+    assert_eq!(s.status().drift.last, Some(event));
+    // A repair is no reload: the generation in force is the same.
+    assert_eq!(s.generation(), 1);
+    // The repair's own notification is known as its own.
+    let own = s.backend().generation;
+    assert!(s
+        .kernel_news(vec![someone_elses(own, &["deleted table"])])
+        .is_none());
+    assert_eq!(s.backend().applies, 2);
+}
+
+#[test]
+fn others_transactions_that_leave_the_table_alone_are_no_drift_and_updates_build_on_them() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let g = s.backend().someone_else_commits();
+    assert!(s.kernel_news(vec![someone_elses(g, &[])]).is_none());
+    assert_eq!(s.backend().applies, 1);
+    // An element change goes as an update on top of the other transaction.
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.10", "198.18.2.12"),
+    );
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(s.counters.incremental_fallbacks, 0);
+}
+
+#[test]
+fn lost_news_is_checked_against_the_generation() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    assert!(s.kernel_news(vec![News::Lost]).is_none(), "nothing moved");
+    assert_eq!(s.backend().applies, 1);
+    s.backend().someone_else_commits();
+    let event = s.kernel_news(vec![News::Lost]).expect("the ruleset moved");
+    assert!(event.by.contains("notifications were lost"), "{event:?}");
+    assert_eq!(event.outcome, "repaired");
+    assert_eq!(s.backend().applies, 2, "replaced to be sure");
+}
+
+#[test]
+fn a_foreign_change_with_nothing_applied_is_reported_not_repaired() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let g = s.backend().someone_else_commits();
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["rules added to chain input"])])
+        .unwrap();
+    assert!(event.outcome.starts_with("not repaired"), "{event:?}");
+    assert_eq!((s.drift().repairs, s.drift().failures), (0, 1));
+    assert_eq!(s.backend().applies, 0);
+}
+
+#[test]
+fn a_failed_repair_is_counted_and_asks_for_a_retry() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let g = s.backend().someone_else_commits();
+    s.backend().fail_next("table inet netpol", libc::ENOMEM);
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["deleted table"])])
+        .unwrap();
+    assert!(event.outcome.starts_with("repair failed"), "{event:?}");
+    assert_eq!(s.drift().failures, 1);
+    assert!(s.wants_retry());
+    // The retry finds the kernel out of step and replaces the table.
+    let plan = s.backend().loaded.clone();
+    s.backend().loaded = None;
+    let r = s.reload(Trigger::Retry);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(s.backend().loaded, plan);
+    assert!(!s.wants_retry());
 }

@@ -35,6 +35,10 @@ pub use verdict::{Outcome, Packet, Verdict};
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";
 
+/// The comment netpol gives its table: how a table named `inet netpol` is told from
+/// one that someone else made (which `netpolctl apply` does not replace unasked).
+pub const TABLE_COMMENT: &str = "managed by netpol";
+
 /// ICMPv6 types always accepted so a host keeps its addresses and neighbours:
 /// MLD query/report/done (130–132), router solicitation/advertisement (133, 134),
 /// neighbour solicitation/advertisement (135, 136), MLDv2 report (143).

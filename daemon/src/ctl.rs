@@ -16,7 +16,7 @@ use rules_compiler::render;
 use rules_compiler::resolve::{EndpointId, Index};
 
 use crate::inputs::{self, Paths};
-use crate::netlink::{Backend, DenyCounter, LoadedTable};
+use crate::netlink::{Backend, DenyCounter, LoadedTable, TableInfo};
 
 /// Output format of `compile`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -301,6 +301,8 @@ pub struct ShowReport {
     pub table: Option<LoadedTable>,
     /// Deny counters per local endpoint and direction.
     pub denies: Vec<DenyCounter>,
+    /// The table's flags, owner and comment; `null` when there is none.
+    pub info: Option<TableInfo>,
 }
 
 /// `netpolctl show`: what the kernel holds: chains, rule and element counts, and the
@@ -308,7 +310,12 @@ pub struct ShowReport {
 pub fn show(backend: &mut dyn Backend, format: ReportFormat) -> Result<Output> {
     let table = backend.read().context("reading table inet netpol")?;
     let denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
-    let report = ShowReport { table, denies };
+    let info = backend.table_info().context("reading table inet netpol")?;
+    let report = ShowReport {
+        table,
+        denies,
+        info,
+    };
     let stdout = match format {
         ReportFormat::Json => {
             serde_json::to_string_pretty(&report).context("serialising the table")? + "\n"
@@ -333,6 +340,9 @@ fn show_text(report: &ShowReport) -> String {
         plural(t.sets.len(), "set or map", "sets and maps"),
         plural(t.element_count(), "element", "elements"),
     );
+    if let Some(info) = &report.info {
+        let _ = writeln!(out, "{}", info.describe());
+    }
     let width = t.chains.iter().map(|c| c.name.len()).max().unwrap_or(0);
     out.push_str("\nchains:\n");
     for c in &t.chains {

@@ -119,16 +119,13 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     }
 
     // Before the table is touched, so that no one else's change goes unseen.
-    match Monitor::open() {
-        Ok(m) => {
-            tokio::spawn(watch_kernel(m, tx.clone()));
-        }
-        Err(e) => {
-            return Err(RunError::Setup(format!(
-                "subscribing to nftables notifications: {e}"
-            )))
-        }
-    }
+    let monitor = Monitor::open()
+        .and_then(|m| Ok((m.quiet()?, m)))
+        .map_err(|e| RunError::Setup(format!("subscribing to nftables notifications: {e}")))?;
+    // netpold's own transactions go unannounced (see `Quiet`): for a big replace the
+    // notifications cost as much as the replace.
+    state.backend().quiet_during_commits(monitor.0);
+    tokio::spawn(watch_kernel(monitor.1, tx.clone()));
     tokio::task::block_in_place(|| state.claim());
 
     let files = tx.clone();

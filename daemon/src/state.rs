@@ -260,6 +260,25 @@ impl<B: Backend> State<B> {
     /// when the ruleset moved meanwhile, the table is replaced to be sure. Returns the
     /// foreign change, when there was one.
     pub fn kernel_news(&mut self, news: Vec<News>) -> Option<DriftEvent> {
+        let event = self.judge(news);
+        self.check_missed();
+        event
+    }
+
+    /// After netpold's own transactions with the drift watch silenced (see
+    /// [`Quiet`](crate::netlink::Quiet)): when someone else may have committed unseen
+    /// meanwhile, the check that lost news gets. A repair is a transaction too, so this
+    /// goes on while they follow one another, a few times at most.
+    fn check_missed(&mut self) {
+        for _ in 0..3 {
+            if !self.backend.missed() {
+                return;
+            }
+            self.judge(vec![News::Lost]);
+        }
+    }
+
+    fn judge(&mut self, news: Vec<News>) -> Option<DriftEvent> {
         let mut lost = false;
         let mut foreign: Vec<Commit> = Vec::new();
         for n in news {
@@ -283,7 +302,7 @@ impl<B: Backend> State<B> {
                 return None;
             }
             (
-                "unknown (notifications were lost, and the ruleset changed meanwhile)".to_string(),
+                "unknown: a transaction went unseen (notifications lost or silenced), and the ruleset moved".to_string(),
                 vec!["unknown".to_string()],
             )
         } else {
@@ -488,7 +507,9 @@ impl<B: Backend> State<B> {
                 // A replace, not an update on top of a table that is not ours any more.
                 self.applied = None;
                 self.last_attempt = Some(read.hashes);
-                return self.load_and_apply(trigger, inputs, started, false, Guard::Force);
+                let report = self.load_and_apply(trigger, inputs, started, false, Guard::Force);
+                self.check_missed();
+                return report;
             }
         }
         if same_as_loaded || same_as_failed {
@@ -504,6 +525,7 @@ impl<B: Backend> State<B> {
         self.last_attempt = Some(read.hashes.clone());
         self.held = None;
         let report = self.load_and_apply(trigger, Arc::new(read), started, true, guard);
+        self.check_missed();
         // The load's transient trees and the replaced inputs are free now; give them back
         // to the system, or a daemon that reloaded once holds its peak for good.
         memory::release_free_heap();
@@ -571,6 +593,7 @@ impl<B: Backend> State<B> {
             false,
             Guard::Force,
         );
+        self.check_missed();
         memory::release_free_heap();
         Some(report)
     }

@@ -107,6 +107,13 @@ fn netpold_owns_its_table_and_nobody_else_can_change_it() {
     assert_eq!(listing(&host).as_ref(), Some(&before));
     let status = d.status(&host);
     assert_eq!(status["drift"]["repairs"], 0, "{status:#}");
+    let show = text(&host.run(NETPOLCTL, &["show"]).stdout);
+    assert!(
+        show.contains(&format!(
+            "made by netpol; owned by {pid}: only it may change"
+        )),
+        "{show}"
+    );
 }
 
 #[test]
@@ -122,6 +129,8 @@ fn after_kill_9_the_table_stays_in_force_and_the_next_netpold_takes_it_over() {
     d.child.wait().unwrap();
     // Without its owner the table stays in force as it was.
     assert_eq!(listing(&host).as_ref(), Some(&before));
+    let show = text(&host.run(NETPOLCTL, &["show"]).stdout);
+    assert!(show.contains("persistent, its owner ended"), "{show}");
     assert!(!reaches_api(&peer, "198.18.2.11"), "frontend got through");
     drop(d);
 

@@ -39,6 +39,9 @@ pub struct FakeBackend {
     /// Someone else committed since this backend's last change: an update is refused,
     /// as the kernel's generation check refuses it.
     moved: bool,
+    /// Someone else commits, unseen, right after this backend's next commit.
+    sneak_in: bool,
+    missed: bool,
 }
 
 impl FakeBackend {
@@ -60,10 +63,20 @@ impl FakeBackend {
         self.generation
     }
 
+    /// Someone else commits right after this backend's next commit, while the drift
+    /// watch is silenced: [`Backend::missed`] says so.
+    pub fn someone_else_commits_unseen_after_the_next_commit(&mut self) {
+        self.sneak_in = true;
+    }
+
     fn commit(&mut self) {
         self.generation += 1;
         self.commits.push(self.generation);
         self.moved = false;
+        if std::mem::take(&mut self.sneak_in) {
+            self.someone_else_commits();
+            self.missed = true;
+        }
     }
 
     fn take_failure(&mut self) -> Result<(), KernelError> {
@@ -183,6 +196,10 @@ impl Backend for FakeBackend {
 
     fn committed(&self, generation: u32) -> bool {
         self.commits.contains(&generation)
+    }
+
+    fn missed(&mut self) -> bool {
+        std::mem::take(&mut self.missed)
     }
 
     fn follow(&mut self, generation: u32) {

@@ -1106,6 +1106,38 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
 
 // --------------------------------------------------------------------- socket ----
 
+/// A duplicate descriptor of a subscribed socket: leaving and joining its group acts on
+/// the socket itself.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    fd: std::os::fd::OwnedFd,
+    group: i32,
+}
+
+impl Membership {
+    /// Leaves the group: the socket gets nothing from it until [`join`](Self::join).
+    pub(crate) fn leave(&self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        setsockopt_int(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_DROP_MEMBERSHIP,
+            self.group,
+        )
+    }
+
+    /// Joins the group again.
+    pub(crate) fn join(&self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        setsockopt_int(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            self.group,
+        )
+    }
+}
+
 /// `inner` registered with tokio's reactor, to wait for it to be readable.
 pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
     // SAFETY: the callers' `inner` owns a socket (`Socket`) that it closes only on drop
@@ -1184,6 +1216,19 @@ impl Socket {
             setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)?;
         }
         Ok(())
+    }
+
+    /// A second descriptor of this socket, whose multicast groups can be left and
+    /// joined again from another thread ([`Membership`]).
+    pub(crate) fn membership(&self, group: u32) -> io::Result<Membership> {
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: `fd` is this socket's descriptor, open for as long as `self` lives,
+        // which outlives this call; the borrow only serves to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        Ok(Membership {
+            fd: borrowed.try_clone_to_owned()?,
+            group: i32::try_from(group).map_err(io::Error::other)?,
+        })
     }
 
     /// Throws away whatever is queued (answers to a batch that failed part-way).

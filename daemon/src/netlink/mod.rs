@@ -41,7 +41,7 @@ use serde::Serialize;
 pub use encode::EncodeError;
 use encode::{k, Batch, Msg};
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
-pub use monitor::{Commit, Monitor, News, TableInfo};
+pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
@@ -96,6 +96,15 @@ pub trait Backend {
     /// else's that did not touch the table, seen whole, right after this backend's last.
     fn follow(&mut self, generation: u32) {
         let _ = generation;
+    }
+    /// Silences `quiet`'s monitor while this backend commits (see [`Quiet`]).
+    fn quiet_during_commits(&mut self, quiet: Quiet) {
+        let _ = quiet;
+    }
+    /// Whether someone else may have committed while the monitor was silenced, unseen
+    /// (cleared by asking): the caller then checks the generation as after lost news.
+    fn missed(&mut self) -> bool {
+        false
     }
 }
 
@@ -459,6 +468,10 @@ pub struct Netlink {
     ownership: Ownership,
     /// The generations of this backend's recent commits, newest last.
     commits: VecDeque<u32>,
+    /// The drift watch's monitor, silenced during this backend's commits.
+    quiet: Option<Quiet>,
+    /// Someone else may have committed unseen while it was silenced.
+    missed: bool,
 }
 
 /// How many recent commits [`Backend::committed`] remembers.
@@ -495,6 +508,8 @@ impl Netlink {
             own: false,
             ownership: Ownership::Off,
             commits: VecDeque::new(),
+            quiet: None,
+            missed: false,
         }
     }
 
@@ -548,9 +563,18 @@ impl Netlink {
             let genid = self.current_generation();
             let first = self.seqs(batch.msgs.len());
             let wire = ffi::serialize(&batch.msgs, table, first, genid)?;
-            match self.transact(&wire, batch, describe) {
+            let (result, quiet) = self.transact_quietly(&wire, batch, describe);
+            let made = result.is_ok().then(|| genid.map(next_generation)).flatten();
+            if quiet {
+                // Someone else's commit between this one and the monitor's return went
+                // unseen; one before it made this batch fail, or was replaced by it.
+                let expected = if result.is_ok() { made } else { genid };
+                if expected.is_none() || self.current_generation() != expected {
+                    self.missed = true;
+                }
+            }
+            match result {
                 Ok(kernel) => {
-                    let made = genid.map(next_generation);
                     if let Some(g) = made {
                         self.remember_commit(g);
                     }
@@ -560,6 +584,37 @@ impl Netlink {
                 Err(e) => return Err(self.explain(e)),
             }
         }
+    }
+
+    /// [`transact`](Self::transact) with the drift watch silenced, when there is one and
+    /// the batch commits anything; says whether it was.
+    fn transact_quietly(
+        &mut self,
+        wire: &ffi::Wire,
+        batch: &Batch,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> (Result<Duration, KernelError>, bool) {
+        let paused = match &self.quiet {
+            Some(q) if !batch.msgs.is_empty() => match q.pause() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!("silencing the drift watch: {e}");
+                    false
+                }
+            },
+            _ => false,
+        };
+        let result = self.transact(wire, batch, describe);
+        if paused {
+            if let Some(Err(e)) = self.quiet.as_ref().map(Quiet::resume) {
+                tracing::error!(
+                    "the drift watch stays deaf: joining nftables notifications again: {e}"
+                );
+                self.quiet = None;
+                self.missed = true;
+            }
+        }
+        (result, paused)
     }
 
     /// A refusal for want of permission on an owned table, said so.
@@ -796,7 +851,7 @@ impl Backend for Netlink {
         let wire = ffi::serialize(&batch.msgs, &delta.table, first, Some(genid))?;
         let encode = started.elapsed();
         let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
-        let result = self.transact(&wire, &batch, &describe);
+        let (result, quiet) = self.transact_quietly(&wire, &batch, &describe);
         // The kernel committed on top of generation `genid` and counted one up: the new
         // generation is known without asking, and without the window in which someone
         // else's change could slip in unnoticed. An empty batch is only the generation
@@ -810,6 +865,13 @@ impl Backend for Netlink {
         });
         if let (Some(g), false) = (self.generation, batch.msgs.is_empty()) {
             self.remember_commit(g);
+        }
+        if quiet {
+            // As in `commit_fresh`; a refused update is followed by a replace.
+            let expected = self.generation.unwrap_or(genid);
+            if result.is_err() || self.current_generation() != Some(expected) {
+                self.missed = true;
+            }
         }
         let kernel = match result {
             Ok(k) => k,
@@ -894,6 +956,14 @@ impl Backend for Netlink {
         if self.generation.map(next_generation) == Some(generation) {
             self.generation = Some(generation);
         }
+    }
+
+    fn quiet_during_commits(&mut self, quiet: Quiet) {
+        self.quiet = Some(quiet);
+    }
+
+    fn missed(&mut self) -> bool {
+        std::mem::take(&mut self.missed)
     }
 }
 

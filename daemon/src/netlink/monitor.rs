@@ -53,8 +53,28 @@ pub enum News {
     Lost,
 }
 
+/// Takes a [`Monitor`] out of its group while netpold commits a transaction of its own:
+/// the kernel builds no notifications while nobody listens, and building them for a
+/// replace of a big table costs about as much again as the replace (see
+/// `benches/README.md`). What another process commits meanwhile is found by the
+/// generation check after [`resume`](Quiet::resume).
+#[derive(Debug)]
+pub struct Quiet(super::ffi::Membership);
+
+impl Quiet {
+    /// Stops the notifications.
+    pub(crate) fn pause(&self) -> std::io::Result<()> {
+        self.0.leave()
+    }
+
+    /// Starts them again.
+    pub(crate) fn resume(&self) -> std::io::Result<()> {
+        self.0.join()
+    }
+}
+
 /// netpol's table as the kernel describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TableInfo {
     /// `NFT_TABLE_F_*`.
     pub flags: u32,
@@ -79,6 +99,27 @@ impl TableInfo {
     /// process to set `NFT_TABLE_F_OWNER` on it owns it.
     pub fn orphaned(&self) -> bool {
         self.flags & k::TABLE_OWNED == k::NFT_TABLE_F_PERSIST
+    }
+
+    /// Who made it and who may change it, for people.
+    pub fn describe(&self) -> String {
+        let made = if self.is_netpols() {
+            "made by netpol"
+        } else {
+            "not made by netpol"
+        };
+        if self.owned() {
+            let port = self.owner.unwrap_or(0);
+            let owner = process_of_port(port).unwrap_or_else(|| format!("netlink port id {port}"));
+            format!("{made}; owned by {owner}: only it may change the table")
+        } else if self.orphaned() {
+            format!(
+                "{made}; persistent, its owner ended: anyone may change it until the next \
+                 netpold takes it over"
+            )
+        } else {
+            format!("{made}; not owned: anyone with CAP_NET_ADMIN may change it")
+        }
     }
 }
 
@@ -121,6 +162,16 @@ impl Monitor {
             table: rules_compiler::plan::TABLE_NAME.to_string(),
             pending: Changes::default(),
         })
+    }
+
+    /// A handle that silences this monitor during the holder's own transactions (see
+    /// [`Quiet`]).
+    pub fn quiet(&self) -> Result<Quiet, KernelError> {
+        let m = self
+            .sock
+            .membership(libc::NFNLGRP_NFTABLES as u32)
+            .map_err(KernelError::io("duplicating the notification socket"))?;
+        Ok(Quiet(m))
     }
 
     /// This monitor, to wait on with tokio (`readable_mut`, then [`read`](Self::read)).

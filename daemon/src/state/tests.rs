@@ -890,7 +890,7 @@ fn lost_news_is_checked_against_the_generation() {
     assert_eq!(s.backend().applies, 1);
     s.backend().someone_else_commits();
     let event = s.kernel_news(vec![News::Lost]).expect("the ruleset moved");
-    assert!(event.by.contains("notifications were lost"), "{event:?}");
+    assert!(event.by.contains("went unseen"), "{event:?}");
     assert_eq!(event.outcome, "repaired");
     assert_eq!(s.backend().applies, 2, "replaced to be sure");
 }
@@ -928,4 +928,33 @@ fn a_failed_repair_is_counted_and_asks_for_a_retry() {
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
     assert_eq!(s.backend().loaded, plan);
     assert!(!s.wants_retry());
+}
+
+#[test]
+fn a_commit_missed_while_the_watch_was_silenced_is_checked_and_repaired() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    // Someone else commits between netpold's next transaction and the watch's return.
+    s.backend()
+        .someone_else_commits_unseen_after_the_next_commit();
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.10", "198.18.2.12"),
+    );
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    // The generation moved past netpold's own: replaced to be sure.
+    assert_eq!(s.drift().repairs, 1, "{:?}", s.drift());
+    assert!(s.drift().last.as_ref().unwrap().by.contains("went unseen"));
+    assert_eq!(s.backend().applies, 2);
+    // Nothing missed: nothing checked.
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.12", "198.18.2.13"),
+    );
+    s.reload(Trigger::Files);
+    assert_eq!(s.drift().repairs, 1);
 }

@@ -187,6 +187,23 @@ pub struct ReloadReport {
     /// How the kernel took it, when applied.
     #[serde(default)]
     pub kernel: Option<KernelChange>,
+    /// Established flows the applied ruleset no longer allows, cut after the apply;
+    /// `None` when not applied or `revoke-established` is off.
+    #[serde(default)]
+    pub revoked: Option<Box<RevokedFlows>>,
+}
+
+/// What revoking established flows did after an apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedFlows {
+    /// Conntrack entries looked at.
+    pub seen: usize,
+    /// Flows the new ruleset denies, cut (their entries deleted, or gone already).
+    pub cut: usize,
+    /// Local TCP sockets of those flows destroyed (their peers got a reset).
+    pub sockets_reset: usize,
+    /// Why it failed, when it did: the ruleset is in force regardless.
+    pub error: Option<String>,
 }
 
 /// A failed reload, remembered until one succeeds.
@@ -484,6 +501,16 @@ impl ReloadReport {
         if let Some(k) = self.kernel {
             let _ = writeln!(out, "  kernel:          {k}");
         }
+        if let Some(r) = &self.revoked {
+            let _ = match &r.error {
+                Some(e) => writeln!(out, "  revoked:         failed ({e}); the ruleset is in force"),
+                None => writeln!(
+                    out,
+                    "  revoked:         {} of {} established flows no longer allowed ({} TCP sockets reset)",
+                    r.cut, r.seen, r.sockets_reset
+                ),
+            };
+        }
         if self.outcome == Outcome::Applied {
             let b = self.before;
             let a = self.after;
@@ -719,6 +746,12 @@ mod tests {
             compile_ms: 1.0,
             apply_ms: 2.0,
             kernel: Some(KernelChange::Updated { elements: 4 }),
+            revoked: Some(Box::new(RevokedFlows {
+                seen: 9,
+                cut: 2,
+                sockets_reset: 1,
+                error: None,
+            })),
         };
         let text = report.render_text();
         assert!(text.starts_with("reloaded: generation 3 applied"), "{text}");
@@ -730,6 +763,12 @@ mod tests {
         assert!(
             json.contains(r#""kernel":{"how":"updated","elements":4}"#),
             "{json}"
+        );
+        assert!(
+            text.contains(
+                "  revoked:         2 of 9 established flows no longer allowed (1 TCP sockets reset)\n"
+            ),
+            "{text}"
         );
         assert!(text.contains("  policies:        4 -> 5\n"), "{text}");
         assert!(

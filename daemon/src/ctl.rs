@@ -171,13 +171,16 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// `netpolctl apply`: compiles like `compile` and loads the ruleset into the kernel in
 /// one transaction. Without `locals`, the local endpoints are those with an address
 /// that `host_addresses` returns. Input that does not compile never reaches the kernel.
+/// With `revoke`, established flows the new ruleset no longer allows are cut afterwards
+/// ([`crate::revoke`]); a failure there is a warning, not a failed apply.
 pub fn apply(
     paths: &Paths,
     locals: &[ObjectName],
     deny: DenyAction,
+    revoke: bool,
     backend: &mut dyn Backend,
     force: bool,
-    host_addresses: impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>>,
+    host_addresses: impl Fn() -> std::io::Result<BTreeSet<IpAddr>>,
 ) -> Result<Output> {
     let loaded = load(paths)?;
     refuse_foreign(backend, force, "replaces")?;
@@ -232,10 +235,32 @@ pub fn apply(
         stats.encode.as_secs_f64() * 1000.0,
         stats.kernel.as_secs_f64() * 1000.0,
     );
-    Ok(Output {
-        stdout,
-        warnings: inputs::format_warnings(&loaded.warnings),
-    })
+    let mut warnings = inputs::format_warnings(&loaded.warnings);
+    if revoke {
+        match crate::revoke::revoke(backend, &plan, &host_addresses) {
+            Ok(done) => {
+                let _ = writeln!(
+                    stdout,
+                    "revoked {} of {} established flows that the ruleset no longer allows ({} TCP sockets reset){}",
+                    done.revoked.len(),
+                    done.seen,
+                    done.stats.sockets_destroyed,
+                    crate::revoke::describe(&done.revoked)
+                );
+                if let Some(e) = &done.stats.first_error {
+                    let _ = writeln!(warnings, "warning: revoking established flows: {e}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    warnings,
+                    "warning: revoking established flows failed; the ruleset is in force, but \
+                     established flows it no longer allows may go on: {e}"
+                );
+            }
+        }
+    }
+    Ok(Output { stdout, warnings })
 }
 
 /// `netpolctl flush`: removes the netpol table and nothing else.
@@ -415,9 +440,9 @@ mod kernel_tests {
         }
     }
 
-    fn addresses(list: &[&str]) -> impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>> {
+    fn addresses(list: &[&str]) -> impl Fn() -> std::io::Result<BTreeSet<IpAddr>> {
         let set: BTreeSet<IpAddr> = list.iter().map(|a| a.parse().unwrap()).collect();
-        move || Ok(set)
+        move || Ok(set.clone())
     }
 
     fn no_addresses_asked() -> std::io::Result<BTreeSet<IpAddr>> {
@@ -444,6 +469,7 @@ mod kernel_tests {
             &example(),
             &[],
             DenyAction::Drop,
+            true,
             &mut fake,
             false,
             addresses(&["127.0.0.1", "2001:db8:1::10", "198.18.2.10", "198.18.9.9"]),
@@ -471,12 +497,75 @@ mod kernel_tests {
     }
 
     #[test]
+    fn apply_revokes_established_flows_the_ruleset_denies_unless_told_not_to() {
+        use crate::netlink::{Flow, Tuple, L4};
+        let flow = |src: &str, dst: &str, dport: u16| {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            Flow {
+                proto: 6,
+                orig: Tuple {
+                    src,
+                    dst,
+                    l4: L4::Ports {
+                        src: 40000,
+                        dst: dport,
+                    },
+                },
+                reply: Tuple {
+                    src: dst,
+                    dst: src,
+                    l4: L4::Ports {
+                        src: dport,
+                        dst: 40000,
+                    },
+                },
+                zone: 0,
+                id: u32::from(dport),
+            }
+        };
+        // frontend (198.18.2.11) -> payments-api (this host) is denied; checkout's
+        // call is allowed.
+        let denied = flow("198.18.2.11", "198.18.1.10", 8080);
+        let allowed = flow("198.18.2.10", "198.18.1.10", 8080);
+        for revoke in [true, false] {
+            let mut fake = FakeBackend::new();
+            fake.conntrack = vec![denied, allowed];
+            let out = apply(
+                &example(),
+                &[],
+                DenyAction::Drop,
+                revoke,
+                &mut fake,
+                false,
+                addresses(&["198.18.1.10"]),
+            )
+            .unwrap();
+            if revoke {
+                assert_eq!(fake.conntrack, vec![allowed]);
+                assert!(
+                    out.stdout.contains(
+                        "revoked 1 of 2 established flows that the ruleset no longer allows \
+                         (1 TCP sockets reset)\n  tcp 198.18.2.11:40000 -> 198.18.1.10:8080 \
+                         (payments/payments-api, ingress)\n"
+                    ),
+                    "{}",
+                    out.stdout
+                );
+            } else {
+                assert_eq!(fake.conntrack, vec![denied, allowed]);
+                assert!(!out.stdout.contains("revoked"), "{}", out.stdout);
+            }
+        }
+    }
+
+    #[test]
     fn apply_with_no_local_endpoint_says_so() {
         let mut fake = FakeBackend::new();
         let out = apply(
             &example(),
             &[],
             DenyAction::Drop,
+            true,
             &mut fake,
             false,
             addresses(&["198.18.9.9"]),
@@ -500,6 +589,7 @@ mod kernel_tests {
             &example(),
             &[ObjectName::new("web", "checkout")],
             DenyAction::Reject,
+            false,
             &mut fake,
             false,
             no_addresses_asked,
@@ -528,6 +618,7 @@ mod kernel_tests {
             &paths,
             &[],
             DenyAction::Drop,
+            false,
             &mut fake,
             false,
             no_addresses_asked,
@@ -540,6 +631,7 @@ mod kernel_tests {
             &example(),
             &[ObjectName::new("web", "nobody")],
             DenyAction::Drop,
+            false,
             &mut fake,
             false,
             no_addresses_asked,
@@ -560,6 +652,7 @@ mod kernel_tests {
             &example(),
             &web,
             DenyAction::Drop,
+            false,
             &mut fake,
             false,
             no_addresses_asked,
@@ -571,6 +664,7 @@ mod kernel_tests {
             &example(),
             &web,
             DenyAction::Reject,
+            false,
             &mut fake,
             false,
             no_addresses_asked,
@@ -602,6 +696,7 @@ mod kernel_tests {
             &example(),
             &locals,
             DenyAction::Drop,
+            false,
             &mut fake,
             false,
             no_addresses_asked,

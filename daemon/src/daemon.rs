@@ -82,6 +82,7 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             deny: settings.deny,
             incremental: settings.incremental,
             load: settings.load,
+            revoke: settings.revoke_established,
         },
         backend,
     );

@@ -18,6 +18,11 @@
 //! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
+//! After every apply — start-up, replace or update — established connections that the
+//! new plan no longer allows are cut, with that very plan (`State::revoke`, one call in
+//! `apply_model`; the decision is [`crate::revoke`]'s), unless `revoke-established` is
+//! off. Its failure is logged and counted, never a failed reload.
+//!
 //! Each outcome is logged, counted and emitted as metrics in one place
 //! (`State::record`), so the log, the counters and the metrics never disagree. The
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
@@ -40,12 +45,13 @@ use sha2::{Digest, Sha256};
 
 use crate::control::{
     rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
-    Outcome, ReloadCounts, ReloadReport, Stage, StatusReport, Trigger,
+    Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
 use crate::memory;
 use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
+use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 
 /// What the state needs to know of the configuration.
@@ -63,6 +69,9 @@ pub struct Options {
     pub incremental: bool,
     /// How the inputs are read.
     pub load: load::Options,
+    /// After each apply, cut the established flows the new ruleset no longer allows
+    /// (`revoke-established`; see [`crate::revoke`]).
+    pub revoke: bool,
 }
 
 /// An element-only change goes to the kernel as an update when its cost — each changed
@@ -119,6 +128,23 @@ pub struct Counters {
     pub last_apply: Duration,
     /// Incremental updates that failed and were followed by a full replace.
     pub incremental_fallbacks: u64,
+    /// Established flows cut because the ruleset applied no longer allows them.
+    pub revoked_flows: u64,
+    /// Revocations that failed (the ruleset was in force regardless).
+    pub revoke_failures: u64,
+}
+
+/// Where this host's addresses come from when local endpoints do not follow them.
+type AddressSource = Box<dyn Fn() -> std::io::Result<BTreeSet<IpAddr>> + Send>;
+
+/// This host's addresses, read on a thread of its own (the rtnetlink dump runs its own
+/// small runtime, which cannot start inside the daemon's).
+fn read_host_addresses() -> std::io::Result<BTreeSet<IpAddr>> {
+    std::thread::scope(|s| {
+        s.spawn(crate::addrs::local_addresses)
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reading addresses panicked")))
+    })
 }
 
 /// The daemon's state: see the module doc.
@@ -156,6 +182,11 @@ pub struct State<B> {
     denies: DenyTotals,
     /// Whether the last read of the deny counters failed (to log a failure once).
     deny_read_failing: bool,
+    /// This host's addresses for revocation, when local endpoints are named (else
+    /// `host`, followed by the daemon, is used).
+    address_source: AddressSource,
+    /// Whether the kernel's lack of `SOCK_DESTROY` was logged already.
+    destroy_unsupported_logged: bool,
     /// Foreign changes to the table and their repairs.
     drift: Drift,
 }
@@ -183,6 +214,8 @@ impl<B: Backend> State<B> {
             count_denies: false,
             denies: DenyTotals::default(),
             deny_read_failing: false,
+            address_source: Box::new(read_host_addresses),
+            destroy_unsupported_logged: false,
             drift: Drift::default(),
         }
     }
@@ -332,6 +365,9 @@ impl<B: Backend> State<B> {
                      generation {}",
                     self.generation
                 );
+                // Connections the policies deny may have started while the table was
+                // not as it should be.
+                self.revoke(&plan, self.generation);
                 "repaired".to_string()
             }
             Err(e) => {
@@ -344,6 +380,15 @@ impl<B: Backend> State<B> {
                 format!("repair failed: {e}")
             }
         }
+    }
+
+    /// Where this host's addresses come from for revocation when local endpoints are
+    /// named (tests; by default the interfaces' addresses, read at each revocation).
+    pub fn set_address_source(
+        &mut self,
+        source: impl Fn() -> std::io::Result<BTreeSet<IpAddr>> + Send + 'static,
+    ) {
+        self.address_source = Box::new(source);
     }
 
     /// Reads the kernel's deny counters from now on: on [`read_denies`](Self::read_denies)
@@ -658,6 +703,8 @@ impl<B: Backend> State<B> {
         };
         let apply = applying.elapsed();
         self.counters.last_apply = apply;
+        // The new ruleset is in force: cut what it no longer allows.
+        let revoked = self.revoke(&plan, self.generation + 1);
         let before = self.current.as_ref().map(|c| c.counts);
         let old_locals: BTreeSet<String> = self
             .current
@@ -698,6 +745,7 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: ms(apply),
             kernel: Some(how),
+            revoked: revoked.map(Box::new),
         })
     }
 
@@ -766,6 +814,90 @@ impl<B: Backend> State<B> {
         Ok(KernelChange::Replaced)
     }
 
+    /// Cuts the established flows that `plan`, just applied as `generation`, no longer
+    /// allows (when `revoke-established` is on); logs and counts what it did. A failure
+    /// is logged and counted, never a failed reload: the ruleset is in force already.
+    fn revoke(&mut self, plan: &Plan, generation: u64) -> Option<RevokedFlows> {
+        if !self.options.revoke {
+            return None;
+        }
+        let result = if self.follows_host() {
+            let host = self.host.clone();
+            revoke::revoke(&mut self.backend, plan, move || Ok(host))
+        } else {
+            let source = &self.address_source;
+            revoke::revoke(&mut self.backend, plan, source)
+        };
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                self.counters.revoke_failures += 1;
+                telemetry::revoke_failed();
+                tracing::error!(
+                    generation,
+                    "revoking established flows failed; generation {generation} is in force \
+                     regardless, but established flows it no longer allows may go on until \
+                     they end: {e}"
+                );
+                return Some(RevokedFlows {
+                    error: Some(e.to_string()),
+                    ..RevokedFlows::default()
+                });
+            }
+        };
+        let stats = &done.stats;
+        let cut = done.revoked.len();
+        self.counters.revoked_flows += cut as u64;
+        telemetry::revoked(cut);
+        if cut > 0 {
+            tracing::info!(
+                generation,
+                flows = cut,
+                seen = done.seen,
+                deleted = stats.deleted,
+                gone = stats.gone,
+                sockets_reset = stats.sockets_destroyed,
+                took_ms = ms(done.took),
+                "revoked {cut} established flows that generation {generation} no longer \
+                 allows:{}",
+                revoke::describe(&done.revoked)
+            );
+        } else {
+            tracing::debug!(
+                generation,
+                seen = done.seen,
+                took_ms = ms(done.took),
+                "no established flow to revoke"
+            );
+        }
+        if stats.destroy_unsupported && !self.destroy_unsupported_logged {
+            self.destroy_unsupported_logged = true;
+            tracing::warn!(
+                "this kernel cannot destroy sockets (SOCK_DESTROY: CONFIG_INET_DIAG_DESTROY): \
+                 revoked TCP flows whose local side keeps sending may be picked up again by \
+                 conntrack as new connections, and pass where egress is open"
+            );
+        }
+        let failed = stats.failed > 0;
+        if let Some(e) = &stats.first_error {
+            if failed {
+                self.counters.revoke_failures += 1;
+                telemetry::revoke_failed();
+            }
+            tracing::warn!(
+                generation,
+                failed = stats.failed,
+                "revoking established flows: {e}; generation {generation} is in force regardless"
+            );
+        }
+        Some(RevokedFlows {
+            seen: done.seen,
+            cut,
+            sockets_reset: stats.sockets_destroyed,
+            error: failed.then(|| stats.first_error.clone().unwrap_or_default()),
+        })
+    }
+
     /// Whether the kernel's ruleset is still as this daemon's last change left it: an
     /// empty update, which the kernel refuses when its generation has moved since.
     /// Another table's change moves it too; the answer is then a needless replace,
@@ -830,6 +962,7 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: 0.0,
             kernel: None,
+            revoked: None,
         })
     }
 
@@ -848,6 +981,7 @@ impl<B: Backend> State<B> {
             compile_ms: 0.0,
             apply_ms: 0.0,
             kernel: None,
+            revoked: None,
         }
     }
 
@@ -882,6 +1016,7 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: apply.map(ms).unwrap_or(0.0),
             kernel: None,
+            revoked: None,
         })
     }
 

@@ -155,6 +155,10 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        /// After the apply, cut the established connections the new ruleset no longer
+        /// allows (`false`: they go on until they end, as before the apply).
+        #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+        revoke_established: bool,
         /// Replace a table named `inet netpol` even when netpol did not make it.
         #[arg(long)]
         force: bool,
@@ -272,11 +276,13 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            revoke_established,
             force,
         } => ctl::apply(
             &inputs.paths(),
             &locals,
             deny.into(),
+            revoke_established,
             &mut Netlink::new(),
             force,
             netpol_daemon::addrs::local_addresses,

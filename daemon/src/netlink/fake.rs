@@ -6,7 +6,9 @@ use std::io;
 
 use rules_compiler::plan::{Delta, Plan};
 
-use super::{encode, ApplyStats, Backend, DenyCounter, KernelError, LoadedTable};
+use super::{
+    encode, ApplyStats, Backend, CutStats, DenyCounter, Flow, FlowCut, KernelError, LoadedTable,
+};
 
 /// A kernel that lives in memory.
 #[derive(Debug, Default)]
@@ -23,6 +25,12 @@ pub struct FakeBackend {
     /// force (`read` gives counters at zero); an apply empties it, as a new table's
     /// counters start at zero.
     pub denied: Vec<DenyCounter>,
+    /// The conntrack entries `flows` gives; `cut` removes the ones it cuts.
+    pub conntrack: Vec<Flow>,
+    /// Every cut so far, in order.
+    pub cuts: Vec<FlowCut>,
+    /// Makes `flows` fail (as a dump the kernel refuses) while set.
+    pub fail_flows: bool,
     fail_next: Option<(String, i32)>,
     /// The ruleset generation: one up for each commit, this backend's or not.
     pub generation: u32,
@@ -156,6 +164,34 @@ impl Backend for FakeBackend {
             }
         }
         Ok(Some(counters))
+    }
+
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError> {
+        if self.fail_flows {
+            return Err(KernelError::Io {
+                op: "conntrack dump".into(),
+                err: io::Error::from_raw_os_error(libc::EPERM),
+            });
+        }
+        Ok(self.conntrack.clone())
+    }
+
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError> {
+        let mut stats = CutStats::default();
+        for c in cuts {
+            let before = self.conntrack.len();
+            self.conntrack.retain(|f| f != &c.flow);
+            if self.conntrack.len() < before {
+                stats.deleted += 1;
+            } else {
+                stats.gone += 1;
+            }
+            if c.socket().is_some() {
+                stats.sockets_destroyed += 1;
+            }
+            self.cuts.push(*c);
+        }
+        Ok(stats)
     }
 
     fn committed(&self, generation: u32) -> bool {

@@ -1149,7 +1149,8 @@ pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::Asyn
     .map_err(|e| e.into_parts().1)
 }
 
-/// A `NETLINK_NETFILTER` socket of the current network namespace.
+/// A netlink socket of the current network namespace (`NETLINK_NETFILTER` unless
+/// opened on another bus).
 pub(crate) struct Socket {
     sock: mnl::Socket,
 }
@@ -1183,7 +1184,12 @@ impl Socket {
     /// Opens and binds the socket, asking for extended acknowledgements (which say
     /// which attribute failed) without the echoed request (which may be 64 KiB).
     pub(crate) fn open() -> io::Result<Socket> {
-        let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        Socket::open_bus(mnl::Bus::Netfilter)
+    }
+
+    /// Like [`open`](Socket::open), for another netlink protocol (`NETLINK_SOCK_DIAG`).
+    pub(crate) fn open_bus(bus: mnl::Bus) -> io::Result<Socket> {
+        let sock = mnl::Socket::new(bus)?;
         let fd = sock.as_raw_fd();
         setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1)?;
         setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)?;

@@ -9,6 +9,9 @@
 //! code (libnftnl builders and parsers, the socket), and `reply` reads netlink
 //! framing.
 //!
+//! Conntrack entries are read and cut here too (`flows`: ctnetlink and `SOCK_DESTROY`),
+//! for revoking established connections a new ruleset no longer allows.
+//!
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
@@ -28,6 +31,7 @@
 mod encode;
 pub mod fake;
 mod ffi;
+mod flows;
 pub mod monitor;
 mod readback;
 mod reply;
@@ -42,6 +46,7 @@ use serde::Serialize;
 
 pub use encode::EncodeError;
 use encode::{k, Batch, Msg};
+pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
 
@@ -68,6 +73,12 @@ pub trait Backend {
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(self.read()?.map(|t| t.denies()))
     }
+    /// Every conntrack entry of this network namespace (IPv4 and IPv6, every zone).
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError>;
+    /// Ends these flows: destroys each TCP flow's local socket (its peer gets a reset),
+    /// then deletes each conntrack entry by its exact tuple, zone and id. An entry or
+    /// socket that is gone already is counted, not an error.
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError>;
     /// The table's flags, owner and comment; `Ok(None)` when there is none.
     fn table_info(&mut self) -> Result<Option<TableInfo>, KernelError> {
         Ok(None)
@@ -904,6 +915,14 @@ impl Backend for Netlink {
 
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(readback::read_rules(&self.table)?.map(|t| t.denies()))
+    }
+
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError> {
+        flows::dump()
+    }
+
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError> {
+        flows::cut(cuts)
     }
 
     fn table_info(&mut self) -> Result<Option<TableInfo>, KernelError> {

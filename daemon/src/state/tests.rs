@@ -24,7 +24,7 @@ fn example() -> TempDir {
 }
 
 fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
-    State::new(
+    let mut s = State::new(
         Options {
             policies: vec![dir.path().join("policies")],
             inventory: vec![dir.path().join("inventory")],
@@ -32,9 +32,13 @@ fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
             deny: DenyAction::Drop,
             incremental: true,
             load: Default::default(),
+            revoke: true,
         },
         FakeBackend::new(),
-    )
+    );
+    // Not this machine's addresses: the fake kernel's flows are the tests' own.
+    s.set_address_source(|| Ok(BTreeSet::new()));
+    s
 }
 
 fn checkout() -> Vec<ObjectName> {
@@ -689,6 +693,125 @@ fn truncate_before_payments_api(dir: &TempDir) {
     let text = dir.read("inventory/pods.yaml");
     let cut = text.find("status:").unwrap();
     dir.write("inventory/pods.yaml", &text[..cut]);
+}
+
+// ------------------------------------------------------------------ revocation ----
+
+fn tcp_flow(src: &str, sport: u16, dst: &str, dport: u16) -> crate::netlink::Flow {
+    use crate::netlink::{Flow, Tuple, L4};
+    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    Flow {
+        proto: 6,
+        orig: Tuple {
+            src,
+            dst,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        },
+        reply: Tuple {
+            src: dst,
+            dst: src,
+            l4: L4::Ports {
+                src: dport,
+                dst: sport,
+            },
+        },
+        zone: 0,
+        id: u32::from(sport),
+    }
+}
+
+/// web/checkout (198.18.2.10) is this host. Its egress allows payments-api 8080/TCP and
+/// DNS; its ingress is open.
+fn checkout_host_with_flows() -> (TempDir, State<FakeBackend>, [crate::netlink::Flow; 3]) {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.set_address_source(|| Ok(ips(&["198.18.2.10"])));
+    let to_api = tcp_flow("198.18.2.10", 40001, "198.18.1.10", 8080);
+    let to_worker = tcp_flow("198.18.2.10", 40002, "198.18.3.10", 9100);
+    let from_worker = tcp_flow("198.18.3.10", 40003, "198.18.2.10", 8080);
+    s.backend().conntrack = vec![to_api, to_worker, from_worker];
+    (dir, s, [to_api, to_worker, from_worker])
+}
+
+#[test]
+fn each_apply_cuts_exactly_the_established_flows_the_new_plan_denies() {
+    let (dir, mut s, [to_api, to_worker, from_worker]) = checkout_host_with_flows();
+    // Start-up: the flow to the worker was never allowed by these policies.
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    let cut: Vec<_> = s.backend().cuts.iter().map(|c| c.flow).collect();
+    assert_eq!(cut, vec![to_worker]);
+    assert_eq!(
+        s.backend().cuts[0].local,
+        crate::netlink::LocalSide::Initiator
+    );
+    assert_eq!(
+        r.revoked,
+        Some(Box::new(RevokedFlows {
+            seen: 3,
+            cut: 1,
+            sockets_reset: 1,
+            error: None
+        }))
+    );
+    assert_eq!(s.backend().conntrack, vec![to_api, from_worker]);
+
+    // Checkout may no longer call payments-api: that flow goes, the inbound one stays.
+    let web = dir.path().join("policies/web.yaml");
+    let text = std::fs::read_to_string(&web).unwrap();
+    let cut_at = text.find("---\n# ...except checkout").unwrap();
+    dir.write("policies/web.yaml", &text[..cut_at]);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(1), "{r:?}");
+    assert_eq!(s.backend().conntrack, vec![from_worker]);
+    assert_eq!(s.backend().cuts.last().unwrap().flow, to_api);
+    assert_eq!(s.counters.revoked_flows, 2);
+
+    // Nothing more to cut: nothing is.
+    dir.write(
+        "policies/extra.yaml",
+        EXTRA_POLICY.replace("web", "analytics").as_str(),
+    );
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(0));
+    assert_eq!(s.backend().cuts.len(), 2);
+}
+
+#[test]
+fn with_revocation_off_established_flows_are_left_alone() {
+    let (_dir, mut s, flows) = checkout_host_with_flows();
+    s.options.revoke = false;
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked, None);
+    assert!(s.backend().cuts.is_empty());
+    assert_eq!(s.backend().conntrack, flows.to_vec());
+}
+
+#[test]
+fn a_failed_revocation_is_reported_and_counted_but_the_reload_succeeds() {
+    let (_dir, mut s, _) = checkout_host_with_flows();
+    s.backend().fail_flows = true;
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.generation, 1);
+    let revoked = r.revoked.unwrap();
+    assert!(
+        revoked
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("reading the conntrack table"),
+        "{revoked:?}"
+    );
+    assert_eq!(s.counters.revoke_failures, 1);
+    assert!(s.status().last_error.is_none());
+    assert!(s.backend().loaded.is_some());
 }
 
 // ------------------------------------------------------------------ drift ----

@@ -26,9 +26,11 @@ mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{chain_name, COMMENT_CUT_MARK, MAX_COMMENT};
+pub use verdict::{Outcome, Packet, Verdict};
 
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";

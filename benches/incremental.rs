@@ -30,13 +30,15 @@
 #![deny(unsafe_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_bytes, plan_for, EditKind};
 use netpol_benches::harness::{check_unshare, own_namespace, TempDir};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use netpol_daemon::netlink::{ApplyStats, Backend, Netlink};
+use netpol_daemon::netlink::{ApplyStats, Backend, Monitor, Netlink, News, Quiet};
 use rules_compiler::load;
 use rules_compiler::plan::{self, Plan};
 use rules_compiler::resolve::Index;
@@ -143,6 +145,113 @@ fn replace(kernel: &mut Netlink, to: &Plan) -> (Instant, ApplyStats) {
     let t = Instant::now();
     let s = kernel.apply(to).expect("replace");
     (t, s)
+}
+
+/// A reader of nftables' notifications, as netpold runs one, on a thread of its own
+/// until finished: the kernel builds a notification for every object of a transaction
+/// while anyone listens.
+struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Listener {
+    /// Starts one, and gives the handle that silences it (as netpold's backend has).
+    fn start() -> (Listener, Quiet) {
+        let mut monitor = Monitor::open().expect("subscribing to nftables notifications");
+        let quiet = monitor
+            .quiet()
+            .expect("a handle on the notification socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (mut commits, mut lost) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                for n in monitor.read().expect("reading notifications") {
+                    match n {
+                        News::Commit(_) => commits += 1,
+                        News::Lost => lost += 1,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (commits, lost)
+        });
+        (Listener { stop, thread }, quiet)
+    }
+
+    /// Commits seen and overflows.
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Replaces and updates with no notification listener, with one, and with one that
+/// the backend silences during its commits (as netpold runs), interleaved: what the
+/// drift watch costs the kernel.
+fn watched(kernel: &mut Netlink, base: &Plan, edited: &Plan, rounds: usize) {
+    const MODES: [&str; 3] = ["no listener", "listener", "listener, silenced (netpold)"];
+    let mut times: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut seen = [(0, 0); 3];
+    for round in 0..rounds {
+        for step in 0..3 {
+            let mode = (round + step) % 3;
+            let mut fresh = Netlink::new();
+            let (listener, backend) = match mode {
+                0 => (None, &mut *kernel),
+                1 => (Some(Listener::start().0), &mut *kernel),
+                _ => {
+                    let (l, quiet) = Listener::start();
+                    fresh.quiet_during_commits(quiet);
+                    (Some(l), &mut fresh)
+                }
+            };
+            let (_, s) = replace(backend, edited);
+            times[0][mode].push(ms(s.kernel));
+            replace(backend, base);
+            let (_, s) = update(backend, base, edited);
+            times[1][mode].push(ms(s.kernel));
+            update(backend, edited, base);
+            if let Some(l) = listener {
+                std::thread::sleep(SETTLE);
+                let (c, o) = l.finish();
+                seen[mode].0 += c;
+                seen[mode].1 += o;
+            }
+        }
+    }
+    // The plain backend replaces next: give it the table back.
+    kernel.apply(base).expect("loading the base plan again");
+    println!("the drift watch: kernel time in ms (median / p99 / max over {rounds} rounds), interleaved:");
+    println!();
+    println!(
+        "| operation | {} | {} | {} | ratios of the medians to no listener |",
+        MODES[0], MODES[1], MODES[2]
+    );
+    println!("|---|---|---|---|---|");
+    for (k, name) in ["replace", "update"].iter().enumerate() {
+        let m: Vec<f64> = times[k]
+            .iter()
+            .map(|t| median(&sorted(t.clone())))
+            .collect();
+        println!(
+            "| {name} | {} | {} | {} | {:.2} / {:.2} |",
+            stats(times[k][0].clone()),
+            stats(times[k][1].clone()),
+            stats(times[k][2].clone()),
+            m[1] / m[0],
+            m[2] / m[0],
+        );
+    }
+    println!();
+    for mode in 1..3 {
+        println!(
+            "{}: the listener saw {} commits and {} overflows (lost notifications)",
+            MODES[mode], seen[mode].0, seen[mode].1
+        );
+    }
+    println!();
 }
 
 /// netpold's reload pipeline for the inputs in `dir`, stage by stage, ending in an
@@ -282,6 +391,7 @@ fn measure(args: &Args) {
         );
     }
     println!();
+    watched(&mut kernel, &base, &edits[0].1.plan, args.rounds);
 
     // The pipeline, with the inputs as files, edited one endpoint at a time.
     let dir = std::env::temp_dir().join(format!("netpol-incremental-bench-{}", std::process::id()));

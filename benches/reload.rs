@@ -213,7 +213,7 @@ fn edit(namespace: &str, port: u32) -> String {
 
 fn status(socket: &Path) -> Option<StatusReport> {
     match control::request(socket, &Request::Status) {
-        Ok(Response::Status(s)) => Some(s),
+        Ok(Response::Status(s)) => Some(*s),
         _ => None,
     }
 }

@@ -129,6 +129,10 @@ pub struct Flags {
     /// (by default such a reload sends just the element changes).
     #[arg(long)]
     pub no_incremental: bool,
+    /// Make the table without kernel ownership: anyone with CAP_NET_ADMIN may change it,
+    /// and netpold puts it back (by default only netpold may, where the kernel can).
+    #[arg(long)]
+    pub no_own_table: bool,
     /// Log format on stderr.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -139,6 +143,10 @@ pub struct Flags {
     /// Take input files with no YAML documents as "no objects" instead of an error.
     #[arg(long)]
     pub allow_empty_files: bool,
+    /// After each apply, cut the established connections the new ruleset no longer
+    /// allows (default true; `--revoke-established=false` keeps them until they end).
+    #[arg(long, value_name = "true|false")]
+    pub revoke_established: Option<bool>,
 }
 
 /// `NAME=N` for `--limit`, checked against [`load::Limits::set`].
@@ -201,10 +209,14 @@ pub struct Settings {
     pub flush_on_exit: bool,
     /// Send only element changes when a reload changes nothing else.
     pub incremental: bool,
+    /// Make the table owned by netpold's netlink socket, where the kernel can.
+    pub own_table: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// How inputs are read: limits, empty files.
     pub load: load::Options,
+    /// Cut established connections a newly applied ruleset no longer allows.
+    pub revoke_established: bool,
 }
 
 /// The keys of the config file, all optional.
@@ -222,13 +234,15 @@ struct FileConfig {
     deny: Option<DenyAction>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
+    own_table: Option<bool>,
     log_format: Option<LogFormat>,
     limits: Vec<(String, u64)>,
     allow_empty_files: Option<bool>,
+    revoke_established: Option<bool>,
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 17] = [
     "policies",
     "inventory",
     "local",
@@ -241,9 +255,11 @@ pub const KEYS: [&str; 15] = [
     "deny",
     "flush-on-exit",
     "incremental",
+    "own-table",
     "log-format",
     "limits",
     "allow-empty-files",
+    "revoke-established",
 ];
 
 impl Settings {
@@ -353,12 +369,17 @@ impl Settings {
                 .unwrap_or_default(),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
+            own_table: !flags.no_own_table && file.own_table.unwrap_or(true),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             load: load::Options {
                 limits,
                 allow_empty_files: flags.allow_empty_files
                     || file.allow_empty_files.unwrap_or(false),
             },
+            revoke_established: flags
+                .revoke_established
+                .or(file.revoke_established)
+                .unwrap_or(true),
         };
         if errors.is_empty() {
             Ok(settings)
@@ -510,6 +531,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                 }
                 "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
                 "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),
+                "revoke-established" => config.revoke_established = Some(boolean(v)?),
                 "limits" => {
                     let Value::Map(entries) = &v.value else {
                         return Err(format!(
@@ -541,6 +563,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     }
                 }
                 "incremental" => config.incremental = Some(boolean(v)?),
+                "own-table" => config.own_table = Some(boolean(v)?),
                 "log-format" => {
                     config.log_format = Some(match string(v)?.as_str() {
                         "text" => LogFormat::Text,
@@ -642,6 +665,41 @@ mod tests {
         ]))
         .unwrap();
         assert!(!s.incremental);
+        assert!(s.revoke_established, "on unless turned off");
+    }
+
+    #[test]
+    fn revoke_established_from_the_file_and_the_flag_over_it() {
+        let dir = TempDir::new("config");
+        let file = dir.write(
+            "netpold.yaml",
+            "policies: p\ninventory: i\nrevoke-established: false\n",
+        );
+        let path = file.to_str().unwrap();
+        let s = Settings::resolve(&flags(&["--config", path])).unwrap();
+        assert!(!s.revoke_established);
+        let s =
+            Settings::resolve(&flags(&["--config", path, "--revoke-established=true"])).unwrap();
+        assert!(s.revoke_established);
+        let s = Settings::resolve(&flags(&[
+            "--policies",
+            "p",
+            "--inventory",
+            "i",
+            "--revoke-established",
+            "false",
+        ]))
+        .unwrap();
+        assert!(!s.revoke_established);
+        let bad = dir.write(
+            "bad.yaml",
+            "policies: p\ninventory: i\nrevoke-established: sometimes\n",
+        );
+        let e = errors(Settings::resolve(&flags(&[
+            "--config",
+            bad.to_str().unwrap(),
+        ])));
+        assert!(e.iter().any(|e| e.contains("revoke-established")), "{e:?}");
     }
 
     #[test]
@@ -824,6 +882,7 @@ mod tests {
         assert_eq!(s.debounce, Duration::from_millis(DEFAULT_DEBOUNCE_MS));
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.load, load::Options::default());
+        assert!(s.revoke_established);
         // The limits line shows the defaults.
         let line = text.lines().find(|l| l.starts_with("# limits: ")).unwrap();
         for (name, value) in load::Limits::default().entries() {

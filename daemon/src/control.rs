@@ -53,7 +53,7 @@ pub enum Response {
     /// The outcome of a reload.
     Reload(ReloadReport),
     /// The daemon's state.
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// The request could not be understood.
     Error {
         /// Why.
@@ -187,6 +187,23 @@ pub struct ReloadReport {
     /// How the kernel took it, when applied.
     #[serde(default)]
     pub kernel: Option<KernelChange>,
+    /// Established flows the applied ruleset no longer allows, cut after the apply;
+    /// `None` when not applied or `revoke-established` is off.
+    #[serde(default)]
+    pub revoked: Option<Box<RevokedFlows>>,
+}
+
+/// What revoking established flows did after an apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedFlows {
+    /// Conntrack entries looked at.
+    pub seen: usize,
+    /// Flows the new ruleset denies, cut (their entries deleted, or gone already).
+    pub cut: usize,
+    /// Local TCP sockets of those flows destroyed (their peers got a reset).
+    pub sockets_reset: usize,
+    /// Why it failed, when it did: the ruleset is in force regardless.
+    pub error: Option<String>,
 }
 
 /// A failed reload, remembered until one succeeds.
@@ -228,6 +245,30 @@ pub struct Held {
     pub reason: String,
     /// The hashes of the inputs held.
     pub hashes: InputHashes,
+}
+
+/// Changes someone else made to netpol's table, and what netpold did about them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Foreign changes put right by replacing the table.
+    pub repairs: u64,
+    /// Repairs that failed (the kernel refused, or there was no plan to put back).
+    pub failures: u64,
+    /// The last foreign change.
+    pub last: Option<DriftEvent>,
+}
+
+/// One foreign change to netpol's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// When it was seen (RFC 3339, UTC).
+    pub at: String,
+    /// Who made it: `nft (pid 4242)`; or why that is not known.
+    pub by: String,
+    /// What it did to the table (`deleted table`, `rules added to chain input`).
+    pub changes: Vec<String>,
+    /// What netpold did: `repaired` or why not.
+    pub outcome: String,
 }
 
 /// Whether the files on disk are what is loaded.
@@ -273,6 +314,12 @@ pub struct StatusReport {
     /// Inputs on disk held back as suspicious, if any.
     #[serde(default)]
     pub held: Option<Held>,
+    /// How the kernel holds the table (owned by this netpold, or not and why).
+    #[serde(default)]
+    pub ownership: Option<crate::netlink::Ownership>,
+    /// Foreign changes to the table and their repairs.
+    #[serde(default)]
+    pub drift: Drift,
 }
 
 impl Request {
@@ -454,6 +501,16 @@ impl ReloadReport {
         if let Some(k) = self.kernel {
             let _ = writeln!(out, "  kernel:          {k}");
         }
+        if let Some(r) = &self.revoked {
+            let _ = match &r.error {
+                Some(e) => writeln!(out, "  revoked:         failed ({e}); the ruleset is in force"),
+                None => writeln!(
+                    out,
+                    "  revoked:         {} of {} established flows no longer allowed ({} TCP sockets reset)",
+                    r.cut, r.seen, r.sockets_reset
+                ),
+            };
+        }
         if self.outcome == Outcome::Applied {
             let b = self.before;
             let a = self.after;
@@ -543,6 +600,25 @@ impl StatusReport {
                 h.at,
                 trigger_name(h.trigger),
                 h.reason
+            );
+        }
+        if let Some(o) = self.ownership {
+            let _ = writeln!(out, "table:           {o}");
+        }
+        let d = &self.drift;
+        let _ = writeln!(
+            out,
+            "foreign changes: {} repaired, {} not repaired",
+            d.repairs, d.failures
+        );
+        if let Some(e) = &d.last {
+            let _ = writeln!(
+                out,
+                "  last at {} by {}: {}; {}",
+                e.at,
+                e.by,
+                e.changes.join(", "),
+                e.outcome
             );
         }
         match &self.last_error {
@@ -670,6 +746,12 @@ mod tests {
             compile_ms: 1.0,
             apply_ms: 2.0,
             kernel: Some(KernelChange::Updated { elements: 4 }),
+            revoked: Some(Box::new(RevokedFlows {
+                seen: 9,
+                cut: 2,
+                sockets_reset: 1,
+                error: None,
+            })),
         };
         let text = report.render_text();
         assert!(text.starts_with("reloaded: generation 3 applied"), "{text}");
@@ -681,6 +763,12 @@ mod tests {
         assert!(
             json.contains(r#""kernel":{"how":"updated","elements":4}"#),
             "{json}"
+        );
+        assert!(
+            text.contains(
+                "  revoked:         2 of 9 established flows no longer allowed (1 TCP sockets reset)\n"
+            ),
+            "{text}"
         );
         assert!(text.contains("  policies:        4 -> 5\n"), "{text}");
         assert!(

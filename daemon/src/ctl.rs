@@ -16,7 +16,7 @@ use rules_compiler::render;
 use rules_compiler::resolve::{EndpointId, Index};
 
 use crate::inputs::{self, Paths};
-use crate::netlink::{Backend, DenyCounter, LoadedTable};
+use crate::netlink::{Backend, DenyCounter, LoadedTable, TableInfo};
 
 /// Output format of `compile`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -171,14 +171,19 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// `netpolctl apply`: compiles like `compile` and loads the ruleset into the kernel in
 /// one transaction. Without `locals`, the local endpoints are those with an address
 /// that `host_addresses` returns. Input that does not compile never reaches the kernel.
+/// With `revoke`, established flows the new ruleset no longer allows are cut afterwards
+/// ([`crate::revoke`]); a failure there is a warning, not a failed apply.
 pub fn apply(
     paths: &Paths,
     locals: &[ObjectName],
     deny: DenyAction,
+    revoke: bool,
     backend: &mut dyn Backend,
-    host_addresses: impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>>,
+    force: bool,
+    host_addresses: impl Fn() -> std::io::Result<BTreeSet<IpAddr>>,
 ) -> Result<Output> {
     let loaded = load(paths)?;
+    refuse_foreign(backend, force, "replaces")?;
     let index = Index::new(&loaded.model);
     let mut stdout = String::new();
     let ids = if locals.is_empty() {
@@ -230,14 +235,37 @@ pub fn apply(
         stats.encode.as_secs_f64() * 1000.0,
         stats.kernel.as_secs_f64() * 1000.0,
     );
-    Ok(Output {
-        stdout,
-        warnings: inputs::format_warnings(&loaded.warnings),
-    })
+    let mut warnings = inputs::format_warnings(&loaded.warnings);
+    if revoke {
+        match crate::revoke::revoke(backend, &plan, &host_addresses) {
+            Ok(done) => {
+                let _ = writeln!(
+                    stdout,
+                    "revoked {} of {} established flows that the ruleset no longer allows ({} TCP sockets reset){}",
+                    done.revoked.len(),
+                    done.seen,
+                    done.stats.sockets_destroyed,
+                    crate::revoke::describe(&done.revoked)
+                );
+                if let Some(e) = &done.stats.first_error {
+                    let _ = writeln!(warnings, "warning: revoking established flows: {e}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    warnings,
+                    "warning: revoking established flows failed; the ruleset is in force, but \
+                     established flows it no longer allows may go on: {e}"
+                );
+            }
+        }
+    }
+    Ok(Output { stdout, warnings })
 }
 
 /// `netpolctl flush`: removes the netpol table and nothing else.
-pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
+pub fn flush(backend: &mut dyn Backend, force: bool) -> Result<Output> {
+    refuse_foreign(backend, force, "removes")?;
     let removed = backend.flush().context("removing table inet netpol")?;
     let stdout = if removed {
         "removed table inet netpol\n"
@@ -250,6 +278,22 @@ pub fn flush(backend: &mut dyn Backend) -> Result<Output> {
     })
 }
 
+/// An error when a table named `inet netpol` is in the kernel that netpol did not make
+/// (it lacks [`TABLE_COMMENT`](rules_compiler::plan::TABLE_COMMENT)), unless `force`:
+/// it may be another tool's, whose rules would be lost.
+fn refuse_foreign(backend: &mut dyn Backend, force: bool, verb: &str) -> Result<()> {
+    let info = backend.table_info().context("reading table inet netpol")?;
+    match info {
+        Some(t) if !t.is_netpols() && !force => bail!(
+            "table inet netpol is in the kernel, but netpol did not make it (it lacks the \
+             comment \"{}\"): it may be another tool's. Nothing was changed; `--force` {verb} \
+             it.",
+            rules_compiler::plan::TABLE_COMMENT
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// What `show -o json` prints.
 #[derive(Debug, serde::Serialize)]
 pub struct ShowReport {
@@ -257,6 +301,8 @@ pub struct ShowReport {
     pub table: Option<LoadedTable>,
     /// Deny counters per local endpoint and direction.
     pub denies: Vec<DenyCounter>,
+    /// The table's flags, owner and comment; `null` when there is none.
+    pub info: Option<TableInfo>,
 }
 
 /// `netpolctl show`: what the kernel holds: chains, rule and element counts, and the
@@ -264,7 +310,12 @@ pub struct ShowReport {
 pub fn show(backend: &mut dyn Backend, format: ReportFormat) -> Result<Output> {
     let table = backend.read().context("reading table inet netpol")?;
     let denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
-    let report = ShowReport { table, denies };
+    let info = backend.table_info().context("reading table inet netpol")?;
+    let report = ShowReport {
+        table,
+        denies,
+        info,
+    };
     let stdout = match format {
         ReportFormat::Json => {
             serde_json::to_string_pretty(&report).context("serialising the table")? + "\n"
@@ -289,6 +340,9 @@ fn show_text(report: &ShowReport) -> String {
         plural(t.sets.len(), "set or map", "sets and maps"),
         plural(t.element_count(), "element", "elements"),
     );
+    if let Some(info) = &report.info {
+        let _ = writeln!(out, "{}", info.describe());
+    }
     let width = t.chains.iter().map(|c| c.name.len()).max().unwrap_or(0);
     out.push_str("\nchains:\n");
     for c in &t.chains {
@@ -386,9 +440,9 @@ mod kernel_tests {
         }
     }
 
-    fn addresses(list: &[&str]) -> impl FnOnce() -> std::io::Result<BTreeSet<IpAddr>> {
+    fn addresses(list: &[&str]) -> impl Fn() -> std::io::Result<BTreeSet<IpAddr>> {
         let set: BTreeSet<IpAddr> = list.iter().map(|a| a.parse().unwrap()).collect();
-        move || Ok(set)
+        move || Ok(set.clone())
     }
 
     fn no_addresses_asked() -> std::io::Result<BTreeSet<IpAddr>> {
@@ -415,7 +469,9 @@ mod kernel_tests {
             &example(),
             &[],
             DenyAction::Drop,
+            true,
             &mut fake,
+            false,
             addresses(&["127.0.0.1", "2001:db8:1::10", "198.18.2.10", "198.18.9.9"]),
         )
         .unwrap();
@@ -441,13 +497,77 @@ mod kernel_tests {
     }
 
     #[test]
+    fn apply_revokes_established_flows_the_ruleset_denies_unless_told_not_to() {
+        use crate::netlink::{Flow, Tuple, L4};
+        let flow = |src: &str, dst: &str, dport: u16| {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            Flow {
+                proto: 6,
+                orig: Tuple {
+                    src,
+                    dst,
+                    l4: L4::Ports {
+                        src: 40000,
+                        dst: dport,
+                    },
+                },
+                reply: Tuple {
+                    src: dst,
+                    dst: src,
+                    l4: L4::Ports {
+                        src: dport,
+                        dst: 40000,
+                    },
+                },
+                zone: 0,
+                id: u32::from(dport),
+            }
+        };
+        // frontend (198.18.2.11) -> payments-api (this host) is denied; checkout's
+        // call is allowed.
+        let denied = flow("198.18.2.11", "198.18.1.10", 8080);
+        let allowed = flow("198.18.2.10", "198.18.1.10", 8080);
+        for revoke in [true, false] {
+            let mut fake = FakeBackend::new();
+            fake.conntrack = vec![denied, allowed];
+            let out = apply(
+                &example(),
+                &[],
+                DenyAction::Drop,
+                revoke,
+                &mut fake,
+                false,
+                addresses(&["198.18.1.10"]),
+            )
+            .unwrap();
+            if revoke {
+                assert_eq!(fake.conntrack, vec![allowed]);
+                assert!(
+                    out.stdout.contains(
+                        "revoked 1 of 2 established flows that the ruleset no longer allows \
+                         (1 TCP sockets reset)\n  tcp 198.18.2.11:40000 -> 198.18.1.10:8080 \
+                         (payments/payments-api, ingress)\n"
+                    ),
+                    "{}",
+                    out.stdout
+                );
+            } else {
+                assert_eq!(fake.conntrack, vec![denied, allowed]);
+                assert!(!out.stdout.contains("revoked"), "{}", out.stdout);
+            }
+        }
+    }
+
+    #[test]
     fn apply_with_no_local_endpoint_says_so() {
         let mut fake = FakeBackend::new();
         let out = apply(
             &example(),
             &[],
             DenyAction::Drop,
+            true,
             &mut fake,
+            false,
             addresses(&["198.18.9.9"]),
         )
         .unwrap();
@@ -469,7 +589,9 @@ mod kernel_tests {
             &example(),
             &[ObjectName::new("web", "checkout")],
             DenyAction::Reject,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -496,7 +618,9 @@ mod kernel_tests {
             &paths,
             &[],
             DenyAction::Drop,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -507,7 +631,9 @@ mod kernel_tests {
             &example(),
             &[ObjectName::new("web", "nobody")],
             DenyAction::Drop,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         assert!(
@@ -526,7 +652,9 @@ mod kernel_tests {
             &example(),
             &web,
             DenyAction::Drop,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -536,7 +664,9 @@ mod kernel_tests {
             &example(),
             &web,
             DenyAction::Reject,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         ));
         let text = format!("{err:#}");
@@ -566,7 +696,9 @@ mod kernel_tests {
             &example(),
             &locals,
             DenyAction::Drop,
+            false,
             &mut fake,
+            false,
             no_addresses_asked,
         )
         .unwrap();
@@ -597,11 +729,11 @@ mod kernel_tests {
         assert_eq!(v["denies"][1]["direction"], "egress");
 
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "removed table inet netpol\n"
         );
         assert_eq!(
-            flush(&mut fake).unwrap().stdout,
+            flush(&mut fake, false).unwrap().stdout,
             "no table inet netpol to remove\n"
         );
     }

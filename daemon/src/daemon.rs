@@ -4,7 +4,7 @@
 //!
 //! Order (as in linkerd2-proxy's main): the settings were checked before this is
 //! called; then take this network namespace's instance lock (a second daemon stops
-//! here, before touching the kernel), bind the control socket and the metrics listener (a port in use stops it too), start following
+//! here, before touching the kernel), bind the control socket and the metrics listener (a port in use stops it too), subscribe to nftables notifications and take over a table left by an earlier netpold, start following
 //! addresses and watching files (before the first read,
 //! so no change is missed), load and apply, and only then tell systemd `READY=1`.
 
@@ -25,7 +25,7 @@ use crate::control::{
     MAX_REQUEST_BYTES,
 };
 use crate::listen::Gate;
-use crate::netlink::Backend;
+use crate::netlink::{Backend, Monitor, News};
 use crate::state::{Options, State};
 use crate::{addrs, listen, systemd, watch};
 
@@ -50,6 +50,8 @@ enum Event {
     Control(Request, oneshot::Sender<Response>),
     /// The address follower stopped.
     AddressesFailed(String),
+    /// Committed nftables transactions (anyone's), or news that some were missed.
+    Kernel(Vec<News>),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -80,6 +82,7 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             deny: settings.deny,
             incremental: settings.incremental,
             load: settings.load,
+            revoke: settings.revoke_established,
         },
         backend,
     );
@@ -114,6 +117,16 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             _ => return Err(RunError::Setup("reading this host's addresses".into())),
         }
     }
+
+    // Before the table is touched, so that no one else's change goes unseen.
+    let monitor = Monitor::open()
+        .and_then(|m| Ok((m.quiet()?, m)))
+        .map_err(|e| RunError::Setup(format!("subscribing to nftables notifications: {e}")))?;
+    // netpold's own transactions go unannounced (see `Quiet`): for a big replace the
+    // notifications cost as much as the replace.
+    state.backend().quiet_during_commits(monitor.0);
+    tokio::spawn(watch_kernel(monitor.1, tx.clone()));
+    tokio::task::block_in_place(|| state.claim());
 
     let files = tx.clone();
     let inputs: Vec<PathBuf> = settings
@@ -186,19 +199,39 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
         };
-        if let Event::Files = event {
-            // File events that queued up during the last reload are covered by this one.
-            // Anything queued behind them (a `netpolctl reload` waiting for its answer)
-            // is kept for the next turn, not dropped.
-            loop {
-                match rx.try_recv() {
-                    Ok(Event::Files) => continue,
-                    Ok(other) => next = Some(other),
-                    Err(_) => {}
+        let event = match event {
+            Event::Files => {
+                // File events that queued up during the last reload are covered by this
+                // one. Anything queued behind them (a `netpolctl reload` waiting for its
+                // answer) is kept for the next turn, not dropped.
+                loop {
+                    match rx.try_recv() {
+                        Ok(Event::Files) => continue,
+                        Ok(other) => next = Some(other),
+                        Err(_) => {}
+                    }
+                    break;
                 }
-                break;
+                Event::Files
             }
-        }
+            Event::Kernel(mut news) => {
+                // Kernel news that queued up is judged at once: one repair, not one per
+                // transaction of someone's script.
+                loop {
+                    match rx.try_recv() {
+                        Ok(Event::Kernel(more)) => {
+                            news.extend(more);
+                            continue;
+                        }
+                        Ok(other) => next = Some(other),
+                        Err(_) => {}
+                    }
+                    break;
+                }
+                Event::Kernel(news)
+            }
+            other => other,
+        };
         handle(&mut state, event);
     };
     tracing::info!("stopping on {stop}");
@@ -236,6 +269,11 @@ fn handle<B: Backend>(state: &mut State<B>, event: Event) {
                 "following this host's addresses stopped: {e}; local endpoints stay as they are"
             );
         }
+        Event::Kernel(news) => {
+            if tokio::task::block_in_place(|| state.kernel_news(news)).is_some() {
+                notify(&systemd::status_line(&state.summary()));
+            }
+        }
         Event::Control(Request::Reload { force }, reply) => {
             let r = if force {
                 let r = tokio::task::block_in_place(|| state.force_reload());
@@ -248,7 +286,7 @@ fn handle<B: Backend>(state: &mut State<B>, event: Event) {
         }
         Event::Control(Request::Status, reply) => {
             let s: StatusReport = tokio::task::block_in_place(|| state.status());
-            let _ = reply.send(Response::Status(s));
+            let _ = reply.send(Response::Status(Box::new(s)));
         }
     }
 }
@@ -257,6 +295,37 @@ fn reload<B: Backend>(state: &mut State<B>, trigger: Trigger) -> ReloadReport {
     let r = tokio::task::block_in_place(|| state.reload(trigger));
     notify(&systemd::status_line(&state.summary()));
     r
+}
+
+/// Reads nftables' notifications as they come and hands them to the loop. If the
+/// socket fails, says so and stops: the table is then only checked on reloads.
+async fn watch_kernel(monitor: Monitor, tx: mpsc::UnboundedSender<Event>) {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(
+            "reading nftables notifications: {e}; foreign changes to the table are no \
+             longer repaired (`netpolctl reload` still checks it)"
+        );
+    };
+    let mut fd = match monitor.into_async() {
+        Ok(fd) => fd,
+        Err(e) => return failed(&e),
+    };
+    loop {
+        let mut ready = match fd.readable_mut().await {
+            Ok(r) => r,
+            Err(e) => return failed(&e),
+        };
+        match ready.get_inner_mut().read() {
+            Ok(news) => {
+                if !news.is_empty() && tx.send(Event::Kernel(news)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => return failed(&e),
+        }
+        // `read` took everything queued.
+        ready.clear_ready();
+    }
 }
 
 /// Retries of reloads that failed in a way that may pass without any change of the

@@ -9,6 +9,7 @@
 //! - [`ctl`]: the `netpolctl` subcommands: offline (`compile`, `matrix`, `explain`)
 //!   and against the kernel (`apply`, `flush`, `show`).
 //! - [`netlink`]: the kernel backend, the plan as one nftables transaction.
+//! - [`revoke`]: which established connections a newly applied plan no longer allows.
 //! - [`addrs`]: this host's addresses, to find which endpoints it is, and following
 //!   them as they change.
 //! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
@@ -35,6 +36,7 @@ pub mod instance;
 pub mod listen;
 pub mod memory;
 pub mod netlink;
+pub mod revoke;
 pub mod scrape;
 pub mod state;
 pub mod systemd;

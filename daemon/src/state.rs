@@ -18,6 +18,11 @@
 //! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
+//! After every apply — start-up, replace or update — established connections that the
+//! new plan no longer allows are cut, with that very plan (`State::revoke`, one call in
+//! `apply_model`; the decision is [`crate::revoke`]'s), unless `revoke-established` is
+//! off. Its failure is logged and counted, never a failed reload.
+//!
 //! Each outcome is logged, counted and emitted as metrics in one place
 //! (`State::record`), so the log, the counters and the metrics never disagree. The
 //! kernel's deny counters are read on demand ([`State::read_denies`]) and just before
@@ -39,13 +44,14 @@ use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
 use crate::control::{
-    rfc3339, Counts, DiskState, Held, InputHashes, KernelChange, LastError, Outcome, ReloadCounts,
-    ReloadReport, Stage, StatusReport, Trigger,
+    rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
+    Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
 use crate::ctl::endpoints_with_addresses;
 use crate::inputs;
 use crate::memory;
-use crate::netlink::{Backend, ChainOwners};
+use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
+use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 
 /// What the state needs to know of the configuration.
@@ -63,6 +69,9 @@ pub struct Options {
     pub incremental: bool,
     /// How the inputs are read.
     pub load: load::Options,
+    /// After each apply, cut the established flows the new ruleset no longer allows
+    /// (`revoke-established`; see [`crate::revoke`]).
+    pub revoke: bool,
 }
 
 /// An element-only change goes to the kernel as an update when its cost — each changed
@@ -119,6 +128,23 @@ pub struct Counters {
     pub last_apply: Duration,
     /// Incremental updates that failed and were followed by a full replace.
     pub incremental_fallbacks: u64,
+    /// Established flows cut because the ruleset applied no longer allows them.
+    pub revoked_flows: u64,
+    /// Revocations that failed (the ruleset was in force regardless).
+    pub revoke_failures: u64,
+}
+
+/// Where this host's addresses come from when local endpoints do not follow them.
+type AddressSource = Box<dyn Fn() -> std::io::Result<BTreeSet<IpAddr>> + Send>;
+
+/// This host's addresses, read on a thread of its own (the rtnetlink dump runs its own
+/// small runtime, which cannot start inside the daemon's).
+fn read_host_addresses() -> std::io::Result<BTreeSet<IpAddr>> {
+    std::thread::scope(|s| {
+        s.spawn(crate::addrs::local_addresses)
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reading addresses panicked")))
+    })
 }
 
 /// The daemon's state: see the module doc.
@@ -129,8 +155,9 @@ pub struct State<B> {
     host: BTreeSet<IpAddr>,
     current: Option<Current>,
     /// The plan the kernel holds, as this process last applied it: what an incremental
-    /// update is computed against. `None` when the kernel may hold something else (a
-    /// failed apply). A few MB at 50,000 endpoints; the model it came from is not kept.
+    /// update is computed against, and what a foreign change is repaired with. `None`
+    /// when the kernel may hold something else (a batch with no answer). A few MB at
+    /// 50,000 endpoints; the model it came from is not kept.
     applied: Option<Plan>,
     /// Whom the chains of the table this process last loaded police: deny counters are
     /// labelled by chain, since their comments are cut for long names.
@@ -155,7 +182,17 @@ pub struct State<B> {
     denies: DenyTotals,
     /// Whether the last read of the deny counters failed (to log a failure once).
     deny_read_failing: bool,
+    /// This host's addresses for revocation, when local endpoints are named (else
+    /// `host`, followed by the daemon, is used).
+    address_source: AddressSource,
+    /// Whether the kernel's lack of `SOCK_DESTROY` was logged already.
+    destroy_unsupported_logged: bool,
+    /// Foreign changes to the table and their repairs.
+    drift: Drift,
 }
+
+/// At most this many lines of what a foreign change did are logged and kept.
+const DRIFT_LINES: usize = 20;
 
 impl<B: Backend> State<B> {
     /// A state with nothing loaded yet.
@@ -177,7 +214,181 @@ impl<B: Backend> State<B> {
             count_denies: false,
             denies: DenyTotals::default(),
             deny_read_failing: false,
+            address_source: Box::new(read_host_addresses),
+            destroy_unsupported_logged: false,
+            drift: Drift::default(),
         }
+    }
+
+    /// Takes over a table an earlier netpold left, where the backend owns its table,
+    /// before anything else is done with it; logs what it found.
+    pub fn claim(&mut self) {
+        match self.backend.claim() {
+            Ok(Claim::Off) => {}
+            Ok(Claim::NoTable) => tracing::info!("no netpol table in the kernel yet"),
+            Ok(Claim::TakenOver) => tracing::info!(
+                "took over table inet netpol, left in force by an earlier netpold: only this \
+                 process may change it now"
+            ),
+            Ok(Claim::Unowned { netpols: true }) => tracing::info!(
+                "table inet netpol is in the kernel without an owner (made by netpolctl apply \
+                 or an older netpold); the first apply replaces it with an owned one"
+            ),
+            Ok(Claim::Unowned { netpols: false }) => tracing::warn!(
+                "table inet netpol is in the kernel, but netpol did not make it (it lacks the \
+                 comment \"{}\"); the first apply replaces it",
+                rules_compiler::plan::TABLE_COMMENT
+            ),
+            Ok(Claim::OwnedBy(port)) => tracing::warn!(
+                "table inet netpol is owned by {}; applying will fail until it lets go",
+                crate::netlink::monitor::process_of_port(port)
+                    .unwrap_or_else(|| format!("netlink port id {port}"))
+            ),
+            Err(e) => tracing::warn!("taking over table inet netpol: {e}"),
+        }
+    }
+
+    /// Foreign changes and their repairs so far.
+    pub fn drift(&self) -> &Drift {
+        &self.drift
+    }
+
+    /// Takes the kernel's news of committed nftables transactions: a transaction of
+    /// someone else's that changed netpol's table is put right at once by replacing the
+    /// table with the plan in force, and logged with what it did and who did it. Lost
+    /// news (the notification buffer overflowed) is followed by the generation check:
+    /// when the ruleset moved meanwhile, the table is replaced to be sure. Returns the
+    /// foreign change, when there was one.
+    pub fn kernel_news(&mut self, news: Vec<News>) -> Option<DriftEvent> {
+        let event = self.judge(news);
+        self.check_missed();
+        event
+    }
+
+    /// After netpold's own transactions with the drift watch silenced (see
+    /// [`Quiet`](crate::netlink::Quiet)): when someone else may have committed unseen
+    /// meanwhile, the check that lost news gets. A repair is a transaction too, so this
+    /// goes on while they follow one another, a few times at most.
+    fn check_missed(&mut self) {
+        for _ in 0..3 {
+            if !self.backend.missed() {
+                return;
+            }
+            self.judge(vec![News::Lost]);
+        }
+    }
+
+    fn judge(&mut self, news: Vec<News>) -> Option<DriftEvent> {
+        let mut lost = false;
+        let mut foreign: Vec<Commit> = Vec::new();
+        for n in news {
+            match n {
+                News::Lost => lost = true,
+                News::Commit(c) if self.backend.committed(c.generation) || ours(c.pid) => {}
+                News::Commit(c) => foreign.push(c),
+            }
+        }
+        let touched: Vec<&Commit> = foreign.iter().filter(|c| !c.changes.is_empty()).collect();
+        let (by, changes) = if touched.is_empty() {
+            if !lost {
+                // Others' transactions that left the table alone, seen whole: the next
+                // update may build on them.
+                for c in &foreign {
+                    self.backend.follow(c.generation);
+                }
+                return None;
+            }
+            if self.kernel_in_step() {
+                return None;
+            }
+            (
+                "unknown: a transaction went unseen (notifications lost or silenced), and the ruleset moved".to_string(),
+                vec!["unknown".to_string()],
+            )
+        } else {
+            let mut by: Vec<String> = Vec::new();
+            let mut changes: Vec<String> = Vec::new();
+            for c in &touched {
+                let who = format!("{} (pid {})", c.process, c.pid);
+                if !by.contains(&who) {
+                    by.push(who);
+                }
+                changes.extend(c.changes.iter().cloned());
+            }
+            if changes.len() > DRIFT_LINES {
+                let more = changes.len() - DRIFT_LINES;
+                changes.truncate(DRIFT_LINES);
+                changes.push(format!("… and {more} more"));
+            }
+            (by.join(", "), changes)
+        };
+        let outcome = self.repair(&by, &changes);
+        let event = DriftEvent {
+            at: rfc3339(SystemTime::now()),
+            by,
+            changes,
+            outcome,
+        };
+        self.drift.last = Some(event.clone());
+        Some(event)
+    }
+
+    /// Replaces the table with the plan in force after a foreign change; says how it went.
+    fn repair(&mut self, by: &str, changes: &[String]) -> String {
+        let what = changes.join(", ");
+        let Some(plan) = self.applied.clone() else {
+            self.drift.failures += 1;
+            telemetry::drift_repair(false);
+            let why = if self.held.is_some() {
+                "netpold applied nothing yet (the inputs are held)"
+            } else {
+                "netpold has no ruleset in force to put back"
+            };
+            tracing::error!("table inet netpol was changed by {by}: {what}; not repaired: {why}");
+            return format!("not repaired: {why}");
+        };
+        if self.count_denies {
+            self.observe_denies();
+        }
+        match self.backend.apply(&plan) {
+            Ok(_) => {
+                self.drift.repairs += 1;
+                telemetry::drift_repair(true);
+                if self.count_denies {
+                    self.denies.replaced();
+                    self.observe_denies();
+                    self.denies.emit();
+                }
+                tracing::warn!(
+                    generation = self.generation,
+                    "table inet netpol was changed by {by}: {what}; repaired: replaced it with \
+                     generation {}",
+                    self.generation
+                );
+                // Connections the policies deny may have started while the table was
+                // not as it should be.
+                self.revoke(&plan, self.generation);
+                "repaired".to_string()
+            }
+            Err(e) => {
+                self.drift.failures += 1;
+                telemetry::drift_repair(false);
+                self.retry = true;
+                tracing::error!(
+                    "table inet netpol was changed by {by}: {what}; repairing it failed: {e}"
+                );
+                format!("repair failed: {e}")
+            }
+        }
+    }
+
+    /// Where this host's addresses come from for revocation when local endpoints are
+    /// named (tests; by default the interfaces' addresses, read at each revocation).
+    pub fn set_address_source(
+        &mut self,
+        source: impl Fn() -> std::io::Result<BTreeSet<IpAddr>> + Send + 'static,
+    ) {
+        self.address_source = Box::new(source);
     }
 
     /// Reads the kernel's deny counters from now on: on [`read_denies`](Self::read_denies)
@@ -280,9 +491,10 @@ impl<B: Backend> State<B> {
             && self.last_attempt.as_ref() == Some(&read.hashes)
             && trigger == Trigger::Files;
         // An operator's reload re-checks the kernel, never only the inputs: a table
-        // deleted or changed by someone else is put back from the inputs in force.
+        // deleted or changed by someone else is put back from the inputs in force. So
+        // does the retry of a failed repair.
         if same_as_loaded
-            && matches!(trigger, Trigger::Signal | Trigger::Control)
+            && matches!(trigger, Trigger::Signal | Trigger::Control | Trigger::Retry)
             && !self.kernel_in_step()
         {
             tracing::warn!(
@@ -295,7 +507,9 @@ impl<B: Backend> State<B> {
                 // A replace, not an update on top of a table that is not ours any more.
                 self.applied = None;
                 self.last_attempt = Some(read.hashes);
-                return self.load_and_apply(trigger, inputs, started, false, Guard::Force);
+                let report = self.load_and_apply(trigger, inputs, started, false, Guard::Force);
+                self.check_missed();
+                return report;
             }
         }
         if same_as_loaded || same_as_failed {
@@ -311,6 +525,7 @@ impl<B: Backend> State<B> {
         self.last_attempt = Some(read.hashes.clone());
         self.held = None;
         let report = self.load_and_apply(trigger, Arc::new(read), started, true, guard);
+        self.check_missed();
         // The load's transient trees and the replaced inputs are free now; give them back
         // to the system, or a daemon that reloaded once holds its peak for good.
         memory::release_free_heap();
@@ -378,6 +593,7 @@ impl<B: Backend> State<B> {
             false,
             Guard::Force,
         );
+        self.check_missed();
         memory::release_free_heap();
         Some(report)
     }
@@ -408,6 +624,8 @@ impl<B: Backend> State<B> {
             disk,
             loaded_how: c.map(|c| c.how),
             held: self.held.clone(),
+            ownership: Some(self.backend.ownership()),
+            drift: self.drift.clone(),
         }
     }
 
@@ -485,6 +703,8 @@ impl<B: Backend> State<B> {
         };
         let apply = applying.elapsed();
         self.counters.last_apply = apply;
+        // The new ruleset is in force: cut what it no longer allows.
+        let revoked = self.revoke(&plan, self.generation + 1);
         let before = self.current.as_ref().map(|c| c.counts);
         let old_locals: BTreeSet<String> = self
             .current
@@ -525,15 +745,16 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: ms(apply),
             kernel: Some(how),
+            revoked: revoked.map(Box::new),
         })
     }
 
     /// Puts `plan` into the kernel: as an update of the elements when only elements
     /// changed since the plan applied last and that is cheap enough, else (and when the
     /// update fails) as a replace of the table.
-    fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, crate::netlink::KernelError> {
-        if let Some(old) = self.applied.take().filter(|_| self.options.incremental) {
-            match plan::delta(&old, plan) {
+    fn apply_plan(&mut self, plan: &Plan) -> Result<KernelChange, KernelError> {
+        if let Some(old) = self.applied.as_ref().filter(|_| self.options.incremental) {
+            match plan::delta(old, plan) {
                 // An empty delta still goes to the kernel: its generation check is what
                 // tells that the table is still ours as we left it (not deleted, not
                 // edited by someone else), before "updated in place" is reported.
@@ -567,7 +788,21 @@ impl<B: Backend> State<B> {
             // The last counts of the table about to be replaced.
             self.observe_denies();
         }
-        self.backend.apply(plan)?;
+        if let Err(e) = self.backend.apply(plan) {
+            // A batch the kernel answered was applied whole or not at all: the plan in
+            // force stays the one to build on and to repair from. Without an answer
+            // nothing is known.
+            if !matches!(
+                e,
+                KernelError::Rejected { .. }
+                    | KernelError::Encode(_)
+                    | KernelError::Stale(_)
+                    | KernelError::NotOurs { .. }
+            ) {
+                self.applied = None;
+            }
+            return Err(e);
+        }
         self.owners = ChainOwners::of(plan);
         if self.count_denies {
             self.denies.replaced();
@@ -577,6 +812,90 @@ impl<B: Backend> State<B> {
             self.denies.emit();
         }
         Ok(KernelChange::Replaced)
+    }
+
+    /// Cuts the established flows that `plan`, just applied as `generation`, no longer
+    /// allows (when `revoke-established` is on); logs and counts what it did. A failure
+    /// is logged and counted, never a failed reload: the ruleset is in force already.
+    fn revoke(&mut self, plan: &Plan, generation: u64) -> Option<RevokedFlows> {
+        if !self.options.revoke {
+            return None;
+        }
+        let result = if self.follows_host() {
+            let host = self.host.clone();
+            revoke::revoke(&mut self.backend, plan, move || Ok(host))
+        } else {
+            let source = &self.address_source;
+            revoke::revoke(&mut self.backend, plan, source)
+        };
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                self.counters.revoke_failures += 1;
+                telemetry::revoke_failed();
+                tracing::error!(
+                    generation,
+                    "revoking established flows failed; generation {generation} is in force \
+                     regardless, but established flows it no longer allows may go on until \
+                     they end: {e}"
+                );
+                return Some(RevokedFlows {
+                    error: Some(e.to_string()),
+                    ..RevokedFlows::default()
+                });
+            }
+        };
+        let stats = &done.stats;
+        let cut = done.revoked.len();
+        self.counters.revoked_flows += cut as u64;
+        telemetry::revoked(cut);
+        if cut > 0 {
+            tracing::info!(
+                generation,
+                flows = cut,
+                seen = done.seen,
+                deleted = stats.deleted,
+                gone = stats.gone,
+                sockets_reset = stats.sockets_destroyed,
+                took_ms = ms(done.took),
+                "revoked {cut} established flows that generation {generation} no longer \
+                 allows:{}",
+                revoke::describe(&done.revoked)
+            );
+        } else {
+            tracing::debug!(
+                generation,
+                seen = done.seen,
+                took_ms = ms(done.took),
+                "no established flow to revoke"
+            );
+        }
+        if stats.destroy_unsupported && !self.destroy_unsupported_logged {
+            self.destroy_unsupported_logged = true;
+            tracing::warn!(
+                "this kernel cannot destroy sockets (SOCK_DESTROY: CONFIG_INET_DIAG_DESTROY): \
+                 revoked TCP flows whose local side keeps sending may be picked up again by \
+                 conntrack as new connections, and pass where egress is open"
+            );
+        }
+        let failed = stats.failed > 0;
+        if let Some(e) = &stats.first_error {
+            if failed {
+                self.counters.revoke_failures += 1;
+                telemetry::revoke_failed();
+            }
+            tracing::warn!(
+                generation,
+                failed = stats.failed,
+                "revoking established flows: {e}; generation {generation} is in force regardless"
+            );
+        }
+        Some(RevokedFlows {
+            seen: done.seen,
+            cut,
+            sockets_reset: stats.sockets_destroyed,
+            error: failed.then(|| stats.first_error.clone().unwrap_or_default()),
+        })
     }
 
     /// Whether the kernel's ruleset is still as this daemon's last change left it: an
@@ -643,6 +962,7 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: 0.0,
             kernel: None,
+            revoked: None,
         })
     }
 
@@ -661,6 +981,7 @@ impl<B: Backend> State<B> {
             compile_ms: 0.0,
             apply_ms: 0.0,
             kernel: None,
+            revoked: None,
         }
     }
 
@@ -695,6 +1016,7 @@ impl<B: Backend> State<B> {
             compile_ms: ms(compile),
             apply_ms: apply.map(ms).unwrap_or(0.0),
             kernel: None,
+            revoked: None,
         })
     }
 
@@ -795,6 +1117,13 @@ pub fn suspicious(before: &Counts, after: &Counts) -> Option<String> {
         ));
     }
     None
+}
+
+/// Whether `pid`, as the kernel names the committer of a transaction (a thread id), is
+/// a thread of this process: a commit whose generation could not be read is still
+/// known as ours.
+fn ours(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
 }
 
 /// Milliseconds, to the microsecond.

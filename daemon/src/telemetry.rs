@@ -55,6 +55,12 @@ pub const DENIED_PACKETS: &str = "netpol_denied_packets_total";
 pub const DENIED_BYTES: &str = "netpol_denied_bytes_total";
 /// Failed reads of the kernel's counters.
 pub const COUNTER_READ_FAILURES: &str = "netpol_counter_read_failures_total";
+/// Established flows cut because a newly applied ruleset no longer allows them.
+pub const REVOKED_FLOWS: &str = "netpol_revoked_flows_total";
+/// Revocations that failed (reading conntrack, or cutting).
+pub const REVOKE_FAILURES: &str = "netpol_revoke_failures_total";
+/// Foreign changes to the table put right (`result`: `success`, `failure`).
+pub const DRIFT_REPAIRS: &str = "netpol_drift_repairs_total";
 
 /// Histogram buckets, in seconds: from a small table (milliseconds) to a 100,000
 /// element one (about a second through netlink, several to compile).
@@ -150,6 +156,13 @@ fn describe() {
         COUNTER_READ_FAILURES,
         "Failed reads of the kernel's deny counters."
     );
+    describe_counter!(
+        DRIFT_REPAIRS,
+        "Changes someone else made to netpol's table, put right by replacing it (result=success) or not (result=failure)."
+    );
+    for result in ["success", "failure"] {
+        counter!(DRIFT_REPAIRS, "result" => result).increment(0);
+    }
     for result in ["success", "failure", "skipped", "held"] {
         counter!(RELOADS, "result" => result).increment(0);
     }
@@ -158,6 +171,26 @@ fn describe() {
     }
     counter!(COUNTER_READ_FAILURES).increment(0);
     counter!(INCREMENTAL_FALLBACKS).increment(0);
+    describe_counter!(
+        REVOKED_FLOWS,
+        "Established flows (conntrack entries) cut after an apply because the new ruleset no longer allows them."
+    );
+    describe_counter!(
+        REVOKE_FAILURES,
+        "Revocations that failed (reading conntrack or cutting flows); the ruleset was in force regardless."
+    );
+    counter!(REVOKED_FLOWS).increment(0);
+    counter!(REVOKE_FAILURES).increment(0);
+}
+
+/// Counts established flows cut after an apply.
+pub fn revoked(flows: usize) {
+    counter!(REVOKED_FLOWS).increment(flows as u64);
+}
+
+/// Counts a failed revocation.
+pub fn revoke_failed() {
+    counter!(REVOKE_FAILURES).increment(1);
 }
 
 fn stage_label(stage: Stage) -> &'static str {
@@ -211,12 +244,17 @@ fn counts(c: &Counts) {
     gauge!(SET_ELEMENTS).set(c.elements as f64);
 }
 
-/// A failed read of the deny counters.
 /// An incremental update failed; a full replace follows.
 pub(crate) fn incremental_fallback() {
     counter!(INCREMENTAL_FALLBACKS).increment(1);
 }
 
+/// A foreign change to the table was put right, or could not be.
+pub(crate) fn drift_repair(ok: bool) {
+    counter!(DRIFT_REPAIRS, "result" => if ok { "success" } else { "failure" }).increment(1);
+}
+
+/// A failed read of the deny counters.
 pub(crate) fn counter_read_failed() {
     counter!(COUNTER_READ_FAILURES).increment(1);
 }

@@ -190,20 +190,25 @@ impl Lab {
 
     /// `netpolctl apply` of `policy` in the server's namespace, for the server.
     fn apply(&self, policy: &str) {
+        self.apply_with(policy, &[]);
+    }
+
+    /// `apply` with more flags.
+    fn apply_with(&self, policy: &str, extra: &[&str]) {
         self.inputs.set_policy(policy);
         let dir = &self.inputs.0;
-        let out = self.server.run(
-            env!("CARGO_BIN_EXE_netpolctl"),
-            &[
-                "apply",
-                "--policies",
-                dir.join("policies").to_str().unwrap(),
-                "--inventory",
-                dir.join("inventory.yaml").to_str().unwrap(),
-                "--local",
-                "lab/server",
-            ],
-        );
+        let (policies, inventory) = (dir.join("policies"), dir.join("inventory.yaml"));
+        let mut args = vec![
+            "apply",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--local",
+            "lab/server",
+        ];
+        args.extend(extra);
+        let out = self.server.run(env!("CARGO_BIN_EXE_netpolctl"), &args);
         assert!(
             out.status.success(),
             "apply failed: {}{}",
@@ -362,12 +367,12 @@ fn established_connection_survives_repeated_applies_and_its_replies_pass() {
     }
 }
 
-/// The expected behaviour, stated: a ruleset change applies to new connections only.
-/// `ct state established,related accept` comes before any policy rule, so a
-/// connection that was allowed when it started keeps working after a ruleset that
-/// would refuse it today, until it ends (or conntrack forgets it). Kubernetes leaves
-/// existing connections to the implementation; the conntrack-based ones (iptables and
-/// nftables data planes such as kube-network-policies and Calico's) behave the same.
+/// With revocation off (`--revoke-established=false`), a ruleset change applies to new
+/// connections only: `ct state established,related accept` comes before any policy
+/// rule, so a connection that was allowed when it started keeps working after a
+/// ruleset that would refuse it today, until it ends (or conntrack forgets it) —
+/// Kubernetes' minimal guarantee. With revocation on (the default), the next apply
+/// cuts it (`tests/revoke.rs` has the details).
 #[test]
 fn established_connection_outlives_a_ruleset_that_no_longer_allows_it() {
     let Some(lab) = Lab::new() else { return };
@@ -376,7 +381,8 @@ fn established_connection_outlives_a_ruleset_that_no_longer_allows_it() {
     let mut conn = lab.connect(PORT, Duration::from_secs(3)).expect("connect");
     exchange(&mut conn, "while allowed");
 
-    lab.apply(ALLOW_OTHER_ONLY);
+    let keep = ["--revoke-established=false"];
+    lab.apply_with(ALLOW_OTHER_ONLY, &keep);
     assert_eq!(lab.ingress_denied(), 0);
     // A new connection is dropped (no reset: a timeout, not a refusal)…
     let started = Instant::now();
@@ -393,8 +399,19 @@ fn established_connection_outlives_a_ruleset_that_no_longer_allows_it() {
     for i in 1..=3 {
         exchange(&mut conn, &format!("established, no longer allowed ({i})"));
     }
-    lab.apply(ALLOW_OTHER_ONLY);
+    lab.apply_with(ALLOW_OTHER_ONLY, &keep);
     exchange(&mut conn, "established, after another apply");
+
+    // The default revokes it: the server's socket is closed and the client reset.
+    lab.apply(ALLOW_OTHER_ONLY);
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let sent = conn.write_all(b"after revocation\n");
+    let mut buf = [0u8; 64];
+    let read = conn.read(&mut buf);
+    assert!(
+        sent.is_err() || !matches!(read, Ok(n) if n > 0),
+        "the revoked connection still echoes: {sent:?} {read:?}"
+    );
 }
 
 // ------------------------------------------------------- incremental reloads ----
@@ -429,6 +446,8 @@ impl Netpold {
                     // Reloads come from `netpolctl reload` only.
                     "--debounce-ms",
                     "60000",
+                    // These tests are about conntrack entries surviving updates.
+                    "--revoke-established=false",
                 ],
             )
             .env("NETPOLD_LOG", "debug")

@@ -311,9 +311,10 @@ fn sigterm_keeps_the_table_and_a_new_daemon_takes_it_over() {
     let table = ns.table().unwrap();
     let status = d.terminate();
     assert!(status.success(), "{status}");
+    // The same table, without its owner now.
     assert_eq!(
-        ns.table().unwrap(),
-        table,
+        normalised(&ns.table().unwrap()),
+        normalised(&table),
         "SIGTERM leaves the ruleset in force"
     );
     assert!(!lab.path("netpold.sock").exists(), "the socket is removed");
@@ -1078,46 +1079,4 @@ fn a_control_request_queued_behind_file_events_is_answered() {
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_ne!(r["outcome"], "failed", "round {round}: {r:#}");
     }
-}
-
-#[test]
-fn a_reload_or_an_edit_puts_back_a_table_someone_deleted() {
-    let Some((host, peer)) = two_hosts() else {
-        return;
-    };
-    let lab = Lab::new();
-    let d = Daemon::start(&host, &lab, &[]);
-    assert_example_enforced(&peer);
-    let table = normalised(&host.table().unwrap());
-
-    // Before: "unchanged … nothing applied", and frontend got through for good.
-    host.ok("nft", &["delete", "table", "inet", "netpol"]);
-    assert!(
-        reaches_api(&peer, "198.18.2.11"),
-        "open while the table is gone"
-    );
-    let out = d.ctl(&host, &["reload"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("generation 2 applied"),
-        "{}",
-        text(&out.stdout)
-    );
-    assert_eq!(host.table().map(|t| normalised(&t)), Some(table.clone()));
-    assert_example_enforced(&peer);
-    assert!(d.log().contains("not as netpold left it"), "{}", d.log());
-
-    // A comment-only edit: before, "updated in place (0 set elements changed)" with no
-    // table in the kernel.
-    host.ok("nft", &["delete", "table", "inet", "netpol"]);
-    let policies = lab.read("policies/payments.yaml");
-    lab.write("policies/payments.yaml", &format!("# edited\n{policies}"));
-    d.wait_for(&host, "the edit to apply", |s| s["generation"] == 3);
-    assert_eq!(host.table().map(|t| normalised(&t)), Some(table.clone()));
-    assert_example_enforced(&peer);
-
-    // Nothing changed anywhere: a reload applies nothing.
-    let out = d.ctl(&host, &["reload"]);
-    assert!(out.status.success());
-    assert_eq!(d.generation(&host), 3);
 }

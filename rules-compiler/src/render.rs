@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::plan::{
     AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, Plan, Set, SetElements,
-    Stmt, VerdictMap, ICMPV6_ALWAYS,
+    Stmt, VerdictMap, ICMPV6_ALWAYS, TABLE_COMMENT,
 };
 
 /// The plan as an nft script that replaces the netpol table in one transaction.
@@ -27,6 +27,7 @@ fn write_plan(out: &mut String, plan: &Plan) -> fmt::Result {
     writeln!(out, "table inet {t} {{}}")?;
     writeln!(out, "delete table inet {t}")?;
     writeln!(out, "table inet {t} {{")?;
+    writeln!(out, "\tcomment \"{TABLE_COMMENT}\"")?;
     for set in &plan.sets {
         write_set(out, set)?;
     }

@@ -2,8 +2,10 @@
 //! and policies, every endpoint is made local, the plan is built, and for every local
 //! address, remote address, protocol and port of a small universe, evaluating the
 //! plan's chains and sets (`netpol_tests::plan_eval`) must give the same verdict as
-//! the semantic engine (`Index::verdict`), for ingress and egress. The plan must also
-//! be structurally sound (no overlapping elements, sorted map keys).
+//! the semantic engine (`Index::verdict`), for ingress and egress; and the compiler's
+//! own evaluator (`Plan::verdict`, binary searches, which the daemon's revocation of
+//! established flows uses) must agree with that naive one, down to the deciding chain.
+//! The plan must also be structurally sound (no overlapping elements, sorted map keys).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -340,6 +342,46 @@ fn check_model(model: &Model) -> Result<(), TestCaseError> {
                                 .is_allowed();
                             let kernel =
                                 plan_eval::evaluate(&plan, hook, &packet) == Outcome::Accept;
+                            // The production evaluator (what revocation judges flows
+                            // with) against this naive one, including which chain
+                            // decided: a local endpoint's own chain, or none.
+                            let production = plan.verdict(
+                                hook,
+                                &plan::Packet {
+                                    saddr: packet.saddr,
+                                    daddr: packet.daddr,
+                                    proto: packet.proto,
+                                    dport: packet.dport,
+                                    icmpv6_type: None,
+                                },
+                            );
+                            prop_assert_eq!(
+                                production.is_accept(),
+                                kernel,
+                                "{} {} {:?}: the naive evaluator says {}, Plan::verdict {:?}",
+                                ep.id,
+                                dir,
+                                packet,
+                                if kernel { "allow" } else { "deny" },
+                                production
+                            );
+                            let own = plan
+                                .locals
+                                .iter()
+                                .find(|l| l.id == ep.id)
+                                .and_then(|l| l.chain(dir));
+                            prop_assert!(
+                                production.chain.is_none() || production.chain == own,
+                                "{} {} {:?}: decided by {:?}, its chain is {:?}",
+                                ep.id,
+                                dir,
+                                packet,
+                                production.chain,
+                                own
+                            );
+                            if !production.is_accept() {
+                                prop_assert_eq!(production.chain, own);
+                            }
                             prop_assert_eq!(
                                 semantic,
                                 kernel,

@@ -155,9 +155,20 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        /// After the apply, cut the established connections the new ruleset no longer
+        /// allows (`false`: they go on until they end, as before the apply).
+        #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+        revoke_established: bool,
+        /// Replace a table named `inet netpol` even when netpol did not make it.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove the netpol table from the kernel, and nothing else (needs root).
-    Flush,
+    Flush {
+        /// Remove a table named `inet netpol` even when netpol did not make it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what the kernel holds: chains, rule and element counts, deny counters.
     Show {
         /// Output format (table is text for people).
@@ -265,14 +276,18 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            revoke_established,
+            force,
         } => ctl::apply(
             &inputs.paths(),
             &locals,
             deny.into(),
+            revoke_established,
             &mut Netlink::new(),
+            force,
             netpol_daemon::addrs::local_addresses,
         ),
-        Command::Flush => ctl::flush(&mut Netlink::new()),
+        Command::Flush { force } => ctl::flush(&mut Netlink::new(), force),
         Command::Show { output } => ctl::show(&mut Netlink::new(), output),
         Command::Reload { force, output } => {
             daemon_request(&cli.socket, Request::Reload { force }, cli.timeout, output).map(

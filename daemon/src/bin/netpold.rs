@@ -42,7 +42,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(settings, Netlink::new())) {
+    let backend = if settings.own_table {
+        Netlink::owner()
+    } else {
+        Netlink::new()
+    };
+    match runtime.block_on(daemon::run(settings, backend)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

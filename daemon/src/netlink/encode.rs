@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use rules_compiler::plan::{
     self, AddrField, AddrProtoPort, AddrRange, Delta, DenyAction, Family, Hook, Plan, SetElements,
-    Stmt, ICMPV6_ALWAYS,
+    Stmt, ICMPV6_ALWAYS, TABLE_COMMENT,
 };
 
 /// Numbers of the nf_tables netlink API (linux/netfilter/nf_tables.h) and of nft's
@@ -37,6 +37,14 @@ pub(crate) mod k {
     pub const NF_DROP: i32 = 0;
     pub const NF_ACCEPT_VERDICT: i32 = 1;
     pub const NFT_JUMP: i32 = -3;
+
+    /// `NFT_TABLE_F_OWNER`: only the netlink socket that made the table may change it.
+    pub const NFT_TABLE_F_OWNER: u32 = 0x2;
+    /// `NFT_TABLE_F_PERSIST`: an owned table outlives its owner's socket (Linux 6.9+);
+    /// not in Debian 12's headers.
+    pub const NFT_TABLE_F_PERSIST: u32 = 0x4;
+    /// What netpold makes its table with where the kernel has both.
+    pub const TABLE_OWNED: u32 = NFT_TABLE_F_OWNER | NFT_TABLE_F_PERSIST;
 
     pub const NFT_SET_ANONYMOUS: u32 = 0x1;
     pub const NFT_SET_CONSTANT: u32 = 0x2;
@@ -296,10 +304,13 @@ pub(crate) struct RuleDef {
 /// One message of the batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Msg {
-    /// Create the table; `exclusive` fails if it exists.
+    /// Create the table; `exclusive` fails if it exists. Without `create` (flags and
+    /// comment) the message only makes sure the table exists: on one that does, it
+    /// changes nothing, whoever owns it.
     NewTable {
         name: String,
         exclusive: bool,
+        create: Option<TableDef>,
     },
     DelTable {
         name: String,
@@ -310,6 +321,16 @@ pub(crate) enum Msg {
     /// Elements to delete from an existing set or map.
     DelElems(ElemsDef),
     NewRule(RuleDef),
+}
+
+/// What a new table is made with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TableDef {
+    /// `NFT_TABLE_F_*`: [`k::TABLE_OWNED`] or 0.
+    pub flags: u32,
+    /// Its comment ([`TABLE_COMMENT`]); none when taking over a table (the kernel keeps
+    /// a table's comment).
+    pub comment: Option<String>,
 }
 
 /// What a message is about, for errors: `set in_x_v4`, `rule 2 of chain input`.
@@ -327,6 +348,41 @@ pub(crate) struct Batch {
     pub rules: usize,
     /// Plan elements (not netlink elements: an interval is one element here).
     pub elements: usize,
+}
+
+impl Batch {
+    /// Makes the table this batch creates with `flags` (`NFT_TABLE_F_*`).
+    pub(crate) fn table_flags(&mut self, flags: u32) {
+        for m in &mut self.msgs {
+            if let Msg::NewTable {
+                create: Some(def), ..
+            } = &mut m.msg
+            {
+                def.flags = flags;
+            }
+        }
+    }
+}
+
+/// Taking over an existing table: flags `flags` on it (the kernel gives an orphaned
+/// persistent table to the socket that sets `NFT_TABLE_F_OWNER` on it).
+pub(crate) fn encode_claim(table: &str, flags: u32) -> Result<Batch, EncodeError> {
+    check_name("table", table)?;
+    Ok(Batch {
+        msgs: vec![Labelled {
+            msg: Msg::NewTable {
+                name: table.into(),
+                exclusive: false,
+                create: Some(TableDef {
+                    flags,
+                    comment: None,
+                }),
+            },
+            what: format!("taking over table inet {table}"),
+        }],
+        rules: 0,
+        elements: 0,
+    })
 }
 
 /// Room for the elements of one message: the kernel's attribute length is 16 bits and
@@ -573,16 +629,29 @@ impl Encoder<'_> {
         let plan = self.plan;
         let t = &plan.table;
         check_name("table", t)?;
-        let table = |exclusive| Msg::NewTable {
-            name: t.clone(),
-            exclusive,
-        };
-        self.push(table(false), format!("table inet {t}"));
+        self.push(
+            Msg::NewTable {
+                name: t.clone(),
+                exclusive: false,
+                create: None,
+            },
+            format!("table inet {t}"),
+        );
         self.push(
             Msg::DelTable { name: t.clone() },
             format!("deleting the previous table inet {t}"),
         );
-        self.push(table(true), format!("table inet {t}"));
+        self.push(
+            Msg::NewTable {
+                name: t.clone(),
+                exclusive: true,
+                create: Some(TableDef {
+                    flags: 0,
+                    comment: Some(TABLE_COMMENT.to_string()),
+                }),
+            },
+            format!("table inet {t}"),
+        );
 
         for chain in &plan.chains {
             check_name("chain", &chain.name)?;

@@ -31,7 +31,7 @@ use nftnl::nftnl_sys as sys;
 
 use super::encode::{
     elem_wire_len, k, BaseHook, ChainDef, Elem, ElemsDef, EncodeError, Expr, Labelled, Msg,
-    RuleDef, SetDef, Verdict,
+    RuleDef, SetDef, TableDef, Verdict,
 };
 use super::reply;
 
@@ -233,12 +233,17 @@ pub(crate) fn serialize(
     for (i, m) in msgs.iter().enumerate() {
         let seq = begin_seq + 1 + i as u32;
         let span = match &m.msg {
-            Msg::NewTable { name, exclusive } => {
+            Msg::NewTable {
+                name,
+                exclusive,
+                create,
+            } => {
                 let flags = NLM_F_CREATE | if *exclusive { NLM_F_EXCL } else { 0 };
-                table_msg(&mut w, libc::NFT_MSG_NEWTABLE as u16, flags, seq, name)?
+                let kind = libc::NFT_MSG_NEWTABLE as u16;
+                table_msg(&mut w, kind, flags, seq, name, create.as_ref())?
             }
             Msg::DelTable { name } => {
-                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name)?
+                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name, None)?
             }
             Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c)?,
             Msg::NewSet(s) => set_msg(&mut w, seq, &table, s)?,
@@ -272,11 +277,13 @@ fn table_msg(
     flags: u16,
     seq: u32,
     name: &str,
+    create: Option<&TableDef>,
 ) -> Result<(usize, usize), EncodeError> {
     let name = cstring(name)?;
+    let udata = create.and_then(|c| c.comment.as_deref()).map(comment_udata);
     // SAFETY: plain allocation; ownership goes to `Obj`.
     let t = Obj::new(unsafe { sys::nftnl_table_alloc() }, sys::nftnl_table_free);
-    // SAFETY: `t` is a live table; libnftnl copies the string.
+    // SAFETY: `t` is a live table; libnftnl copies the string and the user data.
     unsafe {
         sys::nftnl_table_set_u32(
             t.as_ptr(),
@@ -284,8 +291,18 @@ fn table_msg(
             u32::from(k::NFPROTO_INET),
         );
         sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
-        if msg_type == libc::NFT_MSG_NEWTABLE as u16 {
-            sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, 0);
+        // No flags attribute on a table that may exist: the kernel would take it as a
+        // change of the flags (refused on a table someone owns).
+        if let Some(c) = create {
+            sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, c.flags);
+        }
+        if let Some(u) = &udata {
+            sys::nftnl_table_set_data(
+                t.as_ptr(),
+                sys::NFTNL_TABLE_USERDATA as u16,
+                u.as_ptr().cast(),
+                len_u32(u),
+            );
         }
     }
     Ok(w.append(|buf| {
@@ -752,7 +769,7 @@ fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
     Ok(ex)
 }
 
-/// A rule comment as nft stores it: one `NFTNL_UDATA_RULE_COMMENT` TLV holding the
+/// A rule or table comment as nft stores it: one `NFTNL_UDATA_*_COMMENT` TLV (type 0) holding the
 /// string and its NUL.
 pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
     let len = u8::try_from(comment.len() + 1).expect("comment length checked by encode");
@@ -1089,7 +1106,51 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
 
 // --------------------------------------------------------------------- socket ----
 
-/// A `NETLINK_NETFILTER` socket of the current network namespace.
+/// A duplicate descriptor of a subscribed socket: leaving and joining its group acts on
+/// the socket itself.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    fd: std::os::fd::OwnedFd,
+    group: i32,
+}
+
+impl Membership {
+    /// Leaves the group: the socket gets nothing from it until [`join`](Self::join).
+    pub(crate) fn leave(&self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        setsockopt_int(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_DROP_MEMBERSHIP,
+            self.group,
+        )
+    }
+
+    /// Joins the group again.
+    pub(crate) fn join(&self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        setsockopt_int(
+            fd,
+            libc::SOL_NETLINK,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            self.group,
+        )
+    }
+}
+
+/// `inner` registered with tokio's reactor, to wait for it to be readable.
+pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: the callers' `inner` owns a socket (`Socket`) that it closes only on drop
+    // and never swaps: its descriptor stays open and the same while the `AsyncFd`, which
+    // owns `inner`, lives.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}
+
+/// A netlink socket of the current network namespace (`NETLINK_NETFILTER` unless
+/// opened on another bus).
 pub(crate) struct Socket {
     sock: mnl::Socket,
 }
@@ -1123,7 +1184,12 @@ impl Socket {
     /// Opens and binds the socket, asking for extended acknowledgements (which say
     /// which attribute failed) without the echoed request (which may be 64 KiB).
     pub(crate) fn open() -> io::Result<Socket> {
-        let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        Socket::open_bus(mnl::Bus::Netfilter)
+    }
+
+    /// Like [`open`](Socket::open), for another netlink protocol (`NETLINK_SOCK_DIAG`).
+    pub(crate) fn open_bus(bus: mnl::Bus) -> io::Result<Socket> {
+        let sock = mnl::Socket::new(bus)?;
         let fd = sock.as_raw_fd();
         setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, 1)?;
         setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)?;
@@ -1133,6 +1199,41 @@ impl Socket {
     /// The port id the kernel answers to.
     pub(crate) fn portid(&self) -> u32 {
         self.sock.portid()
+    }
+
+    /// The file descriptor, to wait on.
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.sock.as_raw_fd()
+    }
+
+    /// Joins multicast `group` and sizes the receive buffer to `buffer` bytes (the
+    /// system maximum is passed as root).
+    pub(crate) fn subscribe(&self, group: u32, buffer: i32) -> io::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        let group = i32::try_from(group).map_err(io::Error::other)?;
+        setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)?;
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buffer).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)?;
+        }
+        Ok(())
+    }
+
+    /// A second descriptor of this socket, whose multicast groups can be left and
+    /// joined again from another thread ([`Membership`]).
+    pub(crate) fn membership(&self, group: u32) -> io::Result<Membership> {
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: `fd` is this socket's descriptor, open for as long as `self` lives,
+        // which outlives this call; the borrow only serves to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        Ok(Membership {
+            fd: borrowed.try_clone_to_owned()?,
+            group: i32::try_from(group).map_err(io::Error::other)?,
+        })
+    }
+
+    /// Throws away whatever is queued (answers to a batch that failed part-way).
+    pub(crate) fn drain(&self, buf: &mut Aligned) {
+        while let Ok(Some(_)) = self.recv(buf, None) {}
     }
 
     /// Sizes the buffers for one batch of `send` bytes with room for `replies`

@@ -9,6 +9,9 @@
 //! code (libnftnl builders and parsers, the socket), and `reply` reads netlink
 //! framing.
 //!
+//! Conntrack entries are read and cut here too (`flows`: ctnetlink and `SOCK_DESTROY`),
+//! for revoking established connections a new ruleset no longer allows.
+//!
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
@@ -18,14 +21,22 @@
 //! ruleset meanwhile; its elements are encoded exactly as a full load encodes them.
 //! When the kernel refuses the batch, the error names the object of the failing
 //! message (down to the set element, from the extended ack's attribute offset).
+//!
+//! netpold's backend ([`Netlink::owner`]) makes the table owned by its one kept socket
+//! and persistent, takes over a table an earlier netpold left ([`Backend::claim`]), and
+//! sends every transaction guarded by the generation it read just before, so that it
+//! knows exactly which generations it made; `monitor` reads the kernel's change
+//! notifications, so that the daemon can tell anyone else's change to the table.
 
 mod encode;
 pub mod fake;
 mod ffi;
+mod flows;
+pub mod monitor;
 mod readback;
 mod reply;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -34,7 +45,9 @@ use rules_compiler::plan::{Delta, Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
-use encode::{Batch, Msg};
+use encode::{k, Batch, Msg};
+pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
+pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
@@ -60,6 +73,91 @@ pub trait Backend {
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(self.read()?.map(|t| t.denies()))
     }
+    /// Every conntrack entry of this network namespace (IPv4 and IPv6, every zone).
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError>;
+    /// Ends these flows: destroys each TCP flow's local socket (its peer gets a reset),
+    /// then deletes each conntrack entry by its exact tuple, zone and id. An entry or
+    /// socket that is gone already is counted, not an error.
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError>;
+    /// The table's flags, owner and comment; `Ok(None)` when there is none.
+    fn table_info(&mut self) -> Result<Option<TableInfo>, KernelError> {
+        Ok(None)
+    }
+    /// Makes a table left in the kernel this backend's own, where it keeps its table
+    /// owned (see [`Claim`]). Called at start-up, before the first apply.
+    fn claim(&mut self) -> Result<Claim, KernelError> {
+        Ok(Claim::Off)
+    }
+    /// How the kernel holds the table this backend makes.
+    fn ownership(&self) -> Ownership {
+        Ownership::Off
+    }
+    /// Whether this backend committed the transaction that made ruleset `generation`
+    /// (of its recent ones).
+    fn committed(&self, generation: u32) -> bool {
+        let _ = generation;
+        false
+    }
+    /// Takes `generation` as the base of the next update: a transaction of someone
+    /// else's that did not touch the table, seen whole, right after this backend's last.
+    fn follow(&mut self, generation: u32) {
+        let _ = generation;
+    }
+    /// Silences `quiet`'s monitor while this backend commits (see [`Quiet`]).
+    fn quiet_during_commits(&mut self, quiet: Quiet) {
+        let _ = quiet;
+    }
+    /// Whether someone else may have committed while the monitor was silenced, unseen
+    /// (cleared by asking): the caller then checks the generation as after lost news.
+    fn missed(&mut self) -> bool {
+        false
+    }
+}
+
+/// Whether the kernel keeps netpol's table for one process alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ownership {
+    /// Made with `NFT_TABLE_F_OWNER` and `NFT_TABLE_F_PERSIST`: only this process's
+    /// netlink socket may change or delete it, `nft flush ruleset` passes it by, and it
+    /// stays in force after the process ends, for the next netpold to take over.
+    Owned,
+    /// Not asked for (`netpolctl`, or `own-table: false`).
+    Off,
+    /// Asked for, but this kernel refused the flags (before Linux 6.9): the table is
+    /// anyone's to change, and drift repair is all there is.
+    Unsupported,
+}
+
+impl std::fmt::Display for Ownership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ownership::Owned => "owned by this netpold (NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST)",
+            Ownership::Off => "not owned (own-table: false)",
+            Ownership::Unsupported => "not owned (this kernel has no NFT_TABLE_F_PERSIST)",
+        })
+    }
+}
+
+/// What [`Backend::claim`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This backend does not own its table.
+    Off,
+    /// There is no table; the first apply makes one, owned.
+    NoTable,
+    /// A table left by a netpold that ended (persistent, without an owner): this
+    /// process owns it now, and it stayed in force throughout.
+    TakenOver,
+    /// A table made without ownership (by `nft`, `netpolctl apply`, an older netpold):
+    /// the first apply replaces it by an owned one. `netpols`: it carries netpol's
+    /// comment.
+    Unowned {
+        /// Whether it carries netpol's comment.
+        netpols: bool,
+    },
+    /// Owned by another live process's socket (its netlink port id).
+    OwnedBy(u32),
 }
 
 /// What an apply sent.
@@ -111,6 +209,20 @@ pub enum KernelError {
     /// loaded (someone else changed it, or nothing was loaded); nothing was changed.
     #[error("the ruleset is not the one last loaded ({0}); nothing was changed")]
     Stale(String),
+    /// The table is owned by another netlink socket; only that one may change or delete
+    /// it.
+    #[error(
+        "table inet netpol is owned by {}: only it may change or delete the table (a \
+         netpold owns its table; `netpolctl reload` asks it to apply the files); nothing \
+         was changed",
+        owner.as_deref().map(str::to_string).unwrap_or_else(|| format!("the netlink socket with port id {port}"))
+    )]
+    NotOurs {
+        /// The owner's netlink port id.
+        port: u32,
+        /// The process holding it (`netpold (pid 123)`), when it could be found.
+        owner: Option<String>,
+    },
 }
 
 impl KernelError {
@@ -357,7 +469,22 @@ pub struct Netlink {
     /// The first sequence number of the next batch: unique on the kept socket, so an
     /// answer is never taken for another batch's.
     next_seq: u32,
+    /// Whether the table is to be owned by `sock` (netpold), and how the kernel took it.
+    own: bool,
+    ownership: Ownership,
+    /// The generations of this backend's recent commits, newest last.
+    commits: VecDeque<u32>,
+    /// The drift watch's monitor, silenced during this backend's commits.
+    quiet: Option<Quiet>,
+    /// Someone else may have committed unseen while it was silenced.
+    missed: bool,
 }
+
+/// How many recent commits [`Backend::committed`] remembers.
+const COMMITS_KEPT: usize = 64;
+/// Batches sent again when someone else commits between reading the generation and
+/// sending (each attempt is microseconds apart).
+const GENERATION_RACES: usize = 5;
 
 impl std::fmt::Debug for Netlink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -375,7 +502,8 @@ impl Default for Netlink {
 }
 
 impl Netlink {
-    /// The backend for the `inet netpol` table.
+    /// The backend for the `inet netpol` table, which it makes without ownership
+    /// (`netpolctl`).
     pub fn new() -> Netlink {
         Netlink {
             table: TABLE_NAME.to_string(),
@@ -383,7 +511,132 @@ impl Netlink {
             reader: None,
             sock: None,
             next_seq: 1,
+            own: false,
+            ownership: Ownership::Off,
+            commits: VecDeque::new(),
+            quiet: None,
+            missed: false,
         }
+    }
+
+    /// The backend for netpold: it makes the table owned by its one netlink socket and
+    /// persistent where the kernel can ([`Ownership::Owned`]), and keeps that socket for
+    /// as long as it lives.
+    pub fn owner() -> Netlink {
+        Netlink {
+            own: true,
+            ownership: Ownership::Owned,
+            ..Netlink::new()
+        }
+    }
+
+    /// The ruleset generation now, if it can be read.
+    fn current_generation(&mut self) -> Option<u32> {
+        if self.reader.is_none() {
+            self.reader = GenerationReader::open().ok();
+        }
+        match self.reader.as_mut().map(GenerationReader::read) {
+            Some(Ok(g)) => Some(g),
+            Some(Err(e)) => {
+                tracing::debug!("reading the ruleset generation: {e}");
+                self.reader = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_commit(&mut self, generation: u32) {
+        if self.commits.len() == COMMITS_KEPT {
+            self.commits.pop_front();
+        }
+        self.commits.push_back(generation);
+    }
+
+    /// Sends `batch` on top of the generation in force now, read just before; sends it
+    /// again when someone else commits in between. The generation it made is then
+    /// known exactly (one more), without a window for someone else's change to pass
+    /// for ours. Returns the kernel's time and that generation.
+    fn commit_fresh(
+        &mut self,
+        batch: &Batch,
+        table: &str,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> Result<(Duration, usize, Option<u32>), KernelError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let genid = self.current_generation();
+            let first = self.seqs(batch.msgs.len());
+            let wire = ffi::serialize(&batch.msgs, table, first, genid)?;
+            let (result, quiet) = self.transact_quietly(&wire, batch, describe);
+            let made = result.is_ok().then(|| genid.map(next_generation)).flatten();
+            if quiet {
+                // Someone else's commit between this one and the monitor's return went
+                // unseen; one before it made this batch fail, or was replaced by it.
+                let expected = if result.is_ok() { made } else { genid };
+                if expected.is_none() || self.current_generation() != expected {
+                    self.missed = true;
+                }
+            }
+            match result {
+                Ok(kernel) => {
+                    if let Some(g) = made {
+                        self.remember_commit(g);
+                    }
+                    return Ok((kernel, wire.bytes.len(), made));
+                }
+                Err(e) if e.errno() == Some(libc::ERESTART) && attempt < GENERATION_RACES => {}
+                Err(e) => return Err(self.explain(e)),
+            }
+        }
+    }
+
+    /// [`transact`](Self::transact) with the drift watch silenced, when there is one and
+    /// the batch commits anything; says whether it was.
+    fn transact_quietly(
+        &mut self,
+        wire: &ffi::Wire,
+        batch: &Batch,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> (Result<Duration, KernelError>, bool) {
+        let paused = match &self.quiet {
+            Some(q) if !batch.msgs.is_empty() => match q.pause() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!("silencing the drift watch: {e}");
+                    false
+                }
+            },
+            _ => false,
+        };
+        let result = self.transact(wire, batch, describe);
+        if paused {
+            if let Some(Err(e)) = self.quiet.as_ref().map(Quiet::resume) {
+                tracing::error!(
+                    "the drift watch stays deaf: joining nftables notifications again: {e}"
+                );
+                self.quiet = None;
+                self.missed = true;
+            }
+        }
+        (result, paused)
+    }
+
+    /// A refusal for want of permission on an owned table, said so.
+    fn explain(&mut self, e: KernelError) -> KernelError {
+        if let KernelError::Rejected { object, err, .. } = &e {
+            if err.raw_os_error() == Some(libc::EPERM) && object.contains("table inet") {
+                if let Ok(Some(t)) = readback::table_info(&self.table) {
+                    let ours = self.sock.as_ref().map(ffi::Socket::portid);
+                    if let Some(port) = t.owner.filter(|o| t.owned() && Some(*o) != ours) {
+                        let owner = monitor::process_of_port(port);
+                        return KernelError::NotOurs { port, owner };
+                    }
+                }
+            }
+        }
+        e
     }
 
     /// Sequence numbers for a batch of `msgs` messages (plus begin and end).
@@ -433,8 +686,20 @@ impl Netlink {
             None => ffi::Socket::open().map_err(KernelError::io("socket"))?,
         };
         let result = Self::exchange(&sock, wire, batch, describe);
-        if result.is_ok() {
-            self.sock = Some(sock);
+        match &result {
+            // The kernel answered: the socket is sound. Kept, since with ownership it is
+            // the only one that may change the table; what the failed batch still had
+            // queued is read away first, so nothing stale is read later.
+            Ok(_) | Err(KernelError::Rejected { .. }) => {
+                if result.is_err() {
+                    sock.drain(&mut ffi::Aligned::new(64 * 1024));
+                }
+                self.sock = Some(sock);
+            }
+            // A socket that failed is closed; an owned table stays in force, without an
+            // owner, until the next replace makes a new one (the generation is
+            // forgotten, so the next change is a replace).
+            Err(_) => self.generation = None,
         }
         result
     }
@@ -528,20 +793,51 @@ fn rejected(
     }
 }
 
+/// The generation after `g`: the kernel counts up and never to 0.
+fn next_generation(g: u32) -> u32 {
+    g.wrapping_add(1).max(1)
+}
+
 impl Backend for Netlink {
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
-        let batch = encode::encode(plan)?;
-        let first = self.seqs(batch.msgs.len());
-        let wire = ffi::serialize(&batch.msgs, &plan.table, first, None)?;
-        let encode = started.elapsed();
+        let mut batch = encode::encode(plan)?;
         let describe = |source, origin| encode::describe_element(plan, source, origin);
-        let result = self.transact(&wire, &batch, &describe);
-        self.note_generation(result.is_ok());
-        let kernel = result?;
+        let owned = self.own && self.ownership == Ownership::Owned;
+        if owned {
+            batch.table_flags(k::TABLE_OWNED);
+        }
+        let encode = started.elapsed();
+        let mut result = self.commit_fresh(&batch, &plan.table, &describe);
+        if owned {
+            if let Err(e) = &result {
+                // Unknown table flags: a kernel before NFT_TABLE_F_PERSIST. An owned
+                // table without it would go with this process; none is safer.
+                if matches!(e.errno(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) {
+                    tracing::warn!(
+                        "this kernel refuses an owned, persistent table ({e}); netpol's table \
+                         is made without ownership, and netpold repairs foreign changes instead"
+                    );
+                    self.ownership = Ownership::Unsupported;
+                    batch.table_flags(0);
+                    result = self.commit_fresh(&batch, &plan.table, &describe);
+                }
+            }
+        }
+        let (kernel, bytes, made) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.generation = None;
+                return Err(e);
+            }
+        };
+        match made {
+            Some(g) => self.generation = Some(g),
+            None => self.note_generation(true),
+        }
         Ok(ApplyStats {
             messages: batch.msgs.len(),
-            bytes: wire.bytes.len(),
+            bytes,
             rules: batch.rules,
             elements: batch.elements,
             encode,
@@ -561,18 +857,28 @@ impl Backend for Netlink {
         let wire = ffi::serialize(&batch.msgs, &delta.table, first, Some(genid))?;
         let encode = started.elapsed();
         let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
-        let result = self.transact(&wire, &batch, &describe);
-        // The kernel committed on top of generation `genid` and counted one up (never
-        // to 0): the new generation is known without asking, and without the window
-        // in which someone else's change could slip in unnoticed. An empty batch is only
-        // the generation check: the kernel commits nothing and counts nothing.
+        let (result, quiet) = self.transact_quietly(&wire, &batch, &describe);
+        // The kernel committed on top of generation `genid` and counted one up: the new
+        // generation is known without asking, and without the window in which someone
+        // else's change could slip in unnoticed. An empty batch is only the generation
+        // check: the kernel commits nothing and counts nothing.
         self.generation = result.is_ok().then(|| {
             if batch.msgs.is_empty() {
                 genid
             } else {
-                genid.wrapping_add(1).max(1)
+                next_generation(genid)
             }
         });
+        if let (Some(g), false) = (self.generation, batch.msgs.is_empty()) {
+            self.remember_commit(g);
+        }
+        if quiet {
+            // As in `commit_fresh`; a refused update is followed by a replace.
+            let expected = self.generation.unwrap_or(genid);
+            if result.is_err() || self.current_generation() != Some(expected) {
+                self.missed = true;
+            }
+        }
         let kernel = match result {
             Ok(k) => k,
             Err(e) if e.errno() == Some(libc::ERESTART) => {
@@ -580,7 +886,7 @@ impl Backend for Netlink {
                     "the ruleset generation is no longer {genid}"
                 )))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.explain(e)),
         };
         Ok(ApplyStats {
             messages: batch.msgs.len(),
@@ -595,9 +901,8 @@ impl Backend for Netlink {
     fn flush(&mut self) -> Result<bool, KernelError> {
         self.generation = None;
         let batch = encode::encode_delete(&self.table)?;
-        let first = self.seqs(batch.msgs.len());
-        let wire = ffi::serialize(&batch.msgs, &self.table, first, None)?;
-        match self.transact(&wire, &batch, &|_, _| None) {
+        let table = self.table.clone();
+        match self.commit_fresh(&batch, &table, &|_, _| None) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
@@ -610,6 +915,61 @@ impl Backend for Netlink {
 
     fn read_denies(&mut self) -> Result<Option<Vec<DenyCounter>>, KernelError> {
         Ok(readback::read_rules(&self.table)?.map(|t| t.denies()))
+    }
+
+    fn flows(&mut self) -> Result<Vec<Flow>, KernelError> {
+        flows::dump()
+    }
+
+    fn cut(&mut self, cuts: &[FlowCut]) -> Result<CutStats, KernelError> {
+        flows::cut(cuts)
+    }
+
+    fn table_info(&mut self) -> Result<Option<TableInfo>, KernelError> {
+        readback::table_info(&self.table)
+    }
+
+    fn claim(&mut self) -> Result<Claim, KernelError> {
+        if !self.own || self.ownership != Ownership::Owned {
+            return Ok(Claim::Off);
+        }
+        let Some(info) = readback::table_info(&self.table)? else {
+            return Ok(Claim::NoTable);
+        };
+        if info.owned() {
+            return Ok(Claim::OwnedBy(info.owner.unwrap_or(0)));
+        }
+        if !info.orphaned() {
+            return Ok(Claim::Unowned {
+                netpols: info.is_netpols(),
+            });
+        }
+        let batch = encode::encode_claim(&self.table, k::TABLE_OWNED)?;
+        let table = self.table.clone();
+        self.commit_fresh(&batch, &table, &|_, _| None)?;
+        Ok(Claim::TakenOver)
+    }
+
+    fn ownership(&self) -> Ownership {
+        self.ownership
+    }
+
+    fn committed(&self, generation: u32) -> bool {
+        self.commits.contains(&generation)
+    }
+
+    fn follow(&mut self, generation: u32) {
+        if self.generation.map(next_generation) == Some(generation) {
+            self.generation = Some(generation);
+        }
+    }
+
+    fn quiet_during_commits(&mut self, quiet: Quiet) {
+        self.quiet = Some(quiet);
+    }
+
+    fn missed(&mut self) -> bool {
+        std::mem::take(&mut self.missed)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::encode::k;
 use super::ffi::{self, Aligned, Socket};
+use super::monitor::{self, TableInfo};
 use super::{hook_name, reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
 
 /// How long one answer of a dump may take; the kernel answers at once.
@@ -111,6 +112,24 @@ impl GenerationReader {
     /// The current generation.
     pub fn read(&mut self) -> Result<u32, KernelError> {
         self.0.generation(super::TABLE_NAME)
+    }
+}
+
+/// The flags, owner and comment of `table` (family inet); `None` when it does not exist.
+pub(crate) fn table_info(table: &str) -> Result<Option<TableInfo>, KernelError> {
+    let sock = Socket::open().map_err(KernelError::io("socket"))?;
+    let mut r = Reader {
+        sock,
+        buf: Aligned::new(16 * 1024),
+        seq: 0,
+    };
+    let mut info = None;
+    match r.request(libc::NFT_MSG_GETTABLE, false, table, None, |m| {
+        info = monitor::parse_table(m);
+    }) {
+        Ok(_) => Ok(info),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

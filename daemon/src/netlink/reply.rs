@@ -13,7 +13,7 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const NLMSGERR_ATTR_OFFS: u16 = 2;
 const NLA_TYPE_MASK: u16 = 0x3fff;
-const HDRLEN: usize = 16;
+pub(crate) const HDRLEN: usize = 16;
 /// `NFTA_SET_ELEM_LIST_ELEMENTS`.
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 
@@ -121,7 +121,11 @@ pub(crate) fn parse_ack(msg: &[u8]) -> Option<Ack> {
 }
 
 /// The attributes in `b[from..to]`: (type, start, length) of each.
-fn attrs(b: &[u8], from: usize, to: usize) -> impl Iterator<Item = (u16, usize, usize)> + '_ {
+pub(crate) fn attrs(
+    b: &[u8],
+    from: usize,
+    to: usize,
+) -> impl Iterator<Item = (u16, usize, usize)> + '_ {
     let mut at = from;
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(b, at)?);

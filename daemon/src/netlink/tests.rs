@@ -1306,3 +1306,324 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].endpoint, ObjectName::new("web", "x"));
 }
+
+// ------------------------------------------------------------------ conntrack ----
+
+/// A TCP connection over loopback in this namespace: (client, server side, the flow's
+/// conntrack entry as dumped).
+fn tracked_connection(
+    kernel: &mut Netlink,
+    listener: &std::net::TcpListener,
+) -> (std::net::TcpStream, std::net::TcpStream, super::Flow) {
+    use std::io::{Read, Write};
+    let port = listener.local_addr().unwrap().port();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    server.read_exact(&mut buf).unwrap();
+    let cport = client.local_addr().unwrap().port();
+    let flows = kernel.flows().expect("conntrack dump");
+    let flow = *flows
+        .iter()
+        .find(|f| {
+            f.proto == 6
+                && f.orig.l4
+                    == super::L4::Ports {
+                        src: cport,
+                        dst: port,
+                    }
+                && f.orig.src == ip("127.0.0.1")
+        })
+        .unwrap_or_else(|| panic!("no entry for 127.0.0.1:{cport} -> :{port} in {flows:?}"));
+    (client, server, flow)
+}
+
+netns_test! {
+    fn conntrack_entries_are_dumped_and_cut_exactly_with_their_local_socket() {
+        use std::io::{ErrorKind, Read};
+        use std::time::Duration;
+        use super::{FlowCut, LocalSide};
+        ip_cmd(&["link", "set", "lo", "up"]);
+        // Conntrack runs in a namespace once a rule needs it.
+        nft(&["add", "table", "inet", "t"]);
+        nft(&["add", "chain", "inet", "t", "c", "{ type filter hook input priority 0; }"]);
+        nft(&["add", "rule", "inet", "t", "c", "ct", "state", "established", "counter"]);
+        let mut kernel = Netlink::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (mut client, mut server, flow) = tracked_connection(&mut kernel, &listener);
+        let (keep_client, _keep_server, kept) = tracked_connection(&mut kernel, &listener);
+        assert_ne!(flow.id, kept.id);
+        assert_eq!(flow.reply.src, ip("127.0.0.1"));
+        assert_eq!(flow.reply.l4.src_port(), flow.orig.l4.dst_port());
+        // UDP and ICMP entries are read too.
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.send_to(b"x", "127.0.0.1:9").unwrap();
+        Command::new("ping").args(["-c", "1", "-W", "1", "127.0.0.1"]).output().ok();
+        let all = kernel.flows().expect("dump");
+        assert!(all.iter().any(|f| f.proto == 17 && f.orig.l4.dst_port() == Some(9)), "{all:?}");
+
+        // An id that is not the entry's: the entry is left alone.
+        let mut other = flow;
+        other.id = other.id.wrapping_add(1);
+        let stats = kernel
+            .cut(&[FlowCut { flow: other, local: LocalSide::Initiator }])
+            .expect("cut");
+        assert_eq!((stats.deleted, stats.gone, stats.sockets_destroyed), (0, 1, 0), "{stats:?}");
+        assert!(kernel.flows().unwrap().contains(&flow));
+        // … and so is its socket, found by ports alone: the stream still works.
+        {
+            use std::io::Write;
+            client.write_all(b"pong").unwrap();
+            let mut buf = [0u8; 4];
+            server.read_exact(&mut buf).expect("the connection still works");
+        }
+
+        // The server's side is local: its socket is destroyed (the client gets a
+        // reset), and the entry deleted; the other connection is untouched.
+        let stats = kernel
+            .cut(&[FlowCut { flow, local: LocalSide::Responder }])
+            .expect("cut");
+        assert_eq!(
+            (stats.deleted, stats.gone, stats.sockets_destroyed, stats.failed),
+            (1, 0, 1, 0),
+            "{stats:?}"
+        );
+        let after = kernel.flows().unwrap();
+        assert!(!after.iter().any(|f| f.id == flow.id), "{after:?}");
+        assert!(after.contains(&kept));
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 8];
+        let e = client.read(&mut buf).expect_err("the client is reset");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+        let e = server.read(&mut buf).expect_err("the server's socket is gone");
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNABORTED), "{e}");
+        drop(keep_client);
+
+        // Cut again: gone, not an error, and no socket is looked for.
+        let stats = kernel
+            .cut(&[FlowCut { flow, local: LocalSide::Responder }])
+            .expect("cut");
+        assert_eq!(
+            (stats.deleted, stats.gone, stats.sockets_destroyed, stats.sockets_not_found),
+            (0, 1, 0, 0),
+            "{stats:?}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ ownership ----
+
+mod ownership {
+    use super::*;
+    use crate::netlink::{Claim, Ownership};
+
+    /// `nft args`: (succeeded, stderr).
+    fn try_nft(args: &[&str]) -> (bool, String) {
+        let out = Command::new("nft")
+            .args(args)
+            .output()
+            .expect("running nft");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn tables() -> String {
+        nft(&["list", "tables"])
+    }
+
+    /// A listing without its first two lines: the table's head (nft names the owner's
+    /// program there) and its flags (nft 1.0.6 prints no name for `persist`).
+    fn body(listing: &str) -> String {
+        listing.lines().skip(2).collect::<Vec<_>>().join("\n")
+    }
+
+    netns_test! {
+        fn an_owned_table_refuses_every_other_process_and_socket() {
+            let plan = sample_plan(DenyAction::Drop);
+            let mut owner = Netlink::owner();
+            owner.apply(&plan).expect("apply");
+            assert_eq!(owner.ownership(), Ownership::Owned);
+            let info = owner.table_info().expect("table info").expect("a table");
+            println!("{info:?}\n{}", nft(LIST));
+            assert!(info.owned() && !info.orphaned(), "{info:?}");
+            assert!(info.is_netpols(), "{info:?}");
+            let before = nft(LIST);
+
+            for args in [
+                &["delete", "table", "inet", "netpol"][..],
+                &["add", "rule", "inet", "netpol", "input", "accept"],
+                &["flush", "chain", "inet", "netpol", "input"],
+                &["add", "chain", "inet", "netpol", "extra"],
+            ] {
+                let (ok, err) = try_nft(args);
+                assert!(!ok, "nft {args:?} succeeded on an owned table");
+                assert!(err.contains("Operation not permitted"), "nft {args:?}: {err}");
+            }
+            // `flush ruleset` passes an owned table by (and succeeds).
+            nft(&["add", "table", "ip", "other"]);
+            let (ok, err) = try_nft(&["flush", "ruleset"]);
+            assert!(ok, "{err}");
+            assert_eq!(tables(), "table inet netpol\n");
+            assert_eq!(nft(LIST), before, "the owned table is untouched");
+
+            // Another socket of this very process is someone else too, and is told who
+            // owns the table.
+            let mut other = Netlink::new();
+            let err = other.apply(&plan).expect_err("apply by a second socket");
+            assert!(
+                matches!(&err, KernelError::NotOurs { port, .. } if Some(*port) == info.owner),
+                "{err}"
+            );
+            // This test binary holds the owner's socket.
+            let me = format!("(pid {})", std::process::id());
+            assert!(err.to_string().contains(&me), "{err}");
+            let err = other.flush().expect_err("flush by a second socket");
+            assert!(matches!(err, KernelError::NotOurs { .. }), "{err}");
+            assert_eq!(nft(LIST), before);
+
+            // The owner itself may do everything.
+            owner.apply(&plan).expect("the owner's replace");
+            let mut fewer = plan.clone();
+            if let SetElements::Addr(v) = &mut fewer.sets[0].elements {
+                v.pop();
+            }
+            let delta = rules_compiler::plan::delta(&plan, &fewer).unwrap();
+            assert_eq!(delta.changed(), 1);
+            owner.update(&delta).expect("the owner's update");
+            assert!(owner.table_info().unwrap().unwrap().owned());
+            assert!(owner.flush().expect("the owner's flush"));
+            assert_eq!(tables(), "");
+        }
+    }
+
+    netns_test! {
+        fn an_owned_table_outlives_its_owner_and_the_next_one_takes_it_over() {
+            let plan = sample_plan(DenyAction::Drop);
+            let mut first = Netlink::owner();
+            first.apply(&plan).expect("apply");
+            let listing = nft(LIST);
+            drop(first);
+            // The owner's socket is closed: the table stays, with no owner.
+            let info = Netlink::new().table_info().unwrap().expect("the table stayed");
+            assert!(info.orphaned(), "{info:?}");
+            assert_eq!(body(&nft(LIST)), body(&listing), "in force as it was");
+
+            let mut second = Netlink::owner();
+            assert_eq!(second.claim().expect("claim"), Claim::TakenOver);
+            let info = second.table_info().unwrap().unwrap();
+            assert!(info.owned() && info.is_netpols(), "{info:?}");
+            assert_eq!(body(&nft(LIST)), body(&listing), "taking over changes nothing else");
+            let (ok, err) = try_nft(&["delete", "table", "inet", "netpol"]);
+            assert!(!ok && err.contains("Operation not permitted"), "{err}");
+            assert_eq!(second.claim().expect("claim again"), Claim::OwnedBy(info.owner.unwrap()));
+            second.apply(&plan).expect("the new owner replaces it");
+            assert!(second.table_info().unwrap().unwrap().owned());
+        }
+    }
+
+    netns_test! {
+        fn a_table_without_owner_is_anyones_until_netpold_replaces_it() {
+            let plan = sample_plan(DenyAction::Drop);
+            // As `netpolctl apply` makes it: no flags, netpol's comment.
+            Netlink::new().apply(&plan).expect("apply");
+            let info = Netlink::new().table_info().unwrap().unwrap();
+            assert!(!info.owned() && !info.orphaned() && info.is_netpols(), "{info:?}");
+            let mut daemon = Netlink::owner();
+            assert_eq!(daemon.claim().unwrap(), Claim::Unowned { netpols: true });
+            daemon.apply(&plan).expect("replace");
+            assert!(daemon.table_info().unwrap().unwrap().owned());
+            // An orphan can be deleted by anyone: the window between two netpolds.
+            drop(daemon);
+            let (ok, err) = try_nft(&["delete", "table", "inet", "netpol"]);
+            assert!(ok, "{err}");
+            assert_eq!(tables(), "");
+            assert_eq!(Netlink::owner().claim().unwrap(), Claim::NoTable);
+        }
+    }
+}
+
+// -------------------------------------------------------------- notifications ----
+
+mod notifications {
+    use super::*;
+    use crate::netlink::{Monitor, News};
+
+    fn commits(news: &[News]) -> Vec<&crate::netlink::Commit> {
+        news.iter()
+            .filter_map(|n| match n {
+                News::Commit(c) => Some(c),
+                News::Lost => None,
+            })
+            .collect()
+    }
+
+    netns_test! {
+        fn each_commit_is_announced_with_its_generation_its_process_and_what_it_did() {
+            let mut monitor = Monitor::open().expect("subscribe");
+            let mut kernel = Netlink::owner();
+            kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            let mine = GenerationReader::open().unwrap().read().unwrap();
+            assert!(kernel.committed(mine), "the backend knows its commit");
+            nft(&["add", "table", "ip", "other"]);
+            let news = monitor.read().expect("read");
+            let c = commits(&news);
+            assert_eq!(c.len(), 2, "{news:?}");
+            assert_eq!(c[0].generation, mine);
+            assert!(
+                std::path::Path::new(&format!("/proc/self/task/{}", c[0].pid)).exists(),
+                "committed by a thread of this process: {:?}",
+                c[0]
+            );
+            // A replace: the table deleted and made again.
+            assert_eq!(c[0].changes.len(), 2, "{:?}", c[0]);
+            assert_eq!(c[0].changes[0], "deleted table");
+            assert!(c[0].changes[1].starts_with("made it again: 4 chains, 10 sets, 18 rules"), "{:?}", c[0]);
+            // Someone else's, on another table: announced, with nothing done to ours.
+            assert_eq!(c[1].generation, mine.wrapping_add(1));
+            assert_eq!(c[1].process, "nft");
+            assert!(c[1].changes.is_empty(), "{:?}", c[1]);
+            assert!(!kernel.committed(c[1].generation));
+
+            // Without ownership, someone else's change to the table, described.
+            drop(kernel);
+            let mut plain = Netlink::new();
+            plain.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            monitor.read().unwrap();
+            nft(&["insert", "rule", "inet", "netpol", "input", "accept"]);
+            nft(&["flush", "map", "inet", "netpol", "ingress_v4"]);
+            nft(&["delete", "table", "inet", "netpol"]);
+            let news = monitor.read().unwrap();
+            let lines: Vec<Vec<String>> =
+                commits(&news).iter().map(|c| c.changes.clone()).collect();
+            assert_eq!(
+                lines,
+                [
+                    vec!["rules added to chain input".to_string()],
+                    vec!["elements deleted from ingress_v4".to_string()],
+                    vec!["deleted table".to_string()],
+                ],
+                "{news:?}"
+            );
+        }
+    }
+
+    netns_test! {
+        fn a_full_buffer_is_reported_as_lost_news() {
+            // As small as the kernel allows: a table's announcements do not fit.
+            let mut monitor = Monitor::with_buffer(1).expect("subscribe");
+            let mut kernel = Netlink::new();
+            for _ in 0..20 {
+                kernel.apply(&sample_plan(DenyAction::Drop)).expect("apply");
+            }
+            let news = monitor.read().expect("read");
+            assert!(news.contains(&News::Lost), "{news:?}");
+            // After the loss, commits are announced again (a small one fits).
+            nft(&["add", "table", "ip", "other"]);
+            let news = monitor.read().expect("read");
+            assert_eq!(commits(&news).len(), 1, "{news:?}");
+        }
+    }
+}

@@ -24,7 +24,7 @@ fn example() -> TempDir {
 }
 
 fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
-    State::new(
+    let mut s = State::new(
         Options {
             policies: vec![dir.path().join("policies")],
             inventory: vec![dir.path().join("inventory")],
@@ -32,9 +32,13 @@ fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
             deny: DenyAction::Drop,
             incremental: true,
             load: Default::default(),
+            revoke: true,
         },
         FakeBackend::new(),
-    )
+    );
+    // Not this machine's addresses: the fake kernel's flows are the tests' own.
+    s.set_address_source(|| Ok(BTreeSet::new()));
+    s
 }
 
 fn checkout() -> Vec<ObjectName> {
@@ -689,4 +693,299 @@ fn truncate_before_payments_api(dir: &TempDir) {
     let text = dir.read("inventory/pods.yaml");
     let cut = text.find("status:").unwrap();
     dir.write("inventory/pods.yaml", &text[..cut]);
+}
+
+// ------------------------------------------------------------------ revocation ----
+
+fn tcp_flow(src: &str, sport: u16, dst: &str, dport: u16) -> crate::netlink::Flow {
+    use crate::netlink::{Flow, Tuple, L4};
+    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    Flow {
+        proto: 6,
+        orig: Tuple {
+            src,
+            dst,
+            l4: L4::Ports {
+                src: sport,
+                dst: dport,
+            },
+        },
+        reply: Tuple {
+            src: dst,
+            dst: src,
+            l4: L4::Ports {
+                src: dport,
+                dst: sport,
+            },
+        },
+        zone: 0,
+        id: u32::from(sport),
+    }
+}
+
+/// web/checkout (198.18.2.10) is this host. Its egress allows payments-api 8080/TCP and
+/// DNS; its ingress is open.
+fn checkout_host_with_flows() -> (TempDir, State<FakeBackend>, [crate::netlink::Flow; 3]) {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.set_address_source(|| Ok(ips(&["198.18.2.10"])));
+    let to_api = tcp_flow("198.18.2.10", 40001, "198.18.1.10", 8080);
+    let to_worker = tcp_flow("198.18.2.10", 40002, "198.18.3.10", 9100);
+    let from_worker = tcp_flow("198.18.3.10", 40003, "198.18.2.10", 8080);
+    s.backend().conntrack = vec![to_api, to_worker, from_worker];
+    (dir, s, [to_api, to_worker, from_worker])
+}
+
+#[test]
+fn each_apply_cuts_exactly_the_established_flows_the_new_plan_denies() {
+    let (dir, mut s, [to_api, to_worker, from_worker]) = checkout_host_with_flows();
+    // Start-up: the flow to the worker was never allowed by these policies.
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    let cut: Vec<_> = s.backend().cuts.iter().map(|c| c.flow).collect();
+    assert_eq!(cut, vec![to_worker]);
+    assert_eq!(
+        s.backend().cuts[0].local,
+        crate::netlink::LocalSide::Initiator
+    );
+    assert_eq!(
+        r.revoked,
+        Some(Box::new(RevokedFlows {
+            seen: 3,
+            cut: 1,
+            sockets_reset: 1,
+            error: None
+        }))
+    );
+    assert_eq!(s.backend().conntrack, vec![to_api, from_worker]);
+
+    // Checkout may no longer call payments-api: that flow goes, the inbound one stays.
+    let web = dir.path().join("policies/web.yaml");
+    let text = std::fs::read_to_string(&web).unwrap();
+    let cut_at = text.find("---\n# ...except checkout").unwrap();
+    dir.write("policies/web.yaml", &text[..cut_at]);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(1), "{r:?}");
+    assert_eq!(s.backend().conntrack, vec![from_worker]);
+    assert_eq!(s.backend().cuts.last().unwrap().flow, to_api);
+    assert_eq!(s.counters.revoked_flows, 2);
+
+    // Nothing more to cut: nothing is.
+    dir.write(
+        "policies/extra.yaml",
+        EXTRA_POLICY.replace("web", "analytics").as_str(),
+    );
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(0));
+    assert_eq!(s.backend().cuts.len(), 2);
+}
+
+#[test]
+fn with_revocation_off_established_flows_are_left_alone() {
+    let (_dir, mut s, flows) = checkout_host_with_flows();
+    s.options.revoke = false;
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.revoked, None);
+    assert!(s.backend().cuts.is_empty());
+    assert_eq!(s.backend().conntrack, flows.to_vec());
+}
+
+#[test]
+fn a_failed_revocation_is_reported_and_counted_but_the_reload_succeeds() {
+    let (_dir, mut s, _) = checkout_host_with_flows();
+    s.backend().fail_flows = true;
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.generation, 1);
+    let revoked = r.revoked.unwrap();
+    assert!(
+        revoked
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("reading the conntrack table"),
+        "{revoked:?}"
+    );
+    assert_eq!(s.counters.revoke_failures, 1);
+    assert!(s.status().last_error.is_none());
+    assert!(s.backend().loaded.is_some());
+}
+
+// ------------------------------------------------------------------ drift ----
+
+fn someone_elses(generation: u32, changes: &[&str]) -> News {
+    News::Commit(Commit {
+        generation,
+        // No thread of this process has pid 1.
+        pid: 1,
+        process: "nft".into(),
+        changes: changes.iter().map(|c| c.to_string()).collect(),
+    })
+}
+
+#[test]
+fn a_foreign_change_to_the_table_is_repaired_with_the_plan_in_force() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let plan = s.backend().loaded.clone().unwrap();
+    // Someone deletes the table.
+    let g = s.backend().someone_else_commits();
+    s.backend().loaded = None;
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["deleted table"])])
+        .expect("a foreign change");
+    assert_eq!(event.by, "nft (pid 1)");
+    assert_eq!(event.changes, ["deleted table"]);
+    assert_eq!(event.outcome, "repaired");
+    assert_eq!(
+        s.backend().loaded.as_ref(),
+        Some(&plan),
+        "put back as it was"
+    );
+    assert_eq!(s.backend().applies, 2);
+    assert_eq!(s.drift().repairs, 1);
+    assert_eq!(s.status().drift.last, Some(event));
+    // A repair is no reload: the generation in force is the same.
+    assert_eq!(s.generation(), 1);
+    // The repair's own notification is known as its own.
+    let own = s.backend().generation;
+    assert!(s
+        .kernel_news(vec![someone_elses(own, &["deleted table"])])
+        .is_none());
+    assert_eq!(s.backend().applies, 2);
+}
+
+#[test]
+fn others_transactions_that_leave_the_table_alone_are_no_drift_and_updates_build_on_them() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let g = s.backend().someone_else_commits();
+    assert!(s.kernel_news(vec![someone_elses(g, &[])]).is_none());
+    assert_eq!(s.backend().applies, 1);
+    // An element change goes as an update on top of the other transaction.
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.10", "198.18.2.12"),
+    );
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(s.counters.incremental_fallbacks, 0);
+}
+
+#[test]
+fn lost_news_is_checked_against_the_generation() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    assert!(s.kernel_news(vec![News::Lost]).is_none(), "nothing moved");
+    assert_eq!(s.backend().applies, 1);
+    s.backend().someone_else_commits();
+    let event = s.kernel_news(vec![News::Lost]).expect("the ruleset moved");
+    assert!(event.by.contains("went unseen"), "{event:?}");
+    assert_eq!(event.outcome, "repaired");
+    assert_eq!(s.backend().applies, 2, "replaced to be sure");
+}
+
+#[test]
+fn a_foreign_change_with_nothing_applied_is_reported_not_repaired() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let g = s.backend().someone_else_commits();
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["rules added to chain input"])])
+        .unwrap();
+    assert!(event.outcome.starts_with("not repaired"), "{event:?}");
+    assert_eq!((s.drift().repairs, s.drift().failures), (0, 1));
+    assert_eq!(s.backend().applies, 0);
+}
+
+#[test]
+fn a_failed_repair_is_counted_and_asks_for_a_retry() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let g = s.backend().someone_else_commits();
+    s.backend().fail_next("table inet netpol", libc::ENOMEM);
+    let event = s
+        .kernel_news(vec![someone_elses(g, &["deleted table"])])
+        .unwrap();
+    assert!(event.outcome.starts_with("repair failed"), "{event:?}");
+    assert_eq!(s.drift().failures, 1);
+    assert!(s.wants_retry());
+    // The retry finds the kernel out of step and replaces the table.
+    let plan = s.backend().loaded.clone();
+    s.backend().loaded = None;
+    let r = s.reload(Trigger::Retry);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(s.backend().loaded, plan);
+    assert!(!s.wants_retry());
+}
+
+#[test]
+fn a_commit_missed_while_the_watch_was_silenced_is_checked_and_repaired() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    // Someone else commits between netpold's next transaction and the watch's return.
+    s.backend()
+        .someone_else_commits_unseen_after_the_next_commit();
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.10", "198.18.2.12"),
+    );
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    // The generation moved past netpold's own: replaced to be sure.
+    assert_eq!(s.drift().repairs, 1, "{:?}", s.drift());
+    assert!(s.drift().last.as_ref().unwrap().by.contains("went unseen"));
+    assert_eq!(s.backend().applies, 2);
+    // Nothing missed: nothing checked.
+    dir.write(
+        "inventory/pods.yaml",
+        &dir.read("inventory/pods.yaml")
+            .replace("198.18.2.12", "198.18.2.13"),
+    );
+    s.reload(Trigger::Files);
+    assert_eq!(s.drift().repairs, 1);
+}
+
+#[test]
+fn an_operators_reload_or_an_edit_puts_back_a_table_changed_unseen() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let plan = s.backend().loaded.clone();
+    // A change the drift watch did not report (it had stopped, say).
+    s.backend().someone_else_commits();
+    s.backend().loaded = None;
+    // File events with the same inputs do not look; an operator's reload does.
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    for trigger in [Trigger::Signal, Trigger::Control] {
+        let r = s.reload(trigger);
+        assert_eq!(r.outcome, Outcome::Applied, "{trigger:?}: {r:?}");
+        assert_eq!(r.kernel, Some(KernelChange::Replaced));
+        assert_eq!(s.backend().loaded, plan, "{trigger:?}");
+        // In step again: the next one applies nothing.
+        assert_eq!(s.reload(trigger).outcome, Outcome::Unchanged);
+        s.backend().someone_else_commits();
+        s.backend().loaded = None;
+    }
+    // An edit that changes no element still checks: the update is refused, and a
+    // replace puts the table back instead of "updated in place".
+    let policies = dir.read("policies/payments.yaml");
+    dir.write("policies/payments.yaml", &format!("# edited\n{policies}"));
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.kernel, Some(KernelChange::Replaced), "{r:?}");
+    assert_eq!(s.backend().loaded, plan);
+    assert_eq!(s.counters.incremental_fallbacks, 1);
 }

@@ -163,3 +163,66 @@ impl Drop for NetNs {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+/// A listing with each set's elements in sorted order (one line per set) and the raw
+/// element lines of a bytecode listing sorted per set: the kernel lists elements in
+/// the order they were added (or of its hash buckets), which an update and a fresh
+/// load cannot share; everything else must be the same. The table's own head comment
+/// and flags line go too (nft names the owning program there, and Debian 12's nft
+/// prints `persist` as nothing), and blank lines.
+pub fn normalised(listing: &str) -> String {
+    let mut out = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut pending: Option<(String, String)> = None;
+    let joined = |head: &str, body: &str| {
+        let inner = body.split('}').next().unwrap_or("");
+        let mut elements: Vec<&str> = inner.split(',').map(str::trim).collect();
+        elements.sort_unstable();
+        format!("{head}elements = {{ {} }}", elements.join(", "))
+    };
+    // Counters count traffic: runtime state, not ruleset.
+    let zeroed = |line: &str| -> String {
+        let mut words: Vec<&str> = line.split(' ').collect();
+        for i in 1..words.len() {
+            if matches!(words[i - 1], "packets" | "pkts" | "bytes") {
+                words[i] = "_";
+            }
+        }
+        words.join(" ")
+    };
+    for line in listing.lines() {
+        // A blank line follows the table's flags and comment only when nft printed
+        // flags.
+        if line.starts_with("\tflags ") || line == "\tflags" || line.is_empty() {
+            continue;
+        }
+        let line = match line.split_once(" { # progname ") {
+            Some((head, _)) => format!("{head} {{"),
+            None => line.to_string(),
+        };
+        let line = &zeroed(&line);
+        if line.starts_with("\telement ") {
+            run.push(line.to_string());
+            continue;
+        }
+        run.sort_unstable();
+        out.append(&mut run);
+        if let Some((head, mut body)) = pending.take() {
+            body.push_str(line);
+            if line.contains('}') {
+                out.push(joined(&head, &body));
+            } else {
+                pending = Some((head, body));
+            }
+            continue;
+        }
+        match line.split_once("elements = {") {
+            Some((head, rest)) if rest.contains('}') => out.push(joined(head, rest)),
+            Some((head, rest)) => pending = Some((head.to_string(), rest.to_string())),
+            None => out.push(line.to_string()),
+        }
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n")
+}

@@ -26,12 +26,18 @@ mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
+mod verdict;
 
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{chain_name, COMMENT_CUT_MARK, MAX_COMMENT};
+pub use verdict::{Outcome, Packet, Verdict};
 
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";
+
+/// The comment netpol gives its table: how a table named `inet netpol` is told from
+/// one that someone else made (which `netpolctl apply` does not replace unasked).
+pub const TABLE_COMMENT: &str = "managed by netpol";
 
 /// ICMPv6 types always accepted so a host keeps its addresses and neighbours:
 /// MLD query/report/done (130–132), router solicitation/advertisement (133, 134),

@@ -75,6 +75,7 @@ fn golden_payments_api() {
     let want = r#"table inet netpol {}
 delete table inet netpol
 table inet netpol {
+	comment "managed by netpol"
 	set in_payments_payments-api_v4_ports {
 		type ipv4_addr . inet_proto . inet_service; flags interval;
 		elements = {
@@ -150,6 +151,7 @@ fn golden_egress_with_all_ports_peer_and_reject() {
     let want = r#"table inet netpol {}
 delete table inet netpol
 table inet netpol {
+	comment "managed by netpol"
 	set out_x_a_v4_all {
 		type ipv4_addr; flags interval;
 		elements = {

@@ -351,11 +351,16 @@ fn batch_order_is_nfts() {
         .iter()
         .map(|m| match &m.msg {
             Msg::NewTable {
-                exclusive: false, ..
+                exclusive: false,
+                create: None,
+                ..
             } => "table",
             Msg::NewTable {
-                exclusive: true, ..
+                exclusive: true,
+                create: Some(_),
+                ..
             } => "table!",
+            Msg::NewTable { .. } => "odd table",
             Msg::DelTable { .. } => "delete",
             Msg::NewChain(_) => "chain",
             Msg::NewSet(_) => "set",

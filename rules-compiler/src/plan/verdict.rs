@@ -1,0 +1,415 @@
+//! What a [`Plan`] does with the first packet of a new connection, computed from the plan
+//! itself: the base chain of the hook, its dispatch maps, the endpoint chain and its
+//! sets, rule by rule, as the kernel walks the table the plan is loaded as.
+//!
+//! The daemon uses it to find established connections that a newly applied plan would
+//! not allow any more (revocation), so it must agree with the kernel exactly; the
+//! property test `plan_matches_semantics` checks it against an independent, naive
+//! evaluator of the same plan. Look-ups are binary searches: maps, sets and endpoint
+//! chains are sorted, and set elements never overlap (see [`SetElements`]), so judging a
+//! packet costs a few logarithmic look-ups whatever the size of the plan. Pure: it
+//! reads the plan and nothing else.
+
+use std::net::IpAddr;
+
+use super::{AddrField, AddrProtoPort, AddrRange, Chain, Hook, Plan, SetElements, Stmt};
+use super::{Family, ICMPV6_ALWAYS};
+
+/// IP protocol number of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
+/// Endpoint chains only jump from base chains; deeper nesting means a broken plan.
+const MAX_DEPTH: usize = 8;
+
+/// The first packet of a connection as a hook of the table sees it: not on the loopback
+/// interface (the table accepts everything there), and `new` to conntrack (the table
+/// accepts `established` and `related` before any policy, and drops `invalid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Packet {
+    /// Source address.
+    pub saddr: IpAddr,
+    /// Destination address.
+    pub daddr: IpAddr,
+    /// IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6, …).
+    pub proto: u8,
+    /// Destination port; ignored for protocols without ports (no set of the plan holds
+    /// them).
+    pub dport: u16,
+    /// The ICMPv6 type, for ICMPv6 packets.
+    pub icmpv6_type: Option<u8>,
+}
+
+/// Accepted or denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Accepted by a rule, or by the base chain's `accept` policy.
+    Accept,
+    /// Dropped or rejected by an endpoint chain's deny rule.
+    Deny,
+}
+
+/// What the table does with a packet, and which endpoint chain decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict<'p> {
+    /// Accepted or denied.
+    pub outcome: Outcome,
+    /// The endpoint chain whose rule decided (see [`Plan::locals`] for whose it is);
+    /// `None` when the base chain did: no endpoint chain for the packet's local
+    /// address (not isolated in that direction, or not a local endpoint), or a message
+    /// every host needs (neighbour discovery).
+    pub chain: Option<&'p str>,
+}
+
+impl Verdict<'_> {
+    /// Whether the packet passes.
+    pub fn is_accept(&self) -> bool {
+        self.outcome == Outcome::Accept
+    }
+}
+
+impl Plan {
+    /// What the table does with the first packet of a new connection at `hook` (see
+    /// [`Packet`] for what is assumed of it).
+    ///
+    /// A plan without a base chain for the hook accepts everything there, as a kernel
+    /// without such a chain does.
+    pub fn verdict(&self, hook: Hook, packet: &Packet) -> Verdict<'_> {
+        let Some(base) = self.chains.iter().find(|c| c.hook == Some(hook)) else {
+            return ACCEPT;
+        };
+        self.run(base, packet, 0).unwrap_or(ACCEPT)
+    }
+
+    /// The chain's verdict, or `None` when it ends without one (back to the caller).
+    fn run<'p>(&'p self, chain: &'p Chain, packet: &Packet, depth: usize) -> Option<Verdict<'p>> {
+        let this = chain.hook.is_none().then_some(chain.name.as_str());
+        let decided = |outcome| {
+            Some(Verdict {
+                outcome,
+                chain: this,
+            })
+        };
+        for rule in &chain.rules {
+            match rule {
+                // A new packet off the loopback interface matches none of these.
+                Stmt::CtEstablishedAccept | Stmt::CtInvalidDrop | Stmt::LoopbackAccept(_) => {}
+                Stmt::NeighbourDiscoveryAccept => {
+                    if packet.proto == IPPROTO_ICMPV6
+                        && packet
+                            .icmpv6_type
+                            .is_some_and(|t| ICMPV6_ALWAYS.contains(&t))
+                    {
+                        return decided(Outcome::Accept);
+                    }
+                }
+                Stmt::Dispatch { family, field, map } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family || depth >= MAX_DEPTH {
+                        continue;
+                    }
+                    let Some(map) = self.sorted_map(map) else {
+                        continue;
+                    };
+                    let Ok(i) = map.elements.binary_search_by(|(k, _)| k.cmp(&ip)) else {
+                        continue;
+                    };
+                    let Some(target) = self.endpoint_chain(&map.elements[i].1) else {
+                        continue;
+                    };
+                    if let Some(v) = self.run(target, packet, depth + 1) {
+                        return Some(v);
+                    }
+                }
+                Stmt::AcceptAddr { family, field, set } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family {
+                        continue;
+                    }
+                    if let Some(SetElements::Addr(elements)) =
+                        self.sorted_set(set).map(|s| &s.elements)
+                    {
+                        if addr_in(elements, &ip) {
+                            return decided(Outcome::Accept);
+                        }
+                    }
+                }
+                Stmt::AcceptAddrProtoPort { family, field, set } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family {
+                        continue;
+                    }
+                    if let Some(SetElements::AddrProtoPort(elements)) =
+                        self.sorted_set(set).map(|s| &s.elements)
+                    {
+                        if addr_proto_port_in(elements, &ip, packet.proto, packet.dport) {
+                            return decided(Outcome::Accept);
+                        }
+                    }
+                }
+                Stmt::Deny { .. } => return decided(Outcome::Deny),
+            }
+        }
+        None
+    }
+
+    /// A map by name: maps are sorted by name.
+    fn sorted_map(&self, name: &str) -> Option<&super::VerdictMap> {
+        match self.maps.binary_search_by(|m| m.name.as_str().cmp(name)) {
+            Ok(i) => Some(&self.maps[i]),
+            Err(_) => self.map(name),
+        }
+    }
+
+    /// A set by name: sets are sorted by name.
+    fn sorted_set(&self, name: &str) -> Option<&super::Set> {
+        match self.sets.binary_search_by(|s| s.name.as_str().cmp(name)) {
+            Ok(i) => Some(&self.sets[i]),
+            Err(_) => self.set(name),
+        }
+    }
+
+    /// An endpoint chain by name: they follow the base chains, sorted by name.
+    fn endpoint_chain(&self, name: &str) -> Option<&Chain> {
+        let first = self.chains.partition_point(|c| c.hook.is_some());
+        let endpoint = &self.chains[first..];
+        match endpoint.binary_search_by(|c| c.name.as_str().cmp(name)) {
+            Ok(i) => Some(&endpoint[i]),
+            Err(_) => self.chain(name).filter(|c| c.hook.is_none()),
+        }
+    }
+}
+
+const ACCEPT: Verdict<'static> = Verdict {
+    outcome: Outcome::Accept,
+    chain: None,
+};
+
+fn field_of(packet: &Packet, field: AddrField) -> IpAddr {
+    match field {
+        AddrField::Saddr => packet.saddr,
+        AddrField::Daddr => packet.daddr,
+    }
+}
+
+/// Whether sorted, disjoint ranges hold `ip`.
+fn addr_in(ranges: &[AddrRange], ip: &IpAddr) -> bool {
+    // The last range starting at or before `ip` is the only one that can hold it.
+    let after = ranges.partition_point(|r| r.start <= *ip);
+    after > 0 && ranges[after - 1].contains(ip)
+}
+
+/// Whether an address · protocol · port set holds the triple. The compiler's elements
+/// are sorted by address range, then protocol and ports; two elements' address ranges
+/// are equal or disjoint (elementary intervals, each with its normalised port set).
+fn addr_proto_port_in(elements: &[AddrProtoPort], ip: &IpAddr, proto: u8, port: u16) -> bool {
+    let after = elements.partition_point(|e| e.addr.start <= *ip);
+    if after == 0 {
+        return false;
+    }
+    let range = elements[after - 1].addr;
+    if !range.contains(ip) {
+        return false;
+    }
+    // The elements of that range: a contiguous run ending at `after`.
+    let first = elements[..after].partition_point(|e| e.addr < range);
+    let run = &elements[first..after];
+    let key = (proto, port);
+    let next = run.partition_point(|e| (e.proto, e.ports.0) <= key);
+    next > 0 && {
+        let e = &run[next - 1];
+        e.proto == proto && e.ports.0 <= port && port <= e.ports.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ObjectName;
+    use crate::plan::{DenyAction, LocalEndpoint, Set, VerdictMap};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn range(a: &str, b: &str) -> AddrRange {
+        AddrRange {
+            start: ip(a),
+            end: ip(b),
+        }
+    }
+
+    /// One local endpoint, 198.18.0.1, isolated for ingress: 198.18.1.0/24 on every
+    /// port, 198.18.2.0–198.18.2.127 on 80/TCP and 53/UDP, 198.18.2.128/25 on 443/TCP.
+    fn plan() -> Plan {
+        let chain = "in_ns_server".to_string();
+        Plan {
+            table: "netpol".into(),
+            sets: vec![
+                Set {
+                    name: format!("{chain}_v4_all"),
+                    family: Family::V4,
+                    elements: SetElements::Addr(vec![range("198.18.1.0", "198.18.1.255")]),
+                },
+                Set {
+                    name: format!("{chain}_v4_ports"),
+                    family: Family::V4,
+                    elements: SetElements::AddrProtoPort(vec![
+                        AddrProtoPort {
+                            addr: range("198.18.2.0", "198.18.2.127"),
+                            proto: 6,
+                            ports: (80, 80),
+                        },
+                        AddrProtoPort {
+                            addr: range("198.18.2.0", "198.18.2.127"),
+                            proto: 17,
+                            ports: (53, 53),
+                        },
+                        AddrProtoPort {
+                            addr: range("198.18.2.128", "198.18.2.255"),
+                            proto: 6,
+                            ports: (443, 443),
+                        },
+                    ]),
+                },
+            ],
+            maps: vec![VerdictMap {
+                name: "ingress_v4".into(),
+                family: Family::V4,
+                elements: vec![(ip("198.18.0.1"), chain.clone())],
+            }],
+            chains: vec![
+                Chain {
+                    name: "input".into(),
+                    hook: Some(Hook::Input),
+                    rules: vec![
+                        Stmt::CtEstablishedAccept,
+                        Stmt::CtInvalidDrop,
+                        Stmt::LoopbackAccept(Hook::Input),
+                        Stmt::NeighbourDiscoveryAccept,
+                        Stmt::Dispatch {
+                            family: Family::V4,
+                            field: AddrField::Daddr,
+                            map: "ingress_v4".into(),
+                        },
+                    ],
+                },
+                Chain {
+                    name: "output".into(),
+                    hook: Some(Hook::Output),
+                    rules: vec![Stmt::CtEstablishedAccept],
+                },
+                Chain {
+                    name: chain.clone(),
+                    hook: None,
+                    rules: vec![
+                        Stmt::AcceptAddr {
+                            family: Family::V4,
+                            field: AddrField::Saddr,
+                            set: format!("{chain}_v4_all"),
+                        },
+                        Stmt::AcceptAddrProtoPort {
+                            family: Family::V4,
+                            field: AddrField::Saddr,
+                            set: format!("{chain}_v4_ports"),
+                        },
+                        Stmt::Deny {
+                            action: DenyAction::Drop,
+                            comment: "deny ingress ns/server".into(),
+                        },
+                    ],
+                },
+            ],
+            locals: vec![LocalEndpoint {
+                id: ObjectName::parse("ns/server").unwrap(),
+                ingress_chain: Some(chain),
+                egress_chain: None,
+            }],
+        }
+    }
+
+    fn to_server(from: &str, proto: u8, dport: u16) -> Packet {
+        Packet {
+            saddr: ip(from),
+            daddr: ip("198.18.0.1"),
+            proto,
+            dport,
+            icmpv6_type: None,
+        }
+    }
+
+    #[test]
+    fn peers_ports_and_protocols_decide_in_the_endpoint_chain() {
+        let plan = plan();
+        let cases = [
+            ("198.18.1.7", 6, 1, Outcome::Accept),
+            ("198.18.1.255", 132, 9, Outcome::Accept),
+            ("198.18.2.5", 6, 80, Outcome::Accept),
+            ("198.18.2.5", 17, 53, Outcome::Accept),
+            ("198.18.2.5", 6, 53, Outcome::Deny),
+            ("198.18.2.5", 17, 80, Outcome::Deny),
+            ("198.18.2.5", 6, 443, Outcome::Deny),
+            ("198.18.2.200", 6, 443, Outcome::Accept),
+            ("198.18.2.200", 6, 80, Outcome::Deny),
+            ("198.18.3.1", 6, 80, Outcome::Deny),
+            ("198.18.0.255", 1, 0, Outcome::Deny),
+        ];
+        for (from, proto, port, want) in cases {
+            let v = plan.verdict(Hook::Input, &to_server(from, proto, port));
+            assert_eq!(v.outcome, want, "{from} {proto} {port}");
+            assert_eq!(v.chain, Some("in_ns_server"), "{from} {proto} {port}");
+        }
+    }
+
+    #[test]
+    fn the_base_chain_decides_for_other_addresses_hooks_and_neighbour_discovery() {
+        let plan = plan();
+        let mut other = to_server("198.18.3.1", 6, 80);
+        other.daddr = ip("198.18.0.2");
+        assert_eq!(plan.verdict(Hook::Input, &other), ACCEPT);
+        // The output hook has no dispatch: open.
+        let out = Packet {
+            saddr: ip("198.18.0.1"),
+            daddr: ip("198.18.3.1"),
+            proto: 6,
+            dport: 80,
+            icmpv6_type: None,
+        };
+        assert_eq!(plan.verdict(Hook::Output, &out), ACCEPT);
+        // IPv6 to a local address with no v6 dispatch: open.
+        let v6 = Packet {
+            saddr: ip("2001:db8::1"),
+            daddr: ip("2001:db8::2"),
+            proto: 58,
+            dport: 0,
+            icmpv6_type: Some(128),
+        };
+        assert_eq!(plan.verdict(Hook::Input, &v6), ACCEPT);
+    }
+
+    #[test]
+    fn neighbour_discovery_is_accepted_before_dispatch() {
+        let mut plan = plan();
+        plan.maps[0].elements = vec![(ip("2001:db8::1"), "in_ns_server".into())];
+        plan.maps[0].family = Family::V6;
+        plan.chains[0].rules[4] = Stmt::Dispatch {
+            family: Family::V6,
+            field: AddrField::Daddr,
+            map: "ingress_v4".into(),
+        };
+        let mut p = Packet {
+            saddr: ip("2001:db8::9"),
+            daddr: ip("2001:db8::1"),
+            proto: 58,
+            dport: 0,
+            icmpv6_type: Some(135),
+        };
+        assert_eq!(plan.verdict(Hook::Input, &p), ACCEPT);
+        p.icmpv6_type = Some(128);
+        assert_eq!(
+            plan.verdict(Hook::Input, &p),
+            Verdict {
+                outcome: Outcome::Deny,
+                chain: Some("in_ns_server")
+            }
+        );
+    }
+}

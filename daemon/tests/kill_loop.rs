@@ -13,8 +13,8 @@
 //!
 //! The loop walks 0 → 1 → 3 → 2 → 0 …, so updates and replaces alternate. The expected
 //! table of each state is computed once: `netpolctl compile` of its files, loaded with
-//! `nft -f` into a scratch namespace, listed, made comparable (`support::comparable`:
-//! counters zeroed, elements sorted, the table's flags line dropped).
+//! `nft -f` into a scratch namespace, listed, made comparable (`support::normalised`:
+//! counters zeroed, elements sorted, the owner's head comment, the flags line and blank lines dropped).
 //!
 //! Each kill: netpold runs in its namespace on state X (ready over `NOTIFY_SOCKET`);
 //! the files are switched to Y atomically (a hard link renamed over the input); kills
@@ -56,7 +56,7 @@ use serde_json::Value;
 
 mod support;
 use support::daemon::{Daemon, Lab, NETPOLCTL};
-use support::{comparable, text, NetNs};
+use support::{normalised, text, NetNs};
 
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -158,7 +158,7 @@ fn expected(inputs: &Inputs, state: usize, scratch: &NetNs) -> String {
     let file = inputs.store.join(format!("state-{state}.nft"));
     std::fs::write(&file, &out.stdout).unwrap();
     scratch.ok("nft", &["-f", &file.display().to_string()]);
-    comparable(&scratch.table().expect("the table nft -f loaded"))
+    normalised(&scratch.table().expect("the table nft -f loaded"))
 }
 
 /// Puts the files of `state` in place, each with a rename: an input is the old file or
@@ -284,7 +284,7 @@ fn kill_9_at_random_moments_of_reloads_leaves_the_old_or_the_new_table() {
     let check = |state: usize, what: &str| {
         let listed = ns.table().unwrap_or_else(|| panic!("{what}: no table"));
         assert!(
-            comparable(&listed) == expect[state],
+            normalised(&listed) == expect[state],
             "{what}: the kernel does not hold state {state}"
         );
     };
@@ -385,7 +385,7 @@ fn kill_9_at_random_moments_of_reloads_leaves_the_old_or_the_new_table() {
             if sighup { "SIGHUP" } else { "file watch" },
             delay_us as f64 / 1000.0
         );
-        let listed = comparable(
+        let listed = normalised(
             &ns.table()
                 .unwrap_or_else(|| panic!("{what}: no table in the kernel")),
         );

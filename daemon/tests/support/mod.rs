@@ -41,69 +41,6 @@ pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// A listing with each set's elements in sorted order (one line per set) and the raw
-/// element lines of a bytecode listing sorted per set: the kernel lists elements in
-/// the order they were added (or of its hash buckets), which an update and a fresh
-/// load cannot share; everything else must be the same.
-pub fn normalised(listing: &str) -> String {
-    let mut out = Vec::new();
-    let mut run: Vec<String> = Vec::new();
-    let mut pending: Option<(String, String)> = None;
-    let joined = |head: &str, body: &str| {
-        let inner = body.split('}').next().unwrap_or("");
-        let mut elements: Vec<&str> = inner.split(',').map(str::trim).collect();
-        elements.sort_unstable();
-        format!("{head}elements = {{ {} }}", elements.join(", "))
-    };
-    // Counters count traffic: runtime state, not ruleset.
-    let zeroed = |line: &str| -> String {
-        let mut words: Vec<&str> = line.split(' ').collect();
-        for i in 1..words.len() {
-            if matches!(words[i - 1], "packets" | "pkts" | "bytes") {
-                words[i] = "_";
-            }
-        }
-        words.join(" ")
-    };
-    for line in listing.lines() {
-        let line = &zeroed(line);
-        if line.starts_with("\telement ") {
-            run.push(line.to_string());
-            continue;
-        }
-        run.sort_unstable();
-        out.append(&mut run);
-        if let Some((head, mut body)) = pending.take() {
-            body.push_str(line);
-            if line.contains('}') {
-                out.push(joined(&head, &body));
-            } else {
-                pending = Some((head, body));
-            }
-            continue;
-        }
-        match line.split_once("elements = {") {
-            Some((head, rest)) if rest.contains('}') => out.push(joined(head, rest)),
-            Some((head, rest)) => pending = Some((head.to_string(), rest.to_string())),
-            None => out.push(line.to_string()),
-        }
-    }
-    run.sort_unstable();
-    out.append(&mut run);
-    out.join("\n")
-}
-
-/// [`normalised`], and without the table's `flags` line: a table netpold owns carries
-/// kernel flags (owner, persist) that a table loaded by `nft -f` does not, and Debian's
-/// nft 1.0.6 prints them oddly; the rest of the listing must be the same.
-pub fn comparable(listing: &str) -> String {
-    let kept: Vec<&str> = listing
-        .lines()
-        .filter(|l| !(l.starts_with("\tflags ") || *l == "\tflags"))
-        .collect();
-    normalised(&kept.join("\n"))
-}
-
 /// A named network namespace (`ip netns`), deleted on drop.
 pub struct NetNs(pub String);
 

@@ -742,7 +742,7 @@ fn observed(server_ns: &str) -> Observed {
 
 fn status(socket: &Path) -> Option<StatusReport> {
     match control::request(socket, &Request::Status) {
-        Ok(Response::Status(s)) => Some(s),
+        Ok(Response::Status(s)) => Some(*s),
         _ => None,
     }
 }

@@ -14,7 +14,8 @@
 //! The loop walks 0 → 1 → 3 → 2 → 0 …, so updates and replaces alternate. The expected
 //! table of each state is computed once: `netpolctl compile` of its files, loaded with
 //! `nft -f` into a scratch namespace, listed, made comparable (`support::normalised`:
-//! counters zeroed, elements sorted, the owner's head comment, the flags line and blank lines dropped).
+//! counters zeroed, elements sorted; the owner's head comment, the table's flags line
+//! and blank lines dropped).
 //!
 //! Each kill: netpold runs in its namespace on state X (ready over `NOTIFY_SOCKET`);
 //! the files are switched to Y atomically (a hard link renamed over the input); kills

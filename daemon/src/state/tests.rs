@@ -771,15 +771,36 @@ fn each_apply_cuts_exactly_the_established_flows_the_new_plan_denies() {
     assert_eq!(s.backend().cuts.last().unwrap().flow, to_api);
     assert_eq!(s.counters.revoked_flows, 2);
 
-    // Nothing more to cut: nothing is.
+    // A change that leaves checkout's rules as they are cannot deny a flow: the
+    // conntrack table is not even read.
     dir.write(
         "policies/extra.yaml",
         EXTRA_POLICY.replace("web", "analytics").as_str(),
     );
     let r = s.reload(Trigger::Files);
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
-    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(0));
+    assert_eq!(r.revoked, None, "{r:?}");
     assert_eq!(s.backend().cuts.len(), 2);
+
+    // An update that only widens what is allowed (checkout may call payments-api
+    // again) cannot deny a flow: the conntrack table is not even read.
+    s.backend().conntrack.push(to_worker);
+    dir.write("policies/web.yaml", &text);
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r.revoked, None, "{r:?}");
+    assert_eq!(s.backend().cuts.len(), 2);
+    // The next narrowing update judges every flow again.
+    dir.write("policies/web.yaml", &text[..cut_at]);
+    let r = s.reload(Trigger::Files);
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r.revoked.as_ref().map(|r| r.cut), Some(1), "{r:?}");
 }
 
 #[test]

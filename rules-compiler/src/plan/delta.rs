@@ -101,6 +101,39 @@ impl Delta {
         sets.chain(maps).sum()
     }
 
+    /// Whether the new plan allows everything the old one allowed: no verdict map gains
+    /// or changes a key (a newly isolated address), and every element a set loses lies
+    /// within one element of that set in `new` (an interval merged into a wider one).
+    /// Then no established flow can have become denied. `new` is the plan the delta
+    /// leads to. Conservative: `false` may still widen only.
+    pub fn widens_only(&self, new: &Plan) -> bool {
+        if self.maps.iter().any(|m| !m.add.is_empty()) {
+            return false;
+        }
+        self.sets.iter().all(|d| {
+            let Some(set) = new.set(&d.name) else {
+                return false;
+            };
+            match (&d.delete, &set.elements) {
+                (SetElements::Addr(del), SetElements::Addr(now)) => del
+                    .iter()
+                    .all(|r| now.iter().any(|n| n.start <= r.start && r.end <= n.end)),
+                (SetElements::AddrProtoPort(del), SetElements::AddrProtoPort(now)) => {
+                    del.iter().all(|e| {
+                        now.iter().any(|n| {
+                            n.proto == e.proto
+                                && n.addr.start <= e.addr.start
+                                && e.addr.end <= n.addr.end
+                                && n.ports.0 <= e.ports.0
+                                && e.ports.1 <= n.ports.1
+                        })
+                    })
+                }
+                _ => false,
+            }
+        })
+    }
+
     /// The plan this delta makes of `old`: the reference semantics of a delta. `old`
     /// must be the plan the delta was computed from.
     pub fn apply(&self, old: &Plan) -> Plan {

@@ -103,6 +103,44 @@ fn the_gap_below_the_first_interval_is_reported_before_and_after() {
 }
 
 #[test]
+fn a_delta_widens_only_when_nothing_allowed_before_is_left_out() {
+    let with = |blocks: &[u32]| plan(vec![addr_set("s", Family::V4, blocks)], vec![]);
+    let widens = |a: &Plan, b: &Plan| delta(a, b).unwrap().widens_only(b);
+    assert!(widens(&with(&[1, 5]), &with(&[1, 5])), "no change");
+    assert!(
+        widens(&with(&[1, 5]), &with(&[1, 3, 5])),
+        "an element added"
+    );
+    assert!(!widens(&with(&[1, 5]), &with(&[5])), "an element removed");
+    assert!(!widens(&with(&[1, 5]), &with(&[3, 5])), "one moved");
+    // An interval merged into a wider one is deleted and added, and still widens.
+    let wide = plan(
+        vec![Set {
+            name: "s".into(),
+            family: Family::V4,
+            elements: SetElements::Addr(vec![AddrRange {
+                start: v4(4),
+                end: v4(23),
+            }]),
+        }],
+        vec![],
+    );
+    let d = delta(&with(&[1, 5]), &wide).unwrap();
+    assert!(!d.sets[0].delete.is_empty());
+    assert!(d.widens_only(&wide));
+    assert!(!widens(&wide, &with(&[1, 5])), "and back narrows");
+    // A map key added isolates an address; one removed opens it.
+    let map = |keys: &[u32]| VerdictMap {
+        name: "input_v4".into(),
+        family: Family::V4,
+        elements: keys.iter().map(|&k| (v4(k), "in_a".to_string())).collect(),
+    };
+    let isolated = |keys: &[u32]| plan(vec![], vec![map(keys)]);
+    assert!(!widens(&isolated(&[7]), &isolated(&[7, 9])));
+    assert!(widens(&isolated(&[7, 9]), &isolated(&[7])));
+}
+
+#[test]
 fn a_map_key_with_a_new_target_is_deleted_and_added() {
     let map = |target: &str| VerdictMap {
         name: "input_v4".into(),

@@ -18,6 +18,10 @@
 //! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
 //! [`crate::daemon`].
 //!
+//! The kernel's news of committed nftables transactions ([`State::kernel_news`]) tells
+//! netpold's own from anyone else's; a foreign change to the table is repaired at once
+//! by replacing it with the plan in force, and logged, counted and kept for `status`.
+//!
 //! After every apply — start-up, replace or update — established connections that the
 //! new plan no longer allows are cut, with that very plan (`State::revoke`, one call in
 //! `apply_model`; the decision is [`crate::revoke`]'s), unless `revoke-established` is
@@ -278,6 +282,8 @@ impl<B: Backend> State<B> {
         }
     }
 
+    /// Sorts the news into netpold's own transactions, others' that left the table
+    /// alone, and others' that changed it (repaired); see [`kernel_news`](Self::kernel_news).
     fn judge(&mut self, news: Vec<News>) -> Option<DriftEvent> {
         let mut lost = false;
         let mut foreign: Vec<Commit> = Vec::new();

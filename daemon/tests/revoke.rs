@@ -198,15 +198,10 @@ struct Stream {
 
 impl Stream {
     /// `server_sends`: the server writes and the client reads; else the other way.
-    fn open(
-        s: &Setup,
-        name: &'static str,
-        server: IpAddr,
-        port: u16,
-        server_sends: bool,
-    ) -> Stream {
-        let at = SocketAddr::new(server, port);
-        let listener = enter(&s.server, move || TcpListener::bind(at).expect("bind"));
+    /// Streams to one address and port share its listener: binding it again while
+    /// accepted connections hold the port may fail (seen once, `EADDRINUSE`).
+    fn open(s: &Setup, name: &'static str, listener: &TcpListener, server_sends: bool) -> Stream {
+        let at = listener.local_addr().unwrap();
         let client = enter(&s.client, move || {
             TcpStream::connect_timeout(&at, Duration::from_secs(3))
         })
@@ -365,20 +360,22 @@ fn addr(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// A listener on the server at `server`:`port`.
+fn listen(s: &Setup, server: &str, port: u16) -> TcpListener {
+    let at = SocketAddr::new(addr(server), port);
+    enter(&s.server, move || TcpListener::bind(at).expect("bind"))
+}
+
 #[test]
 fn a_reload_cuts_established_streams_it_no_longer_allows_and_only_those() {
     let Some(s) = Setup::new(&[]) else { return };
-    let kept = Stream::open(&s, "kept (client sends)", addr(SERVER_V4), KEPT, false);
-    let kept_back = Stream::open(&s, "kept (server sends)", addr(SERVER_V4), KEPT, true);
-    let client_sends = Stream::open(
-        &s,
-        "revoked (client sends)",
-        addr(SERVER_V4),
-        REVOKED,
-        false,
-    );
-    let server_sends = Stream::open(&s, "revoked (server sends)", addr(SERVER_V4), REVOKED, true);
-    let over_v6 = Stream::open(&s, "revoked (IPv6)", addr(SERVER_V6), REVOKED, false);
+    let (kept_at, revoked_at) = (listen(&s, SERVER_V4, KEPT), listen(&s, SERVER_V4, REVOKED));
+    let revoked_v6_at = listen(&s, SERVER_V6, REVOKED);
+    let kept = Stream::open(&s, "kept (client sends)", &kept_at, false);
+    let kept_back = Stream::open(&s, "kept (server sends)", &kept_at, true);
+    let client_sends = Stream::open(&s, "revoked (client sends)", &revoked_at, false);
+    let server_sends = Stream::open(&s, "revoked (server sends)", &revoked_at, true);
+    let over_v6 = Stream::open(&s, "revoked (IPv6)", &revoked_v6_at, false);
     kept.assert_keeps_flowing("before the edit");
     server_sends.assert_keeps_flowing("before the edit");
 
@@ -434,21 +431,10 @@ fn with_revocation_off_established_streams_outlive_the_edit() {
     let Some(s) = Setup::new(&["--revoke-established=false"]) else {
         return;
     };
-    let kept = Stream::open(&s, "kept", addr(SERVER_V4), KEPT, false);
-    let server_sends = Stream::open(
-        &s,
-        "no longer allowed (server sends)",
-        addr(SERVER_V4),
-        REVOKED,
-        true,
-    );
-    let client_sends = Stream::open(
-        &s,
-        "no longer allowed (client sends)",
-        addr(SERVER_V4),
-        REVOKED,
-        false,
-    );
+    let (kept_at, revoked_at) = (listen(&s, SERVER_V4, KEPT), listen(&s, SERVER_V4, REVOKED));
+    let kept = Stream::open(&s, "kept", &kept_at, false);
+    let server_sends = Stream::open(&s, "no longer allowed (server sends)", &revoked_at, true);
+    let client_sends = Stream::open(&s, "no longer allowed (client sends)", &revoked_at, false);
     let report = s.reload_allowing(&[KEPT]);
     assert_eq!(report["outcome"], "applied", "{report:#}");
     assert!(report["revoked"].is_null(), "{report:#}");

@@ -15,6 +15,10 @@ use serde::Serialize;
 
 use super::{AddrProtoPort, AddrRange, Family, LocalEndpoint, Plan, SetElements};
 
+/// Comparisons [`Delta::widens_only`] spends on one address · protocol · port set at
+/// most (a few milliseconds).
+const WIDENS_ONLY_SCAN: usize = 4_000_000;
+
 /// Why two plans differ by more than elements; the full replace is needed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("structural change: {0}")]
@@ -115,19 +119,25 @@ impl Delta {
                 return false;
             };
             match (&d.delete, &set.elements) {
-                (SetElements::Addr(del), SetElements::Addr(now)) => del
-                    .iter()
-                    .all(|r| now.iter().any(|n| n.start <= r.start && r.end <= n.end)),
+                // Sorted and disjoint: the one element that could hold `r` is the last
+                // that starts at or before it.
+                (SetElements::Addr(del), SetElements::Addr(now)) => del.iter().all(|r| {
+                    let i = now.partition_point(|n| n.start <= r.start);
+                    i > 0 && r.end <= now[i - 1].end
+                }),
+                // Elements of another address range may hold one: a scan, so a big change
+                // of a big set is not looked into (`false` is always safe).
                 (SetElements::AddrProtoPort(del), SetElements::AddrProtoPort(now)) => {
-                    del.iter().all(|e| {
-                        now.iter().any(|n| {
-                            n.proto == e.proto
-                                && n.addr.start <= e.addr.start
-                                && e.addr.end <= n.addr.end
-                                && n.ports.0 <= e.ports.0
-                                && e.ports.1 <= n.ports.1
+                    del.len().saturating_mul(now.len()) <= WIDENS_ONLY_SCAN
+                        && del.iter().all(|e| {
+                            now.iter().any(|n| {
+                                n.proto == e.proto
+                                    && n.addr.start <= e.addr.start
+                                    && e.addr.end <= n.addr.end
+                                    && n.ports.0 <= e.ports.0
+                                    && e.ports.1 <= n.ports.1
+                            })
                         })
-                    })
                 }
                 _ => false,
             }

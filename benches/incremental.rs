@@ -188,16 +188,22 @@ impl Listener {
 }
 
 /// Replaces and updates with no notification listener, with one, and with one that
-/// the backend silences during its commits (as netpold runs), interleaved: what the
-/// drift watch costs the kernel.
+/// the backend silences during its commits and a table it owns (as netpold runs),
+/// interleaved: what the drift watch and ownership cost the kernel.
 fn watched(kernel: &mut Netlink, base: &Plan, edited: &Plan, rounds: usize) {
-    const MODES: [&str; 3] = ["no listener", "listener", "listener, silenced (netpold)"];
+    const MODES: [&str; 3] = [
+        "no listener",
+        "listener",
+        "listener, silenced, table owned (netpold)",
+    ];
     let mut times: [[Vec<f64>; 3]; 2] = Default::default();
     let mut seen = [(0, 0); 3];
     for round in 0..rounds {
         for step in 0..3 {
             let mode = (round + step) % 3;
-            let mut fresh = Netlink::new();
+            // As netpold's backend: it owns the table (dropped at the end of the round,
+            // the table stays, orphaned, for the plain backend to replace).
+            let mut fresh = Netlink::owner();
             let (listener, backend) = match mode {
                 0 => (None, &mut *kernel),
                 1 => (Some(Listener::start().0), &mut *kernel),

@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, own_namespace};
+use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, ip, own_namespace, run};
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -531,21 +531,6 @@ impl Drop for Lab {
             let _ = std::fs::remove_dir_all(t);
         }
     }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(args: &[&str]) -> String {
-    run(Command::new("ip").args(args))
 }
 
 /// `ip netns exec NS [taskset -c CPU] PROGRAM`.

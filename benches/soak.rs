@@ -92,7 +92,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{egress_policy, find_edit, plan_for, unisolated_egress, EditKind};
-use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace};
+use netpol_benches::harness::{
+    absolute_path_arg, daemon_bin_or_skip, ip, memory_kib, own_namespace, run,
+};
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -428,21 +430,6 @@ impl Drop for Lab {
     }
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(args: &[&str]) -> String {
-    run(Command::new("ip").args(args))
-}
-
 /// `ip netns exec NS PROGRAM` (which execs PROGRAM: the child's pid is the program's).
 fn exec(ns: &str, program: &Path) -> Command {
     let mut c = Command::new("ip");
@@ -543,15 +530,7 @@ struct Input {
 }
 
 fn prepare(dir: &Path, endpoints: usize) -> Input {
-    let scale = if endpoints == Scale::FULL.endpoints {
-        Scale::FULL
-    } else {
-        Scale {
-            namespaces: (endpoints / 50).max(3),
-            endpoints,
-            policies: (endpoints / 5).max(10),
-        }
-    };
+    let scale = Scale::with_endpoints(endpoints);
     let model = generate(&scale, 1);
     let index = Index::new(&model);
     let server = busiest_endpoint(&index).expect("a busiest endpoint");

@@ -1,8 +1,9 @@
 //! What the kernel benchmarks (`apply`, `reload`, `scaling`) share: building the
 //! daemon's binaries in release, checking that throwaway network namespaces can be
 //! made, telling which namespace this process is in (a measuring child refuses to run
-//! in the one it was started from), reading a process's memory, and the guards that
-//! clean up after a benchmark (its directory, its daemon) also when it panics.
+//! in the one it was started from), reading a process's memory, running `ip` and other
+//! commands that must succeed, and the guards that clean up after a benchmark (its
+//! directory, its daemon) also when it panics.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -111,4 +112,21 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs `cmd` to its end and gives its stdout; panics with both outputs if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip args`, as [`run`].
+pub fn ip(args: &[&str]) -> String {
+    run(Command::new("ip").args(args))
 }

@@ -73,6 +73,19 @@ impl Scale {
         policies: 10_000,
     };
 
+    /// [`FULL`](Self::FULL)'s proportions for `endpoints` endpoints: a namespace per 50
+    /// endpoints and a policy per 5 (at least 3 and 10); `FULL` itself at 50,000.
+    pub fn with_endpoints(endpoints: usize) -> Scale {
+        if endpoints == Scale::FULL.endpoints {
+            return Scale::FULL;
+        }
+        Scale {
+            namespaces: (endpoints / 50).max(3),
+            endpoints,
+            policies: (endpoints / 5).max(10),
+        }
+    }
+
     /// This scale times `pct` percent, each count rounded to nearest (a non-empty count
     /// stays at least 1), so every size keeps the same proportions.
     pub fn percent(&self, pct: usize) -> Scale {

@@ -498,30 +498,9 @@ mod kernel_tests {
 
     #[test]
     fn apply_revokes_established_flows_the_ruleset_denies_unless_told_not_to() {
-        use crate::netlink::{Flow, Tuple, L4};
         let flow = |src: &str, dst: &str, dport: u16| {
-            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-            Flow {
-                proto: 6,
-                orig: Tuple {
-                    src,
-                    dst,
-                    l4: L4::Ports {
-                        src: 40000,
-                        dst: dport,
-                    },
-                },
-                reply: Tuple {
-                    src: dst,
-                    dst: src,
-                    l4: L4::Ports {
-                        src: dport,
-                        dst: 40000,
-                    },
-                },
-                zone: 0,
-                id: u32::from(dport),
-            }
+            let ip = |s: &str| s.parse().unwrap();
+            crate::netlink::Flow::ports(6, ip(src), 40000, ip(dst), dport, u32::from(dport))
         };
         // frontend (198.18.2.11) -> payments-api (this host) is denied; checkout's
         // call is allowed.

@@ -301,28 +301,8 @@ spec:
 
     /// A flow from `src:sport` to `dst:dport` without NAT.
     fn flow(proto: u8, src: &str, sport: u16, dst: &str, dport: u16) -> Flow {
-        let (src, dst) = (ip(src), ip(dst));
-        Flow {
-            proto,
-            orig: Tuple {
-                src,
-                dst,
-                l4: L4::Ports {
-                    src: sport,
-                    dst: dport,
-                },
-            },
-            reply: Tuple {
-                src: dst,
-                dst: src,
-                l4: L4::Ports {
-                    src: dport,
-                    dst: sport,
-                },
-            },
-            zone: 0,
-            id: u32::from(sport) << 8 | u32::from(proto),
-        }
+        let id = u32::from(sport) << 8 | u32::from(proto);
+        Flow::ports(proto, ip(src), sport, ip(dst), dport, id)
     }
 
     fn host() -> BTreeSet<IpAddr> {

@@ -94,15 +94,7 @@ impl Inputs {
 /// Generates the input, picks the locals and the update edit, and writes the files of
 /// every state under `store`.
 fn prepare(store: &Path, endpoints: usize) -> Inputs {
-    let scale = if endpoints == Scale::FULL.endpoints {
-        Scale::FULL
-    } else {
-        Scale {
-            namespaces: (endpoints / 50).max(3),
-            endpoints,
-            policies: (endpoints / 5).max(10),
-        }
-    };
+    let scale = Scale::with_endpoints(endpoints);
     let model = generate(&scale, 1);
     let index = Index::new(&model);
     let busiest = busiest_endpoint(&index).expect("an endpoint isolated by some policy");

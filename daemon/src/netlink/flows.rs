@@ -137,6 +137,27 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// A flow of `proto` from `src`:`sport` to `dst`:`dport` without NAT (its reply
+    /// tuple is the original reversed), in zone 0, with conntrack id `id`.
+    pub fn ports(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, id: u32) -> Flow {
+        let l4 = |src, dst| L4::Ports { src, dst };
+        Flow {
+            proto,
+            orig: Tuple {
+                src,
+                dst,
+                l4: l4(sport, dport),
+            },
+            reply: Tuple {
+                src: dst,
+                dst: src,
+                l4: l4(dport, sport),
+            },
+            zone: 0,
+            id,
+        }
+    }
+
     /// Whether its addresses are IPv6.
     pub fn is_v6(&self) -> bool {
         self.orig.src.is_ipv6()

@@ -698,29 +698,8 @@ fn truncate_before_payments_api(dir: &TempDir) {
 // ------------------------------------------------------------------ revocation ----
 
 fn tcp_flow(src: &str, sport: u16, dst: &str, dport: u16) -> crate::netlink::Flow {
-    use crate::netlink::{Flow, Tuple, L4};
-    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-    Flow {
-        proto: 6,
-        orig: Tuple {
-            src,
-            dst,
-            l4: L4::Ports {
-                src: sport,
-                dst: dport,
-            },
-        },
-        reply: Tuple {
-            src: dst,
-            dst: src,
-            l4: L4::Ports {
-                src: dport,
-                dst: sport,
-            },
-        },
-        zone: 0,
-        id: u32::from(sport),
-    }
+    let ip = |s: &str| s.parse().unwrap();
+    crate::netlink::Flow::ports(6, ip(src), sport, ip(dst), dport, u32::from(sport))
 }
 
 /// web/checkout (198.18.2.10) is this host. Its egress allows payments-api 8080/TCP and

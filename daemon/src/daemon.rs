@@ -200,35 +200,10 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
             _ = int.recv() => break "SIGINT",
         };
         let event = match event {
-            Event::Files => {
-                // File events that queued up during the last reload are covered by this
-                // one. Anything queued behind them (a `netpolctl reload` waiting for its
-                // answer) is kept for the next turn, not dropped.
-                loop {
-                    match rx.try_recv() {
-                        Ok(Event::Files) => continue,
-                        Ok(other) => next = Some(other),
-                        Err(_) => {}
-                    }
-                    break;
-                }
-                Event::Files
-            }
-            Event::Kernel(mut news) => {
-                // Kernel news that queued up is judged at once: one repair, not one per
-                // transaction of someone's script.
-                loop {
-                    match rx.try_recv() {
-                        Ok(Event::Kernel(more)) => {
-                            news.extend(more);
-                            continue;
-                        }
-                        Ok(other) => next = Some(other),
-                        Err(_) => {}
-                    }
-                    break;
-                }
-                Event::Kernel(news)
+            Event::Files | Event::Kernel(_) => {
+                let (event, behind) = coalesce(event, &mut rx);
+                next = behind;
+                event
             }
             other => other,
         };
@@ -250,6 +225,22 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     }
     drop(socket);
     Ok(())
+}
+
+/// Folds the events of `event`'s kind queued behind it into it: file events that queued
+/// up during the last reload are covered by this one, and kernel news is judged at once
+/// (one repair, not one per transaction of someone's script). The first event of
+/// another kind (a `netpolctl reload` waiting for its answer) is given back for the next
+/// turn, not dropped.
+fn coalesce(mut event: Event, rx: &mut mpsc::UnboundedReceiver<Event>) -> (Event, Option<Event>) {
+    loop {
+        match (&mut event, rx.try_recv()) {
+            (Event::Files, Ok(Event::Files)) => {}
+            (Event::Kernel(news), Ok(Event::Kernel(more))) => news.extend(more),
+            (_, Ok(other)) => return (event, Some(other)),
+            (_, Err(_)) => return (event, None),
+        }
+    }
 }
 
 /// Handles one event of the main loop (signals and timers are handled there).

@@ -290,7 +290,7 @@ impl<B: Backend> State<B> {
         for n in news {
             match n {
                 News::Lost => lost = true,
-                News::Commit(c) if self.backend.committed(c.generation) || ours(c.pid) => {}
+                News::Commit(c) if self.backend.committed(c.generation) || c.by_this_process() => {}
                 News::Commit(c) => foreign.push(c),
             }
         }
@@ -1133,13 +1133,6 @@ pub fn suspicious(before: &Counts, after: &Counts) -> Option<String> {
         ));
     }
     None
-}
-
-/// Whether `pid`, as the kernel names the committer of a transaction (a thread id), is
-/// a thread of this process: a commit whose generation could not be read is still
-/// known as ours.
-fn ours(pid: u32) -> bool {
-    pid != 0 && std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
 }
 
 /// Milliseconds, to the microsecond.

@@ -43,6 +43,14 @@ pub struct Commit {
     pub changes: Vec<String>,
 }
 
+impl Commit {
+    /// Whether a thread of this process committed it (the kernel names the committing
+    /// thread): known as one's own even when its generation could not be read.
+    pub fn by_this_process(&self) -> bool {
+        self.pid != 0 && std::path::Path::new(&format!("/proc/self/task/{}", self.pid)).exists()
+    }
+}
+
 /// What a read of the notifications gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum News {

@@ -1572,11 +1572,7 @@ mod notifications {
             let c = commits(&news);
             assert_eq!(c.len(), 2, "{news:?}");
             assert_eq!(c[0].generation, mine);
-            assert!(
-                std::path::Path::new(&format!("/proc/self/task/{}", c[0].pid)).exists(),
-                "committed by a thread of this process: {:?}",
-                c[0]
-            );
+            assert!(c[0].by_this_process(), "{:?}", c[0]);
             // A replace: the table deleted and made again.
             assert_eq!(c[0].changes.len(), 2, "{:?}", c[0]);
             assert_eq!(c[0].changes[0], "deleted table");
@@ -1585,6 +1581,7 @@ mod notifications {
             assert_eq!(c[1].generation, mine.wrapping_add(1));
             assert_eq!(c[1].process, "nft");
             assert!(c[1].changes.is_empty(), "{:?}", c[1]);
+            assert!(!c[1].by_this_process(), "{:?}", c[1]);
             assert!(!kernel.committed(c[1].generation));
 
             // Without ownership, someone else's change to the table, described.

@@ -650,30 +650,6 @@ impl Netlink {
         first
     }
 
-    /// Remembers the ruleset generation after a change of ours (`None` after a failure:
-    /// the next change must be a full replace).
-    ///
-    /// Read right after the commit, so a change by someone else in between (a window of
-    /// microseconds) would go unnoticed by the next update; every other change since is
-    /// caught by the kernel's generation check.
-    fn note_generation(&mut self, ok: bool) {
-        self.generation = None;
-        if !ok {
-            return;
-        }
-        if self.reader.is_none() {
-            self.reader = GenerationReader::open().ok();
-        }
-        match self.reader.as_mut().map(GenerationReader::read) {
-            Some(Ok(g)) => self.generation = Some(g),
-            Some(Err(e)) => {
-                tracing::debug!("reading the ruleset generation: {e}");
-                self.reader = None;
-            }
-            None => {}
-        }
-    }
-
     /// Sends a batch and waits for its outcome. `describe` names failing elements.
     fn transact(
         &mut self,
@@ -831,10 +807,10 @@ impl Backend for Netlink {
                 return Err(e);
             }
         };
-        match made {
-            Some(g) => self.generation = Some(g),
-            None => self.note_generation(true),
-        }
+        // Without the generation read before the batch, read after it: a change by
+        // someone else in between (microseconds) would then go unnoticed by the next
+        // update.
+        self.generation = made.or_else(|| self.current_generation());
         Ok(ApplyStats {
             messages: batch.msgs.len(),
             bytes,

@@ -21,7 +21,9 @@
 //! the files are switched to Y atomically (a hard link renamed over the input); kills
 //! 0, 1 (mod 4) also send SIGHUP, kills 2, 3 leave the reload to the file watch (100 ms
 //! debounce); after a random delay netpold gets SIGKILL; the table is listed and must
-//! equal X's or Y's. netpold is then started again on Y, must become ready at
+//! equal X's or Y's, or X's with Y's sets, maps and chains loaded beside it but used by
+//! no base chain (`support::enforced` leaves them out; killed between the two
+//! transactions of a replace: `Slot` in the netlink module). netpold is then started again on Y, must become ready at
 //! generation 1, and the kernel must then hold Y. The delays: before the loop one
 //! reload of each kind is timed (`netpolctl reload`, with the table checked after it):
 //! T, from the request to the answer, C, to the end of the kernel transaction (netpold's
@@ -57,7 +59,7 @@ use serde_json::Value;
 
 mod support;
 use support::daemon::{Daemon, Lab, NETPOLCTL};
-use support::{normalised, text, NetNs};
+use support::{enforced, normalised, text, NetNs};
 
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -230,6 +232,9 @@ fn first_difference(listed: &str, expected: &str, name: &str) -> String {
 #[derive(Default)]
 struct Tally {
     old: usize,
+    /// The old table in force, with the new plan's objects loaded beside it but not
+    /// used: killed between the two transactions of a replace.
+    staged: usize,
     new: usize,
 }
 
@@ -378,14 +383,17 @@ fn kill_9_at_random_moments_of_reloads_leaves_the_old_or_the_new_table() {
             if sighup { "SIGHUP" } else { "file watch" },
             delay_us as f64 / 1000.0
         );
-        let listed = normalised(
-            &ns.table()
-                .unwrap_or_else(|| panic!("{what}: no table in the kernel")),
-        );
+        let raw = ns
+            .table()
+            .unwrap_or_else(|| panic!("{what}: no table in the kernel"));
+        let listed = normalised(&raw);
         let t = &mut tally[usize::from(!update)][usize::from(!sighup)];
         if listed == expect[state] {
             t.old += 1;
             println!("{what}: old");
+        } else if !update && normalised(&enforced(&raw)) == expect[state] {
+            t.staged += 1;
+            println!("{what}: old, the new objects staged beside it");
         } else if listed == expect[to] {
             t.new += 1;
             println!("{what}: new");
@@ -409,15 +417,63 @@ fn kill_9_at_random_moments_of_reloads_leaves_the_old_or_the_new_table() {
     drop(d);
     let sum = |f: &dyn Fn(&Tally) -> usize| -> usize { tally.iter().flatten().map(f).sum() };
     println!(
-        "kill loop: {kills} kills in {:.0} s: {} old table, {} new table",
+        "kill loop: {kills} kills in {:.0} s: {} old table, {} old with the new staged, {} new table",
         began.elapsed().as_secs_f64(),
         sum(&|t| t.old),
+        sum(&|t| t.staged),
         sum(&|t| t.new)
     );
     for (i, kind) in ["updates", "replaces"].iter().enumerate() {
         for (j, trigger) in ["SIGHUP", "file watch"].iter().enumerate() {
             let t = &tally[i][j];
-            println!("  {kind}, {trigger}: {} old, {} new", t.old, t.new);
+            println!(
+                "  {kind}, {trigger}: {} old, {} staged, {} new",
+                t.old, t.staged, t.new
+            );
         }
     }
+}
+
+/// The filter the loop relies on: only objects a base chain reaches stay.
+#[test]
+fn enforced_leaves_out_what_no_base_chain_reaches() {
+    let old = "table inet netpol {
+\tset in_a_v4 {
+\t\ttype ipv4_addr
+\t}
+
+\tmap ingress_v4 {
+\t\ttype ipv4_addr : verdict
+\t\telements = { 198.18.0.1 : jump in_a }
+\t}
+
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip daddr vmap @ingress_v4
+\t}
+
+\tchain in_a {
+\t\tip saddr @in_a_v4 accept
+\t}
+";
+    let staged = "\tset b.in_a_v4 {
+\t\ttype ipv4_addr
+\t}
+
+\tmap b.ingress_v4 {
+\t\ttype ipv4_addr : verdict
+\t\telements = { 198.18.0.1 : jump b.in_a }
+\t}
+
+\tchain b.in_a {
+\t\tip saddr @b.in_a_v4 accept
+\t}
+";
+    let both = format!("{old}\n{staged}}}\n");
+    let old = format!("{old}}}\n");
+    assert_eq!(normalised(&enforced(&both)), normalised(&old));
+    assert_ne!(normalised(&both), normalised(&old));
+    // A used object is never left out.
+    let used = both.replace("vmap @ingress_v4", "vmap @b.ingress_v4");
+    assert_ne!(normalised(&enforced(&used)), normalised(&old));
 }

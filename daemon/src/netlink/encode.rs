@@ -14,6 +14,12 @@
 //! [`encode_update`] encodes a [`Delta`]: deletions then additions of elements, each
 //! element as the full load encodes it (interval start and end elements, the gap
 //! element at address 0, open intervals), so the kernel ends as a full load leaves it.
+//!
+//! [`encode_stage`] and [`encode_swap`] replace a loaded plan in two transactions: the
+//! new plan's sets, maps and endpoint chains under the other [`Slot`]'s names first,
+//! then the base chains' rules pointed at them and the old objects deleted. A packet
+//! never meets a set that its own transaction is still filling: in one transaction the
+//! kernel drops new connections while it commits (`benches/scripts/replace-drops`).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -321,6 +327,18 @@ pub(crate) enum Msg {
     /// Elements to delete from an existing set or map.
     DelElems(ElemsDef),
     NewRule(RuleDef),
+    /// Delete every rule of a chain (`flush chain`).
+    FlushChain {
+        chain: String,
+    },
+    /// Delete a chain and its rules; nothing may refer to it any more.
+    DelChain {
+        name: String,
+    },
+    /// Delete a set or map; no rule may refer to it any more.
+    DelSet {
+        name: String,
+    },
 }
 
 /// What a new table is made with.
@@ -362,6 +380,109 @@ impl Batch {
             }
         }
     }
+}
+
+/// Which of two names the objects of a loaded plan have in the kernel. A plan's sets,
+/// maps and endpoint chains are loaded under the names of the slot not in use, so the
+/// old ones stay whole until the base chains point at the new ones. Base chains keep
+/// their names. [`Slot::Plain`] names are the plan's (a full replace loads those, and
+/// `netpolctl compile` prints them); [`Slot::Next`] names carry [`Slot::NEXT_PREFIX`],
+/// which no plan name starts with (they start with `in_`, `out_`, `ingress_`,
+/// `egress_`, `input` or `output`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The plan's own names.
+    Plain,
+    /// The plan's names after [`Slot::NEXT_PREFIX`].
+    Next,
+}
+
+impl Slot {
+    /// What starts every name of the [`Slot::Next`] slot.
+    pub const NEXT_PREFIX: &'static str = "b.";
+
+    /// The other slot.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Plain => Slot::Next,
+            Slot::Next => Slot::Plain,
+        }
+    }
+
+    /// The kernel's name for the plan object `name` (not a base chain).
+    pub fn name(self, name: &str) -> String {
+        match self {
+            Slot::Plain => name.to_string(),
+            Slot::Next => format!("{}{name}", Slot::NEXT_PREFIX),
+        }
+    }
+
+    /// The plan's name for a kernel object of either slot.
+    pub fn plan_name(kernel: &str) -> &str {
+        kernel.strip_prefix(Slot::NEXT_PREFIX).unwrap_or(kernel)
+    }
+
+    /// An `nft list` of netpol's table with every name as the plan has it: what a full
+    /// load of the same plan lists. A name follows a space (`set b.x`, `jump b.x`) or
+    /// an `@`; nothing else in a listing of netpol's table holds `b.` after those.
+    pub fn plain_listing(listing: &str) -> String {
+        let prefix = Slot::NEXT_PREFIX;
+        let mut out = String::with_capacity(listing.len());
+        let mut rest = listing;
+        while let Some(at) = rest.find(prefix) {
+            out.push_str(&rest[..at]);
+            if !matches!(rest[..at].chars().last(), Some(' ' | '@')) {
+                out.push_str(prefix);
+            }
+            rest = &rest[at + prefix.len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The objects of a loaded plan that a two-transaction replace deletes, and the base
+/// chains it keeps: what the backend remembers of the table it loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub slot: Slot,
+    /// Base chains: name and hook.
+    pub base: Vec<(String, Hook)>,
+    /// Kernel names of the endpoint chains, sets and maps.
+    pub chains: Vec<String>,
+    pub sets: Vec<String>,
+    pub maps: Vec<String>,
+}
+
+impl Loaded {
+    /// `plan` as loaded under `slot`.
+    pub(crate) fn of(plan: &Plan, slot: Slot) -> Loaded {
+        Loaded {
+            slot,
+            base: base_chains(plan),
+            chains: plan
+                .chains
+                .iter()
+                .filter(|c| c.hook.is_none())
+                .map(|c| slot.name(&c.name))
+                .collect(),
+            sets: plan.sets.iter().map(|s| slot.name(&s.name)).collect(),
+            maps: plan.maps.iter().map(|m| slot.name(&m.name)).collect(),
+        }
+    }
+
+    /// Whether `plan` can replace this in two transactions: the same table and base
+    /// chains (only their rules are swapped).
+    pub(crate) fn swappable(&self, plan: &Plan) -> bool {
+        self.base == base_chains(plan)
+    }
+}
+
+fn base_chains(plan: &Plan) -> Vec<(String, Hook)> {
+    plan.chains
+        .iter()
+        .filter_map(|c| c.hook.map(|h| (c.name.clone(), h)))
+        .collect()
 }
 
 /// Taking over an existing table: flags `flags` on it (the kernel gives an orphaned
@@ -422,21 +543,71 @@ fn reg(slot: u32) -> u32 {
     }
 }
 
-/// The full replace of `plan.table` in one batch.
+/// The full replace of `plan.table` in one batch, under the plan's own names.
 pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
-    let mut enc = Encoder {
-        plan,
-        msgs: Vec::new(),
-        next_set_id: 1,
-        set_ids: HashMap::new(),
-        rules: 0,
-    };
+    let mut enc = Encoder::new(plan, Slot::Plain);
     enc.all()?;
-    Ok(Batch {
-        msgs: enc.msgs,
-        rules: enc.rules,
-        elements: plan.element_count(),
-    })
+    Ok(enc.batch(plan.element_count()))
+}
+
+/// The first of a two-transaction replace: `plan`'s endpoint chains, sets and maps
+/// under `slot`'s names, filled, in a table whose base chains do not use them yet.
+pub(crate) fn encode_stage(plan: &Plan, slot: Slot) -> Result<Batch, EncodeError> {
+    let mut enc = Encoder::new(plan, slot);
+    check_name("table", &plan.table)?;
+    enc.chains(Which::Endpoints)?;
+    enc.sets_and_maps()?;
+    enc.rules(Which::Endpoints)?;
+    Ok(enc.batch(plan.element_count()))
+}
+
+/// The second: the base chains' rules replaced by `plan`'s, which use the objects
+/// [`encode_stage`] made under `slot`, and `old`'s objects deleted (maps first: they
+/// jump to the chains; chains before the sets their rules look up).
+pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch, EncodeError> {
+    if old.slot == slot {
+        return Err(EncodeError(format!(
+            "a swap to the objects in use ({slot:?}) would delete them"
+        )));
+    }
+    let mut enc = Encoder::new(plan, slot);
+    for (name, _) in &old.base {
+        enc.push(
+            Msg::FlushChain {
+                chain: name.clone(),
+            },
+            format!("flushing chain {name}"),
+        );
+    }
+    // Made by the first transaction: looked up by name.
+    for name in plan
+        .sets
+        .iter()
+        .map(|s| &s.name)
+        .chain(plan.maps.iter().map(|m| &m.name))
+    {
+        enc.set_ids.insert(name.clone(), 0);
+    }
+    enc.rules(Which::Base)?;
+    for name in &old.maps {
+        enc.push(
+            Msg::DelSet { name: name.clone() },
+            format!("deleting map {name}"),
+        );
+    }
+    for name in &old.chains {
+        enc.push(
+            Msg::DelChain { name: name.clone() },
+            format!("deleting chain {name}"),
+        );
+    }
+    for name in &old.sets {
+        enc.push(
+            Msg::DelSet { name: name.clone() },
+            format!("deleting set {name}"),
+        );
+    }
+    Ok(enc.batch(0))
 }
 
 /// Appends `elems` to the batch as add (or delete) messages, as many as their size needs.
@@ -492,13 +663,15 @@ fn push_elems(
 /// addition, so that an element can be replaced (a map key with a new target, an
 /// interval that grew) within the transaction. Elements are encoded exactly as a full
 /// load of the new plan encodes them, so that the kernel ends up holding the same.
-pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
+/// `slot` says under which names the plan is loaded.
+pub(crate) fn encode_update(delta: &Delta, slot: Slot) -> Result<Batch, EncodeError> {
     check_name("table", &delta.table)?;
     let mut dels = Vec::new();
     let mut adds = Vec::new();
     for (i, d) in delta.sets.iter().enumerate() {
-        check_name("set", &d.name)?;
-        let what = format!("set {}", d.name);
+        let name = slot.name(&d.name);
+        check_name("set", &name)?;
+        let what = format!("set {name}");
         let encode = |elements: &SetElements| match elements {
             SetElements::Addr(ranges) => interval_elems_of(d.family, ranges),
             SetElements::AddrProtoPort(items) => concat_elems(d.family, items),
@@ -527,12 +700,13 @@ pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
             map: false,
             delete,
         };
-        push_elems(&mut dels, &d.name, 0, source(true), del, &what, true);
-        push_elems(&mut adds, &d.name, 0, source(false), add, &what, false);
+        push_elems(&mut dels, &name, 0, source(true), del, &what, true);
+        push_elems(&mut adds, &name, 0, source(false), add, &what, false);
     }
     for (i, d) in delta.maps.iter().enumerate() {
-        check_name("map", &d.name)?;
-        let what = format!("map {}", d.name);
+        let name = slot.name(&d.name);
+        check_name("map", &name)?;
+        let what = format!("map {name}");
         let encode = |elements: &[(IpAddr, String)]| -> Result<Vec<Elem>, EncodeError> {
             elements
                 .iter()
@@ -543,13 +717,14 @@ pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
                             "{what}: key {ip} is not of the map's family"
                         )));
                     }
-                    check_name("chain", chain)?;
+                    let chain = slot.name(chain);
+                    check_name("chain", &chain)?;
                     Ok(Elem {
                         key: ip_key(ip),
                         key_end: None,
                         interval_end: false,
                         open: false,
-                        jump: Some(chain.clone()),
+                        jump: Some(chain),
                         origin: j as u32,
                     })
                 })
@@ -562,7 +737,7 @@ pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
         };
         push_elems(
             &mut dels,
-            &d.name,
+            &name,
             0,
             source(true),
             encode(&d.delete)?,
@@ -571,7 +746,7 @@ pub(crate) fn encode_update(delta: &Delta) -> Result<Batch, EncodeError> {
         );
         push_elems(
             &mut adds,
-            &d.name,
+            &name,
             0,
             source(false),
             encode(&d.add)?,
@@ -610,24 +785,70 @@ fn check_name(what: &str, name: &str) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Which chains of the plan (and their rules) a batch makes.
+#[derive(Clone, Copy)]
+enum Which {
+    All,
+    Base,
+    Endpoints,
+}
+
+impl Which {
+    fn has(self, chain: &rules_compiler::plan::Chain) -> bool {
+        match self {
+            Which::All => true,
+            Which::Base => chain.hook.is_some(),
+            Which::Endpoints => chain.hook.is_none(),
+        }
+    }
+}
+
 struct Encoder<'a> {
     plan: &'a Plan,
+    /// Under whose names the plan's objects go.
+    slot: Slot,
     msgs: Vec<Labelled>,
     next_set_id: u32,
-    /// Named sets and maps created so far: name → id (a big plan has a thousand rules
-    /// that each look one up among a thousand sets).
+    /// Named sets and maps made so far, by plan name: their id (a big plan has a
+    /// thousand rules that each look one up among a thousand sets).
     set_ids: HashMap<String, u32>,
     rules: usize,
 }
 
-impl Encoder<'_> {
+impl<'a> Encoder<'a> {
+    fn new(plan: &'a Plan, slot: Slot) -> Encoder<'a> {
+        Encoder {
+            plan,
+            slot,
+            msgs: Vec::new(),
+            next_set_id: 1,
+            set_ids: HashMap::new(),
+            rules: 0,
+        }
+    }
+
+    fn batch(self, elements: usize) -> Batch {
+        Batch {
+            msgs: self.msgs,
+            rules: self.rules,
+            elements,
+        }
+    }
+
     fn push(&mut self, msg: Msg, what: String) {
         self.msgs.push(Labelled { msg, what });
     }
 
+    /// A chain's name in the kernel: base chains keep theirs.
+    fn chain_name(&self, chain: &rules_compiler::plan::Chain) -> String {
+        match chain.hook {
+            Some(_) => chain.name.clone(),
+            None => self.slot.name(&chain.name),
+        }
+    }
+
     fn all(&mut self) -> Result<(), EncodeError> {
-        let plan = self.plan;
-        let t = &plan.table;
+        let t = &self.plan.table;
         check_name("table", t)?;
         self.push(
             Msg::NewTable {
@@ -652,9 +873,17 @@ impl Encoder<'_> {
             },
             format!("table inet {t}"),
         );
+        self.chains(Which::All)?;
+        self.sets_and_maps()?;
+        self.rules(Which::All)?;
+        Ok(())
+    }
 
-        for chain in &plan.chains {
-            check_name("chain", &chain.name)?;
+    fn chains(&mut self, which: Which) -> Result<(), EncodeError> {
+        let plan = self.plan;
+        for chain in plan.chains.iter().filter(|c| which.has(c)) {
+            let name = self.chain_name(chain);
+            check_name("chain", &name)?;
             let hook = chain.hook.map(|h| BaseHook {
                 hooknum: match h {
                     Hook::Input => k::NF_INET_LOCAL_IN,
@@ -665,21 +894,32 @@ impl Encoder<'_> {
             });
             self.push(
                 Msg::NewChain(ChainDef {
-                    name: chain.name.clone(),
+                    name: name.clone(),
                     hook,
                 }),
-                format!("chain {}", chain.name),
+                format!("chain {name}"),
             );
         }
+        Ok(())
+    }
+
+    fn sets_and_maps(&mut self) -> Result<(), EncodeError> {
+        let plan = self.plan;
         for (i, set) in plan.sets.iter().enumerate() {
             self.named_set(i, set)?;
         }
         for (i, map) in plan.maps.iter().enumerate() {
             self.map(i, map)?;
         }
-        for chain in &plan.chains {
+        Ok(())
+    }
+
+    fn rules(&mut self, which: Which) -> Result<(), EncodeError> {
+        let plan = self.plan;
+        for chain in plan.chains.iter().filter(|c| which.has(c)) {
+            let name = self.chain_name(chain);
             for (i, stmt) in chain.rules.iter().enumerate() {
-                self.stmt(&chain.name, i + 1, stmt)?;
+                self.stmt(&name, i + 1, stmt)?;
             }
         }
         Ok(())
@@ -708,13 +948,14 @@ impl Encoder<'_> {
         index: usize,
         set: &rules_compiler::plan::Set,
     ) -> Result<(), EncodeError> {
-        check_name("set", &set.name)?;
-        let what = format!("set {}", set.name);
+        let name = self.slot.name(&set.name);
+        check_name("set", &name)?;
+        let what = format!("set {name}");
         let id = self.new_set_id();
         let (addr_type, addr_len) = addr_type(set.family);
         let def = match &set.elements {
             SetElements::Addr(_) => SetDef {
-                name: set.name.clone(),
+                name: name.clone(),
                 id,
                 flags: k::NFT_SET_INTERVAL,
                 key_type: addr_type,
@@ -725,7 +966,7 @@ impl Encoder<'_> {
                 udata: udata::ADDR_SET,
             },
             SetElements::AddrProtoPort(_) => SetDef {
-                name: set.name.clone(),
+                name: name.clone(),
                 id,
                 flags: k::NFT_SET_INTERVAL | k::NFT_SET_CONCAT,
                 key_type: ((addr_type << k::TYPE_BITS | k::TYPE_INET_PROTOCOL) << k::TYPE_BITS)
@@ -746,7 +987,7 @@ impl Encoder<'_> {
                 concat_elems(set.family, items).map_err(|e| EncodeError(format!("{what}: {e}")))?
             }
         };
-        self.elems(&set.name, id, ElemSource::Set(index), elems, &what);
+        self.elems(&name, id, ElemSource::Set(index), elems, &what);
         Ok(())
     }
 
@@ -755,13 +996,14 @@ impl Encoder<'_> {
         index: usize,
         map: &rules_compiler::plan::VerdictMap,
     ) -> Result<(), EncodeError> {
-        check_name("map", &map.name)?;
-        let what = format!("map {}", map.name);
+        let name = self.slot.name(&map.name);
+        check_name("map", &name)?;
+        let what = format!("map {name}");
         let id = self.new_set_id();
         let (key_type, key_len) = addr_type(map.family);
         self.push(
             Msg::NewSet(SetDef {
-                name: map.name.clone(),
+                name: name.clone(),
                 id,
                 flags: k::NFT_SET_MAP,
                 key_type,
@@ -786,11 +1028,11 @@ impl Encoder<'_> {
                 key_end: None,
                 interval_end: false,
                 open: false,
-                jump: Some(chain.clone()),
+                jump: Some(self.slot.name(chain)),
                 origin: i as u32,
             });
         }
-        self.elems(&map.name, id, ElemSource::Map(index), elems, &what);
+        self.elems(&name, id, ElemSource::Map(index), elems, &what);
         Ok(())
     }
 
@@ -925,7 +1167,7 @@ impl Encoder<'_> {
                 exprs.push(Expr::Lookup {
                     sreg: r1,
                     dreg: Some(k::NFT_REG_VERDICT),
-                    set: map.clone(),
+                    set: self.slot.name(map),
                     set_id,
                 });
                 self.rule(chain, what, exprs, None);
@@ -936,7 +1178,7 @@ impl Encoder<'_> {
                 exprs.push(Expr::Lookup {
                     sreg: r1,
                     dreg: None,
-                    set: set.clone(),
+                    set: self.slot.name(set),
                     set_id,
                 });
                 exprs.push(accept);
@@ -973,7 +1215,7 @@ impl Encoder<'_> {
                     Expr::Lookup {
                         sreg: r1,
                         dreg: None,
-                        set: set.clone(),
+                        set: self.slot.name(set),
                         set_id,
                     },
                     accept,

@@ -109,7 +109,7 @@ impl Backend for FakeBackend {
     }
 
     fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
-        let batch = encode::encode_update(delta)?;
+        let batch = encode::encode_update(delta, encode::Slot::Plain)?;
         self.take_failure()?;
         let Some(plan) = &self.loaded else {
             return Err(KernelError::Stale("nothing loaded".into()));

@@ -250,6 +250,9 @@ pub(crate) fn serialize(
             Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e, false)?,
             Msg::DelElems(e) => elems_msg(&mut w, seq, &table, e, true)?,
             Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r)?,
+            Msg::FlushChain { chain } => flush_msg(&mut w, seq, &table, chain)?,
+            Msg::DelChain { name } => del_chain_msg(&mut w, seq, &table, name)?,
+            Msg::DelSet { name } => del_set_msg(&mut w, seq, &table, name)?,
         };
         spans.push(span);
     }
@@ -353,6 +356,85 @@ fn chain_msg(
         );
         // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
         unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
+        nlh
+    }))
+}
+
+/// `NFT_MSG_DELCHAIN`: the kernel deletes the chain's rules with it.
+fn del_chain_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    name: &str,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(name)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let ch = Obj::new(unsafe { sys::nftnl_chain_alloc() }, sys::nftnl_chain_free);
+    // SAFETY: `ch` is a live chain; strings are copied.
+    unsafe {
+        let p = ch.as_ptr();
+        sys::nftnl_chain_set_u32(
+            p,
+            sys::NFTNL_CHAIN_FAMILY as u16,
+            u32::from(k::NFPROTO_INET),
+        );
+        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(buf, libc::NFT_MSG_DELCHAIN as u16, 0, seq);
+        // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
+        unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
+        nlh
+    }))
+}
+
+/// `NFT_MSG_DELRULE` naming a chain and no rule: every rule of the chain.
+fn flush_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    chain: &str,
+) -> Result<(usize, usize), EncodeError> {
+    let chain = cstring(chain)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let rule = Obj::new(unsafe { sys::nftnl_rule_alloc() }, sys::nftnl_rule_free);
+    // SAFETY: `rule` is live; strings are copied.
+    unsafe {
+        let p = rule.as_ptr();
+        sys::nftnl_rule_set_u32(p, sys::NFTNL_RULE_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(buf, libc::NFT_MSG_DELRULE as u16, 0, seq);
+        // SAFETY: `nlh` heads the scratch buffer; a rule with no expressions is small.
+        unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) };
+        nlh
+    }))
+}
+
+/// `NFT_MSG_DELSET`, for a set or a map.
+fn del_set_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    name: &str,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(name)?;
+    // SAFETY: plain allocation; ownership goes to `Obj`.
+    let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
+    // SAFETY: `set` is live; strings are copied.
+    unsafe {
+        let p = set.as_ptr();
+        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+        sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+    }
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(buf, libc::NFT_MSG_DELSET as u16, 0, seq);
+        // SAFETY: `nlh` heads the scratch buffer; a set name is at most 255 bytes.
+        unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) };
         nlh
     }))
 }

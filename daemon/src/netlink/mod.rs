@@ -45,7 +45,8 @@ use rules_compiler::plan::{Delta, Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
 pub use encode::EncodeError;
-use encode::{k, Batch, Msg};
+pub use encode::Slot;
+use encode::{k, Batch, Loaded, Msg};
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
@@ -240,7 +241,8 @@ impl KernelError {
     }
 }
 
-/// The netpol table as the kernel holds it.
+/// The netpol table as the kernel holds it, objects named as the plan names them (the
+/// [`Slot`] prefix of a two-transaction replace dropped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoadedTable {
     /// Table name (family `inet`).
@@ -478,6 +480,9 @@ pub struct Netlink {
     quiet: Option<Quiet>,
     /// Someone else may have committed unseen while it was silenced.
     missed: bool,
+    /// What this backend's last apply loaded, and under which names: what a
+    /// two-transaction replace deletes, while `generation` says nothing changed since.
+    loaded: Option<Loaded>,
 }
 
 /// How many recent commits [`Backend::committed`] remembers.
@@ -516,6 +521,7 @@ impl Netlink {
             commits: VecDeque::new(),
             quiet: None,
             missed: false,
+            loaded: None,
         }
     }
 
@@ -590,6 +596,92 @@ impl Netlink {
                 Err(e) => return Err(self.explain(e)),
             }
         }
+    }
+
+    /// Sends `batch` on top of generation `genid` (the kernel refuses it with `ERESTART`
+    /// if the ruleset is no longer at it). Returns the kernel's time, the batch's size and
+    /// the generation after it (`genid` itself for an empty batch: the kernel commits
+    /// and counts nothing).
+    fn commit_on(
+        &mut self,
+        batch: &Batch,
+        table: &str,
+        genid: u32,
+        describe: &dyn Fn(encode::ElemSource, u32) -> Option<String>,
+    ) -> Result<(Duration, usize, u32), KernelError> {
+        let first = self.seqs(batch.msgs.len());
+        let wire = ffi::serialize(&batch.msgs, table, first, Some(genid))?;
+        let (result, quiet) = self.transact_quietly(&wire, batch, describe);
+        let made = if batch.msgs.is_empty() {
+            genid
+        } else {
+            next_generation(genid)
+        };
+        if result.is_ok() && !batch.msgs.is_empty() {
+            self.remember_commit(made);
+        }
+        if quiet {
+            // As in `commit_fresh`; a refused batch is followed by a replace.
+            if result.is_err() || self.current_generation() != Some(made) {
+                self.missed = true;
+            }
+        }
+        result.map(|kernel| (kernel, wire.bytes.len(), made))
+    }
+
+    /// Replaces the plan this backend loaded by `plan` in two transactions (see
+    /// [`encode::encode_stage`]), when nothing changed the ruleset since that load and
+    /// `plan` keeps its base chains. `None` when it does not apply or either transaction
+    /// fails: the caller then replaces the whole table in one, which also deletes what a
+    /// first transaction left behind.
+    fn replace_in_two(&mut self, plan: &Plan) -> Option<ApplyStats> {
+        let genid = self.generation?;
+        let old = self
+            .loaded
+            .take()
+            .filter(|l| plan.table == self.table && l.swappable(plan))?;
+        let started = Instant::now();
+        let slot = old.slot.other();
+        let batches = encode::encode_stage(plan, slot)
+            .and_then(|stage| Ok((stage, encode::encode_swap(plan, slot, &old)?)));
+        let (stage, swap) = match batches {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("encoding a two-transaction replace: {e}");
+                return None;
+            }
+        };
+        let encode = started.elapsed();
+        let describe = |source, origin| encode::describe_element(plan, source, origin);
+        let mut kernel = Duration::ZERO;
+        let mut bytes = 0;
+        let mut generation = genid;
+        for (batch, what) in [
+            (&stage, "loading the new sets, maps and chains"),
+            (&swap, "swapping the base chains to them"),
+        ] {
+            match self.commit_on(batch, &plan.table, generation, &describe) {
+                Ok((k, b, g)) => {
+                    kernel += k;
+                    bytes += b;
+                    generation = g;
+                }
+                Err(e) => {
+                    tracing::debug!("{what}: {e}; replacing the table in one transaction instead");
+                    return None;
+                }
+            }
+        }
+        self.generation = Some(generation);
+        self.loaded = Some(Loaded::of(plan, slot));
+        Some(ApplyStats {
+            messages: stage.msgs.len() + swap.msgs.len(),
+            bytes,
+            rules: stage.rules + swap.rules,
+            elements: stage.elements,
+            encode,
+            kernel,
+        })
     }
 
     /// [`transact`](Self::transact) with the drift watch silenced, when there is one and
@@ -776,6 +868,9 @@ fn next_generation(g: u32) -> u32 {
 
 impl Backend for Netlink {
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError> {
+        if let Some(stats) = self.replace_in_two(plan) {
+            return Ok(stats);
+        }
         let started = Instant::now();
         let mut batch = encode::encode(plan)?;
         let describe = |source, origin| encode::describe_element(plan, source, origin);
@@ -807,6 +902,7 @@ impl Backend for Netlink {
                 return Err(e);
             }
         };
+        self.loaded = Some(Loaded::of(plan, Slot::Plain));
         // Without the generation read before the batch, read after it: a change by
         // someone else in between (microseconds) would then go unnoticed by the next
         // update.
@@ -823,40 +919,20 @@ impl Backend for Netlink {
 
     fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
-        let Some(genid) = self.generation else {
+        let (Some(genid), Some(loaded)) = (self.generation, &self.loaded) else {
             return Err(KernelError::Stale(
                 "nothing loaded by this process yet".into(),
             ));
         };
-        let batch = encode::encode_update(delta)?;
-        let first = self.seqs(batch.msgs.len());
-        let wire = ffi::serialize(&batch.msgs, &delta.table, first, Some(genid))?;
+        let batch = encode::encode_update(delta, loaded.slot)?;
         let encode = started.elapsed();
         let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
-        let (result, quiet) = self.transact_quietly(&wire, &batch, &describe);
-        // The kernel committed on top of generation `genid` and counted one up: the new
-        // generation is known without asking, and without the window in which someone
-        // else's change could slip in unnoticed. An empty batch is only the generation
-        // check: the kernel commits nothing and counts nothing.
-        self.generation = result.is_ok().then(|| {
-            if batch.msgs.is_empty() {
-                genid
-            } else {
-                next_generation(genid)
-            }
-        });
-        if let (Some(g), false) = (self.generation, batch.msgs.is_empty()) {
-            self.remember_commit(g);
-        }
-        if quiet {
-            // As in `commit_fresh`; a refused update is followed by a replace.
-            let expected = self.generation.unwrap_or(genid);
-            if result.is_err() || self.current_generation() != Some(expected) {
-                self.missed = true;
-            }
-        }
-        let kernel = match result {
-            Ok(k) => k,
+        // On top of generation `genid`: the new generation is then known without asking,
+        // and without the window in which someone else's change could slip in unnoticed.
+        let result = self.commit_on(&batch, &delta.table, genid, &describe);
+        self.generation = result.as_ref().ok().map(|&(_, _, made)| made);
+        let (kernel, bytes, _) = match result {
+            Ok(r) => r,
             Err(e) if e.errno() == Some(libc::ERESTART) => {
                 return Err(KernelError::Stale(format!(
                     "the ruleset generation is no longer {genid}"
@@ -866,7 +942,7 @@ impl Backend for Netlink {
         };
         Ok(ApplyStats {
             messages: batch.msgs.len(),
-            bytes: wire.bytes.len(),
+            bytes,
             rules: 0,
             elements: batch.elements,
             encode,
@@ -876,6 +952,7 @@ impl Backend for Netlink {
 
     fn flush(&mut self) -> Result<bool, KernelError> {
         self.generation = None;
+        self.loaded = None;
         let batch = encode::encode_delete(&self.table)?;
         let table = self.table.clone();
         match self.commit_fresh(&batch, &table, &|_, _| None) {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::encode::k;
 use super::ffi::{self, Aligned, Socket};
 use super::monitor::{self, TableInfo};
-use super::{hook_name, reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
+use super::{
+    hook_name, reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter, Slot,
+};
 
 /// How long one answer of a dump may take; the kernel answers at once.
 const DUMP_WAIT: Duration = Duration::from_secs(5);
@@ -245,6 +247,13 @@ fn read_once(
     if orphans > 0 || !consistent {
         // Rules of a chain the chain dump did not see: the table changed in between.
         return Ok(None);
+    }
+    // Which of its two names netpold gave an object is how it swapped the table last.
+    for c in &mut chains {
+        c.name = Slot::plan_name(&c.name).to_string();
+    }
+    for s in &mut sets {
+        s.name = Slot::plan_name(&s.name).to_string();
     }
     Ok(Some(Some(LoadedTable {
         name: table.to_string(),

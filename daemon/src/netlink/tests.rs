@@ -13,7 +13,7 @@ use rules_compiler::plan::{
 use super::encode::{self, elem_wire_len, Msg};
 use super::fake::FakeBackend;
 use super::{ffi, reply};
-use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink};
+use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink, Slot};
 use crate::testns::{netns_test, nft, nft_elsewhere};
 
 fn ip(s: &str) -> IpAddr {
@@ -352,8 +352,12 @@ netns_test! {
         assert_eq!(g1, g0.wrapping_add(1), "one transaction, one generation");
         kernel.read().expect("read back");
         assert_eq!(generation.read().expect("generation"), g1, "a read changes nothing");
+        // A replace of what this backend loaded is two transactions (see
+        // `a_replace_swaps_in_two_transactions…`), a fresh backend's one.
         kernel.apply(&sample_plan(DenyAction::Reject)).expect("replace");
-        assert_eq!(generation.read().expect("generation"), g1.wrapping_add(1));
+        assert_eq!(generation.read().expect("generation"), g1.wrapping_add(2));
+        Netlink::new().apply(&sample_plan(DenyAction::Drop)).expect("replace");
+        assert_eq!(generation.read().expect("generation"), g1.wrapping_add(3));
     }
 }
 
@@ -540,6 +544,9 @@ fn serialized_batch_frames_every_message_as_encoded() {
             Msg::NewElems(_) => libc::NFT_MSG_NEWSETELEM,
             Msg::DelElems(_) => libc::NFT_MSG_DELSETELEM,
             Msg::NewRule(_) => libc::NFT_MSG_NEWRULE,
+            Msg::FlushChain { .. } => libc::NFT_MSG_DELRULE,
+            Msg::DelChain { .. } => libc::NFT_MSG_DELCHAIN,
+            Msg::DelSet { .. } => libc::NFT_MSG_DELSET,
         };
         assert_eq!(h.kind, (10 << 8) | want as u16, "{}", m.what);
         if let Msg::NewElems(e) = &m.msg {
@@ -1029,12 +1036,17 @@ fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
     }
     for map in &mut out.maps {
         let family = map.family;
-        let targets = ["in_x_a", "out_x_a"];
+        let targets: Vec<&str> = plan
+            .chains
+            .iter()
+            .filter(|c| c.hook.is_none())
+            .map(|c| c.name.as_str())
+            .collect();
         map.elements.clear();
         for k in 1..30u64 {
             if rng.below(2) == 0 {
                 let key = cell(family, k, 1, 1).start;
-                let target = targets[rng.below(2) as usize];
+                let target = targets[rng.below(targets.len() as u64) as usize];
                 map.elements.push((key, target.to_string()));
             }
         }
@@ -1179,6 +1191,191 @@ netns_test! {
         nft(&["delete", "table", "inet", "netpol"]);
         let err = kernel.update(&empty).expect_err("the table is gone");
         assert!(matches!(err, KernelError::Stale(_)), "{err}");
+    }
+}
+
+/// `listings()` with the plan's names and without rule handles: a swap, or a
+/// transaction the kernel refused, moves the table's handle counter on.
+fn listings_by_plan_names() -> [String; 2] {
+    listings().map(|l| without_handles(&Slot::plain_listing(&l)))
+}
+
+/// [`listings_of_fresh_load`] without rule handles.
+fn fresh_without_handles(plan: &Plan) -> [String; 2] {
+    listings_of_fresh_load(plan).map(|l| without_handles(&l))
+}
+
+/// A bytecode listing's rule heads (`inet netpol input 55 54`: handle, previous
+/// handle) without the handles.
+fn without_handles(listing: &str) -> String {
+    listing
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            let numbers = words.len() > 3 && words[3..].iter().all(|w| w.parse::<u64>().is_ok());
+            if words.len() > 3 && words[0] == "inet" && numbers {
+                words[..3].join(" ")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `plan` with another deny action in every endpoint chain and its egress chain
+/// renamed: a replace that keeps the base chains but no endpoint chain.
+fn reshaped(plan: &Plan) -> Plan {
+    let mut out = plan.clone();
+    let rename = |c: &str| {
+        if c == "out_x_a" {
+            "out_x_c".to_string()
+        } else {
+            c.to_string()
+        }
+    };
+    for chain in &mut out.chains {
+        chain.name = rename(&chain.name);
+        for stmt in &mut chain.rules {
+            if let Stmt::Deny { action, .. } = stmt {
+                *action = match action {
+                    DenyAction::Drop => DenyAction::Reject,
+                    DenyAction::Reject => DenyAction::Drop,
+                };
+            }
+        }
+    }
+    for map in &mut out.maps {
+        for (_, target) in &mut map.elements {
+            *target = rename(target);
+        }
+    }
+    for local in &mut out.locals {
+        local.egress_chain = local.egress_chain.as_deref().map(rename);
+    }
+    out
+}
+
+netns_test! {
+    fn a_replace_swaps_in_two_transactions_and_leaves_what_a_fresh_load_leaves() {
+        let mut rng = Rng(0x5eed);
+        let mut kernel = Netlink::new();
+        let mut generation = GenerationReader::open().expect("generation reader");
+        let mut plan = sample_plan(DenyAction::Drop);
+        kernel.apply(&plan).expect("apply");
+        assert!(!nft(LIST).contains(Slot::NEXT_PREFIX), "a first load has the plan's names");
+        for step in 0..6 {
+            let next = shuffle_members(&reshaped(&plan), &mut rng);
+            let before = generation.read().unwrap();
+            let stats = kernel.apply(&next).expect("replace");
+            assert_eq!(generation.read().unwrap(), before + 2, "step {step}: two transactions");
+            let full = encode::encode(&next).unwrap();
+            assert_eq!((stats.rules, stats.elements), (full.rules, full.elements));
+            let listed = nft(LIST);
+            // Odd loads under the other slot's names, even ones under the plan's.
+            assert_eq!(
+                listed.contains(&format!("map {}ingress_v4", Slot::NEXT_PREFIX)),
+                step % 2 == 0,
+                "step {step}:\n{listed}"
+            );
+            let ours = listings_by_plan_names();
+            let fresh = fresh_without_handles(&next);
+            for (kind, (a, b)) in ["listing", "bytecode listing"].iter().zip(ours.iter().zip(fresh.iter())) {
+                assert!(a == b, "step {step}: the {kind} after the swap differs from a fresh load:\n{}\n--- swapped\n{a}\n--- fresh\n{b}", first_difference(a, b));
+            }
+            assert_eq!(kernel.read().unwrap(), Some(LoadedTable::expected(&next).unwrap()), "step {step}");
+            // An update goes to the names in use.
+            let updated = shuffle_members(&next, &mut rng);
+            let delta = rules_compiler::plan::delta(&next, &updated).expect("element changes only");
+            kernel.update(&delta).unwrap_or_else(|e| panic!("step {step}: update: {e}"));
+            assert_eq!(listings_by_plan_names(), fresh_without_handles(&updated), "step {step}: after the update");
+            plan = updated;
+        }
+    }
+}
+
+netns_test! {
+    fn a_replace_drops_no_packet_that_both_plans_allow() {
+        // x/a (198.18.0.1) may send to 198.18.0.0/16; its set holds 30,000 more single
+        // addresses (every other one of 198.19.0.0/16 from .1), so each commit takes
+        // the kernel a while. UDP from one socket: with no reply seen, every datagram is
+        // a new connection to conntrack and meets the rules; one the output hook drops
+        // fails the send with EPERM.
+        let mut plan = sample_plan(DenyAction::Drop);
+        let set = plan.sets.iter_mut().find(|s| s.name == "out_x_a_v4_all").unwrap();
+        let SetElements::Addr(v) = &mut set.elements else { unreachable!() };
+        v.extend((0..30_000u32).map(|i| {
+            let a = IpAddr::V4((u32::from(std::net::Ipv4Addr::new(198, 19, 0, 1)) + 2 * i).into());
+            AddrRange { start: a, end: a }
+        }));
+        let other = reshaped(&plan);
+        ip_cmd(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip_cmd(&["link", "set", "v0", "multicast", "off"]);
+        ip_cmd(&["addr", "add", "198.18.0.1/15", "dev", "v0"]);
+        ip_cmd(&["link", "set", "v0", "up"]);
+        ip_cmd(&["link", "set", "v1", "up"]);
+        ip_cmd(&["neigh", "add", "198.18.7.7", "lladdr", "02:00:00:00:00:01", "dev", "v0", "nud", "permanent"]);
+        let mut kernel = Netlink::new();
+        kernel.apply(&plan).expect("apply");
+        let sock = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        sock.send_to(b"x", "198.18.7.7:9").expect("allowed before the replaces");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut sent, mut dropped) = (0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match sock.send_to(b"x", "198.18.7.7:9") {
+                        Ok(_) => sent += 1,
+                        Err(e) if e.raw_os_error() == Some(libc::EPERM) => dropped += 1,
+                        Err(e) => panic!("send: {e}"),
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
+                (sent, dropped)
+            })
+        };
+        let mut generation = GenerationReader::open().expect("generation reader");
+        let before = generation.read().unwrap();
+        for i in 0..20 {
+            kernel.apply(if i % 2 == 0 { &other } else { &plan }).expect("replace");
+        }
+        assert_eq!(generation.read().unwrap(), before + 40, "each replace in two transactions");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sent, dropped) = sender.join().unwrap();
+        assert!(sent > 1_000, "only {sent} datagrams sent");
+        assert_eq!(dropped, 0, "{dropped} of {} datagrams that both plans allow were dropped during 20 replaces", sent + dropped);
+    }
+}
+
+netns_test! {
+    fn a_replace_that_cannot_swap_replaces_the_table_in_one_transaction() {
+        let mut kernel = Netlink::new();
+        let mut generation = GenerationReader::open().expect("generation reader");
+        let plan = sample_plan(DenyAction::Drop);
+        kernel.apply(&plan).expect("apply");
+        // What a first transaction left behind when a second failed, in a commit the
+        // backend is told is not about its table: the first transaction of the next
+        // swap is refused (the set exists), and the whole table is replaced instead.
+        let spare = format!("{}in_x_a_v4_all", Slot::NEXT_PREFIX);
+        nft(&["add", "set", "inet", "netpol", &spare, "{ type ipv4_addr; }"]);
+        kernel.follow(generation.read().unwrap());
+        let next = reshaped(&plan);
+        kernel.apply(&next).expect("the replace in one transaction");
+        let listed = listings();
+        assert!(!listed[0].contains(Slot::NEXT_PREFIX), "no spare object left, the plan's names:\n{}", listed[0]);
+        assert_eq!(listed.map(|l| without_handles(&l)), fresh_without_handles(&next));
+        // Someone else's commit the backend did not follow: no swap on a table it does
+        // not know, one transaction again.
+        nft(&["add", "table", "inet", "other"]);
+        let before = generation.read().unwrap();
+        kernel.apply(&plan).expect("replace");
+        assert_eq!(generation.read().unwrap(), before + 1, "one transaction");
+        assert_eq!(listings().map(|l| without_handles(&l)), fresh_without_handles(&plan));
+        // And a swap again on top of that.
+        kernel.apply(&next).expect("replace");
+        assert_eq!(generation.read().unwrap(), before + 3, "two transactions");
+        assert_eq!(listings_by_plan_names(), fresh_without_handles(&next));
     }
 }
 

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod daemon;
 
+use netpol_daemon::netlink::Slot;
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,8 +108,10 @@ impl Drop for NetNs {
 /// the order they were added (or of its hash buckets), which an update and a fresh
 /// load cannot share; everything else must be the same. The table's own head comment
 /// and flags line go too (nft names the owning program there, and Debian 12's nft
-/// prints `persist` as nothing), and blank lines.
+/// prints `persist` as nothing), blank lines and rule handles; and names are the plan's (netpold
+/// loads every other replace under the other slot's names: `Slot`).
 pub fn normalised(listing: &str) -> String {
+    let listing = &Slot::plain_listing(listing);
     let mut out = Vec::new();
     let mut run: Vec<String> = Vec::new();
     let mut pending: Option<(String, String)> = None;
@@ -138,6 +142,17 @@ pub fn normalised(listing: &str) -> String {
             None => line.to_string(),
         };
         let line = &zeroed(&line);
+        // A bytecode listing's rule head (`inet netpol input 55 54`) names the rule's
+        // handle and its predecessor's: a swap or a refused transaction moves the
+        // table's handle counter on, so a fresh load numbers them differently.
+        let words: Vec<&str> = line.split(' ').collect();
+        if words.len() > 3
+            && words[0] == "inet"
+            && words[3..].iter().all(|w| w.parse::<u64>().is_ok())
+        {
+            out.push(words[..3].join(" "));
+            continue;
+        }
         if line.starts_with("\telement ") {
             run.push(line.to_string());
             continue;
@@ -162,4 +177,73 @@ pub fn normalised(listing: &str) -> String {
     run.sort_unstable();
     out.append(&mut run);
     out.join("\n")
+}
+
+/// The listing of netpol's table without the sets, maps and chains that no base chain
+/// reaches (through rules, verdict maps and jumps): what a kill between the two
+/// transactions of a replace leaves besides the old table, which it enforces unchanged.
+pub fn enforced(listing: &str) -> String {
+    // Objects at depth one: `\tchain NAME {` … `\t}`, with the text between.
+    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut outside: Vec<(usize, &str)> = Vec::new();
+    for line in listing.lines() {
+        let head = ["\tset ", "\tmap ", "\tchain "]
+            .iter()
+            .find_map(|k| line.strip_prefix(k))
+            .and_then(|rest| rest.strip_suffix(" {"));
+        match (head, blocks.last_mut()) {
+            (Some(name), _) => blocks.push((name.to_string(), vec![line])),
+            (None, Some((_, body))) if body.last().is_none_or(|l| *l != "\t}") => body.push(line),
+            _ => outside.push((blocks.len(), line)),
+        }
+    }
+    let refs = |body: &[&str]| -> Vec<String> {
+        body.iter()
+            .flat_map(|l| l.split([' ', ',', '{', '}']))
+            .filter_map(|w| w.strip_prefix('@'))
+            .map(String::from)
+            .chain(body.iter().flat_map(|l| {
+                let words: Vec<&str> = l
+                    .split([' ', ',', '{', '}'])
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words
+                    .windows(2)
+                    .filter(|w| matches!(w[0], "jump" | "goto"))
+                    .map(|w| w[1].to_string())
+                    .collect::<Vec<_>>()
+            }))
+            .collect()
+    };
+    let mut reached: Vec<String> = blocks
+        .iter()
+        .filter(|(_, body)| body.iter().any(|l| l.contains(" hook ")))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut i = 0;
+    while i < reached.len() {
+        let name = reached[i].clone();
+        for (n, body) in &blocks {
+            if *n == name {
+                for r in refs(body) {
+                    if !reached.contains(&r) {
+                        reached.push(r);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let mut lines_outside = outside.into_iter().peekable();
+    for (k, (name, body)) in blocks.iter().enumerate() {
+        while let Some((_, l)) = lines_outside.next_if(|(at, _)| *at <= k) {
+            out.push(l);
+        }
+        if reached.contains(name) {
+            out.extend(body.iter().copied());
+        }
+    }
+    out.extend(lines_outside.map(|(_, l)| l));
+    out.join("\n") + "\n"
 }

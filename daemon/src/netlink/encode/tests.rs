@@ -327,6 +327,36 @@ fn rule_shapes_and_deny_actions() {
     assert!(reject[3].comment.is_none() && reject[4].comment.is_none());
 }
 
+/// Each message of `batch` in a word and the object it names.
+fn kinds(batch: &Batch) -> Vec<String> {
+    batch
+        .msgs
+        .iter()
+        .map(|m| match &m.msg {
+            Msg::NewTable {
+                exclusive: false,
+                create: None,
+                ..
+            } => "table".to_string(),
+            Msg::NewTable {
+                exclusive: true,
+                create: Some(_),
+                ..
+            } => "table!".to_string(),
+            Msg::NewTable { .. } => "odd table".to_string(),
+            Msg::DelTable { .. } => "delete".to_string(),
+            Msg::NewChain(c) => format!("chain {}", c.name),
+            Msg::NewSet(s) => format!("set {}", s.name),
+            Msg::NewElems(e) => format!("elems {}", e.set),
+            Msg::DelElems(e) => format!("delete elems {}", e.set),
+            Msg::NewRule(r) => format!("rule {}", r.chain),
+            Msg::FlushChain { chain } => format!("flush {chain}"),
+            Msg::DelChain { name } => format!("delete chain {name}"),
+            Msg::DelSet { name } => format!("delete set {name}"),
+        })
+        .collect()
+}
+
 #[test]
 fn batch_order_is_nfts() {
     let p = plan(
@@ -346,32 +376,20 @@ fn batch_order_is_nfts() {
         ],
     );
     let batch = encode(&p).unwrap();
-    let kinds: Vec<&str> = batch
-        .msgs
-        .iter()
-        .map(|m| match &m.msg {
-            Msg::NewTable {
-                exclusive: false,
-                create: None,
-                ..
-            } => "table",
-            Msg::NewTable {
-                exclusive: true,
-                create: Some(_),
-                ..
-            } => "table!",
-            Msg::NewTable { .. } => "odd table",
-            Msg::DelTable { .. } => "delete",
-            Msg::NewChain(_) => "chain",
-            Msg::NewSet(_) => "set",
-            Msg::NewElems(_) => "elems",
-            Msg::DelElems(_) => "delete elems",
-            Msg::NewRule(_) => "rule",
-        })
-        .collect();
     assert_eq!(
-        kinds,
-        ["table", "delete", "table!", "chain", "set", "elems", "rule", "set", "elems", "rule"]
+        kinds(&batch),
+        [
+            "table",
+            "delete",
+            "table!",
+            "chain c",
+            "set s",
+            "elems s",
+            "rule c",
+            "set __set%d",
+            "elems __set%d",
+            "rule c"
+        ]
     );
     // The anonymous set of the ICMPv6 rule gets the next id and is looked up by it.
     let Msg::NewSet(anon) = &batch.msgs[7].msg else {
@@ -388,6 +406,152 @@ fn batch_order_is_nfts() {
         set_id: 2
     }));
     assert_eq!(batch.msgs[9].what, "rule 2 of chain c");
+}
+
+/// A plan with a base chain that dispatches through a map to an endpoint chain that
+/// looks up a set, as the compiler makes them.
+fn dispatching_plan() -> Plan {
+    let mut p = plan(
+        vec![addr_set(
+            "in_c_v4",
+            Family::V4,
+            vec![range("198.18.0.1", "198.18.0.1")],
+        )],
+        vec![VerdictMap {
+            name: "ingress_v4".into(),
+            family: Family::V4,
+            elements: vec![(ip("198.18.0.2"), "in_c".into())],
+        }],
+        vec![Stmt::AcceptAddr {
+            family: Family::V4,
+            field: AddrField::Saddr,
+            set: "in_c_v4".into(),
+        }],
+    );
+    p.chains[0].name = "in_c".into();
+    p.chains.insert(
+        0,
+        Chain {
+            name: "input".into(),
+            hook: Some(Hook::Input),
+            rules: vec![
+                Stmt::NeighbourDiscoveryAccept,
+                Stmt::Dispatch {
+                    family: Family::V4,
+                    field: AddrField::Daddr,
+                    map: "ingress_v4".into(),
+                },
+            ],
+        },
+    );
+    p
+}
+
+#[test]
+fn a_replace_in_two_stages_new_names_then_swaps_the_base_chains_to_them() {
+    let p = dispatching_plan();
+    let old = Loaded::of(&p, Slot::Plain);
+    assert_eq!(
+        (
+            old.chains.as_slice(),
+            old.sets.as_slice(),
+            old.maps.as_slice()
+        ),
+        (
+            &["in_c".to_string()][..],
+            &["in_c_v4".to_string()][..],
+            &["ingress_v4".to_string()][..]
+        )
+    );
+    let stage = encode_stage(&p, Slot::Next).unwrap();
+    assert_eq!(
+        kinds(&stage),
+        [
+            "chain b.in_c",
+            "set b.in_c_v4",
+            "elems b.in_c_v4",
+            "set b.ingress_v4",
+            "elems b.ingress_v4",
+            "rule b.in_c"
+        ]
+    );
+    let jumps: Vec<_> = stage
+        .msgs
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Msg::NewElems(e) => e.elems[0].jump.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jumps, ["b.in_c"]);
+    assert_eq!((stage.rules, stage.elements), (1, 2));
+
+    let swap = encode_swap(&p, Slot::Next, &old).unwrap();
+    assert_eq!(
+        kinds(&swap),
+        [
+            "flush input",
+            "set __set%d",
+            "elems __set%d",
+            "rule input",
+            "rule input",
+            "delete set ingress_v4",
+            "delete chain in_c",
+            "delete set in_c_v4"
+        ]
+    );
+    // The map made by the first transaction is looked up by its name.
+    let Msg::NewRule(dispatch) = &swap.msgs[4].msg else {
+        unreachable!()
+    };
+    assert!(dispatch.exprs.contains(&Expr::Lookup {
+        sreg: 1,
+        dreg: Some(k::NFT_REG_VERDICT),
+        set: "b.ingress_v4".into(),
+        set_id: 0
+    }));
+    assert_eq!(swap.rules, 2);
+    // Back again: the plan's names, the other slot's deleted.
+    let back = encode_swap(&p, Slot::Plain, &Loaded::of(&p, Slot::Next)).unwrap();
+    assert_eq!(
+        kinds(&back)[5..],
+        [
+            "delete set b.ingress_v4",
+            "delete chain b.in_c",
+            "delete set b.in_c_v4"
+        ]
+    );
+    // Never a swap onto the objects in use, and only with the same base chains.
+    assert!(encode_swap(&p, Slot::Plain, &old).is_err());
+    let mut other = p.clone();
+    other.chains[0].hook = Some(Hook::Output);
+    assert!(!old.swappable(&other) && old.swappable(&p));
+    // An update names the slot in use, map targets too.
+    let delta = Delta {
+        table: p.table.clone(),
+        sets: vec![],
+        maps: vec![rules_compiler::plan::MapDelta {
+            name: "ingress_v4".into(),
+            family: Family::V4,
+            delete: vec![],
+            add: vec![(ip("198.18.0.3"), "in_c".into())],
+            size: 2,
+        }],
+        locals: vec![],
+        table_elements: 3,
+    };
+    let update = encode_update(&delta, Slot::Next).unwrap();
+    assert_eq!(kinds(&update), ["elems b.ingress_v4"]);
+    let Msg::NewElems(e) = &update.msgs[0].msg else {
+        unreachable!()
+    };
+    assert_eq!(e.elems[0].jump.as_deref(), Some("b.in_c"));
+    assert_eq!(Slot::plan_name("b.in_c"), "in_c");
+    assert_eq!(Slot::plan_name("in_c"), "in_c");
+    assert_eq!(
+        Slot::plain_listing("map b.ingress_v4 { 198.18.0.2 : jump b.in_c }\nip daddr vmap @b.ingress_v4 comment \"deny ingress web/b.b.x\""),
+        "map ingress_v4 { 198.18.0.2 : jump in_c }\nip daddr vmap @ingress_v4 comment \"deny ingress web/b.b.x\""
+    );
 }
 
 #[test]

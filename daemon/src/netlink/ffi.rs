@@ -245,14 +245,29 @@ pub(crate) fn serialize(
             Msg::DelTable { name } => {
                 table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name, None)?
             }
-            Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c)?,
-            Msg::NewSet(s) => set_msg(&mut w, seq, &table, s)?,
+            Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c, true)?,
+            Msg::NewSet(s) => set_msg(&mut w, seq, &table, &s.name, Some(s))?,
             Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e, false)?,
             Msg::DelElems(e) => elems_msg(&mut w, seq, &table, e, true)?,
-            Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r)?,
-            Msg::FlushChain { chain } => flush_msg(&mut w, seq, &table, chain)?,
-            Msg::DelChain { name } => del_chain_msg(&mut w, seq, &table, name)?,
-            Msg::DelSet { name } => del_set_msg(&mut w, seq, &table, name)?,
+            Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r, true)?,
+            // A rule message naming a chain and no rule: every rule of the chain.
+            Msg::FlushChain { chain } => {
+                let all = RuleDef {
+                    chain: chain.clone(),
+                    exprs: Vec::new(),
+                    comment: None,
+                };
+                rule_msg(&mut w, seq, &table, &all, false)?
+            }
+            // The kernel deletes the chain's rules with it.
+            Msg::DelChain { name } => {
+                let c = ChainDef {
+                    name: name.clone(),
+                    hook: None,
+                };
+                chain_msg(&mut w, seq, &table, &c, false)?
+            }
+            Msg::DelSet { name } => set_msg(&mut w, seq, &table, name, None)?,
         };
         spans.push(span);
     }
@@ -316,11 +331,13 @@ fn table_msg(
     }))
 }
 
+/// `NFT_MSG_NEWCHAIN` (`new`) or `NFT_MSG_DELCHAIN`.
 fn chain_msg(
     w: &mut Writer,
     seq: u32,
     table: &CStr,
     c: &ChainDef,
+    new: bool,
 ) -> Result<(usize, usize), EncodeError> {
     let name = cstring(&c.name)?;
     // SAFETY: plain allocation; ownership goes to `Obj`.
@@ -347,109 +364,32 @@ fn chain_msg(
             sys::nftnl_chain_set_u32(p, sys::NFTNL_CHAIN_POLICY as u16, policy);
         }
     }
+    let (kind, flags) = if new {
+        (libc::NFT_MSG_NEWCHAIN, NLM_F_CREATE | NLM_F_EXCL)
+    } else {
+        (libc::NFT_MSG_DELCHAIN, 0)
+    };
     Ok(w.append(|buf| {
-        let nlh = Writer::header(
-            buf,
-            libc::NFT_MSG_NEWCHAIN as u16,
-            NLM_F_CREATE | NLM_F_EXCL,
-            seq,
-        );
+        let nlh = Writer::header(buf, kind as u16, flags, seq);
         // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
         unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
         nlh
     }))
 }
 
-/// `NFT_MSG_DELCHAIN`: the kernel deletes the chain's rules with it.
-fn del_chain_msg(
-    w: &mut Writer,
-    seq: u32,
-    table: &CStr,
-    name: &str,
-) -> Result<(usize, usize), EncodeError> {
-    let name = cstring(name)?;
-    // SAFETY: plain allocation; ownership goes to `Obj`.
-    let ch = Obj::new(unsafe { sys::nftnl_chain_alloc() }, sys::nftnl_chain_free);
-    // SAFETY: `ch` is a live chain; strings are copied.
-    unsafe {
-        let p = ch.as_ptr();
-        sys::nftnl_chain_set_u32(
-            p,
-            sys::NFTNL_CHAIN_FAMILY as u16,
-            u32::from(k::NFPROTO_INET),
-        );
-        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
-        sys::nftnl_chain_set_str(p, sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
-    }
-    Ok(w.append(|buf| {
-        let nlh = Writer::header(buf, libc::NFT_MSG_DELCHAIN as u16, 0, seq);
-        // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
-        unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
-        nlh
-    }))
-}
-
-/// `NFT_MSG_DELRULE` naming a chain and no rule: every rule of the chain.
-fn flush_msg(
-    w: &mut Writer,
-    seq: u32,
-    table: &CStr,
-    chain: &str,
-) -> Result<(usize, usize), EncodeError> {
-    let chain = cstring(chain)?;
-    // SAFETY: plain allocation; ownership goes to `Obj`.
-    let rule = Obj::new(unsafe { sys::nftnl_rule_alloc() }, sys::nftnl_rule_free);
-    // SAFETY: `rule` is live; strings are copied.
-    unsafe {
-        let p = rule.as_ptr();
-        sys::nftnl_rule_set_u32(p, sys::NFTNL_RULE_FAMILY as u16, u32::from(k::NFPROTO_INET));
-        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
-        sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
-    }
-    Ok(w.append(|buf| {
-        let nlh = Writer::header(buf, libc::NFT_MSG_DELRULE as u16, 0, seq);
-        // SAFETY: `nlh` heads the scratch buffer; a rule with no expressions is small.
-        unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) };
-        nlh
-    }))
-}
-
-/// `NFT_MSG_DELSET`, for a set or a map.
-fn del_set_msg(
-    w: &mut Writer,
-    seq: u32,
-    table: &CStr,
-    name: &str,
-) -> Result<(usize, usize), EncodeError> {
-    let name = cstring(name)?;
-    // SAFETY: plain allocation; ownership goes to `Obj`.
-    let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
-    // SAFETY: `set` is live; strings are copied.
-    unsafe {
-        let p = set.as_ptr();
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(k::NFPROTO_INET));
-        sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
-        sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-    }
-    Ok(w.append(|buf| {
-        let nlh = Writer::header(buf, libc::NFT_MSG_DELSET as u16, 0, seq);
-        // SAFETY: `nlh` heads the scratch buffer; a set name is at most 255 bytes.
-        unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) };
-        nlh
-    }))
-}
-
+/// `NFT_MSG_NEWSET` of `def`, or `NFT_MSG_DELSET` of the set or map `name` without one.
 fn set_msg(
     w: &mut Writer,
     seq: u32,
     table: &CStr,
-    s: &SetDef,
+    name: &str,
+    def: Option<&SetDef>,
 ) -> Result<(usize, usize), EncodeError> {
-    let name = cstring(&s.name)?;
-    if s.concat.len() >= 16 {
+    let name = cstring(name)?;
+    if def.is_some_and(|s| s.concat.len() >= 16) {
         return Err(EncodeError::new(format!(
             "set {}: too many concatenated fields",
-            s.name
+            name.to_string_lossy()
         )));
     }
     // SAFETY: plain allocation; ownership goes to `Obj`.
@@ -461,39 +401,40 @@ fn set_msg(
         sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FAMILY as u16, u32::from(k::NFPROTO_INET));
         sys::nftnl_set_set_str(p, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
         sys::nftnl_set_set_str(p, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, s.id);
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FLAGS as u16, s.flags);
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_TYPE as u16, s.key_type);
-        sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_LEN as u16, s.key_len);
-        if s.verdict_map {
-            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_TYPE as u16, k::NFT_DATA_VERDICT);
-            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_LEN as u16, 0);
-        }
-        if let Some(size) = s.size {
-            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DESC_SIZE as u16, size);
-        }
-        if !s.concat.is_empty() {
+        if let Some(s) = def {
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_ID as u16, s.id);
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_FLAGS as u16, s.flags);
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_TYPE as u16, s.key_type);
+            sys::nftnl_set_set_u32(p, sys::NFTNL_SET_KEY_LEN as u16, s.key_len);
+            if s.verdict_map {
+                sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_TYPE as u16, k::NFT_DATA_VERDICT);
+                sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DATA_LEN as u16, 0);
+            }
+            if let Some(size) = s.size {
+                sys::nftnl_set_set_u32(p, sys::NFTNL_SET_DESC_SIZE as u16, size);
+            }
+            if !s.concat.is_empty() {
+                sys::nftnl_set_set_data(
+                    p,
+                    sys::NFTNL_SET_DESC_CONCAT as u16,
+                    s.concat.as_ptr().cast(),
+                    len_u32(&s.concat),
+                );
+            }
             sys::nftnl_set_set_data(
                 p,
-                sys::NFTNL_SET_DESC_CONCAT as u16,
-                s.concat.as_ptr().cast(),
-                len_u32(&s.concat),
+                sys::NFTNL_SET_USERDATA as u16,
+                s.udata.as_ptr().cast(),
+                len_u32(s.udata),
             );
         }
-        sys::nftnl_set_set_data(
-            p,
-            sys::NFTNL_SET_USERDATA as u16,
-            s.udata.as_ptr().cast(),
-            len_u32(s.udata),
-        );
     }
+    let (kind, flags) = match def {
+        Some(_) => (libc::NFT_MSG_NEWSET, NLM_F_CREATE | NLM_F_EXCL),
+        None => (libc::NFT_MSG_DELSET, 0),
+    };
     Ok(w.append(|buf| {
-        let nlh = Writer::header(
-            buf,
-            libc::NFT_MSG_NEWSET as u16,
-            NLM_F_CREATE | NLM_F_EXCL,
-            seq,
-        );
+        let nlh = Writer::header(buf, kind as u16, flags, seq);
         // SAFETY: `nlh` heads the scratch buffer; a set definition is a few hundred bytes.
         unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) };
         nlh
@@ -861,11 +802,13 @@ pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
     out
 }
 
+/// `NFT_MSG_NEWRULE` (`new`, appended) or `NFT_MSG_DELRULE`.
 fn rule_msg(
     w: &mut Writer,
     seq: u32,
     table: &CStr,
     r: &RuleDef,
+    new: bool,
 ) -> Result<(usize, usize), EncodeError> {
     let chain = cstring(&r.chain)?;
     // SAFETY: plain allocation; ownership goes to `Obj`.
@@ -894,13 +837,16 @@ fn rule_msg(
             )
         };
     }
-    Ok(w.append(|buf| {
-        let nlh = Writer::header(
-            buf,
-            libc::NFT_MSG_NEWRULE as u16,
+    let (kind, flags) = if new {
+        (
+            libc::NFT_MSG_NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND | NLM_F_EXCL,
-            seq,
-        );
+        )
+    } else {
+        (libc::NFT_MSG_DELRULE, 0)
+    };
+    Ok(w.append(|buf| {
+        let nlh = Writer::header(buf, kind as u16, flags, seq);
         // SAFETY: `nlh` heads the scratch buffer; a rule of a dozen expressions is well
         // under a kilobyte.
         unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) };

@@ -1,5 +1,5 @@
-//! The kernel backend: a [`Plan`] into nftables over netlink, in one transaction, and
-//! the loaded table read back.
+//! The kernel backend: a [`Plan`] into nftables over netlink, and the loaded table
+//! read back.
 //!
 //! Everything above this module talks to the kernel through [`Backend`]: [`Netlink`]
 //! is the real one (a `NETLINK_NETFILTER` socket in the current network namespace),
@@ -15,6 +15,16 @@
 //! An apply is one batch — add table, delete table, add table and everything in it —
 //! sent in one datagram: the kernel commits all of it or none of it, so the host never
 //! runs without its rules or with half of them, and conntrack entries are untouched.
+//! But while the kernel commits a set its own transaction filled, packets meet the
+//! set incomplete (a new connection allowed by both plans is dropped: the test
+//! `a_replace_drops_no_packet_that_both_plans_allow` saw one datagram in nine
+//! dropped that way). So when the backend knows exactly what it loaded last (nothing
+//! changed the ruleset since) and the base chains stay, a replace is two transactions:
+//! the new plan's sets, maps and endpoint chains under the other [`Slot`]'s names,
+//! filled, that nothing uses yet; then the base chains' rules swapped to them and the
+//! old objects deleted. Either is all or nothing, and between them the old table is
+//! whole and in force; if either fails, the one-batch replace follows (and deletes what
+//! the first left).
 //! An update is one batch too: element deletions, then additions, of sets and maps
 //! that exist, guarded by the ruleset generation this backend saw after its last
 //! change (`NFNL_BATCH_GENID`), so that it is refused if anyone else changed the
@@ -44,9 +54,8 @@ use rules_compiler::model::{Direction, ObjectName};
 use rules_compiler::plan::{Delta, Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
-pub use encode::EncodeError;
-pub use encode::Slot;
 use encode::{k, Batch, Loaded, Msg};
+pub use encode::{EncodeError, Slot};
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
@@ -58,7 +67,8 @@ const END_ACK_WAIT: Duration = Duration::from_millis(200);
 
 /// The kernel, as the rest of netpol sees it.
 pub trait Backend {
-    /// Replaces the plan's table with the plan, in one transaction.
+    /// Replaces the plan's table with the plan: all of it or, on error, nothing (one
+    /// transaction, or two whose first changes nothing in force; see the module doc).
     fn apply(&mut self, plan: &Plan) -> Result<ApplyStats, KernelError>;
     /// Changes the elements of the loaded table's sets and maps, in one transaction:
     /// deletions, then additions. Only valid on top of what this backend loaded itself;

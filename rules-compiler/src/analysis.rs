@@ -587,6 +587,18 @@ fn describe_port(rule: &PortRule, dest: &Endpoint) -> String {
 }
 
 impl Explanation {
+    /// The families the verdict covers: those of the pairs considered (an IPv4-only
+    /// pair under "any" is IPv4), or the filter when there is no pair.
+    fn families_shown(&self) -> FamilyFilter {
+        let v4 = self.pairs.iter().any(|p| p.from_address.is_ipv4());
+        let v6 = self.pairs.iter().any(|p| p.from_address.is_ipv6());
+        match (v4, v6) {
+            (true, false) => FamilyFilter::V4,
+            (false, true) => FamilyFilter::V6,
+            _ => self.family,
+        }
+    }
+
     /// The explanation for people: the verdict first, then for each address pair the
     /// sender's egress and the receiver's ingress, naming policies and rules.
     pub fn render_text(&self) -> String {
@@ -595,7 +607,10 @@ impl Explanation {
         let _ = writeln!(
             out,
             "{} -> {} on {} ({}): {verdict}",
-            self.from, self.to, self.probe, self.family
+            self.from,
+            self.to,
+            self.probe,
+            self.families_shown()
         );
         if self.self_traffic {
             out.push_str(
@@ -980,7 +995,8 @@ mod tests {
         assert!(!pair.egress.allowed && !pair.ingress.allowed && pair.egress.rules.is_empty());
         let text = e.render_text();
         for needle in [
-            "web/frontend -> payments/payments-api on 8080/TCP (IPv4 and IPv6): DENIED",
+            // web/frontend has an IPv4 address only: the verdict is about IPv4.
+            "web/frontend -> payments/payments-api on 8080/TCP (IPv4): DENIED",
             "egress of web/frontend: DENIED; isolated by web/default-deny-egress, and no rule of these policies allows 8080/TCP to payments/payments-api (198.18.0.10)",
             "ingress of payments/payments-api: DENIED; isolated by payments/allow-checkout, payments/default-deny-ingress, and no rule of these policies allows 8080/TCP from web/frontend (198.18.1.3)",
         ] {

@@ -590,6 +590,36 @@ metadata:
     }
 
     #[test]
+    fn a_missing_api_version_hints_the_group_of_the_kind() {
+        for (kind, hint) in [
+            ("Namespace", "e.g. apiVersion: v1"),
+            ("Pod", "e.g. apiVersion: v1"),
+        ] {
+            let text = format!("kind: {kind}\nmetadata: {{name: a, namespace: web}}\n");
+            let errs = errors(&[], &[("i.yaml", &text)]);
+            assert!(
+                errs.iter().any(|e| e.message.ends_with(hint)),
+                "{kind}: {}",
+                show(&errs)
+            );
+            assert!(
+                !show(&errs).contains("networking.k8s.io"),
+                "{}",
+                show(&errs)
+            );
+        }
+        let policy =
+            "kind: NetworkPolicy\nmetadata: {name: p, namespace: web}\nspec: {podSelector: {}}\n";
+        let errs = errors(&[("p.yaml", policy)], &[]);
+        assert!(
+            errs.iter()
+                .any(|e| e.message.ends_with("e.g. apiVersion: networking.k8s.io/v1")),
+            "{}",
+            show(&errs)
+        );
+    }
+
+    #[test]
     fn namespace_always_carries_its_name_label() {
         let loaded = ok(
             &[],

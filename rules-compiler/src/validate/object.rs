@@ -81,8 +81,13 @@ fn object<'n>(ctx: &mut Ctx<'_>, node: &'n Node, path: &str) -> Option<Object<'n
     let kind = map
         .required(ctx, "kind", "e.g. kind: NetworkPolicy")
         .and_then(|n| decode::string(ctx, n, &map.field("kind")));
+    // The hint names the group of the kind at hand: core kinds are plain `v1`.
+    let hint = match kind {
+        Some("Namespace" | "Pod") => "e.g. apiVersion: v1",
+        _ => "e.g. apiVersion: networking.k8s.io/v1",
+    };
     let api_version = map
-        .required(ctx, "apiVersion", "e.g. apiVersion: networking.k8s.io/v1")
+        .required(ctx, "apiVersion", hint)
         .and_then(|n| decode::string(ctx, n, &map.field("apiVersion")));
     let (kind, api_version) = (kind?, api_version?);
     // Decoders of the object itself name fields from its root.

@@ -521,13 +521,11 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     })
                 }
                 "deny" => {
-                    config.deny = Some(match string(v)?.as_str() {
-                        "drop" => DenyAction::Drop,
-                        "reject" => DenyAction::Reject,
-                        other => {
-                            return Err(format!("expected drop or reject, found {}", quote(other)))
-                        }
-                    })
+                    // The flag's parser: one spelling for the file and the command line.
+                    let text = string(v)?;
+                    let deny = <Deny as clap::ValueEnum>::from_str(&text, false)
+                        .map_err(|_| format!("expected drop or reject, found {}", quote(&text)))?;
+                    config.deny = Some(deny.into())
                 }
                 "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
                 "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::model::{
     Direction, Endpoint, Labels, Model, NamespaceScope, ObjectName, Peer, Peers, Policy, PortMatch,
-    PortRule, Ports, Protocol,
+    PortRule, Ports,
 };
 
 /// Index of a policy in [`Model::policies`].
@@ -171,11 +171,6 @@ pub fn port_range_on(rule: &PortRule, dest: Option<&Endpoint>) -> Option<(u16, u
 pub fn port_rule_matches(rule: &PortRule, proto: u8, dport: u16, dest: Option<&Endpoint>) -> bool {
     rule.protocol.number() == proto
         && port_range_on(rule, dest).is_some_and(|(lo, hi)| lo <= dport && dport <= hi)
-}
-
-/// Protocol numbers that carry ports a policy can name.
-pub fn is_port_protocol(proto: u8) -> bool {
-    Protocol::ALL.iter().any(|p| p.number() == proto)
 }
 
 // ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netpol_daemon::config;
+use netpol_daemon::config::{self, Deny};
 use netpol_daemon::control::{self, Outcome, Request, Response};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
 use netpol_daemon::inputs::Paths;
@@ -15,7 +15,6 @@ use netpol_daemon::netlink::Netlink;
 use rules_compiler::analysis::{FamilyFilter, Probe};
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::DenyAction;
 
 #[derive(Parser)]
 #[command(
@@ -67,12 +66,6 @@ impl InputArgs {
             },
         }
     }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Deny {
-    Drop,
-    Reject,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -224,15 +217,6 @@ fn daemon_request(
         },
         ok,
     ))
-}
-
-impl From<Deny> for DenyAction {
-    fn from(d: Deny) -> Self {
-        match d {
-            Deny::Drop => DenyAction::Drop,
-            Deny::Reject => DenyAction::Reject,
-        }
-    }
 }
 
 /// A positive number of seconds (fractions allowed).

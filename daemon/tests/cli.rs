@@ -38,21 +38,11 @@ fn with_example(cmd: &str, rest: &[&str]) -> Output {
 }
 
 /// A scratch directory removed on drop, also when the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("netpolctl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("netpolctl-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -185,8 +175,8 @@ fn explain_names_the_rule_that_allows_and_the_policies_that_deny() {
 
 #[test]
 fn bad_input_is_reported_with_file_line_and_field_and_fails() {
-    let dir = TempDir::new("bad");
-    let bad = dir.0.join("bad.yaml");
+    let dir = scratch("bad");
+    let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: broken}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 70000\n",
@@ -259,7 +249,7 @@ fn missing_required_options_exit_2_naming_them() {
 
 #[test]
 fn hostile_names_and_huge_values_give_short_escaped_errors() {
-    let dir = TempDir::new("hostile-names");
+    let dir = scratch("hostile-names");
     let huge = "v".repeat(1_000_000);
     // A name that would clear the screen, forge a log line and reverse the text after it,
     // and a 1 MB label value (just under the scalar limit): before, both came out raw and whole.
@@ -268,7 +258,7 @@ fn hostile_names_and_huge_values_give_short_escaped_errors() {
          name: \"x\\e[2J\\nnetpold: reload applied\\u202E\"\n  namespace: web\n  \
          labels: {{team: {huge}}}\nspec: {{podSelector: {{}}}}\n"
     );
-    let file = dir.0.join("bad.yaml");
+    let file = dir.path().join("bad.yaml");
     std::fs::write(&file, &bad).unwrap();
     let policies = file.to_str().unwrap();
     let compile = |policies: &str| {
@@ -316,9 +306,9 @@ fn hostile_names_and_huge_values_give_short_escaped_errors() {
 
 #[test]
 fn thousands_of_warnings_print_fifty_and_a_count() {
-    let dir = TempDir::new("many-warnings");
+    let dir = scratch("many-warnings");
     for f in ["namespaces.yaml", "pods.yaml", "vms.yaml"] {
-        std::fs::copy(repo().join("config/inventory").join(f), dir.0.join(f)).unwrap();
+        std::fs::copy(repo().join("config/inventory").join(f), dir.path().join(f)).unwrap();
     }
     // 5,000 pods without an address yet: each is skipped with a warning.
     let pending: String = (0..5000)
@@ -329,8 +319,8 @@ fn thousands_of_warnings_print_fifty_and_a_count() {
             )
         })
         .collect();
-    std::fs::write(dir.0.join("pending.yaml"), pending).unwrap();
-    let inventory = dir.0.to_str().unwrap();
+    std::fs::write(dir.path().join("pending.yaml"), pending).unwrap();
+    let inventory = dir.path().to_str().unwrap();
     let out = netpolctl(&[
         "compile",
         "--policies",

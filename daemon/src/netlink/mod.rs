@@ -676,8 +676,18 @@ impl Netlink {
                     bytes += b;
                     generation = g;
                 }
-                Err(e) => {
+                // A refused first transaction is the plan's or the generation's (the
+                // one-transaction replace then says which); a refused second one should
+                // not happen, and the replace that follows has the commit-time drops.
+                Err(e) if std::ptr::eq(batch, &stage) => {
                     tracing::debug!("{what}: {e}; replacing the table in one transaction instead");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{what}: {e}; replacing the table in one transaction instead (new \
+                         connections may meet a deny while the kernel commits it)"
+                    );
                     return None;
                 }
             }

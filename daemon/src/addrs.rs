@@ -95,7 +95,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::testns::netns_test;
+    use netpol_nft::testns::netns_test;
 
     fn ip(args: &[&str]) {
         let out = Command::new("ip").args(args).output().expect("running ip");

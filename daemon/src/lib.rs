@@ -35,7 +35,9 @@ pub mod inputs;
 pub mod instance;
 pub mod listen;
 pub mod memory;
-pub mod netlink;
+/// The kernel backend, the crate `netpol_nft` under its old path: `crate::netlink::…`
+/// names what it always named.
+pub use netpol_nft as netlink;
 pub mod revoke;
 pub mod scrape;
 pub mod state;
@@ -45,5 +47,3 @@ pub mod watch;
 
 #[cfg(test)]
 mod testdir;
-#[cfg(test)]
-mod testns;

@@ -18,6 +18,7 @@ const ENV: &str = "NETPOL_NETNS_TEST";
 const ENV_PARENT: &str = "NETPOL_NETNS_PARENT";
 
 /// Declares a `#[test]` whose body runs in a fresh network namespace.
+#[macro_export]
 macro_rules! netns_test {
     ($(#[$meta:meta])* fn $name:ident() $body:block) => {
         $(#[$meta])*
@@ -27,11 +28,12 @@ macro_rules! netns_test {
         }
     };
 }
-pub(crate) use netns_test;
+pub use crate::netns_test;
 
 /// Runs `body` in a new network namespace (see the module doc). `path` is the test's
 /// full path, crate name first.
-pub(crate) fn run(path: &str, body: impl FnOnce()) {
+#[doc(hidden)]
+pub fn run(path: &str, body: impl FnOnce()) {
     let name = path.split_once("::").map_or(path, |(_, rest)| rest);
     if std::env::var(ENV).as_deref() == Ok(name) {
         assert_not_host_namespace();
@@ -128,7 +130,7 @@ fn assert_not_host_namespace() {
 }
 
 /// Runs `nft` with `args` in the current namespace; panics with its error if it fails.
-pub(crate) fn nft(args: &[&str]) -> String {
+pub fn nft(args: &[&str]) -> String {
     let out = Command::new("nft")
         .args(args)
         .output()
@@ -143,7 +145,7 @@ pub(crate) fn nft(args: &[&str]) -> String {
 
 /// Loads `script` with `nft -f` into another fresh namespace and returns the output
 /// of each of `lists` (nft argument lists) run there afterwards.
-pub(crate) fn nft_elsewhere(script: &str, lists: &[&[&str]]) -> Vec<String> {
+pub fn nft_elsewhere(script: &str, lists: &[&[&str]]) -> Vec<String> {
     let file = TempFile::new("script.nft", script);
     let mut outs = Vec::new();
     let mut sh = format!("nft -f {} || exit 1", file.path().display());
@@ -172,11 +174,11 @@ pub(crate) fn nft_elsewhere(script: &str, lists: &[&[&str]]) -> Vec<String> {
 }
 
 /// A file in the temporary directory, removed on drop.
-pub(crate) struct TempFile(PathBuf);
+pub struct TempFile(PathBuf);
 
 impl TempFile {
     /// Writes `text` to a new file named after the process and `tag`.
-    pub(crate) fn new(tag: &str, text: &str) -> TempFile {
+    pub fn new(tag: &str, text: &str) -> TempFile {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +189,7 @@ impl TempFile {
     }
 
     /// Its path.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.0
     }
 

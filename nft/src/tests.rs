@@ -1613,7 +1613,7 @@ netns_test! {
 
 mod ownership {
     use super::*;
-    use crate::netlink::{Claim, Ownership};
+    use crate::{Claim, Ownership};
 
     /// `nft args`: (succeeded, stderr).
     fn try_nft(args: &[&str]) -> (bool, String) {
@@ -1746,9 +1746,9 @@ mod ownership {
 
 mod notifications {
     use super::*;
-    use crate::netlink::{Monitor, News};
+    use crate::{Monitor, News};
 
-    fn commits(news: &[News]) -> Vec<&crate::netlink::Commit> {
+    fn commits(news: &[News]) -> Vec<&crate::Commit> {
         news.iter()
             .filter_map(|n| match n {
                 News::Commit(c) => Some(c),

@@ -38,13 +38,19 @@
 //! knows exactly which generations it made; `monitor` reads the kernel's change
 //! notifications, so that the daemon can tell anyone else's change to the table.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 mod encode;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 mod ffi;
 mod flows;
 pub mod monitor;
 mod readback;
 mod reply;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testns;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

@@ -20,10 +20,9 @@
 //!   (freed heap back to the system after a reload), [`instance`] (one netpold per
 //!   network namespace) and [`daemon`] (start-up and the one loop that owns the state).
 //!
-//! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
-//! to libnftnl and the netlink socket, and [`memory`], one call to the C library's
-//! allocator (both allow it, with a `SAFETY:` comment on every block).
-#![deny(unsafe_code)]
+//! This crate has no unsafe code (it is forbidden): every call into C — libnftnl, the
+//! netlink socket, the C library's allocator ([`memory`]) — is in [`netpol_nft`].
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addrs;
@@ -34,10 +33,12 @@ pub mod daemon;
 pub mod inputs;
 pub mod instance;
 pub mod listen;
-pub mod memory;
 /// The kernel backend, the crate `netpol_nft` under its old path: `crate::netlink::…`
 /// names what it always named.
 pub use netpol_nft as netlink;
+/// Freed heap back to the system: `netpol_nft::heap`, where the one call to the C
+/// library it takes is.
+pub use netpol_nft::heap as memory;
 pub mod revoke;
 pub mod scrape;
 pub mod state;

@@ -46,6 +46,7 @@ mod encode;
 pub mod fake;
 mod ffi;
 mod flows;
+pub mod heap;
 pub mod monitor;
 mod readback;
 mod reply;

@@ -6,8 +6,8 @@
 //! that reloaded once would stay at its peak size. `malloc_trim(0)` returns every free
 //! page of every arena. It takes a few milliseconds and touches no live allocation.
 //!
-//! This module must hold nothing but that call: it is one of the two places where
-//! unsafe code is allowed (with `netlink::ffi`).
+//! This module must hold nothing but that call. It lives in this crate because every
+//! call into C of netpol does (with `ffi`); the daemon calls it as `memory`.
 #![allow(unsafe_code)]
 
 /// Returns the allocator's free pages to the system. A no-op where the C library is not

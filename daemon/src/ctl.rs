@@ -275,10 +275,34 @@ pub struct ShowReport {
 }
 
 /// `netpolctl show`: what the kernel holds: chains, rule and element counts, and the
-/// deny counters per local endpoint and direction.
-pub fn show(backend: &mut dyn Backend, format: ReportFormat) -> Result<Output> {
+/// deny counters per local endpoint and direction. A counter is labelled by its chain's
+/// owner in `inventory` when given and that owner's deny comment is the counter's
+/// (whole names, even where nft's 128-byte comments are cut); else by its comment.
+pub fn show(
+    backend: &mut dyn Backend,
+    format: ReportFormat,
+    inventory: Option<&Paths>,
+) -> Result<Output> {
+    let owners = match inventory {
+        Some(paths) => {
+            let loaded = load(paths)?;
+            plan::chain_owners(loaded.model.inventory.endpoints.iter().map(|e| &e.id))
+        }
+        None => Default::default(),
+    };
     let table = backend.read().context("reading table inet netpol")?;
-    let denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
+    let mut denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
+    for d in &mut denies {
+        if let Some((id, dir)) = owners.get(&d.chain) {
+            // The comment the owner's deny rule gets is this one: the chain is not a
+            // stranger's that happens to share the name.
+            if *dir == d.direction
+                && plan::deny_comment(*dir, id) == format!("deny {} {}", d.direction, d.endpoint)
+            {
+                d.endpoint = id.clone();
+            }
+        }
+    }
     let info = backend.table_info().context("reading table inet netpol")?;
     let report = ShowReport {
         table,
@@ -629,10 +653,10 @@ mod kernel_tests {
     fn show_and_flush_report_what_the_kernel_holds() {
         let mut fake = FakeBackend::new();
         assert_eq!(
-            show(&mut fake, ReportFormat::Table).unwrap().stdout,
+            show(&mut fake, ReportFormat::Table, None).unwrap().stdout,
             "no table inet netpol is loaded\n"
         );
-        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let json = show(&mut fake, ReportFormat::Json, None).unwrap().stdout;
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert!(v["table"].is_null());
 
@@ -651,7 +675,7 @@ mod kernel_tests {
         )
         .unwrap();
         let plan = fake.loaded.clone().unwrap();
-        let text = show(&mut fake, ReportFormat::Table).unwrap().stdout;
+        let text = show(&mut fake, ReportFormat::Table, None).unwrap().stdout;
         let head = format!(
             "table inet netpol: {} chains, {} rules, {} sets and maps, {} elements\n",
             plan.chains.len(),
@@ -669,7 +693,7 @@ mod kernel_tests {
             "{text}"
         );
 
-        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let json = show(&mut fake, ReportFormat::Json, None).unwrap().stdout;
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["table"]["name"], "netpol");
         assert_eq!(v["denies"].as_array().unwrap().len(), 2);

@@ -41,7 +41,7 @@ use netpol_benches::edits::{find_edit, plan_bytes, plan_for, EditKind};
 use netpol_benches::harness::{check_unshare, own_namespace, TempDir};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use netpol_daemon::netlink::{ApplyStats, Backend, Monitor, Netlink, News, Quiet};
+use netpol_nft::{ApplyStats, Backend, Monitor, Netlink, News, Quiet, Update};
 use rules_compiler::load;
 use rules_compiler::plan::{self, Plan};
 use rules_compiler::resolve::Index;
@@ -136,7 +136,7 @@ impl Times {
 const SETTLE: Duration = Duration::from_millis(60);
 
 fn update(kernel: &mut Netlink, from: &Plan, to: &Plan) -> (Instant, ApplyStats) {
-    let d = plan::delta(from, to).expect("an element-only edit");
+    let d = Update::between(from, to).expect("an element-only edit");
     std::thread::sleep(SETTLE);
     let t = Instant::now();
     let s = kernel.update(&d).expect("update");
@@ -298,7 +298,7 @@ fn pipeline(
     let new = plan::build(&index, &[id], &plan::Options::default());
     let planning = ms(t.elapsed());
     let t = Instant::now();
-    let d = plan::delta(base, &new).expect("an element-only edit");
+    let d = Update::between(base, &new).expect("an element-only edit");
     let delta = ms(t.elapsed());
     std::thread::sleep(SETTLE);
     let t = Instant::now();
@@ -306,7 +306,7 @@ fn pipeline(
     let update = ms(t.elapsed());
     // Back to the base plan for the next measurement.
     kernel
-        .update(&plan::delta(&new, base).unwrap())
+        .update(&Update::between(&new, base).unwrap())
         .expect("update back");
     [read, parse, planning, delta, update]
 }

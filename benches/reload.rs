@@ -9,7 +9,7 @@
 //! `status` says generation 1. Then, `--edits` times (default 100):
 //!
 //! 1. reads the kernel's ruleset generation (`NFT_MSG_GETGEN` over a kept netlink
-//!    socket: [`netpol_daemon::netlink::GenerationReader`]);
+//!    socket: [`netpol_nft::GenerationReader`]);
 //! 2. takes the time and rewrites `bench-edit.yaml` in the policies directory in
 //!    place (`fs::write`): a policy selecting every endpoint of the local endpoint's
 //!    namespace that allows ingress on one TCP port, a new port each time, so every
@@ -53,7 +53,7 @@ use netpol_benches::harness::{
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_daemon::control::{self, Request, Response, StatusReport};
-use netpol_daemon::netlink::GenerationReader;
+use netpol_nft::GenerationReader;
 use rules_compiler::resolve::Index;
 
 /// The namespace the benchmark started in, which `--measure` must not run in.

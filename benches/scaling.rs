@@ -37,10 +37,9 @@ use netpol_benches::harness::{
 };
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use netpol_daemon::netlink::{Backend, GenerationReader, Netlink};
+use netpol_nft::{Backend, GenerationReader, Netlink, Update};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan;
 use rules_compiler::render;
 use rules_compiler::resolve::Index;
 use rules_compiler::Loaded;
@@ -240,7 +239,7 @@ fn child(args: &Args, dir: &Path) {
     if let Some(edit) = &edited {
         for _ in 0..args.reps {
             for (from, to) in [(&plan, &edit.plan), (&edit.plan, &plan)] {
-                let d = plan::delta(from, to).expect("an element-only edit");
+                let d = Update::between(from, to).expect("an element-only edit");
                 std::thread::sleep(SETTLE);
                 let t = Instant::now();
                 kernel.update(&d).expect("update");

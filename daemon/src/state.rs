@@ -53,7 +53,7 @@ use crate::control::{
     Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
 use crate::memory;
-use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
+use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News, Update};
 use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 
@@ -752,7 +752,7 @@ impl<B: Backend> State<B> {
     /// a replace: the table in the kernel may have been anything).
     fn apply_plan(&mut self, plan: &Plan) -> Result<(KernelChange, bool), KernelError> {
         if let Some(old) = self.applied.as_ref().filter(|_| self.options.incremental) {
-            match plan::delta(old, plan) {
+            match Update::between(old, plan) {
                 // An empty delta still goes to the kernel: its generation check is what
                 // tells that the table is still ours as we left it (not deleted, not
                 // edited by someone else), before "updated in place" is reported.
@@ -905,7 +905,7 @@ impl<B: Backend> State<B> {
         let Some(plan) = &self.applied else {
             return true;
         };
-        match plan::delta(plan, plan) {
+        match Update::between(plan, plan) {
             Ok(empty) => self.backend.update(&empty).is_ok(),
             Err(_) => false,
         }

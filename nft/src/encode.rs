@@ -11,7 +11,7 @@
 //! a replace works whether or not it exists), every chain, every set and map with its
 //! elements, then the rules in chain order, an anonymous set right before its rule.
 //!
-//! [`encode_update`] encodes a [`Delta`]: deletions then additions of elements, each
+//! [`encode_update`] encodes an [`Update`]: deletions then additions of elements, each
 //! element as the full load encodes it (interval start and end elements, the gap
 //! element at address 0, open intervals), so the kernel ends as a full load leaves it.
 //!
@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
+use crate::Update;
 use rules_compiler::plan::{
     self, AddrField, AddrProtoPort, AddrRange, Delta, DenyAction, Family, Hook, Plan, SetElements,
     Stmt, ICMPV6_ALWAYS, TABLE_COMMENT,
@@ -664,7 +665,7 @@ fn push_elems(
 /// interval that grew) within the transaction. Elements are encoded exactly as a full
 /// load of the new plan encodes them, so that the kernel ends up holding the same.
 /// `slot` says under which names the plan is loaded.
-pub(crate) fn encode_update(delta: &Delta, slot: Slot) -> Result<Batch, EncodeError> {
+pub(crate) fn encode_update(delta: &Update, slot: Slot) -> Result<Batch, EncodeError> {
     check_name("table", &delta.table)?;
     let mut dels = Vec::new();
     let mut adds = Vec::new();
@@ -689,7 +690,7 @@ pub(crate) fn encode_update(delta: &Delta, slot: Slot) -> Result<Batch, EncodeEr
                 jump: None,
                 origin: u32::MAX,
             };
-            match d.gap_below {
+            match delta.gap_below(i) {
                 (true, false) => del.push(gap),
                 (false, true) => add.insert(0, gap),
                 _ => {}

@@ -4,10 +4,11 @@
 
 use std::io;
 
-use rules_compiler::plan::{Delta, Plan};
+use rules_compiler::plan::Plan;
 
 use super::{
     encode, ApplyStats, Backend, CutStats, DenyCounter, Flow, FlowCut, KernelError, LoadedTable,
+    Update,
 };
 
 /// A kernel that lives in memory.
@@ -108,7 +109,7 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
+    fn update(&mut self, delta: &Update) -> Result<ApplyStats, KernelError> {
         let batch = encode::encode_update(delta, encode::Slot::Plain)?;
         self.take_failure()?;
         let Some(plan) = &self.loaded else {

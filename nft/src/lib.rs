@@ -52,13 +52,14 @@ mod readback;
 mod reply;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testns;
+mod update;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::time::{Duration, Instant};
 
 use rules_compiler::model::{Direction, ObjectName};
-use rules_compiler::plan::{Delta, Plan, COMMENT_CUT_MARK, TABLE_NAME};
+use rules_compiler::plan::{Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
 use encode::{k, Batch, Loaded, Msg};
@@ -66,6 +67,7 @@ pub use encode::{EncodeError, Slot};
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use readback::GenerationReader;
+pub use update::Update;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,
 /// so every answer is queued before the call returns; this only bounds the wait for
@@ -81,7 +83,7 @@ pub trait Backend {
     /// deletions, then additions. Only valid on top of what this backend loaded itself;
     /// when the ruleset changed since (or it loaded nothing), the kernel is left alone
     /// and the answer is [`KernelError::Stale`]. An empty delta is that check alone.
-    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError>;
+    fn update(&mut self, delta: &Update) -> Result<ApplyStats, KernelError>;
     /// Deletes the netpol table and nothing else; `Ok(false)` when there was none.
     fn flush(&mut self) -> Result<bool, KernelError>;
     /// Reads the loaded netpol table back; `Ok(None)` when there is none.
@@ -944,7 +946,7 @@ impl Backend for Netlink {
         })
     }
 
-    fn update(&mut self, delta: &Delta) -> Result<ApplyStats, KernelError> {
+    fn update(&mut self, delta: &Update) -> Result<ApplyStats, KernelError> {
         let started = Instant::now();
         let (Some(genid), Some(loaded)) = (self.generation, &self.loaded) else {
             return Err(KernelError::Stale(

@@ -13,7 +13,7 @@ use rules_compiler::plan::{
 use super::encode::{self, elem_wire_len, Msg};
 use super::fake::FakeBackend;
 use super::{ffi, reply};
-use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink, Slot};
+use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink, Slot, Update};
 use crate::testns::{netns_test, nft, nft_elsewhere};
 
 fn ip(s: &str) -> IpAddr {
@@ -1129,7 +1129,7 @@ netns_test! {
         let mut updates = 0;
         for step in 0..40 {
             let new = shuffle_members(&old, &mut rng);
-            let delta = rules_compiler::plan::delta(&old, &new).expect("element changes only");
+            let delta = Update::between(&old, &new).expect("element changes only");
             let stats = kernel.update(&delta).unwrap_or_else(|e| panic!("step {step}: {e}\n{delta:#?}"));
             assert_eq!(stats.elements, delta.changed());
             updates += usize::from(!delta.is_empty());
@@ -1153,7 +1153,7 @@ netns_test! {
         let mut kernel = Netlink::new();
         let plan = sample_plan(DenyAction::Drop);
         let next = shuffle_members(&plan, &mut Rng(7));
-        let delta = rules_compiler::plan::delta(&plan, &next).unwrap();
+        let delta = Update::between(&plan, &next).unwrap();
         assert!(!delta.is_empty());
         let err = kernel.update(&delta).expect_err("nothing loaded yet");
         assert!(matches!(err, KernelError::Stale(_)), "{err}");
@@ -1176,7 +1176,7 @@ netns_test! {
         let mut kernel = Netlink::new();
         let plan = sample_plan(DenyAction::Drop);
         let next = shuffle_members(&plan, &mut Rng(5));
-        let empty = rules_compiler::plan::delta(&plan, &plan).unwrap();
+        let empty = Update::between(&plan, &plan).unwrap();
         assert!(empty.is_empty());
         kernel.apply(&plan).expect("apply");
         let before = listings();
@@ -1185,7 +1185,7 @@ netns_test! {
         kernel.update(&empty).expect("and again");
         assert_eq!(listings(), before);
         kernel
-            .update(&rules_compiler::plan::delta(&plan, &next).unwrap())
+            .update(&Update::between(&plan, &next).unwrap())
             .expect("an update after empty ones");
         // Someone deletes the table: the empty update says so.
         nft(&["delete", "table", "inet", "netpol"]);
@@ -1286,7 +1286,7 @@ netns_test! {
             assert_eq!(kernel.read().unwrap(), Some(LoadedTable::expected(&next).unwrap()), "step {step}");
             // An update goes to the names in use.
             let updated = shuffle_members(&next, &mut rng);
-            let delta = rules_compiler::plan::delta(&next, &updated).expect("element changes only");
+            let delta = Update::between(&next, &updated).expect("element changes only");
             kernel.update(&delta).unwrap_or_else(|e| panic!("step {step}: update: {e}"));
             assert_eq!(listings_by_plan_names(), fresh_without_handles(&updated), "step {step}: after the update");
             plan = updated;
@@ -1396,16 +1396,15 @@ netns_test! {
                 app(one("198.18.0.3"), 6, (22, 22)),
                 app(one("198.18.0.9"), 6, (8080, 8080)),
             ]),
-            gap_below: (false, false),
-            size: 6,
         });
+        let delta = Update::new(delta, &plan, &plan);
         let err = kernel.update(&delta).expect_err("overlap");
         let text = err.to_string();
         assert!(matches!(err, KernelError::Rejected { .. }), "{text}");
         assert!(text.contains("set in_x_a_v4_ports (element 1: adding 198.18.0.9 . tcp . 8080)"), "{text}");
         assert_eq!(listings(), before);
         // The failure forgets the generation: the next change must be a full replace.
-        let err = kernel.update(&rules_compiler::plan::delta(&plan, &plan).unwrap()).expect_err("stale");
+        let err = kernel.update(&Update::between(&plan, &plan).unwrap()).expect_err("stale");
         assert!(matches!(err, KernelError::Stale(_)), "{err}");
     }
 }
@@ -1415,7 +1414,7 @@ fn the_fake_applies_updates_and_fails_when_told() {
     let mut fake = FakeBackend::new();
     let plan = sample_plan(DenyAction::Drop);
     let next = shuffle_members(&plan, &mut Rng(11));
-    let delta = rules_compiler::plan::delta(&plan, &next).unwrap();
+    let delta = Update::between(&plan, &next).unwrap();
     assert!(matches!(fake.update(&delta), Err(KernelError::Stale(_))));
     fake.apply(&plan).unwrap();
     fake.fail_next("set x", libc::ENOMEM);
@@ -1687,7 +1686,7 @@ mod ownership {
             if let SetElements::Addr(v) = &mut fewer.sets[0].elements {
                 v.pop();
             }
-            let delta = rules_compiler::plan::delta(&plan, &fewer).unwrap();
+            let delta = Update::between(&plan, &fewer).unwrap();
             assert_eq!(delta.changed(), 1);
             owner.update(&delta).expect("the owner's update");
             assert!(owner.table_info().unwrap().unwrap().owned());

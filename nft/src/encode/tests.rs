@@ -535,12 +535,11 @@ fn a_replace_in_two_stages_new_names_then_swaps_the_base_chains_to_them() {
             family: Family::V4,
             delete: vec![],
             add: vec![(ip("198.18.0.3"), "in_c".into())],
-            size: 2,
         }],
         locals: vec![],
         table_elements: 3,
     };
-    let update = encode_update(&delta, Slot::Next).unwrap();
+    let update = encode_update(&Update::new(delta, &p, &p), Slot::Next).unwrap();
     assert_eq!(kinds(&update), ["elems b.ingress_v4"]);
     let Msg::NewElems(e) = &update.msgs[0].msg else {
         unreachable!()

@@ -5,15 +5,17 @@
 //! set definitions, other elements. [`delta`] finds those element changes, so the daemon
 //! can send them as one small transaction instead of replacing the table; anything else
 //! is [`Structural`] and takes the full replace. [`Delta::apply`] is the reference
-//! meaning of a delta (`delta(a, b)?.apply(a) == b`), for tests; the kernel encoding of
-//! a delta lives in the daemon. Pure: no kernel, no I/O.
+//! meaning of a delta (`delta(a, b)?.apply(a) == b`), for tests. A delta says only which
+//! elements leave and join each set and map: how the kernel encodes that (interval
+//! ends, the gap below the first interval) and what it costs the kernel are the
+//! nftables backend's (`netpol_nft`). Pure: no kernel, no I/O.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{AddrProtoPort, AddrRange, Family, LocalEndpoint, Plan, SetElements};
+use super::{AddrProtoPort, Family, LocalEndpoint, Plan, SetElements};
 
 /// Comparisons [`Delta::widens_only`] spends on one address · protocol · port set at
 /// most (a few milliseconds).
@@ -35,13 +37,6 @@ pub struct SetDelta {
     pub delete: SetElements,
     /// Elements of the new plan that the old one did not have, sorted.
     pub add: SetElements,
-    /// For an address interval set, whether its lowest element starts above the
-    /// family's first address, in the old and in the new plan. nftables closes such a
-    /// gap with an interval end element at address 0, which a delta must remove or add
-    /// for the kernel to hold what a full load of the new plan holds.
-    pub gap_below: (bool, bool),
-    /// Number of elements of the set in the new plan.
-    pub size: usize,
 }
 
 /// Element changes of one verdict map. A key whose target changed is deleted and added.
@@ -55,8 +50,6 @@ pub struct MapDelta {
     pub delete: Vec<(IpAddr, String)>,
     /// Elements to add, sorted.
     pub add: Vec<(IpAddr, String)>,
-    /// Number of elements of the map in the new plan.
-    pub size: usize,
 }
 
 /// What turns one plan into another by element changes alone.
@@ -88,21 +81,6 @@ impl Delta {
     /// Whether the kernel has nothing to do.
     pub fn is_empty(&self) -> bool {
         self.changed() == 0
-    }
-
-    /// What the change costs the kernel, in element operations: each changed element
-    /// weighted by the size of its set, since the kernel rebuilds an interval set's
-    /// look-up structure per transaction that touches it.
-    pub fn cost(&self) -> u64 {
-        let sets = self
-            .sets
-            .iter()
-            .map(|s| ((s.delete.len() + s.add.len()) as u64) * (s.size.max(1) as u64));
-        let maps = self
-            .maps
-            .iter()
-            .map(|m| ((m.delete.len() + m.add.len()) as u64) * (m.size.max(1) as u64));
-        sets.chain(maps).sum()
     }
 
     /// Whether the new plan allows everything the old one allowed: no verdict map gains
@@ -238,7 +216,6 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
         if a.name != b.name || a.family != b.family {
             return Err(Structural(format!("set {} becomes {}", a.name, b.name)));
         }
-        let size = b.elements.len();
         let d = match (&a.elements, &b.elements) {
             (SetElements::Addr(x), SetElements::Addr(y)) => {
                 let (del, add) = diff(x, y);
@@ -247,8 +224,6 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                     family: b.family,
                     delete: SetElements::Addr(del),
                     add: SetElements::Addr(add),
-                    gap_below: (gap_below(x), gap_below(y)),
-                    size,
                 })
             }
             (SetElements::AddrProtoPort(x), SetElements::AddrProtoPort(y)) => {
@@ -258,8 +233,6 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                     family: b.family,
                     delete: SetElements::AddrProtoPort(del),
                     add: SetElements::AddrProtoPort(add),
-                    gap_below: (false, false),
-                    size,
                 })
             }
             _ => return Err(Structural(format!("set {} changes its type", b.name))),
@@ -285,7 +258,6 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                 family: b.family,
                 delete,
                 add,
-                size: b.elements.len(),
             });
         }
     }
@@ -296,14 +268,6 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
         locals: new.locals.clone(),
         table_elements: new.element_count(),
     })
-}
-
-fn gap_below(ranges: &[AddrRange]) -> bool {
-    let zero = |ip: &IpAddr| match ip {
-        IpAddr::V4(a) => a.is_unspecified(),
-        IpAddr::V6(a) => a.is_unspecified(),
-    };
-    ranges.first().is_some_and(|r| !zero(&r.start))
 }
 
 /// Elements only in `old` and elements only in `new`, both sorted. Plans keep elements

@@ -46,13 +46,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netpol_benches::control::status;
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{
     absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace, KillOnDrop, TempDir,
 };
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use netpol_daemon::control::{self, Request, Response, StatusReport};
 use netpol_nft::GenerationReader;
 use rules_compiler::resolve::Index;
 
@@ -211,13 +211,6 @@ fn edit(namespace: &str, port: u32) -> String {
     )
 }
 
-fn status(socket: &Path) -> Option<StatusReport> {
-    match control::request(socket, &Request::Status) {
-        Ok(Response::Status(s)) => Some(*s),
-        _ => None,
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -357,7 +350,7 @@ fn measure(args: &Args, size: &str) {
     }
     let mem_after = memory_kib(pid);
     let s = status(&socket).expect("status at the end");
-    assert_eq!(s.reloads.failed, 0, "failed reloads:\n{}", read_log());
+    assert_eq!(s.failed_reloads, 0, "failed reloads:\n{}", read_log());
     drop(daemon);
 
     let log = read_log();

@@ -91,6 +91,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use netpol_benches::control::status;
 use netpol_benches::edits::{egress_policy, find_edit, plan_for, unisolated_egress, EditKind};
 use netpol_benches::harness::{
     absolute_path_arg, daemon_bin_or_skip, ip, memory_kib, own_namespace, run,
@@ -98,7 +99,6 @@ use netpol_benches::harness::{
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use netpol_daemon::control::{self, KernelChange, Request, Response, StatusReport};
 use rules_compiler::resolve::Index;
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -719,13 +719,6 @@ fn observed(server_ns: &str) -> Observed {
 
 // ------------------------------------------------------------------------- measuring --
 
-fn status(socket: &Path) -> Option<StatusReport> {
-    match control::request(socket, &Request::Status) {
-        Ok(Response::Status(s)) => Some(*s),
-        _ => None,
-    }
-}
-
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -1044,10 +1037,10 @@ fn main() {
         last_dropped = after;
         extra += s.generation - generation - 1;
         generation = s.generation;
-        match s.loaded_how {
-            Some(KernelChange::Updated { .. }) => kinds[usize::from(replace)][0] += 1,
-            Some(KernelChange::Replaced) => kinds[usize::from(replace)][1] += 1,
-            None => panic!("reload {i}: status says nothing of the kernel"),
+        match s.loaded_how.as_deref() {
+            Some("updated") => kinds[usize::from(replace)][0] += 1,
+            Some("replaced") => kinds[usize::from(replace)][1] += 1,
+            how => panic!("reload {i}: status says nothing of the kernel ({how:?})"),
         }
         done = i;
         if i % args.sample_every == 0 {
@@ -1132,7 +1125,7 @@ fn main() {
     println!();
     println!(
         "reloads: {done} in {soak_s:.0} s ({} failed, {} extra); edits meant as updates: {} updated, {} replaced; meant as replaces: {} replaced, {} updated",
-        final_status.reloads.failed, extra, kinds[0][0], kinds[0][1], kinds[1][1], kinds[1][0]
+        final_status.failed_reloads, extra, kinds[0][0], kinds[0][1], kinds[1][1], kinds[1][0]
     );
     for (name, l) in ["update", "replace"].iter().zip(&latencies) {
         println!(

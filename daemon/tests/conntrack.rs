@@ -21,7 +21,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,11 +44,9 @@ impl NetNs {
         let path = format!("/run/netns/{}", self.0);
         std::thread::spawn(move || {
             let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns with an open namespace file descriptor and its type; it
-            // changes only this (fresh, short-lived) thread's network namespace.
-            #[allow(unsafe_code)]
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
+            // Changes only this (fresh, short-lived) thread's network namespace.
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns: {e}"));
             f()
         })
         .join()
@@ -565,81 +562,43 @@ fn established_connection_and_deny_counters_survive_incremental_reloads() {
 
 /// A raw IPv4 TCP socket: sends hand-made segments (the kernel adds the IP header) and
 /// sees a copy of every TCP segment that arrives in its namespace.
-struct RawTcp(OwnedFd);
+struct RawTcp(socket2::Socket);
 
 impl RawTcp {
     /// Opens the socket in the calling thread's network namespace.
     fn open() -> io::Result<RawTcp> {
-        // SAFETY: plain socket(2); a non-negative result is a new descriptor that we
-        // own from here on.
-        #[allow(unsafe_code)]
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is open and owned by nothing else.
-        #[allow(unsafe_code)]
-        Ok(RawTcp(unsafe { OwnedFd::from_raw_fd(fd) }))
+        use socket2::{Domain, Protocol, Socket, Type};
+        Socket::new(
+            Domain::IPV4,
+            Type::from(libc::SOCK_RAW),
+            Some(Protocol::TCP),
+        )
+        .map(RawTcp)
     }
 
     fn send(&self, segment: &[u8], to: Ipv4Addr) -> io::Result<()> {
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(to).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: the buffer and the address are live for the call, with their lengths.
-        #[allow(unsafe_code)]
-        let n = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                segment.as_ptr().cast(),
-                segment.len(),
-                0,
-                (&addr as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.0.send_to(segment, &SocketAddrV4::new(to, 0).into())?;
         Ok(())
     }
 
     /// The next datagram (IP header included), or `None` when none came in `wait`.
     fn recv(&self, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
-        let mut pfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd and its count.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if rc == 0 {
+        if wait.is_zero() {
             return Ok(None);
         }
-        // SAFETY: `buf` is writable for its length for the duration of the call.
-        #[allow(unsafe_code)]
-        let n = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+        self.0.set_read_timeout(Some(wait))?;
+        match (&self.0).read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
-        Ok(Some(n as usize))
     }
 }
 

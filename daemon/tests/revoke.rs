@@ -21,7 +21,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -86,11 +85,9 @@ fn enter<T: Send + 'static>(ns: &NetNs, f: impl FnOnce() -> T + Send + 'static) 
     let path = format!("/run/netns/{}", ns.0);
     std::thread::spawn(move || {
         let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns with an open namespace file descriptor and its type; it changes
-        // only this (fresh, short-lived) thread's network namespace.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
+        // Changes only this (fresh, short-lived) thread's network namespace.
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns: {e}"));
         f()
     })
     .join()

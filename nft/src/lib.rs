@@ -48,8 +48,10 @@ mod ffi;
 mod flows;
 pub mod heap;
 pub mod monitor;
+mod objects;
 mod readback;
 mod reply;
+mod slot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testns;
 mod update;
@@ -63,10 +65,11 @@ use rules_compiler::plan::{Plan, COMMENT_CUT_MARK, TABLE_NAME};
 use serde::Serialize;
 
 use encode::{k, Batch, Loaded, Msg};
-pub use encode::{EncodeError, Slot};
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
+pub use objects::EncodeError;
 pub use readback::GenerationReader;
+pub use slot::Slot;
 pub use update::Update;
 
 /// Waiting for the kernel's answer to a batch: it processes the batch inside `sendto`,

@@ -2,9 +2,14 @@
 //! (from `nft --debug=netlink` of the same text), interval elements, message sizes
 //! and refusals.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use rules_compiler::plan::{Chain, LocalEndpoint, Set, VerdictMap, TABLE_NAME};
+use rules_compiler::plan::{
+    AddrField, AddrProtoPort, AddrRange, Chain, Delta, DenyAction, Hook, LocalEndpoint, Set, Stmt,
+    VerdictMap, TABLE_NAME,
+};
+
+use crate::Update;
 
 use super::*;
 

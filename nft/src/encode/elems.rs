@@ -1,0 +1,190 @@
+//! Set and map elements as netlink carries them: interval start and end elements (and
+//! the gap element below the first interval), address · protocol · port ranges, map
+//! keys; and plan elements named in words for errors.
+//!
+//! Pure: no libnftnl, no kernel. The element bytes are `ffi`'s.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use rules_compiler::plan::{AddrProtoPort, AddrRange, Family, Plan, SetElements, ICMPV6_ALWAYS};
+
+use super::{Elem, ElemSource, Key};
+
+pub(super) fn ip_key(ip: &IpAddr) -> Key {
+    match ip {
+        IpAddr::V4(a) => Key::new(&[&a.octets()]),
+        IpAddr::V6(a) => Key::new(&[&a.octets()]),
+    }
+}
+
+pub(super) fn ip_value(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(*a)),
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+pub(super) fn family_max(family: Family) -> u128 {
+    match family {
+        Family::V4 => u128::from(u32::MAX),
+        Family::V6 => u128::MAX,
+    }
+}
+
+/// An address in network byte order, without a heap allocation: encoding a big plan
+/// calls this for every element.
+pub(super) fn value_key(family: Family, v: u128) -> Key {
+    match family {
+        Family::V4 => Key::new(&[&(v as u32).to_be_bytes()]),
+        Family::V6 => Key::new(&[&v.to_be_bytes()]),
+    }
+}
+
+pub(super) fn check_range(family: Family, r: &AddrRange) -> Result<(u128, u128), String> {
+    if Family::of(&r.start) != family || Family::of(&r.end) != family {
+        return Err(format!(
+            "range {} is not of the set's family",
+            show_range(r)
+        ));
+    }
+    let (lo, hi) = (ip_value(&r.start), ip_value(&r.end));
+    if lo > hi {
+        return Err(format!("range {} ends before it starts", show_range(r)));
+    }
+    Ok((lo, hi))
+}
+
+/// Interval elements as nft sends them: when the first range does not start at the
+/// first address, an end element at 0 closes the gap below it; each range is a start
+/// element and an end element at the address after it, except a range that runs to
+/// the last address, which is marked open instead. Ranges must be sorted and not
+/// overlap (the plan's contract): the kernel rejects overlaps, and so do we.
+pub(super) fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+    let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+    if ranges.first().is_some_and(|r| ip_value(&r.start) != 0) {
+        out.push(Elem {
+            key: value_key(family, 0),
+            key_end: None,
+            interval_end: true,
+            open: false,
+            jump: None,
+            origin: 0,
+        });
+    }
+    out.extend(interval_elems_of(family, ranges)?);
+    Ok(out)
+}
+
+/// The start and end elements of each range, without the gap element below the first:
+/// [`interval_elems`] for a whole set, this alone for ranges added to or deleted from
+/// one.
+pub(super) fn interval_elems_of(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+    let max = family_max(family);
+    let mut out = Vec::with_capacity(ranges.len() * 2);
+    let mut prev_end: Option<u128> = None;
+    for (i, r) in ranges.iter().enumerate() {
+        let (lo, hi) = check_range(family, r)?;
+        if prev_end.is_some_and(|p| lo <= p) {
+            return Err(format!(
+                "element {i} ({}) overlaps or precedes the one before it",
+                show_range(r)
+            ));
+        }
+        prev_end = Some(hi);
+        let origin = i as u32;
+        let elem = |v: u128, interval_end: bool, open: bool| Elem {
+            key: value_key(family, v),
+            key_end: None,
+            interval_end,
+            open,
+            jump: None,
+            origin,
+        };
+        out.push(elem(lo, false, hi == max));
+        if hi != max {
+            out.push(elem(hi + 1, true, false));
+        }
+    }
+    Ok(out)
+}
+
+/// Address · protocol · port elements: one element with a key and an inclusive key
+/// end, each field padded to 32 bits, the port in network byte order.
+pub(super) fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Vec<Elem>, String> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, e) in items.iter().enumerate() {
+        let (lo, hi) = check_range(family, &e.addr)?;
+        if e.ports.0 > e.ports.1 {
+            return Err(format!(
+                "element {i}: port range {}-{} is empty",
+                e.ports.0, e.ports.1
+            ));
+        }
+        let proto = [e.proto, 0, 0, 0];
+        let port = |p: u16| {
+            let [a, b] = p.to_be_bytes();
+            [a, b, 0, 0]
+        };
+        out.push(Elem {
+            key: Key::new(&[value_key(family, lo).as_slice(), &proto, &port(e.ports.0)]),
+            key_end: Some(Key::new(&[
+                value_key(family, hi).as_slice(),
+                &proto,
+                &port(e.ports.1),
+            ])),
+            interval_end: false,
+            open: false,
+            jump: None,
+            origin: i as u32,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn show_range(r: &AddrRange) -> String {
+    if r.start == r.end {
+        r.start.to_string()
+    } else {
+        format!("{}-{}", r.start, r.end)
+    }
+}
+
+/// A plan element in words, for an error that names it.
+pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> Option<String> {
+    let i = origin as usize;
+    match source {
+        ElemSource::Set(s) => describe_set_element(&plan.sets.get(s)?.elements, i),
+        ElemSource::Map(m) => plan
+            .maps
+            .get(m)?
+            .elements
+            .get(i)
+            .map(|(ip, chain)| format!("{ip} : jump {chain}")),
+        ElemSource::Icmpv6Types => ICMPV6_ALWAYS.get(i).map(|t| format!("icmpv6 type {t}")),
+        ElemSource::Delta { .. } => None,
+    }
+}
+
+pub(super) fn describe_set_element(elements: &SetElements, i: usize) -> Option<String> {
+    match elements {
+        SetElements::Addr(v) => v.get(i).map(show_range),
+        SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
+            let mut out = format!("{} . ", show_range(&e.addr));
+            match e.proto {
+                6 => out.push_str("tcp"),
+                17 => out.push_str("udp"),
+                132 => out.push_str("sctp"),
+                p => {
+                    let _ = write!(out, "{p}");
+                }
+            }
+            let _ = if e.ports.0 == e.ports.1 {
+                write!(out, " . {}", e.ports.0)
+            } else {
+                write!(out, " . {}-{}", e.ports.0, e.ports.1)
+            };
+            out
+        }),
+    }
+}

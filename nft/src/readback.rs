@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use super::encode::k;
 use super::ffi::{self, Aligned, Socket};
+use super::loaded::hook_name;
 use super::monitor::{self, TableInfo};
-use super::{
-    hook_name, reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter, Slot,
-};
+use super::{reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter, Slot};
 
 /// How long one answer of a dump may take; the kernel answers at once.
 const DUMP_WAIT: Duration = Duration::from_secs(5);
@@ -113,7 +112,7 @@ impl GenerationReader {
 
     /// The current generation.
     pub fn read(&mut self) -> Result<u32, KernelError> {
-        self.0.generation(super::TABLE_NAME)
+        self.0.generation(rules_compiler::plan::TABLE_NAME)
     }
 }
 

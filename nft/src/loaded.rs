@@ -1,0 +1,228 @@
+//! The netpol table as read back from the kernel ([`LoadedTable`]), what a plan's table
+//! reads back as ([`LoadedTable::expected`]), and its deny counters labelled by the
+//! endpoint and direction that own their chain ([`ChainOwners`]).
+//!
+//! Plain data: the reading is `readback`'s, the wire `ffi`'s.
+
+use std::collections::HashMap;
+
+use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::plan::{Plan, COMMENT_CUT_MARK};
+use serde::Serialize;
+
+use crate::encode::{self, Msg};
+use crate::EncodeError;
+
+/// The netpol table as the kernel holds it, objects named as the plan names them (the
+/// [`Slot`] prefix of a two-transaction replace dropped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedTable {
+    /// Table name (family `inet`).
+    pub name: String,
+    /// Chains in the kernel's order.
+    pub chains: Vec<LoadedChain>,
+    /// Named sets and maps in the kernel's order (anonymous sets belong to their rule).
+    pub sets: Vec<LoadedSet>,
+}
+
+/// A chain read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedChain {
+    /// Chain name.
+    pub name: String,
+    /// `input`, `output`, or `hook N`, for base chains.
+    pub hook: Option<String>,
+    /// Number of rules.
+    pub rules: usize,
+    /// Every rule with a counter, in order: the deny rules.
+    pub counters: Vec<RuleCounter>,
+}
+
+/// A rule's counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleCounter {
+    /// The rule's comment (`deny ingress ns/name`).
+    pub comment: Option<String>,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
+
+/// A named set or map read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedSet {
+    /// Set name.
+    pub name: String,
+    /// A (verdict) map rather than a set.
+    pub map: bool,
+    /// Elements, an interval counted once (as the plan counts them).
+    pub elements: usize,
+}
+
+/// The deny counter of one local endpoint and direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DenyCounter {
+    /// The endpoint.
+    pub endpoint: ObjectName,
+    /// The direction.
+    pub direction: Direction,
+    /// Its chain.
+    pub chain: String,
+    /// Packets denied.
+    pub packets: u64,
+    /// Bytes denied.
+    pub bytes: u64,
+}
+
+impl DenyCounter {
+    /// Whether the endpoint was read from a deny comment that nft's 128-byte limit cut:
+    /// its name is then a prefix ending in `...` (never in a Kubernetes name), possibly
+    /// shared with another endpoint (`chain` tells them apart). Never so after
+    /// [`ChainOwners::label`] for the chains it knows.
+    pub fn is_cut(&self) -> bool {
+        self.endpoint.name.ends_with(COMMENT_CUT_MARK)
+    }
+}
+
+/// Which endpoint and direction each endpoint chain of a plan polices: the identity of
+/// a deny counter, which its comment (cut for long names) cannot be.
+#[derive(Clone, Debug, Default)]
+pub struct ChainOwners(HashMap<String, (ObjectName, Direction)>);
+
+impl ChainOwners {
+    /// The owners of `plan`'s chains.
+    pub fn of(plan: &Plan) -> ChainOwners {
+        let mut owners = HashMap::new();
+        for local in &plan.locals {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if let Some(chain) = local.chain(dir) {
+                    owners.insert(chain.to_string(), (local.id.clone(), dir));
+                }
+            }
+        }
+        ChainOwners(owners)
+    }
+
+    /// Labels each counter by its chain's owner. A counter of a chain this plan does not
+    /// have (a table someone else loaded) keeps what its comment says, unless the
+    /// comment was cut: that one is left out, since its label could be another
+    /// endpoint's or shared by two.
+    pub fn label(&self, counters: Vec<DenyCounter>) -> Vec<DenyCounter> {
+        counters
+            .into_iter()
+            .filter_map(|mut c| match self.0.get(&c.chain) {
+                Some((endpoint, direction)) => {
+                    c.endpoint = endpoint.clone();
+                    c.direction = *direction;
+                    Some(c)
+                }
+                None => (!c.is_cut()).then_some(c),
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn hook_name(hooknum: u32) -> String {
+    match hooknum {
+        encode::k::NF_INET_LOCAL_IN => "input".into(),
+        encode::k::NF_INET_LOCAL_OUT => "output".into(),
+        n => format!("hook {n}"),
+    }
+}
+
+impl LoadedTable {
+    /// What reading the table back right after applying `plan` gives (counters at 0):
+    /// the plan as the kernel holds it.
+    pub fn expected(plan: &Plan) -> Result<LoadedTable, EncodeError> {
+        let batch = encode::encode(plan)?;
+        let mut chains: Vec<LoadedChain> = Vec::new();
+        for m in &batch.msgs {
+            match &m.msg {
+                Msg::NewChain(c) => chains.push(LoadedChain {
+                    name: c.name.clone(),
+                    hook: c.hook.map(|h| hook_name(h.hooknum)),
+                    rules: 0,
+                    counters: Vec::new(),
+                }),
+                Msg::NewRule(r) => {
+                    if let Some(c) = chains.iter_mut().find(|c| c.name == r.chain) {
+                        c.rules += 1;
+                        if r.exprs.contains(&encode::Expr::Counter) {
+                            c.counters.push(RuleCounter {
+                                comment: r.comment.clone(),
+                                packets: 0,
+                                bytes: 0,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let sets = plan
+            .sets
+            .iter()
+            .map(|s| LoadedSet {
+                name: s.name.clone(),
+                map: false,
+                elements: s.elements.len(),
+            })
+            .chain(plan.maps.iter().map(|m| LoadedSet {
+                name: m.name.clone(),
+                map: true,
+                elements: m.elements.len(),
+            }))
+            .collect();
+        Ok(LoadedTable {
+            name: plan.table.clone(),
+            chains,
+            sets,
+        })
+    }
+
+    /// Total rules.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules).sum()
+    }
+
+    /// Total elements of named sets and maps.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements).sum()
+    }
+
+    /// The deny counters, from the comments netpol gives them
+    /// (`deny <direction> <namespace>/<name>`, cut ones ending in `...`: see
+    /// [`DenyCounter::is_cut`]); counters with other comments are left out. Without the plan
+    /// this is all the table says; with it, [`ChainOwners::label`] gives exact names.
+    pub fn denies(&self) -> Vec<DenyCounter> {
+        let mut out = Vec::new();
+        for chain in &self.chains {
+            for c in &chain.counters {
+                let Some(comment) = &c.comment else { continue };
+                let mut words = comment.split(' ');
+                let (Some("deny"), Some(dir), Some(who), None) =
+                    (words.next(), words.next(), words.next(), words.next())
+                else {
+                    continue;
+                };
+                let direction = match dir {
+                    "ingress" => Direction::Ingress,
+                    "egress" => Direction::Egress,
+                    _ => continue,
+                };
+                let Some(endpoint) = ObjectName::parse(who) else {
+                    continue;
+                };
+                out.push(DenyCounter {
+                    endpoint,
+                    direction,
+                    chain: chain.name.clone(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                });
+            }
+        }
+        out
+    }
+}

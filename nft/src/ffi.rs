@@ -95,10 +95,13 @@ impl<T> Obj<T> {
     /// Takes ownership of what an `nftnl_*_alloc` returned; aborts on allocation
     /// failure as the standard library does.
     fn new(ptr: *mut T, free: unsafe extern "C" fn(*const T)) -> Obj<T> {
-        match NonNull::new(ptr) {
-            Some(ptr) => Obj { ptr, free },
-            None => std::process::abort(),
-        }
+        Obj::try_new(ptr, free).unwrap_or_else(|| std::process::abort())
+    }
+
+    /// Takes ownership of what an `nftnl_*_alloc` returned, `None` for a null pointer
+    /// (an allocator that also fails for other reasons: an unknown expression type).
+    fn try_new(ptr: *mut T, free: unsafe extern "C" fn(*const T)) -> Option<Obj<T>> {
+        NonNull::new(ptr).map(|ptr| Obj { ptr, free })
     }
 
     fn as_ptr(&self) -> *mut T {

@@ -1,6 +1,7 @@
 //! Reading the loaded table back: dumps of chains, sets, set elements and rules,
 //! framed by the ruleset generation so that a concurrent change is noticed (and the
-//! read retried) rather than reported as a mix of two rulesets.
+//! read retried) rather than reported as a mix of two rulesets. A dump message that
+//! cannot be read (`ffi::parse::Malformed`) is passed over, as one of another table.
 
 use std::io;
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl Reader {
     fn generation(&mut self, table: &str) -> Result<u32, KernelError> {
         let mut gen = None;
         self.request(libc::NFT_MSG_GETGEN, false, table, None, |m| {
-            gen = ffi::parse_gen(m);
+            gen = ffi::parse_gen(m).ok();
         })?;
         gen.ok_or_else(|| KernelError::Protocol("no ruleset generation in the answer".into()))
     }
@@ -185,7 +186,7 @@ fn read_once(
 
     let mut chains = Vec::new();
     note(r.request(libc::NFT_MSG_GETCHAIN, true, table, None, |m| {
-        if let Some(c) = ffi::parse_chain(m).filter(|c| c.table == table) {
+        if let Some(c) = ffi::parse_chain(m).ok().filter(|c| c.table == table) {
             chains.push(LoadedChain {
                 name: c.name,
                 hook: c.hooknum.map(hook_name),
@@ -198,7 +199,7 @@ fn read_once(
     let mut sets = Vec::new();
     if with_sets {
         note(r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
-            if let Some(s) = ffi::parse_set(m) {
+            if let Ok(s) = ffi::parse_set(m) {
                 if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
                     sets.push(LoadedSet {
                         name: s.name,
@@ -216,7 +217,7 @@ fn read_once(
                 table,
                 Some(&set.name),
                 |m| {
-                    if let Some((_, n)) = ffi::parse_elems(m) {
+                    if let Ok((_, n)) = ffi::parse_elems(m) {
                         count += n;
                     }
                 },
@@ -227,7 +228,7 @@ fn read_once(
 
     let mut orphans = 0;
     note(r.request(libc::NFT_MSG_GETRULE, true, table, None, |m| {
-        let Some(rule) = ffi::parse_rule(m).filter(|x| x.table == table) else {
+        let Some(rule) = ffi::parse_rule(m).ok().filter(|x| x.table == table) else {
             return;
         };
         let Some(chain) = chains.iter_mut().find(|c| c.name == rule.chain) else {

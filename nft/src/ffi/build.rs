@@ -11,9 +11,10 @@ use nftnl::nftnl_sys as sys;
 
 use super::elems::{elems_msg, Attrs, NFNL_BATCH_GENID};
 use super::expr::expr_obj;
-use super::{cstring, len_u32, msg_max, Aligned, Obj};
+use super::{cstring, len_u32, msg_max, Aligned, Obj, NLMSG_AND_NFGEN};
 use crate::encode::{
-    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Labelled, Msg, RuleDef, SetDef, TableDef,
+    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Expr, Labelled, Msg, RuleDef, SetDef,
+    TableDef,
 };
 
 /// A serialized batch: begin marker, the messages in order, end marker, in one
@@ -41,46 +42,158 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Runs `build`, which writes one message at the start of the scratch buffer and
-    /// returns its header, then appends the message (padded to 4 bytes).
+    /// A writer whose scratch buffer holds `scratch` bytes.
+    pub(super) fn new(scratch: usize, out: Vec<u8>) -> Writer {
+        Writer {
+            scratch: Aligned::new(scratch),
+            out,
+        }
+    }
+
+    /// Runs `build`, which writes one message of at most `bound` bytes at the start of
+    /// the scratch buffer and returns its header, then appends the message (padded to 4
+    /// bytes). The bound is checked against the buffer first: libnftnl's builders do
+    /// not check, so a message that might not fit is refused before any is written.
     pub(super) fn append(
         &mut self,
+        bound: usize,
         build: impl FnOnce(*mut c_char) -> *mut libc::nlmsghdr,
-    ) -> (usize, usize) {
+    ) -> Result<(usize, usize), EncodeError> {
+        let capacity = self.scratch.capacity();
+        if bound > capacity {
+            return Err(EncodeError::new(format!(
+                "a netlink message of up to {bound} bytes does not fit in {capacity} (nothing \
+                 was written)"
+            )));
+        }
         // Stale bytes would be harmless (the header says how long the message is) but
         // zeroing keeps padding deterministic.
-        self.scratch.bytes_mut()[..64].fill(0);
+        let zeroed = capacity.min(64);
+        self.scratch.bytes_mut()[..zeroed].fill(0);
         let nlh = build(self.scratch.as_mut_ptr());
-        debug_assert_eq!(nlh.cast::<c_char>(), self.scratch.as_mut_ptr());
-        let bytes = self.scratch.bytes(self.scratch.capacity());
+        assert_eq!(
+            nlh.cast::<c_char>(),
+            self.scratch.as_mut_ptr(),
+            "libnftnl built the message elsewhere"
+        );
+        let bytes = self.scratch.bytes(capacity);
         let len = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+        // The bound is an upper bound of what libnftnl writes (the tests build every
+        // kind of message): more is a wrong bound, a bug to stop at.
         assert!(
-            len <= self.scratch.capacity(),
-            "netlink message of {len} bytes outgrew its buffer"
+            len <= bound,
+            "libnftnl wrote a netlink message of {len} bytes, over its bound of {bound}"
         );
         let start = self.out.len();
         self.out.extend_from_slice(&bytes[..len]);
         self.out.resize(start + len.div_ceil(4) * 4, 0);
-        (start, len)
+        Ok((start, len))
     }
 
+    /// The `nlmsghdr` and `nfgenmsg` of a message at `buf`, the start of the scratch
+    /// buffer, inside [`append`](Writer::append) (which checked that at least
+    /// [`NLMSG_AND_NFGEN`] bytes fit).
     pub(super) fn header(
         buf: *mut c_char,
         msg_type: u16,
         flags: u16,
         seq: u32,
     ) -> *mut libc::nlmsghdr {
-        // SAFETY: `buf` is the start of the scratch buffer, aligned and far larger than a
-        // header plus `nfgenmsg`.
-        unsafe { sys::nftnl_nlmsg_build_hdr(buf, msg_type, k::NFPROTO_INET, flags, seq) }
+        // SAFETY: `buf` is the start of the scratch buffer, aligned for `nlmsghdr`, and
+        // `append` checked that the message's bound, at least a header plus `nfgenmsg`,
+        // fits in it.
+        let nlh = unsafe { sys::nftnl_nlmsg_build_hdr(buf, msg_type, k::NFPROTO_INET, flags, seq) };
+        // libnftnl puts the header at `buf`; anything else (null) is not written through.
+        assert_eq!(nlh.cast::<c_char>(), buf, "libnftnl put a header elsewhere");
+        nlh
     }
+}
+
+/// Bytes a netlink attribute of `payload` bytes takes: a 4-byte header and the payload
+/// padded to 4 bytes.
+pub(super) const fn attr(payload: usize) -> usize {
+    4 + payload.div_ceil(4) * 4
+}
+
+/// A nest's header.
+const NEST: usize = 4;
+/// Room in each bound for attributes libnftnl may add that the bounds do not name.
+const SLACK: usize = 64;
+/// A u32 attribute.
+const U32: usize = attr(4);
+
+/// Upper bound of a table message: name, handle, flags, user data.
+pub(super) fn table_bound(name: &CStr, udata: Option<&[u8]>) -> usize {
+    NLMSG_AND_NFGEN
+        + attr(name.to_bytes_with_nul().len())
+        + attr(8)
+        + U32
+        + attr(udata.map_or(0, <[u8]>::len))
+        + SLACK
+}
+
+/// Upper bound of a chain message: table, name, hook nest, type, policy.
+pub(super) fn chain_bound(table: &CStr, name: &CStr) -> usize {
+    NLMSG_AND_NFGEN
+        + attr(table.to_bytes_with_nul().len())
+        + attr(name.to_bytes_with_nul().len())
+        + NEST
+        + 2 * U32
+        + attr(c"filter".to_bytes_with_nul().len())
+        + U32
+        + SLACK
+}
+
+/// Upper bound of a set message: table, name, six u32s, the description nest with its
+/// size and concatenation fields, user data.
+pub(super) fn set_bound(table: &CStr, name: &CStr, def: Option<&SetDef>) -> usize {
+    let def = def.map_or(0, |s| {
+        6 * U32 + NEST + U32 + NEST + s.concat.len() * (NEST + U32) + attr(s.udata.len())
+    });
+    NLMSG_AND_NFGEN
+        + attr(table.to_bytes_with_nul().len())
+        + attr(name.to_bytes_with_nul().len())
+        + def
+        + SLACK
+}
+
+/// Upper bound of a rule message: table, chain, the expressions nest, user data.
+pub(super) fn rule_bound(table: &CStr, chain: &CStr, r: &RuleDef, udata: Option<&[u8]>) -> usize {
+    NLMSG_AND_NFGEN
+        + attr(table.to_bytes_with_nul().len())
+        + attr(chain.to_bytes_with_nul().len())
+        + NEST
+        + r.exprs.iter().map(expr_bound).sum::<usize>()
+        + attr(udata.map_or(0, <[u8]>::len))
+        + SLACK
+}
+
+/// Upper bound of one expression: its list element and data nests, its name, up to
+/// eight u32 attributes, each byte string in a nest of its own, a set name.
+fn expr_bound(e: &Expr) -> usize {
+    let bytes = |v: &[u8]| NEST + attr(v.len());
+    let data = match e {
+        Expr::Cmp { data, .. } => bytes(data),
+        Expr::Bitwise { mask, xor, .. } => bytes(mask) + bytes(xor),
+        Expr::Lookup { set, .. } => attr(set.len() + 1),
+        _ => 0,
+    };
+    NEST + attr(16) + NEST + 8 * U32 + data
+}
+
+/// Upper bound of a `GET*` request: table and set names.
+fn request_bound(table: &CStr, set: Option<&CStr>) -> usize {
+    NLMSG_AND_NFGEN
+        + attr(table.to_bytes_with_nul().len())
+        + attr(set.map_or(0, |s| s.to_bytes_with_nul().len()))
+        + SLACK
 }
 
 const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
 pub(super) const NLM_F_CREATE: u16 = libc::NLM_F_CREATE as u16;
 pub(super) const NLM_F_EXCL: u16 = libc::NLM_F_EXCL as u16;
 const NLM_F_APPEND: u16 = libc::NLM_F_APPEND as u16;
-pub(crate) const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
+const NLM_F_DUMP: u16 = libc::NLM_F_DUMP as u16;
 
 /// Serializes the batch with sequence numbers from `first_seq` on. With a `genid`, the
 /// kernel refuses the whole batch (`ERESTART`) unless its ruleset generation is still
@@ -103,15 +216,14 @@ pub(crate) fn serialize(
             _ => 4096,
         })
         .sum();
-    let mut w = Writer {
-        scratch: Aligned::new(msg_max()),
-        out: Vec::with_capacity(room + 64),
-    };
+    let mut w = Writer::new(msg_max(), Vec::with_capacity(room + 64));
     let begin_seq = first_seq;
-    let (begin_at, _) = w.append(|buf| {
-        // SAFETY: `buf` is the aligned scratch buffer, large enough for the marker.
-        unsafe { sys::nftnl_batch_begin(buf, begin_seq) }
-    });
+    let (begin_at, _) = w.append(NLMSG_AND_NFGEN, |buf| {
+        // SAFETY: `buf` is the aligned scratch buffer, and `append` checked that the
+        // marker (a header and `nfgenmsg`) fits.
+        let nlh = unsafe { sys::nftnl_batch_begin(buf, begin_seq) };
+        nlh.cast()
+    })?;
     if let Some(genid) = genid {
         // `NFNL_BATCH_GENID` after the marker's `nfgenmsg`, and the marker's length
         // grown by it (the marker is padded to 4 bytes already).
@@ -123,50 +235,16 @@ pub(crate) fn serialize(
     let mut spans = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
         let seq = begin_seq + 1 + i as u32;
-        let span = match &m.msg {
-            Msg::NewTable {
-                name,
-                exclusive,
-                create,
-            } => {
-                let flags = NLM_F_CREATE | if *exclusive { NLM_F_EXCL } else { 0 };
-                let kind = libc::NFT_MSG_NEWTABLE as u16;
-                table_msg(&mut w, kind, flags, seq, name, create.as_ref())?
-            }
-            Msg::DelTable { name } => {
-                table_msg(&mut w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name, None)?
-            }
-            Msg::NewChain(c) => chain_msg(&mut w, seq, &table, c, true)?,
-            Msg::NewSet(s) => set_msg(&mut w, seq, &table, &s.name, Some(s))?,
-            Msg::NewElems(e) => elems_msg(&mut w, seq, &table, e, false)?,
-            Msg::DelElems(e) => elems_msg(&mut w, seq, &table, e, true)?,
-            Msg::NewRule(r) => rule_msg(&mut w, seq, &table, r, true)?,
-            // A rule message naming a chain and no rule: every rule of the chain.
-            Msg::FlushChain { chain } => {
-                let all = RuleDef {
-                    chain: chain.clone(),
-                    exprs: Vec::new(),
-                    comment: None,
-                };
-                rule_msg(&mut w, seq, &table, &all, false)?
-            }
-            // The kernel deletes the chain's rules with it.
-            Msg::DelChain { name } => {
-                let c = ChainDef {
-                    name: name.clone(),
-                    hook: None,
-                };
-                chain_msg(&mut w, seq, &table, &c, false)?
-            }
-            Msg::DelSet { name } => set_msg(&mut w, seq, &table, name, None)?,
-        };
+        let span = message(&mut w, seq, &table, &m.msg)
+            .map_err(|e| EncodeError::new(format!("{}: {e}", m.what)))?;
         spans.push(span);
     }
     let end_seq = begin_seq + 1 + msgs.len() as u32;
-    let (end_at, _) = w.append(|buf| {
+    let (end_at, _) = w.append(NLMSG_AND_NFGEN, |buf| {
         // SAFETY: as for the begin marker.
-        unsafe { sys::nftnl_batch_end(buf, end_seq) }
-    });
+        let nlh = unsafe { sys::nftnl_batch_end(buf, end_seq) };
+        nlh.cast()
+    })?;
     // Kernels since 6.10 acknowledge the end of a batch that asks for it: the sign that
     // the whole batch was committed.
     let flags_at = end_at + 6;
@@ -180,6 +258,50 @@ pub(crate) fn serialize(
     })
 }
 
+/// Appends one message of the batch; returns its span.
+fn message(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    msg: &Msg,
+) -> Result<(usize, usize), EncodeError> {
+    match msg {
+        Msg::NewTable {
+            name,
+            exclusive,
+            create,
+        } => {
+            let flags = NLM_F_CREATE | if *exclusive { NLM_F_EXCL } else { 0 };
+            let kind = libc::NFT_MSG_NEWTABLE as u16;
+            table_msg(w, kind, flags, seq, name, create.as_ref())
+        }
+        Msg::DelTable { name } => table_msg(w, libc::NFT_MSG_DELTABLE as u16, 0, seq, name, None),
+        Msg::NewChain(c) => chain_msg(w, seq, table, c, true),
+        Msg::NewSet(s) => set_msg(w, seq, table, &s.name, Some(s)),
+        Msg::NewElems(e) => elems_msg(w, seq, table, e, false),
+        Msg::DelElems(e) => elems_msg(w, seq, table, e, true),
+        Msg::NewRule(r) => rule_msg(w, seq, table, r, true),
+        // A rule message naming a chain and no rule: every rule of the chain.
+        Msg::FlushChain { chain } => {
+            let all = RuleDef {
+                chain: chain.clone(),
+                exprs: Vec::new(),
+                comment: None,
+            };
+            rule_msg(w, seq, table, &all, false)
+        }
+        // The kernel deletes the chain's rules with it.
+        Msg::DelChain { name } => {
+            let c = ChainDef {
+                name: name.clone(),
+                hook: None,
+            };
+            chain_msg(w, seq, table, &c, false)
+        }
+        Msg::DelSet { name } => set_msg(w, seq, table, name, None),
+    }
+}
+
 fn table_msg(
     w: &mut Writer,
     msg_type: u16,
@@ -189,7 +311,11 @@ fn table_msg(
     create: Option<&TableDef>,
 ) -> Result<(usize, usize), EncodeError> {
     let name = cstring(name)?;
-    let udata = create.and_then(|c| c.comment.as_deref()).map(comment_udata);
+    let udata = create
+        .and_then(|c| c.comment.as_deref())
+        .map(comment_udata)
+        .transpose()?;
+    let bound = table_bound(&name, udata.as_deref());
     // SAFETY: plain allocation; ownership goes to `Obj`.
     let t = Obj::new(unsafe { sys::nftnl_table_alloc() }, sys::nftnl_table_free);
     // SAFETY: `t` is a live table; libnftnl copies the string and the user data.
@@ -214,12 +340,13 @@ fn table_msg(
             );
         }
     }
-    Ok(w.append(|buf| {
+    w.append(bound, |buf| {
         let nlh = Writer::header(buf, msg_type, flags, seq);
-        // SAFETY: `nlh` heads the scratch buffer; a table message is a few dozen bytes.
+        // SAFETY: `nlh` heads the scratch buffer, which holds `bound` bytes, an upper
+        // bound of this table's message.
         unsafe { sys::nftnl_table_nlmsg_build_payload(nlh, t.as_ptr()) };
         nlh
-    }))
+    })
 }
 
 /// `NFT_MSG_NEWCHAIN` (`new`) or `NFT_MSG_DELCHAIN`.
@@ -260,12 +387,13 @@ fn chain_msg(
     } else {
         (libc::NFT_MSG_DELCHAIN, 0)
     };
-    Ok(w.append(|buf| {
+    w.append(chain_bound(table, &name), |buf| {
         let nlh = Writer::header(buf, kind as u16, flags, seq);
-        // SAFETY: `nlh` heads the scratch buffer; names are at most 255 bytes.
+        // SAFETY: `nlh` heads the scratch buffer, which holds `chain_bound` bytes, an
+        // upper bound of this chain's message.
         unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, ch.as_ptr()) };
         nlh
-    }))
+    })
 }
 
 /// `NFT_MSG_NEWSET` of `def`, or `NFT_MSG_DELSET` of the set or map `name` without one.
@@ -324,22 +452,24 @@ fn set_msg(
         Some(_) => (libc::NFT_MSG_NEWSET, NLM_F_CREATE | NLM_F_EXCL),
         None => (libc::NFT_MSG_DELSET, 0),
     };
-    Ok(w.append(|buf| {
+    w.append(set_bound(table, &name, def), |buf| {
         let nlh = Writer::header(buf, kind as u16, flags, seq);
-        // SAFETY: `nlh` heads the scratch buffer; a set definition is a few hundred bytes.
+        // SAFETY: `nlh` heads the scratch buffer, which holds `set_bound` bytes, an upper
+        // bound of this set's message.
         unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) };
         nlh
-    }))
+    })
 }
 
 /// A rule or table comment as nft stores it: one `NFTNL_UDATA_*_COMMENT` TLV (type 0) holding the
 /// string and its NUL.
-pub(crate) fn comment_udata(comment: &str) -> Vec<u8> {
-    let len = u8::try_from(comment.len() + 1).expect("comment length checked by encode");
+pub(crate) fn comment_udata(comment: &str) -> Result<Vec<u8>, EncodeError> {
+    let len = u8::try_from(comment.len() + 1)
+        .map_err(|_| EncodeError::new(format!("comment {comment:?} is over 254 bytes")))?;
     let mut out = vec![sys::NFTNL_UDATA_RULE_COMMENT as u8, len];
     out.extend_from_slice(comment.as_bytes());
     out.push(0);
-    out
+    Ok(out)
 }
 
 /// `NFT_MSG_NEWRULE` (`new`, appended) or `NFT_MSG_DELRULE`.
@@ -360,20 +490,22 @@ fn rule_msg(
         sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
         sys::nftnl_rule_set_str(p, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
     }
+    let udata = r.comment.as_deref().map(comment_udata).transpose()?;
+    let bound = rule_bound(table, &chain, r, udata.as_deref());
     for e in &r.exprs {
         let ex = expr_obj(e)?;
         // SAFETY: the rule takes ownership of the expression, released from `ex` first.
         unsafe { sys::nftnl_rule_add_expr(rule.as_ptr(), ex.into_raw()) };
     }
-    if let Some(comment) = &r.comment {
-        let u = comment_udata(comment);
-        // SAFETY: `rule` is live; the user data (at most 131 bytes: type, length, comment, NUL) is copied.
+    if let Some(u) = &udata {
+        // SAFETY: `rule` is live; the user data (at most 256 bytes: type, length,
+        // comment, NUL) is copied.
         unsafe {
             sys::nftnl_rule_set_data(
                 rule.as_ptr(),
                 sys::NFTNL_RULE_USERDATA as u16,
                 u.as_ptr().cast(),
-                len_u32(&u),
+                len_u32(u),
             )
         };
     }
@@ -385,13 +517,13 @@ fn rule_msg(
     } else {
         (libc::NFT_MSG_DELRULE, 0)
     };
-    Ok(w.append(|buf| {
+    w.append(bound, |buf| {
         let nlh = Writer::header(buf, kind as u16, flags, seq);
-        // SAFETY: `nlh` heads the scratch buffer; a rule of a dozen expressions is well
-        // under a kilobyte.
+        // SAFETY: `nlh` heads the scratch buffer, which holds `bound` bytes, an upper
+        // bound of this rule's message.
         unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) };
         nlh
-    }))
+    })
 }
 
 // ------------------------------------------------------------------- requests ----
@@ -406,16 +538,14 @@ pub(crate) fn get_request(
 ) -> Result<Vec<u8>, EncodeError> {
     let table = cstring(table)?;
     let set = set.map(cstring).transpose()?;
-    let mut w = Writer {
-        scratch: Aligned::new(4096),
-        out: Vec::new(),
-    };
+    let mut w = Writer::new(4096, Vec::new());
     let flags = NLM_F_ACK | if dump { NLM_F_DUMP } else { 0 };
     let msg_type = msg_type as u16;
-    w.append(|buf| {
+    w.append(request_bound(&table, set.as_deref()), |buf| {
         let nlh = Writer::header(buf, msg_type, flags, seq);
-        // SAFETY: each object is allocated, filled with copied strings, serialized into
-        // the 4 KiB aligned scratch buffer (names are at most 255 bytes) and freed.
+        // SAFETY: each object is allocated (`Obj` aborts on null), filled with copied
+        // strings, serialized into the aligned scratch buffer, which holds
+        // `request_bound` bytes, an upper bound of the request, and freed.
         unsafe {
             match msg_type as i32 {
                 libc::NFT_MSG_GETTABLE => {
@@ -461,6 +591,120 @@ pub(crate) fn get_request(
             }
         }
         nlh
-    });
+    })?;
     Ok(w.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Verdict;
+
+    fn rule_of(exprs: Vec<Expr>) -> RuleDef {
+        RuleDef {
+            chain: "input".into(),
+            exprs,
+            comment: Some("deny ingress a/b".into()),
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_buffer_is_refused_before_libnftnl_writes_anything() {
+        // 5,000 comparisons of 16 bytes: far over the 64 KiB a message may have.
+        let cmp = Expr::Cmp {
+            sreg: 1,
+            op: k::NFT_CMP_EQ,
+            data: vec![7; 16],
+        };
+        let rule = rule_of(vec![cmp; 5000]);
+        let mut w = Writer::new(msg_max(), Vec::new());
+        w.scratch.bytes_mut().fill(0xa5);
+        let err = rule_msg(&mut w, 1, c"netpol", &rule, true).expect_err("too big");
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        assert!(w
+            .scratch
+            .bytes(w.scratch.capacity())
+            .iter()
+            .all(|b| *b == 0xa5));
+        assert!(w.out.is_empty());
+        // Through `serialize`, the error names the message.
+        let msgs = vec![Labelled {
+            msg: Msg::NewRule(rule),
+            what: "rule 1 of chain input".into(),
+        }];
+        let err = serialize(&msgs, "netpol", 1, None).err().expect("too big");
+        assert!(
+            err.to_string().starts_with("rule 1 of chain input: "),
+            "{err}"
+        );
+        // A request's buffer is 4 KiB: a longer name is refused the same way.
+        let err = get_request(libc::NFT_MSG_GETTABLE, false, 1, &"t".repeat(5000), None);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn register_data_over_libnftnls_field_is_refused_before_it_is_copied() {
+        let too_long = Expr::Cmp {
+            sreg: 1,
+            op: k::NFT_CMP_EQ,
+            data: vec![0; super::super::expr::REG_DATA_MAX + 1],
+        };
+        let err = expr_obj(&too_long).err().expect("refused");
+        assert!(err.to_string().contains("register data"), "{err}");
+        let uneven = Expr::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: vec![0; 4],
+            xor: vec![0; 8],
+        };
+        assert!(expr_obj(&uneven).is_err());
+        assert!(expr_obj(&Expr::Immediate(Verdict::Accept)).is_ok());
+    }
+
+    #[test]
+    fn bounds_hold_for_messages_of_every_kind() {
+        // `append` asserts that what libnftnl wrote is within the bound; long names and
+        // a long comment come closest to it.
+        let name = "n".repeat(255);
+        let table = cstring(&name).unwrap();
+        let mut w = Writer::new(msg_max(), Vec::new());
+        let def = TableDef {
+            flags: k::TABLE_OWNED,
+            comment: Some("c".repeat(253)),
+        };
+        table_msg(&mut w, 0, 0, 1, &name, Some(&def)).unwrap();
+        let hook = Some(BaseHook {
+            hooknum: k::NF_INET_LOCAL_IN,
+            priority: 0,
+            policy: k::NF_ACCEPT,
+        });
+        let chain = ChainDef {
+            name: name.clone(),
+            hook,
+        };
+        chain_msg(&mut w, 2, &table, &chain, true).unwrap();
+        let set = SetDef {
+            name: name.clone(),
+            id: 1,
+            flags: k::NFT_SET_INTERVAL | k::NFT_SET_CONCAT,
+            key_type: 0,
+            key_len: 24,
+            verdict_map: true,
+            size: Some(3),
+            concat: vec![16; 15],
+            udata: crate::encode::udata::CONCAT_SET,
+        };
+        set_msg(&mut w, 3, &table, &name, Some(&set)).unwrap();
+        let lookup = Expr::Lookup {
+            sreg: 1,
+            dreg: Some(0),
+            set: name.clone(),
+            set_id: 1,
+        };
+        let mut rule = rule_of(vec![lookup; 20]);
+        rule.chain = name.clone();
+        rule.comment = Some("c".repeat(253));
+        rule_msg(&mut w, 4, &table, &rule, true).unwrap();
+        get_request(libc::NFT_MSG_GETSETELEM, true, 5, &name, Some(&name)).unwrap();
+    }
 }

@@ -13,7 +13,7 @@ use nftnl::nftnl_sys as sys;
 use super::build::{Writer, NLM_F_CREATE, NLM_F_EXCL};
 use super::{cstring, msg_max, NLMSG_AND_NFGEN};
 #[cfg(test)]
-use super::{len_u32, Aligned, Obj};
+use super::{len_u32, Obj};
 use crate::encode::{elem_wire_len, k, udata, Elem, ElemsDef, EncodeError};
 
 // libnftnl's free functions take `*const`, except nftnl_set_elem_free, which is
@@ -73,6 +73,13 @@ fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
     Ok(el)
 }
 
+/// Upper bound of an elements message: header, set and table names (at most 255 bytes
+/// each), set id, the list nest and every element.
+fn elems_bound(e: &ElemsDef) -> usize {
+    64 + 2 * (4 + 256) + e.elems.iter().map(elem_wire_len).sum::<usize>()
+}
+
+/// `NFT_MSG_NEWSETELEM` (or `NFT_MSG_DELSETELEM` when `delete`) of `e`'s elements.
 pub(super) fn elems_msg(
     w: &mut Writer,
     seq: u32,
@@ -81,8 +88,7 @@ pub(super) fn elems_msg(
     delete: bool,
 ) -> Result<(usize, usize), EncodeError> {
     // The kernel reads the elements from one attribute, whose length is 16 bits.
-    let need: usize = 64 + 2 * (4 + 256) + e.elems.iter().map(elem_wire_len).sum::<usize>();
-    if need > msg_max() {
+    if elems_bound(e) > msg_max() {
         return Err(EncodeError::new(format!(
             "set {}: {} elements do not fit in one message",
             e.set,
@@ -99,7 +105,9 @@ pub(super) fn elems_msg(
     } else {
         (libc::NFT_MSG_NEWSETELEM as u16, NLM_F_CREATE | NLM_F_EXCL)
     };
-    w.append(|buf| Writer::header(buf, msg_type, flags, seq));
+    w.append(NLMSG_AND_NFGEN, |buf| {
+        Writer::header(buf, msg_type, flags, seq)
+    })?;
     let start = w.out.len() - NLMSG_AND_NFGEN;
     let mut a = Attrs { out: &mut w.out };
     a.strz(NFTA_SET_ELEM_LIST_SET, name.as_bytes_with_nul());
@@ -211,10 +219,7 @@ impl Attrs<'_> {
 #[cfg(test)]
 pub(crate) fn elems_msg_libnftnl(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8> {
     let table = cstring(table).unwrap();
-    let mut w = Writer {
-        scratch: Aligned::new(msg_max()),
-        out: Vec::new(),
-    };
+    let mut w = Writer::new(msg_max(), Vec::new());
     let name = cstring(&e.set).unwrap();
     // SAFETY: plain allocation; ownership goes to `Obj`.
     let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
@@ -232,17 +237,19 @@ pub(crate) fn elems_msg_libnftnl(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8>
         // is freed with the set.
         unsafe { sys::nftnl_set_elem_add(set.as_ptr(), el.into_raw()) };
     }
-    w.append(|buf| {
+    w.append(elems_bound(e), |buf| {
         let nlh = Writer::header(
             buf,
             libc::NFT_MSG_NEWSETELEM as u16,
             NLM_F_CREATE | NLM_F_EXCL,
             seq,
         );
-        // SAFETY: `nlh` heads the scratch buffer; the tests' elements fit.
+        // SAFETY: `nlh` heads the scratch buffer, which holds `elems_bound` bytes, an
+        // upper bound of this message.
         unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr()) };
         nlh
-    });
+    })
+    .unwrap();
     w.out
 }
 
@@ -250,10 +257,7 @@ pub(crate) fn elems_msg_libnftnl(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8>
 #[cfg(test)]
 pub(crate) fn elems_msg_ours(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8> {
     let table = cstring(table).unwrap();
-    let mut w = Writer {
-        scratch: Aligned::new(msg_max()),
-        out: Vec::new(),
-    };
+    let mut w = Writer::new(msg_max(), Vec::new());
     elems_msg(&mut w, seq, &table, e, false).unwrap();
     w.out
 }

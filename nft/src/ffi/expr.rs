@@ -9,7 +9,31 @@ use nftnl::nftnl_sys as sys;
 use super::{cstring, len_u32, Obj};
 use crate::encode::{k, EncodeError, Expr, Verdict};
 
+/// Bytes of register data libnftnl copies into an expression (`NFT_DATA_VALUE_MAXLEN`:
+/// its `nftnl_data_reg` holds no more, and libnftnl 1.2.4 copies without checking).
+pub(super) const REG_DATA_MAX: usize = 64;
+
+/// Refuses register data libnftnl would copy past its fixed-size field.
+fn check_data(e: &Expr) -> Result<(), EncodeError> {
+    let fits = |v: &[u8]| v.len() <= REG_DATA_MAX;
+    let ok = match e {
+        Expr::Cmp { data, .. } => fits(data),
+        Expr::Bitwise { mask, xor, .. } => fits(mask) && fits(xor) && mask.len() == xor.len(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EncodeError::new(format!(
+            "expression {e:?}: register data over {REG_DATA_MAX} bytes (or a mask and xor \
+             of different lengths)"
+        )))
+    }
+}
+
+/// `e` as a libnftnl expression, its data checked first ([`REG_DATA_MAX`]).
 pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
+    check_data(e)?;
     let name: &CStr = match e {
         Expr::Meta { .. } => c"meta",
         Expr::Ct { .. } => c"ct",
@@ -22,19 +46,22 @@ pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
         Expr::Immediate(_) => c"immediate",
         Expr::Reject { .. } => c"reject",
     };
-    // SAFETY: `name` is a known expression type; ownership goes to `Obj`.
-    let ex = Obj::new(
+    // SAFETY: `name` is a NUL-terminated string that libnftnl only reads; ownership of
+    // the expression goes to `Obj`, which refuses a null pointer (no memory, or a libnftnl
+    // without this expression type).
+    let ex = Obj::try_new(
         unsafe { sys::nftnl_expr_alloc(name.as_ptr()) },
         sys::nftnl_expr_free,
-    );
+    )
+    .ok_or_else(|| EncodeError::new(format!("libnftnl could not make a {name:?} expression")))?;
     let p = ex.as_ptr();
     let u32_ = |attr: u32, v: u32| {
         // SAFETY: `p` is a live expression of the type that has `attr` as a u32.
         unsafe { sys::nftnl_expr_set_u32(p, attr as u16, v) }
     };
     let data = |attr: u32, v: &[u8]| {
-        // SAFETY: as above; register data is at most 16 bytes (libnftnl holds 64) and
-        // is copied.
+        // SAFETY: as above; register data was checked to fit libnftnl's field
+        // (`check_data`), and is copied.
         unsafe { sys::nftnl_expr_set(p, attr as u16, v.as_ptr().cast(), len_u32(v)) };
     };
     match e {

@@ -7,7 +7,7 @@ use std::ffi::{c_char, CStr};
 
 use nftnl::nftnl_sys as sys;
 
-use super::{Aligned, Obj};
+use super::{Aligned, Obj, NLMSG_AND_NFGEN};
 use crate::encode::k;
 use crate::reply;
 
@@ -37,18 +37,45 @@ pub(crate) struct SetInfo {
     pub flags: u32,
 }
 
-/// Runs `f` on `msg` as a complete, aligned `nlmsghdr`.
-fn with_aligned<R>(msg: &[u8], f: impl FnOnce(*const libc::nlmsghdr) -> R) -> Option<R> {
-    let len = reply::header(msg)?.len as usize;
-    if len > msg.len() {
-        return None;
-    }
+/// Why a message was not read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Malformed {
+    /// Shorter than an `nlmsghdr` and an `nfgenmsg`, or than its own `nlmsg_len` says:
+    /// never handed to libnftnl, whose parsers read those without checking.
+    #[error(
+        "an incomplete netlink message ({have} bytes, nlmsg_len {claimed:?}; an nf_tables \
+         message has at least {NLMSG_AND_NFGEN})"
+    )]
+    Short {
+        /// The bytes there are.
+        have: usize,
+        /// What its header says, if it has a length.
+        claimed: Option<usize>,
+    },
+    /// libnftnl's parser refused it.
+    #[error("libnftnl could not parse a {0} message")]
+    Refused(&'static str),
+}
+
+/// Runs `f` on `msg` as a complete, aligned `nlmsghdr`: at least a header and an
+/// `nfgenmsg`, and no longer than the bytes there are. Anything else is refused before
+/// `f` (a libnftnl parser) sees it.
+fn with_aligned<R>(
+    msg: &[u8],
+    f: impl FnOnce(*const libc::nlmsghdr) -> Result<R, Malformed>,
+) -> Result<R, Malformed> {
+    let have = msg.len();
+    let len = reply::header(msg).map(|h| h.len as usize);
+    let len = match len {
+        Some(len) if (NLMSG_AND_NFGEN..=have).contains(&len) => len,
+        claimed => return Err(Malformed::Short { have, claimed }),
+    };
     if (msg.as_ptr() as usize) % 8 == 0 {
-        return Some(f(msg.as_ptr().cast()));
+        return f(msg.as_ptr().cast());
     }
     let mut copy = Aligned::new(len);
     copy.bytes_mut()[..len].copy_from_slice(&msg[..len]);
-    Some(f(copy.bytes(len).as_ptr().cast()))
+    f(copy.bytes(len).as_ptr().cast())
 }
 
 /// A NUL-terminated string that libnftnl returns (or none).
@@ -64,37 +91,37 @@ unsafe fn owned_str(p: *const c_char) -> String {
 }
 
 /// Parses a `NFT_MSG_NEWCHAIN` of a dump.
-pub(crate) fn parse_chain(msg: &[u8]) -> Option<ChainInfo> {
+pub(crate) fn parse_chain(msg: &[u8]) -> Result<ChainInfo, Malformed> {
     with_aligned(msg, |nlh| {
         // SAFETY: `nlh` is complete and aligned (`with_aligned`); the chain is freed by
-        // `Obj`; strings are copied out before it is.
+        // `Obj`; strings are null-checked and copied out before it is (`owned_str`).
         unsafe {
             let c = Obj::new(sys::nftnl_chain_alloc(), sys::nftnl_chain_free);
             if sys::nftnl_chain_nlmsg_parse(nlh, c.as_ptr()) < 0 {
-                return None;
+                return Err(Malformed::Refused("chain"));
             }
             let p = c.as_ptr();
             let hooknum = sys::nftnl_chain_is_set(p, sys::NFTNL_CHAIN_HOOKNUM as u16)
                 .then(|| sys::nftnl_chain_get_u32(p, sys::NFTNL_CHAIN_HOOKNUM as u16));
-            Some(ChainInfo {
+            Ok(ChainInfo {
                 table: owned_str(sys::nftnl_chain_get_str(p, sys::NFTNL_CHAIN_TABLE as u16)),
                 name: owned_str(sys::nftnl_chain_get_str(p, sys::NFTNL_CHAIN_NAME as u16)),
                 hooknum,
             })
         }
     })
-    .flatten()
 }
 
 /// Parses a `NFT_MSG_NEWRULE` of a dump.
-pub(crate) fn parse_rule(msg: &[u8]) -> Option<RuleInfo> {
+pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, Malformed> {
     with_aligned(msg, |nlh| {
         // SAFETY: as in `parse_chain`; the iterator is destroyed before the rule, and
-        // expressions it yields are owned by the rule; user data is copied out.
+        // expressions it yields are owned by the rule; an expression's name is read only
+        // when not null; user data (null-checked, `len` bytes) is copied out.
         unsafe {
             let r = Obj::new(sys::nftnl_rule_alloc(), sys::nftnl_rule_free);
             if sys::nftnl_rule_nlmsg_parse(nlh, r.as_ptr()) < 0 {
-                return None;
+                return Err(Malformed::Refused("rule"));
             }
             let p = r.as_ptr();
             let mut counter = None;
@@ -105,9 +132,8 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Option<RuleInfo> {
                     if e.is_null() {
                         break;
                     }
-                    let name =
-                        CStr::from_ptr(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
-                    if name == c"counter" {
+                    let name = sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16);
+                    if !name.is_null() && CStr::from_ptr(name) == c"counter" {
                         counter = Some((
                             sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_PACKETS as u16),
                             sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_BYTES as u16),
@@ -125,7 +151,7 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Option<RuleInfo> {
                     comment = reply::udata_comment(bytes);
                 }
             }
-            Some(RuleInfo {
+            Ok(RuleInfo {
                 table: owned_str(sys::nftnl_rule_get_str(p, sys::NFTNL_RULE_TABLE as u16)),
                 chain: owned_str(sys::nftnl_rule_get_str(p, sys::NFTNL_RULE_CHAIN as u16)),
                 counter,
@@ -133,17 +159,16 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Option<RuleInfo> {
             })
         }
     })
-    .flatten()
 }
 
 /// Parses a `NFT_MSG_NEWSET` of a dump.
-pub(crate) fn parse_set(msg: &[u8]) -> Option<SetInfo> {
+pub(crate) fn parse_set(msg: &[u8]) -> Result<SetInfo, Malformed> {
     with_aligned(msg, |nlh| {
         // SAFETY: as in `parse_chain`.
         unsafe {
             let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
             if sys::nftnl_set_nlmsg_parse(nlh, s.as_ptr()) < 0 {
-                return None;
+                return Err(Malformed::Refused("set"));
             }
             let p = s.as_ptr();
             let flags = if sys::nftnl_set_is_set(p, sys::NFTNL_SET_FLAGS as u16) {
@@ -151,26 +176,25 @@ pub(crate) fn parse_set(msg: &[u8]) -> Option<SetInfo> {
             } else {
                 0
             };
-            Some(SetInfo {
+            Ok(SetInfo {
                 table: owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_TABLE as u16)),
                 name: owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_NAME as u16)),
                 flags,
             })
         }
     })
-    .flatten()
 }
 
 /// Parses a `NFT_MSG_NEWSETELEM` of a dump: the set's name and how many of its
 /// elements are not interval ends (one per plan element).
-pub(crate) fn parse_elems(msg: &[u8]) -> Option<(String, usize)> {
+pub(crate) fn parse_elems(msg: &[u8]) -> Result<(String, usize), Malformed> {
     with_aligned(msg, |nlh| {
         // SAFETY: as in `parse_chain`; elements yielded by the iterator are owned by
         // the set, and the iterator is destroyed before the set.
         unsafe {
             let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
             if sys::nftnl_set_elems_nlmsg_parse(nlh, s.as_ptr()) < 0 {
-                return None;
+                return Err(Malformed::Refused("set element"));
             }
             let p = s.as_ptr();
             let name = owned_str(sys::nftnl_set_get_str(p, sys::NFTNL_SET_NAME as u16));
@@ -195,23 +219,68 @@ pub(crate) fn parse_elems(msg: &[u8]) -> Option<(String, usize)> {
                 }
                 sys::nftnl_set_elems_iter_destroy(iter);
             }
-            Some((name, count))
+            Ok((name, count))
         }
     })
-    .flatten()
 }
 
 /// Parses a `NFT_MSG_NEWGEN`: the ruleset generation.
-pub(crate) fn parse_gen(msg: &[u8]) -> Option<u32> {
+pub(crate) fn parse_gen(msg: &[u8]) -> Result<u32, Malformed> {
     with_aligned(msg, |nlh| {
         // SAFETY: as in `parse_chain`.
         unsafe {
             let g = Obj::new(sys::nftnl_gen_alloc(), sys::nftnl_gen_free);
             if sys::nftnl_gen_nlmsg_parse(nlh, g.as_ptr()) < 0 {
-                return None;
+                return Err(Malformed::Refused("generation"));
             }
-            Some(sys::nftnl_gen_get_u32(g.as_ptr(), sys::NFTNL_GEN_ID as u16))
+            Ok(sys::nftnl_gen_get_u32(g.as_ptr(), sys::NFTNL_GEN_ID as u16))
         }
     })
-    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of `len` bytes whose header says `claimed`.
+    fn message(len: usize, claimed: u32) -> Vec<u8> {
+        let mut m = vec![0u8; len];
+        if len >= 4 {
+            m[..4].copy_from_slice(&claimed.to_ne_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn messages_shorter_than_a_header_and_nfgenmsg_are_refused_unparsed() {
+        let never = |_: *const libc::nlmsghdr| -> Result<(), Malformed> {
+            panic!("an incomplete message was handed to the parser")
+        };
+        let cases = [
+            (message(3, 0), None),
+            // A header alone, no nfgenmsg.
+            (message(16, 16), Some(16)),
+            // A length under the minimum, however many bytes follow.
+            (message(24, 8), Some(8)),
+            // A length past the bytes there are.
+            (message(24, 100), Some(100)),
+        ];
+        for (msg, claimed) in cases {
+            let have = msg.len();
+            let want = Err(Malformed::Short { have, claimed });
+            assert_eq!(with_aligned(&msg, never), want, "{have} bytes");
+            assert!(parse_chain(&msg).is_err());
+            assert!(parse_rule(&msg).is_err());
+            assert!(parse_set(&msg).is_err());
+            assert!(parse_elems(&msg).is_err());
+            assert!(parse_gen(&msg).is_err());
+        }
+        let err = parse_gen(&message(16, 16)).unwrap_err().to_string();
+        assert!(err.contains("incomplete"), "{err}");
+        // Complete and unaligned: handed over, from an aligned copy.
+        let mut buf = Aligned::new(24);
+        buf.bytes_mut()[1..5].copy_from_slice(&20u32.to_ne_bytes());
+        let aligned = with_aligned(&buf.bytes(21)[1..], |nlh| Ok((nlh as usize) % 8 == 0));
+        assert_eq!(aligned, Ok(true));
+    }
 }

@@ -316,7 +316,8 @@ fn table_msg(
         .map(comment_udata)
         .transpose()?;
     let bound = table_bound(&name, udata.as_deref());
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let t = Obj::new(unsafe { sys::nftnl_table_alloc() }, sys::nftnl_table_free);
     // SAFETY: `t` is a live table; libnftnl copies the string and the user data.
     unsafe {
@@ -358,7 +359,8 @@ fn chain_msg(
     new: bool,
 ) -> Result<(usize, usize), EncodeError> {
     let name = cstring(&c.name)?;
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let ch = Obj::new(unsafe { sys::nftnl_chain_alloc() }, sys::nftnl_chain_free);
     // SAFETY: `ch` is a live chain; strings are copied.
     unsafe {
@@ -411,7 +413,8 @@ fn set_msg(
             name.to_string_lossy()
         )));
     }
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
     // SAFETY: `set` is live; strings and data are copied by libnftnl; the concat field
     // lengths are a u8 array shorter than libnftnl's 16-entry field table.
@@ -481,7 +484,8 @@ fn rule_msg(
     new: bool,
 ) -> Result<(usize, usize), EncodeError> {
     let chain = cstring(&r.chain)?;
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let rule = Obj::new(unsafe { sys::nftnl_rule_alloc() }, sys::nftnl_rule_free);
     // SAFETY: `rule` is live; strings are copied.
     unsafe {

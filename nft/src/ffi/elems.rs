@@ -26,7 +26,8 @@ unsafe extern "C" fn set_elem_free(e: *const sys::nftnl_set_elem) {
 
 #[cfg(test)]
 fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let el = Obj::new(unsafe { sys::nftnl_set_elem_alloc() }, set_elem_free);
     let chain = e.jump.as_deref().map(cstring).transpose()?;
     // SAFETY: `el` is live; keys are at most 24 bytes (libnftnl's key buffers hold 64);
@@ -221,7 +222,8 @@ pub(crate) fn elems_msg_libnftnl(seq: u32, table: &str, e: &ElemsDef) -> Vec<u8>
     let table = cstring(table).unwrap();
     let mut w = Writer::new(msg_max(), Vec::new());
     let name = cstring(&e.set).unwrap();
-    // SAFETY: plain allocation; ownership goes to `Obj`.
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
     let set = Obj::new(unsafe { sys::nftnl_set_alloc() }, sys::nftnl_set_free);
     // SAFETY: `set` is live; strings are copied.
     unsafe {

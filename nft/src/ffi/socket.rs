@@ -8,7 +8,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
+
 use super::Aligned;
+use crate::Monitor;
 
 /// A duplicate descriptor of a subscribed socket: leaving and joining its group acts on
 /// the socket itself.
@@ -42,15 +45,14 @@ impl Membership {
     }
 }
 
-/// `inner` registered with tokio's reactor, to wait for it to be readable.
-pub(crate) fn readable<T: AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
-    // SAFETY: the callers' `inner` owns a socket (`Socket`) that it closes only on drop
-    // and never swaps: its descriptor stays open and the same while the `AsyncFd`, which
-    // owns `inner`, lives.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| e.into_parts().1)
+/// `monitor` registered with tokio's reactor, to wait for it to be readable.
+pub(crate) fn readable(monitor: Monitor) -> io::Result<AsyncFd<Monitor>> {
+    // SAFETY: a monitor's descriptor (`as_raw_fd`) is the one of its `sock`, a private
+    // field of `monitor.rs` set once when the monitor is made and never reassigned, and a
+    // `Socket` closes its descriptor only on drop: it stays open and the same while the
+    // `AsyncFd`, which owns the monitor, lives.
+    unsafe { AsyncFd::register_with_interest(monitor, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 /// A netlink socket of the current network namespace (`NETLINK_NETFILTER` unless

@@ -177,74 +177,15 @@ fn read_once(
         Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(Some(None)),
         Err(e) => return Err(e),
     }
-    let mut consistent = true;
-    let mut note = |end: End| {
-        if matches!(end, End::Interrupted) {
-            consistent = false;
-        }
-    };
-
-    let mut chains = Vec::new();
-    note(r.request(libc::NFT_MSG_GETCHAIN, true, table, None, |m| {
-        if let Some(c) = ffi::parse_chain(m).ok().filter(|c| c.table == table) {
-            chains.push(LoadedChain {
-                name: c.name,
-                hook: c.hooknum.map(hook_name),
-                rules: 0,
-                counters: Vec::new(),
-            });
-        }
-    })?);
-
+    let (mut chains, mut consistent) = dump_chains(r, table)?;
     let mut sets = Vec::new();
     if with_sets {
-        note(r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
-            if let Ok(s) = ffi::parse_set(m) {
-                if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
-                    sets.push(LoadedSet {
-                        name: s.name,
-                        map: s.flags & k::NFT_SET_MAP != 0,
-                        elements: 0,
-                    });
-                }
-            }
-        })?);
-        for set in &mut sets {
-            let mut count = 0;
-            note(r.request(
-                libc::NFT_MSG_GETSETELEM,
-                true,
-                table,
-                Some(&set.name),
-                |m| {
-                    if let Ok((_, n)) = ffi::parse_elems(m) {
-                        count += n;
-                    }
-                },
-            )?);
-            set.elements = count;
-        }
+        let (s, whole) = dump_sets(r, table)?;
+        sets = s;
+        consistent &= whole;
     }
-
-    let mut orphans = 0;
-    note(r.request(libc::NFT_MSG_GETRULE, true, table, None, |m| {
-        let Some(rule) = ffi::parse_rule(m).ok().filter(|x| x.table == table) else {
-            return;
-        };
-        let Some(chain) = chains.iter_mut().find(|c| c.name == rule.chain) else {
-            orphans += 1;
-            return;
-        };
-        chain.rules += 1;
-        if let Some((packets, bytes)) = rule.counter {
-            chain.counters.push(RuleCounter {
-                comment: rule.comment,
-                packets,
-                bytes,
-            });
-        }
-    })?);
-    if orphans > 0 || !consistent {
+    let (orphans, whole) = dump_rules(r, table, &mut chains)?;
+    if orphans > 0 || !consistent || !whole {
         // Rules of a chain the chain dump did not see: the table changed in between.
         return Ok(None);
     }
@@ -260,4 +201,88 @@ fn read_once(
         chains,
         sets,
     })))
+}
+
+/// Whether a dump ended complete and consistent.
+fn whole(end: End) -> bool {
+    !matches!(end, End::Interrupted)
+}
+
+/// The table's chains, without rules yet; and whether the dump was whole.
+fn dump_chains(r: &mut Reader, table: &str) -> Result<(Vec<LoadedChain>, bool), KernelError> {
+    let mut chains = Vec::new();
+    let end = r.request(libc::NFT_MSG_GETCHAIN, true, table, None, |m| {
+        if let Some(c) = ffi::parse_chain(m).ok().filter(|c| c.table == table) {
+            chains.push(LoadedChain {
+                name: c.name,
+                hook: c.hooknum.map(hook_name),
+                rules: 0,
+                counters: Vec::new(),
+            });
+        }
+    })?;
+    Ok((chains, whole(end)))
+}
+
+/// The table's named sets and maps with their element counts; and whether every dump
+/// was whole.
+fn dump_sets(r: &mut Reader, table: &str) -> Result<(Vec<LoadedSet>, bool), KernelError> {
+    let mut sets = Vec::new();
+    let end = r.request(libc::NFT_MSG_GETSET, true, table, None, |m| {
+        if let Ok(s) = ffi::parse_set(m) {
+            if s.table == table && s.flags & k::NFT_SET_ANONYMOUS == 0 {
+                sets.push(LoadedSet {
+                    name: s.name,
+                    map: s.flags & k::NFT_SET_MAP != 0,
+                    elements: 0,
+                });
+            }
+        }
+    })?;
+    let mut consistent = whole(end);
+    for set in &mut sets {
+        let mut count = 0;
+        let end = r.request(
+            libc::NFT_MSG_GETSETELEM,
+            true,
+            table,
+            Some(&set.name),
+            |m| {
+                if let Ok((_, n)) = ffi::parse_elems(m) {
+                    count += n;
+                }
+            },
+        )?;
+        consistent &= whole(end);
+        set.elements = count;
+    }
+    Ok((sets, consistent))
+}
+
+/// Counts the table's rules into `chains`, with their counters; returns the rules of
+/// chains not in `chains` (orphans) and whether the dump was whole.
+fn dump_rules(
+    r: &mut Reader,
+    table: &str,
+    chains: &mut [LoadedChain],
+) -> Result<(usize, bool), KernelError> {
+    let mut orphans = 0;
+    let end = r.request(libc::NFT_MSG_GETRULE, true, table, None, |m| {
+        let Some(rule) = ffi::parse_rule(m).ok().filter(|x| x.table == table) else {
+            return;
+        };
+        let Some(chain) = chains.iter_mut().find(|c| c.name == rule.chain) else {
+            orphans += 1;
+            return;
+        };
+        chain.rules += 1;
+        if let Some((packets, bytes)) = rule.counter {
+            chain.counters.push(RuleCounter {
+                comment: rule.comment,
+                packets,
+                bytes,
+            });
+        }
+    })?;
+    Ok((orphans, whole(end)))
 }

@@ -2,7 +2,7 @@
 //!
 //! Mechanical: each [`Expr`] variant's attributes set as libnftnl names them.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 
 use nftnl::nftnl_sys as sys;
 
@@ -31,21 +31,18 @@ fn check_data(e: &Expr) -> Result<(), EncodeError> {
     }
 }
 
+/// One attribute of an expression, as libnftnl sets it.
+enum Attr<'a> {
+    U32(u32, u32),
+    U8(u32, u8),
+    Data(u32, &'a [u8]),
+    Str(u32, CString),
+}
+
 /// `e` as a libnftnl expression, its data checked first ([`REG_DATA_MAX`]).
 pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
     check_data(e)?;
-    let name: &CStr = match e {
-        Expr::Meta { .. } => c"meta",
-        Expr::Ct { .. } => c"ct",
-        Expr::Cmp { .. } => c"cmp",
-        Expr::Bitwise { .. } => c"bitwise",
-        Expr::Payload { .. } => c"payload",
-        Expr::Byteorder { .. } => c"byteorder",
-        Expr::Lookup { .. } => c"lookup",
-        Expr::Counter => c"counter",
-        Expr::Immediate(_) => c"immediate",
-        Expr::Reject { .. } => c"reject",
-    };
+    let (name, attrs) = attrs(e)?;
     // SAFETY: `name` is a NUL-terminated string that libnftnl only reads; ownership of
     // the expression goes to `Obj`, which refuses a null pointer (no memory, or a libnftnl
     // without this expression type).
@@ -55,94 +52,146 @@ pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
     )
     .ok_or_else(|| EncodeError::new(format!("libnftnl could not make a {name:?} expression")))?;
     let p = ex.as_ptr();
-    let u32_ = |attr: u32, v: u32| {
-        // SAFETY: `p` is a live expression of the type that has `attr` as a u32.
-        unsafe { sys::nftnl_expr_set_u32(p, attr as u16, v) }
-    };
-    let data = |attr: u32, v: &[u8]| {
-        // SAFETY: as above; register data was checked to fit libnftnl's field
-        // (`check_data`), and is copied.
-        unsafe { sys::nftnl_expr_set(p, attr as u16, v.as_ptr().cast(), len_u32(v)) };
-    };
+    for attr in &attrs {
+        match attr {
+            // SAFETY: `p` is a live expression of the type that has `a` as a u32.
+            Attr::U32(a, v) => unsafe { sys::nftnl_expr_set_u32(p, *a as u16, *v) },
+            // SAFETY: as above, for a u8.
+            Attr::U8(a, v) => unsafe { sys::nftnl_expr_set_u8(p, *a as u16, *v) },
+            // SAFETY: as above; register data was checked to fit libnftnl's field
+            // (`check_data`), and is copied.
+            Attr::Data(a, v) => unsafe {
+                sys::nftnl_expr_set(p, *a as u16, v.as_ptr().cast(), len_u32(v));
+            },
+            // SAFETY: as above; the string outlives the call and is copied.
+            Attr::Str(a, v) => unsafe {
+                sys::nftnl_expr_set_str(p, *a as u16, v.as_ptr());
+            },
+        };
+    }
+    Ok(ex)
+}
+
+/// The expression type of `e` and its attributes, as libnftnl names them.
+fn attrs(e: &Expr) -> Result<(&'static CStr, Vec<Attr<'_>>), EncodeError> {
     match e {
-        Expr::Meta { key, dreg } => {
-            u32_(sys::NFTNL_EXPR_META_KEY, *key);
-            u32_(sys::NFTNL_EXPR_META_DREG, *dreg);
-        }
-        Expr::Ct { key, dreg } => {
-            u32_(sys::NFTNL_EXPR_CT_KEY, *key);
-            u32_(sys::NFTNL_EXPR_CT_DREG, *dreg);
-        }
-        Expr::Cmp { sreg, op, data: d } => {
-            u32_(sys::NFTNL_EXPR_CMP_SREG, *sreg);
-            u32_(sys::NFTNL_EXPR_CMP_OP, *op);
-            data(sys::NFTNL_EXPR_CMP_DATA, d);
-        }
+        Expr::Cmp { .. } | Expr::Bitwise { .. } | Expr::Lookup { .. } => data_attrs(e),
+        _ => Ok(register_attrs(e)),
+    }
+}
+
+/// [`attrs`] of the expressions with byte strings (register data, a set name).
+fn data_attrs(e: &Expr) -> Result<(&'static CStr, Vec<Attr<'_>>), EncodeError> {
+    use Attr::{Data, U32};
+    Ok(match e {
+        Expr::Cmp { sreg, op, data } => (
+            c"cmp",
+            vec![
+                U32(sys::NFTNL_EXPR_CMP_SREG, *sreg),
+                U32(sys::NFTNL_EXPR_CMP_OP, *op),
+                Data(sys::NFTNL_EXPR_CMP_DATA, data),
+            ],
+        ),
         Expr::Bitwise {
             sreg,
             dreg,
             mask,
             xor,
-        } => {
-            u32_(sys::NFTNL_EXPR_BITWISE_SREG, *sreg);
-            u32_(sys::NFTNL_EXPR_BITWISE_DREG, *dreg);
-            u32_(sys::NFTNL_EXPR_BITWISE_LEN, len_u32(mask));
-            data(sys::NFTNL_EXPR_BITWISE_MASK, mask);
-            data(sys::NFTNL_EXPR_BITWISE_XOR, xor);
-        }
-        Expr::Payload {
-            base,
-            offset,
-            len,
-            dreg,
-        } => {
-            u32_(sys::NFTNL_EXPR_PAYLOAD_DREG, *dreg);
-            u32_(sys::NFTNL_EXPR_PAYLOAD_BASE, *base);
-            u32_(sys::NFTNL_EXPR_PAYLOAD_OFFSET, *offset);
-            u32_(sys::NFTNL_EXPR_PAYLOAD_LEN, *len);
-        }
-        Expr::Byteorder {
-            sreg,
-            dreg,
-            op,
-            len,
-            size,
-        } => {
-            u32_(sys::NFTNL_EXPR_BYTEORDER_SREG, *sreg);
-            u32_(sys::NFTNL_EXPR_BYTEORDER_DREG, *dreg);
-            u32_(sys::NFTNL_EXPR_BYTEORDER_OP, *op);
-            u32_(sys::NFTNL_EXPR_BYTEORDER_LEN, *len);
-            u32_(sys::NFTNL_EXPR_BYTEORDER_SIZE, *size);
-        }
+        } => (
+            c"bitwise",
+            vec![
+                U32(sys::NFTNL_EXPR_BITWISE_SREG, *sreg),
+                U32(sys::NFTNL_EXPR_BITWISE_DREG, *dreg),
+                U32(sys::NFTNL_EXPR_BITWISE_LEN, len_u32(mask)),
+                Data(sys::NFTNL_EXPR_BITWISE_MASK, mask),
+                Data(sys::NFTNL_EXPR_BITWISE_XOR, xor),
+            ],
+        ),
         Expr::Lookup {
             sreg,
             dreg,
             set,
             set_id,
         } => {
-            let set = cstring(set)?;
-            u32_(sys::NFTNL_EXPR_LOOKUP_SREG, *sreg);
-            if let Some(dreg) = dreg {
-                u32_(sys::NFTNL_EXPR_LOOKUP_DREG, *dreg);
-            }
-            // SAFETY: `p` is a live lookup expression; the string is copied.
-            unsafe { sys::nftnl_expr_set_str(p, sys::NFTNL_EXPR_LOOKUP_SET as u16, set.as_ptr()) };
-            u32_(sys::NFTNL_EXPR_LOOKUP_SET_ID, *set_id);
+            let mut a = vec![U32(sys::NFTNL_EXPR_LOOKUP_SREG, *sreg)];
+            a.extend(dreg.map(|d| U32(sys::NFTNL_EXPR_LOOKUP_DREG, d)));
+            a.push(Attr::Str(sys::NFTNL_EXPR_LOOKUP_SET, cstring(set)?));
+            a.push(U32(sys::NFTNL_EXPR_LOOKUP_SET_ID, *set_id));
+            (c"lookup", a)
         }
-        Expr::Counter => {}
+        _ => unreachable!("attrs sends only these here"),
+    })
+}
+
+/// [`attrs`] of the expressions of registers and numbers only.
+fn register_attrs(e: &Expr) -> (&'static CStr, Vec<Attr<'_>>) {
+    use Attr::U32;
+    match e {
+        Expr::Meta { key, dreg } => (
+            c"meta",
+            vec![
+                U32(sys::NFTNL_EXPR_META_KEY, *key),
+                U32(sys::NFTNL_EXPR_META_DREG, *dreg),
+            ],
+        ),
+        Expr::Ct { key, dreg } => (
+            c"ct",
+            vec![
+                U32(sys::NFTNL_EXPR_CT_KEY, *key),
+                U32(sys::NFTNL_EXPR_CT_DREG, *dreg),
+            ],
+        ),
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => (
+            c"payload",
+            vec![
+                U32(sys::NFTNL_EXPR_PAYLOAD_DREG, *dreg),
+                U32(sys::NFTNL_EXPR_PAYLOAD_BASE, *base),
+                U32(sys::NFTNL_EXPR_PAYLOAD_OFFSET, *offset),
+                U32(sys::NFTNL_EXPR_PAYLOAD_LEN, *len),
+            ],
+        ),
+        Expr::Byteorder {
+            sreg,
+            dreg,
+            op,
+            len,
+            size,
+        } => (
+            c"byteorder",
+            vec![
+                U32(sys::NFTNL_EXPR_BYTEORDER_SREG, *sreg),
+                U32(sys::NFTNL_EXPR_BYTEORDER_DREG, *dreg),
+                U32(sys::NFTNL_EXPR_BYTEORDER_OP, *op),
+                U32(sys::NFTNL_EXPR_BYTEORDER_LEN, *len),
+                U32(sys::NFTNL_EXPR_BYTEORDER_SIZE, *size),
+            ],
+        ),
+        Expr::Counter => (c"counter", vec![]),
         Expr::Immediate(v) => {
-            u32_(sys::NFTNL_EXPR_IMM_DREG, k::NFT_REG_VERDICT);
             let code = match v {
                 Verdict::Accept => k::NF_ACCEPT_VERDICT,
                 Verdict::Drop => k::NF_DROP,
             };
-            u32_(sys::NFTNL_EXPR_IMM_VERDICT, code as u32);
+            let a = vec![
+                U32(sys::NFTNL_EXPR_IMM_DREG, k::NFT_REG_VERDICT),
+                U32(sys::NFTNL_EXPR_IMM_VERDICT, code as u32),
+            ];
+            (c"immediate", a)
         }
-        Expr::Reject { kind, code } => {
-            u32_(sys::NFTNL_EXPR_REJECT_TYPE, *kind);
-            // SAFETY: `p` is a live reject expression, whose code is a u8.
-            unsafe { sys::nftnl_expr_set_u8(p, sys::NFTNL_EXPR_REJECT_CODE as u16, *code) };
+        Expr::Reject { kind, code } => (
+            c"reject",
+            vec![
+                U32(sys::NFTNL_EXPR_REJECT_TYPE, *kind),
+                Attr::U8(sys::NFTNL_EXPR_REJECT_CODE, *code),
+            ],
+        ),
+        Expr::Cmp { .. } | Expr::Bitwise { .. } | Expr::Lookup { .. } => {
+            unreachable!("attrs sends these to data_attrs")
         }
     }
-    Ok(ex)
 }

@@ -1,6 +1,10 @@
 //! An in-memory [`Backend`] for tests of the code above the kernel: it keeps the last
 //! plan applied, reads back what the kernel would hold for it, and fails when told to,
 //! leaving its state as it was (as the kernel does with a rejected batch).
+//!
+//! Test support only (feature `test-support`): never in a production build, and it must
+//! not grow behaviour the real backend lacks — it encodes with the same encoder, so a
+//! plan the kernel path refuses is refused here too.
 
 use std::io;
 

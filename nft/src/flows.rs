@@ -1,5 +1,6 @@
 //! Established connections, as the kernel's connection tracker holds them, and cutting
-//! chosen ones: the kernel side of revocation (`crate::revoke` decides which).
+//! chosen ones: the kernel side of revocation (the daemon's `revoke` decides which; this
+//! module must not).
 //!
 //! Conntrack entries are dumped and deleted over ctnetlink (`NFNL_SUBSYS_CTNETLINK` on a
 //! `NETLINK_NETFILTER` socket); a delete names the entry by its exact original tuple,

@@ -2,6 +2,9 @@
 //! framed by the ruleset generation so that a concurrent change is noticed (and the
 //! read retried) rather than reported as a mix of two rulesets. A dump message that
 //! cannot be read (`ffi::parse::Malformed`) is passed over, as one of another table.
+//!
+//! Only reads: it never sends a change, and what the counters mean (whose deny they
+//! count) is `loaded`'s and the daemon's.
 
 use std::io;
 use std::time::Duration;

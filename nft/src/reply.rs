@@ -1,6 +1,9 @@
 //! Netlink framing read in plain Rust: message headers, acknowledgements and errors
 //! with their extended-ack attribute offset, and the attribute walk that turns such
 //! an offset into "element 17 of this message".
+//!
+//! Pure parsing of bytes the kernel sent: no socket, no libnftnl, and no judgement of
+//! what an answer means for the batch (that is `netlink::transact`'s).
 
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or an error.
 pub(crate) const NLMSG_ERROR: u16 = 2;

@@ -8,7 +8,11 @@
 //! refuses to run in the namespace the test was started in.
 //!
 //! Without root (`unshare` fails) or without `nft`, the test prints why and passes
-//! without running: it cannot fail for the wrong reason.
+//! without running: it cannot fail for the wrong reason — unless `CI` is set, where a
+//! kernel test that cannot run fails instead.
+//!
+//! Test support only (feature `test-support`, or this crate's own tests): it must never
+//! run a body outside a namespace of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -14,7 +14,7 @@ use crate::encode::{self, Msg};
 use crate::EncodeError;
 
 /// The netpol table as the kernel holds it, objects named as the plan names them (the
-/// [`Slot`] prefix of a two-transaction replace dropped).
+/// [`Slot`](crate::Slot) prefix of a two-transaction replace dropped).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoadedTable {
     /// Table name (family `inet`).

@@ -65,7 +65,7 @@ pub enum News {
 /// the kernel builds no notifications while nobody listens, and building them for a
 /// replace of a big table costs about as much again as the replace (see
 /// `benches/README.md`). What another process commits meanwhile is found by the
-/// generation check after [`resume`](Quiet::resume).
+/// generation check after it resumes.
 #[derive(Debug)]
 pub struct Quiet(super::ffi::Membership);
 

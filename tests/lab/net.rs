@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,17 +18,9 @@ const LINK_UP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Moves the calling thread, and only it, into the network namespace `ns`. Sockets
 /// it creates afterwards belong to that namespace for their whole life.
-#[allow(unsafe_code)]
 pub fn enter(ns: &File) -> io::Result<()> {
-    // SAFETY: setns reads no memory of ours: it takes a file descriptor, which stays
-    // open for the call because `ns` is borrowed, and a flag. With CLONE_NEWNET it
-    // changes the network namespace of the calling thread only.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // With CLONE_NEWNET, setns changes the network namespace of the calling thread only.
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
 fn text(bytes: &[u8]) -> String {

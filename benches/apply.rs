@@ -27,7 +27,6 @@
 //! `taskset -c 0 cargo bench -p netpol-benches --bench apply`
 //! Options after `--`: `--reps N` (default 7), `--netpolctl PATH` (skip the build),
 //! `--keep DIR` (write the inputs there and keep them).
-#![deny(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -50,7 +50,6 @@
 //! `--concurrency N` (8 TCP loops), `--udp-concurrency N` (4), `--setups a,b,…`
 //! (all), `--netpolctl PATH` (skip the build), `--no-pin`, `--keep DIR` (write the
 //! inputs and per-round JSON there and keep them).
-#![deny(unsafe_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;

@@ -23,7 +23,6 @@
 //! This crate has no unsafe code (it is forbidden): every call into C — libnftnl, the
 //! netlink socket, the C library's allocator ([`memory`]) — is in [`netpol_nft`].
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod addrs;
 pub mod config;

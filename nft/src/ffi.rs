@@ -1,7 +1,8 @@
 //! Every call into C of netpol but one (`heap`): thin wrappers over libnftnl (through
 //! `nftnl-sys`) and the netlink socket (through `mnl` and `libc`).
 //!
-//! Everything here is mechanical. `build` turns the plain batch of `encode` into
+//! Everything here is mechanical. `build` (with `bounds`, the message size checked
+//! before a builder runs) turns the plain batch of `encode` into
 //! netlink bytes with libnftnl's builders (`expr` for a rule's expressions) — except
 //! the set elements, which `elems` writes straight into the batch in safe code, byte
 //! for byte as libnftnl would (a test compares the two), because a libnftnl object per
@@ -26,6 +27,7 @@
 //!   them.
 #![allow(unsafe_code)]
 
+mod bounds;
 mod build;
 mod elems;
 mod expr;

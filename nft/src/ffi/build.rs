@@ -9,12 +9,12 @@ use std::ffi::{c_char, CStr};
 
 use nftnl::nftnl_sys as sys;
 
+use super::bounds::{chain_bound, request_bound, rule_bound, set_bound, table_bound};
 use super::elems::{elems_msg, Attrs, NFNL_BATCH_GENID};
 use super::expr::expr_obj;
 use super::{cstring, len_u32, msg_max, Aligned, Obj, NLMSG_AND_NFGEN};
 use crate::encode::{
-    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Expr, Labelled, Msg, RuleDef, SetDef,
-    TableDef,
+    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Labelled, Msg, RuleDef, SetDef, TableDef,
 };
 
 /// A serialized batch: begin marker, the messages in order, end marker, in one
@@ -107,86 +107,6 @@ impl Writer {
         assert_eq!(nlh.cast::<c_char>(), buf, "libnftnl put a header elsewhere");
         nlh
     }
-}
-
-/// Bytes a netlink attribute of `payload` bytes takes: a 4-byte header and the payload
-/// padded to 4 bytes.
-pub(super) const fn attr(payload: usize) -> usize {
-    4 + payload.div_ceil(4) * 4
-}
-
-/// A nest's header.
-const NEST: usize = 4;
-/// Room in each bound for attributes libnftnl may add that the bounds do not name.
-const SLACK: usize = 64;
-/// A u32 attribute.
-const U32: usize = attr(4);
-
-/// Upper bound of a table message: name, handle, flags, user data.
-pub(super) fn table_bound(name: &CStr, udata: Option<&[u8]>) -> usize {
-    NLMSG_AND_NFGEN
-        + attr(name.to_bytes_with_nul().len())
-        + attr(8)
-        + U32
-        + attr(udata.map_or(0, <[u8]>::len))
-        + SLACK
-}
-
-/// Upper bound of a chain message: table, name, hook nest, type, policy.
-pub(super) fn chain_bound(table: &CStr, name: &CStr) -> usize {
-    NLMSG_AND_NFGEN
-        + attr(table.to_bytes_with_nul().len())
-        + attr(name.to_bytes_with_nul().len())
-        + NEST
-        + 2 * U32
-        + attr(c"filter".to_bytes_with_nul().len())
-        + U32
-        + SLACK
-}
-
-/// Upper bound of a set message: table, name, six u32s, the description nest with its
-/// size and concatenation fields, user data.
-pub(super) fn set_bound(table: &CStr, name: &CStr, def: Option<&SetDef>) -> usize {
-    let def = def.map_or(0, |s| {
-        6 * U32 + NEST + U32 + NEST + s.concat.len() * (NEST + U32) + attr(s.udata.len())
-    });
-    NLMSG_AND_NFGEN
-        + attr(table.to_bytes_with_nul().len())
-        + attr(name.to_bytes_with_nul().len())
-        + def
-        + SLACK
-}
-
-/// Upper bound of a rule message: table, chain, the expressions nest, user data.
-pub(super) fn rule_bound(table: &CStr, chain: &CStr, r: &RuleDef, udata: Option<&[u8]>) -> usize {
-    NLMSG_AND_NFGEN
-        + attr(table.to_bytes_with_nul().len())
-        + attr(chain.to_bytes_with_nul().len())
-        + NEST
-        + r.exprs.iter().map(expr_bound).sum::<usize>()
-        + attr(udata.map_or(0, <[u8]>::len))
-        + SLACK
-}
-
-/// Upper bound of one expression: its list element and data nests, its name, up to
-/// eight u32 attributes, each byte string in a nest of its own, a set name.
-fn expr_bound(e: &Expr) -> usize {
-    let bytes = |v: &[u8]| NEST + attr(v.len());
-    let data = match e {
-        Expr::Cmp { data, .. } => bytes(data),
-        Expr::Bitwise { mask, xor, .. } => bytes(mask) + bytes(xor),
-        Expr::Lookup { set, .. } => attr(set.len() + 1),
-        _ => 0,
-    };
-    NEST + attr(16) + NEST + 8 * U32 + data
-}
-
-/// Upper bound of a `GET*` request: table and set names.
-fn request_bound(table: &CStr, set: Option<&CStr>) -> usize {
-    NLMSG_AND_NFGEN
-        + attr(table.to_bytes_with_nul().len())
-        + attr(set.map_or(0, |s| s.to_bytes_with_nul().len()))
-        + SLACK
 }
 
 const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
@@ -602,7 +522,7 @@ pub(crate) fn get_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::Verdict;
+    use crate::encode::{Expr, Verdict};
 
     fn rule_of(exprs: Vec<Expr>) -> RuleDef {
         RuleDef {

@@ -10,11 +10,12 @@ use std::ffi::CStr;
 #[cfg(test)]
 use nftnl::nftnl_sys as sys;
 
+use super::bounds::elems_bound;
 use super::build::{Writer, NLM_F_CREATE, NLM_F_EXCL};
 use super::{cstring, msg_max, NLMSG_AND_NFGEN};
 #[cfg(test)]
 use super::{len_u32, Obj};
-use crate::encode::{elem_wire_len, k, udata, Elem, ElemsDef, EncodeError};
+use crate::encode::{k, udata, Elem, ElemsDef, EncodeError};
 
 // libnftnl's free functions take `*const`, except nftnl_set_elem_free, which is
 // wrapped to fit `Obj`.
@@ -72,12 +73,6 @@ fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
         }
     }
     Ok(el)
-}
-
-/// Upper bound of an elements message: header, set and table names (at most 255 bytes
-/// each), set id, the list nest and every element.
-fn elems_bound(e: &ElemsDef) -> usize {
-    64 + 2 * (4 + 256) + e.elems.iter().map(elem_wire_len).sum::<usize>()
 }
 
 /// `NFT_MSG_NEWSETELEM` (or `NFT_MSG_DELSETELEM` when `delete`) of `e`'s elements.

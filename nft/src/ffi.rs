@@ -1,4 +1,4 @@
-//! Every call into C of netpol but one (`heap`): thin wrappers over libnftnl (through
+//! Every call into C of netpol's libraries but one (`heap`): thin wrappers over libnftnl (through
 //! `nftnl-sys`) and the netlink socket (through `mnl` and `libc`).
 //!
 //! Everything here is mechanical. `build` (with `bounds`, the message size checked

@@ -1,5 +1,5 @@
-//! Every call into C of netpol's libraries but one (`heap`): thin wrappers over libnftnl (through
-//! `nftnl-sys`) and the netlink socket (through `mnl` and `libc`).
+//! Every call into C of netpol's libraries but one (`heap`): thin wrappers over
+//! libnftnl (through `nftnl-sys`) and the netlink socket (through `mnl` and `libc`).
 //!
 //! Everything here is mechanical. `build` (with `bounds`, the message size checked
 //! before a builder runs) turns the plain batch of `encode` into

@@ -20,12 +20,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::config::Settings;
-use crate::control::{
-    self, Outcome, ReloadReport, Request, Response, StatusReport, Trigger, IDLE_TIMEOUT,
-    MAX_REQUEST_BYTES,
-};
+use crate::control::{self, Request, Response, IDLE_TIMEOUT, MAX_REQUEST_BYTES};
 use crate::listen::Gate;
 use crate::netlink::{Backend, Monitor, News};
+use crate::state::report::{Outcome, ReloadReport, StatusReport, Trigger};
 use crate::state::{Options, State};
 use crate::{addrs, listen, systemd, watch};
 

@@ -47,7 +47,7 @@ use rules_compiler::resolve::{EndpointId, Index};
 use rules_compiler::Loaded;
 use sha2::{Digest, Sha256};
 
-use crate::control::{
+use self::report::{
     rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
     Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
@@ -57,6 +57,8 @@ use crate::memory;
 use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
 use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
+
+pub mod report;
 
 /// What the state needs to know of the configuration.
 #[derive(Clone, Debug)]

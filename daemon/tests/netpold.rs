@@ -212,7 +212,7 @@ fn netpolctl_reload_reports_what_changed() {
         0o660,
         "the group may connect"
     );
-    assert_eq!(Ok(meta.gid()), netpol_daemon::control::group_id("daemon"));
+    assert_eq!(Ok(meta.gid()), netpol_daemon::config::group_id("daemon"));
     let out = d.ctl(&ns, &["reload"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("unchanged: the inputs are what generation 1 loaded"));

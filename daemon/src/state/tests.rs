@@ -554,7 +554,7 @@ fn inputs_that_take_away_every_local_endpoint_are_held_until_forced() {
     assert_eq!(held.trigger, Trigger::Files);
     assert_eq!(st.reloads.held, 1);
     assert_eq!(st.local_endpoints, ["web/checkout"]);
-    assert!(st.render_text().contains("reload --force"));
+    assert!(crate::ctl::report_text::status_text(&st).contains("reload --force"));
     assert!(s.summary().contains("inputs held"), "{}", s.summary());
     assert!(!s.wants_retry());
 

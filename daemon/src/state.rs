@@ -59,6 +59,7 @@ use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 
 pub mod report;
+pub mod thread;
 
 /// What the state needs to know of the configuration.
 #[derive(Clone, Debug)]

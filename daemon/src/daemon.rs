@@ -105,6 +105,10 @@ pub async fn run<B: Backend + Send + 'static>(
     // notifications cost as much as the replace.
     state.backend().quiet_during_commits(monitor.0);
     let follows_host = state.follows_host();
+    // The watch counts file events as they come, so that `status` knows, without reading
+    // the files, whether they changed since the last reload read them.
+    let seen = watch::Seen::default();
+    state.follow_file_events(seen.clone());
     // From here on the state is the thread's, and the loop only asks it.
     let state = StateThread::spawn(state)
         .map_err(|e| RunError::Setup(format!("starting the reload thread: {e}")))?;
@@ -115,6 +119,7 @@ pub async fn run<B: Backend + Send + 'static>(
         monitor.1,
         signals,
         follows_host,
+        seen,
     )
     .await;
     let flush = settings.flush_on_exit && served.is_ok();
@@ -156,6 +161,7 @@ async fn serve_until_stopped(
     monitor: Monitor,
     mut signals: Signals,
     follows_host: bool,
+    seen: watch::Seen,
 ) -> Result<(), RunError> {
     let lost = |Gone| RunError::Setup(Gone.to_string());
     let (tx, mut rx) = mpsc::channel::<Event>(EVENTS);
@@ -205,7 +211,7 @@ async fn serve_until_stopped(
         ..watch::Timing::new(settings.debounce)
     };
     let changed = Arc::clone(&files);
-    let _watch = watch::watch(&inputs, timing, move |paths| {
+    let _watch = watch::watch(&inputs, timing, seen, move |paths| {
         tracing::debug!(?paths, "inputs may have changed");
         changed.notify_one();
     })

@@ -220,15 +220,18 @@ pub struct DriftEvent {
     pub outcome: String,
 }
 
-/// Whether the files on disk are what is loaded.
+/// Whether the files on disk are what is loaded, as netpold knows it without reading
+/// them: from its file watch and its last read (see
+/// [`State::disk`](super::State::disk)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiskState {
-    /// They hash the same as the loaded inputs.
+    /// The last read found the inputs in force, and no file event came since.
     Match,
-    /// They changed since (a reload is pending or failed).
+    /// A file event came since the last read (a reload is pending), or the last read
+    /// found other bytes than those in force (the reload failed or was held).
     Differ,
-    /// They cannot be read now.
+    /// The last read could not read them, and no file event came since.
     Unreadable,
 }
 
@@ -255,7 +258,7 @@ pub struct StatusReport {
     pub reloads: ReloadCounts,
     /// The last failure, if no reload succeeded since.
     pub last_error: Option<LastError>,
-    /// Whether the files on disk are what is loaded.
+    /// Whether the files on disk are what is loaded (see [`DiskState`]).
     pub disk: DiskState,
     /// How the kernel took the ruleset in force.
     #[serde(default)]

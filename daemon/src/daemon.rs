@@ -1,12 +1,28 @@
-//! `netpold`'s run: start-up in a fixed order, then one `select!` loop that owns the
-//! [`State`] and serves every event in turn — file changes, signals, address changes,
-//! control requests — so no two reloads ever overlap.
+//! `netpold`'s run: start-up in a fixed order, then one `select!` loop that serves every
+//! event in turn — file changes, signals, address changes, kernel news, control
+//! requests, the retry and metrics timers — so no two reloads ever overlap.
+//!
+//! The loop does not touch the [`State`]: the state lives on a thread of its own
+//! ([`StateThread`]), and the loop sends it one command at a time and awaits the
+//! answer, which carries the line for systemd's `STATUS=` and whether a retry is
+//! wanted. The reload's synchronous work never runs on a tokio worker, so the control
+//! connections, the file watch's forwarding and the kernel and address watches keep
+//! being served meanwhile. What piles up during a reload waits in bounded or coalescing
+//! queues: file events are one [`Notify`] permit (any number of them, one reload after
+//! the one running), this host's addresses a `watch` channel (the latest whole set),
+//! kernel news and control requests a bounded channel (`EVENTS`) whose senders wait
+//! when it is full (kernel news queued behind one another is merged into one judgement).
+//! The state thread never waits for the loop, so no queue can deadlock them.
 //!
 //! Order (as in linkerd2-proxy's main): the settings were checked before this is
 //! called; then take this network namespace's instance lock (a second daemon stops
-//! here, before touching the kernel), bind the control socket and the metrics listener (a port in use stops it too), subscribe to nftables notifications and take over a table left by an earlier netpold, start following
-//! addresses and watching files (before the first read,
-//! so no change is missed), load and apply, and only then tell systemd `READY=1`.
+//! here, before touching the kernel), bind the control socket and the metrics listener
+//! (a port in use stops it too), subscribe to nftables notifications, give the state its
+//! thread, start following addresses, take over a table left by an earlier netpold,
+//! start watching files (before the first read, so no change is missed), load and
+//! apply, and only then tell systemd `READY=1`. On SIGTERM or SIGINT: `STOPPING=1`,
+//! then the state thread removes the table (`--flush-on-exit`) or leaves it, and ends,
+//! its netlink sockets closed before the instance lock is let go.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -38,10 +54,14 @@ pub enum RunError {
     /// Something needed to run could not be set up.
     #[error("{0}")]
     Setup(String),
+    /// The thread that owns the state stopped (it panicked; the panic is logged).
+    #[error(transparent)]
+    StateLost(#[from] Gone),
 }
 
 /// What the loop is told on its event channel (bounded: see [`EVENTS`]). File changes
-/// and this host's addresses come by their own ways, which coalesce (see [`run`]).
+/// and this host's addresses come by their own ways, which coalesce (see the module
+/// doc).
 enum Event {
     /// A control request and where to answer.
     Control(Request, oneshot::Sender<Response>),
@@ -163,7 +183,6 @@ async fn serve_until_stopped(
     follows_host: bool,
     seen: watch::Seen,
 ) -> Result<(), RunError> {
-    let lost = |Gone| RunError::Setup(Gone.to_string());
     let (tx, mut rx) = mpsc::channel::<Event>(EVENTS);
     // This host's addresses, the whole set each time: only the latest matters, so a
     // burst of changes during a reload is one change after it.
@@ -192,11 +211,11 @@ async fn serve_until_stopped(
                 Err(_) => return Err(RunError::Setup("reading this host's addresses".into())),
             },
         };
-        state.set_host_addresses(set).await.map_err(lost)?;
+        state.set_host_addresses(set).await?;
     }
 
     tokio::spawn(watch_kernel(monitor, tx.clone()));
-    state.claim().await.map_err(lost)?;
+    state.claim().await?;
 
     // File events, any number of them, are one permit: one reload after the one running.
     let files = Arc::new(Notify::new());
@@ -217,7 +236,7 @@ async fn serve_until_stopped(
     })
     .map_err(|e| RunError::Setup(format!("watching the inputs: {e}")))?;
 
-    let first = state.reload(Trigger::Start).await.map_err(lost)?;
+    let first = state.reload(Trigger::Start).await?;
     match first.value.outcome {
         Outcome::Applied => {}
         // The table an earlier netpold left stays in force; netpold runs on, so that
@@ -263,14 +282,14 @@ async fn serve_until_stopped(
                     None => break "the event channel closed",
                 },
                 _ = files.notified() => {
-                    wants_retry = reload(state, Trigger::Files).await.map_err(lost)?.after.wants_retry;
+                    wants_retry = reload(state, Trigger::Files).await?.after.wants_retry;
                     continue;
                 }
                 r = host.changed(), if following => {
                     match r {
                         Ok(()) => {
                             let set = host.borrow_and_update().clone();
-                            let done = state.set_host_addresses(set).await.map_err(lost)?;
+                            let done = state.set_host_addresses(set).await?;
                             if done.value.is_some() {
                                 notify(&systemd::status_line(&done.after.summary));
                             }
@@ -282,22 +301,22 @@ async fn serve_until_stopped(
                     continue;
                 }
                 _ = signals.hup.recv() => {
-                    wants_retry = reload(state, Trigger::Signal).await.map_err(lost)?.after.wants_retry;
+                    wants_retry = reload(state, Trigger::Signal).await?.after.wants_retry;
                     continue;
                 }
                 _ = retry.due() => {
-                    wants_retry = reload(state, Trigger::Retry).await.map_err(lost)?.after.wants_retry;
+                    wants_retry = reload(state, Trigger::Retry).await?.after.wants_retry;
                     continue;
                 }
                 _ = counters.tick(), if settings.metrics_address.is_some() => {
-                    wants_retry = state.read_denies().await.map_err(lost)?.after.wants_retry;
+                    wants_retry = state.read_denies().await?.after.wants_retry;
                     continue;
                 }
                 _ = signals.term.recv() => break "SIGTERM",
                 _ = signals.int.recv() => break "SIGINT",
             },
         };
-        if let Some(after) = handle(state, event).await.map_err(lost)? {
+        if let Some(after) = handle(state, event).await? {
             wants_retry = after.wants_retry;
         }
     };

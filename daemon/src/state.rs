@@ -14,9 +14,17 @@
 //! ([`suspicious`]): that is what a truncated or half-written file looks like. It stays
 //! held until the files change again or an operator forces it
 //! ([`State::force_reload`]). A failure that may pass without any change of the files
-//! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]). Synchronous and free of tokio, so the logic is tested with the
-//! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
-//! [`crate::daemon`].
+//! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]).
+//!
+//! Synchronous and free of tokio, so the logic is tested with the
+//! [`FakeBackend`](crate::netlink::fake::FakeBackend). In the daemon it is owned by one
+//! thread, [`thread::StateThread`], which the async loop ([`crate::daemon`]) feeds with
+//! commands over a bounded channel. What it reports — to `netpolctl`, as JSON — is in
+//! [`report`].
+//!
+//! `status` ([`State::status`]) reads nothing: whether the files on disk are what is
+//! loaded ([`State::disk`]) comes from what the last read found and the file watch's
+//! count of events since ([`crate::watch::Seen`]).
 //!
 //! The kernel's news of committed nftables transactions ([`State::kernel_news`]) tells
 //! netpold's own from anyone else's; a foreign change to the table is repaired at once

@@ -27,7 +27,6 @@
 //! `taskset -c 0 cargo bench -p netpol-benches --bench apply`
 //! Options after `--`: `--reps N` (default 7), `--netpolctl PATH` (skip the build),
 //! `--keep DIR` (write the inputs there and keep them).
-#![deny(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,7 +34,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use netpol_benches::fleet::{inventory_yaml, policies_yaml, FleetScale};
-use netpol_benches::harness::{absolute_path_arg, build_daemon_bin, check_unshare, own_namespace};
+use netpol_benches::harness::{
+    absolute_path_arg, build_daemon_bin, check_unshare, input_dir, own_namespace,
+};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction};
@@ -426,17 +427,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Removes the benchmark's temporary directory on drop (unless `--keep`).
-struct TempDir(Option<PathBuf>);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 /// In-process timings of what `netpolctl apply` does before the kernel.
 struct Compile {
     load: Stats<f64>,
@@ -525,14 +515,8 @@ fn main() {
         .clone()
         .unwrap_or_else(|| build_daemon_bin("netpolctl"));
     let scale = FleetScale::DEFAULT;
-    let (dir, _cleanup) = match &args.keep {
-        Some(d) => (d.clone(), TempDir(None)),
-        None => {
-            let d = std::env::temp_dir().join(format!("netpol-apply-bench-{}", std::process::id()));
-            (d.clone(), TempDir(Some(d)))
-        }
-    };
-    std::fs::create_dir_all(&dir).expect("creating the input directory");
+    // The inputs, in --keep DIR or in a temporary directory removed at the end.
+    let (dir, _temp) = input_dir(args.keep.as_deref(), "netpol-apply-bench-");
     let files = Files {
         dir,
         netpolctl: netpolctl.canonicalize().expect("netpolctl's path"),

@@ -50,7 +50,6 @@
 //! `--concurrency N` (8 TCP loops), `--udp-concurrency N` (4), `--setups a,b,…`
 //! (all), `--netpolctl PATH` (skip the build), `--no-pin`, `--keep DIR` (write the
 //! inputs and per-round JSON there and keep them).
-#![deny(unsafe_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -62,7 +61,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ipnet::IpNet;
-use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, ip, own_namespace, run};
+use netpol_benches::harness::{
+    absolute_path_arg, daemon_bin_or_skip, input_dir, ip, own_namespace, run, TempDir,
+};
 use netpol_benches::load::Summary;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -510,7 +511,8 @@ struct Lab {
     /// (client, server) namespace names, by setup.
     pairs: Vec<(String, String)>,
     children: Vec<Child>,
-    temp: Option<PathBuf>,
+    /// The inputs' directory unless --keep: removed last, once the processes are gone.
+    _temp: Option<TempDir>,
 }
 
 impl Drop for Lab {
@@ -527,9 +529,7 @@ impl Drop for Lab {
                     .status();
             }
         }
-        if let Some(t) = &self.temp {
-            let _ = std::fs::remove_dir_all(t);
-        }
+        // `_temp` is removed after this, when the fields drop.
     }
 }
 
@@ -545,11 +545,11 @@ fn exec(ns: &str, cpu: Option<usize>, program: &Path) -> Command {
 }
 
 impl Lab {
-    fn new(temp: Option<PathBuf>) -> Lab {
+    fn new(temp: Option<TempDir>) -> Lab {
         Lab {
             pairs: Vec::new(),
             children: Vec::new(),
-            temp,
+            _temp: temp,
         }
     }
 
@@ -756,12 +756,7 @@ fn main() {
         return;
     };
     let load = PathBuf::from(env!("CARGO_BIN_EXE_netpol-load"));
-    let dir = match &args.keep {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("netpol-dataplane-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).expect("the input directory");
-    let temp = args.keep.is_none().then(|| dir.clone());
+    let (dir, temp) = input_dir(args.keep.as_deref(), "netpol-dataplane-");
 
     // --- the setups
     let t0 = Instant::now();

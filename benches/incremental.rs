@@ -418,9 +418,8 @@ fn measure(args: &Args) {
     watched(&mut kernel, &base, &edits[0].1.plan, args.rounds);
 
     // The pipeline, with the inputs as files, edited one endpoint at a time.
-    let dir = std::env::temp_dir().join(format!("netpol-incremental-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
+    let temp = TempDir::with_prefix("netpol-incremental-bench-").unwrap();
+    let dir = temp.path().to_owned();
     std::fs::write(dir.join("policies.yaml"), policies_yaml(&model)).unwrap();
     let bytes = std::fs::metadata(dir.join("policies.yaml")).unwrap().len();
     let mut stages: Vec<[Vec<f64>; 5]> = edits.iter().map(|_| Default::default()).collect();

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{
-    absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace, KillOnDrop, TempDir,
+    absolute_path_arg, daemon_bin_or_skip, input_dir, memory_kib, own_namespace, KillOnDrop,
 };
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
@@ -404,12 +404,10 @@ fn main() {
     let Some(netpold) = daemon_bin_or_skip(args.netpold.as_deref(), "netpold") else {
         return;
     };
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("netpol-reload-bench-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = (!args.keep).then(|| TempDir(dir.clone()));
+    let (dir, _temp) = input_dir(
+        args.dir.as_deref().filter(|_| args.keep),
+        "netpol-reload-bench-",
+    );
     println!(
         "reload benchmark: {} edits per input ({}), debounce {} ms, netpold {}{}",
         args.edits,

@@ -341,8 +341,8 @@ fn main() {
     let Some(netpold) = daemon_bin_or_skip(args.netpold.as_deref(), "netpold") else {
         return;
     };
-    let base = std::env::temp_dir().join(format!("netpol-scaling-bench-{}", std::process::id()));
-    let _cleanup = TempDir(base.clone());
+    let temp = TempDir::with_prefix("netpol-scaling-bench-").unwrap();
+    let base = temp.path();
     println!(
         "scaling benchmark: seed 1, {} reps, netpold {}",
         args.reps,

@@ -409,7 +409,8 @@ struct Lab {
     server: String,
     client: String,
     children: Vec<Child>,
-    temp: Option<PathBuf>,
+    /// Removed last (a field), once the processes are gone.
+    _temp: Option<netpol_benches::harness::TempDir>,
 }
 
 impl Drop for Lab {
@@ -424,9 +425,6 @@ impl Drop for Lab {
                 .stderr(Stdio::null())
                 .status();
         }
-        if let Some(t) = &self.temp {
-            let _ = std::fs::remove_dir_all(t);
-        }
     }
 }
 
@@ -438,13 +436,13 @@ fn exec(ns: &str, program: &Path) -> Command {
 }
 
 impl Lab {
-    fn new(temp: Option<PathBuf>, server_ip: Ipv4Addr) -> Lab {
+    fn new(temp: Option<netpol_benches::harness::TempDir>, server_ip: Ipv4Addr) -> Lab {
         let pid = std::process::id();
         let lab = Lab {
             server: format!("npsoak-{pid}-s"),
             client: format!("npsoak-{pid}-c"),
             children: Vec::new(),
-            temp,
+            _temp: temp,
         };
         ip(&["netns", "add", &lab.server]);
         ip(&["netns", "add", &lab.client]);
@@ -854,10 +852,7 @@ fn main() {
     catch_signals();
     let load = PathBuf::from(env!("CARGO_BIN_EXE_netpol-load"));
     let exe = std::env::current_exe().expect("the benchmark's path");
-    let dir = args.keep.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("netpol-soak-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, temp) = netpol_benches::harness::input_dir(args.keep.as_deref(), "netpol-soak-");
     let began = Instant::now();
     let input = prepare(&dir, args.endpoints);
     println!(
@@ -869,7 +864,7 @@ fn main() {
         input.update_edit,
         began.elapsed().as_secs_f64()
     );
-    let mut lab = Lab::new(args.keep.is_none().then(|| dir.clone()), input.server_ip);
+    let mut lab = Lab::new(temp, input.server_ip);
     let stream_target = SocketAddr::from((input.server_ip, STREAM_PORT));
     let load_target = SocketAddr::from((input.server_ip, LOAD_PORT));
 

@@ -95,12 +95,22 @@ pub fn absolute_path_arg(flag: &str, value: String) -> PathBuf {
     path
 }
 
-/// Removes a benchmark's directory when dropped.
-pub struct TempDir(pub PathBuf);
+/// A benchmark's scratch directory (`tempfile`'s), removed when dropped.
+pub use tempfile::TempDir;
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// The directory a benchmark writes its inputs to: `keep` when the user named one
+/// (created if missing, left in place afterwards), else a new directory `PREFIX…` under
+/// the system temp dir, removed when the returned [`TempDir`] drops.
+pub fn input_dir(keep: Option<&Path>, prefix: &str) -> (PathBuf, Option<TempDir>) {
+    match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("creating the input directory");
+            (dir.to_owned(), None)
+        }
+        None => {
+            let temp = TempDir::with_prefix(prefix).expect("creating a temporary directory");
+            (temp.path().to_owned(), Some(temp))
+        }
     }
 }
 

@@ -29,7 +29,6 @@
 //! clusters use (same-app, namespace AND pod selectors, matchExpressions, ipBlock with
 //! except, endPort ranges, named ports, UDP and SCTP egress, ingress + egress in one).
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod edits;
 pub mod fleet;

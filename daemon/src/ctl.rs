@@ -15,7 +15,9 @@ use rules_compiler::analysis::{self, FamilyFilter, Probe};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction};
 use rules_compiler::render;
-use rules_compiler::resolve::{EndpointId, Index};
+use rules_compiler::resolve::Index;
+use rules_compiler::target::find_endpoint;
+use rules_compiler::Target;
 
 use crate::inputs::{self, Paths};
 use crate::netlink::{Backend, DenyCounter, LoadedTable, TableInfo};
@@ -61,9 +63,12 @@ pub fn compile(
         bail!("name at least one local endpoint with --local NAMESPACE/NAME");
     }
     let loaded = load(paths)?;
-    let index = Index::new(&loaded.model);
-    let ids = inputs::find_endpoints(&index, locals).map_err(anyhow::Error::msg)?;
-    let plan = plan::build(&index, &ids, &plan::Options { deny });
+    let plan = rules_compiler::compile(
+        &loaded.model,
+        Target::Named(locals),
+        &plan::Options { deny },
+    )?
+    .plan;
     let stdout = match format {
         CompileFormat::Nft => render::nft(&plan),
         CompileFormat::Json => {
@@ -112,8 +117,8 @@ pub fn explain(
 ) -> Result<Output> {
     let loaded = load(paths)?;
     let index = Index::new(&loaded.model);
-    let from_id = inputs::find_endpoint(&index, from).map_err(anyhow::Error::msg)?;
-    let to_id = inputs::find_endpoint(&index, to).map_err(anyhow::Error::msg)?;
+    let from_id = find_endpoint(&index, from)?;
+    let to_id = find_endpoint(&index, to)?;
     let explanation = analysis::explain(&index, from_id, to_id, probe, family);
     let stdout = match format {
         ReportFormat::Table => explanation.render_text(),
@@ -133,38 +138,6 @@ pub fn explain(
 // `apply`, `flush` and `show` talk to the kernel through a `netlink::Backend` that the
 // caller passes in (the real one from the binary, a fake in tests), and `apply` gets
 // this host's addresses from a function for the same reason.
-
-/// How `apply` chose its local endpoints.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LocalChoice {
-    /// Named with `--local`.
-    Named,
-    /// The endpoints with an address of this host.
-    ByAddress,
-}
-
-/// The inventory endpoints that have one of `addresses`, with those addresses.
-pub fn endpoints_with_addresses(
-    index: &Index<'_>,
-    addresses: &BTreeSet<IpAddr>,
-) -> Vec<(EndpointId, Vec<IpAddr>)> {
-    index
-        .model
-        .inventory
-        .endpoints
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let mine: Vec<IpAddr> = e
-                .ips
-                .iter()
-                .filter(|ip| addresses.contains(ip))
-                .copied()
-                .collect();
-            (!mine.is_empty()).then_some((i, mine))
-        })
-        .collect()
-}
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -186,37 +159,33 @@ pub fn apply(
 ) -> Result<Output> {
     let loaded = load(paths)?;
     refuse_foreign(backend, force, "replaces")?;
-    let index = Index::new(&loaded.model);
     let mut stdout = String::new();
-    let ids = if locals.is_empty() {
-        let addresses = host_addresses().context("reading this host's addresses")?;
-        let found = endpoints_with_addresses(&index, &addresses);
-        if found.is_empty() {
-            stdout.push_str(
-                "no inventory endpoint has an address of this host: the table isolates no endpoint\n",
-            );
-        } else {
-            stdout.push_str("local endpoints (by this host's addresses):\n");
-        }
-        for (id, ips) in &found {
-            let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
-            let _ = writeln!(
-                stdout,
-                "  {} ({})",
-                index.model.inventory.endpoints[*id].id,
-                ips.join(", ")
-            );
-        }
-        found.into_iter().map(|(id, _)| id).collect()
+    let addresses;
+    let target = if locals.is_empty() {
+        addresses = host_addresses().context("reading this host's addresses")?;
+        Target::HostAddresses(&addresses)
     } else {
-        let ids = inputs::find_endpoints(&index, locals).map_err(anyhow::Error::msg)?;
-        stdout.push_str("local endpoints (named):\n");
-        for id in &ids {
-            let _ = writeln!(stdout, "  {}", index.model.inventory.endpoints[*id].id);
-        }
-        ids
+        Target::Named(locals)
     };
-    let plan = plan::build(&index, &ids, &plan::Options { deny });
+    let compiled = rules_compiler::compile(&loaded.model, target, &plan::Options { deny })?;
+    match target {
+        Target::HostAddresses(_) if compiled.locals.is_empty() => stdout.push_str(
+            "no inventory endpoint has an address of this host: the table isolates no endpoint\n",
+        ),
+        Target::HostAddresses(_) => {
+            stdout.push_str("local endpoints (by this host's addresses):\n")
+        }
+        Target::Named(_) => stdout.push_str("local endpoints (named):\n"),
+    }
+    for local in &compiled.locals {
+        if local.addresses.is_empty() {
+            let _ = writeln!(stdout, "  {}", local.id);
+        } else {
+            let ips: Vec<String> = local.addresses.iter().map(ToString::to_string).collect();
+            let _ = writeln!(stdout, "  {} ({})", local.id, ips.join(", "));
+        }
+    }
+    let plan = compiled.plan;
     let stats = backend
         .apply(&plan)
         .with_context(|| format!("applying table inet {}", plan.table))?;
@@ -231,7 +200,7 @@ pub fn apply(
         plan.table,
         plural(stats.rules, "rule", "rules"),
         plural(stats.elements, "set element", "set elements"),
-        plural(ids.len(), "local endpoint", "local endpoints"),
+        plural(compiled.locals.len(), "local endpoint", "local endpoints"),
         stats.messages,
         stats.bytes,
         stats.encode.as_secs_f64() * 1000.0,
@@ -308,10 +277,34 @@ pub struct ShowReport {
 }
 
 /// `netpolctl show`: what the kernel holds: chains, rule and element counts, and the
-/// deny counters per local endpoint and direction.
-pub fn show(backend: &mut dyn Backend, format: ReportFormat) -> Result<Output> {
+/// deny counters per local endpoint and direction. A counter is labelled by its chain's
+/// owner in `inventory` when given and that owner's deny comment is the counter's
+/// (whole names, even where nft's 128-byte comments are cut); else by its comment.
+pub fn show(
+    backend: &mut dyn Backend,
+    format: ReportFormat,
+    inventory: Option<&Paths>,
+) -> Result<Output> {
+    let owners = match inventory {
+        Some(paths) => {
+            let loaded = load(paths)?;
+            plan::chain_owners(loaded.model.inventory.endpoints.iter().map(|e| &e.id))
+        }
+        None => Default::default(),
+    };
     let table = backend.read().context("reading table inet netpol")?;
-    let denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
+    let mut denies = table.as_ref().map(LoadedTable::denies).unwrap_or_default();
+    for d in &mut denies {
+        if let Some((id, dir)) = owners.get(&d.chain) {
+            // The comment the owner's deny rule gets is this one: the chain is not a
+            // stranger's that happens to share the name.
+            if *dir == d.direction
+                && plan::deny_comment(*dir, id) == format!("deny {} {}", d.direction, d.endpoint)
+            {
+                d.endpoint = id.clone();
+            }
+        }
+    }
     let info = backend.table_info().context("reading table inet netpol")?;
     let report = ShowReport {
         table,
@@ -662,10 +655,10 @@ mod kernel_tests {
     fn show_and_flush_report_what_the_kernel_holds() {
         let mut fake = FakeBackend::new();
         assert_eq!(
-            show(&mut fake, ReportFormat::Table).unwrap().stdout,
+            show(&mut fake, ReportFormat::Table, None).unwrap().stdout,
             "no table inet netpol is loaded\n"
         );
-        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let json = show(&mut fake, ReportFormat::Json, None).unwrap().stdout;
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert!(v["table"].is_null());
 
@@ -684,7 +677,7 @@ mod kernel_tests {
         )
         .unwrap();
         let plan = fake.loaded.clone().unwrap();
-        let text = show(&mut fake, ReportFormat::Table).unwrap().stdout;
+        let text = show(&mut fake, ReportFormat::Table, None).unwrap().stdout;
         let head = format!(
             "table inet netpol: {} chains, {} rules, {} sets and maps, {} elements\n",
             plan.chains.len(),
@@ -702,7 +695,7 @@ mod kernel_tests {
             "{text}"
         );
 
-        let json = show(&mut fake, ReportFormat::Json).unwrap().stdout;
+        let json = show(&mut fake, ReportFormat::Json, None).unwrap().stdout;
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["table"]["name"], "netpol");
         assert_eq!(v["denies"].as_array().unwrap().len(), 2);

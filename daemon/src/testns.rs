@@ -10,7 +10,7 @@
 //! Without root (`unshare` fails) or without `nft`, the test prints why and passes
 //! without running: it cannot fail for the wrong reason.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const ENV: &str = "NETPOL_NETNS_TEST";
@@ -144,11 +144,16 @@ pub(crate) fn nft(args: &[&str]) -> String {
 /// Loads `script` with `nft -f` into another fresh namespace and returns the output
 /// of each of `lists` (nft argument lists) run there afterwards.
 pub(crate) fn nft_elsewhere(script: &str, lists: &[&[&str]]) -> Vec<String> {
-    let file = TempFile::new("script.nft", script);
+    let dir = tempfile::Builder::new()
+        .prefix("netpol-test-nft-")
+        .tempdir()
+        .expect("creating a temporary directory");
+    let file = dir.path().join("script.nft");
+    std::fs::write(&file, script).expect("writing the script");
     let mut outs = Vec::new();
-    let mut sh = format!("nft -f {} || exit 1", file.path().display());
+    let mut sh = format!("nft -f {} || exit 1", file.display());
     for (i, args) in lists.iter().enumerate() {
-        let out = file.sibling(&format!("out{i}"));
+        let out = dir.path().join(format!("out{i}"));
         sh.push_str(&format!(
             "; nft {} > {} || exit 1",
             args.join(" "),
@@ -163,44 +168,28 @@ pub(crate) fn nft_elsewhere(script: &str, lists: &[&[&str]]) -> Vec<String> {
         .expect("running nft in a namespace");
     assert!(status.success(), "nft -f of the script failed:\n{script}");
     outs.iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).expect("nft output");
-            let _ = std::fs::remove_file(p);
-            text
-        })
+        .map(|p| std::fs::read_to_string(p).expect("nft output"))
         .collect()
 }
 
-/// A file in the temporary directory, removed on drop.
-pub(crate) struct TempFile(PathBuf);
+/// A file in the temporary directory (`tempfile`'s), removed on drop.
+pub(crate) struct TempFile(tempfile::NamedTempFile);
 
 impl TempFile {
-    /// Writes `text` to a new file named after the process and `tag`.
+    /// Writes `text` to a new file `netpol-test-<tag>-<random>`.
     pub(crate) fn new(tag: &str, text: &str) -> TempFile {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("netpol-test-{}-{n}-{tag}", std::process::id()));
-        std::fs::write(&path, text).expect("writing a temporary file");
-        TempFile(path)
+        use std::io::Write as _;
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("netpol-test-{tag}-"))
+            .tempfile()
+            .expect("creating a temporary file");
+        file.write_all(text.as_bytes())
+            .expect("writing a temporary file");
+        TempFile(file)
     }
 
     /// Its path.
     pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn sibling(&self, suffix: &str) -> PathBuf {
-        let mut s = self.0.clone().into_os_string();
-        s.push(".");
-        s.push(suffix);
-        PathBuf::from(s)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.0.path()
     }
 }

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{text, unique, NetNs};
+use support::{text, NetNs};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -58,25 +58,20 @@ impl NetNs {
 }
 
 /// A directory of inputs, removed on drop.
-struct Inputs(PathBuf);
+struct Inputs(tempfile::TempDir);
 
 impl Inputs {
     fn new() -> Inputs {
-        let dir = std::env::temp_dir().join(unique("netpol-ct-inputs"));
+        let temp = tempfile::TempDir::with_prefix("netpol-ct-inputs-").unwrap();
+        let dir = temp.path();
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         std::fs::write(dir.join("inventory.yaml"), INVENTORY).unwrap();
-        Inputs(dir)
+        Inputs(temp)
     }
 
     /// Makes `policy` the only policy file.
     fn set_policy(&self, policy: &str) {
-        std::fs::write(self.0.join("policies/server.yaml"), policy).unwrap();
-    }
-}
-
-impl Drop for Inputs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        std::fs::write(self.0.path().join("policies/server.yaml"), policy).unwrap();
     }
 }
 
@@ -196,7 +191,7 @@ impl Lab {
     /// `apply` with more flags.
     fn apply_with(&self, policy: &str, extra: &[&str]) {
         self.inputs.set_policy(policy);
-        let dir = &self.inputs.0;
+        let dir = self.inputs.0.path();
         let (policies, inventory) = (dir.join("policies"), dir.join("inventory.yaml"));
         let mut args = vec![
             "apply",
@@ -425,7 +420,7 @@ struct Netpold {
 
 impl Netpold {
     fn start(lab: &Lab) -> Netpold {
-        let dir = &lab.inputs.0;
+        let dir = lab.inputs.0.path();
         let socket = dir.join("netpold.sock").display().to_string();
         let log = dir.join("netpold.log");
         let child = lab
@@ -511,7 +506,7 @@ fn established_connection_and_deny_counters_survive_incremental_reloads() {
     let d = Netpold::start(&lab);
     let mut conn = lab.connect(PORT, Duration::from_secs(3)).expect("connect");
     exchange(&mut conn, "after netpold started");
-    let inventory = lab.inputs.0.join("inventory.yaml");
+    let inventory = lab.inputs.0.path().join("inventory.yaml");
     let relabel = |app: &str| {
         let text = INVENTORY.replace(
             "name: client, labels: {app: client}",

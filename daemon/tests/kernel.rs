@@ -2,6 +2,7 @@
 //! kernel, each test in network namespaces of its own (`ip netns`, removed on drop,
 //! also when the test fails). Needs root; without it the tests say so and pass.
 
+use std::io::Write as _;
 use std::process::{Command, Output};
 
 mod support;
@@ -25,6 +26,19 @@ fn args<'a>(cmd: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     v.extend(EXAMPLE);
     v.extend(rest);
     v
+}
+
+/// A new file `PREFIX…SUFFIX` under the system temp dir holding `bytes`, removed when
+/// dropped.
+fn temp_file(prefix: &str, suffix: &str, bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()
+        .unwrap();
+    file.write_all(bytes).unwrap();
+    file.flush().unwrap();
+    file
 }
 
 #[test]
@@ -110,13 +124,12 @@ fn invalid_input_fails_and_never_reaches_the_kernel() {
     let Some(ns) = NetNs::new("netpol-test") else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("netpol-kernel-bad-{}.yaml", std::process::id()));
-    std::fs::write(
-        &tmp,
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: x}\nspec:\n  podSelector: {}\n  ingres: []\n",
-    )
-    .unwrap();
-    let bad = tmp.to_str().unwrap();
+    let tmp = temp_file(
+        "netpol-kernel-bad-",
+        ".yaml",
+        b"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: x}\nspec:\n  podSelector: {}\n  ingres: []\n",
+    );
+    let bad = tmp.path().to_str().unwrap();
     let out = ns.netpolctl(&[
         "apply",
         "--policies",
@@ -126,7 +139,7 @@ fn invalid_input_fails_and_never_reaches_the_kernel() {
         "--local",
         "web/checkout",
     ]);
-    let _ = std::fs::remove_file(&tmp);
+    drop(tmp);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
         text(&out.stderr).contains("ingres"),
@@ -194,11 +207,9 @@ fn apply_and_compile_through_nft_f_list_the_same_table() {
             .output()
             .unwrap();
         assert!(compiled.status.success(), "{}", text(&compiled.stderr));
-        let script =
-            std::env::temp_dir().join(format!("netpol-kernel-{}-{deny}.nft", std::process::id()));
-        std::fs::write(&script, &compiled.stdout).unwrap();
-        let load = loaded.run("nft", &["-f", script.to_str().unwrap()]);
-        let _ = std::fs::remove_file(&script);
+        let script = temp_file(&format!("netpol-kernel-{deny}-"), ".nft", &compiled.stdout);
+        let load = loaded.run("nft", &["-f", script.path().to_str().unwrap()]);
+        drop(script);
         assert!(load.status.success(), "{}", text(&load.stderr));
 
         let list = ["list", "table", "inet", "netpol"];

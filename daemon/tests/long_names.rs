@@ -1,6 +1,6 @@
 //! Endpoints whose names push netpol's naming to its limits, enforced for real: the
 //! longest names Kubernetes allows (a 63-character namespace and a 253-character name),
-//! two such names that share all but their last characters, and two names whose hashed
+//! two such names that share their first 150 characters, and two names whose hashed
 //! chain names collide. Each through the real binaries and real packets in network
 //! namespaces: `netpolctl apply`, `netpolctl compile | nft -f`, and netpold's metrics.
 
@@ -22,13 +22,15 @@ fn long_namespace() -> String {
     ns
 }
 
-/// A name of the longest length Kubernetes allows (253) ending in `tail`.
-fn long_name(tail: &str) -> String {
-    let mut name = "endpoint-".to_string();
-    while name.len() < 253 - tail.len() {
-        name.push('x');
+/// Two names of the longest length Kubernetes allows (253) that share their first 150
+/// characters: far more than a deny comment keeps of them.
+fn long_pair() -> (String, String) {
+    let mut shared = "endpoint-".to_string();
+    while shared.len() < 150 {
+        shared.push('x');
     }
-    name + tail
+    let name = |c: &str| format!("{shared}{}", c.repeat(253 - 150));
+    (name("a"), name("b"))
 }
 
 /// Two names from rules-compiler/testdata whose ingress chains collided (namespace
@@ -160,7 +162,7 @@ fn inputs(lab: &Lab) -> Vec<String> {
 fn apply_enforces_endpoints_with_the_longest_names() {
     let Some((host, peer)) = hosts() else { return };
     let ns = long_namespace();
-    let (a, b) = (long_name("-a"), long_name("-b"));
+    let (a, b) = long_pair();
     let lab = lab(&ns, &a, &b);
     let mut args: Vec<String> = vec!["apply".into()];
     args.extend(inputs(&lab));
@@ -175,8 +177,8 @@ fn apply_enforces_endpoints_with_the_longest_names() {
     );
     assert_enforced(&peer);
 
-    // `show` has no plan: its labels come from the comments, which nft cuts to 128
-    // bytes; a cut one says so, and each keeps its own chain.
+    // Without the inventory, `show` has only the comments, which nft cuts to 128
+    // bytes: a cut one says so, and each keeps its own chain.
     let show: Value = serde_json::from_str(&netpolctl_ok(&host, &["show", "-o", "json"])).unwrap();
     let denies = show["denies"].as_array().unwrap();
     assert_eq!(denies.len(), 2, "{show:#}");
@@ -184,6 +186,39 @@ fn apply_enforces_endpoints_with_the_longest_names() {
         assert!(d["endpoint"].as_str().unwrap().ends_with("..."), "{d}");
     }
     assert_ne!(denies[0]["chain"], denies[1]["chain"]);
+    // With it, each counter is labelled by its chain's owner, under the whole name, and
+    // counts the SYNs assert_enforced sent that endpoint (a from frontend, b from
+    // checkout): nothing merged, nothing swapped.
+    let inventory = lab.path("inventory").display().to_string();
+    let show: Value = serde_json::from_str(&netpolctl_ok(
+        &host,
+        &["show", "-o", "json", "--inventory", &inventory],
+    ))
+    .unwrap();
+    let denies = show["denies"].as_array().unwrap();
+    let count = |who: &str| -> u64 {
+        let of: Vec<&Value> = denies.iter().filter(|d| d["endpoint"] == who).collect();
+        assert_eq!(of.len(), 1, "{who}: {show:#}");
+        of[0]["packets"].as_u64().unwrap()
+    };
+    let (ida, idb) = (format!("{ns}/{a}"), format!("{ns}/{b}"));
+    assert_eq!(denies.len(), 2, "{show:#}");
+    assert!(count(&ida) >= 1 && count(&idb) >= 1, "{show:#}");
+    // One more SYN to a only: a's counter grows, b's stays.
+    assert!(!reaches(&peer, FRONTEND, A));
+    let again: Value = serde_json::from_str(&netpolctl_ok(
+        &host,
+        &["show", "-o", "json", "--inventory", &inventory],
+    ))
+    .unwrap();
+    let after = |who: &str| -> u64 {
+        let d = again["denies"].as_array().unwrap();
+        d.iter().find(|d| d["endpoint"] == who).unwrap()["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(after(&ida) > count(&ida), "{again:#}");
+    assert_eq!(after(&idb), count(&idb), "{again:#}");
     let table = host.table().expect("the table is loaded");
     assert!(
         table.contains(&format!("comment \"deny ingress {ns}/endpoint-xxx")),
@@ -195,7 +230,7 @@ fn apply_enforces_endpoints_with_the_longest_names() {
 fn netpold_counts_denies_of_long_names_sharing_a_prefix_apart() {
     let Some((host, peer)) = hosts() else { return };
     let ns = long_namespace();
-    let (a, b) = (long_name("-a"), long_name("-b"));
+    let (a, b) = long_pair();
     let lab = lab(&ns, &a, &b);
     let address = "127.0.0.1:9471";
     let d = Daemon::start(

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod support;
 use support::daemon::*;
-use support::{text, unique, NetNs};
+use support::{text, NetNs};
 
 /// Waits for `child` to end; kills it and fails after `limit` (a hang is the bug).
 fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
@@ -311,15 +311,15 @@ fn control_connections_beyond_the_limit_are_refused() {
 /// A Unix listener that accepts connections and never answers (`accept`), or never
 /// even accepts them (they wait in the backlog), in a temporary directory.
 struct Silent {
-    dir: std::path::PathBuf,
+    /// Removed on drop.
+    _dir: tempfile::TempDir,
     socket: String,
 }
 
 impl Silent {
     fn new(accept: bool) -> Silent {
-        let dir = std::env::temp_dir().join(unique("netpolctl-silent"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("netpold.sock");
+        let dir = tempfile::TempDir::with_prefix("netpolctl-silent-").unwrap();
+        let path = dir.path().join("netpold.sock");
         let listener = UnixListener::bind(&path).unwrap();
         std::thread::spawn(move || {
             let mut held = Vec::new();
@@ -334,14 +334,8 @@ impl Silent {
         });
         Silent {
             socket: path.display().to_string(),
-            dir,
+            _dir: dir,
         }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

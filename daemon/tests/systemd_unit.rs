@@ -5,7 +5,7 @@
 //! Skips with a message when `systemd-analyze` is not installed (scripts/install-deps
 //! installs it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod support;
@@ -18,22 +18,12 @@ fn unit_text() -> String {
     std::fs::read_to_string(repo.join("systemd/netpold.service")).unwrap()
 }
 
-/// A temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs `systemd-analyze verify` on `text` as `netpold.service` in a directory of
 /// its own (`name`); `None` when there
 /// is no systemd-analyze. Returns whether it succeeded and what it printed.
 fn verify(name: &str, text: &str) -> Option<(bool, String)> {
-    let dir = Dir(std::env::temp_dir().join(format!("netpold-unit-{}-{name}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let unit = dir.0.join("netpold.service");
+    let dir = tempfile::TempDir::with_prefix(format!("netpold-unit-{name}-")).unwrap();
+    let unit = dir.path().join("netpold.service");
     std::fs::write(&unit, text).unwrap();
     let out = match Command::new("systemd-analyze")
         .args(["verify", "--man=no"])

@@ -10,18 +10,19 @@
 //! [`validate`] (→ the checked [`model::Model`], every diagnostic at once) →
 //! [`resolve`] (who selects whom; packet verdicts) →
 //! [`plan`] (sets, maps, chains) → [`render`] (nft text).
+//! [`compile`] ([`target`]) is the one entry point from a model to a plan: it chooses
+//! the local endpoints (named, or by this host's addresses) and counts what it built.
 //! [`analysis`] answers `matrix` and `explain` from the same resolution.
 //!
 //! ```no_run
-//! use rules_compiler::{load, plan, render, resolve::Index};
+//! use rules_compiler::{load, model::ObjectName, render, Target};
 //! let policies = load::read_paths(&["config/policies".into()], &Default::default()).unwrap();
 //! let inventory = load::read_paths(&["config/inventory".into()], &Default::default()).unwrap();
 //! let loaded = rules_compiler::load_model(&policies, &inventory).unwrap();
-//! let index = Index::new(&loaded.model);
-//! let local = index.model.inventory.endpoint_index(
-//!     &rules_compiler::model::ObjectName::new("payments", "payments-api")).unwrap();
-//! let plan = plan::build(&index, &[local], &plan::Options::default());
-//! print!("{}", render::nft(&plan));
+//! let local = [ObjectName::new("payments", "payments-api")];
+//! let compiled =
+//!     rules_compiler::compile(&loaded.model, Target::Named(&local), &Default::default()).unwrap();
+//! print!("{}", render::nft(&compiled.plan));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +35,7 @@ pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod selector;
+pub mod target;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod validate;
@@ -41,6 +43,7 @@ pub mod validate;
 use diag::{Diagnostic, Rejected};
 use load::Input;
 use model::Model;
+pub use target::{compile, Compiled, Counts, Target};
 
 /// A model that passed validation, with the warnings found on the way.
 #[derive(Clone, Debug)]

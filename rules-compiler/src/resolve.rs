@@ -75,6 +75,11 @@ impl<'m> Index<'m> {
         self.by_addr.get(ip).copied()
     }
 
+    /// The address index, for [`crate::target::AddressBook`].
+    pub(crate) fn into_addresses(self) -> HashMap<IpAddr, EndpointId> {
+        self.by_addr
+    }
+
     /// Labels of a namespace (empty for one the inventory does not know).
     pub fn namespace_labels(&self, ns: &str) -> Option<&'m Labels> {
         self.model.inventory.namespaces.get(ns).map(|n| &n.labels)

@@ -166,6 +166,10 @@ enum Command {
     },
     /// Show what the kernel holds: chains, rule and element counts, deny counters.
     Show {
+        /// Inventory files or directories, to label deny counters with whole endpoint
+        /// names (the table's comments cut long ones); repeatable, optional.
+        #[arg(long, value_name = "PATH")]
+        inventory: Vec<PathBuf>,
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
@@ -274,7 +278,14 @@ fn main() -> ExitCode {
             netpol_daemon::addrs::local_addresses,
         ),
         Command::Flush { force } => ctl::flush(&mut Netlink::new(), force),
-        Command::Show { output } => ctl::show(&mut Netlink::new(), output),
+        Command::Show { inventory, output } => {
+            let inventory = (!inventory.is_empty()).then(|| Paths {
+                policies: Vec::new(),
+                inventory,
+                options: load::Options::default(),
+            });
+            ctl::show(&mut Netlink::new(), output, inventory.as_ref())
+        }
         Command::Reload { force, output } => {
             daemon_request(&cli.socket, Request::Reload { force }, cli.timeout, output).map(
                 |(out, good)| {

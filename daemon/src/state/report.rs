@@ -58,20 +58,8 @@ pub enum Stage {
     Kernel,
 }
 
-/// Sizes of what is loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// NetworkPolicies.
-    pub policies: usize,
-    /// Inventory endpoints.
-    pub endpoints: usize,
-    /// Local endpoints (those this host enforces).
-    pub local_endpoints: usize,
-    /// Rules in the table.
-    pub rules: usize,
-    /// Set and map elements.
-    pub elements: usize,
-}
+/// Sizes of what is loaded (the compiler counts them).
+pub use rules_compiler::Counts;
 
 /// The content hashes of the inputs (SHA-256 over each file's path and bytes, in
 /// reading order).

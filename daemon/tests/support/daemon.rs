@@ -32,11 +32,12 @@ impl NetNs {
 }
 
 /// A temporary directory with a copy of the bundled example, removed on drop.
-pub struct Lab(pub PathBuf);
+pub struct Lab(pub tempfile::TempDir);
 
 impl Lab {
     pub fn new() -> Lab {
-        let dir = std::env::temp_dir().join(unique("netpold-test"));
+        let temp = tempfile::TempDir::with_prefix("netpold-test-").unwrap();
+        let dir = temp.path();
         for sub in ["policies", "inventory"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
             for e in std::fs::read_dir(repo().join("config").join(sub)).unwrap() {
@@ -44,11 +45,11 @@ impl Lab {
                 std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
             }
         }
-        Lab(dir)
+        Lab(temp)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
+        self.0.path().join(rel)
     }
 
     pub fn socket(&self) -> String {
@@ -72,12 +73,6 @@ impl Lab {
             "--socket".into(),
             self.socket(),
         ]
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

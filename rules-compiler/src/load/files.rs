@@ -178,34 +178,21 @@ fn io_error(path: &Path, what: &str, e: &std::io::Error) -> Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tempfile::TempDir;
 
     /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "netpol-load-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            fs::write(&p, text).unwrap();
-            p
-        }
+    fn tempdir() -> TempDir {
+        tempfile::Builder::new()
+            .prefix("netpol-load-test-")
+            .tempdir()
+            .unwrap()
     }
 
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// Writes `name` in `dir` and returns its path.
+    fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
     }
 
     fn read(paths: &[PathBuf]) -> Result<Vec<Input>, Rejected> {
@@ -221,25 +208,25 @@ mod tests {
 
     #[test]
     fn directory_gives_yaml_files_sorted_skipping_hidden_and_others() {
-        let dir = TempDir::new();
-        dir.write("b.yaml", "b");
-        dir.write("a.yml", "a");
-        dir.write("c.yaml", "c");
-        dir.write(".hidden.yaml", "h");
-        dir.write("notes.txt", "n");
-        dir.write("d.json", "d");
-        fs::create_dir(dir.0.join("sub")).unwrap();
-        fs::write(dir.0.join("sub").join("inner.yaml"), "i").unwrap();
-        let inputs = read(std::slice::from_ref(&dir.0)).unwrap();
+        let dir = tempdir();
+        write(&dir, "b.yaml", "b");
+        write(&dir, "a.yml", "a");
+        write(&dir, "c.yaml", "c");
+        write(&dir, ".hidden.yaml", "h");
+        write(&dir, "notes.txt", "n");
+        write(&dir, "d.json", "d");
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub").join("inner.yaml"), "i").unwrap();
+        let inputs = read(&[dir.path().to_owned()]).unwrap();
         assert_eq!(names(&inputs), vec!["a.yml", "b.yaml", "c.yaml"]);
         assert_eq!(inputs[1].text, "b");
-        assert_eq!(inputs[1].path, dir.0.join("b.yaml"));
+        assert_eq!(inputs[1].path, dir.path().join("b.yaml"));
     }
 
     #[test]
     fn explicit_file_is_read_whatever_its_extension() {
-        let dir = TempDir::new();
-        let f = dir.write("policy.txt", "kind: X");
+        let dir = tempdir();
+        let f = write(&dir, "policy.txt", "kind: X");
         let inputs = read(std::slice::from_ref(&f)).unwrap();
         assert_eq!(
             inputs,
@@ -259,16 +246,16 @@ mod tests {
 
     #[test]
     fn a_fifo_is_an_error_and_never_opened() {
-        let dir = TempDir::new();
-        dir.write("a.yaml", "a: 1");
-        let fifo = dir.0.join("zz.yaml");
+        let dir = tempdir();
+        write(&dir, "a.yaml", "a: 1");
+        let fifo = dir.path().join("zz.yaml");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap();
         assert!(made.success());
         // Opening it for reading would block this test for good.
-        let d = only_error(std::slice::from_ref(&dir.0), &Options::default());
+        let d = only_error(&[dir.path().to_owned()], &Options::default());
         assert_eq!(d.file.as_deref(), Some(fifo.as_path()));
         assert!(d.message.contains("not a regular file (a FIFO)"), "{d}");
         // Given explicitly, too.
@@ -278,11 +265,11 @@ mod tests {
 
     #[test]
     fn a_directory_or_device_named_yaml_and_a_dangling_link_are_errors() {
-        let dir = TempDir::new();
-        fs::create_dir(dir.0.join("sub.yaml")).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yaml")).unwrap();
-        std::os::unix::fs::symlink(dir.0.join("gone"), dir.0.join("zz.yaml")).unwrap();
-        let err = read_paths(std::slice::from_ref(&dir.0), &Options::default()).unwrap_err();
+        let dir = tempdir();
+        fs::create_dir(dir.path().join("sub.yaml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("zz.yaml")).unwrap();
+        let err = read_paths(&[dir.path().to_owned()], &Options::default()).unwrap_err();
         let got: Vec<(String, &str)> = err
             .0
             .iter()
@@ -302,9 +289,9 @@ mod tests {
 
     #[test]
     fn a_file_past_the_size_limit_is_an_error_and_one_at_it_is_read() {
-        let dir = TempDir::new();
-        let at = dir.write("at.yaml", "a: 12345");
-        let past = dir.write("past.yaml", "a: 123456");
+        let dir = tempdir();
+        let at = write(&dir, "at.yaml", "a: 12345");
+        let past = write(&dir, "past.yaml", "a: 123456");
         let mut options = Options::default();
         options.limits.file_bytes = 8;
         assert_eq!(read_paths(&[at], &options).unwrap().len(), 1);
@@ -314,14 +301,14 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_an_error_unless_allowed() {
-        let dir = TempDir::new();
+        let dir = tempdir();
         let files: Vec<PathBuf> = [
             ("empty.yaml", ""),
             ("blank.yaml", "\n  \n"),
             ("comments.yaml", "# all\n---\n# gone\n...\n--- # x\n"),
         ]
         .iter()
-        .map(|(n, t)| dir.write(n, t))
+        .map(|(n, t)| write(&dir, n, t))
         .collect();
         let err = read_paths(&files, &Options::default()).unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
@@ -335,26 +322,26 @@ mod tests {
         };
         assert_eq!(read_paths(&files, &allowed).unwrap().len(), 3);
         // Anything at all is not empty: validation judges it.
-        let some = dir.write("some.yaml", "---\n~\n");
+        let some = write(&dir, "some.yaml", "---\n~\n");
         assert_eq!(read(&[some]).unwrap().len(), 1);
     }
 
     #[test]
     fn paths_keep_the_order_given() {
-        let dir = TempDir::new();
-        let z = dir.write("z.yaml", "z");
-        let a = dir.write("a.yaml", "a");
+        let dir = tempdir();
+        let z = write(&dir, "z.yaml", "z");
+        let a = write(&dir, "a.yaml", "a");
         let inputs = read(&[z, a]).unwrap();
         assert_eq!(names(&inputs), vec!["z.yaml", "a.yaml"]);
     }
 
     #[test]
     fn every_missing_or_unreadable_path_is_named() {
-        let dir = TempDir::new();
-        let ok = dir.write("ok.yaml", "x");
-        let missing1 = dir.0.join("missing1.yaml");
-        let missing2 = dir.0.join("nodir");
-        let bad = dir.0.join("bad.yaml");
+        let dir = tempdir();
+        let ok = write(&dir, "ok.yaml", "x");
+        let missing1 = dir.path().join("missing1.yaml");
+        let missing2 = dir.path().join("nodir");
+        let bad = dir.path().join("bad.yaml");
         fs::write(&bad, [0xff, 0xfe, 0x00]).unwrap();
         let err = read(&[missing1.clone(), ok, missing2.clone(), bad.clone()]).unwrap_err();
         let files: Vec<_> = err.0.iter().map(|d| d.file.clone().unwrap()).collect();

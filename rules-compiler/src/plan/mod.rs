@@ -29,7 +29,7 @@ mod tests;
 mod verdict;
 
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
-pub use names::{chain_name, COMMENT_CUT_MARK, MAX_COMMENT};
+pub use names::{chain_name, chain_owners, deny_comment, COMMENT_CUT_MARK, MAX_COMMENT};
 pub use verdict::{Outcome, Packet, Verdict};
 
 /// Name of the one table netpol owns (family `inet`).

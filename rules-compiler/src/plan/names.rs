@@ -105,11 +105,35 @@ pub(crate) fn disambiguate(names: &mut [String]) {
     }
 }
 
+/// The endpoint and direction that each chain name of an inventory stands for: every
+/// endpoint in both directions, named by [`chain_name`]. For telling whose a deny
+/// counter is when the plan that loaded it is not at hand (`netpolctl show`): the
+/// counter's chain, not its cut comment, is the identity. A name two endpoints would
+/// share (a hash collision, which a plan makes distinct with a suffix) is left out, as
+/// are suffixed names: their owner depends on the plan.
+pub fn chain_owners<'a>(
+    endpoints: impl IntoIterator<Item = &'a ObjectName>,
+) -> HashMap<String, (ObjectName, Direction)> {
+    let mut owners: HashMap<String, Option<(ObjectName, Direction)>> = HashMap::new();
+    for id in endpoints {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            owners
+                .entry(chain_name(dir, id))
+                .and_modify(|o| *o = None)
+                .or_insert_with(|| Some((id.clone(), dir)));
+        }
+    }
+    owners
+        .into_iter()
+        .filter_map(|(name, owner)| Some((name, owner?)))
+        .collect()
+}
+
 /// The comment of an endpoint chain's deny rule, e.g. `deny ingress payments/api`, for
 /// people reading `nft list`. Double quotes, which would end the nft string, become `'`.
 /// A comment longer than nft accepts is cut on a character boundary and ends in
 /// [`COMMENT_CUT_MARK`].
-pub(crate) fn deny_comment(dir: Direction, id: &ObjectName) -> String {
+pub fn deny_comment(dir: Direction, id: &ObjectName) -> String {
     let mut c: String = format!("deny {dir} {id}").replace('"', "'");
     if c.len() > MAX_COMMENT {
         let mut cut = MAX_COMMENT - COMMENT_CUT_MARK.len();
@@ -177,6 +201,32 @@ mod tests {
         let mut distinct: Vec<String> = ["x", "y"].map(String::from).to_vec();
         disambiguate(&mut distinct);
         assert_eq!(distinct, ["x", "y"]);
+    }
+
+    #[test]
+    fn an_inventory_names_the_owner_of_each_chain_unless_two_share_it() {
+        let long = |tail: &str| ObjectName::new("ns", format!("{}{tail}", "x".repeat(250)));
+        let (a, b, plain) = (long("-a"), long("-b"), ObjectName::new("ns", "web"));
+        let owners = chain_owners([&a, &b, &plain]);
+        assert_eq!(owners.len(), 6);
+        for id in [&a, &b, &plain] {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                assert_eq!(owners[&chain_name(dir, id)], (id.clone(), dir));
+            }
+        }
+        // Two endpoints whose chain names collide: neither is named the owner.
+        let data = include_str!("../../testdata/chain-name-collision.txt");
+        let mut pair = data.lines().filter(|l| !l.starts_with('#'));
+        let (x, y) = (
+            ObjectName::new("lab", pair.next().unwrap()),
+            ObjectName::new("lab", pair.next().unwrap()),
+        );
+        assert_eq!(
+            chain_name(Direction::Ingress, &x),
+            chain_name(Direction::Ingress, &y)
+        );
+        let owners = chain_owners([&x, &y]);
+        assert!(!owners.contains_key(&chain_name(Direction::Ingress, &x)));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Render tests: exact text of small plans, element spelling, and acceptance by the real
 //! nft inside a throwaway network namespace.
 
-use std::path::PathBuf;
+use std::io::Write as _;
 use std::process::Command;
+
+use tempfile::NamedTempFile;
 
 use super::*;
 use crate::model::{Model, Peers, Ports, Protocol};
@@ -395,29 +397,23 @@ fn probe_netns_nft() -> bool {
     }
 }
 
-/// A script file removed when dropped, also when the test fails.
-struct TempScript(PathBuf);
-
-impl TempScript {
-    fn new(tag: &str, text: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("netpol-render-{}-{tag}.nft", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        TempScript(path)
-    }
-}
-
-impl Drop for TempScript {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A script file, removed when dropped (also when the test fails).
+fn temp_script(tag: &str, text: &str) -> NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("netpol-render-{tag}-"))
+        .suffix(".nft")
+        .tempfile()
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.flush().unwrap();
+    file
 }
 
 /// Runs a shell snippet (with `$1` the script) in a new, empty network namespace.
-fn in_netns(snippet: &str, script: &TempScript) -> std::process::Output {
+fn in_netns(snippet: &str, script: &NamedTempFile) -> std::process::Output {
     Command::new("unshare")
         .args(["--net", "--", "sh", "-ec", snippet, "sh"])
-        .arg(&script.0)
+        .arg(script.path())
         .output()
         .unwrap()
 }
@@ -429,7 +425,7 @@ fn nft_checks_every_shape() {
     }
     for (i, (name, plan)) in shapes().iter().enumerate() {
         let text = nft(plan);
-        let script = TempScript::new(&format!("check{i}"), &text);
+        let script = temp_script(&format!("check{i}"), &text);
         let out = in_netns("nft -c -f \"$1\"", &script);
         assert!(
             out.status.success(),
@@ -457,7 +453,7 @@ fn nft_loads_every_shape_twice_with_all_elements() {
         return;
     }
     for (i, (name, plan)) in shapes().iter().enumerate() {
-        let script = TempScript::new(&format!("load{i}"), &nft(plan));
+        let script = temp_script(&format!("load{i}"), &nft(plan));
         // Loaded twice: the first creates the table, the second replaces it.
         let out = in_netns(
             "nft -f \"$1\"; nft -f \"$1\"; nft -j list table inet netpol",

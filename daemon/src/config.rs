@@ -314,7 +314,7 @@ impl Settings {
         }
         let socket_group_name = flags.socket_group.clone().or(file.socket_group);
         let socket_group = match socket_group_name {
-            Some(name) => match crate::control::group_id(&name) {
+            Some(name) => match group_id(&name) {
                 Ok(gid) => Some((name, gid)),
                 Err(e) => {
                     errors.push(Diagnostic::error(e).field("socket-group"));
@@ -620,12 +620,32 @@ fn paths(v: &Node, base: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(strings(v)?.into_iter().map(|s| base.join(s)).collect())
 }
 
+/// The id of a group given by number or by name (looked up in the system's group
+/// database).
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("no group {group:?} in the system's group database")),
+        Err(e) => Err(format!("cannot look up group {group:?}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
     use super::*;
     use crate::testdir::TempDir;
+
+    #[test]
+    fn group_ids_by_number_and_name() {
+        assert_eq!(group_id("4242"), Ok(4242));
+        assert_eq!(group_id("root"), Ok(0));
+        assert!(group_id("no-such-group-here").is_err());
+    }
 
     fn flags(args: &[&str]) -> Flags {
         Flags::try_parse_from(std::iter::once("netpold").chain(args.iter().copied())).unwrap()

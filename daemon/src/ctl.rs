@@ -4,6 +4,8 @@
 //! Must not decide what is allowed (that is `rules_compiler`) nor touch the kernel,
 //! except through the [`Backend`] that `apply`, `flush` and `show` are given.
 
+pub mod report_text;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;

@@ -1,31 +1,47 @@
-//! `netpold`'s run: start-up in a fixed order, then one `select!` loop that owns the
-//! [`State`] and serves every event in turn — file changes, signals, address changes,
-//! control requests — so no two reloads ever overlap.
+//! `netpold`'s run: start-up in a fixed order, then one `select!` loop that serves every
+//! event in turn — file changes, signals, address changes, kernel news, control
+//! requests, the retry and metrics timers — so no two reloads ever overlap.
+//!
+//! The loop does not touch the [`State`]: the state lives on a thread of its own
+//! ([`StateThread`]), and the loop sends it one command at a time and awaits the
+//! answer, which carries the line for systemd's `STATUS=` and whether a retry is
+//! wanted. The reload's synchronous work never runs on a tokio worker, so the control
+//! connections, the file watch's forwarding and the kernel and address watches keep
+//! being served meanwhile. What piles up during a reload waits in bounded or coalescing
+//! queues: file events are one [`Notify`] permit (any number of them, one reload after
+//! the one running), this host's addresses a `watch` channel (the latest whole set),
+//! kernel news and control requests a bounded channel (`EVENTS`) whose senders wait
+//! when it is full (kernel news queued behind one another is merged into one judgement).
+//! The state thread never waits for the loop, so no queue can deadlock them.
 //!
 //! Order (as in linkerd2-proxy's main): the settings were checked before this is
 //! called; then take this network namespace's instance lock (a second daemon stops
-//! here, before touching the kernel), bind the control socket and the metrics listener (a port in use stops it too), subscribe to nftables notifications and take over a table left by an earlier netpold, start following
-//! addresses and watching files (before the first read,
-//! so no change is missed), load and apply, and only then tell systemd `READY=1`.
+//! here, before touching the kernel), bind the control socket and the metrics listener
+//! (a port in use stops it too), subscribe to nftables notifications, give the state its
+//! thread, start following addresses, take over a table left by an earlier netpold,
+//! start watching files (before the first read, so no change is missed), load and
+//! apply, and only then tell systemd `READY=1`. On SIGTERM or SIGINT: `STOPPING=1`,
+//! then the state thread removes the table (`--flush-on-exit`) or leaves it, and ends,
+//! its netlink sockets closed before the instance lock is let go.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit};
 
 use crate::config::Settings;
-use crate::control::{
-    self, Outcome, ReloadReport, Request, Response, StatusReport, Trigger, IDLE_TIMEOUT,
-    MAX_REQUEST_BYTES,
-};
+use crate::control::{self, Request, Response, IDLE_TIMEOUT, MAX_REQUEST_BYTES};
 use crate::listen::Gate;
 use crate::netlink::{Backend, Monitor, News};
+use crate::state::report::{Outcome, ReloadReport, Trigger};
+use crate::state::thread::{After, Done, Gone, StateThread, Stopped};
 use crate::state::{Options, State};
 use crate::{addrs, listen, systemd, watch};
 
@@ -38,14 +54,15 @@ pub enum RunError {
     /// Something needed to run could not be set up.
     #[error("{0}")]
     Setup(String),
+    /// The thread that owns the state stopped (it panicked; the panic is logged).
+    #[error(transparent)]
+    StateLost(#[from] Gone),
 }
 
-/// What the loop is told, from every source, on one channel.
+/// What the loop is told on its event channel (bounded: see [`EVENTS`]). File changes
+/// and this host's addresses come by their own ways, which coalesce (see the module
+/// doc).
 enum Event {
-    /// The watched files changed.
-    Files,
-    /// This host's addresses (the whole set).
-    Addresses(std::collections::BTreeSet<std::net::IpAddr>),
     /// A control request and where to answer.
     Control(Request, oneshot::Sender<Response>),
     /// The address follower stopped.
@@ -54,12 +71,20 @@ enum Event {
     Kernel(Vec<News>),
 }
 
+/// Events queued for the loop at most. Their senders wait when it is full: control
+/// connections (at most [`control::MAX_CONNECTIONS`], each one request at a time) and
+/// the kernel watch, whose notifications then wait in the kernel's socket buffer, and
+/// beyond it are reported lost, which the state answers with the generation check.
+const EVENTS: usize = 64;
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<(), RunError> {
+pub async fn run<B: Backend + Send + 'static>(
+    settings: Settings,
+    backend: B,
+) -> Result<(), RunError> {
     listen::raise_fd_limit();
     let _instance =
         crate::instance::claim(Path::new(crate::instance::LOCK_DIR)).map_err(RunError::Setup)?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let listener = bind(
         &settings.socket,
         settings.socket_group.as_ref().map(|g| g.1),
@@ -70,9 +95,11 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         crate::telemetry::install(address).map_err(RunError::Setup)?;
     }
     // Signals are handled from here on (an early SIGHUP must not kill the daemon).
-    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT"))?;
+    let signals = Signals {
+        hup: signal(SignalKind::hangup()).map_err(setup("SIGHUP"))?,
+        term: signal(SignalKind::terminate()).map_err(setup("SIGTERM"))?,
+        int: signal(SignalKind::interrupt()).map_err(setup("SIGINT"))?,
+    };
 
     let mut state = State::new(
         Options {
@@ -87,37 +114,9 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         backend,
     );
     // The deny counters are read only for metrics.
-    let mut counters = tokio::time::interval(settings.metrics_interval);
-    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if settings.metrics_address.is_some() {
         state.count_denies();
     }
-
-    if state.follows_host() {
-        let events = tx.clone();
-        tokio::spawn(async move {
-            let sent = events.clone();
-            let r = addrs::follow(move |set| {
-                let _ = sent.send(Event::Addresses(set));
-            })
-            .await;
-            let e = r.err().map(|e| e.to_string()).unwrap_or_default();
-            let _ = events.send(Event::AddressesFailed(e));
-        });
-        // The first load needs this host's addresses.
-        match rx.recv().await {
-            Some(Event::Addresses(set)) => {
-                state.set_host_addresses(set);
-            }
-            Some(Event::AddressesFailed(e)) => {
-                return Err(RunError::Setup(format!(
-                    "reading this host's addresses: {e}"
-                )))
-            }
-            _ => return Err(RunError::Setup("reading this host's addresses".into())),
-        }
-    }
-
     // Before the table is touched, so that no one else's change goes unseen.
     let monitor = Monitor::open()
         .and_then(|m| Ok((m.quiet()?, m)))
@@ -125,10 +124,101 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
     // netpold's own transactions go unannounced (see `Quiet`): for a big replace the
     // notifications cost as much as the replace.
     state.backend().quiet_during_commits(monitor.0);
-    tokio::spawn(watch_kernel(monitor.1, tx.clone()));
-    tokio::task::block_in_place(|| state.claim());
+    let follows_host = state.follows_host();
+    // The watch counts file events as they come, so that `status` knows, without reading
+    // the files, whether they changed since the last reload read them.
+    let seen = watch::Seen::default();
+    state.follow_file_events(seen.clone());
+    // From here on the state is the thread's, and the loop only asks it.
+    let state = StateThread::spawn(state)
+        .map_err(|e| RunError::Setup(format!("starting the reload thread: {e}")))?;
+    let served = serve_until_stopped(
+        &settings,
+        &state,
+        listener,
+        monitor.1,
+        signals,
+        follows_host,
+        seen,
+    )
+    .await;
+    let flush = settings.flush_on_exit && served.is_ok();
+    // The state (and its netlink socket, the table's owner) is gone before the instance
+    // lock is let go, so that a netpold started next finds the table free to take over.
+    let stopped = state.shutdown(flush).await;
+    if served.is_ok() {
+        match stopped {
+            Some(Stopped {
+                flushed: Some(r), ..
+            }) => match r {
+                Ok(true) => tracing::info!("removed table inet netpol (--flush-on-exit)"),
+                Ok(false) => tracing::info!("no table inet netpol to remove"),
+                Err(e) => tracing::error!("removing table inet netpol: {e}"),
+            },
+            Some(Stopped { generation, .. }) => {
+                tracing::info!(generation, "leaving the ruleset in force")
+            }
+            None => tracing::error!("{Gone}; the ruleset stays as it was"),
+        }
+    }
+    drop(socket);
+    served
+}
 
-    let files = tx.clone();
+/// The signals the loop handles.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+/// The start-up after the state has its thread (addresses, claim, watch, first load,
+/// `READY=1`) and the loop, until a signal stops it (`Ok`) or something fails.
+async fn serve_until_stopped(
+    settings: &Settings,
+    state: &StateThread,
+    listener: UnixListener,
+    monitor: Monitor,
+    mut signals: Signals,
+    follows_host: bool,
+    seen: watch::Seen,
+) -> Result<(), RunError> {
+    let (tx, mut rx) = mpsc::channel::<Event>(EVENTS);
+    // This host's addresses, the whole set each time: only the latest matters, so a
+    // burst of changes during a reload is one change after it.
+    let (host_tx, mut host) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    let mut following = follows_host;
+    if follows_host {
+        let events = tx.clone();
+        tokio::spawn(async move {
+            let r = addrs::follow(|set| {
+                host_tx.send_replace(set);
+            })
+            .await;
+            let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+            // Said before the address channel closes, so the loop knows why it did.
+            let _ = events.send(Event::AddressesFailed(e)).await;
+            drop(host_tx);
+        });
+        // The first load needs this host's addresses.
+        let set = tokio::select! {
+            biased;
+            Some(Event::AddressesFailed(e)) = rx.recv() => {
+                return Err(RunError::Setup(format!("reading this host's addresses: {e}")))
+            }
+            r = host.changed() => match r {
+                Ok(()) => host.borrow_and_update().clone(),
+                Err(_) => return Err(RunError::Setup("reading this host's addresses".into())),
+            },
+        };
+        state.set_host_addresses(set).await?;
+    }
+
+    tokio::spawn(watch_kernel(monitor, tx.clone()));
+    state.claim().await?;
+
+    // File events, any number of them, are one permit: one reload after the one running.
+    let files = Arc::new(Notify::new());
     let inputs: Vec<PathBuf> = settings
         .policies
         .iter()
@@ -139,21 +229,21 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         recheck: settings.recheck,
         ..watch::Timing::new(settings.debounce)
     };
-    let _watch = watch::watch(&inputs, timing, move |paths| {
+    let changed = Arc::clone(&files);
+    let _watch = watch::watch(&inputs, timing, seen, move |paths| {
         tracing::debug!(?paths, "inputs may have changed");
-        let _ = files.send(Event::Files);
+        changed.notify_one();
     })
     .map_err(|e| RunError::Setup(format!("watching the inputs: {e}")))?;
 
-    let first = tokio::task::block_in_place(|| state.reload(Trigger::Start));
-    match first.outcome {
+    let first = state.reload(Trigger::Start).await?;
+    match first.value.outcome {
         Outcome::Applied => {}
         // The table an earlier netpold left stays in force; netpold runs on, so that
         // the files being completed, or `reload --force`, can end the hold.
         Outcome::Held => tracing::warn!("the first load is held; the table in the kernel stays"),
         Outcome::Failed | Outcome::Unchanged => {
-            drop(socket);
-            return Err(RunError::FirstLoad(first.error.unwrap_or_default()));
+            return Err(RunError::FirstLoad(first.value.error.unwrap_or_default()));
         }
     }
     // Requests wait in the listen backlog until the first load is done.
@@ -162,80 +252,86 @@ pub async fn run<B: Backend + Send>(settings: Settings, backend: B) -> Result<()
         socket = %settings.socket.display(),
         metrics = %settings.metrics_address.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         watching = ?_watch.dirs,
-        follows_host = state.follows_host(),
+        follows_host,
         "netpold ready"
     );
     notify(&format!(
         "READY=1\n{}",
-        systemd::status_line(&state.summary())
+        systemd::status_line(&first.after.summary)
     ));
 
-    // An event taken from the channel while skipping queued file events: handled next.
+    // The deny counters are read only for metrics.
+    let mut counters = tokio::time::interval(settings.metrics_interval);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An event taken from the channel while merging queued kernel news: handled next.
     let mut next: Option<Event> = None;
     let mut retry = Retry::default();
+    let mut wants_retry = first.after.wants_retry;
     let stop = loop {
-        retry.follow(state.wants_retry());
-        if let Some(event) = next.take() {
-            handle(&mut state, event);
-            continue;
-        }
-        let event = tokio::select! {
-            e = rx.recv() => match e {
-                Some(e) => e,
-                None => break "the event channel closed",
+        retry.follow(wants_retry);
+        let event = match next.take() {
+            Some(event) => event,
+            None => tokio::select! {
+                e = rx.recv() => match e {
+                    Some(Event::Kernel(news)) => {
+                        let (event, behind) = coalesce(Event::Kernel(news), &mut rx);
+                        next = behind;
+                        event
+                    }
+                    Some(e) => e,
+                    None => break "the event channel closed",
+                },
+                _ = files.notified() => {
+                    wants_retry = reload(state, Trigger::Files).await?.after.wants_retry;
+                    continue;
+                }
+                r = host.changed(), if following => {
+                    match r {
+                        Ok(()) => {
+                            let set = host.borrow_and_update().clone();
+                            let done = state.set_host_addresses(set).await?;
+                            if done.value.is_some() {
+                                notify(&systemd::status_line(&done.after.summary));
+                            }
+                            wants_retry = done.after.wants_retry;
+                        }
+                        // Said on the event channel.
+                        Err(_) => following = false,
+                    }
+                    continue;
+                }
+                _ = signals.hup.recv() => {
+                    wants_retry = reload(state, Trigger::Signal).await?.after.wants_retry;
+                    continue;
+                }
+                _ = retry.due() => {
+                    wants_retry = reload(state, Trigger::Retry).await?.after.wants_retry;
+                    continue;
+                }
+                _ = counters.tick(), if settings.metrics_address.is_some() => {
+                    wants_retry = state.read_denies().await?.after.wants_retry;
+                    continue;
+                }
+                _ = signals.term.recv() => break "SIGTERM",
+                _ = signals.int.recv() => break "SIGINT",
             },
-            _ = hup.recv() => {
-                reload(&mut state, Trigger::Signal);
-                continue;
-            }
-            _ = retry.due() => {
-                reload(&mut state, Trigger::Retry);
-                continue;
-            }
-            _ = counters.tick(), if settings.metrics_address.is_some() => {
-                tokio::task::block_in_place(|| state.read_denies());
-                continue;
-            }
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
         };
-        let event = match event {
-            Event::Files | Event::Kernel(_) => {
-                let (event, behind) = coalesce(event, &mut rx);
-                next = behind;
-                event
-            }
-            other => other,
-        };
-        handle(&mut state, event);
+        if let Some(after) = handle(state, event).await? {
+            wants_retry = after.wants_retry;
+        }
     };
     tracing::info!("stopping on {stop}");
     notify("STOPPING=1");
-    if settings.flush_on_exit {
-        match state.backend().flush() {
-            Ok(true) => tracing::info!("removed table inet netpol (--flush-on-exit)"),
-            Ok(false) => tracing::info!("no table inet netpol to remove"),
-            Err(e) => tracing::error!("removing table inet netpol: {e}"),
-        }
-    } else {
-        tracing::info!(
-            generation = state.generation(),
-            "leaving the ruleset in force"
-        );
-    }
-    drop(socket);
     Ok(())
 }
 
-/// Folds the events of `event`'s kind queued behind it into it: file events that queued
-/// up during the last reload are covered by this one, and kernel news is judged at once
-/// (one repair, not one per transaction of someone's script). The first event of
-/// another kind (a `netpolctl reload` waiting for its answer) is given back for the next
-/// turn, not dropped.
-fn coalesce(mut event: Event, rx: &mut mpsc::UnboundedReceiver<Event>) -> (Event, Option<Event>) {
+/// Folds the kernel news queued behind `event` into it: it is judged at once (one
+/// repair, not one per transaction of someone's script). The first event of another
+/// kind (a `netpolctl reload` waiting for its answer) is given back for the next turn,
+/// not dropped.
+fn coalesce(mut event: Event, rx: &mut mpsc::Receiver<Event>) -> (Event, Option<Event>) {
     loop {
         match (&mut event, rx.try_recv()) {
-            (Event::Files, Ok(Event::Files)) => {}
             (Event::Kernel(news), Ok(Event::Kernel(more))) => news.extend(more),
             (_, Ok(other)) => return (event, Some(other)),
             (_, Err(_)) => return (event, None),
@@ -243,54 +339,51 @@ fn coalesce(mut event: Event, rx: &mut mpsc::UnboundedReceiver<Event>) -> (Event
     }
 }
 
-/// Handles one event of the main loop (signals and timers are handled there).
-fn handle<B: Backend>(state: &mut State<B>, event: Event) {
-    match event {
-        Event::Files => {
-            reload(state, Trigger::Files);
-        }
-        Event::Addresses(set) => {
-            let r = tokio::task::block_in_place(|| state.set_host_addresses(set));
-            if r.is_some() {
-                notify(&systemd::status_line(&state.summary()));
-            }
-        }
+/// Handles one event of the channel (file changes, addresses, signals and timers are
+/// handled in the loop); the state after it, when the state was asked anything.
+async fn handle(state: &StateThread, event: Event) -> Result<Option<After>, Gone> {
+    Ok(Some(match event {
         Event::AddressesFailed(e) => {
             tracing::error!(
                 "following this host's addresses stopped: {e}; local endpoints stay as they are"
             );
+            return Ok(None);
         }
         Event::Kernel(news) => {
-            if tokio::task::block_in_place(|| state.kernel_news(news)).is_some() {
-                notify(&systemd::status_line(&state.summary()));
+            let done = state.kernel_news(news).await?;
+            if done.value.is_some() {
+                notify(&systemd::status_line(&done.after.summary));
             }
+            done.after
         }
         Event::Control(Request::Reload { force }, reply) => {
-            let r = if force {
-                let r = tokio::task::block_in_place(|| state.force_reload());
-                notify(&systemd::status_line(&state.summary()));
-                r
+            let done = if force {
+                let done = state.force_reload().await?;
+                notify(&systemd::status_line(&done.after.summary));
+                done
             } else {
-                reload(state, Trigger::Control)
+                reload(state, Trigger::Control).await?
             };
-            let _ = reply.send(Response::Reload(r));
+            let _ = reply.send(Response::Reload(done.value));
+            done.after
         }
         Event::Control(Request::Status, reply) => {
-            let s: StatusReport = tokio::task::block_in_place(|| state.status());
-            let _ = reply.send(Response::Status(Box::new(s)));
+            let done = state.status().await?;
+            let _ = reply.send(Response::Status(Box::new(done.value)));
+            done.after
         }
-    }
+    }))
 }
 
-fn reload<B: Backend>(state: &mut State<B>, trigger: Trigger) -> ReloadReport {
-    let r = tokio::task::block_in_place(|| state.reload(trigger));
-    notify(&systemd::status_line(&state.summary()));
-    r
+async fn reload(state: &StateThread, trigger: Trigger) -> Result<Done<ReloadReport>, Gone> {
+    let done = state.reload(trigger).await?;
+    notify(&systemd::status_line(&done.after.summary));
+    Ok(done)
 }
 
 /// Reads nftables' notifications as they come and hands them to the loop. If the
 /// socket fails, says so and stops: the table is then only checked on reloads.
-async fn watch_kernel(monitor: Monitor, tx: mpsc::UnboundedSender<Event>) {
+async fn watch_kernel(monitor: Monitor, tx: mpsc::Sender<Event>) {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(
             "reading nftables notifications: {e}; foreign changes to the table are no \
@@ -308,7 +401,7 @@ async fn watch_kernel(monitor: Monitor, tx: mpsc::UnboundedSender<Event>) {
         };
         match ready.get_inner_mut().read() {
             Ok(news) => {
-                if !news.is_empty() && tx.send(Event::Kernel(news)).is_err() {
+                if !news.is_empty() && tx.send(Event::Kernel(news)).await.is_err() {
                     return;
                 }
             }
@@ -447,7 +540,7 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
 
 /// Accepts control connections; each runs in a task of its own, at most
 /// [`control::MAX_CONNECTIONS`] at once.
-async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
+async fn serve(listener: UnixListener, tx: mpsc::Sender<Event>) {
     let mut gate = Gate::new("control socket", control::MAX_CONNECTIONS);
     loop {
         match listener.accept().await {
@@ -473,11 +566,7 @@ async fn serve(listener: UnixListener, tx: mpsc::UnboundedSender<Event>) {
 /// One connection: requests one per line, answers one per line, in order. A line
 /// over [`MAX_REQUEST_BYTES`], or none within [`IDLE_TIMEOUT`], ends it with an error
 /// answer; a line that does not decode gets one and the connection goes on.
-async fn connection(
-    stream: UnixStream,
-    tx: mpsc::UnboundedSender<Event>,
-    _permit: OwnedSemaphorePermit,
-) {
+async fn connection(stream: UnixStream, tx: mpsc::Sender<Event>, _permit: OwnedSemaphorePermit) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut buf = Vec::new();
@@ -511,7 +600,7 @@ async fn connection(
         let response = match request {
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
-                if tx.send(Event::Control(request, reply)).is_err() {
+                if tx.send(Event::Control(request, reply)).await.is_err() {
                     return;
                 }
                 match answer.await {

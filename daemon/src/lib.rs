@@ -7,18 +7,22 @@
 //! - [`inputs`]: read policy and inventory paths into a validated model, turning
 //!   diagnostics into messages for the terminal.
 //! - [`ctl`]: the `netpolctl` subcommands: offline (`compile`, `matrix`, `explain`)
-//!   and against the kernel (`apply`, `flush`, `show`).
+//!   and against the kernel (`apply`, `flush`, `show`), and the text of netpold's
+//!   reports for `reload` and `status` ([`ctl::report_text`]).
 //! - [`netlink`]: the kernel backend, the plan as one nftables transaction.
 //! - [`revoke`]: which established connections a newly applied plan no longer allows.
 //! - [`addrs`]: this host's addresses, to find which endpoints it is, and following
 //!   them as they change.
-//! - `netpold`: [`config`] (file and flags → settings), [`state`] (what is loaded and
-//!   the reload that changes it), [`watch`] (file events), [`control`] (the control
-//!   socket's protocol, shared with `netpolctl`), [`systemd`] (sd_notify),
+//! - `netpold`: [`config`] (file and flags → settings, the socket's group), [`state`]
+//!   (what is loaded, the reload that changes it, the reports it makes
+//!   ([`state::report`]) and the thread that owns it ([`state::thread`])), [`watch`]
+//!   (file events), [`control`] (the control socket's framing: requests, responses,
+//!   limits and the client, shared with `netpolctl`), [`systemd`] (sd_notify),
 //!   [`telemetry`] (Prometheus metrics), [`scrape`] (their HTTP endpoint),
 //!   [`listen`] (connection caps, accept backoff, rate-limited logs), [`memory`]
 //!   (freed heap back to the system after a reload), [`instance`] (one netpold per
-//!   network namespace) and [`daemon`] (start-up and the one loop that owns the state).
+//!   network namespace) and [`daemon`] (start-up, the control socket's server and the
+//!   one loop that feeds the state's thread).
 //!
 //! This crate has no unsafe code (it is forbidden): every call into C — libnftnl, the
 //! netlink socket, the C library's allocator ([`memory`]) — is in [`netpol_nft`].

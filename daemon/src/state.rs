@@ -14,9 +14,17 @@
 //! ([`suspicious`]): that is what a truncated or half-written file looks like. It stays
 //! held until the files change again or an operator forces it
 //! ([`State::force_reload`]). A failure that may pass without any change of the files
-//! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]). Synchronous and free of tokio, so the logic is tested with the
-//! [`FakeBackend`](crate::netlink::fake::FakeBackend); the async loop around it is
-//! [`crate::daemon`].
+//! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]).
+//!
+//! Synchronous and free of tokio, so the logic is tested with the
+//! [`FakeBackend`](crate::netlink::fake::FakeBackend). In the daemon it is owned by one
+//! thread, [`thread::StateThread`], which the async loop ([`crate::daemon`]) feeds with
+//! commands over a bounded channel. What it reports — to `netpolctl`, as JSON — is in
+//! [`report`].
+//!
+//! `status` ([`State::status`]) reads nothing: whether the files on disk are what is
+//! loaded ([`State::disk`]) comes from what the last read found and the file watch's
+//! count of events since ([`crate::watch::Seen`]).
 //!
 //! The kernel's news of committed nftables transactions ([`State::kernel_news`]) tells
 //! netpold's own from anyone else's; a foreign change to the table is repaired at once
@@ -48,7 +56,7 @@ use rules_compiler::target::AddressBook;
 use rules_compiler::{Loaded, Target};
 use sha2::{Digest, Sha256};
 
-use crate::control::{
+use self::report::{
     rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
     Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
 };
@@ -56,6 +64,10 @@ use crate::memory;
 use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News, Update};
 use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
+use crate::watch::Seen;
+
+pub mod report;
+pub mod thread;
 
 /// What the state needs to know of the configuration.
 #[derive(Clone, Debug)]
@@ -110,6 +122,14 @@ struct Read {
     policies: Vec<Input>,
     inventory: Vec<Input>,
     hashes: InputHashes,
+}
+
+/// What the last read of the inputs found, for `status` (which does not read them).
+struct LastRead {
+    /// Their hashes; `None` when they could not be read.
+    hashes: Option<InputHashes>,
+    /// The watch's count of file events just before the read.
+    events: u64,
 }
 
 /// Timings and counts of the last reloads.
@@ -192,6 +212,10 @@ pub struct State<B> {
     destroy_unsupported_logged: bool,
     /// Foreign changes to the table and their repairs.
     drift: Drift,
+    /// The watch's count of file events, when the inputs are watched.
+    file_events: Option<Seen>,
+    /// What the last read of the inputs found.
+    last_read: Option<LastRead>,
 }
 
 /// At most this many lines of what a foreign change did are logged and kept.
@@ -220,7 +244,21 @@ impl<B: Backend> State<B> {
             address_source: Box::new(read_host_addresses),
             destroy_unsupported_logged: false,
             drift: Drift::default(),
+            file_events: None,
+            last_read: None,
         }
+    }
+
+    /// Takes the file watch's count of events (see [`Seen`]): `status` then says the
+    /// files differ from what is loaded as soon as an event arrives, until a reload
+    /// reads them. Without it, `status` knows only what the last read found.
+    pub fn follow_file_events(&mut self, seen: Seen) {
+        self.file_events = Some(seen);
+    }
+
+    /// File events seen so far (0 when not watched).
+    fn file_events(&self) -> u64 {
+        self.file_events.as_ref().map_or(0, Seen::count)
     }
 
     /// Takes over a table an earlier netpold left, where the backend owns its table,
@@ -480,9 +518,16 @@ impl<B: Backend> State<B> {
         if trigger == Trigger::Start {
             self.inherited = self.kernel_counts();
         }
+        // Before the read: an event that comes during it may or may not be in what is
+        // read, so it counts as a change not read yet.
+        let events = self.file_events();
         let read = match read_inputs(&self.options) {
             Ok(r) => r,
             Err(rejected) => {
+                self.last_read = Some(LastRead {
+                    hashes: None,
+                    events,
+                });
                 self.last_attempt = None;
                 self.held = None;
                 let message = rejected.to_string();
@@ -491,6 +536,10 @@ impl<B: Backend> State<B> {
                 return report;
             }
         };
+        self.last_read = Some(LastRead {
+            hashes: Some(read.hashes.clone()),
+            events,
+        });
         let same_as_loaded = self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&read.hashes);
         let same_as_failed = (self.last_error.is_some() || self.held.is_some())
             && self.last_attempt.as_ref() == Some(&read.hashes)
@@ -599,15 +648,9 @@ impl<B: Backend> State<B> {
         Some(report)
     }
 
-    /// What `status` shows. Reads the inputs to tell whether the disk still matches.
+    /// What `status` shows. Reads nothing: see [`disk`](Self::disk).
     pub fn status(&self) -> StatusReport {
-        let disk = match read_inputs(&self.options) {
-            Err(_) => DiskState::Unreadable,
-            Ok(r) if self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&r.hashes) => {
-                DiskState::Match
-            }
-            Ok(_) => DiskState::Differ,
-        };
+        let disk = self.disk();
         let c = self.current.as_ref();
         StatusReport {
             pid: std::process::id(),
@@ -627,6 +670,28 @@ impl<B: Backend> State<B> {
             held: self.held.clone(),
             ownership: Some(self.backend.ownership()),
             drift: self.drift.clone(),
+        }
+    }
+
+    /// Whether the files on disk are what is loaded, from what netpold knows without
+    /// reading them: they differ when the watch has seen an event since the last read
+    /// (a reload is pending: the debounce, or the reload running), or when the last read
+    /// found other bytes than those in force (it failed, or was held); they cannot be
+    /// read when the last read failed to read them and no event came since; else they
+    /// match. Before the first read nothing is loaded, and they differ.
+    pub fn disk(&self) -> DiskState {
+        let Some(last) = &self.last_read else {
+            return DiskState::Differ;
+        };
+        if self.file_events() != last.events {
+            return DiskState::Differ;
+        }
+        match &last.hashes {
+            None => DiskState::Unreadable,
+            Some(h) if self.current.as_ref().map(|c| &c.inputs.hashes) == Some(h) => {
+                DiskState::Match
+            }
+            Some(_) => DiskState::Differ,
         }
     }
 

@@ -20,8 +20,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rules_compiler::model::Direction;
 use tokio::time::MissedTickBehavior;
 
-use crate::control::{Counts, KernelChange, Outcome, ReloadReport, Stage};
 use crate::netlink::DenyCounter;
+use crate::state::report::{Counts, KernelChange, Outcome, ReloadReport, Stage};
 
 /// Reloads by result (`success`, `failure`, `skipped`, `held`).
 pub const RELOADS: &str = "netpol_reloads_total";

@@ -31,6 +31,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
@@ -80,6 +82,25 @@ pub fn max_delay(debounce: Duration) -> Duration {
     debounce.saturating_mul(10).max(MIN_MAX_DELAY)
 }
 
+/// How many relevant events (and re-check findings) a watch has seen since it started,
+/// counted as they arrive, before the debounce: shared with whoever reads the inputs, so
+/// that it can tell whether anything changed on disk since its last read (what `netpolctl
+/// status` says of the files, without reading them: see [`crate::state::State::status`]).
+#[derive(Clone, Debug, Default)]
+pub struct Seen(Arc<AtomicU64>);
+
+impl Seen {
+    /// Events seen so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// One more event.
+    pub fn note(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// A running watch (its own thread); dropping it stops it.
 pub struct Watch {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -99,13 +120,15 @@ impl Drop for Watch {
     }
 }
 
-/// Watches `paths` (files or directories, through symlinks, existing or not); after
-/// each burst of events, calls `changed` with (some of) the paths the events named,
-/// on the watch's own thread. Errors only if inotify cannot be set up at all; a
-/// directory that cannot be watched is logged and tried again on later re-arms.
+/// Watches `paths` (files or directories, through symlinks, existing or not); counts
+/// each relevant event in `seen` as it arrives, and after each burst of events calls
+/// `changed` with (some of) the paths the events named, on the watch's own thread.
+/// Errors only if inotify cannot be set up at all; a directory that cannot be watched is
+/// logged and tried again on later re-arms.
 pub fn watch(
     paths: &[PathBuf],
     timing: Timing,
+    seen: Seen,
     changed: impl Fn(Vec<PathBuf>) + Send + 'static,
 ) -> io::Result<Watch> {
     let paths = paths
@@ -137,7 +160,7 @@ pub fn watch(
             match started {
                 Ok((runtime, worker, events)) => {
                     let _ = ready.send(Ok(worker.armed.keys().cloned().collect()));
-                    runtime.block_on(run(worker, events, timing, changed, stopped));
+                    runtime.block_on(run(worker, events, timing, seen, changed, stopped));
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -197,6 +220,7 @@ async fn run(
     mut worker: Worker,
     mut events: EventStream<Vec<u8>>,
     timing: Timing,
+    seen: Seen,
     changed: impl Fn(Vec<PathBuf>),
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -258,6 +282,7 @@ async fn run(
             }
         };
         if relevant {
+            seen.note();
             let now = Instant::now();
             let b = burst.get_or_insert_with(|| Burst {
                 first: now,
@@ -636,6 +661,7 @@ mod tests {
         let w = watch(
             paths,
             Timing::new(Duration::from_millis(debounce_ms)),
+            Seen::default(),
             move |p| {
                 let _ = tx.send(p);
             },
@@ -869,6 +895,7 @@ mod tests {
         let dir = TempDir::new("watch");
         let file = dir.write("p/a.yaml", "a");
         let (tx, rx) = mpsc::channel();
+        let seen = Seen::default();
         let _w = watch(
             &[dir.path().join("p")],
             Timing {
@@ -876,6 +903,7 @@ mod tests {
                 max_delay: Duration::from_secs(60),
                 recheck: None,
             },
+            seen.clone(),
             move |p| {
                 let _ = tx.send(p);
             },
@@ -884,6 +912,15 @@ mod tests {
         // Writes 50 ms apart for about 2.5 s: the old debouncer called about every
         // 300 ms during the burst; a trailing edge calls once, after it.
         let longest = writes(&file, 50, Duration::from_millis(50));
+        // The writes are counted as they come, not only when the burst ends.
+        let counted = std::time::Instant::now();
+        while seen.count() == 0 {
+            assert!(
+                counted.elapsed() < Duration::from_secs(5),
+                "no event counted"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let mut calls = 0;
         while rx.recv_timeout(Duration::from_millis(1000)).is_ok() {
             calls += 1;
@@ -908,6 +945,7 @@ mod tests {
                 max_delay: Duration::from_millis(600),
                 recheck: None,
             },
+            Seen::default(),
             move |p| {
                 let _ = tx.send(p);
             },
@@ -944,6 +982,7 @@ mod tests {
 
         // A running watch with a short re-check and nothing changing never calls.
         let (tx, rx) = mpsc::channel();
+        let seen = Seen::default();
         let _w = watch(
             &paths,
             Timing {
@@ -951,6 +990,7 @@ mod tests {
                 max_delay: Duration::from_secs(2),
                 recheck: Some(Duration::from_millis(100)),
             },
+            seen.clone(),
             move |p| {
                 let _ = tx.send(p);
             },
@@ -958,5 +998,6 @@ mod tests {
         .unwrap();
         std::fs::read(&file).unwrap();
         assert!(rx.recv_timeout(Duration::from_millis(1000)).is_err());
+        assert_eq!(seen.count(), 0, "reading is not an event");
     }
 }

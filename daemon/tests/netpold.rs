@@ -212,7 +212,7 @@ fn netpolctl_reload_reports_what_changed() {
         0o660,
         "the group may connect"
     );
-    assert_eq!(Ok(meta.gid()), netpol_daemon::control::group_id("daemon"));
+    assert_eq!(Ok(meta.gid()), netpol_daemon::config::group_id("daemon"));
     let out = d.ctl(&ns, &["reload"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("unchanged: the inputs are what generation 1 loaded"));
@@ -1079,4 +1079,27 @@ fn a_control_request_queued_behind_file_events_is_answered() {
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_ne!(r["outcome"], "failed", "round {round}: {r:#}");
     }
+}
+
+#[test]
+fn status_says_the_files_differ_while_a_change_waits_for_its_reload() {
+    let Some(ns) = NetNs::new("npd") else { return };
+    let lab = Lab::new();
+    // A window longer than the test: the change waits until netpolctl reloads.
+    let d = Daemon::start(
+        &ns,
+        &lab,
+        &["--local", "web/checkout", "--debounce-ms", "60000"],
+    );
+    assert_eq!(d.status(&ns)["disk"], "match");
+    let web = lab.read("policies/web.yaml");
+    lab.write("policies/web.yaml", &format!("{web}# edited\n"));
+    // netpold does not read the files for status: the watch has seen the write.
+    let s = d.wait_for(&ns, "the write to be seen", |s| s["disk"] == "differ");
+    assert_eq!(s["generation"], 1, "nothing reloaded yet: {s:#}");
+    let out = d.ctl(&ns, &["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let s = d.status(&ns);
+    assert_eq!(s["generation"], 2);
+    assert_eq!(s["disk"], "match", "read by the reload: {s:#}");
 }

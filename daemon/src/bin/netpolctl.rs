@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::config::{self, Deny};
-use netpol_daemon::control::{self, Outcome, Request, Response};
+use netpol_daemon::control::{self, Request, Response};
+use netpol_daemon::ctl::report_text::{reload_text, status_text};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
 use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
+use netpol_daemon::state::report::Outcome;
 use rules_compiler::analysis::{FamilyFilter, Probe};
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
@@ -204,10 +206,10 @@ fn daemon_request(
     let response = control::request_within(socket, &request, timeout)?;
     let (text, ok) = match &response {
         Response::Reload(r) => (
-            r.render_text(),
+            reload_text(r),
             !matches!(r.outcome, Outcome::Failed | Outcome::Held),
         ),
-        Response::Status(s) => (s.render_text(), true),
+        Response::Status(s) => (status_text(s), true),
         Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
     };
     let stdout = match format {

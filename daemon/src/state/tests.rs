@@ -100,9 +100,13 @@ fn start_applies_and_the_same_inputs_change_nothing() {
 fn an_edit_applies_a_new_generation_and_reports_what_changed() {
     let dir = example();
     let mut s = state(&dir, &checkout());
+    let seen = Seen::default();
+    s.follow_file_events(seen.clone());
     let first = s.reload(Trigger::Start);
     let hashes = s.status().hashes.unwrap();
     dir.write("policies/extra.yaml", EXTRA_POLICY);
+    // The watch sees the write.
+    seen.note();
     assert_eq!(s.status().disk, DiskState::Differ);
     let r = s.reload(Trigger::Files);
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
@@ -150,6 +154,63 @@ fn a_broken_file_keeps_the_last_good_ruleset_until_fixed() {
     assert_eq!(r.generation, 2);
     assert_eq!(s.status().last_error, None);
     assert_eq!(s.status().disk, DiskState::Match);
+}
+
+/// `status` says whether the files are what is loaded from the watch's events and the
+/// last read alone: it never reads them.
+#[test]
+fn the_disk_state_comes_from_the_watch_and_the_last_read() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    assert_eq!(s.disk(), DiskState::Differ, "nothing read, nothing loaded");
+    let seen = Seen::default();
+    s.follow_file_events(seen.clone());
+    s.reload(Trigger::Start);
+    assert_eq!(s.status().disk, DiskState::Match);
+
+    // An event is a change not read yet, even when the bytes are the same (a touch),
+    // until a reload reads them.
+    seen.note();
+    assert_eq!(s.status().disk, DiskState::Differ);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert_eq!(s.status().disk, DiskState::Match);
+
+    // An edit: differ while pending, match once applied.
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    seen.note();
+    assert_eq!(s.status().disk, DiskState::Differ);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Applied);
+    assert_eq!(s.status().disk, DiskState::Match);
+
+    // Status reads nothing: with the inputs gone and no event (the watch missed it),
+    // it says what the last read found.
+    let policies = dir.path().join("policies");
+    let away = dir.path().join("policies.away");
+    std::fs::rename(&policies, &away).unwrap();
+    assert_eq!(s.status().disk, DiskState::Match);
+    std::fs::rename(&away, &policies).unwrap();
+
+    // A file that cannot be read: differ until the reload, then unreadable; the fix is
+    // differ again until it is read.
+    let empty = dir.write("policies/empty.yaml", "");
+    seen.note();
+    assert_eq!(s.status().disk, DiskState::Differ);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    assert_eq!(s.status().disk, DiskState::Unreadable);
+    std::fs::remove_file(empty).unwrap();
+    seen.note();
+    assert_eq!(s.status().disk, DiskState::Differ);
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Unchanged);
+    assert_eq!(s.status().disk, DiskState::Match);
+
+    // Bytes that were read but not applied (a YAML error) differ from what is loaded.
+    dir.write("policies/broken.yaml", "kind: [\n");
+    seen.note();
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    assert_eq!(s.status().disk, DiskState::Differ);
+    // An address change re-plans the inputs in force; the disk is as it was.
+    assert_eq!(s.set_host_addresses(ips(&["198.18.2.10"])), None);
+    assert_eq!(s.status().disk, DiskState::Differ);
 }
 
 #[test]
@@ -553,8 +614,13 @@ fn inputs_that_take_away_every_local_endpoint_are_held_until_forced() {
     let held = st.held.clone().expect("status shows the hold");
     assert_eq!(held.trigger, Trigger::Files);
     assert_eq!(st.reloads.held, 1);
+    assert_eq!(
+        st.disk,
+        DiskState::Differ,
+        "the files held are not what is loaded"
+    );
     assert_eq!(st.local_endpoints, ["web/checkout"]);
-    assert!(st.render_text().contains("reload --force"));
+    assert!(crate::ctl::report_text::status_text(&st).contains("reload --force"));
     assert!(s.summary().contains("inputs held"), "{}", s.summary());
     assert!(!s.wants_retry());
 

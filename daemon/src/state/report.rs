@@ -1,0 +1,388 @@
+//! What the daemon's state reports: the outcome of a reload ([`ReloadReport`]) and the
+//! state itself ([`StatusReport`]), with their parts. [`State`](super::State) makes
+//! them; the control socket carries them as JSON ([`crate::control::Response`]), so
+//! their serde form is the wire format and must not change (tests pin it byte for
+//! byte); `netpolctl` renders them for people
+//! ([`crate::ctl::report_text`]).
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// What set a reload off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The first load at start-up.
+    Start,
+    /// A change of the watched files.
+    Files,
+    /// SIGHUP.
+    Signal,
+    /// `netpolctl reload`.
+    Control,
+    /// This host's addresses changed the set of local endpoints.
+    Addresses,
+    /// A retry after a failure that may pass without any change of the files (a read
+    /// error, the kernel refusing for lack of memory or file descriptors).
+    Retry,
+}
+
+/// How a reload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A new ruleset is in the kernel.
+    Applied,
+    /// Nothing to do: the inputs (and local endpoints) are what is loaded.
+    Unchanged,
+    /// Something failed; the kernel keeps the last good ruleset.
+    Failed,
+    /// The inputs load, but applying them would take away most of the protection in
+    /// force (every local endpoint, or most of the policies): the kind of change a
+    /// truncated or half-written file makes. Nothing was applied; the files changing
+    /// again or `netpolctl reload --force` ends it.
+    Held,
+}
+
+/// The stage at which a reload failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Reading and parsing files, and validating the model.
+    Load,
+    /// Choosing the local endpoints (an unknown `--local`).
+    Locals,
+    /// The kernel refused the ruleset.
+    Kernel,
+}
+
+/// Sizes of what is loaded (the compiler counts them).
+pub use rules_compiler::Counts;
+
+/// The content hashes of the inputs (SHA-256 over each file's path and bytes, in
+/// reading order).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputHashes {
+    /// Of the policy files.
+    pub policies: String,
+    /// Of the inventory files.
+    pub inventory: String,
+}
+
+/// How the kernel took the ruleset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum KernelChange {
+    /// The table was replaced in one transaction (its deny counters start at zero).
+    Replaced,
+    /// Only set and map elements changed, in one transaction; everything else, the
+    /// deny counters included, stayed.
+    Updated {
+        /// Elements deleted plus elements added (an interval counts once).
+        elements: usize,
+    },
+}
+
+impl fmt::Display for KernelChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelChange::Replaced => f.write_str("table replaced"),
+            KernelChange::Updated { elements } => {
+                write!(f, "updated in place ({elements} set elements changed)")
+            }
+        }
+    }
+}
+
+/// The answer to a reload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What set it off.
+    pub trigger: Trigger,
+    /// The generation in force afterwards (0: nothing ever loaded).
+    pub generation: u64,
+    /// Sizes before (what was loaded, if anything).
+    pub before: Option<Counts>,
+    /// Sizes after (equal to `before` unless applied).
+    pub after: Option<Counts>,
+    /// Local endpoints that became local.
+    pub locals_added: Vec<String>,
+    /// Local endpoints that are no longer local.
+    pub locals_removed: Vec<String>,
+    /// Where it failed.
+    pub stage: Option<Stage>,
+    /// The whole error, when it failed.
+    pub error: Option<String>,
+    /// Time to read, validate and plan.
+    pub compile_ms: f64,
+    /// Time for the kernel transaction.
+    pub apply_ms: f64,
+    /// How the kernel took it, when applied.
+    #[serde(default)]
+    pub kernel: Option<KernelChange>,
+    /// Established flows the applied ruleset no longer allows, cut after the apply;
+    /// `None` when not applied or `revoke-established` is off.
+    #[serde(default)]
+    pub revoked: Option<Box<RevokedFlows>>,
+}
+
+/// What revoking established flows did after an apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedFlows {
+    /// Conntrack entries looked at.
+    pub seen: usize,
+    /// Flows the new ruleset denies, cut (their entries deleted, or gone already).
+    pub cut: usize,
+    /// Local TCP sockets of those flows destroyed (their peers got a reset).
+    pub sockets_reset: usize,
+    /// Why it failed, when it did: the ruleset is in force regardless.
+    pub error: Option<String>,
+}
+
+/// A failed reload, remembered until one succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What set the reload off.
+    pub trigger: Trigger,
+    /// Where it failed.
+    pub stage: Stage,
+    /// The whole error.
+    pub message: String,
+}
+
+/// Reloads counted since the daemon started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    /// Reloads that applied a new ruleset (the first load included).
+    pub applied: u64,
+    /// Reloads that found nothing to change.
+    pub unchanged: u64,
+    /// Reloads that failed.
+    pub failed: u64,
+    /// Reloads held as suspicious.
+    #[serde(default)]
+    pub held: u64,
+}
+
+/// Inputs held back as suspicious (see [`Outcome::Held`]), until the files change or
+/// an operator forces them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// What set the reload off.
+    pub trigger: Trigger,
+    /// What the inputs would take away.
+    pub reason: String,
+    /// The hashes of the inputs held.
+    pub hashes: InputHashes,
+}
+
+/// Changes someone else made to netpol's table, and what netpold did about them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Foreign changes put right by replacing the table.
+    pub repairs: u64,
+    /// Repairs that failed (the kernel refused, or there was no plan to put back).
+    pub failures: u64,
+    /// The last foreign change.
+    pub last: Option<DriftEvent>,
+}
+
+/// One foreign change to netpol's table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// When it was seen (RFC 3339, UTC).
+    pub at: String,
+    /// Who made it: `nft (pid 4242)`; or why that is not known.
+    pub by: String,
+    /// What it did to the table (`deleted table`, `rules added to chain input`).
+    pub changes: Vec<String>,
+    /// What netpold did: `repaired` or why not.
+    pub outcome: String,
+}
+
+/// Whether the files on disk are what is loaded, as netpold knows it without reading
+/// them: from its file watch and its last read (see
+/// [`State::disk`](super::State::disk)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskState {
+    /// The last read found the inputs in force, and no file event came since.
+    Match,
+    /// A file event came since the last read (a reload is pending), or the last read
+    /// found other bytes than those in force (the reload failed or was held).
+    Differ,
+    /// The last read could not read them, and no file event came since.
+    Unreadable,
+}
+
+/// The answer to a status request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Successful applies so far; 0 before the first.
+    pub generation: u64,
+    /// When the ruleset in force was applied (RFC 3339, UTC).
+    pub loaded_at: Option<String>,
+    /// What set off the load in force.
+    pub loaded_by: Option<Trigger>,
+    /// Hashes of the inputs in force.
+    pub hashes: Option<InputHashes>,
+    /// Sizes of what is in force.
+    pub counts: Option<Counts>,
+    /// The local endpoints in force.
+    pub local_endpoints: Vec<String>,
+    /// True when local endpoints follow this host's addresses.
+    pub follows_host: bool,
+    /// Reloads since start, by outcome.
+    pub reloads: ReloadCounts,
+    /// The last failure, if no reload succeeded since.
+    pub last_error: Option<LastError>,
+    /// Whether the files on disk are what is loaded (see [`DiskState`]).
+    pub disk: DiskState,
+    /// How the kernel took the ruleset in force.
+    #[serde(default)]
+    pub loaded_how: Option<KernelChange>,
+    /// Inputs on disk held back as suspicious, if any.
+    #[serde(default)]
+    pub held: Option<Held>,
+    /// How the kernel holds the table (owned by this netpold, or not and why).
+    #[serde(default)]
+    pub ownership: Option<crate::netlink::Ownership>,
+    /// Foreign changes to the table and their repairs.
+    #[serde(default)]
+    pub drift: Drift,
+}
+
+/// `t` as RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::control::Response;
+
+    /// Every field set, so that the wire format of each is pinned.
+    pub(crate) fn full_reports() -> (ReloadReport, StatusReport) {
+        let counts = Counts {
+            policies: 4,
+            endpoints: 5,
+            local_endpoints: 1,
+            rules: 13,
+            elements: 8,
+        };
+        let hashes = InputHashes {
+            policies: "p".repeat(4),
+            inventory: "i".repeat(4),
+        };
+        let reload = ReloadReport {
+            outcome: Outcome::Applied,
+            trigger: Trigger::Files,
+            generation: 3,
+            before: Some(counts),
+            after: Some(Counts {
+                rules: 15,
+                ..counts
+            }),
+            locals_added: vec!["web/checkout".into()],
+            locals_removed: vec!["web/frontend".into()],
+            stage: Some(Stage::Locals),
+            error: Some("e".into()),
+            compile_ms: 2.5,
+            apply_ms: 8.125,
+            kernel: Some(KernelChange::Updated { elements: 4 }),
+            revoked: Some(Box::new(RevokedFlows {
+                seen: 41,
+                cut: 2,
+                sockets_reset: 2,
+                error: Some("x".into()),
+            })),
+        };
+        let status = StatusReport {
+            pid: 42,
+            generation: 3,
+            loaded_at: Some("2026-01-01T00:00:00.000Z".into()),
+            loaded_by: Some(Trigger::Addresses),
+            hashes: Some(hashes.clone()),
+            counts: Some(counts),
+            local_endpoints: vec!["web/checkout".into()],
+            follows_host: true,
+            reloads: ReloadCounts {
+                applied: 3,
+                unchanged: 2,
+                failed: 1,
+                held: 1,
+            },
+            last_error: Some(LastError {
+                at: "2026-01-01T00:00:01.000Z".into(),
+                trigger: Trigger::Retry,
+                stage: Stage::Kernel,
+                message: "no".into(),
+            }),
+            disk: DiskState::Unreadable,
+            loaded_how: Some(KernelChange::Replaced),
+            held: Some(Held {
+                at: "2026-01-01T00:00:02.000Z".into(),
+                trigger: Trigger::Signal,
+                reason: "r".into(),
+                hashes,
+            }),
+            ownership: Some(crate::netlink::Ownership::Owned),
+            drift: Drift {
+                repairs: 1,
+                failures: 2,
+                last: Some(DriftEvent {
+                    at: "2026-01-01T00:00:03.000Z".into(),
+                    by: "nft (pid 7)".into(),
+                    changes: vec!["deleted table".into()],
+                    outcome: "repaired".into(),
+                }),
+            },
+        };
+        (reload, status)
+    }
+
+    #[test]
+    fn the_wire_format_of_the_reports_is_pinned() {
+        let (reload, status) = full_reports();
+        assert_eq!(
+            serde_json::to_string(&Response::Reload(reload.clone())).unwrap(),
+            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}}}"#
+        );
+        // And back: clients read what the daemon writes.
+        let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Response>(&text).unwrap(),
+            Response::Status(Box::new(status))
+        );
+        let text = serde_json::to_string(&Response::Reload(reload.clone())).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Response>(&text).unwrap(),
+            Response::Reload(reload)
+        );
+    }
+
+    #[test]
+    fn rfc3339_in_utc() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123); // leap year
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -7,7 +7,8 @@ use crate::netlink::fake::FakeBackend;
 use crate::testdir::TempDir;
 
 /// The bundled example, copied so tests can edit it.
-fn example() -> TempDir {
+/// A scratch copy of the bundled example (also for the state thread's tests).
+pub(super) fn example() -> TempDir {
     let dir = TempDir::new("state");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     for sub in ["policies", "inventory"] {

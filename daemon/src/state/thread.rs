@@ -211,23 +211,7 @@ mod tests {
     use crate::state::Options;
     use crate::testdir::TempDir;
 
-    fn example() -> TempDir {
-        let dir = TempDir::new("state-thread");
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap();
-        for sub in ["policies", "inventory"] {
-            for entry in std::fs::read_dir(repo.join("config").join(sub)).unwrap() {
-                let entry = entry.unwrap();
-                let text = std::fs::read_to_string(entry.path()).unwrap();
-                dir.write(
-                    &format!("{sub}/{}", entry.file_name().to_string_lossy()),
-                    &text,
-                );
-            }
-        }
-        dir
-    }
+    use crate::state::tests::example;
 
     fn state(dir: &TempDir) -> State<FakeBackend> {
         let mut s = State::new(

@@ -23,18 +23,18 @@ pub fn nft(plan: &Plan) -> String {
 }
 
 fn write_plan(out: &mut String, plan: &Plan) -> fmt::Result {
-    let t = &plan.table;
+    let t = &plan.table();
     writeln!(out, "table inet {t} {{}}")?;
     writeln!(out, "delete table inet {t}")?;
     writeln!(out, "table inet {t} {{")?;
     writeln!(out, "\tcomment \"{TABLE_COMMENT}\"")?;
-    for set in &plan.sets {
+    for set in plan.sets() {
         write_set(out, set)?;
     }
-    for map in &plan.maps {
+    for map in plan.maps() {
         write_map(out, map)?;
     }
-    for chain in &plan.chains {
+    for chain in plan.chains() {
         write_chain(out, chain)?;
     }
     writeln!(out, "}}")
@@ -75,9 +75,9 @@ where
 }
 
 fn write_set(out: &mut String, set: &Set) -> fmt::Result {
-    writeln!(out, "\tset {} {{", set.name)?;
-    let ty = addr_type(set.family);
-    match &set.elements {
+    writeln!(out, "\tset {} {{", set.name())?;
+    let ty = addr_type(set.family());
+    match &set.elements() {
         SetElements::Addr(v) => {
             writeln!(out, "\t\ttype {ty}; flags interval;")?;
             write_elements(out, v.iter().map(Range))?;
@@ -94,11 +94,11 @@ fn write_set(out: &mut String, set: &Set) -> fmt::Result {
 }
 
 fn write_map(out: &mut String, map: &VerdictMap) -> fmt::Result {
-    writeln!(out, "\tmap {} {{", map.name)?;
-    writeln!(out, "\t\ttype {} : verdict;", addr_type(map.family))?;
+    writeln!(out, "\tmap {} {{", map.name())?;
+    writeln!(out, "\t\ttype {} : verdict;", addr_type(map.family()))?;
     write_elements(
         out,
-        map.elements
+        map.elements()
             .iter()
             .map(|(ip, chain)| format!("{ip} : jump {chain}")),
     )?;
@@ -106,8 +106,8 @@ fn write_map(out: &mut String, map: &VerdictMap) -> fmt::Result {
 }
 
 fn write_chain(out: &mut String, chain: &Chain) -> fmt::Result {
-    writeln!(out, "\tchain {} {{", chain.name)?;
-    if let Some(hook) = chain.hook {
+    writeln!(out, "\tchain {} {{", chain.name())?;
+    if let Some(hook) = chain.hook() {
         let hook = match hook {
             Hook::Input => "input",
             Hook::Output => "output",
@@ -117,7 +117,7 @@ fn write_chain(out: &mut String, chain: &Chain) -> fmt::Result {
             "\t\ttype filter hook {hook} priority filter; policy accept;"
         )?;
     }
-    for stmt in &chain.rules {
+    for stmt in chain.rules() {
         write_stmt(out, stmt)?;
     }
     writeln!(out, "\t}}")

@@ -93,7 +93,7 @@ pub fn compile(
     let counts = Counts {
         policies: model.policies.len(),
         endpoints: model.inventory.endpoints.len(),
-        local_endpoints: plan.locals.len(),
+        local_endpoints: plan.locals().len(),
         rules: plan.rule_count(),
         elements: plan.element_count(),
     };

@@ -13,8 +13,8 @@ use super::intervals::{
 };
 use super::names::{chain_name, deny_comment, disambiguate};
 use super::{
-    AddrField, AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Options, Plan, Set,
-    SetElements, Stmt, VerdictMap, TABLE_NAME,
+    AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, Family, Hook,
+    LocalEndpoint, Options, Plan, Set, SetElements, Stmt, VerdictMap, TABLE_NAME,
 };
 use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, PortRule, Ports};
 use crate::resolve::{port_range_on, EndpointId, Index, PolicyId};
@@ -53,7 +53,7 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
     };
     let mut sets = Vec::new();
     let mut chains = Vec::new();
-    let mut maps: BTreeMap<String, VerdictMap> = BTreeMap::new();
+    let mut maps: BTreeMap<String, (Family, Vec<(IpAddr, String)>)> = BTreeMap::new();
     let mut plan_locals = Vec::new();
 
     // Every isolated (endpoint, direction) and its chain's name, in the order of
@@ -89,12 +89,8 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             for ip in &endpoint.ips {
                 let family = Family::of(ip);
                 maps.entry(map_name(dir, family))
-                    .or_insert_with(|| VerdictMap {
-                        name: map_name(dir, family),
-                        family,
-                        elements: Vec::new(),
-                    })
-                    .elements
+                    .or_insert_with(|| (family, Vec::new()))
+                    .1
                     .push((*ip, name.clone()));
             }
             match dir {
@@ -105,30 +101,26 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
         plan_locals.push(entry);
     }
 
-    let mut maps: Vec<VerdictMap> = maps.into_values().collect();
-    for map in &mut maps {
-        map.elements.sort();
-    }
+    let maps: Vec<VerdictMap> = maps
+        .into_iter()
+        .map(|(name, (family, mut elements))| {
+            elements.sort();
+            VerdictMap::new(name, family, elements).expect(BUG)
+        })
+        .collect();
+    // Set names are their chain's name plus a suffix of their own, so distinct chain
+    // names give distinct set names (Plan::new checks).
     sets.sort_by(|a: &Set, b: &Set| a.name.cmp(&b.name));
     chains.sort_by(|a: &Chain, b: &Chain| a.name.cmp(&b.name));
-    // Set names are their chain's name plus a suffix of their own, so distinct chain
-    // names give distinct set names; nft would merge duplicates silently.
-    debug_assert!(chains.windows(2).all(|w| w[0].name != w[1].name));
-    debug_assert!(sets.windows(2).all(|w| w[0].name != w[1].name));
     let mut all_chains = vec![
         base_chain(Hook::Input, &maps),
         base_chain(Hook::Output, &maps),
     ];
     all_chains.extend(chains);
-
-    Plan {
-        table: TABLE_NAME.to_string(),
-        sets,
-        maps,
-        chains: all_chains,
-        locals: plan_locals,
-    }
+    Plan::new(TABLE_NAME.to_string(), sets, maps, all_chains, plan_locals).expect(BUG)
 }
+
+const BUG: &str = "plan::build makes consistent plans";
 
 /// `input` or `output`: conntrack, loopback, neighbour discovery, then dispatch to the
 /// endpoint chains through whichever maps exist.
@@ -149,11 +141,7 @@ fn base_chain(hook: Hook, maps: &[VerdictMap]) -> Chain {
             rules.push(Stmt::Dispatch { family, field, map });
         }
     }
-    Chain {
-        name: name.to_string(),
-        hook: Some(hook),
-        rules,
-    }
+    Chain::new(name.to_string(), Some(hook), rules).expect(BUG)
 }
 
 /// What a rule's port list allows regardless of the destination.
@@ -266,11 +254,9 @@ impl Compiler<'_, '_> {
             };
             if !all.is_empty() {
                 let set = format!("{name}_{tag}_all");
-                sets.push(Set {
-                    name: set.clone(),
-                    family,
-                    elements: SetElements::Addr(all.into_iter().map(range).collect()),
-                });
+                let ranges = AddrRanges::new(family, all.into_iter().map(range).collect());
+                let elements = SetElements::Addr(ranges.expect(BUG));
+                sets.push(Set::new(set.clone(), family, elements).expect(BUG));
                 rules.push(Stmt::AcceptAddr { family, field, set });
             }
             if !ported.is_empty() {
@@ -290,11 +276,9 @@ impl Compiler<'_, '_> {
                     })
                     .collect();
                 let set = format!("{name}_{tag}_ports");
-                sets.push(Set {
-                    name: set.clone(),
-                    family,
-                    elements: SetElements::AddrProtoPort(elements),
-                });
+                let elements = AddrProtoPorts::new(family, elements).expect(BUG);
+                let elements = SetElements::AddrProtoPort(elements);
+                sets.push(Set::new(set.clone(), family, elements).expect(BUG));
                 rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
             }
         }
@@ -302,11 +286,7 @@ impl Compiler<'_, '_> {
             action: options.deny,
             comment: deny_comment(dir, &endpoint.id),
         });
-        Chain {
-            name: name.to_string(),
-            hook: None,
-            rules,
-        }
+        Chain::new(name.to_string(), None, rules).expect(BUG)
     }
 
     /// Adds what one rule allows. `local` is the endpoint being policed.

@@ -15,7 +15,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{AddrProtoPort, Family, LocalEndpoint, Plan, SetElements};
+use super::{
+    AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Family, LocalEndpoint, Plan, SetElements,
+};
 
 /// Comparisons [`Delta::widens_only`] spends on one address · protocol · port set at
 /// most (a few milliseconds).
@@ -130,15 +132,23 @@ impl Delta {
             let Some(set) = plan.sets.iter_mut().find(|s| s.name == d.name) else {
                 continue;
             };
+            const SAME: &str = "a delta applies to the plan it was computed from";
+            let family = set.family;
             match (&mut set.elements, &d.delete, &d.add) {
                 (SetElements::Addr(v), SetElements::Addr(del), SetElements::Addr(add)) => {
-                    edit(v, del, add)
+                    let mut all = std::mem::take(v).into_vec();
+                    edit(&mut all, del, add);
+                    *v = AddrRanges::new(family, all).expect(SAME);
                 }
                 (
                     SetElements::AddrProtoPort(v),
                     SetElements::AddrProtoPort(del),
                     SetElements::AddrProtoPort(add),
-                ) => edit(v, del, add),
+                ) => {
+                    let mut all = std::mem::take(v).into_vec();
+                    edit(&mut all, del, add);
+                    *v = AddrProtoPorts::new(family, all).expect(SAME);
+                }
                 _ => {}
             }
         }
@@ -166,6 +176,9 @@ impl fmt::Display for Delta {
         )
     }
 }
+
+/// A part of a checked set's elements is sorted and disjoint too.
+const SUBSET: &str = "the elements of a checked set, in order";
 
 /// Removes `del` from and adds `add` to a sorted vector, keeping it sorted.
 fn edit<T: Ord + Clone>(v: &mut Vec<T>, del: &[T], add: &[T]) {
@@ -222,8 +235,8 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                 (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
                     name: b.name.clone(),
                     family: b.family,
-                    delete: SetElements::Addr(del),
-                    add: SetElements::Addr(add),
+                    delete: SetElements::Addr(AddrRanges::new(b.family, del).expect(SUBSET)),
+                    add: SetElements::Addr(AddrRanges::new(b.family, add).expect(SUBSET)),
                 })
             }
             (SetElements::AddrProtoPort(x), SetElements::AddrProtoPort(y)) => {
@@ -231,8 +244,12 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                 (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
                     name: b.name.clone(),
                     family: b.family,
-                    delete: SetElements::AddrProtoPort(del),
-                    add: SetElements::AddrProtoPort(add),
+                    delete: SetElements::AddrProtoPort(
+                        AddrProtoPorts::new(b.family, del).expect(SUBSET),
+                    ),
+                    add: SetElements::AddrProtoPort(
+                        AddrProtoPorts::new(b.family, add).expect(SUBSET),
+                    ),
                 })
             }
             _ => return Err(Structural(format!("set {} changes its type", b.name))),

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::model::{Direction, ObjectName};
 
+mod checked;
 mod compile;
 mod delta;
 mod intervals;
@@ -28,6 +29,7 @@ mod names;
 mod tests;
 mod verdict;
 
+pub use checked::{AddrProtoPorts, AddrRanges, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{chain_name, chain_owners, deny_comment, COMMENT_CUT_MARK, MAX_COMMENT};
 pub use verdict::{Outcome, Packet, Verdict};
@@ -100,13 +102,13 @@ pub struct AddrProtoPort {
 }
 
 /// What a set holds. Elements are sorted and never overlap (the kernel refuses
-/// overlapping interval elements).
+/// overlapping interval elements): the element types can only be built so.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum SetElements {
     /// `type ipv4_addr|ipv6_addr; flags interval`.
-    Addr(Vec<AddrRange>),
+    Addr(AddrRanges),
     /// `type ipvN_addr . inet_proto . inet_service; flags interval`.
-    AddrProtoPort(Vec<AddrProtoPort>),
+    AddrProtoPort(AddrProtoPorts),
 }
 
 impl SetElements {
@@ -124,30 +126,24 @@ impl SetElements {
     }
 }
 
-/// A named set of the table.
+/// A named set of the table ([`Set::new`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Set {
-    /// Set name, unique in the table.
-    pub name: String,
-    /// Address family of its address field.
-    pub family: Family,
-    /// The elements.
-    pub elements: SetElements,
+    name: String,
+    family: Family,
+    elements: SetElements,
 }
 
-/// A verdict map from a local address to the chain that polices it.
+/// A verdict map from a local address to the chain that polices it ([`VerdictMap::new`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerdictMap {
-    /// Map name, unique in the table.
-    pub name: String,
-    /// Family of its keys.
-    pub family: Family,
-    /// Sorted by address: address → `jump` target chain.
-    pub elements: Vec<(IpAddr, String)>,
+    name: String,
+    family: Family,
+    elements: Vec<(IpAddr, String)>,
 }
 
 /// Netfilter hook of a base chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Hook {
     /// Packets to this host.
     Input,
@@ -214,15 +210,12 @@ pub enum Stmt {
     },
 }
 
-/// A chain of the table.
+/// A chain of the table ([`Chain::new`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Chain {
-    /// Chain name, unique in the table.
-    pub name: String,
-    /// For base chains: the hook (type filter, priority filter, policy accept).
-    pub hook: Option<Hook>,
-    /// The rules, in order.
-    pub rules: Vec<Stmt>,
+    name: String,
+    hook: Option<Hook>,
+    rules: Vec<Stmt>,
 }
 
 /// How a local endpoint is policed in the plan.
@@ -246,22 +239,53 @@ impl LocalEndpoint {
     }
 }
 
-/// The whole ruleset: one `inet` table.
+/// The whole ruleset: one `inet` table, whole and consistent ([`Plan::new`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    /// Table name (family `inet`).
-    pub table: String,
-    /// Sets, sorted by name.
-    pub sets: Vec<Set>,
-    /// Verdict maps, sorted by name.
-    pub maps: Vec<VerdictMap>,
-    /// Base chains first (`input`, `output`), then endpoint chains sorted by name.
-    pub chains: Vec<Chain>,
-    /// The local endpoints, sorted.
-    pub locals: Vec<LocalEndpoint>,
+    table: String,
+    sets: Vec<Set>,
+    maps: Vec<VerdictMap>,
+    chains: Vec<Chain>,
+    locals: Vec<LocalEndpoint>,
 }
 
 impl Plan {
+    /// Table name (family `inet`).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Sets, sorted by name.
+    pub fn sets(&self) -> &[Set] {
+        &self.sets
+    }
+
+    /// Verdict maps, sorted by name.
+    pub fn maps(&self) -> &[VerdictMap] {
+        &self.maps
+    }
+
+    /// Base chains first, then endpoint chains sorted by name.
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+
+    /// The local endpoints, sorted: which endpoint and direction each endpoint chain
+    /// polices (the identity of its deny counter).
+    pub fn locals(&self) -> &[LocalEndpoint] {
+        &self.locals
+    }
+
+    /// The endpoint and direction an endpoint chain polices.
+    pub fn owner(&self, chain: &str) -> Option<(&ObjectName, Direction)> {
+        self.locals.iter().find_map(|l| {
+            [Direction::Ingress, Direction::Egress]
+                .into_iter()
+                .find(|&d| l.chain(d) == Some(chain))
+                .map(|d| (&l.id, d))
+        })
+    }
+
     /// Total number of rules.
     pub fn rule_count(&self) -> usize {
         self.chains.iter().map(|c| c.rules.len()).sum()
@@ -275,17 +299,31 @@ impl Plan {
 
     /// A set by name.
     pub fn set(&self, name: &str) -> Option<&Set> {
-        self.sets.iter().find(|s| s.name == name)
+        let i = self.sets.binary_search_by(|s| s.name.as_str().cmp(name));
+        i.ok().map(|i| &self.sets[i])
     }
 
     /// A verdict map by name.
     pub fn map(&self, name: &str) -> Option<&VerdictMap> {
-        self.maps.iter().find(|m| m.name == name)
+        let i = self.maps.binary_search_by(|m| m.name.as_str().cmp(name));
+        i.ok().map(|i| &self.maps[i])
     }
 
     /// A chain by name.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
-        self.chains.iter().find(|c| c.name == name)
+        let base = self.chains.partition_point(|c| c.hook.is_some());
+        self.chains[..base]
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| self.endpoint_chain(name))
+    }
+
+    /// An endpoint chain by name: they follow the base chains, sorted by name.
+    pub(crate) fn endpoint_chain(&self, name: &str) -> Option<&Chain> {
+        let base = self.chains.partition_point(|c| c.hook.is_some());
+        let endpoint = &self.chains[base..];
+        let i = endpoint.binary_search_by(|c| c.name.as_str().cmp(name));
+        i.ok().map(|i| &endpoint[i])
     }
 }
 

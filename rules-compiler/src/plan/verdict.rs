@@ -106,7 +106,7 @@ impl Plan {
                     if Family::of(&ip) != *family || depth >= MAX_DEPTH {
                         continue;
                     }
-                    let Some(map) = self.sorted_map(map) else {
+                    let Some(map) = self.map(map) else {
                         continue;
                     };
                     let Ok(i) = map.elements.binary_search_by(|(k, _)| k.cmp(&ip)) else {
@@ -124,9 +124,7 @@ impl Plan {
                     if Family::of(&ip) != *family {
                         continue;
                     }
-                    if let Some(SetElements::Addr(elements)) =
-                        self.sorted_set(set).map(|s| &s.elements)
-                    {
+                    if let Some(SetElements::Addr(elements)) = self.set(set).map(|s| &s.elements) {
                         if addr_in(elements, &ip) {
                             return decided(Outcome::Accept);
                         }
@@ -138,7 +136,7 @@ impl Plan {
                         continue;
                     }
                     if let Some(SetElements::AddrProtoPort(elements)) =
-                        self.sorted_set(set).map(|s| &s.elements)
+                        self.set(set).map(|s| &s.elements)
                     {
                         if addr_proto_port_in(elements, &ip, packet.proto, packet.dport) {
                             return decided(Outcome::Accept);
@@ -149,32 +147,6 @@ impl Plan {
             }
         }
         None
-    }
-
-    /// A map by name: maps are sorted by name.
-    fn sorted_map(&self, name: &str) -> Option<&super::VerdictMap> {
-        match self.maps.binary_search_by(|m| m.name.as_str().cmp(name)) {
-            Ok(i) => Some(&self.maps[i]),
-            Err(_) => self.map(name),
-        }
-    }
-
-    /// A set by name: sets are sorted by name.
-    fn sorted_set(&self, name: &str) -> Option<&super::Set> {
-        match self.sets.binary_search_by(|s| s.name.as_str().cmp(name)) {
-            Ok(i) => Some(&self.sets[i]),
-            Err(_) => self.set(name),
-        }
-    }
-
-    /// An endpoint chain by name: they follow the base chains, sorted by name.
-    fn endpoint_chain(&self, name: &str) -> Option<&Chain> {
-        let first = self.chains.partition_point(|c| c.hook.is_some());
-        let endpoint = &self.chains[first..];
-        match endpoint.binary_search_by(|c| c.name.as_str().cmp(name)) {
-            Ok(i) => Some(&endpoint[i]),
-            Err(_) => self.chain(name).filter(|c| c.hook.is_none()),
-        }
     }
 }
 
@@ -247,28 +219,36 @@ mod tests {
                 Set {
                     name: format!("{chain}_v4_all"),
                     family: Family::V4,
-                    elements: SetElements::Addr(vec![range("198.18.1.0", "198.18.1.255")]),
+                    elements: SetElements::addr(
+                        Family::V4,
+                        vec![range("198.18.1.0", "198.18.1.255")],
+                    )
+                    .unwrap(),
                 },
                 Set {
                     name: format!("{chain}_v4_ports"),
                     family: Family::V4,
-                    elements: SetElements::AddrProtoPort(vec![
-                        AddrProtoPort {
-                            addr: range("198.18.2.0", "198.18.2.127"),
-                            proto: 6,
-                            ports: (80, 80),
-                        },
-                        AddrProtoPort {
-                            addr: range("198.18.2.0", "198.18.2.127"),
-                            proto: 17,
-                            ports: (53, 53),
-                        },
-                        AddrProtoPort {
-                            addr: range("198.18.2.128", "198.18.2.255"),
-                            proto: 6,
-                            ports: (443, 443),
-                        },
-                    ]),
+                    elements: SetElements::addr_proto_port(
+                        Family::V4,
+                        vec![
+                            AddrProtoPort {
+                                addr: range("198.18.2.0", "198.18.2.127"),
+                                proto: 6,
+                                ports: (80, 80),
+                            },
+                            AddrProtoPort {
+                                addr: range("198.18.2.0", "198.18.2.127"),
+                                proto: 17,
+                                ports: (53, 53),
+                            },
+                            AddrProtoPort {
+                                addr: range("198.18.2.128", "198.18.2.255"),
+                                proto: 6,
+                                ports: (443, 443),
+                            },
+                        ],
+                    )
+                    .unwrap(),
                 },
             ],
             maps: vec![VerdictMap {

@@ -477,30 +477,30 @@ fn nft_loads_every_shape_twice_with_all_elements() {
                 .map_or(0, |e| e.as_array().unwrap().len())
         };
         assert_eq!(count("table"), 1, "{name}");
-        assert_eq!(count("set"), plan.sets.len(), "{name}");
-        assert_eq!(count("map"), plan.maps.len(), "{name}");
-        assert_eq!(count("chain"), plan.chains.len(), "{name}");
+        assert_eq!(count("set"), plan.sets().len(), "{name}");
+        assert_eq!(count("map"), plan.maps().len(), "{name}");
+        assert_eq!(count("chain"), plan.chains().len(), "{name}");
         let rules: usize = plan
-            .chains
+            .chains()
             .iter()
-            .flat_map(|c| &c.rules)
+            .flat_map(|c| c.rules())
             .map(nft_rules)
             .sum();
         assert_eq!(count("rule"), rules, "{name}");
-        for set in &plan.sets {
+        for set in plan.sets() {
             assert_eq!(
-                elements("set", &set.name),
-                set.elements.len(),
+                elements("set", &set.name()),
+                set.elements().len(),
                 "{name}: set {}",
-                set.name
+                set.name()
             );
         }
-        for map in &plan.maps {
+        for map in plan.maps() {
             assert_eq!(
-                elements("map", &map.name),
-                map.elements.len(),
+                elements("map", &map.name()),
+                map.elements().len(),
                 "{name}: map {}",
-                map.name
+                map.name()
             );
         }
     }

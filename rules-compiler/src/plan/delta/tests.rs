@@ -59,7 +59,8 @@ fn addr_set(name: &str, family: Family, blocks: &[u32]) -> Set {
     Set {
         name: name.into(),
         family,
-        elements: SetElements::Addr(blocks.iter().map(|&k| block(family, k)).collect()),
+        elements: SetElements::addr(family, blocks.iter().map(|&k| block(family, k)).collect())
+            .unwrap(),
     }
 }
 
@@ -79,11 +80,11 @@ fn element_changes_are_deletions_and_additions() {
     assert_eq!(d.sets.len(), 1);
     assert_eq!(
         d.sets[0].delete,
-        SetElements::Addr(vec![block(Family::V4, 1)])
+        SetElements::addr(Family::V4, vec![block(Family::V4, 1)]).unwrap()
     );
     assert_eq!(
         d.sets[0].add,
-        SetElements::Addr(vec![block(Family::V4, 7), block(Family::V4, 9)])
+        SetElements::addr(Family::V4, vec![block(Family::V4, 7), block(Family::V4, 9)]).unwrap()
     );
     assert_eq!(d.changed(), 3);
     assert_eq!(d.apply(&a), b);
@@ -105,10 +106,14 @@ fn a_delta_widens_only_when_nothing_allowed_before_is_left_out() {
         vec![Set {
             name: "s".into(),
             family: Family::V4,
-            elements: SetElements::Addr(vec![AddrRange {
-                start: v4(4),
-                end: v4(23),
-            }]),
+            elements: SetElements::addr(
+                Family::V4,
+                vec![AddrRange {
+                    start: v4(4),
+                    end: v4(23),
+                }],
+            )
+            .unwrap(),
         }],
         vec![],
     );
@@ -159,7 +164,7 @@ fn structural_changes_are_refused_with_a_reason() {
     let mut chains = a.clone();
     chains.chains.pop();
     let mut kind = a.clone();
-    kind.sets[0].elements = SetElements::AddrProtoPort(vec![]);
+    kind.sets[0].elements = SetElements::AddrProtoPort(Default::default());
     let mut table = a.clone();
     table.table = "other".into();
     let mut map = a.clone();
@@ -218,10 +223,13 @@ fn content(apk: bool) -> BoxedStrategy<Content> {
 
 fn build_set(name: String, family: Family, c: &Content) -> Set {
     let elements = match c {
-        Content::Addr(b) => {
-            SetElements::Addr(b.iter().map(|&k| block(family, u32::from(k))).collect())
-        }
-        Content::Apk(b) => SetElements::AddrProtoPort(
+        Content::Addr(b) => SetElements::addr(
+            family,
+            b.iter().map(|&k| block(family, u32::from(k))).collect(),
+        )
+        .unwrap(),
+        Content::Apk(b) => SetElements::addr_proto_port(
+            family,
             b.iter()
                 .map(|&(k, udp, p)| AddrProtoPort {
                     addr: block(family, u32::from(k)),
@@ -229,7 +237,8 @@ fn build_set(name: String, family: Family, c: &Content) -> Set {
                     ports: (p * 10, p * 10 + 5),
                 })
                 .collect(),
-        ),
+        )
+        .unwrap(),
     };
     Set {
         name,

@@ -338,9 +338,9 @@ fn measure(args: &Args) {
         "table: {} rules, {} set elements in {} sets and {} maps, biggest set {} elements; the plan netpold keeps: about {:.1} MiB",
         base.rule_count(),
         base.element_count(),
-        base.sets.len(),
-        base.maps.len(),
-        base.sets.iter().map(|s| s.elements.len()).max().unwrap_or(0),
+        base.sets().len(),
+        base.maps().len(),
+        base.sets().iter().map(|s| s.elements().len()).max().unwrap_or(0),
         plan_bytes(&base) as f64 / (1 << 20) as f64
     );
     let mut edits = Vec::new();

@@ -68,7 +68,7 @@ pub fn plan_for(model: &Model, locals: &[ObjectName]) -> Plan {
 
 /// Whether any set of `plan` holds `ip`.
 fn in_some_set(plan: &Plan, ip: &IpAddr) -> bool {
-    plan.sets.iter().any(|s| match &s.elements {
+    plan.sets().iter().any(|s| match s.elements() {
         SetElements::Addr(v) => v.iter().any(|r| r.contains(ip)),
         SetElements::AddrProtoPort(v) => v.iter().any(|e| e.addr.contains(ip)),
     })
@@ -175,12 +175,12 @@ pub fn find_edit(
 pub fn plan_bytes(plan: &Plan) -> usize {
     use std::mem::size_of;
     let sets: usize = plan
-        .sets
+        .sets()
         .iter()
         .map(|s| {
             size_of::<rules_compiler::plan::Set>()
-                + s.name.len()
-                + match &s.elements {
+                + s.name().len()
+                + match s.elements() {
                     SetElements::Addr(v) => v.capacity() * size_of::<plan::AddrRange>(),
                     SetElements::AddrProtoPort(v) => {
                         v.capacity() * size_of::<plan::AddrProtoPort>()
@@ -189,23 +189,23 @@ pub fn plan_bytes(plan: &Plan) -> usize {
         })
         .sum();
     let maps: usize = plan
-        .maps
+        .maps()
         .iter()
         .map(|m| {
-            m.name.len()
-                + m.elements
+            m.name().len()
+                + m.elements()
                     .iter()
                     .map(|(_, c)| size_of::<(IpAddr, String)>() + c.len())
                     .sum::<usize>()
         })
         .sum();
     let chains: usize = plan
-        .chains
+        .chains()
         .iter()
         .map(|c| {
             size_of::<rules_compiler::plan::Chain>()
-                + c.name.len()
-                + c.rules.len() * (size_of::<rules_compiler::plan::Stmt>() + 32)
+                + c.name().len()
+                + c.rules().len() * (size_of::<rules_compiler::plan::Stmt>() + 32)
         })
         .sum();
     sets + maps + chains
@@ -224,7 +224,7 @@ pub fn unisolated_egress(model: &Model, not_in: &str) -> Option<ObjectName> {
         .filter(|(_, e)| e.id.namespace != not_in)
         .find(|(i, _)| {
             let p = plan::build(&index, &[*i], &plan::Options::default());
-            !p.chains.iter().any(|c| c.name.starts_with("out_"))
+            !p.chains().iter().any(|c| c.name().starts_with("out_"))
         })
         .map(|(_, e)| e.id.clone())
 }

@@ -206,12 +206,12 @@ mod tests {
 
     fn count(plan: &plan::Plan) -> (usize, usize) {
         let rules = plan
-            .chains
+            .chains()
             .iter()
-            .filter(|c| c.hook.is_none())
-            .map(|c| c.rules.len())
+            .filter(|c| c.hook().is_none())
+            .map(|c| c.rules().len())
             .sum();
-        let elements = plan.sets.iter().map(|s| s.elements.len()).sum();
+        let elements = plan.sets().iter().map(|s| s.elements().len()).sum();
         (rules, elements)
     }
 
@@ -226,17 +226,20 @@ mod tests {
         let plan = plan_of(&scale);
         assert_eq!(count(&plan), (scale.endpoint_rules(), scale.set_elements()));
         assert_eq!(
-            plan.maps.iter().map(|m| m.elements.len()).sum::<usize>(),
+            plan.maps()
+                .iter()
+                .map(|m| m.elements().len())
+                .sum::<usize>(),
             2 * scale.locals
         );
         // Each local endpoint admits its own shard only.
         let svc3 = plan
-            .sets
+            .sets()
             .iter()
-            .find(|s| s.name.contains("svc-0003") && s.name.ends_with("_v4_ports"))
+            .find(|s| s.name().contains("svc-0003") && s.name().ends_with("_v4_ports"))
             .unwrap();
-        let SetElements::AddrProtoPort(elems) = &svc3.elements else {
-            panic!("{:?}", svc3.elements)
+        let SetElements::AddrProtoPort(elems) = svc3.elements() else {
+            panic!("{:?}", svc3.elements())
         };
         assert!(elems.iter().all(|e| {
             let c = u32::from(match e.addr.start {

@@ -188,16 +188,16 @@ pub fn apply(
     let plan = compiled.plan;
     let stats = backend
         .apply(&plan)
-        .with_context(|| format!("applying table inet {}", plan.table))?;
+        .with_context(|| format!("applying table inet {}", plan.table()))?;
     let isolated = plan
-        .locals
+        .locals()
         .iter()
         .filter(|l| l.ingress_chain.is_some() || l.egress_chain.is_some())
         .count();
     let _ = writeln!(
         stdout,
         "applied table inet {} in one transaction: {}, {}; {isolated} of {} isolated ({} messages, {} bytes; encode {:.1} ms, kernel {:.1} ms)",
-        plan.table,
+        plan.table(),
         plural(stats.rules, "rule", "rules"),
         plural(stats.elements, "set element", "set elements"),
         plural(compiled.locals.len(), "local endpoint", "local endpoints"),
@@ -453,7 +453,7 @@ mod kernel_tests {
 
     fn locals_of(fake: &FakeBackend) -> Vec<String> {
         let plan = fake.loaded.as_ref().expect("a plan was applied");
-        plan.locals.iter().map(|l| l.id.to_string()).collect()
+        plan.locals().iter().map(|l| l.id.to_string()).collect()
     }
 
     #[test]
@@ -549,9 +549,9 @@ mod kernel_tests {
             "no inventory endpoint has an address of this host: the table isolates no endpoint\n"
         ));
         let plan = fake.loaded.as_ref().unwrap();
-        assert!(plan.locals.is_empty());
+        assert!(plan.locals().is_empty());
         assert!(
-            plan.chains.iter().all(|c| c.hook.is_some()),
+            plan.chains().iter().all(|c| c.hook().is_some()),
             "only base chains"
         );
     }
@@ -574,13 +574,17 @@ mod kernel_tests {
             .stdout
             .starts_with("local endpoints (named):\n  web/checkout\n"));
         let plan = fake.loaded.as_ref().unwrap();
-        assert!(plan.chains.iter().flat_map(|c| &c.rules).any(|r| matches!(
-            r,
-            plan::Stmt::Deny {
-                action: DenyAction::Reject,
-                ..
-            }
-        )));
+        assert!(plan
+            .chains()
+            .iter()
+            .flat_map(|c| c.rules())
+            .any(|r| matches!(
+                r,
+                plan::Stmt::Deny {
+                    action: DenyAction::Reject,
+                    ..
+                }
+            )));
     }
 
     #[test]
@@ -680,9 +684,9 @@ mod kernel_tests {
         let text = show(&mut fake, ReportFormat::Table, None).unwrap().stdout;
         let head = format!(
             "table inet netpol: {} chains, {} rules, {} sets and maps, {} elements\n",
-            plan.chains.len(),
+            plan.chains().len(),
             plan.rule_count(),
-            plan.sets.len() + plan.maps.len(),
+            plan.sets().len() + plan.maps().len(),
             plan.element_count()
         );
         assert!(text.starts_with(&head), "{text}");

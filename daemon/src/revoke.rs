@@ -109,7 +109,7 @@ fn on_loopback(ip: &IpAddr) -> bool {
 /// source). `host` holds this host's addresses. Sorted, without repeats.
 pub fn decide(plan: &Plan, flows: &[Flow], host: &BTreeSet<IpAddr>) -> Vec<Revoked> {
     let owners: HashMap<&str, (&ObjectName, Direction)> = plan
-        .locals
+        .locals()
         .iter()
         .flat_map(|l| {
             [Direction::Ingress, Direction::Egress]

@@ -754,7 +754,7 @@ impl<B: Backend> State<B> {
         let (how, narrows) = match self.apply_plan(&plan) {
             Ok(r) => r,
             Err(e) => {
-                let message = format!("applying table inet {}: {e}", plan.table);
+                let message = format!("applying table inet {}: {e}", plan.table());
                 let apply = applying.elapsed();
                 return self.fail(trigger, Stage::Kernel, message, started, Some(apply));
             }
@@ -821,7 +821,7 @@ impl<B: Backend> State<B> {
                 // An empty delta still goes to the kernel: its generation check is what
                 // tells that the table is still ours as we left it (not deleted, not
                 // edited by someone else), before "updated in place" is reported.
-                Ok(d) if d.cost() <= UPDATE_COST_RATIO * (d.table_elements.max(1) as u64) => {
+                Ok(d) if d.cost() <= UPDATE_COST_RATIO * (d.table_elements().max(1) as u64) => {
                     match self.backend.update(&d) {
                         Ok(_) => {
                             self.owners = ChainOwners::of(plan);
@@ -842,7 +842,7 @@ impl<B: Backend> State<B> {
                 }
                 Ok(d) => tracing::debug!(
                     cost = d.cost(),
-                    table_elements = d.table_elements,
+                    table_elements = d.table_elements(),
                     "replacing the table: {d} costs more than a replace"
                 ),
                 Err(why) => tracing::debug!("replacing the table: {why}"),

@@ -130,7 +130,7 @@ fn prepare(store: &Path, endpoints: usize) -> Inputs {
     Inputs {
         store: store.to_path_buf(),
         locals: locals.iter().map(ToString::to_string).collect(),
-        elements: base.sets.iter().map(|s| s.elements.len()).sum(),
+        elements: base.sets().iter().map(|s| s.elements().len()).sum(),
     }
 }
 

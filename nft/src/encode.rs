@@ -99,9 +99,8 @@ pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
 /// under `slot`'s names, filled, in a table whose base chains do not use them yet.
 pub(crate) fn encode_stage(plan: &Plan, slot: Slot) -> Result<Batch, EncodeError> {
     let mut enc = Encoder::new(plan, slot);
-    check_name("table", &plan.table)?;
-    enc.chains(Which::Endpoints)?;
-    enc.sets_and_maps()?;
+    enc.chains(Which::Endpoints);
+    enc.sets_and_maps();
     enc.rules(Which::Endpoints)?;
     Ok(enc.batch(plan.element_count()))
 }
@@ -126,12 +125,12 @@ pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch
     }
     // Made by the first transaction: looked up by name.
     for name in plan
-        .sets
+        .sets()
         .iter()
-        .map(|s| &s.name)
-        .chain(plan.maps.iter().map(|m| &m.name))
+        .map(|s| s.name())
+        .chain(plan.maps().iter().map(|m| m.name()))
     {
-        enc.set_ids.insert(name.clone(), 0);
+        enc.set_ids.insert(name.to_owned(), 0);
     }
     enc.rules(Which::Base)?;
     for name in &old.maps {
@@ -239,8 +238,8 @@ impl Which {
     fn has(self, chain: &rules_compiler::plan::Chain) -> bool {
         match self {
             Which::All => true,
-            Which::Base => chain.hook.is_some(),
-            Which::Endpoints => chain.hook.is_none(),
+            Which::Base => chain.hook().is_some(),
+            Which::Endpoints => chain.hook().is_none(),
         }
     }
 }
@@ -283,30 +282,29 @@ impl<'a> Encoder<'a> {
 
     /// A chain's name in the kernel: base chains keep theirs.
     fn chain_name(&self, chain: &rules_compiler::plan::Chain) -> String {
-        match chain.hook {
-            Some(_) => chain.name.clone(),
-            None => self.slot.name(&chain.name),
+        match chain.hook() {
+            Some(_) => chain.name().to_owned(),
+            None => self.slot.name(chain.name()),
         }
     }
 
     fn all(&mut self) -> Result<(), EncodeError> {
-        let t = &self.plan.table;
-        check_name("table", t)?;
+        let t = self.plan.table();
         self.push(
             Msg::NewTable {
-                name: t.clone(),
+                name: t.to_owned(),
                 exclusive: false,
                 create: None,
             },
             format!("table inet {t}"),
         );
         self.push(
-            Msg::DelTable { name: t.clone() },
+            Msg::DelTable { name: t.to_owned() },
             format!("deleting the previous table inet {t}"),
         );
         self.push(
             Msg::NewTable {
-                name: t.clone(),
+                name: t.to_owned(),
                 exclusive: true,
                 create: Some(TableDef {
                     flags: 0,
@@ -315,18 +313,17 @@ impl<'a> Encoder<'a> {
             },
             format!("table inet {t}"),
         );
-        self.chains(Which::All)?;
-        self.sets_and_maps()?;
+        self.chains(Which::All);
+        self.sets_and_maps();
         self.rules(Which::All)?;
         Ok(())
     }
 
-    fn chains(&mut self, which: Which) -> Result<(), EncodeError> {
+    fn chains(&mut self, which: Which) {
         let plan = self.plan;
-        for chain in plan.chains.iter().filter(|c| which.has(c)) {
+        for chain in plan.chains().iter().filter(|c| which.has(c)) {
             let name = self.chain_name(chain);
-            check_name("chain", &name)?;
-            let hook = chain.hook.map(|h| BaseHook {
+            let hook = chain.hook().map(|h| BaseHook {
                 hooknum: match h {
                     Hook::Input => k::NF_INET_LOCAL_IN,
                     Hook::Output => k::NF_INET_LOCAL_OUT,
@@ -342,25 +339,23 @@ impl<'a> Encoder<'a> {
                 format!("chain {name}"),
             );
         }
-        Ok(())
     }
 
-    fn sets_and_maps(&mut self) -> Result<(), EncodeError> {
+    fn sets_and_maps(&mut self) {
         let plan = self.plan;
-        for (i, set) in plan.sets.iter().enumerate() {
-            self.named_set(i, set)?;
+        for (i, set) in plan.sets().iter().enumerate() {
+            self.named_set(i, set);
         }
-        for (i, map) in plan.maps.iter().enumerate() {
-            self.map(i, map)?;
+        for (i, map) in plan.maps().iter().enumerate() {
+            self.map(i, map);
         }
-        Ok(())
     }
 
     fn rules(&mut self, which: Which) -> Result<(), EncodeError> {
         let plan = self.plan;
-        for chain in plan.chains.iter().filter(|c| which.has(c)) {
+        for chain in plan.chains().iter().filter(|c| which.has(c)) {
             let name = self.chain_name(chain);
-            for (i, stmt) in chain.rules.iter().enumerate() {
+            for (i, stmt) in chain.rules().iter().enumerate() {
                 self.stmt(&name, i + 1, stmt)?;
             }
         }
@@ -385,17 +380,12 @@ impl<'a> Encoder<'a> {
         push_elems(&mut self.msgs, set, set_id, source, elems, what, false);
     }
 
-    fn named_set(
-        &mut self,
-        index: usize,
-        set: &rules_compiler::plan::Set,
-    ) -> Result<(), EncodeError> {
-        let name = self.slot.name(&set.name);
-        check_name("set", &name)?;
+    fn named_set(&mut self, index: usize, set: &rules_compiler::plan::Set) {
+        let name = self.slot.name(set.name());
         let what = format!("set {name}");
         let id = self.new_set_id();
-        let (addr_type, addr_len) = addr_type(set.family);
-        let def = match &set.elements {
+        let (addr_type, addr_len) = addr_type(set.family());
+        let def = match set.elements() {
             SetElements::Addr(_) => SetDef {
                 name: name.clone(),
                 id,
@@ -421,27 +411,19 @@ impl<'a> Encoder<'a> {
             },
         };
         self.push(Msg::NewSet(def), what.clone());
-        self.set_ids.entry(set.name.clone()).or_insert(id);
-        let elems = match &set.elements {
-            SetElements::Addr(ranges) => interval_elems(set.family, ranges)
-                .map_err(|e| EncodeError::new(format!("{what}: {e}")))?,
-            SetElements::AddrProtoPort(items) => concat_elems(set.family, items)
-                .map_err(|e| EncodeError::new(format!("{what}: {e}")))?,
+        self.set_ids.entry(set.name().to_owned()).or_insert(id);
+        let elems = match set.elements() {
+            SetElements::Addr(ranges) => interval_elems(set.family(), ranges),
+            SetElements::AddrProtoPort(items) => concat_elems(set.family(), items),
         };
         self.elems(&name, id, ElemSource::Set(index), elems, &what);
-        Ok(())
     }
 
-    fn map(
-        &mut self,
-        index: usize,
-        map: &rules_compiler::plan::VerdictMap,
-    ) -> Result<(), EncodeError> {
-        let name = self.slot.name(&map.name);
-        check_name("map", &name)?;
+    fn map(&mut self, index: usize, map: &rules_compiler::plan::VerdictMap) {
+        let name = self.slot.name(map.name());
         let what = format!("map {name}");
         let id = self.new_set_id();
-        let (key_type, key_len) = addr_type(map.family);
+        let (key_type, key_len) = addr_type(map.family());
         self.push(
             Msg::NewSet(SetDef {
                 name: name.clone(),
@@ -456,14 +438,9 @@ impl<'a> Encoder<'a> {
             }),
             what.clone(),
         );
-        self.set_ids.entry(map.name.clone()).or_insert(id);
-        let mut elems = Vec::with_capacity(map.elements.len());
-        for (i, (ip, chain)) in map.elements.iter().enumerate() {
-            if Family::of(ip) != map.family {
-                return Err(EncodeError::new(format!(
-                    "{what}: key {ip} is not of the map's family"
-                )));
-            }
+        self.set_ids.entry(map.name().to_owned()).or_insert(id);
+        let mut elems = Vec::with_capacity(map.elements().len());
+        for (i, (ip, chain)) in map.elements().iter().enumerate() {
             elems.push(Elem {
                 key: ip_key(ip),
                 key_end: None,
@@ -474,7 +451,6 @@ impl<'a> Encoder<'a> {
             });
         }
         self.elems(&name, id, ElemSource::Map(index), elems, &what);
-        Ok(())
     }
 
     fn rule(&mut self, chain: &str, what: String, exprs: Vec<Expr>, comment: Option<String>) {

@@ -94,7 +94,7 @@ impl ChainOwners {
     /// The owners of `plan`'s chains.
     pub fn of(plan: &Plan) -> ChainOwners {
         let mut owners = HashMap::new();
-        for local in &plan.locals {
+        for local in plan.locals() {
             for dir in [Direction::Ingress, Direction::Egress] {
                 if let Some(chain) = local.chain(dir) {
                     owners.insert(chain.to_string(), (local.id.clone(), dir));
@@ -161,21 +161,21 @@ impl LoadedTable {
             }
         }
         let sets = plan
-            .sets
+            .sets()
             .iter()
             .map(|s| LoadedSet {
-                name: s.name.clone(),
+                name: s.name().to_owned(),
                 map: false,
-                elements: s.elements.len(),
+                elements: s.elements().len(),
             })
-            .chain(plan.maps.iter().map(|m| LoadedSet {
-                name: m.name.clone(),
+            .chain(plan.maps().iter().map(|m| LoadedSet {
+                name: m.name().to_owned(),
                 map: true,
-                elements: m.elements.len(),
+                elements: m.elements().len(),
             }))
             .collect();
         Ok(LoadedTable {
-            name: plan.table.clone(),
+            name: plan.table().to_owned(),
             chains,
             sets,
         })

@@ -160,7 +160,7 @@ impl Backend for Netlink {
             batch.table_flags(k::TABLE_OWNED);
         }
         let encode = started.elapsed();
-        let mut result = self.commit_fresh(&batch, &plan.table, &describe);
+        let mut result = self.commit_fresh(&batch, plan.table(), &describe);
         if owned {
             if let Err(e) = &result {
                 // Unknown table flags: a kernel before NFT_TABLE_F_PERSIST. An owned
@@ -172,7 +172,7 @@ impl Backend for Netlink {
                     );
                     self.ownership = Ownership::Unsupported;
                     batch.table_flags(0);
-                    result = self.commit_fresh(&batch, &plan.table, &describe);
+                    result = self.commit_fresh(&batch, plan.table(), &describe);
                 }
             }
         }
@@ -210,7 +210,7 @@ impl Backend for Netlink {
         let describe = |source, origin| encode::describe_delta_element(delta, source, origin);
         // On top of generation `genid`: the new generation is then known without asking,
         // and without the window in which someone else's change could slip in unnoticed.
-        let result = self.commit_on(&batch, &delta.table, genid, &describe);
+        let result = self.commit_on(&batch, delta.table(), genid, &describe);
         self.generation = result.as_ref().ok().map(|&(_, _, made)| made);
         let (kernel, bytes, _) = match result {
             Ok(r) => r,

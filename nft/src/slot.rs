@@ -85,13 +85,13 @@ impl Loaded {
             slot,
             base: base_chains(plan),
             chains: plan
-                .chains
+                .chains()
                 .iter()
-                .filter(|c| c.hook.is_none())
-                .map(|c| slot.name(&c.name))
+                .filter(|c| c.hook().is_none())
+                .map(|c| slot.name(c.name()))
                 .collect(),
-            sets: plan.sets.iter().map(|s| slot.name(&s.name)).collect(),
-            maps: plan.maps.iter().map(|m| slot.name(&m.name)).collect(),
+            sets: plan.sets().iter().map(|s| slot.name(s.name())).collect(),
+            maps: plan.maps().iter().map(|m| slot.name(m.name())).collect(),
         }
     }
 
@@ -103,8 +103,8 @@ impl Loaded {
 }
 
 fn base_chains(plan: &Plan) -> Vec<(String, Hook)> {
-    plan.chains
+    plan.chains()
         .iter()
-        .filter_map(|c| c.hook.map(|h| (c.name.clone(), h)))
+        .filter_map(|c| c.hook().map(|h| (c.name().to_owned(), h)))
         .collect()
 }

@@ -38,11 +38,11 @@ impl Update {
     /// `plan::delta(old, new)` (or an edit of it whose sets and maps `new` has).
     pub fn new(delta: Delta, old: &Plan, new: &Plan) -> Update {
         let gaps = delta
-            .sets
+            .sets()
             .iter()
             .map(|d| {
-                let gap = |p: &Plan| p.set(&d.name).is_some_and(|s| gap_below(&s.elements));
-                match d.delete {
+                let gap = |p: &Plan| p.set(d.name()).is_some_and(|s| gap_below(s.elements()));
+                match d.delete() {
                     SetElements::Addr(_) => (gap(old), gap(new)),
                     SetElements::AddrProtoPort(_) => (false, false),
                 }
@@ -95,13 +95,13 @@ impl fmt::Display for Update {
 fn cost(delta: &Delta, new: &Plan) -> u64 {
     let weight =
         |changed: usize, size: Option<usize>| (changed as u64) * (size.unwrap_or(0).max(1) as u64);
-    let sets = delta.sets.iter().map(|s| {
-        let size = new.set(&s.name).map(|x| x.elements.len());
-        weight(s.delete.len() + s.add.len(), size)
+    let sets = delta.sets().iter().map(|s| {
+        let size = new.set(s.name()).map(|x| x.elements().len());
+        weight(s.delete().len() + s.add().len(), size)
     });
-    let maps = delta.maps.iter().map(|m| {
-        let size = new.map(&m.name).map(|x| x.elements.len());
-        weight(m.delete.len() + m.add.len(), size)
+    let maps = delta.maps().iter().map(|m| {
+        let size = new.map(m.name()).map(|x| x.elements().len());
+        weight(m.delete().len() + m.add().len(), size)
     });
     sets.chain(maps).sum()
 }

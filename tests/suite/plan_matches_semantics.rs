@@ -366,7 +366,7 @@ fn check_model(model: &Model) -> Result<(), TestCaseError> {
                                 production
                             );
                             let own = plan
-                                .locals
+                                .locals()
                                 .iter()
                                 .find(|l| l.id == ep.id)
                                 .and_then(|l| l.chain(dir));

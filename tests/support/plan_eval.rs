@@ -32,11 +32,11 @@ pub enum Outcome {
 /// Evaluates a new (conntrack state `new`), non-loopback packet at a hook.
 pub fn evaluate(plan: &Plan, hook: Hook, packet: &Packet) -> Outcome {
     let base = plan
-        .chains
+        .chains()
         .iter()
-        .find(|c| c.hook == Some(hook))
+        .find(|c| c.hook() == Some(hook))
         .unwrap_or_else(|| panic!("plan has no base chain for {hook:?}"));
-    run_chain(plan, &base.rules, packet, 0).unwrap_or(Outcome::Accept)
+    run_chain(plan, base.rules(), packet, 0).unwrap_or(Outcome::Accept)
 }
 
 fn addr(packet: &Packet, field: AddrField) -> IpAddr {
@@ -69,13 +69,13 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                     continue;
                 }
                 let map = plan.map(map).unwrap_or_else(|| panic!("no map {map}"));
-                assert_eq!(map.family, *family, "map {} family", map.name);
-                if let Some((_, target)) = map.elements.iter().find(|(k, _)| *k == ip) {
+                assert_eq!(map.family(), *family, "map {} family", map.name());
+                if let Some((_, target)) = map.elements().iter().find(|(k, _)| *k == ip) {
                     let chain = plan
                         .chain(target)
                         .unwrap_or_else(|| panic!("jump to missing chain {target}"));
-                    assert!(chain.hook.is_none(), "jump to base chain {target}");
-                    if let Some(outcome) = run_chain(plan, &chain.rules, packet, depth + 1) {
+                    assert!(chain.hook().is_none(), "jump to base chain {target}");
+                    if let Some(outcome) = run_chain(plan, chain.rules(), packet, depth + 1) {
                         return Some(outcome);
                     }
                 }
@@ -86,8 +86,8 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                     continue;
                 }
                 let set = plan.set(set).unwrap_or_else(|| panic!("no set {set}"));
-                let SetElements::Addr(elements) = &set.elements else {
-                    panic!("set {} is not an address set", set.name);
+                let SetElements::Addr(elements) = set.elements() else {
+                    panic!("set {} is not an address set", set.name());
                 };
                 if elements.iter().any(|r| r.contains(&ip)) {
                     return Some(Outcome::Accept);
@@ -99,8 +99,8 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                     continue;
                 }
                 let set = plan.set(set).unwrap_or_else(|| panic!("no set {set}"));
-                let SetElements::AddrProtoPort(elements) = &set.elements else {
-                    panic!("set {} is not an address·protocol·port set", set.name);
+                let SetElements::AddrProtoPort(elements) = set.elements() else {
+                    panic!("set {} is not an address·protocol·port set", set.name());
                 };
                 if elements.iter().any(|e| {
                     e.addr.contains(&ip)
@@ -122,51 +122,55 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
 /// problems found.
 pub fn structural_problems(plan: &Plan) -> Vec<String> {
     let mut problems = Vec::new();
-    for set in &plan.sets {
-        match &set.elements {
+    for set in plan.sets() {
+        match set.elements() {
             SetElements::Addr(v) => {
                 for w in v.windows(2) {
                     if w[0].end >= w[1].start {
                         problems.push(format!(
                             "{}: {:?} overlaps or is not before {:?}",
-                            set.name, w[0], w[1]
+                            set.name(),
+                            w[0],
+                            w[1]
                         ));
                     }
                 }
-                for r in v {
-                    if Family::of(&r.start) != set.family
-                        || Family::of(&r.end) != set.family
+                for r in v.iter() {
+                    if Family::of(&r.start) != set.family()
+                        || Family::of(&r.end) != set.family()
                         || r.start > r.end
                     {
-                        problems.push(format!("{}: bad range {r:?}", set.name));
+                        problems.push(format!("{}: bad range {r:?}", set.name()));
                     }
                 }
             }
             SetElements::AddrProtoPort(v) => {
                 for (i, a) in v.iter().enumerate() {
-                    if Family::of(&a.addr.start) != set.family
+                    if Family::of(&a.addr.start) != set.family()
                         || a.addr.start > a.addr.end
                         || a.ports.0 > a.ports.1
                     {
-                        problems.push(format!("{}: bad element {a:?}", set.name));
+                        problems.push(format!("{}: bad element {a:?}", set.name()));
                     }
                     for b in &v[i + 1..] {
                         let addr_overlap = a.addr.start <= b.addr.end && b.addr.start <= a.addr.end;
                         let port_overlap = a.ports.0 <= b.ports.1 && b.ports.0 <= a.ports.1;
                         if addr_overlap && a.proto == b.proto && port_overlap {
-                            problems.push(format!("{}: {a:?} overlaps {b:?}", set.name));
+                            problems.push(format!("{}: {a:?} overlaps {b:?}", set.name()));
                         }
                     }
                 }
             }
         }
     }
-    for map in &plan.maps {
-        for w in map.elements.windows(2) {
+    for map in plan.maps() {
+        for w in map.elements().windows(2) {
             if w[0].0 >= w[1].0 {
                 problems.push(format!(
                     "{}: keys not strictly sorted: {} {}",
-                    map.name, w[0].0, w[1].0
+                    map.name(),
+                    w[0].0,
+                    w[1].0
                 ));
             }
         }

@@ -306,7 +306,7 @@ fn local_endpoints_follow_the_hosts_addresses() {
     assert_eq!(r.locals_added, ["web/checkout"]);
     assert_eq!(r.generation, 2);
     let plan = s.backend().loaded.clone().unwrap();
-    assert_eq!(plan.locals.len(), 1);
+    assert_eq!(plan.locals().len(), 1);
 
     // Its second address and an address of nobody: the same set, nothing applied.
     assert!(s
@@ -327,7 +327,7 @@ fn local_endpoints_follow_the_hosts_addresses() {
     // All of checkout's addresses gone: no local endpoint.
     let r = s.set_host_addresses(ips(&["127.0.0.1"])).unwrap();
     assert_eq!(r.locals_removed, ["web/checkout"]);
-    assert!(s.backend().loaded.as_ref().unwrap().locals.is_empty());
+    assert!(s.backend().loaded.as_ref().unwrap().locals().is_empty());
     assert_eq!(s.status().local_endpoints, Vec::<String>::new());
 }
 
@@ -438,7 +438,7 @@ fn an_address_change_replans_the_inputs_in_force_even_when_the_disk_broke() {
     assert_eq!(s.status().hashes, hashes);
     assert_eq!(s.status().disk, DiskState::Differ);
     let plan = s.backend().loaded.clone().unwrap();
-    assert_eq!(plan.locals.len(), 1);
+    assert_eq!(plan.locals().len(), 1);
     assert_eq!(r.after.unwrap().policies, 4);
 }
 

@@ -7,7 +7,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rules_compiler::plan::{AddrProtoPort, AddrRange, Family, Plan, SetElements, ICMPV6_ALWAYS};
+use rules_compiler::plan::{
+    AddrProtoPorts, AddrRange, AddrRanges, Family, Plan, SetElements, ICMPV6_ALWAYS,
+};
 
 use super::{Elem, ElemSource, Key};
 
@@ -41,26 +43,18 @@ pub(super) fn value_key(family: Family, v: u128) -> Key {
     }
 }
 
-pub(super) fn check_range(family: Family, r: &AddrRange) -> Result<(u128, u128), String> {
-    if Family::of(&r.start) != family || Family::of(&r.end) != family {
-        return Err(format!(
-            "range {} is not of the set's family",
-            show_range(r)
-        ));
-    }
-    let (lo, hi) = (ip_value(&r.start), ip_value(&r.end));
-    if lo > hi {
-        return Err(format!("range {} ends before it starts", show_range(r)));
-    }
-    Ok((lo, hi))
+/// The bounds of a range of the plan (of its set's family, not reversed: the plan's
+/// types say so).
+fn bounds(r: &AddrRange) -> (u128, u128) {
+    (ip_value(&r.start), ip_value(&r.end))
 }
 
 /// Interval elements as nft sends them: when the first range does not start at the
 /// first address, an end element at 0 closes the gap below it; each range is a start
 /// element and an end element at the address after it, except a range that runs to
-/// the last address, which is marked open instead. Ranges must be sorted and not
-/// overlap (the plan's contract): the kernel rejects overlaps, and so do we.
-pub(super) fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+/// the last address, which is marked open instead. The ranges are sorted and disjoint
+/// ([`rules_compiler::plan::AddrRanges`]).
+pub(super) fn interval_elems(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
     let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
     if ranges.first().is_some_and(|r| ip_value(&r.start) != 0) {
         out.push(Elem {
@@ -72,26 +66,18 @@ pub(super) fn interval_elems(family: Family, ranges: &[AddrRange]) -> Result<Vec
             origin: 0,
         });
     }
-    out.extend(interval_elems_of(family, ranges)?);
-    Ok(out)
+    out.extend(interval_elems_of(family, ranges));
+    out
 }
 
 /// The start and end elements of each range, without the gap element below the first:
 /// [`interval_elems`] for a whole set, this alone for ranges added to or deleted from
 /// one.
-pub(super) fn interval_elems_of(family: Family, ranges: &[AddrRange]) -> Result<Vec<Elem>, String> {
+pub(super) fn interval_elems_of(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
     let max = family_max(family);
     let mut out = Vec::with_capacity(ranges.len() * 2);
-    let mut prev_end: Option<u128> = None;
     for (i, r) in ranges.iter().enumerate() {
-        let (lo, hi) = check_range(family, r)?;
-        if prev_end.is_some_and(|p| lo <= p) {
-            return Err(format!(
-                "element {i} ({}) overlaps or precedes the one before it",
-                show_range(r)
-            ));
-        }
-        prev_end = Some(hi);
+        let (lo, hi) = bounds(r);
         let origin = i as u32;
         let elem = |v: u128, interval_end: bool, open: bool| Elem {
             key: value_key(family, v),
@@ -106,21 +92,15 @@ pub(super) fn interval_elems_of(family: Family, ranges: &[AddrRange]) -> Result<
             out.push(elem(hi + 1, true, false));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Address · protocol · port elements: one element with a key and an inclusive key
 /// end, each field padded to 32 bits, the port in network byte order.
-pub(super) fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Vec<Elem>, String> {
+pub(super) fn concat_elems(family: Family, items: &AddrProtoPorts) -> Vec<Elem> {
     let mut out = Vec::with_capacity(items.len());
     for (i, e) in items.iter().enumerate() {
-        let (lo, hi) = check_range(family, &e.addr)?;
-        if e.ports.0 > e.ports.1 {
-            return Err(format!(
-                "element {i}: port range {}-{} is empty",
-                e.ports.0, e.ports.1
-            ));
-        }
+        let (lo, hi) = bounds(&e.addr);
         let proto = [e.proto, 0, 0, 0];
         let port = |p: u16| {
             let [a, b] = p.to_be_bytes();
@@ -139,7 +119,7 @@ pub(super) fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Result<Ve
             origin: i as u32,
         });
     }
-    Ok(out)
+    out
 }
 
 pub(super) fn show_range(r: &AddrRange) -> String {
@@ -154,11 +134,11 @@ pub(super) fn show_range(r: &AddrRange) -> String {
 pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> Option<String> {
     let i = origin as usize;
     match source {
-        ElemSource::Set(s) => describe_set_element(&plan.sets.get(s)?.elements, i),
+        ElemSource::Set(s) => describe_set_element(plan.sets().get(s)?.elements(), i),
         ElemSource::Map(m) => plan
-            .maps
+            .maps()
             .get(m)?
-            .elements
+            .elements()
             .get(i)
             .map(|(ip, chain)| format!("{ip} : jump {chain}")),
         ElemSource::Icmpv6Types => ICMPV6_ALWAYS.get(i).map(|t| format!("icmpv6 type {t}")),

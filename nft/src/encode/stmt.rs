@@ -4,7 +4,7 @@
 //! Pure, like the rest of `encode`: expressions as plain data, registers as nft
 //! allocates them. Which statements a chain has is the compiler's decision.
 
-use rules_compiler::plan::{self, AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS};
+use rules_compiler::plan::{AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS};
 
 use super::{k, udata, Elem, ElemSource, EncodeError, Encoder, Expr, Key, Msg, SetDef, Verdict};
 
@@ -249,14 +249,7 @@ impl Encoder<'_> {
         action: &DenyAction,
         comment: &str,
     ) -> Result<(), EncodeError> {
-        // The compiler cuts comments to this same limit; this guards plans from
-        // elsewhere (a hand-made plan, a future compiler).
-        if comment.len() > plan::MAX_COMMENT || comment.contains('\0') {
-            return Err(EncodeError::new(format!(
-                "{what}: comment {comment:?} is longer than nft allows ({} bytes) or holds a NUL",
-                plan::MAX_COMMENT
-            )));
-        }
+        // Within nft's limit and without a NUL: `Chain::new` checked it.
         match action {
             DenyAction::Drop => {
                 let exprs = vec![Expr::Counter, Expr::Immediate(Verdict::Drop)];

@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 
-use rules_compiler::plan::{Delta, Family, MapDelta, SetDelta, SetElements};
+use rules_compiler::plan::{Delta, MapDelta, SetDelta, SetElements};
 
 use super::elems::{concat_elems, describe_set_element, interval_elems_of, ip_key, value_key};
-use super::{check_name, push_elems, Batch, Elem, ElemSource, EncodeError, Labelled, Slot};
+use super::{push_elems, Batch, Elem, ElemSource, EncodeError, Labelled, Slot};
 use crate::Update;
 
 /// Element changes of existing sets and maps in one batch: every deletion, then every
@@ -18,13 +18,12 @@ use crate::Update;
 /// load of the new plan encodes them, so that the kernel ends up holding the same.
 /// `slot` says under which names the plan is loaded.
 pub(crate) fn encode_update(delta: &Update, slot: Slot) -> Result<Batch, EncodeError> {
-    check_name("table", &delta.table)?;
     let mut msgs = Msgs::default();
-    for (i, d) in delta.sets.iter().enumerate() {
-        set_changes(&mut msgs, i, d, delta.gap_below(i), slot)?;
+    for (i, d) in delta.sets().iter().enumerate() {
+        set_changes(&mut msgs, i, d, delta.gap_below(i), slot);
     }
-    for (i, d) in delta.maps.iter().enumerate() {
-        map_changes(&mut msgs, i, d, slot)?;
+    for (i, d) in delta.maps().iter().enumerate() {
+        map_changes(&mut msgs, i, d, slot);
     }
     let Msgs { mut dels, adds } = msgs;
     dels.extend(adds);
@@ -62,27 +61,20 @@ impl Msgs {
 
 /// The changes of set `delta.sets[i]`. `gap`: whether the old and the new plan have a gap
 /// below its first interval ([`Update::gap_below`]).
-fn set_changes(
-    msgs: &mut Msgs,
-    i: usize,
-    d: &SetDelta,
-    gap: (bool, bool),
-    slot: Slot,
-) -> Result<(), EncodeError> {
-    let name = slot.name(&d.name);
-    check_name("set", &name)?;
+fn set_changes(msgs: &mut Msgs, i: usize, d: &SetDelta, gap: (bool, bool), slot: Slot) {
+    let name = slot.name(d.name());
     let what = format!("set {name}");
     let encode = |elements: &SetElements| match elements {
-        SetElements::Addr(ranges) => interval_elems_of(d.family, ranges),
-        SetElements::AddrProtoPort(items) => concat_elems(d.family, items),
+        SetElements::Addr(ranges) => interval_elems_of(d.family(), ranges),
+        SetElements::AddrProtoPort(items) => concat_elems(d.family(), items),
     };
-    let mut del = encode(&d.delete).map_err(|e| EncodeError::new(format!("{what}: {e}")))?;
-    let mut add = encode(&d.add).map_err(|e| EncodeError::new(format!("{what}: {e}")))?;
+    let mut del = encode(d.delete());
+    let mut add = encode(d.add());
     // The end element at 0 that closes the gap below the first interval (see
     // `interval_elems`) goes with whichever plan has such a gap.
-    if let SetElements::Addr(_) = d.delete {
+    if let SetElements::Addr(_) = d.delete() {
         let gap_elem = Elem {
-            key: value_key(d.family, 0),
+            key: value_key(d.family(), 0),
             key_end: None,
             interval_end: true,
             open: false,
@@ -96,40 +88,28 @@ fn set_changes(
         }
     }
     msgs.push(&name, &what, i, false, del, add);
-    Ok(())
 }
 
 /// The changes of map `delta.maps[i]`: keys and the chains they jump to.
-fn map_changes(msgs: &mut Msgs, i: usize, d: &MapDelta, slot: Slot) -> Result<(), EncodeError> {
-    let name = slot.name(&d.name);
-    check_name("map", &name)?;
+fn map_changes(msgs: &mut Msgs, i: usize, d: &MapDelta, slot: Slot) {
+    let name = slot.name(d.name());
     let what = format!("map {name}");
-    let encode = |elements: &[(IpAddr, String)]| -> Result<Vec<Elem>, EncodeError> {
+    let encode = |elements: &[(IpAddr, String)]| -> Vec<Elem> {
         elements
             .iter()
             .enumerate()
-            .map(|(j, (ip, chain))| {
-                if Family::of(ip) != d.family {
-                    return Err(EncodeError::new(format!(
-                        "{what}: key {ip} is not of the map's family"
-                    )));
-                }
-                let chain = slot.name(chain);
-                check_name("chain", &chain)?;
-                Ok(Elem {
-                    key: ip_key(ip),
-                    key_end: None,
-                    interval_end: false,
-                    open: false,
-                    jump: Some(chain),
-                    origin: j as u32,
-                })
+            .map(|(j, (ip, chain))| Elem {
+                key: ip_key(ip),
+                key_end: None,
+                interval_end: false,
+                open: false,
+                jump: Some(slot.name(chain)),
+                origin: j as u32,
             })
             .collect()
     };
-    let (del, add) = (encode(&d.delete)?, encode(&d.add)?);
+    let (del, add) = (encode(d.delete()), encode(d.add()));
     msgs.push(&name, &what, i, true, del, add);
-    Ok(())
 }
 
 /// An element of a delta in words; see [`describe_element`].
@@ -144,16 +124,16 @@ pub(crate) fn describe_delta_element(
     };
     let verb = if delete { "deleting" } else { "adding" };
     let what = if map {
-        let d = delta.maps.get(index)?;
-        let list = if delete { &d.delete } else { &d.add };
+        let d = delta.maps().get(index)?;
+        let list = if delete { &d.delete() } else { &d.add() };
         list.get(i)
             .map(|(ip, chain)| format!("{ip} : jump {chain}"))?
     } else {
-        let d = delta.sets.get(index)?;
+        let d = delta.sets().get(index)?;
         if origin == u32::MAX {
             "the interval end at address 0".to_string()
         } else {
-            describe_set_element(if delete { &d.delete } else { &d.add }, i)?
+            describe_set_element(if delete { d.delete() } else { d.add() }, i)?
         }
     };
     Some(format!("{verb} {what}"))

@@ -102,7 +102,7 @@ impl Netlink {
         let old = self
             .loaded
             .take()
-            .filter(|l| plan.table == self.table && l.swappable(plan))?;
+            .filter(|l| plan.table() == self.table && l.swappable(plan))?;
         let started = Instant::now();
         let slot = old.slot.other();
         let batches = encode::encode_stage(plan, slot)
@@ -123,7 +123,7 @@ impl Netlink {
             (&stage, "loading the new sets, maps and chains"),
             (&swap, "swapping the base chains to them"),
         ] {
-            match self.commit_on(batch, &plan.table, generation, &describe) {
+            match self.commit_on(batch, plan.table(), generation, &describe) {
                 Ok((k, b, g)) => {
                     kernel += k;
                     bytes += b;

@@ -71,10 +71,9 @@ netns_test! {
 
         // The owner itself may do everything.
         owner.apply(&plan).expect("the owner's replace");
-        let mut fewer = plan.clone();
-        if let SetElements::Addr(v) = &mut fewer.sets[0].elements {
+        let fewer = edit_ranges(plan.clone(), "in_x_a_v4_all", |v| {
             v.pop();
-        }
+        });
         let delta = Update::between(&plan, &fewer).unwrap();
         assert_eq!(delta.changed(), 1);
         owner.update(&delta).expect("the owner's update");

@@ -17,94 +17,83 @@ fn big_plan() -> Plan {
         })
         .collect();
     let mut sets = vec![
-        set("big_v6_all", V6, SetElements::Addr(peers)),
-        set(
-            "some_v4_all",
-            V4,
-            SetElements::Addr(vec![range("198.19.0.0", "198.19.0.255")]),
-        ),
-        set(
+        addr_set("big_v6_all", V6, peers),
+        addr_set("some_v4_all", V4, vec![range("198.19.0.0", "198.19.0.255")]),
+        ports_set(
             "some_v4_ports",
             V4,
-            SetElements::AddrProtoPort(vec![app(
-                range("198.19.1.0", "198.19.1.255"),
-                6,
-                (8000, 8080),
-            )]),
+            vec![app(range("198.19.1.0", "198.19.1.255"), 6, (8000, 8080))],
         ),
-        set(
+        ports_set(
             "some_v6_ports",
             V6,
-            SetElements::AddrProtoPort(vec![app(
-                range("2001:db8:1::", "2001:db8:1::ffff"),
-                17,
-                (53, 53),
-            )]),
+            vec![app(range("2001:db8:1::", "2001:db8:1::ffff"), 17, (53, 53))],
         ),
     ];
-    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets.sort_by(|a, b| a.name().cmp(b.name()));
     let mut in_v4 = Vec::new();
     let mut in_v6 = Vec::new();
     let mut chains = vec![
-        Chain {
-            name: "input".into(),
-            hook: Some(Hook::Input),
-            rules: {
-                let mut r = base_rules(Hook::Input);
-                r.push(Stmt::Dispatch {
-                    family: V4,
-                    field: AddrField::Daddr,
-                    map: "ingress_v4".into(),
-                });
-                r.push(Stmt::Dispatch {
-                    family: V6,
-                    field: AddrField::Daddr,
-                    map: "ingress_v6".into(),
-                });
-                r
-            },
-        },
-        Chain {
-            name: "output".into(),
-            hook: Some(Hook::Output),
-            rules: base_rules(Hook::Output),
-        },
+        Chain::new("input".into(), Some(Hook::Input), {
+            let mut r = base_rules(Hook::Input);
+            r.push(Stmt::Dispatch {
+                family: V4,
+                field: AddrField::Daddr,
+                map: "ingress_v4".into(),
+            });
+            r.push(Stmt::Dispatch {
+                family: V6,
+                field: AddrField::Daddr,
+                map: "ingress_v6".into(),
+            });
+            r
+        })
+        .expect("a valid chain"),
+        Chain::new(
+            "output".into(),
+            Some(Hook::Output),
+            base_rules(Hook::Output),
+        )
+        .expect("a valid chain"),
     ];
     let mut locals = Vec::new();
     for e in 0..200u32 {
         let name = format!("in_ns_e{e:03}");
         in_v4.push((ip(&format!("198.18.1.{}", e + 1)), name.clone()));
         in_v6.push((v6(0xffff_0000 + u128::from(e)), name.clone()));
-        chains.push(Chain {
-            name: name.clone(),
-            hook: None,
-            rules: vec![
-                Stmt::AcceptAddr {
-                    family: V6,
-                    field: Saddr,
-                    set: "big_v6_all".into(),
-                },
-                Stmt::AcceptAddr {
-                    family: V4,
-                    field: Saddr,
-                    set: "some_v4_all".into(),
-                },
-                Stmt::AcceptAddrProtoPort {
-                    family: V4,
-                    field: Saddr,
-                    set: "some_v4_ports".into(),
-                },
-                Stmt::AcceptAddrProtoPort {
-                    family: V6,
-                    field: Saddr,
-                    set: "some_v6_ports".into(),
-                },
-                Stmt::Deny {
-                    action: DenyAction::Drop,
-                    comment: format!("deny ingress ns/e{e:03}"),
-                },
-            ],
-        });
+        chains.push(
+            Chain::new(
+                name.clone(),
+                None,
+                vec![
+                    Stmt::AcceptAddr {
+                        family: V6,
+                        field: Saddr,
+                        set: "big_v6_all".into(),
+                    },
+                    Stmt::AcceptAddr {
+                        family: V4,
+                        field: Saddr,
+                        set: "some_v4_all".into(),
+                    },
+                    Stmt::AcceptAddrProtoPort {
+                        family: V4,
+                        field: Saddr,
+                        set: "some_v4_ports".into(),
+                    },
+                    Stmt::AcceptAddrProtoPort {
+                        family: V6,
+                        field: Saddr,
+                        set: "some_v6_ports".into(),
+                    },
+                    Stmt::Deny {
+                        action: DenyAction::Drop,
+                        comment: format!("deny ingress ns/e{e:03}"),
+                    },
+                ],
+            )
+            .expect("a valid chain"),
+        );
         locals.push(LocalEndpoint {
             id: ObjectName::new("ns", format!("e{e:03}")),
             ingress_chain: Some(name),
@@ -113,24 +102,17 @@ fn big_plan() -> Plan {
     }
     in_v4.sort();
     in_v6.sort();
-    Plan {
-        table: TABLE_NAME.into(),
+    Plan::new(
+        TABLE_NAME.into(),
         sets,
-        maps: vec![
-            VerdictMap {
-                name: "ingress_v4".into(),
-                family: V4,
-                elements: in_v4,
-            },
-            VerdictMap {
-                name: "ingress_v6".into(),
-                family: V6,
-                elements: in_v6,
-            },
+        vec![
+            VerdictMap::new("ingress_v4".into(), V4, in_v4).expect("a valid verdictmap"),
+            VerdictMap::new("ingress_v6".into(), V6, in_v6).expect("a valid verdictmap"),
         ],
         chains,
         locals,
-    }
+    )
+    .expect("a valid plan")
 }
 
 fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {

@@ -69,35 +69,37 @@ const CELLS_LAST: u64 = 40;
 /// Random content for each set and map of `plan`, keeping its shape: random cells with
 /// random bounds, random protocols and port ranges, map keys with random targets.
 fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
-    let mut out = plan.clone();
+    let mut out = plan.clone().into_parts();
     for set in &mut out.sets {
         // Leave some sets alone, as a real edit does.
         if rng.below(3) == 0 {
             continue;
         }
-        let family = set.family;
+        let family = set.family();
         let bounds = |rng: &mut Rng| {
             let a = 1 + rng.below(14);
             let b = a + rng.below(15 - a);
             (a, b)
         };
-        match &mut set.elements {
-            SetElements::Addr(v) => {
-                v.clear();
+        let elements = match set.elements() {
+            SetElements::Addr(_) => {
+                let mut v = Vec::new();
                 for k in 0..=CELLS_LAST {
                     if rng.below(3) == 0 {
                         let (a, b) = bounds(rng);
                         v.push(cell(family, k, a, b));
                     }
                 }
+                SetElements::addr(family, v).expect("cells in order")
             }
-            SetElements::AddrProtoPort(v) => {
-                v.clear();
+            SetElements::AddrProtoPort(_) => {
+                let mut v = Vec::new();
                 for k in 1..CELLS_LAST {
+                    // One range per cell: the plan's ranges are equal or disjoint.
+                    let (a, b) = bounds(rng);
                     for proto in [6u8, 17] {
                         for p in 0..3u16 {
                             if rng.below(8) == 0 {
-                                let (a, b) = bounds(rng);
                                 let lo = 1000 * (p + 1);
                                 v.push(app(
                                     cell(family, k, a, b),
@@ -112,27 +114,30 @@ fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
                     v.push(app(cell(family, 0, 3, 3), 132, (9100, 9100)));
                 }
                 v.sort();
+                SetElements::addr_proto_port(family, v).expect("cells in order")
             }
-        }
+        };
+        *set = Set::new(set.name().into(), family, elements).expect("a valid set");
     }
+    let targets: Vec<&str> = plan
+        .chains()
+        .iter()
+        .filter(|c| c.hook().is_none())
+        .map(|c| c.name())
+        .collect();
     for map in &mut out.maps {
-        let family = map.family;
-        let targets: Vec<&str> = plan
-            .chains
-            .iter()
-            .filter(|c| c.hook.is_none())
-            .map(|c| c.name.as_str())
-            .collect();
-        map.elements.clear();
+        let family = map.family();
+        let mut elements = Vec::new();
         for k in 1..30u64 {
             if rng.below(2) == 0 {
                 let key = cell(family, k, 1, 1).start;
                 let target = targets[rng.below(targets.len() as u64) as usize];
-                map.elements.push((key, target.to_string()));
+                elements.push((key, target.to_string()));
             }
         }
+        *map = VerdictMap::new(map.name().into(), family, elements).expect("a valid map");
     }
-    out
+    out.build().expect("a valid plan")
 }
 
 /// A listing with the elements of each set in sorted order, one line per set: the
@@ -307,7 +312,7 @@ fn without_handles(listing: &str) -> String {
 /// `plan` with another deny action in every endpoint chain and its egress chain
 /// renamed: a replace that keeps the base chains but no endpoint chain.
 fn reshaped(plan: &Plan) -> Plan {
-    let mut out = plan.clone();
+    let mut out = plan.clone().into_parts();
     let rename = |c: &str| {
         if c == "out_x_a" {
             "out_x_c".to_string()
@@ -316,8 +321,8 @@ fn reshaped(plan: &Plan) -> Plan {
         }
     };
     for chain in &mut out.chains {
-        chain.name = rename(&chain.name);
-        for stmt in &mut chain.rules {
+        let (name, hook, mut rules) = chain.clone().into_parts();
+        for stmt in &mut rules {
             if let Stmt::Deny { action, .. } = stmt {
                 *action = match action {
                     DenyAction::Drop => DenyAction::Reject,
@@ -325,16 +330,19 @@ fn reshaped(plan: &Plan) -> Plan {
                 };
             }
         }
+        *chain = Chain::new(rename(&name), hook, rules).expect("a valid chain");
     }
     for map in &mut out.maps {
-        for (_, target) in &mut map.elements {
+        let (name, family, mut elements) = map.clone().into_parts();
+        for (_, target) in &mut elements {
             *target = rename(target);
         }
+        *map = VerdictMap::new(name, family, elements).expect("a valid map");
     }
     for local in &mut out.locals {
         local.egress_chain = local.egress_chain.as_deref().map(rename);
     }
-    out
+    out.build().expect("a valid plan")
 }
 
 netns_test! {
@@ -382,13 +390,12 @@ netns_test! {
         // the kernel a while. UDP from one socket: with no reply seen, every datagram is
         // a new connection to conntrack and meets the rules; one the output hook drops
         // fails the send with EPERM.
-        let mut plan = sample_plan(DenyAction::Drop);
-        let set = plan.sets.iter_mut().find(|s| s.name == "out_x_a_v4_all").unwrap();
-        let SetElements::Addr(v) = &mut set.elements else { unreachable!() };
-        v.extend((0..30_000u32).map(|i| {
-            let a = IpAddr::V4((u32::from(std::net::Ipv4Addr::new(198, 19, 0, 1)) + 2 * i).into());
-            AddrRange { start: a, end: a }
-        }));
+        let plan = edit_ranges(sample_plan(DenyAction::Drop), "out_x_a_v4_all", |v| {
+            v.extend((0..30_000u32).map(|i| {
+                let a = IpAddr::V4((u32::from(std::net::Ipv4Addr::new(198, 19, 0, 1)) + 2 * i).into());
+                AddrRange { start: a, end: a }
+            }))
+        });
         let other = reshaped(&plan);
         ip_cmd(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
         ip_cmd(&["link", "set", "v0", "multicast", "off"]);
@@ -468,16 +475,19 @@ netns_test! {
         let before = listings();
         // Adds a good element, then one that overlaps an existing interval: the kernel
         // refuses the second, and with it the whole batch.
-        let mut delta = rules_compiler::plan::delta(&plan, &plan).unwrap();
-        delta.sets.push(rules_compiler::plan::SetDelta {
-            name: "in_x_a_v4_ports".into(),
-            family: Family::V4,
-            delete: SetElements::AddrProtoPort(vec![]),
-            add: SetElements::AddrProtoPort(vec![
-                app(one("198.18.0.3"), 6, (22, 22)),
-                app(one("198.18.0.9"), 6, (8080, 8080)),
-            ]),
-        });
+        // The elements are valid on their own; a delta between two checked plans never
+        // adds one that overlaps the set's others, so this one is built unchecked.
+        let add = vec![
+            app(one("198.18.0.3"), 6, (22, 22)),
+            app(one("198.18.0.9"), 6, (8080, 8080)),
+        ];
+        let delta = unchecked::with_set_change(
+            rules_compiler::plan::delta(&plan, &plan).unwrap(),
+            "in_x_a_v4_ports",
+            Family::V4,
+            SetElements::addr_proto_port(Family::V4, vec![]).unwrap(),
+            SetElements::addr_proto_port(Family::V4, add).unwrap(),
+        );
         let delta = Update::new(delta, &plan, &plan);
         let err = kernel.update(&delta).expect_err("overlap");
         let text = err.to_string();

@@ -46,14 +46,29 @@ fn fake_backend_keeps_the_last_plan_and_fails_when_told() {
 #[test]
 fn fake_backend_refuses_what_the_encoder_refuses() {
     let mut fake = FakeBackend::new();
-    let mut plan = sample_plan(DenyAction::Drop);
-    plan.chains[2].rules.insert(
+    // Plan::new refuses a rule naming a set the plan lacks; the fake, like the encoder,
+    // refuses it too when it comes from elsewhere.
+    let mut parts = sample_plan(DenyAction::Drop).into_parts();
+    let (name, hook, mut rules) = parts.chains[2].clone().into_parts();
+    rules.insert(
         0,
         Stmt::AcceptAddr {
             family: Family::V4,
             field: AddrField::Saddr,
             set: "missing".into(),
         },
+    );
+    parts.chains[2] = Chain::new(name, hook, rules).unwrap();
+    assert!(
+        parts.clone().build().is_err(),
+        "a checked plan cannot name a missing set"
+    );
+    let plan = unchecked::plan(
+        &parts.table,
+        parts.sets,
+        parts.maps,
+        parts.chains,
+        parts.locals,
     );
     let err = fake.apply(&plan).unwrap_err();
     assert!(matches!(err, KernelError::Encode(_)));
@@ -67,16 +82,15 @@ fn fake_backend_refuses_what_the_encoder_refuses() {
 
 #[test]
 fn serialized_batch_frames_every_message_as_encoded() {
-    let mut plan = sample_plan(DenyAction::Reject);
-    // Enough elements for several messages.
-    plan.sets[2].elements = SetElements::Addr(
-        (0..20_000u128)
+    let plan = edit_ranges(sample_plan(DenyAction::Reject), "in_x_a_v6_all", |v| {
+        // Enough elements for several messages.
+        *v = (0..20_000u128)
             .map(|i| {
                 let a = IpAddr::V6(((0x2001_0db8_0002_u128 << 80) | (2 * i)).into());
                 AddrRange { start: a, end: a }
             })
-            .collect(),
-    );
+            .collect();
+    });
     let batch = encode::encode(&plan).unwrap();
     let wire = ffi::serialize(&batch.msgs, TABLE_NAME, 7, None).unwrap();
     let msgs: Vec<_> = reply::messages(&wire.bytes).collect();
@@ -137,15 +151,14 @@ fn serialized_batch_frames_every_message_as_encoded() {
 /// verdict map jumps, the anonymous ICMPv6 set) and for messages of many elements.
 #[test]
 fn elements_are_serialized_as_libnftnl_serializes_them() {
-    let mut big = sample_plan(DenyAction::Drop);
-    big.sets[2].elements = SetElements::Addr(
-        (0..5_000u128)
+    let big = edit_ranges(sample_plan(DenyAction::Drop), "in_x_a_v6_all", |v| {
+        *v = (0..5_000u128)
             .map(|i| {
                 let a = IpAddr::V6(((0x2001_0db8_0002_u128 << 80) | (2 * i)).into());
                 AddrRange { start: a, end: a }
             })
-            .collect(),
-    );
+            .collect();
+    });
     let mut checked = 0;
     let mut shapes = [false; 4];
     for plan in [sample_plan(DenyAction::Reject), big] {
@@ -198,12 +211,13 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
     assert!(read.iter().all(DenyCounter::is_cut));
     assert_eq!(read[0].endpoint, read[1].endpoint);
 
-    let plan = Plan {
-        table: TABLE_NAME.into(),
-        sets: vec![],
-        maps: vec![],
-        chains: vec![],
-        locals: vec![
+    let endpoint_chain = |name: &str| Chain::new(name.into(), None, vec![]).unwrap();
+    let plan = Plan::new(
+        TABLE_NAME.into(),
+        vec![],
+        vec![],
+        vec![endpoint_chain("in_a"), endpoint_chain("in_b")],
+        vec![
             LocalEndpoint {
                 id: a.clone(),
                 ingress_chain: Some("in_a".into()),
@@ -215,7 +229,8 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
                 egress_chain: None,
             },
         ],
-    };
+    )
+    .expect("a valid plan");
     let labelled = ChainOwners::of(&plan).label(read);
     // The plan's chains get whole names; the unknown chain's cut label is left out.
     let got: Vec<(ObjectName, Direction, &str)> = labelled

@@ -16,35 +16,34 @@ fn block(k: u32) -> AddrRange {
 }
 
 fn plan(blocks: &[u32], map: &[u32]) -> Plan {
-    Plan {
-        table: TABLE_NAME.into(),
-        sets: vec![Set {
-            name: "s".into(),
-            family: Family::V4,
-            elements: SetElements::Addr(blocks.iter().map(|&k| block(k)).collect()),
-        }],
-        maps: vec![VerdictMap {
-            name: "m".into(),
-            family: Family::V4,
-            elements: map
-                .iter()
+    Plan::new(
+        TABLE_NAME.into(),
+        vec![Set::new(
+            "s".into(),
+            Family::V4,
+            SetElements::addr(Family::V4, blocks.iter().map(|&k| block(k)).collect()).unwrap(),
+        )
+        .expect("a valid set")],
+        vec![VerdictMap::new(
+            "m".into(),
+            Family::V4,
+            map.iter()
                 .map(|&k| (block(k).start, "in_a".to_string()))
                 .collect(),
-        }],
-        chains: vec![
-            Chain {
-                name: "input".into(),
-                hook: Some(Hook::Input),
-                rules: vec![Stmt::CtEstablishedAccept],
-            },
-            Chain {
-                name: "in_a".into(),
-                hook: None,
-                rules: vec![],
-            },
+        )
+        .expect("a valid verdictmap")],
+        vec![
+            Chain::new(
+                "input".into(),
+                Some(Hook::Input),
+                vec![Stmt::CtEstablishedAccept],
+            )
+            .expect("a valid chain"),
+            Chain::new("in_a".into(), None, vec![]).expect("a valid chain"),
         ],
-        locals: vec![],
-    }
+        vec![],
+    )
+    .expect("a valid plan")
 }
 
 #[test]

@@ -96,7 +96,7 @@ fn bounds(family: Family, r: &AddrRange) -> Result<(u128, u128), &'static str> {
 /// takes `a-b, b+1-c`; the compiler merges such ranges anyway).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct AddrRanges(Vec<AddrRange>);
+pub struct AddrRanges(pub(super) Vec<AddrRange>);
 
 impl AddrRanges {
     /// Checks `ranges`: each of `family` and not reversed, each after the one before.
@@ -122,6 +122,11 @@ impl AddrRanges {
     pub fn into_vec(self) -> Vec<AddrRange> {
         self.0
     }
+
+    /// Elements the allocation holds room for (memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 impl Deref for AddrRanges {
@@ -136,7 +141,7 @@ impl Deref for AddrRanges {
 /// without overlap) or starts after it ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct AddrProtoPorts(Vec<AddrProtoPort>);
+pub struct AddrProtoPorts(pub(super) Vec<AddrProtoPort>);
 
 impl AddrProtoPorts {
     /// Checks `elements` as the type says.
@@ -181,6 +186,11 @@ impl AddrProtoPorts {
     /// The elements.
     pub fn into_vec(self) -> Vec<AddrProtoPort> {
         self.0
+    }
+
+    /// Elements the allocation holds room for (memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 }
 
@@ -244,6 +254,11 @@ impl Set {
     pub fn elements(&self) -> &SetElements {
         &self.elements
     }
+
+    /// Name, family and elements, to change and check again with [`Set::new`].
+    pub fn into_parts(self) -> (String, Family, SetElements) {
+        (self.name, self.family, self.elements)
+    }
 }
 
 impl VerdictMap {
@@ -290,6 +305,11 @@ impl VerdictMap {
     pub fn elements(&self) -> &[(IpAddr, String)] {
         &self.elements
     }
+
+    /// Name, family and elements, to change and check again with [`VerdictMap::new`].
+    pub fn into_parts(self) -> (String, Family, Vec<(IpAddr, String)>) {
+        (self.name, self.family, self.elements)
+    }
 }
 
 impl Chain {
@@ -324,6 +344,11 @@ impl Chain {
     pub fn rules(&self) -> &[Stmt] {
         &self.rules
     }
+
+    /// Name, hook and rules, to change and check again with [`Chain::new`].
+    pub fn into_parts(self) -> (String, Option<Hook>, Vec<Stmt>) {
+        (self.name, self.hook, self.rules)
+    }
 }
 
 /// Names sorted and unique.
@@ -341,6 +366,29 @@ fn sorted_unique<T: Ord + std::fmt::Display>(
         prev = Some(n);
     }
     Ok(())
+}
+
+/// A plan taken apart ([`Plan::into_parts`]): each part still checked on its own, the
+/// whole checked again by [`Parts::build`].
+#[derive(Clone, Debug)]
+pub struct Parts {
+    /// The table's name.
+    pub table: String,
+    /// Its sets.
+    pub sets: Vec<Set>,
+    /// Its verdict maps.
+    pub maps: Vec<VerdictMap>,
+    /// Its chains.
+    pub chains: Vec<Chain>,
+    /// Its local endpoints.
+    pub locals: Vec<LocalEndpoint>,
+}
+
+impl Parts {
+    /// The plan again, checked as [`Plan::new`] checks.
+    pub fn build(self) -> Result<Plan, PlanError> {
+        Plan::new(self.table, self.sets, self.maps, self.chains, self.locals)
+    }
 }
 
 impl Plan {
@@ -380,6 +428,17 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The plan taken apart, to change and check again with [`Parts::build`].
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            table: self.table,
+            sets: self.sets,
+            maps: self.maps,
+            chains: self.chains,
+            locals: self.locals,
+        }
+    }
+
     fn check_references(&self, base: usize) -> Result<(), PlanError> {
         let endpoint_chains: HashSet<&str> = self.chains[base..]
             .iter()
@@ -400,31 +459,28 @@ impl Plan {
         };
         for chain in &self.chains {
             for rule in &chain.rules {
-                let by = format!("a rule of chain {}", chain.name);
-                match rule {
+                let (what, name, ok) = match rule {
                     Stmt::Dispatch { family, map, .. } => {
-                        if self.map(map).is_none_or(|m| m.family != *family) {
-                            return missing("map", map, &by);
-                        }
+                        let ok = self.map(map).is_some_and(|m| m.family == *family);
+                        ("map", map, ok)
                     }
                     Stmt::AcceptAddr { family, set, .. } => {
                         let ok = self.set(set).is_some_and(|s| {
                             s.family == *family && matches!(s.elements, SetElements::Addr(_))
                         });
-                        if !ok {
-                            return missing("set", set, &by);
-                        }
+                        ("set", set, ok)
                     }
                     Stmt::AcceptAddrProtoPort { family, set, .. } => {
                         let ok = self.set(set).is_some_and(|s| {
                             s.family == *family
                                 && matches!(s.elements, SetElements::AddrProtoPort(_))
                         });
-                        if !ok {
-                            return missing("set", set, &by);
-                        }
+                        ("set", set, ok)
                     }
-                    _ => {}
+                    _ => continue,
+                };
+                if !ok {
+                    return missing(what, name, &format!("a rule of chain {}", chain.name));
                 }
             }
         }

@@ -15,9 +15,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{
-    AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Family, LocalEndpoint, Plan, SetElements,
-};
+use super::{AddrProtoPort, AddrProtoPorts, AddrRanges, Family, LocalEndpoint, Plan, SetElements};
 
 /// Comparisons [`Delta::widens_only`] spends on one address · protocol · port set at
 /// most (a few milliseconds).
@@ -32,45 +30,114 @@ pub struct Structural(pub String);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SetDelta {
     /// The set's name.
-    pub name: String,
+    pub(super) name: String,
     /// Its address family.
-    pub family: Family,
+    pub(super) family: Family,
     /// Elements of the old plan that the new one does not have, sorted.
-    pub delete: SetElements,
+    pub(super) delete: SetElements,
     /// Elements of the new plan that the old one did not have, sorted.
-    pub add: SetElements,
+    pub(super) add: SetElements,
 }
 
 /// Element changes of one verdict map. A key whose target changed is deleted and added.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MapDelta {
     /// The map's name.
-    pub name: String,
+    pub(super) name: String,
     /// Family of its keys.
-    pub family: Family,
+    pub(super) family: Family,
     /// Elements to delete, sorted.
-    pub delete: Vec<(IpAddr, String)>,
+    pub(super) delete: Vec<(IpAddr, String)>,
     /// Elements to add, sorted.
-    pub add: Vec<(IpAddr, String)>,
+    pub(super) add: Vec<(IpAddr, String)>,
 }
 
 /// What turns one plan into another by element changes alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Delta {
     /// The table (unchanged).
-    pub table: String,
+    pub(super) table: String,
     /// Sets with changed elements, sorted by name.
-    pub sets: Vec<SetDelta>,
+    pub(super) sets: Vec<SetDelta>,
     /// Maps with changed elements, sorted by name.
-    pub maps: Vec<MapDelta>,
+    pub(super) maps: Vec<MapDelta>,
     /// The new plan's local endpoints. Not a kernel object: a local endpoint that no
     /// policy isolates has no chain, so it can come or go without any kernel change.
-    pub locals: Vec<LocalEndpoint>,
+    pub(super) locals: Vec<LocalEndpoint>,
     /// Set and map elements of the whole new plan.
-    pub table_elements: usize,
+    pub(super) table_elements: usize,
+}
+
+impl SetDelta {
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Elements of the old plan that the new one does not have, sorted and disjoint.
+    pub fn delete(&self) -> &SetElements {
+        &self.delete
+    }
+
+    /// Elements of the new plan that the old one did not have, sorted and disjoint.
+    pub fn add(&self) -> &SetElements {
+        &self.add
+    }
+}
+
+impl MapDelta {
+    /// The map's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Family of its keys (every key is of it).
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Elements to delete, sorted; each jumps to a chain of the old plan.
+    pub fn delete(&self) -> &[(IpAddr, String)] {
+        &self.delete
+    }
+
+    /// Elements to add, sorted; each jumps to a chain of the new plan.
+    pub fn add(&self) -> &[(IpAddr, String)] {
+        &self.add
+    }
 }
 
 impl Delta {
+    /// The table (unchanged).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Sets with changed elements, sorted by name.
+    pub fn sets(&self) -> &[SetDelta] {
+        &self.sets
+    }
+
+    /// Maps with changed elements, sorted by name.
+    pub fn maps(&self) -> &[MapDelta] {
+        &self.maps
+    }
+
+    /// The new plan's local endpoints.
+    pub fn locals(&self) -> &[LocalEndpoint] {
+        &self.locals
+    }
+
+    /// Set and map elements of the whole new plan.
+    pub fn table_elements(&self) -> usize {
+        self.table_elements
+    }
+
     /// Elements deleted plus elements added (an interval counts once).
     pub fn changed(&self) -> usize {
         self.sets

@@ -27,9 +27,11 @@ mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "test-support")]
+pub mod unchecked;
 mod verdict;
 
-pub use checked::{AddrProtoPorts, AddrRanges, PlanError, MAX_NAME};
+pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{chain_name, chain_owners, deny_comment, COMMENT_CUT_MARK, MAX_COMMENT};
 pub use verdict::{Outcome, Packet, Verdict};

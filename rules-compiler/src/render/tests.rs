@@ -489,7 +489,7 @@ fn nft_loads_every_shape_twice_with_all_elements() {
         assert_eq!(count("rule"), rules, "{name}");
         for set in plan.sets() {
             assert_eq!(
-                elements("set", &set.name()),
+                elements("set", set.name()),
                 set.elements().len(),
                 "{name}: set {}",
                 set.name()
@@ -497,7 +497,7 @@ fn nft_loads_every_shape_twice_with_all_elements() {
         }
         for map in plan.maps() {
             assert_eq!(
-                elements("map", &map.name()),
+                elements("map", map.name()),
                 map.elements().len(),
                 "{name}: map {}",
                 map.name()

@@ -1,5 +1,7 @@
-//! The offline `netpolctl` subcommands. Each returns the text to print, so the binary
-//! stays a thin shell and tests can call these directly.
+//! The `netpolctl` subcommands that do not ask netpold: offline (`compile`, `matrix`,
+//! `explain`) and against the kernel (`apply`, `flush`, `show`); `reload` and `status`
+//! go over the control socket ([`crate::control`]). Each returns the text to print, so
+//! the binary stays a thin shell and tests can call these directly.
 //!
 //! Must not decide what is allowed (that is `rules_compiler`) nor touch the kernel,
 //! except through the [`Backend`] that `apply`, `flush` and `show` are given.

@@ -9,7 +9,8 @@
 //! - [`ctl`]: the `netpolctl` subcommands: offline (`compile`, `matrix`, `explain`)
 //!   and against the kernel (`apply`, `flush`, `show`), and the text of netpold's
 //!   reports for `reload` and `status` ([`ctl::report_text`]).
-//! - [`netlink`]: the kernel backend, the plan as one nftables transaction.
+//! - [`netlink`]: the kernel backend (`netpol_nft`): a plan replaced in one nftables
+//!   transaction, or two when it can be staged, or updated element by element.
 //! - [`revoke`]: which established connections a newly applied plan no longer allows.
 //! - [`addrs`]: this host's addresses, to find which endpoints it is, and following
 //!   them as they change.

@@ -387,7 +387,7 @@ impl<'m> Index<'m> {
 
 #[cfg(test)]
 mod verdict_tests {
-    //! One test per rule of DESIGN.md "Semantics", on packets.
+    //! One test per rule of ARCHITECTURE.md, "Semantics", on packets.
 
     use super::*;
     use crate::model::Operator;

@@ -5,7 +5,7 @@
 //! are a closed enum ([`Stmt`]) so that both renderings, and the plan evaluator of the
 //! property test, must handle every shape.
 //!
-//! The data-plane layout (see DESIGN.md, "Kernel data plane"): base chains accept
+//! The data-plane layout (ARCHITECTURE.md, "Kernel data plane"): base chains accept
 //! established/related, drop invalid, accept loopback and IPv6 neighbour discovery,
 //! then dispatch by local address through a verdict map to one chain per isolated local
 //! endpoint and direction. That chain has at most two look-ups per family (an address

@@ -1,3 +1,6 @@
+//! Tests of `delta`: element changes as deletions and additions, widening, structural
+//! changes refused with a reason, and (proptest) `delta(a, b)?.apply(a) == b` both ways.
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;

@@ -16,8 +16,8 @@
 //! ([`State::force_reload`]). A failure that may pass without any change of the files
 //! (a read error, the kernel refusing) asks for a retry ([`State::wants_retry`]).
 //!
-//! Synchronous and free of tokio, so the logic is tested with the
-//! [`FakeBackend`](crate::netlink::fake::FakeBackend). In the daemon it is owned by one
+//! Synchronous and free of tokio, so the logic is tested with the in-memory backend
+//! (`netpol_nft::fake::FakeBackend`, feature `test-support`). In the daemon it is owned by one
 //! thread, [`thread::StateThread`], which the async loop ([`crate::daemon`]) feeds with
 //! commands over a bounded channel. What it reports — to `netpolctl`, as JSON — is in
 //! [`report`].

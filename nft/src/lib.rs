@@ -14,7 +14,7 @@
 //! Modules: `objects` (the nf_tables object model), `encode` (plan → objects, pure),
 //! `slot` (the names of a two-transaction replace), `update` (element deltas), `ffi`
 //! (libnftnl builders and parsers, the socket: with [`heap`], the only unsafe code of
-//! netpol's libraries and binaries), `reply` (netlink framing), `netlink` (the real backend), `readback`,
+//! netpol's libraries and binaries; the benchmarks have their own), `reply` (netlink framing), `netlink` (the real backend), `readback`,
 //! [`monitor`], `flows` (conntrack and `SOCK_DESTROY`), `loaded` (the table read back,
 //! deny counters). With the feature `test-support`: `fake` (an in-memory backend for
 //! the tests of the code above) and `testns` (kernel tests in throwaway network

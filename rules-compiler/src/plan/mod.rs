@@ -6,9 +6,9 @@
 //! property test, must handle every shape.
 //!
 //! The data-plane layout (ARCHITECTURE.md, "Kernel data plane"): base chains accept
-//! established/related, drop invalid, accept loopback and IPv6 neighbour discovery,
-//! then dispatch by local address through a verdict map to one chain per isolated local
-//! endpoint and direction. That chain has at most two look-ups per family (an address
+//! established/related, drop invalid, accept loopback and the ICMPv6 of neighbour and
+//! router discovery and MLD, then dispatch by local address through a verdict map (one
+//! per direction and family) to one chain per isolated local endpoint and direction. That chain has at most two look-ups per family (an address
 //! set for "all ports" peers and an address · protocol · port interval set) and ends in
 //! a counted deny. A new connection therefore meets a constant number of rules however
 //! many policies, peers and ports there are. This module decides no semantics: peers

@@ -2,8 +2,9 @@
 //!
 //! A chain's name depends only on its direction and endpoint (unless a hash collides
 //! with another chain of the same plan), so it is stable when other endpoints come and
-//! go. Names must be nft identifiers that need no quoting and
-//! fit the kernel's 255-byte limit; comments fit nft's 128-byte limit. Names of one plan
+//! go. Names must be nft identifiers that need no quoting and fit
+//! [`MAX_NAME`](super::MAX_NAME) (the kernel's 255 bytes less room for a backend's
+//! prefix); comments fit nft's 128-byte limit. Names of one plan
 //! are made distinct here ([`disambiguate`]), whatever the input; comments are for
 //! people and may be cut, so nothing may rely on them to identify an endpoint.
 
@@ -11,12 +12,12 @@ use std::collections::{HashMap, HashSet};
 
 use crate::model::{Direction, ObjectName};
 
-/// Longest chain name; leaves room for set suffixes under the kernel's 255 bytes.
+/// Longest chain name; leaves room for set suffixes under [`MAX_NAME`](super::MAX_NAME).
 pub(crate) const MAX_CHAIN_NAME: usize = 200;
 
 /// Longest rule comment, in bytes (without the NUL), that nft accepts
-/// (`NFTNL_UDATA_COMMENT_MAXLEN`; nft 1.0.6 refuses 129). The one limit: the netlink
-/// encoder checks against it too.
+/// (`NFTNL_UDATA_COMMENT_MAXLEN`; nft 1.0.6 refuses 129). [`Chain::new`](super::Chain::new)
+/// refuses a longer one, so the netlink encoder need not.
 pub const MAX_COMMENT: usize = 128;
 
 /// What ends a deny comment that was cut to [`MAX_COMMENT`]. Kubernetes names never
@@ -81,7 +82,7 @@ pub fn chain_name(dir: Direction, id: &ObjectName) -> String {
 /// gets the first free `-<n>` suffix (`n` = 1, 2, …), checked against every name taken,
 /// so the result is distinct whatever the input. The suffix keeps names nft
 /// identifiers, and at most a few characters over [`MAX_CHAIN_NAME`] leaves room for
-/// set suffixes under the kernel's 255 bytes.
+/// set suffixes under [`MAX_NAME`](super::MAX_NAME).
 pub(crate) fn disambiguate(names: &mut [String]) {
     let mut count: HashMap<&str, usize> = HashMap::new();
     for n in names.iter() {

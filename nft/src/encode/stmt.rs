@@ -156,16 +156,30 @@ impl Encoder<'_> {
         field: AddrField,
         map: &str,
     ) -> Result<(), EncodeError> {
-        let set_id = self.set_id(map, &what)?;
+        let exprs = self.addr_lookup(&what, family, field, map, Some(k::NFT_REG_VERDICT))?;
+        self.rule(chain, what, exprs, None);
+        Ok(())
+    }
+
+    /// The address loaded and looked up in `set` (a verdict map when `dreg` is the
+    /// verdict register).
+    fn addr_lookup(
+        &self,
+        what: &str,
+        family: Family,
+        field: AddrField,
+        set: &str,
+        dreg: Option<u32>,
+    ) -> Result<Vec<Expr>, EncodeError> {
+        let set_id = self.set_id(set, what)?;
         let mut exprs = addr_load(family, field, 0);
         exprs.push(Expr::Lookup {
             sreg: R1,
-            dreg: Some(k::NFT_REG_VERDICT),
-            set: self.slot.name(map),
+            dreg,
+            set: self.slot.name(set),
             set_id,
         });
-        self.rule(chain, what, exprs, None);
-        Ok(())
+        Ok(exprs)
     }
 
     /// `ip saddr @set accept`.
@@ -177,14 +191,7 @@ impl Encoder<'_> {
         field: AddrField,
         set: &str,
     ) -> Result<(), EncodeError> {
-        let set_id = self.set_id(set, &what)?;
-        let mut exprs = addr_load(family, field, 0);
-        exprs.push(Expr::Lookup {
-            sreg: R1,
-            dreg: None,
-            set: self.slot.name(set),
-            set_id,
-        });
+        let mut exprs = self.addr_lookup(&what, family, field, set, None)?;
         exprs.push(Expr::Immediate(Verdict::Accept));
         self.rule(chain, what, exprs, None);
         Ok(())

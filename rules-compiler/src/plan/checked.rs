@@ -5,7 +5,6 @@
 //! every set, map and chain a rule names present and of the right kind and family.
 //! Each check is linear in what it checks.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::Deref;
 
@@ -412,8 +411,8 @@ impl Plan {
                 "a base chain comes after an endpoint chain".into(),
             ));
         }
-        let hooks: HashSet<Hook> = chains[..base].iter().filter_map(|c| c.hook).collect();
-        if hooks.len() != base {
+        let shared_hook = (1..base).any(|i| chains[..i].iter().any(|c| c.hook == chains[i].hook));
+        if shared_hook {
             return Err(PlanError::Structure("two base chains share a hook".into()));
         }
         sorted_unique("chain", chains[base..].iter().map(|c| c.name.as_str()))?;
@@ -440,13 +439,16 @@ impl Plan {
     }
 
     fn check_references(&self, base: usize) -> Result<(), PlanError> {
-        let endpoint_chains: HashSet<&str> = self.chains[base..]
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
+        // Sorted and unique (checked by `new`): a binary search, no allocation.
+        let endpoint = &self.chains[base..];
+        let is_endpoint_chain = |name: &str| {
+            endpoint
+                .binary_search_by(|c| c.name.as_str().cmp(name))
+                .is_ok()
+        };
         if self.chains[..base]
             .iter()
-            .any(|c| endpoint_chains.contains(c.name.as_str()))
+            .any(|c| is_endpoint_chain(&c.name))
         {
             return Err(PlanError::Structure(
                 "a base chain and an endpoint chain share a name".into(),
@@ -486,7 +488,7 @@ impl Plan {
         }
         for map in &self.maps {
             for (_, target) in &map.elements {
-                if !endpoint_chains.contains(target.as_str()) {
+                if !is_endpoint_chain(target) {
                     return missing("chain", target, &format!("map {}", map.name));
                 }
             }
@@ -497,7 +499,7 @@ impl Plan {
                 .into_iter()
                 .flatten()
             {
-                if !endpoint_chains.contains(chain.as_str()) {
+                if !is_endpoint_chain(chain) {
                     return missing("chain", chain, &format!("local endpoint {}", local.id));
                 }
             }

@@ -471,6 +471,7 @@ fn compile(files: &Files, runs: usize) -> (Compile, String) {
             &ids,
             &plan::Options {
                 deny: DenyAction::Drop,
+                ..Default::default()
             },
         );
         planning.push(ms(t.elapsed()));

@@ -200,6 +200,7 @@ mod tests {
             &ids,
             &plan::Options {
                 deny: DenyAction::Drop,
+                ..Default::default()
             },
         )
     }

@@ -68,7 +68,10 @@ pub fn compile(
     let plan = rules_compiler::compile(
         &loaded.model,
         Target::Named(locals),
-        &plan::Options { deny },
+        &plan::Options {
+            deny,
+            ..Default::default()
+        },
     )?
     .plan;
     let stdout = match format {
@@ -169,7 +172,14 @@ pub fn apply(
     } else {
         Target::Named(locals)
     };
-    let compiled = rules_compiler::compile(&loaded.model, target, &plan::Options { deny })?;
+    let compiled = rules_compiler::compile(
+        &loaded.model,
+        target,
+        &plan::Options {
+            deny,
+            ..Default::default()
+        },
+    )?;
     match target {
         Target::HostAddresses(_) if compiled.locals.is_empty() => stdout.push_str(
             "no inventory endpoint has an address of this host: the table isolates no endpoint\n",

@@ -733,6 +733,7 @@ impl<B: Backend> State<B> {
         };
         let options = plan::Options {
             deny: self.options.deny,
+            ..Default::default()
         };
         let compiled = match rules_compiler::compile(&loaded.model, target, &options) {
             Ok(c) => c,

@@ -238,6 +238,7 @@ fn sample_plan(deny: DenyAction) -> Plan {
             ingress_chain: Some("in_x_a".into()),
             egress_chain: Some("out_x_a".into()),
         }],
+        Vec::new(),
     )
     .expect("a valid plan")
 }

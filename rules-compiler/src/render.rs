@@ -10,6 +10,7 @@
 use std::fmt::{self, Write};
 use std::net::IpAddr;
 
+use crate::plan::log_prefix;
 use crate::plan::{
     AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, Plan, Set, SetElements,
     Stmt, VerdictMap, ICMPV6_ALWAYS, TABLE_COMMENT,
@@ -28,6 +29,15 @@ fn write_plan(out: &mut String, plan: &Plan) -> fmt::Result {
     writeln!(out, "delete table inet {t}")?;
     writeln!(out, "table inet {t} {{")?;
     writeln!(out, "\tcomment \"{TABLE_COMMENT}\"")?;
+    for limit in plan.limits() {
+        writeln!(
+            out,
+            "\tlimit {} {{ rate {}/second burst {} packets }}",
+            limit.name(),
+            limit.rate(),
+            limit.burst()
+        )?;
+    }
     for set in plan.sets() {
         write_set(out, set)?;
     }
@@ -145,6 +155,17 @@ fn write_stmt(out: &mut String, stmt: &Stmt) -> fmt::Result {
             "\t\t{} . meta l4proto . th dport @{set} accept",
             addr_expr(*family, *field)
         ),
+        Stmt::Log {
+            verdict,
+            direction,
+            group,
+            limit,
+        } => writeln!(
+            out,
+            "\t\tlimit name \"{limit}\" log prefix \"{}\" group {group}",
+            log_prefix(*verdict, *direction)
+        ),
+        Stmt::Audit { comment } => writeln!(out, "\t\tcounter accept comment \"{comment}\""),
         Stmt::Deny { action, comment } => match action {
             DenyAction::Drop => writeln!(out, "\t\tcounter drop comment \"{comment}\""),
             DenyAction::Reject => {

@@ -111,6 +111,8 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                     return Some(Outcome::Accept);
                 }
             }
+            Stmt::Log { .. } => {}
+            Stmt::Audit { .. } => return Some(Outcome::Accept),
             Stmt::Deny { .. } => return Some(Outcome::Deny),
         }
     }

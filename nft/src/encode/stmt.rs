@@ -31,6 +31,16 @@ impl Encoder<'_> {
                 self.accept_addr_proto_port(chain, what, *family, *field, set)?;
             }
             Stmt::Deny { action, comment } => self.deny(chain, what, action, comment)?,
+            Stmt::Audit { comment } => {
+                let exprs = vec![Expr::Counter, Expr::Immediate(Verdict::Accept)];
+                self.rule(chain, what, exprs, Some(comment.to_string()));
+            }
+            // TODO(issue 13): the objref to the table's limit and the log expression.
+            Stmt::Log { .. } => {
+                return Err(EncodeError::new(format!(
+                    "{what}: log statements are not encoded yet"
+                )))
+            }
         }
         Ok(())
     }

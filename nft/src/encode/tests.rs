@@ -31,6 +31,7 @@ fn plan(sets: Vec<Set>, maps: Vec<VerdictMap>, rules: Vec<Stmt>) -> Plan {
         maps,
         vec![Chain::new("c".into(), None, rules).expect("a valid chain")],
         Vec::<LocalEndpoint>::new(),
+        Vec::new(),
     )
     .expect("a valid plan")
 }
@@ -439,6 +440,7 @@ fn dispatching_plan() -> Plan {
         .expect("a valid map")],
         vec![input, in_c],
         vec![],
+        Vec::new(),
     )
     .expect("a valid plan")
 }
@@ -620,7 +622,8 @@ fn refuses_what_it_cannot_encode() {
         vec![],
         vec![],
         vec![chain.clone()],
-        vec![]
+        vec![],
+        Vec::new()
     )
     .is_err());
     let missing = unchecked::plan(TABLE_NAME, vec![], vec![], vec![chain], vec![]);

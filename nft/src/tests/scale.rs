@@ -111,6 +111,7 @@ fn big_plan() -> Plan {
         ],
         chains,
         locals,
+        Vec::new(),
     )
     .expect("a valid plan")
 }
@@ -279,7 +280,14 @@ fn compiled_plans() -> Vec<(String, Plan)> {
         (vec![id("y", "c")], "not isolated"),
     ] {
         for deny in [DenyAction::Drop, DenyAction::Reject] {
-            let plan = build(&index, &locals, &Options { deny });
+            let plan = build(
+                &index,
+                &locals,
+                &Options {
+                    deny,
+                    ..Default::default()
+                },
+            );
             out.push((format!("{what}, {deny:?}"), plan));
         }
     }

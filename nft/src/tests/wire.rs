@@ -229,6 +229,7 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
                 egress_chain: None,
             },
         ],
+        Vec::new(),
     )
     .expect("a valid plan");
     let labelled = ChainOwners::of(&plan).label(read);

@@ -42,6 +42,7 @@ fn plan(blocks: &[u32], map: &[u32]) -> Plan {
             Chain::new("in_a".into(), None, vec![]).expect("a valid chain"),
         ],
         vec![],
+        Vec::new(),
     )
     .expect("a valid plan")
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::intervals::to_u128;
 use super::{
-    AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Plan, Set, SetElements, Stmt,
-    VerdictMap, MAX_COMMENT,
+    AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Plan, RateLimit, Set,
+    SetElements, Stmt, VerdictMap, MAX_COMMENT,
 };
 
 /// Longest table, set, map or chain name of a plan: the kernel's 255 bytes
@@ -317,7 +317,7 @@ impl Chain {
     pub fn new(name: String, hook: Option<Hook>, rules: Vec<Stmt>) -> Result<Chain, PlanError> {
         check_name("chain", &name)?;
         for rule in &rules {
-            if let Stmt::Deny { comment, .. } = rule {
+            if let Stmt::Deny { comment, .. } | Stmt::Audit { comment } = rule {
                 if comment.len() > MAX_COMMENT || comment.contains('\0') {
                     return Err(PlanError::Structure(format!(
                         "chain {name}: comment {comment:?} is longer than nft allows \
@@ -347,6 +347,35 @@ impl Chain {
     /// Name, hook and rules, to change and check again with [`Chain::new`].
     pub fn into_parts(self) -> (String, Option<Hook>, Vec<Stmt>) {
         (self.name, self.hook, self.rules)
+    }
+}
+
+impl RateLimit {
+    /// A limit named `name` of `rate` packets a second (at least 1) with bursts of
+    /// `burst`.
+    pub fn new(name: String, rate: u32, burst: u32) -> Result<RateLimit, PlanError> {
+        check_name("limit", &name)?;
+        if rate == 0 {
+            return Err(PlanError::Structure(format!(
+                "limit {name}: a rate of 0 a second"
+            )));
+        }
+        Ok(RateLimit { name, rate, burst })
+    }
+
+    /// Limit name, unique in the table.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Packets a second.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Packets above the rate let through at once.
+    pub fn burst(&self) -> u32 {
+        self.burst
     }
 }
 
@@ -381,12 +410,21 @@ pub struct Parts {
     pub chains: Vec<Chain>,
     /// Its local endpoints.
     pub locals: Vec<LocalEndpoint>,
+    /// Its named rate limits.
+    pub limits: Vec<RateLimit>,
 }
 
 impl Parts {
     /// The plan again, checked as [`Plan::new`] checks.
     pub fn build(self) -> Result<Plan, PlanError> {
-        Plan::new(self.table, self.sets, self.maps, self.chains, self.locals)
+        Plan::new(
+            self.table,
+            self.sets,
+            self.maps,
+            self.chains,
+            self.locals,
+            self.limits,
+        )
     }
 }
 
@@ -394,15 +432,17 @@ impl Plan {
     /// A whole table: sets and maps sorted by name; base chains (at most one per hook)
     /// before the others, which are sorted by name; every set, map and chain that a
     /// rule, map element or local endpoint names is there, of the kind and family it is
-    /// used as; local endpoints sorted.
+    /// used as; local endpoints sorted; rate limits sorted by name.
     pub fn new(
         table: String,
         sets: Vec<Set>,
         maps: Vec<VerdictMap>,
         chains: Vec<Chain>,
         locals: Vec<LocalEndpoint>,
+        limits: Vec<RateLimit>,
     ) -> Result<Plan, PlanError> {
         check_name("table", &table)?;
+        sorted_unique("limit", limits.iter().map(|l| l.name.as_str()))?;
         sorted_unique("set", sets.iter().map(|s| s.name.as_str()))?;
         sorted_unique("map", maps.iter().map(|m| m.name.as_str()))?;
         let base = chains.iter().take_while(|c| c.hook.is_some()).count();
@@ -422,6 +462,7 @@ impl Plan {
             maps,
             chains,
             locals,
+            limits,
         };
         plan.check_references(base)?;
         Ok(plan)
@@ -435,6 +476,7 @@ impl Plan {
             maps: self.maps,
             chains: self.chains,
             locals: self.locals,
+            limits: self.limits,
         }
     }
 
@@ -471,6 +513,13 @@ impl Plan {
                             s.family == *family && matches!(s.elements, SetElements::Addr(_))
                         });
                         ("set", set, ok)
+                    }
+                    Stmt::Log { limit, .. } => {
+                        let ok = self
+                            .limits
+                            .binary_search_by(|l| l.name.as_str().cmp(limit))
+                            .is_ok();
+                        ("limit", limit, ok)
                     }
                     Stmt::AcceptAddrProtoPort { family, set, .. } => {
                         let ok = self.set(set).is_some_and(|s| {
@@ -661,7 +710,8 @@ mod tests {
         };
         let input = Chain::new("input".into(), Some(Hook::Input), vec![dispatch]).unwrap();
         let c = Chain::new("c".into(), None, vec![accept("s")]).unwrap();
-        let plan = |sets, maps, chains| Plan::new("netpol".into(), sets, maps, chains, vec![]);
+        let plan =
+            |sets, maps, chains| Plan::new("netpol".into(), sets, maps, chains, vec![], Vec::new());
         assert!(plan(
             vec![set("s")],
             vec![map("c")],
@@ -685,5 +735,45 @@ mod tests {
         )
         .is_err());
         assert!(plan(vec![set("s")], vec![map("c")], vec![c, input]).is_err());
+    }
+
+    #[test]
+    fn log_rules_name_a_limit_of_the_plan_and_audits_check_comments() {
+        use crate::model::Direction;
+        use crate::plan::EventVerdict;
+        let log = Stmt::Log {
+            verdict: EventVerdict::Deny,
+            direction: Direction::Ingress,
+            group: 5,
+            limit: "events".into(),
+        };
+        let c = Chain::new("c".into(), None, vec![log]).unwrap();
+        let limit = RateLimit::new("events".into(), 20, 40).unwrap();
+        let with = |limits| {
+            Plan::new(
+                "netpol".into(),
+                vec![],
+                vec![],
+                vec![c.clone()],
+                vec![],
+                limits,
+            )
+        };
+        assert!(with(vec![limit.clone()]).is_ok());
+        let e = with(vec![]).unwrap_err();
+        assert!(e.to_string().contains("names limit events"), "{e}");
+        assert!(with(vec![limit.clone(), limit]).is_err(), "a limit twice");
+        assert!(
+            RateLimit::new("events".into(), 0, 1).is_err(),
+            "a rate of 0"
+        );
+        assert!(
+            RateLimit::new("9".into(), 1, 1).is_err(),
+            "not a plain name"
+        );
+        let long = Stmt::Audit {
+            comment: "x".repeat(MAX_COMMENT + 1),
+        };
+        assert!(Chain::new("c".into(), None, vec![long]).is_err());
     }
 }

@@ -117,7 +117,15 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
         base_chain(Hook::Output, &maps),
     ];
     all_chains.extend(chains);
-    Plan::new(TABLE_NAME.to_string(), sets, maps, all_chains, plan_locals).expect(BUG)
+    Plan::new(
+        TABLE_NAME.to_string(),
+        sets,
+        maps,
+        all_chains,
+        plan_locals,
+        Vec::new(),
+    )
+    .expect(BUG)
 }
 
 const BUG: &str = "plan::build makes consistent plans";

@@ -33,7 +33,10 @@ mod verdict;
 
 pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
-pub use names::{chain_name, chain_owners, deny_comment, COMMENT_CUT_MARK, MAX_COMMENT};
+pub use names::{
+    chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix, COMMENT_CUT_MARK,
+    MAX_COMMENT,
+};
 pub use verdict::{Outcome, Packet, Verdict};
 
 /// Name of the one table netpol owns (family `inet`).
@@ -153,6 +156,51 @@ pub enum Hook {
     Output,
 }
 
+/// Host-wide mode: `Audit` accepts what the policies would deny, and reports it
+/// (`netpold --mode audit`, the first day of netpol on a host).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// What the policies deny is denied (default).
+    #[default]
+    Enforce,
+    /// Nothing is denied; what would be is accepted and reported.
+    Audit,
+}
+
+/// Reporting of denied and audited connections: their packets are logged to NFLOG
+/// `group`, at most `rate` a second with bursts of `burst`, for the whole table (one
+/// shared limit, so a flood costs netpold no more than this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EventLog {
+    /// NFLOG group netpold listens on.
+    pub group: u16,
+    /// Packets a second, over the whole table.
+    pub rate: u32,
+    /// Packets above the rate let through at once.
+    pub burst: u32,
+}
+
+/// What a logged packet met: a deny, or an audit (accepted, but a policy in audit
+/// mode, or the host-wide audit mode, would deny it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventVerdict {
+    /// Dropped or rejected.
+    Deny,
+    /// Accepted, reported.
+    Audit,
+}
+
+/// A named rate limit of the table (`limit NAME { rate R/second burst B packets }`),
+/// shared by every rule that names it ([`RateLimit::new`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    name: String,
+    rate: u32,
+    burst: u32,
+}
+
 /// What an isolated chain does with what no rule allows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum DenyAction {
@@ -210,6 +258,26 @@ pub enum Stmt {
         /// [`Plan::locals`] says which endpoint a chain polices.
         comment: String,
     },
+    /// `limit name "LIMIT" log prefix "PREFIX" group GROUP`: the packet to netpold over
+    /// NFLOG, within the table's rate limit; the prefix ([`log_prefix`]) says the
+    /// verdict and direction, netpold finds the rest from the packet. Not terminal.
+    Log {
+        /// What the packet meets next.
+        verdict: EventVerdict,
+        /// The chain's direction.
+        direction: Direction,
+        /// NFLOG group.
+        group: u16,
+        /// The [`RateLimit`] it is counted against.
+        limit: String,
+    },
+    /// `counter accept comment "…"`: the end of a chain whose denials are audited (a
+    /// policy in audit mode isolates the endpoint, or the host is in audit mode). The
+    /// counter counts what would have been denied.
+    Audit {
+        /// e.g. `audit ingress payments/payments-api`; as [`Stmt::Deny`]'s.
+        comment: String,
+    },
 }
 
 /// A chain of the table ([`Chain::new`]).
@@ -249,6 +317,7 @@ pub struct Plan {
     maps: Vec<VerdictMap>,
     chains: Vec<Chain>,
     locals: Vec<LocalEndpoint>,
+    limits: Vec<RateLimit>,
 }
 
 impl Plan {
@@ -276,6 +345,11 @@ impl Plan {
     /// polices (the identity of its deny counter).
     pub fn locals(&self) -> &[LocalEndpoint] {
         &self.locals
+    }
+
+    /// Named rate limits, sorted by name.
+    pub fn limits(&self) -> &[RateLimit] {
+        &self.limits
     }
 
     /// The endpoint and direction an endpoint chain polices.
@@ -334,6 +408,10 @@ impl Plan {
 pub struct Options {
     /// Drop or reject what is denied.
     pub deny: DenyAction,
+    /// Host-wide mode.
+    pub mode: Mode,
+    /// Report denied and audited connections over NFLOG; `None`: not reported.
+    pub events: Option<EventLog>,
 }
 
 /// Builds the plan for these local endpoints.

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::EventVerdict;
 use crate::model::{Direction, ObjectName};
 
 /// Longest chain name; leaves room for set suffixes under [`MAX_NAME`](super::MAX_NAME).
@@ -25,6 +26,26 @@ pub const MAX_COMMENT: usize = 128;
 /// whose names share a long prefix can have the same cut comment, so a reader must not
 /// take one as an endpoint's identity (the daemon labels counters by chain instead).
 pub const COMMENT_CUT_MARK: &str = "...";
+
+/// The NFLOG prefix of a [`Stmt::Log`](super::Stmt::Log): `netpol deny in`, `netpol
+/// audit out`, …. Short (NFLOG keeps 64 bytes) and the same in every plan: netpold
+/// learns endpoint, peer and policies from the packet and the model, not from this.
+pub fn log_prefix(verdict: EventVerdict, direction: Direction) -> &'static str {
+    match (verdict, direction) {
+        (EventVerdict::Deny, Direction::Ingress) => "netpol deny in",
+        (EventVerdict::Deny, Direction::Egress) => "netpol deny out",
+        (EventVerdict::Audit, Direction::Ingress) => "netpol audit in",
+        (EventVerdict::Audit, Direction::Egress) => "netpol audit out",
+    }
+}
+
+/// The verdict and direction a [`log_prefix`] names; `None` for any other prefix.
+pub fn parse_log_prefix(prefix: &str) -> Option<(EventVerdict, Direction)> {
+    [EventVerdict::Deny, EventVerdict::Audit]
+        .into_iter()
+        .flat_map(|v| [Direction::Ingress, Direction::Egress].map(|d| (v, d)))
+        .find(|&(v, d)| log_prefix(v, d) == prefix)
+}
 
 /// Hex digits of the hash appended to a shortened or cleaned name.
 const HASH_DIGITS: usize = 12;
@@ -252,5 +273,20 @@ mod tests {
         let wide = ObjectName::new("ns", "é".repeat(100));
         let c = deny_comment(Direction::Egress, &wide);
         assert!(c.len() <= MAX_COMMENT && c.ends_with("é..."), "{c}");
+    }
+
+    #[test]
+    fn log_prefixes_are_short_distinct_and_read_back() {
+        use crate::plan::EventVerdict;
+        let mut seen = std::collections::HashSet::new();
+        for v in [EventVerdict::Deny, EventVerdict::Audit] {
+            for d in [Direction::Ingress, Direction::Egress] {
+                let p = log_prefix(v, d);
+                assert!(p.len() < 64 && seen.insert(p), "{p}");
+                assert_eq!(parse_log_prefix(p), Some((v, d)));
+            }
+        }
+        assert_eq!(parse_log_prefix("netpol deny"), None);
+        assert_eq!(parse_log_prefix("DROP"), None);
     }
 }

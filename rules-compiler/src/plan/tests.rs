@@ -320,6 +320,7 @@ fn reject_option_reaches_every_deny() {
     let model = payments_example().build();
     let options = Options {
         deny: DenyAction::Reject,
+        ..Default::default()
     };
     let plan = build_for(&model, &["payments/payments-api", "web/checkout"], &options);
     let denies: Vec<&Stmt> = plan

@@ -51,6 +51,7 @@ pub fn plan(
         maps,
         chains,
         locals,
+        limits: Vec::new(),
     }
 }
 

@@ -143,6 +143,8 @@ impl Plan {
                         }
                     }
                 }
+                Stmt::Log { .. } => {}
+                Stmt::Audit { .. } => return decided(Outcome::Accept),
                 Stmt::Deny { .. } => return decided(Outcome::Deny),
             }
         }
@@ -303,6 +305,7 @@ mod tests {
                 ingress_chain: Some(chain),
                 egress_chain: None,
             }],
+            limits: Vec::new(),
         }
     }
 

@@ -148,6 +148,7 @@ fn golden_egress_with_all_ports_peer_and_reject() {
         .build();
     let options = Options {
         deny: DenyAction::Reject,
+        ..Default::default()
     };
     let text = nft(&plan_for(&model, &["x/a"], &options));
     let want = r#"table inet netpol {}
@@ -286,6 +287,7 @@ fn shapes() -> Vec<(&'static str, Plan)> {
             &["x/a", "x/b"],
             &Options {
                 deny: DenyAction::Reject,
+                ..Default::default()
             },
         ),
     ));

@@ -55,6 +55,7 @@ fn plan(sets: Vec<Set>, maps: Vec<VerdictMap>) -> Plan {
             chain("in_b", None, vec![]),
         ],
         locals: vec![],
+        limits: Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rules_compiler::diag::{quote, Diagnostic, Rejected};
 use rules_compiler::load::{self, Input, Node, Value};
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::DenyAction;
+use rules_compiler::plan::{DenyAction, EventLog, Mode};
 
 use crate::control::DEFAULT_SOCKET;
 
@@ -33,6 +33,81 @@ pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9469";
 pub const DEFAULT_METRICS_INTERVAL_MS: u64 = 5000;
 /// The range of `metrics-interval-ms`.
 const METRICS_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
+/// Default NFLOG group of verdict events. Away from the small numbers other NFLOG
+/// readers default to or document (ulogd2's examples use 0-2, Suricata 2, the
+/// iptables/nftables man pages 0-2), since a group has one reader: a group already
+/// bound stops netpold at start-up, so a clash should be unlikely and is never silent.
+pub const DEFAULT_EVENTS_GROUP: u16 = 4713;
+/// Default kernel rate limit of logged packets, a second, for the whole table: enough
+/// for every denied connection of a host under normal churn, small enough that a flood
+/// costs netpold (and the journal) a few hundred lines a second at most.
+pub const DEFAULT_EVENTS_RATE: u32 = 50;
+/// Default burst over [`DEFAULT_EVENTS_RATE`]: a port scan's first two seconds, or a
+/// restart of a client fleet, is seen whole.
+pub const DEFAULT_EVENTS_BURST: u32 = 100;
+/// Default window in which packets of the same verdict and 5-tuple are one event: TCP
+/// retransmits a SYN after 1, 3 and 7 s (Linux), so 10 s folds a connection attempt
+/// into one event with its packets counted.
+pub const DEFAULT_EVENTS_DEDUP_MS: u64 = 10_000;
+/// Default size of the in-memory ring `netpolctl logs` reads: about 4 MB at most.
+pub const DEFAULT_EVENTS_RING: usize = 10_000;
+/// The range of `events.rate`.
+const EVENTS_RATE_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
+/// The range of `events.burst`.
+const EVENTS_BURST_RANGE: std::ops::RangeInclusive<i64> = 0..=1_000_000;
+/// The range of `events.dedup-window-ms` (0: every packet is an event).
+const EVENTS_DEDUP_RANGE: std::ops::RangeInclusive<i64> = 0..=3_600_000;
+/// The range of `events.ring-size`.
+const EVENTS_RING_RANGE: std::ops::RangeInclusive<i64> = 1..=1_000_000;
+/// The keys of the `events` section.
+pub const EVENTS_KEYS: [&str; 7] = [
+    "enabled",
+    "group",
+    "rate",
+    "burst",
+    "dedup-window-ms",
+    "ring-size",
+    "file",
+];
+
+/// `enforce` or `audit`, for `--mode` and the `mode` key alike.
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "enforce" => Ok(Mode::Enforce),
+        "audit" => Ok(Mode::Audit),
+        other => Err(format!("expected enforce or audit, found {}", quote(other))),
+    }
+}
+
+/// Verdict events: what the kernel logs (the plan's [`EventLog`]) and what netpold does
+/// with them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Events {
+    /// NFLOG group, rate and burst, as the plan has them.
+    pub log: EventLog,
+    /// Packets of the same verdict and 5-tuple within this window are one event.
+    pub dedup_window: Duration,
+    /// Events kept in memory for `netpolctl logs`.
+    pub ring_size: usize,
+    /// A file events are appended to as JSON lines (reopened on SIGHUP).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            log: EventLog {
+                group: DEFAULT_EVENTS_GROUP,
+                rate: DEFAULT_EVENTS_RATE,
+                burst: DEFAULT_EVENTS_BURST,
+            },
+            dedup_window: Duration::from_millis(DEFAULT_EVENTS_DEDUP_MS),
+            ring_size: DEFAULT_EVENTS_RING,
+            file: None,
+        }
+    }
+}
 
 /// Where metrics are served, or nowhere (`off`, or an empty value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +197,9 @@ pub struct Flags {
     /// What to do with denied packets.
     #[arg(long, value_enum)]
     pub deny: Option<Deny>,
+    /// `enforce` the policies, or `audit`: accept what they would deny, and report it.
+    #[arg(long, value_name = "enforce|audit", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
     /// Remove the ruleset when stopping (by default it stays in force).
     #[arg(long)]
     pub flush_on_exit: bool,
@@ -205,6 +283,10 @@ pub struct Settings {
     pub recheck: Option<Duration>,
     /// What denied packets get.
     pub deny: DenyAction,
+    /// Host-wide mode: enforce, or audit (nothing dropped, everything reported).
+    pub mode: Mode,
+    /// Verdict events; `None`: off (`events: {enabled: false}`).
+    pub events: Option<Events>,
     /// Remove the table on SIGTERM/SIGINT.
     pub flush_on_exit: bool,
     /// Send only element changes when a reload changes nothing else.
@@ -232,6 +314,8 @@ struct FileConfig {
     debounce_ms: Option<u64>,
     recheck_ms: Option<u64>,
     deny: Option<DenyAction>,
+    mode: Option<Mode>,
+    events: Option<Option<Events>>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
     own_table: Option<bool>,
@@ -242,7 +326,7 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 19] = [
     "policies",
     "inventory",
     "local",
@@ -253,6 +337,8 @@ pub const KEYS: [&str; 17] = [
     "debounce-ms",
     "recheck-ms",
     "deny",
+    "mode",
+    "events",
     "flush-on-exit",
     "incremental",
     "own-table",
@@ -367,6 +453,8 @@ impl Settings {
                 .map(DenyAction::from)
                 .or(file.deny)
                 .unwrap_or_default(),
+            mode: flags.mode.or(file.mode).unwrap_or_default(),
+            events: file.events.unwrap_or_else(|| Some(Events::default())),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
             own_table: !flags.no_own_table && file.own_table.unwrap_or(true),
@@ -527,6 +615,17 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                         .map_err(|_| format!("expected drop or reject, found {}", quote(&text)))?;
                     config.deny = Some(deny.into())
                 }
+                "mode" => config.mode = Some(parse_mode(&string(v)?)?),
+                "events" => {
+                    let Value::Map(_) = &v.value else {
+                        return Err(format!(
+                            "expected a mapping of {}, found {}",
+                            EVENTS_KEYS.join(", "),
+                            v.value.describe()
+                        ));
+                    };
+                    config.events = Some(parse_events(v, base, &at, errors));
+                }
                 "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
                 "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),
                 "revoke-established" => config.revoke_established = Some(boolean(v)?),
@@ -582,6 +681,75 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
         }
     }
     config
+}
+
+/// The `events` mapping; each bad key or value is an error at its place, named
+/// `events.KEY`. `None` when `enabled: false`.
+fn parse_events(
+    map: &Node,
+    base: &Path,
+    at: &dyn Fn(&Node, &str, String) -> Diagnostic,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Events> {
+    let mut events = Events::default();
+    let mut enabled = true;
+    let Value::Map(entries) = &map.value else {
+        return Some(events);
+    };
+    let number = |v: &Node, range: &std::ops::RangeInclusive<i64>, what: &str| match v.value {
+        Value::Int(i) if range.contains(&i) => Ok(i),
+        _ => Err(format!(
+            "expected {what} from {} to {}, found {}",
+            range.start(),
+            range.end(),
+            v.value.describe()
+        )),
+    };
+    for (k, v) in entries {
+        let key = match &k.value {
+            Value::Str(s) => s.as_str(),
+            other => {
+                errors.push(at(
+                    k,
+                    "events",
+                    format!("expected a key, found {}", other.describe()),
+                ));
+                continue;
+            }
+        };
+        // Each value checked against its range first, so the casts below cannot wrap.
+        let result: Result<(), String> = match key {
+            "enabled" => boolean(v).map(|b| enabled = b),
+            "group" => number(v, &(0..=i64::from(u16::MAX)), "a group number")
+                .map(|n| events.log.group = n as u16),
+            "rate" => number(v, &EVENTS_RATE_RANGE, "packets a second")
+                .map(|n| events.log.rate = n as u32),
+            "burst" => {
+                number(v, &EVENTS_BURST_RANGE, "packets").map(|n| events.log.burst = n as u32)
+            }
+            "dedup-window-ms" => number(v, &EVENTS_DEDUP_RANGE, "milliseconds")
+                .map(|n| events.dedup_window = Duration::from_millis(n as u64)),
+            "ring-size" => {
+                number(v, &EVENTS_RING_RANGE, "events").map(|n| events.ring_size = n as usize)
+            }
+            "file" => match &v.value {
+                Value::Null => {
+                    events.file = None;
+                    Ok(())
+                }
+                _ => string(v).map(|s| events.file = Some(base.join(s))),
+            },
+            _ => Err(format!(
+                "unknown key; the keys of events are: {}",
+                EVENTS_KEYS.join(", ")
+            )),
+        };
+        if let Err(message) = result {
+            let node = if EVENTS_KEYS.contains(&key) { v } else { k };
+            errors.push(at(node, &format!("events.{key}"), message));
+        }
+    }
+    enabled.then_some(events)
 }
 
 fn boolean(v: &Node) -> Result<bool, String> {
@@ -845,6 +1013,94 @@ mod tests {
                 format!("{f}:7:8: error: local: expected NAMESPACE/NAME, got \"nobody\""),
                 format!("{f}:8:13: error: recheck-ms: expected 0 (off) or milliseconds from 1000 to 86400000, found the integer 10"),
             ]
+        );
+    }
+
+    #[test]
+    fn mode_and_events_from_the_file_and_the_flag() {
+        let s = Settings::resolve(&flags(&["--policies", "p", "--inventory", "i"])).unwrap();
+        assert_eq!(s.mode, Mode::Enforce);
+        assert_eq!(
+            s.events,
+            Some(Events::default()),
+            "events are on by default"
+        );
+        let e = s.events.unwrap();
+        assert_eq!(
+            (e.log.group, e.log.rate, e.log.burst),
+            (DEFAULT_EVENTS_GROUP, 50, 100)
+        );
+        assert_eq!(e.dedup_window, Duration::from_secs(10));
+        assert_eq!((e.ring_size, e.file), (10_000, None));
+
+        let dir = TempDir::new("config-events");
+        let file = dir.write(
+            "netpold.yaml",
+            "policies: p\ninventory: i\nmode: audit\nevents:\n  group: 7\n  rate: 5\n  \
+             burst: 0\n  dedup-window-ms: 0\n  ring-size: 3\n  file: verdicts.jsonl\n",
+        );
+        let path = file.to_str().unwrap();
+        let s = Settings::resolve(&flags(&["--config", path])).unwrap();
+        assert_eq!(s.mode, Mode::Audit);
+        assert_eq!(
+            s.events,
+            Some(Events {
+                log: EventLog {
+                    group: 7,
+                    rate: 5,
+                    burst: 0
+                },
+                dedup_window: Duration::ZERO,
+                ring_size: 3,
+                file: Some(dir.path().join("verdicts.jsonl")),
+            })
+        );
+        let s = Settings::resolve(&flags(&["--config", path, "--mode", "enforce"])).unwrap();
+        assert_eq!(s.mode, Mode::Enforce, "the flag over the file");
+        assert!(Flags::try_parse_from(["netpold", "--mode", "warn"]).is_err());
+
+        let off = dir.write(
+            "off.yaml",
+            "policies: p\ninventory: i\nevents: {enabled: false, rate: 9}\n",
+        );
+        let s = Settings::resolve(&flags(&["--config", off.to_str().unwrap()])).unwrap();
+        assert_eq!(s.events, None);
+    }
+
+    #[test]
+    fn every_events_error_at_once_with_its_place() {
+        let dir = TempDir::new("config-events");
+        let file = dir.write(
+            "bad.yaml",
+            "policies: p\ninventory: i\nmode: loud\nevents:\n  group: 70000\n  rate: 0\n  \
+             burst: -1\n  dedup-window-ms: x\n  ring-size: 0\n  file: \"\"\n  colour: red\n  \
+             enabled: maybe\n",
+        );
+        let f = file.display().to_string();
+        let errs = errors(Settings::resolve(&flags(&["--config", &f])));
+        assert_eq!(
+            errs,
+            [
+                format!("{f}:3:7: error: mode: expected enforce or audit, found \"loud\""),
+                format!("{f}:5:10: error: events.group: expected a group number from 0 to 65535, found the integer 70000"),
+                format!("{f}:6:9: error: events.rate: expected packets a second from 1 to 100000, found the integer 0"),
+                format!("{f}:7:10: error: events.burst: expected packets from 0 to 1000000, found the integer -1"),
+                format!("{f}:8:20: error: events.dedup-window-ms: expected milliseconds from 0 to 3600000, found the string \"x\""),
+                format!("{f}:9:14: error: events.ring-size: expected events from 1 to 1000000, found the integer 0"),
+                format!("{f}:10:9: error: events.file: expected a non-empty string, found the string \"\""),
+                format!("{f}:11:3: error: events.colour: unknown key; the keys of events are: {}", EVENTS_KEYS.join(", ")),
+                format!("{f}:12:12: error: events.enabled: expected true or false, found the string \"maybe\""),
+            ]
+        );
+        let file = dir.write("bad2.yaml", "policies: p\ninventory: i\nevents: 5\n");
+        let f = file.display().to_string();
+        let errs = errors(Settings::resolve(&flags(&["--config", &f])));
+        assert_eq!(
+            errs,
+            [format!(
+                "{f}:3:9: error: events: expected a mapping of {}, found the integer 5",
+                EVENTS_KEYS.join(", ")
+            )]
         );
     }
 

@@ -153,10 +153,12 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// that `host_addresses` returns. Input that does not compile never reaches the kernel.
 /// With `revoke`, established flows the new ruleset no longer allows are cut afterwards
 /// ([`crate::revoke`]); a failure there is a warning, not a failed apply.
+/// `options` say what denied packets get and the host-wide mode; `netpolctl apply` gives
+/// no event log (`options.events` is `None`): no one would read the NFLOG group.
 pub fn apply(
     paths: &Paths,
     locals: &[ObjectName],
-    deny: DenyAction,
+    options: &plan::Options,
     revoke: bool,
     backend: &mut dyn Backend,
     force: bool,
@@ -172,14 +174,7 @@ pub fn apply(
     } else {
         Target::Named(locals)
     };
-    let compiled = rules_compiler::compile(
-        &loaded.model,
-        target,
-        &plan::Options {
-            deny,
-            ..Default::default()
-        },
-    )?;
+    let compiled = rules_compiler::compile(&loaded.model, target, options)?;
     match target {
         Target::HostAddresses(_) if compiled.locals.is_empty() => stdout.push_str(
             "no inventory endpoint has an address of this host: the table isolates no endpoint\n",
@@ -475,7 +470,10 @@ mod kernel_tests {
         let out = apply(
             &example(),
             &[],
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             true,
             &mut fake,
             false,
@@ -519,7 +517,10 @@ mod kernel_tests {
             let out = apply(
                 &example(),
                 &[],
-                DenyAction::Drop,
+                &plan::Options {
+                    deny: DenyAction::Drop,
+                    ..Default::default()
+                },
                 revoke,
                 &mut fake,
                 false,
@@ -550,7 +551,10 @@ mod kernel_tests {
         let out = apply(
             &example(),
             &[],
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             true,
             &mut fake,
             false,
@@ -574,7 +578,10 @@ mod kernel_tests {
         let out = apply(
             &example(),
             &[ObjectName::new("web", "checkout")],
-            DenyAction::Reject,
+            &plan::Options {
+                deny: DenyAction::Reject,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,
@@ -607,7 +614,10 @@ mod kernel_tests {
         let err = failure(apply(
             &paths,
             &[],
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,
@@ -620,7 +630,10 @@ mod kernel_tests {
         let err = failure(apply(
             &example(),
             &[ObjectName::new("web", "nobody")],
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,
@@ -641,7 +654,10 @@ mod kernel_tests {
         apply(
             &example(),
             &web,
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,
@@ -653,7 +669,10 @@ mod kernel_tests {
         let err = failure(apply(
             &example(),
             &web,
-            DenyAction::Reject,
+            &plan::Options {
+                deny: DenyAction::Reject,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,
@@ -685,7 +704,10 @@ mod kernel_tests {
         apply(
             &example(),
             &locals,
-            DenyAction::Drop,
+            &plan::Options {
+                deny: DenyAction::Drop,
+                ..Default::default()
+            },
             false,
             &mut fake,
             false,

@@ -107,6 +107,8 @@ pub async fn run<B: Backend + Send + 'static>(
             inventory: settings.inventory.clone(),
             locals: settings.locals.clone(),
             deny: settings.deny,
+            mode: settings.mode,
+            events: settings.events.as_ref().map(|e| e.log),
             incremental: settings.incremental,
             load: settings.load,
             revoke: settings.revoke_established,

@@ -80,6 +80,10 @@ pub struct Options {
     pub locals: Vec<ObjectName>,
     /// What denied packets get.
     pub deny: DenyAction,
+    /// Host-wide mode (`mode`, `--mode`).
+    pub mode: plan::Mode,
+    /// Where the kernel sends denied and audited packets; `None`: nowhere.
+    pub events: Option<plan::EventLog>,
     /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
     pub incremental: bool,
     /// How the inputs are read.
@@ -733,7 +737,8 @@ impl<B: Backend> State<B> {
         };
         let options = plan::Options {
             deny: self.options.deny,
-            ..Default::default()
+            mode: self.options.mode,
+            events: self.options.events,
         };
         let compiled = match rules_compiler::compile(&loaded.model, target, &options) {
             Ok(c) => c,

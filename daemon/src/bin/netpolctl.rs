@@ -150,6 +150,10 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        /// enforce the policies, or audit: accept what they would deny (its counters
+        /// count it; verdict events need netpold, which reads them).
+        #[arg(long, value_name = "enforce|audit", default_value = "enforce", value_parser = config::parse_mode)]
+        mode: rules_compiler::plan::Mode,
         /// After the apply, cut the established connections the new ruleset no longer
         /// allows (`false`: they go on until they end, as before the apply).
         #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
@@ -266,12 +270,17 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            mode,
             revoke_established,
             force,
         } => ctl::apply(
             &inputs.paths(),
             &locals,
-            deny.into(),
+            &rules_compiler::plan::Options {
+                deny: deny.into(),
+                mode,
+                events: None,
+            },
             revoke_established,
             &mut Netlink::new(),
             force,

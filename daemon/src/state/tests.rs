@@ -31,6 +31,8 @@ fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
             inventory: vec![dir.path().join("inventory")],
             locals: locals.to_vec(),
             deny: DenyAction::Drop,
+            mode: Default::default(),
+            events: None,
             incremental: true,
             load: Default::default(),
             revoke: true,

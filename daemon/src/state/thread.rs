@@ -220,6 +220,8 @@ mod tests {
                 inventory: vec![dir.path().join("inventory")],
                 locals: vec![rules_compiler::model::ObjectName::new("web", "checkout")],
                 deny: rules_compiler::plan::DenyAction::Drop,
+                mode: Default::default(),
+                events: None,
                 incremental: true,
                 load: Default::default(),
                 revoke: true,

@@ -44,8 +44,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use rules_compiler::model::{
     Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
-    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PortMatch, PortRule,
-    Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
+    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch,
+    PortRule, Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
 };
 use rules_compiler::resolve::{EndpointId, Index};
 
@@ -724,6 +724,7 @@ fn policy(
 ) -> Policy {
     Policy {
         id: ObjectName::new(ns, name),
+        mode: PolicyMode::Enforce,
         pod_selector,
         ingress,
         egress,

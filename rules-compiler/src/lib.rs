@@ -12,7 +12,8 @@
 //! [`plan`] (sets, maps, chains) → [`render`] (nft text).
 //! [`compile`] ([`target`]) is the one entry point from a model to a plan: it chooses
 //! the local endpoints (named, or by this host's addresses) and counts what it built.
-//! [`analysis`] answers `matrix` and `explain` from the same resolution.
+//! [`analysis`] answers `matrix` and `explain` from the same resolution; [`events`]
+//! says which endpoint, peer and policies a logged packet is about.
 //!
 //! ```no_run
 //! use rules_compiler::{load, model::ObjectName, render, Target};
@@ -29,6 +30,7 @@
 
 pub mod analysis;
 pub mod diag;
+pub mod events;
 pub mod load;
 pub mod model;
 pub mod plan;

@@ -283,11 +283,25 @@ impl Inventory {
     }
 }
 
+/// Whether a policy is enforced or only audited (`metadata.annotations["netpol/mode"]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    /// Enforced: part of what is allowed (`enforce`, or no annotation).
+    #[default]
+    Enforce,
+    /// Compiled and reported, never enforced (`audit`): what it would deny is
+    /// accepted and reported, what it would allow is named in deny events.
+    Audit,
+}
+
 /// A validated NetworkPolicy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Policy {
     /// `namespace/name`.
     pub id: ObjectName,
+    /// Enforced or audited.
+    pub mode: PolicyMode,
     /// `spec.podSelector`: which endpoints of its own namespace it selects.
     pub pod_selector: LabelSelector,
     /// `Some` when the policy isolates ingress (policyTypes has `Ingress`): the rules,
@@ -409,4 +423,11 @@ pub struct Model {
     pub inventory: Inventory,
     /// Policies sorted by `namespace/name`.
     pub policies: Vec<Policy>,
+}
+
+impl Model {
+    /// The policies in audit mode, sorted by `namespace/name`.
+    pub fn audit_policies(&self) -> impl Iterator<Item = &Policy> + '_ {
+        self.policies.iter().filter(|p| p.mode == PolicyMode::Audit)
+    }
 }

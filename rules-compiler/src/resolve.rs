@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 use serde::Serialize;
 
 use crate::model::{
-    Direction, Endpoint, Labels, Model, NamespaceScope, ObjectName, Peer, Peers, Policy, PortMatch,
-    PortRule, Ports,
+    Direction, Endpoint, Labels, Model, NamespaceScope, ObjectName, Peer, Peers, Policy,
+    PolicyMode, PortMatch, PortRule, Ports,
 };
 
 /// Index of a policy in [`Model::policies`].
@@ -85,9 +85,17 @@ impl<'m> Index<'m> {
         self.model.inventory.namespaces.get(ns).map(|n| &n.labels)
     }
 
-    /// The policies that select this endpoint and isolate it in this direction, in
-    /// model order. Empty: the endpoint is open in that direction.
+    /// The enforced policies that select this endpoint and isolate it in this
+    /// direction, in model order. Empty: the endpoint is open in that direction. Audit
+    /// policies are left out: they never change what is allowed
+    /// ([`Index::isolating_in`] lists them).
     pub fn isolating(&self, ep: EndpointId, dir: Direction) -> Vec<PolicyId> {
+        self.isolating_in(ep, dir, PolicyMode::Enforce)
+    }
+
+    /// The policies of this mode that select this endpoint and isolate it in this
+    /// direction, in model order.
+    pub fn isolating_in(&self, ep: EndpointId, dir: Direction, mode: PolicyMode) -> Vec<PolicyId> {
         let endpoint = self.endpoint(ep);
         self.policies_by_ns
             .get(endpoint.id.namespace.as_str())
@@ -96,7 +104,9 @@ impl<'m> Index<'m> {
             .copied()
             .filter(|&p| {
                 let policy = self.policy(p);
-                policy.rules(dir).is_some() && policy.pod_selector.matches(&endpoint.labels)
+                policy.mode == mode
+                    && policy.rules(dir).is_some()
+                    && policy.pod_selector.matches(&endpoint.labels)
             })
             .collect()
     }
@@ -570,6 +580,53 @@ mod verdict_tests {
             TCP,
             443
         ));
+    }
+
+    #[test]
+    fn audit_policies_do_not_isolate_and_are_listed_apart() {
+        let m = world()
+            .policy(audit(ingress_policy("payments/audit", sel(&[]), vec![])))
+            .policy(ingress_policy(
+                "payments/web",
+                sel(&[("app", "api")]),
+                vec![rule(
+                    peers(vec![ns_and_pods(sel(&[("name", "web")]), sel(&[]))]),
+                    Ports::All,
+                )],
+            ))
+            .build();
+        let index = Index::new(&m);
+        let (api, checkout) = (ep(&index, "payments/api"), ep(&index, "payments/checkout"));
+        let name = |ids: Vec<PolicyId>| -> Vec<String> {
+            ids.into_iter()
+                .map(|p| index.policy(p).id.to_string())
+                .collect()
+        };
+        assert_eq!(name(index.isolating(api, Ingress)), ["payments/web"]);
+        assert_eq!(
+            name(index.isolating_in(api, Ingress, PolicyMode::Audit)),
+            ["payments/audit"]
+        );
+        assert!(index.isolating(checkout, Ingress).is_empty());
+        // The audit default-deny changes no verdict.
+        assert_eq!(
+            index.verdict(checkout, Ingress, ip(OUTSIDE), TCP, 80),
+            Verdict::NotIsolated
+        );
+        assert!(passes(
+            &index,
+            "payments/api",
+            Ingress,
+            "198.18.0.3",
+            TCP,
+            80
+        ));
+        assert_eq!(
+            m.audit_policies()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>(),
+            ["payments/audit"]
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use ipnet::IpNet;
 
 use crate::model::{
     Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort, Namespace,
-    NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PortMatch, PortRule, Ports,
-    Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
+    NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch, PortRule,
+    Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
 };
 use crate::resolve::{EndpointId, Index};
 
@@ -182,10 +182,19 @@ pub fn policy(
 ) -> Policy {
     Policy {
         id: oname(id),
+        mode: PolicyMode::Enforce,
         pod_selector,
         ingress,
         egress,
         source: Source::default(),
+    }
+}
+
+/// The same policy in audit mode (`netpol/mode: audit`).
+pub fn audit(policy: Policy) -> Policy {
+    Policy {
+        mode: PolicyMode::Audit,
+        ..policy
     }
 }
 

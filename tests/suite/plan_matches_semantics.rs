@@ -14,8 +14,8 @@ use netpol_tests::plan_eval::{self, Outcome, Packet};
 use proptest::prelude::*;
 use rules_compiler::model::{
     Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
-    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PortMatch, PortRule,
-    Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
+    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch,
+    PortRule, Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
 };
 use rules_compiler::plan::{self, Hook, Options};
 use rules_compiler::resolve::Index;
@@ -256,6 +256,7 @@ fn model() -> impl Strategy<Value = Model> {
                 };
                 Policy {
                     id: ObjectName::new(ns, format!("p{i}")),
+                    mode: PolicyMode::Enforce,
                     pod_selector,
                     ingress: rules_in(ingress),
                     egress: rules_in(egress),

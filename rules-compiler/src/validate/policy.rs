@@ -13,7 +13,8 @@ use super::object::{self, MetaFields, Object, Scope};
 use crate::diag::quote;
 use crate::load::{Node, Value};
 use crate::model::{
-    NamespaceScope, ObjectName, Peer, Peers, Policy, PortMatch, PortRule, Ports, Protocol, Rule,
+    NamespaceScope, ObjectName, Peer, Peers, Policy, PolicyMode, PortMatch, PortRule, Ports,
+    Protocol, Rule,
 };
 
 /// The only apiVersion of NetworkPolicy accepted.
@@ -47,6 +48,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Policy> {
     let (meta, spec) = (meta?, spec?);
     Some(Policy {
         id: ObjectName::new(meta.namespace, meta.name),
+        mode: PolicyMode::Enforce,
         pod_selector: spec.pod_selector,
         ingress: spec.ingress,
         egress: spec.egress,

@@ -15,8 +15,9 @@
 //! `slot` (the names of a two-transaction replace), `update` (element deltas), `ffi`
 //! (libnftnl builders and parsers, the socket: with [`heap`], the only unsafe code of
 //! netpol's libraries and binaries; the benchmarks have their own), `reply` (netlink framing), `netlink` (the real backend), `readback`,
-//! [`monitor`], `flows` (conntrack and `SOCK_DESTROY`), `loaded` (the table read back,
-//! deny counters). With the feature `test-support`: `fake` (an in-memory backend for
+//! [`monitor`], [`nflog`] (the packets `log group` statements hand to netpold),
+//! `flows` (conntrack and `SOCK_DESTROY`), `loaded` (the table read back, deny
+//! counters). With the feature `test-support`: `fake` (an in-memory backend for
 //! the tests of the code above) and `testns` (kernel tests in throwaway network
 //! namespaces).
 
@@ -34,6 +35,7 @@ pub mod heap;
 mod loaded;
 pub mod monitor;
 mod netlink;
+pub mod nflog;
 mod objects;
 mod readback;
 mod reply;
@@ -52,6 +54,7 @@ pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
 pub use loaded::{ChainOwners, DenyCounter, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use netlink::Netlink;
+pub use nflog::{Logged, LoggedPacket, Nflog};
 pub use objects::EncodeError;
 pub use readback::GenerationReader;
 pub use slot::Slot;

@@ -17,6 +17,7 @@ use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink, Slot, 
 use crate::testns::{netns_test, nft, nft_elsewhere};
 
 mod conntrack;
+mod nflog;
 mod notifications;
 mod ownership;
 mod scale;

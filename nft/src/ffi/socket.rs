@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 use super::Aligned;
-use crate::Monitor;
+use crate::{Monitor, Nflog};
 
 /// A duplicate descriptor of a subscribed socket: leaving and joining its group acts on
 /// the socket itself.
@@ -52,6 +52,16 @@ pub(crate) fn readable(monitor: Monitor) -> io::Result<AsyncFd<Monitor>> {
     // `Socket` closes its descriptor only on drop: it stays open and the same while the
     // `AsyncFd`, which owns the monitor, lives.
     unsafe { AsyncFd::register_with_interest(monitor, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// `nflog` registered with tokio's reactor, to wait for it to be readable.
+pub(crate) fn readable_nflog(nflog: Nflog) -> io::Result<AsyncFd<Nflog>> {
+    // SAFETY: as in `readable`: an `Nflog`'s descriptor (`as_raw_fd`) is the one of its
+    // `sock`, a private field of `nflog.rs` set once when it is opened and never
+    // reassigned, and a `Socket` closes its descriptor only on drop, so it stays open
+    // and the same while the `AsyncFd`, which owns the `Nflog`, lives.
+    unsafe { AsyncFd::register_with_interest(nflog, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
 
@@ -118,8 +128,14 @@ impl Socket {
         let fd = self.sock.as_raw_fd();
         let group = i32::try_from(group).map_err(io::Error::other)?;
         setsockopt_int(fd, libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)?;
-        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buffer).is_err() {
-            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)?;
+        self.receive_buffer(buffer)
+    }
+
+    /// Sizes the receive buffer to `bytes` (the system maximum is passed as root).
+    pub(crate) fn receive_buffer(&self, bytes: i32) -> io::Result<()> {
+        let fd = self.sock.as_raw_fd();
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod events;
 pub mod inputs;
 pub mod instance;
 pub mod listen;

@@ -62,6 +62,15 @@ pub const REVOKE_FAILURES: &str = "netpol_revoke_failures_total";
 /// Foreign changes to the table put right (`result`: `success`, `failure`).
 pub const DRIFT_REPAIRS: &str = "netpol_drift_repairs_total";
 
+/// Verdict events reported, by local endpoint, direction and verdict (`deny`, `audit`).
+pub const VERDICTS: &str = "netpol_verdicts_total";
+/// Verdict events (or logged packets) lost, by reason: `socket` (the NFLOG socket
+/// overflowed), `ring` (dropped from the ring for room), `follower` (a `logs -f` client
+/// too slow), `rate_limit` (packets the kernel's limit kept from being logged).
+pub const VERDICT_EVENTS_LOST: &str = "netpol_verdict_events_lost_total";
+/// Audit events per audit policy that would deny them (bounded: audit policies only).
+pub const AUDIT_POLICY_EVENTS: &str = "netpol_audit_policy_events_total";
+
 /// Histogram buckets, in seconds: from a small table (milliseconds) to a 100,000
 /// element one (about a second through netlink, several to compile).
 const BUCKETS: [f64; 14] = [
@@ -181,6 +190,33 @@ fn describe() {
     );
     counter!(REVOKED_FLOWS).increment(0);
     counter!(REVOKE_FAILURES).increment(0);
+    describe_counter!(
+        VERDICTS,
+        "Verdict events (connection attempts, retransmits folded in) by local endpoint, direction and verdict (deny, audit)."
+    );
+    describe_counter!(
+        VERDICT_EVENTS_LOST,
+        "Verdict events lost, by reason: socket (the NFLOG socket overflowed), ring (the oldest dropped from netpolctl logs' ring; still logged), follower (a netpolctl logs -f client too slow), rate_limit (packets the kernel's rate limit did not log)."
+    );
+    describe_counter!(
+        AUDIT_POLICY_EVENTS,
+        "Audit events naming an audit policy (netpol/mode: audit) as one that would deny the connection."
+    );
+}
+
+/// Counts verdict events lost for `reason` (see [`VERDICT_EVENTS_LOST`]).
+pub fn events_lost(reason: &'static str, n: u64) {
+    counter!(VERDICT_EVENTS_LOST, "reason" => reason).increment(n);
+}
+
+/// Counts one verdict event.
+pub fn verdict(endpoint: &str, direction: &str, verdict: &str) {
+    counter!(VERDICTS, "endpoint" => endpoint.to_string(), "direction" => direction.to_string(), "verdict" => verdict.to_string()).increment(1);
+}
+
+/// Counts one audit event for an audit policy that would deny it.
+pub fn audit_policy_event(policy: &str) {
+    counter!(AUDIT_POLICY_EVENTS, "policy" => policy.to_string()).increment(1);
 }
 
 /// Counts established flows cut after an apply.

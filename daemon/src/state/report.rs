@@ -1,5 +1,7 @@
 //! What the daemon's state reports: the outcome of a reload ([`ReloadReport`]) and the
-//! state itself ([`StatusReport`]), with their parts. [`State`](super::State) makes
+//! state itself ([`StatusReport`]), with their parts; and the verdict events
+//! ([`VerdictEvent`]) and their counts ([`EventCounts`]), which the events pipeline
+//! ([`crate::events`]) makes and the same socket carries. [`State`](super::State) makes
 //! them; the control socket carries them as JSON ([`crate::control::Response`]), so
 //! their serde form is the wire format and must not change (tests pin it byte for
 //! byte); `netpolctl` renders them for people
@@ -260,6 +262,185 @@ pub struct StatusReport {
     /// Foreign changes to the table and their repairs.
     #[serde(default)]
     pub drift: Drift,
+    /// Host-wide mode: `enforce` or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The policies in force annotated `netpol/mode: audit` (`ns/name`), sorted.
+    #[serde(default)]
+    pub audit_policies: Vec<String>,
+    /// Verdict events since start; `None` when events are off.
+    #[serde(default)]
+    pub events: Option<EventCounts>,
+}
+
+/// Host-wide mode, as the wire has it (the compiler's [`rules_compiler::plan::Mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denials are enforced.
+    #[default]
+    Enforce,
+    /// Nothing is denied; what would be is reported.
+    Audit,
+}
+
+impl From<rules_compiler::plan::Mode> for Mode {
+    fn from(m: rules_compiler::plan::Mode) -> Self {
+        match m {
+            rules_compiler::plan::Mode::Enforce => Mode::Enforce,
+            rules_compiler::plan::Mode::Audit => Mode::Audit,
+        }
+    }
+}
+
+/// What a verdict event reports: a denial, or an audit (accepted, but would be denied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Dropped or rejected.
+    Deny,
+    /// Accepted and reported: an audit policy, or the host-wide audit mode, would deny it.
+    Audit,
+}
+
+impl From<rules_compiler::plan::EventVerdict> for Verdict {
+    fn from(v: rules_compiler::plan::EventVerdict) -> Self {
+        match v {
+            rules_compiler::plan::EventVerdict::Deny => Verdict::Deny,
+            rules_compiler::plan::EventVerdict::Audit => Verdict::Audit,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Deny => "deny",
+            Verdict::Audit => "audit",
+        })
+    }
+}
+
+/// The direction of a verdict event, seen from its local endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventDirection {
+    /// Towards the local endpoint.
+    Ingress,
+    /// From the local endpoint.
+    Egress,
+}
+
+impl From<rules_compiler::model::Direction> for EventDirection {
+    fn from(d: rules_compiler::model::Direction) -> Self {
+        match d {
+            rules_compiler::model::Direction::Ingress => EventDirection::Ingress,
+            rules_compiler::model::Direction::Egress => EventDirection::Egress,
+        }
+    }
+}
+
+impl fmt::Display for EventDirection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventDirection::Ingress => "ingress",
+            EventDirection::Egress => "egress",
+        })
+    }
+}
+
+/// An IP protocol: `TCP`, `UDP` or `SCTP` by name (as policies spell them), any other
+/// by number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventProtocol {
+    /// `TCP`, `UDP` or `SCTP`.
+    Name(String),
+    /// Any other protocol's number (1 for ICMP, 58 for ICMPv6).
+    Number(u8),
+}
+
+impl EventProtocol {
+    /// The protocol with IP protocol number `n`.
+    pub fn of(n: u8) -> EventProtocol {
+        match n {
+            6 => EventProtocol::Name("TCP".into()),
+            17 => EventProtocol::Name("UDP".into()),
+            132 => EventProtocol::Name("SCTP".into()),
+            n => EventProtocol::Number(n),
+        }
+    }
+}
+
+impl fmt::Display for EventProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventProtocol::Name(n) => f.write_str(n),
+            EventProtocol::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One denied or audited connection attempt: the first packet the kernel logged and
+/// the retransmissions of it within the dedup window, judged against the model in force.
+/// The object `netpolctl logs -o json`, the event file and the control socket carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictEvent {
+    /// When its first packet was read (RFC 3339, UTC).
+    pub time: String,
+    /// Deny or audit.
+    pub verdict: Verdict,
+    /// Seen from the local endpoint.
+    pub direction: EventDirection,
+    /// The local endpoint, `ns/name`; `null` when no endpoint holds the address any
+    /// more (a reload came between the packet and the event).
+    pub endpoint: Option<String>,
+    /// The endpoint at the remote address, `ns/name`; `null` for an address of no
+    /// inventory endpoint.
+    pub peer: Option<String>,
+    /// Source address.
+    pub src: std::net::IpAddr,
+    /// Source port (0 for protocols without ports).
+    pub src_port: u16,
+    /// Destination address.
+    pub dst: std::net::IpAddr,
+    /// Destination port (0 for protocols without ports).
+    pub dst_port: u16,
+    /// The IP protocol.
+    pub protocol: EventProtocol,
+    /// For a deny, the enforced policies isolating the endpoint in this direction; for
+    /// an audit, the policies that would deny it.
+    pub policies: Vec<String>,
+    /// Audit policies that would allow what is denied (may be empty).
+    pub would_allow: Vec<String>,
+    /// Packets of this verdict and 5-tuple within the dedup window (SYN retransmits).
+    pub packets: u64,
+}
+
+/// Verdict events since netpold started, for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    /// NFLOG group read.
+    pub group: u16,
+    /// Events reported, by verdict.
+    pub deny: u64,
+    /// Audit events reported.
+    pub audit: u64,
+    /// Logged packets folded into an event already reported or pending (retransmits).
+    pub deduplicated: u64,
+    /// Events in the ring now.
+    pub in_ring: u64,
+    /// Logged packets lost in the NFLOG socket (it overflowed: netpold was too slow).
+    pub lost_socket: u64,
+    /// Events dropped from the ring to make room (still logged and written).
+    pub lost_ring: u64,
+    /// Events a `logs --follow` client was too slow to take.
+    pub lost_followers: u64,
+    /// Packets the kernel's rate limit kept from being logged, from the table's
+    /// counters; `None` when not known.
+    pub lost_rate_limit: Option<u64>,
+    /// Logged packets netpold could not read (an unknown prefix, a short packet).
+    pub unreadable: u64,
 }
 
 /// `t` as RFC 3339 in UTC, to the millisecond.
@@ -348,6 +529,20 @@ pub(crate) mod tests {
                     outcome: "repaired".into(),
                 }),
             },
+            mode: Mode::Audit,
+            audit_policies: vec!["web/lockdown".into()],
+            events: Some(EventCounts {
+                group: 4713,
+                deny: 5,
+                audit: 6,
+                deduplicated: 7,
+                in_ring: 11,
+                lost_socket: 1,
+                lost_ring: 2,
+                lost_followers: 3,
+                lost_rate_limit: Some(4),
+                unreadable: 8,
+            }),
         };
         (reload, status)
     }
@@ -361,7 +556,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
-            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}}}"#
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8}}"#
         );
         // And back: clients read what the daemon writes.
         let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();
@@ -374,6 +569,46 @@ pub(crate) mod tests {
             serde_json::from_str::<Response>(&text).unwrap(),
             Response::Reload(reload)
         );
+    }
+
+    /// A deny event with every field set.
+    pub(crate) fn full_event() -> VerdictEvent {
+        VerdictEvent {
+            time: "2026-01-01T00:00:04.000Z".into(),
+            verdict: Verdict::Deny,
+            direction: EventDirection::Ingress,
+            endpoint: Some("db/pg".into()),
+            peer: None,
+            src: "198.18.0.9".parse().unwrap(),
+            src_port: 40000,
+            dst: "198.18.0.2".parse().unwrap(),
+            dst_port: 5432,
+            protocol: EventProtocol::of(6),
+            policies: vec!["db/default-deny".into()],
+            would_allow: vec!["db/allow-web".into()],
+            packets: 3,
+        }
+    }
+
+    #[test]
+    fn the_wire_format_of_events_is_pinned() {
+        let event = full_event();
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            text,
+            r#"{"time":"2026-01-01T00:00:04.000Z","verdict":"deny","direction":"ingress","endpoint":"db/pg","peer":null,"src":"198.18.0.9","src_port":40000,"dst":"198.18.0.2","dst_port":5432,"protocol":"TCP","policies":["db/default-deny"],"would_allow":["db/allow-web"],"packets":3}"#
+        );
+        assert_eq!(serde_json::from_str::<VerdictEvent>(&text).unwrap(), event);
+        let icmp = VerdictEvent {
+            protocol: EventProtocol::of(1),
+            ..event
+        };
+        let text = serde_json::to_string(&icmp).unwrap();
+        assert!(text.contains(r#""protocol":1,"#), "{text}");
+        assert_eq!(serde_json::from_str::<VerdictEvent>(&text).unwrap(), icmp);
+        for (n, name) in [(6, "TCP"), (17, "UDP"), (132, "SCTP"), (58, "58")] {
+            assert_eq!(EventProtocol::of(n).to_string(), name);
+        }
     }
 
     #[test]

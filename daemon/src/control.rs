@@ -50,6 +50,10 @@ pub enum Request {
     },
     /// Describe what is loaded.
     Status,
+    /// Verdict events: those in the ring that pass the filter, each as a
+    /// [`Response::Event`], then [`Response::End`]; with `follow`, new ones as they
+    /// come instead of the end (and [`Response::Dropped`] when the client fell behind).
+    Logs(crate::events::hub::LogsFilter),
 }
 
 /// What the daemon answers.
@@ -60,6 +64,15 @@ pub enum Response {
     Reload(ReloadReport),
     /// The daemon's state.
     Status(Box<StatusReport>),
+    /// One verdict event (`logs`).
+    Event(Box<crate::state::report::VerdictEvent>),
+    /// Events this `logs --follow` client was too slow to take, dropped.
+    Dropped {
+        /// How many.
+        events: u64,
+    },
+    /// The last answer to `logs` without `follow`.
+    End,
     /// The request could not be understood.
     Error {
         /// Why.
@@ -177,6 +190,47 @@ pub fn request_within(socket: &Path, request: &Request, timeout: Duration) -> io
         .map_err(|e| io::Error::other(format!("netpold's answer is not understood: {e}")))
 }
 
+/// Sends a `logs` request and hands each answer to `each` until [`Response::End`]
+/// or the daemon closes the connection. Connecting and the first answer wait at most
+/// `timeout`; with `filter.follow` later answers wait as long as it takes.
+pub fn logs(
+    socket: &Path,
+    filter: &crate::events::hub::LogsFilter,
+    timeout: Duration,
+    mut each: impl FnMut(Response) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::io::BufRead;
+    let mut stream = connect(socket, timeout).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot reach netpold at {}: {e} (is it running? --socket names another path)",
+                socket.display()
+            ),
+        )
+    })?;
+    let mut line =
+        serde_json::to_string(&Request::Logs(filter.clone())).map_err(io::Error::other)?;
+    line.push('\n');
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(line.as_bytes())?;
+    stream.set_read_timeout((!filter.follow).then_some(timeout))?;
+    let mut reader = io::BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        let response: Response = serde_json::from_slice(&buf)
+            .map_err(|e| io::Error::other(format!("netpold's answer is not understood: {e}")))?;
+        if response == Response::End {
+            return Ok(());
+        }
+        each(response)?;
+    }
+}
+
 /// Connects to a Unix socket, waiting at most `timeout` (a connect blocks while the
 /// server's listen backlog is full; Linux bounds that wait by the send timeout).
 fn connect(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
@@ -202,6 +256,29 @@ mod tests {
         assert_eq!(r, Request::Reload { force: false });
         let r: Request = serde_json::from_str(r#"{"request":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
+        let r: Request = serde_json::from_str(
+            r#"{"request":"logs","follow":true,"last":5,"endpoint":"db/pg","verdict":"audit"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Logs(crate::events::hub::LogsFilter {
+                follow: true,
+                last: Some(5),
+                endpoint: Some("db/pg".into()),
+                verdict: Some(crate::state::report::Verdict::Audit),
+            })
+        );
+        let r: Request = serde_json::from_str(r#"{"request":"logs"}"#).unwrap();
+        assert_eq!(r, Request::Logs(Default::default()));
+        assert_eq!(
+            serde_json::to_string(&Response::End).unwrap(),
+            r#"{"response":"end"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Dropped { events: 3 }).unwrap(),
+            r#"{"response":"dropped","events":3}"#
+        );
         let resp = Response::Error {
             message: "bad".into(),
         };

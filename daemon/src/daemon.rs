@@ -38,12 +38,13 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit};
 
 use crate::config::Settings;
 use crate::control::{self, Request, Response, IDLE_TIMEOUT, MAX_REQUEST_BYTES};
+use crate::events::hub::Hub;
 use crate::listen::Gate;
 use crate::netlink::{Backend, Monitor, News};
 use crate::state::report::{Outcome, ReloadReport, Trigger};
 use crate::state::thread::{After, Done, Gone, StateThread, Stopped};
 use crate::state::{Options, State};
-use crate::{addrs, listen, systemd, watch};
+use crate::{addrs, events, listen, systemd, watch};
 
 /// Why the daemon stopped with an error, and the exit code it means.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,25 @@ pub async fn run<B: Backend + Send + 'static>(
     if settings.metrics_address.is_some() {
         state.count_denies();
     }
+    // Verdict events: the NFLOG group is bound before the first apply adds the log
+    // rules, so that nothing they log is missed; a group someone else reads stops here.
+    let reopen = Arc::new(Notify::new());
+    let hub = match &settings.events {
+        Some(e) => {
+            let hub = Arc::new(Hub::new(e.ring_size, e.log.group));
+            let (models_tx, models) = tokio::sync::watch::channel(None);
+            state.publish_models(move |m| {
+                models_tx.send_replace(Some(m));
+            });
+            let wiring = events::Wiring {
+                models,
+                reopen: Arc::clone(&reopen),
+            };
+            events::spawn(settings.mode, e, Arc::clone(&hub), wiring).map_err(RunError::Setup)?;
+            Some(hub)
+        }
+        None => None,
+    };
     // Before the table is touched, so that no one else's change goes unseen.
     let monitor = Monitor::open()
         .and_then(|m| Ok((m.quiet()?, m)))
@@ -141,7 +161,7 @@ pub async fn run<B: Backend + Send + 'static>(
         monitor.1,
         signals,
         follows_host,
-        seen,
+        Shared { seen, hub, reopen },
     )
     .await;
     let flush = settings.flush_on_exit && served.is_ok();
@@ -174,6 +194,16 @@ struct Signals {
     int: tokio::signal::unix::Signal,
 }
 
+/// What the loop shares with the file watch and the events pipeline.
+struct Shared {
+    /// The file watch's count of events (for `status`).
+    seen: watch::Seen,
+    /// The ring and counts; `None`: events are off.
+    hub: Option<Arc<Hub>>,
+    /// Told on SIGHUP: the events thread reopens the event file.
+    reopen: Arc<Notify>,
+}
+
 /// The start-up after the state has its thread (addresses, claim, watch, first load,
 /// `READY=1`) and the loop, until a signal stops it (`Ok`) or something fails.
 async fn serve_until_stopped(
@@ -183,7 +213,7 @@ async fn serve_until_stopped(
     monitor: Monitor,
     mut signals: Signals,
     follows_host: bool,
-    seen: watch::Seen,
+    events: Shared,
 ) -> Result<(), RunError> {
     let (tx, mut rx) = mpsc::channel::<Event>(EVENTS);
     // This host's addresses, the whole set each time: only the latest matters, so a
@@ -232,7 +262,7 @@ async fn serve_until_stopped(
         ..watch::Timing::new(settings.debounce)
     };
     let changed = Arc::clone(&files);
-    let _watch = watch::watch(&inputs, timing, seen, move |paths| {
+    let _watch = watch::watch(&inputs, timing, events.seen.clone(), move |paths| {
         tracing::debug!(?paths, "inputs may have changed");
         changed.notify_one();
     })
@@ -249,7 +279,7 @@ async fn serve_until_stopped(
         }
     }
     // Requests wait in the listen backlog until the first load is done.
-    tokio::spawn(serve(listener, tx.clone()));
+    tokio::spawn(serve(listener, tx.clone(), events.hub.clone()));
     tracing::info!(
         socket = %settings.socket.display(),
         metrics = %settings.metrics_address.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
@@ -303,6 +333,8 @@ async fn serve_until_stopped(
                     continue;
                 }
                 _ = signals.hup.recv() => {
+                    // logrotate's postrotate: the event file is opened again.
+                    events.reopen.notify_one();
                     wants_retry = reload(state, Trigger::Signal).await?.after.wants_retry;
                     continue;
                 }
@@ -318,7 +350,7 @@ async fn serve_until_stopped(
                 _ = signals.int.recv() => break "SIGINT",
             },
         };
-        if let Some(after) = handle(state, event).await? {
+        if let Some(after) = handle(state, event, events.hub.as_deref()).await? {
             wants_retry = after.wants_retry;
         }
     };
@@ -343,7 +375,11 @@ fn coalesce(mut event: Event, rx: &mut mpsc::Receiver<Event>) -> (Event, Option<
 
 /// Handles one event of the channel (file changes, addresses, signals and timers are
 /// handled in the loop); the state after it, when the state was asked anything.
-async fn handle(state: &StateThread, event: Event) -> Result<Option<After>, Gone> {
+async fn handle(
+    state: &StateThread,
+    event: Event,
+    hub: Option<&Hub>,
+) -> Result<Option<After>, Gone> {
     Ok(Some(match event {
         Event::AddressesFailed(e) => {
             tracing::error!(
@@ -369,8 +405,16 @@ async fn handle(state: &StateThread, event: Event) -> Result<Option<After>, Gone
             let _ = reply.send(Response::Reload(done.value));
             done.after
         }
+        // Served by the connection itself (see `connection`): never queued here.
+        Event::Control(Request::Logs(_), reply) => {
+            let _ = reply.send(Response::Error {
+                message: "logs is not served here".into(),
+            });
+            return Ok(None);
+        }
         Event::Control(Request::Status, reply) => {
-            let done = state.status().await?;
+            let mut done = state.status().await?;
+            done.value.events = hub.map(Hub::counts);
             let _ = reply.send(Response::Status(Box::new(done.value)));
             done.after
         }
@@ -542,13 +586,13 @@ fn bind(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
 
 /// Accepts control connections; each runs in a task of its own, at most
 /// [`control::MAX_CONNECTIONS`] at once.
-async fn serve(listener: UnixListener, tx: mpsc::Sender<Event>) {
+async fn serve(listener: UnixListener, tx: mpsc::Sender<Event>, hub: Option<Arc<Hub>>) {
     let mut gate = Gate::new("control socket", control::MAX_CONNECTIONS);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => match gate.admit() {
                 Some(permit) => {
-                    tokio::spawn(connection(stream, tx.clone(), permit));
+                    tokio::spawn(connection(stream, tx.clone(), hub.clone(), permit));
                 }
                 None => {
                     // Only if the socket takes it without waiting.
@@ -568,7 +612,12 @@ async fn serve(listener: UnixListener, tx: mpsc::Sender<Event>) {
 /// One connection: requests one per line, answers one per line, in order. A line
 /// over [`MAX_REQUEST_BYTES`], or none within [`IDLE_TIMEOUT`], ends it with an error
 /// answer; a line that does not decode gets one and the connection goes on.
-async fn connection(stream: UnixStream, tx: mpsc::Sender<Event>, _permit: OwnedSemaphorePermit) {
+async fn connection(
+    stream: UnixStream,
+    tx: mpsc::Sender<Event>,
+    hub: Option<Arc<Hub>>,
+    _permit: OwnedSemaphorePermit,
+) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut buf = Vec::new();
@@ -600,6 +649,17 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Event>, _permit: OwnedS
             }
         };
         let response = match request {
+            // Verdict events come from the hub, not the state: `logs` never waits
+            // behind a reload, and a follower streams until it closes.
+            Ok(Request::Logs(filter)) => match &hub {
+                Some(hub) => {
+                    logs(hub, &filter, &mut read, &mut write).await;
+                    return;
+                }
+                None => Response::Error {
+                    message: "verdict events are off (events: {enabled: false})".into(),
+                },
+            },
             Ok(request) => {
                 let (reply, answer) = oneshot::channel();
                 if tx.send(Event::Control(request, reply)).await.is_err() {
@@ -613,6 +673,58 @@ async fn connection(stream: UnixStream, tx: mpsc::Sender<Event>, _permit: OwnedS
             Err(message) => Response::Error { message },
         };
         if !send(&mut write, &response).await {
+            return;
+        }
+    }
+}
+
+/// Answers a `logs` request: the ring's events that pass `filter`, then the end; or,
+/// following, new events until the client closes or falls too far behind to write to.
+async fn logs(
+    hub: &Hub,
+    filter: &crate::events::hub::LogsFilter,
+    read: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let (events, follower) = hub.read(filter);
+    for e in events {
+        if !send(write, &Response::Event(Box::new((*e).clone()))).await {
+            return;
+        }
+    }
+    let mut follower = match follower {
+        None => {
+            send(write, &Response::End).await;
+            return;
+        }
+        Some(None) => {
+            let message = format!(
+                "{} clients follow the events already; try again later",
+                crate::events::hub::MAX_FOLLOWERS
+            );
+            send(write, &Response::Error { message }).await;
+            return;
+        }
+        Some(Some(f)) => f,
+    };
+    let mut byte = [0u8; 1];
+    loop {
+        let response = tokio::select! {
+            r = follower.events.recv() => match r {
+                Ok(e) if filter.matches(&e) => Response::Event(Box::new((*e).clone())),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    hub.count(|c| c.lost_followers += n);
+                    crate::telemetry::events_lost("follower", n);
+                    Response::Dropped { events: n }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            // The client closed (or sent something: a follower only listens).
+            _ = read.read(&mut byte) => return,
+        };
+        if !send(write, &response).await {
             return;
         }
     }

@@ -9,11 +9,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::config::{self, Deny};
 use netpol_daemon::control::{self, Request, Response};
-use netpol_daemon::ctl::report_text::{reload_text, status_text};
+use netpol_daemon::ctl::report_text::{event_line, reload_text, status_text};
 use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
+use netpol_daemon::events::hub::LogsFilter;
 use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
 use netpol_daemon::state::report::Outcome;
+use netpol_daemon::state::report::Verdict;
 use rules_compiler::analysis::{FamilyFilter, Probe};
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
@@ -68,6 +70,12 @@ impl InputArgs {
             },
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogsFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -190,6 +198,25 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
     },
+    /// Print netpold's verdict events: denied and audited connection attempts, oldest
+    /// first (nothing, exit 0, when there are none).
+    Logs {
+        /// Keep printing new events as they happen, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N events of those kept.
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        lines: Option<usize>,
+        /// Only events of this local endpoint.
+        #[arg(long, value_name = "NS/NAME", value_parser = parse_name)]
+        endpoint: Option<ObjectName>,
+        /// Only deny or only audit events.
+        #[arg(long, value_enum)]
+        verdict: Option<Verdict>,
+        /// text: one aligned line per event; json: one object per line.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: LogsFormat,
+    },
     /// Show what netpold has loaded: generation, when, input hashes, counts, the last
     /// error, and whether the files on disk still match.
     Status {
@@ -215,6 +242,7 @@ fn daemon_request(
         ),
         Response::Status(s) => (status_text(s), true),
         Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
+        other => anyhow::bail!("netpold answered something else: {other:?}"),
     };
     let stdout = match format {
         ReportFormat::Table => text,
@@ -227,6 +255,44 @@ fn daemon_request(
         },
         ok,
     ))
+}
+
+/// `netpolctl logs`: prints each event as it is read (a follower sees it at once).
+fn logs(
+    socket: &std::path::Path,
+    filter: &LogsFilter,
+    timeout: Option<Duration>,
+    format: LogsFormat,
+) -> anyhow::Result<ctl::Output> {
+    let mut stdout = std::io::stdout().lock();
+    control::logs(
+        socket,
+        filter,
+        timeout.unwrap_or(control::STATUS_TIMEOUT),
+        |response| {
+            let line = match response {
+                Response::Event(e) => match format {
+                    LogsFormat::Text => event_line(&e),
+                    LogsFormat::Json => serde_json::to_string(&e).map_err(std::io::Error::other)?,
+                },
+                Response::Dropped { events } => {
+                    format!("netpolctl: {events} events dropped: this client was too slow")
+                }
+                Response::Error { message } => {
+                    return Err(std::io::Error::other(format!(
+                        "netpold refused the request: {message}"
+                    )))
+                }
+                other => format!("netpolctl: unexpected answer {other:?}"),
+            };
+            writeln!(stdout, "{line}")?;
+            stdout.flush()
+        },
+    )?;
+    Ok(ctl::Output {
+        stdout: String::new(),
+        warnings: String::new(),
+    })
 }
 
 /// A positive number of seconds (fractions allowed).
@@ -303,6 +369,23 @@ fn main() -> ExitCode {
                 },
             )
         }
+        Command::Logs {
+            follow,
+            lines,
+            endpoint,
+            verdict,
+            output,
+        } => logs(
+            &cli.socket,
+            &LogsFilter {
+                follow,
+                last: lines,
+                endpoint: endpoint.map(|e| e.to_string()),
+                verdict,
+            },
+            cli.timeout,
+            output,
+        ),
         Command::Status { output } => {
             daemon_request(&cli.socket, Request::Status, cli.timeout, output).map(|(out, _)| out)
         }

@@ -1,11 +1,13 @@
 //! `netpolctl reload` and `status` for people: the daemon's reports
-//! ([`ReloadReport`], [`StatusReport`]) as text. The JSON form (`-o json`) is the
+//! ([`ReloadReport`], [`StatusReport`]) as text, and `netpolctl logs`' line per verdict
+//! event ([`event_line`]). The JSON form (`-o json`) is the
 //! reports' own serde form; this is the other.
 
 use std::fmt::Write as _;
 
 use crate::state::report::{
-    Counts, DiskState, Outcome, ReloadReport, Stage, StatusReport, Trigger,
+    Counts, DiskState, EventDirection, Mode, Outcome, ReloadReport, Stage, StatusReport, Trigger,
+    VerdictEvent,
 };
 
 fn arrow(before: Option<usize>, after: Option<usize>) -> String {
@@ -82,6 +84,45 @@ pub fn reload_text(report: &ReloadReport) -> String {
     out
 }
 
+/// One verdict event as one line for people: time, verdict, direction, endpoint, peer
+/// (its name, or the remote address of a stranger), destination, policies, packets.
+/// Columns are padded to widths that fit common names, so lines align at a glance.
+pub fn event_line(e: &VerdictEvent) -> String {
+    let remote = match e.direction {
+        EventDirection::Ingress => e.src,
+        EventDirection::Egress => e.dst,
+    };
+    let peer = e.peer.clone().unwrap_or_else(|| remote.to_string());
+    let arrow = match e.direction {
+        EventDirection::Ingress => "<-",
+        EventDirection::Egress => "->",
+    };
+    let dst = match e.dst {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{}/{}", e.dst_port, e.protocol),
+        a => format!("{a}:{}/{}", e.dst_port, e.protocol),
+    };
+    let mut line = format!(
+        "{} {:<5} {:<7} {:<28} {arrow} {:<28} {:<28} {}",
+        e.time,
+        // Display of these ignores width: padded as strings.
+        e.verdict.to_string(),
+        e.direction.to_string(),
+        e.endpoint.as_deref().unwrap_or("-"),
+        peer,
+        dst,
+        if e.policies.is_empty() {
+            "-".to_string()
+        } else {
+            e.policies.join(",")
+        },
+    );
+    if !e.would_allow.is_empty() {
+        let _ = write!(line, " would-allow={}", e.would_allow.join(","));
+    }
+    let _ = write!(line, " ×{}", e.packets);
+    line
+}
+
 /// The daemon's state for people.
 pub fn status_text(status: &StatusReport) -> String {
     let mut out = String::new();
@@ -133,6 +174,39 @@ pub fn status_text(status: &StatusReport) -> String {
             DiskState::Unreadable => "cannot be read",
         }
     );
+    let _ = writeln!(
+        out,
+        "mode:            {}",
+        match status.mode {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit (nothing is denied; what would be is reported)",
+        }
+    );
+    if !status.audit_policies.is_empty() {
+        let _ = writeln!(out, "audit policies:  {}", status.audit_policies.join(", "));
+    }
+    match &status.events {
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "events:          {} deny, {} audit, {} retransmits folded (NFLOG group {}, {} in the ring)",
+                e.deny, e.audit, e.deduplicated, e.group, e.in_ring
+            );
+            let _ = writeln!(
+                out,
+                "events lost:     {} socket overflow, {} ring, {} slow followers, {} rate limit",
+                e.lost_socket,
+                e.lost_ring,
+                e.lost_followers,
+                e.lost_rate_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            );
+        }
+        None => {
+            let _ = writeln!(out, "events:          off");
+        }
+    }
     let r = status.reloads;
     let _ = writeln!(
         out,
@@ -199,6 +273,26 @@ fn trigger_name(t: Trigger) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_one_aligned_line() {
+        let e = crate::state::report::tests::full_event();
+        assert_eq!(
+            event_line(&e),
+            "2026-01-01T00:00:04.000Z deny  ingress db/pg                        <- 198.18.0.9                   198.18.0.2:5432/TCP          db/default-deny would-allow=db/allow-web ×3"
+        );
+        let out = VerdictEvent {
+            direction: EventDirection::Egress,
+            peer: Some("web/a".into()),
+            would_allow: vec![],
+            ..e
+        };
+        assert!(
+            event_line(&out).contains(" -> web/a "),
+            "{}",
+            event_line(&out)
+        );
+    }
     use crate::state::report::tests::full_reports;
     use crate::state::report::{KernelChange, RevokedFlows};
 
@@ -206,7 +300,7 @@ mod tests {
     fn every_field_is_shown() {
         let (reload, status) = full_reports();
         assert_eq!(reload_text(&reload), "reloaded: generation 3 applied (2.5 ms compile, 8.1 ms kernel)\n  kernel:          updated in place (4 set elements changed)\n  revoked:         failed (x); the ruleset is in force\n  policies:        4 (unchanged)\n  endpoints:       5 (unchanged)\n  local endpoints: 1 (unchanged)\n  rules:           13 -> 15\n  set elements:    8 (unchanged)\n  + local web/checkout\n  - local web/frontend\n  e\n");
-        assert_eq!(status_text(&status), "netpold (pid 42)\ngeneration:      3 (loaded 2026-01-01T00:00:00.000Z by address change)\nkernel:          table replaced\npolicies:        4\nendpoints:       5\nlocal endpoints: 1 (by this host's addresses) web/checkout\nrules:           13\nset elements:    8\npolicies hash:   pppp\ninventory hash:  iiii\nfiles on disk:   cannot be read\nreloads:         3 applied, 2 unchanged, 1 failed, 1 held\nheld:            since 2026-01-01T00:00:02.000Z (SIGHUP): r; `netpolctl reload --force` applies it\ntable:           owned by this netpold (NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST)\nforeign changes: 1 repaired, 2 not repaired\n  last at 2026-01-01T00:00:03.000Z by nft (pid 7): deleted table; repaired\nlast error:      at 2026-01-01T00:00:01.000Z (retry, Kernel stage):\n  no\n");
+        assert_eq!(status_text(&status), "netpold (pid 42)\ngeneration:      3 (loaded 2026-01-01T00:00:00.000Z by address change)\nkernel:          table replaced\npolicies:        4\nendpoints:       5\nlocal endpoints: 1 (by this host's addresses) web/checkout\nrules:           13\nset elements:    8\npolicies hash:   pppp\ninventory hash:  iiii\nfiles on disk:   cannot be read\nmode:            audit (nothing is denied; what would be is reported)\naudit policies:  web/lockdown\nevents:          5 deny, 6 audit, 7 retransmits folded (NFLOG group 4713, 11 in the ring)\nevents lost:     1 socket overflow, 2 ring, 3 slow followers, 4 rate limit\nreloads:         3 applied, 2 unchanged, 1 failed, 1 held\nheld:            since 2026-01-01T00:00:02.000Z (SIGHUP): r; `netpolctl reload --force` applies it\ntable:           owned by this netpold (NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST)\nforeign changes: 1 repaired, 2 not repaired\n  last at 2026-01-01T00:00:03.000Z by nft (pid 7): deleted table; repaired\nlast error:      at 2026-01-01T00:00:01.000Z (retry, Kernel stage):\n  no\n");
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub(super) struct Meta<'n> {
     pub labels: Labels,
     /// The node of `metadata.name`, for messages about the name.
     pub name_node: &'n Node,
+    /// `metadata` itself, for fields only one kind reads (a policy's annotations).
+    pub map: Map<'n>,
 }
 
 /// `Kind namespace/name` (or `Kind name` for cluster-scoped kinds), from whatever the
@@ -250,5 +252,6 @@ pub(super) fn metadata<'n>(
         namespace,
         labels,
         name_node,
+        map: m,
     })
 }

@@ -45,15 +45,50 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Policy> {
         .required(ctx, "spec", "")
         .and_then(|n| decode::map(ctx, n, "spec"));
     let spec = spec.and_then(|s| decode_spec(ctx, &s, &namespace));
-    let (meta, spec) = (meta?, spec?);
+    let mode = meta.as_ref().and_then(|meta| mode(ctx, &meta.map));
+    let (meta, spec, mode) = (meta?, spec?, mode?);
     Some(Policy {
         id: ObjectName::new(meta.namespace, meta.name),
-        mode: PolicyMode::Enforce,
+        mode,
         pod_selector: spec.pod_selector,
         ingress: spec.ingress,
         egress: spec.egress,
         source: ctx.source(m.node),
     })
+}
+
+/// The annotation that puts a policy in audit mode.
+pub(super) const MODE_ANNOTATION: &str = "netpol/mode";
+
+/// `metadata.annotations["netpol/mode"]`: `audit`, `enforce`, or absent (enforce).
+/// `None` when the value is anything else (reported): guessing would enforce a policy
+/// meant to be watched first, or the other way round.
+fn mode(ctx: &mut Ctx<'_>, meta: &Map<'_>) -> Option<PolicyMode> {
+    let Some(node) = meta.get("annotations") else {
+        return Some(PolicyMode::Enforce);
+    };
+    let annotations = decode::map(ctx, node, &meta.field("annotations"))?;
+    let field = annotations.field(MODE_ANNOTATION);
+    let Some(node) = annotations.get(MODE_ANNOTATION) else {
+        return Some(PolicyMode::Enforce);
+    };
+    let value = decode::string(ctx, node, &field)?;
+    match value {
+        "enforce" => Some(PolicyMode::Enforce),
+        "audit" => Some(PolicyMode::Audit),
+        other => {
+            ctx.error(
+                node,
+                &field,
+                format!(
+                    "invalid mode {}; allowed: audit (compiled and reported, not enforced) \
+                     or enforce (the default, as without the annotation)",
+                    quote(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 struct Spec {
@@ -688,6 +723,66 @@ extra: 1
             OBJ,
             "metadata.bogus",
             "unknown field \"bogus\"",
+        );
+    }
+
+    /// `web/p` with these annotation lines (indented by four) from line 6.
+    fn annotated(lines: &str) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  \
+             namespace: web\n  annotations:\n{lines}spec:\n  podSelector: {{}}\n"
+        )
+    }
+
+    #[test]
+    fn the_mode_annotation_sets_audit_or_enforce_and_defaults_to_enforce() {
+        for (lines, mode) in [
+            ("    netpol/mode: audit\n", PolicyMode::Audit),
+            ("    netpol/mode: enforce\n", PolicyMode::Enforce),
+            ("    other/mode: audit\n", PolicyMode::Enforce),
+            ("    netpol/mode: null\n", PolicyMode::Enforce),
+        ] {
+            let loaded = ok(&[("p.yaml", &annotated(lines))], &[]);
+            assert_eq!(loaded.model.policies[0].mode, mode, "{lines}");
+        }
+        assert_eq!(policy("  podSelector: {}\n").mode, PolicyMode::Enforce);
+        let audited = ok(&[("p.yaml", &annotated("    netpol/mode: audit\n"))], &[]);
+        let names: Vec<_> = audited.model.audit_policies().map(|p| &p.id).collect();
+        assert_eq!(names, [&ObjectName::new("web", "p")]);
+    }
+
+    #[test]
+    fn any_other_mode_is_an_error_at_the_value_saying_what_is_allowed() {
+        for (value, column, message) in [
+            ("Audit", 18, "invalid mode \"Audit\"; allowed: audit"),
+            ("dry-run", 18, "or enforce (the default"),
+            ("\"\"", 18, "invalid mode \"\""),
+            (
+                "true",
+                18,
+                "expected a string, found the boolean true; quote it",
+            ),
+            ("[audit]", 18, "expected a string, found a list"),
+        ] {
+            let text = annotated(&format!("    x: y\n    netpol/mode: {value}\n"));
+            let d = one_error(&[("p.yaml", &text)], &[]);
+            check(
+                &d,
+                "p.yaml",
+                (8, column),
+                OBJ,
+                "metadata.annotations.netpol/mode",
+                message,
+            );
+        }
+        let d = one_error(&[("p.yaml", &annotated("    - netpol/mode=audit\n"))], &[]);
+        check(
+            &d,
+            "p.yaml",
+            (7, 5),
+            OBJ,
+            "metadata.annotations",
+            "expected a mapping, found a list",
         );
     }
 

@@ -8,15 +8,16 @@
 //! drift" test in `tests.rs`).
 //!
 //! The batch order is nft's as well: the table (created, deleted and created again so
-//! a replace works whether or not it exists), every chain, every set and map with its
-//! elements, then the rules in chain order, an anonymous set right before its rule.
+//! a replace works whether or not it exists), every chain, every named limit (a table
+//! object), every set and map with its elements, then the rules in chain order, an
+//! anonymous set right before its rule.
 //!
 //! [`encode_update`] encodes an [`Update`](crate::Update): deletions then additions of elements, each
 //! element as the full load encodes it (interval start and end elements, the gap
 //! element at address 0, open intervals), so the kernel ends as a full load leaves it.
 //!
 //! [`encode_stage`] and [`encode_swap`] replace a loaded plan in two transactions: the
-//! new plan's sets, maps and endpoint chains under the other [`Slot`]'s names first,
+//! new plan's sets, maps, limits and endpoint chains under the other [`Slot`]'s names first,
 //! then the base chains' rules pointed at them and the old objects deleted. A packet
 //! never meets a set that its own transaction is still filling: in one transaction the
 //! kernel drops new connections while it commits (`benches/scripts/replace-drops`).
@@ -90,7 +91,6 @@ pub(crate) fn elem_wire_len(e: &Elem) -> usize {
 
 /// The full replace of `plan.table` in one batch, under the plan's own names.
 pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
-    no_limits(plan)?;
     let mut enc = Encoder::new(plan, Slot::Plain);
     enc.all()?;
     Ok(enc.batch(plan.element_count()))
@@ -99,9 +99,9 @@ pub(crate) fn encode(plan: &Plan) -> Result<Batch, EncodeError> {
 /// The first of a two-transaction replace: `plan`'s endpoint chains, sets and maps
 /// under `slot`'s names, filled, in a table whose base chains do not use them yet.
 pub(crate) fn encode_stage(plan: &Plan, slot: Slot) -> Result<Batch, EncodeError> {
-    no_limits(plan)?;
     let mut enc = Encoder::new(plan, slot);
     enc.chains(Which::Endpoints);
+    enc.limits();
     enc.sets_and_maps();
     enc.rules(Which::Endpoints)?;
     Ok(enc.batch(plan.element_count()))
@@ -109,7 +109,7 @@ pub(crate) fn encode_stage(plan: &Plan, slot: Slot) -> Result<Batch, EncodeError
 
 /// The second: the base chains' rules replaced by `plan`'s, which use the objects
 /// [`encode_stage`] made under `slot`, and `old`'s objects deleted (maps first: they
-/// jump to the chains; chains before the sets their rules look up).
+/// jump to the chains; chains before the sets and limits their rules use).
 pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch, EncodeError> {
     if old.slot == slot {
         return Err(EncodeError::new(format!(
@@ -151,6 +151,12 @@ pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch
         enc.push(
             Msg::DelSet { name: name.clone() },
             format!("deleting set {name}"),
+        );
+    }
+    for name in &old.limits {
+        enc.push(
+            Msg::DelLimit { name: name.clone() },
+            format!("deleting limit {name}"),
         );
     }
     Ok(enc.batch(0))
@@ -202,17 +208,6 @@ fn push_elems(
             Msg::NewElems(def)
         };
         msgs.push(Labelled { msg, what: name });
-    }
-}
-
-// TODO(issue 13): the table's named limits as objects (NFT_MSG_NEWOBJ).
-fn no_limits(plan: &Plan) -> Result<(), EncodeError> {
-    match plan.limits().first() {
-        Some(l) => Err(EncodeError::new(format!(
-            "limit {}: named limits are not encoded yet",
-            l.name()
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -327,6 +322,7 @@ impl<'a> Encoder<'a> {
             format!("table inet {t}"),
         );
         self.chains(Which::All);
+        self.limits();
         self.sets_and_maps();
         self.rules(Which::All)?;
         Ok(())
@@ -350,6 +346,26 @@ impl<'a> Encoder<'a> {
                     hook,
                 }),
                 format!("chain {name}"),
+            );
+        }
+    }
+
+    /// The plan's named limits, under the slot's names: each slot has its own, so a
+    /// two-transaction replace makes the new ones (with the new rate) beside the old,
+    /// which the old chains use until the swap deletes both. (The kernel cannot change
+    /// the rate of a limit in place, and a limit in use cannot be deleted.)
+    fn limits(&mut self) {
+        let plan = self.plan;
+        for limit in plan.limits() {
+            let name = self.slot.name(limit.name());
+            self.push(
+                Msg::NewLimit(LimitDef {
+                    name: name.clone(),
+                    rate: u64::from(limit.rate()),
+                    unit: 1,
+                    burst: limit.burst(),
+                }),
+                format!("limit {name}"),
             );
         }
     }

@@ -70,6 +70,11 @@ pub(crate) mod k {
     pub const IPPROTO_TCP: u8 = 6;
     pub const IPPROTO_ICMPV6: u8 = 58;
 
+    /// `NFT_OBJECT_LIMIT`: a named limit (`limit NAME { rate … }`).
+    pub const NFT_OBJECT_LIMIT: u32 = 4;
+    /// `NFT_LIMIT_PKTS`: a limit of packets (not bytes).
+    pub const NFT_LIMIT_PKTS: u32 = 0;
+
     /// Longest table, chain and set name the kernel takes (`NFT_NAME_MAXLEN` less the NUL).
     pub const NAME_MAX: usize = 255;
 }
@@ -156,6 +161,16 @@ pub(crate) enum Expr {
         set_id: u32,
     },
     Counter,
+    /// A reference to the named object `name` of type `kind` (`limit name "L"`).
+    Objref {
+        kind: u32,
+        name: String,
+    },
+    /// `log prefix "P" group G`: the packet to NFLOG group `group`.
+    Log {
+        prefix: String,
+        group: u16,
+    },
     Immediate(Verdict),
     Reject {
         kind: u32,
@@ -276,6 +291,18 @@ pub(crate) struct ElemsDef {
     pub source: ElemSource,
 }
 
+/// A named limit of packets to create (`NFT_OBJECT_LIMIT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LimitDef {
+    pub name: String,
+    /// Packets per `unit` seconds.
+    pub rate: u64,
+    /// Seconds.
+    pub unit: u64,
+    /// Packets above the rate let through at once.
+    pub burst: u32,
+}
+
 /// A rule to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RuleDef {
@@ -300,6 +327,12 @@ pub(crate) enum Msg {
     },
     NewChain(ChainDef),
     NewSet(SetDef),
+    /// A named limit (table object).
+    NewLimit(LimitDef),
+    /// Delete a named limit; no rule may refer to it any more.
+    DelLimit {
+        name: String,
+    },
     NewElems(ElemsDef),
     /// Elements to delete from an existing set or map.
     DelElems(ElemsDef),

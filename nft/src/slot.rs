@@ -47,15 +47,16 @@ impl Slot {
     }
 
     /// An `nft list` of netpol's table with every name as the plan has it: what a full
-    /// load of the same plan lists. A name follows a space (`set b.x`, `jump b.x`) or
-    /// an `@`; nothing else in a listing of netpol's table holds `b.` after those.
+    /// load of the same plan lists. A name follows a space (`set b.x`, `jump b.x`), an
+    /// `@`, or a quote (`limit name "b.x"`); nothing else in a listing of netpol's table
+    /// holds `b.` after those (comments and log prefixes start with a word).
     pub fn plain_listing(listing: &str) -> String {
         let prefix = Slot::NEXT_PREFIX;
         let mut out = String::with_capacity(listing.len());
         let mut rest = listing;
         while let Some(at) = rest.find(prefix) {
             out.push_str(&rest[..at]);
-            if !matches!(rest[..at].chars().last(), Some(' ' | '@')) {
+            if !matches!(rest[..at].chars().last(), Some(' ' | '@' | '"')) {
                 out.push_str(prefix);
             }
             rest = &rest[at + prefix.len()..];
@@ -76,6 +77,8 @@ pub(crate) struct Loaded {
     pub chains: Vec<String>,
     pub sets: Vec<String>,
     pub maps: Vec<String>,
+    /// Kernel names of the named limits.
+    pub limits: Vec<String>,
 }
 
 impl Loaded {
@@ -92,6 +95,7 @@ impl Loaded {
                 .collect(),
             sets: plan.sets().iter().map(|s| slot.name(s.name())).collect(),
             maps: plan.maps().iter().map(|m| slot.name(m.name())).collect(),
+            limits: plan.limits().iter().map(|l| slot.name(l.name())).collect(),
         }
     }
 

@@ -299,10 +299,56 @@ fn assert_same_as_nft(plan: &Plan) {
     }
 }
 
+/// Name of the events limit of [`events_plan`].
+const EVENTS_LIMIT: &str = "netpol_events";
+
+/// The sample plan with verdict events: ingress denied and logged (`Log` before the
+/// deny), egress audited and logged (`Log` and `Audit` instead of the deny), one limit
+/// of `rate` a second with bursts of `burst`, logging to NFLOG `group`.
+fn events_plan(deny: DenyAction, rate: u32, burst: u32, group: u16) -> Plan {
+    use rules_compiler::plan::{EventVerdict, RateLimit};
+    let mut parts = sample_plan(deny).into_parts();
+    for chain in &mut parts.chains {
+        let (name, hook, mut rules) = chain.clone().into_parts();
+        let direction = match name.as_str() {
+            "in_x_a" => Direction::Ingress,
+            "out_x_a" => Direction::Egress,
+            _ => continue,
+        };
+        let verdict = match direction {
+            Direction::Ingress => EventVerdict::Deny,
+            Direction::Egress => EventVerdict::Audit,
+        };
+        let log = Stmt::Log {
+            verdict,
+            direction,
+            group,
+            limit: EVENTS_LIMIT.into(),
+        };
+        let at = rules
+            .iter()
+            .position(|r| matches!(r, Stmt::Deny { .. }))
+            .expect("a deny");
+        if verdict == EventVerdict::Audit {
+            rules.truncate(at);
+            rules.push(log);
+            rules.push(Stmt::Audit {
+                comment: "audit egress x/a".into(),
+            });
+        } else {
+            rules.insert(at, log);
+        }
+        *chain = Chain::new(name, hook, rules).expect("a valid chain");
+    }
+    parts.limits = vec![RateLimit::new(EVENTS_LIMIT.into(), rate, burst).expect("a valid limit")];
+    parts.build().expect("a valid plan")
+}
+
 netns_test! {
     fn netlink_and_nft_f_load_the_same_table() {
         for deny in [DenyAction::Drop, DenyAction::Reject] {
             assert_same_as_nft(&sample_plan(deny));
+            assert_same_as_nft(&events_plan(deny, 20, 40, 7));
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Pure, like the rest of `encode`: expressions as plain data, registers as nft
 //! allocates them. Which statements a chain has is the compiler's decision.
 
-use rules_compiler::plan::{AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS};
+use rules_compiler::plan::{log_prefix, AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS};
 
 use super::{k, udata, Elem, ElemSource, EncodeError, Encoder, Expr, Key, Msg, SetDef, Verdict};
 
@@ -35,12 +35,12 @@ impl Encoder<'_> {
                 let exprs = vec![Expr::Counter, Expr::Immediate(Verdict::Accept)];
                 self.rule(chain, what, exprs, Some(comment.to_string()));
             }
-            // TODO(issue 13): the objref to the table's limit and the log expression.
-            Stmt::Log { .. } => {
-                return Err(EncodeError::new(format!(
-                    "{what}: log statements are not encoded yet"
-                )))
-            }
+            Stmt::Log {
+                verdict,
+                direction,
+                group,
+                limit,
+            } => self.log(chain, what, log_prefix(*verdict, *direction), *group, limit)?,
         }
         Ok(())
     }
@@ -252,6 +252,37 @@ impl Encoder<'_> {
             },
             Expr::Immediate(Verdict::Accept),
         ]);
+        self.rule(chain, what, exprs, None);
+        Ok(())
+    }
+
+    /// `limit name "L" counter log prefix "P" group G`: within the named limit (the
+    /// slot's), counted, to NFLOG. The counter counts what was logged; what the limit
+    /// held back is the chain's deny (or audit) counter less this one.
+    fn log(
+        &mut self,
+        chain: &str,
+        what: String,
+        prefix: &str,
+        group: u16,
+        limit: &str,
+    ) -> Result<(), EncodeError> {
+        if !self.plan.limits().iter().any(|l| l.name() == limit) {
+            return Err(EncodeError::new(format!(
+                "{what} uses limit {limit}, which the plan does not define"
+            )));
+        }
+        let exprs = vec![
+            Expr::Objref {
+                kind: k::NFT_OBJECT_LIMIT,
+                name: self.slot.name(limit),
+            },
+            Expr::Counter,
+            Expr::Log {
+                prefix: prefix.to_string(),
+                group,
+            },
+        ];
         self.rule(chain, what, exprs, None);
         Ok(())
     }

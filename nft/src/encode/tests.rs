@@ -344,6 +344,8 @@ fn kinds(batch: &Batch) -> Vec<String> {
             Msg::FlushChain { chain } => format!("flush {chain}"),
             Msg::DelChain { name } => format!("delete chain {name}"),
             Msg::DelSet { name } => format!("delete set {name}"),
+            Msg::NewLimit(l) => format!("limit {}", l.name),
+            Msg::DelLimit { name } => format!("delete limit {name}"),
         })
         .collect()
 }
@@ -666,4 +668,79 @@ fn elements_are_described_for_errors() {
         Some("icmpv6 type 143")
     );
     assert_eq!(describe_element(&p, ElemSource::Set(0), 1), None);
+}
+
+/// A chain `c` with a Log rule before its deny, and the limit it names.
+fn logging_plan() -> Plan {
+    use rules_compiler::model::Direction;
+    use rules_compiler::plan::{EventVerdict, RateLimit};
+    let rules = vec![
+        Stmt::Log {
+            verdict: EventVerdict::Deny,
+            direction: Direction::Egress,
+            group: 9,
+            limit: "ev".into(),
+        },
+        Stmt::Deny {
+            action: DenyAction::Drop,
+            comment: "deny egress x/a".into(),
+        },
+    ];
+    Plan::new(
+        TABLE_NAME.into(),
+        vec![],
+        vec![],
+        vec![Chain::new("c".into(), None, rules).expect("a valid chain")],
+        Vec::<LocalEndpoint>::new(),
+        vec![RateLimit::new("ev".into(), 5, 7).expect("a valid limit")],
+    )
+    .expect("a valid plan")
+}
+
+#[test]
+fn a_log_rule_is_objref_counter_log_and_its_limit_an_object_of_its_slot() {
+    let p = logging_plan();
+    let batch = encode(&p).unwrap();
+    assert_eq!(
+        kinds(&batch),
+        ["table", "delete", "table!", "chain c", "limit ev", "rule c", "rule c"]
+    );
+    assert!(batch.msgs.iter().any(|m| m.msg
+        == Msg::NewLimit(LimitDef {
+            name: "ev".into(),
+            rate: 5,
+            unit: 1,
+            burst: 7,
+        })));
+    let Msg::NewRule(log) = &batch.msgs[5].msg else {
+        panic!("a rule")
+    };
+    assert_eq!(
+        log.exprs,
+        vec![
+            Expr::Objref {
+                kind: k::NFT_OBJECT_LIMIT,
+                name: "ev".into()
+            },
+            Expr::Counter,
+            Expr::Log {
+                prefix: "netpol deny out".into(),
+                group: 9
+            },
+        ]
+    );
+    assert_eq!(log.comment, None);
+    // A staged replace makes the limit under the new slot's name, which its rules use;
+    // the swap deletes the old one last (after the chains whose rules use it).
+    let stage = encode_stage(&p, Slot::Next).unwrap();
+    assert_eq!(
+        kinds(&stage),
+        ["chain b.c", "limit b.ev", "rule b.c", "rule b.c"]
+    );
+    let Msg::NewRule(log) = &stage.msgs[2].msg else {
+        panic!("a rule")
+    };
+    assert!(matches!(&log.exprs[0], Expr::Objref { name, .. } if name == "b.ev"));
+    let swap = encode_swap(&p, Slot::Next, &Loaded::of(&p, Slot::Plain)).unwrap();
+    assert_eq!(kinds(&swap), ["delete chain c", "delete limit ev"]);
 }

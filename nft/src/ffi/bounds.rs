@@ -77,9 +77,24 @@ pub(super) fn expr_bound(e: &Expr) -> usize {
         Expr::Cmp { data, .. } => bytes(data),
         Expr::Bitwise { mask, xor, .. } => bytes(mask) + bytes(xor),
         Expr::Lookup { set, .. } => attr(set.len() + 1),
+        Expr::Objref { name, .. } => attr(name.len() + 1),
+        Expr::Log { prefix, .. } => attr(prefix.len() + 1),
         _ => 0,
     };
     NEST + attr(16) + NEST + 8 * U32 + data
+}
+
+/// Upper bound of a limit object's message: table, name, type, the data nest with
+/// rate, unit, burst, type and flags.
+pub(super) fn limit_bound(table: &CStr, name: &CStr) -> usize {
+    NLMSG_AND_NFGEN
+        + attr(table.to_bytes_with_nul().len())
+        + attr(name.to_bytes_with_nul().len())
+        + U32
+        + NEST
+        + 2 * attr(8)
+        + 3 * U32
+        + SLACK
 }
 
 /// Upper bound of a `GET*` request: table and set names.

@@ -9,12 +9,13 @@ use std::ffi::{c_char, CStr};
 
 use nftnl::nftnl_sys as sys;
 
-use super::bounds::{chain_bound, request_bound, rule_bound, set_bound, table_bound};
+use super::bounds::{chain_bound, limit_bound, request_bound, rule_bound, set_bound, table_bound};
 use super::elems::{elems_msg, Attrs, NFNL_BATCH_GENID};
 use super::expr::expr_obj;
 use super::{cstring, len_u32, msg_max, Aligned, Obj, NLMSG_AND_NFGEN};
 use crate::encode::{
-    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Labelled, Msg, RuleDef, SetDef, TableDef,
+    elem_wire_len, k, BaseHook, ChainDef, EncodeError, Labelled, LimitDef, Msg, RuleDef, SetDef,
+    TableDef,
 };
 
 /// A serialized batch: begin marker, the messages in order, end marker, in one
@@ -219,6 +220,8 @@ fn message(
             chain_msg(w, seq, table, &c, false)
         }
         Msg::DelSet { name } => set_msg(w, seq, table, name, None),
+        Msg::NewLimit(l) => limit_msg(w, seq, table, &l.name, Some(l)),
+        Msg::DelLimit { name } => limit_msg(w, seq, table, name, None),
     }
 }
 
@@ -384,6 +387,48 @@ fn set_msg(
     })
 }
 
+/// `NFT_MSG_NEWOBJ` of the limit `def`, or `NFT_MSG_DELOBJ` of the limit `name`
+/// without one.
+fn limit_msg(
+    w: &mut Writer,
+    seq: u32,
+    table: &CStr,
+    name: &str,
+    def: Option<&LimitDef>,
+) -> Result<(usize, usize), EncodeError> {
+    let name = cstring(name)?;
+    // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
+    // owns the object.
+    let obj = Obj::new(unsafe { sys::nftnl_obj_alloc() }, sys::nftnl_obj_free);
+    // SAFETY: `obj` is live; strings are copied by libnftnl; the limit attributes are
+    // set after the type, which selects the limit's attribute table.
+    unsafe {
+        let p = obj.as_ptr();
+        sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_FAMILY as u16, u32::from(k::NFPROTO_INET));
+        sys::nftnl_obj_set_str(p, sys::NFTNL_OBJ_TABLE as u16, table.as_ptr());
+        sys::nftnl_obj_set_str(p, sys::NFTNL_OBJ_NAME as u16, name.as_ptr());
+        sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_TYPE as u16, k::NFT_OBJECT_LIMIT);
+        if let Some(l) = def {
+            sys::nftnl_obj_set_u64(p, sys::NFTNL_OBJ_LIMIT_RATE as u16, l.rate);
+            sys::nftnl_obj_set_u64(p, sys::NFTNL_OBJ_LIMIT_UNIT as u16, l.unit);
+            sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_LIMIT_BURST as u16, l.burst);
+            sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_LIMIT_TYPE as u16, k::NFT_LIMIT_PKTS);
+            sys::nftnl_obj_set_u32(p, sys::NFTNL_OBJ_LIMIT_FLAGS as u16, 0);
+        }
+    }
+    let (kind, flags) = match def {
+        Some(_) => (libc::NFT_MSG_NEWOBJ, NLM_F_CREATE | NLM_F_EXCL),
+        None => (libc::NFT_MSG_DELOBJ, 0),
+    };
+    w.append(limit_bound(table, &name), |buf| {
+        let nlh = Writer::header(buf, kind as u16, flags, seq);
+        // SAFETY: `nlh` heads the scratch buffer, which holds `limit_bound` bytes, an
+        // upper bound of this limit's message.
+        unsafe { sys::nftnl_obj_nlmsg_build_payload(nlh, obj.as_ptr()) };
+        nlh
+    })
+}
+
 /// A rule or table comment as nft stores it: one `NFTNL_UDATA_*_COMMENT` TLV (type 0) holding the
 /// string and its NUL.
 pub(crate) fn comment_udata(comment: &str) -> Result<Vec<u8>, EncodeError> {
@@ -498,6 +543,11 @@ pub(crate) fn get_request(
                         table.as_ptr(),
                     );
                     sys::nftnl_rule_nlmsg_build_payload(nlh, r.as_ptr());
+                }
+                libc::NFT_MSG_GETOBJ => {
+                    let o = Obj::new(sys::nftnl_obj_alloc(), sys::nftnl_obj_free);
+                    sys::nftnl_obj_set_str(o.as_ptr(), sys::NFTNL_OBJ_TABLE as u16, table.as_ptr());
+                    sys::nftnl_obj_nlmsg_build_payload(nlh, o.as_ptr());
                 }
                 libc::NFT_MSG_GETSET | libc::NFT_MSG_GETSETELEM => {
                     let s = Obj::new(sys::nftnl_set_alloc(), sys::nftnl_set_free);
@@ -629,6 +679,26 @@ mod tests {
         rule.chain = name.clone();
         rule.comment = Some("c".repeat(253));
         rule_msg(&mut w, 4, &table, &rule, true).unwrap();
-        get_request(libc::NFT_MSG_GETSETELEM, true, 5, &name, Some(&name)).unwrap();
+        let log = Expr::Log {
+            prefix: "p".repeat(127),
+            group: u16::MAX,
+        };
+        let objref = Expr::Objref {
+            kind: k::NFT_OBJECT_LIMIT,
+            name: name.clone(),
+        };
+        let mut rule = rule_of(vec![objref, Expr::Counter, log]);
+        rule.chain = name.clone();
+        rule_msg(&mut w, 5, &table, &rule, true).unwrap();
+        let limit = LimitDef {
+            name: name.clone(),
+            rate: u64::MAX,
+            unit: 1,
+            burst: u32::MAX,
+        };
+        limit_msg(&mut w, 6, &table, &name, Some(&limit)).unwrap();
+        limit_msg(&mut w, 7, &table, &name, None).unwrap();
+        get_request(libc::NFT_MSG_GETSETELEM, true, 8, &name, Some(&name)).unwrap();
+        get_request(libc::NFT_MSG_GETOBJ, true, 9, &name, None).unwrap();
     }
 }

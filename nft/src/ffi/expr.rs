@@ -34,6 +34,7 @@ fn check_data(e: &Expr) -> Result<(), EncodeError> {
 /// One attribute of an expression, as libnftnl sets it.
 enum Attr<'a> {
     U32(u32, u32),
+    U16(u32, u16),
     U8(u32, u8),
     Data(u32, &'a [u8]),
     Str(u32, CString),
@@ -56,6 +57,8 @@ pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
         match attr {
             // SAFETY: `p` is a live expression of the type that has `a` as a u32.
             Attr::U32(a, v) => unsafe { sys::nftnl_expr_set_u32(p, *a as u16, *v) },
+            // SAFETY: as above, for a u16.
+            Attr::U16(a, v) => unsafe { sys::nftnl_expr_set_u16(p, *a as u16, *v) },
             // SAFETY: as above, for a u8.
             Attr::U8(a, v) => unsafe { sys::nftnl_expr_set_u8(p, *a as u16, *v) },
             // SAFETY: as above; register data was checked to fit libnftnl's field
@@ -75,12 +78,17 @@ pub(super) fn expr_obj(e: &Expr) -> Result<Obj<sys::nftnl_expr>, EncodeError> {
 /// The expression type of `e` and its attributes, as libnftnl names them.
 fn attrs(e: &Expr) -> Result<(&'static CStr, Vec<Attr<'_>>), EncodeError> {
     match e {
-        Expr::Cmp { .. } | Expr::Bitwise { .. } | Expr::Lookup { .. } => data_attrs(e),
+        Expr::Cmp { .. }
+        | Expr::Bitwise { .. }
+        | Expr::Lookup { .. }
+        | Expr::Objref { .. }
+        | Expr::Log { .. } => data_attrs(e),
         _ => Ok(register_attrs(e)),
     }
 }
 
-/// [`attrs`] of the expressions with byte strings (register data, a set name).
+/// [`attrs`] of the expressions with byte strings (register data, a set or object
+/// name, a log prefix).
 fn data_attrs(e: &Expr) -> Result<(&'static CStr, Vec<Attr<'_>>), EncodeError> {
     use Attr::{Data, U32};
     Ok(match e {
@@ -119,6 +127,21 @@ fn data_attrs(e: &Expr) -> Result<(&'static CStr, Vec<Attr<'_>>), EncodeError> {
             a.push(U32(sys::NFTNL_EXPR_LOOKUP_SET_ID, *set_id));
             (c"lookup", a)
         }
+        Expr::Objref { kind, name } => (
+            c"objref",
+            vec![
+                U32(sys::NFTNL_EXPR_OBJREF_IMM_TYPE, *kind),
+                Attr::Str(sys::NFTNL_EXPR_OBJREF_IMM_NAME, cstring(name)?),
+            ],
+        ),
+        // The prefix first, then the group: nft's order.
+        Expr::Log { prefix, group } => (
+            c"log",
+            vec![
+                Attr::Str(sys::NFTNL_EXPR_LOG_PREFIX, cstring(prefix)?),
+                Attr::U16(sys::NFTNL_EXPR_LOG_GROUP, *group),
+            ],
+        ),
         _ => unreachable!("attrs sends only these here"),
     })
 }
@@ -190,7 +213,11 @@ fn register_attrs(e: &Expr) -> (&'static CStr, Vec<Attr<'_>>) {
                 Attr::U8(sys::NFTNL_EXPR_REJECT_CODE, *code),
             ],
         ),
-        Expr::Cmp { .. } | Expr::Bitwise { .. } | Expr::Lookup { .. } => {
+        Expr::Cmp { .. }
+        | Expr::Bitwise { .. }
+        | Expr::Lookup { .. }
+        | Expr::Objref { .. }
+        | Expr::Log { .. } => {
             unreachable!("attrs sends these to data_attrs")
         }
     }

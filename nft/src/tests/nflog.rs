@@ -65,7 +65,19 @@ fn udp_from(local: &str, to: &str) -> LoggedPacket {
 fn tcp_to(listen: &str) -> LoggedPacket {
     let listener = TcpListener::bind(listen).expect("listen");
     let to = listener.local_addr().unwrap();
-    let client = TcpStream::connect(to).expect("connect");
+    // Right after the link comes up a connection may fail once (the local route of an
+    // address is made asynchronously): retried for a second.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let client = loop {
+        match TcpStream::connect(to) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connect to {to}: {e}; again");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("connect to {to}: {e}"),
+        }
+    };
     let from = client.local_addr().unwrap();
     LoggedPacket {
         prefix: "netpol audit in".into(),

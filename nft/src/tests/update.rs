@@ -516,3 +516,34 @@ fn the_fake_applies_updates_and_fails_when_told() {
     assert_eq!(fake.loaded.as_ref(), Some(&next));
     assert_eq!(fake.updates, 1);
 }
+
+netns_test! {
+    fn a_replace_makes_the_new_limit_beside_the_old_and_deletes_the_old() {
+        let mut kernel = Netlink::new();
+        let mut generation = GenerationReader::open().expect("generation reader");
+        kernel.apply(&events_plan(DenyAction::Drop, 20, 40, 7)).expect("apply");
+        for (step, rate) in [30, 20, 5].into_iter().enumerate() {
+            let next = events_plan(DenyAction::Drop, rate, 40, 7);
+            let before = generation.read().unwrap();
+            kernel.apply(&next).expect("replace");
+            assert_eq!(generation.read().unwrap(), before + 2, "step {step}: two transactions");
+            let listed = nft(LIST);
+            // One limit, the new one, under the names in use; the rules use it.
+            assert_eq!(listed.matches("\n\tlimit ").count(), 1, "step {step}:\n{listed}");
+            assert!(listed.contains(&format!("rate {rate}/second")), "step {step}:\n{listed}");
+            let in_use = if step % 2 == 0 { Slot::NEXT_PREFIX } else { "" };
+            assert!(
+                listed.contains(&format!("limit name \"{in_use}{EVENTS_LIMIT}\" counter")),
+                "step {step}:\n{listed}"
+            );
+            let ours = listings_by_plan_names();
+            let fresh = fresh_without_handles(&next);
+            assert!(ours == fresh, "step {step}: differs from a fresh load:\n{}", first_difference(&ours[0], &fresh[0]));
+            // Element updates leave the limit alone.
+            let updated = edit_ranges(next.clone(), "out_x_a_v4_all", |v| v.truncate(1));
+            let delta = Update::between(&next, &updated).expect("element changes only");
+            kernel.update(&delta).expect("update");
+            assert_eq!(listings_by_plan_names(), fresh_without_handles(&updated), "step {step}: after the update");
+        }
+    }
+}

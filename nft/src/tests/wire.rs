@@ -121,6 +121,8 @@ fn serialized_batch_frames_every_message_as_encoded() {
             Msg::FlushChain { .. } => libc::NFT_MSG_DELRULE,
             Msg::DelChain { .. } => libc::NFT_MSG_DELCHAIN,
             Msg::DelSet { .. } => libc::NFT_MSG_DELSET,
+            Msg::NewLimit(_) => libc::NFT_MSG_NEWOBJ,
+            Msg::DelLimit { .. } => libc::NFT_MSG_DELOBJ,
         };
         assert_eq!(h.kind, (10 << 8) | want as u16, "{}", m.what);
         if let Msg::NewElems(e) = &m.msg {

@@ -258,8 +258,9 @@ pub enum Stmt {
         /// [`Plan::locals`] says which endpoint a chain polices.
         comment: String,
     },
-    /// `limit name "LIMIT" log prefix "PREFIX" group GROUP`: the packet to netpold over
-    /// NFLOG, within the table's rate limit; the prefix ([`log_prefix`]) says the
+    /// `limit name "LIMIT" counter log prefix "PREFIX" group GROUP`: the packet to
+    /// netpold over NFLOG, within the table's rate limit, counted (what the limit held
+    /// back is the terminal counter less this one); the prefix ([`log_prefix`]) says the
     /// verdict and direction, netpold finds the rest from the packet. Not terminal.
     Log {
         /// What the packet meets next.

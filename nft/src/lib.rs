@@ -51,7 +51,9 @@ use rules_compiler::plan::Plan;
 use serde::Serialize;
 
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
-pub use loaded::{ChainOwners, DenyCounter, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
+pub use loaded::{
+    ChainOwners, DenyCounter, LoadedChain, LoadedLimit, LoadedSet, LoadedTable, RuleCounter,
+};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use netlink::Netlink;
 pub use nflog::{Logged, LoggedPacket, Nflog};

@@ -405,6 +405,8 @@ mod tests {
                 chain: "in_web_checkout".into(),
                 packets,
                 bytes: packets * 60,
+                verdict: rules_compiler::plan::EventVerdict::Deny,
+                logged: None,
             },
             DenyCounter {
                 endpoint: ObjectName::new("web", "checkout"),
@@ -412,6 +414,8 @@ mod tests {
                 chain: "out_web_checkout".into(),
                 packets: egress,
                 bytes: egress * 100,
+                verdict: rules_compiler::plan::EventVerdict::Deny,
+                logged: None,
             },
         ]
     }

@@ -42,7 +42,7 @@ use crate::encode::EncodeError;
 pub(crate) use build::{get_request, serialize, Wire};
 #[cfg(test)]
 pub(crate) use elems::{elems_msg_libnftnl, elems_msg_ours};
-pub(crate) use parse::{parse_chain, parse_elems, parse_gen, parse_rule, parse_set};
+pub(crate) use parse::{parse_chain, parse_elems, parse_gen, parse_limit, parse_rule, parse_set};
 pub(crate) use socket::{readable, readable_nflog, Membership, Socket};
 
 /// Largest message libnftnl may build (an element list nest is at most 64 KiB).

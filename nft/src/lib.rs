@@ -1,8 +1,8 @@
 //! # netpol-nft
 //!
 //! The nftables backend of netpol: how a compiled [`Plan`] becomes nf_tables objects
-//! and reaches the kernel. It lowers the plan into tables, chains, sets, elements and
-//! rules as plain data (the same shapes `nft` makes of `render::nft`'s text), turns
+//! and reaches the kernel. It lowers the plan into tables, chains, named limits, sets,
+//! elements and rules as plain data (the same shapes `nft` makes of `render::nft`'s text), turns
 //! element deltas into element messages ([`Update`]: interval ends, the gap below the
 //! first interval, what a change costs the kernel), writes the batch onto the wire
 //! with libnftnl and sends it over a `NETLINK_NETFILTER` socket ([`Netlink`]), reads
@@ -16,8 +16,8 @@
 //! (libnftnl builders and parsers, the socket: with [`heap`], the only unsafe code of
 //! netpol's libraries and binaries; the benchmarks have their own), `reply` (netlink framing), `netlink` (the real backend), `readback`,
 //! [`monitor`], [`nflog`] (the packets `log group` statements hand to netpold),
-//! `flows` (conntrack and `SOCK_DESTROY`), `loaded` (the table read back, deny
-//! counters). With the feature `test-support`: `fake` (an in-memory backend for
+//! `flows` (conntrack and `SOCK_DESTROY`), `loaded` (the table read back: deny and
+//! audit counters with their chain's log counter, named limits). With the feature `test-support`: `fake` (an in-memory backend for
 //! the tests of the code above) and `testns` (kernel tests in throwaway network
 //! namespaces).
 
@@ -51,7 +51,9 @@ use rules_compiler::plan::Plan;
 use serde::Serialize;
 
 pub use flows::{CutStats, Flow, FlowCut, LocalSide, LocalSocket, Tuple, L4};
-pub use loaded::{ChainOwners, DenyCounter, LoadedChain, LoadedSet, LoadedTable, RuleCounter};
+pub use loaded::{
+    ChainOwners, DenyCounter, LoadedChain, LoadedLimit, LoadedSet, LoadedTable, RuleCounter,
+};
 pub use monitor::{Commit, Monitor, News, Quiet, TableInfo};
 pub use netlink::Netlink;
 pub use nflog::{Logged, LoggedPacket, Nflog};

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use rules_compiler::model::{Direction, ObjectName};
-use rules_compiler::plan::{Plan, COMMENT_CUT_MARK};
+use rules_compiler::plan::{EventVerdict, Plan, COMMENT_CUT_MARK};
 use serde::Serialize;
 
 use crate::encode::{self, Msg};
@@ -23,6 +23,19 @@ pub struct LoadedTable {
     pub chains: Vec<LoadedChain>,
     /// Named sets and maps in the kernel's order (anonymous sets belong to their rule).
     pub sets: Vec<LoadedSet>,
+    /// Named limits (table objects) in the kernel's order.
+    pub limits: Vec<LoadedLimit>,
+}
+
+/// A named limit read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadedLimit {
+    /// Limit name.
+    pub name: String,
+    /// Packets a second.
+    pub rate: u64,
+    /// Packets above the rate let through at once.
+    pub burst: u32,
 }
 
 /// A chain read back.
@@ -34,7 +47,7 @@ pub struct LoadedChain {
     pub hook: Option<String>,
     /// Number of rules.
     pub rules: usize,
-    /// Every rule with a counter, in order: the deny rules.
+    /// Every rule with a counter, in order: the log, deny and audit rules.
     pub counters: Vec<RuleCounter>,
 }
 
@@ -43,6 +56,9 @@ pub struct LoadedChain {
 pub struct RuleCounter {
     /// The rule's comment (`deny ingress ns/name`).
     pub comment: Option<String>,
+    /// The prefix of the rule's log statement (`netpol deny in`): the rule's counter
+    /// counts the packets logged.
+    pub log: Option<String>,
     /// Packets counted.
     pub packets: u64,
     /// Bytes counted.
@@ -60,7 +76,7 @@ pub struct LoadedSet {
     pub elements: usize,
 }
 
-/// The deny counter of one local endpoint and direction.
+/// The deny (or audit) counter of one local endpoint and direction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DenyCounter {
     /// The endpoint.
@@ -69,10 +85,16 @@ pub struct DenyCounter {
     pub direction: Direction,
     /// Its chain.
     pub chain: String,
-    /// Packets denied.
+    /// Packets denied (or, for [`EventVerdict::Audit`], accepted that would be).
     pub packets: u64,
     /// Bytes denied.
     pub bytes: u64,
+    /// `Deny` for a deny rule (`deny ingress ns/name`), `Audit` for an audit rule
+    /// (`audit ingress ns/name`: counted and accepted).
+    pub verdict: EventVerdict,
+    /// Packets the chain's log rule logged (within the table's limit); `None` when the
+    /// chain logs nothing. `packets - logged` were held back by the limit.
+    pub logged: Option<u64>,
 }
 
 impl DenyCounter {
@@ -104,7 +126,7 @@ impl ChainOwners {
         ChainOwners(owners)
     }
 
-    /// Labels each counter by its chain's owner. A counter of a chain this plan does not
+    /// Labels each deny or audit counter by its chain's owner. A counter of a chain this plan does not
     /// have (a table someone else loaded) keeps what its comment says, unless the
     /// comment was cut: that one is left out, since its label could be another
     /// endpoint's or shared by two.
@@ -149,8 +171,13 @@ impl LoadedTable {
                     if let Some(c) = chains.iter_mut().find(|c| c.name == r.chain) {
                         c.rules += 1;
                         if r.exprs.contains(&encode::Expr::Counter) {
+                            let log = r.exprs.iter().find_map(|e| match e {
+                                encode::Expr::Log { prefix, .. } => Some(prefix.clone()),
+                                _ => None,
+                            });
                             c.counters.push(RuleCounter {
                                 comment: r.comment.clone(),
+                                log,
                                 packets: 0,
                                 bytes: 0,
                             });
@@ -174,10 +201,20 @@ impl LoadedTable {
                 elements: m.elements().len(),
             }))
             .collect();
+        let limits = plan
+            .limits()
+            .iter()
+            .map(|l| LoadedLimit {
+                name: l.name().to_owned(),
+                rate: u64::from(l.rate()),
+                burst: l.burst(),
+            })
+            .collect();
         Ok(LoadedTable {
             name: plan.table().to_owned(),
             chains,
             sets,
+            limits,
         })
     }
 
@@ -191,20 +228,31 @@ impl LoadedTable {
         self.sets.iter().map(|s| s.elements).sum()
     }
 
-    /// The deny counters, from the comments netpol gives them
-    /// (`deny <direction> <namespace>/<name>`, cut ones ending in `...`: see
-    /// [`DenyCounter::is_cut`]); counters with other comments are left out. Without the plan
+    /// The deny and audit counters, from the comments netpol gives them
+    /// (`deny <direction> <namespace>/<name>`, `audit …`, cut ones ending in `...`: see
+    /// [`DenyCounter::is_cut`]), each with its chain's log counter; counters with other
+    /// comments are left out. Without the plan
     /// this is all the table says; with it, [`ChainOwners::label`] gives exact names.
     pub fn denies(&self) -> Vec<DenyCounter> {
         let mut out = Vec::new();
         for chain in &self.chains {
+            let logged = chain
+                .counters
+                .iter()
+                .find(|c| c.log.is_some())
+                .map(|c| c.packets);
             for c in &chain.counters {
                 let Some(comment) = &c.comment else { continue };
                 let mut words = comment.split(' ');
-                let (Some("deny"), Some(dir), Some(who), None) =
+                let (Some(verdict), Some(dir), Some(who), None) =
                     (words.next(), words.next(), words.next(), words.next())
                 else {
                     continue;
+                };
+                let verdict = match verdict {
+                    "deny" => EventVerdict::Deny,
+                    "audit" => EventVerdict::Audit,
+                    _ => continue,
                 };
                 let direction = match dir {
                     "ingress" => Direction::Ingress,
@@ -220,6 +268,8 @@ impl LoadedTable {
                     chain: chain.name.clone(),
                     packets: c.packets,
                     bytes: c.bytes,
+                    verdict,
+                    logged,
                 });
             }
         }

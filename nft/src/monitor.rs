@@ -278,6 +278,9 @@ impl Changes {
                 format!("elements deleted from {}", name(NFTA_OBJECT_2)),
                 elements,
             ),
+            // Named objects: netpol's limits.
+            libc::NFT_MSG_NEWOBJ => (format!("added object {}", name(NFTA_OBJECT_2)), 1),
+            libc::NFT_MSG_DELOBJ => (format!("deleted object {}", name(NFTA_OBJECT_2)), 1),
             other => (format!("nf_tables message {other}"), 1),
         };
         *self.0.entry(what).or_default() += n;
@@ -293,7 +296,13 @@ impl Changes {
         if !self.0.contains_key("deleted table") {
             return self.0.into_iter().map(|(w, n)| line(w, n)).collect();
         }
-        let mut again = [("chains", 0), ("sets", 0), ("rules", 0), ("elements", 0)];
+        let mut again = [
+            ("chains", 0),
+            ("sets", 0),
+            ("rules", 0),
+            ("elements", 0),
+            ("objects", 0),
+        ];
         for (what, n) in &self.0 {
             let kind = if what.starts_with("added or changed chain") {
                 0
@@ -303,6 +312,8 @@ impl Changes {
                 2
             } else if what.starts_with("elements added") {
                 3
+            } else if what.starts_with("added object") {
+                4
             } else {
                 continue;
             };

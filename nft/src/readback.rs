@@ -13,7 +13,9 @@ use super::encode::k;
 use super::ffi::{self, Aligned, Socket};
 use super::loaded::hook_name;
 use super::monitor::{self, TableInfo};
-use super::{reply, KernelError, LoadedChain, LoadedSet, LoadedTable, RuleCounter, Slot};
+use super::{
+    reply, KernelError, LoadedChain, LoadedLimit, LoadedSet, LoadedTable, RuleCounter, Slot,
+};
 
 /// How long one answer of a dump may take; the kernel answers at once.
 const DUMP_WAIT: Duration = Duration::from_secs(5);
@@ -187,6 +189,8 @@ fn read_once(
         sets = s;
         consistent &= whole;
     }
+    let (mut limits, whole_limits) = dump_limits(r, table)?;
+    consistent &= whole_limits;
     let (orphans, whole) = dump_rules(r, table, &mut chains)?;
     if orphans > 0 || !consistent || !whole {
         // Rules of a chain the chain dump did not see: the table changed in between.
@@ -199,10 +203,14 @@ fn read_once(
     for s in &mut sets {
         s.name = Slot::plan_name(&s.name).to_string();
     }
+    for l in &mut limits {
+        l.name = Slot::plan_name(&l.name).to_string();
+    }
     Ok(Some(Some(LoadedTable {
         name: table.to_string(),
         chains,
         sets,
+        limits,
     })))
 }
 
@@ -262,6 +270,23 @@ fn dump_sets(r: &mut Reader, table: &str) -> Result<(Vec<LoadedSet>, bool), Kern
     Ok((sets, consistent))
 }
 
+/// The table's named limits; and whether the dump was whole.
+fn dump_limits(r: &mut Reader, table: &str) -> Result<(Vec<LoadedLimit>, bool), KernelError> {
+    let mut limits = Vec::new();
+    let end = r.request(libc::NFT_MSG_GETOBJ, true, table, None, |m| {
+        if let Ok(Some(l)) = ffi::parse_limit(m) {
+            if l.table == table {
+                limits.push(LoadedLimit {
+                    name: l.name,
+                    rate: l.rate,
+                    burst: l.burst,
+                });
+            }
+        }
+    })?;
+    Ok((limits, whole(end)))
+}
+
 /// Counts the table's rules into `chains`, with their counters; returns the rules of
 /// chains not in `chains` (orphans) and whether the dump was whole.
 fn dump_rules(
@@ -282,6 +307,7 @@ fn dump_rules(
         if let Some((packets, bytes)) = rule.counter {
             chain.counters.push(RuleCounter {
                 comment: rule.comment,
+                log: rule.log,
                 packets,
                 bytes,
             });

@@ -306,6 +306,19 @@ const EVENTS_LIMIT: &str = "netpol_events";
 /// deny), egress audited and logged (`Log` and `Audit` instead of the deny), one limit
 /// of `rate` a second with bursts of `burst`, logging to NFLOG `group`.
 fn events_plan(deny: DenyAction, rate: u32, burst: u32, group: u16) -> Plan {
+    use rules_compiler::plan::EventVerdict;
+    events_plan_with(deny, rate, burst, group, EventVerdict::Audit)
+}
+
+/// [`events_plan`] whose egress chain ends in `egress` (a logged deny, or a logged
+/// audit).
+fn events_plan_with(
+    deny: DenyAction,
+    rate: u32,
+    burst: u32,
+    group: u16,
+    egress: rules_compiler::plan::EventVerdict,
+) -> Plan {
     use rules_compiler::plan::{EventVerdict, RateLimit};
     let mut parts = sample_plan(deny).into_parts();
     for chain in &mut parts.chains {
@@ -317,7 +330,7 @@ fn events_plan(deny: DenyAction, rate: u32, burst: u32, group: u16) -> Plan {
         };
         let verdict = match direction {
             Direction::Ingress => EventVerdict::Deny,
-            Direction::Egress => EventVerdict::Audit,
+            Direction::Egress => egress,
         };
         let log = Stmt::Log {
             verdict,

@@ -349,6 +349,8 @@ fn denied(packets: u64) -> Vec<crate::netlink::DenyCounter> {
         chain: "in_web_checkout".into(),
         packets,
         bytes: packets * 40,
+        verdict: rules_compiler::plan::EventVerdict::Deny,
+        logged: None,
     }]
 }
 

@@ -27,6 +27,17 @@ pub(crate) struct RuleInfo {
     /// (packets, bytes) of its counter expression, if it has one.
     pub counter: Option<(u64, u64)>,
     pub comment: Option<String>,
+    /// The prefix of its log expression, if it has one.
+    pub log: Option<String>,
+}
+
+/// A named limit read back.
+#[derive(Debug)]
+pub(crate) struct LimitInfo {
+    pub table: String,
+    pub name: String,
+    pub rate: u64,
+    pub burst: u32,
 }
 
 /// A set read back.
@@ -125,6 +136,7 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, Malformed> {
             }
             let p = r.as_ptr();
             let mut counter = None;
+            let mut log = None;
             let iter = sys::nftnl_expr_iter_create(p);
             if !iter.is_null() {
                 loop {
@@ -138,6 +150,9 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, Malformed> {
                             sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_PACKETS as u16),
                             sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_BYTES as u16),
                         ));
+                    } else if !name.is_null() && CStr::from_ptr(name) == c"log" {
+                        let prefix = sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_LOG_PREFIX as u16);
+                        log = Some(owned_str(prefix));
                     }
                 }
                 sys::nftnl_expr_iter_destroy(iter);
@@ -156,7 +171,44 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, Malformed> {
                 chain: owned_str(sys::nftnl_rule_get_str(p, sys::NFTNL_RULE_CHAIN as u16)),
                 counter,
                 comment,
+                log,
             })
+        }
+    })
+}
+
+/// Parses a `NFT_MSG_NEWOBJ` of a dump: `None` for an object that is not a limit.
+pub(crate) fn parse_limit(msg: &[u8]) -> Result<Option<LimitInfo>, Malformed> {
+    with_aligned(msg, |nlh| {
+        // SAFETY: as in `parse_chain`; numbers are read only when libnftnl set them.
+        unsafe {
+            let o = Obj::new(sys::nftnl_obj_alloc(), sys::nftnl_obj_free);
+            if sys::nftnl_obj_nlmsg_parse(nlh, o.as_ptr()) < 0 {
+                return Err(Malformed::Refused("object"));
+            }
+            let p = o.as_ptr();
+            let is = |a: u32| sys::nftnl_obj_is_set(p, a as u16);
+            if !is(sys::NFTNL_OBJ_TYPE)
+                || sys::nftnl_obj_get_u32(p, sys::NFTNL_OBJ_TYPE as u16) != k::NFT_OBJECT_LIMIT
+            {
+                return Ok(None);
+            }
+            let rate = if is(sys::NFTNL_OBJ_LIMIT_RATE) {
+                sys::nftnl_obj_get_u64(p, sys::NFTNL_OBJ_LIMIT_RATE as u16)
+            } else {
+                0
+            };
+            let burst = if is(sys::NFTNL_OBJ_LIMIT_BURST) {
+                sys::nftnl_obj_get_u32(p, sys::NFTNL_OBJ_LIMIT_BURST as u16)
+            } else {
+                0
+            };
+            Ok(Some(LimitInfo {
+                table: owned_str(sys::nftnl_obj_get_str(p, sys::NFTNL_OBJ_TABLE as u16)),
+                name: owned_str(sys::nftnl_obj_get_str(p, sys::NFTNL_OBJ_NAME as u16)),
+                rate,
+                burst,
+            }))
         }
     })
 }
@@ -274,6 +326,7 @@ mod tests {
             assert!(parse_set(&msg).is_err());
             assert!(parse_elems(&msg).is_err());
             assert!(parse_gen(&msg).is_err());
+            assert!(parse_limit(&msg).is_err());
         }
         let err = parse_gen(&message(16, 16)).unwrap_err().to_string();
         assert!(err.contains("incomplete"), "{err}");

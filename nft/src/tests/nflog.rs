@@ -154,3 +154,65 @@ netns_test! {
         });
     }
 }
+
+netns_test! {
+    fn a_denied_flood_is_logged_within_the_limit_and_counted_whole() {
+        use rules_compiler::plan::EventVerdict;
+        use crate::ChainOwners;
+        const SENT: u64 = 50;
+        const RATE: u32 = 5;
+        const BURST: u32 = 5;
+        ip_cmd(&["link", "set", "lo", "up"]);
+        ip_cmd(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip_cmd(&["link", "set", "v0", "multicast", "off"]);
+        ip_cmd(&["addr", "add", "198.18.0.1/15", "dev", "v0"]);
+        ip_cmd(&["link", "set", "v0", "up"]);
+        ip_cmd(&["link", "set", "v1", "up"]);
+        // x/a (198.18.0.1) may send to 0.0.0.0-9.255.255.255 and 198.18.0.0/16 only:
+        // 198.19.0.5 is denied, logged (within the limit) and counted.
+        let plan = events_plan_with(DenyAction::Drop, RATE, BURST, GROUP, EventVerdict::Deny);
+        let mut kernel = Netlink::new();
+        kernel.apply(&plan).expect("apply");
+        let mut nflog = Nflog::open(GROUP).expect("binding the group");
+        let sock = UdpSocket::bind("198.18.0.1:0").expect("bind");
+        let port = sock.local_addr().unwrap().port();
+        let start = Instant::now();
+        for _ in 0..SENT {
+            let e = sock.send_to(b"x", "198.19.0.5:4000").expect_err("denied");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        }
+        let elapsed = start.elapsed();
+        // Everything logged is queued by now; read until nothing more comes.
+        let mut logged = Vec::new();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(200) {
+            let got = nflog.read().expect("read");
+            if !got.is_empty() {
+                quiet_since = Instant::now();
+            }
+            logged.extend(got);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let want = Logged::Packet(LoggedPacket {
+            prefix: "netpol deny out".into(),
+            protocol: 17,
+            src: ip("198.18.0.1"),
+            src_port: port,
+            dst: ip("198.19.0.5"),
+            dst_port: 4000,
+        });
+        assert!(logged.iter().all(|l| *l == want), "{logged:?}");
+        let n = logged.len() as u64;
+        let most = u64::from(BURST) + (f64::from(RATE) * elapsed.as_secs_f64()).ceil() as u64 + 1;
+        assert!((u64::from(BURST)..=most).contains(&n), "{n} logged of {SENT} in {elapsed:?}");
+        // The kernel's counters: all denied, exactly the logged ones logged.
+        let table = kernel.read().expect("read").expect("a table");
+        let denies = ChainOwners::of(&plan).label(table.denies());
+        let out = denies.iter().find(|d| d.chain == "out_x_a").expect("the egress counter");
+        assert_eq!((out.verdict, out.packets, out.logged), (EventVerdict::Deny, SENT, Some(n)), "{out:?}");
+        assert_eq!((out.endpoint.to_string(), out.direction), ("x/a".to_string(), Direction::Egress));
+        let inbound = denies.iter().find(|d| d.chain == "in_x_a").expect("the ingress counter");
+        assert_eq!((inbound.packets, inbound.logged), (0, Some(0)));
+        println!("{n} of {SENT} denied datagrams logged in {elapsed:?} (rate {RATE}/s, burst {BURST})");
+    }
+}

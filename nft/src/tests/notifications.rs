@@ -56,6 +56,22 @@ netns_test! {
             ],
             "{news:?}"
         );
+
+        // Objects (netpol's limits) too: made again with the table, added and deleted.
+        plain.apply(&events_plan(DenyAction::Drop, 20, 40, 7)).expect("apply");
+        let news = monitor.read().unwrap();
+        let last = commits(&news).last().map(|c| c.changes.clone()).unwrap_or_default();
+        assert!(last.iter().any(|l| l.ends_with(", 1 objects")), "{news:?}");
+        nft(&["add", "limit", "inet", "netpol", "foreign", "{ rate 1/second; }"]);
+        nft(&["delete", "limit", "inet", "netpol", "foreign"]);
+        let news = monitor.read().unwrap();
+        let lines: Vec<Vec<String>> =
+            commits(&news).iter().map(|c| c.changes.clone()).collect();
+        assert_eq!(
+            lines,
+            [vec!["added object foreign".to_string()], vec!["deleted object foreign".to_string()]],
+            "{news:?}"
+        );
     }
 }
 

@@ -536,6 +536,7 @@ netns_test! {
                 listed.contains(&format!("limit name \"{in_use}{EVENTS_LIMIT}\" counter")),
                 "step {step}:\n{listed}"
             );
+            assert_eq!(kernel.read().unwrap(), Some(LoadedTable::expected(&next).unwrap()), "step {step}");
             let ours = listings_by_plan_names();
             let fresh = fresh_without_handles(&next);
             assert!(ours == fresh, "step {step}: differs from a fresh load:\n{}", first_difference(&ours[0], &fresh[0]));

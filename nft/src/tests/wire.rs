@@ -198,6 +198,7 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
         rules: 2,
         counters: vec![RuleCounter {
             comment: Some(cut.clone()),
+            log: None,
             packets: 1,
             bytes: 60,
         }],
@@ -206,6 +207,7 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
         name: TABLE_NAME.into(),
         chains: vec![chain("in_a"), chain("in_b"), chain("in_foreign")],
         sets: vec![],
+        limits: vec![],
     };
     // Without the plan, `show` sees three counters under one cut, marked name.
     let read = table.denies();
@@ -252,6 +254,7 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
         chains: vec![LoadedChain {
             counters: vec![RuleCounter {
                 comment: Some("deny egress web/x".into()),
+                log: None,
                 packets: 0,
                 bytes: 0,
             }],

@@ -414,7 +414,12 @@ async fn handle(
         }
         Event::Control(Request::Status, reply) => {
             let mut done = state.status().await?;
-            done.value.events = hub.map(Hub::counts);
+            // The rate limit's losses come from the table's counters, which the state reads.
+            let unlogged = done.value.events.and_then(|e| e.lost_rate_limit);
+            done.value.events = hub.map(|h| crate::state::report::EventCounts {
+                lost_rate_limit: unlogged,
+                ..h.counts()
+            });
             let _ = reply.send(Response::Status(Box::new(done.value)));
             done.after
         }

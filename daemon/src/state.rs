@@ -213,6 +213,11 @@ pub struct State<B> {
     count_denies: bool,
     /// Deny counts since start.
     denies: DenyTotals,
+    /// Packets of deny and audit chains that their log rule did not log (the table's
+    /// rate limit held them back), since start, kept monotonic as the deny counts are.
+    unlogged: DenyTotals,
+    /// Whether any chain read had a log rule.
+    logs_seen: bool,
     /// Whether the last read of the deny counters failed (to log a failure once).
     deny_read_failing: bool,
     /// This host's addresses for revocation, when local endpoints are named (else
@@ -252,6 +257,8 @@ impl<B: Backend> State<B> {
             counters: Counters::default(),
             count_denies: false,
             denies: DenyTotals::default(),
+            unlogged: DenyTotals::default(),
+            logs_seen: false,
             deny_read_failing: false,
             address_source: Box::new(read_host_addresses),
             destroy_unsupported_logged: false,
@@ -423,6 +430,7 @@ impl<B: Backend> State<B> {
                 telemetry::drift_repair(true);
                 if self.count_denies {
                     self.denies.replaced();
+                    self.unlogged.replaced();
                     self.observe_denies();
                     self.denies.emit();
                 }
@@ -485,8 +493,25 @@ impl<B: Backend> State<B> {
                     tracing::info!("reading the kernel's deny counters works again");
                     self.deny_read_failing = false;
                 }
-                self.denies
-                    .observe(&self.owners.label(found.unwrap_or_default()));
+                let labelled = self.owners.label(found.unwrap_or_default());
+                // Terminal counter minus log counter, per chain: the packets the rate
+                // limit kept from netpold (exact, from the kernel).
+                let unlogged: Vec<_> = labelled
+                    .iter()
+                    .filter_map(|c| {
+                        c.logged.map(|logged| crate::netlink::DenyCounter {
+                            packets: c.packets.saturating_sub(logged),
+                            bytes: 0,
+                            ..c.clone()
+                        })
+                    })
+                    .collect();
+                self.logs_seen |= !unlogged.is_empty();
+                self.unlogged.observe(&unlogged);
+                if let Some(n) = self.events_unlogged() {
+                    telemetry::events_lost_absolute("rate_limit", n);
+                }
+                self.denies.observe(&labelled);
             }
             Err(e) => {
                 telemetry::counter_read_failed();
@@ -496,6 +521,14 @@ impl<B: Backend> State<B> {
                 }
             }
         }
+    }
+
+    /// Packets of deny and audit chains not logged since start (held back by the
+    /// table's rate limit), as of the last read of the counters; `None` before any
+    /// chain with a log rule was read (counters are read for metrics only).
+    pub fn events_unlogged(&self) -> Option<u64> {
+        self.logs_seen
+            .then(|| self.unlogged.totals().values().map(|c| c.packets).sum())
     }
 
     /// Whether local endpoints follow this host's addresses.
@@ -696,8 +729,11 @@ impl<B: Backend> State<B> {
             drift: self.drift.clone(),
             mode: self.options.mode.into(),
             audit_policies: c.map(|c| c.audit_policies.clone()).unwrap_or_default(),
-            // The events pipeline's, filled in by the daemon.
-            events: None,
+            // The rest is the events pipeline's, filled in by the daemon.
+            events: self.events_unlogged().map(|n| report::EventCounts {
+                lost_rate_limit: Some(n),
+                ..Default::default()
+            }),
         }
     }
 
@@ -909,6 +945,7 @@ impl<B: Backend> State<B> {
         self.owners = ChainOwners::of(plan);
         if self.count_denies {
             self.denies.replaced();
+            self.unlogged.replaced();
             // Read the new table at once, so that each of its endpoints has its series
             // (at zero) from the moment it is enforced, not from the next periodic read.
             self.observe_denies();

@@ -209,6 +209,11 @@ pub fn events_lost(reason: &'static str, n: u64) {
     counter!(VERDICT_EVENTS_LOST, "reason" => reason).increment(n);
 }
 
+/// Sets the count of verdict events lost for `reason` to a total kept elsewhere.
+pub fn events_lost_absolute(reason: &'static str, n: u64) {
+    counter!(VERDICT_EVENTS_LOST, "reason" => reason).absolute(n);
+}
+
 /// Counts one verdict event.
 pub fn verdict(endpoint: &str, direction: &str, verdict: &str) {
     counter!(VERDICTS, "endpoint" => endpoint.to_string(), "direction" => direction.to_string(), "verdict" => verdict.to_string()).increment(1);

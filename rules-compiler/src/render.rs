@@ -162,7 +162,7 @@ fn write_stmt(out: &mut String, stmt: &Stmt) -> fmt::Result {
             limit,
         } => writeln!(
             out,
-            "\t\tlimit name \"{limit}\" log prefix \"{}\" group {group}",
+            "\t\tlimit name \"{limit}\" counter log prefix \"{}\" group {group}",
             log_prefix(*verdict, *direction)
         ),
         Stmt::Audit { comment } => writeln!(out, "\t\tcounter accept comment \"{comment}\""),

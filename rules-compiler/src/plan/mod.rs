@@ -34,10 +34,13 @@ mod verdict;
 pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{
-    chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix, COMMENT_CUT_MARK,
-    MAX_COMMENT,
+    audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
+    COMMENT_CUT_MARK, MAX_COMMENT,
 };
 pub use verdict::{Outcome, Packet, Verdict};
+
+/// Name of the table's one rate limit, shared by every [`Stmt::Log`] rule.
+pub const EVENTS_LIMIT: &str = "netpol_events";
 
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";
@@ -258,9 +261,11 @@ pub enum Stmt {
         /// [`Plan::locals`] says which endpoint a chain polices.
         comment: String,
     },
-    /// `limit name "LIMIT" log prefix "PREFIX" group GROUP`: the packet to netpold over
+    /// `limit name "LIMIT" counter log prefix "PREFIX" group GROUP`: the packet to netpold over
     /// NFLOG, within the table's rate limit; the prefix ([`log_prefix`]) says the
-    /// verdict and direction, netpold finds the rest from the packet. Not terminal.
+    /// verdict and direction, netpold finds the rest from the packet. The counter
+    /// counts logged packets, so the chain's terminal counter minus it is what the rate
+    /// limit kept from netpold. Not terminal.
     Log {
         /// What the packet meets next.
         verdict: EventVerdict,

@@ -3,6 +3,9 @@
 //! For each local endpoint and direction that some policy isolates, the allowed peers
 //! and ports are gathered as (address range, port set) contributions, normalised by
 //! [`super::intervals`], and laid out as at most two sets per family behind one chain.
+//! A chain exists where the enforced policies (E) isolate, with their allow sets and a
+//! deny (an audit under host-wide audit), or else where audit policies isolate, with
+//! theirs and an audit; a log rule before the end when events are reported.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -11,12 +14,13 @@ use std::net::IpAddr;
 use super::intervals::{
     block_spans, family_max, from_u128, to_u128, Normalised, PortSet, PortSets, Space, Span,
 };
-use super::names::{chain_name, deny_comment, disambiguate};
+use super::names::{audit_comment, chain_name, deny_comment, disambiguate};
 use super::{
-    AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, Family, Hook,
-    LocalEndpoint, Options, Plan, Set, SetElements, Stmt, VerdictMap, TABLE_NAME,
+    AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Family,
+    Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt, VerdictMap,
+    EVENTS_LIMIT, TABLE_NAME,
 };
-use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, PortRule, Ports};
+use crate::model::{Direction, Endpoint, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports};
 use crate::resolve::{port_range_on, EndpointId, Index, PolicyId};
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -56,20 +60,30 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
     let mut maps: BTreeMap<String, (Family, Vec<(IpAddr, String)>)> = BTreeMap::new();
     let mut plan_locals = Vec::new();
 
-    // Every isolated (endpoint, direction) and its chain's name, in the order of
-    // `locals`, so that telling colliding names apart is deterministic.
-    let mut isolated: Vec<(EndpointId, Direction, Vec<PolicyId>)> = Vec::new();
+    // Every (endpoint, direction) that E or F isolates and its chain's name, in the
+    // order of `locals`, so that telling colliding names apart is deterministic.
+    let mut isolated: Vec<(EndpointId, Direction, Tail, Vec<PolicyId>)> = Vec::new();
     for &local in &locals {
         for dir in [Direction::Ingress, Direction::Egress] {
-            let policies = index.isolating(local, dir);
-            if !policies.is_empty() {
-                isolated.push((local, dir, policies));
+            let enforced = index.isolating(local, dir);
+            if !enforced.is_empty() {
+                let tail = match options.mode {
+                    Mode::Enforce => Tail::Deny,
+                    Mode::Audit => Tail::Audit,
+                };
+                isolated.push((local, dir, tail, enforced));
+                continue;
+            }
+            // Only audit policies isolate: F's allow sets, whose end accepts and reports.
+            let audited = index.isolating_in(local, dir, PolicyMode::Audit);
+            if !audited.is_empty() {
+                isolated.push((local, dir, Tail::Audit, audited));
             }
         }
     }
     let mut names: Vec<String> = isolated
         .iter()
-        .map(|&(local, dir, _)| chain_name(dir, &index.endpoint(local).id))
+        .map(|&(local, dir, _, _)| chain_name(dir, &index.endpoint(local).id))
         .collect();
     disambiguate(&mut names);
     let mut isolated = isolated.into_iter().zip(names).peekable();
@@ -81,10 +95,11 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             ingress_chain: None,
             egress_chain: None,
         };
-        while let Some(((_, dir, policies), name)) =
-            isolated.next_if(|((id, _, _), _)| *id == local)
+        while let Some(((_, dir, tail, policies), name)) =
+            isolated.next_if(|((id, _, _, _), _)| *id == local)
         {
-            let chain = compiler.endpoint_chain(local, dir, &policies, &name, options, &mut sets);
+            let chain =
+                compiler.endpoint_chain(local, dir, (tail, &policies), &name, options, &mut sets);
             chains.push(chain);
             for ip in &endpoint.ips {
                 let family = Family::of(ip);
@@ -116,6 +131,13 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
         base_chain(Hook::Input, &maps),
         base_chain(Hook::Output, &maps),
     ];
+    // One limit for the whole table, so a flood anywhere costs netpold no more than it.
+    let limits = match options.events {
+        Some(events) if !chains.is_empty() => {
+            vec![RateLimit::new(EVENTS_LIMIT.to_string(), events.rate, events.burst).expect(BUG)]
+        }
+        _ => Vec::new(),
+    };
     all_chains.extend(chains);
     Plan::new(
         TABLE_NAME.to_string(),
@@ -123,9 +145,19 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
         maps,
         all_chains,
         plan_locals,
-        Vec::new(),
+        limits,
     )
     .expect(BUG)
+}
+
+/// How an endpoint chain ends, for what its allow sets do not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// Enforced: denied (logged as `deny`).
+    Deny,
+    /// Accepted and counted (logged as `audit`): only audit policies isolate, or the
+    /// host is in audit mode.
+    Audit,
 }
 
 const BUG: &str = "plan::build makes consistent plans";
@@ -229,7 +261,7 @@ impl Compiler<'_, '_> {
         &self,
         local: EndpointId,
         dir: Direction,
-        policies: &[PolicyId],
+        (tail, policies): (Tail, &[PolicyId]),
         name: &str,
         options: &Options,
         sets: &mut Vec<Set>,
@@ -290,9 +322,27 @@ impl Compiler<'_, '_> {
                 rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
             }
         }
-        rules.push(Stmt::Deny {
-            action: options.deny,
-            comment: deny_comment(dir, &endpoint.id),
+        // The log rule sits after every accept: allowed connections never meet it.
+        let verdict = match tail {
+            Tail::Deny => EventVerdict::Deny,
+            Tail::Audit => EventVerdict::Audit,
+        };
+        if let Some(events) = options.events {
+            rules.push(Stmt::Log {
+                verdict,
+                direction: dir,
+                group: events.group,
+                limit: EVENTS_LIMIT.to_string(),
+            });
+        }
+        rules.push(match tail {
+            Tail::Deny => Stmt::Deny {
+                action: options.deny,
+                comment: deny_comment(dir, &endpoint.id),
+            },
+            Tail::Audit => Stmt::Audit {
+                comment: audit_comment(dir, &endpoint.id),
+            },
         });
         Chain::new(name.to_string(), None, rules).expect(BUG)
     }

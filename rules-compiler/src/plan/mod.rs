@@ -34,10 +34,13 @@ mod verdict;
 pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use names::{
-    chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix, COMMENT_CUT_MARK,
-    MAX_COMMENT,
+    audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
+    COMMENT_CUT_MARK, MAX_COMMENT,
 };
 pub use verdict::{Outcome, Packet, Verdict};
+
+/// Name of the table's one rate limit, shared by every [`Stmt::Log`] rule.
+pub const EVENTS_LIMIT: &str = "netpol_events";
 
 /// Name of the one table netpol owns (family `inet`).
 pub const TABLE_NAME: &str = "netpol";

@@ -156,7 +156,17 @@ pub fn chain_owners<'a>(
 /// A comment longer than nft accepts is cut on a character boundary and ends in
 /// [`COMMENT_CUT_MARK`].
 pub fn deny_comment(dir: Direction, id: &ObjectName) -> String {
-    let mut c: String = format!("deny {dir} {id}").replace('"', "'");
+    tail_comment("deny", dir, id)
+}
+
+/// The comment of an endpoint chain's [`super::Stmt::Audit`]: `audit ingress ns/name`,
+/// cut as [`deny_comment`]'s.
+pub fn audit_comment(dir: Direction, id: &ObjectName) -> String {
+    tail_comment("audit", dir, id)
+}
+
+fn tail_comment(verb: &str, dir: Direction, id: &ObjectName) -> String {
+    let mut c: String = format!("{verb} {dir} {id}").replace('"', "'");
     if c.len() > MAX_COMMENT {
         let mut cut = MAX_COMMENT - COMMENT_CUT_MARK.len();
         while !c.is_char_boundary(cut) {

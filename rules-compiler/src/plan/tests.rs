@@ -684,3 +684,147 @@ fn colliding_hashed_names_get_distinct_chains_and_sets() {
     // Stable: the same input gives the same names.
     assert_eq!(plan, build_for(&model, &[&idb, &ida], &Options::default()));
 }
+
+const EVENTS: EventLog = EventLog {
+    group: 7,
+    rate: 20,
+    burst: 50,
+};
+
+fn log(verdict: EventVerdict, direction: Direction) -> Stmt {
+    Stmt::Log {
+        verdict,
+        direction,
+        group: 7,
+        limit: EVENTS_LIMIT.into(),
+    }
+}
+
+/// x/a: enforced ingress allowing x/b on TCP 80, audit ingress allowing x/b on 8080
+/// and an audit default-deny egress; x/b: nothing but the audit ingress.
+fn audit_model() -> Model {
+    let from_b = |port| {
+        vec![rule(
+            peers(vec![pods_in("x", sel(&[("app", "b")]))]),
+            ports(vec![tcp(port)]),
+        )]
+    };
+    ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2"])
+        .policy(ingress_policy("x/web", sel(&[("app", "a")]), from_b(80)))
+        .policy(audit(ingress_policy("x/alt", sel(&[]), from_b(8080))))
+        .policy(audit(egress_policy(
+            "x/no-out",
+            sel(&[("app", "a")]),
+            vec![],
+        )))
+        .build()
+}
+
+#[test]
+fn enforced_chains_use_e_only_and_audit_only_chains_f_with_an_audit_end() {
+    let model = audit_model();
+    let options = Options {
+        events: Some(EVENTS),
+        ..Default::default()
+    };
+    let plan = build_for(&model, &["x/a", "x/b"], &options);
+    assert_eq!(
+        names(&plan.chains, |c| &c.name),
+        ["input", "output", "in_x_a", "in_x_b", "out_x_a"]
+    );
+    // E isolates x/a's ingress: only E's port 80, then log + deny.
+    assert_eq!(
+        port_set(&plan, "in_x_a_v4_ports"),
+        [app(one("198.18.0.2"), Tcp, 80, 80)]
+    );
+    let rules = &plan.chain("in_x_a").unwrap().rules;
+    assert_eq!(
+        rules[1..],
+        [
+            log(EventVerdict::Deny, Direction::Ingress),
+            Stmt::Deny {
+                action: DenyAction::Drop,
+                comment: "deny ingress x/a".into()
+            }
+        ]
+    );
+    // Only audit policies isolate x/b's ingress: their port 8080, then log + audit.
+    assert_eq!(
+        port_set(&plan, "in_x_b_v4_ports"),
+        [app(one("198.18.0.2"), Tcp, 8080, 8080)]
+    );
+    assert_eq!(
+        plan.chain("in_x_b").unwrap().rules[1..],
+        [
+            log(EventVerdict::Audit, Direction::Ingress),
+            Stmt::Audit {
+                comment: "audit ingress x/b".into()
+            }
+        ]
+    );
+    assert_eq!(
+        plan.chain("out_x_a").unwrap().rules,
+        [
+            log(EventVerdict::Audit, Direction::Egress),
+            Stmt::Audit {
+                comment: "audit egress x/a".into()
+            }
+        ]
+    );
+    assert_eq!(
+        plan.limits(),
+        [RateLimit::new(EVENTS_LIMIT.into(), 20, 50).unwrap()]
+    );
+}
+
+#[test]
+fn without_events_no_log_rule_and_no_limit() {
+    let plan = build_for(&audit_model(), &["x/a", "x/b"], &Options::default());
+    assert!(plan.limits().is_empty());
+    assert!(!plan
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .any(|r| matches!(r, Stmt::Log { .. })));
+    assert_eq!(
+        plan.chain("out_x_a").unwrap().rules,
+        [Stmt::Audit {
+            comment: "audit egress x/a".into()
+        }]
+    );
+    // Nothing isolated, nothing logged: no limit either.
+    let open = ModelBuilder::new()
+        .endpoint("x/a", &[], &["198.18.0.1"])
+        .build();
+    let options = Options {
+        events: Some(EVENTS),
+        ..Default::default()
+    };
+    assert!(build_for(&open, &["x/a"], &options).limits().is_empty());
+}
+
+#[test]
+fn host_wide_audit_ends_enforced_chains_in_audit() {
+    let options = Options {
+        mode: Mode::Audit,
+        events: Some(EVENTS),
+        ..Default::default()
+    };
+    let plan = build_for(&audit_model(), &["x/a"], &options);
+    assert_eq!(
+        plan.chain("in_x_a").unwrap().rules[1..],
+        [
+            log(EventVerdict::Audit, Direction::Ingress),
+            Stmt::Audit {
+                comment: "audit ingress x/a".into()
+            }
+        ]
+    );
+    assert!(!plan
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .any(|r| matches!(r, Stmt::Deny { .. })));
+}

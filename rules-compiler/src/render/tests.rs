@@ -8,7 +8,7 @@ use tempfile::NamedTempFile;
 
 use super::*;
 use crate::model::{Model, Peers, Ports, Protocol};
-use crate::plan::{self, Options};
+use crate::plan::{self, EventLog, Mode, Options};
 use crate::resolve::{EndpointId, Index};
 use crate::testkit::*;
 
@@ -202,6 +202,26 @@ table inet netpol {
 }
 
 #[test]
+fn log_audit_and_the_limit_render_as_the_design_spells_them() {
+    let shapes = shapes();
+    let (_, plan) = shapes
+        .iter()
+        .find(|(name, _)| *name == "audit policies, events")
+        .expect("the audit shape");
+    let text = nft(plan);
+    for line in [
+        "\tlimit netpol_events { rate 10/second burst 20 packets }",
+        "\t\tlimit name \"netpol_events\" counter log prefix \"netpol deny in\" group 3",
+        "\t\tlimit name \"netpol_events\" counter log prefix \"netpol audit in\" group 3",
+        "\t\tlimit name \"netpol_events\" counter log prefix \"netpol audit out\" group 3",
+        "\t\tcounter accept comment \"audit ingress x/b\"",
+        "\t\tcounter drop comment \"deny ingress x/a\"",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}
+
+#[test]
 fn rendering_is_deterministic() {
     let model = payments_example().build();
     let all = [
@@ -357,6 +377,52 @@ fn shapes() -> Vec<(&'static str, Plan)> {
         ))
         .build();
     out.push(("3000 peers", plan_for(&big, &["x/a"], &Options::default())));
+
+    // Audit policies beside enforced ones, with events: Log, Audit and the limit.
+    let audited = ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2"])
+        .policy(policy(
+            "x/in",
+            sel(&[("app", "a")]),
+            Some(vec![rule(Peers::All, ports(vec![tcp(80)]))]),
+            None,
+        ))
+        .policy(audit(policy(
+            "x/watch",
+            sel(&[]),
+            Some(vec![rule(Peers::All, ports(vec![tcp(8080)]))]),
+            Some(vec![]),
+        )))
+        .build();
+    let events = Some(EventLog {
+        group: 3,
+        rate: 10,
+        burst: 20,
+    });
+    out.push((
+        "audit policies, events",
+        plan_for(
+            &audited,
+            &["x/a", "x/b"],
+            &Options {
+                events,
+                ..Default::default()
+            },
+        ),
+    ));
+    out.push((
+        "host-wide audit, reject, events",
+        plan_for(
+            &audited,
+            &["x/a", "x/b"],
+            &Options {
+                deny: DenyAction::Reject,
+                mode: Mode::Audit,
+                events,
+            },
+        ),
+    ));
     out
 }
 
@@ -482,6 +548,7 @@ fn nft_loads_every_shape_twice_with_all_elements() {
         assert_eq!(count("set"), plan.sets().len(), "{name}");
         assert_eq!(count("map"), plan.maps().len(), "{name}");
         assert_eq!(count("chain"), plan.chains().len(), "{name}");
+        assert_eq!(count("limit"), plan.limits().len(), "{name}");
         let rules: usize = plan
             .chains()
             .iter()

@@ -276,3 +276,85 @@ impl LoadedTable {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(comment: Option<&str>, log: Option<&str>, packets: u64) -> RuleCounter {
+        RuleCounter {
+            comment: comment.map(str::to_string),
+            log: log.map(str::to_string),
+            packets,
+            bytes: packets * 60,
+        }
+    }
+
+    #[test]
+    fn deny_and_audit_counters_come_with_their_chains_log_counter() {
+        let chain = |name: &str, counters| LoadedChain {
+            name: name.into(),
+            hook: None,
+            rules: 3,
+            counters,
+        };
+        let table = LoadedTable {
+            name: "netpol".into(),
+            chains: vec![
+                chain(
+                    "in_x_a",
+                    vec![
+                        counter(None, Some("netpol deny in"), 5),
+                        counter(Some("deny ingress x/a"), None, 50),
+                    ],
+                ),
+                chain(
+                    "out_x_a",
+                    vec![
+                        counter(None, Some("netpol audit out"), 2),
+                        counter(Some("audit egress x/a"), None, 2),
+                    ],
+                ),
+                chain("in_y_b", vec![counter(Some("deny ingress y/b"), None, 1)]),
+                // Other comments are no deny or audit counters.
+                chain("c", vec![counter(Some("allow ingress x/a"), None, 1)]),
+            ],
+            sets: vec![],
+            limits: vec![],
+        };
+        let got: Vec<(String, Direction, EventVerdict, u64, Option<u64>)> = table
+            .denies()
+            .into_iter()
+            .map(|d| {
+                let who = d.endpoint.to_string();
+                (who, d.direction, d.verdict, d.packets, d.logged)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "x/a".into(),
+                    Direction::Ingress,
+                    EventVerdict::Deny,
+                    50,
+                    Some(5)
+                ),
+                (
+                    "x/a".into(),
+                    Direction::Egress,
+                    EventVerdict::Audit,
+                    2,
+                    Some(2)
+                ),
+                (
+                    "y/b".into(),
+                    Direction::Ingress,
+                    EventVerdict::Deny,
+                    1,
+                    None
+                ),
+            ]
+        );
+    }
+}

@@ -280,3 +280,73 @@ fn an_audit_policy_lets_traffic_through_and_reports_it_then_enforced_denies_it()
     assert_eq!(got[1]["verdict"], "deny", "{got:#?}");
     assert_eq!(got[1]["src"], "198.18.2.11");
 }
+
+#[test]
+fn host_wide_audit_drops_nothing_reports_everything_and_follow_shows_it_as_it_happens() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let config = config(&lab, "audit");
+    let d = Daemon::start(&host, &lab, &["--config", &config]);
+    let mut follower = host
+        .command(
+            NETPOLCTL,
+            &["--socket", &d.socket, "logs", "-f", "-o", "json"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    // Nothing is dropped: frontend gets through too.
+    assert!(reaches_api(&peer, "198.18.2.10"));
+    assert!(reaches_api(&peer, "198.18.2.11"));
+    // The follower prints the event once its window ends, without being asked again.
+    let line = lines.next().unwrap().unwrap();
+    let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(e["verdict"], "audit", "{e:#}");
+    assert_eq!(e["src"], "198.18.2.11");
+    assert_eq!(e["endpoint"], "payments/payments-api");
+    assert_eq!(
+        e["policies"],
+        serde_json::json!([
+            "payments/allow-checkout-to-api",
+            "payments/default-deny-ingress"
+        ]),
+        "the enforced policies that would deny it"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        events(&d, &host, 1).len(),
+        1,
+        "checkout's allowed flow is no event"
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[test]
+fn a_denied_flow_an_audit_policy_would_allow_names_it() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.write(
+        "policies/allow-frontend.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: payments\n  \
+         name: allow-frontend\n  annotations:\n    netpol/mode: audit\nspec:\n  podSelector: {}\n  \
+         ingress:\n  - from:\n    - namespaceSelector: {}\n      podSelector:\n        matchLabels:\n          \
+         app: frontend\n",
+    );
+    let config = config(&lab, "enforce");
+    let d = Daemon::start(&host, &lab, &["--config", &config]);
+    assert!(!reaches_api(&peer, "198.18.2.11"), "E denies: dropped");
+    let got = events(&d, &host, 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["verdict"], "deny");
+    assert_eq!(
+        got[0]["would_allow"],
+        serde_json::json!(["payments/allow-frontend"])
+    );
+}

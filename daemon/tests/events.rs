@@ -350,3 +350,61 @@ fn a_denied_flow_an_audit_policy_would_allow_names_it() {
         serde_json::json!(["payments/allow-frontend"])
     );
 }
+
+/// netpold's resident memory, in kB.
+fn rss_kb(d: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_denied_flood_is_rate_limited_counted_and_costs_bounded_memory() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let config = config(&lab, "enforce");
+    let d = Daemon::start(
+        &host,
+        &lab,
+        &["--config", &config, "--metrics-interval-ms", "200"],
+    );
+    assert_example_enforced(&peer);
+    let before = rss_kb(&d);
+    // 100,000 denied datagrams from checkout, each from a port of its own: 100,000
+    // new connections the table denies and would log.
+    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let started = std::time::Instant::now();
+    peer.ok(
+        &python,
+        &[
+            "-c",
+            "import socket\nfor i in range(100000):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n",
+        ],
+    );
+    let sent_in = started.elapsed();
+    // Every window ends, every counter is read.
+    std::thread::sleep(Duration::from_secs(4));
+    let s = d.status(&host);
+    let after = rss_kb(&d);
+    let e = &s["events"];
+    let logged = e["deny"].as_u64().unwrap();
+    let lost = e["lost_rate_limit"].as_u64().unwrap();
+    eprintln!(
+        "flood: 100000 datagrams in {sent_in:?}; events {logged}, lost to the rate limit \
+         {lost}, socket {}, ring {}; netpold RSS {before} kB -> {after} kB",
+        e["lost_socket"], e["lost_ring"]
+    );
+    // The limit: 50/s and a burst of 100, over the seconds of the flood.
+    let bound = 100 + 50 * (sent_in.as_secs() + 6) + 10;
+    assert!(logged <= bound, "{logged} events > {bound}: {s:#}");
+    assert!(
+        lost >= 100_000 - bound - 1000,
+        "the rest counted, not logged: {s:#}"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
+}

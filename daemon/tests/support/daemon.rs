@@ -64,6 +64,13 @@ impl Lab {
         std::fs::write(self.path(rel), text).unwrap();
     }
 
+    /// A config file turning verdict events off, for tests that compare netpold's
+    /// table with `netpolctl apply`'s (which logs nothing: no one would read it).
+    pub fn events_off(&self) -> String {
+        self.write("events-off.yaml", "events: {enabled: false}\n");
+        self.path("events-off.yaml").display().to_string()
+    }
+
     pub fn args(&self) -> Vec<String> {
         vec![
             "--policies".into(),

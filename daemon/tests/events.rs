@@ -349,6 +349,20 @@ fn a_denied_flow_an_audit_policy_would_allow_names_it() {
         got[0]["would_allow"],
         serde_json::json!(["payments/allow-frontend"])
     );
+
+    // logrotate: the file is moved, SIGHUP, and the next event goes to a new file.
+    std::fs::rename(lab.path("verdicts.jsonl"), lab.path("verdicts.jsonl.1")).unwrap();
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!reaches_api(&peer, "198.18.2.11"));
+    events(&d, &host, 2);
+    assert_eq!(lab.read("verdicts.jsonl.1").lines().count(), 1);
+    assert_eq!(lab.read("verdicts.jsonl").lines().count(), 1);
 }
 
 /// netpold's resident memory, in kB.

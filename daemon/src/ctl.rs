@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
-use rules_compiler::analysis::{self, FamilyFilter, Probe};
+use rules_compiler::analysis::{self, End, FamilyFilter, Party, Probe};
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction};
 use rules_compiler::render;
@@ -112,19 +112,28 @@ pub fn matrix(
 }
 
 /// `netpolctl explain`: the verdict for one flow and the rules behind it.
+///
+/// Either end may be an address: an endpoint's, or a stranger's (an event's peer).
 pub fn explain(
     paths: &Paths,
-    from: &ObjectName,
-    to: &ObjectName,
+    from: &Party,
+    to: &Party,
     probe: Probe,
     family: FamilyFilter,
     format: ReportFormat,
 ) -> Result<Output> {
     let loaded = load(paths)?;
     let index = Index::new(&loaded.model);
-    let from_id = find_endpoint(&index, from)?;
-    let to_id = find_endpoint(&index, to)?;
-    let explanation = analysis::explain(&index, from_id, to_id, probe, family);
+    // A name must be an endpoint (find_endpoint says what is wrong with it); an
+    // address is an endpoint's or nobody's.
+    let end = |party: &Party| -> Result<End> {
+        Ok(match party {
+            Party::Endpoint(name) => End::Endpoint(find_endpoint(&index, name)?),
+            Party::Address(ip) => analysis::resolve_address(&index, *ip),
+        })
+    };
+    let (from, to) = (end(from)?, end(to)?);
+    let explanation = analysis::explain(&index, from, to, probe, family);
     let stdout = match format {
         ReportFormat::Table => explanation.render_text(),
         ReportFormat::Json => {

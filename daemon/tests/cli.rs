@@ -209,6 +209,58 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn explain_takes_addresses_of_endpoints_and_of_strangers() {
+    let explain = |from: &str, to: &str| {
+        with_example(
+            "explain",
+            &[
+                "--from", from, "--to", to, "--port", "8080/TCP", "-o", "json",
+            ],
+        )
+    };
+    // web/checkout's IPv6 address stands for web/checkout.
+    let out = explain("2001:db8:2::10", "payments/payments-api");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["from"], "web/checkout", "{json}");
+    assert_eq!(json["allowed"], true, "{json}");
+
+    // A stranger: its side is not policed, payments-api's ingress denies it.
+    let out = explain("198.19.77.1", "payments/payments-api");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["from"], "198.19.77.1", "{json}");
+    assert_eq!(json["allowed"], false, "{json}");
+    let pairs = json["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 1, "the stranger is IPv4 only: {json}");
+    assert_eq!(pairs[0]["egress"], serde_json::Value::Null, "{json}");
+    assert_eq!(pairs[0]["ingress"]["allowed"], false, "{json}");
+
+    let out = with_example(
+        "explain",
+        &[
+            "--from",
+            "payments/payments-api",
+            "--to",
+            "198.19.77.1",
+            "--port",
+            "443/TCP",
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let why = text(&out.stdout);
+    assert!(
+        why.contains("ingress of 198.19.77.1: allowed, not an endpoint"),
+        "{why}"
+    );
+
+    // Neither a name nor an address: bad usage, naming both forms.
+    let out = explain("198.19.77", "payments/payments-api");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("NAMESPACE/NAME or an IP address"));
+}
+
 /// Every missing required option is bad usage (exit 2, naming the option), whatever
 /// the command; never exit 1, which means rejected input or a failure.
 #[test]

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::model::{
     Direction, Endpoint, LabelSelector, NamespaceScope, ObjectName, Operator, Peer, Peers,
-    PortMatch, PortRule, Ports, Protocol,
+    PolicyMode, PortMatch, PortRule, Ports, Protocol,
 };
 use crate::resolve::{port_range_on, EndpointId, Index, RuleMatch, Verdict};
 
@@ -139,10 +139,10 @@ impl fmt::Display for FamilyFilter {
 
 /// Every (address of `from`, address of `to`) of one family that the filter admits,
 /// in address order.
-fn address_pairs(from: &Endpoint, to: &Endpoint, family: FamilyFilter) -> Vec<(IpAddr, IpAddr)> {
+fn address_pairs(from: &[IpAddr], to: &[IpAddr], family: FamilyFilter) -> Vec<(IpAddr, IpAddr)> {
     let mut pairs = Vec::new();
-    for a in from.ips.iter().filter(|a| family.admits(a)) {
-        for b in to.ips.iter().filter(|b| b.is_ipv4() == a.is_ipv4()) {
+    for a in from.iter().filter(|a| family.admits(a)) {
+        for b in to.iter().filter(|b| b.is_ipv4() == a.is_ipv4()) {
             pairs.push((*a, *b));
         }
     }
@@ -239,7 +239,7 @@ pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matr
                             if i == j {
                                 return Cell::SelfTraffic;
                             }
-                            let pairs = address_pairs(&endpoints[i], &endpoints[j], family);
+                            let pairs = address_pairs(&endpoints[i].ips, &endpoints[j].ips, family);
                             if pairs.is_empty() {
                                 return Cell::NoAddressPair;
                             }
@@ -284,13 +284,87 @@ pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matr
     Matrix { probes, family }
 }
 
+/// One end of an explained connection as `--from`/`--to` name it: an endpoint by
+/// `namespace/name`, or an address (an endpoint's, or a stranger's).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
+pub enum Party {
+    /// An endpoint of the inventory.
+    Endpoint(ObjectName),
+    /// An address; a stranger when no endpoint holds it.
+    Address(IpAddr),
+}
+
+impl FromStr for Party {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Party, String> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Party::Address(ip));
+        }
+        ObjectName::parse(s)
+            .map(Party::Endpoint)
+            .ok_or_else(|| format!("expected NAMESPACE/NAME or an IP address, got {s:?}"))
+    }
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Party::Endpoint(name) => name.fmt(f),
+            Party::Address(ip) => ip.fmt(f),
+        }
+    }
+}
+
+impl From<Party> for String {
+    fn from(p: Party) -> String {
+        p.to_string()
+    }
+}
+
+/// A [`Party`] resolved against the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// An endpoint (named, or holding the address given).
+    Endpoint(EndpointId),
+    /// An address of no endpoint: matched by `ipBlock`s only, and not policed.
+    Stranger(IpAddr),
+}
+
+impl From<EndpointId> for End {
+    fn from(id: EndpointId) -> End {
+        End::Endpoint(id)
+    }
+}
+
+/// Resolves a party: an address belongs to the endpoint holding it, or to nobody (a
+/// stranger); `None` for a name the inventory does not have.
+pub fn resolve_party(index: &Index<'_>, party: &Party) -> Option<End> {
+    match party {
+        Party::Endpoint(name) => index
+            .model
+            .inventory
+            .endpoint_index(name)
+            .map(End::Endpoint),
+        Party::Address(ip) => Some(resolve_address(index, *ip)),
+    }
+}
+
+/// The endpoint holding an address, or a stranger.
+pub fn resolve_address(index: &Index<'_>, ip: IpAddr) -> End {
+    index
+        .endpoint_at(&ip)
+        .map_or(End::Stranger(ip), End::Endpoint)
+}
+
 /// The verdict on one connection and why, for `netpolctl explain`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Explanation {
-    /// The sender.
-    pub from: ObjectName,
+    /// The sender: an endpoint's name, or a stranger's address.
+    pub from: Party,
     /// The receiver.
-    pub to: ObjectName,
+    pub to: Party,
     /// The port and protocol.
     pub probe: Probe,
     /// The families considered.
@@ -313,10 +387,10 @@ pub struct PairExplanation {
     pub to_address: IpAddr,
     /// Both sides allow it.
     pub allowed: bool,
-    /// The sender's egress.
-    pub egress: SideExplanation,
-    /// The receiver's ingress.
-    pub ingress: SideExplanation,
+    /// The sender's egress; `None` for a stranger, which netpol does not police.
+    pub egress: Option<SideExplanation>,
+    /// The receiver's ingress; `None` for a stranger.
+    pub ingress: Option<SideExplanation>,
 }
 
 /// One direction of one endpoint: its verdict and the rules behind it.
@@ -335,6 +409,18 @@ pub struct SideExplanation {
     pub verdict: Verdict,
     /// Each entry of `by`, in words.
     pub rules: Vec<RuleExplanation>,
+    /// Each audit policy isolating the endpoint in this direction, and whether it
+    /// would allow the packet (audit policies never change `allowed`).
+    pub audit: Vec<AuditExplanation>,
+}
+
+/// What one audit policy would do with the packet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditExplanation {
+    /// The audit policy.
+    pub policy: ObjectName,
+    /// Whether one of its rules allows the packet.
+    pub would_allow: bool,
 }
 
 /// A matching rule, in words.
@@ -350,30 +436,48 @@ pub struct RuleExplanation {
     pub port: String,
 }
 
-/// Explains whether `from` may open a connection to `to` on `probe`.
+/// Explains whether `from` may open a connection to `to` on `probe`. Either end may
+/// be a stranger (an address of no endpoint): its side is not policed, and the other
+/// side's policies see its address.
 pub fn explain(
     index: &Index<'_>,
-    from: EndpointId,
-    to: EndpointId,
+    from: impl Into<End>,
+    to: impl Into<End>,
     probe: Probe,
     family: FamilyFilter,
 ) -> Explanation {
-    let (sender, receiver) = (index.endpoint(from), index.endpoint(to));
+    let (from, to) = (from.into(), to.into());
+    let party = |end: End| match end {
+        End::Endpoint(id) => Party::Endpoint(index.endpoint(id).id.clone()),
+        End::Stranger(ip) => Party::Address(ip),
+    };
+    let addresses = |end: End| match end {
+        End::Endpoint(id) => index.endpoint(id).ips.clone(),
+        End::Stranger(ip) => vec![ip],
+    };
+    let self_traffic = matches!((from, to), (End::Endpoint(a), End::Endpoint(b)) if a == b);
     let mut explanation = Explanation {
-        from: sender.id.clone(),
-        to: receiver.id.clone(),
+        from: party(from),
+        to: party(to),
         probe,
         family,
         allowed: true,
-        self_traffic: from == to,
+        self_traffic,
         pairs: Vec::new(),
     };
-    if from == to {
+    if self_traffic {
         return explanation;
     }
     let proto = probe.protocol.number();
-    // The packet goes to `receiver` either way, so named ports resolve there.
-    let side = |local: EndpointId, dir: Direction, remote: IpAddr| {
+    // The packet goes to the receiver either way, so named ports resolve there.
+    let receiver = match to {
+        End::Endpoint(id) => Some(index.endpoint(id)),
+        End::Stranger(_) => None,
+    };
+    let side = |end: End, dir: Direction, remote: IpAddr| {
+        let End::Endpoint(local) = end else {
+            return None;
+        };
         let verdict = index.verdict(local, dir, remote, proto, probe.port);
         let rules = match &verdict {
             Verdict::Allowed { by, .. } => by
@@ -382,22 +486,32 @@ pub fn explain(
                 .collect(),
             _ => Vec::new(),
         };
-        SideExplanation {
+        let audit = index
+            .isolating_in(local, dir, PolicyMode::Audit)
+            .into_iter()
+            .map(|p| AuditExplanation {
+                policy: index.policy(p).id.clone(),
+                would_allow: index.allows_among(&[p], local, dir, remote, proto, probe.port),
+            })
+            .collect();
+        Some(SideExplanation {
             endpoint: index.endpoint(local).id.clone(),
             direction: dir,
             remote,
             allowed: verdict.is_allowed(),
             verdict,
             rules,
-        }
+            audit,
+        })
     };
-    for (a, b) in address_pairs(sender, receiver, family) {
+    let passes = |s: &Option<SideExplanation>| s.as_ref().is_none_or(|s| s.allowed);
+    for (a, b) in address_pairs(&addresses(from), &addresses(to), family) {
         let egress = side(from, Direction::Egress, b);
         let ingress = side(to, Direction::Ingress, a);
         explanation.pairs.push(PairExplanation {
             from_address: a,
             to_address: b,
-            allowed: egress.allowed && ingress.allowed,
+            allowed: passes(&egress) && passes(&ingress),
             egress,
             ingress,
         });
@@ -411,7 +525,7 @@ fn describe_match(
     index: &Index<'_>,
     dir: Direction,
     m: &RuleMatch,
-    dest: &Endpoint,
+    dest: Option<&Endpoint>,
 ) -> RuleExplanation {
     let policy = index.policy(m.policy.id);
     let rule = &policy.rules(dir).expect("a matching rule's direction")[m.rule];
@@ -495,15 +609,18 @@ fn describe_selector(sel: &LabelSelector) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-fn describe_port(rule: &PortRule, dest: &Endpoint) -> String {
+fn describe_port(rule: &PortRule, dest: Option<&Endpoint>) -> String {
     let proto = rule.protocol;
     match &rule.port {
         PortMatch::Any => format!("every {proto} port"),
         PortMatch::Range { start, end } if start == end => format!("{start}/{proto}"),
         PortMatch::Range { start, end } => format!("{start}-{end}/{proto}"),
-        PortMatch::Named(name) => match port_range_on(rule, Some(dest)) {
-            Some((p, _)) => format!("named port {name} → {p}/{proto} on {}", dest.id),
-            None => format!("named port {name}/{proto}, not declared on {}", dest.id),
+        PortMatch::Named(name) => match (dest, port_range_on(rule, dest)) {
+            (Some(dest), Some((p, _))) => {
+                format!("named port {name} → {p}/{proto} on {}", dest.id)
+            }
+            (Some(dest), None) => format!("named port {name}/{proto}, not declared on {}", dest.id),
+            (None, _) => format!("named port {name}/{proto}, on no endpoint"),
         },
     }
 }
@@ -511,6 +628,7 @@ fn describe_port(rule: &PortRule, dest: &Endpoint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
     use crate::testkit::*;
     use serde_json::json;
 
@@ -755,7 +873,7 @@ mod tests {
         assert!(e.allowed);
         assert_eq!(e.pairs.len(), 2);
         for pair in &e.pairs {
-            let egress = &pair.egress;
+            let egress = pair.egress.as_ref().expect("an endpoint sends");
             assert_eq!(
                 egress
                     .verdict
@@ -775,7 +893,7 @@ mod tests {
                 }]
             );
             assert_eq!(
-                pair.ingress.rules,
+                pair.ingress.as_ref().expect("an endpoint receives").rules,
                 [RuleExplanation {
                     policy: oname("payments/allow-checkout"),
                     field: "spec.ingress[0].from[0].ports[0]".into(),
@@ -812,7 +930,11 @@ mod tests {
         assert!(!e.allowed);
         assert_eq!(e.pairs.len(), 1);
         let pair = &e.pairs[0];
-        assert!(!pair.egress.allowed && !pair.ingress.allowed && pair.egress.rules.is_empty());
+        let (egress, ingress) = (
+            pair.egress.as_ref().unwrap(),
+            pair.ingress.as_ref().unwrap(),
+        );
+        assert!(!egress.allowed && !ingress.allowed && egress.rules.is_empty());
         let text = e.render_text();
         for needle in [
             // web/frontend has an IPv4 address only: the verdict is about IPv4.
@@ -839,6 +961,135 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// payments_example with an audit policy on payments-api's ingress admitting
+    /// web/frontend on 8080 and the stranger block 198.19.0.0/16 on 443.
+    fn with_audit() -> Model {
+        payments_example()
+            .policy(audit(ingress_policy(
+                "payments/audit-frontend",
+                sel(&[("app", "payments-api")]),
+                vec![
+                    rule(
+                        peers(vec![ns_and_pods(sel(&[]), sel(&[("app", "frontend")]))]),
+                        ports(vec![tcp(8080)]),
+                    ),
+                    rule(
+                        peers(vec![ip_block("198.19.0.0/16", &[])]),
+                        ports(vec![tcp(443)]),
+                    ),
+                ],
+            )))
+            .build()
+    }
+
+    #[test]
+    fn explain_names_each_audit_policy_and_what_it_would_do() {
+        let m = with_audit();
+        let index = Index::new(&m);
+        let e = explain_by_name(
+            &index,
+            "web/frontend",
+            "payments/payments-api",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        // Audit policies change nothing: still denied by the enforced ones.
+        assert!(!e.allowed);
+        let ingress = e.pairs[0].ingress.as_ref().unwrap();
+        assert_eq!(
+            ingress.audit,
+            [AuditExplanation {
+                policy: oname("payments/audit-frontend"),
+                would_allow: true,
+            }]
+        );
+        assert!(e
+            .render_text()
+            .contains("      audit policy payments/audit-frontend: would allow\n"));
+        let e = explain_by_name(
+            &index,
+            "analytics/worker",
+            "payments/payments-api",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert!(!e.pairs[0].ingress.as_ref().unwrap().audit[0].would_allow);
+        assert!(e
+            .render_text()
+            .contains("      audit policy payments/audit-frontend: would deny\n"));
+        // Egress of web/frontend: no audit policy isolates it.
+        assert!(e.pairs[0].egress.as_ref().unwrap().audit.is_empty());
+    }
+
+    #[test]
+    fn parties_are_names_or_addresses_and_addresses_resolve_to_endpoints_or_strangers() {
+        let m = with_audit();
+        let index = Index::new(&m);
+        let party = |s: &str| s.parse::<Party>().unwrap();
+        assert_eq!(
+            party("web/frontend"),
+            Party::Endpoint(oname("web/frontend"))
+        );
+        assert_eq!(party("2001:db8::10"), Party::Address(ip("2001:db8::10")));
+        assert!("web".parse::<Party>().is_err());
+        assert!("198.18.0.300".parse::<Party>().is_err());
+        let api = ep(&index, "payments/payments-api");
+        assert_eq!(
+            resolve_party(&index, &party("2001:db8::10")),
+            Some(End::Endpoint(api))
+        );
+        assert_eq!(
+            resolve_party(&index, &party("198.19.9.9")),
+            Some(End::Stranger(ip("198.19.9.9")))
+        );
+        assert_eq!(resolve_party(&index, &party("web/nobody")), None);
+    }
+
+    #[test]
+    fn explain_from_a_stranger_polices_only_the_endpoint_side() {
+        let m = with_audit();
+        let index = Index::new(&m);
+        let api = ep(&index, "payments/payments-api");
+        let stranger = End::Stranger(ip("198.19.9.9"));
+        let https = Probe {
+            port: 443,
+            protocol: Protocol::Tcp,
+        };
+        let e = explain(&index, stranger, api, https, FamilyFilter::Any);
+        assert_eq!(e.from, Party::Address(ip("198.19.9.9")));
+        assert_eq!(e.to, Party::Endpoint(oname("payments/payments-api")));
+        assert!(!e.allowed);
+        // One pair: the stranger is IPv4 only.
+        assert_eq!(e.pairs.len(), 1);
+        let pair = &e.pairs[0];
+        assert_eq!(pair.to_address, ip("198.18.0.10"));
+        assert!(pair.egress.is_none());
+        let ingress = pair.ingress.as_ref().unwrap();
+        assert!(!ingress.allowed);
+        assert!(ingress.audit[0].would_allow);
+        let text = e.render_text();
+        assert!(
+            text.contains("egress of 198.19.9.9: allowed, not an endpoint"),
+            "{text}"
+        );
+        assert!(text.contains("from 198.19.9.9 (no endpoint)"), "{text}");
+        // To a stranger: the sender's egress decides; web/checkout's only allows DNS
+        // and payments.
+        let checkout = ep(&index, "web/checkout");
+        let e = explain(&index, checkout, stranger, https, FamilyFilter::Any);
+        assert!(!e.allowed);
+        assert!(e.pairs[0].ingress.is_none());
+        let e = explain(
+            &index,
+            ep(&index, "analytics/worker"),
+            stranger,
+            https,
+            FamilyFilter::Any,
+        );
+        assert!(e.allowed);
+        assert_eq!(serde_json::to_value(&e).unwrap()["to"], json!("198.19.9.9"));
     }
 
     #[test]
@@ -878,6 +1129,7 @@ mod tests {
                     "peer": "namespaceSelector {kubernetes.io/metadata.name: kube-system} AND podSelector {k8s-app: kube-dns}",
                     "port": "53/UDP",
                 }],
+                "audit": [],
             })
         );
         assert_eq!(pair["ingress"]["verdict"], "not_isolated");
@@ -926,6 +1178,8 @@ mod tests {
         let e = explain_by_name(&index, "x/a", "x/b", TCP_8080, FamilyFilter::Any);
         let got: Vec<(&str, &str, &str)> = e.pairs[0]
             .ingress
+            .as_ref()
+            .unwrap()
             .rules
             .iter()
             .map(|r| (r.field.as_str(), r.peer.as_str(), r.port.as_str()))

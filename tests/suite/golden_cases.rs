@@ -1,6 +1,7 @@
 //! Golden tests: `compile` output and the matrix for the bundled example and small
 //! focused cases under `tests/golden/<case>/`. Each case has `policies.yaml`,
-//! `inventory.yaml` and `case.txt` (lines `local NS/NAME`, `probe PORT/PROTO`, optionally `deny reject` and
+//! `inventory.yaml` and `case.txt` (lines `local NS/NAME`, `probe PORT/PROTO`, optionally `deny reject`,
+//! `events GROUP RATE BURST`, `mode audit` and
 //! `policies`/`inventory` paths relative to the repository);
 //! the expected outputs are `compiled.nft` and `matrix.json`. Every compiled ruleset is
 //! also checked by the kernel with `nft -c` inside a throwaway network namespace.
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use netpol_tests::{golden, nft};
 use rules_compiler::analysis::{self, FamilyFilter, Probe};
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::{self, DenyAction, Options};
+use rules_compiler::plan::{self, DenyAction, EventLog, Mode, Options};
 use rules_compiler::resolve::Index;
 use rules_compiler::{load, render};
 
@@ -54,6 +55,23 @@ fn read_case(dir: &Path) -> Case {
                     "drop" => DenyAction::Drop,
                     "reject" => DenyAction::Reject,
                     other => panic!("{}: deny {other}?", dir.display()),
+                }
+            }
+            // `events GROUP RATE BURST`: verdict events reported over NFLOG.
+            "events" => {
+                let n: Vec<&str> = value.split(' ').collect();
+                let num = |i: usize| -> u32 { n[i].parse().expect("events GROUP RATE BURST") };
+                case.options.events = Some(EventLog {
+                    group: u16::try_from(num(0)).expect("an NFLOG group"),
+                    rate: num(1),
+                    burst: num(2),
+                });
+            }
+            "mode" => {
+                case.options.mode = match value {
+                    "enforce" => Mode::Enforce,
+                    "audit" => Mode::Audit,
+                    other => panic!("{}: mode {other}?", dir.display()),
                 }
             }
             // Inputs elsewhere in the repository, e.g. the bundled example in config/.

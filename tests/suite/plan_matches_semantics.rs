@@ -5,6 +5,10 @@
 //! the semantic engine (`Index::verdict`), for ingress and egress; and the compiler's
 //! own evaluator (`Plan::verdict`, binary searches, which the daemon's revocation of
 //! established flows uses) must agree with that naive one, down to the deciding chain.
+//! Some policies are in audit mode and some hosts audit everything: the plan's
+//! accept/drop must still be the enforced policies' verdict (everything accepted under
+//! host-wide audit), and the log rule a packet meets must be the event of the E/F table
+//! (`events::expected`).
 //! The plan must also be structurally sound (no overlapping elements, sorted map keys).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,12 +16,13 @@ use std::net::IpAddr;
 
 use netpol_tests::plan_eval::{self, Outcome, Packet};
 use proptest::prelude::*;
+use rules_compiler::events;
 use rules_compiler::model::{
     Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
     Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch,
     PortRule, Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
 };
-use rules_compiler::plan::{self, Hook, Options};
+use rules_compiler::plan::{self, EventLog, Hook, Mode, Options};
 use rules_compiler::resolve::Index;
 
 const NAMESPACES: [&str; 3] = ["ns-a", "ns-b", "ns-c"];
@@ -187,6 +192,7 @@ fn model() -> impl Strategy<Value = Model> {
         selector(POD_LABELS, "version"),
         rules(),
         rules(),
+        proptest::bool::weighted(0.3),
     );
     let policies = proptest::collection::vec(policy, 0..5);
     (ns_labels, endpoints, policies).prop_map(|(ns_labels, eps, pols)| {
@@ -232,7 +238,7 @@ fn model() -> impl Strategy<Value = Model> {
         let mut policies: Vec<Policy> = pols
             .into_iter()
             .enumerate()
-            .map(|(i, (ns, pod_selector, ingress, egress))| {
+            .map(|(i, (ns, pod_selector, ingress, egress, audited))| {
                 let rules_in = |rules: Option<Vec<Rule>>| {
                     rules.map(|rs| {
                         rs.into_iter()
@@ -256,7 +262,11 @@ fn model() -> impl Strategy<Value = Model> {
                 };
                 Policy {
                     id: ObjectName::new(ns, format!("p{i}")),
-                    mode: PolicyMode::Enforce,
+                    mode: if audited {
+                        PolicyMode::Audit
+                    } else {
+                        PolicyMode::Enforce
+                    },
                     pod_selector,
                     ingress: rules_in(ingress),
                     egress: rules_in(egress),
@@ -294,10 +304,19 @@ const PORTS: [u16; 16] = [
     0, 52, 53, 54, 58, 79, 80, 81, 85, 180, 8079, 8080, 8081, 9100, 9200, 65535,
 ];
 
-fn check_model(model: &Model) -> Result<(), TestCaseError> {
+fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
     let index = Index::new(model);
     let locals: Vec<usize> = (0..model.inventory.endpoints.len()).collect();
-    let plan = plan::build(&index, &locals, &Options::default());
+    let options = Options {
+        mode,
+        events: Some(EventLog {
+            group: 1,
+            rate: 10,
+            burst: 10,
+        }),
+        ..Options::default()
+    };
+    let plan = plan::build(&index, &locals, &options);
     let problems = plan_eval::structural_problems(&plan);
     prop_assert!(problems.is_empty(), "plan problems: {problems:?}");
 
@@ -341,8 +360,23 @@ fn check_model(model: &Model) -> Result<(), TestCaseError> {
                             let semantic = index
                                 .verdict(local, dir, *remote, proto, dport)
                                 .is_allowed();
-                            let kernel =
-                                plan_eval::evaluate(&plan, hook, &packet) == Outcome::Accept;
+                            let (outcome, logged) =
+                                plan_eval::evaluate_logged(&plan, hook, &packet);
+                            let kernel = outcome == Outcome::Accept;
+                            // The E/F table: which event the packet gives, if any.
+                            let event =
+                                events::expected(&index, mode, local, dir, *remote, proto, dport);
+                            prop_assert_eq!(
+                                logged,
+                                event,
+                                "{} {} {:?} ({:?}): the plan logs {:?}, the E/F table says {:?}",
+                                ep.id,
+                                dir,
+                                packet,
+                                mode,
+                                logged,
+                                event
+                            );
                             // The production evaluator (what revocation judges flows
                             // with) against this naive one, including which chain
                             // decided: a local endpoint's own chain, or none.
@@ -383,6 +417,8 @@ fn check_model(model: &Model) -> Result<(), TestCaseError> {
                             if !production.is_accept() {
                                 prop_assert_eq!(production.chain, own);
                             }
+                            // E decides, unless the host only audits.
+                            let semantic = semantic || mode == Mode::Audit;
                             prop_assert_eq!(
                                 semantic,
                                 kernel,
@@ -406,7 +442,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
 
     #[test]
-    fn plan_gives_the_semantic_verdict_for_every_packet(model in model()) {
-        check_model(&model)?;
+    fn plan_gives_the_semantic_verdict_for_every_packet(
+        model in model(),
+        host_audit in proptest::bool::weighted(0.25),
+    ) {
+        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
     }
 }

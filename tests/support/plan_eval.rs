@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use rules_compiler::plan::{AddrField, Family, Hook, Plan, SetElements, Stmt};
+use rules_compiler::plan::{AddrField, EventVerdict, Family, Hook, Plan, SetElements, Stmt};
 
 /// The first packet of a connection, as the hooks see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,12 +31,24 @@ pub enum Outcome {
 
 /// Evaluates a new (conntrack state `new`), non-loopback packet at a hook.
 pub fn evaluate(plan: &Plan, hook: Hook, packet: &Packet) -> Outcome {
+    evaluate_logged(plan, hook, packet).0
+}
+
+/// [`evaluate`], and the verdict of the log rule the packet met, if any (every log
+/// rule is taken as logging: the rate limit is not modelled).
+pub fn evaluate_logged(
+    plan: &Plan,
+    hook: Hook,
+    packet: &Packet,
+) -> (Outcome, Option<EventVerdict>) {
     let base = plan
         .chains()
         .iter()
         .find(|c| c.hook() == Some(hook))
         .unwrap_or_else(|| panic!("plan has no base chain for {hook:?}"));
-    run_chain(plan, base.rules(), packet, 0).unwrap_or(Outcome::Accept)
+    let mut logged = None;
+    let outcome = run_chain(plan, base.rules(), packet, 0, &mut logged).unwrap_or(Outcome::Accept);
+    (outcome, logged)
 }
 
 fn addr(packet: &Packet, field: AddrField) -> IpAddr {
@@ -51,7 +63,13 @@ fn family_matches(family: Family, ip: &IpAddr) -> bool {
 }
 
 /// `None`: the chain ended without a verdict (return to the caller).
-fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Option<Outcome> {
+fn run_chain(
+    plan: &Plan,
+    rules: &[Stmt],
+    packet: &Packet,
+    depth: usize,
+    logged: &mut Option<EventVerdict>,
+) -> Option<Outcome> {
     assert!(depth < 8, "jump depth exceeded: a loop in the plan");
     for rule in rules {
         match rule {
@@ -75,7 +93,8 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                         .chain(target)
                         .unwrap_or_else(|| panic!("jump to missing chain {target}"));
                     assert!(chain.hook().is_none(), "jump to base chain {target}");
-                    if let Some(outcome) = run_chain(plan, chain.rules(), packet, depth + 1) {
+                    if let Some(outcome) = run_chain(plan, chain.rules(), packet, depth + 1, logged)
+                    {
                         return Some(outcome);
                     }
                 }
@@ -111,7 +130,10 @@ fn run_chain(plan: &Plan, rules: &[Stmt], packet: &Packet, depth: usize) -> Opti
                     return Some(Outcome::Accept);
                 }
             }
-            Stmt::Log { .. } => {}
+            Stmt::Log { verdict, .. } => {
+                assert!(logged.is_none(), "a packet logged twice");
+                *logged = Some(*verdict);
+            }
             Stmt::Audit { .. } => return Some(Outcome::Accept),
             Stmt::Deny { .. } => return Some(Outcome::Deny),
         }

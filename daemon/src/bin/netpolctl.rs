@@ -16,7 +16,7 @@ use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
 use netpol_daemon::state::report::Outcome;
 use netpol_daemon::state::report::Verdict;
-use rules_compiler::analysis::{FamilyFilter, Probe};
+use rules_compiler::analysis::{FamilyFilter, Party, Probe};
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
 
@@ -130,12 +130,13 @@ enum Command {
     Explain {
         #[command(flatten)]
         inputs: InputArgs,
-        /// The sender, NAMESPACE/NAME.
-        #[arg(long, value_parser = parse_name)]
-        from: ObjectName,
-        /// The receiver, NAMESPACE/NAME.
-        #[arg(long, value_parser = parse_name)]
-        to: ObjectName,
+        /// The sender: NAMESPACE/NAME, or an IP address (an endpoint's, or one of no
+        /// endpoint, whose side is not policed).
+        #[arg(long, value_name = "NS/NAME|IP")]
+        from: Party,
+        /// The receiver: NAMESPACE/NAME, or an IP address.
+        #[arg(long, value_name = "NS/NAME|IP")]
+        to: Party,
         /// Destination port and protocol, e.g. 8080/TCP.
         #[arg(long, value_name = "PORT/PROTO")]
         port: Probe,

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Cell, Explanation, FamilyFilter, Matrix, Probe, SideExplanation};
-use crate::model::{Direction, ObjectName};
+use super::{Cell, Explanation, FamilyFilter, Matrix, Party, Probe, SideExplanation};
+use crate::model::Direction;
 use crate::resolve::Verdict;
 
 impl Matrix {
@@ -135,8 +135,21 @@ impl Explanation {
                 pair.to_address,
                 if pair.allowed { "allowed" } else { "denied" }
             );
-            pair.egress.render_into(&mut out, self.probe, &self.to);
-            pair.ingress.render_into(&mut out, self.probe, &self.from);
+            for (side, dir, who, other) in [
+                (&pair.egress, Direction::Egress, &self.from, &self.to),
+                (&pair.ingress, Direction::Ingress, &self.to, &self.from),
+            ] {
+                match side {
+                    Some(side) => side.render_into(&mut out, self.probe, other),
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "    {dir} of {who}: allowed, not an endpoint (netpol polices only \
+                             endpoints of the inventory)"
+                        );
+                    }
+                }
+            }
         }
         out
     }
@@ -144,7 +157,7 @@ impl Explanation {
 
 impl SideExplanation {
     /// `remote_name` is the endpoint that owns [`SideExplanation::remote`].
-    fn render_into(&self, out: &mut String, probe: Probe, remote_name: &ObjectName) {
+    fn render_into(&self, out: &mut String, probe: Probe, remote_name: &Party) {
         let head = format!("    {} of {}", self.direction, self.endpoint);
         let names = |refs: &[crate::resolve::PolicyRef]| {
             refs.iter()
@@ -175,9 +188,13 @@ impl SideExplanation {
                 }
             }
             Verdict::Denied { isolating } => {
+                let who = match remote_name {
+                    Party::Endpoint(name) => format!("{name} ({})", self.remote),
+                    Party::Address(_) => format!("{} (no endpoint)", self.remote),
+                };
                 let what = match self.direction {
-                    Direction::Egress => format!("to {remote_name} ({})", self.remote),
-                    Direction::Ingress => format!("from {remote_name} ({})", self.remote),
+                    Direction::Egress => format!("to {who}"),
+                    Direction::Ingress => format!("from {who}"),
                 };
                 let _ = writeln!(
                     out,
@@ -185,6 +202,11 @@ impl SideExplanation {
                     names(isolating)
                 );
             }
+        }
+        // Audit policies are not enforced: they only say what would change.
+        for a in &self.audit {
+            let would = if a.would_allow { "allow" } else { "deny" };
+            let _ = writeln!(out, "      audit policy {}: would {would}", a.policy);
         }
     }
 }

@@ -10,9 +10,11 @@
 //! router discovery and MLD, then dispatch by local address through a verdict map (one
 //! per direction and family) to one chain per isolated local endpoint and direction. That chain has at most two look-ups per family (an address
 //! set for "all ports" peers and an address · protocol · port interval set) and ends in
-//! a counted deny. A new connection therefore meets a constant number of rules however
-//! many policies, peers and ports there are. This module decides no semantics: peers
-//! and ports come from `resolve`.
+//! a counted deny — or, where only audit policies isolate the endpoint or the host is in
+//! audit mode, a counted accept ([`Stmt::Audit`]), with a [`Stmt::Log`] before it when
+//! events are reported. A new connection therefore meets a constant number of rules
+//! however many policies, peers and ports there are. This module decides no semantics:
+//! peers and ports come from `resolve`.
 
 use std::net::IpAddr;
 
@@ -297,9 +299,9 @@ pub struct Chain {
 pub struct LocalEndpoint {
     /// The endpoint.
     pub id: ObjectName,
-    /// Its ingress chain; `None` when no policy isolates its ingress.
+    /// Its ingress chain; `None` when no policy (enforced or audit) isolates its ingress.
     pub ingress_chain: Option<String>,
-    /// Its egress chain; `None` when no policy isolates its egress.
+    /// Its egress chain; `None` when no policy (enforced or audit) isolates its egress.
     pub egress_chain: Option<String>,
 }
 
@@ -420,11 +422,14 @@ pub struct Options {
 
 /// Builds the plan for these local endpoints.
 ///
-/// Each local endpoint that some policy isolates in a direction gets one chain for it,
-/// reached through the direction's verdict maps by each of its addresses; an endpoint
-/// open in a direction gets no entry and falls through to accept. The chain accepts,
-/// per family of the endpoint's addresses, the peers allowed on every port from one
-/// address set and the rest from one address · protocol · port set, then denies. Set
+/// Each local endpoint that some enforced policy isolates in a direction gets one chain
+/// for it (or, when none does but an audit policy does, one with the audit policies'
+/// sets and an audit end), reached through the direction's verdict maps by each of its
+/// addresses; an endpoint open in a direction gets no entry and falls through to
+/// accept. The chain accepts, per family of the endpoint's addresses, the peers allowed
+/// on every port from one address set and the rest from one address · protocol · port
+/// set, then logs (with `options.events`) and denies (or audits under
+/// [`Mode::Audit`]). Set
 /// contents are normalised (no overlaps, touching ranges merged) and everything is
 /// sorted, so equal inputs give equal plans. Duplicate `locals` count once.
 pub fn build(

@@ -1,5 +1,5 @@
 //! Verdict events through the real netpold in network namespaces, with real packets:
-//! denied TCP and UDP from an endpoint and from a stranger, each event's fields exact
+//! denied TCP and UDP from an endpoint and from a stranger, an egress denial, each event's fields exact
 //! and one per connection attempt; an audit policy that lets traffic through and
 //! reports it, then enforced; `status` with the mode and counts; `logs` with no events
 //! prints nothing and exits 0; `logs --follow` ends with netpold. Needs root.
@@ -421,4 +421,48 @@ fn a_denied_flood_is_rate_limited_counted_and_costs_bounded_memory() {
         after < before + 32 * 1024,
         "RSS grew from {before} kB to {after} kB"
     );
+}
+
+#[test]
+fn an_egress_denial_names_the_local_sender_and_its_egress_policies() {
+    let Some((_host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let config = config(&lab, "enforce");
+    // netpold on the peer's side, for checkout: its egress is isolated.
+    let d = Daemon::start(
+        &peer,
+        &lab,
+        &["--config", &config, "--local", "web/checkout"],
+    );
+    // checkout may reach payments-api on 8080/TCP only: 9999 is denied on the way out.
+    let out = peer.run(
+        "curl",
+        &[
+            "-s",
+            "--connect-timeout",
+            "2",
+            "--interface",
+            "198.18.2.10",
+            "http://198.18.1.10:9999/",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(28), "dropped on egress");
+    let got = events(&d, &peer, 1);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let e = &got[0];
+    assert_eq!(e["verdict"], "deny");
+    assert_eq!(e["direction"], "egress");
+    assert_eq!(e["endpoint"], "web/checkout");
+    assert_eq!(e["peer"], "payments/payments-api");
+    assert_eq!(e["src"], "198.18.2.10");
+    assert_eq!(e["dst"], "198.18.1.10");
+    assert_eq!(e["dst_port"], 9999);
+    assert_eq!(e["protocol"], "TCP");
+    assert_eq!(
+        e["policies"],
+        serde_json::json!(["web/allow-checkout-to-payments", "web/default-deny-egress"])
+    );
+    assert!(e["packets"].as_u64().unwrap() >= 2, "{e:#}");
 }

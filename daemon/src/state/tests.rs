@@ -24,7 +24,7 @@ pub(super) fn example() -> TempDir {
     dir
 }
 
-fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
+pub(super) fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> {
     let mut s = State::new(
         Options {
             policies: vec![dir.path().join("policies")],

@@ -208,28 +208,15 @@ mod tests {
     use super::*;
     use crate::netlink::fake::FakeBackend;
     use crate::state::report::Outcome;
-    use crate::state::Options;
     use crate::testdir::TempDir;
 
-    use crate::state::tests::example;
+    use crate::state::tests::{self, example};
 
     fn state(dir: &TempDir) -> State<FakeBackend> {
-        let mut s = State::new(
-            Options {
-                policies: vec![dir.path().join("policies")],
-                inventory: vec![dir.path().join("inventory")],
-                locals: vec![rules_compiler::model::ObjectName::new("web", "checkout")],
-                deny: rules_compiler::plan::DenyAction::Drop,
-                mode: Default::default(),
-                events: None,
-                incremental: true,
-                load: Default::default(),
-                revoke: true,
-            },
-            FakeBackend::new(),
-        );
-        s.set_address_source(|| Ok(BTreeSet::new()));
-        s
+        tests::state(
+            dir,
+            &[rules_compiler::model::ObjectName::new("web", "checkout")],
+        )
     }
 
     /// The thread answers in the order asked, on a runtime with one worker: nothing

@@ -482,12 +482,7 @@ impl Plan {
 
     fn check_references(&self, base: usize) -> Result<(), PlanError> {
         // Sorted and unique (checked by `new`): a binary search, no allocation.
-        let endpoint = &self.chains[base..];
-        let is_endpoint_chain = |name: &str| {
-            endpoint
-                .binary_search_by(|c| c.name.as_str().cmp(name))
-                .is_ok()
-        };
+        let is_endpoint_chain = |name: &str| self.endpoint_chain(name).is_some();
         if self.chains[..base]
             .iter()
             .any(|c| is_endpoint_chain(&c.name))

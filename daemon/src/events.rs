@@ -247,7 +247,14 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
     };
     loop {
         let model = wiring.models.borrow_and_update().clone();
-        let index = model.as_deref().map(Index::new);
+        // Built at the first event under this model, not at every reload: a host
+        // that denies nothing never pays for it.
+        let built = std::cell::OnceCell::new();
+        let index = || {
+            model
+                .as_deref()
+                .map(|m| built.get_or_init(|| Index::new(m)))
+        };
         loop {
             let due = pipeline
                 .next_due()
@@ -263,7 +270,7 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                         Ok(logged) => {
                             for l in logged {
                                 match l {
-                                    Logged::Packet(p) => pipeline.packet(&p, index.as_ref()),
+                                    Logged::Packet(p) => pipeline.packet(&p, index()),
                                     Logged::Lost => {
                                         hub.count(|c| c.lost_socket += 1);
                                         telemetry::events_lost("socket", 1);
@@ -276,7 +283,7 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                     ready.clear_ready();
                 }
                 _ = tokio::time::sleep_until(due) => {
-                    pipeline.flush(Instant::now(), index.as_ref());
+                    pipeline.flush(Instant::now(), index());
                 }
                 _ = wiring.reopen.notified() => pipeline.reopen(),
                 r = wiring.models.changed() => {
@@ -284,7 +291,10 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                         return;
                     }
                     // Events due now are judged by the model they were logged under.
-                    pipeline.flush(Instant::now(), index.as_ref());
+                    let now = Instant::now();
+                    if pipeline.next_due().is_some_and(|due| due <= now) {
+                        pipeline.flush(now, index());
+                    }
                     break;
                 }
             }

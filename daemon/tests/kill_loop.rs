@@ -189,7 +189,10 @@ fn is_update(from: usize, to: usize) -> bool {
 }
 
 fn start(ns: &NetNs, lab: &Lab, locals: &[String], extra: &[&str]) -> Daemon {
-    let mut args: Vec<&str> = extra.to_vec();
+    // Events off: compared with `netpolctl compile`'s table, which has no log rules.
+    let off = lab.events_off();
+    let mut args: Vec<&str> = vec!["--config", &off];
+    args.extend_from_slice(extra);
     for l in locals {
         args.extend(["--local", l]);
     }

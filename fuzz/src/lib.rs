@@ -58,7 +58,17 @@ pub fn load_model(
 pub fn compile_all(loaded: &Loaded, deny: DenyAction, json: bool) -> String {
     let index = Index::new(&loaded.model);
     let ids: Vec<usize> = (0..loaded.model.inventory.endpoints.len()).collect();
-    let plan = plan::build(&index, &ids, &plan::Options { deny });
+    // Events on, so the log rules and the table's limit are planned and rendered too.
+    let options = plan::Options {
+        deny,
+        events: Some(plan::EventLog {
+            group: 4713,
+            rate: 50,
+            burst: 100,
+        }),
+        ..Default::default()
+    };
+    let plan = plan::build(&index, &ids, &options);
     if json {
         serde_json::to_string_pretty(&plan).expect("a plan serialises");
     }

@@ -2,7 +2,8 @@
 //! `netpold` and `netpolctl` (`NETPOL_DEMO_BIN`), so that it needs no release build and
 //! takes no cargo lock. The script checks every verdict itself (kernel, matrix and the
 //! example's meaning) and exits 1 on any difference; this test also reads its output
-//! for the verdicts that matter, the hot reload, and that nothing is left behind.
+//! for the verdicts that matter, the hot reload, the audit step's events, and that
+//! nothing is left behind.
 //! Needs root and socat (scripts/install-deps); without root it says so and passes.
 //! One test only, and the script takes a lock, so demos never overlap.
 
@@ -43,7 +44,7 @@ fn section<'a>(out: &'a str, from: &str) -> &'a str {
 }
 
 #[test]
-fn the_demo_enforces_the_example_and_hot_reloads() {
+fn the_demo_enforces_the_example_hot_reloads_and_audits() {
     match std::fs::metadata("/proc/self") {
         Ok(m) if m.uid() == 0 => {}
         _ => {
@@ -108,6 +109,33 @@ fn the_demo_enforces_the_example_and_hot_reloads() {
             .contains("payments/payments-api  ingress"),
         "payments-api's deny counter is shown:\n{stdout}"
     );
+
+    // Audit mode: the audited policy's flow passes and is reported as `audit` (one event
+    // per family); enforced, it is dropped and reported as `deny`, naming the policy.
+    let checkout = "analytics/worker -> web/checkout 8000/TCP";
+    let audited = section(&stdout, "### audit mode: a new policy");
+    assert_eq!(row(audited, checkout), allowed);
+    assert_eq!(row(audited, api), allowed);
+    let enforced = section(&stdout, "### enforcing it");
+    assert_eq!(row(enforced, checkout), denied);
+    assert_eq!(row(enforced, api), allowed);
+    for (heading, verdict) in [
+        ("### netpolctl logs in checkout's", "audit"),
+        ("### netpolctl logs --verdict deny", "deny"),
+    ] {
+        let logs = section(&stdout, heading);
+        let events: Vec<&str> = logs.lines().skip(1).filter(|l| !l.is_empty()).collect();
+        assert_eq!(events.len(), 2, "one {verdict} event per family:\n{logs}");
+        for e in events {
+            let words: Vec<&str> = e.split_whitespace().collect();
+            assert_eq!(
+                words[1..6],
+                [verdict, "ingress", "web/checkout", "<-", "analytics/worker"],
+                "{logs}"
+            );
+            assert_eq!(words[7], "web/checkout-ingress", "{logs}");
+        }
+    }
 
     // Nothing is left: the namespaces the demo named are gone.
     let prefix = stdout

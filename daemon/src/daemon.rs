@@ -117,7 +117,8 @@ pub async fn run<B: Backend + Send + 'static>(
         backend,
     );
     // The deny counters are read only for metrics.
-    if settings.metrics_address.is_some() {
+    // For the metrics, and for the events the rate limit kept back (status).
+    if settings.metrics_address.is_some() || settings.events.is_some() {
         state.count_denies();
     }
     // Verdict events: the NFLOG group is bound before the first apply adds the log
@@ -413,6 +414,10 @@ async fn handle(
             return Ok(None);
         }
         Event::Control(Request::Status, reply) => {
+            if hub.is_some() {
+                // The rate limit's losses as of now, not of the last metrics tick.
+                state.read_denies().await?;
+            }
             let mut done = state.status().await?;
             // The rate limit's losses come from the table's counters, which the state reads.
             let unlogged = done.value.events.and_then(|e| e.lost_rate_limit);

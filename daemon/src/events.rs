@@ -29,7 +29,7 @@ use self::dedup::{Added, Dedup, Pending};
 use self::hub::Hub;
 use crate::config::Events;
 use crate::netlink::{Logged, LoggedPacket, Nflog};
-use crate::state::report::{rfc3339, EventProtocol, Verdict, VerdictEvent};
+use crate::state::report::{rfc3339, EventProtocol, EventsStopped, Verdict, VerdictEvent};
 use crate::telemetry;
 
 /// Events pending in the dedup window at most: far above what the default rate limit
@@ -62,6 +62,7 @@ impl Pipeline {
     pub fn packet(&mut self, p: &LoggedPacket, index: Option<&Index<'_>>) {
         let Some((verdict, direction)) = parse_log_prefix(&p.prefix) else {
             self.hub.count(|c| c.unreadable += 1);
+            telemetry::events_lost("unreadable", 1);
             return;
         };
         let observed = Observed {
@@ -210,41 +211,113 @@ pub struct Wiring {
     pub reopen: Arc<Notify>,
 }
 
+/// How long the events thread waits after a failure before it binds NFLOG again.
+pub const RETRY: Duration = Duration::from_secs(5);
+
 /// Binds NFLOG `events.log.group` (an error here stops start-up: a group someone else
-/// reads) and starts the events thread.
+/// reads) and starts the events thread, which restarts itself after a failure.
 pub fn spawn(mode: Mode, events: &Events, hub: Arc<Hub>, wiring: Wiring) -> Result<(), String> {
     let group = events.log.group;
     let nflog = Nflog::open(group).map_err(|e| format!("binding NFLOG group {group}: {e}"))?;
-    let pipeline = Pipeline::new(mode, events, Arc::clone(&hub));
+    let events = events.clone();
     std::thread::Builder::new()
         .name("netpold-events".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!("verdict events stopped: starting their runtime: {e}");
-                    return;
-                }
+            let mut first = Some(nflog);
+            let open = || match first.take() {
+                Some(n) => Ok(n),
+                None => Nflog::open(group).map_err(|e| format!("binding NFLOG group {group}: {e}")),
             };
-            runtime.block_on(run(nflog, pipeline, hub, wiring));
+            let run = |nflog: Nflog, pipeline: &mut Pipeline, wiring: &mut Wiring| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("starting the events runtime: {e}"))?;
+                runtime.block_on(run(nflog, pipeline, &hub, wiring))
+            };
+            supervise(
+                open,
+                run,
+                || Pipeline::new(mode, &events, Arc::clone(&hub)),
+                &hub,
+                wiring,
+                RETRY,
+            );
         })
         .map_err(|e| format!("starting the events thread: {e}"))?;
     Ok(())
 }
 
+/// Why [`run`] returned: `Ok(())` when the daemon is shutting down, else the error
+/// that stopped the reading.
+type Ended = Result<(), String>;
+
+/// Runs the events loop until shutdown. When it fails (an error, or a panic: a bug
+/// must not end event reporting for the daemon's life), the hub says so (`status`),
+/// the gauge `netpol_verdict_events_up` drops to 0, and after `retry` the source is
+/// opened again. A panic also loses the events pending in the dedup window: the
+/// pipeline is made anew, as its state is not trusted.
+fn supervise<S>(
+    mut open: impl FnMut() -> Result<S, String>,
+    mut run: impl FnMut(S, &mut Pipeline, &mut Wiring) -> Ended,
+    new_pipeline: impl Fn() -> Pipeline,
+    hub: &Hub,
+    mut wiring: Wiring,
+    retry: Duration,
+) {
+    let mut pipeline = new_pipeline();
+    loop {
+        let ended = match open() {
+            Ok(source) => {
+                if hub.counts().stopped.is_some() {
+                    tracing::info!("verdict events: reading NFLOG again");
+                }
+                hub.count(|c| c.stopped = None);
+                telemetry::events_up(true);
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(source, &mut pipeline, &mut wiring)
+                }));
+                match ran {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e,
+                    Err(panic) => {
+                        pipeline = new_pipeline();
+                        format!("panicked: {}", panic_message(&*panic))
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        tracing::error!(
+            "verdict events stopped: {ended}; trying again in {}",
+            humantime::format_duration(retry)
+        );
+        telemetry::events_up(false);
+        hub.count(|c| {
+            c.stopped = Some(EventsStopped {
+                at: rfc3339(SystemTime::now()),
+                reason: ended,
+            })
+        });
+        std::thread::sleep(retry);
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// The events thread's loop: one turn per model; the index borrows the model, which
 /// lives as long as the turn.
-async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wiring) {
-    let mut fd = match nflog.into_async() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!("verdict events stopped: {e}");
-            return;
-        }
-    };
+async fn run(nflog: Nflog, pipeline: &mut Pipeline, hub: &Hub, wiring: &mut Wiring) -> Ended {
+    let mut fd = nflog.into_async().map_err(|e| e.to_string())?;
+    // The socket's own count of packets it could not read, last seen.
+    let mut unreadable = 0;
     loop {
         let model = wiring.models.borrow_and_update().clone();
         // Built at the first event under this model, not at every reload: a host
@@ -264,7 +337,7 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                 r = fd.readable_mut() => {
                     let mut ready = match r {
                         Ok(r) => r,
-                        Err(e) => return tracing::error!("verdict events stopped: {e}"),
+                        Err(e) => return Err(format!("waiting on the NFLOG socket: {e}")),
                     };
                     match ready.get_inner_mut().read() {
                         Ok(logged) => {
@@ -278,7 +351,13 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                                 }
                             }
                         }
-                        Err(e) => return tracing::error!("verdict events stopped: {e}"),
+                        Err(e) => return Err(format!("reading the NFLOG socket: {e}")),
+                    }
+                    let now = ready.get_inner().unreadable();
+                    if now > unreadable {
+                        hub.count(|c| c.unreadable += now - unreadable);
+                        telemetry::events_lost("unreadable", now - unreadable);
+                        unreadable = now;
                     }
                     ready.clear_ready();
                 }
@@ -288,7 +367,7 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                 _ = wiring.reopen.notified() => pipeline.reopen(),
                 r = wiring.models.changed() => {
                     if r.is_err() {
-                        return;
+                        return Ok(());
                     }
                     // Events due now are judged by the model they were logged under.
                     let now = Instant::now();
@@ -298,6 +377,90 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
                     break;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rules_compiler::model::Direction;
+    use rules_compiler::plan::{log_prefix, EventVerdict};
+
+    #[test]
+    fn a_failure_or_a_panic_is_reported_and_the_source_opened_again() {
+        let hub = Arc::new(Hub::new(10, 7));
+        let (_models_tx, models) = watch::channel(None);
+        let wiring = Wiring {
+            models,
+            reopen: Arc::new(Notify::new()),
+        };
+        let events = Events::default();
+        let stopped = |hub: &Hub| hub.counts().stopped.map(|s| s.reason);
+        // What status showed when each open was tried, and what each run saw: the hub
+        // (cleared once open) and the events pending in its pipeline's window.
+        let mut at_open = Vec::new();
+        let mut at_run = Vec::new();
+        let open = || {
+            at_open.push(stopped(&hub));
+            match at_open.len() {
+                2 => Err("binding NFLOG group 7: busy".to_string()),
+                n => Ok(n),
+            }
+        };
+        let run = |source: usize, pipeline: &mut Pipeline, _: &mut Wiring| -> Ended {
+            at_run.push((source, stopped(&hub), pipeline.dedup.len()));
+            pipeline.packet(&packet(source as u16), None);
+            match source {
+                1 => Err("reading the NFLOG socket: boom".into()),
+                3 => panic!("a bug"),
+                4 => panic!("{}", String::from("another bug")),
+                5 => Err("again".into()),
+                _ => Ok(()),
+            }
+        };
+        supervise(
+            open,
+            run,
+            || Pipeline::new(Mode::Enforce, &events, Arc::clone(&hub)),
+            &hub,
+            wiring,
+            Duration::from_millis(1),
+        );
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            at_open,
+            [
+                None,
+                some("reading the NFLOG socket: boom"),
+                some("binding NFLOG group 7: busy"),
+                some("panicked: a bug"),
+                some("panicked: another bug"),
+                some("again"),
+            ]
+        );
+        // Open 2 failed and ran nothing. Pending events outlive an error, not a panic.
+        assert_eq!(
+            at_run,
+            [
+                (1, None, 0),
+                (3, None, 1),
+                (4, None, 0),
+                (5, None, 0),
+                (6, None, 1)
+            ]
+        );
+        assert_eq!(stopped(&hub), None, "it ended by shutdown, reading");
+    }
+
+    fn packet(port: u16) -> LoggedPacket {
+        LoggedPacket {
+            prefix: log_prefix(EventVerdict::Deny, Direction::Ingress).into(),
+            protocol: 6,
+            src: "198.18.0.1".parse().unwrap(),
+            src_port: port,
+            dst: "198.18.0.2".parse().unwrap(),
+            dst_port: 80,
         }
     }
 }

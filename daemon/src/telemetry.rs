@@ -66,10 +66,13 @@ pub const DRIFT_REPAIRS: &str = "netpol_drift_repairs_total";
 pub const VERDICTS: &str = "netpol_verdicts_total";
 /// Verdict events (or logged packets) lost, by reason: `socket` (the NFLOG socket
 /// overflowed), `ring` (dropped from the ring for room), `follower` (a `logs -f` client
-/// too slow), `rate_limit` (packets the kernel's limit kept from being logged).
+/// too slow), `rate_limit` (packets the kernel's limit kept from being logged),
+/// `unreadable` (logged packets netpold could not read).
 pub const VERDICT_EVENTS_LOST: &str = "netpol_verdict_events_lost_total";
 /// Audit events per audit policy that would deny them (bounded: audit policies only).
 pub const AUDIT_POLICY_EVENTS: &str = "netpol_audit_policy_events_total";
+/// 1 while the events thread reads NFLOG, 0 while it is stopped (and retrying).
+pub const VERDICT_EVENTS_UP: &str = "netpol_verdict_events_up";
 
 /// Histogram buckets, in seconds: from a small table (milliseconds) to a 100,000
 /// element one (about a second through netlink, several to compile).
@@ -196,7 +199,11 @@ fn describe() {
     );
     describe_counter!(
         VERDICT_EVENTS_LOST,
-        "Verdict events lost, by reason: socket (the NFLOG socket overflowed), ring (the oldest dropped from netpolctl logs' ring; still logged), follower (a netpolctl logs -f client too slow), rate_limit (packets the kernel's rate limit did not log)."
+        "Verdict events lost, by reason: socket (the NFLOG socket overflowed), ring (the oldest dropped from netpolctl logs' ring; still logged), follower (a netpolctl logs -f client too slow), rate_limit (packets the kernel's rate limit did not log), unreadable (logged packets netpold could not read)."
+    );
+    describe_gauge!(
+        VERDICT_EVENTS_UP,
+        "1 while netpold reads verdict events from NFLOG; 0 while that stopped on an error (it retries every few seconds; netpolctl status says why)."
     );
     describe_counter!(
         AUDIT_POLICY_EVENTS,
@@ -212,6 +219,11 @@ pub fn events_lost(reason: &'static str, n: u64) {
 /// Sets the count of verdict events lost for `reason` to a total kept elsewhere.
 pub fn events_lost_absolute(reason: &'static str, n: u64) {
     counter!(VERDICT_EVENTS_LOST, "reason" => reason).absolute(n);
+}
+
+/// Whether the events thread reads NFLOG now.
+pub fn events_up(up: bool) {
+    gauge!(VERDICT_EVENTS_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Counts one verdict event.

@@ -2,7 +2,8 @@
 //! denied TCP and UDP from an endpoint and from a stranger, an egress denial, each event's fields exact
 //! and one per connection attempt; an audit policy that lets traffic through and
 //! reports it, then enforced; `status` with the mode and counts; `logs` with no events
-//! prints nothing and exits 0; `logs --follow` ends with netpold. Needs root.
+//! prints nothing and exits 0; `logs --follow` ends with netpold; the rate limit's
+//! losses in `status` with metrics off. Needs root.
 
 mod support;
 use std::time::Duration;
@@ -465,4 +466,46 @@ fn an_egress_denial_names_the_local_sender_and_its_egress_policies() {
         serde_json::json!(["web/allow-checkout-to-payments", "web/default-deny-egress"])
     );
     assert!(e["packets"].as_u64().unwrap() >= 2, "{e:#}");
+}
+
+#[test]
+fn with_metrics_off_status_still_counts_what_the_rate_limit_kept_back() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.write(
+        "events.yaml",
+        "events: {rate: 1, burst: 2, dedup-window-ms: 500}\n",
+    );
+    let config = lab.path("events.yaml").display().to_string();
+    let d = Daemon::start(
+        &host,
+        &lab,
+        &["--config", &config, "--metrics-address", "off"],
+    );
+    // 30 denied datagrams from checkout, each from a port of its own: 30 new
+    // connections, of which the limit (burst 2, then 1/s) logs about 2.
+    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    peer.ok(
+        &python,
+        &[
+            "-c",
+            "import socket\nfor i in range(30):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n",
+        ],
+    );
+    // Every logged one is reported once its window (0.5 s) ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = d.status(&host);
+    let e = &s["events"];
+    let logged = e["deny"].as_u64().unwrap();
+    assert!((1..=5).contains(&logged), "{s:#}");
+    assert_eq!(
+        e["lost_rate_limit"].as_u64(),
+        Some(30 - logged),
+        "every packet the limit kept back, with no metrics: {s:#}"
+    );
+    let st = text(&d.ctl(&host, &["status"]).stdout);
+    assert!(st.contains(&format!("{} rate limit", 30 - logged)), "{st}");
+    assert!(!st.contains("STOPPED"), "{st}");
 }

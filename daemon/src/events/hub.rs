@@ -156,7 +156,7 @@ impl Hub {
         let ring = self.lock();
         EventCounts {
             in_ring: ring.events.len() as u64,
-            ..ring.counts
+            ..ring.counts.clone()
         }
     }
 }

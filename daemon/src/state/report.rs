@@ -418,7 +418,7 @@ pub struct VerdictEvent {
 }
 
 /// Verdict events since netpold started, for `status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
     /// NFLOG group read.
     pub group: u16,
@@ -441,6 +441,19 @@ pub struct EventCounts {
     pub lost_rate_limit: Option<u64>,
     /// Logged packets netpold could not read (an unknown prefix, a short packet).
     pub unreadable: u64,
+    /// Why netpold does not read verdict events now (it retries), and since when;
+    /// `None` while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<EventsStopped>,
+}
+
+/// The events thread stopped on an error: nothing is logged until it binds NFLOG again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsStopped {
+    /// When it stopped, RFC 3339.
+    pub at: String,
+    /// What stopped it.
+    pub reason: String,
 }
 
 /// `t` as RFC 3339 in UTC, to the millisecond.
@@ -542,6 +555,10 @@ pub(crate) mod tests {
                 lost_followers: 3,
                 lost_rate_limit: Some(4),
                 unreadable: 8,
+                stopped: Some(EventsStopped {
+                    at: "2026-01-01T00:00:04.000Z".into(),
+                    reason: "reading the NFLOG socket: boom".into(),
+                }),
             }),
         };
         (reload, status)
@@ -556,7 +573,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
-            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8}}"#
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
         );
         // And back: clients read what the daemon writes.
         let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();

@@ -77,7 +77,7 @@ impl Pipeline {
         match self.dedup.add(observed, Instant::now(), SystemTime::now()) {
             Added::Folded => self.hub.count(|c| c.deduplicated += 1),
             Added::New => {}
-            Added::Evicted(p) => self.emit(p, index),
+            Added::Evicted(p) | Added::Due(p) => self.emit(p, index),
         }
     }
 

@@ -3,7 +3,8 @@
 //! and one per connection attempt; an audit policy that lets traffic through and
 //! reports it, then enforced; `status` with the mode and counts; `logs` with no events
 //! prints nothing and exits 0; `logs --follow` ends with netpold; the rate limit's
-//! losses in `status` with metrics off. Needs root.
+//! losses in `status` with metrics off; a follower that reads nothing loses events,
+//! told and counted, and holds up nothing. Needs root.
 
 mod support;
 use std::time::Duration;
@@ -508,4 +509,83 @@ fn with_metrics_off_status_still_counts_what_the_rate_limit_kept_back() {
     let st = text(&d.ctl(&host, &["status"]).stdout);
     assert!(st.contains(&format!("{} rate limit", 30 - logged)), "{st}");
     assert!(!st.contains("STOPPED"), "{st}");
+}
+
+#[test]
+fn a_follower_that_does_not_read_loses_events_counted_and_slows_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    // No limit to speak of, and every packet its own event: 5,000 events at once.
+    lab.write(
+        "events.yaml",
+        "events: {rate: 100000, burst: 100000, dedup-window-ms: 0}\n",
+    );
+    let config = lab.path("events.yaml").display().to_string();
+    let d = Daemon::start(&host, &lab, &["--config", &config]);
+    // A follower that asks and then reads nothing (the socket is in the file system:
+    // no namespace needed to reach it).
+    let follower = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    (&follower)
+        .write_all(b"{\"request\":\"logs\",\"follow\":true}\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    peer.ok(
+        &python,
+        &[
+            "-c",
+            "import socket\nfor i in range(5000):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n",
+        ],
+    );
+    // netpold is not held up by the follower: it reports every event it read, and
+    // answers status and logs meanwhile.
+    let mut published = 0;
+    loop {
+        let s = d.status(&host);
+        let now = s["events"]["deny"].as_u64().unwrap();
+        if now == published && now > 0 {
+            break;
+        }
+        published = now;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let s = d.status(&host);
+    let e = &s["events"];
+    assert!(
+        published + e["lost_socket"].as_u64().unwrap() >= 5000,
+        "every packet an event, or counted as lost in the socket: {s:#}"
+    );
+    let out = d.ctl(&host, &["logs", "-n", "1", "-o", "json"]);
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+
+    // The follower, read now (within the 10 s netpold waits on a stuck client): what
+    // it got and what it was told it lost add up to what was published, and status
+    // counts the same losses.
+    follower
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut got, mut dropped) = (0, 0);
+    for line in BufReader::new(&follower).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        match v["response"].as_str() {
+            Some("event") => got += 1,
+            Some("dropped") => dropped += v["events"].as_u64().unwrap(),
+            other => panic!("{other:?}: {v}"),
+        }
+        if got + dropped == published {
+            break;
+        }
+    }
+    assert_eq!(got + dropped, published, "{got} events, {dropped} dropped");
+    assert!(dropped > 0, "the follower fell behind: {got} events");
+    let s = d.status(&host);
+    assert_eq!(
+        s["events"]["lost_followers"].as_u64(),
+        Some(dropped),
+        "{s:#}"
+    );
+    eprintln!("slow follower: {published} events, {got} taken, {dropped} dropped");
 }

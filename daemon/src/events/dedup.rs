@@ -50,6 +50,13 @@ impl Dedup {
     /// folded into an event pending, or the start of one (pushing out the oldest when
     /// `max` are pending).
     pub fn add(&mut self, observed: Observed, now: Instant, wall: SystemTime) -> Added {
+        if self.window.is_zero() {
+            return Added::Due(Pending {
+                observed,
+                first: wall,
+                packets: 1,
+            });
+        }
         if let Some(p) = self.pending.get_mut(&observed) {
             p.packets += 1;
             return Added::Folded;
@@ -114,6 +121,8 @@ pub enum Added {
     New,
     /// It starts an event, and this one was pushed out early to make room.
     Evicted(Pending),
+    /// It is an event, due now (a zero window).
+    Due(Pending),
 }
 
 #[cfg(test)]
@@ -171,11 +180,18 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_window_makes_every_packet_due_at_once() {
+    fn a_zero_window_makes_every_packet_an_event_at_once() {
         let t0 = Instant::now();
         let mut d = Dedup::new(Duration::ZERO, 10);
-        d.add(syn(1), t0, SystemTime::UNIX_EPOCH);
-        assert_eq!(d.due(t0).len(), 1);
+        // The same tuple twice in the same instant: two events, none pending.
+        for _ in 0..2 {
+            match d.add(syn(1), t0, SystemTime::UNIX_EPOCH) {
+                Added::Due(p) => assert_eq!((p.observed, p.packets), (syn(1), 1)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(d.is_empty());
+        assert_eq!(d.next_due(), None);
     }
 
     #[test]

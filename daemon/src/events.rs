@@ -32,8 +32,8 @@ use crate::netlink::{Logged, LoggedPacket, Nflog};
 use crate::state::report::{rfc3339, EventProtocol, EventsStopped, Verdict, VerdictEvent};
 use crate::telemetry;
 
-/// Events pending in the dedup window at most: far above what the default rate limit
-/// lets through in a window (50/s × 10 s + 100), small enough to cost a few MB.
+/// Tuples in their dedup window at most: far above what the default rate limit lets
+/// through in a window (50/s × 10 s + 100), small enough to cost a few MB.
 const MAX_PENDING: usize = 65_536;
 
 /// The pipeline's synchronous core: packets in, events out. Separate from the thread

@@ -99,6 +99,23 @@ pub fn control(bytes: &[u8]) {
     let _ = netpol_daemon::scrape::parse_head(bytes);
 }
 
+/// Target `nflog`: what a hostile sender controls of a logged packet, its bytes from
+/// the IP header on, wrapped in the NFLOG message the kernel would send; and the same
+/// bytes as a whole message. Never a panic; a packet read has addresses of one family
+/// and no ports unless TCP, UDP or SCTP.
+pub fn nflog(bytes: &[u8]) {
+    use netpol_nft::nflog::{message, parse_packet};
+    let wrapped = message(Some(b"netpol deny in\0"), Some(bytes));
+    for msg in [&wrapped[..], bytes] {
+        if let Some(p) = parse_packet(msg) {
+            assert_eq!(p.src.is_ipv4(), p.dst.is_ipv4(), "{p:?}");
+            if ![6, 17, 132].contains(&p.protocol) {
+                assert_eq!((p.src_port, p.dst_port), (0, 0), "{p:?}");
+            }
+        }
+    }
+}
+
 /// Checks `ruleset` with `nft -c -f -` inside a new, empty network namespace (check
 /// mode: nothing is loaded anywhere). `Err` holds nft's message.
 pub fn nft_check(ruleset: &str) -> Result<(), String> {

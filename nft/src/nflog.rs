@@ -259,6 +259,35 @@ fn config_request(group: u16, seq: u32) -> Vec<u8> {
     b
 }
 
+/// An `NFULNL_MSG_PACKET` message as the kernel sends it (header, a hardware-header
+/// attribute, then the prefix and the payload when given), for tests and the fuzz
+/// target.
+#[cfg(any(test, feature = "test-support"))]
+pub fn message(prefix: Option<&[u8]>, payload: Option<&[u8]>) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&(NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET).to_ne_bytes());
+    b.extend_from_slice(&0u16.to_ne_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&[10, 0, 0, 7]);
+    let mut put = |kind: u16, value: &[u8]| {
+        b.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(value);
+        b.resize(b.len().next_multiple_of(4), 0);
+    };
+    put(1, &[0x86, 0xdd, 3, 0]);
+    if let Some(p) = prefix {
+        put(NFULA_PREFIX, p);
+    }
+    if let Some(p) = payload {
+        put(NFULA_PAYLOAD, p);
+    }
+    let len = b.len() as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b
+}
+
 /// A message of type `kind` read: `None` when it is no NFLOG packet; an unreadable
 /// packet is counted in `unreadable` and skipped.
 fn packet_of(kind: u16, msg: &[u8], unreadable: &mut u64) -> Option<Logged> {
@@ -274,8 +303,9 @@ fn packet_of(kind: u16, msg: &[u8], unreadable: &mut u64) -> Option<Logged> {
     }
 }
 
-/// An `NFULNL_MSG_PACKET` message (netlink header included).
-pub(crate) fn parse_packet(msg: &[u8]) -> Option<LoggedPacket> {
+/// An `NFULNL_MSG_PACKET` message (netlink header included): what it says of the
+/// packet, or `None` when it cannot be read. Public for the fuzz target.
+pub fn parse_packet(msg: &[u8]) -> Option<LoggedPacket> {
     let end = (reply::header(msg)?.len as usize).min(msg.len());
     let mut prefix = String::new();
     let mut payload = None;

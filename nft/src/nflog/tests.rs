@@ -180,31 +180,6 @@ fn every_cut_and_every_flipped_byte_of_a_packet_is_survived() {
 
 /// An `NFULNL_MSG_PACKET` message as the kernel sends it: header, nfgenmsg, the packet
 /// header attribute, the prefix and the payload.
-fn message(prefix: Option<&[u8]>, payload: Option<&[u8]>) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&(NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET).to_ne_bytes());
-    b.extend_from_slice(&0u16.to_ne_bytes());
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&[10, 0, 0, 7]);
-    let mut put = |kind: u16, value: &[u8]| {
-        b.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-        b.extend_from_slice(&kind.to_ne_bytes());
-        b.extend_from_slice(value);
-        b.resize(b.len().next_multiple_of(4), 0);
-    };
-    put(1, &[0x86, 0xdd, 3, 0]);
-    if let Some(p) = prefix {
-        put(NFULA_PREFIX, p);
-    }
-    if let Some(p) = payload {
-        put(NFULA_PAYLOAD, p);
-    }
-    let len = b.len() as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b
-}
-
 #[test]
 fn packet_messages_give_prefix_and_headers() {
     let msg = message(Some(b"netpol deny in\0"), Some(&v6(IPPROTO_TCP, &PORTS)));

@@ -301,3 +301,6 @@ async fn run(nflog: Nflog, mut pipeline: Pipeline, hub: Arc<Hub>, mut wiring: Wi
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,10 +3,11 @@
 Raw sockets let a test send what no ordinary socket of this machine can: 100,000 TCP
 SYNs each from a port of its own without 100,000 sockets, an SCTP INIT on a kernel
 without the sctp module (a raw socket of protocol 132 needs none), an ICMP echo without
-ping, a packet of a protocol nobody implements. Every checksum is right, so the
-receiver's conntrack takes each packet as a new connection attempt (a bad one would be
-`ct state invalid`, dropped before the log rule). The kernel writes the IP header; the
-source address is the one the socket is bound to.
+ping, a packet of a protocol nobody implements. Every checksum is right: the
+receiver's conntrack checks TCP's and SCTP's (`nf_conntrack_checksum`) and may take a
+bad one as `ct state invalid`, dropped before the log rule, where each of these must be
+a new connection attempt. The kernel writes the IP header; the source address is the
+one the socket is bound to.
 
     rawsend.py syn SRC[,SRC...] DST DPORT COUNT   COUNT SYNs, source ports 10000 up,
                                                   round the sources

@@ -436,6 +436,67 @@ mod tests {
         );
     }
 
+    /// SCTP is judged by its own port rules: an SCTP packet to a port a TCP rule names
+    /// is denied (the E/F table says so too), and only the audit policy naming SCTP
+    /// would allow it.
+    #[test]
+    fn sctp_is_judged_by_sctp_port_rules_only() {
+        use crate::model::Protocol::Sctp;
+        use crate::testkit::proto::SCTP;
+        let from_b = |name: &str, port| {
+            audit(ingress_policy(
+                name,
+                sel(&[("app", "a")]),
+                vec![rule(
+                    peers(vec![pods_in("web", sel(&[("app", "b")]))]),
+                    ports(vec![port]),
+                )],
+            ))
+        };
+        let m = world()
+            .policy(ingress_policy(
+                "web/tcp-only",
+                sel(&[("app", "a")]),
+                vec![rule(
+                    peers(vec![pods_in("web", sel(&[("app", "b")]))]),
+                    ports(vec![tcp(9000)]),
+                )],
+            ))
+            .policy(from_b("web/audit-sctp", port_range(Sctp, 9000, 9001)))
+            .policy(from_b("web/audit-tcp", tcp(9001)))
+            .build();
+        let init = |port| Observed {
+            protocol: SCTP,
+            src_port: 40001,
+            ..packet(Deny, Ingress, "198.18.0.2", "198.18.0.1", port)
+        };
+        for port in [9000, 9001] {
+            assert_eq!(
+                judged(&m, Mode::Enforce, init(port)),
+                Judged {
+                    endpoint: Some(oname("web/a")),
+                    peer: Some(oname("web/b")),
+                    policies: names(&["web/tcp-only"]),
+                    would_allow: names(&["web/audit-sctp"]),
+                },
+                "SCTP {port}"
+            );
+        }
+        // TCP 9000 is allowed: no event; TCP 9001 would be allowed by the TCP one only.
+        let index = Index::new(&m);
+        let a = ep(&index, "web/a");
+        let b = ip("198.18.0.2");
+        assert_eq!(
+            expected(&index, Mode::Enforce, a, Ingress, b, TCP, 9000),
+            None
+        );
+        let tcp_9001 = packet(Deny, Ingress, "198.18.0.2", "198.18.0.1", 9001);
+        assert_eq!(
+            judged(&m, Mode::Enforce, tcp_9001).would_allow,
+            names(&["web/audit-tcp"])
+        );
+    }
+
     #[test]
     fn an_address_of_no_endpoint_names_nothing() {
         let m = both();

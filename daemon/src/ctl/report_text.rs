@@ -97,9 +97,12 @@ pub fn event_line(e: &VerdictEvent) -> String {
         EventDirection::Ingress => "<-",
         EventDirection::Egress => "->",
     };
-    let dst = match e.dst {
-        std::net::IpAddr::V6(a) => format!("[{a}]:{}/{}", e.dst_port, e.protocol),
-        a => format!("{a}:{}/{}", e.dst_port, e.protocol),
+    // A port only where the protocol has one: `198.18.0.2/ICMP`, not `:0/ICMP`.
+    let dst = match (e.dst, e.protocol.has_ports()) {
+        (std::net::IpAddr::V6(a), true) => format!("[{a}]:{}/{}", e.dst_port, e.protocol),
+        (std::net::IpAddr::V6(a), false) => format!("[{a}]/{}", e.protocol),
+        (a, true) => format!("{a}:{}/{}", e.dst_port, e.protocol),
+        (a, false) => format!("{a}/{}", e.protocol),
     };
     let mut line = format!(
         "{} {:<5} {:<7} {:<28} {arrow} {:<28} {:<28} {}",
@@ -302,6 +305,21 @@ mod tests {
             "{}",
             event_line(&out)
         );
+        // Without ports: no `:0`.
+        for (proto, dst, want) in [
+            (1, "198.18.0.2", " 198.18.0.2/ICMP "),
+            (58, "2001:db8::2", " [2001:db8::2]/ICMPv6 "),
+            (47, "198.18.0.2", " 198.18.0.2/47 "),
+            (132, "2001:db8::2", " [2001:db8::2]:5432/SCTP "),
+        ] {
+            let line = event_line(&VerdictEvent {
+                protocol: crate::state::report::EventProtocol::of(proto),
+                dst: dst.parse().unwrap(),
+                dst_port: if proto == 132 { 5432 } else { 0 },
+                ..out.clone()
+            });
+            assert!(line.contains(want), "{line}");
+        }
     }
     use crate::state::report::tests::full_reports;
     use crate::state::report::{KernelChange, RevokedFlows};

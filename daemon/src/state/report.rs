@@ -349,14 +349,15 @@ impl fmt::Display for EventDirection {
     }
 }
 
-/// An IP protocol: `TCP`, `UDP` or `SCTP` by name (as policies spell them), any other
-/// by number.
+/// An IP protocol: `TCP`, `UDP` or `SCTP` by name (as policies spell them), `ICMP` and
+/// `ICMPv6` by name too (a denied ping is the commonest event without ports, and `1`
+/// means nothing to most readers), any other by number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EventProtocol {
-    /// `TCP`, `UDP` or `SCTP`.
+    /// `TCP`, `UDP`, `SCTP`, `ICMP` or `ICMPv6`.
     Name(String),
-    /// Any other protocol's number (1 for ICMP, 58 for ICMPv6).
+    /// Any other protocol's number (47 for GRE).
     Number(u8),
 }
 
@@ -364,11 +365,19 @@ impl EventProtocol {
     /// The protocol with IP protocol number `n`.
     pub fn of(n: u8) -> EventProtocol {
         match n {
+            1 => EventProtocol::Name("ICMP".into()),
             6 => EventProtocol::Name("TCP".into()),
             17 => EventProtocol::Name("UDP".into()),
+            58 => EventProtocol::Name("ICMPv6".into()),
             132 => EventProtocol::Name("SCTP".into()),
             n => EventProtocol::Number(n),
         }
+    }
+
+    /// Whether an event's ports are the packet's: TCP, UDP and SCTP (the protocols
+    /// whose ports policies name and NFLOG's reader parses); for any other they are 0.
+    pub fn has_ports(&self) -> bool {
+        matches!(self, EventProtocol::Name(n) if matches!(n.as_str(), "TCP" | "UDP" | "SCTP"))
     }
 }
 
@@ -621,10 +630,26 @@ pub(crate) mod tests {
             ..event
         };
         let text = serde_json::to_string(&icmp).unwrap();
-        assert!(text.contains(r#""protocol":1,"#), "{text}");
+        assert!(text.contains(r#""protocol":"ICMP","#), "{text}");
         assert_eq!(serde_json::from_str::<VerdictEvent>(&text).unwrap(), icmp);
-        for (n, name) in [(6, "TCP"), (17, "UDP"), (132, "SCTP"), (58, "58")] {
+        let gre = VerdictEvent {
+            protocol: EventProtocol::of(47),
+            ..icmp
+        };
+        let text = serde_json::to_string(&gre).unwrap();
+        assert!(text.contains(r#""protocol":47,"#), "{text}");
+        assert_eq!(serde_json::from_str::<VerdictEvent>(&text).unwrap(), gre);
+        for (n, name, ports) in [
+            (6, "TCP", true),
+            (17, "UDP", true),
+            (132, "SCTP", true),
+            (1, "ICMP", false),
+            (58, "ICMPv6", false),
+            (47, "47", false),
+            (253, "253", false),
+        ] {
             assert_eq!(EventProtocol::of(n).to_string(), name);
+            assert_eq!(EventProtocol::of(n).has_ports(), ports, "{name}");
         }
     }
 

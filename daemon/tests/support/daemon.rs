@@ -247,6 +247,13 @@ pub fn two_hosts() -> Option<(NetNs, NetNs)> {
 /// Waits until checkout reaches payments-api (the link comes up asynchronously), then
 /// checks that frontend does not.
 pub fn assert_example_enforced(peer: &NetNs) {
+    link_up(peer);
+    assert!(!reaches_api(peer, "198.18.2.11"), "frontend is denied");
+}
+
+/// Waits until checkout reaches payments-api: the link is up and the ruleset in force.
+/// Allowed, so no verdict event.
+pub fn link_up(peer: &NetNs) {
     let start = Instant::now();
     while !reaches_api(peer, "198.18.2.10") {
         assert!(
@@ -254,7 +261,26 @@ pub fn assert_example_enforced(peer: &NetNs) {
             "checkout never reached payments-api"
         );
     }
-    assert!(!reaches_api(peer, "198.18.2.11"), "frontend is denied");
+}
+
+/// Gives both namespaces of [`two_hosts`] the example's IPv6 addresses too:
+/// payments-api's on `host`, checkout's and frontend's on `peer`, in one /32 so that
+/// they reach each other without routes (no duplicate address detection: usable at
+/// once).
+pub fn add_ipv6(host: &NetNs, peer: &NetNs) {
+    host.ip(&["addr", "add", "2001:db8:1::10/32", "dev", "va", "nodad"]);
+    peer.ip(&["addr", "add", "2001:db8:2::10/32", "dev", "vb", "nodad"]);
+    peer.ip(&["addr", "add", "2001:db8:2::11/32", "dev", "vb", "nodad"]);
+}
+
+/// Runs `rawsend.py` (hand-made packets from raw sockets: see its doc) in `ns` with
+/// `NETPOL_TEST_PYTHON` (default `python3`) and returns what it printed.
+pub fn rawsend(ns: &NetNs, args: &[&str]) -> String {
+    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = repo().join("daemon/tests/support/rawsend.py");
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend(args);
+    ns.ok(&python, &all)
 }
 
 /// Whether a TCP connect from `from` (an address of `peer`) reaches 198.18.1.10:8080.

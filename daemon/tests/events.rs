@@ -820,7 +820,7 @@ fn denied_pings_and_other_protocols_are_events_with_ports_zero() {
     );
     assert_eq!(
         without_time_and_packets(&got[2], 1..=1),
-        want("198.18.2.11", "198.18.1.10", 253.into())
+        want("198.18.2.11", "198.18.1.10", "253".into())
     );
     let lines = text(&d.ctl(&host, &["logs"]).stdout);
     assert!(lines.contains(" 198.18.1.10/ICMP "), "{lines}");

@@ -152,7 +152,7 @@ fn protocols_without_ports_are_named_or_numbered_with_ports_zero() {
                 Some("web/frontend"),
                 "ICMPv6".into()
             ),
-            event("198.19.0.5", "198.18.1.10", None, 47.into()),
+            event("198.19.0.5", "198.18.1.10", None, "47".into()),
         ]
     );
 }

@@ -349,44 +349,67 @@ impl fmt::Display for EventDirection {
     }
 }
 
-/// An IP protocol: `TCP`, `UDP` or `SCTP` by name (as policies spell them), `ICMP` and
-/// `ICMPv6` by name too (a denied ping is the commonest event without ports, and `1`
-/// means nothing to most readers), any other by number.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum EventProtocol {
-    /// `TCP`, `UDP`, `SCTP`, `ICMP` or `ICMPv6`.
-    Name(String),
-    /// Any other protocol's number (47 for GRE).
-    Number(u8),
-}
+/// An IP protocol, always a string on the wire (one type for log pipelines): `TCP`,
+/// `UDP` or `SCTP` by name (as policies spell them), `ICMP` and `ICMPv6` by name too
+/// (a denied ping is the commonest event without ports), any other by its number
+/// (`"47"` for GRE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventProtocol(pub u8);
+
+/// The protocols named rather than numbered.
+const PROTOCOL_NAMES: [(u8, &str); 5] = [
+    (1, "ICMP"),
+    (6, "TCP"),
+    (17, "UDP"),
+    (58, "ICMPv6"),
+    (132, "SCTP"),
+];
 
 impl EventProtocol {
     /// The protocol with IP protocol number `n`.
     pub fn of(n: u8) -> EventProtocol {
-        match n {
-            1 => EventProtocol::Name("ICMP".into()),
-            6 => EventProtocol::Name("TCP".into()),
-            17 => EventProtocol::Name("UDP".into()),
-            58 => EventProtocol::Name("ICMPv6".into()),
-            132 => EventProtocol::Name("SCTP".into()),
-            n => EventProtocol::Number(n),
-        }
+        EventProtocol(n)
     }
 
     /// Whether an event's ports are the packet's: TCP, UDP and SCTP (the protocols
     /// whose ports policies name and NFLOG's reader parses); for any other they are 0.
-    pub fn has_ports(&self) -> bool {
-        matches!(self, EventProtocol::Name(n) if matches!(n.as_str(), "TCP" | "UDP" | "SCTP"))
+    pub fn has_ports(self) -> bool {
+        matches!(self.0, 6 | 17 | 132)
     }
 }
 
 impl fmt::Display for EventProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventProtocol::Name(n) => f.write_str(n),
-            EventProtocol::Number(n) => write!(f, "{n}"),
+        match PROTOCOL_NAMES.iter().find(|(n, _)| *n == self.0) {
+            Some((_, name)) => f.write_str(name),
+            None => write!(f, "{}", self.0),
         }
+    }
+}
+
+impl std::str::FromStr for EventProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PROTOCOL_NAMES
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(n, _)| EventProtocol(*n))
+            .or_else(|| s.parse().ok().map(EventProtocol))
+            .ok_or_else(|| format!("{s:?} is no protocol name or number"))
+    }
+}
+
+impl Serialize for EventProtocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -637,7 +660,7 @@ pub(crate) mod tests {
             ..icmp
         };
         let text = serde_json::to_string(&gre).unwrap();
-        assert!(text.contains(r#""protocol":47,"#), "{text}");
+        assert!(text.contains(r#""protocol":"47","#), "{text}");
         assert_eq!(serde_json::from_str::<VerdictEvent>(&text).unwrap(), gre);
         for (n, name, ports) in [
             (6, "TCP", true),
@@ -650,7 +673,10 @@ pub(crate) mod tests {
         ] {
             assert_eq!(EventProtocol::of(n).to_string(), name);
             assert_eq!(EventProtocol::of(n).has_ports(), ports, "{name}");
+            assert_eq!(name.parse(), Ok(EventProtocol::of(n)));
         }
+        assert!("tcp".parse::<EventProtocol>().is_err());
+        assert!("256".parse::<EventProtocol>().is_err());
     }
 
     #[test]

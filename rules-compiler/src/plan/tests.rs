@@ -779,6 +779,74 @@ fn enforced_chains_use_e_only_and_audit_only_chains_f_with_an_audit_end() {
     );
 }
 
+/// `growing_model(0)` plus `extra` audit policies, half selecting x/a (isolated by
+/// enforced x/base) and half x/b (isolated by nothing enforced), both ways.
+fn growing_audit_model(extra: u16) -> Model {
+    let mut b = ModelBuilder::new()
+        .endpoint("x/a", &[("app", "a")], &["198.18.0.1", "2001:db8::1"])
+        .endpoint("x/b", &[("app", "b")], &["198.18.0.2", "2001:db8::2"])
+        .policy(policy(
+            "x/base",
+            sel(&[("app", "a")]),
+            Some(vec![rule(Peers::All, ports(vec![tcp(443)]))]),
+            Some(vec![rule(Peers::All, ports(vec![udp(53)]))]),
+        ));
+    for i in 0..extra {
+        let app = if i % 2 == 0 { "a" } else { "b" };
+        b = b.policy(audit(policy(
+            &format!("x/audit{i:03}"),
+            sel(&[("app", app)]),
+            Some(vec![rule(
+                peers(vec![ip_block(&format!("198.19.{i}.0/24"), &[])]),
+                ports(vec![tcp(1000 + i)]),
+            )]),
+            Some(vec![rule(
+                peers(vec![ip_block(&format!("2001:db8:{i:x}::/48"), &[])]),
+                ports(vec![udp(2000 + i)]),
+            )]),
+        )));
+    }
+    b.build()
+}
+
+#[test]
+fn audit_policies_add_elements_not_rules_and_logs_come_after_every_accept() {
+    let options = Options {
+        events: Some(EVENTS),
+        ..Default::default()
+    };
+    let small = build_for(&growing_audit_model(2), &["x/a", "x/b"], &options);
+    let large = build_for(&growing_audit_model(100), &["x/a", "x/b"], &options);
+    for chain in ["in_x_a", "out_x_a", "in_x_b", "out_x_b", "input", "output"] {
+        assert_eq!(
+            small.chain(chain).unwrap().rules.len(),
+            large.chain(chain).unwrap().rules.len(),
+            "{chain}"
+        );
+    }
+    assert_eq!(small.rule_count(), large.rule_count());
+    assert!(large.element_count() >= small.element_count() + 98);
+    // The allowed path meets no log: in every endpoint chain the log is the rule
+    // before the last (the deny or the audit accept), after every accept of an
+    // allowed set.
+    for chain in large
+        .chains
+        .iter()
+        .filter(|c| !matches!(&*c.name, "input" | "output"))
+    {
+        let rules = &chain.rules;
+        let logs: Vec<usize> = (0..rules.len())
+            .filter(|&i| matches!(rules[i], Stmt::Log { .. }))
+            .collect();
+        assert_eq!(logs, [rules.len() - 2], "{}: {rules:?}", chain.name);
+        assert!(
+            matches!(rules.last(), Some(Stmt::Deny { .. } | Stmt::Audit { .. })),
+            "{}: {rules:?}",
+            chain.name
+        );
+    }
+}
+
 #[test]
 fn without_events_no_log_rule_and_no_limit() {
     let plan = build_for(&audit_model(), &["x/a", "x/b"], &Options::default());

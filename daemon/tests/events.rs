@@ -133,11 +133,27 @@ fn events(d: &Daemon, ns: &support::NetNs, n: usize) -> Vec<serde_json::Value> {
 /// A config with a short dedup window (SYN retransmits come after 1 s) and a file.
 fn config(lab: &Lab, mode: &str) -> String {
     let file = lab.path("verdicts.jsonl").display().to_string();
-    lab.write(
-        "events.yaml",
+    config_of(
+        lab,
         &format!("mode: {mode}\nevents: {{dedup-window-ms: 2500, file: {file:?}}}\n"),
-    );
+    )
+}
+
+/// `text` as the lab's config file; its path.
+fn config_of(lab: &Lab, text: &str) -> String {
+    lab.write("events.yaml", text);
     lab.path("events.yaml").display().to_string()
+}
+
+/// `n` datagrams from checkout to payments-api's port 5353 (denied), each from a port
+/// of its own: `n` new connections.
+fn denied_datagrams(peer: &support::NetNs, n: usize) {
+    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        "import socket\nfor i in range({n}):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    \
+         s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n"
+    );
+    peer.ok(&python, &["-c", &script]);
 }
 
 #[test]
@@ -528,11 +544,7 @@ fn with_metrics_off_status_still_counts_what_the_rate_limit_kept_back() {
         return;
     };
     let lab = Lab::new();
-    lab.write(
-        "events.yaml",
-        "events: {rate: 1, burst: 2, dedup-window-ms: 500}\n",
-    );
-    let config = lab.path("events.yaml").display().to_string();
+    let config = config_of(&lab, "events: {rate: 1, burst: 2, dedup-window-ms: 500}\n");
     let d = Daemon::start(
         &host,
         &lab,
@@ -540,14 +552,7 @@ fn with_metrics_off_status_still_counts_what_the_rate_limit_kept_back() {
     );
     // 30 denied datagrams from checkout, each from a port of its own: 30 new
     // connections, of which the limit (burst 2, then 1/s) logs about 2.
-    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    peer.ok(
-        &python,
-        &[
-            "-c",
-            "import socket\nfor i in range(30):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n",
-        ],
-    );
+    denied_datagrams(&peer, 30);
     // Every logged one is reported once its window (0.5 s) ends.
     std::thread::sleep(Duration::from_millis(1500));
     let s = d.status(&host);
@@ -572,11 +577,10 @@ fn a_follower_that_does_not_read_loses_events_counted_and_slows_nothing() {
     };
     let lab = Lab::new();
     // No limit to speak of, and every packet its own event: 5,000 events at once.
-    lab.write(
-        "events.yaml",
+    let config = config_of(
+        &lab,
         "events: {rate: 100000, burst: 100000, dedup-window-ms: 0}\n",
     );
-    let config = lab.path("events.yaml").display().to_string();
     let d = Daemon::start(&host, &lab, &["--config", &config]);
     // A follower that asks and then reads nothing (the socket is in the file system:
     // no namespace needed to reach it).
@@ -585,14 +589,7 @@ fn a_follower_that_does_not_read_loses_events_counted_and_slows_nothing() {
         .write_all(b"{\"request\":\"logs\",\"follow\":true}\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let python = std::env::var("NETPOL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    peer.ok(
-        &python,
-        &[
-            "-c",
-            "import socket\nfor i in range(5000):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.bind(('198.18.2.10', 0))\n    s.sendto(b'x', ('198.18.1.10', 5353))\n    s.close()\n",
-        ],
-    );
+    denied_datagrams(&peer, 5000);
     // netpold is not held up by the follower: it reports every event it read, and
     // answers status and logs meanwhile.
     let mut published = 0;

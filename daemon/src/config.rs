@@ -17,7 +17,7 @@ use std::time::Duration;
 use rules_compiler::diag::{quote, Diagnostic, Rejected};
 use rules_compiler::load::{self, Input, Node, Value};
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::{DenyAction, EventLog, Mode};
+use rules_compiler::plan::{self, DenyAction, EventLog, Failsafe, Mode};
 
 use crate::control::DEFAULT_SOCKET;
 
@@ -287,6 +287,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Verdict events; `None`: off (`events: {enabled: false}`).
     pub events: Option<Events>,
+    /// Accepted before any policy for every local endpoint (default: inbound TCP 22).
+    pub failsafe: Vec<Failsafe>,
     /// Remove the table on SIGTERM/SIGINT.
     pub flush_on_exit: bool,
     /// Send only element changes when a reload changes nothing else.
@@ -316,6 +318,7 @@ struct FileConfig {
     deny: Option<DenyAction>,
     mode: Option<Mode>,
     events: Option<Option<Events>>,
+    failsafe: Option<Vec<Failsafe>>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
     own_table: Option<bool>,
@@ -326,7 +329,7 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 20] = [
     "policies",
     "inventory",
     "local",
@@ -339,6 +342,7 @@ pub const KEYS: [&str; 19] = [
     "deny",
     "mode",
     "events",
+    "failsafe",
     "flush-on-exit",
     "incremental",
     "own-table",
@@ -455,6 +459,7 @@ impl Settings {
                 .unwrap_or_default(),
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             events: file.events.unwrap_or_else(|| Some(Events::default())),
+            failsafe: file.failsafe.unwrap_or_else(Failsafe::defaults),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
             own_table: !flags.no_own_table && file.own_table.unwrap_or(true),
@@ -626,6 +631,22 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     };
                     config.events = Some(parse_events(v, base, &at, errors));
                 }
+                "failsafe" => {
+                    let Value::Seq(items) = &v.value else {
+                        return Err(format!(
+                            "expected a list of {{direction, protocol, port, cidr}} (or [] for \
+                             none), found {}",
+                            v.value.describe()
+                        ));
+                    };
+                    config.failsafe = Some(
+                        items
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, item)| parse_failsafe(item, i, &at, errors))
+                            .collect(),
+                    );
+                }
                 "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
                 "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),
                 "revoke-established" => config.revoke_established = Some(boolean(v)?),
@@ -752,6 +773,94 @@ fn parse_events(
     enabled.then_some(events)
 }
 
+/// The keys of a `failsafe` entry.
+const FAILSAFE_KEYS: [&str; 4] = ["direction", "protocol", "port", "cidr"];
+
+/// One `failsafe` entry, `failsafe[i]`; each bad key or value is an error at its place,
+/// named `failsafe[i].KEY`. `None` when it has any.
+fn parse_failsafe(
+    item: &Node,
+    i: usize,
+    at: &dyn Fn(&Node, &str, String) -> Diagnostic,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Failsafe> {
+    let Value::Map(entries) = &item.value else {
+        errors.push(at(
+            item,
+            &format!("failsafe[{i}]"),
+            format!(
+                "expected a mapping of {}, found {}",
+                FAILSAFE_KEYS.join(", "),
+                item.value.describe()
+            ),
+        ));
+        return None;
+    };
+    let before = errors.len();
+    let (mut direction, mut protocol, mut ports, mut cidr) = (None, None, None, None);
+    for (k, v) in entries {
+        let key = match &k.value {
+            Value::Str(s) => s.as_str(),
+            other => {
+                let message = format!("expected a key, found {}", other.describe());
+                errors.push(at(k, &format!("failsafe[{i}]"), message));
+                continue;
+            }
+        };
+        let result: Result<(), String> = match key {
+            "direction" => string(v)
+                .and_then(|s| plan::parse_direction(&s).map_err(|e| e.to_string()))
+                .map(|d| direction = Some(d)),
+            "protocol" => string(v)
+                .and_then(|s| plan::parse_protocol(&s).map_err(|e| e.to_string()))
+                .map(|p| protocol = Some(p)),
+            "port" => {
+                let text = match &v.value {
+                    Value::Int(n) => Ok(n.to_string()),
+                    _ => string(v),
+                };
+                text.and_then(|t| plan::parse_ports(&t).map_err(|e| e.to_string()))
+                    .map(|p| ports = Some(p))
+            }
+            "cidr" => string(v)
+                .and_then(|s| plan::parse_cidr(&s).map_err(|e| e.to_string()))
+                .map(|c| cidr = Some(c)),
+            _ => Err(format!(
+                "unknown key; the keys of a failsafe entry are: {}",
+                FAILSAFE_KEYS.join(", ")
+            )),
+        };
+        if let Err(message) = result {
+            let node = if FAILSAFE_KEYS.contains(&key) { v } else { k };
+            errors.push(at(node, &format!("failsafe[{i}].{key}"), message));
+        }
+    }
+    // A key with a bad value is not missing too.
+    let bad: Vec<String> = errors[before..].iter().map(|d| d.to_string()).collect();
+    for (missing, key) in [
+        (direction.is_none(), "direction"),
+        (protocol.is_none(), "protocol"),
+        (ports.is_none(), "port"),
+    ] {
+        let named = format!("failsafe[{i}].{key}");
+        if missing && !bad.iter().any(|b| b.contains(&named)) {
+            errors.push(at(
+                item,
+                &format!("failsafe[{i}].{key}"),
+                format!("missing; a failsafe entry needs {key}"),
+            ));
+        }
+    }
+    match Failsafe::new(direction?, protocol?, ports?, cidr) {
+        Ok(f) if errors.len() == before => Some(f),
+        Ok(_) => None,
+        Err(e) => {
+            errors.push(at(item, &format!("failsafe[{i}]"), e.to_string()));
+            None
+        }
+    }
+}
+
 fn boolean(v: &Node) -> Result<bool, String> {
     match v.value {
         Value::Bool(b) => Ok(b),
@@ -852,6 +961,44 @@ mod tests {
         .unwrap();
         assert!(!s.incremental);
         assert!(s.revoke_established, "on unless turned off");
+    }
+
+    #[test]
+    fn failsafe_entries_from_the_file_and_their_errors_at_their_place() {
+        let dir = TempDir::new("config");
+        let file = dir.write(
+            "netpold.yaml",
+            "policies: p\ninventory: i\nfailsafe:\n- {direction: ingress, protocol: TCP, port: 2222}\n\
+             - {direction: egress, protocol: UDP, port: \"53-54\", cidr: 2001:db8::/32}\n",
+        );
+        let s = Settings::resolve(&flags(&["--config", file.to_str().unwrap()])).unwrap();
+        let want: Vec<Failsafe> = ["ingress:TCP:2222", "egress:UDP:53-54:2001:db8::/32"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        assert_eq!(s.failsafe, want);
+        let off = dir.write("off.yaml", "policies: p\ninventory: i\nfailsafe: []\n");
+        let s = Settings::resolve(&flags(&["--config", off.to_str().unwrap()])).unwrap();
+        assert!(s.failsafe.is_empty());
+
+        let bad = dir.write(
+            "bad.yaml",
+            "policies: p\ninventory: i\nfailsafe:\n- {direction: in, protocol: SCTP, port: 0, colour: red}\n\
+             - {protocol: TCP}\n- 22\n",
+        );
+        let f = bad.display();
+        assert_eq!(
+            errors(Settings::resolve(&flags(&["--config", bad.to_str().unwrap()]))),
+            [
+                format!("{f}:4:15: error: failsafe[0].direction: direction \"in\": expected ingress or egress"),
+                format!("{f}:4:29: error: failsafe[0].protocol: protocol \"SCTP\": expected TCP or UDP"),
+                format!("{f}:4:41: error: failsafe[0].port: port \"0\": expected a port (1-65535) or a range N-M with N <= M"),
+                format!("{f}:4:44: error: failsafe[0].colour: unknown key; the keys of a failsafe entry are: direction, protocol, port, cidr"),
+                format!("{f}:5:3: error: failsafe[1].direction: missing; a failsafe entry needs direction"),
+                format!("{f}:5:3: error: failsafe[1].port: missing; a failsafe entry needs port"),
+                format!("{f}:6:3: error: failsafe[2]: expected a mapping of direction, protocol, port, cidr, found the integer 22"),
+            ]
+        );
     }
 
     #[test]
@@ -1157,6 +1304,19 @@ mod tests {
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.load, load::Options::default());
         assert!(s.revoke_established);
+        // The failsafe line shows the default.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("# failsafe: "))
+            .unwrap();
+        let dir = TempDir::new("config");
+        let file = dir.write(
+            "f.yaml",
+            &format!("policies: p\ninventory: i\n{}\n", &line[2..]),
+        );
+        let shown = Settings::resolve(&flags(&["--config", file.to_str().unwrap()]));
+        assert_eq!(shown.unwrap().failsafe, Failsafe::defaults());
+        assert_eq!(s.failsafe, Failsafe::defaults());
         // The limits line shows the defaults.
         let line = text.lines().find(|l| l.starts_with("# limits: ")).unwrap();
         for (name, value) in load::Limits::default().entries() {

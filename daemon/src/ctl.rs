@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use rules_compiler::analysis::{self, End, FamilyFilter, Party, Probe};
 use rules_compiler::model::ObjectName;
-use rules_compiler::plan::{self, DenyAction};
+use rules_compiler::plan::{self, DenyAction, Failsafe};
 use rules_compiler::render;
 use rules_compiler::resolve::Index;
 use rules_compiler::target::find_endpoint;
@@ -54,11 +54,12 @@ fn load(paths: &Paths) -> Result<rules_compiler::Loaded> {
     inputs::load(paths).map_err(|rejected| anyhow::anyhow!("{rejected}"))
 }
 
-/// `netpolctl compile`: the ruleset for the given local endpoints.
+/// `netpolctl compile`: the ruleset for the given local endpoints, behind `failsafe`.
 pub fn compile(
     paths: &Paths,
     locals: &[ObjectName],
     deny: DenyAction,
+    failsafe: &[Failsafe],
     format: CompileFormat,
 ) -> Result<Output> {
     if locals.is_empty() {
@@ -70,6 +71,7 @@ pub fn compile(
         Target::Named(locals),
         &plan::Options {
             deny,
+            failsafe: failsafe.to_vec(),
             ..Default::default()
         },
     )?
@@ -86,11 +88,13 @@ pub fn compile(
     })
 }
 
-/// `netpolctl matrix`: who may connect to whom, per probe.
+/// `netpolctl matrix`: who may connect to whom, per probe, each endpoint behind
+/// `failsafe`.
 pub fn matrix(
     paths: &Paths,
     probes: &[Probe],
     family: FamilyFilter,
+    failsafe: &[Failsafe],
     format: ReportFormat,
 ) -> Result<Output> {
     if probes.is_empty() {
@@ -98,7 +102,7 @@ pub fn matrix(
     }
     let loaded = load(paths)?;
     let index = Index::new(&loaded.model);
-    let matrix = analysis::matrix(&index, probes, family);
+    let matrix = analysis::matrix(&index, probes, family, failsafe);
     let stdout = match format {
         ReportFormat::Table => matrix.render_table(),
         ReportFormat::Json => {
@@ -114,12 +118,14 @@ pub fn matrix(
 /// `netpolctl explain`: the verdict for one flow and the rules behind it.
 ///
 /// Either end may be an address: an endpoint's, or a stranger's (an event's peer).
+/// Each endpoint enforces behind `failsafe`.
 pub fn explain(
     paths: &Paths,
     from: &Party,
     to: &Party,
     probe: Probe,
     family: FamilyFilter,
+    failsafe: &[Failsafe],
     format: ReportFormat,
 ) -> Result<Output> {
     let loaded = load(paths)?;
@@ -133,7 +139,7 @@ pub fn explain(
         })
     };
     let (from, to) = (end(from)?, end(to)?);
-    let explanation = analysis::explain(&index, from, to, probe, family);
+    let explanation = analysis::explain(&index, from, to, probe, family, failsafe);
     let stdout = match format {
         ReportFormat::Table => explanation.render_text(),
         ReportFormat::Json => {

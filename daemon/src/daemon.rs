@@ -110,6 +110,7 @@ pub async fn run<B: Backend + Send + 'static>(
             deny: settings.deny,
             mode: settings.mode,
             events: settings.events.as_ref().map(|e| e.log),
+            failsafe: settings.failsafe.clone(),
             incremental: settings.incremental,
             load: settings.load,
             revoke: settings.revoke_established,

@@ -84,6 +84,8 @@ pub struct Options {
     pub mode: plan::Mode,
     /// Where the kernel sends denied and audited packets; `None`: nowhere.
     pub events: Option<plan::EventLog>,
+    /// Accepted before any policy for every local endpoint.
+    pub failsafe: Vec<plan::Failsafe>,
     /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
     pub incremental: bool,
     /// How the inputs are read.
@@ -729,6 +731,12 @@ impl<B: Backend> State<B> {
             drift: self.drift.clone(),
             mode: self.options.mode.into(),
             audit_policies: c.map(|c| c.audit_policies.clone()).unwrap_or_default(),
+            failsafe: self
+                .options
+                .failsafe
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             // The rest is the events pipeline's, filled in by the daemon.
             events: self.events_unlogged().map(|n| report::EventCounts {
                 lost_rate_limit: Some(n),
@@ -799,6 +807,7 @@ impl<B: Backend> State<B> {
             deny: self.options.deny,
             mode: self.options.mode,
             events: self.options.events,
+            failsafe: self.options.failsafe.clone(),
         };
         let compiled = match rules_compiler::compile(&loaded.model, target, &options) {
             Ok(c) => c,

@@ -33,6 +33,7 @@ use crate::model::{
     Direction, Endpoint, LabelSelector, NamespaceScope, ObjectName, Operator, Peer, Peers,
     PolicyMode, PortMatch, PortRule, Ports, Protocol,
 };
+use crate::plan::Failsafe;
 use crate::resolve::{port_range_on, EndpointId, Index, RuleMatch, Verdict};
 
 mod text;
@@ -190,6 +191,10 @@ pub struct Matrix {
     /// The families considered (shown in the table; not part of the JSON contract).
     #[serde(skip)]
     pub family: FamilyFilter,
+    /// The failsafe entries taken into account (shown in the table; not part of the
+    /// JSON contract).
+    #[serde(skip)]
+    pub failsafe: Vec<Failsafe>,
 }
 
 /// The matrix of one probe.
@@ -222,8 +227,14 @@ impl ProbeMatrix {
     }
 }
 
-/// The connectivity matrix over every endpoint of the inventory.
-pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matrix {
+/// The connectivity matrix over every endpoint of the inventory, each enforcing its
+/// policies behind `failsafe` (as netpold would on its host).
+pub fn matrix(
+    index: &Index<'_>,
+    probes: &[Probe],
+    family: FamilyFilter,
+    failsafe: &[Failsafe],
+) -> Matrix {
     let endpoints = &index.model.inventory.endpoints;
     let n = endpoints.len();
     let isolating = |dir| -> Vec<_> { (0..n).map(|e| index.isolating(e, dir)).collect() };
@@ -243,22 +254,28 @@ pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matr
                             if pairs.is_empty() {
                                 return Cell::NoAddressPair;
                             }
+                            let safe = |dir, peer| {
+                                Failsafe::find(failsafe, dir, proto, probe.port, peer).is_some()
+                            };
                             let all_allowed = pairs.iter().all(|&(a, b)| {
-                                index.allows_among(
-                                    &egress_iso[i],
-                                    i,
-                                    Direction::Egress,
-                                    b,
-                                    proto,
-                                    probe.port,
-                                ) && index.allows_among(
-                                    &ingress_iso[j],
-                                    j,
-                                    Direction::Ingress,
-                                    a,
-                                    proto,
-                                    probe.port,
-                                )
+                                (safe(Direction::Egress, b)
+                                    || index.allows_among(
+                                        &egress_iso[i],
+                                        i,
+                                        Direction::Egress,
+                                        b,
+                                        proto,
+                                        probe.port,
+                                    ))
+                                    && (safe(Direction::Ingress, a)
+                                        || index.allows_among(
+                                            &ingress_iso[j],
+                                            j,
+                                            Direction::Ingress,
+                                            a,
+                                            proto,
+                                            probe.port,
+                                        ))
                             });
                             if all_allowed {
                                 Cell::Allowed
@@ -281,7 +298,11 @@ pub fn matrix(index: &Index<'_>, probes: &[Probe], family: FamilyFilter) -> Matr
             }
         })
         .collect();
-    Matrix { probes, family }
+    Matrix {
+        probes,
+        family,
+        failsafe: failsafe.to_vec(),
+    }
 }
 
 /// One end of an explained connection as `--from`/`--to` name it: an endpoint by
@@ -404,6 +425,10 @@ pub struct SideExplanation {
     pub remote: IpAddr,
     /// Whether this side lets the packet through.
     pub allowed: bool,
+    /// The failsafe entry that accepts it before any policy (then `allowed`, whatever
+    /// the policies' `verdict` says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failsafe: Option<Failsafe>,
     /// The verdict (`verdict`, `isolating`, `by`).
     #[serde(flatten)]
     pub verdict: Verdict,
@@ -438,13 +463,14 @@ pub struct RuleExplanation {
 
 /// Explains whether `from` may open a connection to `to` on `probe`. Either end may
 /// be a stranger (an address of no endpoint): its side is not policed, and the other
-/// side's policies see its address.
+/// side's policies see its address. Each endpoint enforces behind `failsafe`.
 pub fn explain(
     index: &Index<'_>,
     from: impl Into<End>,
     to: impl Into<End>,
     probe: Probe,
     family: FamilyFilter,
+    failsafe: &[Failsafe],
 ) -> Explanation {
     let (from, to) = (from.into(), to.into());
     let party = |end: End| match end {
@@ -494,11 +520,13 @@ pub fn explain(
                 would_allow: index.allows_among(&[p], local, dir, remote, proto, probe.port),
             })
             .collect();
+        let failsafe = Failsafe::find(failsafe, dir, proto, probe.port, remote).copied();
         Some(SideExplanation {
             endpoint: index.endpoint(local).id.clone(),
             direction: dir,
             remote,
-            allowed: verdict.is_allowed(),
+            allowed: failsafe.is_some() || verdict.is_allowed(),
+            failsafe,
             verdict,
             rules,
             audit,
@@ -648,7 +676,74 @@ mod tests {
         probe: Probe,
         family: FamilyFilter,
     ) -> Explanation {
-        explain(index, ep(index, from), ep(index, to), probe, family)
+        explain(index, ep(index, from), ep(index, to), probe, family, &[])
+    }
+
+    #[test]
+    fn the_failsafe_allows_before_any_policy_on_the_side_it_covers() {
+        let model = payments_example().build();
+        let index = Index::new(&model);
+        let ssh = Probe {
+            port: 22,
+            protocol: Protocol::Tcp,
+        };
+        let failsafe = Failsafe::defaults();
+        let at = |m: &Matrix, from: &str, to: &str| {
+            let pm = &m.probes[0];
+            let i = |n: &str| {
+                pm.endpoints
+                    .iter()
+                    .position(|e| e.to_string() == n)
+                    .unwrap()
+            };
+            pm.cell(i(from), i(to))
+        };
+        // The worker's egress is open, payments-api's ingress a default deny: only the
+        // failsafe lets SSH in.
+        let (worker, api) = ("analytics/worker", "payments/payments-api");
+        let without = matrix(&index, &[ssh], FamilyFilter::Any, &[]);
+        let with = matrix(&index, &[ssh], FamilyFilter::Any, &failsafe);
+        assert_eq!(at(&without, worker, api), Cell::Denied);
+        assert_eq!(at(&with, worker, api), Cell::Allowed);
+        assert!(with
+            .render_table()
+            .contains("failsafe, accepted before any policy: ingress TCP 22"));
+        // Not another port, and not the sender's side: frontend's egress is a default
+        // deny that no ingress failsafe opens.
+        let https = Probe {
+            port: 443,
+            protocol: Protocol::Tcp,
+        };
+        let m = matrix(&index, &[https], FamilyFilter::Any, &failsafe);
+        assert_eq!(at(&m, worker, api), Cell::Denied);
+        assert_eq!(at(&with, "web/frontend", api), Cell::Denied);
+
+        let e = explain(
+            &index,
+            ep(&index, worker),
+            ep(&index, api),
+            ssh,
+            FamilyFilter::Any,
+            &failsafe,
+        );
+        assert!(e.allowed);
+        for pair in &e.pairs {
+            let ingress = pair.ingress.as_ref().unwrap();
+            assert_eq!(ingress.failsafe, Some(Failsafe::ssh()));
+            assert!(ingress.allowed && !ingress.verdict.is_allowed());
+            assert_eq!(pair.egress.as_ref().unwrap().failsafe, None);
+        }
+        let text = e.render_text();
+        assert!(
+            text.contains("ingress of payments/payments-api: allowed by the failsafe (ingress TCP 22), before any policy"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["pairs"][0]["ingress"]["failsafe"]["ports"],
+            json!([22, 22])
+        );
+        assert!(json["pairs"][0]["egress"].get("failsafe").is_none());
     }
 
     #[test]
@@ -704,7 +799,7 @@ mod tests {
     fn matrix_needs_both_senders_egress_and_receivers_ingress() {
         let m = payments_example().build();
         let index = Index::new(&m);
-        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::Any);
+        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::Any, &[]);
         let names: Vec<String> = mx.probes[0]
             .endpoints
             .iter()
@@ -751,7 +846,7 @@ mod tests {
             .policy(policy("x/deny", sel(&[]), Some(vec![]), Some(vec![])))
             .build();
         let index = Index::new(&m);
-        let mx = matrix(&index, &[TCP_8080], FamilyFilter::Any);
+        let mx = matrix(&index, &[TCP_8080], FamilyFilter::Any, &[]);
         assert_eq!(mx.probes[0].allowed, [[true, false], [false, true]]);
         assert_eq!(mx.probes[0].cell(0, 0), Cell::SelfTraffic);
         let e = explain_by_name(&index, "x/a", "x/a", TCP_8080, FamilyFilter::Any);
@@ -767,7 +862,7 @@ mod tests {
             .policy(ingress_policy("x/p", sel(&[("app", "a")]), vec![]))
             .build();
         let index = Index::new(&m);
-        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::V4);
+        let mx = matrix(&index, &[TCP_8080, UDP_53], FamilyFilter::V4, &[]);
         assert_eq!(
             serde_json::to_value(&mx).unwrap(),
             json!({"probes": [
@@ -800,7 +895,7 @@ mod tests {
     fn every_address_pair_must_be_allowed_and_the_family_filter_selects_pairs() {
         let m = dual_stack_half_allowed();
         let index = Index::new(&m);
-        let cell = |family, i, j| matrix(&index, &[TCP_8080], family).probes[0].cell(i, j);
+        let cell = |family, i, j| matrix(&index, &[TCP_8080], family, &[]).probes[0].cell(i, j);
         // a → b: v4 allowed, v6 denied.
         assert_eq!(cell(FamilyFilter::Any, 0, 1), Cell::Denied);
         assert_eq!(cell(FamilyFilter::V4, 0, 1), Cell::Allowed);
@@ -847,11 +942,11 @@ mod tests {
             "9/SCTP".parse().unwrap(),
         ];
         for family in [FamilyFilter::Any, FamilyFilter::V4, FamilyFilter::V6] {
-            let mx = matrix(&index, &probes, family);
+            let mx = matrix(&index, &probes, family, &[]);
             for (pm, probe) in mx.probes.iter().zip(probes) {
                 for i in 0..pm.endpoints.len() {
                     for j in 0..pm.endpoints.len() {
-                        let e = explain(&index, i, j, probe, family);
+                        let e = explain(&index, i, j, probe, family, &[]);
                         assert_eq!(pm.allowed[i][j], e.allowed, "{family} {probe} {i}->{j}");
                     }
                 }
@@ -1057,7 +1152,7 @@ mod tests {
             port: 443,
             protocol: Protocol::Tcp,
         };
-        let e = explain(&index, stranger, api, https, FamilyFilter::Any);
+        let e = explain(&index, stranger, api, https, FamilyFilter::Any, &[]);
         assert_eq!(e.from, Party::Address(ip("198.19.9.9")));
         assert_eq!(e.to, Party::Endpoint(oname("payments/payments-api")));
         assert!(!e.allowed);
@@ -1078,7 +1173,7 @@ mod tests {
         // To a stranger: the sender's egress decides; web/checkout's only allows DNS
         // and payments.
         let checkout = ep(&index, "web/checkout");
-        let e = explain(&index, checkout, stranger, https, FamilyFilter::Any);
+        let e = explain(&index, checkout, stranger, https, FamilyFilter::Any, &[]);
         assert!(!e.allowed);
         assert!(e.pairs[0].ingress.is_none());
         let e = explain(
@@ -1087,6 +1182,7 @@ mod tests {
             stranger,
             https,
             FamilyFilter::Any,
+            &[],
         );
         assert!(e.allowed);
         assert_eq!(serde_json::to_value(&e).unwrap()["to"], json!("198.19.9.9"));
@@ -1211,7 +1307,7 @@ mod tests {
     fn table_shows_a_legend_a_grid_and_counts() {
         let m = payments_example().build();
         let index = Index::new(&m);
-        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any).render_table();
+        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any, &[]).render_table();
         let expected = "\
 connectivity matrix: row = sender, column = receiver; families: IPv4 and IPv6
   .  allowed    X  denied    -  no address pair of a considered family
@@ -1234,10 +1330,10 @@ connectivity matrix: row = sender, column = receiver; families: IPv4 and IPv6
 ";
         assert_eq!(table, expected, "got:\n{table}");
 
-        let nothing = matrix(&index, &[], FamilyFilter::Any).render_table();
+        let nothing = matrix(&index, &[], FamilyFilter::Any, &[]).render_table();
         assert!(nothing.ends_with("no probes asked\n"), "{nothing}");
         let empty = crate::model::Model::default();
-        let table = matrix(&Index::new(&empty), &[TCP_8080], FamilyFilter::Any).render_table();
+        let table = matrix(&Index::new(&empty), &[TCP_8080], FamilyFilter::Any, &[]).render_table();
         assert!(
             table.ends_with("no endpoints in the inventory\n"),
             "{table}"
@@ -1253,7 +1349,7 @@ connectivity matrix: row = sender, column = receiver; families: IPv4 and IPv6
         let b = b.endpoint("ns/v6only", &[], &["2001:db8::1"]);
         let m = b.build();
         let index = Index::new(&m);
-        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any).render_table();
+        let table = matrix(&index, &[TCP_8080], FamilyFilter::Any, &[]).render_table();
         let lines: Vec<&str> = table.lines().collect();
         let grid_at = lines.iter().position(|l| *l == "8080/TCP").unwrap();
         let (tens, units) = (lines[grid_at + 1], lines[grid_at + 2]);

@@ -116,7 +116,7 @@ fn produce(case: &Case) -> (String, String) {
         .collect();
     let plan = plan::build(&index, &locals, &case.options);
     let nft_text = render::nft(&plan);
-    let matrix = analysis::matrix(&index, &case.probes, FamilyFilter::Any);
+    let matrix = analysis::matrix(&index, &case.probes, FamilyFilter::Any, &[]);
     let json =
         serde_json::to_string_pretty(&serde_json::to_value(&matrix).unwrap()).unwrap() + "\n";
     (nft_text, json)

@@ -19,6 +19,7 @@ use netpol_daemon::state::report::Verdict;
 use rules_compiler::analysis::{FamilyFilter, Party, Probe};
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
+use rules_compiler::plan::{Failsafe, FailsafeError};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +73,37 @@ impl InputArgs {
     }
 }
 
+#[derive(Args)]
+struct FailsafeArgs {
+    /// Accept this before any policy, for every local endpoint:
+    /// DIRECTION:PROTOCOL:PORT[:CIDR], e.g. ingress:TCP:22 or egress:UDP:53:198.18.0.0/15;
+    /// repeatable. Default: ingress:TCP:22 (SSH). Any given replaces the default;
+    /// `none` gives none.
+    #[arg(long = "failsafe", value_name = "DIR:PROTO:PORT[:CIDR]|none", value_parser = parse_failsafe)]
+    failsafe: Vec<Option<Failsafe>>,
+}
+
+impl FailsafeArgs {
+    fn entries(&self) -> Vec<Failsafe> {
+        if self.failsafe.is_empty() {
+            Failsafe::defaults()
+        } else {
+            self.failsafe.iter().flatten().copied().collect()
+        }
+    }
+}
+
+/// A failsafe entry, or `none`.
+fn parse_failsafe(s: &str) -> Result<Option<Failsafe>, String> {
+    match s {
+        "none" => Ok(None),
+        _ => s
+            .parse()
+            .map(Some)
+            .map_err(|e: FailsafeError| e.to_string()),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogsFormat {
     Text,
@@ -108,6 +140,8 @@ enum Command {
         /// What to do with denied packets.
         #[arg(long, value_enum, default_value = "drop")]
         deny: Deny,
+        #[command(flatten)]
+        failsafe: FailsafeArgs,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "nft")]
         output: CompileFormat,
@@ -122,6 +156,8 @@ enum Command {
         /// Which address family to consider.
         #[arg(long, value_enum, default_value = "any")]
         family: Family,
+        #[command(flatten)]
+        failsafe: FailsafeArgs,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
@@ -143,6 +179,8 @@ enum Command {
         /// Which address family to consider.
         #[arg(long, value_enum, default_value = "any")]
         family: Family,
+        #[command(flatten)]
+        failsafe: FailsafeArgs,
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
@@ -163,6 +201,8 @@ enum Command {
         /// count it; verdict events need netpold, which reads them).
         #[arg(long, value_name = "enforce|audit", default_value = "enforce", value_parser = config::parse_mode)]
         mode: rules_compiler::plan::Mode,
+        #[command(flatten)]
+        failsafe: FailsafeArgs,
         /// After the apply, cut the established connections the new ruleset no longer
         /// allows (`false`: they go on until they end, as before the apply).
         #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
@@ -317,27 +357,51 @@ fn main() -> ExitCode {
             inputs,
             locals,
             deny,
+            failsafe,
             output,
-        } => ctl::compile(&inputs.paths(), &locals, deny.into(), output),
+        } => ctl::compile(
+            &inputs.paths(),
+            &locals,
+            deny.into(),
+            &failsafe.entries(),
+            output,
+        ),
         Command::Matrix {
             inputs,
             probes,
             family,
+            failsafe,
             output,
-        } => ctl::matrix(&inputs.paths(), &probes, family.into(), output),
+        } => ctl::matrix(
+            &inputs.paths(),
+            &probes,
+            family.into(),
+            &failsafe.entries(),
+            output,
+        ),
         Command::Explain {
             inputs,
             from,
             to,
             port,
             family,
+            failsafe,
             output,
-        } => ctl::explain(&inputs.paths(), &from, &to, port, family.into(), output),
+        } => ctl::explain(
+            &inputs.paths(),
+            &from,
+            &to,
+            port,
+            family.into(),
+            &failsafe.entries(),
+            output,
+        ),
         Command::Apply {
             inputs,
             locals,
             deny,
             mode,
+            failsafe,
             revoke_established,
             force,
         } => ctl::apply(
@@ -347,6 +411,7 @@ fn main() -> ExitCode {
                 deny: deny.into(),
                 mode,
                 events: None,
+                failsafe: failsafe.entries(),
             },
             revoke_established,
             &mut Netlink::new(),

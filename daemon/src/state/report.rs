@@ -268,6 +268,10 @@ pub struct StatusReport {
     /// The policies in force annotated `netpol/mode: audit` (`ns/name`), sorted.
     #[serde(default)]
     pub audit_policies: Vec<String>,
+    /// What every local endpoint accepts before any policy (`ingress TCP 22`); empty:
+    /// nothing.
+    #[serde(default)]
+    pub failsafe: Vec<String>,
     /// Verdict events since start; `None` when events are off.
     #[serde(default)]
     pub events: Option<EventCounts>,
@@ -576,6 +580,7 @@ pub(crate) mod tests {
             },
             mode: Mode::Audit,
             audit_policies: vec!["web/lockdown".into()],
+            failsafe: vec!["ingress TCP 22".into()],
             events: Some(EventCounts {
                 group: 4713,
                 deny: 5,
@@ -605,7 +610,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
-            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"failsafe":["ingress TCP 22"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
         );
         // And back: clients read what the daemon writes.
         let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();

@@ -33,6 +33,7 @@ pub(super) fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> 
             deny: DenyAction::Drop,
             mode: Default::default(),
             events: None,
+            failsafe: Vec::new(),
             incremental: true,
             load: Default::default(),
             revoke: true,

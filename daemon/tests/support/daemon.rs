@@ -287,6 +287,11 @@ pub fn rawsend(ns: &NetNs, args: &[&str]) -> String {
 /// Nothing listens there: a connection that gets through is refused by the host's
 /// TCP stack (curl exit 7); one the ruleset drops times out (curl exit 28).
 pub fn reaches_api(peer: &NetNs, from: &str) -> bool {
+    reaches_api_on(peer, from, 8080)
+}
+
+/// [`reaches_api`] on TCP `port` of 198.18.1.10.
+pub fn reaches_api_on(peer: &NetNs, from: &str, port: u16) -> bool {
     let out = peer.run(
         "curl",
         &[
@@ -295,7 +300,7 @@ pub fn reaches_api(peer: &NetNs, from: &str) -> bool {
             "2",
             "--interface",
             from,
-            "http://198.18.1.10:8080/",
+            &format!("telnet://198.18.1.10:{port}"),
         ],
     );
     match out.status.code() {

@@ -29,6 +29,14 @@ impl Matrix {
             "  the diagonal is self-traffic over loopback: always allowed
 ",
         );
+        if !self.failsafe.is_empty() {
+            let entries: Vec<String> = self.failsafe.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  failsafe, accepted before any policy: {}",
+                entries.join("; ")
+            );
+        }
         if self.probes.is_empty() {
             out.push_str("no probes asked\n");
             return out;
@@ -159,6 +167,13 @@ impl SideExplanation {
     /// `remote_name` is the endpoint that owns [`SideExplanation::remote`].
     fn render_into(&self, out: &mut String, probe: Probe, remote_name: &Party) {
         let head = format!("    {} of {}", self.direction, self.endpoint);
+        if let Some(f) = &self.failsafe {
+            let _ = writeln!(
+                out,
+                "{head}: allowed by the failsafe ({f}), before any policy"
+            );
+            return;
+        }
         let names = |refs: &[crate::resolve::PolicyRef]| {
             refs.iter()
                 .map(|r| r.name.to_string())

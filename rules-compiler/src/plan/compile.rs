@@ -12,13 +12,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::intervals::{
-    block_spans, family_max, from_u128, to_u128, Normalised, PortSet, PortSets, Space, Span,
+    block_spans, family_max, from_u128, net_span, to_u128, Normalised, PortSet, PortSets, Space,
+    Span,
 };
 use super::names::{audit_comment, chain_name, deny_comment, disambiguate};
 use super::{
-    AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Family,
-    Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt, VerdictMap,
-    EVENTS_LIMIT, TABLE_NAME,
+    AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Failsafe,
+    Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt,
+    VerdictMap, EVENTS_LIMIT, TABLE_NAME,
 };
 use crate::model::{Direction, Endpoint, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports};
 use crate::resolve::{port_range_on, EndpointId, Index, PolicyId};
@@ -123,14 +124,15 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             VerdictMap::new(name, family, elements).expect(BUG)
         })
         .collect();
-    // Set names are their chain's name plus a suffix of their own, so distinct chain
-    // names give distinct set names (Plan::new checks).
-    sets.sort_by(|a: &Set, b: &Set| a.name.cmp(&b.name));
     chains.sort_by(|a: &Chain, b: &Chain| a.name.cmp(&b.name));
     let mut all_chains = vec![
-        base_chain(Hook::Input, &maps),
-        base_chain(Hook::Output, &maps),
+        base_chain(Hook::Input, &maps, &options.failsafe, &mut sets),
+        base_chain(Hook::Output, &maps, &options.failsafe, &mut sets),
     ];
+    // Set names are their chain's name plus a suffix of their own (`failsafe_…` for the
+    // base chains', which no endpoint chain's `in_`/`out_` name can be), so distinct
+    // chain names give distinct set names (Plan::new checks).
+    sets.sort_by(|a: &Set, b: &Set| a.name.cmp(&b.name));
     // One limit for the whole table, so a flood anywhere costs netpold no more than it.
     let limits = match options.events {
         Some(events) if !chains.is_empty() => {
@@ -162,9 +164,16 @@ enum Tail {
 
 const BUG: &str = "plan::build makes consistent plans";
 
-/// `input` or `output`: conntrack, loopback, neighbour discovery, then dispatch to the
-/// endpoint chains through whichever maps exist.
-fn base_chain(hook: Hook, maps: &[VerdictMap]) -> Chain {
+/// `input` or `output`: conntrack, loopback, neighbour discovery, the failsafe entries
+/// of its direction (one set per family, `failsafe_in_v4` …, added to `sets`), then
+/// dispatch to the endpoint chains through whichever maps exist. The failsafe comes
+/// before the dispatch, so no endpoint's policies are consulted for it.
+fn base_chain(
+    hook: Hook,
+    maps: &[VerdictMap],
+    failsafe: &[Failsafe],
+    sets: &mut Vec<Set>,
+) -> Chain {
     let (name, dir, field) = match hook {
         Hook::Input => ("input", Direction::Ingress, AddrField::Daddr),
         Hook::Output => ("output", Direction::Egress, AddrField::Saddr),
@@ -175,6 +184,37 @@ fn base_chain(hook: Hook, maps: &[VerdictMap]) -> Chain {
         Stmt::LoopbackAccept(hook),
         Stmt::NeighbourDiscoveryAccept,
     ];
+    let mut ports = PortSets::default();
+    let mut spaces = FAMILIES.map(|f| Space::new(family_max(f)));
+    for f in failsafe.iter().filter(|f| f.direction() == dir) {
+        let (lo, hi) = f.ports();
+        let Some(id) = ports.intern(vec![(f.protocol().number(), lo, hi)]) else {
+            continue;
+        };
+        let spans = match f.cidr() {
+            Some(net) => vec![net_span(&net)],
+            None => FAMILIES
+                .map(|family| (family, (0, family_max(family))))
+                .to_vec(),
+        };
+        for (family, span) in spans {
+            spaces[family_slot(family)].add_ports(span, id);
+        }
+    }
+    let prefix = match dir {
+        Direction::Ingress => "failsafe_in",
+        Direction::Egress => "failsafe_out",
+    };
+    // The peer's address: the source of what comes in, the destination of what goes out.
+    let peer = match dir {
+        Direction::Ingress => AddrField::Saddr,
+        Direction::Egress => AddrField::Daddr,
+    };
+    for (family, space) in FAMILIES.into_iter().zip(spaces) {
+        let (set, rule) = allow_sets(prefix, family, space, &mut ports, peer);
+        sets.extend(set);
+        rules.extend(rule);
+    }
     for family in FAMILIES {
         let map = map_name(dir, family);
         if maps.iter().any(|m| m.name == map) {
@@ -182,6 +222,55 @@ fn base_chain(hook: Hook, maps: &[VerdictMap]) -> Chain {
         }
     }
     Chain::new(name.to_string(), Some(hook), rules).expect(BUG)
+}
+
+/// The sets and accept rules of one family's allowed `space`: `{prefix}_{v4|v6}_all`
+/// for peers allowed on every port, `{prefix}_{v4|v6}_ports` for the rest; none for
+/// an empty space. `field` is the peer's address.
+fn allow_sets(
+    prefix: &str,
+    family: Family,
+    space: Space,
+    ports: &mut PortSets,
+    field: AddrField,
+) -> (Vec<Set>, Vec<Stmt>) {
+    let (mut sets, mut rules) = (Vec::new(), Vec::new());
+    let Normalised { all, ported } = space.normalise(ports);
+    let tag = family_tag(family);
+    let range = |(lo, hi): Span| AddrRange {
+        start: from_u128(family, lo),
+        end: from_u128(family, hi),
+    };
+    if !all.is_empty() {
+        let set = format!("{prefix}_{tag}_all");
+        let ranges = AddrRanges::new(family, all.into_iter().map(range).collect());
+        let elements = SetElements::Addr(ranges.expect(BUG));
+        sets.push(Set::new(set.clone(), family, elements).expect(BUG));
+        rules.push(Stmt::AcceptAddr { family, field, set });
+    }
+    if !ported.is_empty() {
+        // Spans ascend and port sets are sorted, so the elements come out sorted.
+        let elements: Vec<AddrProtoPort> = ported
+            .into_iter()
+            .flat_map(|(lo, hi, id)| {
+                let addr = range((lo, hi));
+                ports
+                    .get(id)
+                    .iter()
+                    .map(move |&(proto, plo, phi)| AddrProtoPort {
+                        addr,
+                        proto,
+                        ports: (plo, phi),
+                    })
+            })
+            .collect();
+        let set = format!("{prefix}_{tag}_ports");
+        let elements = AddrProtoPorts::new(family, elements).expect(BUG);
+        let elements = SetElements::AddrProtoPort(elements);
+        sets.push(Set::new(set.clone(), family, elements).expect(BUG));
+        rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
+    }
+    (sets, rules)
 }
 
 /// What a rule's port list allows regardless of the destination.
@@ -286,41 +375,9 @@ impl Compiler<'_, '_> {
         let Contributions { mut ports, spaces } = c;
         for (family, space) in FAMILIES.into_iter().zip(spaces) {
             let Some(space) = space else { continue };
-            let Normalised { all, ported } = space.normalise(&mut ports);
-            let tag = family_tag(family);
-            let range = |(lo, hi): Span| AddrRange {
-                start: from_u128(family, lo),
-                end: from_u128(family, hi),
-            };
-            if !all.is_empty() {
-                let set = format!("{name}_{tag}_all");
-                let ranges = AddrRanges::new(family, all.into_iter().map(range).collect());
-                let elements = SetElements::Addr(ranges.expect(BUG));
-                sets.push(Set::new(set.clone(), family, elements).expect(BUG));
-                rules.push(Stmt::AcceptAddr { family, field, set });
-            }
-            if !ported.is_empty() {
-                // Spans ascend and port sets are sorted, so the elements come out sorted.
-                let elements: Vec<AddrProtoPort> = ported
-                    .into_iter()
-                    .flat_map(|(lo, hi, id)| {
-                        let addr = range((lo, hi));
-                        ports
-                            .get(id)
-                            .iter()
-                            .map(move |&(proto, plo, phi)| AddrProtoPort {
-                                addr,
-                                proto,
-                                ports: (plo, phi),
-                            })
-                    })
-                    .collect();
-                let set = format!("{name}_{tag}_ports");
-                let elements = AddrProtoPorts::new(family, elements).expect(BUG);
-                let elements = SetElements::AddrProtoPort(elements);
-                sets.push(Set::new(set.clone(), family, elements).expect(BUG));
-                rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
-            }
+            let (set, rule) = allow_sets(name, family, space, &mut ports, field);
+            sets.extend(set);
+            rules.extend(rule);
         }
         // The log rule sits after every accept: allowed connections never meet it.
         let verdict = match tail {

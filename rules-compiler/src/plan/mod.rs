@@ -25,6 +25,7 @@ use crate::model::{Direction, ObjectName};
 mod checked;
 mod compile;
 mod delta;
+mod failsafe;
 mod intervals;
 mod names;
 #[cfg(test)]
@@ -35,6 +36,9 @@ mod verdict;
 
 pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
+pub use failsafe::{
+    parse_cidr, parse_direction, parse_ports, parse_protocol, Failsafe, FailsafeError,
+};
 pub use names::{
     audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
     COMMENT_CUT_MARK, MAX_COMMENT,
@@ -418,6 +422,9 @@ pub struct Options {
     pub mode: Mode,
     /// Report denied and audited connections over NFLOG; `None`: not reported.
     pub events: Option<EventLog>,
+    /// Accepted before any policy, for every local endpoint (empty here; the tools'
+    /// default is [`Failsafe::defaults`]).
+    pub failsafe: Vec<Failsafe>,
 }
 
 /// Builds the plan for these local endpoints.

@@ -848,6 +848,83 @@ fn audit_policies_add_elements_not_rules_and_logs_come_after_every_accept() {
 }
 
 #[test]
+fn failsafe_entries_are_sets_in_the_base_chains_before_the_dispatch() {
+    let failsafe: Vec<Failsafe> = [
+        "ingress:TCP:22",
+        "ingress:UDP:5000-5010:198.18.0.0/15",
+        "egress:TCP:443:2001:db8::/32",
+    ]
+    .iter()
+    .map(|t| t.parse().unwrap())
+    .collect();
+    let options = Options {
+        failsafe,
+        ..Default::default()
+    };
+    let plan = build_for(&growing_model(0), &["x/a"], &options);
+    let all6 = range("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    // SSH from anywhere, in each family; the UDP range from the IPv4 CIDR only (the
+    // address ranges split where they overlap, as concatenated sets need).
+    let cidr = range("198.18.0.0", "198.19.255.255");
+    assert_eq!(
+        port_set(&plan, "failsafe_in_v4_ports"),
+        [
+            app(range("0.0.0.0", "198.17.255.255"), Tcp, 22, 22),
+            app(cidr, Tcp, 22, 22),
+            app(cidr, Udp, 5000, 5010),
+            app(range("198.20.0.0", "255.255.255.255"), Tcp, 22, 22),
+        ]
+    );
+    assert_eq!(
+        port_set(&plan, "failsafe_in_v6_ports"),
+        [app(all6, Tcp, 22, 22)]
+    );
+    assert_eq!(
+        port_set(&plan, "failsafe_out_v6_ports"),
+        [app(
+            range("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Tcp,
+            443,
+            443
+        )]
+    );
+    assert!(plan.set("failsafe_out_v4_ports").is_none());
+    // After conntrack, loopback and neighbour discovery, before any dispatch; the
+    // peer's address: the source coming in, the destination going out.
+    let input = &plan.chain("input").unwrap().rules;
+    assert_eq!(
+        input[4..6],
+        [
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: "failsafe_in_v4_ports".into()
+            },
+            Stmt::AcceptAddrProtoPort {
+                family: Family::V6,
+                field: AddrField::Saddr,
+                set: "failsafe_in_v6_ports".into()
+            },
+        ]
+    );
+    assert!(matches!(input[6], Stmt::Dispatch { .. }), "{input:?}");
+    let output = &plan.chain("output").unwrap().rules;
+    assert_eq!(
+        output[4],
+        Stmt::AcceptAddrProtoPort {
+            family: Family::V6,
+            field: AddrField::Daddr,
+            set: "failsafe_out_v6_ports".into()
+        }
+    );
+    assert!(matches!(output[5], Stmt::Dispatch { .. }), "{output:?}");
+    // The endpoint chains are as without a failsafe.
+    let bare = build_for(&growing_model(0), &["x/a"], &Options::default());
+    assert_eq!(plan.chain("in_x_a"), bare.chain("in_x_a"));
+    assert_eq!(bare.chain("input").unwrap().rules.len(), 6);
+}
+
+#[test]
 fn without_events_no_log_rule_and_no_limit() {
     let plan = build_for(&audit_model(), &["x/a", "x/b"], &Options::default());
     assert!(plan.limits().is_empty());

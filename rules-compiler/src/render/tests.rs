@@ -8,7 +8,7 @@ use tempfile::NamedTempFile;
 
 use super::*;
 use crate::model::{Model, Peers, Ports, Protocol};
-use crate::plan::{self, EventLog, Mode, Options};
+use crate::plan::{self, EventLog, Failsafe, Mode, Options};
 use crate::resolve::{EndpointId, Index};
 use crate::testkit::*;
 
@@ -412,7 +412,7 @@ fn shapes() -> Vec<(&'static str, Plan)> {
         ),
     ));
     out.push((
-        "host-wide audit, reject, events",
+        "host-wide audit, reject, events, failsafe",
         plan_for(
             &audited,
             &["x/a", "x/b"],
@@ -420,6 +420,11 @@ fn shapes() -> Vec<(&'static str, Plan)> {
                 deny: DenyAction::Reject,
                 mode: Mode::Audit,
                 events,
+                failsafe: vec![
+                    Failsafe::ssh(),
+                    "ingress:TCP:8000-8100:198.18.0.0/15".parse().unwrap(),
+                    "egress:UDP:53:2001:db8::/32".parse().unwrap(),
+                ],
             },
         ),
     ));

@@ -76,7 +76,7 @@ impl InputArgs {
 #[derive(Args)]
 struct FailsafeArgs {
     /// Accept this before any policy, for every local endpoint:
-    /// DIRECTION:PROTOCOL:PORT[:CIDR], e.g. ingress:TCP:22 or egress:UDP:53:198.18.0.0/15;
+    /// DIRECTION:PROTOCOL:PORT, or with :CIDR after it, e.g. ingress:TCP:22 or egress:UDP:53:198.18.0.0/15;
     /// repeatable. Default: ingress:TCP:22 (SSH). Any given replaces the default;
     /// `none` gives none.
     #[arg(long = "failsafe", value_name = "DIR:PROTO:PORT[:CIDR]|none", value_parser = parse_failsafe)]

@@ -34,15 +34,18 @@
 //! log statement and its limit.
 //!
 //! **Flood phase**: for `example` and `example-events`, netpold's CPU time (utime +
-//! stime from `/proc/PID/stat`) and resident memory over an interval with a flood of
+//! stime from `/proc/PID/stat`, and in ns from its threads' schedstat) and resident memory over an interval with a flood of
 //! `--flood-count` SYNs and over an idle interval of the same length (the flood's time
 //! plus the dedup window and a second, so every event of the flood is reported in it),
 //! alternating which comes first; and, from `netpolctl status -o json`, how many events
 //! netpold reported and how many packets the rate limit kept from it.
 //!
 //! Client loops are pinned to CPU 0; the servers, netpold and the flood generator to
-//! CPU 1 (the "server host": a real host absorbs a flood on its own CPUs). It measures;
-//! it asserts nothing about time.
+//! CPU 1 (the "server host": a real host absorbs a flood on its own CPUs). Both CPUs
+//! are kept awake by spinners of the idle scheduling class (`--no-spin` to not): in
+//! this VM a halted CPU's wake-up costs so much that a flood keeping CPU 1 busy doubled
+//! the allowed connection rate in a check by hand, which would hide the flood's cost.
+//! It measures; it asserts nothing about time.
 //!
 //! It must not touch the host's network: namespaces `npev-PID-K-c` / `-s`, addresses
 //! only from 198.18.0.0/15, rulesets and netpold only in server namespaces checked to
@@ -54,7 +57,7 @@
 //! `--flood-rate R` (40000 SYNs/s), `--flood-count N` (100000), `--flood-reps N` (2),
 //! `--full-speed-count N` (50000),
 //! `--netpold PATH` (skip the build; netpolctl is taken from the same directory),
-//! `--no-pin`, `--keep DIR` (keep the per-round JSON and netpold's logs there).
+//! `--no-pin`, `--no-spin`, `--keep DIR` (keep the per-round JSON and netpold's logs there).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use netpol_benches::control::request;
 use netpol_benches::harness::{
-    absolute_path_arg, cpu_ticks, daemon_bin_or_skip, input_dir, memory_kib, run,
+    absolute_path_arg, cpu_ns, cpu_ticks, daemon_bin_or_skip, input_dir, memory_kib, run,
 };
 use netpol_benches::load::{FloodSummary, Summary};
 use netpol_benches::netns::{
@@ -120,6 +123,9 @@ struct Args {
     /// Do not pin clients and servers to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Let the CPUs go idle (no idle-class spinner on the pinned CPUs).
+    #[arg(long)]
+    no_spin: bool,
     /// Keep the per-round JSON and netpold's logs in this directory.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -330,6 +336,8 @@ struct Interval {
     flood: Option<FloodSummary>,
     seconds: f64,
     cpu_s: f64,
+    /// The same from the threads' schedstat, finer than the ticks' 10 ms.
+    cpu_ms: f64,
     rss_before_kib: u64,
     rss_after_kib: u64,
     rss_max_kib: u64,
@@ -371,6 +379,7 @@ fn interval(
     let (rss_before, _) = memory_kib(n.pid);
     let events_before = n.events();
     let cpu_before = cpu_ticks(n.pid);
+    let ns_before = cpu_ns(n.pid);
     let t0 = Instant::now();
     let mut child = flood.then(|| start_flood(ns, cpu, load, count, rate));
     let mut rss_max = rss_before;
@@ -392,6 +401,7 @@ fn interval(
     }
     let seconds = t0.elapsed().as_secs_f64();
     let cpu_after = cpu_ticks(n.pid);
+    let ns_after = cpu_ns(n.pid);
     let (rss_after, hwm) = memory_kib(n.pid);
     let events_after = n.events();
     Interval {
@@ -399,6 +409,7 @@ fn interval(
         flood: sent,
         seconds,
         cpu_s: (cpu_after - cpu_before) as f64 / ticks,
+        cpu_ms: ns_after.saturating_sub(ns_before) as f64 / 1e6,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
         rss_max_kib: rss_max,
@@ -432,6 +443,11 @@ fn main() {
     // --- the lab: three pairs, a server in each, the rulesets
     stop::catch_signals();
     let mut lab = Lab::new("npev", temp);
+    if !args.no_spin {
+        for cpu in client_cpu.into_iter().chain(server_cpu) {
+            lab.keep_busy(cpu);
+        }
+    }
     let conntrack_file = dir.join("conntrack.nft");
     std::fs::write(&conntrack_file, CONNTRACK_RULESET).expect("writing the conntrack ruleset");
     let events_off = dir.join("events-off.yaml");
@@ -531,7 +547,14 @@ fn main() {
         args.flood_count,
         args.flood_reps,
         match (client_cpu, server_cpu) {
-            (Some(c), Some(s)) => format!("clients {c}, servers + netpold + flood {s}"),
+            (Some(c), Some(s)) => format!(
+                "clients {c}, servers + netpold + flood {s}{}",
+                if args.no_spin {
+                    ""
+                } else {
+                    ", idle-class spinners on both"
+                }
+            ),
             _ => "not pinned".into(),
         }
     );
@@ -669,11 +692,12 @@ fn main() {
                     ticks,
                 );
                 eprintln!(
-                    "flood phase {} {:<15} {:<5} netpold CPU {:.2} s, RSS {} -> {} MiB (max {}), events {:?}",
+                    "flood phase {} {:<15} {:<5} netpold CPU {:.2} s ({:.1} ms), RSS {} -> {} MiB (max {}), events {:?}",
                     rep + 1,
                     s.name,
                     if flood { "flood" } else { "idle" },
                     iv.cpu_s,
+                    iv.cpu_ms,
                     mib(iv.rss_before_kib),
                     mib(iv.rss_after_kib),
                     mib(iv.rss_max_kib),
@@ -771,9 +795,9 @@ fn main() {
     );
     println!();
     println!(
-        "| setup | interval | SYNs sent | in s | interval s | netpold CPU s | RSS before → after MiB | RSS max MiB | VmHWM MiB | events reported (deny) | deduplicated | lost: rate limit | lost: socket | lost: ring | unreadable |"
+        "| setup | interval | SYNs sent | in s | interval s | netpold CPU s (utime + stime) | netpold CPU ms (schedstat) | RSS before → after MiB | RSS max MiB | VmHWM MiB | events reported (deny) | deduplicated | lost: rate limit | lost: socket | lost: ring | unreadable |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for iv in &intervals {
         let ev = |k: &str| {
             iv.events
@@ -782,7 +806,7 @@ fn main() {
                 .map_or("–".into(), |v| v.to_string())
         };
         println!(
-            "| {} | {} | {} | {} | {:.1} | {:.2} | {} → {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {} → {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             iv.setup,
             if iv.flood.is_some() { "flood" } else { "idle" },
             iv.flood.as_ref().map_or("0".into(), |f| f.sent.to_string()),
@@ -791,6 +815,7 @@ fn main() {
                 .map_or("–".into(), |f| format!("{:.2}", f.seconds)),
             iv.seconds,
             iv.cpu_s,
+            iv.cpu_ms,
             mib(iv.rss_before_kib),
             mib(iv.rss_after_kib),
             mib(iv.rss_max_kib),

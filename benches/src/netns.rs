@@ -169,6 +169,21 @@ impl Lab {
         assert_eq!(line.trim(), "ready", "{cmd:?} did not start");
     }
 
+    /// Keeps `cpu` from ever going idle with a spinner of the idle scheduling class
+    /// (`chrt --idle 0`: it runs only when nothing else wants the CPU, so it takes no
+    /// time from what is measured). Why: in a VM, waking a halted virtual CPU costs
+    /// microseconds per wake-up, which a connection loop pays twice per connection; a
+    /// flood that keeps a CPU busy would then make allowed connections faster, not
+    /// slower. With both CPUs spinning, every case meets the same awake CPUs.
+    pub fn keep_busy(&mut self, cpu: usize) {
+        let mut c = Command::new("chrt");
+        c.args(["--idle", "0", "taskset", "-c", &cpu.to_string()])
+            .args(["sh", "-c", "while :; do :; done"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        self.spawn(c);
+    }
+
     /// Starts `cmd` as it is set up (a daemon the caller waits for itself); the lab
     /// kills it when it drops. Returns its pid.
     pub fn spawn(&mut self, mut cmd: Command) -> u32 {

@@ -418,6 +418,20 @@ fn interval(
     }
 }
 
+/// The first and third quartiles of `v` (medians of its lower and upper halves; the
+/// middle value of an odd count in neither); NaN for fewer than two.
+fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
+    if v.len() < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let half = v.len() / 2;
+    (
+        median(v[..half].to_vec()),
+        median(v[v.len() - half..].to_vec()),
+    )
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
@@ -726,15 +740,26 @@ fn main() {
     drop(lab);
 
     // --- the tables
-    let ratio = |a: &str, b: &str| -> f64 {
+    // Per-round ratios: both cases of a round ran seconds apart, so what the shared
+    // machine did in other rounds cancels.
+    let ratios = |a: &str, b: &str| -> Vec<f64> {
         let (Some(x), Some(y)) = (samples.get(a), samples.get(b)) else {
-            return f64::NAN;
+            return Vec::new();
         };
-        median(
-            x.iter()
-                .zip(y)
-                .map(|(x, y)| x.tcp.rate_per_s / y.tcp.rate_per_s)
-                .collect(),
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| x.tcp.rate_per_s / y.tcp.rate_per_s)
+            .collect()
+    };
+    let ratio = |a: &str, b: &str| median(ratios(a, b));
+    // The spread of the per-round ratios: the middle half of the rounds.
+    let spread = |a: &str, b: &str| {
+        let (q1, q3) = quartiles(ratios(a, b));
+        format!(
+            "{}, middle half of the rounds {}–{}",
+            fmt_num(ratio(a, b), 3),
+            fmt_num(q1, 3),
+            fmt_num(q3, 3)
         )
     };
     println!();
@@ -776,9 +801,13 @@ fn main() {
     }
     println!();
     println!(
-        "example-events / example, no flood: {} (the issue expects ≥ 0.97); with a flood: {}",
-        fmt_num(ratio("example-events", "example"), 3),
-        fmt_num(ratio("example-events + flood", "example + flood"), 3),
+        "per-round ratios, median: example-events / example {} (the issue expects ≥ 0.97); \
+         with a flood each: {}; example + flood / example: {}; example-events + flood / \
+         example-events: {}",
+        spread("example-events", "example"),
+        spread("example-events + flood", "example + flood"),
+        spread("example + flood", "example"),
+        spread("example-events + flood", "example-events"),
     );
     let fs = |name: &str| median(full_speed.get(name).cloned().unwrap_or_default());
     let fs_ratio = match (full_speed.get("example-events"), full_speed.get("example")) {

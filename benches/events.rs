@@ -34,11 +34,12 @@
 //! log statement and its limit.
 //!
 //! **Flood phase**: for `example` and `example-events`, netpold's CPU time (utime +
-//! stime from `/proc/PID/stat`, and in ns from its threads' schedstat) and resident memory over an interval with a flood of
-//! `--flood-count` SYNs and over an idle interval of the same length (the flood's time
-//! plus the dedup window and a second, so every event of the flood is reported in it),
-//! alternating which comes first; and, from `netpolctl status -o json`, how many events
-//! netpold reported and how many packets the rate limit kept from it.
+//! stime from `/proc/PID/stat`, and in ns from its threads' schedstat) and resident
+//! memory over an interval with a flood of `--flood-count` SYNs and over an idle
+//! interval of the same length (the flood's time plus the dedup window and a second,
+//! so every event of the flood is reported in it), alternating which comes first; and,
+//! from netpold's status (what `netpolctl status -o json` prints), how many events it
+//! reported and how many packets the rate limit kept from it.
 //!
 //! Client loops are pinned to CPU 0; the servers, netpold and the flood generator to
 //! CPU 1 (the "server host": a real host absorbs a flood on its own CPUs). Both CPUs
@@ -361,8 +362,8 @@ fn events_delta(before: &Value, after: &Value) -> Option<BTreeMap<String, i64>> 
     )
 }
 
-/// netpold `n` over `length`, with a flood of `count` SYNs at `rate` from its start
-/// when `flood` (from client namespace `ns`) or idle.
+/// `setup`'s netpold over an interval of `length`: with a flood of `count` SYNs at
+/// `rate` (from client namespace `ns`) starting with it when `flood`, else idle.
 #[allow(clippy::too_many_arguments)]
 fn interval(
     setup: &Setup,

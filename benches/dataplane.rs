@@ -53,22 +53,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::time::Instant;
 
 use ipnet::IpNet;
-use netpol_benches::harness::{
-    absolute_path_arg, daemon_bin_or_skip, input_dir, ip, own_namespace, run, TempDir,
-};
+use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, input_dir, run};
 use netpol_benches::load::Summary;
+use netpol_benches::netns::{
+    example_model, exec, fmt_num, median, Lab, LoadRun, CONNTRACK_RULESET,
+};
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use rules_compiler::load::Input;
-use rules_compiler::model::{Direction, Model, Peer, Peers, PortMatch, Ports};
+use rules_compiler::model::{Direction, Peer, Peers, PortMatch, Ports};
 use rules_compiler::resolve::{port_range_on, EndpointId, Index, Verdict};
 
 const TCP: u8 = 6;
@@ -296,28 +294,6 @@ fn pick(index: &Index<'_>, server: EndpointId) -> Picked {
     }
 }
 
-/// The bundled example's inputs, loaded like netpolctl loads them.
-fn example_model(config: &Path) -> Model {
-    let read_dir = |d: &str| -> Vec<Input> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(config.join(d))
-            .expect("config/")
-            .map(|e| e.expect("a directory entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|path| Input {
-                text: std::fs::read_to_string(&path).expect("a YAML file"),
-                path,
-            })
-            .collect()
-    };
-    rules_compiler::load_model(&read_dir("policies"), &read_dir("inventory"))
-        .expect("the bundled example is valid")
-        .model
-}
-
 /// One allowed source and what it may reach: `None` every protocol and port, else
 /// (protocol, first port, last port).
 type Allowed = (IpNet, Option<(u8, u16, u16)>);
@@ -482,178 +458,51 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
 
 // --------------------------------------------------------------------------- the lab --
 
-/// Set by SIGINT or SIGTERM: the rounds stop and the lab's Drop removes everything.
-static STOP: AtomicBool = AtomicBool::new(false);
+#[path = "common/stop.rs"]
+mod stop;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+/// Gives pair `k`'s namespaces the addresses `setup` uses.
+fn address(lab: &Lab, k: usize, setup: &Setup) {
+    let mut client: Vec<Ipv4Addr> = vec![setup.tcp.client, setup.denied];
+    client.extend(setup.udp.map(|u| u.client));
+    client.sort();
+    client.dedup();
+    lab.address(lab.client(k), &client);
+    lab.address(lab.server(k), &[setup.server]);
 }
 
-/// Ctrl-C must not leave namespaces behind: turn SIGINT and SIGTERM into a flag the
-/// rounds check (the clients, killed by the same Ctrl-C, fail their run, which panics
-/// and unwinds through the Drop guard too).
-#[allow(unsafe_code)]
-fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+/// Loads `setup`'s ruleset into pair `k`'s server namespace; returns the seconds the
+/// load took and what the kernel holds.
+fn load_ruleset(lab: &Lab, k: usize, setup: &Setup, netpolctl: &Path) -> (f64, String) {
+    let server = lab.server(k);
+    let t0 = Instant::now();
+    let held = match &setup.ruleset {
+        Ruleset::None => String::from("empty"),
+        Ruleset::Netpol {
+            policies,
+            inventory,
+            local,
+        } => {
+            run(exec(server, None, netpolctl)
+                .arg("apply")
+                .arg("--policies")
+                .arg(policies)
+                .arg("--inventory")
+                .arg(inventory)
+                .args(["--local", local]));
+            let secs = t0.elapsed().as_secs_f64();
+            let show = run(exec(server, None, netpolctl).arg("show"));
+            let first = show.lines().next().unwrap_or_default().to_string();
+            return (secs, first);
         }
-    }
-}
-
-/// The namespaces (a client and a server one per setup), the servers in them and the
-/// temporary inputs; all removed on drop.
-struct Lab {
-    /// (client, server) namespace names, by setup.
-    pairs: Vec<(String, String)>,
-    children: Vec<Child>,
-    /// The inputs' directory unless --keep: removed last, once the processes are gone.
-    _temp: Option<TempDir>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        Ruleset::Nft { file, held } => {
+            run(Command::new("ip")
+                .args(["netns", "exec", server, "nft", "-f"])
+                .arg(file));
+            held.clone()
         }
-        for (client, server) in &self.pairs {
-            for ns in [client, server] {
-                let _ = Command::new("ip")
-                    .args(["netns", "del", ns])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-        // `_temp` is removed after this, when the fields drop.
-    }
-}
-
-/// `ip netns exec NS [taskset -c CPU] PROGRAM`.
-fn exec(ns: &str, cpu: Option<usize>, program: &Path) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]);
-    if let Some(cpu) = cpu {
-        c.args(["taskset", "-c", &cpu.to_string()]);
-    }
-    c.arg(program);
-    c
-}
-
-impl Lab {
-    fn new(temp: Option<TempDir>) -> Lab {
-        Lab {
-            pairs: Vec::new(),
-            children: Vec::new(),
-            _temp: temp,
-        }
-    }
-
-    /// Namespaces `npdp-PID-K-c` and `npdp-PID-K-s` joined by a veth pair (`eth0` on
-    /// both sides) for setup `k` (the next one).
-    fn add_pair(&mut self) -> usize {
-        let (pid, k) = (std::process::id(), self.pairs.len());
-        let (client, server) = (format!("npdp-{pid}-{k}-c"), format!("npdp-{pid}-{k}-s"));
-        // Recorded first, so that Drop removes a half-made pair too.
-        self.pairs.push((client.clone(), server.clone()));
-        ip(&["netns", "add", &client]);
-        ip(&["netns", "add", &server]);
-        ip(&[
-            "-n", &client, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
-            &server,
-        ]);
-        for ns in [&client, &server] {
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", "eth0", "up"]);
-        }
-        let inside = run(Command::new("ip").args([
-            "netns",
-            "exec",
-            &server,
-            "readlink",
-            "/proc/self/ns/net",
-        ]));
-        assert_ne!(
-            inside.trim(),
-            own_namespace(),
-            "the server namespace is the benchmark's own: refusing to load rulesets"
-        );
-        k
-    }
-
-    fn client(&self, k: usize) -> &str {
-        &self.pairs[k].0
-    }
-
-    fn server(&self, k: usize) -> &str {
-        &self.pairs[k].1
-    }
-
-    /// Starts a server and waits for its "ready".
-    fn start_server(&mut self, mut cmd: Command) {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("the server's stdout"))
-            .read_line(&mut line)
-            .expect("reading the server's stdout");
-        self.children.push(child);
-        assert_eq!(line.trim(), "ready", "{cmd:?} did not start");
-    }
-
-    /// Gives pair `k`'s namespaces the addresses `setup` uses.
-    fn address(&self, k: usize, setup: &Setup) {
-        let mut client: Vec<Ipv4Addr> = vec![setup.tcp.client, setup.denied];
-        client.extend(setup.udp.map(|u| u.client));
-        client.sort();
-        client.dedup();
-        for (ns, addrs) in [
-            (self.client(k), client),
-            (self.server(k), vec![setup.server]),
-        ] {
-            for a in addrs {
-                ip(&["-n", ns, "addr", "add", &format!("{a}/15"), "dev", "eth0"]);
-            }
-        }
-    }
-
-    /// Loads `setup`'s ruleset into pair `k`'s server namespace; returns the seconds
-    /// the load took and what the kernel holds.
-    fn load(&self, k: usize, setup: &Setup, netpolctl: &Path) -> (f64, String) {
-        let server = self.server(k);
-        let t0 = Instant::now();
-        let held = match &setup.ruleset {
-            Ruleset::None => String::from("empty"),
-            Ruleset::Netpol {
-                policies,
-                inventory,
-                local,
-            } => {
-                run(exec(server, None, netpolctl)
-                    .arg("apply")
-                    .arg("--policies")
-                    .arg(policies)
-                    .arg("--inventory")
-                    .arg(inventory)
-                    .args(["--local", local]));
-                let secs = t0.elapsed().as_secs_f64();
-                let show = run(exec(server, None, netpolctl).arg("show"));
-                let first = show.lines().next().unwrap_or_default().to_string();
-                return (secs, first);
-            }
-            Ruleset::Nft { file, held } => {
-                run(Command::new("ip")
-                    .args(["netns", "exec", server, "nft", "-f"])
-                    .arg(file));
-                held.clone()
-            }
-        };
-        (t0.elapsed().as_secs_f64(), held)
-    }
+    };
+    (t0.elapsed().as_secs_f64(), held)
 }
 
 // ------------------------------------------------------------------------- measuring --
@@ -677,14 +526,18 @@ impl Client<'_> {
         seconds: f64,
         timeout_ms: u64,
     ) -> Summary {
-        let out = run(exec(self.lab.client(k), self.cpu, self.load)
-            .arg(mode)
-            .args(["--target", &format!("{to}:{port}")])
-            .args(["--bind", &from.to_string()])
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--duration", &seconds.to_string()])
-            .args(["--timeout-ms", &timeout_ms.to_string()]));
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{out:?}: {e}"))
+        LoadRun {
+            load: self.load,
+            cpu: self.cpu,
+            mode,
+            from,
+            to,
+            port,
+            concurrency,
+            seconds,
+            timeout_ms,
+        }
+        .run(self.lab.client(k))
     }
 
     /// Whether one short try from `from` gets through.
@@ -729,27 +582,6 @@ struct Sample {
     udp: Option<Summary>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn fmt_num(v: f64, digits: usize) -> String {
-    if v.is_nan() {
-        "–".into()
-    } else {
-        format!("{v:.digits$}")
-    }
-}
-
 fn main() {
     let args = parse_args();
     let Some(netpolctl) = daemon_bin_or_skip(args.netpolctl.as_deref(), "netpolctl") else {
@@ -791,12 +623,7 @@ fn main() {
     // What any stateful filter pays before its first rule: conntrack on every packet,
     // an entry per connection. NetworkPolicy needs it (replies pass as established).
     let conntrack_file = dir.join("conntrack.nft");
-    std::fs::write(
-        &conntrack_file,
-        "table inet conntrack {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    \
-         ct state established,related accept\n    ct state invalid drop\n  }\n}\n",
-    )
-    .expect("writing the conntrack ruleset");
+    std::fs::write(&conntrack_file, CONNTRACK_RULESET).expect("writing the conntrack ruleset");
     let conntrack = Setup {
         name: "conntrack".into(),
         ruleset: Ruleset::Nft {
@@ -876,13 +703,13 @@ fn main() {
     } else {
         (None, None)
     };
-    catch_signals();
-    let mut lab = Lab::new(temp);
+    stop::catch_signals();
+    let mut lab = Lab::new("npdp", temp);
     let mut loads: Vec<(f64, String)> = Vec::new();
     for s in &setups {
         let k = lab.add_pair();
-        lab.address(k, s);
-        loads.push(lab.load(k, s, &netpolctl));
+        address(&lab, k, s);
+        loads.push(load_ruleset(&lab, k, s, &netpolctl));
         let server = lab.server(k).to_string();
         let mut modes = vec![("tcp-server", s.tcp.port)];
         modes.extend(s.udp.map(|u| ("udp-server", u.port)));
@@ -907,10 +734,7 @@ fn main() {
     let mut log = String::new();
     for round in 0..args.rounds {
         for i in 0..setups.len() {
-            assert!(
-                !STOP.load(Ordering::SeqCst),
-                "interrupted: removing the lab"
-            );
+            assert!(!stop::stopped(), "interrupted: removing the lab");
             let k = (round + i) % setups.len();
             let s = &setups[k];
             let tcp = client.run(

@@ -35,6 +35,7 @@ use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{
     absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace, KillOnDrop, TempDir,
 };
+use netpol_benches::netns::median;
 use netpol_benches::yaml::{inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_nft::{Backend, GenerationReader, Netlink, Update};
@@ -94,16 +95,6 @@ fn parse_args() -> Args {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// The inputs of one grid point, as files in `dir`.

@@ -83,6 +83,35 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time of process `pid` so far, all its threads, user and system (utime + stime
+/// from `/proc/PID/stat`), in clock ticks (`getconf CLK_TCK`, 100 on Linux in practice).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    cpu_ticks_of(&stat)
+}
+
+/// Fields 14 and 15 (utime, stime) of a `/proc/PID/stat` line, summed. The command
+/// name (field 2, in parentheses) may hold spaces and parentheses: count from the last
+/// `)`.
+fn cpu_ticks_of(stat: &str) -> u64 {
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 1..];
+    // Field 3 (the state) is the first after the name; utime and stime are 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// CPU time of process `pid`'s threads alive now, in nanoseconds: the sum of the first
+/// field (time on a CPU) of `/proc/PID/task/*/schedstat`. Finer than [`cpu_ticks`]'
+/// 10 ms, for a daemon that works a few milliseconds; threads that have ended no longer
+/// count, so it is for processes whose threads live as long as they do.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A path option of a benchmark, which must be absolute: cargo runs a benchmark from
 /// its package directory, not from where the command was typed, so a relative path
 /// would name another file.
@@ -139,4 +168,23 @@ pub fn run(cmd: &mut Command) -> String {
 /// `ip args`, as [`run`].
 pub fn ip(args: &[&str]) -> String {
     run(Command::new("ip").args(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime() {
+        // A process whose name holds a space and a parenthesis.
+        let stat = "4242 (net pold)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 37 5 0 0 20 0 \
+                    4 0 100 123456 789 18446744073709551615";
+        assert_eq!(cpu_ticks_of(stat), 42);
+        let own = cpu_ticks(std::process::id());
+        assert!(own < 1_000_000, "{own}");
+        // Some work: this thread has run for a while at least.
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(20) {}
+        assert!(cpu_ns(std::process::id()) >= 10_000_000);
+    }
 }

@@ -35,6 +35,7 @@ pub mod edits;
 pub mod fleet;
 pub mod harness;
 pub mod load;
+pub mod netns;
 pub mod yaml;
 
 use std::cmp::Reverse;

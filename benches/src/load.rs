@@ -21,9 +21,17 @@
 //! round-trip time is the latency. The socket is reused, so after the first datagram
 //! conntrack sees an established flow: this measures the established path, while the
 //! TCP loop measures new connections.
+//!
+//! # SYN flood
+//!
+//! [`syn_flood`] sends bare TCP SYNs from a raw socket (root: `CAP_NET_RAW`), each from
+//! another source port, and never answers: to a ruleset that denies its source, every
+//! one is a new connection to drop (and, with verdict events, to log or count). It
+//! builds the TCP header and checksum itself ([`syn_segment`]); the kernel adds the IP
+//! header with the bound source address.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -354,6 +362,149 @@ pub fn udp_server(ports: &[u16], threads: usize, ready: impl FnOnce()) -> io::Re
     })
 }
 
+/// The ones' complement sum of `bytes` as big-endian 16-bit words (a last odd byte
+/// padded with zero), added to `sum`, not yet folded or complemented: the Internet
+/// checksum's core (RFC 1071), so a pseudo-header and a segment can be summed in parts.
+pub fn ones_complement_add(mut sum: u32, bytes: &[u8]) -> u32 {
+    let mut words = bytes.chunks_exact(2);
+    for w in &mut words {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds the carries of a [`ones_complement_add`] sum into 16 bits.
+pub fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The sum of the IPv4 pseudo-header a TCP checksum covers (RFC 793): source,
+/// destination, zero, protocol 6, the segment's length.
+fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, len: u16) -> u32 {
+    let mut ph = [0u8; 12];
+    ph[..4].copy_from_slice(&src.octets());
+    ph[4..8].copy_from_slice(&dst.octets());
+    ph[9] = 6;
+    ph[10..].copy_from_slice(&len.to_be_bytes());
+    ones_complement_add(0, &ph)
+}
+
+/// A TCP SYN from `src:sport` to `dst:dport` with sequence number `seq`: a 20-byte
+/// header without options (window 64240) and its checksum over the pseudo-header. A
+/// receiver summing pseudo-header and segment gets 0xffff.
+pub fn syn_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 20] {
+    let mut seg = [0u8; 20];
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&seq.to_be_bytes());
+    // Acknowledgment number 0; data offset 5 words, no options; flags: SYN only.
+    seg[12] = 5 << 4;
+    seg[13] = 0x02;
+    seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let sum = ones_complement_add(pseudo_header_sum(src, dst, seg.len() as u16), &seg);
+    seg[16..18].copy_from_slice(&(!fold(sum)).to_be_bytes());
+    seg
+}
+
+/// What a SYN flood is told.
+#[derive(Clone, Debug)]
+pub struct FloodConfig {
+    /// Where the SYNs go.
+    pub target: SocketAddrV4,
+    /// The source address (bound: the kernel's IP header carries it).
+    pub bind: Ipv4Addr,
+    /// How many SYNs to send.
+    pub count: u64,
+    /// SYNs per second to keep to; 0 for as fast as the socket takes them.
+    pub rate: f64,
+    /// The first source port; the next SYNs count up from it through 1024–65535 and
+    /// wrap, so that consecutive floods (given other starts) do not repeat 5-tuples.
+    pub first_port: u16,
+}
+
+/// What a SYN flood did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FloodSummary {
+    /// SYNs the socket took.
+    pub sent: u64,
+    /// Wall time from the first send to the last, seconds.
+    pub seconds: f64,
+    /// `sent / seconds`.
+    pub rate_per_s: f64,
+    /// Sends retried because the socket had no room (ENOBUFS, EAGAIN).
+    pub retries: u64,
+}
+
+/// The source ports a flood uses: 1024–65535 (below, ports are privileged: a listener
+/// there could be real).
+const FLOOD_PORTS: std::ops::RangeInclusive<u16> = 1024..=65535;
+
+/// The `i`-th source port of a flood starting at `first`.
+fn flood_port(first: u16, i: u64) -> u16 {
+    let (lo, n) = (
+        u64::from(*FLOOD_PORTS.start()),
+        u64::from(*FLOOD_PORTS.end() - *FLOOD_PORTS.start()) + 1,
+    );
+    let start = u64::from(first.max(*FLOOD_PORTS.start())) - lo;
+    (lo + (start + i) % n) as u16
+}
+
+/// Sends `count` SYNs from a raw socket bound to `bind`, each from the next source port
+/// (see [`FloodConfig::first_port`]) with its own sequence number, at `rate` a second
+/// (checked every 32 SYNs: bursts of at most 32) or as fast as possible. Nothing is read:
+/// to a ruleset that drops them, each is a new connection attempt.
+pub fn syn_flood(cfg: &FloodConfig) -> io::Result<FloodSummary> {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
+    sock.bind(&SockAddr::from(SocketAddrV4::new(cfg.bind, 0)))?;
+    // The port in a raw socket's destination is ignored; the segment carries it.
+    let to = SockAddr::from(SocketAddrV4::new(*cfg.target.ip(), 0));
+    let mut out = FloodSummary::default();
+    let start = Instant::now();
+    for i in 0..cfg.count {
+        if cfg.rate > 0.0 && i % 32 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / cfg.rate);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+        let seg = syn_segment(
+            cfg.bind,
+            *cfg.target.ip(),
+            flood_port(cfg.first_port, i),
+            cfg.target.port(),
+            // Any value would do; a different one per SYN looks less like a retransmit.
+            (i as u32).wrapping_mul(2_654_435_761),
+        );
+        loop {
+            match sock.send_to(&seg, &to) {
+                Ok(_) => break,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(105 /* ENOBUFS */) =>
+                {
+                    out.retries += 1;
+                    thread::yield_now();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.sent += 1;
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    out.rate_per_s = if out.seconds > 0.0 {
+        out.sent as f64 / out.seconds
+    } else {
+        0.0
+    };
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     //! The statistics, and both clients against both servers in a network namespace of
@@ -525,6 +676,83 @@ mod tests {
                 let s = tcp_client(&config(free_port(false)));
                 assert_eq!(s.count, 0);
                 assert!(s.errors > 0, "{s:?}");
+            },
+        );
+    }
+
+    #[test]
+    fn a_syn_is_the_known_packet() {
+        // Computed independently (Python, RFC 1071 over pseudo-header + segment).
+        let seg = syn_segment(
+            Ipv4Addr::new(198, 18, 2, 11),
+            Ipv4Addr::new(198, 18, 1, 10),
+            40000,
+            8080,
+            0x1234_5678,
+        );
+        let want: [u8; 20] = [
+            0x9c, 0x40, 0x1f, 0x90, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0,
+            0x01, 0x3b, 0, 0,
+        ];
+        assert_eq!(seg, want);
+    }
+
+    #[test]
+    fn a_syn_checksum_verifies_over_pseudo_header_and_segment() {
+        let (src, dst) = (
+            Ipv4Addr::new(198, 19, 255, 254),
+            Ipv4Addr::new(198, 18, 0, 1),
+        );
+        for (sport, dport, seq) in [(1024, 1, 0), (65535, 65535, u32::MAX), (5555, 8080, 7)] {
+            let seg = syn_segment(src, dst, sport, dport, seq);
+            let sum = ones_complement_add(pseudo_header_sum(src, dst, 20), &seg);
+            assert_eq!(fold(sum), 0xffff, "{sport} {dport} {seq}");
+            assert_eq!(seg[13], 0x02, "SYN and nothing else");
+            assert_eq!(seg[12] >> 4, 5, "20-byte header");
+        }
+        // An odd length is padded with a zero byte, as RFC 1071 says.
+        assert_eq!(fold(ones_complement_add(0, &[0x12, 0x34, 0x56])), 0x6834);
+        assert_eq!(fold(ones_complement_add(0xffff, &[0x00, 0x01])), 0x0001);
+    }
+
+    #[test]
+    fn flood_ports_count_up_and_wrap_above_1023() {
+        assert_eq!(flood_port(1024, 0), 1024);
+        assert_eq!(flood_port(65535, 0), 65535);
+        assert_eq!(flood_port(65535, 1), 1024);
+        assert_eq!(flood_port(0, 0), 1024);
+        assert_eq!(flood_port(2000, 64_512), 2000);
+    }
+
+    /// `Tcp: FIELD` of this namespace's /proc/net/snmp.
+    fn tcp_stat(field: &str) -> u64 {
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap();
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+        let at = names.split_whitespace().position(|n| n == field).unwrap();
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn syn_flood_segments_are_taken_as_syns_by_the_kernel() {
+        in_namespace(
+            "load::tests::syn_flood_segments_are_taken_as_syns_by_the_kernel",
+            || {
+                // A SYN to a closed port is answered with a reset: the kernel read the
+                // header as a SYN (and found no checksum error).
+                let (rsts, bad) = (tcp_stat("OutRsts"), tcp_stat("InCsumErrors"));
+                let port = free_port(false);
+                let cfg = FloodConfig {
+                    target: SocketAddrV4::new(Ipv4Addr::from(LAB), port),
+                    bind: Ipv4Addr::from(LAB),
+                    count: 50,
+                    rate: 0.0,
+                    first_port: 40000,
+                };
+                let s = syn_flood(&cfg).unwrap();
+                assert_eq!(s.sent, 50);
+                assert!(tcp_stat("OutRsts") >= rsts + 50, "no reset for each SYN");
+                assert_eq!(tcp_stat("InCsumErrors"), bad);
             },
         );
     }

@@ -2,16 +2,17 @@
 //! `udp-server`) listen on all addresses and answer; clients (`tcp`, `udp`) run
 //! concurrent loops for a fixed time and print one JSON line of statistics
 //! ([`netpol_benches::load::Summary`]). See [`netpol_benches::load`] for what one TCP
-//! connection and one UDP round trip are.
+//! connection and one UDP round trip are. `syn-flood` sends bare SYNs from a raw socket
+//! (root) and prints what it sent ([`netpol_benches::load::FloodSummary`]).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use netpol_benches::load::{self, ClientConfig};
+use netpol_benches::load::{self, ClientConfig, FloodConfig};
 
 /// TCP and UDP load between network namespaces.
 #[derive(Debug, Parser)]
@@ -31,6 +32,28 @@ enum Mode {
     Tcp(Client),
     /// Loops of datagram and echo (round trip timed) on one socket each.
     Udp(Client),
+    /// Bare TCP SYNs from a raw socket, each from the next source port (root).
+    SynFlood(Flood),
+}
+
+#[derive(Debug, clap::Args)]
+struct Flood {
+    /// Where the SYNs go, IPV4:PORT.
+    #[arg(long)]
+    target: SocketAddrV4,
+    /// The source address (must be one of this namespace's).
+    #[arg(long)]
+    bind: Ipv4Addr,
+    /// How many SYNs to send.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// SYNs per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// The first source port (1024-65535; the next SYNs count up from it and wrap).
+    /// Default: from the clock, so that floods in a row use other 5-tuples.
+    #[arg(long)]
+    first_port: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +118,24 @@ fn main() -> Result<()> {
         }
         Mode::Udp(c) => {
             println!("{}", serde_json::to_string(&load::udp_client(&c.config()))?);
+            Ok(())
+        }
+        Mode::SynFlood(f) => {
+            let first_port = f.first_port.unwrap_or_else(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                (nanos % 65536) as u16
+            });
+            let cfg = FloodConfig {
+                target: f.target,
+                bind: f.bind,
+                count: f.count,
+                rate: f.rate,
+                first_port,
+            };
+            let sent = load::syn_flood(&cfg).context("syn-flood (needs root)")?;
+            println!("{}", serde_json::to_string(&sent)?);
             Ok(())
         }
     }

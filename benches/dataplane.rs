@@ -6,7 +6,10 @@
 //! - `conntrack`: only `ct state established,related accept; ct state invalid drop`,
 //!   policy accept: what any stateful filter pays before its first rule;
 //! - `example`: netpol enforcing the bundled example (`config/`) for
-//!   `payments/payments-api`, the client being `web/checkout` on 8080/TCP (allowed);
+//!   `payments/payments-api`, the client being `web/checkout` on 8080/TCP (allowed),
+//!   behind netpolctl's default failsafe (inbound TCP 22, a set lookup in the base
+//!   chain);
+//! - `example-nofs`: the same with `--failsafe none`, for what the failsafe costs;
 //! - `synth-50k`: netpol enforcing the synthetic input of `netpol-synth --namespaces
 //!   1000 --endpoints 50000 --policies 10000 --seed 1` for the endpoint netpol-synth
 //!   prints (the busiest), the client having the address of an endpoint that one of its
@@ -134,6 +137,9 @@ enum Ruleset {
         policies: PathBuf,
         inventory: PathBuf,
         local: String,
+        /// Keep netpolctl's default failsafe (inbound TCP 22 before any policy);
+        /// `false`: `--failsafe none`.
+        failsafe: bool,
     },
     /// `nft -f FILE`; `held` says what it loads.
     Nft {
@@ -445,6 +451,7 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
             policies,
             inventory,
             local: index.endpoint(server).id.to_string(),
+            failsafe: true,
         },
         server: p.server,
         tcp: p.tcp,
@@ -482,14 +489,21 @@ fn load_ruleset(lab: &Lab, k: usize, setup: &Setup, netpolctl: &Path) -> (f64, S
             policies,
             inventory,
             local,
+            failsafe,
         } => {
+            let none: &[&str] = if *failsafe {
+                &[]
+            } else {
+                &["--failsafe", "none"]
+            };
             run(exec(server, None, netpolctl)
                 .arg("apply")
                 .arg("--policies")
                 .arg(policies)
                 .arg("--inventory")
                 .arg(inventory)
-                .args(["--local", local]));
+                .args(["--local", local])
+                .args(none));
             let secs = t0.elapsed().as_secs_f64();
             let show = run(exec(server, None, netpolctl).arg("show"));
             let first = show.lines().next().unwrap_or_default().to_string();
@@ -640,6 +654,7 @@ fn main() {
             policies: config.join("policies"),
             inventory: config.join("inventory"),
             local: "payments/payments-api".into(),
+            failsafe: true,
         },
         server: ex.server,
         tcp: ex.tcp,
@@ -658,7 +673,27 @@ fn main() {
         "netpol, 10,000 policies, 10,000 endpoints: {}",
         synth10.about
     );
-    let mut setups = vec![none, conntrack, example_setup, synth50.clone(), synth10];
+    // The example without the failsafe's set lookup in the base chain: what the
+    // default failsafe costs a new connection.
+    let example_bare = Setup {
+        name: "example-nofs".into(),
+        ruleset: Ruleset::Netpol {
+            policies: config.join("policies"),
+            inventory: config.join("inventory"),
+            local: "payments/payments-api".into(),
+            failsafe: false,
+        },
+        about: "netpol, config/, --failsafe none".into(),
+        ..example_setup.clone()
+    };
+    let mut setups = vec![
+        none,
+        conntrack,
+        example_setup,
+        example_bare,
+        synth50.clone(),
+        synth10,
+    ];
     for rules in [1_000, 10_000] {
         let (text, n) = linear_ruleset(&allow, rules, synth50.tcp, synth50.udp);
         let file = dir.join(format!("linear-{}k.nft", rules / 1000));

@@ -152,6 +152,56 @@ impl Plan {
     }
 }
 
+/// What an endpoint chain accepts of new connections with one remote address: the
+/// peer's address for an ingress chain, the destination's for an egress chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepts {
+    /// Every protocol and port: an address set of the chain holds the address, or the
+    /// chain ends in an audit accept.
+    Everything,
+    /// Only these `(protocol number, first port, last port)`, from the chain's
+    /// address · protocol · port set; empty: nothing (the chain's deny).
+    Ports(Vec<(u8, u16, u16)>),
+}
+
+impl Plan {
+    /// What the endpoint chain `chain` accepts with `remote` as the other end, walked
+    /// rule by rule as [`Plan::verdict`] walks it for one packet, but answering for
+    /// every protocol and port at once (the connectivity diff's allowed sets). A chain
+    /// the plan does not have accepts everything: the base chain's policy is `accept`.
+    pub fn accepts(&self, chain: &str, remote: IpAddr) -> Accepts {
+        let Some(chain) = self.endpoint_chain(chain) else {
+            return Accepts::Everything;
+        };
+        let family = Family::of(&remote);
+        let mut ports = Vec::new();
+        for rule in &chain.rules {
+            match rule {
+                Stmt::AcceptAddr { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::Addr(elements)) = self.set(set).map(|s| &s.elements) {
+                        if addr_in(elements, &remote) {
+                            return Accepts::Everything;
+                        }
+                    }
+                }
+                Stmt::AcceptAddrProtoPort { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::AddrProtoPort(elements)) =
+                        self.set(set).map(|s| &s.elements)
+                    {
+                        let run = run_of(elements, &remote);
+                        ports.extend(run.iter().map(|e| (e.proto, e.ports.0, e.ports.1)));
+                    }
+                }
+                Stmt::Audit { .. } => return Accepts::Everything,
+                Stmt::Deny { .. } => return Accepts::Ports(ports),
+                _ => {}
+            }
+        }
+        // Back to the base chain, whose policy accepts.
+        Accepts::Everything
+    }
+}
+
 const ACCEPT: Verdict<'static> = Verdict {
     outcome: Outcome::Accept,
     chain: None,
@@ -171,21 +221,26 @@ fn addr_in(ranges: &[AddrRange], ip: &IpAddr) -> bool {
     after > 0 && ranges[after - 1].contains(ip)
 }
 
+/// The elements of an address · protocol · port set whose address range holds `ip`
+/// (empty when none does): a contiguous run, sorted by protocol and ports.
+fn run_of<'e>(elements: &'e [AddrProtoPort], ip: &IpAddr) -> &'e [AddrProtoPort] {
+    let after = elements.partition_point(|e| e.addr.start <= *ip);
+    if after == 0 {
+        return &[];
+    }
+    let range = elements[after - 1].addr;
+    if !range.contains(ip) {
+        return &[];
+    }
+    let first = elements[..after].partition_point(|e| e.addr < range);
+    &elements[first..after]
+}
+
 /// Whether an address · protocol · port set holds the triple. The compiler's elements
 /// are sorted by address range, then protocol and ports; two elements' address ranges
 /// are equal or disjoint (elementary intervals, each with its normalised port set).
 fn addr_proto_port_in(elements: &[AddrProtoPort], ip: &IpAddr, proto: u8, port: u16) -> bool {
-    let after = elements.partition_point(|e| e.addr.start <= *ip);
-    if after == 0 {
-        return false;
-    }
-    let range = elements[after - 1].addr;
-    if !range.contains(ip) {
-        return false;
-    }
-    // The elements of that range: a contiguous run ending at `after`.
-    let first = elements[..after].partition_point(|e| e.addr < range);
-    let run = &elements[first..after];
+    let run = run_of(elements, ip);
     let key = (proto, port);
     let next = run.partition_point(|e| (e.proto, e.ports.0) <= key);
     next > 0 && {

@@ -178,7 +178,8 @@ fn named_ports() -> impl Strategy<Value = Vec<NamedPort>> {
     (http, dns, metrics).prop_map(|(a, b, c)| [a, b, c].into_iter().flatten().collect())
 }
 
-fn model() -> impl Strategy<Value = Model> {
+/// Random models (shared with `diff_matches_explain`).
+pub(super) fn model() -> impl Strategy<Value = Model> {
     let ns_labels = proptest::collection::vec(label_pairs(NS_LABELS), NAMESPACES.len());
     let endpoint = (
         proptest::sample::select(NAMESPACES.to_vec()),

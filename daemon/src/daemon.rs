@@ -413,6 +413,14 @@ async fn handle(
             });
             return Ok(None);
         }
+        Event::Control(Request::Loaded, reply) => {
+            let done = state.loaded_inputs().await?;
+            let _ = reply.send(match done.value {
+                Ok(inputs) => Response::Loaded(Box::new(inputs)),
+                Err(message) => Response::Error { message },
+            });
+            done.after
+        }
         Event::Control(Request::Status, reply) => {
             if hub.is_some() {
                 // The rate limit's losses as of now, not of the last metrics tick.

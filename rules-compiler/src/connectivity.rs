@@ -101,6 +101,16 @@ impl Ends {
         }
         Ends { endpoints, blocks }
     }
+
+    /// Endpoints and ipBlock CIDRs: the ends a local endpoint is paired with.
+    pub fn len(&self) -> usize {
+        self.endpoints.len() + self.blocks.len()
+    }
+
+    /// No ends at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One input: its ends and its plan.

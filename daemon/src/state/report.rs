@@ -130,6 +130,38 @@ pub struct ReloadReport {
     /// `None` when not applied or `revoke-established` is off.
     #[serde(default)]
     pub revoked: Option<Box<RevokedFlows>>,
+    /// How this host's connectivity changed: flows of its local endpoints newly
+    /// allowed and newly denied by the applied ruleset against the one before
+    /// (`rules_compiler::connectivity::summary`); `None` unless applied over an
+    /// earlier generation.
+    #[serde(default)]
+    pub connectivity: Option<rules_compiler::connectivity::Summary>,
+}
+
+/// The inputs in force, as netpold read them (`netpolctl diff --against-daemon`):
+/// the very bytes the ruleset in force was compiled from, whatever the files on disk
+/// hold now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedInputs {
+    /// The generation they are in force as.
+    pub generation: u64,
+    /// Their hashes, as `status` shows them.
+    pub hashes: InputHashes,
+    /// The policy files, in the order read.
+    pub policies: Vec<InputText>,
+    /// The inventory files.
+    pub inventory: Vec<InputText>,
+    /// The local endpoints netpold enforces them for.
+    pub locals: Vec<String>,
+}
+
+/// One input file as read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputText {
+    /// Its path when read.
+    pub path: std::path::PathBuf,
+    /// Its whole text.
+    pub text: String,
 }
 
 /// What revoking established flows did after an apply.
@@ -533,6 +565,10 @@ pub(crate) mod tests {
                 sockets_reset: 2,
                 error: Some("x".into()),
             })),
+            connectivity: Some(rules_compiler::connectivity::Summary {
+                allowed: 3,
+                denied: 1,
+            }),
         };
         let status = StatusReport {
             pid: 42,

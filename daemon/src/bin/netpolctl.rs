@@ -377,6 +377,19 @@ fn parse_name(s: &str) -> Result<ObjectName, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A usage error like clap's own (exit 2): only `-o dot` needs no probe.
+    if let Command::Matrix { probes, output, .. } = &cli.command {
+        if probes.is_empty() && *output != MatrixFormat::Dot {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the following required arguments were not provided:\n  --probe <PORT/PROTO> \
+                     (every output but -o dot)",
+                )
+                .exit();
+        }
+    }
     let mut ok = true;
     let result = match cli.command {
         Command::Compile {

@@ -67,7 +67,7 @@ pub enum Request {
 #[serde(tag = "response", rename_all = "kebab-case")]
 pub enum Response {
     /// The outcome of a reload.
-    Reload(ReloadReport),
+    Reload(Box<ReloadReport>),
     /// The daemon's state.
     Status(Box<StatusReport>),
     /// The inputs in force.

@@ -403,7 +403,7 @@ async fn handle(
             } else {
                 reload(state, Trigger::Control).await?
             };
-            let _ = reply.send(Response::Reload(done.value));
+            let _ = reply.send(Response::Reload(Box::new(done.value)));
             done.after
         }
         // Served by the connection itself (see `connection`): never queued here.

@@ -1283,7 +1283,7 @@ impl<B: Backend> State<B> {
                     "applied generation {}",
                     report.generation
                 );
-                if let Some(c) = report.connectivity {
+                if let Some(c) = &report.connectivity {
                     tracing::info!(
                         generation = report.generation,
                         flows_allowed = c.allowed,

@@ -49,7 +49,7 @@ fn diff_against_the_daemon_compares_with_the_inputs_in_force_and_reload_says_wha
         text(&out.stdout)
     };
     // On payments-api's host: its ingress alone decides.
-    let local = "connectivity: +1 flow allowed, -1 denied\n\npayments/payments-api\n  + web/frontend  8080/TCP\n  - web/checkout  8080/TCP\n";
+    let local = "connectivity: +1 flow allowed, -1 denied\n\npayments/payments-api\n  - web/checkout  8080/TCP\n  + web/frontend  8080/TCP\n";
     assert_eq!(diff(&["--local", "payments/payments-api"]), local);
     // The whole cluster: frontend's own egress still denies it, checkout loses 8080.
     let whole = diff(&[]);

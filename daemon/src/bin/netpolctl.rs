@@ -306,7 +306,7 @@ fn diff(
         let old = Paths {
             policies,
             inventory,
-            options: new.options.clone(),
+            options: new.options,
         };
         return ctl::diff(&new, ctl::Old::Files(&old), locals, format);
     }

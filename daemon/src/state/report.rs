@@ -636,8 +636,8 @@ pub(crate) mod tests {
     fn the_wire_format_of_the_reports_is_pinned() {
         let (reload, status) = full_reports();
         assert_eq!(
-            serde_json::to_string(&Response::Reload(reload.clone())).unwrap(),
-            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"}}"#
+            serde_json::to_string(&Response::Reload(Box::new(reload.clone()))).unwrap(),
+            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"},"connectivity":{"allowed":3,"denied":1}}"#
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
@@ -649,10 +649,10 @@ pub(crate) mod tests {
             serde_json::from_str::<Response>(&text).unwrap(),
             Response::Status(Box::new(status))
         );
-        let text = serde_json::to_string(&Response::Reload(reload.clone())).unwrap();
+        let text = serde_json::to_string(&Response::Reload(Box::new(reload.clone()))).unwrap();
         assert_eq!(
             serde_json::from_str::<Response>(&text).unwrap(),
-            Response::Reload(reload)
+            Response::Reload(Box::new(reload))
         );
     }
 

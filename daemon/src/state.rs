@@ -105,7 +105,7 @@ pub const UPDATE_COST_RATIO: u64 = 100;
 /// endpoint and ipBlock peer, both ways; beyond this many pairs it is not computed
 /// (logged), so that a host with very many local endpoints of a very big inventory does
 /// not pay for it on every reload.
-pub const SUMMARY_MAX_PAIRS: usize = 4_000_000;
+pub const SUMMARY_MAX_PAIRS: usize = 2_000_000;
 
 /// The most bytes of input text `netpolctl diff --against-daemon` is sent over the
 /// control socket (the inputs of 50,000 endpoints are about 38 MB).

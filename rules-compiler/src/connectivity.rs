@@ -3,7 +3,7 @@
 //! (`netpolctl diff`, netpold's reload summary, the `-o dot` pictures).
 //!
 //! The allowed sets are read from [`Plan`]s, the same sets the kernel gets
-//! ([`Plan::accepts`] walks an endpoint chain as [`Plan::verdict`] does), so this module
+//! ([`Plan::chain_accepts`] walks an endpoint chain as [`Plan::verdict`] does), so this module
 //! re-derives no semantics: a connection from A to B passes A's egress chain (remote: B's
 //! address) and B's ingress chain (remote: A's address); an end with no chain for that
 //! direction in the plan (not isolated, not local, or an ipBlock peer) lets everything
@@ -55,7 +55,7 @@ use serde::Serialize;
 
 use crate::model::{Direction, Model, ObjectName, Peer, Peers};
 use crate::plan::intervals::{from_u128, merge_spans, net_span, subtract, to_u128, Span};
-use crate::plan::{Family, LocalEndpoint, Plan};
+use crate::plan::{Accepts, ChainAccepts, Family, LocalEndpoint, Plan};
 
 mod dot;
 pub mod ports;
@@ -359,11 +359,7 @@ fn summarise<'p>(pairs: impl IntoIterator<Item = &'p Pair>) -> Summary {
 /// Every pair whose allowed set differs between `old` and `new`.
 pub fn diff(old: Side<'_>, new: Side<'_>) -> Diff {
     let mut pairs = Vec::new();
-    let blocks = each_pair(old, new, |p| {
-        if p.changed() {
-            pairs.push(p);
-        }
-    });
+    let blocks = each_pair(old, new, true, |p| pairs.push(p));
     let names = |s: Side<'_>| -> BTreeSet<ObjectName> {
         s.ends.endpoints.iter().map(|(n, _)| n.clone()).collect()
     };
@@ -379,12 +375,10 @@ pub fn diff(old: Side<'_>, new: Side<'_>) -> Diff {
 /// Only the counts of [`diff`], without keeping the pairs: netpold's reload summary.
 pub fn summary(old: Side<'_>, new: Side<'_>) -> Summary {
     let mut s = Summary::default();
-    each_pair(old, new, |p| {
-        if p.changed() {
-            let one = summarise([&p]);
-            s.allowed += one.allowed;
-            s.denied += one.denied;
-        }
+    each_pair(old, new, true, |p| {
+        let one = summarise([&p]);
+        s.allowed += one.allowed;
+        s.denied += one.denied;
     });
     s
 }
@@ -412,14 +406,7 @@ pub fn diff_graph(old: Side<'_>, new: Side<'_>) -> Graph {
 
 fn graph_between(old: Side<'_>, new: Side<'_>, is_diff: bool) -> Graph {
     let mut pairs = Vec::new();
-    let blocks = each_pair(old, new, |p| {
-        if p.families
-            .iter()
-            .any(|(_, b, a)| !b.is_empty() || !a.is_empty())
-        {
-            pairs.push(p);
-        }
-    });
+    let blocks = each_pair(old, new, false, |p| pairs.push(p));
     let mut names: BTreeSet<&ObjectName> = old.ends.endpoints.iter().map(|(n, _)| n).collect();
     names.extend(new.ends.endpoints.iter().map(|(n, _)| n));
     let mut nodes: Vec<Node> = names.into_iter().cloned().map(Node::Endpoint).collect();
@@ -431,182 +418,197 @@ fn graph_between(old: Side<'_>, new: Side<'_>, is_diff: bool) -> Graph {
     }
 }
 
-/// One input, indexed for look-ups by name.
-struct View<'a> {
-    plan: &'a Plan,
-    addresses: HashMap<&'a ObjectName, &'a [IpAddr]>,
-    chains: HashMap<&'a ObjectName, &'a LocalEndpoint>,
+/// One end of the pairs: its node, and per side (old, new) its addresses and its
+/// chains, resolved once so that each pair costs a few binary searches.
+struct End<'a> {
+    /// An endpoint's name (borrowed: a node is made only for a pair that is kept), or
+    /// `None` for a block.
+    name: Option<&'a ObjectName>,
+    /// Per side; empty when the endpoint is not in that input. Unused for blocks.
+    ips: [&'a [IpAddr]; 2],
+    /// A block peer: its CIDR and the one address it stands for.
+    block: Option<(IpNet, IpAddr)>,
+    /// Per side, per direction (ingress, egress): its chain; `None` when open (not
+    /// isolated, not local, or a block).
+    chains: [[Option<ChainAccepts<'a>>; 2]; 2],
+    /// Local in either plan.
+    local: bool,
 }
 
-/// What one direction of one end lets through for a remote address: everything
-/// (no chain) or a set.
-enum Gate {
-    Everything,
-    Only(Allowed),
-}
+const INGRESS: usize = 0;
+const EGRESS: usize = 1;
 
-/// What passes between two ends in one family.
-enum Between {
-    /// The ends have no address pair of the family: nothing passes.
-    NoPair,
-    Everything,
-    Only(Allowed),
-}
-
-impl<'a> View<'a> {
-    fn new(side: Side<'a>) -> View<'a> {
-        View {
-            plan: side.plan,
-            addresses: side
-                .ends
-                .endpoints
-                .iter()
-                .map(|(n, ips)| (n, ips.as_slice()))
-                .collect(),
-            chains: side.plan.locals().iter().map(|l| (&l.id, l)).collect(),
+impl<'a> End<'a> {
+    fn ips(&self, side: usize) -> &[IpAddr] {
+        match &self.block {
+            Some((_, ip)) => std::slice::from_ref(ip),
+            None => self.ips[side],
         }
     }
 
-    fn gate(&self, end: &Node, dir: Direction, remote: IpAddr) -> Gate {
-        let Node::Endpoint(name) = end else {
-            return Gate::Everything;
-        };
-        match self.chains.get(name).and_then(|l| l.chain(dir)) {
-            Some(chain) => Gate::Only(Allowed::from_accepts(self.plan.accepts(chain, remote))),
-            None => Gate::Everything,
+    fn node(&self) -> Node {
+        match (self.name, self.block) {
+            (Some(name), _) => Node::Endpoint(name.clone()),
+            (None, Some((cidr, _))) => Node::Block(cidr),
+            (None, None) => unreachable!("an end is an endpoint or a block"),
         }
     }
 
-    /// An endpoint's addresses in this input (none when it is not in it), or the one
-    /// address a block peer stands for.
-    fn addresses<'s>(&'s self, end: &Node, example: &'s Option<IpAddr>) -> &'s [IpAddr] {
-        match end {
-            Node::Endpoint(name) => self.addresses.get(name).copied().unwrap_or(&[]),
-            Node::Block(_) => example.as_slice(),
-        }
-    }
-
-    /// What every address pair of `family` allows from `from` to `to`.
-    fn between(&self, from: (&Node, &[IpAddr]), to: (&Node, &[IpAddr]), family: Family) -> Between {
-        let mut acc: Option<Allowed> = None;
+    /// What each chain on the way says of every address pair of `family` from `self`
+    /// to `to` in `side` (answers of "everything" left out, so equal lists mean equal
+    /// allowed sets); `None` when the ends have no address pair of the family there.
+    fn gates(&self, to: &End<'a>, side: usize, family: Family) -> Option<Vec<Accepts<'a>>> {
+        let mut gates = Vec::new();
         let mut any = false;
-        for a in from.1.iter().filter(|a| Family::of(a) == family) {
-            for b in to.1.iter().filter(|b| Family::of(b) == family) {
+        for a in self.ips(side).iter().filter(|a| Family::of(a) == family) {
+            for b in to.ips(side).iter().filter(|b| Family::of(b) == family) {
                 any = true;
-                for gate in [
-                    self.gate(from.0, Direction::Egress, *b),
-                    self.gate(to.0, Direction::Ingress, *a),
+                for (chain, remote) in [
+                    (&self.chains[side][EGRESS], b),
+                    (&to.chains[side][INGRESS], a),
                 ] {
-                    if let Gate::Only(set) = gate {
-                        acc = Some(match acc {
-                            Some(prev) => prev.intersect(&set),
-                            None => set,
-                        });
+                    match chain.as_ref().map(|c| c.get(remote)) {
+                        None | Some(Accepts::Everything) => {}
+                        Some(accepts) => gates.push(accepts),
                     }
                 }
             }
         }
-        match (any, acc) {
-            (false, _) => Between::NoPair,
-            (true, None) => Between::Everything,
-            (true, Some(set)) => Between::Only(set),
-        }
+        any.then_some(gates)
     }
 }
 
-/// Calls `f` with every considered pair (see the module doc), by receiver then sender;
-/// returns the ipBlock peers.
-fn each_pair(old: Side<'_>, new: Side<'_>, mut f: impl FnMut(Pair)) -> Vec<BlockPeer> {
-    let (vo, vn) = (View::new(old), View::new(new));
-    let mut names: BTreeSet<&ObjectName> = vo.addresses.keys().copied().collect();
-    names.extend(vn.addresses.keys().copied());
-    let mut locals: BTreeSet<&ObjectName> = vo.chains.keys().copied().collect();
-    locals.extend(vn.chains.keys().copied());
-    let blocks = block_peers(old.ends, new.ends);
+/// The allowed set of a pair from its gates: nothing without an address pair, else
+/// what every gate allows.
+fn allowed_of(gates: Option<&[Accepts<'_>]>) -> Allowed {
+    match gates {
+        None => Allowed::none(),
+        Some(list) => list.iter().fold(Allowed::everything(), |acc, g| {
+            acc.intersect(&Allowed::from_accepts(g))
+        }),
+    }
+}
 
-    let judge = |from: &Node, from_ip: &Option<IpAddr>, to: &Node, to_ip: &Option<IpAddr>| {
-        let mut families = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            let side = |v: &View<'_>| {
-                v.between(
-                    (from, v.addresses(from, from_ip)),
-                    (to, v.addresses(to, to_ip)),
-                    family,
-                )
-            };
-            let (b, a) = match (side(&vo), side(&vn)) {
-                (Between::NoPair, Between::NoPair) => continue,
-                // Both everything: equal, and no set to build (netpold's summary meets
-                // this for every pair of two unpoliced ends of a big inventory).
-                (Between::Everything, Between::Everything) => {
-                    (Allowed::everything(), Allowed::everything())
-                }
-                (b, a) => (resolve(b), resolve(a)),
-            };
-            families.push((family, b, a));
+/// Every endpoint of either side, by name, with its addresses and chains per side.
+fn endpoint_ends<'a>(old: Side<'a>, new: Side<'a>) -> Vec<End<'a>> {
+    let sides = [old, new];
+    let locals: [HashMap<&ObjectName, &LocalEndpoint>; 2] =
+        sides.map(|s| s.plan.locals().iter().map(|l| (&l.id, l)).collect());
+    let chains = |side: usize, name: &ObjectName| -> [Option<ChainAccepts<'a>>; 2] {
+        let local = locals[side].get(name);
+        [Direction::Ingress, Direction::Egress].map(|dir| {
+            local
+                .and_then(|l| l.chain(dir))
+                .and_then(|c| sides[side].plan.chain_accepts(c))
+        })
+    };
+    let mut out = Vec::new();
+    let (a, b) = (&old.ends.endpoints, &new.ends.endpoints);
+    let (mut i, mut j) = (0, 0);
+    // Both lists are sorted by name: merge them.
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (name, ips) = match order {
+            std::cmp::Ordering::Less => {
+                i += 1;
+                (&a[i - 1].0, [a[i - 1].1.as_slice(), &[][..]])
+            }
+            std::cmp::Ordering::Greater => {
+                j += 1;
+                (&b[j - 1].0, [&[][..], b[j - 1].1.as_slice()])
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+                (&a[i - 1].0, [a[i - 1].1.as_slice(), b[j - 1].1.as_slice()])
+            }
+        };
+        out.push(End {
+            name: Some(name),
+            ips,
+            block: None,
+            chains: [chains(0, name), chains(1, name)],
+            local: locals[0].contains_key(name) || locals[1].contains_key(name),
+        });
+    }
+    out
+}
+
+/// Calls `f` with the considered pairs (see the module doc), by receiver then sender:
+/// with `changed_only` those whose allowed set differs between the sides, else those
+/// with anything allowed on either side. Returns the ipBlock peers.
+fn each_pair(
+    old: Side<'_>,
+    new: Side<'_>,
+    changed_only: bool,
+    mut f: impl FnMut(Pair),
+) -> Vec<BlockPeer> {
+    let blocks = block_peers(old.ends, new.ends);
+    let endpoints = endpoint_ends(old, new);
+    let block_ends: Vec<End<'_>> = blocks
+        .iter()
+        .map(|b| End {
+            name: None,
+            ips: [&[], &[]],
+            block: Some((b.cidr, b.example)),
+            chains: Default::default(),
+            local: false,
+        })
+        .collect();
+    let locals: Vec<&End<'_>> = endpoints.iter().filter(|e| e.local).collect();
+
+    let mut judge = |from: &End<'_>, to: &End<'_>| {
+        let gates = [Family::V4, Family::V6]
+            .map(|family| (family, from.gates(to, 0, family), from.gates(to, 1, family)));
+        if changed_only && gates.iter().all(|(_, b, a)| b == a) {
+            return;
         }
-        families
+        let families: Vec<(Family, Allowed, Allowed)> = gates
+            .iter()
+            .filter(|(_, b, a)| b.is_some() || a.is_some())
+            .map(|(family, b, a)| (*family, allowed_of(b.as_deref()), allowed_of(a.as_deref())))
+            .collect();
+        let pair = Pair {
+            from: from.node(),
+            to: to.node(),
+            families,
+        };
+        let wanted = if changed_only {
+            pair.changed()
+        } else {
+            pair.families
+                .iter()
+                .any(|(_, b, a)| !b.is_empty() || !a.is_empty())
+        };
+        if wanted {
+            f(pair);
+        }
     };
 
-    for to in &names {
-        let to_node = Node::Endpoint((*to).clone());
+    for to in &endpoints {
         // A pair needs a local end: every sender for a local receiver, else local ones.
-        let senders: Box<dyn Iterator<Item = &&ObjectName>> = if locals.contains(to) {
-            Box::new(names.iter())
+        let senders: Box<dyn Iterator<Item = &End<'_>>> = if to.local {
+            Box::new(endpoints.iter().chain(&block_ends))
         } else {
-            Box::new(locals.iter())
+            Box::new(locals.iter().copied())
         };
         for from in senders {
-            if from == to {
-                continue;
-            }
-            let from_node = Node::Endpoint((*from).clone());
-            let families = judge(&from_node, &None, &to_node, &None);
-            if !families.is_empty() {
-                f(Pair {
-                    from: from_node,
-                    to: to_node.clone(),
-                    families,
-                });
-            }
-        }
-        if locals.contains(to) {
-            for b in &blocks {
-                let from_node = Node::Block(b.cidr);
-                let families = judge(&from_node, &Some(b.example), &to_node, &None);
-                if !families.is_empty() {
-                    f(Pair {
-                        from: from_node,
-                        to: to_node.clone(),
-                        families,
-                    });
-                }
+            // Never an end with itself (loopback, always allowed).
+            if !std::ptr::eq(from, to) {
+                judge(from, to);
             }
         }
     }
-    for b in &blocks {
-        let to_node = Node::Block(b.cidr);
+    for to in &block_ends {
         for from in &locals {
-            let from_node = Node::Endpoint((*from).clone());
-            let families = judge(&from_node, &None, &to_node, &Some(b.example));
-            if !families.is_empty() {
-                f(Pair {
-                    from: from_node,
-                    to: to_node.clone(),
-                    families,
-                });
-            }
+            judge(from, to);
         }
     }
     blocks
-}
-
-fn resolve(b: Between) -> Allowed {
-    match b {
-        Between::NoPair => Allowed::none(),
-        Between::Everything => Allowed::everything(),
-        Between::Only(set) => set,
-    }
 }
 
 /// The ipBlock peers of two inputs: every CIDR either names, with an address of its

@@ -170,23 +170,21 @@ impl Allowed {
         }
     }
 
-    /// From an endpoint chain's answer ([`crate::plan::Plan::accepts`]).
-    pub fn from_accepts(accepts: Accepts) -> Allowed {
-        match accepts {
-            Accepts::Everything => Allowed::everything(),
-            Accepts::Ports(list) => {
-                let mut per: [Vec<(u16, u16)>; 3] = Default::default();
-                for (proto, lo, hi) in list {
-                    // The plan's port sets hold only the protocols a policy can name.
-                    if let Some(i) = slot(proto) {
-                        per[i].push((lo, hi));
-                    }
-                }
-                Allowed {
-                    ports: per.map(PortRanges::from_ranges),
-                    other: false,
-                }
+    /// From an endpoint chain's answer ([`crate::plan::ChainAccepts::get`]).
+    pub fn from_accepts(accepts: &Accepts<'_>) -> Allowed {
+        let Some(list) = accepts.ports() else {
+            return Allowed::everything();
+        };
+        let mut per: [Vec<(u16, u16)>; 3] = Default::default();
+        for (proto, lo, hi) in list {
+            // The plan's port sets hold only the protocols a policy can name.
+            if let Some(i) = slot(proto) {
+                per[i].push((lo, hi));
             }
+        }
+        Allowed {
+            ports: per.map(PortRanges::from_ranges),
+            other: false,
         }
     }
 
@@ -364,13 +362,18 @@ mod tests {
 
     #[test]
     fn allowed_sets_and_their_labels() {
-        let web = Allowed::from_accepts(Accepts::Ports(vec![
-            (6, 8080, 8080),
-            (17, 53, 53),
-            (6, 53, 53),
-        ]));
+        let element = |proto, port| crate::plan::AddrProtoPort {
+            addr: crate::plan::AddrRange {
+                start: "198.18.0.1".parse().unwrap(),
+                end: "198.18.0.1".parse().unwrap(),
+            },
+            proto,
+            ports: (port, port),
+        };
+        let (a, b, c) = (element(6, 8080), element(17, 53), element(6, 53));
+        let web = Allowed::from_accepts(&Accepts::Ports(vec![&[c, a][..], &[b][..]]));
         assert_eq!(web.label(), "53,8080/TCP, 53/UDP");
-        let dns = Allowed::from_accepts(Accepts::Ports(vec![(17, 53, 53), (6, 53, 53)]));
+        let dns = Allowed::from_accepts(&Accepts::Ports(vec![&[c, b][..]]));
         assert_eq!(dns.label(), "53/TCP+UDP");
         assert_eq!(Allowed::everything().label(), "all");
         let no_icmp = Allowed::everything().minus(&Allowed {

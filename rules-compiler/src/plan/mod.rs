@@ -39,7 +39,7 @@ pub use names::{
     audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
     COMMENT_CUT_MARK, MAX_COMMENT,
 };
-pub use verdict::{Accepts, Outcome, Packet, Verdict};
+pub use verdict::{Accepts, ChainAccepts, Outcome, Packet, Verdict};
 
 /// Name of the table's one rate limit, shared by every [`Stmt::Log`] rule.
 pub const EVENTS_LIMIT: &str = "netpol_events";

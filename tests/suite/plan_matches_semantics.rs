@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use netpol_tests::plan_eval::{self, Outcome, Packet};
 use proptest::prelude::*;
+use rules_compiler::connectivity::Allowed;
 use rules_compiler::events;
 use rules_compiler::model::{
     Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
@@ -418,6 +419,20 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                             if !production.is_accept() {
                                 prop_assert_eq!(production.chain, own);
                             }
+                            // The chain resolved for every packet at once (what the
+                            // connectivity diff reads) says the same of this one.
+                            let at_once = own.and_then(|c| plan.chain_accepts(c)).is_none_or(|c| {
+                                Allowed::from_accepts(&c.get(remote)).allows(proto, dport)
+                            });
+                            prop_assert_eq!(
+                                at_once,
+                                kernel,
+                                "{} {} {:?}: chain_accepts says {}",
+                                ep.id,
+                                dir,
+                                packet,
+                                at_once
+                            );
                             // E decides, unless the host only audits.
                             let semantic = semantic || mode == Mode::Audit;
                             prop_assert_eq!(

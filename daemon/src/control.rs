@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 /// The reports the answers carry, defined with the state that makes them; named here
 /// too, for clients of the socket.
-pub use crate::state::report::{KernelChange, Outcome, ReloadReport, StatusReport};
+pub use crate::state::report::{
+    InputText, KernelChange, LoadedInputs, Outcome, ReloadReport, StatusReport,
+};
 
 /// Where `netpold` listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netpol/netpold.sock";
@@ -50,6 +52,10 @@ pub enum Request {
     },
     /// Describe what is loaded.
     Status,
+    /// The inputs in force, as read (`netpolctl diff --against-daemon`): answered with
+    /// [`Response::Loaded`], or an error when nothing is loaded or they are too big to
+    /// send ([`crate::state::MAX_LOADED_BYTES`]).
+    Loaded,
     /// Verdict events: those in the ring that pass the filter, each as a
     /// [`Response::Event`], then [`Response::End`]; with `follow`, new ones as they
     /// come instead of the end (and [`Response::Dropped`] when the client fell behind).
@@ -61,9 +67,11 @@ pub enum Request {
 #[serde(tag = "response", rename_all = "kebab-case")]
 pub enum Response {
     /// The outcome of a reload.
-    Reload(ReloadReport),
+    Reload(Box<ReloadReport>),
     /// The daemon's state.
     Status(Box<StatusReport>),
+    /// The inputs in force.
+    Loaded(Box<LoadedInputs>),
     /// One verdict event (`logs`).
     Event(Box<crate::state::report::VerdictEvent>),
     /// Events this `logs --follow` client was too slow to take, dropped.
@@ -165,8 +173,12 @@ pub fn request_within(socket: &Path, request: &Request, timeout: Duration) -> io
         .write_all(line.as_bytes())
         .map_err(|e| if is_timeout(&e) { timed_out() } else { e })?;
     let mut answer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    while !answer.contains(&b'\n') {
+    let mut chunk = [0u8; 64 * 1024];
+    // Only new bytes are searched for the end of the line: an answer may be megabytes
+    // (`loaded`), and searching it whole after each read would be quadratic.
+    let mut searched = 0;
+    while !answer[searched..].contains(&b'\n') {
+        searched = answer.len();
         stream.set_read_timeout(Some(left()?))?;
         match stream.read(&mut chunk) {
             Ok(0) if answer.is_empty() => {
@@ -256,6 +268,10 @@ mod tests {
         assert_eq!(r, Request::Reload { force: false });
         let r: Request = serde_json::from_str(r#"{"request":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
+        assert_eq!(
+            serde_json::to_string(&Request::Loaded).unwrap(),
+            r#"{"request":"loaded"}"#
+        );
         let r: Request = serde_json::from_str(
             r#"{"request":"logs","follow":true,"last":5,"endpoint":"db/pg","verdict":"audit"}"#,
         )

@@ -1,7 +1,9 @@
 //! The `netpolctl` subcommands that do not ask netpold: offline (`compile`, `matrix`,
-//! `explain`) and against the kernel (`apply`, `flush`, `show`); `reload` and `status`
-//! go over the control socket ([`crate::control`]). Each returns the text to print, so
-//! the binary stays a thin shell and tests can call these directly.
+//! `explain`, `diff`) and against the kernel (`apply`, `flush`, `show`); `reload` and
+//! `status` go over the control socket ([`crate::control`]), and so does fetching the
+//! inputs `diff --against-daemon` compares with (the binary's, handed to [`diff`] as
+//! [`Old::Loaded`]). Each returns the text to print, so the binary stays a thin shell
+//! and tests can call these directly.
 //!
 //! Must not decide what is allowed (that is `rules_compiler`) nor touch the kernel,
 //! except through the [`Backend`] that `apply`, `flush` and `show` are given.
@@ -14,6 +16,8 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
 use rules_compiler::analysis::{self, End, FamilyFilter, Party, Probe};
+use rules_compiler::connectivity::{self, Side};
+use rules_compiler::load;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Failsafe};
 use rules_compiler::render;
@@ -33,7 +37,29 @@ pub enum CompileFormat {
     Json,
 }
 
-/// Output format of `matrix` and `explain`.
+/// Output format of `matrix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MatrixFormat {
+    /// For people.
+    Table,
+    /// The stable JSON contract.
+    Json,
+    /// A Graphviz graph of the exact allowed sets (every port; `--probe` not needed).
+    Dot,
+}
+
+/// Output format of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// For people, grouped by destination.
+    Text,
+    /// `{"changes":[…],"endpoints_added":[…],"endpoints_removed":[…],"ip_blocks":[…]}`.
+    Json,
+    /// A Graphviz graph: kept flows grey, added green, removed red.
+    Dot,
+}
+
+/// Output format of `explain`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
     /// For people.
@@ -89,24 +115,36 @@ pub fn compile(
 }
 
 /// `netpolctl matrix`: who may connect to whom, per probe, each endpoint behind
-/// `failsafe`.
+/// `failsafe`; or, as `dot`, the graph of every pair's exact allowed set (what the
+/// policies allow: the failsafe, the same for every pair, is not drawn).
 pub fn matrix(
     paths: &Paths,
     probes: &[Probe],
     family: FamilyFilter,
     failsafe: &[Failsafe],
-    format: ReportFormat,
+    format: MatrixFormat,
 ) -> Result<Output> {
-    if probes.is_empty() {
+    if probes.is_empty() && format != MatrixFormat::Dot {
         bail!("name at least one --probe PORT/PROTOCOL, e.g. --probe 8080/TCP");
     }
     let loaded = load(paths)?;
-    let index = Index::new(&loaded.model);
-    let matrix = analysis::matrix(&index, probes, family, failsafe);
     let stdout = match format {
-        ReportFormat::Table => matrix.render_table(),
-        ReportFormat::Json => {
-            serde_json::to_string(&matrix).context("serialising the matrix")? + "\n"
+        MatrixFormat::Dot => {
+            let (ends, plan) = whole_cluster(&loaded.model, None)?;
+            connectivity::graph(Side {
+                ends: &ends,
+                plan: &plan,
+            })
+            .render_dot()
+        }
+        MatrixFormat::Table | MatrixFormat::Json => {
+            let index = Index::new(&loaded.model);
+            let matrix = analysis::matrix(&index, probes, family, failsafe);
+            if format == MatrixFormat::Table {
+                matrix.render_table()
+            } else {
+                serde_json::to_string(&matrix).context("serialising the matrix")? + "\n"
+            }
         }
     };
     Ok(Output {
@@ -151,6 +189,97 @@ pub fn explain(
         stdout,
         warnings: inputs::format_warnings(&loaded.warnings),
     })
+}
+
+/// The ends of a model and the plan that polices `locals` of them (every endpoint
+/// when `None`): one side of a connectivity diff. Enforce mode, no events: what is
+/// allowed does not depend on them.
+fn whole_cluster(
+    model: &rules_compiler::model::Model,
+    locals: Option<&[ObjectName]>,
+) -> Result<(connectivity::Ends, plan::Plan)> {
+    let names: Vec<ObjectName> = model
+        .inventory
+        .endpoints
+        .iter()
+        .map(|e| e.id.clone())
+        .filter(|id| locals.is_none_or(|l| l.contains(id)))
+        .collect();
+    let plan =
+        rules_compiler::compile(model, Target::Named(&names), &plan::Options::default())?.plan;
+    Ok((connectivity::Ends::of(model), plan))
+}
+
+/// What `diff` compares the new inputs with.
+pub enum Old<'a> {
+    /// Other files.
+    Files(&'a Paths),
+    /// The inputs in force in netpold, as it read them, and the limits to load them
+    /// within.
+    Loaded(&'a crate::control::LoadedInputs, &'a load::Limits),
+}
+
+/// `netpolctl diff`: how connectivity changes from `old` to `new`, for every pair of
+/// endpoints and ipBlock peers (`rules_compiler::connectivity`), or with `locals` for
+/// the pairs those endpoints are in, judged by their own policies only (what their
+/// host enforces). A name in `locals` must be an endpoint of at least one side.
+pub fn diff(
+    new: &Paths,
+    old: Old<'_>,
+    locals: &[ObjectName],
+    format: DiffFormat,
+) -> Result<Output> {
+    let after = load(new)?;
+    let before = match old {
+        Old::Files(paths) => load(paths)?,
+        Old::Loaded(inputs, limits) => {
+            let texts = |list: &[crate::control::InputText]| -> Vec<load::Input> {
+                list.iter()
+                    .map(|i| load::Input {
+                        path: i.path.clone(),
+                        text: i.text.clone(),
+                    })
+                    .collect()
+            };
+            rules_compiler::load_model_within(
+                &texts(&inputs.policies),
+                &texts(&inputs.inventory),
+                limits,
+            )
+            .map_err(|rejected| anyhow::anyhow!("the inputs netpold has in force: {rejected}"))?
+        }
+    };
+    let known = |id: &ObjectName, m: &rules_compiler::model::Model| {
+        m.inventory.endpoint_index(id).is_some()
+    };
+    for id in locals {
+        if !known(id, &before.model) && !known(id, &after.model) {
+            bail!("no endpoint {id} in either input (--local names an endpoint)");
+        }
+    }
+    let scope = (!locals.is_empty()).then_some(locals);
+    let (ends_before, plan_before) = whole_cluster(&before.model, scope)?;
+    let (ends_after, plan_after) = whole_cluster(&after.model, scope)?;
+    let (a, b) = (
+        Side {
+            ends: &ends_before,
+            plan: &plan_before,
+        },
+        Side {
+            ends: &ends_after,
+            plan: &plan_after,
+        },
+    );
+    let stdout = match format {
+        DiffFormat::Text => connectivity::diff(a, b).render_text(),
+        DiffFormat::Json => {
+            serde_json::to_string(&connectivity::diff(a, b)).context("serialising the diff")? + "\n"
+        }
+        DiffFormat::Dot => connectivity::diff_graph(a, b).render_dot(),
+    };
+    let mut warnings = inputs::format_warnings(&after.warnings);
+    warnings.push_str(&inputs::format_warnings(&before.warnings));
+    Ok(Output { stdout, warnings })
 }
 
 // ---------------------------------------------------------------- the kernel ----

@@ -404,7 +404,7 @@ async fn handle(
             } else {
                 reload(state, Trigger::Control).await?
             };
-            let _ = reply.send(Response::Reload(done.value));
+            let _ = reply.send(Response::Reload(Box::new(done.value)));
             done.after
         }
         // Served by the connection itself (see `connection`): never queued here.
@@ -413,6 +413,14 @@ async fn handle(
                 message: "logs is not served here".into(),
             });
             return Ok(None);
+        }
+        Event::Control(Request::Loaded, reply) => {
+            let done = state.loaded_inputs().await?;
+            let _ = reply.send(match done.value {
+                Ok(inputs) => Response::Loaded(Box::new(inputs)),
+                Err(message) => Response::Error { message },
+            });
+            done.after
         }
         Event::Control(Request::Status, reply) => {
             if hub.is_some() {

@@ -47,6 +47,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use rules_compiler::connectivity::{self, Side};
 use rules_compiler::diag::{Rejected, SHOWN_DIAGNOSTICS};
 use rules_compiler::load::{self, Input};
 use rules_compiler::model::ObjectName;
@@ -57,8 +58,9 @@ use rules_compiler::{Loaded, Target};
 use sha2::{Digest, Sha256};
 
 use self::report::{
-    rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, KernelChange, LastError,
-    Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage, StatusReport, Trigger,
+    rfc3339, Counts, DiskState, Drift, DriftEvent, Held, InputHashes, InputText, KernelChange,
+    LastError, LoadedInputs, Outcome, ReloadCounts, ReloadReport, RevokedFlows, Stage,
+    StatusReport, Trigger,
 };
 use crate::memory;
 use crate::netlink::{Backend, ChainOwners, Claim, Commit, KernelError, News, Update};
@@ -101,6 +103,16 @@ pub struct Options {
 /// the table's elements; a bigger change is cheaper as a full replace.
 pub const UPDATE_COST_RATIO: u64 = 100;
 
+/// The connectivity summary of a reload looks at each local endpoint with every other
+/// endpoint and ipBlock peer, both ways; beyond this many pairs it is not computed
+/// (logged), so that a host with very many local endpoints of a very big inventory does
+/// not pay for it on every reload.
+pub const SUMMARY_MAX_PAIRS: usize = 2_000_000;
+
+/// The most bytes of input text `netpolctl diff --against-daemon` is sent over the
+/// control socket (the inputs of 50,000 endpoints are about 38 MB).
+pub const MAX_LOADED_BYTES: usize = 128 * 1024 * 1024;
+
 /// What is in force.
 ///
 /// Not the validated model: at 50,000 endpoints it takes about 85 MB, more than twice
@@ -110,6 +122,10 @@ pub const UPDATE_COST_RATIO: u64 = 100;
 /// change changes the local endpoints at all without loading anything.
 struct Current {
     inputs: Arc<Read>,
+    /// Every endpoint's name and addresses and the policies' ipBlock CIDRs: with the
+    /// plan applied, what the next reload's connectivity summary compares against
+    /// (about 100 bytes an endpoint).
+    ends: connectivity::Ends,
     /// Every inventory address and the endpoint (index in the model) that has it.
     addresses: AddressBook,
     /// The local endpoints, sorted by index in the model, and their names.
@@ -857,6 +873,8 @@ impl<B: Backend> State<B> {
             .audit_policies()
             .map(|p| p.id.to_string())
             .collect();
+        let ends = connectivity::Ends::of(&loaded.model);
+        let summary = self.connectivity_summary(&ends, &plan);
         match &self.models {
             Some(sink) => sink(Arc::new(loaded.model)),
             None => drop(loaded),
@@ -867,6 +885,7 @@ impl<B: Backend> State<B> {
         self.inherited = None;
         self.current = Some(Current {
             inputs: read,
+            ends,
             addresses: compiled.addresses,
             local_ids,
             locals,
@@ -891,6 +910,80 @@ impl<B: Backend> State<B> {
             apply_ms: ms(apply),
             kernel: Some(how),
             revoked: revoked.map(Box::new),
+            connectivity: summary,
+        })
+    }
+
+    /// How this host's connectivity changes from the plan in force to `plan`: flows
+    /// of the local endpoints (of either plan) with every endpoint and ipBlock peer,
+    /// judged by this host's chains alone, as its table enforces them. `None` with no
+    /// plan in force to compare with, or past [`SUMMARY_MAX_PAIRS`].
+    fn connectivity_summary(
+        &self,
+        ends: &connectivity::Ends,
+        plan: &Plan,
+    ) -> Option<connectivity::Summary> {
+        let (Some(current), Some(applied)) = (&self.current, &self.applied) else {
+            return None;
+        };
+        let locals = applied.locals().len().max(plan.locals().len());
+        let others = current.ends.len().max(ends.len());
+        let pairs = locals.saturating_mul(others).saturating_mul(2);
+        if pairs > SUMMARY_MAX_PAIRS {
+            tracing::info!(
+                "connectivity: not computed ({locals} local endpoints with {others} ends is \
+                 over {SUMMARY_MAX_PAIRS} pairs)"
+            );
+            return None;
+        }
+        let started = Instant::now();
+        let summary = connectivity::summary(
+            Side {
+                ends: &current.ends,
+                plan: applied,
+            },
+            Side { ends, plan },
+        );
+        tracing::debug!(took_ms = ms(started.elapsed()), "connectivity summary");
+        Some(summary)
+    }
+
+    /// The inputs in force, for `netpolctl diff --against-daemon`: the bytes they were
+    /// compiled from, not the files on disk now. An error when nothing is in force or
+    /// they are over [`MAX_LOADED_BYTES`].
+    pub fn loaded_inputs(&self) -> Result<LoadedInputs, String> {
+        let Some(current) = &self.current else {
+            return Err("nothing is loaded yet".to_string());
+        };
+        let read = &current.inputs;
+        let bytes: usize = read
+            .policies
+            .iter()
+            .chain(&read.inventory)
+            .map(|i| i.text.len())
+            .sum();
+        if bytes > MAX_LOADED_BYTES {
+            return Err(format!(
+                "the inputs in force are {bytes} bytes, over the {MAX_LOADED_BYTES} the control \
+                 socket sends; diff against copies of them (--against-policies, \
+                 --against-inventory)"
+            ));
+        }
+        let texts = |inputs: &[Input]| -> Vec<InputText> {
+            inputs
+                .iter()
+                .map(|i| InputText {
+                    path: i.path.clone(),
+                    text: i.text.clone(),
+                })
+                .collect()
+        };
+        Ok(LoadedInputs {
+            generation: self.generation,
+            hashes: read.hashes.clone(),
+            policies: texts(&read.policies),
+            inventory: texts(&read.inventory),
+            locals: current.locals.iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -1112,6 +1205,7 @@ impl<B: Backend> State<B> {
             apply_ms: 0.0,
             kernel: None,
             revoked: None,
+            connectivity: None,
         })
     }
 
@@ -1131,6 +1225,7 @@ impl<B: Backend> State<B> {
             apply_ms: 0.0,
             kernel: None,
             revoked: None,
+            connectivity: None,
         }
     }
 
@@ -1166,6 +1261,7 @@ impl<B: Backend> State<B> {
             apply_ms: apply.map(ms).unwrap_or(0.0),
             kernel: None,
             revoked: None,
+            connectivity: None,
         })
     }
 
@@ -1196,6 +1292,14 @@ impl<B: Backend> State<B> {
                     "applied generation {}",
                     report.generation
                 );
+                if let Some(c) = &report.connectivity {
+                    tracing::info!(
+                        generation = report.generation,
+                        flows_allowed = c.allowed,
+                        flows_denied = c.denied,
+                        "connectivity: {c}"
+                    );
+                }
             }
             Outcome::Held => {
                 c.reloads.held += 1;

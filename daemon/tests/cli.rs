@@ -387,3 +387,112 @@ fn thousands_of_warnings_print_fifty_and_a_count() {
     assert_eq!(err.lines().count(), 51, "{err}");
     assert!(err.ends_with("… and 4950 more warnings\n"), "{err}");
 }
+
+/// `diff` of the demo's edit (docs/example-edit.yaml) against the example.
+fn diff_edit(rest: &[&str]) -> Output {
+    let mut args = vec![
+        "diff",
+        "--policies",
+        "config/policies",
+        "--policies",
+        "docs/example-edit.yaml",
+        "--inventory",
+        "config/inventory",
+        "--against-policies",
+        "config/policies",
+        "--against-inventory",
+        "config/inventory",
+    ];
+    args.extend(rest);
+    netpolctl(&args)
+}
+
+#[test]
+fn diff_says_what_an_edit_allows_and_denies_as_text_json_and_dot() {
+    let out = diff_edit(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "connectivity: +1 flow allowed, -0 denied\n\npayments/payments-api\n  + web/frontend  8080/TCP\n"
+    );
+    let out = diff_edit(&["-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "changes": [{"from": "web/frontend", "to": "payments/payments-api", "family": "any",
+                "protocol": "TCP", "ports": [[8080, 8080]], "before": "denied", "after": "allowed"}],
+            "endpoints_added": [], "endpoints_removed": [], "ip_blocks": []
+        })
+    );
+    let out = diff_edit(&["-o", "dot"]);
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph netpol {\n"), "{dot}");
+    assert!(
+        dot.contains("\"web/frontend\" -> \"payments/payments-api\" [label=\"+ 8080/TCP\", color=\"#1a7f37\""),
+        "{dot}"
+    );
+    // Seen from another host: worker's table does not change.
+    let out = diff_edit(&["--local", "analytics/worker"]);
+    assert_eq!(
+        text(&out.stdout),
+        "connectivity: +0 flows allowed, -0 denied\n"
+    );
+    // The other way round, the flow is removed.
+    let out = netpolctl(&[
+        "diff",
+        "--policies",
+        "config/policies",
+        "--inventory",
+        "config/inventory",
+        "--against-policies",
+        "config/policies",
+        "--against-policies",
+        "docs/example-edit.yaml",
+        "--against-inventory",
+        "config/inventory",
+    ]);
+    assert!(
+        text(&out.stdout).contains("  - web/frontend  8080/TCP\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn diff_usage_and_unknown_endpoints() {
+    // Something to compare with is required; files and the daemon exclude each other.
+    for (rest, expect) in [
+        (&[][..], "--against-policies"),
+        (
+            &["--against-policies", "config/policies"][..],
+            "--against-inventory",
+        ),
+        (
+            &[
+                "--against-daemon",
+                "--against-policies",
+                "config/policies",
+                "--against-inventory",
+                "config/inventory",
+            ][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = with_example("diff", rest);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{rest:?}: {err}");
+        assert!(err.contains(expect), "{rest:?}: {err}");
+    }
+    let out = diff_edit(&["--local", "web/nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no endpoint web/nobody in either input"),
+        "{}",
+        text(&out.stderr)
+    );
+    // matrix needs a probe, except as a graph.
+    let out = with_example("matrix", &["-o", "dot"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("subgraph \"cluster_web\""));
+}

@@ -90,6 +90,24 @@ fn the_demo_enforces_the_example_hot_reloads_and_audits() {
     assert_eq!(row(after, analytics), denied);
 
     // Every daemon reloaded from the files, once: generation 2, 2 applied, 0 failed.
+    // Before any netpold sees the edit, `netpolctl diff` says exactly what it does:
+    // one flow allowed, nothing else.
+    let diff = section(
+        &stdout,
+        "### netpolctl diff of the edit, before it is applied",
+    );
+    let lines: Vec<&str> = diff.lines().skip(1).map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "  connectivity: +1 flow allowed, -0 denied",
+            "",
+            "  payments/payments-api",
+            "    + web/frontend  8080/TCP",
+            "  moved the edited files into $tmp/policies",
+        ],
+        "{diff}"
+    );
     let reload = section(&stdout, "### every netpold saw the files change");
     for endpoint in [
         "payments/payments-api",

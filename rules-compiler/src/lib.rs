@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod connectivity;
 pub mod diag;
 pub mod events;
 pub mod load;

@@ -1,3 +1,4 @@
 //! Topics of the integration suite.
+mod diff_matches_explain;
 mod golden_cases;
 mod plan_matches_semantics;

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use netpol_tests::plan_eval::{self, Outcome, Packet};
 use proptest::prelude::*;
+use rules_compiler::connectivity::Allowed;
 use rules_compiler::events;
 use rules_compiler::model::{
     Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
@@ -178,7 +179,8 @@ fn named_ports() -> impl Strategy<Value = Vec<NamedPort>> {
     (http, dns, metrics).prop_map(|(a, b, c)| [a, b, c].into_iter().flatten().collect())
 }
 
-fn model() -> impl Strategy<Value = Model> {
+/// Random models (shared with `diff_matches_explain`).
+pub(super) fn model() -> impl Strategy<Value = Model> {
     let ns_labels = proptest::collection::vec(label_pairs(NS_LABELS), NAMESPACES.len());
     let endpoint = (
         proptest::sample::select(NAMESPACES.to_vec()),
@@ -441,6 +443,20 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                             if !production.is_accept() {
                                 prop_assert_eq!(production.chain, own);
                             }
+                            // The chain resolved for every packet at once (what the
+                            // connectivity diff reads) says the same of this one.
+                            let at_once = own.and_then(|c| plan.chain_accepts(c)).is_none_or(|c| {
+                                Allowed::from_accepts(&c.get(remote)).allows(proto, dport)
+                            });
+                            prop_assert_eq!(
+                                at_once,
+                                kernel,
+                                "{} {} {:?}: chain_accepts says {}",
+                                ep.id,
+                                dir,
+                                packet,
+                                at_once
+                            );
                             // E decides, unless the host only audits.
                             let semantic = semantic || mode == Mode::Audit;
                             prop_assert_eq!(

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::config::{self, Deny};
 use netpol_daemon::control::{self, Request, Response};
 use netpol_daemon::ctl::report_text::{event_line, reload_text, status_text};
-use netpol_daemon::ctl::{self, CompileFormat, ReportFormat};
+use netpol_daemon::ctl::{self, CompileFormat, DiffFormat, MatrixFormat, ReportFormat};
 use netpol_daemon::events::hub::LogsFilter;
 use netpol_daemon::inputs::Paths;
 use netpol_daemon::netlink::Netlink;
@@ -150,17 +150,50 @@ enum Command {
     Matrix {
         #[command(flatten)]
         inputs: InputArgs,
-        /// A port and protocol to evaluate, e.g. 8080/TCP; repeatable.
-        #[arg(long = "probe", value_name = "PORT/PROTO", required = true)]
+        /// A port and protocol to evaluate, e.g. 8080/TCP; repeatable; at least one,
+        /// except for `-o dot` (which shows every port).
+        #[arg(long = "probe", value_name = "PORT/PROTO")]
         probes: Vec<Probe>,
         /// Which address family to consider.
         #[arg(long, value_enum, default_value = "any")]
         family: Family,
         #[command(flatten)]
         failsafe: FailsafeArgs,
-        /// Output format.
+        /// Output format: table, json, or dot (a Graphviz graph of every pair's exact
+        /// allowed ports, endpoints clustered by namespace, ipBlock peers as nodes; what
+        /// the policies allow, the failsafe not drawn).
         #[arg(short, long, value_enum, default_value = "table")]
-        output: ReportFormat,
+        output: MatrixFormat,
+    },
+    /// What a change of inputs does to connectivity: for every pair of endpoints (and
+    /// ipBlock peers), the protocols and port ranges whose verdict changes.
+    #[command(group(
+        clap::ArgGroup::new("against")
+            .required(true)
+            .args(["against_policies", "against_daemon"])
+    ))]
+    Diff {
+        /// The new inputs.
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// The old policies (files or directories); with --against-inventory.
+        #[arg(long, value_name = "PATH", requires = "against_inventory")]
+        against_policies: Vec<PathBuf>,
+        /// The old inventory.
+        #[arg(long, value_name = "PATH", requires = "against_policies")]
+        against_inventory: Vec<PathBuf>,
+        /// Compare with the inputs the running netpold has in force (over --socket).
+        #[arg(long, conflicts_with_all = ["against_policies", "against_inventory"])]
+        against_daemon: bool,
+        /// Only pairs with this endpoint, judged by its own policies (what its host
+        /// enforces), NAMESPACE/NAME; repeatable. Without it: every pair, both sides'
+        /// policies.
+        #[arg(long = "local", value_name = "NS/NAME", value_parser = parse_name)]
+        locals: Vec<ObjectName>,
+        /// text (grouped by destination), json, or dot (Graphviz: added green, removed
+        /// red).
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: DiffFormat,
     },
     /// Explain whether one endpoint may connect to another, and which rules decide it.
     Explain {
@@ -298,6 +331,40 @@ fn daemon_request(
     ))
 }
 
+/// `netpolctl diff`: the old side from files, or from netpold (the inputs it has in
+/// force); the rest is [`ctl::diff`]'s.
+fn diff(
+    socket: &std::path::Path,
+    timeout: Option<Duration>,
+    inputs: &InputArgs,
+    (policies, inventory): (Vec<PathBuf>, Vec<PathBuf>),
+    against_daemon: bool,
+    locals: &[ObjectName],
+    format: DiffFormat,
+) -> anyhow::Result<ctl::Output> {
+    let new = inputs.paths();
+    if !against_daemon {
+        let old = Paths {
+            policies,
+            inventory,
+            options: new.options,
+        };
+        return ctl::diff(&new, ctl::Old::Files(&old), locals, format);
+    }
+    let request = Request::Loaded;
+    let timeout = timeout.unwrap_or_else(|| request.default_timeout());
+    match control::request_within(socket, &request, timeout)? {
+        Response::Loaded(loaded) => ctl::diff(
+            &new,
+            ctl::Old::Loaded(&loaded, &new.options.limits),
+            locals,
+            format,
+        ),
+        Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
+        other => anyhow::bail!("netpold answered something else: {other:?}"),
+    }
+}
+
 /// `netpolctl logs`: prints each event as it is read (a follower sees it at once).
 fn logs(
     socket: &std::path::Path,
@@ -351,6 +418,19 @@ fn parse_name(s: &str) -> Result<ObjectName, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A usage error like clap's own (exit 2): only `-o dot` needs no probe.
+    if let Command::Matrix { probes, output, .. } = &cli.command {
+        if probes.is_empty() && *output != MatrixFormat::Dot {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the following required arguments were not provided:\n  --probe <PORT/PROTO> \
+                     (every output but -o dot)",
+                )
+                .exit();
+        }
+    }
     let mut ok = true;
     let result = match cli.command {
         Command::Compile {
@@ -377,6 +457,22 @@ fn main() -> ExitCode {
             &probes,
             family.into(),
             &failsafe.entries(),
+            output,
+        ),
+        Command::Diff {
+            inputs,
+            against_policies,
+            against_inventory,
+            against_daemon,
+            locals,
+            output,
+        } => diff(
+            &cli.socket,
+            cli.timeout,
+            &inputs,
+            (against_policies, against_inventory),
+            against_daemon,
+            &locals,
             output,
         ),
         Command::Explain {

@@ -130,6 +130,38 @@ pub struct ReloadReport {
     /// `None` when not applied or `revoke-established` is off.
     #[serde(default)]
     pub revoked: Option<Box<RevokedFlows>>,
+    /// How this host's connectivity changed: flows of its local endpoints newly
+    /// allowed and newly denied by the applied ruleset against the one before
+    /// (`rules_compiler::connectivity::summary`); `None` unless applied over an
+    /// earlier generation.
+    #[serde(default)]
+    pub connectivity: Option<rules_compiler::connectivity::Summary>,
+}
+
+/// The inputs in force, as netpold read them (`netpolctl diff --against-daemon`):
+/// the very bytes the ruleset in force was compiled from, whatever the files on disk
+/// hold now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedInputs {
+    /// The generation they are in force as.
+    pub generation: u64,
+    /// Their hashes, as `status` shows them.
+    pub hashes: InputHashes,
+    /// The policy files, in the order read.
+    pub policies: Vec<InputText>,
+    /// The inventory files.
+    pub inventory: Vec<InputText>,
+    /// The local endpoints netpold enforces them for.
+    pub locals: Vec<String>,
+}
+
+/// One input file as read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputText {
+    /// Its path when read.
+    pub path: std::path::PathBuf,
+    /// Its whole text.
+    pub text: String,
 }
 
 /// What revoking established flows did after an apply.
@@ -537,6 +569,10 @@ pub(crate) mod tests {
                 sockets_reset: 2,
                 error: Some("x".into()),
             })),
+            connectivity: Some(rules_compiler::connectivity::Summary {
+                allowed: 3,
+                denied: 1,
+            }),
         };
         let status = StatusReport {
             pid: 42,
@@ -605,8 +641,8 @@ pub(crate) mod tests {
     fn the_wire_format_of_the_reports_is_pinned() {
         let (reload, status) = full_reports();
         assert_eq!(
-            serde_json::to_string(&Response::Reload(reload.clone())).unwrap(),
-            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"}}"#
+            serde_json::to_string(&Response::Reload(Box::new(reload.clone()))).unwrap(),
+            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"},"connectivity":{"allowed":3,"denied":1}}"#
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
@@ -618,10 +654,10 @@ pub(crate) mod tests {
             serde_json::from_str::<Response>(&text).unwrap(),
             Response::Status(Box::new(status))
         );
-        let text = serde_json::to_string(&Response::Reload(reload.clone())).unwrap();
+        let text = serde_json::to_string(&Response::Reload(Box::new(reload.clone()))).unwrap();
         assert_eq!(
             serde_json::from_str::<Response>(&text).unwrap(),
-            Response::Reload(reload)
+            Response::Reload(Box::new(reload))
         );
     }
 

@@ -1061,3 +1061,51 @@ fn an_operators_reload_or_an_edit_puts_back_a_table_changed_unseen() {
     assert_eq!(s.backend().loaded, plan);
     assert_eq!(s.counters.incremental_fallbacks, 1);
 }
+
+#[test]
+fn an_applied_reload_carries_this_hosts_connectivity_change() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let first = s.reload(Trigger::Start);
+    // Nothing to compare the first generation with.
+    assert_eq!(first.connectivity, None);
+    // checkout's ingress becomes isolated: every other endpoint loses every flow to it
+    // (4 flows each: TCP, UDP, SCTP on every port, and the other protocols).
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(
+        r.connectivity,
+        Some(connectivity::Summary {
+            allowed: 0,
+            denied: 16
+        })
+    );
+    // A comment changes nothing allowed.
+    dir.write("policies/extra.yaml", &format!("{EXTRA_POLICY}# note\n"));
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.connectivity, Some(connectivity::Summary::default()));
+}
+
+#[test]
+fn the_loaded_inputs_are_those_in_force_not_the_files_on_disk() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    assert_eq!(
+        s.loaded_inputs().unwrap_err(),
+        "nothing is loaded yet",
+        "before the first apply"
+    );
+    s.reload(Trigger::Start);
+    let before = s.loaded_inputs().unwrap();
+    assert_eq!(before.generation, 1);
+    assert_eq!(before.locals, ["web/checkout"]);
+    assert_eq!(before.policies.len(), 2);
+    let web = std::fs::read_to_string(dir.path().join("policies/web.yaml")).unwrap();
+    assert_eq!(before.policies[1].text, web);
+    // A broken file on disk fails to load; what is in force is still what is sent.
+    dir.write("policies/web.yaml", "this: [is not a policy\n");
+    assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
+    assert_eq!(s.loaded_inputs().unwrap(), before);
+}

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::report::{DriftEvent, ReloadReport, StatusReport, Trigger};
+use super::report::{DriftEvent, LoadedInputs, ReloadReport, StatusReport, Trigger};
 use super::State;
 use crate::netlink::{Backend, News};
 
@@ -70,6 +70,7 @@ enum Command {
     KernelNews(Vec<News>, Reply<Option<DriftEvent>>),
     ReadDenies(Reply<()>),
     Status(Reply<StatusReport>),
+    Loaded(Reply<Result<LoadedInputs, String>>),
     Shutdown {
         flush: bool,
         reply: oneshot::Sender<Stopped>,
@@ -136,6 +137,11 @@ impl StateThread {
         self.ask(Command::Status).await
     }
 
+    /// [`State::loaded_inputs`].
+    pub async fn loaded_inputs(&self) -> Result<Done<Result<LoadedInputs, String>>, Gone> {
+        self.ask(Command::Loaded).await
+    }
+
     /// Ends the thread: removes the table first when `flush`, then drops the state (its
     /// netlink sockets closed) before answering, so that once this returns nothing of
     /// it is left. `None` when the thread was gone already.
@@ -188,6 +194,10 @@ fn serve<B: Backend>(mut state: State<B>, mut rx: mpsc::Receiver<Command>) {
             Command::Status(r) => {
                 let status = state.status();
                 done(&state, r, status);
+            }
+            Command::Loaded(r) => {
+                let inputs = state.loaded_inputs();
+                done(&state, r, inputs);
             }
             Command::Shutdown { flush, reply } => {
                 let flushed = flush.then(|| state.backend().flush().map_err(|e| e.to_string()));

@@ -91,7 +91,7 @@ pub(crate) fn block_spans(block: &IpBlock) -> (Family, Vec<Span>) {
 }
 
 /// `base` minus sorted, disjoint `holes`.
-fn subtract(base: Span, holes: &[Span]) -> Vec<Span> {
+pub(crate) fn subtract(base: Span, holes: &[Span]) -> Vec<Span> {
     let (lo, hi) = base;
     let mut out = Vec::new();
     // `next` is the first address not yet decided; `None` once past `hi`.

@@ -26,7 +26,7 @@ mod checked;
 mod compile;
 mod delta;
 mod failsafe;
-mod intervals;
+pub(crate) mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
@@ -43,7 +43,7 @@ pub use names::{
     audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
     COMMENT_CUT_MARK, MAX_COMMENT,
 };
-pub use verdict::{Outcome, Packet, Verdict};
+pub use verdict::{Accepts, ChainAccepts, Outcome, Packet, Verdict};
 
 /// Name of the table's one rate limit, shared by every [`Stmt::Log`] rule.
 pub const EVENTS_LIMIT: &str = "netpol_events";

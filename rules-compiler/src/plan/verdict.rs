@@ -152,6 +152,111 @@ impl Plan {
     }
 }
 
+/// What an endpoint chain accepts of new connections with one remote address: the
+/// peer's address for an ingress chain, the destination's for an egress chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepts<'p> {
+    /// Every protocol and port: an address set of the chain holds the address, or the
+    /// chain ends in an audit accept (or without a verdict: the base chain accepts).
+    Everything,
+    /// Only the elements of these runs of the chain's address · protocol · port sets
+    /// (each run: the elements of one address range, protocol and ports sorted; no run:
+    /// nothing, the chain's deny). Borrowed from the plan, so that two answers compare
+    /// without building anything.
+    Ports(Vec<&'p [AddrProtoPort]>),
+}
+
+impl Accepts<'_> {
+    /// The accepted `(protocol number, first port, last port)`; `None` for everything.
+    pub fn ports(&self) -> Option<impl Iterator<Item = (u8, u16, u16)> + '_> {
+        match self {
+            Accepts::Everything => None,
+            Accepts::Ports(runs) => Some(
+                runs.iter()
+                    .flat_map(|r| r.iter().map(|e| (e.proto, e.ports.0, e.ports.1))),
+            ),
+        }
+    }
+}
+
+/// An endpoint chain resolved once for many look-ups ([`Plan::chain_accepts`]): its
+/// sets per family and how it ends. Rule order matters only at the end: an address
+/// set that holds the address accepts everything wherever it stands, and the port sets'
+/// elements add up, so the walk of [`Plan::verdict`] for every packet at once is this.
+#[derive(Clone, Debug)]
+pub struct ChainAccepts<'p> {
+    /// Per family (v4, v6).
+    families: [FamilySets<'p>; 2],
+    /// The chain ends in an audit accept, or in no verdict (the base chain accepts).
+    accepts_at_end: bool,
+}
+
+/// One family's sets of a chain: the address sets, the address · protocol · port sets.
+type FamilySets<'p> = (Vec<&'p [AddrRange]>, Vec<&'p [AddrProtoPort]>);
+
+impl<'p> ChainAccepts<'p> {
+    /// What the chain accepts with `remote` as the other end.
+    pub fn get(&self, remote: &IpAddr) -> Accepts<'p> {
+        if self.accepts_at_end {
+            return Accepts::Everything;
+        }
+        let (all, ports) = &self.families[family_slot(Family::of(remote))];
+        if all.iter().any(|set| addr_in(set, remote)) {
+            return Accepts::Everything;
+        }
+        Accepts::Ports(
+            ports
+                .iter()
+                .map(|set| run_of(set, remote))
+                .filter(|run| !run.is_empty())
+                .collect(),
+        )
+    }
+}
+
+fn family_slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+impl Plan {
+    /// The endpoint chain `chain` resolved for [`ChainAccepts::get`]: what it accepts
+    /// for every protocol and port at once, from each remote address (the connectivity
+    /// diff's allowed sets). `None` for a chain the plan does not have.
+    pub fn chain_accepts(&self, chain: &str) -> Option<ChainAccepts<'_>> {
+        let chain = self.endpoint_chain(chain)?;
+        let mut out = ChainAccepts {
+            families: Default::default(),
+            accepts_at_end: true,
+        };
+        for rule in &chain.rules {
+            match rule {
+                Stmt::AcceptAddr { family, set, .. } => {
+                    if let Some(SetElements::Addr(elements)) = self.set(set).map(|s| &s.elements) {
+                        out.families[family_slot(*family)].0.push(elements);
+                    }
+                }
+                Stmt::AcceptAddrProtoPort { family, set, .. } => {
+                    if let Some(SetElements::AddrProtoPort(elements)) =
+                        self.set(set).map(|s| &s.elements)
+                    {
+                        out.families[family_slot(*family)].1.push(elements);
+                    }
+                }
+                Stmt::Audit { .. } => break,
+                Stmt::Deny { .. } => {
+                    out.accepts_at_end = false;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+}
+
 const ACCEPT: Verdict<'static> = Verdict {
     outcome: Outcome::Accept,
     chain: None,
@@ -171,21 +276,26 @@ fn addr_in(ranges: &[AddrRange], ip: &IpAddr) -> bool {
     after > 0 && ranges[after - 1].contains(ip)
 }
 
+/// The elements of an address · protocol · port set whose address range holds `ip`
+/// (empty when none does): a contiguous run, sorted by protocol and ports.
+fn run_of<'e>(elements: &'e [AddrProtoPort], ip: &IpAddr) -> &'e [AddrProtoPort] {
+    let after = elements.partition_point(|e| e.addr.start <= *ip);
+    if after == 0 {
+        return &[];
+    }
+    let range = elements[after - 1].addr;
+    if !range.contains(ip) {
+        return &[];
+    }
+    let first = elements[..after].partition_point(|e| e.addr < range);
+    &elements[first..after]
+}
+
 /// Whether an address · protocol · port set holds the triple. The compiler's elements
 /// are sorted by address range, then protocol and ports; two elements' address ranges
 /// are equal or disjoint (elementary intervals, each with its normalised port set).
 fn addr_proto_port_in(elements: &[AddrProtoPort], ip: &IpAddr, proto: u8, port: u16) -> bool {
-    let after = elements.partition_point(|e| e.addr.start <= *ip);
-    if after == 0 {
-        return false;
-    }
-    let range = elements[after - 1].addr;
-    if !range.contains(ip) {
-        return false;
-    }
-    // The elements of that range: a contiguous run ending at `after`.
-    let first = elements[..after].partition_point(|e| e.addr < range);
-    let run = &elements[first..after];
+    let run = run_of(elements, ip);
     let key = (proto, port);
     let next = run.partition_point(|e| (e.proto, e.ports.0) <= key);
     next > 0 && {

@@ -49,7 +49,14 @@ pub enum Request {
         /// Apply even inputs that would be held as suspicious ([`Outcome::Held`]).
         #[serde(default)]
         force: bool,
+        /// Apply provisionally: unless [`Request::Confirm`] comes within this many
+        /// milliseconds, the last confirmed inputs are applied again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm_within_ms: Option<u64>,
     },
+    /// Keep the provisional generation: answered with [`Response::Confirmed`], or an
+    /// error when none waits.
+    Confirm,
     /// Describe what is loaded.
     Status,
     /// The inputs in force, as read (`netpolctl diff --against-daemon`): answered with
@@ -70,6 +77,11 @@ pub enum Response {
     Reload(Box<ReloadReport>),
     /// The daemon's state.
     Status(Box<StatusReport>),
+    /// The provisional generation is confirmed.
+    Confirmed {
+        /// The generation kept.
+        generation: u64,
+    },
     /// The inputs in force.
     Loaded(Box<LoadedInputs>),
     /// One verdict event (`logs`).
@@ -260,14 +272,42 @@ mod tests {
     #[test]
     fn requests_and_responses_are_one_json_line_each_way() {
         assert_eq!(
-            serde_json::to_string(&Request::Reload { force: true }).unwrap(),
+            serde_json::to_string(&Request::Reload {
+                force: true,
+                confirm_within_ms: None
+            })
+            .unwrap(),
             r#"{"request":"reload","force":true}"#
         );
         // Clients from before `force` existed still mean a plain reload.
         let r: Request = serde_json::from_str(r#"{"request":"reload"}"#).unwrap();
-        assert_eq!(r, Request::Reload { force: false });
+        assert_eq!(
+            r,
+            Request::Reload {
+                force: false,
+                confirm_within_ms: None
+            }
+        );
         let r: Request = serde_json::from_str(r#"{"request":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
+        let provisional = Request::Reload {
+            force: false,
+            confirm_within_ms: Some(60_000),
+        };
+        let text = serde_json::to_string(&provisional).unwrap();
+        assert_eq!(
+            text,
+            r#"{"request":"reload","force":false,"confirm_within_ms":60000}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), provisional);
+        assert_eq!(
+            serde_json::to_string(&Request::Confirm).unwrap(),
+            r#"{"request":"confirm"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Confirmed { generation: 4 }).unwrap(),
+            r#"{"response":"confirmed","generation":4}"#
+        );
         assert_eq!(
             serde_json::to_string(&Request::Loaded).unwrap(),
             r#"{"request":"loaded"}"#
@@ -311,7 +351,10 @@ mod tests {
         );
         assert_eq!(
             decode_request(b"{\"request\":\"reload\"}\r"),
-            Ok(Request::Reload { force: false }),
+            Ok(Request::Reload {
+                force: false,
+                confirm_within_ms: None
+            }),
             "a CR before the newline is JSON whitespace"
         );
         let e = decode_request(b"{\"request\":\"st\xffatus\"}").unwrap_err();
@@ -331,7 +374,11 @@ mod tests {
     fn clients_wait_longer_for_a_reload_than_for_the_status() {
         assert_eq!(Request::Status.default_timeout(), STATUS_TIMEOUT);
         assert_eq!(
-            Request::Reload { force: true }.default_timeout(),
+            Request::Reload {
+                force: true,
+                confirm_within_ms: None
+            }
+            .default_timeout(),
             RELOAD_TIMEOUT
         );
     }

@@ -300,9 +300,11 @@ async fn serve_until_stopped(
     // An event taken from the channel while merging queued kernel news: handled next.
     let mut next: Option<Event> = None;
     let mut retry = Retry::default();
-    let mut wants_retry = first.after.wants_retry;
+    // The state after the last command: whether a retry is wanted, and when a
+    // provisional generation is rolled back.
+    let mut last = first.after;
     let stop = loop {
-        retry.follow(wants_retry);
+        retry.follow(last.wants_retry);
         let event = match next.take() {
             Some(event) => event,
             None => tokio::select! {
@@ -316,7 +318,7 @@ async fn serve_until_stopped(
                     None => break "the event channel closed",
                 },
                 _ = files.notified() => {
-                    wants_retry = reload(state, Trigger::Files).await?.after.wants_retry;
+                    last = reload(state, Trigger::Files).await?.after;
                     continue;
                 }
                 r = host.changed(), if following => {
@@ -327,7 +329,7 @@ async fn serve_until_stopped(
                             if done.value.is_some() {
                                 notify(&systemd::status_line(&done.after.summary));
                             }
-                            wants_retry = done.after.wants_retry;
+                            last = done.after;
                         }
                         // Said on the event channel.
                         Err(_) => following = false,
@@ -337,15 +339,23 @@ async fn serve_until_stopped(
                 _ = signals.hup.recv() => {
                     // logrotate's postrotate: the event file is opened again.
                     events.reopen.notify_one();
-                    wants_retry = reload(state, Trigger::Signal).await?.after.wants_retry;
+                    last = reload(state, Trigger::Signal).await?.after;
                     continue;
                 }
                 _ = retry.due() => {
-                    wants_retry = reload(state, Trigger::Retry).await?.after.wants_retry;
+                    last = reload(state, Trigger::Retry).await?.after;
                     continue;
                 }
                 _ = counters.tick(), if settings.metrics_address.is_some() => {
-                    wants_retry = state.read_denies().await?.after.wants_retry;
+                    last = state.read_denies().await?.after;
+                    continue;
+                }
+                _ = sleep_until_some(last.confirm_by) => {
+                    let done = state.roll_back_if_due().await?;
+                    if done.value.is_some() {
+                        notify(&systemd::status_line(&done.after.summary));
+                    }
+                    last = done.after;
                     continue;
                 }
                 _ = signals.term.recv() => break "SIGTERM",
@@ -353,12 +363,20 @@ async fn serve_until_stopped(
             },
         };
         if let Some(after) = handle(state, event, events.hub.as_deref()).await? {
-            wants_retry = after.wants_retry;
+            last = after;
         }
     };
     tracing::info!("stopping on {stop}");
     notify("STOPPING=1");
     Ok(())
+}
+
+/// Sleeps until `at`, or for ever when `None`.
+async fn sleep_until_some(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Folds the kernel news queued behind `event` into it: it is judged at once (one
@@ -396,7 +414,33 @@ async fn handle(
             }
             done.after
         }
-        Event::Control(Request::Reload { force }, reply) => {
+        Event::Control(
+            Request::Reload {
+                force,
+                confirm_within_ms: Some(ms),
+            },
+            reply,
+        ) => {
+            let done = state
+                .reload_provisional(force, Duration::from_millis(ms))
+                .await?;
+            notify(&systemd::status_line(&done.after.summary));
+            let _ = reply.send(match done.value {
+                Ok(report) => Response::Reload(Box::new(report)),
+                Err(message) => Response::Error { message },
+            });
+            done.after
+        }
+        Event::Control(Request::Confirm, reply) => {
+            let done = state.confirm().await?;
+            notify(&systemd::status_line(&done.after.summary));
+            let _ = reply.send(match done.value {
+                Ok(generation) => Response::Confirmed { generation },
+                Err(message) => Response::Error { message },
+            });
+            done.after
+        }
+        Event::Control(Request::Reload { force, .. }, reply) => {
             let done = if force {
                 let done = state.force_reload().await?;
                 notify(&systemd::status_line(&done.after.summary));

@@ -68,6 +68,7 @@ use crate::revoke;
 use crate::telemetry::{self, DenyTotals};
 use crate::watch::Seen;
 
+mod confirm;
 pub mod report;
 pub mod thread;
 
@@ -179,6 +180,8 @@ pub struct Counters {
     pub revoked_flows: u64,
     /// Revocations that failed (the ruleset was in force regardless).
     pub revoke_failures: u64,
+    /// Provisional generations rolled back for want of a confirmation.
+    pub rollbacks: u64,
 }
 
 /// Where the model of each applied ruleset goes (the events pipeline judges packets
@@ -251,6 +254,8 @@ pub struct State<B> {
     last_read: Option<LastRead>,
     /// Where each applied model goes; `None`: it is dropped after planning.
     models: Option<ModelSink>,
+    /// A provisional generation waiting for `netpolctl confirm` ([`confirm`]).
+    pending: Option<confirm::Provisional>,
 }
 
 /// At most this many lines of what a foreign change did are logged and kept.
@@ -284,6 +289,7 @@ impl<B: Backend> State<B> {
             file_events: None,
             last_read: None,
             models: None,
+            pending: None,
         }
     }
 
@@ -753,6 +759,8 @@ impl<B: Backend> State<B> {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            pending: self.pending_report(),
+            rollbacks: self.counters.rollbacks,
             // The rest is the events pipeline's, filled in by the daemon.
             events: self.events_unlogged().map(|n| report::EventCounts {
                 lost_rate_limit: Some(n),
@@ -802,6 +810,12 @@ impl<B: Backend> State<B> {
         }
         if let Some(h) = &self.held {
             s.push_str(&format!("; inputs held since {}: {}", h.at, h.reason));
+        }
+        if let Some(p) = self.pending_report() {
+            s.push_str(&format!(
+                "; provisional until {}, then back to generation {}",
+                p.deadline, p.rollback_to
+            ));
         }
         s
     }

@@ -71,6 +71,8 @@ pub const VERDICTS: &str = "netpol_verdicts_total";
 pub const VERDICT_EVENTS_LOST: &str = "netpol_verdict_events_lost_total";
 /// Audit events per audit policy that would deny them (bounded: audit policies only).
 pub const AUDIT_POLICY_EVENTS: &str = "netpol_audit_policy_events_total";
+/// Provisional generations rolled back for want of `netpolctl confirm`.
+pub const ROLLBACKS: &str = "netpol_rollbacks_total";
 /// 1 while the events thread reads NFLOG, 0 while it is stopped (and retrying).
 pub const VERDICT_EVENTS_UP: &str = "netpol_verdict_events_up";
 
@@ -192,6 +194,11 @@ fn describe() {
         "Revocations that failed (reading conntrack or cutting flows); the ruleset was in force regardless."
     );
     counter!(REVOKED_FLOWS).increment(0);
+    describe_counter!(
+        ROLLBACKS,
+        "Provisional generations (netpolctl reload --confirm-within) rolled back because netpolctl confirm did not come in time."
+    );
+    counter!(ROLLBACKS).increment(0);
     counter!(REVOKE_FAILURES).increment(0);
     describe_counter!(
         VERDICTS,
@@ -219,6 +226,11 @@ pub fn events_lost(reason: &'static str, n: u64) {
 /// Sets the count of verdict events lost for `reason` to a total kept elsewhere.
 pub fn events_lost_absolute(reason: &'static str, n: u64) {
     counter!(VERDICT_EVENTS_LOST, "reason" => reason).absolute(n);
+}
+
+/// Counts a rollback of a provisional generation.
+pub fn rolled_back() {
+    counter!(ROLLBACKS).increment(1);
 }
 
 /// Whether the events thread reads NFLOG now.

@@ -93,6 +93,15 @@ impl FailsafeArgs {
     }
 }
 
+/// A confirmation window: 1 s to 1 h, in humantime's spelling (`60s`, `5m`).
+fn parse_confirm_within(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        return Err(format!("{s:?}: expected from 1s to 1h"));
+    }
+    Ok(d)
+}
+
 /// A failsafe entry, or `none`.
 fn parse_failsafe(s: &str) -> Result<Option<Failsafe>, String> {
     match s {
@@ -268,6 +277,18 @@ enum Command {
         /// away every local endpoint or most of the policies).
         #[arg(long)]
         force: bool,
+        /// Apply provisionally: unless `netpolctl confirm` comes within this time
+        /// (e.g. 60s, 5m; 1s-1h), netpold applies the last confirmed inputs again by
+        /// itself, also if this session is gone.
+        #[arg(long, value_name = "DURATION", value_parser = parse_confirm_within)]
+        confirm_within: Option<Duration>,
+        /// Output format (table is text for people).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: ReportFormat,
+    },
+    /// Keep the provisional generation a `reload --confirm-within` applied (exit 1 when
+    /// none waits).
+    Confirm {
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
@@ -315,6 +336,10 @@ fn daemon_request(
             !matches!(r.outcome, Outcome::Failed | Outcome::Held),
         ),
         Response::Status(s) => (status_text(s), true),
+        Response::Confirmed { generation } => (
+            format!("confirmed: generation {generation} stays in force\n"),
+            true,
+        ),
         Response::Error { message } => anyhow::bail!("netpold refused the request: {message}"),
         other => anyhow::bail!("netpold answered something else: {other:?}"),
     };
@@ -523,13 +548,25 @@ fn main() -> ExitCode {
             });
             ctl::show(&mut Netlink::new(), output, inventory.as_ref())
         }
-        Command::Reload { force, output } => {
-            daemon_request(&cli.socket, Request::Reload { force }, cli.timeout, output).map(
-                |(out, good)| {
-                    ok = good;
-                    out
-                },
-            )
+        Command::Reload {
+            force,
+            confirm_within,
+            output,
+        } => {
+            let request = Request::Reload {
+                force,
+                confirm_within_ms: confirm_within.map(|d| d.as_millis() as u64),
+            };
+            daemon_request(&cli.socket, request, cli.timeout, output).map(|(out, good)| {
+                ok = good;
+                out
+            })
+        }
+        Command::Confirm { output } => {
+            daemon_request(&cli.socket, Request::Confirm, cli.timeout, output).map(|(out, good)| {
+                ok = good;
+                out
+            })
         }
         Command::Logs {
             follow,

@@ -29,6 +29,8 @@ pub enum Trigger {
     /// A retry after a failure that may pass without any change of the files (a read
     /// error, the kernel refusing for lack of memory or file descriptors).
     Retry,
+    /// A provisional generation was not confirmed in time: the confirmed inputs again.
+    Rollback,
 }
 
 /// How a reload ended.
@@ -218,6 +220,17 @@ pub struct Held {
     pub hashes: InputHashes,
 }
 
+/// A provisional generation waiting for `netpolctl confirm`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The provisional generation (the one in force).
+    pub generation: u64,
+    /// When it is rolled back unless confirmed (RFC 3339, UTC).
+    pub deadline: String,
+    /// The confirmed generation whose inputs a rollback applies again.
+    pub rollback_to: u64,
+}
+
 /// Changes someone else made to netpol's table, and what netpold did about them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
@@ -304,6 +317,12 @@ pub struct StatusReport {
     /// nothing.
     #[serde(default)]
     pub failsafe: Vec<String>,
+    /// The generation in force is provisional (`netpolctl reload --confirm-within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// Provisional generations rolled back since start.
+    #[serde(default)]
+    pub rollbacks: u64,
     /// Verdict events since start; `None` when events are off.
     #[serde(default)]
     pub events: Option<EventCounts>,
@@ -617,6 +636,12 @@ pub(crate) mod tests {
             mode: Mode::Audit,
             audit_policies: vec!["web/lockdown".into()],
             failsafe: vec!["ingress TCP 22".into()],
+            pending: Some(Pending {
+                generation: 3,
+                deadline: "2026-01-01T00:01:00.000Z".into(),
+                rollback_to: 2,
+            }),
+            rollbacks: 1,
             events: Some(EventCounts {
                 group: 4713,
                 deny: 5,
@@ -646,7 +671,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
-            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"failsafe":["ingress TCP 22"],"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"failsafe":["ingress TCP 22"],"pending":{"generation":3,"deadline":"2026-01-01T00:01:00.000Z","rollback_to":2},"rollbacks":1,"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
         );
         // And back: clients read what the daemon writes.
         let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();

@@ -1109,3 +1109,88 @@ fn the_loaded_inputs_are_those_in_force_not_the_files_on_disk() {
     assert_eq!(s.reload(Trigger::Files).outcome, Outcome::Failed);
     assert_eq!(s.loaded_inputs().unwrap(), before);
 }
+
+#[test]
+fn a_provisional_reload_not_confirmed_in_time_is_rolled_back_and_the_files_held() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    // Nothing in force yet: nothing to roll back to.
+    assert!(s
+        .reload_provisional(false, Duration::from_secs(60))
+        .is_err());
+    let first = s.reload(Trigger::Start);
+    let confirmed = s.status().hashes.unwrap();
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s
+        .reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!((r.outcome, r.generation), (Outcome::Applied, 2));
+    let deadline = s.confirm_by().unwrap();
+    let pending = s.status().pending.unwrap();
+    assert_eq!((pending.generation, pending.rollback_to), (2, 1));
+    // Not before the deadline.
+    assert!(s
+        .roll_back_if_due(deadline - Duration::from_millis(1))
+        .is_none());
+    assert_eq!(s.generation(), 2);
+    let back = s.roll_back_if_due(deadline).unwrap();
+    assert_eq!(back.outcome, Outcome::Applied, "{back:?}");
+    assert_eq!(back.trigger, Trigger::Rollback);
+    assert_eq!(back.generation, 3);
+    assert_eq!(back.after, first.after, "generation 1's ruleset again");
+    assert_eq!(s.status().hashes.unwrap(), confirmed);
+    assert!(s.confirm_by().is_none());
+    assert_eq!(s.status().rollbacks, 1);
+    assert!(s.confirm().is_err(), "nothing waits any more");
+    // The files that were rolled back are not applied again by file events...
+    let held = s.status().held.unwrap();
+    assert_eq!(held.trigger, Trigger::Rollback);
+    assert!(held.reason.contains("not confirmed in time"), "{held:?}");
+    let r = s.reload(Trigger::Files);
+    assert_eq!((r.outcome, s.generation()), (Outcome::Unchanged, 3));
+    // ...but by an operator's reload.
+    let r = s.reload(Trigger::Control);
+    assert_eq!((r.outcome, s.generation()), (Outcome::Applied, 4));
+}
+
+#[test]
+fn a_confirmed_reload_stays_and_a_second_provisional_one_keeps_the_first_baseline() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    let first = s.reload(Trigger::Start);
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(s.confirm(), Ok(2));
+    assert!(s.confirm_by().is_none());
+    let far = std::time::Instant::now() + Duration::from_secs(3600);
+    assert!(s.roll_back_if_due(far).is_none());
+    assert_eq!(s.generation(), 2);
+
+    // Two provisional reloads: a rollback goes back to the last confirmed (2).
+    let confirmed = s.status().counts.unwrap();
+    std::fs::remove_file(dir.path().join("policies/extra.yaml")).unwrap();
+    s.reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    dir.write(
+        "policies/extra.yaml",
+        EXTRA_POLICY
+            .replace("deny-ingress", "deny-ingress-2")
+            .as_str(),
+    );
+    s.reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(s.generation(), 4);
+    assert_eq!(s.status().pending.unwrap().rollback_to, 2);
+    let back = s.roll_back_if_due(far).unwrap();
+    assert_eq!(back.after, Some(confirmed));
+    assert_ne!(back.after, first.after);
+    // The files back as confirmed: an unchanged provisional reload leaves nothing
+    // pending.
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s
+        .reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    assert_ne!(r.outcome, Outcome::Applied);
+    assert!(s.confirm_by().is_none());
+}

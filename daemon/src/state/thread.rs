@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +35,9 @@ pub struct After {
     pub summary: String,
     /// [`State::wants_retry`].
     pub wants_retry: bool,
+    /// [`State::confirm_by`]: when the loop must call
+    /// [`StateThread::roll_back_if_due`].
+    pub confirm_by: Option<std::time::Instant>,
 }
 
 /// A command's answer and the state after it.
@@ -66,6 +70,9 @@ enum Command {
     Claim(Reply<()>),
     Reload(Trigger, Reply<ReloadReport>),
     ForceReload(Reply<ReloadReport>),
+    ReloadProvisional(bool, Duration, Reply<Result<ReloadReport, String>>),
+    Confirm(Reply<Result<u64, String>>),
+    RollBackIfDue(Reply<Option<ReloadReport>>),
     SetHostAddresses(BTreeSet<IpAddr>, Reply<Option<ReloadReport>>),
     KernelNews(Vec<News>, Reply<Option<DriftEvent>>),
     ReadDenies(Reply<()>),
@@ -112,6 +119,26 @@ impl StateThread {
     /// [`State::force_reload`].
     pub async fn force_reload(&self) -> Result<Done<ReloadReport>, Gone> {
         self.ask(Command::ForceReload).await
+    }
+
+    /// [`State::reload_provisional`].
+    pub async fn reload_provisional(
+        &self,
+        force: bool,
+        within: Duration,
+    ) -> Result<Done<Result<ReloadReport, String>>, Gone> {
+        self.ask(|r| Command::ReloadProvisional(force, within, r))
+            .await
+    }
+
+    /// [`State::confirm`].
+    pub async fn confirm(&self) -> Result<Done<Result<u64, String>>, Gone> {
+        self.ask(Command::Confirm).await
+    }
+
+    /// [`State::roll_back_if_due`], now.
+    pub async fn roll_back_if_due(&self) -> Result<Done<Option<ReloadReport>>, Gone> {
+        self.ask(Command::RollBackIfDue).await
     }
 
     /// [`State::set_host_addresses`].
@@ -161,6 +188,7 @@ fn serve<B: Backend>(mut state: State<B>, mut rx: mpsc::Receiver<Command>) {
         let after = After {
             summary: state.summary(),
             wants_retry: state.wants_retry(),
+            confirm_by: state.confirm_by(),
         };
         // The loop may have stopped waiting (it is shutting down): nothing to do.
         let _ = reply.send(Done { value, after });
@@ -177,6 +205,18 @@ fn serve<B: Backend>(mut state: State<B>, mut rx: mpsc::Receiver<Command>) {
             }
             Command::ForceReload(r) => {
                 let report = state.force_reload();
+                done(&state, r, report);
+            }
+            Command::ReloadProvisional(force, within, r) => {
+                let report = state.reload_provisional(force, within);
+                done(&state, r, report);
+            }
+            Command::Confirm(r) => {
+                let generation = state.confirm();
+                done(&state, r, generation);
+            }
+            Command::RollBackIfDue(r) => {
+                let report = state.roll_back_if_due(std::time::Instant::now());
                 done(&state, r, report);
             }
             Command::SetHostAddresses(addresses, r) => {

@@ -1,0 +1,162 @@
+//! Confirm or roll back. A reload applied provisionally (`netpolctl reload
+//! --confirm-within`) stays in force only if `netpolctl confirm` comes before its
+//! deadline; otherwise the inputs of the last confirmed generation are applied again.
+//!
+//! The deadline lives in netpold, so it outlives the operator's session (an SSH
+//! connection the new ruleset cut); the loop only wakes the state at it
+//! ([`After::confirm_by`](super::thread::After)). A rollback is an ordinary apply of
+//! inputs that applied before, in one transaction: it never leaves the host without a
+//! table. If the kernel refuses it, the provisional ruleset stays and the rollback is
+//! tried again a second later, loudly. Must not decide what is allowed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::report::{rfc3339, Held, Outcome, Pending, ReloadReport, Trigger};
+use super::{Guard, Read, State};
+use crate::netlink::Backend;
+use crate::telemetry;
+
+/// How soon a rollback the kernel refused is tried again.
+const ROLLBACK_RETRY: Duration = Duration::from_secs(1);
+
+/// A provisional generation and what a rollback brings back.
+pub(super) struct Provisional {
+    /// The inputs of the last confirmed generation.
+    confirmed: Arc<Read>,
+    /// Its generation.
+    confirmed_generation: u64,
+    /// When it is rolled back unless confirmed.
+    deadline: Instant,
+    /// The same, on the clock (for `status`).
+    deadline_at: SystemTime,
+}
+
+impl<B: Backend> State<B> {
+    /// `netpolctl reload --confirm-within`: reloads (`force` as `--force`); when that
+    /// applies a new generation, it is provisional until [`confirm`](Self::confirm)
+    /// within `within`. Refused when nothing is in force: a rollback would have
+    /// nothing to go back to but no table.
+    pub fn reload_provisional(
+        &mut self,
+        force: bool,
+        within: Duration,
+    ) -> Result<ReloadReport, String> {
+        let Some(current) = &self.current else {
+            return Err("nothing is in force to roll back to: reload without \
+                        --confirm-within first"
+                .into());
+        };
+        // A provisional generation over another keeps the confirmed one to go back to.
+        let earlier = self.pending.take();
+        let (confirmed, confirmed_generation) = match &earlier {
+            Some(p) => (Arc::clone(&p.confirmed), p.confirmed_generation),
+            None => (Arc::clone(&current.inputs), self.generation),
+        };
+        let report = if force {
+            self.force_reload()
+        } else {
+            self.reload(Trigger::Control)
+        };
+        let applied = report.outcome == Outcome::Applied;
+        // Unchanged, failed or held: what was pending before goes on as it was.
+        self.pending = if applied {
+            Some(Provisional {
+                confirmed,
+                confirmed_generation,
+                deadline: Instant::now() + within,
+                deadline_at: SystemTime::now() + within,
+            })
+        } else {
+            earlier
+        };
+        if applied {
+            tracing::warn!(
+                "generation {} is provisional: unless `netpolctl confirm` comes within {}, \
+                 the inputs of generation {confirmed_generation} are applied again",
+                self.generation,
+                humantime::format_duration(within)
+            );
+        }
+        Ok(report)
+    }
+
+    /// `netpolctl confirm`: the provisional generation stays. The generation confirmed,
+    /// or why there is none.
+    pub fn confirm(&mut self) -> Result<u64, String> {
+        match self.pending.take() {
+            Some(_) => {
+                tracing::info!("generation {} confirmed", self.generation);
+                Ok(self.generation)
+            }
+            None => Err("nothing waits for confirmation".into()),
+        }
+    }
+
+    /// When the provisional generation is rolled back unless confirmed.
+    pub fn confirm_by(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|p| p.deadline)
+    }
+
+    /// What `status` shows of a provisional generation.
+    pub(super) fn pending_report(&self) -> Option<Pending> {
+        self.pending.as_ref().map(|p| Pending {
+            generation: self.generation,
+            deadline: rfc3339(p.deadline_at),
+            rollback_to: p.confirmed_generation,
+        })
+    }
+
+    /// Rolls the provisional generation back when its deadline is past at `now`: the
+    /// confirmed inputs are applied again, and the files on disk (what was rolled back)
+    /// are held: not applied again until they change or an operator reloads.
+    pub fn roll_back_if_due(&mut self, now: Instant) -> Option<ReloadReport> {
+        if self.pending.as_ref()?.deadline > now {
+            return None;
+        }
+        let p = self.pending.take()?;
+        let rolled_back = self.generation;
+        let files = self.last_attempt.clone();
+        tracing::warn!(
+            "generation {rolled_back} was not confirmed in time: applying the inputs of \
+             generation {} again",
+            p.confirmed_generation
+        );
+        let report = self.load_and_apply(
+            Trigger::Rollback,
+            Arc::clone(&p.confirmed),
+            Instant::now(),
+            false,
+            Guard::Force,
+        );
+        if report.outcome == Outcome::Applied {
+            self.counters.rollbacks += 1;
+            telemetry::rolled_back();
+            if let Some(hashes) = files {
+                self.held = Some(Held {
+                    at: rfc3339(SystemTime::now()),
+                    trigger: Trigger::Rollback,
+                    reason: format!(
+                        "generation {rolled_back} was not confirmed in time and was rolled back \
+                         to the inputs of generation {}; the files on disk are not in force \
+                         until they change or `netpolctl reload` applies them",
+                        p.confirmed_generation
+                    ),
+                    hashes,
+                });
+            }
+        } else {
+            tracing::error!(
+                "rolling generation {rolled_back} back failed; it stays in force and the \
+                 rollback is tried again in {}",
+                humantime::format_duration(ROLLBACK_RETRY)
+            );
+            self.pending = Some(Provisional {
+                deadline: Instant::now() + ROLLBACK_RETRY,
+                deadline_at: SystemTime::now() + ROLLBACK_RETRY,
+                ..p
+            });
+        }
+        Some(report)
+    }
+}

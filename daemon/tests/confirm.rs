@@ -1,0 +1,76 @@
+//! Confirm or roll back with real packets: a reload that cuts the operator's way in
+//! (TCP 2222 standing in for SSH, the failsafe off) comes back by itself within the
+//! window plus a second, with no further command; a confirmed one stays. Needs root.
+
+mod support;
+use std::time::{Duration, Instant};
+
+use support::daemon::*;
+use support::text;
+
+/// checkout may reach payments-api on TCP 2222: the operator's "ssh".
+const SSH_POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  \
+    namespace: payments\n  name: allow-ssh\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    \
+    - ipBlock: {cidr: 198.18.2.10/32}\n    ports:\n    - {protocol: TCP, port: 2222}\n";
+
+fn ssh(peer: &support::NetNs) -> bool {
+    reaches_api_on(peer, "198.18.2.10", 2222)
+}
+
+#[test]
+fn an_unconfirmed_reload_that_cuts_ssh_comes_back_by_itself_and_a_confirmed_one_stays() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.write("policies/ssh.yaml", SSH_POLICY);
+    lab.write("netpold.yaml", "failsafe: []\n");
+    let config = lab.path("netpold.yaml").display().to_string();
+    let d = Daemon::start(&host, &lab, &["--config", &config]);
+    assert!(ssh(&peer), "allowed by payments/allow-ssh");
+
+    // The edit takes the way in away; provisional for 3 s.
+    std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();
+    let out = d.ctl(&host, &["reload", "--confirm-within", "3s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let applied = Instant::now();
+    assert!(!ssh(&peer), "the new ruleset cuts it");
+    let s = d.status(&host);
+    assert_eq!(s["pending"]["rollback_to"], 1, "{s:#}");
+    let st = text(&d.ctl(&host, &["status"]).stdout);
+    assert!(st.contains("PROVISIONAL:     generation"), "{st}");
+    // No command: netpold puts generation 1's inputs back by the deadline.
+    let s = d.wait_for(&host, "the rollback", |s| s["rollbacks"] == 1);
+    assert!(
+        applied.elapsed() < Duration::from_secs(3 + 1),
+        "rolled back {:?} after the reload",
+        applied.elapsed()
+    );
+    assert!(ssh(&peer), "the way in is back");
+    assert_eq!(s["held"]["trigger"], "rollback", "{s:#}");
+    assert_eq!(s["disk"], "differ", "the files are not in force: {s:#}");
+    assert!(s.get("pending").is_none(), "{s:#}");
+    assert!(d.log().contains("was not confirmed in time"), "{}", d.log());
+
+    // The same edit, confirmed (at once: each probe of the cut way waits 2 s): it
+    // stays past its deadline.
+    let out = d.ctl(&host, &["reload", "--confirm-within", "3s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = d.ctl(&host, &["confirm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.starts_with("confirmed: generation"), "{said}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!ssh(&peer), "confirmed: not rolled back");
+    let s = d.status(&host);
+    assert_eq!(s["rollbacks"], 1, "{s:#}");
+    assert!(s.get("pending").is_none(), "{s:#}");
+    // Nothing to confirm now: an error, exit 1.
+    let out = d.ctl(&host, &["confirm"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nothing waits for confirmation"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -289,6 +289,9 @@ pub struct Settings {
     pub events: Option<Events>,
     /// Accepted before any policy for every local endpoint (default: inbound TCP 22).
     pub failsafe: Vec<Failsafe>,
+    /// Every reload that changes connectivity is provisional for this long; `None`:
+    /// only `netpolctl reload --confirm-within` is.
+    pub confirm_within: Option<Duration>,
     /// Remove the table on SIGTERM/SIGINT.
     pub flush_on_exit: bool,
     /// Send only element changes when a reload changes nothing else.
@@ -319,6 +322,7 @@ struct FileConfig {
     mode: Option<Mode>,
     events: Option<Option<Events>>,
     failsafe: Option<Vec<Failsafe>>,
+    confirm_within: Option<Option<Duration>>,
     flush_on_exit: Option<bool>,
     incremental: Option<bool>,
     own_table: Option<bool>,
@@ -329,7 +333,7 @@ struct FileConfig {
 }
 
 /// Every key the file may have, in the order `config/netpold.yaml` documents them.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 21] = [
     "policies",
     "inventory",
     "local",
@@ -343,6 +347,7 @@ pub const KEYS: [&str; 20] = [
     "mode",
     "events",
     "failsafe",
+    "confirm-within",
     "flush-on-exit",
     "incremental",
     "own-table",
@@ -460,6 +465,7 @@ impl Settings {
             mode: flags.mode.or(file.mode).unwrap_or_default(),
             events: file.events.unwrap_or_else(|| Some(Events::default())),
             failsafe: file.failsafe.unwrap_or_else(Failsafe::defaults),
+            confirm_within: file.confirm_within.flatten(),
             flush_on_exit: flags.flush_on_exit || file.flush_on_exit.unwrap_or(false),
             incremental: !flags.no_incremental && file.incremental.unwrap_or(true),
             own_table: !flags.no_own_table && file.own_table.unwrap_or(true),
@@ -647,6 +653,12 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                             .collect(),
                     );
                 }
+                "confirm-within" => {
+                    config.confirm_within = Some(match &v.value {
+                        Value::Null => None,
+                        _ => Some(parse_confirm_within(&string(v)?)?),
+                    })
+                }
                 "flush-on-exit" => config.flush_on_exit = Some(boolean(v)?),
                 "allow-empty-files" => config.allow_empty_files = Some(boolean(v)?),
                 "revoke-established" => config.revoke_established = Some(boolean(v)?),
@@ -771,6 +783,21 @@ fn parse_events(
         }
     }
     enabled.then_some(events)
+}
+
+/// A confirmation window (`confirm-within`, `netpolctl reload --confirm-within`): 1 s
+/// to 1 h, as `60s`, `5m`.
+pub fn parse_confirm_within(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!(
+            "expected a duration such as 60s or 5m, found {}: {e}",
+            quote(text)
+        )
+    })?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+        return Err(format!("expected from 1s to 1h, found {}", quote(text)));
+    }
+    Ok(d)
 }
 
 /// The keys of a `failsafe` entry.
@@ -999,6 +1026,31 @@ mod tests {
                 format!("{f}:6:3: error: failsafe[2]: expected a mapping of direction, protocol, port, cidr, found the integer 22"),
             ]
         );
+    }
+
+    #[test]
+    fn confirm_within_from_the_file() {
+        let dir = TempDir::new("config");
+        let file = dir.write("c.yaml", "policies: p\ninventory: i\nconfirm-within: 90s\n");
+        let s = Settings::resolve(&flags(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(s.confirm_within, Some(Duration::from_secs(90)));
+        let s = Settings::resolve(&flags(&["--policies", "p", "--inventory", "i"])).unwrap();
+        assert_eq!(s.confirm_within, None);
+        for bad in ["0s", "2h", "soon", "60"] {
+            let file = dir.write(
+                "bad.yaml",
+                &format!("policies: p\ninventory: i\nconfirm-within: {bad}\n"),
+            );
+            let e = errors(Settings::resolve(&flags(&[
+                "--config",
+                file.to_str().unwrap(),
+            ])));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].contains(":3:17: error: confirm-within: expected"),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! except through the [`Backend`] that `apply`, `flush` and `show` are given.
 
 pub mod report_text;
+pub mod rollback;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

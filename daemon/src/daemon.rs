@@ -111,6 +111,7 @@ pub async fn run<B: Backend + Send + 'static>(
             mode: settings.mode,
             events: settings.events.as_ref().map(|e| e.log),
             failsafe: settings.failsafe.clone(),
+            confirm_within: settings.confirm_within,
             incremental: settings.incremental,
             load: settings.load,
             revoke: settings.revoke_established,

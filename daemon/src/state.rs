@@ -89,6 +89,9 @@ pub struct Options {
     pub events: Option<plan::EventLog>,
     /// Accepted before any policy for every local endpoint.
     pub failsafe: Vec<plan::Failsafe>,
+    /// Every reload that changes connectivity is provisional for this long
+    /// (`confirm-within`); `None`: only `netpolctl reload --confirm-within` is.
+    pub confirm_within: Option<Duration>,
     /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
     pub incremental: bool,
     /// How the inputs are read.
@@ -577,14 +580,30 @@ impl<B: Backend> State<B> {
     /// last failed or held attempt: nothing changed that could make it pass. Explicit
     /// reloads (SIGHUP, `netpolctl reload`) try again, since a kernel failure may be
     /// transient.
+    ///
+    /// With `confirm-within` configured, one that changes connectivity is provisional
+    /// ([`confirm`]).
     pub fn reload(&mut self, trigger: Trigger) -> ReloadReport {
-        self.reload_checked(trigger, Guard::HoldSuspicious)
+        let baseline = self.baseline();
+        let report = self.reload_checked(trigger, Guard::HoldSuspicious);
+        self.provisional_if_configured(trigger, baseline, &report);
+        report
     }
 
     /// `netpolctl reload --force`: like [`reload`](Self::reload), but applies inputs
     /// even when they would be held as suspicious.
     pub fn force_reload(&mut self) -> ReloadReport {
-        self.reload_checked(Trigger::Control, Guard::Force)
+        let baseline = self.baseline();
+        let report = self.reload_checked(Trigger::Control, Guard::Force);
+        self.provisional_if_configured(Trigger::Control, baseline, &report);
+        report
+    }
+
+    /// The inputs in force and their generation: what a rollback would go back to.
+    fn baseline(&self) -> Option<(Arc<Read>, u64)> {
+        self.current
+            .as_ref()
+            .map(|c| (Arc::clone(&c.inputs), self.generation))
     }
 
     /// Whether the last reload failed in a way that may pass on a retry without any

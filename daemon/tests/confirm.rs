@@ -74,3 +74,79 @@ fn an_unconfirmed_reload_that_cuts_ssh_comes_back_by_itself_and_a_confirmed_one_
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_unconfirmed_apply_is_loaded_back_by_a_process_that_outlives_netpolctl() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let run_dir = lab.path("run");
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply".to_string(), "--failsafe".into(), "none".into()];
+        args.extend(lab.args().into_iter().take(4));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = host
+            .command(NETPOLCTL, &args)
+            .env("NETPOL_RUN_DIR", &run_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let confirm = || {
+        host.command(NETPOLCTL, &["--socket", "/nonexistent", "confirm"])
+            .env("NETPOL_RUN_DIR", &run_dir)
+            .output()
+            .unwrap()
+    };
+    // Nothing in force: nothing to go back to, refused before anything is loaded.
+    let mut args = vec!["apply", "--confirm-within", "2s"];
+    let inputs = lab.args();
+    args.extend(inputs.iter().take(4).map(String::as_str));
+    let out = host
+        .command(NETPOLCTL, &args)
+        .env("NETPOL_RUN_DIR", &run_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no table inet netpol is in force to roll back to"));
+    assert!(host.table().is_none(), "nothing loaded");
+
+    lab.write("policies/ssh.yaml", SSH_POLICY);
+    apply(&[]);
+    assert!(ssh(&peer));
+    std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();
+    let said = apply(&["--confirm-within", "3s"]);
+    let applied = Instant::now();
+    assert!(said.contains("PROVISIONAL"), "{said}");
+    assert!(!ssh(&peer), "cut");
+    // netpolctl has exited; its watcher loads the table back.
+    while !ssh(&peer) {
+        assert!(
+            applied.elapsed() < Duration::from_secs(3 + 1 + 2),
+            "not rolled back"
+        );
+    }
+    assert!(
+        applied.elapsed() < Duration::from_secs(3 + 1 + 2),
+        "{:?}",
+        applied.elapsed()
+    );
+    let out = confirm();
+    assert!(!out.status.success(), "nothing waits");
+    assert!(
+        text(&out.stderr).contains("was not confirmed in time"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Confirmed: it stays.
+    apply(&["--confirm-within", "2s"]);
+    let out = confirm();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("confirmed"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!ssh(&peer), "confirmed: stays");
+}

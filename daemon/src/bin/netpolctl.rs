@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use netpol_daemon::config::{self, Deny};
 use netpol_daemon::control::{self, Request, Response};
 use netpol_daemon::ctl::report_text::{event_line, reload_text, status_text};
+use netpol_daemon::ctl::rollback;
 use netpol_daemon::ctl::{self, CompileFormat, DiffFormat, MatrixFormat, ReportFormat};
 use netpol_daemon::events::hub::LogsFilter;
 use netpol_daemon::inputs::Paths;
@@ -91,15 +92,6 @@ impl FailsafeArgs {
             self.failsafe.iter().flatten().copied().collect()
         }
     }
-}
-
-/// A confirmation window: 1 s to 1 h, in humantime's spelling (`60s`, `5m`).
-fn parse_confirm_within(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
-    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
-        return Err(format!("{s:?}: expected from 1s to 1h"));
-    }
-    Ok(d)
 }
 
 /// A failsafe entry, or `none`.
@@ -252,6 +244,17 @@ enum Command {
         /// Replace a table named `inet netpol` even when netpol did not make it.
         #[arg(long)]
         force: bool,
+        /// Load provisionally: unless `netpolctl confirm` comes within this time (1s-1h,
+        /// e.g. 60s), a detached process loads the table in force before back, also if
+        /// this session is gone.
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_confirm_within)]
+        confirm_within: Option<Duration>,
+    },
+    /// The detached process of `apply --confirm-within` (not for people).
+    #[command(hide = true)]
+    RollbackAt {
+        /// Its pending file.
+        pending: PathBuf,
     },
     /// Remove the netpol table from the kernel, and nothing else (needs root).
     Flush {
@@ -280,14 +283,14 @@ enum Command {
         /// Apply provisionally: unless `netpolctl confirm` comes within this time
         /// (e.g. 60s, 5m; 1s-1h), netpold applies the last confirmed inputs again by
         /// itself, also if this session is gone.
-        #[arg(long, value_name = "DURATION", value_parser = parse_confirm_within)]
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_confirm_within)]
         confirm_within: Option<Duration>,
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
     },
-    /// Keep the provisional generation a `reload --confirm-within` applied (exit 1 when
-    /// none waits).
+    /// Keep what a `reload --confirm-within` (netpold) or an `apply --confirm-within`
+    /// (this namespace) loaded provisionally (exit 1 when nothing waits).
     Confirm {
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
@@ -525,20 +528,32 @@ fn main() -> ExitCode {
             failsafe,
             revoke_established,
             force,
-        } => ctl::apply(
-            &inputs.paths(),
-            &locals,
-            &rules_compiler::plan::Options {
-                deny: deny.into(),
-                mode,
-                events: None,
-                failsafe: failsafe.entries(),
-            },
-            revoke_established,
-            &mut Netlink::new(),
-            force,
-            netpol_daemon::addrs::local_addresses,
-        ),
+            confirm_within,
+        } => (|| {
+            let saved = confirm_within.map(|_| rollback::save()).transpose()?;
+            let mut out = ctl::apply(
+                &inputs.paths(),
+                &locals,
+                &rules_compiler::plan::Options {
+                    deny: deny.into(),
+                    mode,
+                    events: None,
+                    failsafe: failsafe.entries(),
+                },
+                revoke_established,
+                &mut Netlink::new(),
+                force,
+                netpol_daemon::addrs::local_addresses,
+            )?;
+            if let (Some(saved), Some(within)) = (saved, confirm_within) {
+                out.stdout.push_str(&rollback::arm(saved, within)?);
+            }
+            Ok(out)
+        })(),
+        Command::RollbackAt { pending } => rollback::watch(&pending).map(|()| ctl::Output {
+            stdout: String::new(),
+            warnings: String::new(),
+        }),
         Command::Flush { force } => ctl::flush(&mut Netlink::new(), force),
         Command::Show { inventory, output } => {
             let inventory = (!inventory.is_empty()).then(|| Paths {
@@ -562,12 +577,23 @@ fn main() -> ExitCode {
                 out
             })
         }
-        Command::Confirm { output } => {
-            daemon_request(&cli.socket, Request::Confirm, cli.timeout, output).map(|(out, good)| {
-                ok = good;
-                out
-            })
-        }
+        // A pending `apply --confirm-within` of this namespace first, else netpold's.
+        Command::Confirm { output } => match rollback::confirm() {
+            Ok(Some(stdout)) => Ok(ctl::Output {
+                stdout,
+                warnings: String::new(),
+            }),
+            Ok(None) => daemon_request(&cli.socket, Request::Confirm, cli.timeout, output)
+                .map(|(out, good)| {
+                    ok = good;
+                    out
+                })
+                .map_err(|e| match rollback::rolled_back() {
+                    Some(line) => e.context(format!("nothing to confirm here; {line}")),
+                    None => e,
+                }),
+            Err(e) => Err(e),
+        },
         Command::Logs {
             follow,
             lines,

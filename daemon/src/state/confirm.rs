@@ -48,37 +48,65 @@ impl<B: Backend> State<B> {
                 .into());
         };
         // A provisional generation over another keeps the confirmed one to go back to.
-        let earlier = self.pending.take();
-        let (confirmed, confirmed_generation) = match &earlier {
-            Some(p) => (Arc::clone(&p.confirmed), p.confirmed_generation),
-            None => (Arc::clone(&current.inputs), self.generation),
-        };
+        let baseline = (Arc::clone(&current.inputs), self.generation);
         let report = if force {
-            self.force_reload()
+            self.reload_checked(Trigger::Control, Guard::Force)
         } else {
-            self.reload(Trigger::Control)
+            self.reload_checked(Trigger::Control, Guard::HoldSuspicious)
         };
-        let applied = report.outcome == Outcome::Applied;
-        // Unchanged, failed or held: what was pending before goes on as it was.
-        self.pending = if applied {
-            Some(Provisional {
-                confirmed,
-                confirmed_generation,
-                deadline: Instant::now() + within,
-                deadline_at: SystemTime::now() + within,
-            })
-        } else {
-            earlier
-        };
-        if applied {
-            tracing::warn!(
-                "generation {} is provisional: unless `netpolctl confirm` comes within {}, \
-                 the inputs of generation {confirmed_generation} are applied again",
-                self.generation,
-                humantime::format_duration(within)
-            );
+        if report.outcome == Outcome::Applied {
+            self.make_provisional(baseline, within);
         }
         Ok(report)
+    }
+
+    /// With `confirm-within` set, after a reload of `trigger` from `baseline` (the
+    /// inputs in force before it and their generation): a reload an operator or the
+    /// files set off that applied and changed connectivity (or whose change was too big
+    /// to count) becomes provisional. Start-up has nothing to go back to; an address
+    /// change re-plans the inputs in force; a rollback is the way back itself.
+    pub(super) fn provisional_if_configured(
+        &mut self,
+        trigger: Trigger,
+        baseline: Option<(Arc<Read>, u64)>,
+        report: &ReloadReport,
+    ) {
+        let (Some(within), Some(baseline)) = (self.options.confirm_within, baseline) else {
+            return;
+        };
+        let operators = matches!(
+            trigger,
+            Trigger::Files | Trigger::Signal | Trigger::Control | Trigger::Retry
+        );
+        let changed = report
+            .connectivity
+            .as_ref()
+            .is_none_or(|c| c.allowed + c.denied > 0);
+        if operators && report.outcome == Outcome::Applied && changed {
+            self.make_provisional(baseline, within);
+        }
+    }
+
+    /// The generation in force is provisional for `within`; a rollback goes back to
+    /// `baseline`, unless an earlier provisional generation's baseline is still waiting
+    /// (then to that one: the last confirmed).
+    fn make_provisional(&mut self, baseline: (Arc<Read>, u64), within: Duration) {
+        let (confirmed, confirmed_generation) = match self.pending.take() {
+            Some(p) => (p.confirmed, p.confirmed_generation),
+            None => baseline,
+        };
+        tracing::warn!(
+            "generation {} is provisional: unless `netpolctl confirm` comes within {}, \
+             the inputs of generation {confirmed_generation} are applied again",
+            self.generation,
+            humantime::format_duration(within)
+        );
+        self.pending = Some(Provisional {
+            confirmed,
+            confirmed_generation,
+            deadline: Instant::now() + within,
+            deadline_at: SystemTime::now() + within,
+        });
     }
 
     /// `netpolctl confirm`: the provisional generation stays. The generation confirmed,

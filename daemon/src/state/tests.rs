@@ -34,6 +34,7 @@ pub(super) fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> 
             mode: Default::default(),
             events: None,
             failsafe: Vec::new(),
+            confirm_within: None,
             incremental: true,
             load: Default::default(),
             revoke: true,
@@ -1192,5 +1193,36 @@ fn a_confirmed_reload_stays_and_a_second_provisional_one_keeps_the_first_baselin
         .reload_provisional(false, Duration::from_secs(60))
         .unwrap();
     assert_ne!(r.outcome, Outcome::Applied);
+    assert!(s.confirm_by().is_none());
+}
+
+#[test]
+fn with_confirm_within_a_reload_that_changes_connectivity_is_provisional_and_others_not() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.options.confirm_within = Some(Duration::from_secs(30));
+    s.reload(Trigger::Start);
+    assert!(
+        s.confirm_by().is_none(),
+        "start-up has nothing to go back to"
+    );
+    // A comment changes the bytes, not what is allowed: applied, not provisional.
+    let web = dir.path().join("policies/web.yaml");
+    let text = std::fs::read_to_string(&web).unwrap();
+    dir.write("policies/web.yaml", &format!("# a comment\n{text}"));
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    let c = r.connectivity.unwrap();
+    assert_eq!((c.allowed, c.denied), (0, 0));
+    assert!(s.confirm_by().is_none());
+    // checkout's ingress closed: connectivity changes, so it is provisional.
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    let r = s.reload(Trigger::Files);
+    assert!(r.connectivity.unwrap().denied > 0, "{r:?}");
+    let deadline = s.confirm_by().expect("provisional");
+    assert_eq!(s.status().pending.unwrap().rollback_to, 2);
+    let back = s.roll_back_if_due(deadline).unwrap();
+    assert_eq!(back.outcome, Outcome::Applied);
+    // The rollback itself is not provisional.
     assert!(s.confirm_by().is_none());
 }

@@ -582,7 +582,7 @@ impl<B: Backend> State<B> {
     /// transient.
     ///
     /// With `confirm-within` configured, one that changes connectivity is provisional
-    /// ([`confirm`]).
+    /// ([`State::confirm`]).
     pub fn reload(&mut self, trigger: Trigger) -> ReloadReport {
         let baseline = self.baseline();
         let report = self.reload_checked(trigger, Guard::HoldSuspicious);

@@ -31,12 +31,14 @@
 pub mod analysis;
 pub mod diag;
 pub mod events;
+pub mod lint;
 pub mod load;
 pub mod model;
 pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod selector;
+pub mod spans;
 pub mod target;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -52,6 +54,8 @@ pub use target::{compile, Compiled, Counts, Target};
 pub struct Loaded {
     /// The validated model.
     pub model: Model,
+    /// Where each policy's fields were written (for `lint`).
+    pub spans: spans::Spans,
     /// Warnings (skipped pods, implicit namespaces, non-canonical CIDRs, …).
     pub warnings: Vec<Diagnostic>,
 }

@@ -25,7 +25,7 @@ use crate::model::{Direction, ObjectName};
 mod checked;
 mod compile;
 mod delta;
-mod intervals;
+pub(crate) mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;

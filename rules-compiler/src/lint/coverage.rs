@@ -1,0 +1,282 @@
+//! What a rule, or one peer of a rule, allows for one endpoint, as resolved addresses
+//! and ports, and whether one such set contains another: the arithmetic behind
+//! `duplicate-rule`.
+//!
+//! A unit's set is a list of (family, first address, last address, ports) elements,
+//! built with `resolve`'s own answers (which endpoints a peer selects, what a named
+//! port stands for on a destination) and the plan's interval helpers (an ipBlock's
+//! ranges, merged port ranges). Containment is checked per elementary address
+//! interval, so a set is contained however the other one is cut into elements.
+
+use std::collections::BTreeMap;
+
+use super::Lint;
+use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, Ports, Rule};
+use crate::plan::intervals::{block_spans, family_max, normalise_ports, to_u128, PortSet};
+use crate::plan::Family;
+use crate::resolve::{port_range_on, EndpointId, PolicyId};
+
+/// A rule (`peer: None`) or one entry of its `from`/`to` (`peer: Some(k)`), ordered as
+/// the model is: of two units that allow the same, the later one is the duplicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Unit {
+    /// The policy.
+    pub policy: PolicyId,
+    /// The rule's index in the direction's list.
+    pub rule: usize,
+    /// The entry's index in `from`/`to`, for a peer unit.
+    pub peer: Option<usize>,
+}
+
+/// The ports of an element: every protocol and port (ICMP included), or these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PortSpec {
+    All,
+    Set(PortSet),
+}
+
+/// Addresses `first..=last` of one family, on these ports.
+type Elem = (Family, u128, u128, PortSpec);
+
+/// The units of these policies in one direction: every rule, and every entry of a
+/// `from`/`to` list of two or more (one entry is the rule itself).
+pub(super) fn units(lint: &Lint<'_, '_>, dir: Direction, policies: &[PolicyId]) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for &policy in policies {
+        for (rule, r) in lint
+            .policy(policy)
+            .rules(dir)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            out.push(Unit {
+                policy,
+                rule,
+                peer: None,
+            });
+            if let Peers::List(list) = &r.peers {
+                if list.len() > 1 {
+                    out.extend((0..list.len()).map(|k| Unit {
+                        policy,
+                        rule,
+                        peer: Some(k),
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The units of `isolating` that endpoint `local` does not need, each with the unit
+/// that allows all it allows. A unit that allows nothing is never in it (another
+/// check says why it allows nothing).
+///
+/// Rules first: a rule is redundant when another rule allows a superset, or the same
+/// and comes first. Then entries of the rules kept: redundant when a kept rule, or
+/// another entry of their own rule, allows it all (ties again to the first). Every
+/// cover is thereby larger or earlier, so the chains end at units that are kept, and
+/// deleting every unit found still allows the same.
+pub(super) fn redundant_units(
+    lint: &Lint<'_, '_>,
+    dir: Direction,
+    local: EndpointId,
+    isolating: &[PolicyId],
+) -> BTreeMap<Unit, Unit> {
+    let sets: BTreeMap<Unit, Vec<Elem>> = units(lint, dir, isolating)
+        .into_iter()
+        .map(|u| (u, allowed(lint, dir, local, u)))
+        .filter(|(_, set)| !set.is_empty())
+        .collect();
+    // `v` may stand in for `u`: it allows all `u` allows, and more or comes first.
+    let replaces =
+        |v: &Unit, u: &Unit| covers(&sets[v], &sets[u]) && (v < u || !covers(&sets[u], &sets[v]));
+    let rules: Vec<Unit> = sets.keys().filter(|u| u.peer.is_none()).copied().collect();
+    let mut redundant = BTreeMap::new();
+    for u in &rules {
+        if let Some(v) = rules.iter().find(|v| *v != u && replaces(v, u)) {
+            redundant.insert(*u, *v);
+        }
+    }
+    let kept: Vec<Unit> = rules
+        .iter()
+        .filter(|u| !redundant.contains_key(u))
+        .copied()
+        .collect();
+    for u in sets.keys().filter(|u| u.peer.is_some()) {
+        let own = |v: &Unit| v.policy == u.policy && v.rule == u.rule;
+        if !kept.iter().any(own) {
+            continue;
+        }
+        let cover = kept
+            .iter()
+            .filter(|v| !own(v))
+            .chain(
+                sets.keys()
+                    .filter(|v| v.peer.is_some() && own(v) && *v != u),
+            )
+            .find(|v| replaces(v, u));
+        if let Some(v) = cover {
+            redundant.insert(*u, *v);
+        }
+    }
+    redundant
+}
+
+/// What a unit allows for endpoint `local`: for ingress the peers are sources and the
+/// ports `local`'s; for egress the peers are destinations and own the named ports.
+fn allowed(lint: &Lint<'_, '_>, dir: Direction, local: EndpointId, unit: Unit) -> Vec<Elem> {
+    let index = lint.index;
+    let rule: &Rule = &lint.policy(unit.policy).rules(dir).unwrap_or_default()[unit.rule];
+    let endpoints = &index.model.inventory.endpoints;
+    let fixed = (dir == Direction::Ingress).then(|| index.endpoint(local));
+    // Addresses of no endpoint never match a named port, so endpoints' addresses are
+    // added one by one only where a name could resolve on them.
+    let named = matches!(&rule.ports, Ports::List(l)
+        if l.iter().any(|p| matches!(p.port, PortMatch::Named(_))));
+    let by_name = dir == Direction::Egress && named;
+    let mut out = Vec::new();
+    let peers: Vec<Option<&Peer>> = match (&rule.peers, unit.peer) {
+        (Peers::All, _) => vec![None],
+        (Peers::List(list), None) => list.iter().map(Some).collect(),
+        (Peers::List(list), Some(k)) => vec![Some(&list[k])],
+    };
+    for peer in peers {
+        match peer {
+            None => {
+                for family in [Family::V4, Family::V6] {
+                    push(&mut out, rule, family, (0, family_max(family)), fixed);
+                }
+                if by_name {
+                    for e in endpoints {
+                        push_endpoint(&mut out, rule, e, |_| true, None);
+                    }
+                }
+            }
+            Some(Peer::IpBlock(block)) => {
+                let (family, spans) = block_spans(block);
+                for span in spans {
+                    push(&mut out, rule, family, span, fixed);
+                }
+                if by_name {
+                    for e in endpoints {
+                        push_endpoint(&mut out, rule, e, |ip| block.contains(ip), None);
+                    }
+                }
+            }
+            Some(peer @ Peer::Endpoints { .. }) => {
+                for e in index.peer_endpoints(peer) {
+                    push_endpoint(&mut out, rule, index.endpoint(e), |_| true, fixed);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds a range on the ports the rule gives destination `dest`, if any.
+fn push(
+    out: &mut Vec<Elem>,
+    rule: &Rule,
+    family: Family,
+    (lo, hi): (u128, u128),
+    dest: Option<&Endpoint>,
+) {
+    if let Some(ports) = ports_on(rule, dest) {
+        out.push((family, lo, hi, ports));
+    }
+}
+
+/// Adds the addresses of `e` that `keep` keeps; named ports resolve on `dest`, or on
+/// `e` itself when `dest` is `None` (egress).
+fn push_endpoint(
+    out: &mut Vec<Elem>,
+    rule: &Rule,
+    e: &Endpoint,
+    keep: impl Fn(&std::net::IpAddr) -> bool,
+    dest: Option<&Endpoint>,
+) {
+    for ip in e.ips.iter().filter(|ip| keep(ip)) {
+        let (family, x) = to_u128(*ip);
+        push(out, rule, family, (x, x), dest.or(Some(e)));
+    }
+}
+
+/// The ports a rule allows towards `dest`; `None` when none (a name that does not
+/// resolve there).
+fn ports_on(rule: &Rule, dest: Option<&Endpoint>) -> Option<PortSpec> {
+    let Ports::List(list) = &rule.ports else {
+        return Some(PortSpec::All);
+    };
+    let mut set: PortSet = list
+        .iter()
+        .filter_map(|pr| port_range_on(pr, dest).map(|(lo, hi)| (pr.protocol.number(), lo, hi)))
+        .collect();
+    normalise_ports(&mut set);
+    (!set.is_empty()).then_some(PortSpec::Set(set))
+}
+
+/// Whether `b` allows everything `a` allows.
+fn covers(b: &[Elem], a: &[Elem]) -> bool {
+    a.iter().all(|elem| covers_one(b, elem))
+}
+
+fn covers_one(b: &[Elem], (family, lo, hi, ports): &Elem) -> bool {
+    let (lo, hi) = (*lo, *hi);
+    let cands: Vec<&Elem> = b
+        .iter()
+        .filter(|(f, l, h, _)| f == family && *l <= hi && *h >= lo)
+        .collect();
+    // Cheap refusal first: the candidates together must be at least as long.
+    let length = |l: u128, h: u128| (h - l).saturating_add(1);
+    let total = cands.iter().fold(0u128, |sum, (_, l, h, _)| {
+        sum.saturating_add(length((*l).max(lo), (*h).min(hi)))
+    });
+    if total < length(lo, hi) {
+        return false;
+    }
+    // Which candidates hold changes only at these points.
+    let mut cuts = vec![lo];
+    for (_, l, h, _) in &cands {
+        if *l > lo {
+            cuts.push(*l);
+        }
+        if *h < hi {
+            cuts.push(h + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.iter().all(|&at| {
+        let here: Vec<&PortSpec> = cands
+            .iter()
+            .filter(|(_, l, h, _)| *l <= at && at <= *h)
+            .map(|(_, _, _, p)| p)
+            .collect();
+        contains_ports(&here, ports)
+    })
+}
+
+/// Whether the union of `have` holds every port of `need`.
+fn contains_ports(have: &[&PortSpec], need: &PortSpec) -> bool {
+    if have.iter().any(|p| **p == PortSpec::All) {
+        return true;
+    }
+    let PortSpec::Set(need) = need else {
+        return false;
+    };
+    let mut union: PortSet = have
+        .iter()
+        .flat_map(|p| match p {
+            PortSpec::Set(s) => s.clone(),
+            PortSpec::All => Vec::new(),
+        })
+        .collect();
+    normalise_ports(&mut union);
+    need.iter().all(|&(proto, lo, hi)| {
+        union
+            .iter()
+            .any(|&(p, l, h)| p == proto && l <= lo && hi <= h)
+    })
+}

@@ -33,8 +33,13 @@ pub(super) fn ignored_rules(lint: &mut Lint<'_, '_>, id: PolicyId) {
                 written.key,
                 format!(
                     "{key} holds {} but policyTypes leaves {ty} out, so Kubernetes ignores \
-                     them: they neither isolate nor allow anything",
-                    count(written.rules.len(), "rule")
+                     {}: they neither isolate nor allow anything",
+                    count(written.rules.len(), "rule"),
+                    if written.rules.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    }
                 ),
                 format!("add {ty} to policyTypes to enforce them, or delete the {key} rules"),
             ));

@@ -90,7 +90,7 @@ pub(super) fn or_instead_of_and(lint: &mut Lint<'_, '_>, id: PolicyId) {
                 format!(
                     "{key}[{ns}] has only a namespaceSelector and {key}[{pods}] only a \
                      podSelector: as two entries they are ORed, so every endpoint of those \
-                     namespaces and those pods of {} are all peers",
+                     namespaces is a peer, and so are those pods of namespace {}",
                     policy.id.namespace
                 ),
                 "if those pods in those namespaces are meant, write one entry with both \
@@ -566,8 +566,10 @@ fn rule_reaches(lint: &Lint<'_, '_>, rule: &Rule, proto: Protocol, port: u16) ->
 }
 
 /// `egress-without-dns`: endpoints isolated for egress whose policies allow no peer on
-/// 53/UDP, or none on 53/TCP. Endpoints with the same isolating policies share one
-/// finding, at the first of those policies' `egress` key (or `policyTypes`).
+/// 53/UDP, or none on 53/TCP. Endpoints are judged per set of isolating policies, then
+/// reported together under the policy of their set that selects the most endpoints
+/// (the default deny, typically, where a DNS rule belongs), at its `egress` key (or
+/// `policyTypes`).
 pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
     let index = lint.index;
     let mut groups: BTreeMap<Vec<PolicyId>, Vec<EndpointId>> = BTreeMap::new();
@@ -577,6 +579,11 @@ pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
             groups.entry(isolating).or_default().push(ep);
         }
     }
+    let mut widths: BTreeMap<PolicyId, usize> = BTreeMap::new();
+    let mut width = |p: PolicyId| *widths.entry(p).or_insert_with(|| lint.selected(p).len());
+    // (policy reported at, protocols missing) → (endpoints, isolating policies).
+    let mut found: BTreeMap<(PolicyId, Vec<&str>), (BTreeSet<EndpointId>, BTreeSet<PolicyId>)> =
+        BTreeMap::new();
     for (isolating, endpoints) in groups {
         let reaches = |proto| {
             isolating.iter().any(|&p| {
@@ -595,8 +602,19 @@ pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
         if missing.is_empty() {
             continue;
         }
-        let first = isolating[0];
-        let places = lint.places(first);
+        // The widest policy; the first of equals (`max_by_key` keeps the last).
+        let at = isolating
+            .iter()
+            .copied()
+            .rev()
+            .max_by_key(|&p| width(p))
+            .expect("isolating is not empty");
+        let entry = found.entry((at, missing)).or_default();
+        entry.0.extend(endpoints);
+        entry.1.extend(isolating);
+    }
+    for ((policy, missing), (endpoints, isolating)) in found {
+        let places = lint.places(policy);
         let at = places.egress.key.or(places.policy_types);
         let missing = missing
             .iter()
@@ -615,7 +633,7 @@ pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
                     TCP, e.g. to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.\
                     name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]"
             .to_string();
-        lint.report(Check::EgressWithoutDns, first, at, message, hint);
+        lint.report(Check::EgressWithoutDns, policy, at, message, hint);
     }
 }
 

@@ -184,6 +184,26 @@ fn egress_without_dns_counts_the_union_of_the_isolating_policies() {
 ",
         );
     assert_eq!(of(Check::EgressWithoutDns, &text), []);
+    // Without TCP 53, frontend and checkout are one finding, at the policy that selects
+    // them both (where the DNS rule belongs), not at the narrower one that sorts first.
+    let text = policy(
+        "web",
+        "a-narrow",
+        "  podSelector: {matchLabels: {app: frontend}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: pg}}}]
+    ports: [{port: 5432}]
+",
+    ) + &dns_policy("[{protocol: UDP, port: 53}]");
+    let found = of(Check::EgressWithoutDns, &text);
+    assert_one(
+        &found,
+        "web/dns",
+        place(&text, "egress:", 1),
+        "2 endpoints (web/checkout, web/frontend) are isolated for egress by web/a-narrow, \
+         web/dns, whose rules allow no peer on 53/TCP",
+    );
     // The named port `dns` is TCP by default: kube-dns declares it for UDP only.
     let found = of(
         Check::EgressWithoutDns,

@@ -13,7 +13,8 @@
 //! [`compile`] ([`target`]) is the one entry point from a model to a plan: it chooses
 //! the local endpoints (named, or by this host's addresses) and counts what it built.
 //! [`analysis`] answers `matrix` and `explain` from the same resolution; [`events`]
-//! says which endpoint, peer and policies a logged packet is about.
+//! says which endpoint, peer and policies a logged packet is about; [`lint`] finds the
+//! classic mistakes, placed by the side table [`spans`] that `validate` fills.
 //!
 //! ```no_run
 //! use rules_compiler::{load, model::ObjectName, render, Target};

@@ -3,6 +3,9 @@
 //!
 //! Must not decide what traffic is allowed; it only decides what input is acceptable.
 //!
+//! Beside the model it fills [`crate::spans::Spans`], where each policy's fields were
+//! written and which Namespace objects lacked `kubernetes.io/metadata.name`, for `lint`.
+//!
 //! The YAML trees from [`crate::load::parse`] are decoded by hand, not through serde, so
 //! that every problem names its place and one bad field does not hide the next: all
 //! errors of all documents of all files come out of one run, sorted by file (in the

@@ -388,7 +388,19 @@ fn thousands_of_warnings_print_fifty_and_a_count() {
     assert!(err.ends_with("… and 4950 more warnings\n"), "{err}");
 }
 
-/// The lint findings of the example, as JSON, with the exit code.
+/// `netpolctl lint` of these policies against the example's inventory, as text.
+fn lint_text(policies: &str) -> Output {
+    netpolctl(&[
+        "lint",
+        "--policies",
+        policies,
+        "--inventory",
+        "config/inventory",
+    ])
+}
+
+/// The lint findings of these policies against the example's inventory, as JSON, with
+/// the exit code.
 fn lint_json(policies: &str, rest: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let mut args = vec![
         "lint",
@@ -469,13 +481,7 @@ fn lint_fails_on_errors_unless_never_and_exits_2_on_bad_input() {
     assert_eq!(lint_json(path, &["--fail-on", "never"]).0, Some(0));
 
     // Text: one block per finding, then the count.
-    let out = netpolctl(&[
-        "lint",
-        "--policies",
-        path,
-        "--inventory",
-        "config/inventory",
-    ]);
+    let out = lint_text(path);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(
@@ -492,13 +498,7 @@ fn lint_fails_on_errors_unless_never_and_exits_2_on_bad_input() {
 
     // Input that does not load: reported with its place, exit 2.
     std::fs::write(&policy, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: p}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 0}]\n").unwrap();
-    let out = netpolctl(&[
-        "lint",
-        "--policies",
-        path,
-        "--inventory",
-        "config/inventory",
-    ]);
+    let out = lint_text(path);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);

@@ -7,8 +7,8 @@ use super::coverage::{self, Unit};
 use super::{count, list, peers_key, Check, Lint, DIRECTIONS};
 use crate::diag::quote;
 use crate::model::{
-    Direction, Endpoint, LabelSelector, NamespaceScope, Operator, Peer, Peers, PortMatch, Ports,
-    Protocol, Rule, SkipCause, NAMESPACE_NAME_LABEL,
+    Direction, Endpoint, IpBlock, LabelSelector, NamespaceScope, Operator, Peer, Peers, PortMatch,
+    Ports, Protocol, Rule, SkipCause, NAMESPACE_NAME_LABEL,
 };
 use crate::resolve::{port_rule_matches, EndpointId, PolicyId};
 
@@ -137,6 +137,16 @@ fn peers_with_places<'p>(
         }
     }
     out
+}
+
+/// The endpoints with an address inside an ipBlock, ascending: netpol matches them as
+/// its peers (an ipBlock matches endpoint addresses too).
+fn in_block<'l>(
+    lint: &'l Lint<'_, '_>,
+    block: &'l IpBlock,
+) -> impl Iterator<Item = EndpointId> + 'l {
+    let endpoints = &lint.index.model.inventory.endpoints;
+    (0..endpoints.len()).filter(|&e| endpoints[e].ips.iter().any(|ip| block.contains(ip)))
 }
 
 /// The namespaces of the inventory a namespace scope matches.
@@ -371,10 +381,7 @@ fn destinations(
             let mut out = BTreeSet::new();
             for peer in peers {
                 match peer {
-                    Peer::IpBlock(block) => out.extend(
-                        (0..endpoints.len())
-                            .filter(|&e| endpoints[e].ips.iter().any(|ip| block.contains(ip))),
-                    ),
+                    Peer::IpBlock(block) => out.extend(in_block(lint, block)),
                     Peer::Endpoints { .. } => out.extend(lint.index.peer_endpoints(peer)),
                 }
             }
@@ -456,16 +463,13 @@ pub(super) fn named_port_unresolved(lint: &mut Lint<'_, '_>, id: PolicyId) {
 /// endpoints. netpol matches them (the kernel sees addresses); some implementations
 /// apply ipBlock only to traffic from outside the cluster.
 pub(super) fn ipblock_covers_endpoints(lint: &mut Lint<'_, '_>, id: PolicyId) {
-    let endpoints = &lint.index.model.inventory.endpoints;
     let mut found = Vec::new();
     for (dir, peer, places) in peers_with_places(lint, id) {
         let Peer::IpBlock(block) = peer else {
             continue;
         };
-        let inside: Vec<_> = endpoints
-            .iter()
-            .filter(|e| e.ips.iter().any(|ip| block.contains(ip)))
-            .map(|e| &e.id)
+        let inside: Vec<_> = in_block(lint, block)
+            .map(|e| &lint.index.endpoint(e).id)
             .collect();
         if inside.is_empty() {
             continue;
@@ -551,11 +555,7 @@ fn rule_reaches(lint: &Lint<'_, '_>, rule: &Rule, proto: Protocol, port: u16) ->
         Peers::All => ports_ok(None) || endpoints.iter().any(|e| ports_ok(Some(e))),
         Peers::List(peers) => peers.iter().any(|peer| match peer {
             Peer::IpBlock(block) => {
-                ports_ok(None)
-                    || endpoints
-                        .iter()
-                        .filter(|e| e.ips.iter().any(|ip| block.contains(ip)))
-                        .any(|e| ports_ok(Some(e)))
+                ports_ok(None) || in_block(lint, block).any(|e| ports_ok(Some(index.endpoint(e))))
             }
             Peer::Endpoints { .. } => index
                 .peer_endpoints(peer)
@@ -582,8 +582,8 @@ pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
     let mut widths: BTreeMap<PolicyId, usize> = BTreeMap::new();
     let mut width = |p: PolicyId| *widths.entry(p).or_insert_with(|| lint.selected(p).len());
     // (policy reported at, protocols missing) → (endpoints, isolating policies).
-    let mut found: BTreeMap<(PolicyId, Vec<&str>), (BTreeSet<EndpointId>, BTreeSet<PolicyId>)> =
-        BTreeMap::new();
+    type Key = (PolicyId, Vec<&'static str>);
+    let mut found: BTreeMap<Key, (BTreeSet<EndpointId>, BTreeSet<PolicyId>)> = BTreeMap::new();
     for (isolating, endpoints) in groups {
         let reaches = |proto| {
             isolating.iter().any(|&p| {

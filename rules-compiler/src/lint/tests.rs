@@ -92,21 +92,29 @@ fn place(text: &str, needle: &str, nth: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Checks the one finding of its check: policy, place, severity, and a message part.
+/// Checks every finding of one check, in order: policy, place, severity, and a part
+/// of the message.
+#[track_caller]
+fn assert_findings(found: &[Finding], expected: &[(&str, (usize, usize), &str)]) {
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (f, (policy, at, message)) in found.iter().zip(expected) {
+        assert_eq!(f.policy.to_string(), *policy, "{f:#?}");
+        assert_eq!(f.file.as_deref(), Some(std::path::Path::new("p.yaml")));
+        assert_eq!((f.line, f.column), *at, "{f:#?}");
+        assert_eq!(f.severity, f.check.severity());
+        assert!(
+            f.message.contains(message),
+            "{:?} lacks {message:?}",
+            f.message
+        );
+        assert!(!f.hint.is_empty());
+    }
+}
+
+/// [`assert_findings`] for exactly one finding.
 #[track_caller]
 fn assert_one(found: &[Finding], policy: &str, at: (usize, usize), message: &str) {
-    assert_eq!(found.len(), 1, "{found:#?}");
-    let f = &found[0];
-    assert_eq!(f.policy.to_string(), policy, "{f:#?}");
-    assert_eq!(f.file.as_deref(), Some(std::path::Path::new("p.yaml")));
-    assert_eq!((f.line, f.column), at, "{f:#?}");
-    assert_eq!(f.severity, f.check.severity());
-    assert!(
-        f.message.contains(message),
-        "{:?} lacks {message:?}",
-        f.message
-    );
-    assert!(!f.hint.is_empty());
+    assert_findings(found, &[(policy, at, message)]);
 }
 
 /// An egress policy for all of web allowing `ports` to kube-dns.
@@ -262,24 +270,25 @@ fn selector_matches_nothing_at_the_pod_selector_and_at_the_peer() {
 ",
     );
     let found = of(Check::SelectorMatchesNothing, &text);
-    assert_eq!(found.len(), 3, "{found:#?}");
-    assert_one(
-        &found[..1],
-        "web/typo",
-        place(&text, "podSelector", 0),
-        "matches no endpoint of namespace web",
-    );
-    assert_one(
-        &found[1..2],
-        "web/peers",
-        place(&text, "namespaceSelector", 0),
-        "matches no namespace",
-    );
-    assert_one(
-        &found[2..],
-        "web/peers",
-        place(&text, "podSelector: {matchLabels: {app: checkuot", 0),
-        "matches no endpoint of the inventory in namespace web",
+    assert_findings(
+        &found,
+        &[
+            (
+                "web/typo",
+                place(&text, "podSelector", 0),
+                "matches no endpoint of namespace web",
+            ),
+            (
+                "web/peers",
+                place(&text, "namespaceSelector", 0),
+                "matches no namespace",
+            ),
+            (
+                "web/peers",
+                place(&text, "podSelector: {matchLabels: {app: checkuot", 0),
+                "matches no endpoint of the inventory in namespace web",
+            ),
+        ],
     );
 
     // Near miss: the same selectors spelt right.
@@ -425,18 +434,20 @@ fn ignored_rules_at_the_direction_key() {
 ",
     ) + &policy("web", "empty", "  podSelector: {}\n  egress: []\n");
     let found = of(Check::IgnoredRules, &text);
-    assert_eq!(found.len(), 2, "{found:#?}");
-    assert_one(
-        &found[..1],
-        "web/in-only",
-        place(&text, "egress:", 0),
-        "egress holds 1 rule but policyTypes leaves Egress out",
-    );
-    assert_one(
-        &found[1..],
-        "web/empty",
-        place(&text, "egress: []", 0),
-        "egress is not isolated at all",
+    assert_findings(
+        &found,
+        &[
+            (
+                "web/in-only",
+                place(&text, "egress:", 0),
+                "egress holds 1 rule but policyTypes leaves Egress out",
+            ),
+            (
+                "web/empty",
+                place(&text, "egress: []", 0),
+                "egress is not isolated at all",
+            ),
+        ],
     );
 
     // Near misses: Egress listed; `egress: []` with policyTypes.

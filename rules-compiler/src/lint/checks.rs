@@ -656,20 +656,21 @@ pub(super) fn duplicate_rule(lint: &mut Lint<'_, '_>) {
             let ports = (dir == Direction::Ingress).then(|| index.endpoint(ep).ports.as_slice());
             groups.entry((isolating, ports)).or_insert(ep);
         }
-        // Per unit: redundant in every group so far, and the first cover found.
-        let mut verdicts: BTreeMap<Unit, Option<Unit>> = BTreeMap::new();
+        // Per unit: `None` once a group needs it; else its cover, while every group
+        // so far has the same one (`None` inside when they differ).
+        let mut verdicts: BTreeMap<Unit, Option<Option<Unit>>> = BTreeMap::new();
         for ((isolating, _), ep) in &groups {
             let redundant = coverage::redundant_units(lint, dir, *ep, isolating);
             for unit in coverage::units(lint, dir, isolating) {
                 let cover = redundant.get(&unit).copied();
                 verdicts
                     .entry(unit)
-                    .and_modify(|v| {
-                        if cover.is_none() {
-                            *v = None;
-                        }
+                    .and_modify(|v| match (*v, cover) {
+                        (_, None) => *v = None,
+                        (Some(Some(first)), Some(c)) if first != c => *v = Some(None),
+                        _ => {}
                     })
-                    .or_insert(cover);
+                    .or_insert(cover.map(Some));
             }
         }
         for (unit, cover) in verdicts {
@@ -679,16 +680,18 @@ pub(super) fn duplicate_rule(lint: &mut Lint<'_, '_>) {
     }
 }
 
-fn report_duplicate(lint: &mut Lint<'_, '_>, dir: Direction, unit: Unit, cover: Unit) {
+/// Reports a redundant unit, naming its cover when one unit covers it for every
+/// endpoint (`None`: endpoints differ in which rule covers it).
+fn report_duplicate(lint: &mut Lint<'_, '_>, dir: Direction, unit: Unit, cover: Option<Unit>) {
     let key = peers_key(dir);
     let what = |u: &Unit| match u.peer {
         None => format!("{dir} rule {}", u.rule),
         Some(k) => format!("{dir} rule {} {key}[{k}]", u.rule),
     };
-    let by = if cover.policy == unit.policy {
-        what(&cover)
-    } else {
-        format!("{} of {}", what(&cover), lint.policy(cover.policy).id)
+    let by = match cover {
+        None => "the other rules of its endpoints".to_string(),
+        Some(cover) if cover.policy == unit.policy => what(&cover),
+        Some(cover) => format!("{} of {}", what(&cover), lint.policy(cover.policy).id),
     };
     let places = lint.places(unit.policy).direction(dir).rules.get(unit.rule);
     let at = match unit.peer {
@@ -696,7 +699,7 @@ fn report_duplicate(lint: &mut Lint<'_, '_>, dir: Direction, unit: Unit, cover: 
         Some(k) => places.and_then(|p| p.peers.get(k)).map(|p| p.item),
     };
     let message = format!(
-        "{} allows nothing that {by} does not already allow, for every endpoint this policy \
+        "{} allows nothing not already allowed by {by}, for every endpoint this policy \
          selects",
         what(&unit)
     );

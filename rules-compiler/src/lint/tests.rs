@@ -481,13 +481,13 @@ fn duplicate_rule_finds_rules_and_peers_another_allows_entirely() {
         &found[..1],
         "web/wide",
         place(&text, "from:", 1),
-        "ingress rule 1 allows nothing that ingress rule 0 does not already allow",
+        "ingress rule 1 allows nothing not already allowed by ingress rule 0,",
     );
     assert_one(
         &found[1..],
         "web/wide",
         place(&text, "ipBlock: {cidr: 203.0.113.128", 0),
-        "ingress rule 2 from[1] allows nothing that ingress rule 2 from[0]",
+        "ingress rule 2 from[1] allows nothing not already allowed by ingress rule 2 from[0],",
     );
 
     // Near misses: another port; blocks that only overlap (the first leaves a hole).
@@ -511,11 +511,44 @@ fn duplicate_rule_reports_the_later_of_two_equal_rules_across_policies() {
         &found,
         "web/b",
         place(&text, "from: [", 1),
-        "that ingress rule 0 of web/a does not already allow",
+        "allows nothing not already allowed by ingress rule 0 of web/a,",
     );
     // Near miss: b also selects checkout, for which a's rule does not exist.
     let text =
         policy("web", "a", rule) + &policy("web", "b", &rule.replace("{app: frontend}", "{}"));
+    assert_eq!(of(Check::DuplicateRule, &text), []);
+}
+
+#[test]
+fn duplicate_rule_covered_by_different_rules_on_different_endpoints() {
+    let open = |name: &str, app: &str| {
+        policy(
+            "web",
+            name,
+            &format!(
+                "  podSelector: {{matchLabels: {{app: {app}}}}}\n  ingress:\n  - from: \
+                 [{{podSelector: {{}}}}]\n"
+            ),
+        )
+    };
+    let text = policy(
+        "web",
+        "both",
+        "  podSelector: {matchExpressions: [{key: app, operator: In, values: [frontend, checkout]}]}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: checkout}}}]
+",
+    ) + &open("only-checkout", "checkout")
+        + &open("only-frontend", "frontend");
+    let found = of(Check::DuplicateRule, &text);
+    assert_one(
+        &found,
+        "web/both",
+        place(&text, "from:", 0),
+        "ingress rule 0 allows nothing not already allowed by the other rules of its endpoints",
+    );
+    // Near miss: one of its endpoints has no other rule.
+    let text = text.replace(&open("only-frontend", "frontend"), "");
     assert_eq!(of(Check::DuplicateRule, &text), []);
 }
 

@@ -5,8 +5,9 @@
 //! A unit's set is a list of (family, first address, last address, ports) elements,
 //! built with `resolve`'s own answers (which endpoints a peer selects, what a named
 //! port stands for on a destination) and the plan's interval helpers (an ipBlock's
-//! ranges, merged port ranges). Containment is checked per elementary address
-//! interval, so a set is contained however the other one is cut into elements.
+//! ranges, merged port ranges). Each set is then normalised into sorted, disjoint
+//! ranges with the union of their ports, so a set is contained however its rules cut
+//! it into elements, and containment is a binary search and a walk.
 
 use std::collections::BTreeMap;
 
@@ -86,7 +87,7 @@ pub(super) fn redundant_units(
 ) -> BTreeMap<Unit, Unit> {
     let sets: BTreeMap<Unit, Vec<Elem>> = units(lint, dir, isolating)
         .into_iter()
-        .map(|u| (u, allowed(lint, dir, local, u)))
+        .map(|u| (u, normalise(allowed(lint, dir, local, u))))
         .filter(|(_, set)| !set.is_empty())
         .collect();
     // `v` may stand in for `u`: it allows all `u` allows, and more or comes first.
@@ -217,66 +218,95 @@ fn ports_on(rule: &Rule, dest: Option<&Endpoint>) -> Option<PortSpec> {
     (!set.is_empty()).then_some(PortSpec::Set(set))
 }
 
-/// Whether `b` allows everything `a` allows.
+/// A set as sorted, disjoint address ranges, each with the union of the ports the
+/// elements over it allow (one sweep per family), so that containment is a walk.
+fn normalise(mut elems: Vec<Elem>) -> Vec<Elem> {
+    elems.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut out: Vec<Elem> = Vec::with_capacity(elems.len());
+    for family in [Family::V4, Family::V6] {
+        let mine: Vec<&Elem> = elems.iter().filter(|e| e.0 == family).collect();
+        let max = family_max(family);
+        // The sets of elements over an address change only at these points.
+        let mut cuts: Vec<u128> = mine
+            .iter()
+            .flat_map(|(_, lo, hi, _)| [Some(*lo), (*hi < max).then(|| hi + 1)])
+            .flatten()
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut active: Vec<&Elem> = Vec::new();
+        let mut next = 0;
+        for (i, &at) in cuts.iter().enumerate() {
+            active.retain(|(_, _, hi, _)| *hi >= at);
+            while next < mine.len() && mine[next].1 <= at {
+                active.push(mine[next]);
+                next += 1;
+            }
+            if active.is_empty() {
+                continue;
+            }
+            // Past the last cut every active element runs to the family's end.
+            let end = cuts.get(i + 1).map_or(max, |n| n - 1);
+            let ports = union(active.iter().map(|(_, _, _, p)| p));
+            match out.last_mut() {
+                Some(last)
+                    if last.0 == family && last.2.checked_add(1) == Some(at) && last.3 == ports =>
+                {
+                    last.2 = end;
+                }
+                _ => out.push((family, at, end, ports)),
+            }
+        }
+    }
+    out
+}
+
+/// The ports any of these allow.
+fn union<'p>(specs: impl Iterator<Item = &'p PortSpec>) -> PortSpec {
+    let mut all: PortSet = Vec::new();
+    for spec in specs {
+        match spec {
+            PortSpec::All => return PortSpec::All,
+            PortSpec::Set(set) => all.extend_from_slice(set),
+        }
+    }
+    normalise_ports(&mut all);
+    PortSpec::Set(all)
+}
+
+/// Whether normalised `b` allows everything normalised `a` allows.
 fn covers(b: &[Elem], a: &[Elem]) -> bool {
     a.iter().all(|elem| covers_one(b, elem))
 }
 
+/// Whether normalised `b` allows all of one element: from the range holding its first
+/// address on, contiguous ranges up to its last, each with the ports.
 fn covers_one(b: &[Elem], (family, lo, hi, ports): &Elem) -> bool {
-    let (lo, hi) = (*lo, *hi);
-    let cands: Vec<&Elem> = b
-        .iter()
-        .filter(|(f, l, h, _)| f == family && *l <= hi && *h >= lo)
-        .collect();
-    // Cheap refusal first: the candidates together must be at least as long.
-    let length = |l: u128, h: u128| (h - l).saturating_add(1);
-    let total = cands.iter().fold(0u128, |sum, (_, l, h, _)| {
-        sum.saturating_add(length((*l).max(lo), (*h).min(hi)))
-    });
-    if total < length(lo, hi) {
-        return false;
-    }
-    // Which candidates hold changes only at these points.
-    let mut cuts = vec![lo];
-    for (_, l, h, _) in &cands {
-        if *l > lo {
-            cuts.push(*l);
-        }
-        if *h < hi {
-            cuts.push(h + 1);
-        }
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
-    cuts.iter().all(|&at| {
-        let here: Vec<&PortSpec> = cands
-            .iter()
-            .filter(|(_, l, h, _)| *l <= at && at <= *h)
-            .map(|(_, _, _, p)| p)
-            .collect();
-        contains_ports(&here, ports)
-    })
-}
-
-/// Whether the union of `have` holds every port of `need`.
-fn contains_ports(have: &[&PortSpec], need: &PortSpec) -> bool {
-    if have.iter().any(|p| **p == PortSpec::All) {
-        return true;
-    }
-    let PortSpec::Set(need) = need else {
+    let start = b.partition_point(|(f, l, _, _)| (*f, *l) <= (*family, *lo));
+    let Some(first) = start.checked_sub(1) else {
         return false;
     };
-    let mut union: PortSet = have
-        .iter()
-        .flat_map(|p| match p {
-            PortSpec::Set(s) => s.clone(),
-            PortSpec::All => Vec::new(),
-        })
-        .collect();
-    normalise_ports(&mut union);
-    need.iter().all(|&(proto, lo, hi)| {
-        union
-            .iter()
-            .any(|&(p, l, h)| p == proto && l <= lo && hi <= h)
-    })
+    let mut at = *lo;
+    for (f, l, h, have) in &b[first..] {
+        if f != family || *l > at || *h < at || !contains_ports(have, ports) {
+            return false;
+        }
+        if *h >= *hi {
+            return true;
+        }
+        at = h + 1;
+    }
+    false
+}
+
+/// Whether `have` holds every port of `need` (both normalised).
+fn contains_ports(have: &PortSpec, need: &PortSpec) -> bool {
+    match (have, need) {
+        (PortSpec::All, _) => true,
+        (PortSpec::Set(_), PortSpec::All) => false,
+        (PortSpec::Set(have), PortSpec::Set(need)) => need.iter().all(|&(proto, lo, hi)| {
+            have.iter()
+                .any(|&(p, l, h)| p == proto && l <= lo && hi <= h)
+        }),
+    }
 }

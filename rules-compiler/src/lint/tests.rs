@@ -624,3 +624,65 @@ fn every_check_has_a_distinct_kebab_id_that_serde_agrees_with() {
         );
     }
 }
+
+#[test]
+fn egress_without_dns_agrees_with_the_packet_verdicts() {
+    // Whether some isolated endpoint has no allowed 53/UDP or no 53/TCP to any address
+    // of the inventory or outside it, by `Index::verdict`, the compiler's semantics.
+    let by_verdicts = |loaded: &crate::Loaded| {
+        let index = Index::new(&loaded.model);
+        let outside = ["203.0.113.1".parse().unwrap(), "192.0.2.1".parse().unwrap()];
+        let remotes: Vec<std::net::IpAddr> = index
+            .model
+            .inventory
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ips.iter().copied())
+            .chain(outside)
+            .collect();
+        (0..index.model.inventory.endpoints.len()).any(|ep| {
+            !index.isolating(ep, Direction::Egress).is_empty()
+                && [17, 6].iter().any(|&proto| {
+                    !remotes.iter().any(|&ip| {
+                        index
+                            .verdict(ep, Direction::Egress, ip, proto, 53)
+                            .is_allowed()
+                    })
+                })
+        })
+    };
+    let to_block = "  - to: [{ipBlock: {cidr: 203.0.113.0/24}}]\n    ports: ";
+    let mut blocks = 0;
+    for ports in [
+        "[{protocol: UDP, port: 53}]",
+        "[{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]",
+        "[{protocol: UDP, port: dns}, {port: dns-tcp}]",
+        "[{port: dns}, {port: dns-tcp}]",
+        "[{protocol: UDP, port: 50, endPort: 60}, {port: 1, endPort: 100}]",
+        "[{protocol: SCTP, port: 53}, {port: 53}]",
+        "[]",
+    ] {
+        for text in [
+            dns_policy(ports),
+            // The same ports to an ipBlock of no endpoint: names never match there.
+            dns_policy(ports).replace(
+                "  - to:\n    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: \
+                 kube-system}}\n      podSelector: {matchLabels: {k8s-app: kube-dns}}\n    \
+                 ports: ",
+                to_block,
+            ),
+        ] {
+            assert!(
+                text.contains(ports),
+                "the replacement kept the ports: {text}"
+            );
+            let loaded = ok(&[("p.yaml", &text)], &[("inv.yaml", INVENTORY)]);
+            let found = lint(&Index::new(&loaded.model), &loaded.spans)
+                .iter()
+                .any(|f| f.check == Check::EgressWithoutDns);
+            assert_eq!(found, by_verdicts(&loaded), "{text}");
+            blocks += usize::from(text.contains("ipBlock"));
+        }
+    }
+    assert_eq!(blocks, 7, "every ipBlock variant was made");
+}

@@ -642,42 +642,50 @@ pub(super) fn egress_without_dns(lint: &mut Lint<'_, '_>) {
 /// on what each allows as resolved addresses and ports (`coverage.rs`), per group of
 /// endpoints with the same isolating policies (and, for ingress, the same named ports).
 pub(super) fn duplicate_rule(lint: &mut Lint<'_, '_>) {
-    let index = lint.index;
     for dir in DIRECTIONS {
-        // Endpoints that see the same rules the same way.
-        let mut groups: BTreeMap<(Vec<PolicyId>, Option<&[crate::model::NamedPort]>), EndpointId> =
-            BTreeMap::new();
-        for ep in 0..index.model.inventory.endpoints.len() {
-            let isolating = lint.isolating(ep, dir);
-            if isolating.is_empty() {
-                continue;
-            }
-            // Named ports of ingress rules resolve on the local endpoint.
-            let ports = (dir == Direction::Ingress).then(|| index.endpoint(ep).ports.as_slice());
-            groups.entry((isolating, ports)).or_insert(ep);
-        }
-        // Per unit: `None` once a group needs it; else its cover, while every group
-        // so far has the same one (`None` inside when they differ).
-        let mut verdicts: BTreeMap<Unit, Option<Option<Unit>>> = BTreeMap::new();
-        for ((isolating, _), ep) in &groups {
-            let redundant = coverage::redundant_units(lint, dir, *ep, isolating);
-            for unit in coverage::units(lint, dir, isolating) {
-                let cover = redundant.get(&unit).copied();
-                verdicts
-                    .entry(unit)
-                    .and_modify(|v| match (*v, cover) {
-                        (_, None) => *v = None,
-                        (Some(Some(first)), Some(c)) if first != c => *v = Some(None),
-                        _ => {}
-                    })
-                    .or_insert(cover.map(Some));
-            }
-        }
-        for (unit, cover) in verdicts {
-            let Some(cover) = cover else { continue };
+        for (unit, cover) in duplicate_units(lint, dir) {
             report_duplicate(lint, dir, unit, cover);
         }
     }
+}
+
+/// The units of one direction that every group of endpoints can do without, each with
+/// its cover when one unit covers it in every group (`None` when they differ).
+pub(super) fn duplicate_units(lint: &Lint<'_, '_>, dir: Direction) -> BTreeMap<Unit, Option<Unit>> {
+    let index = lint.index;
+    // Endpoints that see the same rules the same way.
+    let mut groups: BTreeMap<(Vec<PolicyId>, Option<&[crate::model::NamedPort]>), EndpointId> =
+        BTreeMap::new();
+    for ep in 0..index.model.inventory.endpoints.len() {
+        let isolating = lint.isolating(ep, dir);
+        if isolating.is_empty() {
+            continue;
+        }
+        // Named ports of ingress rules resolve on the local endpoint.
+        let ports = (dir == Direction::Ingress).then(|| index.endpoint(ep).ports.as_slice());
+        groups.entry((isolating, ports)).or_insert(ep);
+    }
+    // Per unit: `None` once a group needs it; else its cover, while every group so far
+    // has the same one (`None` inside when they differ).
+    let mut verdicts: BTreeMap<Unit, Option<Option<Unit>>> = BTreeMap::new();
+    for ((isolating, _), ep) in &groups {
+        let redundant = coverage::redundant_units(lint, dir, *ep, isolating);
+        for unit in coverage::units(lint, dir, isolating) {
+            let cover = redundant.get(&unit).copied();
+            verdicts
+                .entry(unit)
+                .and_modify(|v| match (*v, cover) {
+                    (_, None) => *v = None,
+                    (Some(Some(first)), Some(c)) if first != c => *v = Some(None),
+                    _ => {}
+                })
+                .or_insert(cover.map(Some));
+        }
+    }
+    verdicts
+        .into_iter()
+        .filter_map(|(unit, cover)| Some((unit, cover?)))
+        .collect()
 }
 
 /// Reports a redundant unit, naming its cover when one unit covers it for every

@@ -74,55 +74,70 @@ pub(super) fn units(lint: &Lint<'_, '_>, dir: Direction, policies: &[PolicyId]) 
 /// that allows all it allows. A unit that allows nothing is never in it (another
 /// check says why it allows nothing).
 ///
-/// Rules first: a rule is redundant when another rule allows a superset, or the same
-/// and comes first. Then entries of the rules kept: redundant when a kept rule, or
-/// another entry of their own rule, allows it all (ties again to the first). Every
-/// cover is thereby larger or earlier, so the chains end at units that are kept, and
-/// deleting every unit found still allows the same.
+/// Units are dropped one at a time, each only when one unit still there allows all it
+/// allows, so what is left always allows exactly what all allowed (a unit removed is
+/// inside one that stays, at that moment). Rules go first, the later of two first (so
+/// of two equal rules the later is dropped); then entries of the rules left, never a
+/// rule's last entry (an empty `from`/`to` would allow every peer). Any part of such a
+/// set can be deleted as safely, which is what lets `duplicate-rule` report only the
+/// units dropped for every group of endpoints.
 pub(super) fn redundant_units(
     lint: &Lint<'_, '_>,
     dir: Direction,
     local: EndpointId,
     isolating: &[PolicyId],
 ) -> BTreeMap<Unit, Unit> {
-    let sets: BTreeMap<Unit, Vec<Elem>> = units(lint, dir, isolating)
-        .into_iter()
-        .map(|u| (u, normalise(allowed(lint, dir, local, u))))
-        .filter(|(_, set)| !set.is_empty())
-        .collect();
-    // `v` may stand in for `u`: it allows all `u` allows, and more or comes first.
-    let replaces =
-        |v: &Unit, u: &Unit| covers(&sets[v], &sets[u]) && (v < u || !covers(&sets[u], &sets[v]));
-    let rules: Vec<Unit> = sets.keys().filter(|u| u.peer.is_none()).copied().collect();
-    let mut redundant = BTreeMap::new();
-    for u in &rules {
-        if let Some(v) = rules.iter().find(|v| *v != u && replaces(v, u)) {
-            redundant.insert(*u, *v);
-        }
-    }
-    let kept: Vec<Unit> = rules
+    let all = units(lint, dir, isolating);
+    let whole = |u: &Unit| Unit { peer: None, ..*u };
+    let sets: BTreeMap<Unit, Vec<Elem>> = all
         .iter()
-        .filter(|u| !redundant.contains_key(u))
-        .copied()
+        .map(|&u| (u, normalise(allowed(lint, dir, local, u))))
         .collect();
-    for u in sets.keys().filter(|u| u.peer.is_some()) {
-        let own = |v: &Unit| v.policy == u.policy && v.rule == u.rule;
-        if !kept.iter().any(own) {
+    // What each rule allows now, as its entries are dropped.
+    let mut current: BTreeMap<Unit, Vec<Elem>> = sets
+        .iter()
+        .filter(|(u, _)| u.peer.is_none())
+        .map(|(u, set)| (*u, set.clone()))
+        .collect();
+    let rules: Vec<Unit> = current.keys().copied().collect();
+    let mut dropped: BTreeMap<Unit, Unit> = BTreeMap::new();
+    for u in rules.iter().rev() {
+        if current[u].is_empty() {
             continue;
         }
-        let cover = kept
+        let cover = rules
             .iter()
-            .filter(|v| !own(v))
-            .chain(
-                sets.keys()
-                    .filter(|v| v.peer.is_some() && own(v) && *v != u),
-            )
-            .find(|v| replaces(v, u));
+            .find(|v| *v != u && !dropped.contains_key(v) && covers(&current[v], &current[u]));
         if let Some(v) = cover {
-            redundant.insert(*u, *v);
+            dropped.insert(*u, *v);
         }
     }
-    redundant
+    for u in all.iter().rev().filter(|u| u.peer.is_some()) {
+        let rule = whole(u);
+        let set = &sets[u];
+        if dropped.contains_key(&rule) || set.is_empty() {
+            continue;
+        }
+        let siblings: Vec<Unit> = all
+            .iter()
+            .filter(|v| v.peer.is_some() && whole(v) == rule && *v != u && !dropped.contains_key(v))
+            .copied()
+            .collect();
+        if siblings.is_empty() {
+            continue;
+        }
+        let by_rule = rules
+            .iter()
+            .find(|v| **v != rule && !dropped.contains_key(v) && covers(&current[v], set));
+        let by_sibling = || siblings.iter().find(|v| covers(&sets[v], set));
+        let Some(&cover) = by_rule.or_else(by_sibling) else {
+            continue;
+        };
+        dropped.insert(*u, cover);
+        let left: Vec<Elem> = siblings.iter().flat_map(|v| sets[v].clone()).collect();
+        current.insert(rule, normalise(left));
+    }
+    dropped
 }
 
 /// What a unit allows for endpoint `local`: for ingress the peers are sources and the

@@ -686,3 +686,117 @@ fn egress_without_dns_agrees_with_the_packet_verdicts() {
     }
     assert_eq!(blocks, 7, "every ipBlock variant was made");
 }
+
+#[test]
+fn deleting_every_duplicate_allows_exactly_the_same() {
+    let cases = [
+        // Entries of two rules that each other's rule covers (s.from[0] by r, r.from[0]
+        // by s): only one of the two may go.
+        policy(
+            "web",
+            "r",
+            "  podSelector: {matchLabels: {app: frontend}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: checkout}}}, {ipBlock: {cidr: 198.51.100.0/24}}]
+    ports: [{port: 8080}]
+",
+        ) + &policy(
+            "web",
+            "s",
+            "  podSelector: {matchLabels: {app: frontend}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: checkout}}}, {ipBlock: {cidr: 203.0.113.0/24}}]
+    ports: [{port: http}]
+",
+        ) + &policy(
+            "web",
+            "t",
+            "  podSelector: {}
+  ingress:
+  - from: [{ipBlock: {cidr: 198.51.100.0/24}}]
+    ports: [{port: 8080}]
+  - from: [{ipBlock: {cidr: 192.0.2.0/24}}, {ipBlock: {cidr: 192.0.2.0/25}}]
+    ports: [{port: 8080}, {protocol: UDP}]
+",
+        ),
+        // Egress: equal rules, named ports on peers, all peers, an allow-all.
+        policy(
+            "web",
+            "e",
+            "  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]
+    ports: [{port: dns, protocol: UDP}, {port: 53}]
+  - to: [{ipBlock: {cidr: 198.18.0.0/24}}]
+    ports: [{port: 53, protocol: UDP}, {port: dns-tcp}]
+  - ports: [{port: 53, protocol: UDP}]
+  - to: [{ipBlock: {cidr: 198.18.0.0/16}}, {podSelector: {}}]
+    ports: [{port: 1, endPort: 1000}]
+  - to: [{podSelector: {matchLabels: {app: checkout}}}]
+",
+        ) + &policy("web", "f", "  podSelector: {matchLabels: {app: frontend}}\n  policyTypes: [Egress]\n  egress: [{}]\n"),
+    ];
+    let outside = ["198.51.100.7", "203.0.113.200", "203.0.113.9", "192.0.2.1"];
+    for text in cases {
+        let loaded = ok(&[("p.yaml", &text)], &[("inv.yaml", INVENTORY)]);
+        let index = Index::new(&loaded.model);
+        let lint = Lint {
+            index: &index,
+            spans: &loaded.spans,
+            findings: Vec::new(),
+        };
+        // The model without every duplicate unit; later indices first, so earlier
+        // ones stay valid.
+        let mut pruned = loaded.model.clone();
+        let mut removed = 0;
+        for dir in DIRECTIONS {
+            let units = checks::duplicate_units(&lint, dir);
+            removed += units.len();
+            for unit in units.keys().rev() {
+                let policy = &mut pruned.policies[unit.policy];
+                let rules = match dir {
+                    Direction::Ingress => policy.ingress.as_mut(),
+                    Direction::Egress => policy.egress.as_mut(),
+                }
+                .unwrap();
+                match (unit.peer, &mut rules[unit.rule].peers) {
+                    (None, _) => {
+                        rules.remove(unit.rule);
+                    }
+                    (Some(k), crate::model::Peers::List(list)) => {
+                        list.remove(k);
+                        assert!(!list.is_empty(), "a rule's last entry is never a duplicate");
+                    }
+                    (Some(_), crate::model::Peers::All) => unreachable!(),
+                }
+            }
+        }
+        assert!(removed > 0, "the case has duplicates\n{text}");
+        let after = Index::new(&pruned);
+        let remotes: Vec<std::net::IpAddr> = loaded
+            .model
+            .inventory
+            .endpoints
+            .iter()
+            .flat_map(|e| e.ips.iter().copied())
+            .chain(outside.iter().map(|a| a.parse().unwrap()))
+            .collect();
+        for ep in 0..loaded.model.inventory.endpoints.len() {
+            for dir in DIRECTIONS {
+                for &remote in &remotes {
+                    for proto in [1, 6, 17, 132] {
+                        for port in [0, 1, 53, 80, 999, 1000, 1001, 5432, 8080, 9000, 65535] {
+                            assert_eq!(
+                                index.verdict(ep, dir, remote, proto, port).is_allowed(),
+                                after.verdict(ep, dir, remote, proto, port).is_allowed(),
+                                "{} {dir} {remote} {proto}/{port}\n{text}",
+                                index.endpoint(ep).id
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

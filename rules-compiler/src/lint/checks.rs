@@ -668,8 +668,9 @@ pub(super) fn duplicate_units(lint: &Lint<'_, '_>, dir: Direction) -> BTreeMap<U
     // Per unit: `None` once a group needs it; else its cover, while every group so far
     // has the same one (`None` inside when they differ).
     let mut verdicts: BTreeMap<Unit, Option<Option<Unit>>> = BTreeMap::new();
+    let mut selected = coverage::Selected::default();
     for ((isolating, _), ep) in &groups {
-        let redundant = coverage::redundant_units(lint, dir, *ep, isolating);
+        let redundant = coverage::redundant_units(lint, dir, *ep, isolating, &mut selected);
         for unit in coverage::units(lint, dir, isolating) {
             let cover = redundant.get(&unit).copied();
             verdicts

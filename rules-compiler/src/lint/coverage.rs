@@ -9,7 +9,7 @@
 //! ranges with the union of their ports, so a set is contained however its rules cut
 //! it into elements, and containment is a binary search and a walk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::Lint;
 use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, Ports, Rule};
@@ -19,7 +19,7 @@ use crate::resolve::{port_range_on, EndpointId, PolicyId};
 
 /// A rule (`peer: None`) or one entry of its `from`/`to` (`peer: Some(k)`), ordered as
 /// the model is: of two units that allow the same, the later one is the duplicate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Unit {
     /// The policy.
     pub policy: PolicyId,
@@ -86,12 +86,13 @@ pub(super) fn redundant_units(
     dir: Direction,
     local: EndpointId,
     isolating: &[PolicyId],
+    selected: &mut Selected,
 ) -> BTreeMap<Unit, Unit> {
     let all = units(lint, dir, isolating);
     let whole = |u: &Unit| Unit { peer: None, ..*u };
     let sets: BTreeMap<Unit, Vec<Elem>> = all
         .iter()
-        .map(|&u| (u, normalise(allowed(lint, dir, local, u))))
+        .map(|&u| (u, normalise(allowed(lint, dir, local, u, selected))))
         .collect();
     // What each rule allows now, as its entries are dropped.
     let mut current: BTreeMap<Unit, Vec<Elem>> = sets
@@ -140,9 +141,37 @@ pub(super) fn redundant_units(
     dropped
 }
 
+/// The endpoints each selector peer of one direction selects, resolved once for all
+/// the groups of endpoints (resolving them is most of the work; the sets built from
+/// them are not kept, as they would take far more memory).
+#[derive(Default)]
+pub(super) struct Selected {
+    known: HashMap<(PolicyId, usize, usize), Vec<EndpointId>>,
+}
+
+impl Selected {
+    /// The endpoints peer `k` of rule `rule` of `policy` selects.
+    fn get(
+        &mut self,
+        lint: &Lint<'_, '_>,
+        at: (PolicyId, usize, usize),
+        peer: &Peer,
+    ) -> &[EndpointId] {
+        self.known
+            .entry(at)
+            .or_insert_with(|| lint.index.peer_endpoints(peer))
+    }
+}
+
 /// What a unit allows for endpoint `local`: for ingress the peers are sources and the
 /// ports `local`'s; for egress the peers are destinations and own the named ports.
-fn allowed(lint: &Lint<'_, '_>, dir: Direction, local: EndpointId, unit: Unit) -> Vec<Elem> {
+fn allowed(
+    lint: &Lint<'_, '_>,
+    dir: Direction,
+    local: EndpointId,
+    unit: Unit,
+    selected: &mut Selected,
+) -> Vec<Elem> {
     let index = lint.index;
     let rule: &Rule = &lint.policy(unit.policy).rules(dir).unwrap_or_default()[unit.rule];
     let endpoints = &index.model.inventory.endpoints;
@@ -153,12 +182,12 @@ fn allowed(lint: &Lint<'_, '_>, dir: Direction, local: EndpointId, unit: Unit) -
         if l.iter().any(|p| matches!(p.port, PortMatch::Named(_))));
     let by_name = dir == Direction::Egress && named;
     let mut out = Vec::new();
-    let peers: Vec<Option<&Peer>> = match (&rule.peers, unit.peer) {
-        (Peers::All, _) => vec![None],
-        (Peers::List(list), None) => list.iter().map(Some).collect(),
-        (Peers::List(list), Some(k)) => vec![Some(&list[k])],
+    let peers: Vec<(usize, Option<&Peer>)> = match (&rule.peers, unit.peer) {
+        (Peers::All, _) => vec![(0, None)],
+        (Peers::List(list), None) => list.iter().map(Some).enumerate().collect(),
+        (Peers::List(list), Some(k)) => vec![(k, Some(&list[k]))],
     };
-    for peer in peers {
+    for (k, peer) in peers {
         match peer {
             None => {
                 for family in [Family::V4, Family::V6] {
@@ -182,7 +211,7 @@ fn allowed(lint: &Lint<'_, '_>, dir: Direction, local: EndpointId, unit: Unit) -
                 }
             }
             Some(peer @ Peer::Endpoints { .. }) => {
-                for e in index.peer_endpoints(peer) {
+                for &e in selected.get(lint, (unit.policy, unit.rule, k), peer) {
                     push_endpoint(&mut out, rule, index.endpoint(e), |_| true, fixed);
                 }
             }

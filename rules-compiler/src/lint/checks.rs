@@ -7,8 +7,8 @@ use super::coverage::{self, Unit};
 use super::{count, list, peers_key, Check, Lint, DIRECTIONS};
 use crate::diag::quote;
 use crate::model::{
-    Direction, Endpoint, IpBlock, LabelSelector, NamespaceScope, Operator, Peer, Peers, PortMatch,
-    Ports, Protocol, Rule, SkipCause, NAMESPACE_NAME_LABEL,
+    Direction, Endpoint, LabelSelector, NamespaceScope, Operator, Peer, Peers, PortMatch, Ports,
+    Protocol, Rule, SkipCause, NAMESPACE_NAME_LABEL,
 };
 use crate::resolve::{port_rule_matches, EndpointId, PolicyId};
 
@@ -137,16 +137,6 @@ fn peers_with_places<'p>(
         }
     }
     out
-}
-
-/// The endpoints with an address inside an ipBlock, ascending: netpol matches them as
-/// its peers (an ipBlock matches endpoint addresses too).
-fn in_block<'l>(
-    lint: &'l Lint<'_, '_>,
-    block: &'l IpBlock,
-) -> impl Iterator<Item = EndpointId> + 'l {
-    let endpoints = &lint.index.model.inventory.endpoints;
-    (0..endpoints.len()).filter(|&e| endpoints[e].ips.iter().any(|ip| block.contains(ip)))
 }
 
 /// The namespaces of the inventory a namespace scope matches.
@@ -381,7 +371,7 @@ fn destinations(
             let mut out = BTreeSet::new();
             for peer in peers {
                 match peer {
-                    Peer::IpBlock(block) => out.extend(in_block(lint, block)),
+                    Peer::IpBlock(block) => out.extend(lint.in_block(block)),
                     Peer::Endpoints { .. } => out.extend(lint.index.peer_endpoints(peer)),
                 }
             }
@@ -468,7 +458,9 @@ pub(super) fn ipblock_covers_endpoints(lint: &mut Lint<'_, '_>, id: PolicyId) {
         let Peer::IpBlock(block) = peer else {
             continue;
         };
-        let inside: Vec<_> = in_block(lint, block)
+        let inside: Vec<_> = lint
+            .in_block(block)
+            .into_iter()
             .map(|e| &lint.index.endpoint(e).id)
             .collect();
         if inside.is_empty() {
@@ -555,7 +547,11 @@ fn rule_reaches(lint: &Lint<'_, '_>, rule: &Rule, proto: Protocol, port: u16) ->
         Peers::All => ports_ok(None) || endpoints.iter().any(|e| ports_ok(Some(e))),
         Peers::List(peers) => peers.iter().any(|peer| match peer {
             Peer::IpBlock(block) => {
-                ports_ok(None) || in_block(lint, block).any(|e| ports_ok(Some(index.endpoint(e))))
+                ports_ok(None)
+                    || lint
+                        .in_block(block)
+                        .into_iter()
+                        .any(|e| ports_ok(Some(index.endpoint(e))))
             }
             Peer::Endpoints { .. } => index
                 .peer_endpoints(peer)

@@ -89,6 +89,10 @@ pub(super) fn redundant_units(
     selected: &mut Selected,
 ) -> BTreeMap<Unit, Unit> {
     let all = units(lint, dir, isolating);
+    if all.len() < 2 {
+        // One rule of one entry: nothing to compare it with.
+        return BTreeMap::new();
+    }
     let whole = |u: &Unit| Unit { peer: None, ..*u };
     let sets: BTreeMap<Unit, Vec<Elem>> = all
         .iter()
@@ -205,7 +209,8 @@ fn allowed(
                     push(&mut out, rule, family, span, fixed);
                 }
                 if by_name {
-                    for e in endpoints {
+                    for e in lint.in_block(block) {
+                        let e = index.endpoint(e);
                         push_endpoint(&mut out, rule, e, |ip| block.contains(ip), None);
                     }
                 }

@@ -19,12 +19,13 @@ mod coverage;
 mod tests;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::diag::Severity;
-use crate::model::{Direction, ObjectName, Policy, PolicyMode, Source};
+use crate::model::{Direction, IpBlock, ObjectName, Policy, PolicyMode, Source};
 use crate::resolve::{EndpointId, Index, PolicyId};
 use crate::spans::{PolicySpans, Span, Spans};
 
@@ -171,11 +172,7 @@ fn lossy_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::O
 
 /// Every finding of every check, ordered by file, line, column and check id.
 pub fn lint(index: &Index<'_>, spans: &Spans) -> Vec<Finding> {
-    let mut lint = Lint {
-        index,
-        spans,
-        findings: Vec::new(),
-    };
+    let mut lint = Lint::new(index, spans);
     for id in 0..index.model.policies.len() {
         checks::ignored_rules(&mut lint, id);
         checks::or_instead_of_and(&mut lint, id);
@@ -200,6 +197,9 @@ pub fn lint(index: &Index<'_>, spans: &Spans) -> Vec<Finding> {
 struct Lint<'a, 'm> {
     index: &'a Index<'m>,
     spans: &'a Spans,
+    /// Every endpoint address with its endpoint, sorted, for the endpoints in an
+    /// ipBlock (a range search instead of a scan of every endpoint per block).
+    addresses: Vec<(IpAddr, EndpointId)>,
     findings: Vec<Finding>,
 }
 
@@ -217,7 +217,41 @@ static NO_PLACES: PolicySpans = PolicySpans {
     },
 };
 
-impl<'m> Lint<'_, 'm> {
+impl<'a, 'm> Lint<'a, 'm> {
+    fn new(index: &'a Index<'m>, spans: &'a Spans) -> Self {
+        let mut addresses: Vec<(IpAddr, EndpointId)> = index
+            .model
+            .inventory
+            .endpoints
+            .iter()
+            .enumerate()
+            .flat_map(|(e, ep)| ep.ips.iter().map(move |ip| (*ip, e)))
+            .collect();
+        addresses.sort_unstable();
+        Lint {
+            index,
+            spans,
+            addresses,
+            findings: Vec::new(),
+        }
+    }
+
+    /// The endpoints with an address inside an ipBlock, ascending: netpol matches them
+    /// as its peers (an ipBlock matches endpoint addresses too).
+    fn in_block(&self, block: &IpBlock) -> Vec<EndpointId> {
+        let (first, last) = (block.cidr.network(), block.cidr.broadcast());
+        let start = self.addresses.partition_point(|(ip, _)| *ip < first);
+        let mut inside: Vec<EndpointId> = self.addresses[start..]
+            .iter()
+            .take_while(|(ip, _)| *ip <= last)
+            .filter(|(ip, _)| block.contains(ip))
+            .map(|(_, e)| *e)
+            .collect();
+        inside.sort_unstable();
+        inside.dedup();
+        inside
+    }
+
     fn policy(&self, id: PolicyId) -> &'m Policy {
         self.index.policy(id)
     }
@@ -282,11 +316,12 @@ const LISTED: usize = 5;
 
 /// `a, b, c` or `a, b, c, d, e and 7 more`.
 fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    let shown = items[..items.len().min(LISTED)].join(", ");
-    match items.len().checked_sub(LISTED) {
-        Some(more) if more > 0 => format!("{shown} and {more} more"),
-        _ => shown,
+    let mut items = items.into_iter();
+    // Only the shown ones are formatted: a block may hold thousands of endpoints.
+    let shown: Vec<String> = items.by_ref().take(LISTED).map(|i| i.to_string()).collect();
+    match items.count() {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
     }
 }
 

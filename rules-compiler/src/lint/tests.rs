@@ -741,11 +741,7 @@ fn deleting_every_duplicate_allows_exactly_the_same() {
     for text in cases {
         let loaded = ok(&[("p.yaml", &text)], &[("inv.yaml", INVENTORY)]);
         let index = Index::new(&loaded.model);
-        let lint = Lint {
-            index: &index,
-            spans: &loaded.spans,
-            findings: Vec::new(),
-        };
+        let lint = Lint::new(&index, &loaded.spans);
         // The model without every duplicate unit; later indices first, so earlier
         // ones stay valid.
         let mut pruned = loaded.model.clone();

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::coverage::{self, Unit};
-use super::{count, list, peers_key, Check, Lint, DIRECTIONS};
+use super::{count, has_named_port, list, peers_key, Check, Lint, DIRECTIONS};
 use crate::diag::quote;
 use crate::model::{
     Direction, Endpoint, LabelSelector, NamespaceScope, Operator, Peer, Peers, PortMatch, Ports,
@@ -657,8 +657,17 @@ pub(super) fn duplicate_units(lint: &Lint<'_, '_>, dir: Direction) -> BTreeMap<U
         if isolating.is_empty() {
             continue;
         }
-        // Named ports of ingress rules resolve on the local endpoint.
-        let ports = (dir == Direction::Ingress).then(|| index.endpoint(ep).ports.as_slice());
+        // Named ports of ingress rules resolve on the local endpoint; without any, its
+        // ports change nothing (and would only split the groups).
+        let named = dir == Direction::Ingress
+            && isolating.iter().any(|&p| {
+                lint.policy(p)
+                    .rules(dir)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(has_named_port)
+            });
+        let ports = named.then(|| index.endpoint(ep).ports.as_slice());
         groups.entry((isolating, ports)).or_insert(ep);
     }
     // Per unit: `None` once a group needs it; else its cover, while every group so far

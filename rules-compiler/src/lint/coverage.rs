@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::Lint;
-use crate::model::{Direction, Endpoint, Peer, Peers, PortMatch, Ports, Rule};
+use super::{has_named_port, Lint};
+use crate::model::{Direction, Endpoint, Peer, Peers, Ports, Rule};
 use crate::plan::intervals::{block_spans, family_max, normalise_ports, to_u128, PortSet};
 use crate::plan::Family;
 use crate::resolve::{port_range_on, EndpointId, PolicyId};
@@ -182,9 +182,7 @@ fn allowed(
     let fixed = (dir == Direction::Ingress).then(|| index.endpoint(local));
     // Addresses of no endpoint never match a named port, so endpoints' addresses are
     // added one by one only where a name could resolve on them.
-    let named = matches!(&rule.ports, Ports::List(l)
-        if l.iter().any(|p| matches!(p.port, PortMatch::Named(_))));
-    let by_name = dir == Direction::Egress && named;
+    let by_name = dir == Direction::Egress && has_named_port(rule);
     let mut out = Vec::new();
     let peers: Vec<(usize, Option<&Peer>)> = match (&rule.peers, unit.peer) {
         (Peers::All, _) => vec![(0, None)],

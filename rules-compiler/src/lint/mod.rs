@@ -325,6 +325,12 @@ fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     }
 }
 
+/// Whether a rule has a named port, which resolves on each destination endpoint.
+fn has_named_port(rule: &crate::model::Rule) -> bool {
+    matches!(&rule.ports, crate::model::Ports::List(list)
+        if list.iter().any(|p| matches!(p.port, crate::model::PortMatch::Named(_))))
+}
+
 /// `1 endpoint`, `3 endpoints`.
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })

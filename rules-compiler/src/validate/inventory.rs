@@ -729,6 +729,21 @@ metadata:
             ]
         );
         assert_eq!(inv.skipped[0].source.line, 2);
+        // The cause as data, and the name, for lint.
+        let causes: Vec<(String, SkipCause)> = inv
+            .skipped
+            .iter()
+            .map(|s| (s.id.to_string(), s.cause))
+            .collect();
+        assert_eq!(
+            causes,
+            vec![
+                ("web/host".to_string(), SkipCause::HostNetwork),
+                ("web/done".to_string(), SkipCause::Finished),
+                ("web/failed".to_string(), SkipCause::Finished),
+                ("web/pending".to_string(), SkipCause::NoAddress),
+            ]
+        );
         assert_eq!(loaded.warnings.len(), 4, "{}", show(&loaded.warnings));
         check(
             &loaded.warnings[0],

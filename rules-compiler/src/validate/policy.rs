@@ -695,6 +695,41 @@ mod tests {
     }
 
     #[test]
+    fn spans_place_each_field_and_keep_the_rules_policy_types_leave_out() {
+        use crate::spans::Span;
+        let text = pol("  podSelector: {}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector: {}
+      podSelector: {}
+    - ipBlock: {cidr: 198.18.0.0/16}
+    ports: [{port: 80}]
+  egress:
+  - {}
+");
+        let loaded = ok(&[("p.yaml", &text)], &[]);
+        assert_eq!(loaded.model.policies[0].egress, None);
+        let spans = &loaded.spans.policies[&ObjectName::new("web", "p")];
+        let at = |line, column| Span { line, column };
+        assert_eq!(spans.pod_selector, at(7, 3));
+        assert_eq!(spans.policy_types, Some(at(8, 3)));
+        assert_eq!(spans.ingress.key, Some(at(9, 3)));
+        let rule = &spans.ingress.rules[0];
+        assert_eq!(rule.rule, at(10, 5));
+        assert_eq!(rule.peers.len(), 2);
+        assert_eq!(rule.peers[0].item, at(11, 7));
+        assert_eq!(rule.peers[0].namespace_selector, Some(at(11, 7)));
+        assert_eq!(rule.peers[0].pod_selector, Some(at(12, 7)));
+        assert_eq!(rule.peers[0].ip_block, None);
+        assert_eq!(rule.peers[1].ip_block, Some(at(13, 7)));
+        assert_eq!(rule.ports, vec![at(14, 13)]);
+        // Egress is left out by policyTypes: not in the model, still placed.
+        assert_eq!(spans.egress.key, Some(at(15, 3)));
+        assert_eq!(spans.egress.rules.len(), 1);
+    }
+
+    #[test]
     fn missing_null_and_empty_peers_and_ports_mean_all() {
         let p = policy(
             "  podSelector: {}

@@ -1,9 +1,9 @@
 //! The `netpolctl` subcommands that do not ask netpold: offline (`compile`, `matrix`,
-//! `explain`, `diff`) and against the kernel (`apply`, `flush`, `show`); `reload` and
-//! `status` go over the control socket ([`crate::control`]), and so does fetching the
-//! inputs `diff --against-daemon` compares with (the binary's, handed to [`diff`] as
-//! [`Old::Loaded`]). Each returns the text to print, so the binary stays a thin shell
-//! and tests can call these directly.
+//! `explain`, `diff`, `lint`) and against the kernel (`apply`, `flush`, `show`);
+//! `reload` and `status` go over the control socket ([`crate::control`]), and so does
+//! fetching the inputs `diff --against-daemon` compares with (the binary's, handed to
+//! [`diff`] as [`Old::Loaded`]). Each returns the text to print, so the binary stays a
+//! thin shell and tests can call these directly.
 //!
 //! Must not decide what is allowed (that is `rules_compiler`) nor touch the kernel,
 //! except through the [`Backend`] that `apply`, `flush` and `show` are given.
@@ -18,6 +18,8 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use rules_compiler::analysis::{self, End, FamilyFilter, Party, Probe};
 use rules_compiler::connectivity::{self, Side};
+use rules_compiler::diag::{escape, Severity};
+use rules_compiler::lint::Finding;
 use rules_compiler::load;
 use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Failsafe};
@@ -281,6 +283,115 @@ pub fn diff(
     let mut warnings = inputs::format_warnings(&after.warnings);
     warnings.push_str(&inputs::format_warnings(&before.warnings));
     Ok(Output { stdout, warnings })
+}
+
+// ------------------------------------------------------------------ lint ----
+
+/// Output format of `lint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    /// One block per finding, for people.
+    Text,
+    /// `{"findings":[…]}`, the stable contract.
+    Json,
+}
+
+/// From which severity on `lint` fails (exit 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Errors only (the default).
+    Error,
+    /// Warnings and errors.
+    Warning,
+    /// Never: report only.
+    Never,
+}
+
+impl FailOn {
+    /// Whether a finding of this severity fails the run.
+    pub fn fails(self, severity: Severity) -> bool {
+        match self {
+            FailOn::Error => severity == Severity::Error,
+            FailOn::Warning => true,
+            FailOn::Never => false,
+        }
+    }
+}
+
+/// What `netpolctl lint` prints, and whether a finding reached `--fail-on`.
+pub struct Linted {
+    /// The findings, formatted, and the load's warnings.
+    pub output: Output,
+    /// True when at least one finding reached the `--fail-on` severity.
+    pub failed: bool,
+}
+
+/// `netpolctl lint`: loads, runs `rules_compiler::lint`, formats. The only error is
+/// input that does not load (the caller exits 2 for it: there is nothing to lint).
+pub fn lint(paths: &Paths, format: LintFormat, fail_on: FailOn) -> Result<Linted> {
+    let loaded = load(paths)?;
+    let index = Index::new(&loaded.model);
+    let findings = rules_compiler::lint::lint(&index, &loaded.spans);
+    let stdout = match format {
+        LintFormat::Text => lint_text(&findings),
+        LintFormat::Json => {
+            #[derive(serde::Serialize)]
+            struct Report<'a> {
+                findings: &'a [Finding],
+            }
+            serde_json::to_string_pretty(&Report {
+                findings: &findings,
+            })
+            .context("serialising the findings")?
+                + "\n"
+        }
+    };
+    Ok(Linted {
+        output: Output {
+            stdout,
+            warnings: inputs::format_warnings(&loaded.warnings),
+        },
+        failed: findings.iter().any(|f| fail_on.fails(f.severity)),
+    })
+}
+
+/// `error[check] ns/name  file:line:column`, the message, `hint: …`; a blank line
+/// between findings and a count at the end. Input-derived text is escaped, as in
+/// diagnostics.
+fn lint_text(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let severity = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let file = f.file.as_deref().map_or_else(
+            || "<input>".to_string(),
+            |p| escape(&p.to_string_lossy()).into_owned(),
+        );
+        let _ = writeln!(
+            out,
+            "{severity}[{}] {}  {file}:{}:{}\n  {}\n  hint: {}\n",
+            f.check,
+            f.policy,
+            f.line,
+            f.column,
+            escape(&f.message),
+            escape(&f.hint)
+        );
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    let _ = writeln!(
+        out,
+        "lint: {}, {}",
+        plural(errors, "error", "errors"),
+        plural(warnings, "warning", "warnings")
+    );
+    out
 }
 
 // ---------------------------------------------------------------- the kernel ----

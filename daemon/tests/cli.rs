@@ -496,3 +496,123 @@ fn diff_usage_and_unknown_endpoints() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("subgraph \"cluster_web\""));
 }
+
+/// `netpolctl lint` of these policies against the example's inventory, as text.
+fn lint_text(policies: &str) -> Output {
+    netpolctl(&[
+        "lint",
+        "--policies",
+        policies,
+        "--inventory",
+        "config/inventory",
+    ])
+}
+
+/// The lint findings of these policies against the example's inventory, as JSON, with
+/// the exit code.
+fn lint_json(policies: &str, rest: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut args = vec![
+        "lint",
+        "--policies",
+        policies,
+        "--inventory",
+        "config/inventory",
+        "-o",
+        "json",
+    ];
+    args.extend(rest);
+    let out = netpolctl(&args);
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    (out.status.code(), json, text(&out.stdout))
+}
+
+#[test]
+fn lint_json_follows_the_contract_and_warnings_fail_only_on_request() {
+    let (code, json, raw) = lint_json("config/policies", &[]);
+    assert_eq!(code, Some(0), "warnings do not fail by default: {raw}");
+    let findings = json["findings"].as_array().expect("findings");
+    assert!(!findings.is_empty(), "{raw}");
+    for f in findings {
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "check", "severity", "policy", "file", "line", "column", "message", "hint",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "{f}");
+        assert!(f["line"].as_u64().unwrap() > 0 && f["column"].as_u64().unwrap() > 0);
+        assert!(f["file"].as_str().unwrap().ends_with(".yaml"), "{f}");
+        assert_eq!(f["severity"], "warning", "{f}");
+    }
+    // The keys come in the contract's order.
+    let at = |key: &str| raw.find(&format!("\"{key}\"")).unwrap();
+    let order = [
+        "check", "severity", "policy", "file", "line", "column", "message", "hint",
+    ];
+    assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{raw}");
+
+    assert_eq!(
+        lint_json("config/policies", &["--fail-on", "warning"]).0,
+        Some(1)
+    );
+    assert_eq!(
+        lint_json("config/policies", &["--fail-on", "never"]).0,
+        Some(0)
+    );
+}
+
+#[test]
+fn lint_fails_on_errors_unless_never_and_exits_2_on_bad_input() {
+    let dir = scratch("lint");
+    let policy = dir.path().join("p.yaml");
+    // Egress rules that policyTypes leaves out: ignored-rules, an error.
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: p}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n  egress:\n  - {}\n",
+    )
+    .unwrap();
+    let path = policy.to_str().unwrap();
+    let (code, json, raw) = lint_json(path, &[]);
+    assert_eq!(code, Some(1), "{raw}");
+    let ignored: Vec<_> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "ignored-rules")
+        .collect();
+    assert_eq!(ignored.len(), 1, "{raw}");
+    assert_eq!(ignored[0]["severity"], "error");
+    assert_eq!(ignored[0]["policy"], "web/p");
+    assert_eq!(
+        (&ignored[0]["line"], &ignored[0]["column"]),
+        (&7.into(), &3.into())
+    );
+    assert_eq!(lint_json(path, &["--fail-on", "never"]).0, Some(0));
+
+    // Text: one block per finding, then the count.
+    let out = lint_text(path);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!(
+            "error[ignored-rules] web/p  {path}:7:3\n  egress holds 1 rule"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n  hint: add Egress to policyTypes"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("lint: 1 error, 0 warnings\n"), "{shown}");
+
+    // Input that does not load: reported with its place, exit 2.
+    std::fs::write(&policy, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: web, name: p}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 0}]\n").unwrap();
+    let out = lint_text(path);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("p.yaml:7:") && err.contains("spec.ingress[0].ports[0].port"),
+        "{err}"
+    );
+}

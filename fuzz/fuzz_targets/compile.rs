@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netpol_fuzz::gen::Case;
-use netpol_fuzz::{compile_all, input, load_model, nft_check};
+use netpol_fuzz::{compile_all, input, lint_all, load_model, nft_check};
 use rules_compiler::plan::DenyAction;
 
 fuzz_target!(|case: Case| {
@@ -38,6 +38,7 @@ fuzz_target!(|case: Case| {
         DenyAction::Drop
     };
     let ruleset = compile_all(&loaded, deny, false);
+    lint_all(&loaded);
     if let Err(e) = nft_check(&ruleset) {
         panic!(
             "nft -c rejected the ruleset:\n{e}\n--- policies ---\n{policies}\n--- inventory ---\n{inventory}\n--- ruleset ---\n{ruleset}"

@@ -1,11 +1,11 @@
 //! The YAML loader and decoder: any bytes give documents or diagnostics, a model or a
-//! rejection, and a loaded model plans and renders, never a panic. The first byte picks
+//! rejection, and a loaded model plans, renders and lints, never a panic. The first byte picks
 //! the role of the rest: policies (against the bundled example's inventory) or
 //! inventory (against its policies), drop or reject, and default or tight limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_fuzz::{compile_all, input, load_model, parse_documents, tight_limits};
+use netpol_fuzz::{compile_all, input, lint_all, load_model, parse_documents, tight_limits};
 use rules_compiler::plan::DenyAction;
 
 const EXAMPLE_POLICIES: &[(&str, &str)] = &[
@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
                 DenyAction::Reject
             };
             let _ = compile_all(&loaded, deny, mode & 4 != 0);
+            lint_all(&loaded);
         }
         Err(rejected) => {
             let _ = rejected.to_string();

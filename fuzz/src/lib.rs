@@ -79,6 +79,17 @@ pub fn compile_all(loaded: &Loaded, deny: DenyAction, json: bool) -> String {
     render::nft(&plan)
 }
 
+/// `netpolctl lint` of a loaded model: every check runs, every finding formats.
+pub fn lint_all(loaded: &Loaded) -> usize {
+    let index = Index::new(&loaded.model);
+    let findings = rules_compiler::lint::lint(&index, &loaded.spans);
+    for f in &findings {
+        assert!(f.line > 0, "a finding points at a place: {f:?}");
+        serde_json::to_string(f).expect("a finding serialises");
+    }
+    findings.len()
+}
+
 /// Target `config`: the daemon's config-file parser.
 pub fn check_config(input: &Input) {
     for d in netpol_daemon::config::check_file(input) {

@@ -13,7 +13,8 @@
 //! [`compile`] ([`target`]) is the one entry point from a model to a plan: it chooses
 //! the local endpoints (named, or by this host's addresses) and counts what it built.
 //! [`analysis`] answers `matrix` and `explain` from the same resolution; [`events`]
-//! says which endpoint, peer and policies a logged packet is about.
+//! says which endpoint, peer and policies a logged packet is about; [`lint`] finds the
+//! classic mistakes, placed by the side table [`spans`] that `validate` fills.
 //!
 //! ```no_run
 //! use rules_compiler::{load, model::ObjectName, render, Target};
@@ -32,12 +33,14 @@ pub mod analysis;
 pub mod connectivity;
 pub mod diag;
 pub mod events;
+pub mod lint;
 pub mod load;
 pub mod model;
 pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod selector;
+pub mod spans;
 pub mod target;
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -53,6 +56,8 @@ pub use target::{compile, Compiled, Counts, Target};
 pub struct Loaded {
     /// The validated model.
     pub model: Model,
+    /// Where each policy's fields were written (for `lint`).
+    pub spans: spans::Spans,
     /// Warnings (skipped pods, implicit namespaces, non-canonical CIDRs, …).
     pub warnings: Vec<Diagnostic>,
 }

@@ -252,9 +252,27 @@ impl Endpoint {
     }
 }
 
+/// Why a pod is not an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipCause {
+    /// `spec.hostNetwork: true`: its address is the node's, so no rule can tell it apart.
+    HostNetwork,
+    /// Phase Succeeded or Failed: its IP may be reused.
+    Finished,
+    /// No IP yet.
+    NoAddress,
+}
+
 /// An object of the inventory that is not enforced, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    /// `namespace/name`.
+    pub id: ObjectName,
+    /// Its labels, so that `lint` can say which policies select it.
+    pub labels: Labels,
+    /// Why it is skipped, as data.
+    pub cause: SkipCause,
     /// `Kind namespace/name`, as written in messages.
     pub object: String,
     /// Why it is not an endpoint (e.g. "hostNetwork pod: its address is the node's").

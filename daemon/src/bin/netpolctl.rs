@@ -1,5 +1,6 @@
 //! `netpolctl`: the operator's tool. Parses arguments, calls `netpol_daemon::ctl`,
-//! prints, and turns the result into an exit code (0 ok, 1 failed, 2 usage).
+//! prints, and turns the result into an exit code (0 ok, 1 failed, 2 usage; for
+//! `lint`, 1 a finding at `--fail-on` and 2 input that does not load).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -218,6 +219,19 @@ enum Command {
         /// Output format (table is text for people).
         #[arg(short, long, value_enum, default_value = "table")]
         output: ReportFormat,
+    },
+    /// Report the classic NetworkPolicy mistakes (egress without DNS, OR instead of
+    /// AND, …), each with its check id, place and fix. Exit 1 when a finding reaches
+    /// --fail-on, 2 when the input does not load.
+    Lint {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ctl::LintFormat,
+        /// The severity from which findings fail the run (exit 1).
+        #[arg(long, value_enum, default_value = "error")]
+        fail_on: ctl::FailOn,
     },
     /// Compile and load the ruleset into this host's kernel, replacing the netpol
     /// table in one transaction (needs root).
@@ -444,6 +458,26 @@ fn parse_name(s: &str) -> Result<ObjectName, String> {
     ObjectName::parse(s).ok_or_else(|| format!("expected NAMESPACE/NAME, got {s:?}"))
 }
 
+/// `netpolctl lint`: exit 1 when a finding reaches `--fail-on`, 2 when the input does
+/// not load (nothing could be linted), 0 otherwise.
+fn lint(inputs: &InputArgs, format: ctl::LintFormat, fail_on: ctl::FailOn) -> ExitCode {
+    match ctl::lint(&inputs.paths(), format, fail_on) {
+        Ok(linted) => {
+            eprint!("{}", linted.output.warnings);
+            let _ = std::io::stdout().write_all(linted.output.stdout.as_bytes());
+            if linted.failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("netpolctl: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A usage error like clap's own (exit 2): only `-o dot` needs no probe.
@@ -520,6 +554,11 @@ fn main() -> ExitCode {
             &failsafe.entries(),
             output,
         ),
+        Command::Lint {
+            inputs,
+            output,
+            fail_on,
+        } => return lint(&inputs, output, fail_on),
         Command::Apply {
             inputs,
             locals,

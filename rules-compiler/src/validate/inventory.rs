@@ -16,7 +16,7 @@ use super::names;
 use super::object::{self, MetaFields, Object, Scope};
 use crate::load::{Node, Value};
 use crate::model::{
-    Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, Skipped, Source,
+    Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, SkipCause, Skipped, Source,
     NAMESPACE_NAME_LABEL,
 };
 
@@ -32,8 +32,12 @@ pub(super) struct LocatedIp {
 
 /// What one inventory object turned into.
 pub(super) enum Decoded {
-    /// A declared namespace.
-    Namespace(Namespace),
+    /// A declared namespace, and whether its object wrote the label
+    /// `kubernetes.io/metadata.name` itself (`lint` asks).
+    Namespace {
+        namespace: Namespace,
+        name_label_written: bool,
+    },
     /// A live endpoint, with its object label and where each address was written.
     Endpoint {
         endpoint: Endpoint,
@@ -41,7 +45,7 @@ pub(super) enum Decoded {
         ips: Vec<LocatedIp>,
     },
     /// A pod that is not enforced (it still owns its name).
-    Skipped { skipped: Skipped, id: ObjectName },
+    Skipped(Skipped),
     /// An object of a kind the inventory does not use.
     Ignored(String),
 }
@@ -61,7 +65,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
         );
     };
     match (obj.kind, obj.api_version) {
-        ("Namespace", "v1") => namespace(ctx, m).map(Decoded::Namespace),
+        ("Namespace", "v1") => namespace(ctx, m),
         ("Pod", "v1") => pod(ctx, m),
         ("Endpoint", NATIVE_API_VERSION) => native(ctx, m),
         (kind, NATIVE_API_VERSION) => {
@@ -99,10 +103,11 @@ fn scope_of(kind: &str) -> Scope {
     }
 }
 
-fn namespace(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Namespace> {
+fn namespace(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
     ctx.object = Some(object::label("Namespace", m, Scope::Cluster));
     let meta = object::metadata(ctx, m, MetaFields::Lenient, Scope::Cluster)?;
     let mut labels = meta.labels;
+    let name_label_written = labels.contains_key(NAMESPACE_NAME_LABEL);
     if let Some(old) = labels.insert(NAMESPACE_NAME_LABEL.to_string(), meta.name.clone()) {
         if old != meta.name {
             ctx.warning(
@@ -116,11 +121,14 @@ fn namespace(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Namespace> {
             );
         }
     }
-    Some(Namespace {
-        name: meta.name,
-        labels,
-        implicit: false,
-        source: ctx.source(m.node),
+    Some(Decoded::Namespace {
+        namespace: Namespace {
+            name: meta.name,
+            labels,
+            implicit: false,
+            source: ctx.source(m.node),
+        },
+        name_label_written,
     })
 }
 
@@ -198,6 +206,7 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
 
     let skip = if let Some(n) = host_network {
         Some((
+            SkipCause::HostNetwork,
             n,
             "spec.hostNetwork",
             "hostNetwork pod: its address is the node's: policies neither isolate it nor match \
@@ -206,6 +215,7 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
         ))
     } else if let Some((p @ ("Succeeded" | "Failed"), n)) = phase {
         Some((
+            SkipCause::Finished,
             n,
             "status.phase",
             format!("finished (phase {p}): its IP may be reused"),
@@ -215,6 +225,7 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
     } else if ips.is_empty() {
         let phase = phase.map_or(String::new(), |(p, _)| format!(" (phase {})", quote(p)));
         Some((
+            SkipCause::NoAddress,
             status.as_ref().map_or(m.node, |s| s.node),
             "status.podIPs",
             format!("no IP yet{phase}"),
@@ -222,16 +233,16 @@ fn pod(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
     } else {
         None
     };
-    if let Some((node, field, reason)) = skip {
+    if let Some((cause, node, field, reason)) = skip {
         ctx.warning(node, field, format!("not enforced: {reason}"));
-        return Some(Decoded::Skipped {
-            skipped: Skipped {
-                object: label,
-                reason,
-                source,
-            },
+        return Some(Decoded::Skipped(Skipped {
             id,
-        });
+            labels: meta.labels,
+            cause,
+            object: label,
+            reason,
+            source,
+        }));
     }
     Some(live(
         id,
@@ -718,6 +729,21 @@ metadata:
             ]
         );
         assert_eq!(inv.skipped[0].source.line, 2);
+        // The cause as data, and the name, for lint.
+        let causes: Vec<(String, SkipCause)> = inv
+            .skipped
+            .iter()
+            .map(|s| (s.id.to_string(), s.cause))
+            .collect();
+        assert_eq!(
+            causes,
+            vec![
+                ("web/host".to_string(), SkipCause::HostNetwork),
+                ("web/done".to_string(), SkipCause::Finished),
+                ("web/failed".to_string(), SkipCause::Finished),
+                ("web/pending".to_string(), SkipCause::NoAddress),
+            ]
+        );
         assert_eq!(loaded.warnings.len(), 4, "{}", show(&loaded.warnings));
         check(
             &loaded.warnings[0],

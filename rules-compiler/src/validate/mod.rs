@@ -3,6 +3,9 @@
 //!
 //! Must not decide what traffic is allowed; it only decides what input is acceptable.
 //!
+//! Beside the model it fills [`crate::spans::Spans`], where each policy's fields were
+//! written and which Namespace objects lacked `kubernetes.io/metadata.name`, for `lint`.
+//!
 //! The YAML trees from [`crate::load::parse`] are decoded by hand, not through serde, so
 //! that every problem names its place and one bad field does not hide the next: all
 //! errors of all documents of all files come out of one run, sorted by file (in the
@@ -85,6 +88,7 @@ use crate::load::{self, Input, Limits};
 use crate::model::{
     Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, NAMESPACE_NAME_LABEL,
 };
+use crate::spans::{PolicySpans, Spans};
 use crate::Loaded;
 use decode::Ctx;
 use inventory::{Decoded, LocatedIp};
@@ -157,13 +161,14 @@ pub fn validate(
         }
     }
 
-    let model = assemble(found, &mut diags);
+    let (model, spans) = assemble(found, &mut diags);
     sort_by_place(&mut diags, policies.iter().chain(inventory));
     if diags.iter().any(Diagnostic::is_error) {
         Err(Rejected(diags))
     } else {
         Ok(Loaded {
             model,
+            spans,
             warnings: diags,
         })
     }
@@ -189,12 +194,13 @@ fn sort_by_place<'a>(diags: &mut [Diagnostic], inputs: impl Iterator<Item = &'a 
 /// Everything decoded, in input order, before the checks across objects.
 #[derive(Default)]
 struct Found {
-    policies: Vec<Policy>,
+    policies: Vec<(Policy, PolicySpans)>,
     inventory: Vec<Decoded>,
 }
 
-fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
+fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     let mut inv = Inventory::default();
+    let mut spans = Spans::default();
     // Names of endpoints, live or skipped: both own their name.
     let mut names: BTreeMap<ObjectName, (String, Source)> = BTreeMap::new();
     let mut owners: BTreeMap<IpAddr, (String, Source)> = BTreeMap::new();
@@ -203,7 +209,10 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
     for d in found.inventory {
         match d {
             Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
-            Decoded::Namespace(ns) => {
+            Decoded::Namespace {
+                namespace: ns,
+                name_label_written,
+            } => {
                 if let Some(first) = inv.namespaces.get(&ns.name) {
                     diags.push(
                         error_at(
@@ -217,11 +226,20 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
                         )),
                     );
                 } else {
+                    if !name_label_written {
+                        spans.name_label_added.insert(ns.name.clone());
+                    }
                     inv.namespaces.insert(ns.name.clone(), ns);
                 }
             }
-            Decoded::Skipped { skipped, id } => {
-                if claim_name(&mut names, &id, &skipped.object, &skipped.source, diags) {
+            Decoded::Skipped(skipped) => {
+                if claim_name(
+                    &mut names,
+                    &skipped.id,
+                    &skipped.object,
+                    &skipped.source,
+                    diags,
+                ) {
                     inv.skipped.push(skipped);
                 }
             }
@@ -241,7 +259,7 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
 
     let mut policies: Vec<Policy> = Vec::new();
     let mut policy_names: BTreeMap<ObjectName, Source> = BTreeMap::new();
-    for p in found.policies {
+    for (p, places) in found.policies {
         if let Some(first) = policy_names.get(&p.id) {
             diags.push(
                 error_at(
@@ -257,6 +275,7 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
             continue;
         }
         policy_names.insert(p.id.clone(), p.source.clone());
+        spans.policies.insert(p.id.clone(), places);
         policies.push(p);
     }
 
@@ -301,10 +320,11 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> Model {
     endpoints.sort_by(|a, b| a.id.cmp(&b.id));
     policies.sort_by(|a, b| a.id.cmp(&b.id));
     inv.endpoints = endpoints;
-    Model {
+    let model = Model {
         inventory: inv,
         policies,
-    }
+    };
+    (model, spans)
 }
 
 fn endpoint_label(e: &Endpoint) -> String {

@@ -16,13 +16,14 @@ use crate::model::{
     NamespaceScope, ObjectName, Peer, Peers, Policy, PolicyMode, PortMatch, PortRule, Ports,
     Protocol, Rule,
 };
+use crate::spans::{DirectionSpans, PeerSpans, PolicySpans, RuleSpans, Span};
 
 /// The only apiVersion of NetworkPolicy accepted.
 pub(super) const API_VERSION: &str = "networking.k8s.io/v1";
 
-/// Decodes one NetworkPolicy; `None` when it cannot be identified or has no usable spec
-/// (the errors are reported).
-pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Policy> {
+/// Decodes one NetworkPolicy, with where its fields were written; `None` when it cannot
+/// be identified or has no usable spec (the errors are reported).
+pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<(Policy, PolicySpans)> {
     let m = &obj.map;
     ctx.object = Some(object::label("NetworkPolicy", m, Scope::Namespaced));
     if obj.api_version != API_VERSION {
@@ -47,14 +48,15 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Policy> {
     let spec = spec.and_then(|s| decode_spec(ctx, &s, &namespace));
     let mode = meta.as_ref().and_then(|meta| mode(ctx, &meta.map));
     let (meta, spec, mode) = (meta?, spec?, mode?);
-    Some(Policy {
+    let policy = Policy {
         id: ObjectName::new(meta.namespace, meta.name),
         mode,
         pod_selector: spec.pod_selector,
         ingress: spec.ingress,
         egress: spec.egress,
         source: ctx.source(m.node),
-    })
+    };
+    Some((policy, spec.spans))
 }
 
 /// The annotation that puts a policy in audit mode.
@@ -95,6 +97,7 @@ struct Spec {
     pod_selector: crate::model::LabelSelector,
     ingress: Option<Vec<Rule>>,
     egress: Option<Vec<Rule>>,
+    spans: PolicySpans,
 }
 
 fn decode_spec(ctx: &mut Ctx<'_>, spec: &Map<'_>, namespace: &str) -> Option<Spec> {
@@ -107,8 +110,8 @@ fn decode_spec(ctx: &mut Ctx<'_>, spec: &Map<'_>, namespace: &str) -> Option<Spe
         )
         .and_then(|n| labels::selector(ctx, n, "spec.podSelector"));
 
-    let ingress = rules(ctx, spec, "ingress", "from", namespace);
-    let egress = rules(ctx, spec, "egress", "to", namespace);
+    let (ingress, ingress_spans) = rules(ctx, spec, "ingress", "from", namespace);
+    let (egress, egress_spans) = rules(ctx, spec, "egress", "to", namespace);
 
     let types = policy_types(ctx, spec);
     let (has_ingress, has_egress) = match types {
@@ -141,10 +144,20 @@ fn decode_spec(ctx: &mut Ctx<'_>, spec: &Map<'_>, namespace: &str) -> Option<Spe
             );
         }
     }
+    let spans = PolicySpans {
+        pod_selector: spec
+            .key_node("podSelector")
+            .map(Span::of)
+            .unwrap_or_default(),
+        policy_types: types.and(spec.key_node("policyTypes")).map(Span::of),
+        ingress: ingress_spans,
+        egress: egress_spans,
+    };
     Some(Spec {
         pod_selector: pod_selector?,
         ingress: has_ingress.then_some(ingress),
         egress: has_egress.then_some(egress),
+        spans,
     })
 }
 
@@ -190,18 +203,23 @@ fn rules(
     key: &str,
     peers_key: &str,
     namespace: &str,
-) -> Vec<Rule> {
+) -> (Vec<Rule>, DirectionSpans) {
     let path = spec.field(key);
     let mut out = Vec::new();
+    let mut spans = DirectionSpans {
+        key: spec.key_node(key).map(Span::of),
+        rules: Vec::new(),
+    };
     for (i, item) in decode::opt_seq(ctx, spec.get(key), &path)
         .iter()
         .enumerate()
     {
-        if let Some(r) = rule(ctx, item, &index(&path, i), peers_key, namespace) {
+        if let Some((r, s)) = rule(ctx, item, &index(&path, i), peers_key, namespace) {
             out.push(r);
+            spans.rules.push(s);
         }
     }
-    out
+    (out, spans)
 }
 
 fn rule(
@@ -210,12 +228,13 @@ fn rule(
     path: &str,
     peers_key: &str,
     namespace: &str,
-) -> Option<Rule> {
+) -> Option<(Rule, RuleSpans)> {
     let m = decode::map(ctx, node, path)?;
     m.strict(ctx, &[peers_key, "ports"]);
 
     let peers_path = m.field(peers_key);
     let peer_nodes = decode::opt_seq(ctx, m.get(peers_key), &peers_path);
+    let mut peer_spans = Vec::new();
     let peers = if peer_nodes.is_empty() {
         Peers::All
     } else {
@@ -224,12 +243,17 @@ fn rule(
                 .iter()
                 .enumerate()
                 .filter_map(|(i, n)| peer(ctx, n, &index(&peers_path, i), namespace))
+                .map(|(p, s)| {
+                    peer_spans.push(s);
+                    p
+                })
                 .collect(),
         )
     };
 
     let ports_path = m.field("ports");
     let port_nodes = decode::opt_seq(ctx, m.get("ports"), &ports_path);
+    let mut port_spans = Vec::new();
     let ports = if port_nodes.is_empty() {
         Ports::All
     } else {
@@ -237,16 +261,33 @@ fn rule(
             port_nodes
                 .iter()
                 .enumerate()
-                .filter_map(|(i, n)| port(ctx, n, &index(&ports_path, i)))
+                .filter_map(|(i, n)| {
+                    let p = port(ctx, n, &index(&ports_path, i))?;
+                    port_spans.push(Span::of(n));
+                    Some(p)
+                })
                 .collect(),
         )
     };
-    Some(Rule { peers, ports })
+    let spans = RuleSpans {
+        rule: Span::of(node),
+        peers: peer_spans,
+        ports: port_spans,
+    };
+    Some((Rule { peers, ports }, spans))
 }
 
-fn peer(ctx: &mut Ctx<'_>, node: &Node, path: &str, namespace: &str) -> Option<Peer> {
+fn peer(ctx: &mut Ctx<'_>, node: &Node, path: &str, namespace: &str) -> Option<(Peer, PeerSpans)> {
     let m = decode::map(ctx, node, path)?;
     m.strict(ctx, &["podSelector", "namespaceSelector", "ipBlock"]);
+    // Only keys with a value count, as for the model (null is the same as missing).
+    let written = |key: &str| m.get(key).and(m.key_node(key)).map(Span::of);
+    let spans = PeerSpans {
+        item: Span::of(node),
+        pod_selector: written("podSelector"),
+        namespace_selector: written("namespaceSelector"),
+        ip_block: written("ipBlock"),
+    };
     let pods = m
         .get("podSelector")
         .map(|n| labels::selector(ctx, n, &m.field("podSelector")));
@@ -276,7 +317,7 @@ fn peer(ctx: &mut Ctx<'_>, node: &Node, path: &str, namespace: &str) -> Option<P
             );
             None
         }
-        (None, None, Some(block)) => Some(Peer::IpBlock(block?)),
+        (None, None, Some(block)) => Some((Peer::IpBlock(block?), spans)),
         (pods, namespaces, None) => {
             let pods = match pods {
                 Some(p) => p?,
@@ -286,7 +327,7 @@ fn peer(ctx: &mut Ctx<'_>, node: &Node, path: &str, namespace: &str) -> Option<P
                 Some(s) => NamespaceScope::Selector(s?),
                 None => NamespaceScope::Own(namespace.to_string()),
             };
-            Some(Peer::Endpoints { namespaces, pods })
+            Some((Peer::Endpoints { namespaces, pods }, spans))
         }
     }
 }
@@ -651,6 +692,41 @@ mod tests {
             "rules are ignored",
         );
         assert!(!w.is_error());
+    }
+
+    #[test]
+    fn spans_place_each_field_and_keep_the_rules_policy_types_leave_out() {
+        use crate::spans::Span;
+        let text = pol("  podSelector: {}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector: {}
+      podSelector: {}
+    - ipBlock: {cidr: 198.18.0.0/16}
+    ports: [{port: 80}]
+  egress:
+  - {}
+");
+        let loaded = ok(&[("p.yaml", &text)], &[]);
+        assert_eq!(loaded.model.policies[0].egress, None);
+        let spans = &loaded.spans.policies[&ObjectName::new("web", "p")];
+        let at = |line, column| Span { line, column };
+        assert_eq!(spans.pod_selector, at(7, 3));
+        assert_eq!(spans.policy_types, Some(at(8, 3)));
+        assert_eq!(spans.ingress.key, Some(at(9, 3)));
+        let rule = &spans.ingress.rules[0];
+        assert_eq!(rule.rule, at(10, 5));
+        assert_eq!(rule.peers.len(), 2);
+        assert_eq!(rule.peers[0].item, at(11, 7));
+        assert_eq!(rule.peers[0].namespace_selector, Some(at(11, 7)));
+        assert_eq!(rule.peers[0].pod_selector, Some(at(12, 7)));
+        assert_eq!(rule.peers[0].ip_block, None);
+        assert_eq!(rule.peers[1].ip_block, Some(at(13, 7)));
+        assert_eq!(rule.ports, vec![at(14, 13)]);
+        // Egress is left out by policyTypes: not in the model, still placed.
+        assert_eq!(spans.egress.key, Some(at(15, 3)));
+        assert_eq!(spans.egress.rules.len(), 1);
     }
 
     #[test]

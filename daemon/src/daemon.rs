@@ -112,6 +112,7 @@ pub async fn run<B: Backend + Send + 'static>(
             events: settings.events.as_ref().map(|e| e.log),
             failsafe: settings.failsafe.clone(),
             confirm_within: settings.confirm_within,
+            pending_file: Some(pending_file(&settings.socket)),
             incremental: settings.incremental,
             load: settings.load,
             revoke: settings.revoke_established,
@@ -370,6 +371,15 @@ async fn serve_until_stopped(
     tracing::info!("stopping on {stop}");
     notify("STOPPING=1");
     Ok(())
+}
+
+/// Where this netpold keeps a pending rollback: one file per control socket, so two
+/// netpolds (in two network namespaces) never share one.
+fn pending_file(socket: &std::path::Path) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(socket.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    crate::runfiles::run_dir().join(format!("netpold-{tag}.pending"))
 }
 
 /// Sleeps until `at`, or for ever when `None`.

@@ -45,6 +45,7 @@ pub use netpol_nft as netlink;
 /// library it takes is.
 pub use netpol_nft::heap as memory;
 pub mod revoke;
+pub mod runfiles;
 pub mod scrape;
 pub mod state;
 pub mod systemd;

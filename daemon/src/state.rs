@@ -92,6 +92,8 @@ pub struct Options {
     /// Every reload that changes connectivity is provisional for this long
     /// (`confirm-within`); `None`: only `netpolctl reload --confirm-within` is.
     pub confirm_within: Option<Duration>,
+    /// Where a pending rollback is kept across restarts; `None`: not kept.
+    pub pending_file: Option<PathBuf>,
     /// Send only element changes when nothing else changes (see [`UPDATE_COST_RATIO`]).
     pub incremental: bool,
     /// How the inputs are read.
@@ -587,6 +589,10 @@ impl<B: Backend> State<B> {
         let baseline = self.baseline();
         let report = self.reload_checked(trigger, Guard::HoldSuspicious);
         self.provisional_if_configured(trigger, baseline, &report);
+        if trigger == Trigger::Start {
+            // An earlier netpold's rollback is still due.
+            self.restore_pending();
+        }
         report
     }
 
@@ -1437,7 +1443,7 @@ fn read_inputs(options: &Options) -> Result<Read, Rejected> {
 
 /// SHA-256 over each input's path and bytes, length-prefixed so that no two different
 /// lists of files hash the same.
-fn hash(inputs: &[Input]) -> String {
+pub(crate) fn hash(inputs: &[Input]) -> String {
     let mut h = Sha256::new();
     for i in inputs {
         let path = i.path.as_os_str().as_encoded_bytes();

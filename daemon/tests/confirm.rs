@@ -150,3 +150,33 @@ fn an_unconfirmed_apply_is_loaded_back_by_a_process_that_outlives_netpolctl() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!ssh(&peer), "confirmed: stays");
 }
+
+#[test]
+fn a_pending_rollback_survives_netpold_killed_and_restarted() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.write("policies/ssh.yaml", SSH_POLICY);
+    lab.write("netpold.yaml", "failsafe: []\n");
+    let config = lab.path("netpold.yaml").display().to_string();
+    let mut d = Daemon::start(&host, &lab, &["--config", &config]);
+    assert!(ssh(&peer));
+    std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();
+    let out = d.ctl(&host, &["reload", "--confirm-within", "4s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let applied = Instant::now();
+    // A crash: no chance to do anything.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let d = Daemon::start(&host, &lab, &["--config", &config]);
+    let s = d.status(&host);
+    assert!(s.get("pending").is_some(), "taken up: {s:#}\n{}", d.log());
+    d.wait_for(&host, "the rollback", |s| s["rollbacks"] == 1);
+    assert!(
+        applied.elapsed() < Duration::from_secs(4 + 1 + 1),
+        "{:?}",
+        applied.elapsed()
+    );
+    assert!(ssh(&peer), "the way in is back");
+}

@@ -10,7 +10,7 @@
 //! (`NETPOL_RUN_DIR`), named after the network namespace, so namespaces never meet.
 //! Must not decide what is allowed.
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,16 +33,12 @@ pub struct Pending {
     pub saved: PathBuf,
 }
 
-fn run_dir() -> PathBuf {
-    std::env::var_os("NETPOL_RUN_DIR").map_or_else(|| PathBuf::from("/run/netpol"), PathBuf::from)
-}
-
 /// `/run/netpol/apply-NETNS.EXT`: one of each per network namespace.
 fn file(ext: &str) -> Result<PathBuf> {
     let ns = std::fs::metadata("/proc/self/ns/net")
         .context("reading this process's network namespace")?
         .ino();
-    Ok(run_dir().join(format!("apply-{ns}.{ext}")))
+    Ok(crate::runfiles::run_dir().join(format!("apply-{ns}.{ext}")))
 }
 
 fn now_ms() -> u64 {
@@ -51,22 +47,10 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Writes `text` to `path`, readable by root only, made fresh.
+/// [`write_private`](crate::runfiles::write_private), with the path in the error.
 fn write_private(path: &Path, text: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::runfiles::write_private(path, text)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// What a rollback would load: the table in force now, as a replacing nft script. A

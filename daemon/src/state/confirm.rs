@@ -7,13 +7,23 @@
 //! ([`After::confirm_by`](super::thread::After)). A rollback is an ordinary apply of
 //! inputs that applied before, in one transaction: it never leaves the host without a
 //! table. If the kernel refuses it, the provisional ruleset stays and the rollback is
-//! tried again a second later, loudly. Must not decide what is allowed.
+//! tried again a second later, loudly.
+//!
+//! A pending rollback outlives netpold too: its deadline and the confirmed inputs'
+//! text are kept in a root-only file (`Options::pending_file`), written before the
+//! provisional generation is reported, and [`State::restore_pending`] takes it up after
+//! a restart (a crash, `systemctl restart`): due or not, the rollback happens. Must not
+//! decide what is allowed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::report::{rfc3339, Held, Outcome, Pending, ReloadReport, Trigger};
-use super::{Guard, Read, State};
+use serde::{Deserialize, Serialize};
+
+use super::report::{
+    rfc3339, Held, InputHashes, InputText, Outcome, Pending, ReloadReport, Trigger,
+};
+use super::{hash, Guard, Read, State};
 use crate::netlink::Backend;
 use crate::telemetry;
 
@@ -32,7 +42,106 @@ pub(super) struct Provisional {
     deadline_at: SystemTime,
 }
 
+/// A pending rollback as kept on disk.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    /// The deadline, milliseconds since the Unix epoch.
+    deadline_ms: u64,
+    confirmed_generation: u64,
+    policies: Vec<InputText>,
+    inventory: Vec<InputText>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl<B: Backend> State<B> {
+    /// Writes the pending rollback to its file (or removes the file when none is
+    /// pending). A failure is logged: the rollback still happens in this process.
+    fn keep_pending(&self) {
+        let Some(path) = &self.options.pending_file else {
+            return;
+        };
+        let Some(p) = &self.pending else {
+            let _ = std::fs::remove_file(path);
+            return;
+        };
+        let texts = |list: &[rules_compiler::load::Input]| -> Vec<InputText> {
+            list.iter()
+                .map(|i| InputText {
+                    path: i.path.clone(),
+                    text: i.text.clone(),
+                })
+                .collect()
+        };
+        let kept = Kept {
+            deadline_ms: unix_ms(p.deadline_at),
+            confirmed_generation: p.confirmed_generation,
+            policies: texts(&p.confirmed.policies),
+            inventory: texts(&p.confirmed.inventory),
+        };
+        let written = serde_json::to_vec(&kept)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::runfiles::write_private(path, &bytes));
+        if let Err(e) = written {
+            tracing::error!(
+                "keeping the pending rollback in {}: {e}; a restart of netpold would lose it",
+                path.display()
+            );
+        }
+    }
+
+    /// After the first load of a (re)started netpold: takes up a rollback an earlier
+    /// netpold left pending, with what is left of its window (none: due now).
+    pub fn restore_pending(&mut self) {
+        let Some(path) = self.options.pending_file.clone() else {
+            return;
+        };
+        let kept: Kept = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::error!("{}: unreadable pending rollback: {e}", path.display());
+                    return;
+                }
+            },
+            Err(_) => return,
+        };
+        let inputs = |list: Vec<InputText>| -> Vec<rules_compiler::load::Input> {
+            list.into_iter()
+                .map(|i| rules_compiler::load::Input {
+                    path: i.path,
+                    text: i.text,
+                })
+                .collect()
+        };
+        let (policies, inventory) = (inputs(kept.policies), inputs(kept.inventory));
+        let hashes = InputHashes {
+            policies: hash(&policies),
+            inventory: hash(&inventory),
+        };
+        let left =
+            Duration::from_millis(kept.deadline_ms.saturating_sub(unix_ms(SystemTime::now())));
+        tracing::warn!(
+            "a rollback to the inputs of generation {} (of an earlier netpold) is pending: \
+             due in {}",
+            kept.confirmed_generation,
+            humantime::format_duration(left)
+        );
+        self.pending = Some(Provisional {
+            confirmed: Arc::new(Read {
+                policies,
+                inventory,
+                hashes,
+            }),
+            confirmed_generation: kept.confirmed_generation,
+            deadline: Instant::now() + left,
+            deadline_at: SystemTime::now() + left,
+        });
+    }
+
     /// `netpolctl reload --confirm-within`: reloads (`force` as `--force`); when that
     /// applies a new generation, it is provisional until [`confirm`](Self::confirm)
     /// within `within`. Refused when nothing is in force: a rollback would have
@@ -107,6 +216,7 @@ impl<B: Backend> State<B> {
             deadline: Instant::now() + within,
             deadline_at: SystemTime::now() + within,
         });
+        self.keep_pending();
     }
 
     /// `netpolctl confirm`: the provisional generation stays. The generation confirmed,
@@ -114,6 +224,7 @@ impl<B: Backend> State<B> {
     pub fn confirm(&mut self) -> Result<u64, String> {
         match self.pending.take() {
             Some(_) => {
+                self.keep_pending();
                 tracing::info!("generation {} confirmed", self.generation);
                 Ok(self.generation)
             }
@@ -158,6 +269,7 @@ impl<B: Backend> State<B> {
             Guard::Force,
         );
         if report.outcome == Outcome::Applied {
+            self.keep_pending();
             self.counters.rollbacks += 1;
             telemetry::rolled_back();
             if let Some(hashes) = files {

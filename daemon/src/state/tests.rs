@@ -35,6 +35,7 @@ pub(super) fn state(dir: &TempDir, locals: &[ObjectName]) -> State<FakeBackend> 
             events: None,
             failsafe: Vec::new(),
             confirm_within: None,
+            pending_file: None,
             incremental: true,
             load: Default::default(),
             revoke: true,
@@ -1225,4 +1226,46 @@ fn with_confirm_within_a_reload_that_changes_connectivity_is_provisional_and_oth
     assert_eq!(back.outcome, Outcome::Applied);
     // The rollback itself is not provisional.
     assert!(s.confirm_by().is_none());
+}
+
+#[test]
+fn a_pending_rollback_outlives_the_process_and_is_taken_up_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = example();
+    let kept = dir.path().join("run/netpold.pending");
+    let mut s = state(&dir, &checkout());
+    s.options.pending_file = Some(kept.clone());
+    let first = s.reload(Trigger::Start);
+    assert!(!kept.exists(), "nothing pending, nothing kept");
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // "Crash": a new process, the files on disk still the provisional ones.
+    let options = s.options.clone();
+    drop(s);
+    let mut s = State::new(options, FakeBackend::new());
+    s.set_address_source(|| Ok(BTreeSet::new()));
+    let r = s.reload(Trigger::Start);
+    assert_eq!(r.after.unwrap().policies, 5, "the provisional files load");
+    let deadline = s.confirm_by().expect("the rollback is pending again");
+    assert!(deadline > std::time::Instant::now() + Duration::from_secs(50));
+    assert_eq!(s.status().pending.unwrap().rollback_to, 1);
+    let back = s.roll_back_if_due(deadline).unwrap();
+    assert_eq!(
+        back.after, first.after,
+        "the confirmed inputs, from the kept text"
+    );
+    assert!(!kept.exists(), "done: nothing kept");
+
+    // Confirming removes it too.
+    std::fs::remove_file(dir.path().join("policies/extra.yaml")).unwrap();
+    s.reload(Trigger::Control);
+    dir.write("policies/extra.yaml", EXTRA_POLICY);
+    s.reload_provisional(false, Duration::from_secs(60))
+        .unwrap();
+    assert!(kept.exists());
+    s.confirm().unwrap();
+    assert!(!kept.exists());
 }

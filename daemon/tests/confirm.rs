@@ -13,6 +13,16 @@ const SSH_POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\
     namespace: payments\n  name: allow-ssh\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    \
     - ipBlock: {cidr: 198.18.2.10/32}\n    ports:\n    - {protocol: TCP, port: 2222}\n";
 
+/// A lab whose policies allow the "ssh" port, and a config with the failsafe off (so
+/// the policies alone decide port 2222): the lab and the config's path.
+fn ssh_lab() -> (Lab, String) {
+    let lab = Lab::new();
+    lab.write("policies/ssh.yaml", SSH_POLICY);
+    lab.write("netpold.yaml", "failsafe: []\n");
+    let config = lab.path("netpold.yaml").display().to_string();
+    (lab, config)
+}
+
 fn ssh(peer: &support::NetNs) -> bool {
     reaches_api_on(peer, "198.18.2.10", 2222)
 }
@@ -22,10 +32,7 @@ fn an_unconfirmed_reload_that_cuts_ssh_comes_back_by_itself_and_a_confirmed_one_
     let Some((host, peer)) = two_hosts() else {
         return;
     };
-    let lab = Lab::new();
-    lab.write("policies/ssh.yaml", SSH_POLICY);
-    lab.write("netpold.yaml", "failsafe: []\n");
-    let config = lab.path("netpold.yaml").display().to_string();
+    let (lab, config) = ssh_lab();
     let d = Daemon::start(&host, &lab, &["--config", &config]);
     assert!(ssh(&peer), "allowed by payments/allow-ssh");
 
@@ -156,10 +163,7 @@ fn a_pending_rollback_survives_netpold_killed_and_restarted() {
     let Some((host, peer)) = two_hosts() else {
         return;
     };
-    let lab = Lab::new();
-    lab.write("policies/ssh.yaml", SSH_POLICY);
-    lab.write("netpold.yaml", "failsafe: []\n");
-    let config = lab.path("netpold.yaml").display().to_string();
+    let (lab, config) = ssh_lab();
     let mut d = Daemon::start(&host, &lab, &["--config", &config]);
     assert!(ssh(&peer));
     std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();

@@ -393,6 +393,7 @@ pub fn generate(scale: &Scale, seed: u64) -> Model {
     Model {
         inventory,
         policies,
+        cluster_policies: Vec::new(),
     }
 }
 

@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Serialize;
 
+mod cluster;
+pub use cluster::{Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier};
+
 /// The label every namespace carries, as Kubernetes >= 1.22 sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -441,6 +444,9 @@ pub struct Model {
     pub inventory: Inventory,
     /// Policies sorted by `namespace/name`.
     pub policies: Vec<Policy>,
+    /// ClusterNetworkPolicies, sorted by [`ClusterPolicy::order_key`]: tier, priority,
+    /// name. Validated but not enforced yet: `load_model` refuses a model holding any.
+    pub cluster_policies: Vec<ClusterPolicy>,
 }
 
 impl Model {

@@ -107,6 +107,7 @@ impl ModelBuilder {
                 ..Inventory::default()
             },
             policies: self.policies,
+            cluster_policies: Vec::new(),
         }
     }
 

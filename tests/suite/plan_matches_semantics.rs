@@ -285,6 +285,7 @@ pub(super) fn model() -> impl Strategy<Value = Model> {
                 ignored_kinds: BTreeMap::new(),
             },
             policies,
+            cluster_policies: Vec::new(),
         }
     })
 }

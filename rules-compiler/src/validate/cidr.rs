@@ -84,7 +84,7 @@ fn ipv4_mapped(net: &IpNet) -> Option<Ipv4Net> {
 /// Parses a CIDR, masking host bits with a warning. An IPv4-mapped block is an error:
 /// the kernel sees IPv4 traffic with IPv4 addresses, so such a block never matches it,
 /// and an `except` written so would not take the IPv4 addresses out.
-fn parse_cidr(ctx: &mut Ctx<'_>, node: &Node, field: &str, text: &str) -> Option<IpNet> {
+pub(super) fn parse_cidr(ctx: &mut Ctx<'_>, node: &Node, field: &str, text: &str) -> Option<IpNet> {
     match text.parse::<IpNet>() {
         Ok(net) => {
             if let Some(v4) = ipv4_mapped(&net) {

@@ -73,6 +73,7 @@
 //!   decoding too).
 
 mod cidr;
+mod cluster;
 mod decode;
 mod inventory;
 mod labels;
@@ -86,7 +87,8 @@ use std::net::IpAddr;
 use crate::diag::{Diagnostic, Rejected};
 use crate::load::{self, Input, Limits};
 use crate::model::{
-    Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, NAMESPACE_NAME_LABEL,
+    ClusterPolicy, Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, Tier,
+    NAMESPACE_NAME_LABEL,
 };
 use crate::spans::{PolicySpans, Spans};
 use crate::Loaded;
@@ -121,6 +123,10 @@ pub fn validate(
                     if let Some(p) = policy::decode(&mut ctx, &obj) {
                         found.policies.push(p);
                     }
+                } else if obj.kind == cluster::KIND {
+                    if let Some(p) = cluster::decode(&mut ctx, &obj) {
+                        found.cluster_policies.push(p);
+                    }
                 } else {
                     ctx.object = Some(obj.kind.to_string());
                     let at = obj.map.get("kind").unwrap_or(obj.map.node);
@@ -128,8 +134,8 @@ pub fn validate(
                         at,
                         "kind",
                         format!(
-                            "expected NetworkPolicy (or a List of them) in a policy input, found \
-                             {}{}",
+                            "expected NetworkPolicy or ClusterNetworkPolicy (or a List of them) \
+                             in a policy input, found {}{}",
                             obj.kind,
                             if matches!(obj.kind, "Namespace" | "Pod" | "Endpoint") {
                                 "; it belongs in the inventory"
@@ -195,6 +201,7 @@ fn sort_by_place<'a>(diags: &mut [Diagnostic], inputs: impl Iterator<Item = &'a 
 #[derive(Default)]
 struct Found {
     policies: Vec<(Policy, PolicySpans)>,
+    cluster_policies: Vec<ClusterPolicy>,
     inventory: Vec<Decoded>,
 }
 
@@ -323,8 +330,52 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     let model = Model {
         inventory: inv,
         policies,
+        cluster_policies: cluster_policies(found.cluster_policies, diags),
     };
     (model, spans)
+}
+
+/// ClusterNetworkPolicies without duplicate names (an error), warned about when two
+/// share a priority in one tier (the API leaves their order undefined), sorted by
+/// [`ClusterPolicy::order_key`].
+fn cluster_policies(found: Vec<ClusterPolicy>, diags: &mut Vec<Diagnostic>) -> Vec<ClusterPolicy> {
+    let mut names: BTreeMap<String, Source> = BTreeMap::new();
+    let mut priorities: BTreeMap<(Tier, u16), (String, Source)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for p in found {
+        let object = format!("{} {}", cluster::KIND, p.name);
+        if let Some(first) = names.get(&p.name) {
+            diags.push(
+                error_at(&p.source, object, "metadata.name").message_text(format!(
+                    "duplicate {} {}: also declared at {first}",
+                    cluster::KIND,
+                    p.name
+                )),
+            );
+            continue;
+        }
+        names.insert(p.name.clone(), p.source.clone());
+        match priorities.get(&(p.tier, p.priority)) {
+            Some((other, at)) => diags.push(
+                Diagnostic::warning(format!(
+                    "{object} has priority {} in tier {}, as {} {other} (at {at}): the API \
+                     leaves their order undefined; netpol orders them by name",
+                    p.priority,
+                    p.tier.as_str(),
+                    cluster::KIND
+                ))
+                .with_source(&p.source)
+                .object(object)
+                .field("spec.priority"),
+            ),
+            None => {
+                priorities.insert((p.tier, p.priority), (p.name.clone(), p.source.clone()));
+            }
+        }
+        out.push(p);
+    }
+    out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    out
 }
 
 fn endpoint_label(e: &Endpoint) -> String {

@@ -117,6 +117,8 @@ pub(super) enum Scope {
     Namespaced,
     /// Namespaces.
     Cluster,
+    /// Cluster-scoped kinds whose names are DNS subdomains (ClusterNetworkPolicy).
+    ClusterSubdomain,
 }
 
 const KUBERNETES_META: &[&str] = &[
@@ -172,7 +174,7 @@ pub(super) fn label(kind: &str, obj: &Map<'_>, scope: Scope) -> String {
     // Not validated yet: cut and escaped, as every diagnostic of the object repeats it.
     let (kind, name) = (clip(kind), clip(field("name").unwrap_or("<unnamed>")));
     match scope {
-        Scope::Cluster => format!("{kind} {name}"),
+        Scope::Cluster | Scope::ClusterSubdomain => format!("{kind} {name}"),
         Scope::Namespaced => {
             let ns = clip(field("namespace").unwrap_or(DEFAULT_NAMESPACE));
             format!("{kind} {ns}/{name}")
@@ -200,7 +202,7 @@ pub(super) fn metadata<'n>(
     let name = m.required(ctx, "name", "").and_then(|n| {
         let s = decode::string(ctx, n, "metadata.name")?;
         let check = match scope {
-            Scope::Namespaced => names::dns_subdomain(s),
+            Scope::Namespaced | Scope::ClusterSubdomain => names::dns_subdomain(s),
             Scope::Cluster => names::dns_label(s),
         };
         match check {
@@ -217,7 +219,7 @@ pub(super) fn metadata<'n>(
     });
 
     let namespace = match scope {
-        Scope::Cluster => Some(String::new()),
+        Scope::Cluster | Scope::ClusterSubdomain => Some(String::new()),
         Scope::Namespaced => match m.get("namespace") {
             None => {
                 ctx.warning(

@@ -460,7 +460,7 @@ fn port(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<PortRule> {
     })
 }
 
-fn port_number(p: i64) -> Option<u16> {
+pub(super) fn port_number(p: i64) -> Option<u16> {
     u16::try_from(p).ok().filter(|p| *p >= 1)
 }
 

@@ -23,6 +23,11 @@
 //! `egress: []` alone does not isolate egress (a warning says so). Rules of a direction
 //! that `policyTypes` leaves out are dropped with a warning, as Kubernetes ignores them.
 //!
+//! `ClusterNetworkPolicy` objects (`policy.networking.k8s.io/v1alpha2`) in the same
+//! inputs are decoded strictly by `cluster.rs` into
+//! [`crate::model::Model::cluster_policies`]. Not enforced yet: [`crate::load_model`]
+//! refuses a model holding one; [`validate`] itself accepts it.
+//!
 //! # Inventory inputs
 //!
 //! `Namespace` and `Pod` (v1) as kubectl prints them, decoded leniently (fields that are
@@ -49,7 +54,8 @@
 //! # Checks across objects
 //!
 //! No Namespace, endpoint (Pod or Endpoint) or policy declared twice, no address claimed
-//! by two live endpoints. A namespace that an endpoint or a policy lives in but that no
+//! by two live endpoints. Two ClusterNetworkPolicies of one tier with one priority are
+//! allowed, with a warning naming both (netpol then orders them by name). A namespace that an endpoint or a policy lives in but that no
 //! Namespace object declares is assumed, with only its `kubernetes.io/metadata.name`
 //! label, and a warning.
 //!

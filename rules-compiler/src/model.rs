@@ -15,7 +15,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 mod cluster;
-pub use cluster::{Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier};
+pub use cluster::{
+    Action, ClusterNode, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,
+};
 
 /// The label every namespace carries, as Kubernetes >= 1.22 sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -295,6 +297,8 @@ pub struct Inventory {
     pub skipped: Vec<Skipped>,
     /// Objects of other kinds (Service, Deployment, …) that were ignored, counted by kind.
     pub ignored_kinds: BTreeMap<String, usize>,
+    /// Kubernetes Nodes, sorted by name, for ClusterNetworkPolicy `nodes` peers.
+    pub nodes: Vec<ClusterNode>,
 }
 
 impl Inventory {

@@ -283,6 +283,7 @@ pub(super) fn model() -> impl Strategy<Value = Model> {
                 endpoints,
                 skipped: vec![],
                 ignored_kinds: BTreeMap::new(),
+                nodes: vec![],
             },
             policies,
             cluster_policies: Vec::new(),

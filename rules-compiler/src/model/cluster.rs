@@ -8,10 +8,12 @@
 //! allowed. No stage enforces these policies yet: `load_model` refuses a model that holds
 //! one (see [`crate::load_model`]), so a host never runs with such a policy ignored.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::{LabelSelector, Protocol, Source};
+use super::{LabelSelector, Labels, Protocol, Source};
 
 /// Which tier a cluster policy is in. Ordered as evaluated: `Admin` before every
 /// NetworkPolicy, `Baseline` after them.
@@ -72,6 +74,9 @@ pub enum ClusterPeer {
     },
     /// Egress only: these blocks (`networks`), canonical (host bits cleared), v4 or v6.
     Networks(Vec<IpNet>),
+    /// Egress only (experimental upstream): the addresses of the inventory's Nodes whose
+    /// labels this selector matches.
+    Nodes(LabelSelector),
     /// A peer whose fields this netpol does not know (written for a newer API). It fails
     /// closed: in an `Accept` rule it matches nothing; in a `Deny` or `Pass` rule it
     /// matches every peer.
@@ -137,4 +142,22 @@ impl ClusterPolicy {
     pub fn order_key(&self) -> (Tier, u16, &str) {
         (self.tier, self.priority, &self.name)
     }
+}
+
+/// A Kubernetes `Node` of the inventory, for `nodes` peers. Read leniently, as kubectl
+/// prints it: name, labels and the `status.addresses` of type `InternalIP` or
+/// `ExternalIP` (`Hostname` and the DNS types are names, not addresses, and are left
+/// out). A Node is not an endpoint: its addresses may also be endpoints' (a
+/// `hostNetwork` pod has its node's), and no policy isolates it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterNode {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// `InternalIP` and `ExternalIP` addresses, sorted, without duplicates; may be empty.
+    pub addresses: Vec<IpAddr>,
+    /// Where the object starts.
+    #[serde(skip)]
+    pub source: Source,
 }

@@ -14,7 +14,7 @@
 //! - A peer whose fields are all unknown (written for a newer API) is not an error: it
 //!   becomes [`ClusterPeer::Unknown`] with a warning, and fails closed.
 //! - `domainNames` is an error: it needs DNS answers at run time, which static inputs do
-//!   not have. `nodes` is an error until the inventory reads `kind: Node` objects.
+//!   not have. `nodes` selects the inventory's `kind: Node` objects by their labels.
 //! - `networks` entries follow `ipBlock`'s rules: host bits are masked with a warning.
 //! - `range` needs `start < end`, as the upstream CEL rule says; one port is `number`.
 //! - `metadata.namespace` on this cluster-scoped kind is ignored with a warning, as the
@@ -406,15 +406,7 @@ fn peer(ctx: &mut Ctx<'_>, node: &Node, path: &str, egress: bool) -> Option<Clus
             Some(ClusterPeer::Pods { namespaces, pods })
         }
         "networks" => networks(ctx, value, &field),
-        "nodes" => {
-            ctx.error(
-                key_node,
-                &field,
-                "nodes peers are not supported yet by this netpol (the inventory does not read \
-                 Node objects); remove the peer or use networks with the nodes' addresses",
-            );
-            None
-        }
+        "nodes" => labels::selector(ctx, value, &field).map(ClusterPeer::Nodes),
         _ => {
             ctx.error(
                 key_node,
@@ -932,10 +924,16 @@ mod tests {
             "domainNames cannot be enforced from static inputs",
         );
         fails(
-            &to("{nodes: {matchLabels: {role: db}}}"),
+            &to("{nodes: {matchLabels: {role: \"\"}, matchExpressions: [{key: a}]}}"),
+            (13, 64),
+            "spec.egress[0].to[0].nodes.matchExpressions[0].operator",
+            "required field \"operator\" is missing",
+        );
+        fails(
+            &from("{nodes: {}}"),
             (13, 12),
-            "spec.egress[0].to[0].nodes",
-            "nodes peers are not supported yet",
+            "spec.ingress[0].from[0].nodes",
+            "\"nodes\" is only allowed in egress peers (to)",
         );
         fails(
             &to("{pods: {podSelector: {}}}"),
@@ -969,6 +967,98 @@ mod tests {
             (12, 12 + 25 * 18),
             "spec.egress[0].to[25]",
             "26 peers: at most 25 are allowed",
+        );
+    }
+
+    #[test]
+    fn nodes_peers_and_node_inventory_objects() {
+        let text = doc(&format!(
+            "{HEAD}  egress:\n    - action: Accept\n      to:\n        - nodes: {{matchLabels: \
+             {{role: db}}}}\n"
+        ));
+        let inventory = "apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Node
+    metadata: {name: n2.example, labels: {role: db}, uid: x}
+    spec: {podCIDR: 10.0.0.0/24}
+    status:
+      addresses:
+        - {type: Hostname, address: n2}
+        - {type: InternalIP, address: 198.18.9.2}
+        - {type: ExternalIP, address: \"2001:db8::2\"}
+        - {type: InternalIP, address: 198.18.9.2}
+  - apiVersion: v1
+    kind: Node
+    metadata: {name: n1}
+";
+        let loaded = ok(&[("c.yaml", &text)], &[("nodes.yaml", inventory)]);
+        assert!(loaded.warnings.is_empty(), "{}", show(&loaded.warnings));
+        assert_eq!(
+            loaded.model.cluster_policies[0].egress[0].peers,
+            vec![ClusterPeer::Nodes(sel(&[("role", "db")]))]
+        );
+        let nodes = &loaded.model.inventory.nodes;
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(
+            (nodes[0].name.as_str(), nodes[0].addresses.len()),
+            ("n1", 0)
+        );
+        assert_eq!(nodes[1].name, "n2.example");
+        assert_eq!(nodes[1].labels, sel(&[("role", "db")]).match_labels);
+        assert_eq!(
+            nodes[1].addresses,
+            vec![
+                "198.18.9.2".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8::2".parse().unwrap()
+            ]
+        );
+        assert!(loaded.model.inventory.ignored_kinds.is_empty());
+        assert!(loaded.model.inventory.endpoints.is_empty());
+    }
+
+    #[test]
+    fn node_inventory_errors() {
+        let node = |name: &str, address: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  \
+                 addresses: [{{type: InternalIP, address: {address}}}]\n"
+            )
+        };
+        let d = one_error(&[], &[("n.yaml", &node("n1", "198.18.9.300"))]);
+        check(
+            &d,
+            "n.yaml",
+            (6, 43),
+            "Node n1",
+            "status.addresses[0].address",
+            "invalid IP address \"198.18.9.300\"",
+        );
+        let two = format!("{}{}", node("n1", "198.18.9.1"), node("n1", "198.18.9.2"));
+        let d = one_error(&[], &[("n.yaml", &two)]);
+        check(
+            &d,
+            "n.yaml",
+            (8, 1),
+            "Node n1",
+            "metadata.name",
+            "duplicate Node \"n1\": also declared at n.yaml:2:1",
+        );
+        let d = one_error(
+            &[],
+            &[(
+                "n.yaml",
+                "apiVersion: v2\nkind: Node\nmetadata: {name: n1}\n",
+            )],
+        );
+        check(
+            &d,
+            "n.yaml",
+            (1, 13),
+            "Node n1",
+            "apiVersion",
+            "unsupported apiVersion \"v2\" for kind Node; expected v1",
         );
     }
 

@@ -1,5 +1,5 @@
-//! Inventory objects: Kubernetes `Namespace` and `Pod` (v1), decoded leniently, and the
-//! native `Endpoint` form (`netpol/v1`, described in the parent module), decoded
+//! Inventory objects: Kubernetes `Namespace`, `Pod` and `Node` (v1), decoded leniently,
+//! and the native `Endpoint` form (`netpol/v1`, described in the parent module), decoded
 //! strictly. Other kinds are reported as ignored.
 //!
 //! Pods that cannot be enforced by address are not endpoints; they are listed as skipped
@@ -16,8 +16,8 @@ use super::names;
 use super::object::{self, MetaFields, Object, Scope};
 use crate::load::{Node, Value};
 use crate::model::{
-    Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, SkipCause, Skipped, Source,
-    NAMESPACE_NAME_LABEL,
+    ClusterNode, Endpoint, EndpointKind, NamedPort, Namespace, ObjectName, Protocol, SkipCause,
+    Skipped, Source, NAMESPACE_NAME_LABEL,
 };
 
 /// The apiVersion of the native form.
@@ -46,6 +46,8 @@ pub(super) enum Decoded {
     },
     /// A pod that is not enforced (it still owns its name).
     Skipped(Skipped),
+    /// A Kubernetes Node (for ClusterNetworkPolicy `nodes` peers).
+    Node(ClusterNode),
     /// An object of a kind the inventory does not use.
     Ignored(String),
 }
@@ -67,6 +69,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
     match (obj.kind, obj.api_version) {
         ("Namespace", "v1") => namespace(ctx, m),
         ("Pod", "v1") => pod(ctx, m),
+        ("Node", "v1") => node(ctx, m),
         ("Endpoint", NATIVE_API_VERSION) => native(ctx, m),
         (kind, NATIVE_API_VERSION) => {
             ctx.object = Some(object::label(kind, m, scope_of(kind)));
@@ -81,7 +84,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
             );
             None
         }
-        ("Namespace" | "Pod", _) => {
+        ("Namespace" | "Pod" | "Node", _) => {
             ctx.object = Some(object::label(obj.kind, m, scope_of(obj.kind)));
             wrong_version(ctx, "v1");
             None
@@ -96,11 +99,46 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
 }
 
 fn scope_of(kind: &str) -> Scope {
-    if kind == "Namespace" {
-        Scope::Cluster
-    } else {
-        Scope::Namespaced
+    match kind {
+        "Namespace" => Scope::Cluster,
+        "Node" => Scope::ClusterSubdomain,
+        _ => Scope::Namespaced,
     }
+}
+
+/// A Node: name, labels and its `InternalIP`/`ExternalIP` addresses; other address
+/// types (`Hostname`, `InternalDNS`, `ExternalDNS`) are names and are skipped.
+fn node(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {
+    ctx.object = Some(object::label("Node", m, Scope::ClusterSubdomain));
+    let meta = object::metadata(ctx, m, MetaFields::Lenient, Scope::ClusterSubdomain);
+    let status = m.get("status").and_then(|n| decode::map(ctx, n, "status"));
+    let mut ips = Vec::new();
+    if let Some(status) = &status {
+        let path = status.field("addresses");
+        for (i, item) in decode::opt_seq(ctx, status.get("addresses"), &path)
+            .iter()
+            .enumerate()
+        {
+            let Some(item) = decode::map(ctx, item, &index(&path, i)) else {
+                continue;
+            };
+            if let Some(("InternalIP" | "ExternalIP", _)) = item.string(ctx, "type") {
+                if let Some(n) = item.required(ctx, "address", "") {
+                    push_ip(ctx, n, &item.field("address"), &mut ips);
+                }
+            }
+        }
+    }
+    let meta = meta?;
+    let mut addresses: Vec<IpAddr> = ips.into_iter().map(|l| l.ip).collect();
+    addresses.sort();
+    addresses.dedup();
+    Some(Decoded::Node(ClusterNode {
+        name: meta.name,
+        labels: meta.labels,
+        addresses,
+        source: ctx.source(m.node),
+    }))
 }
 
 fn namespace(ctx: &mut Ctx<'_>, m: &Map<'_>) -> Option<Decoded> {

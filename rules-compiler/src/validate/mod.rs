@@ -30,10 +30,10 @@
 //!
 //! # Inventory inputs
 //!
-//! `Namespace` and `Pod` (v1) as kubectl prints them, decoded leniently (fields that are
-//! not read are ignored; those read must have the right shape), `kind: List` of them,
-//! and a native form for endpoints that are not pods (a VM, a bare-metal service),
-//! decoded strictly:
+//! `Namespace`, `Pod` and `Node` (v1) as kubectl prints them, decoded leniently (fields
+//! that are not read are ignored; those read must have the right shape), `kind: List`
+//! of them, and a native form for endpoints that are not pods (a VM, a bare-metal
+//! service), decoded strictly:
 //!
 //! ```yaml
 //! apiVersion: netpol/v1
@@ -50,6 +50,8 @@
 //! are listed in [`crate::model::Inventory::skipped`] with a warning: `hostNetwork` pods,
 //! finished pods (phase Succeeded or Failed) and pods without an IP yet. Every namespace
 //! gets the label `kubernetes.io/metadata.name: <name>`.
+//! A Node is kept (name, labels, `InternalIP` and `ExternalIP` addresses) for
+//! ClusterNetworkPolicy `nodes` peers; it is not an endpoint.
 //!
 //! # Checks across objects
 //!
@@ -222,6 +224,19 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     for d in found.inventory {
         match d {
             Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
+            Decoded::Node(node) => {
+                if let Some(first) = inv.nodes.iter().find(|n| n.name == node.name) {
+                    diags.push(
+                        error_at(&node.source, format!("Node {}", node.name), "metadata.name")
+                            .message_text(format!(
+                                "duplicate Node {:?}: also declared at {}",
+                                node.name, first.source
+                            )),
+                    );
+                } else {
+                    inv.nodes.push(node);
+                }
+            }
             Decoded::Namespace {
                 namespace: ns,
                 name_label_written,
@@ -333,6 +348,7 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     endpoints.sort_by(|a, b| a.id.cmp(&b.id));
     policies.sort_by(|a, b| a.id.cmp(&b.id));
     inv.endpoints = endpoints;
+    inv.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let model = Model {
         inventory: inv,
         policies,

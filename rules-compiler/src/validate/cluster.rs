@@ -18,7 +18,9 @@
 //! - `networks` entries follow `ipBlock`'s rules: host bits are masked with a warning.
 //! - `range` needs `start < end`, as the upstream CEL rule says; one port is `number`.
 //! - `metadata.namespace` on this cluster-scoped kind is ignored with a warning, as the
-//!   API server ignores it.
+//!   API server ignores it; a top-level `status` is ignored, as for NetworkPolicy.
+//! - A shared priority within a tier is a warning (in `validate/mod.rs`) at the later
+//!   object, naming the earlier one; the model orders such policies by name.
 
 use super::cidr;
 use super::decode::{self, index, Ctx, Map};

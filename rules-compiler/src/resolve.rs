@@ -4,6 +4,7 @@
 //! disagree through a bug the property test catches.
 //!
 //! Pure functions over a validated [`Model`]; no I/O, no nftables vocabulary.
+//! `resolve/cluster.rs` ([`cluster`]) adds ClusterNetworkPolicy's tiers on top.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -15,6 +16,9 @@ use crate::model::{
     Direction, Endpoint, Labels, Model, NamespaceScope, ObjectName, Peer, Peers, Policy,
     PolicyMode, PortMatch, PortRule, Ports,
 };
+
+pub mod cluster;
+pub use cluster::{ClusterPolicyId, ClusterRuleRef, ClusterVerdict, Decision, TierOutcome};
 
 /// Index of a policy in [`Model::policies`].
 pub type PolicyId = usize;
@@ -29,6 +33,9 @@ pub struct Index<'m> {
     endpoints_by_ns: BTreeMap<&'m str, Vec<EndpointId>>,
     policies_by_ns: BTreeMap<&'m str, Vec<PolicyId>>,
     by_addr: HashMap<IpAddr, EndpointId>,
+    /// Per endpoint, the cluster policies whose subject selects it, per tier (`Admin`,
+    /// `Baseline`), in model order. Empty lists when the model holds none.
+    cluster_subjects: Vec<[Vec<ClusterPolicyId>; 2]>,
 }
 
 impl<'m> Index<'m> {
@@ -52,11 +59,13 @@ impl<'m> Index<'m> {
                 .or_default()
                 .push(i);
         }
+        let cluster_subjects = cluster::subjects(model);
         Index {
             model,
             endpoints_by_ns,
             policies_by_ns,
             by_addr,
+            cluster_subjects,
         }
     }
 

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use super::{LabelSelector, Labels, Protocol, Source};
+use super::{Direction, LabelSelector, Labels, Protocol, Source};
 
 /// Which tier a cluster policy is in. Ordered as evaluated: `Admin` before every
 /// NetworkPolicy, `Baseline` after them.
@@ -141,6 +141,14 @@ impl ClusterPolicy {
     /// the name only breaks ties of equal priority, which the API leaves undefined.
     pub fn order_key(&self) -> (Tier, u16, &str) {
         (self.tier, self.priority, &self.name)
+    }
+
+    /// The rules of one direction, in written order (empty when none are written).
+    pub fn rules(&self, dir: Direction) -> &[ClusterRule] {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
     }
 }
 

@@ -24,6 +24,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::model::{
+    Action, ClusterNode, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,
+};
+use crate::model::{
     Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort, Namespace,
     NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch, PortRule,
     Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
@@ -36,6 +39,8 @@ pub struct ModelBuilder {
     namespaces: BTreeMap<String, Namespace>,
     endpoints: Vec<Endpoint>,
     policies: Vec<Policy>,
+    cluster_policies: Vec<ClusterPolicy>,
+    nodes: Vec<ClusterNode>,
 }
 
 impl ModelBuilder {
@@ -96,18 +101,43 @@ impl ModelBuilder {
         self
     }
 
-    /// The model, with endpoints and policies sorted by name.
+    /// Adds a ClusterNetworkPolicy (see [`cnp`]).
+    pub fn cluster_policy(mut self, policy: ClusterPolicy) -> Self {
+        self.cluster_policies.push(policy);
+        self
+    }
+
+    /// Adds an inventory Node with labels and addresses (for `nodes` peers).
+    pub fn node(mut self, name: &str, labels_: &[(&str, &str)], ips: &[&str]) -> Self {
+        let mut addresses: Vec<IpAddr> = ips.iter().map(|s| ip(s)).collect();
+        addresses.sort();
+        addresses.dedup();
+        self.nodes.push(ClusterNode {
+            name: name.into(),
+            labels: labels(labels_),
+            addresses,
+            source: Source::default(),
+        });
+        self
+    }
+
+    /// The model, with endpoints and policies sorted by name, cluster policies by
+    /// [`ClusterPolicy::order_key`] and nodes by name.
     pub fn build(mut self) -> Model {
         self.endpoints.sort_by(|a, b| a.id.cmp(&b.id));
         self.policies.sort_by(|a, b| a.id.cmp(&b.id));
+        self.cluster_policies
+            .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Model {
             inventory: Inventory {
                 namespaces: self.namespaces,
                 endpoints: self.endpoints,
+                nodes: self.nodes,
                 ..Inventory::default()
             },
             policies: self.policies,
-            cluster_policies: Vec::new(),
+            cluster_policies: self.cluster_policies,
         }
     }
 
@@ -286,6 +316,111 @@ pub fn named(protocol: Protocol, name: &str) -> PortRule {
         protocol,
         port: PortMatch::Named(name.into()),
     }
+}
+
+/// A ClusterNetworkPolicy with these rules, in written order.
+pub fn cnp(
+    name: &str,
+    tier: Tier,
+    priority: u16,
+    subject: Subject,
+    ingress: Vec<ClusterRule>,
+    egress: Vec<ClusterRule>,
+) -> ClusterPolicy {
+    ClusterPolicy {
+        name: name.into(),
+        tier,
+        priority,
+        subject,
+        ingress,
+        egress,
+        source: Source::default(),
+    }
+}
+
+/// `subject.namespaces`.
+pub fn subject_ns(namespaces: LabelSelector) -> Subject {
+    Subject::Namespaces(namespaces)
+}
+
+/// `subject.pods`.
+pub fn subject_pods(namespaces: LabelSelector, pods: LabelSelector) -> Subject {
+    Subject::Pods { namespaces, pods }
+}
+
+/// An unnamed cluster rule; `protocols: None` leaves `protocols` out (everything).
+pub fn crule(
+    action: Action,
+    peers: Vec<ClusterPeer>,
+    protocols: Option<Vec<ClusterPort>>,
+) -> ClusterRule {
+    ClusterRule {
+        name: None,
+        action,
+        peers,
+        protocols,
+    }
+}
+
+/// The same cluster rule with a `name`.
+pub fn named_rule(name: &str, rule: ClusterRule) -> ClusterRule {
+    ClusterRule {
+        name: Some(name.into()),
+        ..rule
+    }
+}
+
+/// Peer `namespaces`.
+pub fn cpeer_ns(namespaces: LabelSelector) -> ClusterPeer {
+    ClusterPeer::Namespaces(namespaces)
+}
+
+/// Peer `pods`.
+pub fn cpeer_pods(namespaces: LabelSelector, pods: LabelSelector) -> ClusterPeer {
+    ClusterPeer::Pods { namespaces, pods }
+}
+
+/// Peer `networks`.
+pub fn networks(cidrs: &[&str]) -> ClusterPeer {
+    ClusterPeer::Networks(
+        cidrs
+            .iter()
+            .map(|s| s.parse().unwrap_or_else(|_| panic!("bad cidr {s:?}")))
+            .collect(),
+    )
+}
+
+/// Peer `nodes`.
+pub fn nodes(sel: LabelSelector) -> ClusterPeer {
+    ClusterPeer::Nodes(sel)
+}
+
+/// A peer of a newer API (`domainNames`-like, unknown here).
+pub fn unknown_peer() -> ClusterPeer {
+    ClusterPeer::Unknown {
+        fields: vec!["futurePeer".into()],
+    }
+}
+
+/// `protocols` entry: every port of a protocol.
+pub fn cproto(protocol: Protocol) -> ClusterPort {
+    ClusterPort::Protocol {
+        protocol,
+        ports: None,
+    }
+}
+
+/// `protocols` entry: an inclusive port range (`start == end` for `number`).
+pub fn cports(protocol: Protocol, start: u16, end: u16) -> ClusterPort {
+    ClusterPort::Protocol {
+        protocol,
+        ports: Some((start, end)),
+    }
+}
+
+/// `protocols` entry: `destinationNamedPort`.
+pub fn cnamed(name: &str) -> ClusterPort {
+    ClusterPort::Named(name.into())
 }
 
 /// IP protocol numbers for packets in tests.

@@ -359,3 +359,6 @@ impl<'m> Index<'m> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

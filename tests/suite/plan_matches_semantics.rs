@@ -35,7 +35,7 @@ fn labels_from(pairs: Vec<(&'static str, &'static str)>) -> Labels {
         .collect()
 }
 
-fn label_pairs(
+pub(super) fn label_pairs(
     keys: &'static [(&'static str, &'static [&'static str])],
 ) -> impl Strategy<Value = Labels> {
     let per_key: Vec<_> = keys
@@ -47,10 +47,12 @@ fn label_pairs(
     per_key.prop_map(|opts| labels_from(opts.into_iter().flatten().collect()))
 }
 
-const POD_LABELS: &[(&str, &[&str])] = &[("app", &["web", "db", "api"]), ("tier", &["fe", "be"])];
-const NS_LABELS: &[(&str, &[&str])] = &[("team", &["red", "blue"]), ("env", &["prod", "dev"])];
+pub(super) const POD_LABELS: &[(&str, &[&str])] =
+    &[("app", &["web", "db", "api"]), ("tier", &["fe", "be"])];
+pub(super) const NS_LABELS: &[(&str, &[&str])] =
+    &[("team", &["red", "blue"]), ("env", &["prod", "dev"])];
 
-fn selector(
+pub(super) fn selector(
     keys: &'static [(&'static str, &'static [&'static str])],
     extra_key: &'static str,
 ) -> impl Strategy<Value = LabelSelector> {
@@ -292,7 +294,7 @@ pub(super) fn model() -> impl Strategy<Value = Model> {
 }
 
 /// Remote addresses that are nobody's, inside and outside the blocks used above.
-const STRANGERS: [&str; 8] = [
+pub(super) const STRANGERS: [&str; 8] = [
     "198.18.0.3",
     "198.18.0.17",
     "198.18.0.129",

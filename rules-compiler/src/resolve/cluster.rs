@@ -38,8 +38,8 @@ use serde::Serialize;
 
 use super::{EndpointId, Index, Verdict};
 use crate::model::{
-    Action, ClusterPeer, ClusterPort, ClusterRule, Direction, Endpoint, Model, Protocol, Subject,
-    Tier,
+    Action, ClusterPeer, ClusterPort, ClusterRule, Direction, Endpoint, LabelSelector, Model,
+    Protocol, Subject, Tier,
 };
 
 /// Index of a cluster policy in [`Model::cluster_policies`].
@@ -178,8 +178,8 @@ pub(super) fn subjects(model: &Model) -> Vec<[Vec<ClusterPolicyId>; 2]> {
 /// not know matches no selector, as for NetworkPolicy peers).
 fn selects(
     model: &Model,
-    namespaces: &crate::model::LabelSelector,
-    pods: Option<&crate::model::LabelSelector>,
+    namespaces: &LabelSelector,
+    pods: Option<&LabelSelector>,
     ep: &Endpoint,
 ) -> bool {
     model

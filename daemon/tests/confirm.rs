@@ -158,6 +158,62 @@ fn an_unconfirmed_apply_is_loaded_back_by_a_process_that_outlives_netpolctl() {
     assert!(!ssh(&peer), "confirmed: stays");
 }
 
+/// A `confirm` racing the watcher at the deadline tells the truth: "confirmed" and the
+/// applied table stays, or "not confirmed in time" and the old one is already back.
+/// (The table's text shows which is in force: only the old one has port 2222.)
+#[test]
+fn a_confirm_at_the_deadline_says_what_the_kernel_holds() {
+    let Some((host, _peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let run_dir = lab.path("run");
+    let ctl = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if args[0] == "apply" {
+            all.extend(["--failsafe".into(), "none".into()]);
+            all.extend(lab.args().into_iter().take(4));
+        }
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        host.command(NETPOLCTL, &all)
+            .env("NETPOL_RUN_DIR", &run_dir)
+            .output()
+            .unwrap()
+    };
+    let old_in_force = || host.table().unwrap().contains("2222");
+    let (mut confirmed, mut rolled_back) = (0, 0);
+    for offset_ms in [-60i64, -20, 0, 20, 40, 60, 80, 100, 140] {
+        lab.write("policies/ssh.yaml", SSH_POLICY);
+        assert!(ctl(&["apply"]).status.success());
+        std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();
+        let out = ctl(&["apply", "--confirm-within", "1s"]);
+        let applied = Instant::now();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(!old_in_force());
+        let at = Duration::from_millis((1000 + offset_ms) as u64);
+        std::thread::sleep(at.saturating_sub(applied.elapsed()));
+        let out = ctl(&["--socket", "/nonexistent", "confirm"]);
+        if out.status.success() {
+            confirmed += 1;
+            // Past the deadline and the watcher's tick: it must have stood down.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(
+                !old_in_force(),
+                "confirmed {offset_ms} ms after, then rolled back"
+            );
+        } else {
+            rolled_back += 1;
+            let said = text(&out.stderr);
+            assert!(said.contains("was not confirmed in time"), "{said}");
+            assert!(
+                old_in_force(),
+                "said rolled back {offset_ms} ms after, but is not"
+            );
+        }
+    }
+    eprintln!("confirmed {confirmed}, rolled back {rolled_back}");
+}
+
 #[test]
 fn a_pending_rollback_survives_netpold_killed_and_restarted() {
     let Some((host, peer)) = two_hosts() else {

@@ -569,6 +569,8 @@ fn main() -> ExitCode {
             force,
             confirm_within,
         } => (|| {
+            // Held to the end: a rollback due now runs before this apply or after it.
+            let _lock = confirm_within.map(|_| rollback::lock()).transpose()?;
             let saved = confirm_within.map(|_| rollback::save()).transpose()?;
             let mut out = ctl::apply(
                 &inputs.paths(),

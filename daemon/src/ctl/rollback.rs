@@ -8,14 +8,18 @@
 //! one and is tried again every second. Nothing is saved or armed when no netpol table
 //! is in force: there would be nothing to go back to. Files live in `/run/netpol`
 //! (`NETPOL_RUN_DIR`), named after the network namespace, so namespaces never meet.
-//! Must not decide what is allowed.
+//! One `flock` per namespace orders `apply`, `confirm` and the watcher's rollback: a
+//! `confirm` either ends the wait before the rollback starts, or finds it done and
+//! says so — never "confirmed" for a table already gone. Must not decide what is allowed.
 
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use rules_compiler::plan::TABLE_NAME;
@@ -45,6 +49,28 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Held while the pending file and the table are looked at and changed together.
+pub struct Lock(#[allow(dead_code)] Flock<File>);
+
+/// Waits for this namespace's lock (`apply-NETNS.lock`); released on drop.
+pub fn lock() -> Result<Lock> {
+    let path = file("lock")?;
+    std::fs::create_dir_all(crate::runfiles::run_dir())
+        .with_context(|| format!("creating {}", crate::runfiles::run_dir().display()))?;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
 }
 
 /// [`write_private`](crate::runfiles::write_private), with the path in the error.
@@ -123,6 +149,7 @@ pub fn arm(saved: PathBuf, within: Duration) -> Result<String> {
 /// `netpolctl confirm` without netpold: ends a pending rollback of this namespace.
 /// `None` when none is pending.
 pub fn confirm() -> Result<Option<String>> {
+    let _lock = lock()?;
     let Some(p) = read_pending()? else {
         return Ok(None);
     };
@@ -146,21 +173,23 @@ pub fn watch(pending_path: &Path) -> Result<()> {
         }
         std::thread::sleep(TICK);
     }
-    loop {
+    let _lock = loop {
+        let lock = lock()?;
         if !still_mine() {
             return Ok(());
         }
         let out = Command::new("nft").arg("-f").arg(&pending.saved).output();
         match out {
-            Ok(o) if o.status.success() => break,
+            Ok(o) if o.status.success() => break lock,
             Ok(o) => log(&format!(
                 "rolling back the unconfirmed netpolctl apply failed, retrying: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             )),
             Err(e) => log(&format!("rolling back: running nft: {e}; retrying")),
         }
+        drop(lock);
         std::thread::sleep(RETRY);
-    }
+    };
     let _ = std::fs::remove_file(pending_path);
     let _ = std::fs::remove_file(&pending.saved);
     let line = format!(

@@ -238,6 +238,7 @@ fn sample_plan(deny: DenyAction) -> Plan {
             id: ObjectName::new("x", "a"),
             ingress_chain: Some("in_x_a".into()),
             egress_chain: Some("out_x_a".into()),
+            tier_chains: Vec::new(),
         }],
         Vec::new(),
     )

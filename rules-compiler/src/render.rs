@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use crate::plan::log_prefix;
 use crate::plan::{
     AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, Plan, Set, SetElements,
-    Stmt, VerdictMap, ICMPV6_ALWAYS, TABLE_COMMENT,
+    Stmt, TierVerdict, VerdictMap, ICMPV6_ALWAYS, PORT_PROTOCOLS, TABLE_COMMENT,
 };
 
 /// The plan as an nft script that replaces the netpol table in one transaction.
@@ -85,9 +85,33 @@ where
 }
 
 fn write_set(out: &mut String, set: &Set) -> fmt::Result {
-    writeln!(out, "\tset {} {{", set.name())?;
+    let kind = if set.elements().is_map() {
+        "map"
+    } else {
+        "set"
+    };
+    writeln!(out, "\t{kind} {} {{", set.name())?;
     let ty = addr_type(set.family());
     match &set.elements() {
+        SetElements::AddrVerdict(v) => {
+            writeln!(out, "\t\ttype {ty} : verdict; flags interval;")?;
+            write_elements(
+                out,
+                v.iter()
+                    .map(|(k, verdict)| format!("{} : {}", Range(k), Goto(verdict))),
+            )?;
+        }
+        SetElements::AddrProtoPortVerdict(v) => {
+            writeln!(
+                out,
+                "\t\ttype {ty} . inet_proto . inet_service : verdict; flags interval;"
+            )?;
+            write_elements(
+                out,
+                v.iter()
+                    .map(|(k, verdict)| format!("{} : {}", Element(k), Goto(verdict))),
+            )?;
+        }
         SetElements::Addr(v) => {
             writeln!(out, "\t\ttype {ty}; flags interval;")?;
             write_elements(out, v.iter().map(Range))?;
@@ -155,6 +179,23 @@ fn write_stmt(out: &mut String, stmt: &Stmt) -> fmt::Result {
             "\t\t{} . meta l4proto . th dport @{set} accept",
             addr_expr(*family, *field)
         ),
+        Stmt::TierPorts { family, field, map } => writeln!(
+            out,
+            "\t\t{} . meta l4proto . th dport vmap @{map}",
+            addr_expr(*family, *field)
+        ),
+        Stmt::TierOther { family, field, map } => {
+            let not: Vec<String> = PORT_PROTOCOLS
+                .iter()
+                .map(|p| format!("meta l4proto != {p}"))
+                .collect();
+            writeln!(
+                out,
+                "\t\t{} {} vmap @{map}",
+                not.join(" "),
+                addr_expr(*family, *field)
+            )
+        }
         Stmt::Log {
             verdict,
             direction,
@@ -219,6 +260,18 @@ impl fmt::Display for Range<'_> {
             return write!(f, "{start}/{len}");
         }
         write!(f, "{start}-{end}")
+    }
+}
+
+/// A tier map element's verdict: `accept` or `goto CHAIN`.
+struct Goto<'a>(&'a TierVerdict);
+
+impl fmt::Display for Goto<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            TierVerdict::Accept => f.write_str("accept"),
+            TierVerdict::Goto(chain) => write!(f, "goto {chain}"),
+        }
     }
 }
 

@@ -98,6 +98,7 @@ fn big_plan() -> Plan {
             id: ObjectName::new("ns", format!("e{e:03}")),
             ingress_chain: Some(name),
             egress_chain: None,
+            tier_chains: Vec::new(),
         });
     }
     in_v4.sort();

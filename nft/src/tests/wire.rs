@@ -226,11 +226,13 @@ fn deny_counters_are_labelled_by_chain_not_by_a_cut_comment() {
                 id: a.clone(),
                 ingress_chain: Some("in_a".into()),
                 egress_chain: None,
+                tier_chains: Vec::new(),
             },
             LocalEndpoint {
                 id: b.clone(),
                 ingress_chain: Some("in_b".into()),
                 egress_chain: None,
+                tier_chains: Vec::new(),
             },
         ],
         Vec::new(),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::intervals::to_u128;
 use super::{
     AddrProtoPort, AddrRange, Chain, Family, Hook, LocalEndpoint, Plan, RateLimit, Set,
-    SetElements, Stmt, VerdictMap, MAX_COMMENT,
+    SetElements, Stmt, TierVerdict, VerdictMap, MAX_COMMENT, PORT_PROTOCOLS,
 };
 
 /// Longest table, set, map or chain name of a plan: the kernel's 255 bytes
@@ -200,6 +200,60 @@ impl Deref for AddrProtoPorts {
     }
 }
 
+/// A verdict map's elements: checked keys (an address set's), each with its verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Verdicts<K> {
+    keys: K,
+    verdicts: Vec<TierVerdict>,
+}
+
+impl<K: Deref<Target = [T]>, T> Verdicts<K> {
+    /// Pairs `keys` with `verdicts`, one each.
+    pub fn new(keys: K, verdicts: Vec<TierVerdict>) -> Result<Verdicts<K>, PlanError> {
+        if keys.len() != verdicts.len() {
+            return Err(PlanError::Structure(format!(
+                "a verdict map of {} keys and {} verdicts",
+                keys.len(),
+                verdicts.len()
+            )));
+        }
+        Ok(Verdicts { keys, verdicts })
+    }
+
+    /// The keys, sorted and disjoint.
+    pub fn keys(&self) -> &[T] {
+        &self.keys
+    }
+
+    /// The verdicts, one per key.
+    pub fn verdicts(&self) -> &[TierVerdict] {
+        &self.verdicts
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty()
+    }
+
+    /// Keys and verdicts, to change and check again with [`Verdicts::new`].
+    pub fn into_parts(self) -> (K, Vec<TierVerdict>) {
+        (self.keys, self.verdicts)
+    }
+
+    /// The elements as (key, verdict) pairs.
+    pub fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a T, &'a TierVerdict)>
+    where
+        T: 'a,
+    {
+        self.keys.iter().zip(&self.verdicts)
+    }
+}
+
 impl SetElements {
     /// Address ranges of `family`, checked ([`AddrRanges::new`]).
     pub fn addr(family: Family, ranges: Vec<AddrRange>) -> Result<SetElements, PlanError> {
@@ -214,11 +268,60 @@ impl SetElements {
         AddrProtoPorts::new(family, elements).map(SetElements::AddrProtoPort)
     }
 
+    /// A tier's `…_other` map of `family`, keys checked as [`AddrRanges::new`].
+    pub fn addr_verdict(
+        family: Family,
+        elements: Vec<(AddrRange, TierVerdict)>,
+    ) -> Result<SetElements, PlanError> {
+        let (keys, verdicts) = elements.into_iter().unzip();
+        Verdicts::new(AddrRanges::new(family, keys)?, verdicts).map(SetElements::AddrVerdict)
+    }
+
+    /// A tier's `…_ports` map of `family`, keys checked as [`AddrProtoPorts::new`] and
+    /// each of TCP, UDP or SCTP ([`PORT_PROTOCOLS`]).
+    pub fn addr_proto_port_verdict(
+        family: Family,
+        elements: Vec<(AddrProtoPort, TierVerdict)>,
+    ) -> Result<SetElements, PlanError> {
+        let (keys, verdicts): (Vec<AddrProtoPort>, _) = elements.into_iter().unzip();
+        if let Some((i, e)) = keys
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !PORT_PROTOCOLS.contains(&e.proto))
+        {
+            return Err(element(
+                "map",
+                i,
+                format!("{}-{} . {}", e.addr.start, e.addr.end, e.proto),
+                "not TCP, UDP or SCTP",
+            ));
+        }
+        Verdicts::new(AddrProtoPorts::new(family, keys)?, verdicts)
+            .map(SetElements::AddrProtoPortVerdict)
+    }
+
+    /// The `goto` targets of a verdict map's elements.
+    pub fn gotos(&self) -> impl Iterator<Item = &str> {
+        let verdicts = match self {
+            SetElements::AddrVerdict(v) => v.verdicts(),
+            SetElements::AddrProtoPortVerdict(v) => v.verdicts(),
+            _ => &[],
+        };
+        verdicts.iter().filter_map(|v| match v {
+            TierVerdict::Goto(chain) => Some(chain.as_str()),
+            TierVerdict::Accept => None,
+        })
+    }
+
     /// The family of the elements (`None` when there are none).
     fn family(&self) -> Option<Family> {
         match self {
             SetElements::Addr(v) => v.first().map(|r| Family::of(&r.start)),
             SetElements::AddrProtoPort(v) => v.first().map(|e| Family::of(&e.addr.start)),
+            SetElements::AddrVerdict(v) => v.keys().first().map(|r| Family::of(&r.start)),
+            SetElements::AddrProtoPortVerdict(v) => {
+                v.keys().first().map(|e| Family::of(&e.addr.start))
+            }
         }
     }
 }
@@ -523,10 +626,30 @@ impl Plan {
                         });
                         ("set", set, ok)
                     }
+                    Stmt::TierPorts { family, map, .. } => {
+                        let ok = self.set(map).is_some_and(|s| {
+                            s.family == *family
+                                && matches!(s.elements, SetElements::AddrProtoPortVerdict(_))
+                        });
+                        ("map", map, ok)
+                    }
+                    Stmt::TierOther { family, map, .. } => {
+                        let ok = self.set(map).is_some_and(|s| {
+                            s.family == *family && matches!(s.elements, SetElements::AddrVerdict(_))
+                        });
+                        ("map", map, ok)
+                    }
                     _ => continue,
                 };
                 if !ok {
                     return missing(what, name, &format!("a rule of chain {}", chain.name));
+                }
+            }
+        }
+        for set in &self.sets {
+            for target in set.elements.gotos() {
+                if !is_endpoint_chain(target) {
+                    return missing("chain", target, &format!("map {}", set.name));
                 }
             }
         }
@@ -539,9 +662,11 @@ impl Plan {
         }
         sorted_unique("local endpoint", self.locals.iter().map(|l| &l.id))?;
         for local in &self.locals {
+            let tiers = local.tier_chains.iter().map(|t| &t.chain);
             for chain in [&local.ingress_chain, &local.egress_chain]
                 .into_iter()
                 .flatten()
+                .chain(tiers)
             {
                 if !is_endpoint_chain(chain) {
                     return missing("chain", chain, &format!("local endpoint {}", local.id));

@@ -6,6 +6,13 @@
 //! A chain exists where the enforced policies (E) isolate, with their allow sets and a
 //! deny (an audit under host-wide audit), or else where audit policies isolate, with
 //! theirs and an audit; a log rule before the end when events are reported.
+//!
+//! ClusterNetworkPolicy tiers wrap that: the Admin tier's verdict maps come first
+//! (`accept`, or `goto` the endpoint's Admin deny chain; a `Pass` or no rule falls
+//! through), then the NetworkPolicy sets; where the enforced NetworkPolicies do not
+//! isolate, the Baseline tier's maps (only its denials: its `Accept`, `Pass` and no rule
+//! all end allowed) come before anything an audit policy adds, and the chain's end
+//! returns to the base chain, which accepts. Flattening a tier is [`super::tiers`]'s.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -15,13 +22,16 @@ use super::intervals::{
     block_spans, family_max, from_u128, net_span, to_u128, Normalised, PortSet, PortSets, Space,
     Span,
 };
-use super::names::{audit_comment, chain_name, deny_comment, disambiguate};
+use super::names::{audit_comment, chain_name, deny_comment, disambiguate, tier_comment};
+use super::tiers::{flatten, Cell};
 use super::{
     AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Failsafe,
-    Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt,
-    VerdictMap, EVENTS_LIMIT, TABLE_NAME,
+    Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt, TierChain,
+    TierVerdict, VerdictMap, EVENTS_LIMIT, PORT_PROTOCOLS, TABLE_NAME,
 };
-use crate::model::{Direction, Endpoint, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports};
+use crate::model::{
+    Action, Direction, Endpoint, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports, Tier,
+};
 use crate::resolve::{port_range_on, EndpointId, Index, PolicyId};
 
 const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
@@ -61,30 +71,48 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
     let mut maps: BTreeMap<String, (Family, Vec<(IpAddr, String)>)> = BTreeMap::new();
     let mut plan_locals = Vec::new();
 
-    // Every (endpoint, direction) that E or F isolates and its chain's name, in the
-    // order of `locals`, so that telling colliding names apart is deterministic.
-    let mut isolated: Vec<(EndpointId, Direction, Tail, Vec<PolicyId>)> = Vec::new();
+    // Every (endpoint, direction) that E or F isolates or a cluster tier polices, and its
+    // chain's name, in the order of `locals`, so that telling colliding names apart is
+    // deterministic.
+    let mut isolated: Vec<Policed> = Vec::new();
     for &local in &locals {
         for dir in [Direction::Ingress, Direction::Egress] {
             let enforced = index.isolating(local, dir);
-            if !enforced.is_empty() {
+            let e_isolates = !enforced.is_empty();
+            let (tail, policies) = if e_isolates {
                 let tail = match options.mode {
                     Mode::Enforce => Tail::Deny,
                     Mode::Audit => Tail::Audit,
                 };
-                isolated.push((local, dir, tail, enforced));
-                continue;
-            }
-            // Only audit policies isolate: F's allow sets, whose end accepts and reports.
-            let audited = index.isolating_in(local, dir, PolicyMode::Audit);
-            if !audited.is_empty() {
-                isolated.push((local, dir, Tail::Audit, audited));
+                (Some(tail), enforced)
+            } else {
+                // Only audit policies isolate: F's allow sets, whose end accepts and
+                // reports.
+                let audited = index.isolating_in(local, dir, PolicyMode::Audit);
+                ((!audited.is_empty()).then_some(Tail::Audit), audited)
+            };
+            let admin = compiler.tier(Tier::Admin, local, dir);
+            // Baseline decides only where the enforced NetworkPolicies do not isolate.
+            let baseline = if !e_isolates {
+                compiler.tier(Tier::Baseline, local, dir)
+            } else {
+                Default::default()
+            };
+            let cells = |t: &TierCells| t.iter().any(|f| !f.is_empty());
+            if tail.is_some() || cells(&admin) || cells(&baseline) {
+                isolated.push(Policed {
+                    local,
+                    dir,
+                    np: tail.map(|t| (t, policies)),
+                    admin,
+                    baseline,
+                });
             }
         }
     }
     let mut names: Vec<String> = isolated
         .iter()
-        .map(|&(local, dir, _, _)| chain_name(dir, &index.endpoint(local).id))
+        .map(|p| chain_name(p.dir, &index.endpoint(p.local).id))
         .collect();
     disambiguate(&mut names);
     let mut isolated = isolated.into_iter().zip(names).peekable();
@@ -95,13 +123,20 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             id: endpoint.id.clone(),
             ingress_chain: None,
             egress_chain: None,
+            tier_chains: Vec::new(),
         };
-        while let Some(((_, dir, tail, policies), name)) =
-            isolated.next_if(|((id, _, _, _), _)| *id == local)
-        {
-            let chain =
-                compiler.endpoint_chain(local, dir, (tail, &policies), &name, options, &mut sets);
-            chains.push(chain);
+        while let Some((policed, name)) = isolated.next_if(|(p, _)| p.local == local) {
+            let dir = policed.dir;
+            let built = compiler.endpoint_chain(&policed, &name, options, &mut sets);
+            chains.extend(built.tier_chains.iter().map(|(_, c)| c.clone()));
+            entry
+                .tier_chains
+                .extend(built.tier_chains.into_iter().map(|(tier, c)| TierChain {
+                    direction: dir,
+                    tier,
+                    chain: c.name().to_string(),
+                }));
+            chains.push(built.chain);
             for ip in &endpoint.ips {
                 let family = Family::of(ip);
                 maps.entry(map_name(dir, family))
@@ -114,6 +149,7 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
                 Direction::Egress => entry.egress_chain = Some(name),
             }
         }
+        entry.tier_chains.sort();
         plan_locals.push(entry);
     }
 
@@ -150,6 +186,33 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
         limits,
     )
     .expect(BUG)
+}
+
+/// A tier's verdict before chains have names: accept, or the tier's deny chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TierAction {
+    Accept,
+    Deny,
+}
+
+/// A flattened tier, per family (v4, v6); empty for a family the endpoint lacks.
+type TierCells = [Vec<Cell<TierAction>>; 2];
+
+/// One endpoint and direction that gets a chain, and what goes in it.
+struct Policed {
+    local: EndpointId,
+    dir: Direction,
+    /// The NetworkPolicies that isolate it (E, or else F) and how the chain ends.
+    np: Option<(Tail, Vec<PolicyId>)>,
+    admin: TierCells,
+    /// Empty where E isolates: the Baseline tier is never reached.
+    baseline: TierCells,
+}
+
+/// An endpoint chain and the tiers' deny chains it goes to.
+struct Built {
+    chain: Chain,
+    tier_chains: Vec<(Tier, Chain)>,
 }
 
 /// How an endpoint chain ends, for what its allow sets do not accept.
@@ -273,6 +336,102 @@ fn allow_sets(
     (sets, rules)
 }
 
+fn tier_tag(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Admin => "admin",
+        Tier::Baseline => "baseline",
+    }
+}
+
+fn tail_verb(tail: Tail) -> &'static str {
+    match tail {
+        Tail::Deny => "deny",
+        Tail::Audit => "audit",
+    }
+}
+
+/// The end of a chain: the log rule (with events; after every accept, so allowed
+/// connections never meet it), then the deny or the audit accept.
+fn push_tail(
+    rules: &mut Vec<Stmt>,
+    tail: Tail,
+    dir: Direction,
+    options: &Options,
+    comment: impl FnOnce() -> String,
+) {
+    let verdict = match tail {
+        Tail::Deny => EventVerdict::Deny,
+        Tail::Audit => EventVerdict::Audit,
+    };
+    if let Some(events) = options.events {
+        rules.push(Stmt::Log {
+            verdict,
+            direction: dir,
+            group: events.group,
+            limit: EVENTS_LIMIT.to_string(),
+        });
+    }
+    rules.push(match tail {
+        Tail::Deny => Stmt::Deny {
+            action: options.deny,
+            comment: comment(),
+        },
+        Tail::Audit => Stmt::Audit { comment: comment() },
+    });
+}
+
+/// One family's verdict maps of a flattened tier (`{prefix}_v4_ports`, `…_other`, only
+/// those with elements) and the rules that look them up; denials `goto deny`.
+fn tier_maps(
+    prefix: &str,
+    family: Family,
+    field: AddrField,
+    cells: &[Cell<TierAction>],
+    deny: &str,
+) -> (Vec<Set>, Vec<Stmt>) {
+    let verdict = |a: &TierAction| match a {
+        TierAction::Accept => TierVerdict::Accept,
+        TierAction::Deny => TierVerdict::Goto(deny.to_string()),
+    };
+    let range = |(lo, hi): Span| AddrRange {
+        start: from_u128(family, lo),
+        end: from_u128(family, hi),
+    };
+    let mut ports = Vec::new();
+    let mut other = Vec::new();
+    for cell in cells {
+        let addr = range(cell.span);
+        if let Some(a) = &cell.other {
+            other.push((addr, verdict(a)));
+        }
+        for (proto, list) in PORT_PROTOCOLS.iter().zip(&cell.ports) {
+            for (lo, hi, a) in list {
+                let key = AddrProtoPort {
+                    addr,
+                    proto: *proto,
+                    ports: (*lo, *hi),
+                };
+                ports.push((key, verdict(a)));
+            }
+        }
+    }
+    let tag = family_tag(family);
+    let (mut sets, mut rules) = (Vec::new(), Vec::new());
+    if !ports.is_empty() {
+        let map = format!("{prefix}_{tag}_ports");
+        let elements = SetElements::addr_proto_port_verdict(family, ports).expect(BUG);
+        sets.push(Set::new(map.clone(), family, elements).expect(BUG));
+        rules.push(Stmt::TierPorts { family, field, map });
+    }
+    if !other.is_empty() {
+        let map = format!("{prefix}_{tag}_other");
+        let elements = SetElements::addr_verdict(family, other).expect(BUG);
+        sets.push(Set::new(map.clone(), family, elements).expect(BUG));
+        rules.push(Stmt::TierOther { family, field, map });
+    }
+    (sets, rules)
+}
+
 /// What a rule's port list allows regardless of the destination.
 enum Fixed {
     /// `ports` missing or empty: every protocol and port.
@@ -345,16 +504,111 @@ impl Compiler<'_, '_> {
         &all[from..to]
     }
 
-    /// One endpoint chain and its sets.
+    /// A cluster tier flattened for `local` in `dir`, per family the endpoint has.
+    fn tier(&self, tier: Tier, local: EndpointId, dir: Direction) -> TierCells {
+        let endpoint = self.index.endpoint(local);
+        let keep = move |action: Action| match (tier, action) {
+            (_, Action::Deny) => Some(TierAction::Deny),
+            (Tier::Admin, Action::Accept) => Some(TierAction::Accept),
+            // Admin Pass: the next tier decides; Baseline Accept or Pass: allowed, as
+            // when nothing matches.
+            _ => None,
+        };
+        FAMILIES.map(|family| {
+            if !endpoint.ips.iter().any(|ip| Family::of(ip) == family) {
+                return Vec::new();
+            }
+            let addresses_in = |f: Family, span: Span| {
+                self.addresses_in(f, span)
+                    .iter()
+                    .map(|&(_, x, _)| x)
+                    .collect()
+            };
+            flatten(self.index, (tier, local, dir, family), addresses_in, keep)
+        })
+    }
+
+    /// One endpoint chain, its sets and maps, and the tiers' deny chains.
     fn endpoint_chain(
         &self,
-        local: EndpointId,
-        dir: Direction,
-        (tail, policies): (Tail, &[PolicyId]),
+        policed: &Policed,
         name: &str,
         options: &Options,
         sets: &mut Vec<Set>,
-    ) -> Chain {
+    ) -> Built {
+        let (local, dir) = (policed.local, policed.dir);
+        let endpoint = self.index.endpoint(local);
+        let field = match dir {
+            Direction::Ingress => AddrField::Saddr,
+            Direction::Egress => AddrField::Daddr,
+        };
+        let mut rules = Vec::new();
+        let mut tier_chains = Vec::new();
+        let mut tier = |tier: Tier, cells: &TierCells, rules: &mut Vec<Stmt>| {
+            let deny = format!("{name}_{}", tier_tag(tier));
+            let mut used = false;
+            for (family, cells) in FAMILIES.into_iter().zip(cells) {
+                let (maps, stmts) = tier_maps(
+                    &format!("{name}_{}", tier_tag(tier)),
+                    family,
+                    field,
+                    cells,
+                    &deny,
+                );
+                used |= !maps.is_empty();
+                sets.extend(maps);
+                rules.extend(stmts);
+            }
+            let goes_to_deny = cells.iter().flatten().any(|c| {
+                c.other == Some(TierAction::Deny)
+                    || c.ports.iter().flatten().any(|p| p.2 == TierAction::Deny)
+            });
+            if used && goes_to_deny {
+                let tail = match options.mode {
+                    Mode::Enforce => Tail::Deny,
+                    Mode::Audit => Tail::Audit,
+                };
+                let mut deny_rules = Vec::new();
+                push_tail(&mut deny_rules, tail, dir, options, || {
+                    tier_comment(tier, tail_verb(tail), dir, &endpoint.id)
+                });
+                tier_chains.push((tier, Chain::new(deny, None, deny_rules).expect(BUG)));
+            }
+        };
+        tier(Tier::Admin, &policed.admin, &mut rules);
+        match &policed.np {
+            Some((Tail::Deny, policies)) if !policies.is_empty() => {
+                rules.extend(self.np_sets(local, dir, policies, name, sets));
+                push_tail(&mut rules, Tail::Deny, dir, options, || {
+                    deny_comment(dir, &endpoint.id)
+                });
+            }
+            Some((tail, policies)) => {
+                // An audit end: E under host-wide audit (Baseline is empty then), or only
+                // audit policies isolate, where Baseline's denials are real and come first.
+                tier(Tier::Baseline, &policed.baseline, &mut rules);
+                rules.extend(self.np_sets(local, dir, policies, name, sets));
+                push_tail(&mut rules, *tail, dir, options, || {
+                    audit_comment(dir, &endpoint.id)
+                });
+            }
+            None => tier(Tier::Baseline, &policed.baseline, &mut rules),
+        }
+        Built {
+            chain: Chain::new(name.to_string(), None, rules).expect(BUG),
+            tier_chains,
+        }
+    }
+
+    /// The NetworkPolicy allow sets of one chain (added to `sets`) and their rules.
+    fn np_sets(
+        &self,
+        local: EndpointId,
+        dir: Direction,
+        policies: &[PolicyId],
+        name: &str,
+        sets: &mut Vec<Set>,
+    ) -> Vec<Stmt> {
         let endpoint = self.index.endpoint(local);
         let has = |family: Family| endpoint.ips.iter().any(|ip| Family::of(ip) == family);
         let mut c = Contributions {
@@ -366,7 +620,6 @@ impl Compiler<'_, '_> {
                 self.add_rule(endpoint, dir, &rule.peers, &rule.ports, &mut c);
             }
         }
-
         let field = match dir {
             Direction::Ingress => AddrField::Saddr,
             Direction::Egress => AddrField::Daddr,
@@ -379,29 +632,7 @@ impl Compiler<'_, '_> {
             sets.extend(set);
             rules.extend(rule);
         }
-        // The log rule sits after every accept: allowed connections never meet it.
-        let verdict = match tail {
-            Tail::Deny => EventVerdict::Deny,
-            Tail::Audit => EventVerdict::Audit,
-        };
-        if let Some(events) = options.events {
-            rules.push(Stmt::Log {
-                verdict,
-                direction: dir,
-                group: events.group,
-                limit: EVENTS_LIMIT.to_string(),
-            });
-        }
-        rules.push(match tail {
-            Tail::Deny => Stmt::Deny {
-                action: options.deny,
-                comment: deny_comment(dir, &endpoint.id),
-            },
-            Tail::Audit => Stmt::Audit {
-                comment: audit_comment(dir, &endpoint.id),
-            },
-        });
-        Chain::new(name.to_string(), None, rules).expect(BUG)
+        rules
     }
 
     /// Adds what one rule allows. `local` is the endpoint being policed.

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Direction, ObjectName};
+use crate::model::{Direction, ObjectName, Tier};
 
 mod checked;
 mod compile;
@@ -30,18 +30,19 @@ pub(crate) mod intervals;
 mod names;
 #[cfg(test)]
 mod tests;
+mod tiers;
 #[cfg(feature = "test-support")]
 pub mod unchecked;
 mod verdict;
 
-pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, MAX_NAME};
+pub use checked::{AddrProtoPorts, AddrRanges, Parts, PlanError, Verdicts, MAX_NAME};
 pub use delta::{delta, Delta, MapDelta, SetDelta, Structural};
 pub use failsafe::{
     parse_cidr, parse_direction, parse_ports, parse_protocol, Failsafe, FailsafeError,
 };
 pub use names::{
     audit_comment, chain_name, chain_owners, deny_comment, log_prefix, parse_log_prefix,
-    COMMENT_CUT_MARK, MAX_COMMENT,
+    tier_comment, COMMENT_CUT_MARK, MAX_COMMENT,
 };
 pub use verdict::{Accepts, ChainAccepts, Outcome, Packet, Verdict};
 
@@ -115,14 +116,36 @@ pub struct AddrProtoPort {
     pub ports: (u16, u16),
 }
 
+/// IP protocols whose packets a cluster tier's `…_ports` map judges by destination port
+/// (TCP, UDP, SCTP); every other protocol meets the tier's `…_other` map, keyed by
+/// address alone ([`Stmt::TierOther`]).
+pub const PORT_PROTOCOLS: [u8; 3] = [6, 17, 132];
+
+/// What a cluster tier's verdict map does with a packet whose key it holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierVerdict {
+    /// `accept`: an Admin `Accept`, final for this direction.
+    Accept,
+    /// `goto CHAIN`: the tier's deny chain of this endpoint and direction (log, deny).
+    Goto(String),
+}
+
 /// What a set holds. Elements are sorted and never overlap (the kernel refuses
-/// overlapping interval elements): the element types can only be built so.
+/// overlapping interval elements): the element types can only be built so. The
+/// `…Verdict` kinds are verdict maps (a key, then `: accept` or `: goto CHAIN`): a
+/// cluster tier's first-matching actions, flattened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum SetElements {
     /// `type ipv4_addr|ipv6_addr; flags interval`.
     Addr(AddrRanges),
     /// `type ipvN_addr . inet_proto . inet_service; flags interval`.
     AddrProtoPort(AddrProtoPorts),
+    /// `type ipvN_addr : verdict; flags interval` (a tier's `…_other` map).
+    AddrVerdict(Verdicts<AddrRanges>),
+    /// `type ipvN_addr . inet_proto . inet_service : verdict; flags interval` (a tier's
+    /// `…_ports` map).
+    AddrProtoPortVerdict(Verdicts<AddrProtoPorts>),
 }
 
 impl SetElements {
@@ -131,7 +154,17 @@ impl SetElements {
         match self {
             SetElements::Addr(v) => v.len(),
             SetElements::AddrProtoPort(v) => v.len(),
+            SetElements::AddrVerdict(v) => v.len(),
+            SetElements::AddrProtoPortVerdict(v) => v.len(),
         }
+    }
+
+    /// Whether this is a verdict map (elements carry a [`TierVerdict`]).
+    pub fn is_map(&self) -> bool {
+        matches!(
+            self,
+            SetElements::AddrVerdict(_) | SetElements::AddrProtoPortVerdict(_)
+        )
     }
 
     /// True when there are none.
@@ -281,6 +314,28 @@ pub enum Stmt {
         /// The [`RateLimit`] it is counted against.
         limit: String,
     },
+    /// `ip saddr . meta l4proto . th dport vmap @map`: a cluster tier's verdict for TCP,
+    /// UDP and SCTP (the map holds only those protocols). No element: the next rule.
+    TierPorts {
+        /// Family of the address.
+        family: Family,
+        /// Which address is the peer's.
+        field: AddrField,
+        /// An [`SetElements::AddrProtoPortVerdict`] map.
+        map: String,
+    },
+    /// `meta l4proto != 6 meta l4proto != 17 meta l4proto != 132 ip saddr vmap @map`: a
+    /// cluster tier's verdict for every other protocol (ICMP included), which only a rule
+    /// without `protocols` can match, so the address alone decides. No element: the
+    /// next rule.
+    TierOther {
+        /// Family of the address.
+        family: Family,
+        /// Which address is the peer's.
+        field: AddrField,
+        /// An [`SetElements::AddrVerdict`] map.
+        map: String,
+    },
     /// `counter accept comment "…"`: the end of a chain whose denials are audited (a
     /// policy in audit mode isolates the endpoint, or the host is in audit mode). The
     /// counter counts what would have been denied.
@@ -307,6 +362,21 @@ pub struct LocalEndpoint {
     pub ingress_chain: Option<String>,
     /// Its egress chain; `None` when no policy (enforced or audit) isolates its egress.
     pub egress_chain: Option<String>,
+    /// The deny chains of cluster tiers that its chains `goto`, sorted.
+    pub tier_chains: Vec<TierChain>,
+}
+
+/// The chain where a cluster tier's `Deny` of one endpoint and direction ends: a log
+/// rule (with events) and the deny (an audit accept under host-wide audit), counted
+/// apart from the NetworkPolicy deny.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TierChain {
+    /// The direction.
+    pub direction: Direction,
+    /// Admin or Baseline.
+    pub tier: Tier,
+    /// The chain's name.
+    pub chain: String,
 }
 
 impl LocalEndpoint {
@@ -362,12 +432,18 @@ impl Plan {
         &self.limits
     }
 
-    /// The endpoint and direction an endpoint chain polices.
+    /// The endpoint and direction an endpoint chain (or a tier's deny chain) polices.
     pub fn owner(&self, chain: &str) -> Option<(&ObjectName, Direction)> {
         self.locals.iter().find_map(|l| {
             [Direction::Ingress, Direction::Egress]
                 .into_iter()
                 .find(|&d| l.chain(d) == Some(chain))
+                .or_else(|| {
+                    l.tier_chains
+                        .iter()
+                        .find(|t| t.chain == chain)
+                        .map(|t| t.direction)
+                })
                 .map(|d| (&l.id, d))
         })
     }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::EventVerdict;
-use crate::model::{Direction, ObjectName};
+use crate::model::{Direction, ObjectName, Tier};
 
 /// Longest chain name; leaves room for set suffixes under [`MAX_NAME`](super::MAX_NAME).
 pub(crate) const MAX_CHAIN_NAME: usize = 200;
@@ -163,6 +163,12 @@ pub fn deny_comment(dir: Direction, id: &ObjectName) -> String {
 /// cut as [`deny_comment`]'s.
 pub fn audit_comment(dir: Direction, id: &ObjectName) -> String {
     tail_comment("audit", dir, id)
+}
+
+/// The comment of a cluster tier's deny chain end: `Admin deny ingress ns/name` (or
+/// `audit`), cut as [`deny_comment`]'s; the tier first, so a cut keeps it.
+pub fn tier_comment(tier: Tier, verb: &str, dir: Direction, id: &ObjectName) -> String {
+    tail_comment(&format!("{} {verb}", tier.as_str()), dir, id)
 }
 
 fn tail_comment(verb: &str, dir: Direction, id: &ObjectName) -> String {

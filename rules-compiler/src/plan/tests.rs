@@ -156,6 +156,7 @@ fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
             id: oname("payments/payments-api"),
             ingress_chain: Some("in_payments_payments-api".into()),
             egress_chain: None,
+            tier_chains: Vec::new(),
         }]
     );
 }
@@ -289,6 +290,7 @@ fn open_endpoint_gets_nothing_but_base_chains() {
             id: oname("kube-system/kube-dns"),
             ingress_chain: None,
             egress_chain: None,
+            tier_chains: Vec::new(),
         }]
     );
 }

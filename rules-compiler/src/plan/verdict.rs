@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use super::{AddrField, AddrProtoPort, AddrRange, Chain, Hook, Plan, SetElements, Stmt};
-use super::{Family, ICMPV6_ALWAYS};
+use super::{Family, TierVerdict, ICMPV6_ALWAYS, PORT_PROTOCOLS};
 
 /// IP protocol number of ICMPv6.
 const IPPROTO_ICMPV6: u8 = 58;
@@ -143,12 +143,64 @@ impl Plan {
                         }
                     }
                 }
+                Stmt::TierPorts { family, field, map } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family {
+                        continue;
+                    }
+                    let Some(SetElements::AddrProtoPortVerdict(v)) =
+                        self.set(map).map(|s| &s.elements)
+                    else {
+                        continue;
+                    };
+                    if let Some(i) = find_addr_proto_port(v.keys(), &ip, packet.proto, packet.dport)
+                    {
+                        return self.tier(&v.verdicts()[i], this, packet, depth);
+                    }
+                }
+                Stmt::TierOther { family, field, map } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family || PORT_PROTOCOLS.contains(&packet.proto) {
+                        continue;
+                    }
+                    let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements)
+                    else {
+                        continue;
+                    };
+                    if let Some(i) = find_addr(v.keys(), &ip) {
+                        return self.tier(&v.verdicts()[i], this, packet, depth);
+                    }
+                }
                 Stmt::Log { .. } => {}
                 Stmt::Audit { .. } => return decided(Outcome::Accept),
                 Stmt::Deny { .. } => return decided(Outcome::Deny),
             }
         }
         None
+    }
+
+    /// A tier map's verdict: `accept` here, or `goto` a deny chain, whose end (no
+    /// verdict) would return to the base chain, not to this one.
+    fn tier<'p>(
+        &'p self,
+        verdict: &'p TierVerdict,
+        this: Option<&'p str>,
+        packet: &Packet,
+        depth: usize,
+    ) -> Option<Verdict<'p>> {
+        match verdict {
+            TierVerdict::Accept => Some(Verdict {
+                outcome: Outcome::Accept,
+                chain: this,
+            }),
+            TierVerdict::Goto(target) => {
+                let target = self.endpoint_chain(target)?;
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.run(target, packet, depth + 1)
+            }
+        }
     }
 }
 
@@ -271,37 +323,59 @@ fn field_of(packet: &Packet, field: AddrField) -> IpAddr {
 
 /// Whether sorted, disjoint ranges hold `ip`.
 fn addr_in(ranges: &[AddrRange], ip: &IpAddr) -> bool {
+    find_addr(ranges, ip).is_some()
+}
+
+/// The index of the range of sorted, disjoint `ranges` that holds `ip`.
+fn find_addr(ranges: &[AddrRange], ip: &IpAddr) -> Option<usize> {
     // The last range starting at or before `ip` is the only one that can hold it.
     let after = ranges.partition_point(|r| r.start <= *ip);
-    after > 0 && ranges[after - 1].contains(ip)
+    (after > 0 && ranges[after - 1].contains(ip)).then(|| after - 1)
 }
 
 /// The elements of an address · protocol · port set whose address range holds `ip`
 /// (empty when none does): a contiguous run, sorted by protocol and ports.
 fn run_of<'e>(elements: &'e [AddrProtoPort], ip: &IpAddr) -> &'e [AddrProtoPort] {
+    &elements[run_range(elements, ip)]
+}
+
+/// Where [`run_of`]'s run is in `elements`.
+fn run_range(elements: &[AddrProtoPort], ip: &IpAddr) -> std::ops::Range<usize> {
     let after = elements.partition_point(|e| e.addr.start <= *ip);
     if after == 0 {
-        return &[];
+        return 0..0;
     }
     let range = elements[after - 1].addr;
     if !range.contains(ip) {
-        return &[];
+        return 0..0;
     }
     let first = elements[..after].partition_point(|e| e.addr < range);
-    &elements[first..after]
+    first..after
 }
 
 /// Whether an address · protocol · port set holds the triple. The compiler's elements
 /// are sorted by address range, then protocol and ports; two elements' address ranges
 /// are equal or disjoint (elementary intervals, each with its normalised port set).
 fn addr_proto_port_in(elements: &[AddrProtoPort], ip: &IpAddr, proto: u8, port: u16) -> bool {
-    let run = run_of(elements, ip);
+    find_addr_proto_port(elements, ip, proto, port).is_some()
+}
+
+/// The index of the element that holds the triple (see [`addr_proto_port_in`]).
+fn find_addr_proto_port(
+    elements: &[AddrProtoPort],
+    ip: &IpAddr,
+    proto: u8,
+    port: u16,
+) -> Option<usize> {
+    let range = run_range(elements, ip);
+    let run = &elements[range.clone()];
     let key = (proto, port);
     let next = run.partition_point(|e| (e.proto, e.ports.0) <= key);
-    next > 0 && {
-        let e = &run[next - 1];
-        e.proto == proto && e.ports.0 <= port && port <= e.ports.1
+    if next == 0 {
+        return None;
     }
+    let e = &run[next - 1];
+    (e.proto == proto && e.ports.0 <= port && port <= e.ports.1).then(|| range.start + next - 1)
 }
 
 #[cfg(test)]
@@ -414,6 +488,7 @@ mod tests {
                 id: ObjectName::parse("ns/server").unwrap(),
                 ingress_chain: Some(chain),
                 egress_chain: None,
+                tier_chains: Vec::new(),
             }],
             limits: Vec::new(),
         }

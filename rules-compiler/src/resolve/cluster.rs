@@ -243,6 +243,32 @@ impl<'m> Index<'m> {
         &self.cluster_subjects[ep][slot(tier)]
     }
 
+    /// The endpoints a `namespaces` or `pods` peer selects, ascending (the addresses it
+    /// matches are theirs); empty for the other kinds of peer.
+    pub fn cluster_peer_endpoints(&self, peer: &ClusterPeer) -> Vec<EndpointId> {
+        let (namespaces, pods) = match peer {
+            ClusterPeer::Namespaces(ns) => (ns, None),
+            ClusterPeer::Pods { namespaces, pods } => (namespaces, Some(pods)),
+            _ => return Vec::new(),
+        };
+        // Namespaces first: the pod selector runs only on the endpoints of matching ones.
+        let mut out: Vec<EndpointId> = self
+            .endpoints_by_ns
+            .iter()
+            .filter(|(ns, _)| {
+                self.model
+                    .inventory
+                    .namespaces
+                    .get(**ns)
+                    .is_some_and(|n| namespaces.matches(&n.labels))
+            })
+            .flat_map(|(_, eps)| eps.iter().copied())
+            .filter(|&ep| pods.is_none_or(|p| p.matches(&self.endpoint(ep).labels)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Whether a cluster peer matches a packet's remote address, in a rule with this
     /// action. A `namespaces` or `pods` peer matches an address of an endpoint it
     /// selects; `networks` any address inside a block; `nodes` an address of a selected

@@ -199,6 +199,7 @@ fn locals_without_chains_ride_along() {
         id: crate::model::ObjectName::new("ns", "x"),
         ingress_chain: None,
         egress_chain: None,
+        tier_chains: Vec::new(),
     });
     let d = delta(&a, &b).unwrap();
     assert!(d.is_empty());

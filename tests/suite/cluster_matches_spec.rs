@@ -131,7 +131,7 @@ fn node() -> impl Strategy<Value = ClusterNode> {
 }
 
 /// `plan_matches_semantics`' random models with cluster policies and Nodes.
-fn cluster_model() -> impl Strategy<Value = Model> {
+pub(super) fn cluster_model() -> impl Strategy<Value = Model> {
     (
         model(),
         proptest::collection::vec(cluster_policy(), 0..6),

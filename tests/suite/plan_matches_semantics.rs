@@ -8,7 +8,8 @@
 //! Some policies are in audit mode and some hosts audit everything: the plan's
 //! accept/drop must still be the enforced policies' verdict (everything accepted under
 //! host-wide audit), and the log rule a packet meets must be the event of the E/F table
-//! (`events::expected`).
+//! (`events::expected`). With ClusterNetworkPolicy objects (random Admin and Baseline
+//! tiers, `cluster_matches_spec`'s models) the semantics are `Index::cluster_verdict`.
 //! The plan must also be structurally sound (no overlapping elements, sorted map keys).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,12 +20,12 @@ use proptest::prelude::*;
 use rules_compiler::connectivity::Allowed;
 use rules_compiler::events;
 use rules_compiler::model::{
-    Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
-    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch,
-    PortRule, Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
+    Action, Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model,
+    NamedPort, Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode,
+    PortMatch, PortRule, Ports, Protocol, Requirement, Rule, Source, Tier, NAMESPACE_NAME_LABEL,
 };
-use rules_compiler::plan::{self, EventLog, Failsafe, Hook, Mode, Options};
-use rules_compiler::resolve::Index;
+use rules_compiler::plan::{self, EventLog, EventVerdict, Failsafe, Hook, Mode, Options};
+use rules_compiler::resolve::{Index, Verdict};
 
 const NAMESPACES: [&str; 3] = ["ns-a", "ns-b", "ns-c"];
 
@@ -381,9 +382,10 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                             let safe =
                                 Failsafe::find(&options.failsafe, dir, proto, dport, *remote)
                                     .is_some();
+                            // All tiers: without cluster policies, `Index::verdict`.
                             let semantic = safe
                                 || index
-                                    .verdict(local, dir, *remote, proto, dport)
+                                    .cluster_verdict(local, dir, *remote, proto, dport)
                                     .is_allowed();
                             let (outcome, logged) =
                                 plan_eval::evaluate_logged(&plan, hook, &packet);
@@ -391,9 +393,7 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                             // The E/F table: which event the packet gives, if any.
                             let event = (!safe)
                                 .then(|| {
-                                    events::expected(
-                                        &index, mode, local, dir, *remote, proto, dport,
-                                    )
+                                    expected_event(&index, mode, local, dir, *remote, proto, dport)
                                 })
                                 .flatten();
                             prop_assert_eq!(
@@ -430,13 +430,19 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                                 if kernel { "allow" } else { "deny" },
                                 production
                             );
-                            let own = plan
-                                .locals()
-                                .iter()
-                                .find(|l| l.id == ep.id)
-                                .and_then(|l| l.chain(dir));
+                            let entry = plan.locals().iter().find(|l| l.id == ep.id);
+                            let own = entry.and_then(|l| l.chain(dir));
+                            // Its chain, or one of its tiers' deny chains.
+                            let its = |c: Option<&str>| {
+                                c == own
+                                    || entry.is_some_and(|l| {
+                                        l.tier_chains.iter().any(|t| {
+                                            t.direction == dir && Some(t.chain.as_str()) == c
+                                        })
+                                    })
+                            };
                             prop_assert!(
-                                production.chain.is_none() || production.chain == own,
+                                production.chain.is_none() || its(production.chain),
                                 "{} {} {:?}: decided by {:?}, its chain is {:?}",
                                 ep.id,
                                 dir,
@@ -445,7 +451,7 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                                 own
                             );
                             if !production.is_accept() {
-                                prop_assert_eq!(production.chain, own);
+                                prop_assert!(production.chain.is_some() && its(production.chain));
                             }
                             // The chain resolved for every packet at once (what the
                             // connectivity diff reads) says the same of this one; the
@@ -482,6 +488,53 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// The event a packet gives: a cluster tier's deny is a `deny` event (an `audit` one
+/// under host-wide audit) and its accept none; where Admin does not decide, the E/F
+/// table, unless E does not isolate and Baseline denies.
+fn expected_event(
+    index: &Index<'_>,
+    mode: Mode,
+    local: usize,
+    dir: Direction,
+    remote: IpAddr,
+    proto: u8,
+    dport: u16,
+) -> Option<EventVerdict> {
+    let denied = || match mode {
+        Mode::Enforce => Some(EventVerdict::Deny),
+        Mode::Audit => Some(EventVerdict::Audit),
+    };
+    let tier = |t| {
+        index
+            .cluster_tier(t, local, dir, remote, proto, dport)
+            .action()
+    };
+    match tier(Tier::Admin) {
+        Some(Action::Deny) => return denied(),
+        Some(Action::Accept) => return None,
+        _ => {}
+    }
+    let isolated = index.verdict(local, dir, remote, proto, dport) != Verdict::NotIsolated;
+    if !isolated && tier(Tier::Baseline) == Some(Action::Deny) {
+        return denied();
+    }
+    events::expected(index, mode, local, dir, remote, proto, dport)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Admin, NetworkPolicy and Baseline objects mixed: the plan gives
+    /// `Index::cluster_verdict` for every packet.
+    #[test]
+    fn plan_gives_the_tiers_verdict_for_every_packet(
+        model in super::cluster_matches_spec::cluster_model(),
+        host_audit in proptest::bool::weighted(0.25),
+    ) {
+        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
+    }
 }
 
 proptest! {

@@ -5,7 +5,9 @@
 
 use std::net::IpAddr;
 
-use rules_compiler::plan::{AddrField, EventVerdict, Family, Hook, Plan, SetElements, Stmt};
+use rules_compiler::plan::{
+    AddrField, EventVerdict, Family, Hook, Plan, SetElements, Stmt, TierVerdict,
+};
 
 /// The first packet of a connection, as the hooks see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +132,39 @@ fn run_chain(
                     return Some(Outcome::Accept);
                 }
             }
+            Stmt::TierPorts { family, field, map } => {
+                let ip = addr(packet, *field);
+                if !family_matches(*family, &ip) {
+                    continue;
+                }
+                let set = plan.set(map).unwrap_or_else(|| panic!("no map {map}"));
+                let SetElements::AddrProtoPortVerdict(v) = set.elements() else {
+                    panic!("{map} is not an address·protocol·port verdict map");
+                };
+                let hit = v.iter().find(|(e, _)| {
+                    e.addr.contains(&ip)
+                        && e.proto == packet.proto
+                        && e.ports.0 <= packet.dport
+                        && packet.dport <= e.ports.1
+                });
+                if let Some((_, verdict)) = hit {
+                    return tier_verdict(plan, verdict, packet, depth, logged);
+                }
+            }
+            Stmt::TierOther { family, field, map } => {
+                let ip = addr(packet, *field);
+                // `meta l4proto != tcp, udp, sctp`.
+                if !family_matches(*family, &ip) || [6, 17, 132].contains(&packet.proto) {
+                    continue;
+                }
+                let set = plan.set(map).unwrap_or_else(|| panic!("no map {map}"));
+                let SetElements::AddrVerdict(v) = set.elements() else {
+                    panic!("{map} is not an address verdict map");
+                };
+                if let Some((_, verdict)) = v.iter().find(|(r, _)| r.contains(&ip)) {
+                    return tier_verdict(plan, verdict, packet, depth, logged);
+                }
+            }
             Stmt::Log { verdict, .. } => {
                 assert!(logged.is_none(), "a packet logged twice");
                 *logged = Some(*verdict);
@@ -139,6 +174,27 @@ fn run_chain(
         }
     }
     None
+}
+
+/// A verdict map's answer: `accept`, or `goto` a chain whose end (no verdict) returns
+/// to the base chain, past the rest of the chain that went there.
+fn tier_verdict(
+    plan: &Plan,
+    verdict: &TierVerdict,
+    packet: &Packet,
+    depth: usize,
+    logged: &mut Option<EventVerdict>,
+) -> Option<Outcome> {
+    match verdict {
+        TierVerdict::Accept => Some(Outcome::Accept),
+        TierVerdict::Goto(target) => {
+            let chain = plan
+                .chain(target)
+                .unwrap_or_else(|| panic!("goto missing chain {target}"));
+            assert!(chain.hook().is_none(), "goto base chain {target}");
+            run_chain(plan, chain.rules(), packet, depth + 1, logged)
+        }
+    }
 }
 
 /// Checks what the kernel would refuse or what would make a lookup ambiguous: elements
@@ -165,6 +221,28 @@ pub fn structural_problems(plan: &Plan) -> Vec<String> {
                         || r.start > r.end
                     {
                         problems.push(format!("{}: bad range {r:?}", set.name()));
+                    }
+                }
+            }
+            SetElements::AddrVerdict(v) => {
+                for w in v.keys().windows(2) {
+                    if w[0].end >= w[1].start {
+                        problems.push(format!("{}: {:?} overlaps {:?}", set.name(), w[0], w[1]));
+                    }
+                }
+            }
+            SetElements::AddrProtoPortVerdict(v) => {
+                let keys = v.keys();
+                for (i, a) in keys.iter().enumerate() {
+                    if ![6, 17, 132].contains(&a.proto) {
+                        problems.push(format!("{}: protocol without ports {a:?}", set.name()));
+                    }
+                    for b in &keys[i + 1..] {
+                        let addr_overlap = a.addr.start <= b.addr.end && b.addr.start <= a.addr.end;
+                        let port_overlap = a.ports.0 <= b.ports.1 && b.ports.0 <= a.ports.1;
+                        if addr_overlap && a.proto == b.proto && port_overlap {
+                            problems.push(format!("{}: {a:?} overlaps {b:?}", set.name()));
+                        }
                     }
                 }
             }

@@ -184,7 +184,7 @@ impl Allowed {
         }
         Allowed {
             ports: per.map(PortRanges::from_ranges),
-            other: false,
+            other: accepts.other(),
         }
     }
 

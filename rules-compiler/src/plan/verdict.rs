@@ -216,17 +216,38 @@ pub enum Accepts<'p> {
     /// nothing, the chain's deny). Borrowed from the plan, so that two answers compare
     /// without building anything.
     Ports(Vec<&'p [AddrProtoPort]>),
+    /// A chain with cluster tiers, walked rule by rule: exactly these (per protocol of
+    /// [`PORT_PROTOCOLS`] sorted, disjoint, not touching port ranges), and the protocols
+    /// without ports when `other`. Never everything ([`Accepts::Everything`] then).
+    Exact {
+        /// Protocols other than TCP, UDP and SCTP are accepted.
+        other: bool,
+        /// `(protocol number, first port, last port)`, normalised.
+        ports: Vec<(u8, u16, u16)>,
+    },
 }
 
 impl Accepts<'_> {
     /// The accepted `(protocol number, first port, last port)`; `None` for everything.
-    pub fn ports(&self) -> Option<impl Iterator<Item = (u8, u16, u16)> + '_> {
+    /// With [`Accepts::Exact`], also see [`Accepts::other`].
+    pub fn ports(&self) -> Option<Box<dyn Iterator<Item = (u8, u16, u16)> + '_>> {
         match self {
             Accepts::Everything => None,
-            Accepts::Ports(runs) => Some(
-                runs.iter()
-                    .flat_map(|r| r.iter().map(|e| (e.proto, e.ports.0, e.ports.1))),
-            ),
+            Accepts::Ports(runs) => {
+                Some(Box::new(runs.iter().flat_map(|r| {
+                    r.iter().map(|e| (e.proto, e.ports.0, e.ports.1))
+                })))
+            }
+            Accepts::Exact { ports, .. } => Some(Box::new(ports.iter().copied())),
+        }
+    }
+
+    /// Whether protocols without ports (ICMP, …) are accepted.
+    pub fn other(&self) -> bool {
+        match self {
+            Accepts::Everything => true,
+            Accepts::Ports(_) => false,
+            Accepts::Exact { other, .. } => *other,
         }
     }
 }
@@ -241,6 +262,9 @@ pub struct ChainAccepts<'p> {
     families: [FamilySets<'p>; 2],
     /// The chain ends in an audit accept, or in no verdict (the base chain accepts).
     accepts_at_end: bool,
+    /// A chain with cluster tiers: its rules, walked in order for each remote address
+    /// (order matters there: a tier's map claims what later rules would accept).
+    tiered: Option<(&'p Plan, &'p Chain)>,
 }
 
 /// One family's sets of a chain: the address sets, the address · protocol · port sets.
@@ -249,6 +273,9 @@ type FamilySets<'p> = (Vec<&'p [AddrRange]>, Vec<&'p [AddrProtoPort]>);
 impl<'p> ChainAccepts<'p> {
     /// What the chain accepts with `remote` as the other end.
     pub fn get(&self, remote: &IpAddr) -> Accepts<'p> {
+        if let Some((plan, chain)) = self.tiered {
+            return plan.walk_tiered(chain, remote);
+        }
         if self.accepts_at_end {
             return Accepts::Everything;
         }
@@ -282,7 +309,13 @@ impl Plan {
         let mut out = ChainAccepts {
             families: Default::default(),
             accepts_at_end: true,
+            tiered: None,
         };
+        let tiered = |r: &Stmt| matches!(r, Stmt::TierPorts { .. } | Stmt::TierOther { .. });
+        if chain.rules.iter().any(tiered) {
+            out.tiered = Some((self, chain));
+            return Some(out);
+        }
         for rule in &chain.rules {
             match rule {
                 Stmt::AcceptAddr { family, set, .. } => {
@@ -306,6 +339,146 @@ impl Plan {
             }
         }
         Some(out)
+    }
+}
+
+/// Port ranges of one protocol, sorted and disjoint.
+type Ranges = Vec<(u16, u16)>;
+
+/// `ranges` ∩ `lo..=hi`.
+fn within(ranges: &Ranges, lo: u16, hi: u16) -> Ranges {
+    ranges
+        .iter()
+        .filter(|&&(a, b)| a <= hi && lo <= b)
+        .map(|&(a, b)| (a.max(lo), b.min(hi)))
+        .collect()
+}
+
+/// `ranges` less `lo..=hi`.
+fn without(ranges: &Ranges, lo: u16, hi: u16) -> Ranges {
+    let mut out = Vec::new();
+    for &(a, b) in ranges {
+        if b < lo || hi < a {
+            out.push((a, b));
+            continue;
+        }
+        if a < lo {
+            out.push((a, lo - 1));
+        }
+        if hi < b {
+            out.push((hi + 1, b));
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// Whether a tier map's verdict accepts: `accept`, or a `goto` to a chain that ends
+    /// in an audit accept (host-wide audit) rather than a deny.
+    fn tier_accepts(&self, verdict: &TierVerdict) -> bool {
+        match verdict {
+            TierVerdict::Accept => true,
+            TierVerdict::Goto(target) => self
+                .endpoint_chain(target)
+                .and_then(|c| {
+                    c.rules.iter().find_map(|r| match r {
+                        Stmt::Audit { .. } => Some(true),
+                        Stmt::Deny { .. } => Some(false),
+                        _ => None,
+                    })
+                })
+                .unwrap_or(true),
+        }
+    }
+
+    /// [`ChainAccepts::get`] for a chain with cluster tiers: its rules in order, each
+    /// claiming what it matches of what no rule before claimed.
+    fn walk_tiered<'p>(&'p self, chain: &'p Chain, remote: &IpAddr) -> Accepts<'p> {
+        let family = Family::of(remote);
+        // What no rule decided yet, and what is accepted; per protocol of PORT_PROTOCOLS.
+        let mut open: [Ranges; 3] = std::array::from_fn(|_| vec![(0, u16::MAX)]);
+        let mut open_other = true;
+        let mut ports: [Ranges; 3] = Default::default();
+        let mut other = false;
+        let slot = |proto: u8| PORT_PROTOCOLS.iter().position(|&p| p == proto);
+        for rule in &chain.rules {
+            match rule {
+                Stmt::AcceptAddr { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::Addr(e)) = self.set(set).map(|s| &s.elements) {
+                        if addr_in(e, remote) {
+                            break;
+                        }
+                    }
+                }
+                Stmt::AcceptAddrProtoPort { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::AddrProtoPort(e)) = self.set(set).map(|s| &s.elements)
+                    {
+                        for el in run_of(e, remote) {
+                            let Some(i) = slot(el.proto) else { continue };
+                            ports[i].extend(within(&open[i], el.ports.0, el.ports.1));
+                            open[i] = without(&open[i], el.ports.0, el.ports.1);
+                        }
+                    }
+                }
+                Stmt::TierPorts { family: f, map, .. } if *f == family => {
+                    if let Some(SetElements::AddrProtoPortVerdict(v)) =
+                        self.set(map).map(|s| &s.elements)
+                    {
+                        let keys = v.keys();
+                        for k in run_range(keys, remote) {
+                            let el = &keys[k];
+                            let Some(i) = slot(el.proto) else { continue };
+                            if self.tier_accepts(&v.verdicts()[k]) {
+                                ports[i].extend(within(&open[i], el.ports.0, el.ports.1));
+                            }
+                            open[i] = without(&open[i], el.ports.0, el.ports.1);
+                        }
+                    }
+                }
+                Stmt::TierOther { family: f, map, .. } if *f == family => {
+                    if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
+                        if let Some(k) = find_addr(v.keys(), remote) {
+                            if open_other {
+                                other |= self.tier_accepts(&v.verdicts()[k]);
+                                open_other = false;
+                            }
+                        }
+                    }
+                }
+                Stmt::Audit { .. } => break,
+                Stmt::Deny { .. } => {
+                    open = Default::default();
+                    open_other = false;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        // An accepting end (an address set, an audit, or the chain's end: back to the
+        // base chain, which accepts) takes what is still open.
+        for (acc, rest) in ports.iter_mut().zip(open) {
+            acc.extend(rest);
+        }
+        other |= open_other;
+        let mut list = Vec::new();
+        for (i, acc) in ports.iter_mut().enumerate() {
+            acc.sort_unstable();
+            let mut merged: Ranges = Vec::new();
+            for &(a, b) in acc.iter() {
+                match merged.last_mut() {
+                    Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            list.extend(merged.into_iter().map(|(a, b)| (PORT_PROTOCOLS[i], a, b)));
+        }
+        let everything =
+            other && list.len() == 3 && list.iter().all(|&(_, a, b)| a == 0 && b == u16::MAX);
+        if everything {
+            Accepts::Everything
+        } else {
+            Accepts::Exact { other, ports: list }
+        }
     }
 }
 

@@ -29,7 +29,9 @@ use self::dedup::{Added, Dedup, Pending};
 use self::hub::Hub;
 use crate::config::Events;
 use crate::netlink::{Logged, LoggedPacket, Nflog};
-use crate::state::report::{rfc3339, EventProtocol, EventsStopped, Verdict, VerdictEvent};
+use crate::state::report::{
+    rfc3339, EventProtocol, EventRule, EventsStopped, Verdict, VerdictEvent,
+};
 use crate::telemetry;
 
 /// Tuples in their dedup window at most: far above what the default rate limit lets
@@ -121,6 +123,12 @@ impl Pipeline {
             protocol: EventProtocol::of(o.protocol),
             policies: names(&judged.policies),
             would_allow: names(&judged.would_allow),
+            cluster_rule: judged.cluster_rule.as_ref().map(|r| EventRule {
+                tier: r.tier.as_str().to_string(),
+                policy: r.policy.clone(),
+                field: format!("{}[{}]", o.direction, r.rule),
+                name: r.name.clone(),
+            }),
             packets: p.packets,
         };
         tracing::info!(
@@ -136,6 +144,7 @@ impl Pipeline {
             protocol = %event.protocol,
             policies = %event.policies.join(","),
             would_allow = %event.would_allow.join(","),
+            cluster_rule = %event.cluster_rule.as_ref().map(ToString::to_string).unwrap_or_default(),
             packets = event.packets,
             "{} {} {}",
             event.verdict,

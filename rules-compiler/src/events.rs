@@ -1,5 +1,6 @@
 //! Events: what a logged packet is about — its endpoint, its peer, the policies that
-//! deny (or would deny) it and the audit policies that would allow it.
+//! deny (or would deny) it and the audit policies that would allow it, or the
+//! ClusterNetworkPolicy rule that denied it.
 //!
 //! The kernel logs a denied or audited packet with a prefix that says only the verdict
 //! and the direction ([`crate::plan::log_prefix`]); everything else an event names is
@@ -12,9 +13,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::{Direction, ObjectName, PolicyMode};
+use crate::model::{Action, Direction, ObjectName, PolicyMode, Tier};
 use crate::plan::{EventVerdict, Mode};
-use crate::resolve::{EndpointId, Index, PolicyId};
+use crate::resolve::{ClusterRuleRef, EndpointId, Index, PolicyId, TierOutcome, Verdict};
 
 /// A packet the kernel logged, as netpold reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -52,6 +53,9 @@ pub struct Judged {
     /// an enforced denial (a deny, or a host-wide audit of what enforced policies
     /// deny); empty otherwise.
     pub would_allow: Vec<ObjectName>,
+    /// The Admin or Baseline rule whose `Deny` the event stands for (then `policies`
+    /// and `would_allow` are empty: no NetworkPolicy decided).
+    pub cluster_rule: Option<ClusterRuleRef>,
 }
 
 /// The endpoint, peer and policies an observed packet is about, under host-wide `mode`.
@@ -69,6 +73,15 @@ pub fn judge(index: &Index<'_>, mode: Mode, observed: &Observed) -> Judged {
             ..Judged::default()
         };
     };
+    let (proto, dport) = (observed.protocol, observed.dst_port);
+    if let Some(by) = tier_denial(index, ep, dir, remote, proto, dport) {
+        return Judged {
+            endpoint: Some(name(ep)),
+            peer,
+            cluster_rule: Some(by),
+            ..Judged::default()
+        };
+    }
     let enforced = index.isolating_in(ep, dir, PolicyMode::Enforce);
     let audited = index.isolating_in(ep, dir, PolicyMode::Audit);
     // Which table row the event stands for: an enforced denial (E denies) is reported
@@ -98,6 +111,41 @@ pub fn judge(index: &Index<'_>, mode: Mode, observed: &Observed) -> Judged {
         peer,
         policies,
         would_allow,
+        cluster_rule: None,
+    }
+}
+
+/// The cluster rule whose `Deny` decides a packet: Admin's, or where the enforced
+/// NetworkPolicies do not isolate and Admin did not decide, Baseline's.
+fn tier_denial(
+    index: &Index<'_>,
+    ep: EndpointId,
+    dir: Direction,
+    remote: IpAddr,
+    proto: u8,
+    dport: u16,
+) -> Option<ClusterRuleRef> {
+    // Admin's Accept or Deny is final; its Pass or no rule goes on.
+    match index.cluster_tier(Tier::Admin, ep, dir, remote, proto, dport) {
+        TierOutcome::Matched {
+            action: Action::Deny,
+            by,
+        } => return Some(by),
+        TierOutcome::Matched {
+            action: Action::Accept,
+            ..
+        } => return None,
+        _ => {}
+    }
+    if index.verdict(ep, dir, remote, proto, dport) != Verdict::NotIsolated {
+        return None;
+    }
+    match index.cluster_tier(Tier::Baseline, ep, dir, remote, proto, dport) {
+        TierOutcome::Matched {
+            action: Action::Deny,
+            by,
+        } => Some(by),
+        _ => None,
     }
 }
 
@@ -105,6 +153,7 @@ pub fn judge(index: &Index<'_>, mode: Mode, observed: &Observed) -> Judged {
 /// host-wide `mode`: `None` when E and F both allow it, `Deny` when E denies it
 /// (enforced), `Audit` when F denies what E allows, or E denies under host-wide audit.
 /// E is the enforced policies' verdict, F the verdict with the audit policies added.
+/// A cluster tier's `Deny` is a denial as E's is; its `Accept` (Admin) reports nothing.
 pub fn expected(
     index: &Index<'_>,
     mode: Mode,
@@ -114,6 +163,23 @@ pub fn expected(
     proto: u8,
     dport: u16,
 ) -> Option<EventVerdict> {
+    let denied = match mode {
+        Mode::Enforce => EventVerdict::Deny,
+        Mode::Audit => EventVerdict::Audit,
+    };
+    // Cluster tiers first: Admin's Accept or Deny decides; Baseline's Deny where the
+    // enforced NetworkPolicies do not isolate (before anything an audit policy says).
+    match index
+        .cluster_tier(Tier::Admin, local, dir, remote, proto, dport)
+        .action()
+    {
+        Some(Action::Deny) => return Some(denied),
+        Some(Action::Accept) => return None,
+        _ => {}
+    }
+    if tier_denial(index, local, dir, remote, proto, dport).is_some() {
+        return Some(denied);
+    }
     let enforced = index.isolating_in(local, dir, PolicyMode::Enforce);
     if !index.allows_among(&enforced, local, dir, remote, proto, dport) {
         return Some(match mode {
@@ -261,6 +327,7 @@ mod tests {
                 peer: Some(oname("web/b")),
                 policies: names(&["web/allow-b", "web/deny"]),
                 would_allow: names(&["web/audit-b"]),
+                cluster_rule: None,
             }
         );
     }
@@ -291,6 +358,7 @@ mod tests {
                 peer: Some(oname("web/a")),
                 policies: names(&["web/audit-outside"]),
                 would_allow: vec![],
+                cluster_rule: None,
             }
         );
         // web/a: both audit policies isolate, both would deny.
@@ -369,6 +437,7 @@ mod tests {
                 peer: Some(oname("db/pg")),
                 policies: names(&["web/deny-out"]),
                 would_allow: names(&["web/to-pg"]),
+                cluster_rule: None,
             }
         );
         // `pg` is 5432 on db/pg only.
@@ -478,6 +547,7 @@ mod tests {
                     peer: Some(oname("web/b")),
                     policies: names(&["web/tcp-only"]),
                     would_allow: names(&["web/audit-sctp"]),
+                    cluster_rule: None,
                 },
                 "SCTP {port}"
             );
@@ -512,6 +582,95 @@ mod tests {
                 peer: Some(oname("web/b")),
                 ..Judged::default()
             }
+        );
+    }
+
+    /// `both()` plus an Admin deny of web/b → web/a on TCP 8080 (which an audit policy
+    /// allows), an Admin accept of the strangers' block, and a Baseline deny of every
+    /// endpoint.
+    fn tiers() -> Model {
+        use crate::model::Action::{Accept as CAccept, Deny as CDeny};
+        use crate::model::Tier::{Admin, Baseline};
+        let web_b = || cpeer_pods(sel(&[]), sel(&[("app", "b")]));
+        let mut m = both();
+        m.cluster_policies = vec![
+            cnp(
+                "guard",
+                Admin,
+                10,
+                subject_ns(sel(&[])),
+                vec![
+                    named_rule(
+                        "no-8080",
+                        crule(
+                            CDeny,
+                            vec![web_b()],
+                            Some(vec![crate::model::ClusterPort::Protocol {
+                                protocol: Tcp,
+                                ports: Some((8080, 8080)),
+                            }]),
+                        ),
+                    ),
+                    crule(CAccept, vec![networks(&["198.19.0.0/16"])], None),
+                ],
+                vec![],
+            ),
+            cnp(
+                "floor",
+                Baseline,
+                10,
+                subject_ns(sel(&[])),
+                vec![crule(CDeny, vec![cpeer_ns(sel(&[]))], None)],
+                vec![],
+            ),
+        ];
+        m
+    }
+
+    #[test]
+    fn a_cluster_tiers_deny_is_an_event_naming_its_rule_and_no_policy() {
+        let m = tiers();
+        let index = Index::new(&m);
+        // Admin denies what an audit policy would allow: the rule, nothing else.
+        let j = judged(
+            &m,
+            Mode::Enforce,
+            packet(Deny, Ingress, "198.18.0.2", "198.18.0.1", 8080),
+        );
+        let rule = j.cluster_rule.clone().expect("a cluster rule");
+        assert_eq!(
+            (rule.tier, rule.policy.as_str(), rule.rule),
+            (Tier::Admin, "guard", 0)
+        );
+        assert_eq!(rule.name.as_deref(), Some("no-8080"));
+        assert!(j.policies.is_empty() && j.would_allow.is_empty(), "{j:?}");
+        // Under host-wide audit the same packet is an audit event naming the rule.
+        let j = judged(
+            &m,
+            Mode::Audit,
+            packet(Audit, Ingress, "198.18.0.2", "198.18.0.1", 8080),
+        );
+        assert_eq!(j.cluster_rule.map(|r| r.policy), Some("guard".to_string()));
+        // An Admin accept: no event at all, though NetworkPolicy isolates web/a.
+        let (a, stranger) = (index.endpoint_at(&ip("198.18.0.1")).unwrap(), ip(STRANGER));
+        assert_eq!(
+            expected(&index, Mode::Enforce, a, Ingress, stranger, TCP, 22),
+            None
+        );
+        // web/b: no enforced NetworkPolicy isolates it, so Baseline's deny decides, before
+        // what the audit policy web/audit-outside (which selects web/b) would say.
+        let j = judged(
+            &m,
+            Mode::Enforce,
+            packet(Deny, Ingress, "198.18.0.1", "198.18.0.2", 80),
+        );
+        let rule = j.cluster_rule.expect("Baseline's rule");
+        assert_eq!((rule.tier, rule.policy.as_str()), (Tier::Baseline, "floor"));
+        // web/a is isolated by NetworkPolicy, which allows web/b on 80: Baseline is
+        // never reached, no event.
+        assert_eq!(
+            expected(&index, Mode::Enforce, a, Ingress, ip("198.18.0.2"), TCP, 80),
+            None
         );
     }
 }

@@ -20,12 +20,12 @@ use proptest::prelude::*;
 use rules_compiler::connectivity::Allowed;
 use rules_compiler::events;
 use rules_compiler::model::{
-    Action, Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model,
-    NamedPort, Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode,
-    PortMatch, PortRule, Ports, Protocol, Requirement, Rule, Source, Tier, NAMESPACE_NAME_LABEL,
+    Direction, Endpoint, EndpointKind, Inventory, IpBlock, LabelSelector, Labels, Model, NamedPort,
+    Namespace, NamespaceScope, ObjectName, Operator, Peer, Peers, Policy, PolicyMode, PortMatch,
+    PortRule, Ports, Protocol, Requirement, Rule, Source, NAMESPACE_NAME_LABEL,
 };
-use rules_compiler::plan::{self, EventLog, EventVerdict, Failsafe, Hook, Mode, Options};
-use rules_compiler::resolve::{Index, Verdict};
+use rules_compiler::plan::{self, EventLog, Failsafe, Hook, Mode, Options};
+use rules_compiler::resolve::Index;
 
 const NAMESPACES: [&str; 3] = ["ns-a", "ns-b", "ns-c"];
 
@@ -393,7 +393,9 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                             // The E/F table: which event the packet gives, if any.
                             let event = (!safe)
                                 .then(|| {
-                                    expected_event(&index, mode, local, dir, *remote, proto, dport)
+                                    events::expected(
+                                        &index, mode, local, dir, *remote, proto, dport,
+                                    )
                                 })
                                 .flatten();
                             prop_assert_eq!(
@@ -488,39 +490,6 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
-}
-
-/// The event a packet gives: a cluster tier's deny is a `deny` event (an `audit` one
-/// under host-wide audit) and its accept none; where Admin does not decide, the E/F
-/// table, unless E does not isolate and Baseline denies.
-fn expected_event(
-    index: &Index<'_>,
-    mode: Mode,
-    local: usize,
-    dir: Direction,
-    remote: IpAddr,
-    proto: u8,
-    dport: u16,
-) -> Option<EventVerdict> {
-    let denied = || match mode {
-        Mode::Enforce => Some(EventVerdict::Deny),
-        Mode::Audit => Some(EventVerdict::Audit),
-    };
-    let tier = |t| {
-        index
-            .cluster_tier(t, local, dir, remote, proto, dport)
-            .action()
-    };
-    match tier(Tier::Admin) {
-        Some(Action::Deny) => return denied(),
-        Some(Action::Accept) => return None,
-        _ => {}
-    }
-    let isolated = index.verdict(local, dir, remote, proto, dport) != Verdict::NotIsolated;
-    if !isolated && tier(Tier::Baseline) == Some(Action::Deny) {
-        return denied();
-    }
-    events::expected(index, mode, local, dir, remote, proto, dport)
 }
 
 proptest! {

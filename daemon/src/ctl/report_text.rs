@@ -116,10 +116,10 @@ pub fn event_line(e: &VerdictEvent) -> String {
         e.endpoint.as_deref().unwrap_or("-"),
         peer,
         dst,
-        if e.policies.is_empty() {
-            "-".to_string()
-        } else {
-            e.policies.join(",")
+        match (&e.cluster_rule, e.policies.is_empty()) {
+            (Some(rule), _) => rule.to_string(),
+            (None, true) => "-".to_string(),
+            (None, false) => e.policies.join(","),
         },
     );
     if !e.would_allow.is_empty() {
@@ -321,6 +321,7 @@ mod tests {
             direction: EventDirection::Egress,
             peer: Some("web/a".into()),
             would_allow: vec![],
+            cluster_rule: None,
             ..e
         };
         assert!(

@@ -500,8 +500,34 @@ pub struct VerdictEvent {
     pub policies: Vec<String>,
     /// Audit policies that would allow what is denied (may be empty).
     pub would_allow: Vec<String>,
+    /// The ClusterNetworkPolicy rule whose `Deny` this is (then `policies` is empty);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_rule: Option<EventRule>,
     /// Packets of this verdict and 5-tuple within the dedup window (SYN retransmits).
     pub packets: u64,
+}
+
+/// A ClusterNetworkPolicy rule, as an event names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRule {
+    /// `Admin` or `Baseline`.
+    pub tier: String,
+    /// The object's `metadata.name`.
+    pub policy: String,
+    /// `ingress` or `egress`, and the rule's index in that list.
+    pub field: String,
+    /// The rule's `name`, when written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for EventRule {
+    /// `Admin/guard/no-metadata`, or `Admin/guard/egress[2]` for a rule without a name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rule = self.name.as_deref().unwrap_or(&self.field);
+        write!(f, "{}/{}/{rule}", self.tier, self.policy)
+    }
 }
 
 /// Verdict events since netpold started, for `status`.
@@ -701,6 +727,7 @@ pub(crate) mod tests {
             protocol: EventProtocol::of(6),
             policies: vec!["db/default-deny".into()],
             would_allow: vec!["db/allow-web".into()],
+            cluster_rule: None,
             packets: 3,
         }
     }

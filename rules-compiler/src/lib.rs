@@ -63,12 +63,8 @@ pub struct Loaded {
 }
 
 /// Parses and validates policy and inventory inputs into a model. Every error of every
-/// input is reported in the `Err`, not only the first.
-///
-/// A model holding a ClusterNetworkPolicy is refused, one located error per object:
-/// such policies are validated ([`validate::validate`] accepts them) but nothing
-/// enforces them yet, and a host must not run with a policy silently ignored. Every
-/// program (`netpolctl`, netpold) loads through here, so all of them refuse.
+/// input is reported in the `Err`, not only the first. Every program (`netpolctl`,
+/// netpold) loads through here.
 pub fn load_model(policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
     load_model_within(policies, inventory, &load::Limits::default())
 }
@@ -79,28 +75,5 @@ pub fn load_model_within(
     inventory: &[Input],
     limits: &load::Limits,
 ) -> Result<Loaded, Rejected> {
-    refuse_unenforced(validate::validate(policies, inventory, limits)?)
-}
-
-/// Fails closed on what is validated but not enforced yet (ClusterNetworkPolicy).
-fn refuse_unenforced(loaded: Loaded) -> Result<Loaded, Rejected> {
-    if loaded.model.cluster_policies.is_empty() {
-        return Ok(loaded);
-    }
-    let mut diags = loaded.warnings;
-    for p in &loaded.model.cluster_policies {
-        let mut d = Diagnostic::error(format!(
-            "ClusterNetworkPolicy {} is validated but not enforced yet by this netpol; remove \
-             it or use a build with issue 15",
-            p.name
-        ))
-        .at(p.source.line, p.source.column)
-        .object(format!("ClusterNetworkPolicy {}", p.name))
-        .field("kind");
-        if let Some(file) = &p.source.file {
-            d = d.in_file(file.clone());
-        }
-        diags.push(d);
-    }
-    Err(Rejected(diags))
+    validate::validate(policies, inventory, limits)
 }

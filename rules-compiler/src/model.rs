@@ -449,7 +449,7 @@ pub struct Model {
     /// Policies sorted by `namespace/name`.
     pub policies: Vec<Policy>,
     /// ClusterNetworkPolicies, sorted by [`ClusterPolicy::order_key`]: tier, priority,
-    /// name. Validated but not enforced yet: `load_model` refuses a model holding any.
+    /// name.
     pub cluster_policies: Vec<ClusterPolicy>,
 }
 

@@ -5,8 +5,7 @@
 //! These types are what `validate` produces from the YAML; they are distinct from
 //! anything parsed and already checked (limits, selectors, CIDRs, port ranges). This
 //! module holds data only: it must not parse, and it must not decide what traffic is
-//! allowed. No stage enforces these policies yet: `load_model` refuses a model that holds
-//! one (see [`crate::load_model`]), so a host never runs with such a policy ignored.
+//! allowed.
 
 use std::net::IpAddr;
 

@@ -28,9 +28,9 @@
 //!   ports resolve.
 //!
 //! Pure and total over a validated model; no I/O, no nftables vocabulary. It must not
-//! change NetworkPolicy's answers (the NetworkPolicy tier is [`Index::verdict`] as is),
-//! and nothing here enforces a cluster policy: planning them is a later slice, and
-//! `load_model` still refuses a model holding one.
+//! change NetworkPolicy's answers (the NetworkPolicy tier is [`Index::verdict`] as is).
+//! `plan` flattens the same reading into verdict maps (`plan/tiers.rs`); the property
+//! test `plan_matches_semantics` holds the two equal.
 
 use std::net::IpAddr;
 

@@ -1174,28 +1174,10 @@ items:
     }
 
     #[test]
-    fn compiling_a_model_with_a_cluster_policy_is_refused_at_the_object() {
-        let inputs = super::super::testutil::inputs(&[("c.yaml", &format!("# x\n{}", doc(HEAD)))]);
-        let err = crate::load_model(&inputs, &[]).expect_err("refused");
-        let errs: Vec<_> = err.errors().collect();
-        assert_eq!(errs.len(), 1, "{err}");
-        check(
-            errs[0],
-            "c.yaml",
-            (2, 1),
-            OBJ,
-            "kind",
-            "ClusterNetworkPolicy c is validated but not enforced yet by this netpol; remove it \
-             or use a build with issue 15",
-        );
-        // The validator alone accepts it.
-        assert_eq!(
-            super::super::testutil::run(&[("c.yaml", &doc(HEAD))], &[])
-                .unwrap()
-                .model
-                .cluster_policies
-                .len(),
-            1
-        );
+    fn a_model_with_a_cluster_policy_loads_for_every_program() {
+        let inputs = super::super::testutil::inputs(&[("c.yaml", &doc(HEAD))]);
+        let loaded = crate::load_model(&inputs, &[]).expect("loads");
+        assert_eq!(loaded.model.cluster_policies.len(), 1);
+        assert_eq!(loaded.model.cluster_policies[0].name, "c");
     }
 }

@@ -41,6 +41,8 @@ fn read_case(dir: &Path) -> Case {
         options: Options::default(),
     };
     let root = golden::repo_root();
+    // The first `policies` line replaces the case's own file; later ones add paths.
+    let mut own_policies = true;
     for line in spec
         .lines()
         .map(str::trim)
@@ -75,7 +77,12 @@ fn read_case(dir: &Path) -> Case {
                 }
             }
             // Inputs elsewhere in the repository, e.g. the bundled example in config/.
-            "policies" => case.policies = vec![root.join(value)],
+            "policies" => {
+                if std::mem::take(&mut own_policies) {
+                    case.policies.clear();
+                }
+                case.policies.push(root.join(value));
+            }
             "inventory" => case.inventory = vec![root.join(value)],
             other => panic!("{}: unknown key {other}", dir.display()),
         }

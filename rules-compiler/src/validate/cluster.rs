@@ -207,17 +207,16 @@ fn subject(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Subject> {
     }
 }
 
-/// `{namespaceSelector, podSelector}`, both required (`{}` selects everything).
+/// `{namespaceSelector, podSelector}`: `podSelector` required; `namespaceSelector`
+/// optional, every namespace when left out (as `{}`: the API marks it optional, "if
+/// empty, it selects all Namespaces", and the upstream conformance suite omits it).
 fn pods(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<(LabelSelector, LabelSelector)> {
     let m = decode::map(ctx, node, path)?;
     m.strict(ctx, &["namespaceSelector", "podSelector"]);
-    let namespaces = m
-        .required(
-            ctx,
-            "namespaceSelector",
-            "use namespaceSelector: {} for every namespace",
-        )
-        .and_then(|n| labels::selector(ctx, n, &m.field("namespaceSelector")));
+    let namespaces = match m.get("namespaceSelector") {
+        None => Some(LabelSelector::default()),
+        Some(n) => labels::selector(ctx, n, &m.field("namespaceSelector")),
+    };
     let pods = m
         .required(ctx, "podSelector", "use podSelector: {} for every pod")
         .and_then(|n| labels::selector(ctx, n, &m.field("podSelector")));
@@ -741,6 +740,28 @@ mod tests {
     }
 
     #[test]
+    fn pods_without_a_namespace_selector_means_every_namespace() {
+        let spec = "  tier: Admin\n  priority: 1\n  subject:\n    pods: {podSelector: {matchLabels: \
+                    {app: a}}}\n  egress:\n  - action: Deny\n    to:\n    - pods: {podSelector: {}}\n";
+        let loaded = ok(&[("c.yaml", &doc(spec))], &[]);
+        let p = &loaded.model.cluster_policies[0];
+        assert_eq!(
+            p.subject,
+            Subject::Pods {
+                namespaces: LabelSelector::everything(),
+                pods: sel(&[("app", "a")]),
+            }
+        );
+        assert_eq!(
+            p.egress[0].peers,
+            vec![ClusterPeer::Pods {
+                namespaces: LabelSelector::everything(),
+                pods: LabelSelector::everything(),
+            }]
+        );
+    }
+
+    #[test]
     fn subject_errors() {
         let at = |subject: &str| format!("  tier: Admin\n  priority: 1\n  subject:\n{subject}");
         fails(
@@ -936,12 +957,6 @@ mod tests {
             (13, 12),
             "spec.ingress[0].from[0].nodes",
             "\"nodes\" is only allowed in egress peers (to)",
-        );
-        fails(
-            &to("{pods: {podSelector: {}}}"),
-            (13, 18),
-            "spec.egress[0].to[0].pods.namespaceSelector",
-            "required field \"namespaceSelector\" is missing",
         );
         fails(
             &to("{networks: [198.18.0.1]}"),

@@ -63,6 +63,7 @@ cases! {
     port_ranges => "port-ranges",
     pod_selectors => "pod-selectors",
     named_port_egress => "named-port-egress",
+    baseline_named_port_egress => "baseline-named-port-egress",
     admin_ingress_rules_egress_unaffected => "admin-ingress-rules-egress-unaffected",
     admin_egress_rules_ingress_unaffected => "admin-egress-rules-ingress-unaffected",
     baseline_ingress_rules_egress_unaffected => "baseline-ingress-rules-egress-unaffected",

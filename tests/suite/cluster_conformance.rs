@@ -64,6 +64,8 @@ cases! {
     pod_selectors => "pod-selectors",
     named_port_egress => "named-port-egress",
     baseline_named_port_egress => "baseline-named-port-egress",
+    node_peers => "node-peers",
+    baseline_node_peers => "baseline-node-peers",
     admin_ingress_rules_egress_unaffected => "admin-ingress-rules-egress-unaffected",
     admin_egress_rules_ingress_unaffected => "admin-egress-rules-ingress-unaffected",
     baseline_ingress_rules_egress_unaffected => "baseline-ingress-rules-egress-unaffected",

@@ -78,6 +78,8 @@ cases! {
     baseline_ingress_rules_egress_unaffected => "baseline-ingress-rules-egress-unaffected",
     baseline_egress_rules_ingress_unaffected => "baseline-egress-rules-ingress-unaffected",
     same_priority => "same-priority",
+    same_priority_shared_subject => "same-priority-shared-subject",
+    baseline_same_priority_shared_subject => "baseline-same-priority-shared-subject",
     hairpin_without_service => "hairpin-without-service",
 }
 

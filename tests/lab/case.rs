@@ -1,4 +1,8 @@
 //! A case: its inputs and its expected table (`expected.txt`, format in README.md).
+//!
+//! Also compiled into the `netpol-tests` suite (`tests/suite/cluster_conformance.rs`,
+//! through `#[path]`), which reads the cases of `cluster-cases/` with it: this file
+//! must not depend on the rest of the lab.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -6,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rules_compiler::analysis::Probe;
 
-use crate::probe::FIRST_SOURCE_PORT;
+/// The first UDP source port the lab hands out; probed ports stay below it.
+pub const FIRST_SOURCE_PORT: u16 = 40000;
 
 /// An address family of the probe tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,7 +152,13 @@ fn is_keyword(w: &str) -> bool {
 impl Case {
     /// Reads the case `name`; a malformed `expected.txt` fails with its line.
     pub fn read(name: &str) -> Case {
-        let dir = cases_dir().join(name);
+        Case::read_in(&cases_dir(), name)
+    }
+
+    /// Reads the case `name` of the directory `cases` (`cases_dir()` or another one,
+    /// such as `tests/lab/cluster-cases`).
+    pub fn read_in(cases: &Path, name: &str) -> Case {
+        let dir = cases.join(name);
         let path = dir.join("expected.txt");
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -68,8 +68,9 @@ pub enum Outcome {
 /// Probed ports stay below [`FIRST_SOURCE_PORT`].
 pub struct SourcePorts(AtomicU16);
 
-/// The first UDP source port handed out.
-pub const FIRST_SOURCE_PORT: u16 = 40000;
+/// The first UDP source port handed out (defined with the case format, which keeps
+/// probed ports below it).
+pub use crate::case::FIRST_SOURCE_PORT;
 
 impl SourcePorts {
     /// Ports from [`FIRST_SOURCE_PORT`] up.

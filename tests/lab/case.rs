@@ -104,6 +104,11 @@ pub fn cases_dir() -> PathBuf {
     repo().join("tests/lab/cases")
 }
 
+/// `tests/lab/cluster-cases`: the ClusterNetworkPolicy cases.
+pub fn cluster_cases_dir() -> PathBuf {
+    repo().join("tests/lab/cluster-cases")
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -150,13 +155,8 @@ fn is_keyword(w: &str) -> bool {
 }
 
 impl Case {
-    /// Reads the case `name`; a malformed `expected.txt` fails with its line.
-    pub fn read(name: &str) -> Case {
-        Case::read_in(&cases_dir(), name)
-    }
-
-    /// Reads the case `name` of the directory `cases` (`cases_dir()` or another one,
-    /// such as `tests/lab/cluster-cases`).
+    /// Reads the case `name` of the directory `cases` (`cases_dir()` or
+    /// `cluster_cases_dir()`); a malformed `expected.txt` fails with its line.
     pub fn read_in(cases: &Path, name: &str) -> Case {
         let dir = cases.join(name);
         let path = dir.join("expected.txt");

@@ -68,6 +68,73 @@ cases! {
     sctp => "sctp",
 }
 
+/// The ClusterNetworkPolicy cases translated from the upstream conformance suite
+/// (`tests/lab/cluster-cases/`, see README.md): one test per directory, `CLUSTER_CASES`.
+macro_rules! cluster_cases {
+    ($($test:ident => $dir:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_case_in(&case::cluster_cases_dir(), $dir);
+            }
+        )*
+        const CLUSTER_CASES: &[&str] = &[$($dir),*];
+    };
+}
+
+cluster_cases! {
+    cluster_admin_egress_rules_ingress_unaffected => "admin-egress-rules-ingress-unaffected",
+    cluster_admin_gress_rules => "admin-gress-rules",
+    cluster_admin_gress_rules_deny_first => "admin-gress-rules-deny-first",
+    cluster_admin_gress_rules_pass_first => "admin-gress-rules-pass-first",
+    cluster_admin_ingress_rules_egress_unaffected => "admin-ingress-rules-egress-unaffected",
+    cluster_admin_udp_rules => "admin-udp-rules",
+    cluster_admin_udp_rules_deny_first => "admin-udp-rules-deny-first",
+    cluster_admin_udp_rules_pass_first => "admin-udp-rules-pass-first",
+    cluster_baseline_egress_rules_ingress_unaffected => "baseline-egress-rules-ingress-unaffected",
+    cluster_baseline_egress_udp_rules => "baseline-egress-udp-rules",
+    cluster_baseline_egress_udp_rules_deny_first => "baseline-egress-udp-rules-deny-first",
+    cluster_baseline_gress_rules => "baseline-gress-rules",
+    cluster_baseline_gress_rules_deny_first => "baseline-gress-rules-deny-first",
+    cluster_baseline_ingress_rules_egress_unaffected => "baseline-ingress-rules-egress-unaffected",
+    cluster_baseline_ingress_udp_rules => "baseline-ingress-udp-rules",
+    cluster_baseline_ingress_udp_rules_deny_first => "baseline-ingress-udp-rules-deny-first",
+    cluster_baseline_named_port_egress => "baseline-named-port-egress",
+    cluster_baseline_node_peers => "baseline-node-peers",
+    cluster_baseline_same_priority_shared_subject => "baseline-same-priority-shared-subject",
+    cluster_hairpin_without_service => "hairpin-without-service",
+    cluster_inline_cidr_allow_pod_ips => "inline-cidr-allow-pod-ips",
+    cluster_inline_cidr_deny => "inline-cidr-deny",
+    cluster_integration_admin_deny => "integration-admin-deny",
+    cluster_integration_pass_to_baseline => "integration-pass-to-baseline",
+    cluster_integration_pass_to_network_policy => "integration-pass-to-network-policy",
+    cluster_named_port_egress => "named-port-egress",
+    cluster_node_peers => "node-peers",
+    cluster_pod_selectors => "pod-selectors",
+    cluster_port_ranges => "port-ranges",
+    cluster_priority_deny_first => "priority-deny-first",
+    cluster_priority_pass_to_baseline => "priority-pass-to-baseline",
+    cluster_same_priority => "same-priority",
+    cluster_same_priority_shared_subject => "same-priority-shared-subject",
+}
+
+#[test]
+fn every_cluster_case_directory_has_a_test() {
+    let mut dirs: Vec<String> = std::fs::read_dir(case::cluster_cases_dir())
+        .expect("tests/lab/cluster-cases")
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut listed: Vec<String> = CLUSTER_CASES.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        dirs, listed,
+        "tests/lab/cluster-cases and the cluster_cases! list differ"
+    );
+}
+
 #[test]
 fn every_case_directory_has_a_test() {
     let mut dirs: Vec<String> = std::fs::read_dir(case::cases_dir())
@@ -560,6 +627,10 @@ fn compare(
 }
 
 fn run_case(name: &str) {
+    run_case_in(&case::cases_dir(), name);
+}
+
+fn run_case_in(dir: &Path, name: &str) {
     if let Some(why) = unavailable() {
         // In CI (`CI` set) a skip would pass without proving anything.
         assert!(
@@ -570,7 +641,7 @@ fn run_case(name: &str) {
         return;
     }
     let started = Instant::now();
-    let case = Case::read(name);
+    let case = Case::read_in(dir, name);
     let endpoints = endpoints(&case);
     let predicted = matrix(&case, &endpoints);
     let (kernel, namespaces) = kernel(&case, &endpoints);

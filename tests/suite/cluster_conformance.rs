@@ -20,7 +20,6 @@ mod case;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use rules_compiler::load::{Input, Limits};
 use rules_compiler::model::Direction;
@@ -28,11 +27,6 @@ use rules_compiler::resolve::{EndpointId, Index};
 use rules_compiler::validate::validate;
 
 use case::{Case, Family, Host, Mark};
-
-/// Where the translated cases live.
-fn cluster_cases_dir() -> PathBuf {
-    case::repo().join("tests/lab/cluster-cases")
-}
 
 /// Declares one test per case directory, and `CASES`, the list of them.
 macro_rules! cases {
@@ -85,7 +79,7 @@ cases! {
 
 #[test]
 fn every_case_directory_is_listed() {
-    let mut dirs: Vec<String> = std::fs::read_dir(cluster_cases_dir())
+    let mut dirs: Vec<String> = std::fs::read_dir(case::cluster_cases_dir())
         .expect("tests/lab/cluster-cases")
         .map(|e| e.expect("a directory entry"))
         .filter(|e| e.path().is_dir())
@@ -127,7 +121,7 @@ fn address(
 }
 
 fn check_case(name: &str) {
-    let case = Case::read_in(&cluster_cases_dir(), name);
+    let case = Case::read_in(&case::cluster_cases_dir(), name);
     let loaded = validate(
         &[input(&case.policies)],
         &[input(&case.inventory)],

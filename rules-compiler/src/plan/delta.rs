@@ -15,7 +15,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{AddrProtoPort, AddrProtoPorts, AddrRanges, Family, LocalEndpoint, Plan, SetElements};
+use super::{
+    AddrProtoPort, AddrProtoPorts, AddrRanges, Family, LocalEndpoint, Plan, SetElements,
+    TierVerdict, Verdicts,
+};
 
 /// Comparisons [`Delta::widens_only`] spends on one address · protocol · port set at
 /// most (a few milliseconds).
@@ -216,6 +219,24 @@ impl Delta {
                     edit(&mut all, del, add);
                     *v = AddrProtoPorts::new(family, all).expect(SAME);
                 }
+                (
+                    SetElements::AddrVerdict(v),
+                    SetElements::AddrVerdict(del),
+                    SetElements::AddrVerdict(add),
+                ) => {
+                    let mut all = pairs(v);
+                    edit(&mut all, &pairs(del), &pairs(add));
+                    set.elements = SetElements::addr_verdict(family, all).expect(SAME);
+                }
+                (
+                    SetElements::AddrProtoPortVerdict(v),
+                    SetElements::AddrProtoPortVerdict(del),
+                    SetElements::AddrProtoPortVerdict(add),
+                ) => {
+                    let mut all = pairs(v);
+                    edit(&mut all, &pairs(del), &pairs(add));
+                    set.elements = SetElements::addr_proto_port_verdict(family, all).expect(SAME);
+                }
                 _ => {}
             }
         }
@@ -319,6 +340,24 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
                     ),
                 })
             }
+            (SetElements::AddrVerdict(x), SetElements::AddrVerdict(y)) => {
+                let (del, add) = diff(&pairs(x), &pairs(y));
+                (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
+                    name: b.name.clone(),
+                    family: b.family,
+                    delete: SetElements::addr_verdict(b.family, del).expect(SUBSET),
+                    add: SetElements::addr_verdict(b.family, add).expect(SUBSET),
+                })
+            }
+            (SetElements::AddrProtoPortVerdict(x), SetElements::AddrProtoPortVerdict(y)) => {
+                let (del, add) = diff(&pairs(x), &pairs(y));
+                (!del.is_empty() || !add.is_empty()).then(|| SetDelta {
+                    name: b.name.clone(),
+                    family: b.family,
+                    delete: SetElements::addr_proto_port_verdict(b.family, del).expect(SUBSET),
+                    add: SetElements::addr_proto_port_verdict(b.family, add).expect(SUBSET),
+                })
+            }
             _ => return Err(Structural(format!("set {} changes its type", b.name))),
         };
         sets.extend(d);
@@ -352,6 +391,11 @@ pub fn delta(old: &Plan, new: &Plan) -> Result<Delta, Structural> {
         locals: new.locals.clone(),
         table_elements: new.element_count(),
     })
+}
+
+/// A verdict map's elements as (key, verdict) pairs, sorted (keys are).
+fn pairs<K: std::ops::Deref<Target = [T]>, T: Clone>(v: &Verdicts<K>) -> Vec<(T, TierVerdict)> {
+    v.iter().map(|(k, t)| (k.clone(), t.clone())).collect()
 }
 
 /// Elements only in `old` and elements only in `new`, both sorted. Plans keep elements

@@ -212,17 +212,34 @@ fn locals_without_chains_ride_along() {
 enum Content {
     Addr(std::collections::BTreeSet<u8>),
     Apk(std::collections::BTreeSet<(u8, bool, u16)>),
+    /// A tier's `…_other` map: block → accept (true) or goto.
+    AddrVerdict(std::collections::BTreeMap<u8, bool>),
+    /// A tier's `…_ports` map.
+    ApkVerdict(std::collections::BTreeMap<(u8, bool, u16), bool>),
 }
 
-fn content(apk: bool) -> BoxedStrategy<Content> {
-    if apk {
-        prop::collection::btree_set((0u8..24, any::<bool>(), 1u16..6), 0..10)
-            .prop_map(Content::Apk)
-            .boxed()
-    } else {
-        prop::collection::btree_set(0u8..24, 0..10)
+fn content(kind: u8) -> BoxedStrategy<Content> {
+    match kind {
+        0 => prop::collection::btree_set(0u8..24, 0..10)
             .prop_map(Content::Addr)
-            .boxed()
+            .boxed(),
+        1 => prop::collection::btree_set((0u8..24, any::<bool>(), 1u16..6), 0..10)
+            .prop_map(Content::Apk)
+            .boxed(),
+        2 => prop::collection::btree_map(0u8..24, any::<bool>(), 0..10)
+            .prop_map(Content::AddrVerdict)
+            .boxed(),
+        _ => prop::collection::btree_map((0u8..24, any::<bool>(), 1u16..6), any::<bool>(), 0..10)
+            .prop_map(Content::ApkVerdict)
+            .boxed(),
+    }
+}
+
+fn tier_verdict(accept: bool) -> TierVerdict {
+    if accept {
+        TierVerdict::Accept
+    } else {
+        TierVerdict::Goto("in_a".into())
     }
 }
 
@@ -244,6 +261,27 @@ fn build_set(name: String, family: Family, c: &Content) -> Set {
                 .collect(),
         )
         .unwrap(),
+        Content::AddrVerdict(b) => SetElements::addr_verdict(
+            family,
+            b.iter()
+                .map(|(&k, &a)| (block(family, u32::from(k)), tier_verdict(a)))
+                .collect(),
+        )
+        .unwrap(),
+        Content::ApkVerdict(b) => SetElements::addr_proto_port_verdict(
+            family,
+            b.iter()
+                .map(|(&(k, udp, p), &a)| {
+                    let key = AddrProtoPort {
+                        addr: block(family, u32::from(k)),
+                        proto: if udp { 17 } else { 6 },
+                        ports: (p * 10, p * 10 + 5),
+                    };
+                    (key, tier_verdict(a))
+                })
+                .collect(),
+        )
+        .unwrap(),
     };
     Set {
         name,
@@ -255,9 +293,9 @@ fn build_set(name: String, family: Family, c: &Content) -> Set {
 /// Two plans of the same shape: the same sets (name, family, kind) and maps, with
 /// independent random elements.
 fn plan_pair() -> impl Strategy<Value = (Plan, Plan)> {
-    let set = (any::<bool>(), any::<bool>()).prop_flat_map(|(v6, apk)| {
+    let set = (any::<bool>(), 0u8..4).prop_flat_map(|(v6, kind)| {
         let family = if v6 { Family::V6 } else { Family::V4 };
-        (Just(family), content(apk), content(apk))
+        (Just(family), content(kind), content(kind))
     });
     let map = prop::collection::btree_map(0u8..30, any::<bool>(), 0..8);
     (
@@ -309,6 +347,16 @@ proptest! {
                 (SetElements::AddrProtoPort(o), SetElements::AddrProtoPort(del), SetElements::AddrProtoPort(add)) => {
                     prop_assert!(del.iter().all(|x| o.contains(x)));
                     prop_assert!(add.iter().all(|x| !o.contains(x)));
+                }
+                (SetElements::AddrVerdict(o), SetElements::AddrVerdict(del), SetElements::AddrVerdict(add)) => {
+                    let o: Vec<_> = o.iter().collect();
+                    prop_assert!(del.iter().all(|x| o.contains(&x)));
+                    prop_assert!(add.iter().all(|x| !o.contains(&x)));
+                }
+                (SetElements::AddrProtoPortVerdict(o), SetElements::AddrProtoPortVerdict(del), SetElements::AddrProtoPortVerdict(add)) => {
+                    let o: Vec<_> = o.iter().collect();
+                    prop_assert!(del.iter().all(|x| o.contains(&x)));
+                    prop_assert!(add.iter().all(|x| !o.contains(&x)));
                 }
                 _ => prop_assert!(false, "delta of another kind than its set"),
             }

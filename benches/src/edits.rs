@@ -71,6 +71,8 @@ fn in_some_set(plan: &Plan, ip: &IpAddr) -> bool {
     plan.sets().iter().any(|s| match s.elements() {
         SetElements::Addr(v) => v.iter().any(|r| r.contains(ip)),
         SetElements::AddrProtoPort(v) => v.iter().any(|e| e.addr.contains(ip)),
+        SetElements::AddrVerdict(v) => v.keys().iter().any(|r| r.contains(ip)),
+        SetElements::AddrProtoPortVerdict(v) => v.keys().iter().any(|e| e.addr.contains(ip)),
     })
 }
 
@@ -184,6 +186,14 @@ pub fn plan_bytes(plan: &Plan) -> usize {
                     SetElements::Addr(v) => v.capacity() * size_of::<plan::AddrRange>(),
                     SetElements::AddrProtoPort(v) => {
                         v.capacity() * size_of::<plan::AddrProtoPort>()
+                    }
+                    // Not the allocation's capacity: close enough for an estimate.
+                    SetElements::AddrVerdict(v) => {
+                        v.len() * (size_of::<plan::AddrRange>() + size_of::<plan::TierVerdict>())
+                    }
+                    SetElements::AddrProtoPortVerdict(v) => {
+                        v.len()
+                            * (size_of::<plan::AddrProtoPort>() + size_of::<plan::TierVerdict>())
                     }
                 }
         })

@@ -38,7 +38,7 @@ pub(crate) use crate::objects::*;
 pub(crate) use crate::slot::Loaded;
 pub use crate::slot::Slot;
 pub(crate) use elems::describe_element;
-use elems::{concat_elems, interval_elems, ip_key};
+use elems::{concat_elems, concat_verdict_elems, interval_elems, interval_verdict_elems, ip_key};
 pub(crate) use update::{describe_delta_element, encode_update};
 
 /// Taking over an existing table: flags `flags` on it (the kernel gives an orphaned
@@ -80,8 +80,9 @@ pub(crate) fn elem_wire_len(e: &Elem) -> usize {
     if e.interval_end {
         n += attr(4);
     }
-    if let Some(chain) = &e.jump {
-        n += attr(attr(attr(4) + attr(chain.len() + 1)));
+    if let Some(v) = &e.verdict {
+        let chain = v.code_and_chain().1.map_or(0, |c| attr(c.len() + 1));
+        n += attr(attr(attr(4) + chain));
     }
     if e.open {
         n += attr(udata::ELEM_INTERVAL_OPEN.len());
@@ -109,7 +110,9 @@ pub(crate) fn encode_stage(plan: &Plan, slot: Slot) -> Result<Batch, EncodeError
 
 /// The second: the base chains' rules replaced by `plan`'s, which use the objects
 /// [`encode_stage`] made under `slot`, and `old`'s objects deleted (maps first: they
-/// jump to the chains; chains before the sets and limits their rules use).
+/// jump to the chains; chains before the sets and limits their rules use; a cluster
+/// tier's maps after the chains whose rules use them, before the deny chains they go
+/// to).
 pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch, EncodeError> {
     if old.slot == slot {
         return Err(EncodeError::new(format!(
@@ -142,6 +145,19 @@ pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch
         );
     }
     for name in &old.chains {
+        enc.push(
+            Msg::DelChain { name: name.clone() },
+            format!("deleting chain {name}"),
+        );
+    }
+    // The tiers' maps only now that no rule uses them, then the chains they go to.
+    for name in &old.tier_maps {
+        enc.push(
+            Msg::DelSet { name: name.clone() },
+            format!("deleting map {name}"),
+        );
+    }
+    for name in &old.tier_chains {
         enc.push(
             Msg::DelChain { name: name.clone() },
             format!("deleting chain {name}"),
@@ -430,13 +446,34 @@ impl<'a> Encoder<'a> {
                 name: name.clone(),
                 id,
                 flags: k::NFT_SET_INTERVAL | k::NFT_SET_CONCAT,
-                key_type: ((addr_type << k::TYPE_BITS | k::TYPE_INET_PROTOCOL) << k::TYPE_BITS)
-                    | k::TYPE_INET_SERVICE,
+                key_type: concat_type(addr_type),
                 key_len: addr_len + 4 + 4,
                 verdict_map: false,
                 size: None,
                 concat: vec![addr_len as u8, 1, 2],
                 udata: udata::CONCAT_SET,
+            },
+            SetElements::AddrVerdict(_) => SetDef {
+                name: name.clone(),
+                id,
+                flags: k::NFT_SET_INTERVAL | k::NFT_SET_MAP,
+                key_type: addr_type,
+                key_len: addr_len,
+                verdict_map: true,
+                size: None,
+                concat: Vec::new(),
+                udata: udata::VERDICT_MAP,
+            },
+            SetElements::AddrProtoPortVerdict(_) => SetDef {
+                name: name.clone(),
+                id,
+                flags: k::NFT_SET_INTERVAL | k::NFT_SET_CONCAT | k::NFT_SET_MAP,
+                key_type: concat_type(addr_type),
+                key_len: addr_len + 4 + 4,
+                verdict_map: true,
+                size: None,
+                concat: vec![addr_len as u8, 1, 2],
+                udata: udata::CONCAT_VERDICT_MAP,
             },
         };
         self.push(Msg::NewSet(def), what.clone());
@@ -444,6 +481,10 @@ impl<'a> Encoder<'a> {
         let elems = match set.elements() {
             SetElements::Addr(ranges) => interval_elems(set.family(), ranges),
             SetElements::AddrProtoPort(items) => concat_elems(set.family(), items),
+            SetElements::AddrVerdict(v) => interval_verdict_elems(set.family(), v, self.slot, true),
+            SetElements::AddrProtoPortVerdict(v) => {
+                concat_verdict_elems(set.family(), v, self.slot)
+            }
         };
         self.elems(&name, id, ElemSource::Set(index), elems, &what);
     }
@@ -475,7 +516,7 @@ impl<'a> Encoder<'a> {
                 key_end: None,
                 interval_end: false,
                 open: false,
-                jump: Some(self.slot.name(chain)),
+                verdict: Some(ElemVerdict::Jump(self.slot.name(chain))),
                 origin: i as u32,
             });
         }
@@ -493,6 +534,11 @@ impl<'a> Encoder<'a> {
             what,
         );
     }
+}
+
+/// The key type of `address . inet_proto . inet_service`.
+fn concat_type(addr_type: u32) -> u32 {
+    ((addr_type << k::TYPE_BITS | k::TYPE_INET_PROTOCOL) << k::TYPE_BITS) | k::TYPE_INET_SERVICE
 }
 
 fn addr_type(family: Family) -> (u32, u32) {

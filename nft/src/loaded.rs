@@ -192,7 +192,7 @@ impl LoadedTable {
             .iter()
             .map(|s| LoadedSet {
                 name: s.name().to_owned(),
-                map: false,
+                map: s.elements().is_map(),
                 elements: s.elements().len(),
             })
             .chain(plan.maps().iter().map(|m| LoadedSet {

@@ -20,6 +20,7 @@ pub(crate) mod k {
     pub const NF_DROP: i32 = 0;
     pub const NF_ACCEPT_VERDICT: i32 = 1;
     pub const NFT_JUMP: i32 = -3;
+    pub const NFT_GOTO: i32 = -4;
 
     /// `NFT_TABLE_F_OWNER`: only the netlink socket that made the table may change it.
     pub const NFT_TABLE_F_OWNER: u32 = 0x2;
@@ -90,6 +91,12 @@ pub(crate) mod udata {
     pub const CONCAT_SET: &[u8] = &[0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0];
     /// An address to verdict map: key big endian, data host order, data not an interval.
     pub const VERDICT_MAP: &[u8] = &[0, 4, 2, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0];
+    /// An address · protocol · service to verdict interval map (a cluster tier's
+    /// `…_ports`): key byte order mixed, data host order, the concatenation's typeof
+    /// record, data not an interval.
+    pub const CONCAT_VERDICT_MAP: &[u8] = &[
+        0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0,
+    ];
     /// The anonymous `icmpv6 type { … }` set: big endian, typeof `icmpv6 type`.
     pub const ICMPV6_TYPE_SET: &[u8] = &[
         0, 4, 2, 0, 0, 0, 3, 20, 0, 4, 7, 0, 0, 0, 1, 12, 0, 4, 14, 0, 0, 0, 1, 4, 1, 0, 0, 0,
@@ -215,6 +222,28 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The verdict an element of a verdict map carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ElemVerdict {
+    /// `accept` (a cluster tier's `Accept`).
+    Accept,
+    /// `jump CHAIN` (the dispatch maps).
+    Jump(String),
+    /// `goto CHAIN` (a cluster tier's deny chain).
+    Goto(String),
+}
+
+impl ElemVerdict {
+    /// The verdict code and the chain, as `NFTA_DATA_VERDICT` holds them.
+    pub(crate) fn code_and_chain(&self) -> (i32, Option<&str>) {
+        match self {
+            ElemVerdict::Accept => (k::NF_ACCEPT_VERDICT, None),
+            ElemVerdict::Jump(c) => (k::NFT_JUMP, Some(c)),
+            ElemVerdict::Goto(c) => (k::NFT_GOTO, Some(c)),
+        }
+    }
+}
+
 /// One set element as netlink carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Elem {
@@ -225,8 +254,8 @@ pub(crate) struct Elem {
     pub interval_end: bool,
     /// The interval runs to the last address (user data for nft's listing).
     pub open: bool,
-    /// For a verdict map: `jump` to this chain.
-    pub jump: Option<String>,
+    /// For a verdict map: the element's verdict (none on an interval's end element).
+    pub verdict: Option<ElemVerdict>,
     /// Index of the plan element this netlink element comes from.
     pub origin: u32,
 }

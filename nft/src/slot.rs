@@ -73,10 +73,16 @@ pub(crate) struct Loaded {
     pub slot: Slot,
     /// Base chains: name and hook.
     pub base: Vec<(String, Hook)>,
-    /// Kernel names of the endpoint chains, sets and maps.
+    /// Kernel names of the endpoint chains (less the tiers' deny chains), sets and
+    /// dispatch maps.
     pub chains: Vec<String>,
     pub sets: Vec<String>,
     pub maps: Vec<String>,
+    /// Kernel names of the cluster tiers' verdict maps (used by the endpoint chains'
+    /// rules, they `goto` the tier deny chains) and of those deny chains: deleted in
+    /// that order, after the endpoint chains.
+    pub tier_maps: Vec<String>,
+    pub tier_chains: Vec<String>,
     /// Kernel names of the named limits.
     pub limits: Vec<String>,
 }
@@ -84,17 +90,26 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// `plan` as loaded under `slot`.
     pub(crate) fn of(plan: &Plan, slot: Slot) -> Loaded {
+        let tier: std::collections::HashSet<&str> = plan
+            .locals()
+            .iter()
+            .flat_map(|l| l.tier_chains.iter().map(|t| t.chain.as_str()))
+            .collect();
+        let (tier_chains, chains): (Vec<_>, Vec<_>) = plan
+            .chains()
+            .iter()
+            .filter(|c| c.hook().is_none())
+            .partition(|c| tier.contains(c.name()));
+        let (tier_maps, sets): (Vec<_>, Vec<_>) =
+            plan.sets().iter().partition(|s| s.elements().is_map());
         Loaded {
             slot,
             base: base_chains(plan),
-            chains: plan
-                .chains()
-                .iter()
-                .filter(|c| c.hook().is_none())
-                .map(|c| slot.name(c.name()))
-                .collect(),
-            sets: plan.sets().iter().map(|s| slot.name(s.name())).collect(),
+            chains: chains.iter().map(|c| slot.name(c.name())).collect(),
+            sets: sets.iter().map(|s| slot.name(s.name())).collect(),
             maps: plan.maps().iter().map(|m| slot.name(m.name())).collect(),
+            tier_maps: tier_maps.iter().map(|s| slot.name(s.name())).collect(),
+            tier_chains: tier_chains.iter().map(|c| slot.name(c.name())).collect(),
             limits: plan.limits().iter().map(|l| slot.name(l.name())).collect(),
         }
     }

@@ -4,10 +4,10 @@
 use std::net::{IpAddr, UdpSocket};
 use std::process::Command;
 
-use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::model::{Direction, ObjectName, Tier};
 use rules_compiler::plan::{
     unchecked, AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, LocalEndpoint,
-    Parts, Plan, Set, SetElements, Stmt, VerdictMap, TABLE_NAME,
+    Parts, Plan, Set, SetElements, Stmt, TierChain, TierVerdict, VerdictMap, TABLE_NAME,
 };
 
 use super::encode::{self, elem_wire_len, Msg};
@@ -53,6 +53,22 @@ fn ports_set(name: &str, family: Family, v: Vec<AddrProtoPort>) -> Set {
     Set::new(name.into(), family, elements).expect("a valid set")
 }
 
+/// A cluster tier's `…_other` map.
+fn other_map(name: &str, family: Family, v: Vec<(AddrRange, TierVerdict)>) -> Set {
+    let elements = SetElements::addr_verdict(family, v).expect("sorted, disjoint ranges");
+    Set::new(name.into(), family, elements).expect("a valid map")
+}
+
+/// A cluster tier's `…_ports` map.
+fn ports_map(name: &str, family: Family, v: Vec<(AddrProtoPort, TierVerdict)>) -> Set {
+    let elements = SetElements::addr_proto_port_verdict(family, v).expect("sorted elements");
+    Set::new(name.into(), family, elements).expect("a valid map")
+}
+
+fn goto(chain: &str) -> TierVerdict {
+    TierVerdict::Goto(chain.into())
+}
+
 /// `plan` with the ranges of its address set `name` changed by `edit`, checked again.
 fn edit_ranges(plan: Plan, name: &str, edit: impl FnOnce(&mut Vec<AddrRange>)) -> Plan {
     let mut parts = plan.into_parts();
@@ -82,11 +98,62 @@ fn base_rules(hook: Hook) -> Vec<Stmt> {
 
 /// A plan with every statement shape, both families, open-ended and zero-based
 /// intervals, and ports in concatenations: endpoint x/a (198.18.0.1, 2001:db8::1),
-/// isolated both ways.
+/// isolated both ways, with an Admin tier on ingress (verdict maps of both kinds, both
+/// families, adjacent intervals of other verdicts) and a Baseline tier on egress.
 fn sample_plan(deny: DenyAction) -> Plan {
     use AddrField::{Daddr, Saddr};
     use Family::{V4, V6};
+    use TierVerdict::Accept;
     let sets = vec![
+        other_map(
+            "in_x_a_admin_v4_other",
+            V4,
+            vec![
+                (range("0.0.0.0", "9.255.255.255"), goto("in_x_a_admin")),
+                (range("198.18.0.0", "198.18.0.255"), Accept),
+                (range("198.18.1.0", "198.18.1.255"), goto("in_x_a_admin")),
+                (range("198.18.3.0", "255.255.255.255"), Accept),
+            ],
+        ),
+        ports_map(
+            "in_x_a_admin_v4_ports",
+            V4,
+            vec![
+                (
+                    app(range("0.0.0.0", "9.255.255.255"), 6, (0, 65535)),
+                    goto("in_x_a_admin"),
+                ),
+                (
+                    app(range("198.18.0.0", "198.18.0.255"), 6, (22, 22)),
+                    Accept,
+                ),
+                (
+                    app(range("198.18.0.0", "198.18.0.255"), 6, (23, 80)),
+                    goto("in_x_a_admin"),
+                ),
+                (
+                    app(range("198.18.0.0", "198.18.0.255"), 17, (53, 53)),
+                    Accept,
+                ),
+                (
+                    app(one("198.18.2.7"), 132, (9100, 9200)),
+                    goto("in_x_a_admin"),
+                ),
+            ],
+        ),
+        other_map(
+            "in_x_a_admin_v6_other",
+            V6,
+            vec![(
+                range("2001:db8:5::", "2001:db8:5::ffff"),
+                goto("in_x_a_admin"),
+            )],
+        ),
+        ports_map(
+            "in_x_a_admin_v6_ports",
+            V6,
+            vec![(app(one("2001:db8::9"), 17, (5000, 5010)), Accept)],
+        ),
         addr_set(
             "in_x_a_v4_all",
             V4,
@@ -128,6 +195,22 @@ fn sample_plan(deny: DenyAction) -> Plan {
                 range("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
                 6,
                 (443, 443),
+            )],
+        ),
+        other_map(
+            "out_x_a_baseline_v4_other",
+            V4,
+            vec![(
+                range("10.0.0.0", "10.255.255.255"),
+                goto("out_x_a_baseline"),
+            )],
+        ),
+        ports_map(
+            "out_x_a_baseline_v4_ports",
+            V4,
+            vec![(
+                app(range("10.0.0.0", "10.255.255.255"), 6, (0, 65535)),
+                goto("out_x_a_baseline"),
             )],
         ),
         addr_set(
@@ -185,6 +268,26 @@ fn sample_plan(deny: DenyAction) -> Plan {
             "in_x_a".into(),
             None,
             vec![
+                Stmt::TierPorts {
+                    family: V4,
+                    field: Saddr,
+                    map: "in_x_a_admin_v4_ports".into(),
+                },
+                Stmt::TierOther {
+                    family: V4,
+                    field: Saddr,
+                    map: "in_x_a_admin_v4_other".into(),
+                },
+                Stmt::TierPorts {
+                    family: V6,
+                    field: Saddr,
+                    map: "in_x_a_admin_v6_ports".into(),
+                },
+                Stmt::TierOther {
+                    family: V6,
+                    field: Saddr,
+                    map: "in_x_a_admin_v6_other".into(),
+                },
                 Stmt::AcceptAddr {
                     family: V4,
                     field: Saddr,
@@ -213,9 +316,28 @@ fn sample_plan(deny: DenyAction) -> Plan {
         )
         .expect("a valid chain"),
         Chain::new(
+            "in_x_a_admin".into(),
+            None,
+            vec![Stmt::Deny {
+                action: deny,
+                comment: "Admin deny ingress x/a".into(),
+            }],
+        )
+        .expect("a valid chain"),
+        Chain::new(
             "out_x_a".into(),
             None,
             vec![
+                Stmt::TierPorts {
+                    family: V4,
+                    field: Daddr,
+                    map: "out_x_a_baseline_v4_ports".into(),
+                },
+                Stmt::TierOther {
+                    family: V4,
+                    field: Daddr,
+                    map: "out_x_a_baseline_v4_other".into(),
+                },
                 Stmt::AcceptAddr {
                     family: V4,
                     field: Daddr,
@@ -228,6 +350,15 @@ fn sample_plan(deny: DenyAction) -> Plan {
             ],
         )
         .expect("a valid chain"),
+        Chain::new(
+            "out_x_a_baseline".into(),
+            None,
+            vec![Stmt::Deny {
+                action: deny,
+                comment: "Baseline deny egress x/a".into(),
+            }],
+        )
+        .expect("a valid chain"),
     ];
     Plan::new(
         TABLE_NAME.into(),
@@ -238,7 +369,18 @@ fn sample_plan(deny: DenyAction) -> Plan {
             id: ObjectName::new("x", "a"),
             ingress_chain: Some("in_x_a".into()),
             egress_chain: Some("out_x_a".into()),
-            tier_chains: Vec::new(),
+            tier_chains: vec![
+                TierChain {
+                    direction: Direction::Ingress,
+                    tier: Tier::Admin,
+                    chain: "in_x_a_admin".into(),
+                },
+                TierChain {
+                    direction: Direction::Egress,
+                    tier: Tier::Baseline,
+                    chain: "out_x_a_baseline".into(),
+                },
+            ],
         }],
         Vec::new(),
     )
@@ -384,8 +526,14 @@ fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
     };
 
     let mut dup = sample_plan(DenyAction::Drop).into_parts();
-    let copy = dup.sets[1].clone();
-    dup.sets.insert(2, copy);
+    let ports = |sets: &[Set]| {
+        sets.iter()
+            .position(|s| s.name() == "in_x_a_v4_ports")
+            .expect("the sample plan's in_x_a_v4_ports")
+    };
+    let i = ports(&dup.sets);
+    let copy = dup.sets[i].clone();
+    dup.sets.insert(i + 1, copy);
     out.push((
         "a set defined twice",
         rebuild(dup),
@@ -393,7 +541,8 @@ fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
     ));
 
     let mut overlap = sample_plan(DenyAction::Drop).into_parts();
-    let (name, family, elements) = overlap.sets[1].clone().into_parts();
+    let i = ports(&overlap.sets);
+    let (name, family, elements) = overlap.sets[i].clone().into_parts();
     let SetElements::AddrProtoPort(v) = elements else {
         unreachable!()
     };
@@ -401,7 +550,7 @@ fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
     // Inside 198.18.0.4-198.18.0.255 . tcp . 8000-8100, element 1.
     v.push(app(one("198.18.0.9"), 6, (8080, 8080)));
     let elements = SetElements::AddrProtoPort(unchecked::addr_proto_ports(v));
-    overlap.sets[1] = unchecked::set(&name, family, elements);
+    overlap.sets[i] = unchecked::set(&name, family, elements);
     out.push((
         "overlapping concatenated intervals",
         rebuild(overlap),

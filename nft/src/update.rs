@@ -43,8 +43,10 @@ impl Update {
             .map(|d| {
                 let gap = |p: &Plan| p.set(d.name()).is_some_and(|s| gap_below(s.elements()));
                 match d.delete() {
-                    SetElements::Addr(_) => (gap(old), gap(new)),
-                    SetElements::AddrProtoPort(_) => (false, false),
+                    SetElements::Addr(_) | SetElements::AddrVerdict(_) => (gap(old), gap(new)),
+                    SetElements::AddrProtoPort(_) | SetElements::AddrProtoPortVerdict(_) => {
+                        (false, false)
+                    }
                 }
             })
             .collect();
@@ -115,7 +117,8 @@ fn gap_below(elements: &SetElements) -> bool {
     };
     match elements {
         SetElements::Addr(ranges) => ranges.first().is_some_and(|r: &AddrRange| !zero(&r.start)),
-        SetElements::AddrProtoPort(_) => false,
+        SetElements::AddrVerdict(v) => v.keys().first().is_some_and(|r| !zero(&r.start)),
+        SetElements::AddrProtoPort(_) | SetElements::AddrProtoPortVerdict(_) => false,
     }
 }
 

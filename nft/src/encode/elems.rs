@@ -8,10 +8,11 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rules_compiler::plan::{
-    AddrProtoPorts, AddrRange, AddrRanges, Family, Plan, SetElements, ICMPV6_ALWAYS,
+    AddrProtoPorts, AddrRange, AddrRanges, Family, Plan, SetElements, TierVerdict, Verdicts,
+    ICMPV6_ALWAYS,
 };
 
-use super::{Elem, ElemSource, Key};
+use super::{Elem, ElemSource, ElemVerdict, Key, Slot};
 
 pub(super) fn ip_key(ip: &IpAddr) -> Key {
     match ip {
@@ -62,7 +63,7 @@ pub(super) fn interval_elems(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
             key_end: None,
             interval_end: true,
             open: false,
-            jump: None,
+            verdict: None,
             origin: 0,
         });
     }
@@ -84,7 +85,7 @@ pub(super) fn interval_elems_of(family: Family, ranges: &AddrRanges) -> Vec<Elem
             key_end: None,
             interval_end,
             open,
-            jump: None,
+            verdict: None,
             origin,
         };
         out.push(elem(lo, false, hi == max));
@@ -115,11 +116,59 @@ pub(super) fn concat_elems(family: Family, items: &AddrProtoPorts) -> Vec<Elem> 
             ])),
             interval_end: false,
             open: false,
-            jump: None,
+            verdict: None,
             origin: i as u32,
         });
     }
     out
+}
+
+/// A cluster tier's verdict as an element carries it: `accept`, or `goto` the deny
+/// chain under `slot`'s name.
+fn tier_verdict(v: &TierVerdict, slot: Slot) -> ElemVerdict {
+    match v {
+        TierVerdict::Accept => ElemVerdict::Accept,
+        TierVerdict::Goto(chain) => ElemVerdict::Goto(slot.name(chain)),
+    }
+}
+
+/// Gives each start element (not an interval's end element, nor the gap element at
+/// 0) the verdict of the plan element it comes from, as nft sends an interval map.
+fn with_verdicts(mut elems: Vec<Elem>, verdicts: &[TierVerdict], slot: Slot) -> Vec<Elem> {
+    for e in elems.iter_mut().filter(|e| !e.interval_end) {
+        e.verdict = verdicts
+            .get(e.origin as usize)
+            .map(|v| tier_verdict(v, slot));
+    }
+    elems
+}
+
+/// The elements of a whole tier `…_other` map: [`interval_elems`], each start with its
+/// verdict.
+pub(super) fn interval_verdict_elems(
+    family: Family,
+    v: &Verdicts<AddrRanges>,
+    slot: Slot,
+    gap: bool,
+) -> Vec<Elem> {
+    let (keys, verdicts) = (v.keys(), v.verdicts());
+    let ranges = AddrRanges::new(family, keys.to_vec()).expect("checked by the plan");
+    let elems = if gap {
+        interval_elems(family, &ranges)
+    } else {
+        interval_elems_of(family, &ranges)
+    };
+    with_verdicts(elems, verdicts, slot)
+}
+
+/// The elements of a tier `…_ports` map: [`concat_elems`] with verdicts.
+pub(super) fn concat_verdict_elems(
+    family: Family,
+    v: &Verdicts<AddrProtoPorts>,
+    slot: Slot,
+) -> Vec<Elem> {
+    let items = AddrProtoPorts::new(family, v.keys().to_vec()).expect("checked by the plan");
+    with_verdicts(concat_elems(family, &items), v.verdicts(), slot)
 }
 
 pub(super) fn show_range(r: &AddrRange) -> String {
@@ -147,8 +196,23 @@ pub(crate) fn describe_element(plan: &Plan, source: ElemSource, origin: u32) -> 
 }
 
 pub(super) fn describe_set_element(elements: &SetElements, i: usize) -> Option<String> {
+    let verdict = |v: &TierVerdict| match v {
+        TierVerdict::Accept => " : accept".to_string(),
+        TierVerdict::Goto(c) => format!(" : goto {c}"),
+    };
     match elements {
         SetElements::Addr(v) => v.get(i).map(show_range),
+        SetElements::AddrVerdict(v) => v
+            .keys()
+            .get(i)
+            .map(|r| show_range(r) + &verdict(&v.verdicts()[i])),
+        SetElements::AddrProtoPortVerdict(v) => {
+            let keys =
+                AddrProtoPorts::new(Family::of(&v.keys().get(i)?.addr.start), vec![v.keys()[i]])
+                    .ok()?;
+            describe_set_element(&SetElements::AddrProtoPort(keys), 0)
+                .map(|s| s + &verdict(&v.verdicts()[i]))
+        }
         SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
             let mut out = format!("{} . ", show_range(&e.addr));
             match e.proto {

@@ -4,7 +4,9 @@
 //! Pure, like the rest of `encode`: expressions as plain data, registers as nft
 //! allocates them. Which statements a chain has is the compiler's decision.
 
-use rules_compiler::plan::{log_prefix, AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS};
+use rules_compiler::plan::{
+    log_prefix, AddrField, DenyAction, Family, Hook, Stmt, ICMPV6_ALWAYS, PORT_PROTOCOLS,
+};
 
 use super::{k, udata, Elem, ElemSource, EncodeError, Encoder, Expr, Key, Msg, SetDef, Verdict};
 
@@ -29,6 +31,40 @@ impl Encoder<'_> {
             }
             Stmt::AcceptAddrProtoPort { family, field, set } => {
                 self.accept_addr_proto_port(chain, what, *family, *field, set)?;
+            }
+            Stmt::TierPorts { family, field, map } => {
+                let exprs = self.addr_proto_port_lookup(
+                    &what,
+                    *family,
+                    *field,
+                    map,
+                    Some(k::NFT_REG_VERDICT),
+                )?;
+                self.rule(chain, what, exprs, None);
+            }
+            Stmt::TierOther { family, field, map } => {
+                // `meta l4proto != 6 meta l4proto != 17 meta l4proto != 132`, as nft
+                // encodes the three comparisons: a load before each.
+                let mut exprs = Vec::new();
+                for proto in PORT_PROTOCOLS {
+                    exprs.push(Expr::Meta {
+                        key: k::NFT_META_L4PROTO,
+                        dreg: R1,
+                    });
+                    exprs.push(Expr::Cmp {
+                        sreg: R1,
+                        op: k::NFT_CMP_NEQ,
+                        data: vec![proto],
+                    });
+                }
+                exprs.extend(self.addr_lookup(
+                    &what,
+                    *family,
+                    *field,
+                    map,
+                    Some(k::NFT_REG_VERDICT),
+                )?);
+                self.rule(chain, what, exprs, None);
             }
             Stmt::Deny { action, comment } => self.deny(chain, what, action, comment)?,
             Stmt::Audit { comment } => {
@@ -116,7 +152,7 @@ impl Encoder<'_> {
                 key_end: None,
                 interval_end: false,
                 open: false,
-                jump: None,
+                verdict: None,
                 origin: i as u32,
             })
             .collect();
@@ -217,7 +253,23 @@ impl Encoder<'_> {
         field: AddrField,
         set: &str,
     ) -> Result<(), EncodeError> {
-        let set_id = self.set_id(set, &what)?;
+        let mut exprs = self.addr_proto_port_lookup(&what, family, field, set, None)?;
+        exprs.push(Expr::Immediate(Verdict::Accept));
+        self.rule(chain, what, exprs, None);
+        Ok(())
+    }
+
+    /// The address, the protocol and the port loaded and looked up in `set` (a verdict
+    /// map when `dreg` is the verdict register).
+    fn addr_proto_port_lookup(
+        &self,
+        what: &str,
+        family: Family,
+        field: AddrField,
+        set: &str,
+        dreg: Option<u32>,
+    ) -> Result<Vec<Expr>, EncodeError> {
+        let set_id = self.set_id(set, what)?;
         let mut exprs = addr_load(family, field, 0);
         // The protocol and the port follow the address in the next 32-bit slots.
         let proto = match family {
@@ -246,14 +298,12 @@ impl Encoder<'_> {
             },
             Expr::Lookup {
                 sreg: R1,
-                dreg: None,
+                dreg,
                 set: self.slot.name(set),
                 set_id,
             },
-            Expr::Immediate(Verdict::Accept),
         ]);
-        self.rule(chain, what, exprs, None);
-        Ok(())
+        Ok(exprs)
     }
 
     /// `limit name "L" counter log prefix "P" group G`: within the named limit (the

@@ -479,7 +479,10 @@ fn a_replace_in_two_stages_new_names_then_swaps_the_base_chains_to_them() {
         .msgs
         .iter()
         .filter_map(|m| match &m.msg {
-            Msg::NewElems(e) => e.elems[0].jump.clone(),
+            Msg::NewElems(e) => match &e.elems[0].verdict {
+                Some(crate::objects::ElemVerdict::Jump(c)) => Some(c.clone()),
+                _ => None,
+            },
             _ => None,
         })
         .collect();
@@ -541,7 +544,10 @@ fn a_replace_in_two_stages_new_names_then_swaps_the_base_chains_to_them() {
     let Msg::NewElems(e) = &update.msgs[0].msg else {
         unreachable!()
     };
-    assert_eq!(e.elems[0].jump.as_deref(), Some("b.in_c"));
+    assert_eq!(
+        e.elems[0].verdict,
+        Some(crate::objects::ElemVerdict::Jump("b.in_c".into()))
+    );
     assert_eq!(Slot::plan_name("b.in_c"), "in_c");
     assert_eq!(Slot::plan_name("in_c"), "in_c");
     assert_eq!(

@@ -8,8 +8,11 @@ use std::net::IpAddr;
 
 use rules_compiler::plan::{Delta, MapDelta, SetDelta, SetElements};
 
-use super::elems::{concat_elems, describe_set_element, interval_elems_of, ip_key, value_key};
-use super::{push_elems, Batch, Elem, ElemSource, EncodeError, Labelled, Slot};
+use super::elems::{
+    concat_elems, concat_verdict_elems, describe_set_element, interval_elems_of,
+    interval_verdict_elems, ip_key, value_key,
+};
+use super::{push_elems, Batch, Elem, ElemSource, ElemVerdict, EncodeError, Labelled, Slot};
 use crate::Update;
 
 /// Element changes of existing sets and maps in one batch: every deletion, then every
@@ -67,18 +70,20 @@ fn set_changes(msgs: &mut Msgs, i: usize, d: &SetDelta, gap: (bool, bool), slot:
     let encode = |elements: &SetElements| match elements {
         SetElements::Addr(ranges) => interval_elems_of(d.family(), ranges),
         SetElements::AddrProtoPort(items) => concat_elems(d.family(), items),
+        SetElements::AddrVerdict(v) => interval_verdict_elems(d.family(), v, slot, false),
+        SetElements::AddrProtoPortVerdict(v) => concat_verdict_elems(d.family(), v, slot),
     };
     let mut del = encode(d.delete());
     let mut add = encode(d.add());
     // The end element at 0 that closes the gap below the first interval (see
     // `interval_elems`) goes with whichever plan has such a gap.
-    if let SetElements::Addr(_) = d.delete() {
+    if let SetElements::Addr(_) | SetElements::AddrVerdict(_) = d.delete() {
         let gap_elem = Elem {
             key: value_key(d.family(), 0),
             key_end: None,
             interval_end: true,
             open: false,
-            jump: None,
+            verdict: None,
             origin: u32::MAX,
         };
         match gap {
@@ -103,7 +108,7 @@ fn map_changes(msgs: &mut Msgs, i: usize, d: &MapDelta, slot: Slot) {
                 key_end: None,
                 interval_end: false,
                 open: false,
-                jump: Some(slot.name(chain)),
+                verdict: Some(ElemVerdict::Jump(slot.name(chain))),
                 origin: j as u32,
             })
             .collect()

@@ -30,7 +30,8 @@ fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
     // SAFETY: an allocation without arguments; `Obj` refuses a null result (abort) and
     // owns the object.
     let el = Obj::new(unsafe { sys::nftnl_set_elem_alloc() }, set_elem_free);
-    let chain = e.jump.as_deref().map(cstring).transpose()?;
+    let verdict = e.verdict.as_ref().map(|v| v.code_and_chain());
+    let chain = verdict.and_then(|(_, c)| c).map(cstring).transpose()?;
     // SAFETY: `el` is live; keys are at most 24 bytes (libnftnl's key buffers hold 64);
     // strings and user data are copied.
     unsafe {
@@ -58,8 +59,10 @@ fn elem_obj(e: &Elem) -> Result<Obj<sys::nftnl_set_elem>, EncodeError> {
                 k::NFT_SET_ELEM_INTERVAL_END,
             );
         }
+        if let Some((code, _)) = verdict {
+            sys::nftnl_set_elem_set_u32(p, sys::NFTNL_SET_ELEM_VERDICT as u16, code as u32);
+        }
         if let Some(chain) = &chain {
-            sys::nftnl_set_elem_set_u32(p, sys::NFTNL_SET_ELEM_VERDICT as u16, k::NFT_JUMP as u32);
             sys::nftnl_set_elem_set_str(p, sys::NFTNL_SET_ELEM_CHAIN as u16, chain.as_ptr());
         }
         if e.open {
@@ -194,12 +197,15 @@ impl Attrs<'_> {
             self.put(NFTA_DATA_VALUE, end.as_slice());
             self.nest_end(nest);
         }
-        if let Some(chain) = &e.jump {
-            let chain = cstring(chain)?;
+        if let Some(v) = &e.verdict {
+            let (code, chain) = v.code_and_chain();
+            let chain = chain.map(cstring).transpose()?;
             let data = self.nest_start(NFTA_SET_ELEM_DATA);
             let verdict = self.nest_start(NFTA_DATA_VERDICT);
-            self.u32_be(NFTA_VERDICT_CODE, k::NFT_JUMP as u32);
-            self.strz(NFTA_VERDICT_CHAIN, chain.as_bytes_with_nul());
+            self.u32_be(NFTA_VERDICT_CODE, code as u32);
+            if let Some(chain) = &chain {
+                self.strz(NFTA_VERDICT_CHAIN, chain.as_bytes_with_nul());
+            }
             self.nest_end(verdict);
             self.nest_end(data);
         }

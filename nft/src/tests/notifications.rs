@@ -28,7 +28,7 @@ netns_test! {
         // A replace: the table deleted and made again.
         assert_eq!(c[0].changes.len(), 2, "{:?}", c[0]);
         assert_eq!(c[0].changes[0], "deleted table");
-        assert!(c[0].changes[1].starts_with("made it again: 4 chains, 10 sets, 18 rules"), "{:?}", c[0]);
+        assert!(c[0].changes[1].starts_with("made it again: 6 chains, 16 sets, 26 rules"), "{:?}", c[0]);
         // Someone else's, on another table: announced, with nothing done to ours.
         assert_eq!(c[1].generation, mine.wrapping_add(1));
         assert_eq!(c[1].process, "nft");

@@ -70,6 +70,16 @@ const CELLS_LAST: u64 = 40;
 /// random bounds, random protocols and port ranges, map keys with random targets.
 fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
     let mut out = plan.clone().into_parts();
+    // What a tier map's element may do: accept, or go to one of the tiers' chains.
+    let gotos: Vec<String> = plan
+        .locals()
+        .iter()
+        .flat_map(|l| l.tier_chains.iter().map(|t| t.chain.clone()))
+        .collect();
+    let verdict = |rng: &mut Rng| match rng.below(gotos.len() as u64 + 1) as usize {
+        0 => TierVerdict::Accept,
+        i => TierVerdict::Goto(gotos[i - 1].clone()),
+    };
     for set in &mut out.sets {
         // Leave some sets alone, as a real edit does.
         if rng.below(3) == 0 {
@@ -82,6 +92,36 @@ fn shuffle_members(plan: &Plan, rng: &mut Rng) -> Plan {
             (a, b)
         };
         let elements = match set.elements() {
+            SetElements::AddrVerdict(_) => {
+                let mut v = Vec::new();
+                for k in 0..=CELLS_LAST {
+                    if rng.below(3) == 0 {
+                        let (a, b) = bounds(rng);
+                        v.push((cell(family, k, a, b), verdict(rng)));
+                    }
+                }
+                SetElements::addr_verdict(family, v).expect("cells in order")
+            }
+            SetElements::AddrProtoPortVerdict(_) => {
+                let mut v = Vec::new();
+                for k in 1..CELLS_LAST {
+                    let (a, b) = bounds(rng);
+                    for proto in [6u8, 17, 132] {
+                        for p in 0..3u16 {
+                            if rng.below(8) == 0 {
+                                let lo = 1000 * (p + 1);
+                                let key = app(
+                                    cell(family, k, a, b),
+                                    proto,
+                                    (lo + a as u16, lo + 10 * b as u16),
+                                );
+                                v.push((key, verdict(rng)));
+                            }
+                        }
+                    }
+                }
+                SetElements::addr_proto_port_verdict(family, v).expect("cells in order")
+            }
             SetElements::Addr(_) => {
                 let mut v = Vec::new();
                 for k in 0..=CELLS_LAST {
@@ -332,6 +372,9 @@ fn reshaped(plan: &Plan) -> Plan {
         }
         *chain = Chain::new(rename(&name), hook, rules).expect("a valid chain");
     }
+    // Endpoint chains stay sorted by name.
+    let base = out.chains.partition_point(|c| c.hook().is_some());
+    out.chains[base..].sort_by(|a, b| a.name().cmp(b.name()));
     for map in &mut out.maps {
         let (name, family, mut elements) = map.clone().into_parts();
         for (_, target) in &mut elements {

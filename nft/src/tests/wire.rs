@@ -31,11 +31,11 @@ fn fake_backend_keeps_the_last_plan_and_fails_when_told() {
     assert_eq!(fake.loaded.as_ref(), Some(&drop));
     assert_eq!(fake.applies, 1);
 
-    // With reject, each deny is three kernel rules.
+    // With reject, each deny (four: two chains', two tiers') is three kernel rules.
     let stats = fake.apply(&reject).unwrap();
-    assert_eq!(stats.rules, reject.rule_count() + 4);
+    assert_eq!(stats.rules, reject.rule_count() + 8);
     let loaded = fake.read().unwrap().unwrap();
-    assert_eq!(loaded.rule_count(), reject.rule_count() + 4);
+    assert_eq!(loaded.rule_count(), reject.rule_count() + 8);
     assert_eq!(loaded.denies().len(), 2);
 
     assert!(fake.flush().unwrap());
@@ -171,7 +171,7 @@ fn elements_are_serialized_as_libnftnl_serializes_them() {
                 shapes[0] |= el.interval_end;
                 shapes[1] |= el.open;
                 shapes[2] |= el.key_end.is_some();
-                shapes[3] |= el.jump.is_some();
+                shapes[3] |= el.verdict.is_some();
             }
             let seq = 100 + i as u32;
             let ours = ffi::elems_msg_ours(seq, TABLE_NAME, e);

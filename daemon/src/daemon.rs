@@ -119,11 +119,9 @@ pub async fn run<B: Backend + Send + 'static>(
         },
         backend,
     );
-    // The deny counters are read only for metrics.
-    // For the metrics, and for the events the rate limit kept back (status).
-    if settings.metrics_address.is_some() || settings.events.is_some() {
-        state.count_denies();
-    }
+    // For the metrics, `status`'s denials per tier and the events the rate limit kept
+    // back: a read of the rules' counters, at reloads, metric ticks and `status`.
+    state.count_denies();
     // Verdict events: the NFLOG group is bound before the first apply adds the log
     // rules, so that nothing they log is missed; a group someone else reads stops here.
     let reopen = Arc::new(Notify::new());
@@ -478,10 +476,8 @@ async fn handle(
             done.after
         }
         Event::Control(Request::Status, reply) => {
-            if hub.is_some() {
-                // The rate limit's losses as of now, not of the last metrics tick.
-                state.read_denies().await?;
-            }
+            // Denials and the rate limit's losses as of now, not of the last tick.
+            state.read_denies().await?;
             let mut done = state.status().await?;
             // The rate limit's losses come from the table's counters, which the state reads.
             let unlogged = done.value.events.and_then(|e| e.lost_rate_limit);

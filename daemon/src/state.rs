@@ -791,7 +791,22 @@ impl<B: Backend> State<B> {
                 lost_rate_limit: Some(n),
                 ..Default::default()
             }),
+            denied: (self.count_denies && c.is_some() && !self.deny_read_failing)
+                .then(|| self.denied_by_tier()),
         }
+    }
+
+    /// Deny totals since start, summed per tier (audit counters are not denials).
+    fn denied_by_tier(&self) -> report::DeniedByTier {
+        let mut out = report::DeniedByTier::default();
+        for ((_, _, tier), c) in self.denies.totals() {
+            match tier {
+                "Admin" => out.admin += c.packets,
+                "Baseline" => out.baseline += c.packets,
+                _ => out.network_policy += c.packets,
+            }
+        }
+        out
     }
 
     /// Whether the files on disk are what is loaded, from what netpold knows without

@@ -49,9 +49,9 @@ pub const LOCAL_ENDPOINTS: &str = "netpol_local_endpoints";
 pub const RULES: &str = "netpol_rules";
 /// Set and map elements in the table.
 pub const SET_ELEMENTS: &str = "netpol_set_elements";
-/// Packets denied, by endpoint and direction.
+/// Packets denied, by endpoint, direction and tier (`NetworkPolicy`, `Admin`, `Baseline`).
 pub const DENIED_PACKETS: &str = "netpol_denied_packets_total";
-/// Bytes denied, by endpoint and direction.
+/// Bytes denied, by endpoint, direction and tier.
 pub const DENIED_BYTES: &str = "netpol_denied_bytes_total";
 /// Failed reads of the kernel's counters.
 pub const COUNTER_READ_FAILURES: &str = "netpol_counter_read_failures_total";
@@ -159,12 +159,12 @@ fn describe() {
     describe_gauge!(SET_ELEMENTS, "Elements of the table's sets and maps.");
     describe_counter!(
         DENIED_PACKETS,
-        "Packets denied, by local endpoint and direction, from the kernel's counters."
+        "Packets denied, by local endpoint, direction and tier (NetworkPolicy, Admin, Baseline), from the kernel's counters."
     );
     describe_counter!(
         DENIED_BYTES,
         Unit::Bytes,
-        "Bytes denied, by local endpoint and direction, from the kernel's counters."
+        "Bytes denied, by local endpoint, direction and tier, from the kernel's counters."
     );
     describe_counter!(
         COUNTER_READ_FAILURES,
@@ -324,8 +324,13 @@ pub(crate) fn counter_read_failed() {
     counter!(COUNTER_READ_FAILURES).increment(1);
 }
 
-/// Endpoint (`ns/name`) and direction.
-type Key = (String, &'static str);
+/// Endpoint (`ns/name`), direction and tier (`NetworkPolicy`, `Admin`, `Baseline`).
+type Key = (String, &'static str, &'static str);
+
+/// The `tier` label of a deny counter.
+pub(crate) fn tier_label(tier: Option<rules_compiler::model::Tier>) -> &'static str {
+    tier.map_or("NetworkPolicy", |t| t.as_str())
+}
 
 /// Packets and bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -363,7 +368,11 @@ impl DenyTotals {
     pub fn observe(&mut self, counters: &[DenyCounter]) {
         let mut now = BTreeMap::new();
         for c in counters {
-            let key = (c.endpoint.to_string(), direction_label(c.direction));
+            let key = (
+                c.endpoint.to_string(),
+                direction_label(c.direction),
+                tier_label(c.tier),
+            );
             let count = Count {
                 packets: c.packets,
                 bytes: c.bytes,
@@ -405,8 +414,12 @@ impl DenyTotals {
 
     /// Emits the totals.
     pub(crate) fn emit(&self) {
-        for ((endpoint, direction), c) in self.totals() {
-            let labels = [("endpoint", endpoint), ("direction", direction.to_string())];
+        for ((endpoint, direction, tier), c) in self.totals() {
+            let labels = [
+                ("endpoint", endpoint),
+                ("direction", direction.to_string()),
+                ("tier", tier.to_string()),
+            ];
             counter!(DENIED_PACKETS, &labels).absolute(c.packets);
             counter!(DENIED_BYTES, &labels).absolute(c.bytes);
         }
@@ -436,6 +449,7 @@ mod tests {
                 bytes: packets * 60,
                 verdict: rules_compiler::plan::EventVerdict::Deny,
                 logged: None,
+                tier: None,
             },
             DenyCounter {
                 endpoint: ObjectName::new("web", "checkout"),
@@ -445,12 +459,13 @@ mod tests {
                 bytes: egress * 100,
                 verdict: rules_compiler::plan::EventVerdict::Deny,
                 logged: None,
+                tier: None,
             },
         ]
     }
 
     fn ingress(t: &DenyTotals) -> Count {
-        t.totals()[&("web/checkout".to_string(), "ingress")]
+        t.totals()[&("web/checkout".to_string(), "ingress", "NetworkPolicy")]
     }
 
     #[test]
@@ -483,7 +498,7 @@ mod tests {
             }
         );
         assert_eq!(
-            t.totals()[&("web/checkout".to_string(), "egress")],
+            t.totals()[&("web/checkout".to_string(), "egress", "NetworkPolicy")],
             Count {
                 packets: 5,
                 bytes: 500

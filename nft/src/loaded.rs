@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rules_compiler::model::{Direction, ObjectName};
+use rules_compiler::model::{Direction, ObjectName, Tier};
 use rules_compiler::plan::{EventVerdict, Plan, COMMENT_CUT_MARK};
 use serde::Serialize;
 
@@ -95,6 +95,10 @@ pub struct DenyCounter {
     /// Packets the chain's log rule logged (within the table's limit); `None` when the
     /// chain logs nothing. `packets - logged` were held back by the limit.
     pub logged: Option<u64>,
+    /// The ClusterNetworkPolicy tier whose deny chain this is (`Admin deny ingress
+    /// ns/name`); `None` for the NetworkPolicy deny.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
 }
 
 impl DenyCounter {
@@ -107,10 +111,11 @@ impl DenyCounter {
     }
 }
 
-/// Which endpoint and direction each endpoint chain of a plan polices: the identity of
-/// a deny counter, which its comment (cut for long names) cannot be.
+/// Which endpoint and direction each endpoint chain of a plan polices (and, for a
+/// cluster tier's deny chain, which tier): the identity of a deny counter, which its
+/// comment (cut for long names) cannot be.
 #[derive(Clone, Debug, Default)]
-pub struct ChainOwners(HashMap<String, (ObjectName, Direction)>);
+pub struct ChainOwners(HashMap<String, (ObjectName, Direction, Option<Tier>)>);
 
 impl ChainOwners {
     /// The owners of `plan`'s chains.
@@ -119,8 +124,14 @@ impl ChainOwners {
         for local in plan.locals() {
             for dir in [Direction::Ingress, Direction::Egress] {
                 if let Some(chain) = local.chain(dir) {
-                    owners.insert(chain.to_string(), (local.id.clone(), dir));
+                    owners.insert(chain.to_string(), (local.id.clone(), dir, None));
                 }
+            }
+            for t in &local.tier_chains {
+                owners.insert(
+                    t.chain.clone(),
+                    (local.id.clone(), t.direction, Some(t.tier)),
+                );
             }
         }
         ChainOwners(owners)
@@ -134,9 +145,10 @@ impl ChainOwners {
         counters
             .into_iter()
             .filter_map(|mut c| match self.0.get(&c.chain) {
-                Some((endpoint, direction)) => {
+                Some((endpoint, direction, tier)) => {
                     c.endpoint = endpoint.clone();
                     c.direction = *direction;
+                    c.tier = *tier;
                     Some(c)
                 }
                 None => (!c.is_cut()).then_some(c),
@@ -243,7 +255,16 @@ impl LoadedTable {
                 .map(|c| c.packets);
             for c in &chain.counters {
                 let Some(comment) = &c.comment else { continue };
-                let mut words = comment.split(' ');
+                let mut words = comment.split(' ').peekable();
+                // A cluster tier's deny chain: `Admin deny ingress ns/name`.
+                let tier = match words.peek() {
+                    Some(&"Admin") => Some(Tier::Admin),
+                    Some(&"Baseline") => Some(Tier::Baseline),
+                    _ => None,
+                };
+                if tier.is_some() {
+                    words.next();
+                }
                 let (Some(verdict), Some(dir), Some(who), None) =
                     (words.next(), words.next(), words.next(), words.next())
                 else {
@@ -270,6 +291,7 @@ impl LoadedTable {
                     bytes: c.bytes,
                     verdict,
                     logged,
+                    tier,
                 });
             }
         }
@@ -354,6 +376,50 @@ mod tests {
                     1,
                     None
                 ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_tiers_deny_counter_names_its_tier_and_the_plan_labels_it() {
+        let chain = |name: &str, comment: &str| LoadedChain {
+            name: name.into(),
+            hook: None,
+            rules: 1,
+            counters: vec![RuleCounter {
+                comment: Some(comment.into()),
+                log: None,
+                packets: 7,
+                bytes: 420,
+            }],
+        };
+        let table = LoadedTable {
+            name: "netpol".into(),
+            chains: vec![
+                chain("in_x_a_admin", "Admin deny ingress x/a"),
+                chain("out_x_a_baseline", "Baseline audit egress x/a"),
+                chain("in_x_a", "deny ingress x/a"),
+                // Not a tier: left out.
+                chain("c", "Other deny ingress x/a"),
+            ],
+            sets: vec![],
+            limits: vec![],
+        };
+        let tiers: Vec<(String, Option<Tier>, EventVerdict)> = table
+            .denies()
+            .into_iter()
+            .map(|d| (d.chain, d.tier, d.verdict))
+            .collect();
+        assert_eq!(
+            tiers,
+            [
+                ("in_x_a_admin".into(), Some(Tier::Admin), EventVerdict::Deny),
+                (
+                    "out_x_a_baseline".into(),
+                    Some(Tier::Baseline),
+                    EventVerdict::Audit
+                ),
+                ("in_x_a".into(), None, EventVerdict::Deny),
             ]
         );
     }

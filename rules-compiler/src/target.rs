@@ -42,6 +42,12 @@ pub struct Local {
 pub struct Counts {
     /// NetworkPolicies.
     pub policies: usize,
+    /// ClusterNetworkPolicies of the Admin tier.
+    #[serde(default)]
+    pub admin_policies: usize,
+    /// ClusterNetworkPolicies of the Baseline tier.
+    #[serde(default)]
+    pub baseline_policies: usize,
     /// Inventory endpoints.
     pub endpoints: usize,
     /// Local endpoints (those this host enforces).
@@ -90,8 +96,17 @@ pub fn compile(
     let locals = choose(&index, target)?;
     let ids: Vec<EndpointId> = locals.iter().map(|l| l.index).collect();
     let plan = plan::build(&index, &ids, options);
+    let tier = |t| {
+        model
+            .cluster_policies
+            .iter()
+            .filter(|p| p.tier == t)
+            .count()
+    };
     let counts = Counts {
         policies: model.policies.len(),
+        admin_policies: tier(crate::model::Tier::Admin),
+        baseline_policies: tier(crate::model::Tier::Baseline),
         endpoints: model.inventory.endpoints.len(),
         local_endpoints: plan.locals().len(),
         rules: plan.rule_count(),

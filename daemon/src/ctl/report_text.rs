@@ -148,6 +148,13 @@ pub fn status_text(status: &StatusReport) -> String {
                 let _ = writeln!(out, "kernel:          {k}");
             }
             let _ = writeln!(out, "policies:        {}", c.policies);
+            if c.admin_policies + c.baseline_policies > 0 {
+                let _ = writeln!(
+                    out,
+                    "cluster:         {} Admin, {} Baseline ClusterNetworkPolicies",
+                    c.admin_policies, c.baseline_policies
+                );
+            }
             let _ = writeln!(out, "endpoints:       {}", c.endpoints);
             let _ = writeln!(
                 out,
@@ -209,6 +216,13 @@ pub fn status_text(status: &StatusReport) -> String {
     }
     if !status.audit_policies.is_empty() {
         let _ = writeln!(out, "audit policies:  {}", status.audit_policies.join(", "));
+    }
+    if let Some(d) = status.denied {
+        let _ = writeln!(
+            out,
+            "denied:          {} packets by NetworkPolicy, {} by Admin, {} by Baseline (since start)",
+            d.network_policy, d.admin, d.baseline
+        );
     }
     match &status.events {
         Some(e) => {
@@ -352,13 +366,15 @@ mod tests {
     fn every_field_is_shown() {
         let (reload, status) = full_reports();
         assert_eq!(reload_text(&reload), "reloaded: generation 3 applied (2.5 ms compile, 8.1 ms kernel)\n  kernel:          updated in place (4 set elements changed)\n  revoked:         failed (x); the ruleset is in force\n  connectivity:    +3 flows allowed, -1 denied (this host's local endpoints)\n  policies:        4 (unchanged)\n  endpoints:       5 (unchanged)\n  local endpoints: 1 (unchanged)\n  rules:           13 -> 15\n  set elements:    8 (unchanged)\n  + local web/checkout\n  - local web/frontend\n  e\n");
-        assert_eq!(status_text(&status), "netpold (pid 42)\ngeneration:      3 (loaded 2026-01-01T00:00:00.000Z by address change)\nkernel:          table replaced\npolicies:        4\nendpoints:       5\nlocal endpoints: 1 (by this host's addresses) web/checkout\nrules:           13\nset elements:    8\npolicies hash:   pppp\ninventory hash:  iiii\nfiles on disk:   cannot be read\nmode:            audit (nothing is denied; what would be is reported)\nfailsafe:        ingress TCP 22 (accepted before any policy)\nPROVISIONAL:     generation 3 until 2026-01-01T00:01:00.000Z: `netpolctl confirm` keeps it, else generation 2's inputs come back\nrollbacks:       1\naudit policies:  web/lockdown\nevents:          5 deny, 6 audit, 7 retransmits folded (NFLOG group 4713, 11 in the ring)\nevents lost:     1 socket overflow, 2 ring, 3 slow followers, 4 rate limit\nevents unread:   8 logged packets\nevents STOPPED:  since 2026-01-01T00:00:04.000Z: reading the NFLOG socket: boom (retrying)\nreloads:         3 applied, 2 unchanged, 1 failed, 1 held\nheld:            since 2026-01-01T00:00:02.000Z (SIGHUP): r; `netpolctl reload --force` applies it\ntable:           owned by this netpold (NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST)\nforeign changes: 1 repaired, 2 not repaired\n  last at 2026-01-01T00:00:03.000Z by nft (pid 7): deleted table; repaired\nlast error:      at 2026-01-01T00:00:01.000Z (retry, Kernel stage):\n  no\n");
+        assert_eq!(status_text(&status), "netpold (pid 42)\ngeneration:      3 (loaded 2026-01-01T00:00:00.000Z by address change)\nkernel:          table replaced\npolicies:        4\nendpoints:       5\nlocal endpoints: 1 (by this host's addresses) web/checkout\nrules:           13\nset elements:    8\npolicies hash:   pppp\ninventory hash:  iiii\nfiles on disk:   cannot be read\nmode:            audit (nothing is denied; what would be is reported)\nfailsafe:        ingress TCP 22 (accepted before any policy)\nPROVISIONAL:     generation 3 until 2026-01-01T00:01:00.000Z: `netpolctl confirm` keeps it, else generation 2's inputs come back\nrollbacks:       1\naudit policies:  web/lockdown\ndenied:          12 packets by NetworkPolicy, 3 by Admin, 0 by Baseline (since start)\nevents:          5 deny, 6 audit, 7 retransmits folded (NFLOG group 4713, 11 in the ring)\nevents lost:     1 socket overflow, 2 ring, 3 slow followers, 4 rate limit\nevents unread:   8 logged packets\nevents STOPPED:  since 2026-01-01T00:00:04.000Z: reading the NFLOG socket: boom (retrying)\nreloads:         3 applied, 2 unchanged, 1 failed, 1 held\nheld:            since 2026-01-01T00:00:02.000Z (SIGHUP): r; `netpolctl reload --force` applies it\ntable:           owned by this netpold (NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST)\nforeign changes: 1 repaired, 2 not repaired\n  last at 2026-01-01T00:00:03.000Z by nft (pid 7): deleted table; repaired\nlast error:      at 2026-01-01T00:00:01.000Z (retry, Kernel stage):\n  no\n");
     }
 
     #[test]
     fn an_applied_reload_shows_before_and_after() {
         let c = |p, r| Counts {
             policies: p,
+            admin_policies: 0,
+            baseline_policies: 0,
             endpoints: 5,
             local_endpoints: 1,
             rules: r,

@@ -326,6 +326,22 @@ pub struct StatusReport {
     /// Verdict events since start; `None` when events are off.
     #[serde(default)]
     pub events: Option<EventCounts>,
+    /// Packets the deny rules counted since start (their audit accepts, where only
+    /// audit policies isolate or under host-wide audit), by tier, from the table's
+    /// counters as of this status; `None` when they could not be read.
+    #[serde(default)]
+    pub denied: Option<DeniedByTier>,
+}
+
+/// Packets denied since netpold started, by the tier whose deny counted them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedByTier {
+    /// By the NetworkPolicy deny of an isolated endpoint.
+    pub network_policy: u64,
+    /// By an Admin ClusterNetworkPolicy rule.
+    pub admin: u64,
+    /// By a Baseline ClusterNetworkPolicy rule.
+    pub baseline: u64,
 }
 
 /// Host-wide mode, as the wire has it (the compiler's [`rules_compiler::plan::Mode`]).
@@ -583,6 +599,8 @@ pub(crate) mod tests {
     pub(crate) fn full_reports() -> (ReloadReport, StatusReport) {
         let counts = Counts {
             policies: 4,
+            admin_policies: 0,
+            baseline_policies: 0,
             endpoints: 5,
             local_endpoints: 1,
             rules: 13,
@@ -684,6 +702,11 @@ pub(crate) mod tests {
                     reason: "reading the NFLOG socket: boom".into(),
                 }),
             }),
+            denied: Some(DeniedByTier {
+                network_policy: 12,
+                admin: 3,
+                baseline: 0,
+            }),
         };
         (reload, status)
     }
@@ -693,11 +716,11 @@ pub(crate) mod tests {
         let (reload, status) = full_reports();
         assert_eq!(
             serde_json::to_string(&Response::Reload(Box::new(reload.clone()))).unwrap(),
-            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"},"connectivity":{"allowed":3,"denied":1}}"#
+            r#"{"response":"reload","outcome":"applied","trigger":"files","generation":3,"before":{"policies":4,"admin_policies":0,"baseline_policies":0,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"after":{"policies":4,"admin_policies":0,"baseline_policies":0,"endpoints":5,"local_endpoints":1,"rules":15,"elements":8},"locals_added":["web/checkout"],"locals_removed":["web/frontend"],"stage":"locals","error":"e","compile_ms":2.5,"apply_ms":8.125,"kernel":{"how":"updated","elements":4},"revoked":{"seen":41,"cut":2,"sockets_reset":2,"error":"x"},"connectivity":{"allowed":3,"denied":1}}"#
         );
         assert_eq!(
             serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap(),
-            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"failsafe":["ingress TCP 22"],"pending":{"generation":3,"deadline":"2026-01-01T00:01:00.000Z","rollback_to":2},"rollbacks":1,"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}}}"#
+            r#"{"response":"status","pid":42,"generation":3,"loaded_at":"2026-01-01T00:00:00.000Z","loaded_by":"addresses","hashes":{"policies":"pppp","inventory":"iiii"},"counts":{"policies":4,"admin_policies":0,"baseline_policies":0,"endpoints":5,"local_endpoints":1,"rules":13,"elements":8},"local_endpoints":["web/checkout"],"follows_host":true,"reloads":{"applied":3,"unchanged":2,"failed":1,"held":1},"last_error":{"at":"2026-01-01T00:00:01.000Z","trigger":"retry","stage":"kernel","message":"no"},"disk":"unreadable","loaded_how":{"how":"replaced"},"held":{"at":"2026-01-01T00:00:02.000Z","trigger":"signal","reason":"r","hashes":{"policies":"pppp","inventory":"iiii"}},"ownership":"owned","drift":{"repairs":1,"failures":2,"last":{"at":"2026-01-01T00:00:03.000Z","by":"nft (pid 7)","changes":["deleted table"],"outcome":"repaired"}},"mode":"audit","audit_policies":["web/lockdown"],"failsafe":["ingress TCP 22"],"pending":{"generation":3,"deadline":"2026-01-01T00:01:00.000Z","rollback_to":2},"rollbacks":1,"events":{"group":4713,"deny":5,"audit":6,"deduplicated":7,"in_ring":11,"lost_socket":1,"lost_ring":2,"lost_followers":3,"lost_rate_limit":4,"unreadable":8,"stopped":{"at":"2026-01-01T00:00:04.000Z","reason":"reading the NFLOG socket: boom"}},"denied":{"network_policy":12,"admin":3,"baseline":0}}"#
         );
         // And back: clients read what the daemon writes.
         let text = serde_json::to_string(&Response::Status(Box::new(status.clone()))).unwrap();

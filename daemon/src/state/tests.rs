@@ -354,13 +354,14 @@ fn denied(packets: u64) -> Vec<crate::netlink::DenyCounter> {
         bytes: packets * 40,
         verdict: rules_compiler::plan::EventVerdict::Deny,
         logged: None,
+        tier: None,
     }]
 }
 
 fn denied_total(s: &State<FakeBackend>) -> u64 {
     s.deny_totals()
         .totals()
-        .get(&("web/checkout".to_string(), "ingress"))
+        .get(&("web/checkout".to_string(), "ingress", "NetworkPolicy"))
         .map(|c| c.packets)
         .unwrap_or(0)
 }
@@ -409,7 +410,7 @@ fn every_deny_counter_is_known_from_the_apply_that_made_it() {
     // No periodic read yet: the apply itself read the new table's counters.
     let totals = s.deny_totals().totals();
     // checkout's egress is isolated in the example, its ingress is not.
-    let key = ("web/checkout".to_string(), "egress");
+    let key = ("web/checkout".to_string(), "egress", "NetworkPolicy");
     assert_eq!(totals.get(&key).map(|c| c.packets), Some(0), "{totals:?}");
     assert_eq!(totals.len(), 1, "{totals:?}");
 }

@@ -2,9 +2,19 @@
 //! resolution the plan is built from. No nftables vocabulary, no I/O.
 //!
 //! Both answer "may endpoint A open a connection to endpoint B on this port?" with the
-//! packet verdicts of [`Index::verdict`]: the first packet of the connection must pass
-//! A's egress (remote = B's address) and B's ingress (remote = A's address). Replies are
-//! not asked about: conntrack lets them through once the connection is allowed.
+//! packet verdicts of [`Index::cluster_verdict`]: the first packet of the connection must
+//! pass A's egress (remote = B's address) and B's ingress (remote = A's address). Replies
+//! are not asked about: conntrack lets them through once the connection is allowed.
+//!
+//! # Tiers
+//!
+//! Each side is decided as the data plane will decide it: a failsafe entry accepts
+//! first, before any tier (the base chains hold those entries before the dispatch);
+//! then the Admin ClusterNetworkPolicies, NetworkPolicy ([`Index::verdict`], final when
+//! it isolates the endpoint), the Baseline ones, and allowed by default. Without
+//! cluster policies this is exactly [`Index::verdict`]. [`explain`] keeps
+//! NetworkPolicy's verdict and rules as they were and adds which tier decided, the
+//! cluster rule that did and the `Pass` rules followed.
 //!
 //! # Addresses
 //!
@@ -30,11 +40,15 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::model::{
-    Direction, Endpoint, LabelSelector, NamespaceScope, ObjectName, Operator, Peer, Peers,
-    PolicyMode, PortMatch, PortRule, Ports, Protocol,
+    Action, ClusterPeer, ClusterPort, Direction, Endpoint, LabelSelector, NamespaceScope,
+    ObjectName, Operator, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports, Protocol, Tier,
 };
 use crate::plan::Failsafe;
-use crate::resolve::{port_range_on, EndpointId, Index, RuleMatch, Verdict};
+use crate::resolve::cluster::cluster_port_range_on;
+use crate::resolve::{
+    port_range_on, ClusterRuleRef, ClusterVerdict, Decision, EndpointId, Index, PolicyId,
+    RuleMatch, Verdict,
+};
 
 mod text;
 
@@ -228,7 +242,7 @@ impl ProbeMatrix {
 }
 
 /// The connectivity matrix over every endpoint of the inventory, each enforcing its
-/// policies behind `failsafe` (as netpold would on its host).
+/// policies of every tier behind `failsafe` (as netpold would on its host).
 pub fn matrix(
     index: &Index<'_>,
     probes: &[Probe],
@@ -259,7 +273,8 @@ pub fn matrix(
                             };
                             let all_allowed = pairs.iter().all(|&(a, b)| {
                                 (safe(Direction::Egress, b)
-                                    || index.allows_among(
+                                    || side_allows(
+                                        index,
                                         &egress_iso[i],
                                         i,
                                         Direction::Egress,
@@ -268,7 +283,8 @@ pub fn matrix(
                                         probe.port,
                                     ))
                                     && (safe(Direction::Ingress, a)
-                                        || index.allows_among(
+                                        || side_allows(
+                                            index,
                                             &ingress_iso[j],
                                             j,
                                             Direction::Ingress,
@@ -303,6 +319,32 @@ pub fn matrix(
         family,
         failsafe: failsafe.to_vec(),
     }
+}
+
+/// Whether every tier lets the packet through at `local` in `dir`:
+/// [`Index::cluster_verdict`]`(..).is_allowed()`. `isolating` is
+/// [`Index::isolating`]`(local, dir)`, computed once per endpoint by the caller.
+fn side_allows(
+    index: &Index<'_>,
+    isolating: &[PolicyId],
+    local: EndpointId,
+    dir: Direction,
+    remote: IpAddr,
+    proto: u8,
+    dport: u16,
+) -> bool {
+    // With no cluster policy selecting `local`, both cluster tiers are `NoMatch` and
+    // `cluster_verdict` is `Index::verdict` (`NotIsolated` becoming `Default`, both
+    // allowed): answering with `allows_among` keeps the matrix as fast as before and
+    // byte-identical for models without cluster policies.
+    if index.cluster_subjects(local, Tier::Admin).is_empty()
+        && index.cluster_subjects(local, Tier::Baseline).is_empty()
+    {
+        return index.allows_among(isolating, local, dir, remote, proto, dport);
+    }
+    index
+        .cluster_verdict(local, dir, remote, proto, dport)
+        .is_allowed()
 }
 
 /// One end of an explained connection as `--from`/`--to` name it: an endpoint by
@@ -397,6 +439,10 @@ pub struct Explanation {
     /// Every address pair considered (empty for self-traffic, or when the two
     /// endpoints have no address of a common considered family).
     pub pairs: Vec<PairExplanation>,
+    /// Whether the model holds ClusterNetworkPolicies: the text then names the tier
+    /// that decided each side (not part of the JSON: each side's `tier` says it).
+    #[serde(skip)]
+    pub cluster_policies: bool,
 }
 
 /// One address pair: the sender's egress and the receiver's ingress.
@@ -426,10 +472,12 @@ pub struct SideExplanation {
     /// Whether this side lets the packet through.
     pub allowed: bool,
     /// The failsafe entry that accepts it before any policy (then `allowed`, whatever
-    /// the policies' `verdict` says).
+    /// the tiers' `decision` says).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failsafe: Option<Failsafe>,
-    /// The verdict (`verdict`, `isolating`, `by`).
+    /// NetworkPolicy's verdict (`verdict`, `isolating`, `by`), whether or not its tier
+    /// decided: an Admin rule may decide before it, and where it does not isolate a
+    /// Baseline rule may decide after it.
     #[serde(flatten)]
     pub verdict: Verdict,
     /// Each entry of `by`, in words.
@@ -437,6 +485,100 @@ pub struct SideExplanation {
     /// Each audit policy isolating the endpoint in this direction, and whether it
     /// would allow the packet (audit policies never change `allowed`).
     pub audit: Vec<AuditExplanation>,
+    /// What the tiers (Admin, NetworkPolicy, Baseline) say, as
+    /// [`Index::cluster_verdict`]: the `Pass` rules followed (`passed`) and what
+    /// decided (`decision`). Without the failsafe, `allowed` is its `is_allowed()`.
+    pub tiers: ClusterVerdict,
+    /// The tier that decided.
+    pub tier: DecidingTier,
+    /// The Admin or Baseline rule that decided (`Accept` or `Deny`), in words; `None`
+    /// when NetworkPolicy decided or nothing did.
+    pub cluster_rule: Option<ClusterRuleExplanation>,
+    /// Each `Pass` rule followed on the way (`tiers.passed`), in words.
+    pub passed_rules: Vec<ClusterRuleExplanation>,
+    /// The decision in one line, as the text output says it, e.g. `Admin
+    /// cnp/deny-metadata rule "block-imds" (spec.egress[0]) Deny: networks
+    /// 169.254.169.254/32`.
+    pub decided: String,
+}
+
+/// The tier whose answer is final for one side of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidingTier {
+    /// An Admin ClusterNetworkPolicy rule accepted or denied it.
+    Admin,
+    /// NetworkPolicies isolate the endpoint in this direction.
+    NetworkPolicy,
+    /// A Baseline ClusterNetworkPolicy rule accepted or denied it.
+    Baseline,
+    /// No tier decided: allowed.
+    Default,
+}
+
+impl DecidingTier {
+    /// Which tier a decision comes from.
+    pub fn of(decision: &Decision) -> DecidingTier {
+        match decision {
+            Decision::Accept { by } | Decision::Deny { by } => match by.tier {
+                Tier::Admin => DecidingTier::Admin,
+                Tier::Baseline => DecidingTier::Baseline,
+            },
+            Decision::NetworkPolicy { .. } => DecidingTier::NetworkPolicy,
+            Decision::Default => DecidingTier::Default,
+        }
+    }
+}
+
+/// A ClusterNetworkPolicy rule that matched a packet, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterRuleExplanation {
+    /// The policy's tier.
+    pub tier: Tier,
+    /// The policy's name (cluster-scoped: no namespace).
+    pub policy: String,
+    /// The rule's `name`, when written.
+    pub name: Option<String>,
+    /// Where in the policy, as in its YAML: `spec.egress[0]`.
+    pub field: String,
+    /// The rule's action.
+    pub action: Action,
+    /// The first peer that matched, e.g. `networks 169.254.169.254/32` or
+    /// `pods {app: checkout} in namespaces {team: web}`.
+    pub peer: String,
+    /// The first `protocols` entry that matched, e.g. `8080/TCP`, or `all protocols
+    /// and ports` when the rule has none.
+    pub protocol: String,
+}
+
+impl fmt::Display for ClusterRuleExplanation {
+    /// `Admin cnp/deny-metadata rule "block-imds" (spec.egress[0]) Deny: networks
+    /// 169.254.169.254/32`, with `; 8080/TCP` after the peer when the rule names
+    /// protocols; an unnamed rule is `rule spec.egress[0]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} cnp/{} rule ", self.tier.as_str(), self.policy)?;
+        match &self.name {
+            Some(name) => write!(f, "{name:?} ({})", self.field)?,
+            None => f.write_str(&self.field)?,
+        }
+        write!(f, " {}: {}", action_str(self.action), self.peer)?;
+        if self.protocol != ALL_PROTOCOLS {
+            write!(f, "; {}", self.protocol)?;
+        }
+        Ok(())
+    }
+}
+
+/// How a cluster rule without `protocols` is described.
+const ALL_PROTOCOLS: &str = "all protocols and ports";
+
+/// The API spelling of an action.
+fn action_str(action: Action) -> &'static str {
+    match action {
+        Action::Accept => "Accept",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+    }
 }
 
 /// What one audit policy would do with the packet.
@@ -490,6 +632,7 @@ pub fn explain(
         allowed: true,
         self_traffic,
         pairs: Vec::new(),
+        cluster_policies: !index.model.cluster_policies.is_empty(),
     };
     if self_traffic {
         return explanation;
@@ -521,15 +664,40 @@ pub fn explain(
             })
             .collect();
         let failsafe = Failsafe::find(failsafe, dir, proto, probe.port, remote).copied();
+        let decision = index.cluster_verdict(local, dir, remote, proto, probe.port);
+        let words =
+            |by: &ClusterRuleRef| describe_cluster_match(index, dir, by, remote, probe, receiver);
+        let cluster_rule = match &decision.decision {
+            Decision::Accept { by } | Decision::Deny { by } => Some(words(by)),
+            Decision::NetworkPolicy { .. } | Decision::Default => None,
+        };
+        let passed_rules: Vec<_> = decision.passed.iter().map(words).collect();
+        let decided = match (&decision.decision, &cluster_rule) {
+            (_, Some(rule)) => rule.to_string(),
+            (Decision::NetworkPolicy { verdict }, _) => {
+                let what = if verdict.is_allowed() {
+                    "allowed"
+                } else {
+                    "denied"
+                };
+                format!("NetworkPolicy: {what}")
+            }
+            _ => "no tier decided: allowed by default".to_string(),
+        };
         Some(SideExplanation {
             endpoint: index.endpoint(local).id.clone(),
             direction: dir,
             remote,
-            allowed: failsafe.is_some() || verdict.is_allowed(),
+            allowed: failsafe.is_some() || decision.is_allowed(),
             failsafe,
             verdict,
             rules,
             audit,
+            tier: DecidingTier::of(&decision.decision),
+            tiers: decision,
+            cluster_rule,
+            passed_rules,
+            decided,
         })
     };
     let passes = |s: &Option<SideExplanation>| s.as_ref().is_none_or(|s| s.allowed);
@@ -581,6 +749,116 @@ fn describe_match(
         field,
         peer,
         port,
+    }
+}
+
+/// A cluster rule that matched, in words: the first of its peers and of its
+/// `protocols` entries that match the packet (the rule matched, so both exist).
+fn describe_cluster_match(
+    index: &Index<'_>,
+    dir: Direction,
+    by: &ClusterRuleRef,
+    remote: IpAddr,
+    probe: Probe,
+    dest: Option<&Endpoint>,
+) -> ClusterRuleExplanation {
+    let rule = &index.model.cluster_policies[by.id].rules(dir)[by.rule];
+    let peer = rule
+        .peers
+        .iter()
+        .find(|p| index.cluster_peer_matches_addr(p, rule.action, &remote))
+        .map_or_else(
+            || "no peer".to_string(),
+            |p| describe_cluster_peer(index, p, remote),
+        );
+    let protocol = match &rule.protocols {
+        None => ALL_PROTOCOLS.to_string(),
+        Some(entries) => entries
+            .iter()
+            .find(|e| {
+                cluster_port_range_on(e, probe.protocol, dest)
+                    .is_some_and(|(lo, hi)| lo <= probe.port && probe.port <= hi)
+            })
+            .map_or_else(
+                || "no protocol".to_string(),
+                |e| describe_cluster_port(e, probe.protocol, dest),
+            ),
+    };
+    ClusterRuleExplanation {
+        tier: by.tier,
+        policy: by.policy.clone(),
+        name: by.name.clone(),
+        field: format!("spec.{dir}[{}]", by.rule),
+        action: rule.action,
+        peer,
+        protocol,
+    }
+}
+
+/// A cluster peer that matched `remote`, in words; for `networks` and `nodes` only the
+/// block or Node that holds the address.
+fn describe_cluster_peer(index: &Index<'_>, peer: &ClusterPeer, remote: IpAddr) -> String {
+    match peer {
+        ClusterPeer::Namespaces(ns) => format!("namespaces {}", describe_selector(ns)),
+        ClusterPeer::Pods { namespaces, pods } if namespaces.is_everything() => {
+            format!("pods {} in every namespace", describe_selector(pods))
+        }
+        ClusterPeer::Pods { namespaces, pods } => format!(
+            "pods {} in namespaces {}",
+            describe_selector(pods),
+            describe_selector(namespaces)
+        ),
+        ClusterPeer::Networks(nets) => {
+            let inside: Vec<String> = nets
+                .iter()
+                .filter(|n| n.contains(&remote))
+                .map(ToString::to_string)
+                .collect();
+            format!("networks {}", inside.join(", "))
+        }
+        ClusterPeer::Nodes(sel) => {
+            let holders: Vec<&str> = index
+                .model
+                .inventory
+                .nodes
+                .iter()
+                .filter(|n| sel.matches(&n.labels) && n.addresses.binary_search(&remote).is_ok())
+                .map(|n| n.name.as_str())
+                .collect();
+            format!(
+                "nodes {} (node {})",
+                describe_selector(sel),
+                holders.join(", ")
+            )
+        }
+        ClusterPeer::Unknown { fields } => format!(
+            "a peer of a newer API ({}), which matches every address in a Deny or Pass rule",
+            fields.join(", ")
+        ),
+    }
+}
+
+/// A `protocols` entry that matched, in words, as [`describe_port`] says ports.
+fn describe_cluster_port(
+    entry: &ClusterPort,
+    protocol: Protocol,
+    dest: Option<&Endpoint>,
+) -> String {
+    match entry {
+        ClusterPort::Protocol { protocol: p, ports } => match ports {
+            None => format!("every {p} port"),
+            Some((lo, hi)) if lo == hi => format!("{lo}/{p}"),
+            Some((lo, hi)) => format!("{lo}-{hi}/{p}"),
+        },
+        ClusterPort::Named(name) => match (dest, cluster_port_range_on(entry, protocol, dest)) {
+            (Some(dest), Some((p, _))) => {
+                format!("named port {name} → {p}/{protocol} on {}", dest.id)
+            }
+            (Some(dest), None) => {
+                format!("named port {name}/{protocol}, not declared on {}", dest.id)
+            }
+            (None, _) => format!("named port {name}/{protocol}, on no endpoint"),
+        },
     }
 }
 
@@ -1226,9 +1504,33 @@ mod tests {
                     "port": "53/UDP",
                 }],
                 "audit": [],
+                "tiers": {
+                    "passed": [],
+                    "decision": {
+                        "decision": "network_policy",
+                        "verdict": {
+                            "verdict": "allowed",
+                            "isolating": ["web/checkout-to-payments", "web/default-deny-egress"],
+                            "by": [{"policy": "web/default-deny-egress", "rule": 0, "peer": 0, "port": 0}],
+                        },
+                    },
+                },
+                "tier": "network_policy",
+                "cluster_rule": null,
+                "passed_rules": [],
+                "decided": "NetworkPolicy: allowed",
             })
         );
         assert_eq!(pair["ingress"]["verdict"], "not_isolated");
+        assert_eq!(pair["ingress"]["tier"], "default");
+        assert_eq!(
+            pair["ingress"]["tiers"],
+            json!({"passed": [], "decision": {"decision": "default"}})
+        );
+        assert_eq!(
+            pair["ingress"]["decided"],
+            "no tier decided: allowed by default"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Cell, Explanation, FamilyFilter, Matrix, Party, Probe, SideExplanation};
+use super::{Cell, DecidingTier, Explanation, FamilyFilter, Matrix, Party, Probe, SideExplanation};
 use crate::model::Direction;
 use crate::resolve::Verdict;
 
@@ -148,7 +148,9 @@ impl Explanation {
                 (&pair.ingress, Direction::Ingress, &self.to, &self.from),
             ] {
                 match side {
-                    Some(side) => side.render_into(&mut out, self.probe, other),
+                    Some(side) => {
+                        side.render_into(&mut out, self.probe, other, self.cluster_policies)
+                    }
                     None => {
                         let _ = writeln!(
                             out,
@@ -164,8 +166,11 @@ impl Explanation {
 }
 
 impl SideExplanation {
-    /// `remote_name` is the endpoint that owns [`SideExplanation::remote`].
-    fn render_into(&self, out: &mut String, probe: Probe, remote_name: &Party) {
+    /// `remote_name` is the endpoint that owns [`SideExplanation::remote`]. `tiers`:
+    /// the model holds cluster policies, so say which tier decided even when
+    /// NetworkPolicy did or nothing did (without them the text is as it was before
+    /// the tiers).
+    fn render_into(&self, out: &mut String, probe: Probe, remote_name: &Party, tiers: bool) {
         let head = format!("    {} of {}", self.direction, self.endpoint);
         if let Some(f) = &self.failsafe {
             let _ = writeln!(
@@ -180,7 +185,36 @@ impl SideExplanation {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let Some(rule) = &self.cluster_rule {
+            let verdict = if self.allowed { "allowed" } else { "DENIED" };
+            let _ = writeln!(out, "{head}: {verdict} by {rule}");
+            self.render_passed(out);
+            // Only an Admin rule can overrule NetworkPolicies; a Baseline rule
+            // decides only where none isolates the endpoint.
+            if self.tier == DecidingTier::Admin && !self.verdict.isolating().is_empty() {
+                let would = if self.verdict.is_allowed() {
+                    "allow"
+                } else {
+                    "deny"
+                };
+                let _ = writeln!(
+                    out,
+                    "      NetworkPolicy not consulted (isolated by {}, it would {would})",
+                    names(self.verdict.isolating())
+                );
+            }
+            self.render_audit(out);
+            return;
+        }
         match &self.verdict {
+            Verdict::NotIsolated if tiers => {
+                let _ = writeln!(
+                    out,
+                    "{head}: allowed by default: no tier decided (no Admin or Baseline rule accepted \
+                     or denied it, and no NetworkPolicy selects it for {})",
+                    self.direction
+                );
+            }
             Verdict::NotIsolated => {
                 let _ = writeln!(
                     out,
@@ -218,7 +252,25 @@ impl SideExplanation {
                 );
             }
         }
-        // Audit policies are not enforced: they only say what would change.
+        if tiers && self.tier == DecidingTier::NetworkPolicy {
+            let _ = writeln!(
+                out,
+                "      decided by the NetworkPolicy tier: no Admin rule accepted or denied it"
+            );
+        }
+        self.render_passed(out);
+        self.render_audit(out);
+    }
+
+    /// The `Pass` rules followed, in order.
+    fn render_passed(&self, out: &mut String) {
+        for rule in &self.passed_rules {
+            let _ = writeln!(out, "      after {rule}");
+        }
+    }
+
+    /// Audit policies are not enforced: they only say what would change.
+    fn render_audit(&self, out: &mut String) {
         for a in &self.audit {
             let would = if a.would_allow { "allow" } else { "deny" };
             let _ = writeln!(out, "      audit policy {}: would {would}", a.policy);

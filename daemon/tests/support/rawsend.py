@@ -15,6 +15,9 @@ one the socket is bound to.
     rawsend.py icmp SRC DST COUNT                 COUNT echo requests (ICMP or ICMPv6),
                                                   100 ms apart, one identifier
     rawsend.py proto N SRC DST                    one packet of IP protocol N
+    rawsend.py ping SRC DST                       one echo request; `reply` when its
+                                                  echo reply came within 1 s, else
+                                                  `no reply`
 
 Prints what it sent and how long it took, on one line.
 """
@@ -117,6 +120,35 @@ def icmp(src, dst, count):
     return "%d echo requests %s -> %s" % (count, src, dst)
 
 
+def ping(src, dst):
+    v6 = family(src) == socket.AF_INET6
+    s = raw(src, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    ident = 0x4E51
+    if v6:
+        packet = struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"netpol"
+    else:
+        packet = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"netpol"
+        packet = packet[:2] + struct.pack("!H", fold(words(packet))) + packet[4:]
+    s.sendto(packet, (dst, 0))
+    deadline = time.monotonic() + 1.0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "no reply"
+        s.settimeout(left)
+        try:
+            data, (peer, *_) = s.recvfrom(2048)
+        except socket.timeout:
+            return "no reply"
+        # An IPv4 raw socket gets the IP header too; an IPv6 one only the ICMPv6.
+        if not v6:
+            data = data[(data[0] & 0x0F) * 4 :]
+        reply = 129 if v6 else 0
+        if peer == dst and len(data) >= 8 and data[0] == reply:
+            if struct.unpack("!H", data[4:6])[0] == ident:
+                return "reply"
+
+
 def proto(n, src, dst):
     raw(src, n).sendto(b"netpol test packet", (dst, 0))
     return "one packet of protocol %d %s -> %s" % (n, src, dst)
@@ -132,6 +164,8 @@ def main(args):
         return icmp(args[1], args[2], int(args[3]))
     if what == "proto":
         return proto(int(args[1]), args[2], args[3])
+    if what == "ping":
+        return ping(args[1], args[2])
     raise SystemExit("unknown: %s" % what)
 
 

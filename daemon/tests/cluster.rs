@@ -6,6 +6,7 @@
 //!   naming the Admin rule, counted as an Admin denial in `status`;
 //! - a rule with `protocols: [tcp]` does not: frontend's pings then meet the
 //!   NetworkPolicies again (an event naming them), while its TCP meets the rule.
+//!
 //! The conformance cases (`tests/lab/cluster-cases/`) cover the tiers' TCP and UDP
 //! semantics cell by cell. Needs root.
 

@@ -53,7 +53,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::model::{Direction, Model, ObjectName, Peer, Peers};
+use crate::model::{ClusterPeer, Direction, Model, ObjectName, Peer, Peers};
 use crate::plan::intervals::{from_u128, merge_spans, net_span, subtract, to_u128, Span};
 use crate::plan::{Accepts, ChainAccepts, Family, LocalEndpoint, Plan};
 
@@ -70,7 +70,9 @@ pub use ports::{Allowed, PortRanges, Proto};
 pub struct Ends {
     /// Every endpoint and its addresses, sorted by name.
     endpoints: Vec<(ObjectName, Vec<IpAddr>)>,
-    /// Every `cidr` and `except` of every `ipBlock` of every policy.
+    /// Every `cidr` and `except` of every `ipBlock` of every policy, every `networks`
+    /// CIDR of every ClusterNetworkPolicy, and the addresses of Nodes that `nodes`
+    /// peers may select.
     blocks: BTreeSet<IpNet>,
 }
 
@@ -95,6 +97,23 @@ impl Ends {
                             blocks.insert(b.cidr.trunc());
                             blocks.extend(b.except.iter().map(IpNet::trunc));
                         }
+                    }
+                }
+            }
+        }
+        // ClusterNetworkPolicy `networks` (canonical already), and the addresses of
+        // `nodes` peers: a Node's address as a block of one.
+        for cp in &model.cluster_policies {
+            for rule in cp.egress.iter().chain(&cp.ingress) {
+                for peer in &rule.peers {
+                    match peer {
+                        ClusterPeer::Networks(nets) => blocks.extend(nets.iter().copied()),
+                        ClusterPeer::Nodes(_) => {
+                            for node in &model.inventory.nodes {
+                                blocks.extend(node.addresses.iter().map(|&ip| IpNet::from(ip)));
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }

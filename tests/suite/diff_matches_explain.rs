@@ -3,8 +3,9 @@
 //! peer with every endpoint, its `example` address standing for it) and every packet of
 //! a small universe — TCP, UDP and SCTP on ports at and around those the models name,
 //! port 0 and 65535, and ICMP — per family, the diff says "changed" exactly when
-//! `explain` (or, for ICMP, which `explain` cannot ask about, `Index::verdict` on both
-//! sides as `explain` does) gives different answers before and after.
+//! `explain` (or, for ICMP, which `explain` cannot ask about, `Index::cluster_verdict`
+//! on both sides as `explain` does) gives different answers before and after. The
+//! models are NetworkPolicy-only, and then with Admin and Baseline objects.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -19,7 +20,11 @@ use rules_compiler::Target;
 
 use super::plan_matches_semantics::model;
 
-const PORTS: [u16; 12] = [0, 1, 52, 53, 54, 79, 80, 81, 443, 8080, 9000, 65535];
+/// Around what both generators name (the cluster ones: 53, 80, 8080, 9100, widths 1
+/// and 100).
+const PORTS: [u16; 19] = [
+    0, 1, 52, 53, 54, 79, 80, 81, 180, 181, 443, 8080, 8180, 9000, 9099, 9100, 9200, 9201, 65535,
+];
 
 fn whole(model: &Model) -> Plan {
     let names: Vec<ObjectName> = model
@@ -78,13 +83,13 @@ fn allowed(
             any = true;
             let out = match a {
                 End::Endpoint(i) => index
-                    .verdict(i, Direction::Egress, y, proto, port)
+                    .cluster_verdict(i, Direction::Egress, y, proto, port)
                     .is_allowed(),
                 End::Stranger(_) => true,
             };
             let inn = match b {
                 End::Endpoint(j) => index
-                    .verdict(j, Direction::Ingress, x, proto, port)
+                    .cluster_verdict(j, Direction::Ingress, x, proto, port)
                     .is_allowed(),
                 End::Stranger(_) => true,
             };
@@ -202,5 +207,14 @@ proptest! {
         let ends = Ends::of(&old);
         let same = connectivity::diff(Side { ends: &ends, plan: &plan }, Side { ends: &ends, plan: &plan });
         prop_assert!(same.pairs.is_empty());
+    }
+
+    /// The same with ClusterNetworkPolicy tiers on both sides.
+    #[test]
+    fn diff_agrees_with_explain_with_cluster_tiers(
+        old in super::cluster_matches_spec::cluster_model(),
+        new in super::cluster_matches_spec::cluster_model(),
+    ) {
+        check(&old, &new)?;
     }
 }

@@ -1674,4 +1674,653 @@ connectivity matrix: row = sender, column = receiver; families: IPv4 and IPv6
         assert!(lines[grid_at + 16]
             .ends_with("145 allowed (including 13 self), 0 denied, 24 without an address pair"));
     }
+
+    // ClusterNetworkPolicy tiers: each test adds cluster policies to the payments
+    // example, whose NetworkPolicies isolate payments-api's ingress (only web's checkout
+    // on 8080) and web's egress (DNS, and checkout to payments-api), and leave
+    // analytics/worker and kube-system/kube-dns open.
+
+    use crate::model::Action::{Accept, Deny, Pass};
+    use crate::model::Tier::{Admin, Baseline};
+    use crate::model::{ClusterPolicy, ClusterRule, Subject, NAMESPACE_NAME_LABEL};
+
+    /// Selects the namespace by its name label.
+    fn ns_named(ns: &str) -> LabelSelector {
+        sel(&[(NAMESPACE_NAME_LABEL, ns)])
+    }
+
+    fn admin_in(
+        name: &str,
+        priority: u16,
+        subject: Subject,
+        ingress: Vec<ClusterRule>,
+    ) -> ClusterPolicy {
+        cnp(name, Admin, priority, subject, ingress, vec![])
+    }
+
+    fn baseline_in(
+        name: &str,
+        priority: u16,
+        subject: Subject,
+        ingress: Vec<ClusterRule>,
+    ) -> ClusterPolicy {
+        cnp(name, Baseline, priority, subject, ingress, vec![])
+    }
+
+    fn with_cnps(cnps: Vec<ClusterPolicy>) -> Model {
+        cnps.into_iter()
+            .fold(payments_example(), ModelBuilder::cluster_policy)
+            .build()
+    }
+
+    /// The sides of the first address pair.
+    fn sides(e: &Explanation) -> (&SideExplanation, &SideExplanation) {
+        let pair = &e.pairs[0];
+        (
+            pair.egress.as_ref().expect("an endpoint sends"),
+            pair.ingress.as_ref().expect("an endpoint receives"),
+        )
+    }
+
+    fn cell_by_name(index: &Index<'_>, from: &str, to: &str, probe: Probe) -> bool {
+        let m = matrix(index, &[probe], FamilyFilter::Any, &[]);
+        m.probes[0].allowed[ep(index, from)][ep(index, to)]
+    }
+
+    fn assert_text(e: &Explanation, needles: &[&str]) {
+        let text = e.render_text();
+        for needle in needles {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_admin_accept_overrides_a_network_policy_deny() {
+        let m = with_cnps(vec![admin_in(
+            "allow-monitoring",
+            10,
+            subject_ns(ns_named("payments")),
+            vec![named_rule(
+                "scrape",
+                crule(
+                    Accept,
+                    vec![cpeer_pods(ns_named("analytics"), sel(&[("app", "worker")]))],
+                    Some(vec![cports(Protocol::Tcp, 8080, 8080)]),
+                ),
+            )],
+        )]);
+        let index = Index::new(&m);
+        let (worker, api) = ("analytics/worker", "payments/payments-api");
+        assert!(cell_by_name(&index, worker, api, TCP_8080));
+        let e = explain_by_name(&index, worker, api, TCP_8080, FamilyFilter::Any);
+        assert!(e.allowed);
+        let (egress, ingress) = sides(&e);
+        assert_eq!(egress.tier, DecidingTier::Default);
+        assert_eq!(ingress.tier, DecidingTier::Admin);
+        // NetworkPolicy alone would deny: its verdict stays in the explanation.
+        assert!(ingress.allowed && !ingress.verdict.is_allowed());
+        assert_eq!(
+            ingress.cluster_rule,
+            Some(ClusterRuleExplanation {
+                tier: Admin,
+                policy: "allow-monitoring".into(),
+                name: Some("scrape".into()),
+                field: "spec.ingress[0]".into(),
+                action: Accept,
+                peer: "pods {app: worker} in namespaces {kubernetes.io/metadata.name: analytics}"
+                    .into(),
+                protocol: "8080/TCP".into(),
+            })
+        );
+        assert!(ingress.passed_rules.is_empty());
+        assert_text(
+            &e,
+            &[
+                "analytics/worker -> payments/payments-api on 8080/TCP (IPv4): ALLOWED",
+                "ingress of payments/payments-api: allowed by Admin cnp/allow-monitoring rule \"scrape\" (spec.ingress[0]) Accept: pods {app: worker} in namespaces {kubernetes.io/metadata.name: analytics}; 8080/TCP\n",
+                "      NetworkPolicy not consulted (isolated by payments/allow-checkout, payments/default-deny-ingress, it would deny)\n",
+                "egress of analytics/worker: allowed by default: no tier decided",
+            ],
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        let ingress = &v["pairs"][0]["ingress"];
+        assert_eq!(ingress["tier"], "admin");
+        assert_eq!(ingress["verdict"], "denied");
+        assert_eq!(
+            ingress["tiers"],
+            json!({"passed": [], "decision": {"decision": "accept", "by": {
+                "tier": "Admin", "policy": "allow-monitoring", "rule": 0, "name": "scrape"}}})
+        );
+        assert_eq!(ingress["cluster_rule"]["action"], "Accept");
+        // Another port: the rule does not match, NetworkPolicy decides.
+        let https = "443/TCP".parse().unwrap();
+        assert!(!cell_by_name(&index, worker, api, https));
+        let e = explain_by_name(&index, worker, api, https, FamilyFilter::Any);
+        assert_eq!(sides(&e).1.tier, DecidingTier::NetworkPolicy);
+        assert_text(
+            &e,
+            &["      decided by the NetworkPolicy tier: no Admin rule accepted or denied it\n"],
+        );
+    }
+
+    #[test]
+    fn an_admin_deny_overrides_a_network_policy_allow() {
+        let m = with_cnps(vec![
+            admin_in(
+                "no-web-to-payments",
+                5,
+                subject_pods(ns_named("payments"), sel(&[("app", "payments-api")])),
+                vec![crule(Deny, vec![cpeer_ns(sel(&[("name", "web")]))], None)],
+            ),
+            cnp(
+                "deny-metadata",
+                Admin,
+                0,
+                subject_ns(sel(&[])),
+                vec![],
+                vec![named_rule(
+                    "block-imds",
+                    crule(
+                        Deny,
+                        vec![networks(&["169.254.169.254/32", "10.0.0.0/8"])],
+                        None,
+                    ),
+                )],
+            ),
+        ]);
+        let index = Index::new(&m);
+        let (checkout, api) = ("web/checkout", "payments/payments-api");
+        assert!(!cell_by_name(&index, checkout, api, TCP_8080));
+        let e = explain_by_name(&index, checkout, api, TCP_8080, FamilyFilter::Any);
+        assert!(!e.allowed);
+        for pair in &e.pairs {
+            let (egress, ingress) = (
+                pair.egress.as_ref().unwrap(),
+                pair.ingress.as_ref().unwrap(),
+            );
+            assert_eq!(egress.tier, DecidingTier::NetworkPolicy);
+            assert!(egress.allowed);
+            assert_eq!(ingress.tier, DecidingTier::Admin);
+            assert!(!ingress.allowed && ingress.verdict.is_allowed());
+            assert_eq!(
+                ingress.decided,
+                "Admin cnp/no-web-to-payments rule spec.ingress[0] Deny: namespaces {name: web}"
+            );
+        }
+        assert_text(
+            &e,
+            &[
+                "ingress of payments/payments-api: DENIED by Admin cnp/no-web-to-payments rule spec.ingress[0] Deny: namespaces {name: web}\n",
+                "      NetworkPolicy not consulted (isolated by payments/allow-checkout, payments/default-deny-ingress, it would allow)\n",
+            ],
+        );
+        // To a stranger: only the sender's egress is policed, and an Admin rule of
+        // every namespace denies it before NetworkPolicy (which isolates nothing here).
+        let imds = End::Stranger(ip("169.254.169.254"));
+        let http = "80/TCP".parse().unwrap();
+        let e = explain(
+            &index,
+            ep(&index, "analytics/worker"),
+            imds,
+            http,
+            FamilyFilter::Any,
+            &[],
+        );
+        assert!(!e.allowed);
+        let egress = e.pairs[0].egress.as_ref().unwrap();
+        assert_eq!(egress.tier, DecidingTier::Admin);
+        assert_eq!(
+            egress.cluster_rule.as_ref().unwrap().peer,
+            "networks 169.254.169.254/32"
+        );
+        assert_text(
+            &e,
+            &[
+                "egress of analytics/worker: DENIED by Admin cnp/deny-metadata rule \"block-imds\" (spec.egress[0]) Deny: networks 169.254.169.254/32\n",
+            ],
+        );
+        assert!(
+            !e.render_text().contains("not consulted"),
+            "{}",
+            e.render_text()
+        );
+    }
+
+    #[test]
+    fn a_pass_hands_the_packet_to_network_policy() {
+        let m = with_cnps(vec![
+            admin_in(
+                "delegate-web",
+                1,
+                subject_ns(ns_named("payments")),
+                vec![named_rule(
+                    "web-decides",
+                    crule(Pass, vec![cpeer_ns(sel(&[("name", "web")]))], None),
+                )],
+            ),
+            // Later in the tier: a Pass skips it.
+            admin_in(
+                "lockdown",
+                2,
+                subject_ns(ns_named("payments")),
+                vec![crule(Deny, vec![cpeer_ns(sel(&[]))], None)],
+            ),
+        ]);
+        let index = Index::new(&m);
+        let api = "payments/payments-api";
+        assert!(cell_by_name(&index, "web/checkout", api, TCP_8080));
+        let e = explain_by_name(&index, "web/checkout", api, TCP_8080, FamilyFilter::Any);
+        assert!(e.allowed);
+        let (_, ingress) = sides(&e);
+        assert_eq!(ingress.tier, DecidingTier::NetworkPolicy);
+        assert_eq!(ingress.cluster_rule, None);
+        assert_eq!(ingress.decided, "NetworkPolicy: allowed");
+        assert_eq!(ingress.tiers.passed.len(), 1);
+        assert_eq!(ingress.tiers.passed[0].policy, "delegate-web");
+        assert_eq!(
+            ingress.passed_rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["Admin cnp/delegate-web rule \"web-decides\" (spec.ingress[0]) Pass: namespaces {name: web}"]
+        );
+        assert_text(
+            &e,
+            &[
+                "ingress of payments/payments-api: allowed; isolated by payments/allow-checkout, payments/default-deny-ingress; allowed by:\n",
+                "      decided by the NetworkPolicy tier: no Admin rule accepted or denied it\n      after Admin cnp/delegate-web rule \"web-decides\" (spec.ingress[0]) Pass: namespaces {name: web}\n",
+            ],
+        );
+        // NetworkPolicy denies web/frontend after the same Pass.
+        let e = explain_by_name(&index, "web/frontend", api, TCP_8080, FamilyFilter::Any);
+        let (_, ingress) = sides(&e);
+        assert_eq!(
+            (ingress.tier, ingress.allowed),
+            (DecidingTier::NetworkPolicy, false)
+        );
+        assert_eq!(ingress.decided, "NetworkPolicy: denied");
+        assert_eq!(ingress.passed_rules.len(), 1);
+        // Not from web: no Pass, the later Admin rule denies.
+        let e = explain_by_name(&index, "analytics/worker", api, TCP_8080, FamilyFilter::Any);
+        let (_, ingress) = sides(&e);
+        assert_eq!(ingress.tier, DecidingTier::Admin);
+        assert_eq!(ingress.cluster_rule.as_ref().unwrap().policy, "lockdown");
+    }
+
+    #[test]
+    fn a_pass_skips_to_baseline_where_network_policy_does_not_isolate() {
+        let m = with_cnps(vec![
+            admin_in(
+                "delegate",
+                1,
+                subject_ns(ns_named("analytics")),
+                vec![crule(Pass, vec![cpeer_ns(ns_named("payments"))], None)],
+            ),
+            admin_in(
+                "open-analytics",
+                2,
+                subject_ns(ns_named("analytics")),
+                vec![crule(Accept, vec![cpeer_ns(sel(&[]))], None)],
+            ),
+            baseline_in(
+                "guard-analytics",
+                1,
+                subject_ns(ns_named("analytics")),
+                vec![named_rule(
+                    "no-payments",
+                    crule(
+                        Deny,
+                        vec![cpeer_ns(ns_named("payments"))],
+                        Some(vec![cproto(Protocol::Tcp)]),
+                    ),
+                )],
+            ),
+        ]);
+        let index = Index::new(&m);
+        let (api, worker) = ("payments/payments-api", "analytics/worker");
+        assert!(!cell_by_name(&index, api, worker, TCP_8080));
+        let e = explain_by_name(&index, api, worker, TCP_8080, FamilyFilter::Any);
+        assert!(!e.allowed);
+        let (egress, ingress) = sides(&e);
+        assert_eq!(egress.tier, DecidingTier::Default);
+        assert_eq!(ingress.tier, DecidingTier::Baseline);
+        assert_eq!(ingress.verdict, Verdict::NotIsolated);
+        assert_eq!(ingress.tiers.passed.len(), 1);
+        assert_eq!(ingress.passed_rules[0].tier, Admin);
+        assert_eq!(
+            ingress.cluster_rule.as_ref().unwrap().protocol,
+            "every TCP port"
+        );
+        assert_text(
+            &e,
+            &[
+                "ingress of analytics/worker: DENIED by Baseline cnp/guard-analytics rule \"no-payments\" (spec.ingress[0]) Deny: namespaces {kubernetes.io/metadata.name: payments}; every TCP port\n      after Admin cnp/delegate rule spec.ingress[0] Pass: namespaces {kubernetes.io/metadata.name: payments}\n",
+            ],
+        );
+        // Not TCP: the Baseline rule does not match either, so nothing decides.
+        let e = explain_by_name(&index, api, worker, UDP_53, FamilyFilter::Any);
+        assert!(e.allowed);
+        let (_, ingress) = sides(&e);
+        assert_eq!(
+            (ingress.tier, ingress.passed_rules.len()),
+            (DecidingTier::Default, 1)
+        );
+        // From kube-system: no Pass; the later Admin rule accepts.
+        let e = explain_by_name(
+            &index,
+            "kube-system/kube-dns",
+            worker,
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        let (_, ingress) = sides(&e);
+        assert_eq!(ingress.tier, DecidingTier::Admin);
+        assert!(ingress.allowed && ingress.passed_rules.is_empty());
+    }
+
+    #[test]
+    fn a_baseline_rule_decides_where_network_policy_does_not_isolate() {
+        let m = with_cnps(vec![baseline_in(
+            "default-deny-analytics",
+            100,
+            subject_ns(ns_named("analytics")),
+            vec![
+                named_rule(
+                    "only-web",
+                    crule(
+                        Accept,
+                        vec![cpeer_ns(sel(&[("name", "web")]))],
+                        Some(vec![cproto(Protocol::Tcp)]),
+                    ),
+                ),
+                crule(Deny, vec![cpeer_ns(sel(&[]))], None),
+            ],
+        )]);
+        let index = Index::new(&m);
+        let worker = "analytics/worker";
+        assert!(!cell_by_name(
+            &index,
+            "payments/payments-api",
+            worker,
+            TCP_8080
+        ));
+        let e = explain_by_name(
+            &index,
+            "payments/payments-api",
+            worker,
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        let (_, ingress) = sides(&e);
+        assert_eq!(
+            (ingress.tier, ingress.allowed),
+            (DecidingTier::Baseline, false)
+        );
+        assert_eq!(
+            ingress.decided,
+            "Baseline cnp/default-deny-analytics rule spec.ingress[1] Deny: namespaces {}"
+        );
+        // web/checkout's ingress side is accepted by the first rule (its own egress
+        // policy still denies the connection).
+        let e = explain_by_name(&index, "web/checkout", worker, TCP_8080, FamilyFilter::Any);
+        let (egress, ingress) = sides(&e);
+        assert!(!e.allowed && !egress.allowed && ingress.allowed);
+        assert_eq!(egress.tier, DecidingTier::NetworkPolicy);
+        assert_eq!(
+            ingress.decided,
+            "Baseline cnp/default-deny-analytics rule \"only-web\" (spec.ingress[0]) Accept: namespaces {name: web}; every TCP port"
+        );
+        // DNS's UDP is not TCP: the deny-all rule.
+        let e = explain_by_name(
+            &index,
+            "kube-system/kube-dns",
+            worker,
+            UDP_53,
+            FamilyFilter::Any,
+        );
+        assert_eq!(
+            sides(&e).1.cluster_rule.as_ref().unwrap().field,
+            "spec.ingress[1]"
+        );
+        assert!(!e.allowed);
+    }
+
+    #[test]
+    fn baseline_is_ignored_where_network_policy_isolates() {
+        let m = with_cnps(vec![baseline_in(
+            "deny-everything",
+            0,
+            subject_ns(sel(&[])),
+            vec![crule(Deny, vec![cpeer_ns(sel(&[]))], None)],
+        )]);
+        let index = Index::new(&m);
+        let api = "payments/payments-api";
+        // payments-api's ingress is isolated by NetworkPolicies: they decide, allowed.
+        assert!(cell_by_name(&index, "web/checkout", api, TCP_8080));
+        let e = explain_by_name(&index, "web/checkout", api, TCP_8080, FamilyFilter::Any);
+        let (egress, ingress) = sides(&e);
+        assert_eq!(
+            (egress.tier, ingress.tier),
+            (DecidingTier::NetworkPolicy, DecidingTier::NetworkPolicy)
+        );
+        assert!(ingress.allowed && ingress.cluster_rule.is_none());
+        // ... and denied: still NetworkPolicy, not Baseline.
+        let e = explain_by_name(&index, "analytics/worker", api, TCP_8080, FamilyFilter::Any);
+        let (egress, ingress) = sides(&e);
+        assert_eq!(
+            (ingress.tier, ingress.allowed),
+            (DecidingTier::NetworkPolicy, false)
+        );
+        // The worker's egress: no tier has a rule for it.
+        assert_eq!((egress.tier, egress.allowed), (DecidingTier::Default, true));
+        // kube-dns's ingress is not isolated by NetworkPolicies: Baseline denies.
+        assert!(!cell_by_name(
+            &index,
+            "analytics/worker",
+            "kube-system/kube-dns",
+            UDP_53
+        ));
+        let e = explain_by_name(
+            &index,
+            "analytics/worker",
+            "kube-system/kube-dns",
+            UDP_53,
+            FamilyFilter::Any,
+        );
+        let (_, ingress) = sides(&e);
+        assert_eq!(
+            (ingress.tier, ingress.allowed),
+            (DecidingTier::Baseline, false)
+        );
+    }
+
+    #[test]
+    fn nothing_decides_when_no_cluster_rule_matches_and_no_network_policy_isolates() {
+        let m = with_cnps(vec![baseline_in(
+            "unrelated",
+            0,
+            subject_ns(ns_named("analytics")),
+            vec![crule(Deny, vec![cpeer_ns(ns_named("nowhere"))], None)],
+        )]);
+        let index = Index::new(&m);
+        let e = explain_by_name(
+            &index,
+            "payments/payments-api",
+            "analytics/worker",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert!(e.allowed);
+        for side in [sides(&e).0, sides(&e).1] {
+            assert_eq!(side.tier, DecidingTier::Default);
+            assert_eq!(side.tiers.decision, Decision::Default);
+            assert!(side.cluster_rule.is_none() && side.passed_rules.is_empty());
+            assert_eq!(side.decided, "no tier decided: allowed by default");
+        }
+        assert_text(
+            &e,
+            &[
+                "egress of payments/payments-api: allowed by default: no tier decided (no Admin or Baseline rule accepted or denied it, and no NetworkPolicy selects it for egress)\n",
+                "ingress of analytics/worker: allowed by default: no tier decided (no Admin or Baseline rule accepted or denied it, and no NetworkPolicy selects it for ingress)\n",
+            ],
+        );
+        // Without cluster policies the same sides read as before the tiers.
+        let plain = payments_example().build();
+        let index = Index::new(&plain);
+        let e = explain_by_name(
+            &index,
+            "payments/payments-api",
+            "analytics/worker",
+            TCP_8080,
+            FamilyFilter::Any,
+        );
+        assert_eq!(sides(&e).1.tier, DecidingTier::Default);
+        let text = e.render_text();
+        assert!(text.contains("ingress of analytics/worker: allowed, not isolated (no policy selects it for ingress)\n"), "{text}");
+        assert!(!text.contains("tier"), "{text}");
+    }
+
+    /// Every situation above at once, plus named ports and a Pass in both tiers.
+    fn every_tier() -> Model {
+        let web = || cpeer_ns(sel(&[("name", "web")]));
+        with_cnps(vec![
+            admin_in(
+                "allow-monitoring",
+                10,
+                subject_ns(ns_named("payments")),
+                vec![crule(
+                    Accept,
+                    vec![cpeer_pods(ns_named("analytics"), sel(&[]))],
+                    Some(vec![cnamed("http")]),
+                )],
+            ),
+            admin_in(
+                "delegate-web",
+                1,
+                subject_ns(sel(&[])),
+                vec![crule(
+                    Pass,
+                    vec![web()],
+                    Some(vec![cports(Protocol::Tcp, 8000, 8999)]),
+                )],
+            ),
+            cnp(
+                "no-dns-over-tcp",
+                Admin,
+                3,
+                subject_ns(ns_named("web")),
+                vec![],
+                vec![crule(
+                    Deny,
+                    vec![cpeer_ns(ns_named("kube-system"))],
+                    Some(vec![cproto(Protocol::Tcp)]),
+                )],
+            ),
+            baseline_in(
+                "guard",
+                0,
+                subject_ns(sel(&[])),
+                vec![
+                    crule(Pass, vec![cpeer_ns(ns_named("kube-system"))], None),
+                    crule(Deny, vec![web()], None),
+                    crule(
+                        Accept,
+                        vec![networks(&["198.18.0.0/16"])],
+                        Some(vec![cproto(Protocol::Udp)]),
+                    ),
+                    crule(
+                        Deny,
+                        vec![cpeer_ns(sel(&[]))],
+                        Some(vec![cproto(Protocol::Tcp)]),
+                    ),
+                ],
+            ),
+            cnp(
+                "egress-guard",
+                Baseline,
+                5,
+                subject_ns(ns_named("analytics")),
+                vec![],
+                vec![crule(Deny, vec![networks(&["2001:db8::/64"])], None)],
+            ),
+        ])
+    }
+
+    /// Cluster policies selecting payments-api and the worker only, so the other
+    /// endpoints take the matrix's path for endpoints no cluster policy selects.
+    fn some_subjects() -> Model {
+        with_cnps(vec![
+            admin_in(
+                "allow-monitoring",
+                10,
+                subject_pods(ns_named("payments"), sel(&[("app", "payments-api")])),
+                vec![crule(
+                    Accept,
+                    vec![cpeer_ns(ns_named("analytics"))],
+                    Some(vec![cnamed("http")]),
+                )],
+            ),
+            baseline_in(
+                "guard-analytics",
+                0,
+                subject_ns(ns_named("analytics")),
+                vec![crule(Deny, vec![cpeer_ns(sel(&[("name", "web")]))], None)],
+            ),
+        ])
+    }
+
+    #[test]
+    fn matrix_and_explain_agree_on_every_cell_with_cluster_policies() {
+        let probes = [
+            TCP_8080,
+            UDP_53,
+            "53/TCP".parse().unwrap(),
+            "22/TCP".parse().unwrap(),
+            "8443/TCP".parse().unwrap(),
+            "9/SCTP".parse().unwrap(),
+        ];
+        let failsafe = Failsafe::defaults();
+        let plain = payments_example().build();
+        let before = matrix(&Index::new(&plain), &probes, FamilyFilter::Any, &[]);
+        let mut tiers_seen = std::collections::BTreeSet::new();
+        for m in [every_tier(), some_subjects()] {
+            let index = Index::new(&m);
+            for fs in [&[][..], &failsafe[..]] {
+                for family in [FamilyFilter::Any, FamilyFilter::V4, FamilyFilter::V6] {
+                    let mx = matrix(&index, &probes, family, fs);
+                    for (pm, probe) in mx.probes.iter().zip(probes) {
+                        for i in 0..pm.endpoints.len() {
+                            for j in 0..pm.endpoints.len() {
+                                let e = explain(&index, i, j, probe, family, fs);
+                                assert_eq!(
+                                    pm.allowed[i][j], e.allowed,
+                                    "{family} {probe} {i}->{j}"
+                                );
+                                for side in e.pairs.iter().flat_map(|p| [&p.egress, &p.ingress]) {
+                                    let side = side.as_ref().unwrap();
+                                    let tiers = side.tiers.is_allowed();
+                                    tiers_seen.insert(format!("{:?} {tiers}", side.tier));
+                                    assert_eq!(side.allowed, side.failsafe.is_some() || tiers);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // The tiers change answers: the payments example alone differs.
+            assert_ne!(
+                matrix(&index, &probes, FamilyFilter::Any, &[]).probes,
+                before.probes
+            );
+        }
+        // The models exercise every tier, allowing and denying.
+        for seen in [
+            "Admin true",
+            "Admin false",
+            "NetworkPolicy true",
+            "NetworkPolicy false",
+            "Baseline true",
+            "Baseline false",
+            "Default true",
+        ] {
+            assert!(tiers_seen.contains(seen), "{seen} not in {tiers_seen:?}");
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //!   drops frontend's pings and a protocol-253 packet, and each of those is an event
 //!   naming the Admin rule, counted as an Admin denial in `status`;
 //! - a rule with `protocols: [tcp]` does not: frontend's pings then meet the
-//!   NetworkPolicies again (an event naming them), while its TCP meets the rule.
+//!   NetworkPolicies again (an event naming them), while its TCP meets the rule;
+//! - the failsafe (inbound TCP 22) comes before an Admin deny of everything.
 //!
 //! The conformance cases (`tests/lab/cluster-cases/`) cover the tiers' TCP and UDP
 //! semantics cell by cell. Needs root.
@@ -176,4 +177,43 @@ fn a_rule_without_protocols_takes_icmp_and_every_protocol_and_events_name_it() {
     assert_eq!(tcp["cluster_rule"]["name"], "no-frontend", "{tcp:#}");
     // checkout: still everything.
     assert!(pings(&peer, "198.18.2.10", "198.18.1.10"));
+}
+
+/// The failsafe comes before every tier: an Admin `Deny` of everything from every
+/// endpoint (no `protocols`) leaves inbound TCP 22, the default failsafe, open.
+#[test]
+fn an_admin_deny_of_everything_leaves_the_failsafe_open() {
+    let Some((host, peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    lab.write(
+        "policies/lockdown.yaml",
+        "apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata:
+  name: lockdown
+spec:
+  tier: Admin
+  priority: 0
+  subject:
+    namespaces: {}
+  ingress:
+  - action: Deny
+    from:
+    - namespaces: {}
+",
+    );
+    let d = Daemon::start(&host, &lab, &[]);
+    assert!(d.generation(&host) >= 1, "{}", d.log());
+    // SSH gets through (once the link is up)...
+    let start = std::time::Instant::now();
+    while !reaches_api_on(&peer, "198.18.2.10", 22) {
+        assert!(start.elapsed() < PATIENCE, "TCP 22 never reached");
+    }
+    assert!(reaches_api_on(&peer, "198.18.2.11", 22), "the failsafe");
+    // ...while checkout's way in (its NetworkPolicy allows 8080) and any other port
+    // are denied by Admin.
+    assert!(!reaches_api(&peer, "198.18.2.10"), "denied by Admin");
+    assert!(!reaches_api_on(&peer, "198.18.2.11", 23));
 }

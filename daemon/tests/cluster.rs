@@ -48,27 +48,6 @@ spec:
     )
 }
 
-/// Events of `netpolctl logs -o json`, waiting for at least `n`.
-fn events(d: &Daemon, ns: &support::NetNs, n: usize) -> Vec<serde_json::Value> {
-    let start = std::time::Instant::now();
-    loop {
-        let out = d.ctl(ns, &["logs", "-o", "json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let got: Vec<serde_json::Value> = text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "waited for {n} events: {got:#?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
 fn pings(peer: &support::NetNs, src: &str, dst: &str) -> bool {
     match rawsend(peer, &["ping", src, dst]).trim() {
         "reply" => true,

@@ -108,28 +108,6 @@ fn events_off_make_logs_an_error_and_a_bad_events_config_starts_nothing() {
     );
 }
 
-/// The events `netpolctl logs -o json` prints, waiting until there are at least `n`.
-fn events(d: &Daemon, ns: &support::NetNs, n: usize) -> Vec<serde_json::Value> {
-    let start = std::time::Instant::now();
-    loop {
-        let out = d.ctl(ns, &["logs", "-o", "json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let got: Vec<serde_json::Value> = text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "waited for {n} events, got {got:#?}\nlog:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// A config with a short dedup window (SYN retransmits come after 1 s) and a file.
 fn config(lab: &Lab, mode: &str) -> String {
     let file = lab.path("verdicts.jsonl").display().to_string();

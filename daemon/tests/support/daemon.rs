@@ -312,3 +312,25 @@ pub fn reaches_api_on(peer: &NetNs, from: &str, port: u16) -> bool {
         ),
     }
 }
+
+/// The events `netpolctl logs -o json` prints, waiting until there are at least `n`.
+pub fn events(d: &Daemon, ns: &NetNs, n: usize) -> Vec<serde_json::Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let out = d.ctl(ns, &["logs", "-o", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let got: Vec<serde_json::Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "waited for {n} events, got {got:#?}\nlog:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -672,13 +672,22 @@ netns_test! {
 
         let loaded = kernel.read().expect("read").expect("a table");
         let denies = loaded.denies();
-        assert_eq!(denies.len(), 2, "{denies:?}");
-        let out = denies.iter().find(|d| d.direction == Direction::Egress).unwrap();
+        // The endpoint's own deny chains and the tiers' (Admin ingress, Baseline
+        // egress): the datagrams to 198.19.0.9 meet no tier map element.
+        assert_eq!(denies.len(), 4, "{denies:?}");
+        let tiers: Vec<_> = denies.iter().map(|d| (d.chain.as_str(), d.tier)).collect();
+        assert!(tiers.contains(&("in_x_a_admin", Some(Tier::Admin))), "{denies:?}");
+        assert!(tiers.contains(&("out_x_a_baseline", Some(Tier::Baseline))), "{denies:?}");
+        for d in denies.iter().filter(|d| d.tier.is_some()) {
+            assert_eq!((d.packets, d.bytes), (0, 0), "{d:?}");
+        }
+        let own = |dir| denies.iter().find(|d| d.direction == dir && d.tier.is_none());
+        let out = own(Direction::Egress).unwrap();
         assert_eq!(out.endpoint, ObjectName::new("x", "a"));
         assert_eq!(out.chain, "out_x_a");
         // Each datagram is 20 bytes of IPv4 header, 8 of UDP and 100 of data.
         assert_eq!((out.packets, out.bytes), (5, 5 * 128));
-        let inbound = denies.iter().find(|d| d.direction == Direction::Ingress).unwrap();
+        let inbound = own(Direction::Ingress).unwrap();
         assert_eq!((inbound.packets, inbound.bytes), (0, 0));
         // The cheap read (no set dumps) gives the same counters.
         assert_eq!(kernel.read_denies().expect("read denies"), Some(denies));

@@ -36,7 +36,8 @@ fn fake_backend_keeps_the_last_plan_and_fails_when_told() {
     assert_eq!(stats.rules, reject.rule_count() + 8);
     let loaded = fake.read().unwrap().unwrap();
     assert_eq!(loaded.rule_count(), reject.rule_count() + 8);
-    assert_eq!(loaded.denies().len(), 2);
+    // The endpoint's two deny chains and its two tier deny chains.
+    assert_eq!(loaded.denies().len(), 4);
 
     assert!(fake.flush().unwrap());
     assert!(fake.read().unwrap().is_none());

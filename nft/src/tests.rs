@@ -16,6 +16,7 @@ use super::{ffi, reply};
 use super::{Backend, GenerationReader, KernelError, LoadedTable, Netlink, Slot, Update};
 use crate::testns::{netns_test, nft, nft_elsewhere};
 
+mod cluster;
 mod conntrack;
 mod nflog;
 mod notifications;

@@ -322,12 +322,12 @@ netns_test! {
 
 /// `listings()` with the plan's names and without rule handles: a swap, or a
 /// transaction the kernel refused, moves the table's handle counter on.
-fn listings_by_plan_names() -> [String; 2] {
+pub(super) fn listings_by_plan_names() -> [String; 2] {
     listings().map(|l| without_handles(&Slot::plain_listing(&l)))
 }
 
 /// [`listings_of_fresh_load`] without rule handles.
-fn fresh_without_handles(plan: &Plan) -> [String; 2] {
+pub(super) fn fresh_without_handles(plan: &Plan) -> [String; 2] {
     listings_of_fresh_load(plan).map(|l| without_handles(&l))
 }
 

@@ -145,3 +145,84 @@ netns_test! {
         assert_eq!(listings_by_plan_names(), fresh_without_handles(&old));
     }
 }
+
+/// `plan` with the tier map `name` holding `other` (an `…_other` map) or `ports` (a
+/// `…_ports` map) instead.
+fn with_map(plan: &Plan, name: &str, elements: SetElements) -> Plan {
+    let mut parts = plan.clone().into_parts();
+    let set = parts
+        .sets
+        .iter_mut()
+        .find(|s| s.name() == name)
+        .expect("the map");
+    *set = Set::new(name.into(), set.family(), elements).expect("a valid map");
+    parts.build().expect("a valid plan")
+}
+
+netns_test! {
+    fn updates_of_adjacent_tier_intervals_leave_a_fresh_load() {
+        use Family::V4;
+        use TierVerdict::Accept;
+        let deny = || goto("in_x_a_admin");
+        let max = "255.255.255.255";
+        // Intervals that touch with other verdicts (an end element and a start
+        // element at one address), the gap below the first interval coming and
+        // going, the open last interval closing, verdicts changing in place.
+        let others = [
+            vec![
+                (range("0.0.0.0", "9.255.255.255"), Accept),
+                (range("198.18.0.0", "198.18.0.255"), Accept),
+                (range("198.18.1.0", "198.18.1.255"), deny()),
+                (range("198.18.2.0", "198.18.2.255"), Accept),
+                (range("198.18.3.0", max), Accept),
+            ],
+            vec![
+                (range("0.0.0.0", "9.255.255.255"), Accept),
+                (range("198.18.1.0", "198.18.1.255"), deny()),
+                (range("198.18.2.0", "198.18.2.255"), deny()),
+                (range("198.18.3.0", "198.18.3.255"), deny()),
+            ],
+            vec![
+                (range("198.18.1.0", "198.18.1.255"), Accept),
+                (range("198.18.2.0", "198.18.2.255"), deny()),
+            ],
+            vec![
+                (range("0.0.0.0", "198.18.0.255"), deny()),
+                (range("198.18.1.0", "198.18.1.255"), deny()),
+                (range("198.18.2.0", max), Accept),
+            ],
+            vec![],
+            vec![(range("0.0.0.0", max), deny())],
+            vec![(range("198.18.2.0", "198.18.2.255"), Accept)],
+        ];
+        let tcp = |a: &str, lo, hi| app(range(a, "198.18.0.255"), 6, (lo, hi));
+        let ports = [
+            vec![(tcp("198.18.0.0", 22, 22), deny()), (tcp("198.18.0.0", 23, 80), Accept)],
+            vec![
+                (tcp("198.18.0.0", 22, 22), deny()),
+                (tcp("198.18.0.0", 23, 50), Accept),
+                (tcp("198.18.0.0", 51, 80), deny()),
+            ],
+            vec![(tcp("198.18.0.0", 0, 65535), Accept)],
+            vec![],
+            vec![(app(range("0.0.0.0", max), 17, (0, 65535)), deny())],
+        ];
+        let mut kernel = Netlink::new();
+        let mut old = sample_plan(DenyAction::Drop);
+        kernel.apply(&old).expect("apply");
+        let steps = others.len().max(ports.len()) * 2;
+        for step in 0..steps {
+            let other = SetElements::addr_verdict(V4, others[step % others.len()].clone()).unwrap();
+            let port = SetElements::addr_proto_port_verdict(V4, ports[step % ports.len()].clone()).unwrap();
+            let new = with_map(&with_map(&old, "in_x_a_admin_v4_other", other), "in_x_a_admin_v4_ports", port);
+            let delta = Update::between(&old, &new).expect("element changes only");
+            kernel.update(&delta).unwrap_or_else(|e| panic!("step {step}: {e}\n{delta:#?}"));
+            let ours = listings_by_plan_names();
+            let fresh = fresh_without_handles(&new);
+            for (kind, (a, b)) in ["listing", "bytecode listing"].iter().zip(ours.iter().zip(fresh.iter())) {
+                assert!(a == b, "step {step}: the {kind} after the update differs from a fresh load:\n--- updated\n{a}\n--- fresh\n{b}\n--- delta\n{delta:#?}");
+            }
+            old = new;
+        }
+    }
+}

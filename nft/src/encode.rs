@@ -427,7 +427,12 @@ impl<'a> Encoder<'a> {
 
     fn named_set(&mut self, index: usize, set: &rules_compiler::plan::Set) {
         let name = self.slot.name(set.name());
-        let what = format!("set {name}");
+        let kind = if set.elements().is_map() {
+            "map"
+        } else {
+            "set"
+        };
+        let what = format!("{kind} {name}");
         let id = self.new_set_id();
         let (addr_type, addr_len) = addr_type(set.family());
         let def = match set.elements() {

@@ -7,7 +7,7 @@ use std::process::Command;
 use rules_compiler::model::{Direction, ObjectName, Tier};
 use rules_compiler::plan::{
     unchecked, AddrField, AddrProtoPort, AddrRange, Chain, DenyAction, Family, Hook, LocalEndpoint,
-    Parts, Plan, Set, SetElements, Stmt, TierChain, TierVerdict, VerdictMap, TABLE_NAME,
+    Parts, Plan, Set, SetElements, Stmt, TierChain, TierVerdict, VerdictMap, Verdicts, TABLE_NAME,
 };
 
 use super::encode::{self, elem_wire_len, Msg};
@@ -566,6 +566,52 @@ fn refused_plans() -> Vec<(&'static str, Plan, &'static str)> {
         "a verdict map jumping to a chain that does not exist",
         rebuild(dangling),
         "map ingress_v4 (element 1: 198.18.0.77 : jump no_such_chain): No such file or directory",
+    ));
+
+    // A tier map whose elements the plan's types would refuse: the encoder sends
+    // them as they are and the kernel names the element.
+    let tier_map = |parts: &Parts, name: &str| {
+        parts
+            .sets
+            .iter()
+            .position(|s| s.name() == name)
+            .expect("a tier map of the sample plan")
+    };
+    let mut overlap = sample_plan(DenyAction::Drop).into_parts();
+    let i = tier_map(&overlap, "in_x_a_admin_v4_other");
+    let (name, family, elements) = overlap.sets[i].clone().into_parts();
+    let SetElements::AddrVerdict(v) = elements else {
+        unreachable!()
+    };
+    let (keys, mut verdicts) = v.into_parts();
+    let mut keys = keys.into_vec();
+    // Inside 198.18.0.0-198.18.0.255 (element 1).
+    keys.push(one("198.18.0.9"));
+    verdicts.push(goto("in_x_a_admin"));
+    let v = Verdicts::new(unchecked::addr_ranges(keys), verdicts).expect("as many verdicts");
+    overlap.sets[i] = unchecked::set(&name, family, SetElements::AddrVerdict(v));
+    out.push((
+        "overlapping intervals in a tier map",
+        rebuild(overlap),
+        "map in_x_a_admin_v4_other (element 4: 198.18.0.9 : goto in_x_a_admin): File exists",
+    ));
+
+    let mut dangling = sample_plan(DenyAction::Drop).into_parts();
+    let i = tier_map(&dangling, "in_x_a_admin_v6_ports");
+    let (name, family, elements) = dangling.sets[i].clone().into_parts();
+    let SetElements::AddrProtoPortVerdict(v) = elements else {
+        unreachable!()
+    };
+    let (keys, mut verdicts) = v.into_parts();
+    let mut keys = keys.into_vec();
+    keys.push(app(one("2001:db8::a"), 6, (80, 80)));
+    verdicts.push(goto("no_such_chain"));
+    let v = Verdicts::new(unchecked::addr_proto_ports(keys), verdicts).expect("as many verdicts");
+    dangling.sets[i] = unchecked::set(&name, family, SetElements::AddrProtoPortVerdict(v));
+    out.push((
+        "a tier map going to a chain that does not exist",
+        rebuild(dangling),
+        "map in_x_a_admin_v6_ports (element 1: 2001:db8::a . tcp . 80 : goto no_such_chain): No such file or directory",
     ));
     out
 }

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rules_compiler::plan::{
-    AddrProtoPorts, AddrRange, AddrRanges, Family, Plan, SetElements, TierVerdict, Verdicts,
-    ICMPV6_ALWAYS,
+    AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Family, Plan, SetElements, TierVerdict,
+    Verdicts, ICMPV6_ALWAYS,
 };
 
 use super::{Elem, ElemSource, ElemVerdict, Key, Slot};
@@ -55,7 +55,7 @@ fn bounds(r: &AddrRange) -> (u128, u128) {
 /// element and an end element at the address after it, except a range that runs to
 /// the last address, which is marked open instead. The ranges are sorted and disjoint
 /// ([`rules_compiler::plan::AddrRanges`]).
-pub(super) fn interval_elems(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
+pub(super) fn interval_elems(family: Family, ranges: &[AddrRange]) -> Vec<Elem> {
     let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
     if ranges.first().is_some_and(|r| ip_value(&r.start) != 0) {
         out.push(Elem {
@@ -74,7 +74,7 @@ pub(super) fn interval_elems(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
 /// The start and end elements of each range, without the gap element below the first:
 /// [`interval_elems`] for a whole set, this alone for ranges added to or deleted from
 /// one.
-pub(super) fn interval_elems_of(family: Family, ranges: &AddrRanges) -> Vec<Elem> {
+pub(super) fn interval_elems_of(family: Family, ranges: &[AddrRange]) -> Vec<Elem> {
     let max = family_max(family);
     let mut out = Vec::with_capacity(ranges.len() * 2);
     for (i, r) in ranges.iter().enumerate() {
@@ -98,7 +98,7 @@ pub(super) fn interval_elems_of(family: Family, ranges: &AddrRanges) -> Vec<Elem
 
 /// Address · protocol · port elements: one element with a key and an inclusive key
 /// end, each field padded to 32 bits, the port in network byte order.
-pub(super) fn concat_elems(family: Family, items: &AddrProtoPorts) -> Vec<Elem> {
+pub(super) fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Vec<Elem> {
     let mut out = Vec::with_capacity(items.len());
     for (i, e) in items.iter().enumerate() {
         let (lo, hi) = bounds(&e.addr);
@@ -151,14 +151,12 @@ pub(super) fn interval_verdict_elems(
     slot: Slot,
     gap: bool,
 ) -> Vec<Elem> {
-    let (keys, verdicts) = (v.keys(), v.verdicts());
-    let ranges = AddrRanges::new(family, keys.to_vec()).expect("checked by the plan");
     let elems = if gap {
-        interval_elems(family, &ranges)
+        interval_elems(family, v.keys())
     } else {
-        interval_elems_of(family, &ranges)
+        interval_elems_of(family, v.keys())
     };
-    with_verdicts(elems, verdicts, slot)
+    with_verdicts(elems, v.verdicts(), slot)
 }
 
 /// The elements of a tier `…_ports` map: [`concat_elems`] with verdicts.
@@ -167,8 +165,7 @@ pub(super) fn concat_verdict_elems(
     v: &Verdicts<AddrProtoPorts>,
     slot: Slot,
 ) -> Vec<Elem> {
-    let items = AddrProtoPorts::new(family, v.keys().to_vec()).expect("checked by the plan");
-    with_verdicts(concat_elems(family, &items), v.verdicts(), slot)
+    with_verdicts(concat_elems(family, v.keys()), v.verdicts(), slot)
 }
 
 pub(super) fn show_range(r: &AddrRange) -> String {
@@ -202,33 +199,30 @@ pub(super) fn describe_set_element(elements: &SetElements, i: usize) -> Option<S
     };
     match elements {
         SetElements::Addr(v) => v.get(i).map(show_range),
-        SetElements::AddrVerdict(v) => v
-            .keys()
-            .get(i)
-            .map(|r| show_range(r) + &verdict(&v.verdicts()[i])),
-        SetElements::AddrProtoPortVerdict(v) => {
-            let keys =
-                AddrProtoPorts::new(Family::of(&v.keys().get(i)?.addr.start), vec![v.keys()[i]])
-                    .ok()?;
-            describe_set_element(&SetElements::AddrProtoPort(keys), 0)
-                .map(|s| s + &verdict(&v.verdicts()[i]))
+        SetElements::AddrProtoPort(v) => v.get(i).map(show_addr_proto_port),
+        SetElements::AddrVerdict(v) => {
+            Some(show_range(v.keys().get(i)?) + &verdict(v.verdicts().get(i)?))
         }
-        SetElements::AddrProtoPort(v) => v.get(i).map(|e| {
-            let mut out = format!("{} . ", show_range(&e.addr));
-            match e.proto {
-                6 => out.push_str("tcp"),
-                17 => out.push_str("udp"),
-                132 => out.push_str("sctp"),
-                p => {
-                    let _ = write!(out, "{p}");
-                }
-            }
-            let _ = if e.ports.0 == e.ports.1 {
-                write!(out, " . {}", e.ports.0)
-            } else {
-                write!(out, " . {}-{}", e.ports.0, e.ports.1)
-            };
-            out
-        }),
+        SetElements::AddrProtoPortVerdict(v) => {
+            Some(show_addr_proto_port(v.keys().get(i)?) + &verdict(v.verdicts().get(i)?))
+        }
     }
+}
+
+fn show_addr_proto_port(e: &AddrProtoPort) -> String {
+    let mut out = format!("{} . ", show_range(&e.addr));
+    match e.proto {
+        6 => out.push_str("tcp"),
+        17 => out.push_str("udp"),
+        132 => out.push_str("sctp"),
+        p => {
+            let _ = write!(out, "{p}");
+        }
+    }
+    let _ = if e.ports.0 == e.ports.1 {
+        write!(out, " . {}", e.ports.0)
+    } else {
+        write!(out, " . {}-{}", e.ports.0, e.ports.1)
+    };
+    out
 }

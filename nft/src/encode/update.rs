@@ -66,7 +66,8 @@ impl Msgs {
 /// below its first interval ([`Update::gap_below`]).
 fn set_changes(msgs: &mut Msgs, i: usize, d: &SetDelta, gap: (bool, bool), slot: Slot) {
     let name = slot.name(d.name());
-    let what = format!("set {name}");
+    let kind = if d.delete().is_map() { "map" } else { "set" };
+    let what = format!("{kind} {name}");
     let encode = |elements: &SetElements| match elements {
         SetElements::Addr(ranges) => interval_elems_of(d.family(), ranges),
         SetElements::AddrProtoPort(items) => concat_elems(d.family(), items),

@@ -468,6 +468,7 @@ impl Metrics {
             &[
                 ("endpoint", "payments/payments-api"),
                 ("direction", "ingress"),
+                ("tier", "NetworkPolicy"),
             ],
         )
     }

@@ -30,6 +30,7 @@
 //! except, endPort ranges, named ports, UDP and SCTP egress, ingress + egress in one).
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod control;
 pub mod edits;
 pub mod fleet;
@@ -1108,6 +1109,12 @@ pub fn strip_sources(model: &mut Model) {
     }
     for p in &mut model.policies {
         p.source = Source::default();
+    }
+    for p in &mut model.cluster_policies {
+        p.source = Source::default();
+    }
+    for n in &mut model.inventory.nodes {
+        n.source = Source::default();
     }
 }
 

@@ -570,3 +570,80 @@ fn loading_the_yaml_gives_the_direct_model() {
     }
     assert_eq!(model, m);
 }
+
+/// The same with ClusterNetworkPolicies beside the NetworkPolicies: their YAML loads
+/// back to the directly built objects, and the only warnings are the priority ties the
+/// generator makes on purpose (one per tied object).
+#[test]
+fn loading_the_yaml_gives_the_direct_model_with_cluster_policies() {
+    let mut m = generate(&small(), 9);
+    m.cluster_policies = cluster::cluster_policies(&cluster::ClusterScale::default(), 9);
+    assert_eq!(m.cluster_policies.len(), 200);
+    assert!(m
+        .cluster_policies
+        .iter()
+        .all(|p| p.ingress.len() + p.egress.len() == 25));
+    let policies = [
+        Input {
+            path: "policies.yaml".into(),
+            text: policies_yaml(&m),
+        },
+        Input {
+            path: "cluster.yaml".into(),
+            text: crate::yaml::cluster_policies_yaml(&m),
+        },
+    ];
+    let inventory = [Input {
+        path: "inventory.yaml".into(),
+        text: inventory_yaml(&m),
+    }];
+    let loaded = rules_compiler::load_model(&policies, &inventory)
+        .unwrap_or_else(|e| panic!("generated YAML rejected:\n{e}"));
+    let ties = m
+        .cluster_policies
+        .windows(2)
+        .filter(|w| (w[0].tier, w[0].priority) == (w[1].tier, w[1].priority))
+        .count();
+    assert!(ties > 0, "the generator makes some priority ties");
+    assert_eq!(loaded.warnings.len(), ties, "{:?}", loaded.warnings);
+    assert!(loaded
+        .warnings
+        .iter()
+        .all(|w| w.message.contains("priority")));
+    let mut model = loaded.model;
+    strip_sources(&mut model);
+    for (got, want) in model.cluster_policies.iter().zip(&m.cluster_policies) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(model, m);
+}
+
+/// The cluster policies are the same for the same seed, differ for another, and mix
+/// every action, both directions, networks, named ports and rules without protocols.
+#[test]
+fn cluster_policies_are_deterministic_and_mixed() {
+    use rules_compiler::model::{Action, ClusterPeer, ClusterPort};
+    let scale = cluster::ClusterScale::default();
+    let a = cluster::cluster_policies(&scale, 1);
+    assert_eq!(a, cluster::cluster_policies(&scale, 1));
+    assert_ne!(a, cluster::cluster_policies(&scale, 2));
+    let rules: Vec<_> = a
+        .iter()
+        .flat_map(|p| p.ingress.iter().chain(&p.egress))
+        .collect();
+    for action in [Action::Accept, Action::Deny, Action::Pass] {
+        assert!(rules.iter().any(|r| r.action == action), "{action:?}");
+    }
+    assert!(rules.iter().any(|r| r.protocols.is_none()));
+    assert!(rules
+        .iter()
+        .flat_map(|r| r.protocols.iter().flatten())
+        .any(|p| matches!(p, ClusterPort::Named(_))));
+    assert!(rules
+        .iter()
+        .flat_map(|r| &r.peers)
+        .any(|p| matches!(p, ClusterPeer::Networks(_))));
+    assert!(a
+        .iter()
+        .all(|p| p.ingress.len() <= 25 && p.egress.len() <= 25));
+}

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rules_compiler::model::{
-    Endpoint, IpBlock, LabelSelector, Labels, Model, Namespace, NamespaceScope, Operator, Peer,
-    Peers, Policy, PortMatch, PortRule, Ports, Rule,
+    Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Endpoint, IpBlock, LabelSelector,
+    Labels, Model, Namespace, NamespaceScope, Operator, Peer, Peers, Policy, PortMatch, PortRule,
+    Ports, Rule, Subject,
 };
 
 use crate::{SIDECAR_PORTS, V4_BASE};
@@ -280,6 +281,136 @@ pub fn policies_yaml(model: &Model) -> String {
     let mut out = String::with_capacity(model.policies.len() * 600);
     for p in &model.policies {
         write_doc(&policy_node(p), &mut out);
+    }
+    out
+}
+
+// --- ClusterNetworkPolicy ------------------------------------------------------------
+
+/// `{namespaceSelector, podSelector}` (both written, `{}` for every namespace).
+fn pods_node(namespaces: &LabelSelector, pods: &LabelSelector) -> Node {
+    map(vec![
+        ("namespaceSelector", selector_node(namespaces)),
+        ("podSelector", selector_node(pods)),
+    ])
+}
+
+fn cluster_peer_node(peer: &ClusterPeer) -> Node {
+    match peer {
+        ClusterPeer::Namespaces(sel) => map(vec![("namespaces", selector_node(sel))]),
+        ClusterPeer::Pods { namespaces, pods } => map(vec![("pods", pods_node(namespaces, pods))]),
+        ClusterPeer::Networks(nets) => map(vec![(
+            "networks",
+            Node::Seq(nets.iter().map(|n| s(n.to_string())).collect()),
+        )]),
+        ClusterPeer::Nodes(sel) => map(vec![("nodes", selector_node(sel))]),
+        ClusterPeer::Unknown { fields } => Node::Map(
+            fields
+                .iter()
+                .map(|f| (f.clone(), Node::Map(Vec::new())))
+                .collect(),
+        ),
+    }
+}
+
+fn cluster_port_node(port: &ClusterPort) -> Node {
+    match port {
+        ClusterPort::Named(name) => map(vec![("destinationNamedPort", s(name))]),
+        ClusterPort::Protocol { protocol, ports } => {
+            let dest = match ports {
+                None => Vec::new(),
+                Some((a, b)) if a == b => vec![(
+                    "destinationPort",
+                    map(vec![("number", Node::Int((*a).into()))]),
+                )],
+                Some((a, b)) => vec![(
+                    "destinationPort",
+                    map(vec![(
+                        "range",
+                        map(vec![
+                            ("end", Node::Int((*b).into())),
+                            ("start", Node::Int((*a).into())),
+                        ]),
+                    )]),
+                )],
+            };
+            map(vec![(protocol.as_k8s().to_ascii_lowercase(), map(dest))])
+        }
+    }
+}
+
+fn cluster_rule_node(rule: &ClusterRule, peers_key: &str) -> Node {
+    let action = match rule.action {
+        Action::Accept => "Accept",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+    };
+    // Keys sorted as kubectl prints them: action, from, name, protocols, to.
+    let mut e = vec![("action", s(action))];
+    let peers = Node::Seq(rule.peers.iter().map(cluster_peer_node).collect());
+    if peers_key == "from" {
+        e.push(("from", peers.clone()));
+    }
+    if let Some(name) = &rule.name {
+        e.push(("name", s(name)));
+    }
+    if let Some(ports) = &rule.protocols {
+        e.push((
+            "protocols",
+            Node::Seq(ports.iter().map(cluster_port_node).collect()),
+        ));
+    }
+    if peers_key == "to" {
+        e.push(("to", peers));
+    }
+    map(e)
+}
+
+fn cluster_policy_node(p: &ClusterPolicy) -> Node {
+    let mut spec = Vec::new();
+    if !p.egress.is_empty() {
+        spec.push((
+            "egress",
+            Node::Seq(
+                p.egress
+                    .iter()
+                    .map(|r| cluster_rule_node(r, "to"))
+                    .collect(),
+            ),
+        ));
+    }
+    if !p.ingress.is_empty() {
+        spec.push((
+            "ingress",
+            Node::Seq(
+                p.ingress
+                    .iter()
+                    .map(|r| cluster_rule_node(r, "from"))
+                    .collect(),
+            ),
+        ));
+    }
+    spec.push(("priority", Node::Int(p.priority.into())));
+    let subject = match &p.subject {
+        Subject::Namespaces(sel) => map(vec![("namespaces", selector_node(sel))]),
+        Subject::Pods { namespaces, pods } => map(vec![("pods", pods_node(namespaces, pods))]),
+    };
+    spec.push(("subject", subject));
+    spec.push(("tier", s(p.tier.as_str())));
+    map(vec![
+        ("apiVersion", s("policy.networking.k8s.io/v1alpha2")),
+        ("kind", s("ClusterNetworkPolicy")),
+        ("metadata", map(vec![("name", s(&p.name))])),
+        ("spec", map(spec)),
+    ])
+}
+
+/// Every cluster policy of the model as one `---`-separated stream of
+/// ClusterNetworkPolicy documents, in model order. Empty without cluster policies.
+pub fn cluster_policies_yaml(model: &Model) -> String {
+    let mut out = String::with_capacity(model.cluster_policies.len() * 4000);
+    for p in &model.cluster_policies {
+        write_doc(&cluster_policy_node(p), &mut out);
     }
     out
 }

@@ -13,8 +13,17 @@
 //! shown per 1,000 plan elements, and `Index::new` alone. It measures; it asserts
 //! nothing about time.
 //!
+//! ClusterNetworkPolicy (issue 15): every size is measured twice in the same run,
+//! NetworkPolicy only and with the generated cluster policies
+//! ([`netpol_benches::cluster::cluster_policies`], by default 100 Admin + 100 Baseline
+//! objects × 25 rules) added to the same model, for the same local endpoint; a third
+//! table puts the two side by side: compile time, plan elements (sets / verdict maps),
+//! rules, the longest chain and the local endpoint's chains.
+//!
 //! Run: `taskset -c 0 cargo bench -p netpol-benches --bench compile`
-//! Options after `--`: `--scales 1,10,100` (percent of the full size), `--seed N`.
+//! Options after `--`: `--scales 1,10,100` (percent of the full size), `--seed N`,
+//! `--cluster A,B,R` (Admin objects, Baseline objects, rules each; `--cluster 0,0,0`
+//! measures NetworkPolicy only).
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
@@ -22,7 +31,8 @@ use std::hint::black_box;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::cluster::{cluster_policies, ClusterScale};
+use netpol_benches::yaml::{cluster_policies_yaml, inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, strip_sources, Scale};
 use rules_compiler::load::Input;
 use rules_compiler::model::Direction;
@@ -96,6 +106,8 @@ fn runs_for(pct: usize) -> usize {
 
 struct Row {
     pct: usize,
+    /// With cluster policies (`None`: NetworkPolicy only).
+    cluster: Option<ClusterScale>,
     runs: usize,
     scale: Scale,
     local: String,
@@ -110,13 +122,37 @@ struct Row {
     rules: Option<usize>,
     nft_bytes: Option<usize>,
     round_trip: Option<bool>,
+    /// Elements of plain sets, and of verdict maps (the cluster tiers' flattened maps
+    /// plus the address → endpoint-chain dispatch maps).
+    set_map_elements: Option<(usize, usize)>,
+    /// The chain with the most rules: its name and rule count.
+    longest_chain: Option<(String, usize)>,
+    /// Rules of the local endpoint's ingress and egress chains (0 without one).
+    local_chain_rules: Option<(usize, usize)>,
+    /// Chains in the plan, and the local endpoint's tier deny chains.
+    chains: Option<(usize, usize)>,
 }
 
-fn run_scale(pct: usize, seed: u64) -> Row {
+impl Row {
+    fn input(&self) -> String {
+        match self.cluster {
+            None => "NetworkPolicy only".into(),
+            Some(c) => format!(
+                "+ {} Admin + {} Baseline × {} rules",
+                c.admin, c.baseline, c.rules
+            ),
+        }
+    }
+}
+
+fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
     let scale = Scale::FULL.percent(pct);
     let runs = runs_for(pct);
     let start = Instant::now();
-    let model = generate(&scale, seed);
+    let mut model = generate(&scale, seed);
+    if let Some(c) = &cluster {
+        model.cluster_policies = cluster_policies(c, seed);
+    }
     let generate_time = start.elapsed();
     let (local, local_name, isolating) = {
         let index = Index::new(&model);
@@ -148,15 +184,21 @@ fn run_scale(pct: usize, seed: u64) -> Row {
         None => (Err("no plan".into()), None),
     };
 
-    let policies = [Input {
+    let mut policies = vec![Input {
         path: "policies.yaml".into(),
         text: policies_yaml(&model),
     }];
+    if cluster.is_some() {
+        policies.push(Input {
+            path: "cluster.yaml".into(),
+            text: cluster_policies_yaml(&model),
+        });
+    }
     let inventory = [Input {
         path: "inventory.yaml".into(),
         text: inventory_yaml(&model),
     }];
-    let yaml_bytes = policies[0].text.len() + inventory[0].text.len();
+    let yaml_bytes = policies.iter().map(|p| p.text.len()).sum::<usize>() + inventory[0].text.len();
     let (load, round_trip) =
         match measure(runs, || rules_compiler::load_model(&policies, &inventory)) {
             Ok((s, Ok(loaded))) => {
@@ -168,8 +210,12 @@ fn run_scale(pct: usize, seed: u64) -> Row {
             Err(e) => (Err(e), None),
         };
 
+    let chain_rules = |p: &plan::Plan, name: Option<&str>| {
+        name.and_then(|n| p.chain(n)).map_or(0, |c| c.rules().len())
+    };
     Row {
         pct,
+        cluster,
         runs,
         scale,
         local: local_name,
@@ -184,6 +230,40 @@ fn run_scale(pct: usize, seed: u64) -> Row {
         rules: plan.as_ref().map(|p| p.rule_count()),
         nft_bytes,
         round_trip,
+        set_map_elements: plan.as_ref().map(|p| {
+            (
+                p.sets()
+                    .iter()
+                    .filter(|s| !s.elements().is_map())
+                    .map(|s| s.elements().len())
+                    .sum(),
+                p.sets()
+                    .iter()
+                    .filter(|s| s.elements().is_map())
+                    .map(|s| s.elements().len())
+                    .sum::<usize>()
+                    + p.maps().iter().map(|m| m.elements().len()).sum::<usize>(),
+            )
+        }),
+        longest_chain: plan.as_ref().and_then(|p| {
+            p.chains()
+                .iter()
+                .max_by_key(|c| c.rules().len())
+                .map(|c| (c.name().to_string(), c.rules().len()))
+        }),
+        local_chain_rules: plan.as_ref().map(|p| {
+            let l = p.locals().first();
+            (
+                chain_rules(p, l.and_then(|l| l.chain(Direction::Ingress))),
+                chain_rules(p, l.and_then(|l| l.chain(Direction::Egress))),
+            )
+        }),
+        chains: plan.as_ref().map(|p| {
+            (
+                p.chains().len(),
+                p.locals().first().map_or(0, |l| l.tier_chains.len()),
+            )
+        }),
     }
 }
 
@@ -221,9 +301,10 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn parse_args() -> (Vec<usize>, u64) {
+fn parse_args() -> (Vec<usize>, u64, Option<ClusterScale>) {
     let mut scales = vec![1, 10, 100];
     let mut seed = 1;
+    let mut cluster = Some(ClusterScale::ISSUE_15);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -243,14 +324,32 @@ fn parse_args() -> (Vec<usize>, u64) {
                     .and_then(|s| s.parse().ok())
                     .expect("--seed needs a number");
             }
-            other => panic!("unknown argument {other:?} (known: --scales 1,10,100 --seed N)"),
+            "--cluster" => {
+                let v: Vec<usize> = args
+                    .next()
+                    .expect("--cluster needs A,B,R such as 100,100,25")
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--cluster: three numbers"))
+                    .collect();
+                let [admin, baseline, rules] = v[..] else {
+                    panic!("--cluster needs three numbers: Admin, Baseline, rules each");
+                };
+                cluster = (admin + baseline > 0).then_some(ClusterScale {
+                    admin,
+                    baseline,
+                    rules,
+                });
+            }
+            other => panic!(
+                "unknown argument {other:?} (known: --scales 1,10,100 --seed N --cluster A,B,R)"
+            ),
         }
     }
-    (scales, seed)
+    (scales, seed, cluster)
 }
 
 fn main() {
-    let (scales, seed) = parse_args();
+    let (scales, seed, cluster) = parse_args();
     // A stage that is still a stub panics; say so in one line instead of a backtrace.
     panic::set_hook(Box::new(|info| {
         let msg = info
@@ -273,20 +372,25 @@ fn main() {
     let mut rows = Vec::new();
     for &pct in &scales {
         eprintln!("running {pct} % …");
-        rows.push(run_scale(pct, seed));
+        rows.push(run_scale(pct, seed, None));
+        if cluster.is_some() {
+            eprintln!("running {pct} % with cluster policies …");
+            rows.push(run_scale(pct, seed, cluster));
+        }
     }
 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| size | namespaces | endpoints | policies | local endpoint | isolating in/out | plan elements | plan rules | nft bytes | YAML bytes | YAML → same model | generate |"
+        "| size | input | namespaces | endpoints | policies | local endpoint | isolating in/out | plan elements | plan rules | nft bytes | YAML bytes | YAML → same model | generate |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let _ = writeln!(
             out,
-            "| {} % | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+            "| {} % | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
             r.pct,
+            r.input(),
             r.scale.namespaces,
             r.scale.endpoints,
             r.scale.policies,
@@ -305,7 +409,7 @@ fn main() {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Timings: median [min–max]; × is the median's ratio to the {} % size's (input ratio ×{}).",
+        "Timings: median [min–max]; × is the median's ratio to the {} % size's of the same input (size ratio ×{}).",
         rows.first().map_or(0, |r| r.pct),
         rows.last()
             .zip(rows.first())
@@ -314,11 +418,11 @@ fn main() {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| size | runs | index alone | compile (index + plan) | × | per 1k plan elements | render nft | × | load + validate YAML | × |"
+        "| size | input | runs | index alone | compile (index + plan) | × | per 1k plan elements | render nft | × | load + validate YAML | × |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-    let base = rows.first();
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
+        let base = rows.iter().find(|b| b.cluster == r.cluster);
         let (i, _) = cell(&r.index, None);
         let (c, cx) = cell(&r.compile, base.map(|b| &b.compile));
         // The local endpoint differs per size, so time per plan element is the fair
@@ -331,9 +435,55 @@ fn main() {
         let (l, lx) = cell(&r.load, base.map(|b| &b.load));
         let _ = writeln!(
             out,
-            "| {} % | {} | {i} | {c} | {cx} | {per_k} | {n} | {nx} | {l} | {lx} |",
-            r.pct, r.runs
+            "| {} % | {} | {} | {i} | {c} | {cx} | {per_k} | {n} | {nx} | {l} | {lx} |",
+            r.pct,
+            r.input(),
+            r.runs
         );
+    }
+    if cluster.is_some() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "ClusterNetworkPolicy: each size without and with the cluster policies, same local endpoint; \
+             × is with / without."
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| size | input | compile | × | plan elements (sets + verdict maps) | × | plan rules | chains | longest chain (rules) | local chain rules in / out | local tier deny chains | nft bytes | load + validate YAML | × |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for r in &rows {
+            let base = rows.iter().find(|b| b.pct == r.pct && b.cluster.is_none());
+            let (c, cx) = cell(&r.compile, base.map(|b| &b.compile));
+            let (l, lx) = cell(&r.load, base.map(|b| &b.load));
+            let ex = match (r.elements, base.and_then(|b| b.elements)) {
+                (Some(a), Some(b)) if b > 0 => format!("×{:.2}", a as f64 / b as f64),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} % | {} | {c} | {cx} | {} ({}) | {ex} | {} | {} | {} | {} | {} | {} | {l} | {lx} |",
+                r.pct,
+                r.input(),
+                opt(r.elements),
+                r.set_map_elements
+                    .map_or_else(|| "n/a".into(), |(s, m)| format!("{s} + {m}")),
+                opt(r.rules),
+                opt(r.chains.map(|c| c.0)),
+                r.longest_chain
+                    .as_ref()
+                    .map_or_else(|| "n/a".into(), |(n, k)| format!("{n} ({k})")),
+                r.local_chain_rules
+                    .map_or_else(|| "n/a".into(), |(i, e)| format!("{i} / {e}")),
+                opt(r.chains.map(|c| c.1)),
+                opt(r.nft_bytes),
+            );
+        }
     }
     let failures: Vec<String> = rows
         .iter()

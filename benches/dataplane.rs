@@ -17,6 +17,17 @@
 //!   largest, and a peer that this one rule alone allows (picked with
 //!   [`Index::verdict`], the same resolution the plan is built from);
 //! - `synth-10k`: the same with `--endpoints 10000`;
+//! - `synth-50k-cnp` (issue 15): `synth-50k`'s input, server and flows plus the
+//!   generated ClusterNetworkPolicies ([`netpol_benches::cluster::cluster_policies`]:
+//!   100 Admin + 100 Baseline objects × 25 rules, seed 1), loaded with the same
+//!   `netpolctl apply`. So that the measured flows are still allowed *and* go through
+//!   the Admin tier to the NetworkPolicies (not decided early by an Admin `Accept`),
+//!   every Admin rule that would decide a measured flow at the server
+//!   ([`Index::cluster_tier`]) has its action changed to `Pass`, and so has an Admin
+//!   `Accept` that would decide the denied address's flow; then [`Index::cluster_verdict`]
+//!   must say the measured flows are decided by the NetworkPolicies (allowed) and the
+//!   denied one is not allowed. The server is isolated on ingress, so Baseline is never
+//!   reached for these flows; its maps are loaded all the same;
 //! - `linear-1k`, `linear-10k`: no netpol; one nftables rule per allowed (peer, port)
 //!   of `synth-50k`'s server (`ip saddr X tcp dport P accept`, the rule-per-peer design
 //!   of iptables-style enforcers) after `ct state established,related accept`, 1,000 or
@@ -62,15 +73,18 @@ use std::process::Command;
 use std::time::Instant;
 
 use ipnet::IpNet;
+use netpol_benches::cluster::{cluster_policies, ClusterScale};
 use netpol_benches::harness::{absolute_path_arg, daemon_bin_or_skip, input_dir, run};
 use netpol_benches::load::Summary;
 use netpol_benches::netns::{
     example_model, exec, fmt_num, median, Lab, LoadRun, CONNTRACK_RULESET,
 };
-use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::yaml::{cluster_policies_yaml, inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
-use rules_compiler::model::{Direction, Peer, Peers, PortMatch, Ports};
-use rules_compiler::resolve::{port_range_on, EndpointId, Index, Verdict};
+use rules_compiler::model::{Action, Direction, Peer, Peers, PortMatch, Ports, Tier};
+use rules_compiler::resolve::{
+    port_range_on, ClusterRuleRef, Decision, EndpointId, Index, TierOutcome, Verdict,
+};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -463,6 +477,110 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
     (setup, allow)
 }
 
+/// `base` (a `synth-*` setup of `endpoints` endpoints) with the generated cluster
+/// policies added, written to `dir` (`policies/` holding `policies.yaml` and
+/// `cluster.yaml`, and `inventory.yaml`). Admin rules that would decide the measured
+/// flows (or accept the denied one) become `Pass` (see the module documentation).
+fn synth_cnp_setup(dir: &Path, endpoints: usize, base: &Setup) -> Setup {
+    let scale = Scale {
+        endpoints,
+        ..Scale::FULL
+    };
+    let mut model = generate(&scale, 1);
+    model.cluster_policies = cluster_policies(&ClusterScale::ISSUE_15, 1);
+    let (server, server_name) = {
+        let index = Index::new(&model);
+        let server = busiest_endpoint(&index).expect("a busiest endpoint");
+        (server, index.endpoint(server).id.to_string())
+    };
+    let Ruleset::Netpol { local, .. } = &base.ruleset else {
+        panic!("{} is not a netpol setup", base.name);
+    };
+    assert_eq!(&server_name, local, "the same server as {}", base.name);
+    // (source, protocol, port, must be allowed)
+    let mut flows = vec![(base.tcp.client, TCP, base.tcp.port, true)];
+    flows.extend(base.udp.map(|u| (u.client, UDP, u.port, true)));
+    flows.push((base.denied, TCP, base.tcp.port, false));
+    let mut passed: Vec<String> = Vec::new();
+    for &(client, proto, port, allowed) in &flows {
+        loop {
+            let index = Index::new(&model);
+            let outcome = index.cluster_tier(
+                Tier::Admin,
+                server,
+                Direction::Ingress,
+                IpAddr::V4(client),
+                proto,
+                port,
+            );
+            let by: ClusterRuleRef = match outcome {
+                TierOutcome::Matched { action, by }
+                    if action == Action::Accept || (allowed && action == Action::Deny) =>
+                {
+                    by
+                }
+                _ => break,
+            };
+            drop(index);
+            let cp = &model.cluster_policies[by.id];
+            passed.push(format!(
+                "{}/ingress[{}] {:?}",
+                cp.name, by.rule, cp.ingress[by.rule].action
+            ));
+            let rule = &mut model.cluster_policies[by.id].ingress[by.rule];
+            rule.action = Action::Pass;
+        }
+    }
+    let index = Index::new(&model);
+    let mut traversed = 0;
+    for &(client, proto, port, allowed) in &flows {
+        let v = index.cluster_verdict(server, Direction::Ingress, IpAddr::V4(client), proto, port);
+        if allowed {
+            assert!(
+                matches!(&v.decision, Decision::NetworkPolicy { verdict } if verdict.is_allowed()),
+                "{client} -> {port}/{proto}: {v:?}"
+            );
+            traversed += v.passed.len();
+        } else {
+            assert!(!v.is_allowed(), "{client} -> {port}/{proto}: {v:?}");
+        }
+    }
+    let admin_subjects = index.cluster_subjects(server, Tier::Admin).len();
+    let baseline_subjects = index.cluster_subjects(server, Tier::Baseline).len();
+    drop(index);
+    std::fs::create_dir_all(dir.join("policies")).expect("the input directory");
+    let (policies, inventory) = (dir.join("policies"), dir.join("inventory.yaml"));
+    std::fs::write(policies.join("policies.yaml"), policies_yaml(&model))
+        .expect("writing policies.yaml");
+    std::fs::write(policies.join("cluster.yaml"), cluster_policies_yaml(&model))
+        .expect("writing cluster.yaml");
+    std::fs::write(&inventory, inventory_yaml(&model)).expect("writing inventory.yaml");
+    Setup {
+        name: format!("synth-{}k-cnp", endpoints / 1000),
+        ruleset: Ruleset::Netpol {
+            policies,
+            inventory,
+            local: server_name,
+            failsafe: true,
+        },
+        about: format!(
+            "{} + 100 Admin + 100 Baseline ClusterNetworkPolicies x 25 rules ({} Admin and \
+             {} Baseline select the server; Admin rules changed to Pass: {}; the measured \
+             flows follow {} Pass rules to the NetworkPolicies)",
+            base.name,
+            admin_subjects,
+            baseline_subjects,
+            if passed.is_empty() {
+                "none".to_string()
+            } else {
+                passed.join(", ")
+            },
+            traversed
+        ),
+        ..base.clone()
+    }
+}
+
 // --------------------------------------------------------------------------- the lab --
 
 #[path = "common/stop.rs"]
@@ -668,6 +786,7 @@ fn main() {
         "netpol, 10,000 policies, 50,000 endpoints: {}",
         synth50.about
     );
+    let synth50cnp = synth_cnp_setup(&dir.join("synth-50k-cnp"), 50_000, &synth50);
     let (mut synth10, _) = synth_setup(&dir.join("synth-10k"), 10_000);
     synth10.about = format!(
         "netpol, 10,000 policies, 10,000 endpoints: {}",
@@ -692,6 +811,7 @@ fn main() {
         example_setup,
         example_bare,
         synth50.clone(),
+        synth50cnp,
         synth10,
     ];
     for rules in [1_000, 10_000] {
@@ -907,6 +1027,36 @@ fn main() {
             fmt_num(ratio(synth, "conntrack", &|x| Some(x.tcp.rate_per_s)), 3),
             fmt_num(ratio(synth, "example", &|x| Some(x.lat.median_us)), 3),
             fmt_num(ratio(synth, "example", &|x| Some(x.lat.p99_us)), 3),
+        );
+    }
+    if samples.contains_key("synth-50k-cnp") {
+        println!(
+            "synth-50k-cnp (issue 15): connection rate {} of synth-50k's, {} of conntrack's; \
+             connect latency (1 loop) median {} and p99 {} of synth-50k's; UDP round trips/s {} \
+             of synth-50k's (medians of per-round ratios)",
+            fmt_num(
+                ratio("synth-50k-cnp", "synth-50k", &|x| Some(x.tcp.rate_per_s)),
+                3
+            ),
+            fmt_num(
+                ratio("synth-50k-cnp", "conntrack", &|x| Some(x.tcp.rate_per_s)),
+                3
+            ),
+            fmt_num(
+                ratio("synth-50k-cnp", "synth-50k", &|x| Some(x.lat.median_us)),
+                3
+            ),
+            fmt_num(
+                ratio("synth-50k-cnp", "synth-50k", &|x| Some(x.lat.p99_us)),
+                3
+            ),
+            fmt_num(
+                ratio("synth-50k-cnp", "synth-50k", &|x| x
+                    .udp
+                    .as_ref()
+                    .map(|u| u.rate_per_s)),
+                3
+            ),
         );
     }
     if args.keep.is_some() {

@@ -63,7 +63,8 @@
 //! `--latency-seconds S` (1, the one-loop latency run), `--udp-seconds S` (0.5),
 //! `--concurrency N` (8 TCP loops), `--udp-concurrency N` (4), `--setups a,b,…`
 //! (all), `--netpolctl PATH` (skip the build), `--no-pin`, `--keep DIR` (write the
-//! inputs and per-round JSON there and keep them).
+//! inputs and per-round JSON there and keep them), `--cluster A,B,R` (the cluster
+//! policies of `synth-50k-cnp`: Admin and Baseline objects, rules each; 100,100,25).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -100,6 +101,8 @@ struct Args {
     netpolctl: Option<PathBuf>,
     pin: bool,
     keep: Option<PathBuf>,
+    /// The cluster policies of `synth-50k-cnp`.
+    cluster: ClusterScale,
 }
 
 fn parse_args() -> Args {
@@ -114,6 +117,7 @@ fn parse_args() -> Args {
         netpolctl: None,
         pin: true,
         keep: None,
+        cluster: ClusterScale::ISSUE_15,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -133,6 +137,20 @@ fn parse_args() -> Args {
             "--netpolctl" => a.netpolctl = Some(absolute_path_arg("--netpolctl", value())),
             "--no-pin" => a.pin = false,
             "--keep" => a.keep = Some(PathBuf::from(value())),
+            "--cluster" => {
+                let v: Vec<usize> = value()
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--cluster A,B,R"))
+                    .collect();
+                let [admin, baseline, rules] = v[..] else {
+                    panic!("--cluster needs three numbers: Admin, Baseline, rules each");
+                };
+                a.cluster = ClusterScale {
+                    admin,
+                    baseline,
+                    rules,
+                };
+            }
             // cargo bench passes --bench to harness = false targets.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -481,13 +499,13 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
 /// policies added, written to `dir` (`policies/` holding `policies.yaml` and
 /// `cluster.yaml`, and `inventory.yaml`). Admin rules that would decide the measured
 /// flows (or accept the denied one) become `Pass` (see the module documentation).
-fn synth_cnp_setup(dir: &Path, endpoints: usize, base: &Setup) -> Setup {
+fn synth_cnp_setup(dir: &Path, endpoints: usize, base: &Setup, cluster: &ClusterScale) -> Setup {
     let scale = Scale {
         endpoints,
         ..Scale::FULL
     };
     let mut model = generate(&scale, 1);
-    model.cluster_policies = cluster_policies(&ClusterScale::ISSUE_15, 1);
+    model.cluster_policies = cluster_policies(cluster, 1);
     let (server, server_name) = {
         let index = Index::new(&model);
         let server = busiest_endpoint(&index).expect("a busiest endpoint");
@@ -564,10 +582,13 @@ fn synth_cnp_setup(dir: &Path, endpoints: usize, base: &Setup) -> Setup {
             failsafe: true,
         },
         about: format!(
-            "{} + 100 Admin + 100 Baseline ClusterNetworkPolicies x 25 rules ({} Admin and \
-             {} Baseline select the server; Admin rules changed to Pass: {}; the measured \
-             flows follow {} Pass rules to the NetworkPolicies)",
+            "{} + {} Admin + {} Baseline ClusterNetworkPolicies x {} rules ({} Admin and \
+             {} Baseline select the server; Admin rules changed to Pass: {}; Admin Pass \
+             rules the measured flows follow to the NetworkPolicies: {})",
             base.name,
+            cluster.admin,
+            cluster.baseline,
+            cluster.rules,
             admin_subjects,
             baseline_subjects,
             if passed.is_empty() {
@@ -786,7 +807,7 @@ fn main() {
         "netpol, 10,000 policies, 50,000 endpoints: {}",
         synth50.about
     );
-    let synth50cnp = synth_cnp_setup(&dir.join("synth-50k-cnp"), 50_000, &synth50);
+    let synth50cnp = synth_cnp_setup(&dir.join("synth-50k-cnp"), 50_000, &synth50, &args.cluster);
     let (mut synth10, _) = synth_setup(&dir.join("synth-10k"), 10_000);
     synth10.about = format!(
         "netpol, 10,000 policies, 10,000 endpoints: {}",

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
-use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::cluster::{cluster_policies, ClusterScale};
+use netpol_benches::yaml::{cluster_policies_yaml, inventory_yaml, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale, MAX_ENDPOINTS};
 use rules_compiler::resolve::Index;
 
@@ -30,6 +31,11 @@ struct Args {
     /// Directory for policies.yaml and inventory.yaml (created if missing).
     #[arg(long)]
     out: PathBuf,
+    /// Also write cluster.yaml: ClusterNetworkPolicies as ADMIN,BASELINE,RULES (objects
+    /// per tier, rules per object; 100,100,25 is the issue-15 benchmark). Put it beside
+    /// policies.yaml in the policies path.
+    #[arg(long, value_name = "ADMIN,BASELINE,RULES")]
+    cluster: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -47,7 +53,29 @@ fn main() -> Result<()> {
         endpoints: args.endpoints,
         policies: args.policies,
     };
-    let model = generate(&scale, args.seed);
+    let mut model = generate(&scale, args.seed);
+    if let Some(spec) = &args.cluster {
+        let v: Vec<usize> = spec
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("--cluster {spec:?}: three numbers"))?;
+        let [admin, baseline, rules] = v[..] else {
+            anyhow::bail!("--cluster {spec:?}: three numbers, ADMIN,BASELINE,RULES");
+        };
+        ensure!(
+            rules <= 50,
+            "--cluster: at most 50 rules per object (25 per direction)"
+        );
+        model.cluster_policies = cluster_policies(
+            &ClusterScale {
+                admin,
+                baseline,
+                rules,
+            },
+            args.seed,
+        );
+    }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     for (file, text) in [
         ("policies.yaml", policies_yaml(&model)),
@@ -55,6 +83,11 @@ fn main() -> Result<()> {
     ] {
         let path = args.out.join(file);
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.cluster.is_some() {
+        let path = args.out.join("cluster.yaml");
+        fs::write(&path, cluster_policies_yaml(&model))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let index = Index::new(&model);
     match busiest_endpoint(&index) {

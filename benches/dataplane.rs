@@ -64,7 +64,9 @@
 //! `--concurrency N` (8 TCP loops), `--udp-concurrency N` (4), `--setups a,b,…`
 //! (all), `--netpolctl PATH` (skip the build), `--no-pin`, `--keep DIR` (write the
 //! inputs and per-round JSON there and keep them), `--cluster A,B,R` (the cluster
-//! policies of `synth-50k-cnp`: Admin and Baseline objects, rules each; 100,100,25).
+//! policies of `synth-50k-cnp`: Admin and Baseline objects, rules each; 100,100,25),
+//! `--nft-like-cnp NAME=FILE` (repeatable: an extra setup NAME loading FILE with `nft
+//! -f`, measured with `synth-50k-cnp`'s addresses and flows; for diagnostics).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -103,6 +105,8 @@ struct Args {
     keep: Option<PathBuf>,
     /// The cluster policies of `synth-50k-cnp`.
     cluster: ClusterScale,
+    /// Extra setups `NAME=FILE`: `nft -f FILE` with `synth-50k-cnp`'s server and flows.
+    nft_like_cnp: Vec<(String, PathBuf)>,
 }
 
 fn parse_args() -> Args {
@@ -118,6 +122,7 @@ fn parse_args() -> Args {
         pin: true,
         keep: None,
         cluster: ClusterScale::ISSUE_15,
+        nft_like_cnp: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -137,6 +142,14 @@ fn parse_args() -> Args {
             "--netpolctl" => a.netpolctl = Some(absolute_path_arg("--netpolctl", value())),
             "--no-pin" => a.pin = false,
             "--keep" => a.keep = Some(PathBuf::from(value())),
+            "--nft-like-cnp" => {
+                let v = value();
+                let (name, file) = v.split_once('=').expect("--nft-like-cnp NAME=FILE");
+                a.nft_like_cnp.push((
+                    name.to_string(),
+                    absolute_path_arg("--nft-like-cnp", file.to_string()),
+                ));
+            }
             "--cluster" => {
                 let v: Vec<usize> = value()
                     .split(',')
@@ -826,6 +839,21 @@ fn main() {
         about: "netpol, config/, --failsafe none".into(),
         ..example_setup.clone()
     };
+    // Diagnostics: a ruleset file (say, netpolctl compile's output for synth-50k-cnp
+    // with one map emptied) measured on synth-50k-cnp's addresses and flows.
+    let like_cnp: Vec<Setup> = args
+        .nft_like_cnp
+        .iter()
+        .map(|(name, file)| Setup {
+            name: name.clone(),
+            ruleset: Ruleset::Nft {
+                file: file.clone(),
+                held: format!("nft -f {}", file.display()),
+            },
+            about: format!("nft -f {}, flows of synth-50k-cnp", file.display()),
+            ..synth50cnp.clone()
+        })
+        .collect();
     let mut setups = vec![
         none,
         conntrack,
@@ -835,6 +863,7 @@ fn main() {
         synth50cnp,
         synth10,
     ];
+    setups.extend(like_cnp);
     for rules in [1_000, 10_000] {
         let (text, n) = linear_ruleset(&allow, rules, synth50.tcp, synth50.udp);
         let file = dir.join(format!("linear-{}k.nft", rules / 1000));
@@ -1078,6 +1107,17 @@ fn main() {
                     .map(|u| u.rate_per_s)),
                 3
             ),
+        );
+    }
+    for (name, _) in &args.nft_like_cnp {
+        println!(
+            "{name}: connection rate {} of synth-50k's, {} of synth-50k-cnp's; connect latency \
+             (1 loop) median {} of synth-50k's, {} of synth-50k-cnp's (medians of per-round \
+             ratios)",
+            fmt_num(ratio(name, "synth-50k", &|x| Some(x.tcp.rate_per_s)), 3),
+            fmt_num(ratio(name, "synth-50k-cnp", &|x| Some(x.tcp.rate_per_s)), 3),
+            fmt_num(ratio(name, "synth-50k", &|x| Some(x.lat.median_us)), 3),
+            fmt_num(ratio(name, "synth-50k-cnp", &|x| Some(x.lat.median_us)), 3),
         );
     }
     if args.keep.is_some() {

@@ -28,6 +28,9 @@
 //! also deny egress except DNS, and the rest is a weighted mix of the shapes real
 //! clusters use (same-app, namespace AND pod selectors, matchExpressions, ipBlock with
 //! except, endPort ranges, named ports, UDP and SCTP egress, ingress + egress in one).
+//!
+//! ClusterNetworkPolicies (Admin and Baseline tiers) to add to a generated model:
+//! [`cluster::cluster_policies`], printed by [`yaml::cluster_policies_yaml`].
 #![forbid(unsafe_code)]
 
 pub mod cluster;

@@ -150,18 +150,23 @@ pub(crate) fn encode_swap(plan: &Plan, slot: Slot, old: &Loaded) -> Result<Batch
             format!("deleting chain {name}"),
         );
     }
-    // The tiers' maps only now that no rule uses them, then the chains they go to.
-    for name in &old.tier_maps {
-        enc.push(
-            Msg::DelSet { name: name.clone() },
-            format!("deleting map {name}"),
-        );
-    }
-    for name in &old.tier_chains {
-        enc.push(
-            Msg::DelChain { name: name.clone() },
-            format!("deleting chain {name}"),
-        );
+    // The tiers' objects, each once nothing uses it (see `Loaded::tier_maps`).
+    for (maps, chains) in [
+        (&old.tier_maps, &old.tier_layouts),
+        (&old.tier_layout_maps, &old.tier_chains),
+    ] {
+        for name in maps {
+            enc.push(
+                Msg::DelSet { name: name.clone() },
+                format!("deleting map {name}"),
+            );
+        }
+        for name in chains {
+            enc.push(
+                Msg::DelChain { name: name.clone() },
+                format!("deleting chain {name}"),
+            );
+        }
     }
     for name in &old.sets {
         enc.push(

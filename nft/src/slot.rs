@@ -4,7 +4,9 @@
 //!
 //! Naming only: what a replace sends is `encode`'s, when it may be sent the backend's.
 
-use rules_compiler::plan::{Hook, Plan};
+use std::collections::HashSet;
+
+use rules_compiler::plan::{Hook, Plan, SetElements, Stmt, TierVerdict};
 
 /// Which of two names the objects of a loaded plan have in the kernel. A plan's sets,
 /// maps and endpoint chains are loaded under the names of the slot not in use, so the
@@ -78,10 +80,14 @@ pub(crate) struct Loaded {
     pub chains: Vec<String>,
     pub sets: Vec<String>,
     pub maps: Vec<String>,
-    /// Kernel names of the cluster tiers' verdict maps (used by the endpoint chains'
-    /// rules, they `goto` the tier deny chains) and of those deny chains: deleted in
-    /// that order, after the endpoint chains.
+    /// Kernel names of a cluster tier's objects, in the order a swap deletes them
+    /// (after the endpoint chains, whose rules look the address maps up): the address
+    /// maps (they `jump` to the layout chains), the layout chains (their rules look
+    /// the layout maps up), the layout maps (they `goto` the deny chains), the deny
+    /// chains.
     pub tier_maps: Vec<String>,
+    pub tier_layouts: Vec<String>,
+    pub tier_layout_maps: Vec<String>,
     pub tier_chains: Vec<String>,
     /// Kernel names of the named limits.
     pub limits: Vec<String>,
@@ -90,26 +96,68 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// `plan` as loaded under `slot`.
     pub(crate) fn of(plan: &Plan, slot: Slot) -> Loaded {
-        let tier: std::collections::HashSet<&str> = plan
+        let tier: HashSet<&str> = plan
             .locals()
             .iter()
             .flat_map(|l| l.tier_chains.iter().map(|t| t.chain.as_str()))
             .collect();
-        let (tier_chains, chains): (Vec<_>, Vec<_>) = plan
+        // The address maps are what `TierClass` rules look up; layout chains are what
+        // their elements jump to.
+        let class_maps: HashSet<&str> = plan
             .chains()
             .iter()
-            .filter(|c| c.hook().is_none())
-            .partition(|c| tier.contains(c.name()));
-        let (tier_maps, sets): (Vec<_>, Vec<_>) =
-            plan.sets().iter().partition(|s| s.elements().is_map());
+            .flat_map(|c| c.rules())
+            .filter_map(|r| match r {
+                Stmt::TierClass { map, .. } => Some(map.as_str()),
+                _ => None,
+            })
+            .collect();
+        let layouts: HashSet<&str> = plan
+            .sets()
+            .iter()
+            .filter(|s| class_maps.contains(s.name()))
+            .flat_map(|s| match s.elements() {
+                SetElements::AddrVerdict(v) => v.verdicts(),
+                _ => &[],
+            })
+            .filter_map(|v| match v {
+                TierVerdict::Jump(c) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect();
+        let names = |it: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+            it.map(|n| slot.name(n)).collect()
+        };
+        let endpoint = || plan.chains().iter().filter(|c| c.hook().is_none());
+        let tier_maps = || plan.sets().iter().filter(|s| s.elements().is_map());
         Loaded {
             slot,
             base: base_chains(plan),
-            chains: chains.iter().map(|c| slot.name(c.name())).collect(),
-            sets: sets.iter().map(|s| slot.name(s.name())).collect(),
+            chains: names(&mut endpoint().map(|c| c.name()).filter(|n| !tier.contains(n))),
+            sets: names(
+                &mut plan
+                    .sets()
+                    .iter()
+                    .filter(|s| !s.elements().is_map())
+                    .map(|s| s.name()),
+            ),
             maps: plan.maps().iter().map(|m| slot.name(m.name())).collect(),
-            tier_maps: tier_maps.iter().map(|s| slot.name(s.name())).collect(),
-            tier_chains: tier_chains.iter().map(|c| slot.name(c.name())).collect(),
+            tier_maps: names(
+                &mut tier_maps()
+                    .map(|s| s.name())
+                    .filter(|n| class_maps.contains(n)),
+            ),
+            tier_layouts: names(&mut endpoint().map(|c| c.name()).filter(|n| layouts.contains(n))),
+            tier_layout_maps: names(
+                &mut tier_maps()
+                    .map(|s| s.name())
+                    .filter(|n| !class_maps.contains(n)),
+            ),
+            tier_chains: names(
+                &mut endpoint()
+                    .map(|c| c.name())
+                    .filter(|n| tier.contains(n) && !layouts.contains(n)),
+            ),
             limits: plan.limits().iter().map(|l| slot.name(l.name())).collect(),
         }
     }

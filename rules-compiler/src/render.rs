@@ -184,6 +184,9 @@ fn write_stmt(out: &mut String, stmt: &Stmt) -> fmt::Result {
             "\t\t{} . meta l4proto . th dport vmap @{map}",
             addr_expr(*family, *field)
         ),
+        Stmt::TierClass { family, field, map } => {
+            writeln!(out, "\t\t{} vmap @{map}", addr_expr(*family, *field))
+        }
         Stmt::TierOther { family, field, map } => {
             let not: Vec<String> = PORT_PROTOCOLS
                 .iter()
@@ -271,6 +274,7 @@ impl fmt::Display for Goto<'_> {
         match self.0 {
             TierVerdict::Accept => f.write_str("accept"),
             TierVerdict::Goto(chain) => write!(f, "goto {chain}"),
+            TierVerdict::Jump(chain) => write!(f, "jump {chain}"),
         }
     }
 }

@@ -148,7 +148,9 @@ fn run_chain(
                         && packet.dport <= e.ports.1
                 });
                 if let Some((_, verdict)) = hit {
-                    return tier_verdict(plan, verdict, packet, depth, logged);
+                    if let Some(o) = tier_verdict(plan, verdict, packet, depth, logged) {
+                        return o;
+                    }
                 }
             }
             Stmt::TierOther { family, field, map } => {
@@ -162,7 +164,24 @@ fn run_chain(
                     panic!("{map} is not an address verdict map");
                 };
                 if let Some((_, verdict)) = v.iter().find(|(r, _)| r.contains(&ip)) {
-                    return tier_verdict(plan, verdict, packet, depth, logged);
+                    if let Some(o) = tier_verdict(plan, verdict, packet, depth, logged) {
+                        return o;
+                    }
+                }
+            }
+            Stmt::TierClass { family, field, map } => {
+                let ip = addr(packet, *field);
+                if !family_matches(*family, &ip) {
+                    continue;
+                }
+                let set = plan.set(map).unwrap_or_else(|| panic!("no map {map}"));
+                let SetElements::AddrVerdict(v) = set.elements() else {
+                    panic!("{map} is not an address verdict map");
+                };
+                if let Some((_, verdict)) = v.iter().find(|(r, _)| r.contains(&ip)) {
+                    if let Some(o) = tier_verdict(plan, verdict, packet, depth, logged) {
+                        return o;
+                    }
                 }
             }
             Stmt::Log { verdict, .. } => {
@@ -176,24 +195,29 @@ fn run_chain(
     None
 }
 
-/// A verdict map's answer: `accept`, or `goto` a chain whose end (no verdict) returns
-/// to the base chain, past the rest of the chain that went there.
+/// A verdict map's answer for the chain that looked it up: `Some(what it returns)`
+/// (`accept`; `goto` a chain, whose end returns to the base chain, past the rest of
+/// this one), or `None` to go on with the next rule (a `jump` whose chain ended
+/// without a verdict).
 fn tier_verdict(
     plan: &Plan,
     verdict: &TierVerdict,
     packet: &Packet,
     depth: usize,
     logged: &mut Option<EventVerdict>,
-) -> Option<Outcome> {
-    match verdict {
-        TierVerdict::Accept => Some(Outcome::Accept),
-        TierVerdict::Goto(target) => {
-            let chain = plan
-                .chain(target)
-                .unwrap_or_else(|| panic!("goto missing chain {target}"));
-            assert!(chain.hook().is_none(), "goto base chain {target}");
-            run_chain(plan, chain.rules(), packet, depth + 1, logged)
-        }
+) -> Option<Option<Outcome>> {
+    let (target, jump) = match verdict {
+        TierVerdict::Accept => return Some(Some(Outcome::Accept)),
+        TierVerdict::Goto(t) => (t, false),
+        TierVerdict::Jump(t) => (t, true),
+    };
+    let chain = plan
+        .chain(target)
+        .unwrap_or_else(|| panic!("missing chain {target}"));
+    assert!(chain.hook().is_none(), "to a base chain {target}");
+    match run_chain(plan, chain.rules(), packet, depth + 1, logged) {
+        None if jump => None,
+        outcome => Some(outcome),
     }
 }
 

@@ -123,12 +123,13 @@ pub(super) fn concat_elems(family: Family, items: &[AddrProtoPort]) -> Vec<Elem>
     out
 }
 
-/// A cluster tier's verdict as an element carries it: `accept`, or `goto` the deny
-/// chain under `slot`'s name.
+/// A cluster tier's verdict as an element carries it: `accept`, `goto` the deny chain or
+/// `jump` to a layout's chain, under `slot`'s names.
 fn tier_verdict(v: &TierVerdict, slot: Slot) -> ElemVerdict {
     match v {
         TierVerdict::Accept => ElemVerdict::Accept,
         TierVerdict::Goto(chain) => ElemVerdict::Goto(slot.name(chain)),
+        TierVerdict::Jump(chain) => ElemVerdict::Jump(slot.name(chain)),
     }
 }
 
@@ -196,6 +197,7 @@ pub(super) fn describe_set_element(elements: &SetElements, i: usize) -> Option<S
     let verdict = |v: &TierVerdict| match v {
         TierVerdict::Accept => " : accept".to_string(),
         TierVerdict::Goto(c) => format!(" : goto {c}"),
+        TierVerdict::Jump(c) => format!(" : jump {c}"),
     };
     match elements {
         SetElements::Addr(v) => v.get(i).map(show_range),

@@ -42,6 +42,11 @@ impl Encoder<'_> {
                 )?;
                 self.rule(chain, what, exprs, None);
             }
+            Stmt::TierClass { family, field, map } => {
+                let exprs =
+                    self.addr_lookup(&what, *family, *field, map, Some(k::NFT_REG_VERDICT))?;
+                self.rule(chain, what, exprs, None);
+            }
             Stmt::TierOther { family, field, map } => {
                 // `meta l4proto != 6 meta l4proto != 17 meta l4proto != 132`, as nft
                 // encodes the three comparisons: a load before each.

@@ -300,7 +300,7 @@ impl SetElements {
             .map(SetElements::AddrProtoPortVerdict)
     }
 
-    /// The `goto` targets of a verdict map's elements.
+    /// The `goto` and `jump` targets of a verdict map's elements.
     pub fn gotos(&self) -> impl Iterator<Item = &str> {
         let verdicts = match self {
             SetElements::AddrVerdict(v) => v.verdicts(),
@@ -308,7 +308,7 @@ impl SetElements {
             _ => &[],
         };
         verdicts.iter().filter_map(|v| match v {
-            TierVerdict::Goto(chain) => Some(chain.as_str()),
+            TierVerdict::Goto(chain) | TierVerdict::Jump(chain) => Some(chain.as_str()),
             TierVerdict::Accept => None,
         })
     }
@@ -630,6 +630,12 @@ impl Plan {
                         let ok = self.set(map).is_some_and(|s| {
                             s.family == *family
                                 && matches!(s.elements, SetElements::AddrProtoPortVerdict(_))
+                        });
+                        ("map", map, ok)
+                    }
+                    Stmt::TierClass { family, map, .. } => {
+                        let ok = self.set(map).is_some_and(|s| {
+                            s.family == *family && matches!(s.elements, SetElements::AddrVerdict(_))
                         });
                         ("map", map, ok)
                     }

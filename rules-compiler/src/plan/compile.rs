@@ -380,15 +380,21 @@ fn push_tail(
     });
 }
 
-/// One family's verdict maps of a flattened tier (`{prefix}_v4_ports`, `…_other`, only
-/// those with elements) and the rules that look them up; denials `goto deny`.
+/// One family's maps of a flattened tier, the rules that look them up, and the chains
+/// of its port layouts. The address map `{prefix}_{v4|v6}` (`Stmt::TierClass`) gives
+/// each address interval its cell's verdict when that is one for every protocol and
+/// port (`accept`, or `goto deny`), else `jump` to the chain of its layout,
+/// `{prefix}_{v4|v6}_{k}`: one per distinct layout, in order of first appearance,
+/// whose `…_ports` and `…_other` maps (one address range: the whole family) decide the
+/// protocol and port. Few layouts cover many scattered addresses, so the address map is
+/// a tree look-up and the port maps stay small, however many peers.
 fn tier_maps(
     prefix: &str,
     family: Family,
     field: AddrField,
     cells: &[Cell<TierAction>],
     deny: &str,
-) -> (Vec<Set>, Vec<Stmt>) {
+) -> (Vec<Set>, Vec<Stmt>, Vec<Chain>) {
     let verdict = |a: &TierAction| match a {
         TierAction::Accept => TierVerdict::Accept,
         TierAction::Deny => TierVerdict::Goto(deny.to_string()),
@@ -397,39 +403,71 @@ fn tier_maps(
         start: from_u128(family, lo),
         end: from_u128(family, hi),
     };
-    let mut ports = Vec::new();
-    let mut other = Vec::new();
-    for cell in cells {
-        let addr = range(cell.span);
-        if let Some(a) = &cell.other {
-            other.push((addr, verdict(a)));
-        }
-        for (proto, list) in PORT_PROTOCOLS.iter().zip(&cell.ports) {
-            for (lo, hi, a) in list {
-                let key = AddrProtoPort {
-                    addr,
-                    proto: *proto,
-                    ports: (*lo, *hi),
-                };
-                ports.push((key, verdict(a)));
-            }
-        }
-    }
     let tag = family_tag(family);
-    let (mut sets, mut rules) = (Vec::new(), Vec::new());
-    if !ports.is_empty() {
-        let map = format!("{prefix}_{tag}_ports");
-        let elements = SetElements::addr_proto_port_verdict(family, ports).expect(BUG);
-        sets.push(Set::new(map.clone(), family, elements).expect(BUG));
-        rules.push(Stmt::TierPorts { family, field, map });
+    let whole = range((0, family_max(family)));
+    let (mut sets, mut chains) = (Vec::new(), Vec::new());
+    // Layouts by content, each with its chain's name once it has one.
+    let mut layouts: Vec<(&Cell<TierAction>, String)> = Vec::new();
+    let mut elements = Vec::new();
+    for cell in cells {
+        let uniform = cell.other.filter(|v| {
+            cell.ports
+                .iter()
+                .all(|p| p.len() == 1 && p[0].0 == 0 && p[0].1 == u16::MAX && p[0].2 == *v)
+        });
+        if let Some(v) = uniform {
+            elements.push((range(cell.span), verdict(&v)));
+            continue;
+        }
+        let same = |c: &Cell<TierAction>| c.other == cell.other && c.ports == cell.ports;
+        let chain = match layouts.iter().find(|(c, _)| same(c)) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name = format!("{prefix}_{tag}_{}", layouts.len());
+                let mut rules = Vec::new();
+                let ports: Vec<(AddrProtoPort, TierVerdict)> = PORT_PROTOCOLS
+                    .iter()
+                    .zip(&cell.ports)
+                    .flat_map(|(proto, list)| {
+                        list.iter().map(move |&(lo, hi, a)| (*proto, lo, hi, a))
+                    })
+                    .map(|(proto, lo, hi, a)| {
+                        let key = AddrProtoPort {
+                            addr: whole,
+                            proto,
+                            ports: (lo, hi),
+                        };
+                        (key, verdict(&a))
+                    })
+                    .collect();
+                if !ports.is_empty() {
+                    let map = format!("{name}_ports");
+                    let elements = SetElements::addr_proto_port_verdict(family, ports).expect(BUG);
+                    sets.push(Set::new(map.clone(), family, elements).expect(BUG));
+                    rules.push(Stmt::TierPorts { family, field, map });
+                }
+                if let Some(a) = &cell.other {
+                    let map = format!("{name}_other");
+                    let elements =
+                        SetElements::addr_verdict(family, vec![(whole, verdict(a))]).expect(BUG);
+                    sets.push(Set::new(map.clone(), family, elements).expect(BUG));
+                    rules.push(Stmt::TierOther { family, field, map });
+                }
+                chains.push(Chain::new(name.clone(), None, rules).expect(BUG));
+                layouts.push((cell, name.clone()));
+                name
+            }
+        };
+        elements.push((range(cell.span), TierVerdict::Jump(chain)));
     }
-    if !other.is_empty() {
-        let map = format!("{prefix}_{tag}_other");
-        let elements = SetElements::addr_verdict(family, other).expect(BUG);
+    let mut rules = Vec::new();
+    if !elements.is_empty() {
+        let map = format!("{prefix}_{tag}");
+        let elements = SetElements::addr_verdict(family, elements).expect(BUG);
         sets.push(Set::new(map.clone(), family, elements).expect(BUG));
-        rules.push(Stmt::TierOther { family, field, map });
+        rules.push(Stmt::TierClass { family, field, map });
     }
-    (sets, rules)
+    (sets, rules, chains)
 }
 
 /// What a rule's port list allows regardless of the destination.
@@ -548,7 +586,7 @@ impl Compiler<'_, '_> {
             let deny = format!("{name}_{}", tier_tag(tier));
             let mut used = false;
             for (family, cells) in FAMILIES.into_iter().zip(cells) {
-                let (maps, stmts) = tier_maps(
+                let (maps, stmts, classes) = tier_maps(
                     &format!("{name}_{}", tier_tag(tier)),
                     family,
                     field,
@@ -558,6 +596,7 @@ impl Compiler<'_, '_> {
                 used |= !maps.is_empty();
                 sets.extend(maps);
                 rules.extend(stmts);
+                tier_chains.extend(classes.into_iter().map(|c| (tier, c)));
             }
             let goes_to_deny = cells.iter().flatten().any(|c| {
                 c.other == Some(TierAction::Deny)

@@ -129,6 +129,9 @@ pub enum TierVerdict {
     Accept,
     /// `goto CHAIN`: the tier's deny chain of this endpoint and direction (log, deny).
     Goto(String),
+    /// `jump CHAIN`: the chain of one port layout of the tier (a class of addresses
+    /// with the same cells), whose end comes back here, to the next rule.
+    Jump(String),
 }
 
 /// What a set holds. Elements are sorted and never overlap (the kernel refuses
@@ -322,6 +325,19 @@ pub enum Stmt {
         /// Which address is the peer's.
         field: AddrField,
         /// An [`SetElements::AddrProtoPortVerdict`] map.
+        map: String,
+    },
+    /// `ip saddr vmap @map`: a cluster tier's address map ([`SetElements::AddrVerdict`]):
+    /// `accept` or `goto` the deny chain where every protocol and port of the address
+    /// has that verdict, else `jump` to the chain of its port layout (which looks the
+    /// protocol and port up with [`Stmt::TierPorts`] and [`Stmt::TierOther`] over maps
+    /// whose one address range is the whole family). No element: the next rule.
+    TierClass {
+        /// Family of the address.
+        family: Family,
+        /// Which address is the peer's.
+        field: AddrField,
+        /// An [`SetElements::AddrVerdict`] map.
         map: String,
     },
     /// `meta l4proto != 6 meta l4proto != 17 meta l4proto != 132 ip saddr vmap @map`: a

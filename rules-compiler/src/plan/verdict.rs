@@ -155,7 +155,26 @@ impl Plan {
                     };
                     if let Some(i) = find_addr_proto_port(v.keys(), &ip, packet.proto, packet.dport)
                     {
-                        return self.tier(&v.verdicts()[i], this, packet, depth);
+                        match self.tier(&v.verdicts()[i], this, packet, depth) {
+                            Flow::Return(v) => return v,
+                            Flow::Next => {}
+                        }
+                    }
+                }
+                Stmt::TierClass { family, field, map } => {
+                    let ip = field_of(packet, *field);
+                    if Family::of(&ip) != *family {
+                        continue;
+                    }
+                    let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements)
+                    else {
+                        continue;
+                    };
+                    if let Some(i) = find_addr(v.keys(), &ip) {
+                        match self.tier(&v.verdicts()[i], this, packet, depth) {
+                            Flow::Return(v) => return v,
+                            Flow::Next => {}
+                        }
                     }
                 }
                 Stmt::TierOther { family, field, map } => {
@@ -168,7 +187,10 @@ impl Plan {
                         continue;
                     };
                     if let Some(i) = find_addr(v.keys(), &ip) {
-                        return self.tier(&v.verdicts()[i], this, packet, depth);
+                        match self.tier(&v.verdicts()[i], this, packet, depth) {
+                            Flow::Return(v) => return v,
+                            Flow::Next => {}
+                        }
                     }
                 }
                 Stmt::Log { .. } => {}
@@ -179,29 +201,42 @@ impl Plan {
         None
     }
 
-    /// A tier map's verdict: `accept` here, or `goto` a deny chain, whose end (no
-    /// verdict) would return to the base chain, not to this one.
+    /// A tier map's verdict: `accept` here; `goto` a chain, whose end (no verdict)
+    /// would return to the base chain, not to this one; or `jump` to a chain whose end
+    /// comes back here, to the next rule.
     fn tier<'p>(
         &'p self,
         verdict: &'p TierVerdict,
         this: Option<&'p str>,
         packet: &Packet,
         depth: usize,
-    ) -> Option<Verdict<'p>> {
-        match verdict {
-            TierVerdict::Accept => Some(Verdict {
-                outcome: Outcome::Accept,
-                chain: this,
-            }),
-            TierVerdict::Goto(target) => {
-                let target = self.endpoint_chain(target)?;
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                self.run(target, packet, depth + 1)
+    ) -> Flow<'p> {
+        let target = match verdict {
+            TierVerdict::Accept => {
+                return Flow::Return(Some(Verdict {
+                    outcome: Outcome::Accept,
+                    chain: this,
+                }))
             }
+            TierVerdict::Goto(t) | TierVerdict::Jump(t) => t,
+        };
+        let Some(chain) = self.endpoint_chain(target).filter(|_| depth < MAX_DEPTH) else {
+            return Flow::Return(None);
+        };
+        match (verdict, self.run(chain, packet, depth + 1)) {
+            (_, Some(v)) => Flow::Return(Some(v)),
+            (TierVerdict::Jump(_), None) => Flow::Next,
+            (_, None) => Flow::Return(None),
         }
     }
+}
+
+/// What a rule that went to another chain leaves its own chain to do.
+enum Flow<'p> {
+    /// End the chain with this (`None`: back to the base chain).
+    Return(Option<Verdict<'p>>),
+    /// Go on with the next rule.
+    Next,
 }
 
 /// What an endpoint chain accepts of new connections with one remote address: the
@@ -311,7 +346,12 @@ impl Plan {
             accepts_at_end: true,
             tiered: None,
         };
-        let tiered = |r: &Stmt| matches!(r, Stmt::TierPorts { .. } | Stmt::TierOther { .. });
+        let tiered = |r: &Stmt| {
+            matches!(
+                r,
+                Stmt::TierPorts { .. } | Stmt::TierOther { .. } | Stmt::TierClass { .. }
+            )
+        };
         if chain.rules.iter().any(tiered) {
             out.tiered = Some((self, chain));
             return Some(out);
@@ -373,98 +413,19 @@ fn without(ranges: &Ranges, lo: u16, hi: u16) -> Ranges {
 }
 
 impl Plan {
-    /// Whether a tier map's verdict accepts: `accept`, or a `goto` to a chain that ends
-    /// in an audit accept (host-wide audit) rather than a deny.
-    fn tier_accepts(&self, verdict: &TierVerdict) -> bool {
-        match verdict {
-            TierVerdict::Accept => true,
-            TierVerdict::Goto(target) => self
-                .endpoint_chain(target)
-                .and_then(|c| {
-                    c.rules.iter().find_map(|r| match r {
-                        Stmt::Audit { .. } => Some(true),
-                        Stmt::Deny { .. } => Some(false),
-                        _ => None,
-                    })
-                })
-                .unwrap_or(true),
-        }
-    }
-
     /// [`ChainAccepts::get`] for a chain with cluster tiers: its rules in order, each
-    /// claiming what it matches of what no rule before claimed.
+    /// claiming what it matches of what no rule before claimed, into the chains its
+    /// verdict maps go to; what the endpoint chain leaves undecided at its end goes
+    /// back to the base chain, which accepts.
     fn walk_tiered<'p>(&'p self, chain: &'p Chain, remote: &IpAddr) -> Accepts<'p> {
-        let family = Family::of(remote);
-        // What no rule decided yet, and what is accepted; per protocol of PORT_PROTOCOLS.
-        let mut open: [Ranges; 3] = std::array::from_fn(|_| vec![(0, u16::MAX)]);
-        let mut open_other = true;
-        let mut ports: [Ranges; 3] = Default::default();
-        let mut other = false;
-        let slot = |proto: u8| PORT_PROTOCOLS.iter().position(|&p| p == proto);
-        for rule in &chain.rules {
-            match rule {
-                Stmt::AcceptAddr { family: f, set, .. } if *f == family => {
-                    if let Some(SetElements::Addr(e)) = self.set(set).map(|s| &s.elements) {
-                        if addr_in(e, remote) {
-                            break;
-                        }
-                    }
-                }
-                Stmt::AcceptAddrProtoPort { family: f, set, .. } if *f == family => {
-                    if let Some(SetElements::AddrProtoPort(e)) = self.set(set).map(|s| &s.elements)
-                    {
-                        for el in run_of(e, remote) {
-                            let Some(i) = slot(el.proto) else { continue };
-                            ports[i].extend(within(&open[i], el.ports.0, el.ports.1));
-                            open[i] = without(&open[i], el.ports.0, el.ports.1);
-                        }
-                    }
-                }
-                Stmt::TierPorts { family: f, map, .. } if *f == family => {
-                    if let Some(SetElements::AddrProtoPortVerdict(v)) =
-                        self.set(map).map(|s| &s.elements)
-                    {
-                        let keys = v.keys();
-                        for k in run_range(keys, remote) {
-                            let el = &keys[k];
-                            let Some(i) = slot(el.proto) else { continue };
-                            if self.tier_accepts(&v.verdicts()[k]) {
-                                ports[i].extend(within(&open[i], el.ports.0, el.ports.1));
-                            }
-                            open[i] = without(&open[i], el.ports.0, el.ports.1);
-                        }
-                    }
-                }
-                Stmt::TierOther { family: f, map, .. } if *f == family => {
-                    if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
-                        if let Some(k) = find_addr(v.keys(), remote) {
-                            if open_other {
-                                other |= self.tier_accepts(&v.verdicts()[k]);
-                                open_other = false;
-                            }
-                        }
-                    }
-                }
-                Stmt::Audit { .. } => break,
-                Stmt::Deny { .. } => {
-                    open = Default::default();
-                    open_other = false;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        // An accepting end (an address set, an audit, or the chain's end: back to the
-        // base chain, which accepts) takes what is still open.
-        for (acc, rest) in ports.iter_mut().zip(open) {
-            acc.extend(rest);
-        }
-        other |= open_other;
+        let (mut accepted, rest) = self.walk(chain, remote, Region::everything(), 0);
+        accepted.add(rest);
+        let Region { ports, other } = accepted;
         let mut list = Vec::new();
-        for (i, acc) in ports.iter_mut().enumerate() {
+        for (i, mut acc) in ports.into_iter().enumerate() {
             acc.sort_unstable();
             let mut merged: Ranges = Vec::new();
-            for &(a, b) in acc.iter() {
+            for (a, b) in acc {
                 match merged.last_mut() {
                     Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
                     _ => merged.push((a, b)),
@@ -478,6 +439,179 @@ impl Plan {
             Accepts::Everything
         } else {
             Accepts::Exact { other, ports: list }
+        }
+    }
+
+    /// Walks `chain` for the packets of `open` (from or to `remote`): what its rules
+    /// accept, and what reaches its end undecided (the caller's to go on with).
+    fn walk(
+        &self,
+        chain: &Chain,
+        remote: &IpAddr,
+        mut open: Region,
+        depth: usize,
+    ) -> (Region, Region) {
+        let family = Family::of(remote);
+        let slot = |proto: u8| PORT_PROTOCOLS.iter().position(|&p| p == proto);
+        let mut accepted = Region::default();
+        if depth >= MAX_DEPTH {
+            return (accepted, Region::default());
+        }
+        for rule in &chain.rules {
+            match rule {
+                Stmt::AcceptAddr { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::Addr(e)) = self.set(set).map(|s| &s.elements) {
+                        if addr_in(e, remote) {
+                            accepted.add(open);
+                            return (accepted, Region::default());
+                        }
+                    }
+                }
+                Stmt::AcceptAddrProtoPort { family: f, set, .. } if *f == family => {
+                    if let Some(SetElements::AddrProtoPort(e)) = self.set(set).map(|s| &s.elements)
+                    {
+                        for el in run_of(e, remote) {
+                            if let Some(i) = slot(el.proto) {
+                                accepted.add(open.take_ports(i, el.ports));
+                            }
+                        }
+                    }
+                }
+                Stmt::TierPorts { family: f, map, .. } if *f == family => {
+                    if let Some(SetElements::AddrProtoPortVerdict(v)) =
+                        self.set(map).map(|s| &s.elements)
+                    {
+                        let keys = v.keys();
+                        for k in run_range(keys, remote) {
+                            let Some(i) = slot(keys[k].proto) else {
+                                continue;
+                            };
+                            let claimed = open.take_ports(i, keys[k].ports);
+                            self.go(
+                                &v.verdicts()[k],
+                                remote,
+                                claimed,
+                                &mut accepted,
+                                &mut open,
+                                depth,
+                            );
+                        }
+                    }
+                }
+                Stmt::TierOther { family: f, map, .. } if *f == family => {
+                    if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
+                        if let Some(k) = find_addr(v.keys(), remote) {
+                            let claimed = open.take_other();
+                            self.go(
+                                &v.verdicts()[k],
+                                remote,
+                                claimed,
+                                &mut accepted,
+                                &mut open,
+                                depth,
+                            );
+                        }
+                    }
+                }
+                Stmt::TierClass { family: f, map, .. } if *f == family => {
+                    if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
+                        if let Some(k) = find_addr(v.keys(), remote) {
+                            let claimed = std::mem::take(&mut open);
+                            self.go(
+                                &v.verdicts()[k],
+                                remote,
+                                claimed,
+                                &mut accepted,
+                                &mut open,
+                                depth,
+                            );
+                        }
+                    }
+                }
+                Stmt::Audit { .. } => {
+                    accepted.add(open);
+                    return (accepted, Region::default());
+                }
+                Stmt::Deny { .. } => return (accepted, Region::default()),
+                _ => {}
+            }
+        }
+        (accepted, open)
+    }
+
+    /// What a tier map's verdict does with the packets it `claimed`: `accept` them;
+    /// `goto` a chain (what it leaves undecided goes back to the base chain: accepted);
+    /// `jump` to a chain (what it leaves undecided comes back to `open`).
+    fn go(
+        &self,
+        verdict: &TierVerdict,
+        remote: &IpAddr,
+        claimed: Region,
+        accepted: &mut Region,
+        open: &mut Region,
+        depth: usize,
+    ) {
+        if claimed.is_empty() {
+            return;
+        }
+        let target = match verdict {
+            TierVerdict::Accept => return accepted.add(claimed),
+            TierVerdict::Goto(t) | TierVerdict::Jump(t) => t,
+        };
+        let Some(chain) = self.endpoint_chain(target) else {
+            // The kernel would not have taken the plan; `Plan::new` refuses it.
+            return;
+        };
+        let (acc, rest) = self.walk(chain, remote, claimed, depth + 1);
+        accepted.add(acc);
+        match verdict {
+            TierVerdict::Jump(_) => open.add(rest),
+            _ => accepted.add(rest),
+        }
+    }
+}
+
+/// Packets of one remote address: per protocol of [`PORT_PROTOCOLS`] port ranges
+/// (disjoint), and whether every other protocol is in.
+#[derive(Clone, Debug, Default)]
+struct Region {
+    ports: [Ranges; 3],
+    other: bool,
+}
+
+impl Region {
+    fn everything() -> Region {
+        Region {
+            ports: std::array::from_fn(|_| vec![(0, u16::MAX)]),
+            other: true,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.other && self.ports.iter().all(Vec::is_empty)
+    }
+
+    /// Adds `r` (disjoint from `self` where it is used).
+    fn add(&mut self, r: Region) {
+        for (a, b) in self.ports.iter_mut().zip(r.ports) {
+            a.extend(b);
+        }
+        self.other |= r.other;
+    }
+
+    /// Takes out and returns the ports `lo..=hi` of protocol slot `i`.
+    fn take_ports(&mut self, i: usize, (lo, hi): (u16, u16)) -> Region {
+        let mut out = Region::default();
+        out.ports[i] = within(&self.ports[i], lo, hi);
+        self.ports[i] = without(&self.ports[i], lo, hi);
+        out
+    }
+
+    /// Takes out and returns the other protocols.
+    fn take_other(&mut self) -> Region {
+        Region {
+            ports: Default::default(),
+            other: std::mem::take(&mut self.other),
         }
     }
 }

@@ -7,9 +7,10 @@
 //! deny (an audit under host-wide audit), or else where audit policies isolate, with
 //! theirs and an audit; a log rule before the end when events are reported.
 //!
-//! ClusterNetworkPolicy tiers wrap that: the Admin tier's verdict maps come first
-//! (`accept`, or `goto` the endpoint's Admin deny chain; a `Pass` or no rule falls
-//! through), then the NetworkPolicy sets; where the enforced NetworkPolicies do not
+//! ClusterNetworkPolicy tiers wrap that: the Admin tier's address maps come first
+//! (`accept`, `goto` the endpoint's Admin deny chain, or `jump` to the chain of the
+//! address's port layout, see [`tier_maps`]; a `Pass` or no rule falls through), then
+//! the NetworkPolicy sets; where the enforced NetworkPolicies do not
 //! isolate, the Baseline tier's maps (only its denials: its `Accept`, `Pass` and no rule
 //! all end allowed) come before anything an audit policy adds, and the chain's end
 //! returns to the base chain, which accepts. Flattening a tier is [`super::tiers`]'s.

@@ -16,7 +16,7 @@
 //! returns to the base chain, which accepts. Flattening a tier is [`super::tiers`]'s.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::intervals::{
@@ -24,7 +24,7 @@ use super::intervals::{
     Span,
 };
 use super::names::{audit_comment, chain_name, deny_comment, disambiguate, tier_comment};
-use super::tiers::{flatten, Cell};
+use super::tiers::{flatten, Cell, PortCells};
 use super::{
     AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Failsafe,
     Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt, TierChain,
@@ -190,7 +190,7 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
 }
 
 /// A tier's verdict before chains have names: accept, or the tier's deny chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum TierAction {
     Accept,
     Deny,
@@ -407,8 +407,9 @@ fn tier_maps(
     let tag = family_tag(family);
     let whole = range((0, family_max(family)));
     let (mut sets, mut chains) = (Vec::new(), Vec::new());
-    // Layouts by content, each with its chain's name once it has one.
-    let mut layouts: Vec<(&Cell<TierAction>, String)> = Vec::new();
+    // Layouts by content (other protocols, ports), each with its chain's name.
+    type Layout<'c> = (&'c Option<TierAction>, &'c [PortCells<TierAction>; 3]);
+    let mut layouts: HashMap<Layout<'_>, String> = HashMap::new();
     let mut elements = Vec::new();
     for cell in cells {
         let uniform = cell.other.filter(|v| {
@@ -420,9 +421,8 @@ fn tier_maps(
             elements.push((range(cell.span), verdict(&v)));
             continue;
         }
-        let same = |c: &Cell<TierAction>| c.other == cell.other && c.ports == cell.ports;
-        let chain = match layouts.iter().find(|(c, _)| same(c)) {
-            Some((_, name)) => name.clone(),
+        let chain = match layouts.get(&(&cell.other, &cell.ports)) {
+            Some(name) => name.clone(),
             None => {
                 let name = format!("{prefix}_{tag}_{}", layouts.len());
                 let mut rules = Vec::new();
@@ -455,7 +455,7 @@ fn tier_maps(
                     rules.push(Stmt::TierOther { family, field, map });
                 }
                 chains.push(Chain::new(name.clone(), None, rules).expect(BUG));
-                layouts.push((cell, name.clone()));
+                layouts.insert((&cell.other, &cell.ports), name.clone());
                 name
             }
         };

@@ -25,7 +25,7 @@ use crate::resolve::{EndpointId, Index};
 pub(super) type PortCells<V> = Vec<(u16, u16, V)>;
 
 /// One elementary address interval of a flattened tier, with what decides there.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Cell<V> {
     /// The addresses, within the family's space.
     pub span: Span,

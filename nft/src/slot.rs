@@ -75,7 +75,7 @@ pub(crate) struct Loaded {
     pub slot: Slot,
     /// Base chains: name and hook.
     pub base: Vec<(String, Hook)>,
-    /// Kernel names of the endpoint chains (less the tiers' deny chains), sets and
+    /// Kernel names of the endpoint chains (less the tiers' deny and layout chains), sets and
     /// dispatch maps.
     pub chains: Vec<String>,
     pub sets: Vec<String>,

@@ -153,25 +153,12 @@ fn run_chain(
                     }
                 }
             }
-            Stmt::TierOther { family, field, map } => {
+            Stmt::TierOther { family, field, map } | Stmt::TierClass { family, field, map } => {
                 let ip = addr(packet, *field);
-                // `meta l4proto != tcp, udp, sctp`.
-                if !family_matches(*family, &ip) || [6, 17, 132].contains(&packet.proto) {
-                    continue;
-                }
-                let set = plan.set(map).unwrap_or_else(|| panic!("no map {map}"));
-                let SetElements::AddrVerdict(v) = set.elements() else {
-                    panic!("{map} is not an address verdict map");
-                };
-                if let Some((_, verdict)) = v.iter().find(|(r, _)| r.contains(&ip)) {
-                    if let Some(o) = tier_verdict(plan, verdict, packet, depth, logged) {
-                        return o;
-                    }
-                }
-            }
-            Stmt::TierClass { family, field, map } => {
-                let ip = addr(packet, *field);
-                if !family_matches(*family, &ip) {
+                // `TierOther`: `meta l4proto != tcp, udp, sctp` first.
+                let ports_only =
+                    matches!(rule, Stmt::TierOther { .. }) && [6, 17, 132].contains(&packet.proto);
+                if !family_matches(*family, &ip) || ports_only {
                     continue;
                 }
                 let set = plan.set(map).unwrap_or_else(|| panic!("no map {map}"));

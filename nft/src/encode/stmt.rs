@@ -42,10 +42,9 @@ impl Encoder<'_> {
                 )?;
                 self.rule(chain, what, exprs, None);
             }
+            // An address looked up in a verdict map, as the dispatch rules are.
             Stmt::TierClass { family, field, map } => {
-                let exprs =
-                    self.addr_lookup(&what, *family, *field, map, Some(k::NFT_REG_VERDICT))?;
-                self.rule(chain, what, exprs, None);
+                self.dispatch(chain, what, *family, *field, map)?;
             }
             Stmt::TierOther { family, field, map } => {
                 // `meta l4proto != 6 meta l4proto != 17 meta l4proto != 132`, as nft

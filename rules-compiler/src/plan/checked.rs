@@ -301,7 +301,7 @@ impl SetElements {
     }
 
     /// The `goto` and `jump` targets of a verdict map's elements.
-    pub fn gotos(&self) -> impl Iterator<Item = &str> {
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
         let verdicts = match self {
             SetElements::AddrVerdict(v) => v.verdicts(),
             SetElements::AddrProtoPortVerdict(v) => v.verdicts(),
@@ -653,7 +653,7 @@ impl Plan {
             }
         }
         for set in &self.sets {
-            for target in set.elements.gotos() {
+            for target in set.elements.targets() {
                 if !is_endpoint_chain(target) {
                     return missing("chain", target, &format!("map {}", set.name));
                 }

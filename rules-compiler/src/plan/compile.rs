@@ -210,7 +210,7 @@ struct Policed {
     baseline: TierCells,
 }
 
-/// An endpoint chain and the tiers' deny chains it goes to.
+/// An endpoint chain and the tiers' chains it goes to (deny and layout chains).
 struct Built {
     chain: Chain,
     tier_chains: Vec<(Tier, Chain)>,
@@ -567,7 +567,7 @@ impl Compiler<'_, '_> {
         })
     }
 
-    /// One endpoint chain, its sets and maps, and the tiers' deny chains.
+    /// One endpoint chain, its sets and maps, and the tiers' deny and layout chains.
     fn endpoint_chain(
         &self,
         policed: &Policed,

@@ -378,13 +378,14 @@ pub struct LocalEndpoint {
     pub ingress_chain: Option<String>,
     /// Its egress chain; `None` when no policy (enforced or audit) isolates its egress.
     pub egress_chain: Option<String>,
-    /// The deny chains of cluster tiers that its chains `goto`, sorted.
+    /// The cluster tiers' chains its chains reach: the deny chains they `goto` and the
+    /// port layouts' chains they `jump` to, sorted.
     pub tier_chains: Vec<TierChain>,
 }
 
-/// The chain where a cluster tier's `Deny` of one endpoint and direction ends: a log
-/// rule (with events) and the deny (an audit accept under host-wide audit), counted
-/// apart from the NetworkPolicy deny.
+/// A chain of a cluster tier for one endpoint and direction: where its `Deny` ends (a
+/// log rule with events, then the deny, or an audit accept under host-wide audit,
+/// counted apart from the NetworkPolicy deny), or one of its port layouts' chains.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct TierChain {
     /// The direction.

@@ -161,25 +161,12 @@ impl Plan {
                         }
                     }
                 }
-                Stmt::TierClass { family, field, map } => {
+                Stmt::TierClass { family, field, map } | Stmt::TierOther { family, field, map } => {
                     let ip = field_of(packet, *field);
-                    if Family::of(&ip) != *family {
-                        continue;
-                    }
-                    let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements)
-                    else {
-                        continue;
-                    };
-                    if let Some(i) = find_addr(v.keys(), &ip) {
-                        match self.tier(&v.verdicts()[i], this, packet, depth) {
-                            Flow::Return(v) => return v,
-                            Flow::Next => {}
-                        }
-                    }
-                }
-                Stmt::TierOther { family, field, map } => {
-                    let ip = field_of(packet, *field);
-                    if Family::of(&ip) != *family || PORT_PROTOCOLS.contains(&packet.proto) {
+                    // `TierOther` is for protocols without ports only.
+                    let ports_only = matches!(rule, Stmt::TierOther { .. })
+                        && PORT_PROTOCOLS.contains(&packet.proto);
+                    if Family::of(&ip) != *family || ports_only {
                         continue;
                     }
                     let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements)
@@ -498,25 +485,17 @@ impl Plan {
                         }
                     }
                 }
-                Stmt::TierOther { family: f, map, .. } if *f == family => {
+                Stmt::TierOther { family: f, map, .. } | Stmt::TierClass { family: f, map, .. }
+                    if *f == family =>
+                {
                     if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
                         if let Some(k) = find_addr(v.keys(), remote) {
-                            let claimed = open.take_other();
-                            self.go(
-                                &v.verdicts()[k],
-                                remote,
-                                claimed,
-                                &mut accepted,
-                                &mut open,
-                                depth,
-                            );
-                        }
-                    }
-                }
-                Stmt::TierClass { family: f, map, .. } if *f == family => {
-                    if let Some(SetElements::AddrVerdict(v)) = self.set(map).map(|s| &s.elements) {
-                        if let Some(k) = find_addr(v.keys(), remote) {
-                            let claimed = std::mem::take(&mut open);
+                            // `TierOther` claims the protocols without ports, `TierClass`
+                            // every packet still open.
+                            let claimed = match rule {
+                                Stmt::TierOther { .. } => open.take_other(),
+                                _ => std::mem::take(&mut open),
+                            };
                             self.go(
                                 &v.verdicts()[k],
                                 remote,

@@ -214,6 +214,50 @@ fn a_confirm_at_the_deadline_says_what_the_kernel_holds() {
     eprintln!("confirmed {confirmed}, rolled back {rolled_back}");
 }
 
+/// A lock that cannot be taken (its file replaced by a directory) does not stop the
+/// rollback: the unconfirmed table is replaced all the same.
+#[test]
+fn an_unusable_lock_file_does_not_stop_the_rollback() {
+    let Some((host, _peer)) = two_hosts() else {
+        return;
+    };
+    let lab = Lab::new();
+    let run_dir = lab.path("run");
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply".to_string(), "--failsafe".into(), "none".into()];
+        args.extend(lab.args().into_iter().take(4));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = host
+            .command(NETPOLCTL, &args)
+            .env("NETPOL_RUN_DIR", &run_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let old_in_force = || host.table().unwrap().contains("2222");
+    lab.write("policies/ssh.yaml", SSH_POLICY);
+    apply(&[]);
+    std::fs::remove_file(lab.path("policies/ssh.yaml")).unwrap();
+    apply(&["--confirm-within", "1s"]);
+    assert!(!old_in_force());
+    let lock = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the apply's lock file");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let start = Instant::now();
+    while !old_in_force() {
+        assert!(
+            start.elapsed() < Duration::from_secs(1 + 3),
+            "not rolled back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_pending_rollback_survives_netpold_killed_and_restarted() {
     let Some((host, peer)) = two_hosts() else {

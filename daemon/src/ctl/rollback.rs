@@ -174,7 +174,11 @@ pub fn watch(pending_path: &Path) -> Result<()> {
         std::thread::sleep(TICK);
     }
     let _lock = loop {
-        let lock = lock()?;
+        // Without the lock a `confirm` may race the rollback, but giving up would leave
+        // the unconfirmed table in force: roll back anyway, and say so.
+        let lock = lock()
+            .map_err(|e| log(&format!("rolling back without the lock: {e:#}")))
+            .ok();
         if !still_mine() {
             return Ok(());
         }

@@ -10,12 +10,14 @@
 //!   line and column, plus a diagnostic for each malformed document; [`documents`] does
 //!   the same one document at a time.
 
+mod fast;
 mod files;
 mod tree;
 mod yaml;
 
 use std::path::PathBuf;
 
+pub use fast::{compare_with_saphyr, set_enabled as set_fast_yaml, Comparison};
 pub use files::{file_kind, read_paths};
 pub use yaml::{documents, parse, Document, Documents, Node, Value};
 

@@ -25,6 +25,7 @@ use std::hash::{Hash, Hasher};
 
 use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 
+use crate::load::fast::{self, Fast};
 use crate::load::{Limits, Node, Value};
 
 /// Most nodes that alias expansion may produce in one chunk of input (saphyr's default).
@@ -100,6 +101,8 @@ pub(super) struct Builder {
     nodes: usize,
     /// Documents of the file so far (over all its chunks).
     documents: usize,
+    /// The fast path for kubectl-style YAML, tried first unless turned off.
+    fast: Option<Fast>,
 }
 
 /// A collection whose end event has not come yet.
@@ -128,6 +131,7 @@ impl Builder {
             limits,
             nodes: 0,
             documents: 0,
+            fast: fast::enabled().then(Fast::default),
         }
     }
 
@@ -136,6 +140,26 @@ impl Builder {
     ///
     /// One builder serves all the chunks of a file, so that its stacks are grown once.
     pub(super) fn load(&mut self, text: &str, line_offset: usize) -> Result<Vec<Node>, Failure> {
+        // The fast path gives the same roots or declines (on every failure too).
+        if let Some(loaded) = self
+            .fast
+            .as_mut()
+            .and_then(|f| f.load(text, line_offset, &self.limits))
+        {
+            let documents = self.documents + loaded.roots.len();
+            if documents <= self.limits.documents {
+                self.documents = documents;
+                if !loaded.roots.is_empty() {
+                    self.nodes = loaded.nodes;
+                }
+                return Ok(loaded.roots);
+            }
+        }
+        self.saphyr(text, line_offset)
+    }
+
+    /// [`Builder::load`] by saphyr-parser alone.
+    pub(super) fn saphyr(&mut self, text: &str, line_offset: usize) -> Result<Vec<Node>, Failure> {
         self.line_offset = line_offset;
         self.open.clear();
         self.items.clear();
@@ -376,7 +400,7 @@ fn check_last_key<'n>(open: &mut Open, children: &'n [Node]) -> Result<(), &'n N
 
 /// Key equality as saphyr's mappings had it: by value, where all NaNs are equal (and so
 /// are `0.0` and `-0.0`), an integer is not a float, and tags are no part of a key.
-fn same_key(a: &Value, b: &Value) -> bool {
+pub(super) fn same_key(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Float(x), Value::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
         (Value::Seq(x), Value::Seq(y)) => {
@@ -395,7 +419,7 @@ fn same_key(a: &Value, b: &Value) -> bool {
 }
 
 /// A hash consistent with [`same_key`].
-fn key_hash(v: &Value) -> u64 {
+pub(super) fn key_hash(v: &Value) -> u64 {
     fn feed(v: &Value, h: &mut impl Hasher) {
         std::mem::discriminant(v).hash(h);
         match v {
@@ -428,7 +452,7 @@ fn key_hash(v: &Value) -> u64 {
 /// A scalar's value per the YAML 1.2 core schema, as saphyr resolved it: quoted scalars
 /// are strings; a core-schema tag (`!!int`) forces its type, or gives
 /// [`Value::Invalid`] when the text is not of it; other tags (`!custom`) are ignored.
-fn scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Value {
+pub(super) fn scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     if style != ScalarStyle::Plain {
         return Value::Str(text.into_owned());
     }

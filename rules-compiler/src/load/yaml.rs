@@ -142,17 +142,17 @@ impl<'a> Iterator for Documents<'a> {
 }
 
 /// A piece of the stream holding one or more whole documents.
-struct Chunk<'t> {
-    text: &'t str,
+pub(super) struct Chunk<'t> {
+    pub(super) text: &'t str,
     /// Lines of the file before this chunk.
-    line_offset: usize,
+    pub(super) line_offset: usize,
 }
 
 /// Cuts the stream before each `---` line, except where everything so far in the
 /// current chunk is blank, comments or directives (those belong to the next document).
 /// After a `...` (document end), what follows it up to the `---` (directives, comments)
 /// goes with the next document too.
-fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+pub(super) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut start_line = 0;

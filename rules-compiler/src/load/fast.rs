@@ -2,8 +2,9 @@
 //! write: it builds the same [`Node`] trees as the saphyr path (`tree.rs`), or declines.
 //!
 //! It reads one chunk (as `yaml.rs` cuts them) line by line over bytes, without
-//! recursion and without a token or an allocation per token: only the `String`s and
-//! collections of the tree are allocated. What it accepts:
+//! recursion (open collections wait on explicit stacks) and without a token or an
+//! allocation per token: only the `String`s and collections of the tree are
+//! allocated. What it accepts:
 //!
 //! - blank lines, comment lines (at any indentation), a leading `---` line (with
 //!   nothing but a comment after it), and blank or comment lines before it;
@@ -16,8 +17,9 @@
 //!   the end of the line; not starting with an indicator other than `-` followed by a
 //!   non-space), one-line single-quoted scalars (`''`) and one-line double-quoted
 //!   scalars with YAML's escapes;
-//! - one-line flow sequences and mappings of such scalars (`[]`, `{}`, `[a, "b"]`,
-//!   `{app: web}`), not nested, without empty entries or a trailing comma;
+//! - one-line flow sequences and mappings of such scalars and of one another (`[]`,
+//!   `{}`, `[a, "b"]`, `{matchLabels: {app: web}}`), without empty entries, a trailing
+//!   comma, `key: value` pairs inside `[ ]` or `:` and `#` inside flow plain scalars;
 //! - an empty value (`key:`, `-`) where saphyr gives an empty scalar, at the same place.
 //!
 //! It **declines** (returns `None`) on anything else, and on anything it is not sure
@@ -143,6 +145,33 @@ struct Frame {
     compact: bool,
     /// Hashes of its keys once it has more than [`LINEAR_KEY_CHECK`].
     keys: Option<HashSet<u64>>,
+}
+
+/// A flow collection still open.
+struct FlowOpen {
+    is_map: bool,
+    at: (usize, usize),
+    /// Where its children start in [`Fast::items`].
+    start: usize,
+}
+
+impl FlowOpen {
+    fn close(&self) -> u8 {
+        if self.is_map {
+            b'}'
+        } else {
+            b']'
+        }
+    }
+
+    /// The finished collection, its children taken from `items`.
+    fn node(&self, items: &mut Vec<Node>) -> Node {
+        Node {
+            line: self.at.0,
+            column: self.at.1,
+            value: collection(items, self.start, self.is_map),
+        }
+    }
 }
 
 /// Gives up: the caller runs saphyr.
@@ -600,69 +629,93 @@ impl Run<'_> {
         Ok((node, end))
     }
 
-    /// A one-line flow collection of scalars at `pos` (`[` or `{`), and the offset after
-    /// it.
+    /// A one-line flow collection at `pos` (`[` or `{`), of scalars and such
+    /// collections, and the offset after it. Nested collections wait on a stack of
+    /// their own, not on the call stack.
     fn flow(&mut self, line: &Line<'_>, pos: usize) -> Res<(Node, usize)> {
-        self.count(1)?;
-        if self.frames.len() >= self.limits.depth {
-            return Err(Decline);
-        }
-        let is_map = line.bytes[pos] == b'{';
-        let close = if is_map { b'}' } else { b']' };
-        let mut children = Vec::new();
-        let mut i = line.skip_spaces(pos + 1);
-        if line.byte(i) != close {
+        let mut open: Vec<FlowOpen> = Vec::new();
+        let mut i = pos;
+        loop {
+            // A value starts at `i`.
+            let mut node = match line.byte(i) {
+                c @ (b'[' | b'{') => {
+                    self.count(1)?;
+                    if self.frames.len() + open.len() >= self.limits.depth {
+                        return Err(Decline);
+                    }
+                    open.push(FlowOpen {
+                        is_map: c == b'{',
+                        at: line.at(i),
+                        start: self.items.len(),
+                    });
+                    i = line.skip_spaces(i + 1);
+                    let top = open.last().expect("just pushed");
+                    if line.byte(i) != top.close() {
+                        if top.is_map {
+                            i = self.flow_key(line, i, top.start)?;
+                        }
+                        continue;
+                    }
+                    // An empty collection: closed below.
+                    let top = open.pop().expect("just pushed");
+                    i += 1;
+                    top.node(self.items)
+                }
+                _ => {
+                    let (node, end) = self.flow_scalar(line, i)?;
+                    i = end;
+                    node
+                }
+            };
+            // After a value: a `,` and the next, or the end of collections.
             loop {
-                let (node, end) = self.flow_scalar(line, i)?;
-                i = line.skip_spaces(end);
-                if is_map {
-                    if line.byte(i) != b':' || line.byte(i + 1) != b' ' {
+                let Some(top) = open.last() else {
+                    return Ok((node, i));
+                };
+                self.items.push(node);
+                i = line.skip_spaces(i);
+                let c = line.byte(i);
+                if c == b',' {
+                    i = line.skip_spaces(i + 1);
+                    // No trailing comma, no empty entry.
+                    if matches!(line.byte(i), b',' | b']' | b'}') {
                         return Err(Decline);
                     }
-                    let key = node;
-                    if children
-                        .iter()
-                        .step_by(2)
-                        .any(|k: &Node| same_key(&k.value, &key.value))
-                    {
-                        return Err(Decline);
+                    if top.is_map {
+                        i = self.flow_key(line, i, top.start)?;
                     }
-                    children.push(key);
-                    let (node, end) = self.flow_scalar(line, line.skip_spaces(i + 1))?;
-                    children.push(node);
-                    i = line.skip_spaces(end);
-                } else {
-                    children.push(node);
+                    break;
                 }
-                match line.byte(i) {
-                    b',' => i = line.skip_spaces(i + 1),
-                    c if c == close => break,
-                    _ => return Err(Decline),
-                }
-                if line.byte(i) == close {
+                if c != top.close() {
                     return Err(Decline);
                 }
+                let top = open.pop().expect("not empty");
+                i += 1;
+                node = top.node(self.items);
             }
         }
-        let value = if is_map {
-            let mut entries = Vec::with_capacity(children.len() / 2);
-            let mut it = children.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                entries.push((k, v));
-            }
-            Value::Map(entries)
-        } else {
-            Value::Seq(children)
-        };
-        let (line_no, column) = line.at(pos);
-        Ok((
-            Node {
-                line: line_no,
-                column,
-                value,
-            },
-            i + 1,
-        ))
+    }
+
+    /// A flow mapping's key at `i` and its `: `; pushes the key and returns where its
+    /// value starts. A repeated key declines.
+    fn flow_key(&mut self, line: &Line<'_>, i: usize, start: usize) -> Res<usize> {
+        let (key, end) = self.flow_scalar(line, i)?;
+        if line.byte(end) != b':' || line.byte(end + 1) != b' ' {
+            return Err(Decline);
+        }
+        if self.items[start..]
+            .iter()
+            .step_by(2)
+            .any(|k| same_key(&k.value, &key.value))
+        {
+            return Err(Decline);
+        }
+        self.items.push(key);
+        let v = line.skip_spaces(end + 1);
+        if matches!(line.byte(v), b',' | b']' | b'}') {
+            return Err(Decline);
+        }
+        Ok(v)
     }
 
     /// A scalar inside a one-line flow collection.
@@ -677,6 +730,8 @@ impl Run<'_> {
                 let mut i = pos;
                 while i < b.len() {
                     match b[i] {
+                        // saphyr rejects a word `-` followed by a flow indicator.
+                        b',' | b']' | b'}' if b[i - 1] == b'-' => return Err(Decline),
                         b',' | b']' | b'}' | b':' => break,
                         b'[' | b'{' | b'#' => return Err(Decline),
                         b' ' => {}
@@ -830,6 +885,9 @@ mod tests {
         accepted("- -1\n- a#b\n- a #c\n- key::\n- -x\n- a:b\n- 12:30\n");
         accepted("a: 1\r\nb:\r\n- x\r\n");
         accepted("# c\n\n---   # c\n  # odd\na: 1 # c\n   # odd\nb: 2\n");
+        accepted("a: [b, [c]]\nb: {c: {d: [e, 'f']}, g: []}\n");
+        accepted("a: {b: [1, {c: [x, \"y\"], d: {}}, []], e: [[], [[z]]]}\n");
+        accepted("- {key: tier, operator: In, values: [frontend, edge]}\n- [{a: b}, [c]]\n");
         accepted("scalar\n");
         accepted("# only a comment\n");
         accepted("[a, b]\n");
@@ -855,8 +913,14 @@ mod tests {
             "a: b: c\n",
             "- a\nb: c\n",
             "a: 1\n b: 2\n",
-            "a: [b, [c]]\n",
             "a: [b,]\n",
+            "a: [b, {c}]\n",
+            "- {a: b  -, c: d}\n",
+            "- [a -]\n",
+            "a: {b: [c}\n",
+            "a: [[b], ]\n",
+            "a: [b, [c: d]]\n",
+            "a: {b: {c: d}, b: e}\n",
             "a: \"\\q\"\n",
             "a: \"\\ud800\"\n",
             "a: 1\rb: 2\n",
@@ -880,7 +944,8 @@ mod tests {
         for text in [
             "a: 1\nb: 2\nc: 3\n",
             "[a, b, c, d, e]\n",
-            "[[a]]\n",
+            "[[[a]]]\n",
+            "a: [[b]]\n",
             "a: abcd\n",
             "a:\n  b:\n    c: 1\n",
         ] {
@@ -1092,6 +1157,8 @@ mod tests {
                 format!("[{}]", items.join(", "))
             }),
             Just("{app: web, 'x': \"y\"}".to_string()),
+            Just("{matchLabels: {app: web}}".to_string()),
+            Just("[{key: tier, operator: In, values: [a, \"b\"]}, [], {}]".to_string()),
         ];
         let leaf = prop_oneof![
             4 => scalar_text(safe).prop_map(Tree::Scalar),

@@ -35,6 +35,15 @@ pub fn tight_limits() -> load::Limits {
     }
 }
 
+/// Target `yaml_fast`: the loader's fast path declines or agrees with saphyr on every
+/// chunk of the text; a difference panics with both trees.
+pub fn check_fast_yaml(text: &str, limits: &load::Limits) {
+    let c = load::compare_with_saphyr(text, limits);
+    if let Some(mismatch) = c.mismatch {
+        panic!("the YAML fast path differs from saphyr: {mismatch}");
+    }
+}
+
 /// Target `yaml`: every document of the text, parsed.
 pub fn parse_documents(input: &Input, limits: &load::Limits) {
     let (docs, diags) = load::parse(input, limits);

@@ -647,3 +647,29 @@ fn cluster_policies_are_deterministic_and_mixed() {
         .iter()
         .all(|p| p.ingress.len() <= 25 && p.egress.len() <= 25));
 }
+
+/// The YAML loader's fast path (rules-compiler `load/fast.rs`) accepts every document
+/// of the generated kubectl-style input and gives exactly saphyr's trees.
+#[test]
+fn yaml_fast_path_accepts_the_generated_input_and_agrees_with_saphyr() {
+    let mut model = generate(&small(), 7);
+    model.cluster_policies = crate::cluster::cluster_policies(
+        &crate::cluster::ClusterScale {
+            admin: 3,
+            baseline: 3,
+            rules: 4,
+        },
+        7,
+    );
+    let limits = rules_compiler::load::Limits::default();
+    for text in [
+        policies_yaml(&model),
+        inventory_yaml(&model),
+        crate::yaml::cluster_policies_yaml(&model),
+    ] {
+        let c = rules_compiler::load::compare_with_saphyr(&text, &limits);
+        assert_eq!(c.mismatch, None);
+        assert!(c.chunks >= 6, "{c:?}");
+        assert_eq!(c.declined, 0, "{c:?}");
+    }
+}

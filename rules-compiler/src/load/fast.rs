@@ -954,6 +954,31 @@ mod tests {
         assert!(fast.load("a: 1\nb: 2\n", 0, &tight).is_some());
     }
 
+    /// One builder over all chunks of a file: the document count (and its limit) is the
+    /// same whether a chunk went the fast way or saphyr's; comment-only chunks count
+    /// as no document either way.
+    #[test]
+    fn documents_are_counted_alike_over_chunks() {
+        for text in [
+            "a: 1\n---\n# c\n---\nb: 2\n---\nc: 3\n",
+            "# c\n---\na: 1\n---\n---\nb: 2\n",
+            "a: &x 1\n---\nb: 2\n---\nc: *y\n---\nd: 4\n",
+        ] {
+            for documents in 1..4 {
+                let limits = Limits {
+                    documents,
+                    ..Limits::default()
+                };
+                let (mut both, mut slow) = (Builder::new(limits), Builder::new(limits));
+                for chunk in split_documents(text) {
+                    let a = both.load(chunk.text, chunk.line_offset);
+                    let b = slow.saphyr(chunk.text, chunk.line_offset);
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text} {documents}");
+                }
+            }
+        }
+    }
+
     /// Every YAML file of the repository, and the fuzz corpora.
     #[test]
     fn repository_files_are_identical_or_declined() {

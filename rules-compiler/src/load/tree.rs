@@ -135,6 +135,11 @@ impl Builder {
         }
     }
 
+    /// Documents begun so far, over every chunk loaded.
+    pub(super) fn documents(&self) -> usize {
+        self.documents
+    }
+
     /// The root nodes of the documents in `text`, whose first line is line
     /// `line_offset + 1` of its file; or the first failure.
     ///

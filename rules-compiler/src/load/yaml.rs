@@ -104,16 +104,67 @@ pub fn documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
         chunks: split_documents(text).into_iter(),
         builder: Builder::new(*limits),
         roots: Vec::new().into_iter(),
+        stopped: false,
     }
 }
 
-/// The documents of an input, from [`documents`].
+/// [`documents`] cut into at most `parts` pieces of whole chunks of about equal size, in
+/// input order, so that a big file's documents can be parsed on several threads: what
+/// the pieces yield, one after the other, is what [`documents`] yields, but for the
+/// limits that span the file. A piece stopped by a limit ([`Documents::stopped`]) means
+/// the pieces after it must be dropped; more documents in all pieces together than the
+/// `documents` limit ([`Documents::seen`]) means the file must be read again with
+/// [`documents`], which stops at the exact place.
+pub fn pieces<'a>(input: &'a Input, limits: &Limits, parts: usize) -> Vec<Documents<'a>> {
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    let chunks = split_documents(text);
+    let parts = parts.clamp(1, chunks.len().max(1));
+    let per_part = text.len().div_ceil(parts).max(1);
+    let mut pieces = Vec::with_capacity(parts);
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for chunk in chunks {
+        bytes += chunk.text.len();
+        current.push(chunk);
+        if bytes >= per_part && pieces.len() + 1 < parts {
+            pieces.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+    }
+    pieces.push(current);
+    pieces
+        .into_iter()
+        .map(|chunks| Documents {
+            file: &input.path,
+            chunks: chunks.into_iter(),
+            builder: Builder::new(*limits),
+            roots: Vec::new().into_iter(),
+            stopped: false,
+        })
+        .collect()
+}
+
+/// The documents of an input, from [`documents`] or [`pieces`].
 pub struct Documents<'a> {
     file: &'a Path,
     chunks: std::vec::IntoIter<Chunk<'a>>,
     builder: Builder,
     /// The roots of the last chunk not handed out yet.
     roots: std::vec::IntoIter<Node>,
+    /// A limit stopped the reading.
+    stopped: bool,
+}
+
+impl Documents<'_> {
+    /// Whether a limit stopped the reading (its error was the last item).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Documents parsed so far, empty ones included (what the `documents` limit counts).
+    pub fn seen(&self) -> usize {
+        self.builder.documents()
+    }
 }
 
 impl<'a> Iterator for Documents<'a> {
@@ -133,6 +184,7 @@ impl<'a> Iterator for Documents<'a> {
                 Err(failure) => {
                     if matches!(failure, Failure::Limit(..)) {
                         self.chunks = Vec::new().into_iter();
+                        self.stopped = true;
                     }
                     return Some(Err(failure_diagnostic(self.file, &chunk, &failure)));
                 }

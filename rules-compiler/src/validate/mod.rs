@@ -12,6 +12,10 @@
 //! order given) and position. A diagnostic displays as
 //! `file:line:column: error: Kind namespace/name: field.path: message`.
 //!
+//! Files of 1 MiB or more are cut at document boundaries into pieces that are parsed
+//! and decoded on several threads (`decode_inputs`); the results are put back in input
+//! order, so objects, diagnostics and limits come out as one thread would give them.
+//!
 //! # Policy inputs
 //!
 //! `NetworkPolicy` objects (`networking.k8s.io/v1`) or `kind: List` (v1) of them, decoded
@@ -111,31 +115,181 @@ pub fn validate(
     inventory: &[Input],
     limits: &Limits,
 ) -> Result<Loaded, Rejected> {
+    let (found, diags) = decode_inputs(policies, inventory, limits);
+    finish(found, diags, policies, inventory)
+}
+
+/// The checks across objects, then the model or every diagnostic.
+fn finish(
+    found: Found,
+    mut diags: Vec<Diagnostic>,
+    policies: &[Input],
+    inventory: &[Input],
+) -> Result<Loaded, Rejected> {
+    let (model, spans) = assemble(found, &mut diags);
+    sort_by_place(&mut diags, policies.iter().chain(inventory));
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(Rejected(diags))
+    } else {
+        Ok(Loaded {
+            model,
+            spans,
+            warnings: diags,
+        })
+    }
+}
+
+/// Files at least this big are cut into pieces parsed on several threads; below it a
+/// thread costs more than it saves.
+const PIECE_BYTES: usize = 1 << 20;
+
+/// Whether an input holds policies or inventory.
+#[derive(Clone, Copy)]
+enum Role {
+    Policies,
+    Inventory,
+}
+
+/// What one piece of one input decoded to.
+struct Decoded1 {
+    found: Found,
+    diags: Vec<Diagnostic>,
+    /// A limit stopped it: the input's later pieces are not read.
+    stopped: bool,
+    /// Documents it began, for the input's `documents` limit.
+    seen: usize,
+}
+
+/// Parses and decodes every document of every input, big files in pieces on as many
+/// threads as the machine has (at most 8), and puts the results together in input
+/// order: the same objects and diagnostics, in the same order, as one thread reading
+/// the inputs one document at a time. Limits that span a file are kept exactly: a
+/// piece stopped by a limit drops the pieces after it, and a file with more documents
+/// than its limit is read again in one piece, which stops where the limit is passed.
+fn decode_inputs(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &Limits,
+) -> (Found, Vec<Diagnostic>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    decode_inputs_on(policies, inventory, limits, threads, PIECE_BYTES)
+}
+
+/// [`decode_inputs`] on at most `threads` threads, cutting files of `piece_bytes` or more.
+fn decode_inputs_on(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &Limits,
+    threads: usize,
+    piece_bytes: usize,
+) -> (Found, Vec<Diagnostic>) {
+    let inputs: Vec<(Role, &Input)> = policies
+        .iter()
+        .map(|i| (Role::Policies, i))
+        .chain(inventory.iter().map(|i| (Role::Inventory, i)))
+        .collect();
+    // Work items, in input order: (input, piece).
+    let mut items = Vec::new();
+    for (n, &(role, input)) in inputs.iter().enumerate() {
+        let parts = if threads > 1 && input.text.len() >= piece_bytes {
+            threads
+        } else {
+            1
+        };
+        for piece in load::pieces(input, limits, parts) {
+            items.push((n, role, std::sync::Mutex::new(Some(piece))));
+        }
+    }
+    let results: Vec<std::sync::Mutex<Option<Decoded1>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some((_, role, piece)) = items.get(i) else {
+            break;
+        };
+        let piece = piece.lock().expect("one taker").take().expect("taken once");
+        let decoded = decode_piece(*role, piece);
+        *results[i].lock().expect("one writer") = Some(decoded);
+    };
+    let workers = threads.min(items.len());
+    if workers > 1 {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(work);
+            }
+        });
+    } else {
+        work();
+    }
+
+    let mut found = Found::default();
+    let mut diags = Vec::new();
+    let mut results = results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .expect("workers done")
+                .expect("every item decoded")
+        })
+        .zip(items.iter().map(|(n, _, _)| *n))
+        .peekable();
+    for (n, &(role, input)) in inputs.iter().enumerate() {
+        let mut mine = Vec::new();
+        while let Some((decoded, _)) = results.next_if(|(_, of)| *of == n) {
+            mine.push(decoded);
+        }
+        if mine.iter().map(|d| d.seen).sum::<usize>() > limits.documents {
+            mine = vec![decode_piece(role, load::documents(input, limits))];
+        }
+        for decoded in mine {
+            found.policies.extend(decoded.found.policies);
+            found
+                .cluster_policies
+                .extend(decoded.found.cluster_policies);
+            found.inventory.extend(decoded.found.inventory);
+            diags.extend(decoded.diags);
+            if decoded.stopped {
+                break;
+            }
+        }
+    }
+    (found, diags)
+}
+
+/// Decodes the documents of one piece of an input, one document at a time: the trees of
+/// a big inventory take several times its size, and a tree decoded just after it is
+/// built is still in the cache.
+fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
     let mut diags = Vec::new();
     let mut found = Found::default();
-
-    // One document at a time: the trees of a big inventory take several times its size,
-    // and a tree decoded just after it is built is still in the cache.
-    for input in policies {
-        for doc in load::documents(input, limits) {
-            let doc = match doc {
-                Ok(doc) => doc,
-                Err(diag) => {
-                    diags.push(diag);
-                    continue;
+    for doc in docs.by_ref() {
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(diag) => {
+                diags.push(diag);
+                continue;
+            }
+        };
+        let mut ctx = Ctx::new(doc.file, &mut diags);
+        for obj in object::objects(&mut ctx, &doc.root) {
+            match role {
+                Role::Inventory => {
+                    if let Some(d) = inventory::decode(&mut ctx, &obj) {
+                        found.inventory.push(d);
+                    }
                 }
-            };
-            let mut ctx = Ctx::new(doc.file, &mut diags);
-            for obj in object::objects(&mut ctx, &doc.root) {
-                if obj.kind == "NetworkPolicy" {
+                Role::Policies if obj.kind == "NetworkPolicy" => {
                     if let Some(p) = policy::decode(&mut ctx, &obj) {
                         found.policies.push(p);
                     }
-                } else if obj.kind == cluster::KIND {
+                }
+                Role::Policies if obj.kind == cluster::KIND => {
                     if let Some(p) = cluster::decode(&mut ctx, &obj) {
                         found.cluster_policies.push(p);
                     }
-                } else {
+                }
+                Role::Policies => {
                     ctx.object = Some(obj.kind.to_string());
                     let at = obj.map.get("kind").unwrap_or(obj.map.node);
                     ctx.error(
@@ -156,35 +310,11 @@ pub fn validate(
             }
         }
     }
-
-    for input in inventory {
-        for doc in load::documents(input, limits) {
-            let doc = match doc {
-                Ok(doc) => doc,
-                Err(diag) => {
-                    diags.push(diag);
-                    continue;
-                }
-            };
-            let mut ctx = Ctx::new(doc.file, &mut diags);
-            for obj in object::objects(&mut ctx, &doc.root) {
-                if let Some(d) = inventory::decode(&mut ctx, &obj) {
-                    found.inventory.push(d);
-                }
-            }
-        }
-    }
-
-    let (model, spans) = assemble(found, &mut diags);
-    sort_by_place(&mut diags, policies.iter().chain(inventory));
-    if diags.iter().any(Diagnostic::is_error) {
-        Err(Rejected(diags))
-    } else {
-        Ok(Loaded {
-            model,
-            spans,
-            warnings: diags,
-        })
+    Decoded1 {
+        found,
+        diags,
+        stopped: docs.stopped(),
+        seen: docs.seen(),
     }
 }
 
@@ -748,6 +878,126 @@ mod tests {
         let loaded = ok(&[], &[("empty.yaml", "# nothing here\n---\n")]);
         assert_eq!(loaded.model, Model::default());
         assert!(loaded.warnings.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod piece_tests {
+    //! Parsing big files in pieces on several threads gives what one thread gives.
+    use super::testutil::inputs;
+    use super::*;
+
+    /// An inventory of `n` endpoints in `namespaces` namespaces, with faults spread over
+    /// it: a broken document, an unknown field, an address claimed twice far apart, a
+    /// duplicate name, so that diagnostics come from every piece and across pieces.
+    fn inventory(n: usize) -> String {
+        let mut text = String::new();
+        for i in 0..n {
+            let ip = format!("198.18.{}.{}", i / 250, i % 250 + 1);
+            let ip = match i {
+                777 => "198.18.0.5".to_string(), // also endpoint 4's
+                _ => ip,
+            };
+            let name = if i == 1501 {
+                "ep-3".to_string()
+            } else {
+                format!("ep-{i}")
+            };
+            text.push_str(&format!(
+                "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata:\n  namespace: ns-{}\n  \
+                 name: {name}\n  labels: {{app: a{}}}\nips: [{ip}]\n",
+                i % 7,
+                i % 13
+            ));
+            match i {
+                300 => text.push_str("---\nkind: [unclosed\n"),
+                900 => text.push_str("---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata: {namespace: x, name: y}\nips: [198.19.0.1]\nbogus: 1\n"),
+                _ => {}
+            }
+        }
+        text
+    }
+
+    const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: ns-1, name: p}\nspec:\n  podSelector: {matchLabels: {app: a1}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
+
+    fn run(text: &str, limits: &Limits, threads: usize) -> String {
+        let policies = inputs(&[("p.yaml", POLICY)]);
+        let inventory = inputs(&[
+            ("a.yaml", text),
+            (
+                "b.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-1}\n",
+            ),
+        ]);
+        let (found, diags) = decode_inputs_on(&policies, &inventory, limits, threads, 1024);
+        format!(
+            "{:?}",
+            finish(found, diags, &policies, &inventory).map(|l| (l.model, l.spans, l.warnings))
+        )
+    }
+
+    #[test]
+    fn pieces_give_what_one_thread_gives() {
+        let text = inventory(2000);
+        let limits = Limits::default();
+        let one = run(&text, &limits, 1);
+        assert!(
+            one.contains("bogus")
+                && one.contains("claimed by two")
+                && one.contains("duplicate endpoint"),
+            "{one}"
+        );
+        for threads in [2, 3, 8] {
+            assert_eq!(run(&text, &limits, threads), one, "{threads} threads");
+        }
+        // Without faults the model is the same too.
+        let clean: String = text
+            .split("---\n")
+            .filter(|d| {
+                !d.contains("bogus")
+                    && !d.contains("unclosed")
+                    && !d.contains("198.18.0.5]")
+                    && !d.contains("name: ep-3\n")
+            })
+            .map(|d| format!("---\n{d}"))
+            .collect();
+        let one = run(&clean, &limits, 1);
+        assert!(one.starts_with("Ok("), "{}", &one[..one.len().min(2000)]);
+        assert_eq!(run(&clean, &limits, 4), one);
+    }
+
+    #[test]
+    fn limits_that_span_a_file_stop_where_one_thread_stops() {
+        let text = inventory(2000);
+        // More documents than allowed: the error and what comes before it are the same.
+        let limits = Limits {
+            documents: 1234,
+            ..Limits::default()
+        };
+        let one = run(&text, &limits, 1);
+        assert!(
+            one.contains("limit documents"),
+            "{}",
+            &one[one.len().saturating_sub(3000)..]
+        );
+        assert_eq!(run(&text, &limits, 4), one);
+        // A per-document limit in the middle of a piece drops the pieces after it.
+        let limits = Limits {
+            scalar_bytes: 100,
+            ..Limits::default()
+        };
+        let big = text.replacen(
+            "name: ep-1200\n",
+            &format!("name: ep-1200\n  annotations: {{a: {}}}\n", "x".repeat(200)),
+            1,
+        );
+        let one = run(&big, &limits, 1);
+        assert!(
+            one.contains("limit scalar-bytes"),
+            "{}",
+            &one[one.len().saturating_sub(3000)..]
+        );
+        assert_eq!(run(&big, &limits, 4), one);
     }
 }
 

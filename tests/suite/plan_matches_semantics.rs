@@ -324,7 +324,13 @@ fn failsafe() -> Vec<Failsafe> {
     .collect()
 }
 
-fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
+/// Shard limits: the default (nothing sharded at these sizes) or one so small that most
+/// port sets are sharded, many of them into several blocks.
+fn shard_above() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(plan::SHARD_ABOVE), 1..4usize]
+}
+
+fn check_model(model: &Model, mode: Mode, shard_above: usize) -> Result<(), TestCaseError> {
     let index = Index::new(model);
     let locals: Vec<usize> = (0..model.inventory.endpoints.len()).collect();
     let options = Options {
@@ -335,6 +341,7 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
             burst: 10,
         }),
         failsafe: failsafe(),
+        shard_above,
         ..Options::default()
     };
     let plan = plan::build(&index, &locals, &options);
@@ -440,6 +447,8 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                                     || entry.is_some_and(|l| {
                                         l.tier_chains.iter().any(|t| {
                                             t.direction == dir && Some(t.chain.as_str()) == c
+                                        }) || l.shard_chains.iter().any(|t| {
+                                            t.direction == dir && Some(t.chain.as_str()) == c
                                         })
                                     })
                             };
@@ -501,8 +510,9 @@ proptest! {
     fn plan_gives_the_tiers_verdict_for_every_packet(
         model in super::cluster_matches_spec::cluster_model(),
         host_audit in proptest::bool::weighted(0.25),
+        shard in shard_above(),
     ) {
-        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
+        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce }, shard)?;
     }
 }
 
@@ -513,7 +523,8 @@ proptest! {
     fn plan_gives_the_semantic_verdict_for_every_packet(
         model in model(),
         host_audit in proptest::bool::weighted(0.25),
+        shard in shard_above(),
     ) {
-        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
+        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce }, shard)?;
     }
 }

@@ -425,6 +425,7 @@ fn shapes() -> Vec<(&'static str, Plan)> {
                     "ingress:TCP:8000-8100:198.18.0.0/15".parse().unwrap(),
                     "egress:UDP:53:2001:db8::/32".parse().unwrap(),
                 ],
+                ..Options::default()
             },
         ),
     ));

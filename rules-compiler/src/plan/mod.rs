@@ -12,7 +12,10 @@
 //! set for "all ports" peers and an address · protocol · port interval set) and ends in
 //! a counted deny — or, where only audit policies isolate the endpoint or the host is in
 //! audit mode, a counted accept ([`Stmt::Audit`]), with a [`Stmt::Log`] before it when
-//! events are reported. A new connection therefore meets a constant number of rules
+//! events are reported. An address · protocol · port set of more than
+//! [`Options::shard_above`] elements is sharded by address block (`shards.rs`): a map
+//! from block to a chain holding that block's set, so no kernel transaction clones a
+//! large `pipapo` set. A new connection therefore meets a constant number of rules
 //! however many policies, peers and ports there are. This module decides no semantics:
 //! peers and ports come from `resolve`.
 
@@ -534,7 +537,7 @@ impl Plan {
 /// The most elements an address · protocol · port set of an endpoint chain holds before
 /// it is sharded ([`Options::shard_above`]): measured in benches/README.md
 /// ("Sharded sets (issue 16)").
-pub const SHARD_ABOVE: usize = 8192;
+pub const SHARD_ABOVE: usize = 4096;
 
 /// Options that change the plan but not what is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1129,7 +1129,7 @@ fn one_peer_edits_of_a_sharded_set_change_one_shard_and_a_new_block_is_structura
         .unwrap();
     for new in [&removed, &readdressed] {
         let d = delta(&old, new).expect("an element change");
-        assert_eq!(shard_sets(&d), [block.clone()], "{d}");
+        assert_eq!(shard_sets(&d), std::slice::from_ref(&block), "{d}");
         assert_eq!(d.apply(&old), *new);
     }
     // Clients in a block that had none: a new shard, so new chains and sets.

@@ -221,6 +221,10 @@ netns_test! {
         let before = generation.read().unwrap();
         kernel.apply(&grown).expect("staged replace");
         assert_eq!(generation.read().unwrap(), before + 2, "a swap: two transactions");
+        // Under the other slot's names: the swap itself deleted the old objects (a
+        // failed swap would have been followed by a full replace, under the plan's).
+        let prefixed = format!("chain {}out_x_a_v4_shard_", Slot::NEXT_PREFIX);
+        assert!(nft(LIST).contains(&prefixed), "{}", nft(LIST));
         assert_eq!(listings_by_plan_names(), fresh_without_handles(&grown));
         assert_eq!(kernel.read().expect("read"), Some(LoadedTable::expected(&grown).unwrap()));
         check_packets(&grown, "after the swap to more blocks");
@@ -229,6 +233,7 @@ netns_test! {
         let before = generation.read().unwrap();
         kernel.apply(&old).expect("staged replace back");
         assert_eq!(generation.read().unwrap(), before + 2, "a swap back: two transactions");
+        assert!(!nft(LIST).contains(Slot::NEXT_PREFIX), "back under the plan's names");
         assert_eq!(listings_by_plan_names(), fresh_without_handles(&old));
         check_packets(&old, "back");
     }

@@ -17,6 +17,9 @@
 //!   largest, and a peer that this one rule alone allows (picked with
 //!   [`Index::verdict`], the same resolution the plan is built from);
 //! - `synth-10k`: the same with `--endpoints 10000`;
+//! - `synth-50k-1k` (issue 16): the `scaling` benchmark's 50,000 endpoints × 1,000
+//!   policies point (100 namespaces), its busiest endpoint as the server: about
+//!   176,000 elements, its port set sharded by address block (`plan::SHARD_ABOVE`);
 //! - `synth-50k-cnp` (issue 15): `synth-50k`'s input, server and flows plus the
 //!   generated ClusterNetworkPolicies ([`netpol_benches::cluster::cluster_policies`]:
 //!   100 Admin + 100 Baseline objects × 25 rules, seed 1), loaded with the same
@@ -66,7 +69,9 @@
 //! inputs and per-round JSON there and keep them), `--cluster A,B,R` (the cluster
 //! policies of `synth-50k-cnp`: Admin and Baseline objects, rules each; 100,100,25),
 //! `--nft-like-cnp NAME=FILE` (repeatable: an extra setup NAME loading FILE with `nft
-//! -f`, measured with `synth-50k-cnp`'s addresses and flows; for diagnostics).
+//! -f`, measured with `synth-50k-cnp`'s addresses and flows; for diagnostics),
+//! `--netpolctl-before PATH` (another build's netpolctl: every netpol setup chosen is
+//! measured a second time as `NAME-before`, loaded by it, in the same rounds).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -101,6 +106,8 @@ struct Args {
     udp_concurrency: usize,
     setups: Option<Vec<String>>,
     netpolctl: Option<PathBuf>,
+    /// Another build's `netpolctl`: every netpol setup once more with it, `NAME-before`.
+    netpolctl_before: Option<PathBuf>,
     pin: bool,
     keep: Option<PathBuf>,
     /// The cluster policies of `synth-50k-cnp`.
@@ -119,6 +126,7 @@ fn parse_args() -> Args {
         udp_concurrency: 4,
         setups: None,
         netpolctl: None,
+        netpolctl_before: None,
         pin: true,
         keep: None,
         cluster: ClusterScale::ISSUE_15,
@@ -140,6 +148,9 @@ fn parse_args() -> Args {
             }
             "--setups" => a.setups = Some(value().split(',').map(str::to_string).collect()),
             "--netpolctl" => a.netpolctl = Some(absolute_path_arg("--netpolctl", value())),
+            "--netpolctl-before" => {
+                a.netpolctl_before = Some(absolute_path_arg("--netpolctl-before", value()))
+            }
             "--no-pin" => a.pin = false,
             "--keep" => a.keep = Some(PathBuf::from(value())),
             "--nft-like-cnp" => {
@@ -185,6 +196,8 @@ enum Ruleset {
         /// Keep netpolctl's default failsafe (inbound TCP 22 before any policy);
         /// `false`: `--failsafe none`.
         failsafe: bool,
+        /// Another `netpolctl` than the benchmark's (`--netpolctl-before`).
+        netpolctl: Option<PathBuf>,
     },
     /// `nft -f FILE`; `held` says what it loads.
     Nft {
@@ -481,7 +494,12 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
         endpoints,
         ..Scale::FULL
     };
-    let model = generate(&scale, 1);
+    synth_setup_of(dir, &scale, format!("synth-{}k", endpoints / 1000))
+}
+
+/// A netpol setup of the synthetic input of `scale` (seed 1), named `name`.
+fn synth_setup_of(dir: &Path, scale: &Scale, name: String) -> (Setup, Vec<Allowed>) {
+    let model = generate(scale, 1);
     std::fs::create_dir_all(dir).expect("the input directory");
     let (policies, inventory) = (dir.join("policies.yaml"), dir.join("inventory.yaml"));
     std::fs::write(&policies, policies_yaml(&model)).expect("writing policies.yaml");
@@ -491,12 +509,13 @@ fn synth_setup(dir: &Path, endpoints: usize) -> (Setup, Vec<Allowed>) {
     let p = pick(&index, server);
     let allow = allow_list(&index, server);
     let setup = Setup {
-        name: format!("synth-{}k", endpoints / 1000),
+        name,
         ruleset: Ruleset::Netpol {
             policies,
             inventory,
             local: index.endpoint(server).id.to_string(),
             failsafe: true,
+            netpolctl: None,
         },
         server: p.server,
         tcp: p.tcp,
@@ -593,6 +612,7 @@ fn synth_cnp_setup(dir: &Path, endpoints: usize, base: &Setup, cluster: &Cluster
             inventory,
             local: server_name,
             failsafe: true,
+            netpolctl: None,
         },
         about: format!(
             "{} + {} Admin + {} Baseline ClusterNetworkPolicies x {} rules ({} Admin and \
@@ -642,7 +662,9 @@ fn load_ruleset(lab: &Lab, k: usize, setup: &Setup, netpolctl: &Path) -> (f64, S
             inventory,
             local,
             failsafe,
+            netpolctl: other,
         } => {
+            let netpolctl = other.as_deref().unwrap_or(netpolctl);
             let none: &[&str] = if *failsafe {
                 &[]
             } else {
@@ -807,6 +829,7 @@ fn main() {
             inventory: config.join("inventory"),
             local: "payments/payments-api".into(),
             failsafe: true,
+            netpolctl: None,
         },
         server: ex.server,
         tcp: ex.tcp,
@@ -821,6 +844,19 @@ fn main() {
         synth50.about
     );
     let synth50cnp = synth_cnp_setup(&dir.join("synth-50k-cnp"), 50_000, &synth50, &args.cluster);
+    // The `scaling` benchmark's 50,000 x 1,000 point (issue 16): its busiest endpoint
+    // holds 176,000 elements, the port set sharded (plan::SHARD_ABOVE).
+    let point = Scale {
+        namespaces: 100,
+        endpoints: 50_000,
+        policies: 1_000,
+    };
+    let (mut synth50_1k, _) =
+        synth_setup_of(&dir.join("synth-50k-1k"), &point, "synth-50k-1k".into());
+    synth50_1k.about = format!(
+        "netpol, 1,000 policies, 50,000 endpoints (scaling's point): {}",
+        synth50_1k.about
+    );
     let (mut synth10, _) = synth_setup(&dir.join("synth-10k"), 10_000);
     synth10.about = format!(
         "netpol, 10,000 policies, 10,000 endpoints: {}",
@@ -835,6 +871,7 @@ fn main() {
             inventory: config.join("inventory"),
             local: "payments/payments-api".into(),
             failsafe: false,
+            netpolctl: None,
         },
         about: "netpol, config/, --failsafe none".into(),
         ..example_setup.clone()
@@ -861,6 +898,7 @@ fn main() {
         example_bare,
         synth50.clone(),
         synth50cnp,
+        synth50_1k,
         synth10,
     ];
     setups.extend(like_cnp);
@@ -885,6 +923,24 @@ fn main() {
     if let Some(only) = &args.setups {
         setups.retain(|s| only.contains(&s.name));
         assert!(!setups.is_empty(), "--setups names none of the setups");
+    }
+    // Before and after a change in one run: each netpol setup also loaded by the other
+    // build's netpolctl.
+    if let Some(before) = &args.netpolctl_before {
+        let twins: Vec<Setup> = setups
+            .iter()
+            .filter(|s| matches!(s.ruleset, Ruleset::Netpol { .. }))
+            .map(|s| {
+                let mut twin = s.clone();
+                twin.name = format!("{}-before", s.name);
+                if let Ruleset::Netpol { netpolctl, .. } = &mut twin.ruleset {
+                    *netpolctl = Some(before.clone());
+                }
+                twin.about = format!("{}; loaded by {}", s.about, before.display());
+                twin
+            })
+            .collect();
+        setups.extend(twins);
     }
     println!(
         "dataplane benchmark: {} rounds x {} setups, TCP {} s x {} loops, UDP {} s x {} loops \
@@ -1107,6 +1163,27 @@ fn main() {
                     .map(|u| u.rate_per_s)),
                 3
             ),
+        );
+    }
+    // Before and after (`--netpolctl-before`): each netpol setup against its twin and
+    // both against conntrack, medians of per-round ratios.
+    for s in &setups {
+        let before = format!("{}-before", s.name);
+        if !samples.contains_key(&before) {
+            continue;
+        }
+        let rate = |x: &Sample| Some(x.tcp.rate_per_s);
+        let lat = |x: &Sample| Some(x.lat.median_us);
+        println!(
+            "{}: connection rate {} of conntrack's after, {} before ({} of before's); connect \
+             latency (1 loop) median {} of conntrack's after, {} before ({} of before's)",
+            s.name,
+            fmt_num(ratio(&s.name, "conntrack", &rate), 3),
+            fmt_num(ratio(&before, "conntrack", &rate), 3),
+            fmt_num(ratio(&s.name, &before, &rate), 3),
+            fmt_num(ratio(&s.name, "conntrack", &lat), 3),
+            fmt_num(ratio(&before, "conntrack", &lat), 3),
+            fmt_num(ratio(&s.name, &before, &lat), 3),
         );
     }
     for (name, _) in &args.nft_like_cnp {

@@ -24,14 +24,16 @@
 //! Run (root; `netpold` is built in release by the benchmark itself):
 //! `cargo bench -p netpol-benches --bench scaling`
 //! Options after `--`: `--endpoints 1000,10000,50000`, `--policies 100,1000,10000`,
-//! `--reps N` (default 3), `--netpold /ABS/PATH` (skip the build).
+//! `--reps N` (default 3), `--netpold /ABS/PATH` (skip the build), `--shard-above N`
+//! (the plans' `shard_above`, default `plan::SHARD_ABOVE`; netpold's start-up keeps
+//! its own default).
 #![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netpol_benches::edits::{find_edit, plan_for, EditKind};
+use netpol_benches::edits::{find_edit_with, plan_with, EditKind};
 use netpol_benches::harness::{
     absolute_path_arg, daemon_bin_or_skip, memory_kib, own_namespace, KillOnDrop, TempDir,
 };
@@ -41,6 +43,7 @@ use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_nft::{Backend, GenerationReader, Netlink, Update};
 use rules_compiler::load::Input;
 use rules_compiler::model::ObjectName;
+use rules_compiler::plan::{self, Plan, SetElements};
 use rules_compiler::render;
 use rules_compiler::resolve::Index;
 use rules_compiler::Loaded;
@@ -60,6 +63,17 @@ struct Args {
     reps: usize,
     netpold: Option<PathBuf>,
     child: Option<PathBuf>,
+    /// The plan's `shard_above` (`plan::SHARD_ABOVE` unless `--shard-above N`).
+    shard_above: usize,
+}
+
+impl Args {
+    fn options(&self) -> plan::Options {
+        plan::Options {
+            shard_above: self.shard_above,
+            ..plan::Options::default()
+        }
+    }
 }
 
 fn list(v: &str) -> Vec<usize> {
@@ -75,6 +89,7 @@ fn parse_args() -> Args {
         reps: 3,
         netpold: None,
         child: None,
+        shard_above: plan::SHARD_ABOVE,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -85,6 +100,7 @@ fn parse_args() -> Args {
             "--reps" => a.reps = value().parse::<usize>().expect("--reps N").max(1),
             "--netpold" => a.netpold = Some(absolute_path_arg("--netpold", value())),
             "--child" => a.child = Some(PathBuf::from(value())),
+            "--shard-above" => a.shard_above = value().parse().expect("--shard-above N"),
             // cargo bench passes --bench to harness = false benchmarks.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -167,9 +183,29 @@ struct Compile {
     rules: usize,
     elements: usize,
     nft_bytes: usize,
+    /// Address · protocol · port sets, the largest one's elements, shard blocks.
+    shape: (usize, usize, usize),
 }
 
-fn compile(point: &Point, reps: usize) -> Compile {
+/// The plan's address · protocol · port sets, the largest one's elements and the
+/// blocks of its shard maps.
+fn shape(plan: &Plan) -> (usize, usize, usize) {
+    let (mut sets, mut largest, mut blocks) = (0, 0, 0);
+    for s in plan.sets() {
+        match s.elements() {
+            SetElements::AddrProtoPort(v) => {
+                sets += 1;
+                largest = largest.max(v.len());
+            }
+            SetElements::AddrVerdict(v) if s.name().ends_with("_shards") => blocks += v.len(),
+            _ => {}
+        }
+    }
+    (sets, largest, blocks)
+}
+
+fn compile(point: &Point, args: &Args) -> Compile {
+    let reps = args.reps;
     let (policies, inventory) = point.read();
     let yaml_bytes = policies[0].text.len() + inventory[0].text.len();
     let (mut loads, mut plans) = (Vec::new(), Vec::new());
@@ -180,7 +216,7 @@ fn compile(point: &Point, reps: usize) -> Compile {
             .unwrap_or_else(|r| panic!("the synthetic input is rejected: {r}"));
         loads.push(ms(t.elapsed()));
         let t = Instant::now();
-        let plan = plan_for(&loaded.model, &locals(point));
+        let plan = plan_with(&loaded.model, &locals(point), &args.options());
         plans.push(ms(t.elapsed()));
         last = Some(plan);
     }
@@ -192,6 +228,7 @@ fn compile(point: &Point, reps: usize) -> Compile {
         rules: plan.rule_count(),
         elements: plan.element_count(),
         nft_bytes: render::nft(&plan).len(),
+        shape: shape(&plan),
     }
 }
 
@@ -210,8 +247,16 @@ fn child(args: &Args, dir: &Path) {
     };
     let loaded = load(&point);
     let locals = locals(&point);
-    let plan = plan_for(&loaded.model, &locals);
-    let edited = find_edit(&loaded.model, &locals, &plan, EditKind::Remove, 1, 200);
+    let options = args.options();
+    let plan = plan_with(&loaded.model, &locals, &options);
+    let edited = find_edit_with(
+        &loaded.model,
+        &locals,
+        &plan,
+        EditKind::Remove,
+        (1, 200),
+        &options,
+    );
     drop(loaded);
 
     let mut kernel = Netlink::new();
@@ -297,6 +342,7 @@ fn kernel_side(args: &Args, netpold: &Path, point: &Point) -> Vec<(String, f64)>
         .arg("--child")
         .arg(&point.dir)
         .args(["--reps", &args.reps.to_string()])
+        .args(["--shard-above", &args.shard_above.to_string()])
         .arg("--netpold")
         .arg(netpold)
         .env(ENV_PARENT, own_namespace())
@@ -334,13 +380,16 @@ fn main() {
     let temp = TempDir::with_prefix("netpol-scaling-bench-").unwrap();
     let base = temp.path();
     println!(
-        "scaling benchmark: seed 1, {} reps, netpold {}",
+        "scaling benchmark: seed 1, {} reps, netpold {}, sets sharded above {} elements \
+         (netpold's own plans: its default)",
         args.reps,
-        netpold.display()
+        netpold.display(),
+        args.shard_above
     );
     println!();
     println!("| endpoints | policies | namespaces | YAML | load + validate | plan | rules | elements | nft text | netlink batch | apply (empty) | apply (replace) | update (one endpoint) | netpold start-up | netpold VmRSS / VmHWM |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut shapes = Vec::new();
     for &endpoints in &args.endpoints {
         for &policies in &args.policies {
             let scale = Scale {
@@ -350,7 +399,7 @@ fn main() {
             };
             let dir = base.join(format!("{endpoints}-{policies}"));
             let point = prepare(&dir, &scale);
-            let c = compile(&point, args.reps);
+            let c = compile(&point, &args);
             let k = kernel_side(&args, &netpold, &point);
             let get = |key: &str| {
                 k.iter()
@@ -375,7 +424,16 @@ fn main() {
                 get("rss_kib") / 1024.0,
                 get("hwm_kib") / 1024.0,
             );
+            let (sets, largest, blocks) = c.shape;
+            shapes.push(format!(
+                "{endpoints} x {policies}: {sets} address . protocol . port sets, the largest \
+                 {largest} elements; {blocks} shard blocks"
+            ));
             std::fs::remove_dir_all(&dir).ok();
         }
+    }
+    println!();
+    for line in shapes {
+        println!("{line}");
     }
 }

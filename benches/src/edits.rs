@@ -58,12 +58,17 @@ pub struct Edit {
 
 /// The plan of `model` for the endpoints named `locals`.
 pub fn plan_for(model: &Model, locals: &[ObjectName]) -> Plan {
+    plan_with(model, locals, &plan::Options::default())
+}
+
+/// [`plan_for`] with these plan options.
+pub fn plan_with(model: &Model, locals: &[ObjectName], options: &plan::Options) -> Plan {
     let index = Index::new(model);
     let ids: Vec<_> = locals
         .iter()
         .filter_map(|l| model.inventory.endpoint_index(l))
         .collect();
-    plan::build(&index, &ids, &plan::Options::default())
+    plan::build(&index, &ids, options)
 }
 
 /// Whether any set of `plan` holds `ip`.
@@ -146,6 +151,19 @@ pub fn find_edit(
     seed: u64,
     tries: usize,
 ) -> Option<Edit> {
+    let options = plan::Options::default();
+    find_edit_with(model, locals, base, kind, (seed, tries), &options)
+}
+
+/// [`find_edit`] for plans built with `options`; `(seed, tries)` as there.
+pub fn find_edit_with(
+    model: &Model,
+    locals: &[ObjectName],
+    base: &Plan,
+    kind: EditKind,
+    (seed, tries): (u64, usize),
+    options: &plan::Options,
+) -> Option<Edit> {
     let mut rng = Rng::new(seed);
     let mut peers: Vec<usize> = model
         .inventory
@@ -160,7 +178,7 @@ pub fn find_edit(
         let Some((m, what)) = apply(model, i, kind, &mut rng) else {
             continue;
         };
-        let plan = plan_for(&m, locals);
+        let plan = plan_with(&m, locals, options);
         if plan::delta(base, &plan).is_ok_and(|d| !d.is_empty()) {
             return Some(Edit {
                 model: m,

@@ -878,6 +878,7 @@ impl<B: Backend> State<B> {
             mode: self.options.mode,
             events: self.options.events,
             failsafe: self.options.failsafe.clone(),
+            ..Default::default()
         };
         let compiled = match rules_compiler::compile(&loaded.model, target, &options) {
             Ok(c) => c,

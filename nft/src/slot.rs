@@ -75,8 +75,8 @@ pub(crate) struct Loaded {
     pub slot: Slot,
     /// Base chains: name and hook.
     pub base: Vec<(String, Hook)>,
-    /// Kernel names of the endpoint chains (less the tiers' deny and layout chains), sets and
-    /// dispatch maps.
+    /// Kernel names of the endpoint chains (less the tiers' deny and layout chains and the
+    /// shard chains), sets and dispatch maps.
     pub chains: Vec<String>,
     pub sets: Vec<String>,
     pub maps: Vec<String>,
@@ -101,8 +101,10 @@ impl Loaded {
             .iter()
             .flat_map(|l| l.tier_chains.iter().map(|t| t.chain.as_str()))
             .collect();
-        // The address maps are what `TierClass` rules look up; layout chains are what
-        // their elements jump to.
+        // The address maps are what `TierClass` rules look up (a cluster tier's, or a
+        // sharded set's shard map); layout chains are what their elements jump to (a
+        // tier's port layouts, or a sharded set's shard chains, deleted as layouts are:
+        // after the maps that jump to them, before the sets their rules use).
         let class_maps: HashSet<&str> = plan
             .chains()
             .iter()
@@ -133,7 +135,11 @@ impl Loaded {
         Loaded {
             slot,
             base: base_chains(plan),
-            chains: names(&mut endpoint().map(|c| c.name()).filter(|n| !tier.contains(n))),
+            chains: names(
+                &mut endpoint()
+                    .map(|c| c.name())
+                    .filter(|n| !tier.contains(n) && !layouts.contains(n)),
+            ),
             sets: names(
                 &mut plan
                     .sets()

@@ -22,6 +22,7 @@ mod nflog;
 mod notifications;
 mod ownership;
 mod scale;
+mod shards;
 mod update;
 mod wire;
 
@@ -382,6 +383,7 @@ fn sample_plan(deny: DenyAction) -> Plan {
                     chain: "out_x_a_baseline".into(),
                 },
             ],
+            shard_chains: Vec::new(),
         }],
         Vec::new(),
     )

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use rules_compiler::analysis::{self, End, FamilyFilter, Probe};
 use rules_compiler::connectivity::{self, Ends, FamilyTag, Node, Side};
 use rules_compiler::model::{Direction, Model, ObjectName, Protocol};
-use rules_compiler::plan::{Options, Plan};
+use rules_compiler::plan::{Options, Plan, SHARD_ABOVE};
 use rules_compiler::resolve::Index;
 use rules_compiler::Target;
 
@@ -26,14 +26,19 @@ const PORTS: [u16; 19] = [
     0, 1, 52, 53, 54, 79, 80, 81, 180, 181, 443, 8080, 8180, 9000, 9099, 9100, 9200, 9201, 65535,
 ];
 
-fn whole(model: &Model) -> Plan {
+/// The plan of every endpoint, its sets sharded above `shard_above` elements.
+fn whole(model: &Model, shard_above: usize) -> Plan {
     let names: Vec<ObjectName> = model
         .inventory
         .endpoints
         .iter()
         .map(|e| e.id.clone())
         .collect();
-    rules_compiler::compile(model, Target::Named(&names), &Options::default())
+    let options = Options {
+        shard_above,
+        ..Options::default()
+    };
+    rules_compiler::compile(model, Target::Named(&names), &options)
         .unwrap()
         .plan
 }
@@ -125,8 +130,15 @@ fn shares(
         .any(|x| family.admits(x) && b.iter().any(|y| y.is_ipv4() == x.is_ipv4()))
 }
 
-fn check(old: &Model, new: &Model) -> Result<(), TestCaseError> {
-    let (po, pn) = (whole(old), whole(new));
+/// Shard limits for the plans: the default (nothing sharded at these sizes), or 0 to 2
+/// (with 0 every port set is sharded), each side its own, so a diff also meets a set
+/// sharded on one side only.
+fn shard_above() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(SHARD_ABOVE), 0..3usize]
+}
+
+fn check(old: &Model, new: &Model, shard: (usize, usize)) -> Result<(), TestCaseError> {
+    let (po, pn) = (whole(old, shard.0), whole(new, shard.1));
     let (eo, en) = (Ends::of(old), Ends::of(new));
     let d = connectivity::diff(
         Side {
@@ -200,12 +212,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn diff_agrees_with_explain_on_every_probe(old in model(), new in model()) {
-        check(&old, &new)?;
-        // Nothing changes between a model and itself.
-        let plan = whole(&old);
+    fn diff_agrees_with_explain_on_every_probe(
+        old in model(),
+        new in model(),
+        shard in (shard_above(), shard_above()),
+    ) {
+        check(&old, &new, shard)?;
+        // Nothing changes between a model and itself, sharded or not.
+        let (plan, sharded) = (whole(&old, SHARD_ABOVE), whole(&old, shard.0));
         let ends = Ends::of(&old);
-        let same = connectivity::diff(Side { ends: &ends, plan: &plan }, Side { ends: &ends, plan: &plan });
+        let same = connectivity::diff(Side { ends: &ends, plan: &plan }, Side { ends: &ends, plan: &sharded });
         prop_assert!(same.pairs.is_empty());
     }
 
@@ -214,7 +230,8 @@ proptest! {
     fn diff_agrees_with_explain_with_cluster_tiers(
         old in super::cluster_matches_spec::cluster_model(),
         new in super::cluster_matches_spec::cluster_model(),
+        shard in (shard_above(), shard_above()),
     ) {
-        check(&old, &new)?;
+        check(&old, &new, shard)?;
     }
 }

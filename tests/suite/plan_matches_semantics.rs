@@ -324,7 +324,15 @@ fn failsafe() -> Vec<Failsafe> {
     .collect()
 }
 
-fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
+/// Small shard limits, 0 to 2: every port set of more elements is sharded (with 0,
+/// every one), those of several address ranges into several blocks, ranges cut at
+/// their boundaries. Each model is checked with the default (nothing sharded at these
+/// sizes) and with one of these.
+fn shard_above() -> impl Strategy<Value = usize> {
+    0..3usize
+}
+
+fn check_model(model: &Model, mode: Mode, shard_above: usize) -> Result<(), TestCaseError> {
     let index = Index::new(model);
     let locals: Vec<usize> = (0..model.inventory.endpoints.len()).collect();
     let options = Options {
@@ -335,6 +343,7 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
             burst: 10,
         }),
         failsafe: failsafe(),
+        shard_above,
         ..Options::default()
     };
     let plan = plan::build(&index, &locals, &options);
@@ -440,6 +449,8 @@ fn check_model(model: &Model, mode: Mode) -> Result<(), TestCaseError> {
                                     || entry.is_some_and(|l| {
                                         l.tier_chains.iter().any(|t| {
                                             t.direction == dir && Some(t.chain.as_str()) == c
+                                        }) || l.shard_chains.iter().any(|t| {
+                                            t.direction == dir && Some(t.chain.as_str()) == c
                                         })
                                     })
                             };
@@ -501,8 +512,11 @@ proptest! {
     fn plan_gives_the_tiers_verdict_for_every_packet(
         model in super::cluster_matches_spec::cluster_model(),
         host_audit in proptest::bool::weighted(0.25),
+        shard in shard_above(),
     ) {
-        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
+        let mode = if host_audit { Mode::Audit } else { Mode::Enforce };
+        check_model(&model, mode, plan::SHARD_ABOVE)?;
+        check_model(&model, mode, shard)?;
     }
 }
 
@@ -513,7 +527,10 @@ proptest! {
     fn plan_gives_the_semantic_verdict_for_every_packet(
         model in model(),
         host_audit in proptest::bool::weighted(0.25),
+        shard in shard_above(),
     ) {
-        check_model(&model, if host_audit { Mode::Audit } else { Mode::Enforce })?;
+        let mode = if host_audit { Mode::Audit } else { Mode::Enforce };
+        check_model(&model, mode, plan::SHARD_ABOVE)?;
+        check_model(&model, mode, shard)?;
     }
 }

@@ -580,6 +580,7 @@ fn main() -> ExitCode {
                     mode,
                     events: None,
                     failsafe: failsafe.entries(),
+                    ..Default::default()
                 },
                 revoke_established,
                 &mut Netlink::new(),

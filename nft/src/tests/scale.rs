@@ -99,6 +99,7 @@ fn big_plan() -> Plan {
             ingress_chain: Some(name),
             egress_chain: None,
             tier_chains: Vec::new(),
+            shard_chains: Vec::new(),
         });
     }
     in_v4.sort();

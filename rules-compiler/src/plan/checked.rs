@@ -669,6 +669,7 @@ impl Plan {
         sorted_unique("local endpoint", self.locals.iter().map(|l| &l.id))?;
         for local in &self.locals {
             let tiers = local.tier_chains.iter().map(|t| &t.chain);
+            let tiers = tiers.chain(local.shard_chains.iter().map(|t| &t.chain));
             for chain in [&local.ingress_chain, &local.egress_chain]
                 .into_iter()
                 .flatten()

@@ -24,11 +24,12 @@ use super::intervals::{
     Span,
 };
 use super::names::{audit_comment, chain_name, deny_comment, disambiguate, tier_comment};
+use super::shards::shard;
 use super::tiers::{flatten, Cell, PortCells};
 use super::{
     AddrField, AddrProtoPort, AddrProtoPorts, AddrRange, AddrRanges, Chain, EventVerdict, Failsafe,
-    Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, Stmt, TierChain,
-    TierVerdict, VerdictMap, EVENTS_LIMIT, PORT_PROTOCOLS, TABLE_NAME,
+    Family, Hook, LocalEndpoint, Mode, Options, Plan, RateLimit, Set, SetElements, ShardChain,
+    Stmt, TierChain, TierVerdict, VerdictMap, EVENTS_LIMIT, PORT_PROTOCOLS, TABLE_NAME,
 };
 use crate::model::{
     Action, Direction, Endpoint, Peer, Peers, PolicyMode, PortMatch, PortRule, Ports, Tier,
@@ -125,11 +126,19 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             ingress_chain: None,
             egress_chain: None,
             tier_chains: Vec::new(),
+            shard_chains: Vec::new(),
         };
         while let Some((policed, name)) = isolated.next_if(|(p, _)| p.local == local) {
             let dir = policed.dir;
             let built = compiler.endpoint_chain(&policed, &name, options, &mut sets);
             chains.extend(built.tier_chains.iter().map(|(_, c)| c.clone()));
+            entry
+                .shard_chains
+                .extend(built.shard_chains.iter().map(|c| ShardChain {
+                    direction: dir,
+                    chain: c.name().to_string(),
+                }));
+            chains.extend(built.shard_chains);
             entry
                 .tier_chains
                 .extend(built.tier_chains.into_iter().map(|(tier, c)| TierChain {
@@ -151,6 +160,7 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
             }
         }
         entry.tier_chains.sort();
+        entry.shard_chains.sort();
         plan_locals.push(entry);
     }
 
@@ -210,10 +220,12 @@ struct Policed {
     baseline: TierCells,
 }
 
-/// An endpoint chain and the tiers' chains it goes to (deny and layout chains).
+/// An endpoint chain, the tiers' chains it goes to (deny and layout chains) and the
+/// chains of its sharded sets.
 struct Built {
     chain: Chain,
     tier_chains: Vec<(Tier, Chain)>,
+    shard_chains: Vec<Chain>,
 }
 
 /// How an endpoint chain ends, for what its allow sets do not accept.
@@ -275,7 +287,8 @@ fn base_chain(
         Direction::Egress => AddrField::Daddr,
     };
     for (family, space) in FAMILIES.into_iter().zip(spaces) {
-        let (set, rule) = allow_sets(prefix, family, space, &mut ports, peer);
+        // The failsafe's few entries are never sharded: no endpoint owns its chains.
+        let (set, rule, _) = allow_sets(prefix, family, space, &mut ports, peer, usize::MAX);
         sets.extend(set);
         rules.extend(rule);
     }
@@ -290,15 +303,20 @@ fn base_chain(
 
 /// The sets and accept rules of one family's allowed `space`: `{prefix}_{v4|v6}_all`
 /// for peers allowed on every port, `{prefix}_{v4|v6}_ports` for the rest; none for
-/// an empty space. `field` is the peer's address.
+/// an empty space. `field` is the peer's address. A `…_ports` set of more than
+/// `shard_above` elements is sharded ([`super::shards`]): the map
+/// `{prefix}_{v4|v6}_shards` (a [`Stmt::TierClass`] rule) jumps by address block to
+/// the chains `{prefix}_{v4|v6}_shard_{k}` (the third part), each accepting from its
+/// set `{prefix}_{v4|v6}_shard_{k}_ports`, `k` counting blocks in address order.
 fn allow_sets(
     prefix: &str,
     family: Family,
     space: Space,
     ports: &mut PortSets,
     field: AddrField,
-) -> (Vec<Set>, Vec<Stmt>) {
-    let (mut sets, mut rules) = (Vec::new(), Vec::new());
+    shard_above: usize,
+) -> (Vec<Set>, Vec<Stmt>, Vec<Chain>) {
+    let (mut sets, mut rules, mut chains) = (Vec::new(), Vec::new(), Vec::new());
     let Normalised { all, ported } = space.normalise(ports);
     let tag = family_tag(family);
     let range = |(lo, hi): Span| AddrRange {
@@ -328,13 +346,33 @@ fn allow_sets(
                     })
             })
             .collect();
+        if elements.len() > shard_above {
+            let mut blocks = Vec::new();
+            for (k, s) in shard(family, &elements, shard_above)
+                .into_iter()
+                .enumerate()
+            {
+                let chain = format!("{prefix}_{tag}_shard_{k}");
+                let set = format!("{chain}_ports");
+                let elements = SetElements::addr_proto_port(family, s.elements).expect(BUG);
+                sets.push(Set::new(set.clone(), family, elements).expect(BUG));
+                let accept = Stmt::AcceptAddrProtoPort { family, field, set };
+                chains.push(Chain::new(chain.clone(), None, vec![accept]).expect(BUG));
+                blocks.push((s.block, TierVerdict::Jump(chain)));
+            }
+            let map = format!("{prefix}_{tag}_shards");
+            let elements = SetElements::addr_verdict(family, blocks).expect(BUG);
+            sets.push(Set::new(map.clone(), family, elements).expect(BUG));
+            rules.push(Stmt::TierClass { family, field, map });
+            return (sets, rules, chains);
+        }
         let set = format!("{prefix}_{tag}_ports");
         let elements = AddrProtoPorts::new(family, elements).expect(BUG);
         let elements = SetElements::AddrProtoPort(elements);
         sets.push(Set::new(set.clone(), family, elements).expect(BUG));
         rules.push(Stmt::AcceptAddrProtoPort { family, field, set });
     }
-    (sets, rules)
+    (sets, rules, chains)
 }
 
 fn tier_tag(tier: Tier) -> &'static str {
@@ -583,6 +621,7 @@ impl Compiler<'_, '_> {
         };
         let mut rules = Vec::new();
         let mut tier_chains = Vec::new();
+        let mut shard_chains = Vec::new();
         let mut tier = |tier: Tier, cells: &TierCells, rules: &mut Vec<Stmt>| {
             let deny = format!("{name}_{}", tier_tag(tier));
             let mut used = false;
@@ -618,7 +657,15 @@ impl Compiler<'_, '_> {
         tier(Tier::Admin, &policed.admin, &mut rules);
         match &policed.np {
             Some((Tail::Deny, policies)) if !policies.is_empty() => {
-                rules.extend(self.np_sets(local, dir, policies, name, sets));
+                rules.extend(self.np_sets(
+                    local,
+                    dir,
+                    policies,
+                    name,
+                    options,
+                    sets,
+                    &mut shard_chains,
+                ));
                 push_tail(&mut rules, Tail::Deny, dir, options, || {
                     deny_comment(dir, &endpoint.id)
                 });
@@ -627,7 +674,15 @@ impl Compiler<'_, '_> {
                 // An audit end: E under host-wide audit (Baseline is empty then), or only
                 // audit policies isolate, where Baseline's denials are real and come first.
                 tier(Tier::Baseline, &policed.baseline, &mut rules);
-                rules.extend(self.np_sets(local, dir, policies, name, sets));
+                rules.extend(self.np_sets(
+                    local,
+                    dir,
+                    policies,
+                    name,
+                    options,
+                    sets,
+                    &mut shard_chains,
+                ));
                 push_tail(&mut rules, *tail, dir, options, || {
                     audit_comment(dir, &endpoint.id)
                 });
@@ -637,17 +692,22 @@ impl Compiler<'_, '_> {
         Built {
             chain: Chain::new(name.to_string(), None, rules).expect(BUG),
             tier_chains,
+            shard_chains,
         }
     }
 
-    /// The NetworkPolicy allow sets of one chain (added to `sets`) and their rules.
+    /// The NetworkPolicy allow sets of one chain (added to `sets`, their shards' chains
+    /// to `shard_chains`) and their rules.
+    #[allow(clippy::too_many_arguments)]
     fn np_sets(
         &self,
         local: EndpointId,
         dir: Direction,
         policies: &[PolicyId],
         name: &str,
+        options: &Options,
         sets: &mut Vec<Set>,
+        shard_chains: &mut Vec<Chain>,
     ) -> Vec<Stmt> {
         let endpoint = self.index.endpoint(local);
         let has = |family: Family| endpoint.ips.iter().any(|ip| Family::of(ip) == family);
@@ -668,9 +728,11 @@ impl Compiler<'_, '_> {
         let Contributions { mut ports, spaces } = c;
         for (family, space) in FAMILIES.into_iter().zip(spaces) {
             let Some(space) = space else { continue };
-            let (set, rule) = allow_sets(name, family, space, &mut ports, field);
+            let (set, rule, chains) =
+                allow_sets(name, family, space, &mut ports, field, options.shard_above);
             sets.extend(set);
             rules.extend(rule);
+            shard_chains.extend(chains);
         }
         rules
     }

@@ -12,7 +12,10 @@
 //! set for "all ports" peers and an address · protocol · port interval set) and ends in
 //! a counted deny — or, where only audit policies isolate the endpoint or the host is in
 //! audit mode, a counted accept ([`Stmt::Audit`]), with a [`Stmt::Log`] before it when
-//! events are reported. A new connection therefore meets a constant number of rules
+//! events are reported. An address · protocol · port set of more than
+//! [`Options::shard_above`] elements is sharded by address block (`shards.rs`): a map
+//! from block to a chain holding that block's set, so no kernel transaction clones a
+//! large `pipapo` set. A new connection therefore meets a constant number of rules
 //! however many policies, peers and ports there are. This module decides no semantics:
 //! peers and ports come from `resolve`.
 
@@ -28,6 +31,7 @@ mod delta;
 mod failsafe;
 pub(crate) mod intervals;
 mod names;
+mod shards;
 #[cfg(test)]
 mod tests;
 mod tiers;
@@ -327,11 +331,14 @@ pub enum Stmt {
         /// An [`SetElements::AddrProtoPortVerdict`] map.
         map: String,
     },
-    /// `ip saddr vmap @map`: a cluster tier's address map ([`SetElements::AddrVerdict`]):
-    /// `accept` or `goto` the deny chain where every protocol and port of the address
-    /// has that verdict, else `jump` to the chain of its port layout (which looks the
-    /// protocol and port up with [`Stmt::TierPorts`] and [`Stmt::TierOther`] over maps
-    /// whose one address range is the whole family). No element: the next rule.
+    /// `ip saddr vmap @map`: an address map ([`SetElements::AddrVerdict`]). A cluster
+    /// tier's: `accept` or `goto` the deny chain where every protocol and port of the
+    /// address has that verdict, else `jump` to the chain of its port layout (which
+    /// looks the protocol and port up with [`Stmt::TierPorts`] and [`Stmt::TierOther`]
+    /// over maps whose one address range is the whole family). Or a sharded set's shard
+    /// map (`…_shards`, [`Options::shard_above`]): `jump` to the chain of the address's
+    /// block, whose one [`Stmt::AcceptAddrProtoPort`] looks up that block's elements.
+    /// No element (or a jump that comes back): the next rule.
     TierClass {
         /// Family of the address.
         family: Family,
@@ -381,6 +388,21 @@ pub struct LocalEndpoint {
     /// The cluster tiers' chains its chains reach: the deny chains they `goto` and the
     /// port layouts' chains they `jump` to, sorted.
     pub tier_chains: Vec<TierChain>,
+    /// The chains of its sharded sets ([`Options::shard_above`]), sorted: one per
+    /// address block of a set, which its chain's shard map `jump`s to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shard_chains: Vec<ShardChain>,
+}
+
+/// A shard chain of an endpoint's chain for one direction: the accept rule of one
+/// address block of a sharded address · protocol · port set, whose end returns to the
+/// endpoint's chain.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ShardChain {
+    /// The direction.
+    pub direction: Direction,
+    /// The chain's name.
+    pub chain: String,
 }
 
 /// A chain of a cluster tier for one endpoint and direction: where its `Deny` ends (a
@@ -461,6 +483,12 @@ impl Plan {
                         .find(|t| t.chain == chain)
                         .map(|t| t.direction)
                 })
+                .or_else(|| {
+                    l.shard_chains
+                        .iter()
+                        .find(|t| t.chain == chain)
+                        .map(|t| t.direction)
+                })
                 .map(|d| (&l.id, d))
         })
     }
@@ -506,8 +534,13 @@ impl Plan {
     }
 }
 
+/// The most elements an address · protocol · port set of an endpoint chain holds before
+/// it is sharded ([`Options::shard_above`]): measured in benches/README.md
+/// ("Sharded sets (issue 16)").
+pub const SHARD_ABOVE: usize = 4096;
+
 /// Options that change the plan but not what is allowed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Drop or reject what is denied.
     pub deny: DenyAction,
@@ -518,6 +551,22 @@ pub struct Options {
     /// Accepted before any policy, for every local endpoint (empty here; the tools'
     /// default is [`Failsafe::defaults`]).
     pub failsafe: Vec<Failsafe>,
+    /// An endpoint chain's address · protocol · port set of more elements than this is
+    /// sharded by address block, so that no kernel transaction clones a large `pipapo`
+    /// set (see [`Stmt::TierClass`]); default [`SHARD_ABOVE`]. Tests set it small.
+    pub shard_above: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            deny: DenyAction::default(),
+            mode: Mode::default(),
+            events: None,
+            failsafe: Vec::new(),
+            shard_above: SHARD_ABOVE,
+        }
+    }
 }
 
 /// Builds the plan for these local endpoints.

@@ -157,6 +157,7 @@ fn ingress_isolated_endpoint_gets_dispatch_chain_and_sets() {
             ingress_chain: Some("in_payments_payments-api".into()),
             egress_chain: None,
             tier_chains: Vec::new(),
+            shard_chains: Vec::new(),
         }]
     );
 }
@@ -291,6 +292,7 @@ fn open_endpoint_gets_nothing_but_base_chains() {
             ingress_chain: None,
             egress_chain: None,
             tier_chains: Vec::new(),
+            shard_chains: Vec::new(),
         }]
     );
 }
@@ -974,4 +976,174 @@ fn host_wide_audit_ends_enforced_chains_in_audit() {
         .iter()
         .flat_map(|c| &c.rules)
         .any(|r| matches!(r, Stmt::Deny { .. })));
+}
+
+/// `x/s` (198.18.0.1) takes TCP 80 and UDP 53 from `clients` pods `x/c{i}`, each at
+/// `198.18.1.{2i}` (every other address, so their elements do not merge), and UDP 5000
+/// from 198.18.0.0/23, whose gaps between the clients become range elements.
+fn many_peers(clients: &[u32], relabel: Option<u32>) -> Model {
+    let mut b = ModelBuilder::new().endpoint("x/s", &[("app", "s")], &["198.18.0.1"]);
+    for &i in clients {
+        let app = if relabel == Some(i) { "other" } else { "c" };
+        let addr = format!("198.18.{}.{}", 1 + i / 128, (2 * i) % 256);
+        b = b.endpoint(&format!("x/c{i}"), &[("app", app)], &[&addr]);
+    }
+    b.policy(ingress_policy(
+        "x/allow",
+        sel(&[("app", "s")]),
+        vec![
+            rule(
+                peers(vec![pods_in("x", sel(&[("app", "c")]))]),
+                ports(vec![tcp(80), udp(53)]),
+            ),
+            rule(
+                peers(vec![ip_block("198.18.0.0/23", &[])]),
+                ports(vec![udp(5000)]),
+            ),
+        ],
+    ))
+    .build()
+}
+
+fn sharded(limit: usize) -> Options {
+    Options {
+        shard_above: limit,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_large_port_set_is_sharded_by_address_block_behind_one_map() {
+    let clients: Vec<u32> = (0..64).collect();
+    let model = many_peers(&clients, None);
+    let whole = build_for(&model, &["x/s"], &Options::default());
+    let plan = build_for(&model, &["x/s"], &sharded(16));
+    let SetElements::AddrProtoPort(all) = &whole.set("in_x_s_v4_ports").unwrap().elements else {
+        panic!("not sharded at the default limit")
+    };
+    assert!(all.len() > 16, "{}", all.len());
+    // The chain looks the shard map up where the set was; the same rule count.
+    let chain = plan.chain("in_x_s").unwrap();
+    assert_eq!(
+        chain.rules.len(),
+        whole.chain("in_x_s").unwrap().rules.len()
+    );
+    assert_eq!(
+        chain.rules[0],
+        Stmt::TierClass {
+            family: Family::V4,
+            field: AddrField::Saddr,
+            map: "in_x_s_v4_shards".into()
+        }
+    );
+    let SetElements::AddrVerdict(map) = &plan.set("in_x_s_v4_shards").unwrap().elements else {
+        panic!("no shard map")
+    };
+    assert!(map.len() > 2, "{}", map.len());
+    let mut total = 0;
+    for (k, (block, verdict)) in map.iter().enumerate() {
+        let name = format!("in_x_s_v4_shard_{k}");
+        assert_eq!(verdict, &TierVerdict::Jump(name.clone()));
+        // An aligned block, each shard's elements inside it, at most the limit.
+        let (_, lo) = intervals::to_u128(block.start);
+        let (_, hi) = intervals::to_u128(block.end);
+        assert!((hi - lo + 1).is_power_of_two() && lo % (hi - lo + 1) == 0);
+        assert_eq!(
+            plan.chain(&name).unwrap().rules,
+            [Stmt::AcceptAddrProtoPort {
+                family: Family::V4,
+                field: AddrField::Saddr,
+                set: format!("{name}_ports")
+            }]
+        );
+        let set = apps(&plan, &format!("{name}_ports"));
+        assert!(!set.is_empty() && set.len() <= 16);
+        assert!(set
+            .iter()
+            .all(|e| block.contains(&e.addr.start) && block.contains(&e.addr.end)));
+        total += set.len();
+        assert!(plan.locals[0].shard_chains.contains(&ShardChain {
+            direction: Direction::Ingress,
+            chain: name
+        }));
+    }
+    // Ranges across a block boundary are cut there: more elements, never fewer.
+    assert!(total > all.len(), "{total} vs {}", all.len());
+    // The same verdict for every packet as the unsharded plan.
+    for host in 0..512u32 {
+        let saddr = ip(&format!("198.18.{}.{}", host / 256, host % 256));
+        for (proto, dport) in [(6, 80), (17, 53), (17, 5000), (6, 81), (1, 0)] {
+            let p = Packet {
+                saddr,
+                daddr: ip("198.18.0.1"),
+                proto,
+                dport,
+                icmpv6_type: None,
+            };
+            assert_eq!(
+                plan.verdict(Hook::Input, &p).outcome,
+                whole.verdict(Hook::Input, &p).outcome,
+                "{p:?}"
+            );
+        }
+    }
+    assert_eq!(
+        plan.owner("in_x_s_v4_shard_0").unwrap().1,
+        Direction::Ingress
+    );
+}
+
+#[test]
+fn one_peer_edits_of_a_sharded_set_change_one_shard_and_a_new_block_is_structural() {
+    let clients: Vec<u32> = (0..64).collect();
+    let options = sharded(16);
+    let old = build_for(&many_peers(&clients, None), &["x/s"], &options);
+    let shard_sets =
+        |d: &Delta| -> Vec<String> { d.sets().iter().map(|s| s.name.clone()).collect() };
+    // A peer that no longer matches, and one readdressed within its block.
+    let removed = build_for(&many_peers(&clients, Some(5)), &["x/s"], &options);
+    let readdressed = {
+        let mut m = many_peers(&clients, None);
+        let c5 = m
+            .inventory
+            .endpoints
+            .iter_mut()
+            .find(|e| e.id == oname("x/c5"))
+            .unwrap();
+        c5.ips = vec![ip("198.18.1.11")];
+        m
+    };
+    let readdressed = build_for(&readdressed, &["x/s"], &options);
+    // x/c5 is 198.18.1.10; blocks there hold 4 clients (12 elements and 4 gaps).
+    let block = old
+        .locals
+        .first()
+        .and_then(|l| {
+            l.shard_chains.iter().find(|c| {
+                apps(&old, &format!("{}_ports", c.chain))
+                    .iter()
+                    .any(|e| e.addr.contains(&ip("198.18.1.10")))
+            })
+        })
+        .map(|c| format!("{}_ports", c.chain))
+        .unwrap();
+    for new in [&removed, &readdressed] {
+        let d = delta(&old, new).expect("an element change");
+        assert_eq!(shard_sets(&d), std::slice::from_ref(&block), "{d}");
+        assert_eq!(d.apply(&old), *new);
+    }
+    // Clients in a block that had none: a new shard, so new chains and sets.
+    let more: Vec<u32> = (0..64).chain(200..240).collect();
+    let grown = build_for(&many_peers(&more, None), &["x/s"], &options);
+    assert!(delta(&old, &grown).is_err());
+    // Unsharded against sharded: the set changes kind.
+    let whole = build_for(&many_peers(&clients, None), &["x/s"], &Options::default());
+    assert!(delta(&whole, &old).is_err());
+}
+
+fn apps<'p>(plan: &'p Plan, name: &str) -> &'p [AddrProtoPort] {
+    match &plan.set(name).unwrap().elements {
+        SetElements::AddrProtoPort(v) => v,
+        other => panic!("{name}: {other:?}"),
+    }
 }

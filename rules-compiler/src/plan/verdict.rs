@@ -775,6 +775,7 @@ mod tests {
                 ingress_chain: Some(chain),
                 egress_chain: None,
                 tier_chains: Vec::new(),
+                shard_chains: Vec::new(),
             }],
             limits: Vec::new(),
         }

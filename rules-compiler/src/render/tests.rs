@@ -377,6 +377,11 @@ fn shapes() -> Vec<(&'static str, Plan)> {
         ))
         .build();
     out.push(("3000 peers", plan_for(&big, &["x/a"], &Options::default())));
+    let whole = Options {
+        shard_above: usize::MAX,
+        ..Options::default()
+    };
+    out.push(("3000 peers, unsharded", plan_for(&big, &["x/a"], &whole)));
 
     // Audit policies beside enforced ones, with events: Log, Audit and the limit.
     let audited = ModelBuilder::new()
@@ -425,6 +430,7 @@ fn shapes() -> Vec<(&'static str, Plan)> {
                     "ingress:TCP:8000-8100:198.18.0.0/15".parse().unwrap(),
                     "egress:UDP:53:2001:db8::/32".parse().unwrap(),
                 ],
+                ..Options::default()
             },
         ),
     ));
@@ -550,8 +556,10 @@ fn nft_loads_every_shape_twice_with_all_elements() {
                 .map_or(0, |e| e.as_array().unwrap().len())
         };
         assert_eq!(count("table"), 1, "{name}");
-        assert_eq!(count("set"), plan.sets().len(), "{name}");
-        assert_eq!(count("map"), plan.maps().len(), "{name}");
+        // Verdict maps among the plan's sets (tier and shard maps) list as maps.
+        let set_maps = plan.sets().iter().filter(|s| s.elements().is_map()).count();
+        assert_eq!(count("set"), plan.sets().len() - set_maps, "{name}");
+        assert_eq!(count("map"), plan.maps().len() + set_maps, "{name}");
         assert_eq!(count("chain"), plan.chains().len(), "{name}");
         assert_eq!(count("limit"), plan.limits().len(), "{name}");
         let rules: usize = plan
@@ -562,8 +570,13 @@ fn nft_loads_every_shape_twice_with_all_elements() {
             .sum();
         assert_eq!(count("rule"), rules, "{name}");
         for set in plan.sets() {
+            let kind = if set.elements().is_map() {
+                "map"
+            } else {
+                "set"
+            };
             assert_eq!(
-                elements("set", set.name()),
+                elements(kind, set.name()),
                 set.elements().len(),
                 "{name}: set {}",
                 set.name()

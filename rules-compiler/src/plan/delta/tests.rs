@@ -200,6 +200,7 @@ fn locals_without_chains_ride_along() {
         ingress_chain: None,
         egress_chain: None,
         tier_chains: Vec::new(),
+        shard_chains: Vec::new(),
     });
     let d = delta(&a, &b).unwrap();
     assert!(d.is_empty());

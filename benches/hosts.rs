@@ -72,7 +72,10 @@
 //! both), `--edit policy,endpoint` (default both), `--edits N` (default 20 for the
 //! example, 5 for synth), `--debounce-ms MS` (default 200), `--start-batch K` (default
 //! 2), `--timeout-s S` (per edit, default 900), `--netpold /ABS/PATH` (skip the build),
-//! `--keep DIR` (write the inputs and logs there and keep them).
+//! `--keep DIR` (write the inputs and logs there and keep them), `--min-available-mib
+//! MIB` (default 2048: the run stops, and removes its fleet, when the machine's
+//! MemAvailable falls below it — every host reloads at once, and each netpold's peak
+//! during a synth reload is a few hundred MiB).
 #![deny(unsafe_code)]
 
 use std::collections::BTreeSet;
@@ -120,6 +123,40 @@ fn catch_signals() {
 
 fn check_stop() {
     assert!(!STOP.load(Ordering::SeqCst), "interrupted");
+    let available = mem_available_mib();
+    let least = MIN_AVAILABLE_MIB.load(Ordering::SeqCst);
+    assert!(
+        available >= least,
+        "the machine is short of memory ({available} MiB available, --min-available-mib \
+         {least}): stopping the fleet before the kernel's OOM killer picks a process (fewer \
+         --hosts, or a larger limit if the machine is yours)"
+    );
+}
+
+/// The least MemAvailable the benchmark tolerates while its fleet runs (`--min-available-mib`).
+static MIN_AVAILABLE_MIB: AtomicU64 = AtomicU64::new(2048);
+
+/// MemAvailable from `/proc/meminfo`, in MiB.
+fn mem_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib / 1024)
+}
+
+/// Sets its flag when dropped: the generation poller stops also when the status wait
+/// panics (a scope waits for its threads, so a poller that never stopped would hang).
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +221,10 @@ fn parse_args() -> Args {
                 a.timeout = Duration::from_secs(value().parse().expect("--timeout-s S"));
             }
             "--netpold" => a.netpold = Some(absolute_path_arg("--netpold", value())),
+            "--min-available-mib" => MIN_AVAILABLE_MIB.store(
+                value().parse().expect("--min-available-mib MIB"),
+                Ordering::SeqCst,
+            ),
             "--keep" => a.keep = Some(absolute_path_arg("--keep", value())),
             // cargo bench passes --bench to harness = false targets.
             "--bench" => {}
@@ -267,12 +308,13 @@ fn prepare(dir: &Path, size: &str, hosts: usize) -> Input {
             std::fs::write(policies.join("policies.yaml"), policies_yaml(&model)).unwrap();
             std::fs::write(inventory.join("inventory.yaml"), &text).unwrap();
             let index = Index::new(&model);
-            let locals: Vec<String> = busiest_endpoints(&index, hosts)
-                .into_iter()
-                .map(|ep| index.endpoint(ep).id.to_string())
+            let ids = busiest_endpoints(&index, hosts);
+            assert_eq!(ids.len(), hosts, "fewer endpoints than hosts");
+            let locals: Vec<String> = ids
+                .iter()
+                .map(|&ep| index.endpoint(ep).id.to_string())
                 .collect();
-            assert_eq!(locals.len(), hosts, "fewer endpoints than hosts");
-            let first = [index.endpoint(busiest_endpoints(&index, 1)[0]).id.clone()];
+            let first = [index.endpoint(ids[0]).id.clone()];
             drop(index);
             // The same edit as `reload --edit endpoint`: a peer of the busiest endpoint.
             let base_plan = plan_for(&model, &first);
@@ -565,6 +607,7 @@ fn wait_all(
             if after[k].is_some() {
                 continue;
             }
+            check_stop();
             let Some(s) = status(&h.socket) else { continue };
             let b = &before[k];
             if generation(&s) > generation(b)
@@ -653,10 +696,9 @@ fn one_edit(
     let t0 = Instant::now();
     std::fs::write(file, text).unwrap();
     let after = std::thread::scope(|s| {
+        let _stop_poller = SetOnDrop(&done);
         s.spawn(|| poll_generations(readers, &base, t0, &moved, &changes, &done));
-        let after = wait_all(fleet, before, t0, debounce, args.timeout, label);
-        done.store(true, Ordering::SeqCst);
-        after
+        wait_all(fleet, before, t0, debounce, args.timeout, label)
     });
     // Anything more (a second reload) would come within the debounce and its reload.
     std::thread::sleep(debounce + Duration::from_millis(300));

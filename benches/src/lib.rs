@@ -1052,6 +1052,15 @@ pub const BUSY_MIN_POLICIES: usize = 3;
 /// more policies, then to the first in model order. When no endpoint is isolated by
 /// that many policies, the one isolated by the most. `None` without endpoints.
 pub fn busiest_endpoint(index: &Index<'_>) -> Option<EndpointId> {
+    busiest_endpoints(index, 1).into_iter().next()
+}
+
+/// The `n` busiest endpoints (fewer when the model has fewer), busiest first, by the
+/// order [`busiest_endpoint`] picks its one by: endpoints isolated by at least
+/// [`BUSY_MIN_POLICIES`] policies first, by the peers their isolating rules name, then
+/// by their policies; then the others by their policies alone; ties to the first in
+/// model order. The `hosts` benchmark gives each of its hosts one of them.
+pub fn busiest_endpoints(index: &Index<'_>, n: usize) -> Vec<EndpointId> {
     let model = index.model;
     // Peers repeat across policies (`namespaceSelector: {}` is everywhere), so each
     // distinct peer is resolved once.
@@ -1076,7 +1085,7 @@ pub fn busiest_endpoint(index: &Index<'_>) -> Option<EndpointId> {
             .sum()
     };
     let mut policy_work: BTreeMap<(usize, Direction), usize> = BTreeMap::new();
-    (0..model.inventory.endpoints.len())
+    let mut keyed: Vec<_> = (0..model.inventory.endpoints.len())
         .map(|ep| {
             let mut count = 0;
             let mut total = 0;
@@ -1086,16 +1095,17 @@ pub fn busiest_endpoint(index: &Index<'_>) -> Option<EndpointId> {
                     total += *policy_work.entry((p, dir)).or_insert_with(|| work(p, dir));
                 }
             }
-            (count >= BUSY_MIN_POLICIES, total, count, Reverse(ep))
+            let busy = count >= BUSY_MIN_POLICIES;
+            (busy, if busy { total } else { 0 }, count, Reverse(ep))
         })
-        .max_by_key(|&(busy, total, count, first)| {
-            if busy {
-                (true, total, count, first)
-            } else {
-                (false, 0, count, first)
-            }
-        })
+        .collect();
+    // Largest key first; the keys are distinct (the endpoint is in them).
+    keyed.sort_unstable_by(|a, b| b.cmp(a));
+    keyed
+        .into_iter()
+        .take(n)
         .map(|(_, _, _, Reverse(ep))| ep)
+        .collect()
 }
 
 /// Clears every [`Source`] of a model, so a model loaded from files compares equal to

@@ -450,6 +450,19 @@ fn the_busiest_endpoint_is_selected_by_several_policies_and_names_the_most_peers
 }
 
 #[test]
+fn the_busiest_endpoints_start_with_the_busiest_and_are_distinct() {
+    let m = generate(&Scale::FULL.percent(1), 1);
+    let index = Index::new(&m);
+    let all = busiest_endpoints(&index, usize::MAX);
+    assert_eq!(all.len(), m.inventory.endpoints.len());
+    assert_eq!(all.first().copied(), busiest_endpoint(&index));
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len());
+    assert_eq!(busiest_endpoints(&index, 5), all[..5]);
+    assert!(busiest_endpoints(&index, 0).is_empty());
+}
+
+#[test]
 fn without_busy_endpoints_the_most_selected_is_chosen() {
     // One policy per namespace at most: nobody reaches BUSY_MIN_POLICIES.
     let m = generate(

@@ -26,7 +26,7 @@ use rules_compiler::plan::{Failsafe, FailsafeError};
 #[derive(Parser)]
 #[command(
     name = "netpolctl",
-    version,
+    version = netpol_daemon::VERSION,
     about = "Compile, explain, apply and inspect netpol rulesets"
 )]
 struct Cli {

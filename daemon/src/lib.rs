@@ -44,6 +44,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod docs;
 pub mod events;
 pub mod inputs;
 pub mod instance;

@@ -158,7 +158,7 @@ impl From<Deny> for DenyAction {
 #[derive(Clone, Debug, Default, clap::Parser)]
 #[command(
     name = "netpold",
-    version,
+    version = crate::VERSION,
     about = "Keep this host's nftables ruleset in step with NetworkPolicy and inventory files"
 )]
 pub struct Flags {

@@ -29,11 +29,22 @@
 //! netlink socket, the C library's allocator ([`memory`]) — is in [`netpol_nft`].
 #![forbid(unsafe_code)]
 
+/// What `--version` prints after the program's name: the crate's version and the commit
+/// it was built from (`build.rs`: git, else the environment's `NETPOL_COMMIT`, else
+/// `unknown`), e.g. `0.1.0 (commit ea0b4f9)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NETPOL_COMMIT"),
+    ")"
+);
+
 pub mod addrs;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod docs;
 pub mod events;
 pub mod inputs;
 pub mod instance;

@@ -26,7 +26,7 @@ use rules_compiler::plan::{Failsafe, FailsafeError};
 #[derive(Parser)]
 #[command(
     name = "netpolctl",
-    version,
+    version = netpol_daemon::VERSION,
     about = "Compile, explain, apply and inspect netpol rulesets"
 )]
 struct Cli {
@@ -269,6 +269,13 @@ enum Command {
     RollbackAt {
         /// Its pending file.
         pending: PathBuf,
+    },
+    /// Write the man pages and shell completions of netpolctl and netpold under this
+    /// directory, for packaging (scripts/package; not for people).
+    #[command(hide = true)]
+    PackageAssets {
+        /// Where to write them (created if missing).
+        out: PathBuf,
     },
     /// Remove the netpol table from the kernel, and nothing else (needs root).
     Flush {
@@ -596,6 +603,18 @@ fn main() -> ExitCode {
             stdout: String::new(),
             warnings: String::new(),
         }),
+        Command::PackageAssets { out } => {
+            use clap::CommandFactory;
+            netpol_daemon::docs::write(&out, vec![Cli::command(), config::Flags::command()])
+                .map(|written| ctl::Output {
+                    stdout: written
+                        .iter()
+                        .map(|p| format!("{}\n", p.display()))
+                        .collect(),
+                    warnings: String::new(),
+                })
+                .map_err(|e| anyhow::anyhow!("writing to {}: {e}", out.display()))
+        }
         Command::Flush { force } => ctl::flush(&mut Netlink::new(), force),
         Command::Show { inventory, output } => {
             let inventory = (!inventory.is_empty()).then(|| Paths {

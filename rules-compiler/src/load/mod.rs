@@ -11,6 +11,7 @@
 //!   the same one document at a time.
 
 mod files;
+pub(crate) mod json;
 mod tree;
 mod yaml;
 

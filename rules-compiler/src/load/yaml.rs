@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use crate::diag::{quote, Diagnostic};
+use crate::load::json;
 use crate::load::tree::{Builder, Failure};
 use crate::load::{Input, Limits};
 
@@ -99,11 +100,28 @@ pub fn parse<'a>(input: &'a Input, limits: &Limits) -> (Vec<Document<'a>>, Vec<D
 /// read.
 pub fn documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    // JSON by content (`load/json.rs`): a first character `{` or `[`.
+    if json::is_json(text) {
+        return Documents {
+            file: &input.path,
+            chunks: Vec::new().into_iter(),
+            builder: Builder::new(*limits),
+            roots: Vec::new().into_iter(),
+            json: Some(json::Values::new(text, *limits)),
+        };
+    }
+    yaml_documents(input, limits)
+}
+
+/// [`documents`] read as YAML, whatever the text starts with.
+pub(super) fn yaml_documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
     Documents {
         file: &input.path,
         chunks: split_documents(text).into_iter(),
         builder: Builder::new(*limits),
         roots: Vec::new().into_iter(),
+        json: None,
     }
 }
 
@@ -114,12 +132,17 @@ pub struct Documents<'a> {
     builder: Builder,
     /// The roots of the last chunk not handed out yet.
     roots: std::vec::IntoIter<Node>,
+    /// A JSON input's values (then there are no chunks).
+    json: Option<json::Values<'a>>,
 }
 
 impl<'a> Iterator for Documents<'a> {
     type Item = Result<Document<'a>, Diagnostic>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(values) = &mut self.json {
+            return values.next_document(self.file);
+        }
         loop {
             if let Some(root) = self.roots.find(|root| root.value != Value::Null) {
                 return Some(Ok(Document {

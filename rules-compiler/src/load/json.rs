@@ -373,6 +373,20 @@ impl<'t> Values<'t> {
             // Where the value goes, and what comes after it.
             loop {
                 let Some(open) = self.open.last() else {
+                    // A top-level number or literal must end where it seems to: `true1` is
+                    // no two values.
+                    let next = self.bytes.get(self.pos).copied();
+                    if !matches!(node.value, Value::Map(_) | Value::Seq(_) | Value::Str(_))
+                        && next.is_some_and(|b| !is_ws(b) && !b"[{]},:\"".contains(&b))
+                    {
+                        return Err(self.syntax(
+                            self.pos,
+                            format_args!(
+                                "expected white space after a top-level value, found {}",
+                                self.found(self.pos)
+                            ),
+                        ));
+                    }
                     return Ok(node);
                 };
                 let is_map = open.is_map;
@@ -1208,8 +1222,23 @@ mod tests {
         assert!(parse_json("\u{feff} \n", &Limits::default())
             .unwrap()
             .is_empty());
-        // Objects and arrays need no white space between them.
-        assert_eq!(parse_json("{}[]{}", &Limits::default()).unwrap().len(), 3);
+        // Objects, arrays and strings need no white space between them; numbers and
+        // literals do.
+        assert_eq!(
+            parse_json("{}[]{}\"a\"1\"b\"", &Limits::default())
+                .unwrap()
+                .len(),
+            6
+        );
+        let (_, column, message) = error("{} true1");
+        assert_eq!(column, 8);
+        assert!(
+            message.contains("expected white space after a top-level value, found '1'"),
+            "{message}"
+        );
+        let (_, column, message) = error("{} 1-2");
+        assert_eq!(column, 5);
+        assert!(message.contains("found '-'"), "{message}");
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 mod files;
 pub(crate) mod json;
+#[cfg(test)]
+mod json_equivalence;
 mod tree;
 mod yaml;
 

@@ -238,16 +238,17 @@ fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
     }];
     let json_bytes =
         policies_j.iter().map(|p| p.text.len()).sum::<usize>() + inventory_j[0].text.len();
-    let (load_json, json_same) =
-        match measure(runs, || rules_compiler::load_model(&policies_j, &inventory_j)) {
-            Ok((s, Ok(loaded))) => {
-                let mut m = loaded.model;
-                strip_sources(&mut m);
-                (Ok(s), Some(m == model))
-            }
-            Ok((_, Err(rejected))) => (Err(format!("rejected: {rejected}")), None),
-            Err(e) => (Err(e), None),
-        };
+    let (load_json, json_same) = match measure(runs, || {
+        rules_compiler::load_model(&policies_j, &inventory_j)
+    }) {
+        Ok((s, Ok(loaded))) => {
+            let mut m = loaded.model;
+            strip_sources(&mut m);
+            (Ok(s), Some(m == model))
+        }
+        Ok((_, Err(rejected))) => (Err(format!("rejected: {rejected}")), None),
+        Err(e) => (Err(e), None),
+    };
     // The parse alone: every document's tree built and dropped.
     let parse_all = |inputs: &[&Input]| {
         let limits = Limits::default();

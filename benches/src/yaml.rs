@@ -627,7 +627,10 @@ fn json_list(objects: impl Iterator<Item = Node>, capacity: usize) -> String {
 
 /// [`policies_yaml`] as the JSON List `kubectl get networkpolicies -A -o json` prints.
 pub fn policies_json(model: &Model) -> String {
-    json_list(model.policies.iter().map(policy_node), model.policies.len() * 1200)
+    json_list(
+        model.policies.iter().map(policy_node),
+        model.policies.len() * 1200,
+    )
 }
 
 /// [`cluster_policies_yaml`] as one JSON List.

@@ -55,7 +55,9 @@ pub fn json_against_serde(input: &Input, limits: &load::Limits) {
         let _ = d.to_string();
     }
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
-    let first = text.bytes().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if !matches!(first, Some(b'{' | b'[')) {
         return;
     }
@@ -72,7 +74,10 @@ pub fn json_against_serde(input: &Input, limits: &load::Limits) {
     }
     match diags.first() {
         None => {
-            assert!(accepted, "netpol accepts JSON that serde_json refuses: {text:?}");
+            assert!(
+                accepted,
+                "netpol accepts JSON that serde_json refuses: {text:?}"
+            );
             theirs.retain(|v| !v.is_null());
             assert_eq!(docs.len(), theirs.len(), "{text:?}");
             for (doc, theirs) in docs.iter().zip(&theirs) {
@@ -84,7 +89,10 @@ pub fn json_against_serde(input: &Input, limits: &load::Limits) {
             }
         }
         Some(d) if d.message.contains("duplicate key") || d.message.contains("(limit ") => {}
-        Some(d) => assert!(!accepted, "netpol refuses JSON that serde_json accepts: {text:?}: {d}"),
+        Some(d) => assert!(
+            !accepted,
+            "netpol refuses JSON that serde_json accepts: {text:?}: {d}"
+        ),
     }
 }
 
@@ -129,7 +137,9 @@ fn same_json(ours: &serde_json::Value, theirs: &serde_json::Value) -> bool {
             a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
         }
         (J::Object(a), J::Object(b)) => {
-            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
         }
         _ => ours == theirs,
     }

@@ -5,7 +5,10 @@
 //! - compile: `resolve::Index::new` + `plan::build` for one local endpoint that several
 //!   policies select, from the generated model (the target: < 1 s at 100 % on one core);
 //! - render: `render::nft` of that plan;
-//! - load: `rules_compiler::load_model` (parse + validate) of the same input as YAML.
+//! - load: `rules_compiler::load_model` (parse + validate) of the same input as YAML;
+//! - the same as JSON (issue 16: one kubectl `List` per file), and the parse alone of
+//!   both (`load::documents`, every tree built and dropped, nothing validated), in MB/s
+//!   of input, so that parse and validate can be told apart.
 //!
 //! and prints the ratio of each median to the smallest size's, so linear growth shows
 //! as a ratio close to the size ratio. The local endpoint is chosen per size by
@@ -32,9 +35,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use netpol_benches::cluster::{cluster_policies, ClusterScale};
-use netpol_benches::yaml::{cluster_policies_yaml, inventory_yaml, policies_yaml};
+use netpol_benches::yaml::{
+    cluster_policies_json, cluster_policies_yaml, inventory_json, inventory_yaml, policies_json,
+    policies_yaml,
+};
 use netpol_benches::{busiest_endpoint, generate, strip_sources, Scale};
-use rules_compiler::load::Input;
+use rules_compiler::load::{self, Input, Limits};
 use rules_compiler::model::Direction;
 use rules_compiler::resolve::Index;
 use rules_compiler::{plan, render};
@@ -118,6 +124,12 @@ struct Row {
     compile: Result<Stats, String>,
     render: Result<Stats, String>,
     load: Result<Stats, String>,
+    json_bytes: usize,
+    load_json: Result<Stats, String>,
+    /// Whether the JSON loads to the same model as the YAML.
+    json_same: Option<bool>,
+    parse_yaml: Result<Stats, String>,
+    parse_json: Result<Stats, String>,
     elements: Option<usize>,
     rules: Option<usize>,
     nft_bytes: Option<usize>,
@@ -210,6 +222,49 @@ fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
             Err(e) => (Err(e), None),
         };
 
+    let mut policies_j = vec![Input {
+        path: "policies.json".into(),
+        text: policies_json(&model),
+    }];
+    if cluster.is_some() {
+        policies_j.push(Input {
+            path: "cluster.json".into(),
+            text: cluster_policies_json(&model),
+        });
+    }
+    let inventory_j = [Input {
+        path: "inventory.json".into(),
+        text: inventory_json(&model),
+    }];
+    let json_bytes =
+        policies_j.iter().map(|p| p.text.len()).sum::<usize>() + inventory_j[0].text.len();
+    let (load_json, json_same) = match measure(runs, || {
+        rules_compiler::load_model(&policies_j, &inventory_j)
+    }) {
+        Ok((s, Ok(loaded))) => {
+            let mut m = loaded.model;
+            strip_sources(&mut m);
+            (Ok(s), Some(m == model))
+        }
+        Ok((_, Err(rejected))) => (Err(format!("rejected: {rejected}")), None),
+        Err(e) => (Err(e), None),
+    };
+    // The parse alone: every document's tree built and dropped.
+    let parse_all = |inputs: &[&Input]| {
+        let limits = Limits::default();
+        let mut docs = 0usize;
+        for input in inputs {
+            for doc in load::documents(input, &limits) {
+                docs += usize::from(doc.expect("the generated input parses").root.line > 0);
+            }
+        }
+        docs
+    };
+    let yaml_inputs: Vec<&Input> = policies.iter().chain(&inventory).collect();
+    let json_inputs: Vec<&Input> = policies_j.iter().chain(&inventory_j).collect();
+    let parse_yaml = measure(runs, || parse_all(&yaml_inputs)).map(|(s, _)| s);
+    let parse_json = measure(runs, || parse_all(&json_inputs)).map(|(s, _)| s);
+
     let chain_rules = |p: &plan::Plan, name: Option<&str>| {
         name.and_then(|n| p.chain(n)).map_or(0, |c| c.rules().len())
     };
@@ -226,6 +281,11 @@ fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
         compile,
         render,
         load,
+        json_bytes,
+        load_json,
+        json_same,
+        parse_yaml,
+        parse_json,
         elements: plan.as_ref().map(|p| p.element_count()),
         rules: plan.as_ref().map(|p| p.rule_count()),
         nft_bytes,
@@ -441,6 +501,49 @@ fn main() {
             r.runs
         );
     }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Inputs, YAML against JSON (issue 16): the same objects, YAML as `---` documents, JSON as \
+         one kubectl List per file; parse = `load::documents` alone (trees built and dropped), \
+         load = parse + validate (`load_model`); MB/s of input at the median."
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| size | input | YAML bytes | parse YAML | MB/s | load YAML | JSON bytes | parse JSON | MB/s | load JSON | JSON → same model | load JSON / YAML |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let mbps = |stat: &Result<Stats, String>, bytes: usize| match stat {
+            Ok(s) if !s.median.is_zero() => {
+                format!("{:.0}", bytes as f64 / 1e6 / s.median.as_secs_f64())
+            }
+            _ => "n/a".into(),
+        };
+        let ratio = match (&r.load_json, &r.load) {
+            (Ok(j), Ok(y)) if !y.median.is_zero() => {
+                format!("×{:.2}", j.median.as_secs_f64() / y.median.as_secs_f64())
+            }
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+            r.pct,
+            r.input(),
+            r.yaml_bytes,
+            cell(&r.parse_yaml, None).0,
+            mbps(&r.parse_yaml, r.yaml_bytes),
+            cell(&r.load, None).0,
+            r.json_bytes,
+            cell(&r.parse_json, None).0,
+            mbps(&r.parse_json, r.json_bytes),
+            cell(&r.load_json, None).0,
+            r.json_same
+                .map_or("n/a", |same| if same { "yes" } else { "NO" }),
+        );
+    }
     if cluster.is_some() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -493,6 +596,9 @@ fn main() {
                 ("compile", &r.compile),
                 ("render", &r.render),
                 ("load", &r.load),
+                ("load JSON", &r.load_json),
+                ("parse YAML", &r.parse_yaml),
+                ("parse JSON", &r.parse_json),
             ]
             .into_iter()
             .filter_map(move |(what, s)| {

@@ -6,6 +6,10 @@
 //! A small emitter of its own rather than a YAML library: the output must look like
 //! kubectl's, byte for byte reproducible, and the generator must not depend on the
 //! parser it is used to test.
+//!
+//! The same objects as JSON ([`policies_json`], [`inventory_json`],
+//! [`cluster_policies_json`]): one `kind: List` per file, as `kubectl get … -o json`
+//! prints it (four-space indent, `metadata.resourceVersion: ""`).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -552,9 +556,128 @@ pub fn inventory_yaml(model: &Model) -> String {
     out
 }
 
+// --- JSON -----------------------------------------------------------------------------
+
+fn json_string(v: &str, out: &mut String) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A value as kubectl's JSON, its first line continuing one already started at
+/// `level` (four spaces each).
+fn write_json(v: &Node, level: usize, out: &mut String) {
+    match v {
+        Node::Str(x) => json_string(x, out),
+        Node::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Node::Map(e) if e.is_empty() => out.push_str("{}"),
+        Node::Seq(e) if e.is_empty() => out.push_str("[]"),
+        Node::Map(entries) => {
+            out.push_str("{\n");
+            for (i, (k, v)) in entries.iter().enumerate() {
+                indent(4 * (level + 1), out);
+                json_string(k, out);
+                out.push_str(": ");
+                write_json(v, level + 1, out);
+                out.push_str(if i + 1 < entries.len() { ",\n" } else { "\n" });
+            }
+            indent(4 * level, out);
+            out.push('}');
+        }
+        Node::Seq(items) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                indent(4 * (level + 1), out);
+                write_json(item, level + 1, out);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            indent(4 * level, out);
+            out.push(']');
+        }
+    }
+}
+
+/// `objects` as one kubectl `List`, written as JSON.
+fn json_list(objects: impl Iterator<Item = Node>, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    out.push_str("{\n    \"apiVersion\": \"v1\",\n    \"items\": [");
+    let mut first = true;
+    for obj in objects {
+        out.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        indent(8, &mut out);
+        write_json(&obj, 2, &mut out);
+    }
+    out.push_str(if first { "],\n" } else { "\n    ],\n" });
+    out.push_str("    \"kind\": \"List\",\n    \"metadata\": {\n        \"resourceVersion\": \"\"\n    }\n}\n");
+    out
+}
+
+/// [`policies_yaml`] as the JSON List `kubectl get networkpolicies -A -o json` prints.
+pub fn policies_json(model: &Model) -> String {
+    json_list(
+        model.policies.iter().map(policy_node),
+        model.policies.len() * 1200,
+    )
+}
+
+/// [`cluster_policies_yaml`] as one JSON List.
+pub fn cluster_policies_json(model: &Model) -> String {
+    json_list(
+        model.cluster_policies.iter().map(cluster_policy_node),
+        model.cluster_policies.len() * 8000,
+    )
+}
+
+/// [`inventory_yaml`] as the JSON List `kubectl get namespaces,pods -A -o json` prints.
+pub fn inventory_json(model: &Model) -> String {
+    let inv = &model.inventory;
+    json_list(
+        inv.namespaces
+            .values()
+            .map(namespace_node)
+            .chain(inv.endpoints.iter().map(pod_node)),
+        inv.endpoints.len() * 1600,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emits_kubectl_json_lists() {
+        let mut out = String::new();
+        write_json(
+            &map(vec![
+                ("a", s("x\"\\")),
+                ("b", map(Vec::<(String, Node)>::new())),
+                ("c", Node::Seq(vec![Node::Int(1), map(vec![("d", s("e"))])])),
+            ]),
+            0,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "{\n    \"a\": \"x\\\"\\\\\",\n    \"b\": {},\n    \"c\": [\n        1,\n        {\n            \"d\": \"e\"\n        }\n    ]\n}"
+        );
+        let empty = json_list(std::iter::empty(), 0);
+        let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
+        assert_eq!(v["items"], serde_json::json!([]));
+        assert_eq!(v["kind"], "List");
+    }
 
     #[test]
     fn ambiguous_scalars_are_quoted() {

@@ -616,3 +616,132 @@ fn lint_fails_on_errors_unless_never_and_exits_2_on_bad_input() {
         "{err}"
     );
 }
+
+/// The bundled example's namespaces and pods as `kubectl get namespaces,pods -A -o json`
+/// prints them: one `List` (trimmed as the YAML is).
+const EXAMPLE_INVENTORY_JSON: &str = r#"{
+    "apiVersion": "v1",
+    "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "payments", "labels": {"team": "payments"}}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web", "labels": {"name": "web"}}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "analytics"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"labels": {"app": "payments-api"}, "name": "payments-api", "namespace": "payments"},
+            "spec": {"containers": [{"image": "registry.example/payments-api:1.4", "name": "api",
+                "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]}]},
+            "status": {"phase": "Running", "podIP": "198.18.1.10",
+                "podIPs": [{"ip": "198.18.1.10"}, {"ip": "2001:db8:1::10"}]}
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"labels": {"app": "checkout"}, "name": "checkout", "namespace": "web"},
+            "spec": {"containers": [{"image": "registry.example/checkout:2.0", "name": "checkout",
+                "ports": [{"containerPort": 8000, "name": "http"}]}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "198.18.2.10"}, {"ip": "2001:db8:2::10"}]}
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"labels": {"app": "frontend"}, "name": "frontend", "namespace": "web"},
+            "spec": {"containers": [{"image": "registry.example/frontend:3.1", "name": "frontend",
+                "ports": [{"containerPort": 8080, "name": "http"}]}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "198.18.2.11"}, {"ip": "2001:db8:2::11"}]}
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"labels": {"k8s-app": "kube-dns"}, "name": "kube-dns", "namespace": "kube-system"},
+            "spec": {"containers": [{"image": "registry.example/coredns:1.11", "name": "coredns",
+                "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                          {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}]}]},
+            "status": {"phase": "Running", "podIPs": [{"ip": "198.18.0.10"}, {"ip": "2001:db8::10"}]}
+        }
+    ],
+    "kind": "List",
+    "metadata": {
+        "resourceVersion": ""
+    }
+}
+"#;
+
+#[test]
+fn compile_reads_a_kubectl_json_inventory_as_it_reads_the_yaml() {
+    let dir = scratch("json");
+    // The name does not matter: the first character `{` makes it JSON.
+    let inventory = dir.path().join("cluster-dump");
+    std::fs::write(&inventory, EXAMPLE_INVENTORY_JSON).unwrap();
+    for local in ["payments/payments-api", "web/checkout"] {
+        let yaml = with_example("compile", &["--local", local]);
+        assert!(yaml.status.success(), "stderr: {}", text(&yaml.stderr));
+        let json = netpolctl(&[
+            "compile",
+            "--policies",
+            "config/policies",
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--inventory",
+            "config/inventory/vms.yaml",
+            "--local",
+            local,
+        ]);
+        assert!(json.status.success(), "stderr: {}", text(&json.stderr));
+        assert_eq!(text(&json.stdout), text(&yaml.stdout), "{local}");
+    }
+    // A directory gives its *.json entries too.
+    std::fs::write(dir.path().join("inventory.json"), EXAMPLE_INVENTORY_JSON).unwrap();
+    std::fs::remove_file(&inventory).unwrap();
+    std::fs::copy(
+        repo().join("config/inventory/vms.yaml"),
+        dir.path().join("vms.yaml"),
+    )
+    .unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        "config/policies",
+        "--inventory",
+        dir.path().to_str().unwrap(),
+        "--local",
+        "payments/payments-api",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("198.18.2.10 . tcp . 8080"));
+}
+
+#[test]
+fn a_json_syntax_error_names_file_line_and_column() {
+    let dir = scratch("json-bad");
+    let bad = dir.path().join("inventory.json");
+    // A trailing comma in the first pod's metadata, on line 11.
+    let broken = EXAMPLE_INVENTORY_JSON.replacen(
+        "\"namespace\": \"payments\"},",
+        "\"namespace\": \"payments\",},",
+        1,
+    );
+    assert_ne!(broken, EXAMPLE_INVENTORY_JSON);
+    std::fs::write(&bad, broken).unwrap();
+    let out = netpolctl(&[
+        "compile",
+        "--policies",
+        "config/policies",
+        "--inventory",
+        bad.to_str().unwrap(),
+        "--local",
+        "payments/payments-api",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing compiled");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:11:109: error: malformed JSON: expected a key after ',', found '}}' (JSON \
+             allows no trailing comma) (read as JSON: the file starts with '{{'",
+            bad.display()
+        )),
+        "{err}"
+    );
+}

@@ -53,6 +53,107 @@ pub fn parse_documents(input: &Input, limits: &load::Limits) {
     drop(docs);
 }
 
+/// Target `json`: every document of a text, parsed; when the text is JSON (its first
+/// character after a byte order mark and white space is `{` or `[`), checked against
+/// serde_json reading it as a stream of values: accepted exactly when serde_json accepts
+/// it, with the same values (a `null` value is no document). Excepted: a duplicate key
+/// (serde_json keeps the last) and a limit (serde_json has its own depth, 128).
+pub fn json_against_serde(input: &Input, limits: &load::Limits) {
+    let (docs, diags) = load::parse(input, limits);
+    for d in &diags {
+        let _ = d.to_string();
+    }
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if !matches!(first, Some(b'{' | b'[')) {
+        return;
+    }
+    let mut theirs = Vec::new();
+    let mut accepted = true;
+    for value in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
+        match value {
+            Ok(v) => theirs.push(v),
+            Err(_) => {
+                accepted = false;
+                break;
+            }
+        }
+    }
+    match diags.first() {
+        None => {
+            assert!(
+                accepted,
+                "netpol accepts JSON that serde_json refuses: {text:?}"
+            );
+            theirs.retain(|v| !v.is_null());
+            assert_eq!(docs.len(), theirs.len(), "{text:?}");
+            for (doc, theirs) in docs.iter().zip(&theirs) {
+                assert!(
+                    same_json(&node_json(&doc.root), theirs),
+                    "{text:?}: {:?} / {theirs:?}",
+                    doc.root
+                );
+            }
+        }
+        Some(d) if d.message.contains("duplicate key") || d.message.contains("(limit ") => {}
+        Some(d) => assert!(
+            !accepted,
+            "netpol refuses JSON that serde_json accepts: {text:?}: {d}"
+        ),
+    }
+}
+
+/// A loaded tree as serde_json's value.
+fn node_json(node: &load::Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        load::Value::Null => J::Null,
+        load::Value::Bool(b) => J::Bool(*b),
+        load::Value::Int(i) => J::from(*i),
+        load::Value::Float(f) => J::from(*f),
+        load::Value::Str(s) => J::String(s.clone()),
+        load::Value::Seq(items) => J::Array(items.iter().map(node_json).collect()),
+        load::Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| match &k.value {
+                    load::Value::Str(k) => (k.clone(), node_json(v)),
+                    other => panic!("a JSON key that is not a string: {other:?}"),
+                })
+                .collect(),
+        ),
+        load::Value::Invalid(why) => panic!("an invalid value from JSON: {why}"),
+    }
+}
+
+/// Equal values, with netpol's typing of numbers (an integer beyond i64 is a float, `-0`
+/// the integer 0) and within serde_json's float rounding (two units in the last place).
+fn same_json(ours: &serde_json::Value, theirs: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (ours, theirs) {
+        (J::Number(a), J::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            (Some(0), None) => b.as_f64() == Some(0.0),
+            (Some(_), None) | (None, Some(_)) => false,
+            (None, None) => {
+                let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(1.0));
+                x == y || (x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= 2)
+            }
+        },
+        (J::Array(a), J::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
+        }
+        (J::Object(a), J::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => ours == theirs,
+    }
+}
+
 /// Loads and validates (targets `yaml` and `compile`).
 pub fn load_model(
     policies: &[Input],

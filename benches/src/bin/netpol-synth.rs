@@ -8,11 +8,15 @@ use std::path::PathBuf;
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use netpol_benches::cluster::{cluster_policies, ClusterScale};
-use netpol_benches::yaml::{cluster_policies_yaml, inventory_yaml, policies_yaml};
+use netpol_benches::yaml::{
+    cluster_policies_json, cluster_policies_yaml, inventory_json, inventory_yaml, policies_json,
+    policies_yaml,
+};
 use netpol_benches::{busiest_endpoint, generate, Scale, MAX_ENDPOINTS};
 use rules_compiler::resolve::Index;
 
-/// Generate synthetic NetworkPolicy and inventory YAML, deterministically from a seed.
+/// Generate synthetic NetworkPolicy and inventory YAML (or JSON), deterministically from a
+/// seed.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -28,7 +32,8 @@ struct Args {
     /// Seed: the same seed and sizes give byte-identical files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Directory for policies.yaml and inventory.yaml (created if missing).
+    /// Directory for policies.yaml and inventory.yaml, or their .json (created if
+    /// missing).
     #[arg(long)]
     out: PathBuf,
     /// Also write cluster.yaml: ClusterNetworkPolicies as ADMIN,BASELINE,RULES (objects
@@ -36,6 +41,10 @@ struct Args {
     /// policies.yaml in the policies path.
     #[arg(long, value_name = "ADMIN,BASELINE,RULES")]
     cluster: Option<String>,
+    /// Write the same objects as JSON instead, as `kubectl get … -o json` prints them:
+    /// policies.json, inventory.json (and cluster.json), one `kind: List` each.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<()> {
@@ -77,17 +86,27 @@ fn main() -> Result<()> {
         );
     }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    for (file, text) in [
-        ("policies.yaml", policies_yaml(&model)),
-        ("inventory.yaml", inventory_yaml(&model)),
-    ] {
+    let mut files = if args.json {
+        vec![
+            ("policies.json", policies_json(&model)),
+            ("inventory.json", inventory_json(&model)),
+        ]
+    } else {
+        vec![
+            ("policies.yaml", policies_yaml(&model)),
+            ("inventory.yaml", inventory_yaml(&model)),
+        ]
+    };
+    if args.cluster.is_some() {
+        files.push(if args.json {
+            ("cluster.json", cluster_policies_json(&model))
+        } else {
+            ("cluster.yaml", cluster_policies_yaml(&model))
+        });
+    }
+    for (file, text) in files {
         let path = args.out.join(file);
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.cluster.is_some() {
-        let path = args.out.join("cluster.yaml");
-        fs::write(&path, cluster_policies_yaml(&model))
-            .with_context(|| format!("writing {}", path.display()))?;
     }
     let index = Index::new(&model);
     match busiest_endpoint(&index) {

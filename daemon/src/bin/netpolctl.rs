@@ -48,7 +48,7 @@ struct Cli {
 
 #[derive(Args)]
 struct InputArgs {
-    /// NetworkPolicy files or directories (every *.yaml/*.yml in it); repeatable.
+    /// NetworkPolicy files or directories (every *.yaml/*.yml/*.json in it); repeatable.
     #[arg(long, required = true, value_name = "PATH")]
     policies: Vec<PathBuf>,
     /// Inventory files or directories (Namespace, Pod, Endpoint); repeatable.

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, Rejected};
 use crate::load::{Input, Limits, Options};
 
-/// Reads files and directories: a directory contributes every `*.yaml`/`*.yml` entry
-/// directly in it (not recursively), sorted by file name, skipping hidden ones (a
+/// Reads files and directories: a directory contributes every `*.yaml`/`*.yml`/`*.json`
+/// entry directly in it (not recursively), sorted by file name, skipping hidden ones (a
 /// leading `.`, which also skips the `..data` links of a mounted ConfigMap). A path given
-/// explicitly as a file is read whatever its extension.
+/// explicitly as a file is read whatever its extension. The extension only picks a
+/// directory's entries: whether a text is YAML or JSON is decided by its content.
 ///
 /// Every path that cannot be read is an error naming it, and all of them are reported
 /// together. That includes a `*.yaml` entry that is a directory, a FIFO, a socket, a
@@ -46,13 +47,13 @@ pub fn read_paths(paths: &[PathBuf], options: &Options) -> Result<Vec<Input>, Re
     }
 }
 
-/// The YAML entries directly in `dir`, sorted by name, whatever their type.
+/// The YAML and JSON entries directly in `dir`, sorted by name, whatever their type.
 fn dir_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let s = name.to_string_lossy();
-        if s.starts_with('.') || !(s.ends_with(".yaml") || s.ends_with(".yml")) {
+        if s.starts_with('.') || ![".yaml", ".yml", ".json"].iter().any(|e| s.ends_with(e)) {
             continue;
         }
         names.push(name);
@@ -207,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn directory_gives_yaml_files_sorted_skipping_hidden_and_others() {
+    fn directory_gives_yaml_and_json_files_sorted_skipping_hidden_and_others() {
         let dir = tempdir();
         write(&dir, "b.yaml", "b");
         write(&dir, "a.yml", "a");
@@ -218,7 +219,8 @@ mod tests {
         fs::create_dir(dir.path().join("sub")).unwrap();
         fs::write(dir.path().join("sub").join("inner.yaml"), "i").unwrap();
         let inputs = read(&[dir.path().to_owned()]).unwrap();
-        assert_eq!(names(&inputs), vec!["a.yml", "b.yaml", "c.yaml"]);
+        // `d.json` holds YAML: the content decides how it is parsed.
+        assert_eq!(names(&inputs), vec!["a.yml", "b.yaml", "c.yaml", "d.json"]);
         assert_eq!(inputs[1].text, "b");
         assert_eq!(inputs[1].path, dir.path().join("b.yaml"));
     }

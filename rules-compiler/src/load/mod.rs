@@ -1,5 +1,11 @@
-//! Load: read files and directories and parse YAML into faithful documents that keep
-//! every node's position, so later errors can say file, line and column.
+//! Load: read files and directories and parse YAML or JSON into faithful documents that
+//! keep every node's position, so later errors can say file, line and column.
+//!
+//! The content decides the format: a text whose first character after an optional byte
+//! order mark and white space is `{` or `[` is JSON (`json.rs`, the fast path for
+//! `kubectl … -o json`), anything else YAML (`yaml.rs`, `tree.rs`). Both build the same
+//! [`Node`] trees, so nothing after `load` knows which it was. A JSON text may hold
+//! several top-level values, each a document; its first syntax error ends it.
 //!
 //! Must not judge meaning (that is `validate`) nor touch anything but the files given.
 //! Hostile input must cost bounded time, memory and stack: every read and parse is
@@ -12,6 +18,9 @@
 
 mod fast;
 mod files;
+pub(crate) mod json;
+#[cfg(test)]
+mod json_equivalence;
 mod tree;
 mod yaml;
 
@@ -37,7 +46,7 @@ pub struct Input {
 pub struct Limits {
     /// Bytes in one file.
     pub file_bytes: u64,
-    /// YAML documents in one file.
+    /// YAML documents (or JSON top-level values) in one file.
     pub documents: usize,
     /// Nodes (scalars, collections, aliases' copies) in one document.
     pub nodes: usize,
@@ -114,7 +123,8 @@ impl Default for Limits {
 pub struct Options {
     /// What one file may cost.
     pub limits: Limits,
-    /// Whether a file with no YAML documents is taken as "no objects". Off by default:
+    /// Whether a file with no YAML documents (blank, or only comments and markers) is
+    /// taken as "no objects"; a JSON file is never empty. Off by default:
     /// an empty file is far more often one being written (`kubectl … > file`) or cut
     /// short than one meant to be empty, and taking it as empty can drop the
     /// protection its objects gave.

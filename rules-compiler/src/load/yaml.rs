@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use crate::diag::{quote, Diagnostic};
+use crate::load::json;
 use crate::load::tree::{Builder, Failure};
 use crate::load::{Input, Limits};
 
@@ -99,12 +100,30 @@ pub fn parse<'a>(input: &'a Input, limits: &Limits) -> (Vec<Document<'a>>, Vec<D
 /// read.
 pub fn documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    // JSON by content (`load/json.rs`): a first character `{` or `[`.
+    if json::is_json(text) {
+        return Documents {
+            file: &input.path,
+            chunks: Vec::new().into_iter(),
+            builder: Builder::new(*limits),
+            roots: Vec::new().into_iter(),
+            stopped: false,
+            json: Some(json::Values::new(text, *limits)),
+        };
+    }
+    yaml_documents(input, limits)
+}
+
+/// [`documents`] read as YAML, whatever the text starts with.
+pub(super) fn yaml_documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
+    let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
     Documents {
         file: &input.path,
         chunks: split_documents(text).into_iter(),
         builder: Builder::new(*limits),
         roots: Vec::new().into_iter(),
         stopped: false,
+        json: None,
     }
 }
 
@@ -115,8 +134,13 @@ pub fn documents<'a>(input: &'a Input, limits: &Limits) -> Documents<'a> {
 /// the pieces after it must be dropped; more documents in all pieces together than the
 /// `documents` limit ([`Documents::seen`]) means the file must be read again with
 /// [`documents`], which stops at the exact place.
+///
+/// A JSON input is one piece: its values are not cut apart before parsing.
 pub fn pieces<'a>(input: &'a Input, limits: &Limits, parts: usize) -> Vec<Documents<'a>> {
     let text = input.text.strip_prefix('\u{feff}').unwrap_or(&input.text);
+    if json::is_json(text) {
+        return vec![documents(input, limits)];
+    }
     let chunks = split_documents(text);
     let parts = parts.clamp(1, chunks.len().max(1));
     let per_part = text.len().div_ceil(parts).max(1);
@@ -140,6 +164,7 @@ pub fn pieces<'a>(input: &'a Input, limits: &Limits, parts: usize) -> Vec<Docume
             builder: Builder::new(*limits),
             roots: Vec::new().into_iter(),
             stopped: false,
+            json: None,
         })
         .collect()
 }
@@ -153,6 +178,8 @@ pub struct Documents<'a> {
     roots: std::vec::IntoIter<Node>,
     /// A limit stopped the reading.
     stopped: bool,
+    /// A JSON input's values (then there are no chunks).
+    json: Option<json::Values<'a>>,
 }
 
 impl Documents<'_> {
@@ -161,7 +188,8 @@ impl Documents<'_> {
         self.stopped
     }
 
-    /// Documents parsed so far, empty ones included (what the `documents` limit counts).
+    /// YAML documents parsed so far, empty ones included (what the `documents` limit
+    /// counts); 0 for JSON, whose one piece holds its own count.
     pub fn seen(&self) -> usize {
         self.builder.documents()
     }
@@ -171,6 +199,9 @@ impl<'a> Iterator for Documents<'a> {
     type Item = Result<Document<'a>, Diagnostic>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(values) = &mut self.json {
+            return values.next_document(self.file);
+        }
         loop {
             if let Some(root) = self.roots.find(|root| root.value != Value::Null) {
                 return Some(Ok(Document {

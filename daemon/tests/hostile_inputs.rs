@@ -178,12 +178,20 @@ fn fails_with(out: &Output, message: &str) {
 #[test]
 fn huge_and_endless_files_are_refused_in_bounded_memory() {
     let lab = Lab::new();
-    // 16 MB of one flow list: 2.8 GB before (tokens queued until the list closed),
-    // now stopped by the node limit (8,000,000 and the list itself).
+    // 16 MB of one list: 2.8 GB before (tokens queued until the list closed), now
+    // stopped by the node limit (8,000,000 and the list itself). A file starting with `[`
+    // is JSON (so `[a, …]` is an error at its first `a`); the list as JSON numbers:
     let flow = lab.path("flow.yaml");
     std::fs::write(&flow, "[".to_string() + &"a,".repeat(8_000_000) + "a]\n").unwrap();
     let out = compile_within(&flow, &lab, &[]);
-    fails_with(&out, "flow.yaml:1:16000000: error: too many YAML nodes");
+    fails_with(
+        &out,
+        "flow.yaml:1:2: error: malformed JSON: expected a value",
+    );
+    let json = lab.path("flow.json");
+    std::fs::write(&json, "[".to_string() + &"1,".repeat(8_000_000) + "1]\n").unwrap();
+    let out = compile_within(&json, &lab, &[]);
+    fails_with(&out, "flow.json:1:16000000: error: too many JSON nodes");
 
     // A link to an endless device: read until memory ran out before.
     let zero = lab.path("policies/zero.yaml");

@@ -5,27 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_fuzz::{compile_all, input, lint_all, load_model, parse_documents, tight_limits};
-use rules_compiler::plan::DenyAction;
-
-const EXAMPLE_POLICIES: &[(&str, &str)] = &[
-    (
-        "payments.yaml",
-        include_str!("../../config/policies/payments.yaml"),
-    ),
-    ("web.yaml", include_str!("../../config/policies/web.yaml")),
-];
-const EXAMPLE_INVENTORY: &[(&str, &str)] = &[
-    (
-        "namespaces.yaml",
-        include_str!("../../config/inventory/namespaces.yaml"),
-    ),
-    (
-        "pods.yaml",
-        include_str!("../../config/inventory/pods.yaml"),
-    ),
-    ("vms.yaml", include_str!("../../config/inventory/vms.yaml")),
-];
+use netpol_fuzz::{input, load_against_example, parse_documents, tight_limits};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -41,25 +21,5 @@ fuzz_target!(|data: &[u8]| {
         tight_limits()
     };
     parse_documents(&fuzzed, &limits);
-    let example =
-        |files: &[(&str, &str)]| files.iter().map(|(n, t)| input(n, t)).collect::<Vec<_>>();
-    let loaded = if mode & 1 == 0 {
-        load_model(&[fuzzed], &example(EXAMPLE_INVENTORY), &limits)
-    } else {
-        load_model(&example(EXAMPLE_POLICIES), &[fuzzed], &limits)
-    };
-    match loaded {
-        Ok(loaded) => {
-            let deny = if mode & 2 == 0 {
-                DenyAction::Drop
-            } else {
-                DenyAction::Reject
-            };
-            let _ = compile_all(&loaded, deny, mode & 4 != 0);
-            lint_all(&loaded);
-        }
-        Err(rejected) => {
-            let _ = rejected.to_string();
-        }
-    }
+    load_against_example(fuzzed, mode, &limits);
 });

@@ -260,3 +260,51 @@ pub fn nft_check(ruleset: &str) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// The bundled example's policies, the counterpart of a fuzzed inventory.
+const EXAMPLE_POLICIES: &[(&str, &str)] = &[
+    (
+        "payments.yaml",
+        include_str!("../../config/policies/payments.yaml"),
+    ),
+    ("web.yaml", include_str!("../../config/policies/web.yaml")),
+];
+/// The bundled example's inventory, the counterpart of fuzzed policies.
+const EXAMPLE_INVENTORY: &[(&str, &str)] = &[
+    (
+        "namespaces.yaml",
+        include_str!("../../config/inventory/namespaces.yaml"),
+    ),
+    (
+        "pods.yaml",
+        include_str!("../../config/inventory/pods.yaml"),
+    ),
+    ("vms.yaml", include_str!("../../config/inventory/vms.yaml")),
+];
+
+/// Loads `fuzzed` as policies against the bundled example's inventory (bit 0 of `mode`
+/// clear) or as inventory against its policies, then plans (drop, or reject with bit 1;
+/// JSON output with bit 2), renders and lints what loads: never a panic.
+pub fn load_against_example(fuzzed: Input, mode: u8, limits: &load::Limits) {
+    let example =
+        |files: &[(&str, &str)]| files.iter().map(|(n, t)| input(n, t)).collect::<Vec<_>>();
+    let loaded = if mode & 1 == 0 {
+        load_model(&[fuzzed], &example(EXAMPLE_INVENTORY), limits)
+    } else {
+        load_model(&example(EXAMPLE_POLICIES), &[fuzzed], limits)
+    };
+    match loaded {
+        Ok(loaded) => {
+            let deny = if mode & 2 == 0 {
+                DenyAction::Drop
+            } else {
+                DenyAction::Reject
+            };
+            let _ = compile_all(&loaded, deny, mode & 4 != 0);
+            lint_all(&loaded);
+        }
+        Err(rejected) => {
+            let _ = rejected.to_string();
+        }
+    }
+}

@@ -511,7 +511,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
     let at = |node: &Node, key: &str, message: String| {
         Diagnostic::error(message)
             .in_file(&input.path)
-            .at(node.line, node.column)
+            .at(node.line(), node.column())
             .field(key)
     };
     if docs.len() > 1 {
@@ -519,7 +519,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
         errors.push(
             Diagnostic::error("expected one YAML document, found more")
                 .in_file(&input.path)
-                .at(d.line, d.column),
+                .at(d.line(), d.column()),
         );
     }
     let Some(doc) = docs.first() else {
@@ -532,7 +532,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                 doc.root.value.describe()
             ))
             .in_file(&input.path)
-            .at(doc.root.line, doc.root.column),
+            .at(doc.root.line(), doc.root.column()),
         );
         return config;
     };
@@ -541,7 +541,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
             errors.push(
                 Diagnostic::error(format!("expected a key, found {}", k.value.describe()))
                     .in_file(&input.path)
-                    .at(k.line, k.column),
+                    .at(k.line(), k.column()),
             );
             continue;
         };
@@ -672,7 +672,7 @@ fn parse_file(input: &Input, errors: &mut Vec<Diagnostic>) -> FileConfig {
                     };
                     for (name, value) in entries {
                         let name_text = match &name.value {
-                            Value::Str(s) => s.clone(),
+                            Value::Str(s) => s.to_string(),
                             other => other.describe(),
                         };
                         let checked = match value.value {
@@ -900,7 +900,7 @@ fn boolean(v: &Node) -> Result<bool, String> {
 
 fn string(v: &Node) -> Result<String, String> {
     match &v.value {
-        Value::Str(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Str(s) if !s.is_empty() => Ok(s.to_string()),
         other => Err(format!(
             "expected a non-empty string, found {}",
             other.describe()

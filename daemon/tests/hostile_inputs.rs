@@ -192,6 +192,24 @@ fn huge_and_endless_files_are_refused_in_bounded_memory() {
     std::fs::write(&json, "[".to_string() + &"1,".repeat(8_000_000) + "1]\n").unwrap();
     let out = compile_within(&json, &lab, &[]);
     fails_with(&out, "flow.json:1:16000000: error: too many JSON nodes");
+    // The same list as YAML: after `---`, after a comment, or as a mapping's value. Ran
+    // out of 1 GiB before (48-byte nodes, a string allocation each, and the fast path's
+    // stack of the whole list kept beside saphyr's); about 370 MB now.
+    let list = "[".to_string() + &"a,".repeat(8_000_000) + "a]\n";
+    for (name, text, at) in [
+        ("marker.yaml", format!("---\n{list}"), "2:16000000"),
+        ("comment.yaml", format!("# a list\n{list}"), "2:16000000"),
+        ("value.yaml", format!("key: {list}"), "1:16000001"),
+    ] {
+        let file = lab.path(name);
+        std::fs::write(&file, text).unwrap();
+        let out = compile_within(&file, &lab, &[]);
+        fails_with(
+            &out,
+            &format!("{name}:{at}: error: too many YAML nodes: more than 8000000"),
+        );
+        std::fs::remove_file(&file).unwrap();
+    }
 
     // A link to an endless device: read until memory ran out before.
     let zero = lab.path("policies/zero.yaml");

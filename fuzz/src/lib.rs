@@ -113,13 +113,13 @@ fn node_json(node: &load::Node) -> serde_json::Value {
         load::Value::Bool(b) => J::Bool(*b),
         load::Value::Int(i) => J::from(*i),
         load::Value::Float(f) => J::from(*f),
-        load::Value::Str(s) => J::String(s.clone()),
+        load::Value::Str(s) => J::String(s.to_string()),
         load::Value::Seq(items) => J::Array(items.iter().map(node_json).collect()),
         load::Value::Map(entries) => J::Object(
             entries
                 .iter()
                 .map(|(k, v)| match &k.value {
-                    load::Value::Str(k) => (k.clone(), node_json(v)),
+                    load::Value::Str(k) => (k.to_string(), node_json(v)),
                     other => panic!("a JSON key that is not a string: {other:?}"),
                 })
                 .collect(),

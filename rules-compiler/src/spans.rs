@@ -33,8 +33,8 @@ impl Span {
     /// Where a YAML node starts.
     pub(crate) fn of(node: &Node) -> Span {
         Span {
-            line: node.line,
-            column: node.column,
+            line: node.line(),
+            column: node.column(),
         }
     }
 

@@ -114,6 +114,9 @@ const MAX_KEY: usize = 1024;
 /// Mappings up to this many keys are checked for duplicates linearly.
 const LINEAR_KEY_CHECK: usize = 16;
 
+/// Stack capacity (in nodes, 2 MiB) kept from one chunk to the next.
+const KEEP_ITEMS: usize = 1 << 16;
+
 /// What a chunk loaded by the fast path holds.
 pub(super) struct Loaded {
     /// The documents' roots (zero or one).
@@ -166,11 +169,11 @@ impl FlowOpen {
 
     /// The finished collection, its children taken from `items`.
     fn node(&self, items: &mut Vec<Node>) -> Node {
-        Node {
-            line: self.at.0,
-            column: self.at.1,
-            value: collection(items, self.start, self.is_map),
-        }
+        Node::new(
+            self.at.0,
+            self.at.1,
+            collection(items, self.start, self.is_map),
+        )
     }
 }
 
@@ -255,6 +258,12 @@ impl Fast {
         let loaded = run.chunk(text, line_offset).ok();
         self.frames.clear();
         self.items.clear();
+        // A big collection (a long flow list stopped by the nodes limit) leaves a stack
+        // of its size; saphyr, which loads a declined chunk, would then build a second
+        // one beside it (twice the memory the limit allows for).
+        if self.items.capacity() > KEEP_ITEMS {
+            self.items = Vec::new();
+        }
         loaded
     }
 }
@@ -341,11 +350,7 @@ impl Run<'_> {
                     return Err(Decline);
                 }
                 top.pending = None;
-                self.put(Node {
-                    line: at.0,
-                    column: at.1,
-                    value: Value::Null,
-                })?;
+                self.put(Node::new(at.0, at.1, Value::Null))?;
                 continue;
             }
             if ind > top.indent {
@@ -476,11 +481,7 @@ impl Run<'_> {
     fn close(&mut self) -> Res<()> {
         let frame = self.frames.pop().expect("a collection is open");
         let value = collection(self.items, frame.start, frame.is_map);
-        self.put(Node {
-            line: frame.line,
-            column: frame.column,
-            value,
-        })
+        self.put(Node::new(frame.line, frame.column, value))
     }
 
     fn close_all(&mut self) -> Res<()> {
@@ -546,11 +547,7 @@ impl Run<'_> {
         if text.len() > self.limits.scalar_bytes {
             return Err(Decline);
         }
-        Ok(Node {
-            line: at.0,
-            column: at.1,
-            value: scalar(text, style, None),
-        })
+        Ok(Node::new(at.0, at.1, scalar(text, style, None)))
     }
 
     /// A plain or quoted scalar at `pos` in block context, and where it ends.
@@ -758,7 +755,7 @@ fn collection(items: &mut Vec<Node>, start: usize, is_map: bool) -> Value {
         while let (Some(k), Some(v)) = (children.next(), children.next()) {
             entries.push((k, v));
         }
-        Value::Map(entries)
+        Value::Map(entries.into_boxed_slice())
     } else {
         Value::Seq(items.drain(start..).collect())
     }

@@ -36,7 +36,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use crate::diag::{quote, Diagnostic};
-use crate::load::{Document, Limits, Node, Value};
+use crate::load::{Document, Limits, Node, Str, Value};
 
 /// Objects up to this many keys are checked for duplicates by comparing with every
 /// earlier key; bigger ones keep a set of key hashes, so that checking stays linear.
@@ -509,11 +509,7 @@ impl<'t> Values<'t> {
             }
             _ => return Err(self.expected_value(start)),
         };
-        Ok(Some(Node {
-            line,
-            column,
-            value,
-        }))
+        Ok(Some(Node::new(line, column, value)))
     }
 
     fn expected_value(&self, pos: usize) -> JsonError {
@@ -536,15 +532,11 @@ impl<'t> Values<'t> {
             while let (Some(k), Some(v)) = (children.next(), children.next()) {
                 entries.push((k, v));
             }
-            Value::Map(entries)
+            Value::Map(entries.into_boxed_slice())
         } else {
             Value::Seq(self.items.drain(open.start..).collect())
         };
-        Node {
-            line: open.line,
-            column: open.column,
-            value,
-        }
+        Node::new(open.line, open.column, value)
     }
 
     /// An object's key and the `:` after it, from `pos` (white space skipped); the key
@@ -565,11 +557,7 @@ impl<'t> Values<'t> {
         self.count(start)?;
         let key = self.string()?;
         self.check_duplicate(&key, start)?;
-        self.items.push(Node {
-            line,
-            column,
-            value: Value::Str(key),
-        });
+        self.items.push(Node::new(line, column, Value::Str(key)));
         self.skip_ws();
         if self.bytes.get(self.pos) != Some(&b':') {
             return Err(self.syntax(
@@ -617,7 +605,7 @@ impl<'t> Values<'t> {
     }
 
     /// A string from its opening quote at `pos`; `pos` ends after its closing quote.
-    fn string(&mut self) -> Result<String, JsonError> {
+    fn string(&mut self) -> Result<Str, JsonError> {
         let open = self.pos;
         let (open_line, open_column) = self.at(open);
         let bytes = self.bytes;
@@ -642,9 +630,9 @@ impl<'t> Values<'t> {
                 QUOTE => {
                     let s = if escaped {
                         self.scratch.push_str(&self.text[segment..i]);
-                        self.scratch.clone()
+                        Str::from(self.scratch.as_str())
                     } else {
-                        self.text[segment..i].to_string()
+                        Str::from(&self.text[segment..i])
                     };
                     self.pos = i + 1;
                     self.scalar_bytes(open, s.len())?;
@@ -888,11 +876,11 @@ mod tests {
     use super::*;
 
     fn str(s: &str) -> Value {
-        Value::Str(s.to_string())
+        Value::Str(s.into())
     }
 
     fn at(node: &Node) -> (usize, usize) {
-        (node.line, node.column)
+        (node.line(), node.column())
     }
 
     /// The one root of `text`.
@@ -968,8 +956,8 @@ mod tests {
             ("t", Value::Bool(true)),
             ("F", Value::Bool(false)),
             ("null", Value::Null),
-            ("a", Value::Seq(vec![])),
-            ("o", Value::Map(vec![])),
+            ("a", Value::Seq(Box::new([]))),
+            ("o", Value::Map(Box::new([]))),
         ];
         let e = entries(&root);
         assert_eq!(e.len(), want.len() + 1);
@@ -1010,11 +998,7 @@ mod tests {
         ] {
             assert_eq!(
                 one(&format!("[{t}]")).value,
-                Value::Seq(vec![Node {
-                    line: 1,
-                    column: 2,
-                    value: yaml(t)
-                }]),
+                Value::Seq(Box::new([Node::new(1, 2, yaml(t))])),
                 "{t}"
             );
         }

@@ -370,13 +370,13 @@ fn ours_as_json(node: &Node) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
         Value::Float(f) => Json::from(*f),
-        Value::Str(s) => Json::String(s.clone()),
+        Value::Str(s) => Json::String(s.to_string()),
         Value::Seq(items) => Json::Array(items.iter().map(ours_as_json).collect()),
         Value::Map(entries) => Json::Object(
             entries
                 .iter()
                 .map(|(k, v)| match &k.value {
-                    Value::Str(k) => (k.clone(), ours_as_json(v)),
+                    Value::Str(k) => (k.to_string(), ours_as_json(v)),
                     other => panic!("a key {other:?}"),
                 })
                 .collect(),
@@ -415,9 +415,9 @@ fn same(ours: &Json, theirs: &Json) -> bool {
 /// Every node's place holds the character its kind starts with.
 fn check_places(text: &str, node: &Node) {
     let lines: Vec<&str> = text.split('\n').collect();
-    let c = lines[node.line - 1]
+    let c = lines[node.line() - 1]
         .chars()
-        .nth(node.column - 1)
+        .nth(node.column() - 1)
         .unwrap_or_else(|| panic!("no character at {}:{}", node.line, node.column));
     let ok = match &node.value {
         Value::Map(entries) => {

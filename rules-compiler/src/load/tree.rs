@@ -26,7 +26,7 @@ use std::hash::{Hash, Hasher};
 use saphyr_parser::{BufferedInput, Event, Marker, Parser, ScalarStyle, ScanError, Span, Tag};
 
 use crate::load::fast::{self, Fast};
-use crate::load::{Limits, Node, Value};
+use crate::load::{Limits, Node, Str, Value};
 
 /// Most nodes that alias expansion may produce in one chunk of input (saphyr's default).
 /// Real inventories use few anchors, if any; a handful of nested anchors can otherwise
@@ -221,14 +221,7 @@ impl Builder {
                     return Err(Failure::Limit(span.start, limit));
                 }
                 let value = scalar(text, style, tag.as_deref());
-                self.add(
-                    Node {
-                        line,
-                        column,
-                        value,
-                    },
-                    anchor,
-                )
+                self.add(Node::new(line, column, value), anchor)
             }
             // Tags on collections are looked through: the core schema's say nothing
             // new (`!!map`), and any other one is no concern of ours.
@@ -258,29 +251,18 @@ impl Builder {
                     while let (Some(k), Some(v)) = (children.next(), children.next()) {
                         entries.push((k, v));
                     }
-                    Value::Map(entries)
+                    Value::Map(entries.into_boxed_slice())
                 } else {
                     Value::Seq(self.items.drain(open.start..).collect())
                 };
-                let node = Node {
-                    line: open.line,
-                    column: open.column,
-                    value,
-                };
+                let node = Node::new(open.line, open.column, value);
                 self.add(node, open.anchor)
             }
             // The copy is where the alias is; what is inside it stays where it was
             // written.
             Event::Alias(id) => {
                 let value = self.expand(id, span.start)?;
-                self.add(
-                    Node {
-                        line,
-                        column,
-                        value,
-                    },
-                    0,
-                )
+                self.add(Node::new(line, column, value), 0)
             }
             Event::DocumentStart(_) => {
                 self.nodes = 0;
@@ -312,8 +294,8 @@ impl Builder {
         if open.is_map && count % 2 == 0 {
             check_last_key(open, &self.items[open.start..]).map_err(|key| {
                 Failure::DuplicateKey {
-                    line: key.line - self.line_offset,
-                    col: key.column - 1,
+                    line: key.line() - self.line_offset,
+                    col: key.column() - 1,
                 }
             })?;
         }
@@ -325,9 +307,7 @@ impl Builder {
         let Some(anchored) = self.anchors.get(&id) else {
             // The parser knows the anchor but its node is not finished: the alias is
             // inside the node it names (`&a [*a]`).
-            return Ok(Value::Invalid(
-                "alias to a node that contains it".to_string(),
-            ));
+            return Ok(Value::Invalid("alias to a node that contains it".into()));
         };
         let size = size_within(anchored, self.alias_budget);
         let Some(left) = self.alias_budget.checked_sub(size) else {
@@ -459,7 +439,7 @@ pub(super) fn key_hash(v: &Value) -> u64 {
 /// [`Value::Invalid`] when the text is not of it; other tags (`!custom`) are ignored.
 pub(super) fn scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     if style != ScalarStyle::Plain {
-        return Value::Str(text.into_owned());
+        return Value::Str(Str::from(text));
     }
     let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) else {
         return if text.is_empty() {
@@ -473,10 +453,10 @@ pub(super) fn scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) 
         "int" => text.parse().ok().map(Value::Int),
         "float" => core_float(&text).map(Value::Float),
         "null" => matches!(&*text, "~" | "null").then_some(Value::Null),
-        "str" => Some(Value::Str(text.into_owned())),
+        "str" => Some(Value::Str(Str::from(text))),
         _ => None,
     };
-    typed.unwrap_or_else(|| Value::Invalid("the value does not match its tag".to_string()))
+    typed.unwrap_or_else(|| Value::Invalid("the value does not match its tag".into()))
 }
 
 /// An untagged plain scalar: null, boolean, integer, float, or else a string.
@@ -507,14 +487,14 @@ fn plain(text: Cow<'_, str>) -> Value {
     // Most scalars are names: skip the number parsers unless a digit or a `.` (`.inf`,
     // `.nan`) could make it one.
     if !bytes.iter().any(|b| b.is_ascii_digit() || *b == b'.') {
-        return Value::Str(text.into_owned());
+        return Value::Str(Str::from(text));
     }
     if let Ok(i) = s.parse() {
         return Value::Int(i);
     }
     match core_float(s) {
         Some(f) => Value::Float(f),
-        None => Value::Str(text.into_owned()),
+        None => Value::Str(Str::from(text)),
     }
 }
 
@@ -707,17 +687,17 @@ mod tests {
     fn get<'n>(node: &'n Node, key: &str) -> &'n Node {
         entries(node)
             .iter()
-            .find(|(k, _)| k.value == Value::Str(key.to_string()))
+            .find(|(k, _)| k.value == Value::Str(key.into()))
             .map(|(_, v)| v)
             .unwrap_or_else(|| panic!("no key {key}"))
     }
 
     fn at(node: &Node) -> (usize, usize) {
-        (node.line, node.column)
+        (node.line(), node.column())
     }
 
     fn str(s: &str) -> Value {
-        Value::Str(s.to_string())
+        Value::Str(s.into())
     }
 
     #[test]
@@ -782,7 +762,7 @@ mod tests {
         for key in ["f", "g", "j"] {
             assert_eq!(
                 get(&root, key).value,
-                Value::Invalid("the value does not match its tag".to_string()),
+                Value::Invalid("the value does not match its tag".into()),
                 "{key}"
             );
         }
@@ -837,10 +817,10 @@ mod tests {
         let c = items(get(&b[1], "c"));
         assert_eq!(c[0].value, str("x"));
         assert_eq!((at(&c[1]), &c[1].value), ((1, 20), &str("y")));
-        assert_eq!(get(&b[1], "d").value, Value::Map(vec![]));
-        assert_eq!(b[2].value, Value::Seq(vec![]));
+        assert_eq!(get(&b[1], "d").value, Value::Map(Box::new([])));
+        assert_eq!(b[2].value, Value::Seq(Box::new([])));
         let e = items(get(a, "e"));
-        assert_eq!(e[0].value, Value::Seq(vec![]));
+        assert_eq!(e[0].value, Value::Seq(Box::new([])));
         assert_eq!(at(&e[1]), (1, 47));
         let z = &items(&items(&e[1])[0])[0];
         assert_eq!((at(z), &z.value), ((1, 49), &str("z")));
@@ -911,7 +891,7 @@ mod tests {
             (at(&a[1]), &a[1].value),
             (
                 (1, 11),
-                &Value::Invalid("alias to a node that contains it".to_string())
+                &Value::Invalid("alias to a node that contains it".into())
             )
         );
     }

@@ -31,13 +31,23 @@ impl<'a> Ctx<'a> {
 
     /// An error about `node`, at field path `field` (empty: the object itself).
     pub fn error(&mut self, node: &Node, field: &str, message: impl Into<String>) {
-        let d = self.located(Diagnostic::error(message), node.line, node.column, field);
+        let d = self.located(
+            Diagnostic::error(message),
+            node.line(),
+            node.column(),
+            field,
+        );
         self.diags.push(d);
     }
 
     /// A warning about `node`.
     pub fn warning(&mut self, node: &Node, field: &str, message: impl Into<String>) {
-        let d = self.located(Diagnostic::warning(message), node.line, node.column, field);
+        let d = self.located(
+            Diagnostic::warning(message),
+            node.line(),
+            node.column(),
+            field,
+        );
         self.diags.push(d);
     }
 
@@ -51,8 +61,8 @@ impl<'a> Ctx<'a> {
     pub fn source(&self, node: &Node) -> Source {
         Source {
             file: Some(self.file.to_path_buf()),
-            line: node.line,
-            column: node.column,
+            line: node.line(),
+            column: node.column(),
         }
     }
 

@@ -383,7 +383,7 @@ fn port(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<PortRule> {
                 None
             }
             Value::Str(s) => match names::port_name(s) {
-                Ok(()) => Some(PortMatch::Named(s.clone())),
+                Ok(()) => Some(PortMatch::Named(s.to_string())),
                 Err(why) => {
                     ctx.error(n, &port_field, why);
                     None

@@ -981,8 +981,10 @@ fn main() {
     let mut done = 0;
     // SYNs of allowed new connections netpol dropped: while an edit of each kind was
     // being applied (from the write to the status showing it), and between.
-    let mut drops_during = [0u64; 2];
-    let mut drops_between = 0u64;
+    // Signed: `syn_dropped` reads two counters while packets are between them, so one
+    // reading can be a SYN too high and the next delta -1 (it wrapped to 2^64-1).
+    let mut drops_during = [0i64; 2];
+    let mut drops_between = 0i64;
     let mut last_dropped = observed(&lab.server).syn_dropped();
     let dropped_at_start = last_dropped;
     for i in 1..=args.reloads {
@@ -992,7 +994,7 @@ fn main() {
         }
         let replace = i % 2 == 1;
         let before = observed(&lab.server).syn_dropped();
-        drops_between += before - last_dropped;
+        drops_between += before as i64 - last_dropped as i64;
         let t0 = Instant::now();
         if replace {
             egress_on = !egress_on;
@@ -1021,7 +1023,7 @@ fn main() {
         };
         latencies[usize::from(replace)].push(t0.elapsed().as_secs_f64() * 1000.0);
         let after = observed(&lab.server).syn_dropped();
-        drops_during[usize::from(replace)] += after - before;
+        drops_during[usize::from(replace)] += after as i64 - before as i64;
         if after > before {
             println!(
                 "reload {i} ({}): {} SYNs dropped",

@@ -93,7 +93,7 @@ mod names;
 mod object;
 mod policy;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use crate::diag::{Diagnostic, Rejected};
@@ -346,12 +346,10 @@ struct Found {
 fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     let mut inv = Inventory::default();
     let mut spans = Spans::default();
-    // Names of endpoints, live or skipped: both own their name.
-    let mut names: BTreeMap<ObjectName, (String, Source)> = BTreeMap::new();
-    let mut owners: BTreeMap<IpAddr, (String, Source)> = BTreeMap::new();
+    let keep = claims(&found.inventory, diags);
     let mut endpoints: Vec<Endpoint> = Vec::new();
 
-    for d in found.inventory {
+    for (d, keep) in found.inventory.into_iter().zip(keep) {
         match d {
             Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
             Decoded::Node(node) => {
@@ -390,28 +388,9 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
                     inv.namespaces.insert(ns.name.clone(), ns);
                 }
             }
-            Decoded::Skipped(skipped) => {
-                if claim_name(
-                    &mut names,
-                    &skipped.id,
-                    &skipped.object,
-                    &skipped.source,
-                    diags,
-                ) {
-                    inv.skipped.push(skipped);
-                }
-            }
-            Decoded::Endpoint {
-                endpoint,
-                object,
-                ips,
-            } => {
-                if !claim_name(&mut names, &endpoint.id, &object, &endpoint.source, diags) {
-                    continue;
-                }
-                claim_ips(&mut owners, &object, &ips, diags);
-                endpoints.push(endpoint);
-            }
+            Decoded::Skipped(skipped) if keep => inv.skipped.push(skipped),
+            Decoded::Endpoint { endpoint, .. } if keep => endpoints.push(endpoint),
+            Decoded::Skipped(_) | Decoded::Endpoint { .. } => {}
         }
     }
 
@@ -538,50 +517,57 @@ fn endpoint_label(e: &Endpoint) -> String {
     format!("{kind} {}", e.id)
 }
 
-/// Records an endpoint's name; false (and an error) when another object has it.
-fn claim_name(
-    names: &mut BTreeMap<ObjectName, (String, Source)>,
-    id: &ObjectName,
-    object: &str,
-    source: &Source,
-    diags: &mut Vec<Diagnostic>,
-) -> bool {
-    if let Some((first_object, first)) = names.get(id) {
-        diags.push(
-            error_at(source, object.to_string(), "metadata.name").message_text(format!(
-                "duplicate endpoint {id}: {first_object} is also declared at {first}"
-            )),
-        );
-        return false;
-    }
-    names.insert(id.clone(), (object.to_string(), source.clone()));
-    true
-}
-
-/// Records a live endpoint's addresses; an error for each already owned by another.
-fn claim_ips(
-    owners: &mut BTreeMap<IpAddr, (String, Source)>,
-    object: &str,
-    ips: &[LocatedIp],
-    diags: &mut Vec<Diagnostic>,
-) {
-    for located in ips {
-        match owners.get(&located.ip) {
-            Some((owner, _)) if owner == object => {}
-            Some((owner, first)) => diags.push(
-                error_at(&located.source, object.to_string(), &located.field).message_text(
-                    format!(
-                    "IP {} is claimed by two live endpoints: {owner} (at {first}) and {object}; \
-                         an address belongs to one endpoint",
-                    located.ip
+/// Which inventory objects keep their place: an endpoint (live or skipped) whose name
+/// another object took first does not (an error each), and a live endpoint's address
+/// another live endpoint took first is an error. Borrows rather than clones: this runs
+/// for every endpoint on every reload, serially.
+fn claims(found: &[Decoded], diags: &mut Vec<Diagnostic>) -> Vec<bool> {
+    let mut names: HashMap<&ObjectName, (&str, &Source)> = HashMap::with_capacity(found.len());
+    let mut owners: HashMap<IpAddr, (&str, &Source)> = HashMap::with_capacity(found.len());
+    let mut keep = Vec::with_capacity(found.len());
+    for d in found {
+        let (id, object, source, ips): (_, &str, _, &[LocatedIp]) = match d {
+            Decoded::Skipped(s) => (&s.id, &s.object, &s.source, &[]),
+            Decoded::Endpoint {
+                endpoint,
+                object,
+                ips,
+            } => (&endpoint.id, object, &endpoint.source, ips),
+            _ => {
+                keep.push(true);
+                continue;
+            }
+        };
+        if let Some((first_object, first)) = names.get(id) {
+            diags.push(
+                error_at(source, object.to_string(), "metadata.name").message_text(format!(
+                    "duplicate endpoint {id}: {first_object} is also declared at {first}"
+                )),
+            );
+            keep.push(false);
+            continue;
+        }
+        names.insert(id, (object, source));
+        for located in ips {
+            match owners.get(&located.ip) {
+                Some((owner, _)) if *owner == object => {}
+                Some((owner, first)) => diags.push(
+                    error_at(&located.source, object.to_string(), &located.field).message_text(
+                        format!(
+                            "IP {} is claimed by two live endpoints: {owner} (at {first}) and \
+                             {object}; an address belongs to one endpoint",
+                            located.ip
+                        ),
+                    ),
                 ),
-                ),
-            ),
-            None => {
-                owners.insert(located.ip, (object.to_string(), located.source.clone()));
+                None => {
+                    owners.insert(located.ip, (object, &located.source));
+                }
             }
         }
+        keep.push(true);
     }
+    keep
 }
 
 fn error_at(source: &Source, object: String, field: &str) -> Diagnostic {

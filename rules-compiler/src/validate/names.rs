@@ -7,7 +7,8 @@ use crate::diag::quote;
 /// A label key: `[prefix/]name`, the prefix a DNS subdomain, the name at most 63
 /// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 pub(super) fn label_key(key: &str) -> Result<(), String> {
-    let shown = quote(key);
+    // Quoted only for an error: this runs for every label and port of every object.
+    let shown = || quote(key);
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -15,25 +16,31 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
     if let Some(prefix) = prefix {
         if prefix.is_empty() {
             return Err(format!(
-                "invalid label key {shown}: the prefix before '/' is empty"
+                "invalid label key {}: the prefix before '/' is empty",
+                shown()
             ));
         }
         if let Err(why) = dns_subdomain(prefix) {
-            return Err(format!("invalid label key {shown}: prefix {why}"));
+            return Err(format!("invalid label key {}: prefix {why}", shown()));
         }
     }
     if name.is_empty() {
-        return Err(format!("invalid label key {shown}: the name part is empty"));
+        return Err(format!(
+            "invalid label key {}: the name part is empty",
+            shown()
+        ));
     }
     if name.len() > 63 {
         return Err(format!(
-            "invalid label key {shown}: the name part must be at most 63 characters"
+            "invalid label key {}: the name part must be at most 63 characters",
+            shown()
         ));
     }
     if !label_charset(name) {
         return Err(format!(
-            "invalid label key {shown}: the name part must consist of alphanumerics, '-', '_' \
-             or '.', and start and end with an alphanumeric (e.g. app.kubernetes.io/name)"
+            "invalid label key {}: the name part must consist of alphanumerics, '-', '_' \
+             or '.', and start and end with an alphanumeric (e.g. app.kubernetes.io/name)",
+            shown()
         ));
     }
     Ok(())
@@ -42,16 +49,19 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
 /// A label value: empty, or at most 63 characters of alphanumerics, `-`, `_`, `.`,
 /// starting and ending alphanumeric.
 pub(super) fn label_value(value: &str) -> Result<(), String> {
-    let shown = quote(value);
+    // Quoted only for an error: this runs for every label and port of every object.
+    let shown = || quote(value);
     if value.len() > 63 {
         return Err(format!(
-            "invalid label value {shown}: must be at most 63 characters"
+            "invalid label value {}: must be at most 63 characters",
+            shown()
         ));
     }
     if !value.is_empty() && !label_charset(value) {
         return Err(format!(
-            "invalid label value {shown}: must be empty or consist of alphanumerics, '-', '_' \
-             or '.', and start and end with an alphanumeric"
+            "invalid label value {}: must be empty or consist of alphanumerics, '-', '_' \
+             or '.', and start and end with an alphanumeric",
+            shown()
         ));
     }
     Ok(())
@@ -110,10 +120,12 @@ fn dns_label_charset(s: &str) -> bool {
 /// An IANA service name, which is what a named port must be: at most 15 characters of
 /// lowercase letters, digits and `-`, at least one letter, no `-` at either end, no `--`.
 pub(super) fn port_name(s: &str) -> Result<(), String> {
-    let shown = quote(s);
+    // Quoted only for an error: this runs for every label and port of every object.
+    let shown = || quote(s);
     if s.is_empty() || s.len() > 15 {
         return Err(format!(
-            "invalid port name {shown}: must be 1 to 15 characters"
+            "invalid port name {}: must be 1 to 15 characters",
+            shown()
         ));
     }
     if !s
@@ -121,17 +133,20 @@ pub(super) fn port_name(s: &str) -> Result<(), String> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
         return Err(format!(
-            "invalid port name {shown}: only lowercase letters, digits and '-' are allowed"
+            "invalid port name {}: only lowercase letters, digits and '-' are allowed",
+            shown()
         ));
     }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         return Err(format!(
-            "invalid port name {shown}: must contain at least one letter"
+            "invalid port name {}: must contain at least one letter",
+            shown()
         ));
     }
     if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
         return Err(format!(
-            "invalid port name {shown}: must not start or end with '-' nor contain \"--\""
+            "invalid port name {}: must not start or end with '-' nor contain \"--\"",
+            shown()
         ));
     }
     Ok(())

@@ -606,7 +606,7 @@ fn next_version(v: &str) -> &'static str {
 
 // --- policy building blocks -----------------------------------------------------------
 
-fn labels_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+fn labels_of(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -847,7 +847,7 @@ fn from_template(
         }
         Template::Expressions => {
             let mut selector = LabelSelector {
-                match_labels: BTreeMap::new(),
+                match_labels: Labels::new(),
                 match_expressions: vec![requirement(
                     "tier",
                     Operator::In(values(&["backend", "data"])),
@@ -859,14 +859,14 @@ fn from_template(
                     .push(requirement("canary", Operator::DoesNotExist));
             }
             let namespaces = LabelSelector {
-                match_labels: BTreeMap::new(),
+                match_labels: Labels::new(),
                 match_expressions: vec![
                     requirement("env", Operator::NotIn(values(&["dev"]))),
                     requirement("team", Operator::Exists),
                 ],
             };
             let pods = LabelSelector {
-                match_labels: BTreeMap::new(),
+                match_labels: Labels::new(),
                 match_expressions: vec![
                     requirement("app", Operator::In(values(&["web", "gateway", "frontend"]))),
                     requirement("version", Operator::NotIn(values(&["v1"]))),

@@ -22,8 +22,8 @@ pub use cluster::{
 /// The label every namespace carries, as Kubernetes >= 1.22 sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// Labels of a namespace or an endpoint. Sorted, so output is deterministic.
-pub type Labels = BTreeMap<String, String>;
+mod labels;
+pub use labels::Labels;
 
 /// Where an object came from, for messages that point back at the input.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -165,7 +165,7 @@ impl From<ObjectName> for String {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct LabelSelector {
     /// `matchLabels`: each key must be present with exactly this value.
-    pub match_labels: BTreeMap<String, String>,
+    pub match_labels: Labels,
     /// `matchExpressions`, in input order.
     pub match_expressions: Vec<Requirement>,
 }

@@ -191,7 +191,7 @@ pub fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
 /// A selector with one `matchExpressions` entry.
 pub fn expr(key: &str, operator: Operator) -> LabelSelector {
     LabelSelector {
-        match_labels: BTreeMap::new(),
+        match_labels: Labels::new(),
         match_expressions: vec![Requirement {
             key: key.into(),
             operator,

@@ -80,7 +80,7 @@ pub(super) fn selector(
             match_expressions: vec![],
         }),
         3 => proptest::collection::vec(requirement, 1..3).prop_map(|exprs| LabelSelector {
-            match_labels: BTreeMap::new(),
+            match_labels: Default::default(),
             match_expressions: exprs,
         }),
     ]

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -28,8 +29,8 @@ pub use labels::Labels;
 /// Where an object came from, for messages that point back at the input.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Source {
-    /// The file, when the object came from one.
-    pub file: Option<PathBuf>,
+    /// The file, when the object came from one (shared by the objects of a file).
+    pub file: Option<Arc<Path>>,
     /// 1-based line of the object's start, 0 when unknown.
     pub line: usize,
     /// 1-based column of the object's start, 0 when unknown.

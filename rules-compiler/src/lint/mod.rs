@@ -284,7 +284,7 @@ impl<'a, 'm> Lint<'a, 'm> {
             check,
             severity: check.severity(),
             policy: policy.id.clone(),
-            file,
+            file: file.map(|f| f.to_path_buf()),
             line,
             column,
             message,

@@ -204,7 +204,7 @@ fn the_bundled_example_as_json_gives_the_same_model() {
         // Each object's place is its own in the JSON: where its `{` is.
         for policy in &json.model.policies {
             let file = policy.source.file.as_ref().unwrap();
-            let input = policies.iter().find(|i| &i.path == file).unwrap();
+            let input = policies.iter().find(|i| *i.path == **file).unwrap();
             let at = token_at(&input.text, policy.source.line, policy.source.column);
             assert!(at.starts_with('{'), "{}: {at:?}", policy.source);
         }

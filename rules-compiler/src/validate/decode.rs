@@ -6,6 +6,7 @@
 //! as a missing field.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::diag::{quote, Diagnostic};
 use crate::load::{Node, Value};
@@ -13,15 +14,15 @@ use crate::model::Source;
 
 /// Where diagnostics go, and what they are about.
 pub(super) struct Ctx<'a> {
-    /// The file being decoded.
-    pub file: &'a Path,
+    /// The file being decoded, shared by every [`Source`] made from it.
+    pub file: &'a Arc<Path>,
     /// `Kind namespace/name` of the object being decoded, once known.
     pub object: Option<String>,
     diags: &'a mut Vec<Diagnostic>,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(file: &'a Path, diags: &'a mut Vec<Diagnostic>) -> Self {
+    pub fn new(file: &'a Arc<Path>, diags: &'a mut Vec<Diagnostic>) -> Self {
         Ctx {
             file,
             object: None,
@@ -60,14 +61,14 @@ impl<'a> Ctx<'a> {
     /// Where `node` is, as a model [`Source`].
     pub fn source(&self, node: &Node) -> Source {
         Source {
-            file: Some(self.file.to_path_buf()),
+            file: Some(Arc::clone(self.file)),
             line: node.line(),
             column: node.column(),
         }
     }
 
     fn located(&self, d: Diagnostic, line: usize, column: usize, field: &str) -> Diagnostic {
-        let mut d = d.in_file(self.file).at(line, column);
+        let mut d = d.in_file(&**self.file).at(line, column);
         if let Some(o) = &self.object {
             d = d.object(o.clone());
         }

@@ -95,6 +95,8 @@ mod policy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::diag::{Diagnostic, Rejected};
 use crate::load::{self, Input, Limits};
@@ -263,6 +265,8 @@ fn decode_inputs_on(
 fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
     let mut diags = Vec::new();
     let mut found = Found::default();
+    // One file per piece: its path allocated once, not once per object and address.
+    let mut file: Option<Arc<Path>> = None;
     for doc in docs.by_ref() {
         let doc = match doc {
             Ok(doc) => doc,
@@ -271,7 +275,11 @@ fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
                 continue;
             }
         };
-        let mut ctx = Ctx::new(doc.file, &mut diags);
+        let file = match &file {
+            Some(f) if **f == *doc.file => f,
+            _ => file.insert(Arc::from(doc.file)),
+        };
+        let mut ctx = Ctx::new(file, &mut diags);
         for obj in object::objects(&mut ctx, &doc.root) {
             match role {
                 Role::Inventory => {
@@ -585,7 +593,7 @@ trait DiagnosticExt {
 
 impl DiagnosticExt for Diagnostic {
     fn with_source(mut self, source: &Source) -> Self {
-        self.file = source.file.clone();
+        self.file = source.file.as_deref().map(Path::to_path_buf);
         self.line = source.line;
         self.column = source.column;
         self

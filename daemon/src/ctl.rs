@@ -118,8 +118,10 @@ pub fn compile(
 
 /// Frees `big` on a thread of its own. A model of 50,000 endpoints is a million small
 /// allocations, 40–120 ms to free; a command about to print and exit need not wait.
+/// Where no thread can be started (a process limit), `spawn` drops the closure, and
+/// `big` is freed here; `thread::spawn` would panic instead.
 fn dispose<T: Send + 'static>(big: T) {
-    std::thread::spawn(move || drop(big));
+    let _ = std::thread::Builder::new().spawn(move || drop(big));
 }
 
 /// `netpolctl matrix`: who may connect to whom, per probe, each endpoint behind

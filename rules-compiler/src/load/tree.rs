@@ -294,7 +294,9 @@ impl Builder {
         if open.is_map && count % 2 == 0 {
             check_last_key(open, &self.items[open.start..]).map_err(|key| {
                 Failure::DuplicateKey {
-                    line: key.line() - self.line_offset,
+                    // Saturating: positions past u32::MAX (a file of 4 billion lines,
+                    // only with file-bytes raised) are clamped.
+                    line: key.line().saturating_sub(self.line_offset),
                     col: key.column() - 1,
                 }
             })?;

@@ -121,7 +121,7 @@ pub const MAX_LOADED_BYTES: usize = 128 * 1024 * 1024;
 
 /// What is in force.
 ///
-/// Not the validated model: at 50,000 endpoints it takes about 85 MB, more than twice
+/// Not the validated model: at 50,000 endpoints it takes about 70 MB, about twice
 /// the YAML it came from. The inputs are kept as text instead, so that a change of this
 /// host's addresses re-plans exactly the inputs in force (even when the files on disk
 /// have changed or broken since), and a small address index tells whether an address
@@ -308,7 +308,7 @@ impl<B: Backend> State<B> {
     /// Hands the model of every ruleset applied from now on to `sink` (the events
     /// pipeline, which names endpoints and policies from it). Without a sink the model is
     /// dropped once planned; with one it stays alive until the sink lets it go: one more
-    /// model in memory (about 85 MB at 50,000 endpoints), the price of naming policies.
+    /// model in memory (about 70 MB at 50,000 endpoints), the price of naming policies.
     pub fn publish_models(
         &mut self,
         sink: impl Fn(Arc<rules_compiler::model::Model>) + Send + 'static,

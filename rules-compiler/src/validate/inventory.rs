@@ -957,6 +957,25 @@ ports:
     }
 
     #[test]
+    fn an_object_with_many_labels_in_reverse_order_is_decoded_sorted() {
+        // 100,000 labels written in descending order: quadratic before (each inserted
+        // at the front of the sorted labels), hours for a million.
+        let n = 100_000;
+        let mut text = String::from(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: web\n  labels:\n",
+        );
+        for i in (0..n).rev() {
+            text.push_str(&format!("    k{i:06}: v{i}\n"));
+        }
+        text.push_str("status:\n  podIP: 198.18.0.1\n");
+        let loaded = ok(&[], &[("inv.yaml", &text)]);
+        let labels = &loaded.model.inventory.endpoints[0].labels;
+        assert_eq!(labels.len(), n);
+        assert!(labels.keys().zip(labels.keys().skip(1)).all(|(a, b)| a < b));
+        assert_eq!(labels["k000042"], "v42");
+    }
+
+    #[test]
     fn native_endpoint_is_strict() {
         let text = "apiVersion: netpol/v1
 kind: Endpoint

@@ -29,10 +29,14 @@ pub(super) fn key_path(parent: &str, key: &str) -> String {
 /// A string → string map of labels, every key and value checked. Missing or null is
 /// empty; bad entries are reported and left out.
 pub(super) fn labels(ctx: &mut Ctx<'_>, node: Option<&Node>, path: &str) -> Labels {
-    let mut out = Labels::new();
-    let Some(node) = node else { return out };
+    // Collected, then sorted once: inserting one by one into the sorted `Labels` is
+    // quadratic, and a document may hold millions of keys in one mapping.
+    let mut out = Vec::new();
+    let Some(node) = node else {
+        return Labels::new();
+    };
     let Some(m) = decode::map(ctx, node, path) else {
-        return out;
+        return Labels::new();
     };
     for (key, key_node, value_node) in m.entries() {
         // Made only for an error: every label of every object passes here.
@@ -58,10 +62,10 @@ pub(super) fn labels(ctx: &mut Ctx<'_>, node: Option<&Node>, path: &str) -> Labe
             continue;
         }
         if key_ok {
-            out.insert(key.to_string(), value.to_string());
+            out.push((key.to_string(), value.to_string()));
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 /// A label selector (`matchLabels`, `matchExpressions`), decoded strictly.

@@ -1,22 +1,53 @@
 //! Giving freed heap back to the system after a reload.
 //!
-//! A reload of a large inventory parses tens of megabytes of YAML into trees that live
-//! for a moment; glibc's allocator keeps such freed memory mapped in its arenas (it
-//! returns only the top of the main heap, past a threshold), so without this a daemon
-//! that reloaded once would stay at its peak size. `malloc_trim(0)` returns every free
-//! page of every arena. It takes a few milliseconds and touches no live allocation.
+//! netpold's Rust heap is mimalloc's (its `#[global_allocator]`): a reload of a large
+//! inventory builds and frees trees of tens of megabytes on several threads, which
+//! mimalloc does a quarter faster than glibc. The bundled mimalloc (v3) returns freed
+//! pages to the system a second after they are freed, so a daemon that reloads every few
+//! seconds would keep a reload's garbage mapped; [`purge_freed_pages_at_once`] makes it
+//! immediate, which left netpold with less memory than glibc with `malloc_trim`
+//! (benches/README.md, issue 16).
+//! The C libraries (libnftnl, libmnl) still allocate from glibc, whose arenas keep
+//! freed memory until `malloc_trim(0)`: [`release_free_heap`].
 //!
-//! This module must hold nothing but that call. It lives in this crate because every
+//! This module must hold nothing but these calls. It lives in this crate because every
 //! call into C of netpol does (with `ffi`); the daemon calls it as `memory`.
 #![allow(unsafe_code)]
 
-/// Returns the allocator's free pages to the system. A no-op where the C library is not
-/// glibc.
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (include/mimalloc.h, v2 and v3
+/// alike; libmimalloc-sys names only some options). Its default in v3 is 1000 (ms,
+/// src/options.c); the test below checks that, so a renumbering would fail it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc give freed pages back to the system when they are freed, rather than
+/// a second later. Call once, early; a no-op where mimalloc is not the allocator in use.
+pub fn purge_freed_pages_at_once() {
+    // SAFETY: sets one of mimalloc's options, an integer it reads when it next purges;
+    // it takes no pointer and is safe from any thread at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
+/// Returns glibc's free pages to the system. A no-op where the C library is not glibc.
 pub fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists, under its locks;
     // it takes no pointer from us and is safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_set_is_mimallocs_purge_delay() {
+        // SAFETY: reads one of mimalloc's options.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        // Only this test changes it: its default first (v3's), then ours.
+        assert_eq!(get(), 1000);
+        purge_freed_pages_at_once();
+        assert_eq!(get(), 0);
     }
 }

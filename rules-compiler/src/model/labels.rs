@@ -77,17 +77,18 @@ impl FromIterator<(String, String)> for Labels {
     /// As a map collects: a later pair for a key replaces an earlier one.
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         let mut pairs: Vec<(String, String)> = iter.into_iter().collect();
-        // Stable: of equal keys, the last one written is kept below.
+        // Stable, so pairs of one key stay in input order; `dedup_by` keeps the first of
+        // a run, so the later pair is swapped into its place before it is dropped.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match out.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => out.push(pair),
+        pairs.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        out.shrink_to_fit();
-        Labels(out)
+            same
+        });
+        pairs.shrink_to_fit();
+        Labels(pairs)
     }
 }
 

@@ -8,39 +8,29 @@ use crate::diag::quote;
 /// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
 pub(super) fn label_key(key: &str) -> Result<(), String> {
     // Quoted only for an error: this runs for every label and port of every object.
-    let shown = || quote(key);
+    let invalid = |why: &str| format!("invalid label key {}: {why}", quote(key));
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
     if let Some(prefix) = prefix {
         if prefix.is_empty() {
-            return Err(format!(
-                "invalid label key {}: the prefix before '/' is empty",
-                shown()
-            ));
+            return Err(invalid("the prefix before '/' is empty"));
         }
         if let Err(why) = dns_subdomain(prefix) {
-            return Err(format!("invalid label key {}: prefix {why}", shown()));
+            return Err(invalid(&format!("prefix {why}")));
         }
     }
     if name.is_empty() {
-        return Err(format!(
-            "invalid label key {}: the name part is empty",
-            shown()
-        ));
+        return Err(invalid("the name part is empty"));
     }
     if name.len() > 63 {
-        return Err(format!(
-            "invalid label key {}: the name part must be at most 63 characters",
-            shown()
-        ));
+        return Err(invalid("the name part must be at most 63 characters"));
     }
     if !label_charset(name) {
-        return Err(format!(
-            "invalid label key {}: the name part must consist of alphanumerics, '-', '_' \
+        return Err(invalid(
+            "the name part must consist of alphanumerics, '-', '_' \
              or '.', and start and end with an alphanumeric (e.g. app.kubernetes.io/name)",
-            shown()
         ));
     }
     Ok(())
@@ -50,18 +40,14 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
 /// starting and ending alphanumeric.
 pub(super) fn label_value(value: &str) -> Result<(), String> {
     // Quoted only for an error: this runs for every label and port of every object.
-    let shown = || quote(value);
+    let invalid = |why: &str| format!("invalid label value {}: {why}", quote(value));
     if value.len() > 63 {
-        return Err(format!(
-            "invalid label value {}: must be at most 63 characters",
-            shown()
-        ));
+        return Err(invalid("must be at most 63 characters"));
     }
     if !value.is_empty() && !label_charset(value) {
-        return Err(format!(
-            "invalid label value {}: must be empty or consist of alphanumerics, '-', '_' \
+        return Err(invalid(
+            "must be empty or consist of alphanumerics, '-', '_' \
              or '.', and start and end with an alphanumeric",
-            shown()
         ));
     }
     Ok(())
@@ -121,33 +107,23 @@ fn dns_label_charset(s: &str) -> bool {
 /// lowercase letters, digits and `-`, at least one letter, no `-` at either end, no `--`.
 pub(super) fn port_name(s: &str) -> Result<(), String> {
     // Quoted only for an error: this runs for every label and port of every object.
-    let shown = || quote(s);
+    let invalid = |why: &str| format!("invalid port name {}: {why}", quote(s));
     if s.is_empty() || s.len() > 15 {
-        return Err(format!(
-            "invalid port name {}: must be 1 to 15 characters",
-            shown()
-        ));
+        return Err(invalid("must be 1 to 15 characters"));
     }
     if !s
         .bytes()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
-        return Err(format!(
-            "invalid port name {}: only lowercase letters, digits and '-' are allowed",
-            shown()
+        return Err(invalid(
+            "only lowercase letters, digits and '-' are allowed",
         ));
     }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
-        return Err(format!(
-            "invalid port name {}: must contain at least one letter",
-            shown()
-        ));
+        return Err(invalid("must contain at least one letter"));
     }
     if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
-        return Err(format!(
-            "invalid port name {}: must not start or end with '-' nor contain \"--\"",
-            shown()
-        ));
+        return Err(invalid("must not start or end with '-' nor contain \"--\""));
     }
     Ok(())
 }
@@ -185,6 +161,32 @@ mod tests {
             assert!(label_key(bad).is_err(), "{bad}");
         }
         assert!(label_key(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn messages_quote_the_name_and_say_why() {
+        assert_eq!(
+            label_key("Example.com/app").unwrap_err(),
+            format!(
+                "invalid label key \"Example.com/app\": prefix {}",
+                dns_subdomain("Example.com").unwrap_err()
+            )
+        );
+        assert_eq!(
+            label_key("/app").unwrap_err(),
+            "invalid label key \"/app\": the prefix before '/' is empty"
+        );
+        assert_eq!(
+            label_value(&"a".repeat(64)).unwrap_err(),
+            format!(
+                "invalid label value \"{}\": must be at most 63 characters",
+                "a".repeat(64)
+            )
+        );
+        assert_eq!(
+            port_name("80").unwrap_err(),
+            "invalid port name \"80\": must contain at least one letter"
+        );
     }
 
     #[test]

@@ -54,6 +54,7 @@ use rules_compiler::model::ObjectName;
 use rules_compiler::plan::{self, DenyAction, Plan};
 use rules_compiler::resolve::EndpointId;
 use rules_compiler::target::AddressBook;
+use rules_compiler::validate::DecodeCache;
 use rules_compiler::{Loaded, Target};
 use sha2::{Digest, Sha256};
 
@@ -261,6 +262,9 @@ pub struct State<B> {
     models: Option<ModelSink>,
     /// A provisional generation waiting for `netpolctl confirm` ([`confirm`]).
     pending: Option<confirm::Provisional>,
+    /// What each document of the last load decoded to: an edit decodes only what it
+    /// changed.
+    decode_cache: DecodeCache,
 }
 
 /// At most this many lines of what a foreign change did are logged and kept.
@@ -295,6 +299,7 @@ impl<B: Backend> State<B> {
             last_read: None,
             models: None,
             pending: None,
+            decode_cache: DecodeCache::default(),
         }
     }
 
@@ -700,11 +705,21 @@ impl<B: Backend> State<B> {
         warn: bool,
         guard: Guard,
     ) -> ReloadReport {
-        let loaded = match rules_compiler::load_model_within(
+        let loaded = rules_compiler::load_model_cached(
             &inputs.policies,
             &inputs.inventory,
             &self.options.load.limits,
-        ) {
+            &mut self.decode_cache,
+        );
+        let cache = self.decode_cache.last();
+        tracing::debug!(
+            reused = cache.reused,
+            decoded = cache.decoded,
+            "documents decoded: {} of {}",
+            cache.decoded,
+            cache.reused + cache.decoded
+        );
+        let loaded = match loaded {
             Ok(l) => l,
             Err(rejected) => {
                 return self.fail(trigger, Stage::Load, rejected.to_string(), started, None)

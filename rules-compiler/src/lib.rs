@@ -77,3 +77,15 @@ pub fn load_model_within(
 ) -> Result<Loaded, Rejected> {
     validate::validate(policies, inventory, limits)
 }
+
+/// [`load_model_within`] reusing what `cache` kept of the last load through it: only
+/// the documents whose bytes changed are decoded again. The same result as without the
+/// cache; netpold reloads through one.
+pub fn load_model_cached(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &load::Limits,
+    cache: &mut validate::DecodeCache,
+) -> Result<Loaded, Rejected> {
+    validate::validate_cached(policies, inventory, limits, cache)
+}

@@ -521,6 +521,62 @@ fn a_membership_change_is_an_update_that_ends_where_a_fresh_load_does() {
 }
 
 #[test]
+fn an_edit_decodes_only_its_document_and_ends_where_a_fresh_load_does() {
+    let dir = example();
+    let mut s = state(&dir, &checkout());
+    s.reload(Trigger::Start);
+    let documents = s.decode_cache.last().decoded;
+    assert!(documents > 5, "{:?}", s.decode_cache.last());
+
+    // payments-api, a peer of web/checkout, moves to another address, with a line more
+    // in its document: the documents below it move down.
+    let pods = dir.path().join("inventory/pods.yaml");
+    let text = std::fs::read_to_string(&pods).unwrap();
+    let edited = text.replacen(
+        "  podIP: 198.18.1.10\n  podIPs:\n  - ip: 198.18.1.10\n",
+        "  podIP: 198.18.1.11\n  podIPs:\n  - ip: 198.18.1.11\n  - ip: 198.18.1.12\n",
+        1,
+    );
+    assert_ne!(edited, text);
+    dir.write("inventory/pods.yaml", &edited);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert!(
+        matches!(r.kernel, Some(KernelChange::Updated { .. })),
+        "{r:?}"
+    );
+    let cache = s.decode_cache.last();
+    assert_eq!((cache.decoded, cache.reused), (1, documents - 1));
+    assert_eq!(
+        s.backend().loaded.clone().unwrap(),
+        fresh_plan(&dir, &checkout())
+    );
+
+    // An error below the edit is placed as a cold load places it (the scanner notices
+    // the unclosed list on the line after it).
+    let broken = edited.replacen("  name: frontend\n", "  name: frontend\n  bogus: [\n", 1);
+    dir.write("inventory/pods.yaml", &broken);
+    let r = s.reload(Trigger::Files);
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("  bogus: ["))
+        .unwrap();
+    let error = r.error.unwrap();
+    let rejected = rules_compiler::load_model(
+        &load::read_paths(&[dir.path().join("policies")], &Default::default()).unwrap(),
+        &load::read_paths(&[dir.path().join("inventory")], &Default::default()).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(error, rejected);
+    assert!(
+        error.contains(&format!("pods.yaml:{}:", line + 2)),
+        "{error}"
+    );
+}
+
+#[test]
 fn without_incremental_every_reload_replaces() {
     let dir = example();
     let mut s = state(&dir, &checkout());

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 
 pub use fast::{compare_with_saphyr, set_enabled as set_fast_yaml, Comparison};
 pub use files::{file_kind, read_paths};
+pub(crate) use yaml::{chunk_documents, chunks, Chunk};
 pub use yaml::{documents, parse, pieces, Document, Documents, Node, Str, Value};
 
 /// One input file's text, with the path messages should name.

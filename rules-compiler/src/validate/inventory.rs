@@ -24,6 +24,7 @@ use crate::model::{
 pub(super) const NATIVE_API_VERSION: &str = "netpol/v1";
 
 /// An address of an endpoint, with where it was written (for conflict messages).
+#[derive(Clone)]
 pub(super) struct LocatedIp {
     pub ip: IpAddr,
     pub source: Source,
@@ -31,6 +32,7 @@ pub(super) struct LocatedIp {
 }
 
 /// What one inventory object turned into.
+#[derive(Clone)]
 pub(super) enum Decoded {
     /// A declared namespace, and whether its object wrote the label
     /// `kubernetes.io/metadata.name` itself (`lint` asks).
@@ -50,6 +52,26 @@ pub(super) enum Decoded {
     Node(ClusterNode),
     /// An object of a kind the inventory does not use.
     Ignored(String),
+}
+
+/// The object `d` stands for, owned, or `None` for an endpoint or skipped pod that is
+/// not `kept` (a duplicate): moved when it is owned, else what [`super::assemble`] takes
+/// of it cloned (an endpoint's addresses as written and its object label serve only the
+/// checks before).
+pub(super) fn owned(d: std::borrow::Cow<'_, Decoded>, kept: bool) -> Option<Decoded> {
+    use std::borrow::Cow;
+    if !kept && matches!(*d, Decoded::Endpoint { .. } | Decoded::Skipped(_)) {
+        return None;
+    }
+    Some(match d {
+        Cow::Owned(d) => d,
+        Cow::Borrowed(Decoded::Endpoint { endpoint, .. }) => Decoded::Endpoint {
+            endpoint: endpoint.clone(),
+            object: String::new(),
+            ips: Vec::new(),
+        },
+        Cow::Borrowed(d) => d.clone(),
+    })
 }
 
 /// Decodes one inventory object; `None` when it is unusable (the errors are reported).

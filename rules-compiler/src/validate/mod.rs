@@ -84,6 +84,7 @@
 //! - Duplicate mapping keys are an error (the YAML spec forbids them; Kubernetes' strict
 //!   decoding too).
 
+mod cache;
 mod cidr;
 mod cluster;
 mod decode;
@@ -93,10 +94,12 @@ mod names;
 mod object;
 mod policy;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::diag::{Diagnostic, Rejected};
 use crate::load::{self, Input, Limits};
@@ -106,6 +109,7 @@ use crate::model::{
 };
 use crate::spans::{PolicySpans, Spans};
 use crate::Loaded;
+pub use cache::{CacheStats, DecodeCache};
 use decode::Ctx;
 use inventory::{Decoded, LocatedIp};
 
@@ -119,6 +123,24 @@ pub fn validate(
 ) -> Result<Loaded, Rejected> {
     let (found, diags) = decode_inputs(policies, inventory, limits);
     finish(found, diags, policies, inventory)
+}
+
+/// [`validate`] reusing what `cache` kept of the last call: only the documents whose
+/// bytes changed are decoded again (see [`DecodeCache`]). The same result as
+/// [`validate`].
+pub fn validate_cached(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &Limits,
+    cache: &mut DecodeCache,
+) -> Result<Loaded, Rejected> {
+    let (found, diags) = cache::decode_inputs_cached(policies, inventory, limits, threads(), cache);
+    finish(found, diags, policies, inventory)
+}
+
+/// Threads to decode on: as many as the machine has, at most 8.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// The checks across objects, then the model or every diagnostic.
@@ -146,15 +168,18 @@ fn finish(
 const PIECE_BYTES: usize = 1 << 20;
 
 /// Whether an input holds policies or inventory.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Role {
     Policies,
     Inventory,
 }
 
-/// What one piece of one input decoded to.
+/// What one piece of one input decoded to, in input order.
+#[derive(Clone, Default)]
 struct Decoded1 {
-    found: Found,
+    policies: Vec<(Policy, PolicySpans)>,
+    cluster_policies: Vec<ClusterPolicy>,
+    inventory: Vec<Decoded>,
     diags: Vec<Diagnostic>,
     /// A limit stopped it: the input's later pieces are not read.
     stopped: bool,
@@ -172,9 +197,8 @@ fn decode_inputs(
     policies: &[Input],
     inventory: &[Input],
     limits: &Limits,
-) -> (Found, Vec<Diagnostic>) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    decode_inputs_on(policies, inventory, limits, threads, PIECE_BYTES)
+) -> (Found<'static>, Vec<Diagnostic>) {
+    decode_inputs_on(policies, inventory, limits, threads(), PIECE_BYTES)
 }
 
 /// [`decode_inputs`] on at most `threads` threads, cutting files of `piece_bytes` or more.
@@ -184,12 +208,9 @@ fn decode_inputs_on(
     limits: &Limits,
     threads: usize,
     piece_bytes: usize,
-) -> (Found, Vec<Diagnostic>) {
-    let inputs: Vec<(Role, &Input)> = policies
-        .iter()
-        .map(|i| (Role::Policies, i))
-        .chain(inventory.iter().map(|i| (Role::Inventory, i)))
-        .collect();
+) -> (Found<'static>, Vec<Diagnostic>) {
+    let inputs = roles(policies, inventory);
+    let files: Vec<Arc<Path>> = inputs.iter().map(|(_, i)| Arc::from(&*i.path)).collect();
     // Work items, in input order: (input, piece).
     let mut items = Vec::new();
     for (n, &(role, input)) in inputs.iter().enumerate() {
@@ -199,74 +220,144 @@ fn decode_inputs_on(
             1
         };
         for piece in load::pieces(input, limits, parts) {
-            items.push((n, role, std::sync::Mutex::new(Some(piece))));
+            items.push((n, role, piece));
         }
     }
-    let results: Vec<std::sync::Mutex<Option<Decoded1>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some((_, role, piece)) = items.get(i) else {
-            break;
-        };
-        let piece = piece.lock().expect("one taker").take().expect("taken once");
-        let decoded = decode_piece(*role, piece);
-        *results[i].lock().expect("one writer") = Some(decoded);
-    };
-    let workers = threads.min(items.len());
-    if workers > 1 {
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(work);
-            }
-        });
-    } else {
-        work();
-    }
-
+    let of: Vec<usize> = items.iter().map(|(n, _, _)| *n).collect();
+    let results = on_threads(items, threads, |(n, role, piece)| {
+        decode_piece(role, &files[n], piece)
+    });
+    let mut results = results.into_iter().zip(of).peekable();
     let mut found = Found::default();
     let mut diags = Vec::new();
-    let mut results = results
-        .into_iter()
-        .map(|r| {
-            r.into_inner()
-                .expect("workers done")
-                .expect("every item decoded")
-        })
-        .zip(items.iter().map(|(n, _, _)| *n))
-        .peekable();
     for (n, &(role, input)) in inputs.iter().enumerate() {
         let mut mine = Vec::new();
         while let Some((decoded, _)) = results.next_if(|(_, of)| *of == n) {
             mine.push(decoded);
         }
         if mine.iter().map(|d| d.seen).sum::<usize>() > limits.documents {
-            mine = vec![decode_piece(role, load::documents(input, limits))];
+            mine = vec![decode_piece(
+                role,
+                &files[n],
+                load::documents(input, limits),
+            )];
         }
-        for decoded in mine {
-            found.policies.extend(decoded.found.policies);
-            found
-                .cluster_policies
-                .extend(decoded.found.cluster_policies);
-            found.inventory.extend(decoded.found.inventory);
-            diags.extend(decoded.diags);
-            if decoded.stopped {
-                break;
+        merge(&mut found, &mut diags, mine.into_iter().map(Cow::Owned));
+    }
+    (found, diags)
+}
+
+/// The inputs with their roles, policies first, in the order given.
+fn roles<'a>(policies: &'a [Input], inventory: &'a [Input]) -> Vec<(Role, &'a Input)> {
+    policies
+        .iter()
+        .map(|i| (Role::Policies, i))
+        .chain(inventory.iter().map(|i| (Role::Inventory, i)))
+        .collect()
+}
+
+/// Adds the pieces of one input, in order, to what was found, up to the first piece a
+/// limit stopped: the file is not read past it.
+/// A piece of the decode cache is lent, not copied: only what goes into the model is.
+fn merge<'a>(
+    found: &mut Found<'a>,
+    diags: &mut Vec<Diagnostic>,
+    pieces: impl IntoIterator<Item = Cow<'a, Decoded1>>,
+) {
+    for piece in pieces {
+        let stopped = piece.stopped;
+        match piece {
+            Cow::Owned(d) => {
+                found
+                    .policies
+                    .extend(d.policies.into_iter().map(Cow::Owned));
+                found
+                    .cluster_policies
+                    .extend(d.cluster_policies.into_iter().map(Cow::Owned));
+                found
+                    .inventory
+                    .extend(d.inventory.into_iter().map(Cow::Owned));
+                diags.extend(d.diags);
+            }
+            Cow::Borrowed(d) => {
+                found.policies.extend(d.policies.iter().map(Cow::Borrowed));
+                found
+                    .cluster_policies
+                    .extend(d.cluster_policies.iter().map(Cow::Borrowed));
+                found
+                    .inventory
+                    .extend(d.inventory.iter().map(Cow::Borrowed));
+                diags.extend(d.diags.iter().cloned());
+            }
+        }
+        if stopped {
+            break;
+        }
+    }
+}
+
+/// `f` of each item, in order, computed on at most `threads` threads that take the next
+/// item as they finish one (pieces differ in cost).
+fn on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let workers = threads.min(items.len());
+    if workers <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(item) = items.get(i) else {
+            break;
+        };
+        let item = item.lock().expect("one taker").take().expect("taken once");
+        let result = f(item);
+        *results[i].lock().expect("one writer") = Some(result);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(work);
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .expect("workers done")
+                .expect("every item done")
+        })
+        .collect()
+}
+
+impl Decoded1 {
+    /// Gives back what pushing left unused: a piece of one document is kept by the
+    /// decode cache, and a vector of one object has room for four.
+    fn shrink_to_fit(&mut self) {
+        self.policies.shrink_to_fit();
+        self.cluster_policies.shrink_to_fit();
+        self.inventory.shrink_to_fit();
+        self.diags.shrink_to_fit();
+        for d in &mut self.inventory {
+            if let Decoded::Endpoint { ips, .. } = d {
+                ips.shrink_to_fit();
             }
         }
     }
-    (found, diags)
 }
 
 /// Decodes the documents of one piece of an input, one document at a time: the trees of
 /// a big inventory take several times its size, and a tree decoded just after it is
 /// built is still in the cache.
-fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
+///
+/// `file` is the input's path, allocated once and shared by every object and address.
+fn decode_piece(role: Role, file: &Arc<Path>, mut docs: load::Documents<'_>) -> Decoded1 {
     let mut diags = Vec::new();
-    let mut found = Found::default();
-    // One file per piece: its path allocated once, not once per object and address.
-    let mut file: Option<Arc<Path>> = None;
+    let mut found = Decoded1::default();
     for doc in docs.by_ref() {
         let doc = match doc {
             Ok(doc) => doc,
@@ -274,10 +365,6 @@ fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
                 diags.push(diag);
                 continue;
             }
-        };
-        let file = match &file {
-            Some(f) if **f == *doc.file => f,
-            _ => file.insert(Arc::from(doc.file)),
         };
         let mut ctx = Ctx::new(file, &mut diags);
         for obj in object::objects(&mut ctx, &doc.root) {
@@ -319,10 +406,10 @@ fn decode_piece(role: Role, mut docs: load::Documents<'_>) -> Decoded1 {
         }
     }
     Decoded1 {
-        found,
         diags,
         stopped: docs.stopped(),
         seen: docs.seen(),
+        ..found
     }
 }
 
@@ -343,21 +430,25 @@ fn sort_by_place<'a>(diags: &mut [Diagnostic], inputs: impl Iterator<Item = &'a 
     });
 }
 
-/// Everything decoded, in input order, before the checks across objects.
+/// Everything decoded, in input order, before the checks across objects: decoded now,
+/// or lent by the decode cache (then what goes into the model is cloned).
 #[derive(Default)]
-struct Found {
-    policies: Vec<(Policy, PolicySpans)>,
-    cluster_policies: Vec<ClusterPolicy>,
-    inventory: Vec<Decoded>,
+struct Found<'a> {
+    policies: Vec<Cow<'a, (Policy, PolicySpans)>>,
+    cluster_policies: Vec<Cow<'a, ClusterPolicy>>,
+    inventory: Vec<Cow<'a, Decoded>>,
 }
 
-fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
+fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     let mut inv = Inventory::default();
     let mut spans = Spans::default();
     let keep = claims(&found.inventory, diags);
     let mut endpoints: Vec<Endpoint> = Vec::new();
 
     for (d, keep) in found.inventory.into_iter().zip(keep) {
+        let Some(d) = inventory::owned(d, keep) else {
+            continue;
+        };
         match d {
             Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
             Decoded::Node(node) => {
@@ -396,15 +487,14 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
                     inv.namespaces.insert(ns.name.clone(), ns);
                 }
             }
-            Decoded::Skipped(skipped) if keep => inv.skipped.push(skipped),
-            Decoded::Endpoint { endpoint, .. } if keep => endpoints.push(endpoint),
-            Decoded::Skipped(_) | Decoded::Endpoint { .. } => {}
+            Decoded::Skipped(skipped) => inv.skipped.push(skipped),
+            Decoded::Endpoint { endpoint, .. } => endpoints.push(endpoint),
         }
     }
 
     let mut policies: Vec<Policy> = Vec::new();
     let mut policy_names: BTreeMap<ObjectName, Source> = BTreeMap::new();
-    for (p, places) in found.policies {
+    for (p, places) in found.policies.into_iter().map(Cow::into_owned) {
         if let Some(first) = policy_names.get(&p.id) {
             diags.push(
                 error_at(
@@ -469,7 +559,10 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
     let model = Model {
         inventory: inv,
         policies,
-        cluster_policies: cluster_policies(found.cluster_policies, diags),
+        cluster_policies: cluster_policies(
+            found.cluster_policies.into_iter().map(Cow::into_owned),
+            diags,
+        ),
     };
     (model, spans)
 }
@@ -477,7 +570,10 @@ fn assemble(found: Found, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
 /// ClusterNetworkPolicies without duplicate names (an error), warned about when two
 /// share a priority in one tier (the API leaves their order undefined), sorted by
 /// [`ClusterPolicy::order_key`].
-fn cluster_policies(found: Vec<ClusterPolicy>, diags: &mut Vec<Diagnostic>) -> Vec<ClusterPolicy> {
+fn cluster_policies(
+    found: impl Iterator<Item = ClusterPolicy>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ClusterPolicy> {
     let mut names: BTreeMap<String, Source> = BTreeMap::new();
     let mut priorities: BTreeMap<(Tier, u16), (String, Source)> = BTreeMap::new();
     let mut out = Vec::new();
@@ -529,12 +625,12 @@ fn endpoint_label(e: &Endpoint) -> String {
 /// another object took first does not (an error each), and a live endpoint's address
 /// another live endpoint took first is an error. Borrows rather than clones: this runs
 /// for every endpoint on every reload, serially.
-fn claims(found: &[Decoded], diags: &mut Vec<Diagnostic>) -> Vec<bool> {
+fn claims(found: &[Cow<'_, Decoded>], diags: &mut Vec<Diagnostic>) -> Vec<bool> {
     let mut names: HashMap<&ObjectName, (&str, &Source)> = HashMap::with_capacity(found.len());
     let mut owners: HashMap<IpAddr, (&str, &Source)> = HashMap::with_capacity(found.len());
     let mut keep = Vec::with_capacity(found.len());
     for d in found {
-        let (id, object, source, ips): (_, &str, _, &[LocatedIp]) = match d {
+        let (id, object, source, ips): (_, &str, _, &[LocatedIp]) = match &**d {
             Decoded::Skipped(s) => (&s.id, &s.object, &s.source, &[]),
             Decoded::Endpoint {
                 endpoint,
@@ -884,7 +980,7 @@ mod piece_tests {
     /// An inventory of `n` endpoints in `namespaces` namespaces, with faults spread over
     /// it: a broken document, an unknown field, an address claimed twice far apart, a
     /// duplicate name, so that diagnostics come from every piece and across pieces.
-    fn inventory(n: usize) -> String {
+    pub(super) fn inventory(n: usize) -> String {
         let mut text = String::new();
         for i in 0..n {
             let ip = format!("198.18.{}.{}", i / 250, i % 250 + 1);
@@ -912,7 +1008,7 @@ mod piece_tests {
         text
     }
 
-    const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: ns-1, name: p}\nspec:\n  podSelector: {matchLabels: {app: a1}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
+    pub(super) const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: ns-1, name: p}\nspec:\n  podSelector: {matchLabels: {app: a1}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
 
     fn run(text: &str, limits: &Limits, threads: usize) -> String {
         let policies = inputs(&[("p.yaml", POLICY)]);

@@ -1,0 +1,496 @@
+//! The decode cache: what each document of the last load decoded to, so that a reload
+//! after a one-object edit of a big file decodes that one document, not all of them.
+//! netpold keeps one across reloads; `netpolctl` reads cold.
+//!
+//! A YAML input is cut into its documents as `load` cuts it; a JSON input is one piece.
+//! A piece's result depends only on its role (policies or inventory), its file's path,
+//! its bytes, the line it starts at and the limits. It is keyed by the SHA-256 of its
+//! bytes: a crafted input cannot collide with another and be taken for it. A result is
+//! reused where its piece starts at the same line; an inventory piece without
+//! diagnostics also where it moved (lines added or removed above it), its positions
+//! shifted. A piece with diagnostics (whose messages may name lines) or of policies
+//! (whose field spans would move too) is decoded again when it moves.
+//!
+//! Must not change any result: a cached load gives the same model, spans and
+//! diagnostics, in the same order, as an uncached one (tested against it).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::inventory::Decoded;
+use super::{decode_piece, merge, on_threads, roles, Decoded1, Found, Role};
+use crate::diag::Diagnostic;
+use crate::load::{self, Input, Limits};
+use crate::model::Source;
+
+/// The SHA-256 of a piece's bytes.
+type Key = [u8; 32];
+
+/// What the documents of the last load decoded to, for the next one
+/// ([`crate::load_model_cached`]). Holds about as much as the decoded objects; empty
+/// until the first load.
+#[derive(Default)]
+pub struct DecodeCache {
+    /// Each input's pieces, in the order of the last load's inputs.
+    inputs: Vec<Pieces>,
+    /// Where each input (role and path) is in `inputs`.
+    index: HashMap<(Role, PathBuf), usize>,
+    /// The limits the results were decoded within: other limits, other results.
+    limits: Option<Limits>,
+    last: CacheStats,
+}
+
+/// How the last cached load went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Pieces (documents; a JSON file is one) whose earlier result was reused.
+    pub reused: usize,
+    /// Pieces decoded.
+    pub decoded: usize,
+}
+
+impl DecodeCache {
+    /// How the last load through this cache went.
+    pub fn last(&self) -> CacheStats {
+        self.last
+    }
+}
+
+impl std::fmt::Debug for DecodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeCache")
+            .field("inputs", &self.inputs.len())
+            .field("last", &self.last)
+            .finish()
+    }
+}
+
+/// One input's pieces, in order. Entries are moved out by the next load that reuses
+/// them (no copy of the objects, nor a free of the old ones).
+#[derive(Default)]
+struct Pieces {
+    entries: Vec<Option<Entry>>,
+    /// The first entry with each key, and for each entry the next with its key (a
+    /// document written twice).
+    first: HashMap<Key, usize>,
+    next: Vec<Option<usize>>,
+    /// Not kept: the input went past its documents limit, and was read whole.
+    whole: Option<Decoded1>,
+}
+
+/// One piece's result and the line it was decoded at.
+struct Entry {
+    key: Key,
+    line_offset: usize,
+    decoded: Decoded1,
+}
+
+impl Pieces {
+    fn push(&mut self, entry: Entry) {
+        let at = self.entries.len();
+        // At the chain's head: lookups take the first that fits.
+        self.next.push(self.first.insert(entry.key, at));
+        self.entries.push(Some(entry));
+    }
+
+    /// Moves out an entry of `key` that may stand for a piece of `role` starting after
+    /// `line_offset` lines, its positions shifted there.
+    fn take(&mut self, role: Role, key: &Key, line_offset: usize) -> Option<Entry> {
+        let find = |fits: &dyn Fn(&Entry) -> bool| {
+            let mut at = self.first.get(key).copied();
+            while let Some(i) = at {
+                if self.entries[i].as_ref().is_some_and(fits) {
+                    return Some(i);
+                }
+                at = self.next[i];
+            }
+            None
+        };
+        if let Some(i) = find(&|e| e.line_offset == line_offset) {
+            return self.entries[i].take();
+        }
+        // Only a clean inventory piece moves: see the module's doc.
+        if role != Role::Inventory {
+            return None;
+        }
+        let i = find(&|e| e.decoded.diags.is_empty())?;
+        let mut e = self.entries[i].take()?;
+        let by = line_offset as i64 - e.line_offset as i64;
+        for d in &mut e.decoded.inventory {
+            shift(d, by);
+        }
+        e.line_offset = line_offset;
+        Some(e)
+    }
+}
+
+/// One piece of one input: a YAML chunk, or a whole JSON file.
+struct Piece<'a> {
+    input: usize,
+    chunk: Option<load::Chunk<'a>>,
+    /// The bytes its key is of.
+    text: &'a str,
+}
+
+impl Piece<'_> {
+    fn line_offset(&self) -> usize {
+        self.chunk.map_or(0, |c| c.line_offset)
+    }
+}
+
+/// [`super::decode_inputs`] through `cache`: the same objects and diagnostics, in the
+/// same order, with only the pieces not in the cache decoded (on up to `threads`
+/// threads). The cache then holds this load's pieces only, and lends them to the
+/// result.
+pub(super) fn decode_inputs_cached<'c>(
+    policies: &[Input],
+    inventory: &[Input],
+    limits: &Limits,
+    threads: usize,
+    cache: &'c mut DecodeCache,
+) -> (Found<'c>, Vec<Diagnostic>) {
+    let inputs = roles(policies, inventory);
+    let files: Vec<Arc<Path>> = inputs.iter().map(|(_, i)| Arc::from(&*i.path)).collect();
+    let mut pieces = Vec::new();
+    for (n, (_, input)) in inputs.iter().enumerate() {
+        match load::chunks(input) {
+            Some(chunks) => pieces.extend(chunks.into_iter().map(|c| Piece {
+                input: n,
+                chunk: Some(c),
+                text: c.text,
+            })),
+            None => pieces.push(Piece {
+                input: n,
+                chunk: None,
+                text: &input.text,
+            }),
+        }
+    }
+    let keys: Vec<Key> = on_threads(
+        pieces.iter().collect::<Vec<_>>().chunks(256).collect(),
+        threads,
+        |some: &[&Piece<'_>]| -> Vec<Key> {
+            some.iter()
+                .map(|p| Sha256::digest(p.text.as_bytes()).into())
+                .collect()
+        },
+    )
+    .concat();
+
+    let mut old = std::mem::take(&mut cache.inputs);
+    let old_index = std::mem::take(&mut cache.index);
+    if cache.limits != Some(*limits) {
+        old.clear();
+    }
+    // Each piece's earlier result, if any; then the others decoded.
+    let mut results: Vec<Option<Entry>> = Vec::with_capacity(pieces.len());
+    let mut from: Option<usize> = None;
+    for (i, piece) in pieces.iter().enumerate() {
+        let (role, input) = inputs[piece.input];
+        if i == 0 || pieces[i - 1].input != piece.input {
+            from = old_index
+                .get(&(role, input.path.clone()))
+                .copied()
+                .filter(|&at| at < old.len());
+        }
+        results.push(from.and_then(|at| old[at].take(role, &keys[i], piece.line_offset())));
+    }
+    let missing: Vec<usize> = (0..pieces.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    cache.last = CacheStats {
+        reused: pieces.len() - missing.len(),
+        decoded: missing.len(),
+    };
+    let decoded = on_threads(missing.clone(), threads, |i| {
+        let piece = &pieces[i];
+        let (role, input) = inputs[piece.input];
+        let docs = match piece.chunk {
+            Some(chunk) => load::chunk_documents(input, chunk, limits),
+            None => load::documents(input, limits),
+        };
+        let mut decoded = decode_piece(role, &files[piece.input], docs);
+        decoded.shrink_to_fit();
+        decoded
+    });
+    for (i, decoded) in missing.into_iter().zip(decoded) {
+        results[i] = Some(Entry {
+            key: keys[i],
+            line_offset: pieces[i].line_offset(),
+            decoded,
+        });
+    }
+    // What was not reused: the documents edited away.
+    drop(old);
+
+    let mut results = results
+        .into_iter()
+        .map(|r| r.expect("every piece reused or decoded"))
+        .zip(&pieces)
+        .peekable();
+    for (n, &(role, input)) in inputs.iter().enumerate() {
+        let mut mine = Pieces::default();
+        while let Some((entry, _)) = results.next_if(|(_, p)| p.input == n) {
+            mine.push(entry);
+        }
+        let seen: usize = mine.entries.iter().flatten().map(|e| e.decoded.seen).sum();
+        if seen > limits.documents {
+            // Past the file's documents limit: read in one piece, which stops there,
+            // and not kept, so that the next load stops there too.
+            let whole = decode_piece(role, &files[n], load::documents(input, limits));
+            mine = Pieces {
+                whole: Some(whole),
+                ..Pieces::default()
+            };
+        }
+        cache.index.insert((role, input.path.clone()), n);
+        cache.inputs.push(mine);
+    }
+    cache.limits = Some(*limits);
+
+    let cache: &'c DecodeCache = cache;
+    let mut found = Found::default();
+    let mut diags = Vec::new();
+    for input in &cache.inputs {
+        let pieces = input
+            .whole
+            .iter()
+            .chain(input.entries.iter().flatten().map(|e| &e.decoded));
+        merge(&mut found, &mut diags, pieces.map(Cow::Borrowed));
+    }
+    (found, diags)
+}
+
+/// Moves every position of an inventory object by `by` lines.
+fn shift(d: &mut Decoded, by: i64) {
+    let source = |s: &mut Source| {
+        if s.line > 0 {
+            s.line = (s.line as i64 + by) as usize;
+        }
+    };
+    match d {
+        Decoded::Namespace { namespace, .. } => source(&mut namespace.source),
+        Decoded::Endpoint { endpoint, ips, .. } => {
+            source(&mut endpoint.source);
+            for ip in ips {
+                source(&mut ip.source);
+            }
+        }
+        Decoded::Skipped(s) => source(&mut s.source),
+        Decoded::Node(n) => source(&mut n.source),
+        Decoded::Ignored(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::piece_tests::{inventory, POLICY};
+    use super::super::testutil::inputs;
+    use super::super::{decode_inputs_on, finish, PIECE_BYTES};
+    use super::*;
+
+    /// A load's whole outcome, positions included, as text.
+    fn outcome(found: Found, diags: Vec<Diagnostic>, p: &[Input], i: &[Input]) -> String {
+        format!(
+            "{:?}",
+            finish(found, diags, p, i).map(|l| (l.model, l.spans, l.warnings))
+        )
+    }
+
+    /// Loads the files cold and through `cache`; asserts both give the same and returns
+    /// the cache's stats.
+    fn same(
+        cache: &mut DecodeCache,
+        policies: &[(&str, &str)],
+        inventory: &[(&str, &str)],
+        limits: &Limits,
+    ) -> CacheStats {
+        let (p, i) = (inputs(policies), inputs(inventory));
+        let (found, diags) = decode_inputs_on(&p, &i, limits, 1, PIECE_BYTES);
+        let cold = outcome(found, diags, &p, &i);
+        // Through this cache on several threads, and through a new one on one.
+        let (found, diags) = decode_inputs_cached(&p, &i, limits, 3, cache);
+        let cached = outcome(found, diags, &p, &i);
+        assert!(cached == cold, "{}", first_difference(&cached, &cold));
+        let mut new = DecodeCache::default();
+        let (found, diags) = decode_inputs_cached(&p, &i, limits, 1, &mut new);
+        let fresh = outcome(found, diags, &p, &i);
+        assert!(fresh == cold, "{}", first_difference(&fresh, &cold));
+        cache.last()
+    }
+
+    fn first_difference(a: &str, b: &str) -> String {
+        let at = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        let from = at.saturating_sub(200);
+        format!(
+            "cached …{}…\\ncold   …{}…",
+            &a[from..(at + 200).min(a.len())],
+            &b[from..(at + 200).min(b.len())]
+        )
+    }
+
+    const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-1}\n";
+
+    #[test]
+    fn a_reload_decodes_only_what_changed_and_gives_what_a_cold_load_gives() {
+        let limits = Limits::default();
+        let mut cache = DecodeCache::default();
+        let base = inventory(1000);
+        let pieces = base.matches("---\n").count() + 2;
+        let load = |cache: &mut DecodeCache, inv: &str| {
+            same(
+                cache,
+                &[("p.yaml", POLICY)],
+                &[("a.yaml", inv), ("b.yaml", NAMESPACE)],
+                &limits,
+            )
+        };
+        let first = load(&mut cache, &base);
+        assert_eq!((first.reused, first.decoded), (0, pieces));
+        let again = load(&mut cache, &base);
+        assert_eq!((again.reused, again.decoded), (pieces, 0));
+
+        // One address changed, no line moved: that document alone.
+        let moved_ip = base.replacen("ips: [198.18.0.41]", "ips: [198.18.9.41]", 1);
+        assert_ne!(moved_ip, base);
+        assert_eq!(load(&mut cache, &moved_ip).decoded, 1);
+
+        // A line added near the top: every document below moves. Those without
+        // diagnostics are shifted, the two with some (a YAML error and an unknown
+        // field, both below) are decoded again, with their new lines.
+        let grown = moved_ip.replacen("name: ep-10\n", "name: ep-10\n  annotations: {a: b}\n", 1);
+        assert_eq!(load(&mut cache, &grown).decoded, 3);
+        // A document removed: only the two with diagnostics again.
+        let cut = grown.replacen(
+            "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata:\n  namespace: ns-6\n  \
+             name: ep-20\n  labels: {app: a7}\nips: [198.18.0.21]\n",
+            "",
+            1,
+        );
+        assert_ne!(cut, grown);
+        assert_eq!(load(&mut cache, &cut).decoded, 2);
+        // A document copied (same bytes twice, one of them a duplicate endpoint), and a
+        // fault fixed.
+        let doc = "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata:\n  namespace: ns-2\n  name: twin\n  labels: {app: a1}\nips: [198.19.7.7]\n";
+        let twins = format!("{doc}{}{doc}", cut.replacen("bogus: 1\n", "", 1));
+        load(&mut cache, &twins);
+        assert_eq!(load(&mut cache, &twins).decoded, 0);
+
+        // A policy moved down by a line: decoded again (its spans move too).
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", &format!("# a comment\n{POLICY}"))],
+            &[("a.yaml", &twins), ("b.yaml", NAMESPACE)],
+            &limits,
+        );
+        assert_eq!(stats.decoded, 1);
+
+        // The same bytes under another path are another file's.
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", &format!("# a comment\n{POLICY}"))],
+            &[("c.yaml", &twins), ("b.yaml", NAMESPACE)],
+            &limits,
+        );
+        assert_eq!(stats.reused, 2);
+    }
+
+    #[test]
+    fn json_files_are_one_piece() {
+        let limits = Limits::default();
+        let mut cache = DecodeCache::default();
+        let json = r#"{"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns-1"}},
+            {"apiVersion": "netpol/v1", "kind": "Endpoint",
+             "metadata": {"namespace": "ns-1", "name": "e"}, "ips": ["198.18.0.1"]}]}"#;
+        let files = [("a.json", json), ("b.yaml", NAMESPACE)];
+        assert_eq!(
+            same(&mut cache, &[("p.yaml", POLICY)], &files, &limits).decoded,
+            3
+        );
+        assert_eq!(
+            same(&mut cache, &[("p.yaml", POLICY)], &files, &limits).reused,
+            3
+        );
+        let edited = json.replace("198.18.0.1", "198.18.0.2");
+        let files = [("a.json", edited.as_str()), ("b.yaml", NAMESPACE)];
+        assert_eq!(
+            same(&mut cache, &[("p.yaml", POLICY)], &files, &limits).decoded,
+            1
+        );
+    }
+
+    #[test]
+    fn limits_stop_a_cached_load_where_they_stop_a_cold_one() {
+        let mut cache = DecodeCache::default();
+        let text = inventory(300);
+        let files = [("a.yaml", text.as_str()), ("b.yaml", NAMESPACE)];
+        same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &files,
+            &Limits::default(),
+        );
+        // Other limits: nothing reused.
+        let few = Limits {
+            documents: 123,
+            ..Limits::default()
+        };
+        let stats = same(&mut cache, &[("p.yaml", POLICY)], &files, &few);
+        assert_eq!(stats.reused, 0);
+        same(&mut cache, &[("p.yaml", POLICY)], &files, &few);
+        // A per-document limit in the middle of the file drops what follows it.
+        let small = Limits {
+            scalar_bytes: 100,
+            ..Limits::default()
+        };
+        let big = text.replacen(
+            "name: ep-120\n",
+            &format!("name: ep-120\n  annotations: {{a: {}}}\n", "x".repeat(200)),
+            1,
+        );
+        let files = [("a.yaml", big.as_str()), ("b.yaml", NAMESPACE)];
+        same(&mut cache, &[("p.yaml", POLICY)], &files, &small);
+        same(&mut cache, &[("p.yaml", POLICY)], &files, &small);
+    }
+
+    /// Documents to build files from: clean ones, ones with a warning or an error, one
+    /// that is not YAML, a comment, an explicit end.
+    const DOCS: [&str; 8] = [
+        "apiVersion: netpol/v1\nkind: Endpoint\nmetadata: {namespace: ns-1, name: a}\nips: [198.18.0.1]\n",
+        "apiVersion: netpol/v1\nkind: Endpoint\nmetadata:\n  namespace: ns-1\n  name: b\n  labels: {app: x}\nips: [198.18.0.2, \"2001:db8::2\"]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {namespace: ns-2, name: c}\nspec: {hostNetwork: true}\nstatus: {podIP: 198.18.0.3}\n",
+        "apiVersion: netpol/v1\nkind: Endpoint\nmetadata: {namespace: ns-1, name: d}\nips: [198.18.0.1]\nextra: 1\n",
+        "kind: [unclosed\n",
+        "# only a comment\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns-2\n...\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {namespace: ns-1, name: s}\n",
+    ];
+
+    fn file(docs: &[usize]) -> String {
+        docs.iter().map(|&d| format!("---\n{}", DOCS[d])).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_sequence_of_files_loads_as_cold(
+            versions in prop::collection::vec(
+                (prop::collection::vec(0..DOCS.len(), 0..12), prop::collection::vec(0..DOCS.len(), 0..4)),
+                1..5,
+            )
+        ) {
+            let mut cache = DecodeCache::default();
+            for (a, b) in versions {
+                let (a, b) = (file(&a), file(&b));
+                same(&mut cache, &[("p.yaml", POLICY)], &[("a.yaml", &a), ("b.yaml", &b)], &Limits::default());
+            }
+        }
+    }
+}

@@ -135,8 +135,8 @@ fn subject_tag(subject: &Subject) -> String {
     sel.match_labels
         .values()
         .next()
-        .cloned()
-        .unwrap_or_else(|| "all".into())
+        .unwrap_or("all")
+        .to_string()
 }
 
 /// A namespace selector as platform teams write them.

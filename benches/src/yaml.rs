@@ -40,7 +40,7 @@ fn map<K: Into<String>>(entries: Vec<(K, Node)>) -> Node {
 }
 
 fn labels_node(labels: &Labels) -> Node {
-    Node::Map(labels.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+    Node::Map(labels.iter().map(|(k, v)| (k.to_string(), s(v))).collect())
 }
 
 /// Whether a string can be written without quotes and still read back as the same
@@ -469,8 +469,8 @@ fn container_port(p: &rules_compiler::model::NamedPort) -> Node {
 }
 
 fn pod_node(ep: &Endpoint) -> Node {
-    let app = ep.labels.get("app").map_or("app", String::as_str);
-    let version = ep.labels.get("version").map_or("latest", String::as_str);
+    let app = ep.labels.get("app").unwrap_or("app");
+    let version = ep.labels.get("version").unwrap_or("latest");
     let is_sidecar = |name: &str| SIDECAR_PORTS.iter().any(|(n, _, _)| *n == name);
     let (sidecar, main): (Vec<_>, Vec<_>) = ep.ports.iter().partition(|p| is_sidecar(&p.name));
     let mut app_container = vec![

@@ -974,14 +974,14 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
                     .position(|e| e.id.to_string() == locals[step % locals.len()])
                     .unwrap();
                 let j = rng.below(eps.len());
-                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                let app = eps[j].labels.get("app").unwrap_or_default().to_string();
                 eps[local].labels.insert("app".into(), app.clone());
                 format!("local {} relabelled app={app}", eps[local].id)
             }
             0 => {
                 // Relabel: take the app label of another endpoint.
                 let j = rng.below(eps.len());
-                let app = eps[j].labels.get("app").cloned().unwrap_or_default();
+                let app = eps[j].labels.get("app").unwrap_or_default().to_string();
                 eps[i].labels.insert("app".into(), app.clone());
                 format!("{} relabelled app={app}", eps[i].id)
             }

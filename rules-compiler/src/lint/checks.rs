@@ -222,7 +222,7 @@ fn named_namespaces(sel: &LabelSelector) -> Option<BTreeSet<String>> {
     let mut names: BTreeSet<String> = sel
         .match_labels
         .get(NAMESPACE_NAME_LABEL)
-        .cloned()
+        .map(str::to_string)
         .into_iter()
         .collect();
     for req in sel

@@ -2,16 +2,22 @@
 //!
 //! A `BTreeMap<String, String>` costs a 540-byte node even for one label; 50,000
 //! endpoints of four labels spent about 30 MB on node space alone, in every model
-//! netpold holds. The API is the map's, for the handful of calls the compiler makes.
+//! netpold holds. Keys and values of up to 24 bytes are kept inline. The API is the
+//! map's (with `&str` for `&String`), for the handful of calls the compiler makes.
 
 use std::fmt;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// A label key or value: up to 24 bytes kept inline, without an allocation of its own
+/// (nearly every key and value), so a model's labels cost little more than their pairs
+/// and clone without allocating.
+type Text = compact_str::CompactString;
+
 /// Labels of a namespace or an endpoint (and a selector's `matchLabels`): unique keys,
 /// sorted, so output is deterministic and lookups are a binary search.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Vec<(Text, Text)>);
 
 impl Labels {
     /// No labels.
@@ -24,8 +30,8 @@ impl Labels {
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.find(key).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.find(key).ok().map(|i| self.0[i].1.as_str())
     }
 
     /// Whether `key` is set.
@@ -36,10 +42,11 @@ impl Labels {
     /// Sets `key` to `value`; the value it replaces, if any (as a map's `insert`).
     /// Linear in the number of labels: build many with `collect`, which sorts once.
     pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        let value = Text::from(value);
         match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value).into_string()),
             Err(i) => {
-                self.0.insert(i, (key, value));
+                self.0.insert(i, (Text::from(key), value));
                 None
             }
         }
@@ -56,27 +63,32 @@ impl Labels {
     }
 
     /// (key, value) pairs, by key.
-    pub fn iter(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = (&String, &String)> + ExactSizeIterator + Clone {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> Iter<'_> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The keys, sorted.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(k, _)| k.as_str())
     }
 
     /// The values, by key.
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
-        self.0.iter().map(|(_, v)| v)
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(_, v)| v.as_str())
     }
 }
 
-impl FromIterator<(String, String)> for Labels {
+/// The (key, value) pairs of [`Labels`], by key.
+pub type Iter<'a> =
+    std::iter::Map<std::slice::Iter<'a, (Text, Text)>, fn(&'a (Text, Text)) -> (&'a str, &'a str)>;
+
+impl<K: Into<Text>, V: Into<Text>> FromIterator<(K, V)> for Labels {
     /// As a map collects: a later pair for a key replaces an earlier one.
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        let mut pairs: Vec<(String, String)> = iter.into_iter().collect();
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut pairs: Vec<(Text, Text)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         // Stable, so pairs of one key stay in input order; `dedup_by` keeps the first of
         // a run, so the later pair is swapped into its place before it is dropped.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -92,47 +104,47 @@ impl FromIterator<(String, String)> for Labels {
     }
 }
 
-impl<const N: usize> From<[(String, String); N]> for Labels {
-    fn from(pairs: [(String, String); N]) -> Self {
+impl<K: Into<Text>, V: Into<Text>, const N: usize> From<[(K, V); N]> for Labels {
+    fn from(pairs: [(K, V); N]) -> Self {
         pairs.into_iter().collect()
     }
 }
 
-impl Extend<(String, String)> for Labels {
+impl<K: Into<Text>, V: Into<Text>> Extend<(K, V)> for Labels {
     /// As a map extends: a pair replaces an earlier one of its key. Sorts once.
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         let mut all = std::mem::take(&mut self.0);
-        all.extend(iter);
+        all.extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
         *self = all.into_iter().collect();
     }
 }
 
 impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
-    >;
+    type Item = (&'a str, &'a str);
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.iter()
     }
 }
 
 impl IntoIterator for Labels {
     type Item = (String, String);
-    type IntoIter = std::vec::IntoIter<(String, String)>;
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(Text, Text)>, fn((Text, Text)) -> (String, String)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0
+            .into_iter()
+            .map(|(k, v)| (k.into_string(), v.into_string()))
     }
 }
 
 impl std::ops::Index<&str> for Labels {
-    type Output = String;
+    type Output = str;
 
     /// The value of `key`; panics when it is not set (as a map's index does).
-    fn index(&self, key: &str) -> &String {
+    fn index(&self, key: &str) -> &str {
         self.get(key).expect("no such label")
     }
 }
@@ -170,9 +182,11 @@ mod tests {
         let ours: Labels = input.clone().into_iter().collect();
         let map: BTreeMap<String, String> = input.into_iter().collect();
         assert_eq!(ours.len(), map.len());
-        assert!(ours.iter().eq(map.iter()));
+        assert!(ours
+            .iter()
+            .eq(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         for key in ["a", "b", "c", "d", ""] {
-            assert_eq!(ours.get(key), map.get(key), "{key}");
+            assert_eq!(ours.get(key), map.get(key).map(String::as_str), "{key}");
             assert_eq!(ours.contains_key(key), map.contains_key(key));
         }
         assert_eq!(format!("{ours:?}"), format!("{map:?}"));
@@ -192,7 +206,9 @@ mod tests {
         );
         ours.extend(pairs(&[("z", "1"), ("0", "y")]));
         map.extend(pairs(&[("z", "1"), ("0", "y")]));
-        assert!(ours.iter().eq(map.iter()));
+        assert!(ours
+            .iter()
+            .eq(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
         assert!(ours.keys().eq(map.keys()) && ours.values().eq(map.values()));
     }
 
@@ -208,7 +224,7 @@ mod tests {
         let mut extended = Labels::new();
         extended.extend(reversed());
         assert_eq!(extended, ours);
-        assert_eq!(ours.get("k000007").map(String::as_str), Some("7"));
+        assert_eq!(ours.get("k000007"), Some("7"));
     }
 
     #[test]

@@ -630,7 +630,7 @@ metadata:
         let e = &inv.endpoints[0];
         assert_eq!(e.id, ObjectName::new("payments", "payments-api-7d9f-abcde"));
         assert_eq!(e.kind, EndpointKind::Pod);
-        assert_eq!(e.labels["app"], "payments-api");
+        assert_eq!(&e.labels["app"], "payments-api");
         assert_eq!(
             e.ips,
             vec![
@@ -701,7 +701,7 @@ metadata:
             )],
         );
         let ns = &loaded.model.inventory.namespaces["web"];
-        assert_eq!(ns.labels[NAMESPACE_NAME_LABEL], "web");
+        assert_eq!(&ns.labels[NAMESPACE_NAME_LABEL], "web");
         assert_eq!(ns.labels.len(), 1);
         assert_eq!(loaded.warnings.len(), 1);
         check(
@@ -965,7 +965,7 @@ ports:
         let e = &loaded.model.inventory.endpoints[0];
         assert_eq!(e.id, ObjectName::new("payments", "ledger-vm"));
         assert_eq!(e.kind, EndpointKind::Native);
-        assert_eq!(e.labels["app"], "ledger");
+        assert_eq!(&e.labels["app"], "ledger");
         assert_eq!(
             e.ips,
             vec![
@@ -994,7 +994,7 @@ ports:
         let labels = &loaded.model.inventory.endpoints[0].labels;
         assert_eq!(labels.len(), n);
         assert!(labels.keys().zip(labels.keys().skip(1)).all(|(a, b)| a < b));
-        assert_eq!(labels["k000042"], "v42");
+        assert_eq!(&labels["k000042"], "v42");
     }
 
     #[test]

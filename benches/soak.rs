@@ -618,7 +618,7 @@ fn prepare(dir: &Path, endpoints: usize) -> Input {
         store,
         locals: locals.iter().map(ToString::to_string).collect(),
         server_ip,
-        second_namespace: second.namespace.clone(),
+        second_namespace: second.namespace.to_string(),
         update_edit: edit.what,
     }
 }

@@ -104,7 +104,7 @@ fn apply(model: &Model, i: usize, kind: EditKind, rng: &mut Rng) -> Option<(Mode
     let what = match kind {
         EditKind::Add => {
             let mut e: Endpoint = eps[i].clone();
-            e.id.name = format!("{}-bench-copy", e.id.name);
+            e.id.name = format!("{}-bench-copy", e.id.name).into();
             e.ips = vec![unused_v4(model, &BTreeSet::new())];
             let what = format!("{} added (a copy of {})", e.id, eps[i].id);
             let at = eps.binary_search_by(|x| x.id.cmp(&e.id)).err()?;

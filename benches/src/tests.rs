@@ -210,7 +210,10 @@ fn names_labels_and_ports_are_valid_for_kubernetes() {
     let mut ids = HashSet::new();
     for ep in &m.inventory.endpoints {
         assert!(is_dns_subdomain(&ep.id.name), "pod {}", ep.id);
-        assert!(m.inventory.namespaces.contains_key(&ep.id.namespace));
+        assert!(m
+            .inventory
+            .namespaces
+            .contains_key(ep.id.namespace.as_str()));
         assert!(ids.insert(ep.id.clone()), "{} twice", ep.id);
         for (k, v) in &ep.labels {
             assert!(is_label_key(k) && is_label_value(v), "{}: {k}={v}", ep.id);
@@ -227,7 +230,7 @@ fn names_labels_and_ports_are_valid_for_kubernetes() {
     let mut ids = HashSet::new();
     for p in &m.policies {
         assert!(is_dns_subdomain(&p.id.name), "policy {}", p.id);
-        assert!(m.inventory.namespaces.contains_key(&p.id.namespace));
+        assert!(m.inventory.namespaces.contains_key(p.id.namespace.as_str()));
         assert!(ids.insert(p.id.clone()), "{} twice", p.id);
         for sel in selectors_of(p) {
             for (k, v) in &sel.match_labels {

@@ -271,8 +271,8 @@ fn policy_node(p: &Policy) -> Node {
         (
             "metadata",
             map(vec![
-                ("name", s(&p.id.name)),
-                ("namespace", s(&p.id.namespace)),
+                ("name", s(p.id.name.as_str())),
+                ("namespace", s(p.id.namespace.as_str())),
             ]),
         ),
         ("spec", map(spec)),
@@ -511,8 +511,8 @@ fn pod_node(ep: &Endpoint) -> Node {
             "metadata",
             map(vec![
                 ("labels", labels_node(&ep.labels)),
-                ("name", s(&ep.id.name)),
-                ("namespace", s(&ep.id.namespace)),
+                ("name", s(ep.id.name.as_str())),
+                ("namespace", s(ep.id.namespace.as_str())),
                 ("uid", s(uid(&ep.id.to_string()))),
             ]),
         ),

@@ -999,7 +999,7 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
             }
             _ => {
                 let mut e = eps[i].clone();
-                e.id.name = format!("{}-copy{step}", e.id.name);
+                e.id.name = format!("{}-copy{step}", e.id.name).into();
                 e.ips = vec![std::net::IpAddr::V4(next_ip.into())];
                 next_ip += 1;
                 let name = e.id.to_string();

@@ -125,14 +125,18 @@ impl fmt::Display for Direction {
 #[serde(into = "String")]
 pub struct ObjectName {
     /// The namespace.
-    pub namespace: String,
+    pub namespace: Name,
     /// The name within the namespace.
-    pub name: String,
+    pub name: Name,
 }
+
+/// A namespace or object name: up to 24 bytes kept inline (a Kubernetes name may have
+/// up to 253), so most names cost no allocation of their own.
+pub type Name = compact_str::CompactString;
 
 impl ObjectName {
     /// Builds a name from its two parts.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Name>, name: impl Into<Name>) -> Self {
         ObjectName {
             namespace: namespace.into(),
             name: name.into(),

@@ -201,7 +201,7 @@ pub fn find_endpoint(index: &Index<'_>, name: &ObjectName) -> Result<EndpointId,
     let total = in_namespace.clone().count();
     let shown = in_namespace
         .take(SHOWN_DIAGNOSTICS)
-        .map(|e| e.id.name.clone())
+        .map(|e| e.id.name.to_string())
         .collect();
     Err(UnknownEndpoint::Missing {
         name: name.clone(),

@@ -187,7 +187,7 @@ fn ns_matches(model: &Model, sel: &LabelSelector, ep: &Endpoint) -> bool {
     model
         .inventory
         .namespaces
-        .get(&ep.id.namespace)
+        .get(ep.id.namespace.as_str())
         .is_some_and(|n| sel.matches(&n.labels))
 }
 

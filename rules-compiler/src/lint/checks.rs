@@ -329,7 +329,7 @@ pub(super) fn host_network_selected(lint: &mut Lint<'_, '_>, id: PolicyId) {
         let in_scope = namespaces_of(lint, namespaces);
         let named: Vec<_> = host
             .iter()
-            .filter(|s| in_scope.contains(&s.id.namespace) && pods.matches(&s.labels))
+            .filter(|s| in_scope.iter().any(|n| *n == s.id.namespace) && pods.matches(&s.labels))
             .map(|s| &s.id)
             .collect();
         if named.is_empty() {

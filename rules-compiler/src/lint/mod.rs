@@ -305,7 +305,7 @@ impl<'a, 'm> Lint<'a, 'm> {
     fn selected(&self, id: PolicyId) -> Vec<EndpointId> {
         let policy = self.policy(id);
         self.index.peer_endpoints(&crate::model::Peer::Endpoints {
-            namespaces: crate::model::NamespaceScope::Own(policy.id.namespace.clone()),
+            namespaces: crate::model::NamespaceScope::Own(policy.id.namespace.to_string()),
             pods: policy.pod_selector.clone(),
         })
     }

@@ -185,7 +185,7 @@ fn selects(
     model
         .inventory
         .namespaces
-        .get(&ep.id.namespace)
+        .get(ep.id.namespace.as_str())
         .is_some_and(|ns| namespaces.matches(&ns.labels))
         && pods.is_none_or(|p| p.matches(&ep.labels))
 }

@@ -523,7 +523,9 @@ fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
         .chain(policies.iter().map(|p| (&p.id, None, &p.source)));
     let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
     for (id, endpoint, source) in users {
-        if inv.namespaces.contains_key(&id.namespace) || implicit.contains_key(&id.namespace) {
+        if inv.namespaces.contains_key(id.namespace.as_str())
+            || implicit.contains_key(id.namespace.as_str())
+        {
             continue;
         }
         let object = match endpoint {
@@ -541,9 +543,9 @@ fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
             .field("metadata.namespace"),
         );
         implicit.insert(
-            id.namespace.clone(),
+            id.namespace.to_string(),
             Namespace {
-                name: id.namespace.clone(),
+                name: id.namespace.to_string(),
                 labels: [(NAMESPACE_NAME_LABEL.to_string(), id.namespace.clone())].into(),
                 implicit: true,
                 source: source.clone(),

@@ -632,7 +632,7 @@ impl<B: Backend> State<B> {
         // Before the read: an event that comes during it may or may not be in what is
         // read, so it counts as a change not read yet.
         let events = self.file_events();
-        let read = match read_inputs(&self.options) {
+        let (policies, inventory) = match read_files(&self.options) {
             Ok(r) => r,
             Err(rejected) => {
                 self.last_read = Some(LastRead {
@@ -647,14 +647,29 @@ impl<B: Backend> State<B> {
                 return report;
             }
         };
-        self.last_read = Some(LastRead {
-            hashes: Some(read.hashes.clone()),
-            events,
-        });
-        let same_as_loaded = self.current.as_ref().map(|c| &c.inputs.hashes) == Some(&read.hashes);
-        let same_as_failed = (self.last_error.is_some() || self.held.is_some())
-            && self.last_attempt.as_ref() == Some(&read.hashes)
-            && trigger == Trigger::Files;
+        // The bytes in force, compared as they are: no hash needed to see nothing changed.
+        let loaded_hashes = self
+            .current
+            .as_ref()
+            .filter(|c| c.inputs.policies == policies && c.inputs.inventory == inventory)
+            .map(|c| c.inputs.hashes.clone());
+        let same_as_loaded = loaded_hashes.is_some();
+        // A file event after a failed or held attempt is skipped when the bytes are those
+        // of the attempt, known by their hashes only.
+        let after_failure =
+            (self.last_error.is_some() || self.held.is_some()) && trigger == Trigger::Files;
+        let hashes = match loaded_hashes {
+            Some(h) => Some(h),
+            None if after_failure => Some(InputHashes::of(&policies, &inventory)),
+            None => None,
+        };
+        let same_as_failed = after_failure && hashes.is_some() && self.last_attempt == hashes;
+        if let Some(h) = &hashes {
+            self.last_read = Some(LastRead {
+                hashes: Some(h.clone()),
+                events,
+            });
+        }
         // An operator's reload re-checks the kernel, never only the inputs: a table
         // deleted or changed by someone else is put back from the inputs in force. So
         // does the retry of a failed repair.
@@ -671,7 +686,7 @@ impl<B: Backend> State<B> {
             if let Some(inputs) = inputs {
                 // A replace, not an update on top of a table that is not ours any more.
                 self.applied = None;
-                self.last_attempt = Some(read.hashes);
+                self.last_attempt = hashes;
                 let report = self.load_and_apply(trigger, inputs, started, false, Guard::Force);
                 self.check_missed();
                 return report;
@@ -684,12 +699,25 @@ impl<B: Backend> State<B> {
                 self.held = None;
                 self.retry = false;
             }
-            self.last_attempt = Some(read.hashes);
+            self.last_attempt = hashes;
             return self.record(self.unchanged(trigger));
         }
-        self.last_attempt = Some(read.hashes.clone());
+        let (hashes, loaded) = match hashes {
+            Some(h) => (h, self.load(&policies, &inventory)),
+            None => self.hash_beside_load(&policies, &inventory),
+        };
+        self.last_read = Some(LastRead {
+            hashes: Some(hashes.clone()),
+            events,
+        });
+        self.last_attempt = Some(hashes.clone());
         self.held = None;
-        let report = self.load_and_apply(trigger, Arc::new(read), started, true, guard);
+        let read = Arc::new(Read {
+            policies,
+            inventory,
+            hashes,
+        });
+        let report = self.apply_loaded(trigger, loaded, read, started, true, guard);
         self.check_missed();
         // The load's transient trees and the replaced inputs are free now; give them back
         // to the system, or a daemon that reloaded once holds its peak for good.
@@ -705,9 +733,38 @@ impl<B: Backend> State<B> {
         warn: bool,
         guard: Guard,
     ) -> ReloadReport {
+        let loaded = self.load(&inputs.policies, &inputs.inventory);
+        self.apply_loaded(trigger, loaded, inputs, started, warn, guard)
+    }
+
+    /// The inputs' hashes and their load: the SHA-256 of a 38 MB inventory takes about
+    /// 30 ms, so it is computed on a thread of its own while the load runs (inline when
+    /// no thread can be started).
+    fn hash_beside_load(
+        &mut self,
+        policies: &[Input],
+        inventory: &[Input],
+    ) -> (InputHashes, Result<Loaded, Rejected>) {
+        std::thread::scope(|scope| {
+            let hashing = std::thread::Builder::new()
+                .name("netpold-hash".into())
+                .spawn_scoped(scope, || InputHashes::of(policies, inventory));
+            let loaded = self.load(policies, inventory);
+            let hashes = match hashing {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => InputHashes::of(policies, inventory),
+            };
+            (hashes, loaded)
+        })
+    }
+
+    /// Loads the inputs through the decode cache.
+    fn load(&mut self, policies: &[Input], inventory: &[Input]) -> Result<Loaded, Rejected> {
         let loaded = rules_compiler::load_model_cached(
-            &inputs.policies,
-            &inputs.inventory,
+            policies,
+            inventory,
             &self.options.load.limits,
             &mut self.decode_cache,
         );
@@ -719,6 +776,19 @@ impl<B: Backend> State<B> {
             cache.decoded,
             cache.reused + cache.decoded
         );
+        loaded
+    }
+
+    /// Applies what loading `inputs` gave, or records its failure.
+    fn apply_loaded(
+        &mut self,
+        trigger: Trigger,
+        loaded: Result<Loaded, Rejected>,
+        inputs: Arc<Read>,
+        started: Instant,
+        warn: bool,
+        guard: Guard,
+    ) -> ReloadReport {
         let loaded = match loaded {
             Ok(l) => l,
             Err(rejected) => {
@@ -1447,21 +1517,12 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn read_inputs(options: &Options) -> Result<Read, Rejected> {
+/// The policy and inventory files, or every error reading them.
+fn read_files(options: &Options) -> Result<(Vec<Input>, Vec<Input>), Rejected> {
     let policies = load::read_paths(&options.policies, &options.load);
     let inventory = load::read_paths(&options.inventory, &options.load);
     match (policies, inventory) {
-        (Ok(policies), Ok(inventory)) => {
-            let hashes = InputHashes {
-                policies: hash(&policies),
-                inventory: hash(&inventory),
-            };
-            Ok(Read {
-                policies,
-                inventory,
-                hashes,
-            })
-        }
+        (Ok(policies), Ok(inventory)) => Ok((policies, inventory)),
         (p, i) => {
             let mut all = Vec::new();
             for r in [p.err(), i.err()].into_iter().flatten() {
@@ -1472,9 +1533,19 @@ fn read_inputs(options: &Options) -> Result<Read, Rejected> {
     }
 }
 
+impl InputHashes {
+    /// The hashes of these policy and inventory files.
+    pub(crate) fn of(policies: &[Input], inventory: &[Input]) -> InputHashes {
+        InputHashes {
+            policies: hash(policies),
+            inventory: hash(inventory),
+        }
+    }
+}
+
 /// SHA-256 over each input's path and bytes, length-prefixed so that no two different
 /// lists of files hash the same.
-pub(crate) fn hash(inputs: &[Input]) -> String {
+fn hash(inputs: &[Input]) -> String {
     let mut h = Sha256::new();
     for i in inputs {
         let path = i.path.as_os_str().as_encoded_bytes();

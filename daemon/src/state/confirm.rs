@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::report::{
     rfc3339, Held, InputHashes, InputText, Outcome, Pending, ReloadReport, Trigger,
 };
-use super::{hash, Guard, Read, State};
+use super::{Guard, Read, State};
 use crate::netlink::Backend;
 use crate::telemetry;
 
@@ -118,10 +118,7 @@ impl<B: Backend> State<B> {
                 .collect()
         };
         let (policies, inventory) = (inputs(kept.policies), inputs(kept.inventory));
-        let hashes = InputHashes {
-            policies: hash(&policies),
-            inventory: hash(&inventory),
-        };
+        let hashes = InputHashes::of(&policies, &inventory);
         let left =
             Duration::from_millis(kept.deadline_ms.saturating_sub(unix_ms(SystemTime::now())));
         tracing::warn!(

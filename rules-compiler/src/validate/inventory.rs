@@ -28,7 +28,9 @@ pub(super) const NATIVE_API_VERSION: &str = "netpol/v1";
 pub(super) struct LocatedIp {
     pub ip: IpAddr,
     pub source: Source,
-    pub field: String,
+    /// The field path, such as `status.podIPs[0].ip`: inline up to 24 bytes, as
+    /// netpold's decode cache keeps one for every address.
+    pub field: compact_str::CompactString,
 }
 
 /// What one inventory object turned into.
@@ -512,7 +514,7 @@ fn push_ip(ctx: &mut Ctx<'_>, node: &Node, field: &str, out: &mut Vec<LocatedIp>
             None => out.push(LocatedIp {
                 ip,
                 source: ctx.source(node),
-                field: field.to_string(),
+                field: field.into(),
             }),
             Some(why) => ctx.error(node, field, format!("{s} is {why}")),
         },

@@ -482,13 +482,20 @@ mod tests {
         #[test]
         fn any_sequence_of_files_loads_as_cold(
             versions in prop::collection::vec(
-                (prop::collection::vec(0..DOCS.len(), 0..12), prop::collection::vec(0..DOCS.len(), 0..4)),
+                (
+                    prop::collection::vec(0..DOCS.len(), 0..12),
+                    prop::collection::vec(0..DOCS.len(), 0..4),
+                    prop::bool::ANY,
+                ),
                 1..5,
             )
         ) {
             let mut cache = DecodeCache::default();
-            for (a, b) in versions {
-                let (a, b) = (file(&a), file(&b));
+            for (a, b, bom) in versions {
+                let (mut a, b) = (file(&a), file(&b));
+                if bom {
+                    a.insert(0, '\u{feff}');
+                }
                 same(&mut cache, &[("p.yaml", POLICY)], &[("a.yaml", &a), ("b.yaml", &b)], &Limits::default());
             }
         }

@@ -463,7 +463,7 @@ fn uid(name: &str) -> String {
 fn container_port(p: &rules_compiler::model::NamedPort) -> Node {
     map(vec![
         ("containerPort", Node::Int(p.port.into())),
-        ("name", s(&p.name)),
+        ("name", s(p.name.as_str())),
         ("protocol", s(p.protocol.as_k8s())),
     ])
 }

@@ -216,7 +216,7 @@ pub struct Namespace {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct NamedPort {
     /// The port's name, unique within its endpoint.
-    pub name: String,
+    pub name: Name,
     /// The number it stands for on this endpoint.
     pub port: u16,
     /// Its protocol; a policy's named port matches only with the same protocol.

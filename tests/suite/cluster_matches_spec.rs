@@ -226,7 +226,7 @@ fn port_has(entry: &ClusterPort, dest: Option<&Endpoint>, proto: u8, dport: u16)
         ClusterPort::Named(name) => dest.is_some_and(|d| {
             d.ports
                 .iter()
-                .any(|p| &p.name == name && p.protocol.number() == proto && p.port == dport)
+                .any(|p| p.name == name && p.protocol.number() == proto && p.port == dport)
         }),
     }
 }

@@ -450,7 +450,7 @@ fn named_port(
         }
     };
     let named = NamedPort {
-        name: name.to_string(),
+        name: name.into(),
         port: port?,
         protocol: protocol?,
     };
@@ -459,9 +459,9 @@ fn named_port(
 
 /// Sorted by name; a name used twice is an error at its second use.
 fn unique_ports(ctx: &mut Ctx<'_>, ports: Vec<(NamedPort, Source, String)>) -> Vec<NamedPort> {
-    let mut seen: BTreeMap<String, (NamedPort, Source)> = BTreeMap::new();
+    let mut seen: BTreeMap<crate::model::Name, (NamedPort, Source)> = BTreeMap::new();
     for (port, source, field) in ports {
-        if let Some((_, first)) = seen.get(&port.name) {
+        if let Some((_, first)) = seen.get(port.name.as_str()) {
             ctx.error_at(
                 &source,
                 &field,

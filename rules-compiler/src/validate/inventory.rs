@@ -53,7 +53,7 @@ pub(super) enum Decoded {
     /// A Kubernetes Node (for ClusterNetworkPolicy `nodes` peers).
     Node(ClusterNode),
     /// An object of a kind the inventory does not use.
-    Ignored(String),
+    Ignored(crate::model::Name),
 }
 
 /// The object `d` stands for, owned, or `None` for an endpoint or skipped pod that is
@@ -118,7 +118,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<Decoded> {
             wrong_version(ctx, NATIVE_API_VERSION);
             None
         }
-        (kind, _) => Some(Decoded::Ignored(kind.to_string())),
+        (kind, _) => Some(Decoded::Ignored(kind.into())),
     }
 }
 

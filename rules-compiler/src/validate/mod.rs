@@ -450,7 +450,12 @@ fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
             continue;
         };
         match d {
-            Decoded::Ignored(kind) => *inv.ignored_kinds.entry(kind).or_default() += 1,
+            Decoded::Ignored(kind) => match inv.ignored_kinds.get_mut(kind.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    inv.ignored_kinds.insert(kind.into_string(), 1);
+                }
+            },
             Decoded::Node(node) => {
                 if let Some(first) = inv.nodes.iter().find(|n| n.name == node.name) {
                     diags.push(

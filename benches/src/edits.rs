@@ -105,7 +105,7 @@ fn apply(model: &Model, i: usize, kind: EditKind, rng: &mut Rng) -> Option<(Mode
         EditKind::Add => {
             let mut e: Endpoint = eps[i].clone();
             e.id.name = format!("{}-bench-copy", e.id.name).into();
-            e.ips = vec![unused_v4(model, &BTreeSet::new())];
+            e.ips = [unused_v4(model, &BTreeSet::new())].into();
             let what = format!("{} added (a copy of {})", e.id, eps[i].id);
             let at = eps.binary_search_by(|x| x.id.cmp(&e.id)).err()?;
             eps.insert(at, e);
@@ -132,8 +132,10 @@ fn apply(model: &Model, i: usize, kind: EditKind, rng: &mut Rng) -> Option<(Mode
             let v4 = eps[i].ips.iter().position(IpAddr::is_ipv4)?;
             let ip = unused_v4(model, &BTreeSet::new());
             let old = eps[i].ips[v4];
-            eps[i].ips[v4] = ip;
-            eps[i].ips.sort();
+            let mut ips = eps[i].ips.to_vec();
+            ips[v4] = ip;
+            ips.sort();
+            eps[i].ips = ips.into();
             format!("{} moved from {old} to {ip}", eps[i].id)
         }
     };

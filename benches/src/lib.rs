@@ -586,8 +586,8 @@ fn make_endpoints(
             out.push(Endpoint {
                 id: ObjectName::new(plan.name.clone(), name),
                 labels,
-                ips,
-                ports,
+                ips: ips.into(),
+                ports: ports.into(),
                 kind: EndpointKind::Pod,
                 source: Source::default(),
             });
@@ -732,8 +732,8 @@ fn policy(
         id: ObjectName::new(ns, name),
         mode: PolicyMode::Enforce,
         pod_selector,
-        ingress,
-        egress,
+        ingress: ingress.map(Into::into),
+        egress: egress.map(Into::into),
         source: Source::default(),
     }
 }

@@ -64,7 +64,7 @@ fn is_port_name(s: &str) -> bool {
 fn selectors_of(p: &Policy) -> Vec<&LabelSelector> {
     let mut out = vec![&p.pod_selector];
     for rules in [&p.ingress, &p.egress].into_iter().flatten() {
-        for r in rules {
+        for r in rules.iter() {
             if let Peers::List(peers) = &r.peers {
                 for peer in peers {
                     if let Peer::Endpoints { namespaces, pods } = peer {
@@ -164,7 +164,7 @@ fn addresses_are_unique_and_only_from_test_ranges() {
         assert!(ep.ips.windows(2).all(|w| w[0] < w[1]), "{} sorted", ep.id);
         assert!(ep.ips.iter().any(IpAddr::is_ipv4), "{} has v4", ep.id);
         dual += usize::from(ep.ips.iter().any(IpAddr::is_ipv6));
-        for ip in &ep.ips {
+        for ip in ep.ips.iter() {
             assert!(
                 v4.contains(ip) || v6.contains(ip),
                 "{ip} outside test ranges"
@@ -221,7 +221,7 @@ fn names_labels_and_ports_are_valid_for_kubernetes() {
         let names: BTreeSet<&str> = ep.ports.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names.len(), ep.ports.len(), "{}: port names unique", ep.id);
         assert!(ep.ports.windows(2).all(|w| w[0].name < w[1].name));
-        for p in &ep.ports {
+        for p in ep.ports.iter() {
             assert!(is_port_name(&p.name), "{}: port {}", ep.id, p.name);
             assert!(p.port >= 1);
         }
@@ -257,7 +257,7 @@ fn policies_satisfy_the_model_invariants() {
             p.id
         );
         for rules in [&p.ingress, &p.egress].into_iter().flatten() {
-            for r in rules {
+            for r in rules.iter() {
                 if let Peers::List(peers) = &r.peers {
                     assert!(!peers.is_empty());
                     for peer in peers {
@@ -306,7 +306,8 @@ fn the_mix_has_every_shape() {
     for p in &m.policies {
         both |= p.ingress.as_ref().is_some_and(|r| !r.is_empty())
             && p.egress.as_ref().is_some_and(|r| !r.is_empty());
-        if p.pod_selector.is_everything() && p.ingress == Some(vec![]) && p.egress.is_none() {
+        if p.pod_selector.is_everything() && p.ingress.as_deref() == Some(&[]) && p.egress.is_none()
+        {
             default_deny += 1;
         }
         for sel in selectors_of(p) {
@@ -319,7 +320,11 @@ fn the_mix_has_every_shape() {
                 });
             }
         }
-        for r in [&p.ingress, &p.egress].into_iter().flatten().flatten() {
+        for r in [&p.ingress, &p.egress]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r.iter())
+        {
             match &r.peers {
                 Peers::All => all_peers = true,
                 Peers::List(peers) => {
@@ -537,7 +542,7 @@ fn yaml_streams_parse_and_carry_the_model() {
             .iter()
             .map(|i| i["ip"].as_str().expect("ip").parse().expect("address"))
             .collect();
-        assert_eq!(ips, ep.ips);
+        assert_eq!(ips[..], ep.ips[..]);
         let mut ports = Vec::new();
         for c in doc["spec"]["containers"].as_vec().expect("containers") {
             for p in c["ports"].as_vec().into_iter().flatten() {
@@ -549,7 +554,7 @@ fn yaml_streams_parse_and_carry_the_model() {
             }
         }
         ports.sort();
-        assert_eq!(ports, ep.ports, "{}", ep.id);
+        assert_eq!(ports[..], ep.ports[..], "{}", ep.id);
         for (k, v) in &ep.labels {
             assert_eq!(doc["metadata"]["labels"][k].as_str(), Some(v));
         }

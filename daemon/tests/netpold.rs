@@ -989,8 +989,10 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
                 let ip = std::net::IpAddr::V4(next_ip.into());
                 next_ip += 1;
                 let v4 = eps[i].ips.iter().position(|a| a.is_ipv4()).unwrap_or(0);
-                eps[i].ips[v4] = ip;
-                eps[i].ips.sort();
+                let mut ips = eps[i].ips.to_vec();
+                ips[v4] = ip;
+                ips.sort();
+                eps[i].ips = ips.into();
                 format!("{} moved to {ip}", eps[i].id)
             }
             2 => {
@@ -1000,7 +1002,7 @@ fn random_edits_of_a_synthetic_input_end_as_a_fresh_apply_would() {
             _ => {
                 let mut e = eps[i].clone();
                 e.id.name = format!("{}-copy{step}", e.id.name).into();
-                e.ips = vec![std::net::IpAddr::V4(next_ip.into())];
+                e.ips = [std::net::IpAddr::V4(next_ip.into())].into();
                 next_ip += 1;
                 let name = e.id.to_string();
                 eps.push(e);

@@ -620,7 +620,7 @@ pub fn explain(
         End::Stranger(ip) => Party::Address(ip),
     };
     let addresses = |end: End| match end {
-        End::Endpoint(id) => index.endpoint(id).ips.clone(),
+        End::Endpoint(id) => index.endpoint(id).ips.to_vec(),
         End::Stranger(ip) => vec![ip],
     };
     let self_traffic = matches!((from, to), (End::Endpoint(a), End::Endpoint(b)) if a == b);

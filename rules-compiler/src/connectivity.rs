@@ -49,6 +49,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -69,7 +70,7 @@ pub use ports::{Allowed, PortRanges, Proto};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ends {
     /// Every endpoint and its addresses, sorted by name.
-    endpoints: Vec<(ObjectName, Vec<IpAddr>)>,
+    endpoints: Vec<(ObjectName, Arc<[IpAddr]>)>,
     /// Every `cidr` and `except` of every `ipBlock` of every policy, every `networks`
     /// CIDR of every ClusterNetworkPolicy, and the addresses of Nodes that `nodes`
     /// peers may select.
@@ -534,16 +535,16 @@ fn endpoint_ends<'a>(old: Side<'a>, new: Side<'a>) -> Vec<End<'a>> {
         let (name, ips) = match order {
             std::cmp::Ordering::Less => {
                 i += 1;
-                (&a[i - 1].0, [a[i - 1].1.as_slice(), &[][..]])
+                (&a[i - 1].0, [&a[i - 1].1[..], &[][..]])
             }
             std::cmp::Ordering::Greater => {
                 j += 1;
-                (&b[j - 1].0, [&[][..], b[j - 1].1.as_slice()])
+                (&b[j - 1].0, [&[][..], &b[j - 1].1[..]])
             }
             std::cmp::Ordering::Equal => {
                 i += 1;
                 j += 1;
-                (&a[i - 1].0, [a[i - 1].1.as_slice(), b[j - 1].1.as_slice()])
+                (&a[i - 1].0, [&a[i - 1].1[..], &b[j - 1].1[..]])
             }
         };
         out.push(End {

@@ -242,10 +242,12 @@ pub struct Endpoint {
     pub id: ObjectName,
     /// Its labels.
     pub labels: Labels,
-    /// Its addresses, v4 and v6, sorted and de-duplicated; at least one.
-    pub ips: Vec<IpAddr>,
+    /// Its addresses, v4 and v6, sorted and de-duplicated; at least one. Shared by
+    /// clones, as are the ports and labels: netpold's decode cache lends endpoints to
+    /// each model without copying them.
+    pub ips: Arc<[IpAddr]>,
     /// Its named ports, sorted by name; names are unique.
-    pub ports: Vec<NamedPort>,
+    pub ports: Arc<[NamedPort]>,
     /// Pod or native.
     pub kind: EndpointKind,
     /// Where it was declared.
@@ -335,10 +337,11 @@ pub struct Policy {
     /// `spec.podSelector`: which endpoints of its own namespace it selects.
     pub pod_selector: LabelSelector,
     /// `Some` when the policy isolates ingress (policyTypes has `Ingress`): the rules,
-    /// possibly empty (then nothing is allowed in). `None`: no effect on ingress.
-    pub ingress: Option<Vec<Rule>>,
+    /// possibly empty (then nothing is allowed in). `None`: no effect on ingress. Shared
+    /// by clones (the decode cache lends policies to each model).
+    pub ingress: Option<Arc<[Rule]>>,
     /// `Some` when the policy isolates egress (policyTypes has `Egress`).
-    pub egress: Option<Vec<Rule>>,
+    pub egress: Option<Arc<[Rule]>>,
     /// Where it was declared.
     pub source: Source,
 }

@@ -48,7 +48,7 @@ impl<'m> Index<'m> {
                 .entry(ep.id.namespace.as_str())
                 .or_default()
                 .push(i);
-            for ip in &ep.ips {
+            for ip in ep.ips.iter() {
                 by_addr.insert(*ip, i);
             }
         }

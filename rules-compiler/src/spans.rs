@@ -15,6 +15,7 @@
 //! in the model, whose `rules(dir)` is `None`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::load::Node;
 use crate::model::{Direction, ObjectName, Source};
@@ -111,8 +112,8 @@ pub struct PeerSpans {
 /// write itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Spans {
-    /// Each policy's places, by `namespace/name`.
-    pub policies: BTreeMap<ObjectName, PolicySpans>,
+    /// Each policy's places, by `namespace/name` (shared with netpold's decode cache).
+    pub policies: BTreeMap<ObjectName, Arc<PolicySpans>>,
     /// Namespaces declared by a Namespace object without the label
     /// `kubernetes.io/metadata.name`, which `validate` then added (Kubernetes >= 1.22
     /// sets it on every namespace; an object without it was written by hand or read

@@ -68,8 +68,8 @@ impl ModelBuilder {
         self.endpoints.push(Endpoint {
             id,
             labels: labels(labels_),
-            ips,
-            ports: Vec::new(),
+            ips: ips.into(),
+            ports: Default::default(),
             kind: EndpointKind::Native,
             source: Source::default(),
         });
@@ -84,13 +84,14 @@ impl ModelBuilder {
             .iter_mut()
             .find(|e| e.id == id)
             .unwrap_or_else(|| panic!("named_ports: no endpoint {id}"));
-        ep.ports
-            .extend(ports_.iter().map(|&(name, port, protocol)| NamedPort {
-                name: name.into(),
-                port,
-                protocol,
-            }));
-        ep.ports.sort();
+        let mut ports = ep.ports.to_vec();
+        ports.extend(ports_.iter().map(|&(name, port, protocol)| NamedPort {
+            name: name.into(),
+            port,
+            protocol,
+        }));
+        ports.sort();
+        ep.ports = ports.into();
         self
     }
 
@@ -215,8 +216,8 @@ pub fn policy(
         id: oname(id),
         mode: PolicyMode::Enforce,
         pod_selector,
-        ingress,
-        egress,
+        ingress: ingress.map(Into::into),
+        egress: egress.map(Into::into),
         source: Source::default(),
     }
 }

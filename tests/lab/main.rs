@@ -217,7 +217,7 @@ fn endpoints(case: &Case) -> Vec<Endpoint> {
                 });
             Endpoint {
                 name,
-                ips: e.ips.clone(),
+                ips: e.ips.to_vec(),
                 alias,
                 stranger: false,
             }

@@ -78,7 +78,7 @@ fn allowed(
     // the receiver's ingress (a stranger's side is not policed).
     let ips = |e: End| -> Vec<IpAddr> {
         match e {
-            End::Endpoint(i) => index.endpoint(i).ips.clone(),
+            End::Endpoint(i) => index.endpoint(i).ips.to_vec(),
             End::Stranger(ip) => vec![ip],
         }
     };
@@ -120,7 +120,7 @@ fn shares(
                 .model
                 .inventory
                 .endpoint_index(name)
-                .map(|i| index.endpoint(i).ips.clone())
+                .map(|i| index.endpoint(i).ips.to_vec())
                 .unwrap_or_default(),
             Node::Block(_) => example.into_iter().collect(),
         }

@@ -232,8 +232,8 @@ pub(super) fn model() -> impl Strategy<Value = Model> {
                 Endpoint {
                     id: ObjectName::new(ns, format!("ep{i}")),
                     labels,
-                    ips,
-                    ports,
+                    ips: ips.into(),
+                    ports: ports.into(),
                     kind: EndpointKind::Native,
                     source: Source::default(),
                 }
@@ -359,7 +359,7 @@ fn check_model(model: &Model, mode: Mode, shard_above: usize) -> Result<(), Test
             .flat_map(|e| e.ips.iter().copied()),
     );
     for (local, ep) in model.inventory.endpoints.iter().enumerate() {
-        for local_ip in &ep.ips {
+        for local_ip in ep.ips.iter() {
             for remote in remotes
                 .iter()
                 .filter(|r| r.is_ipv4() == local_ip.is_ipv4() && *r != local_ip)

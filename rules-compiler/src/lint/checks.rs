@@ -667,7 +667,7 @@ pub(super) fn duplicate_units(lint: &Lint<'_, '_>, dir: Direction) -> BTreeMap<U
                     .iter()
                     .any(has_named_port)
             });
-        let ports = named.then(|| index.endpoint(ep).ports.as_slice());
+        let ports = named.then(|| &index.endpoint(ep).ports[..]);
         groups.entry((isolating, ports)).or_insert(ep);
     }
     // Per unit: `None` once a group needs it; else its cover, while every group so far

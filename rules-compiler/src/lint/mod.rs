@@ -261,7 +261,7 @@ impl<'a, 'm> Lint<'a, 'm> {
         self.spans
             .policies
             .get(&self.policy(id).id)
-            .unwrap_or(&NO_PLACES)
+            .map_or(&NO_PLACES, |p| p)
     }
 
     /// Records a finding at `span` of policy `id`; an unknown span (0:0) falls back to

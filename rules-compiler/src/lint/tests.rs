@@ -751,11 +751,13 @@ fn deleting_every_duplicate_allows_exactly_the_same() {
             removed += units.len();
             for unit in units.keys().rev() {
                 let policy = &mut pruned.policies[unit.policy];
-                let rules = match dir {
+                let shared = match dir {
                     Direction::Ingress => policy.ingress.as_mut(),
                     Direction::Egress => policy.egress.as_mut(),
                 }
                 .unwrap();
+                // Rules are shared with the loaded model: edit a copy.
+                let mut rules = shared.to_vec();
                 match (unit.peer, &mut rules[unit.rule].peers) {
                     (None, _) => {
                         rules.remove(unit.rule);
@@ -766,6 +768,7 @@ fn deleting_every_duplicate_allows_exactly_the_same() {
                     }
                     (Some(_), crate::model::Peers::All) => unreachable!(),
                 }
+                *shared = rules.into();
             }
         }
         assert!(removed > 0, "the case has duplicates\n{text}");

@@ -1,11 +1,14 @@
-//! [`Labels`]: a small sorted map of label keys to values, in one allocation.
+//! [`Labels`]: a small sorted map of label keys to values, in one shared allocation.
 //!
 //! A `BTreeMap<String, String>` costs a 540-byte node even for one label; 50,000
 //! endpoints of four labels spent about 30 MB on node space alone, in every model
-//! netpold holds. Keys and values of up to 24 bytes are kept inline. The API is the
-//! map's (with `&str` for `&String`), for the handful of calls the compiler makes.
+//! netpold holds. Keys and values of up to 24 bytes are kept inline, and the pairs are
+//! shared, not copied, by a clone: netpold's decode cache and the model it lends to
+//! hold one copy. The API is the map's (with `&str` for `&String`), for the handful of
+//! calls the compiler makes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -15,14 +18,16 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 type Text = compact_str::CompactString;
 
 /// Labels of a namespace or an endpoint (and a selector's `matchLabels`): unique keys,
-/// sorted, so output is deterministic and lookups are a binary search.
+/// sorted, so output is deterministic and lookups are a binary search. Immutable once
+/// built but for [`insert`](Labels::insert), which copies: a clone costs a reference
+/// count.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(Text, Text)>);
+pub struct Labels(Arc<[(Text, Text)]>);
 
 impl Labels {
     /// No labels.
     pub fn new() -> Self {
-        Labels(Vec::new())
+        Labels::default()
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
@@ -43,13 +48,16 @@ impl Labels {
     /// Linear in the number of labels: build many with `collect`, which sorts once.
     pub fn insert(&mut self, key: String, value: String) -> Option<String> {
         let value = Text::from(value);
-        match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value).into_string()),
+        let mut pairs = self.0.to_vec();
+        let old = match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut pairs[i].1, value).into_string()),
             Err(i) => {
-                self.0.insert(i, (Text::from(key), value));
+                pairs.insert(i, (Text::from(key), value));
                 None
             }
-        }
+        };
+        self.0 = pairs.into();
+        old
     }
 
     /// How many labels.
@@ -99,8 +107,7 @@ impl<K: Into<Text>, V: Into<Text>> FromIterator<(K, V)> for Labels {
             }
             same
         });
-        pairs.shrink_to_fit();
-        Labels(pairs)
+        Labels(pairs.into())
     }
 }
 
@@ -113,7 +120,7 @@ impl<K: Into<Text>, V: Into<Text>, const N: usize> From<[(K, V); N]> for Labels 
 impl<K: Into<Text>, V: Into<Text>> Extend<(K, V)> for Labels {
     /// As a map extends: a pair replaces an earlier one of its key. Sorts once.
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        let mut all = std::mem::take(&mut self.0);
+        let mut all = self.0.to_vec();
         all.extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
         *self = all.into_iter().collect();
     }
@@ -130,13 +137,13 @@ impl<'a> IntoIterator for &'a Labels {
 
 impl IntoIterator for Labels {
     type Item = (String, String);
-    type IntoIter =
-        std::iter::Map<std::vec::IntoIter<(Text, Text)>, fn((Text, Text)) -> (String, String)>;
+    type IntoIter = std::vec::IntoIter<(String, String)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
             .into_iter()
-            .map(|(k, v)| (k.into_string(), v.into_string()))
     }
 }
 

@@ -147,7 +147,7 @@ pub(super) fn build(index: &Index<'_>, locals: &[EndpointId], options: &Options)
                     chain: c.name().to_string(),
                 }));
             chains.push(built.chain);
-            for ip in &endpoint.ips {
+            for ip in endpoint.ips.iter() {
                 let family = Family::of(ip);
                 maps.entry(map_name(dir, family))
                     .or_insert_with(|| (family, Vec::new()))
@@ -781,7 +781,7 @@ impl Compiler<'_, '_> {
                         Peer::Endpoints { .. } => {
                             for id in self.index.peer_endpoints(peer) {
                                 let ep = self.index.endpoint(id);
-                                for ip in &ep.ips {
+                                for ip in ep.ips.iter() {
                                     let (family, x) = to_u128(*ip);
                                     c.add(family, (x, x), &fixed);
                                 }

@@ -1110,7 +1110,7 @@ fn one_peer_edits_of_a_sharded_set_change_one_shard_and_a_new_block_is_structura
             .iter_mut()
             .find(|e| e.id == oname("x/c5"))
             .unwrap();
-        c5.ips = vec![ip("198.18.1.11")];
+        c5.ips = [ip("198.18.1.11")].into();
         m
     };
     let readdressed = build_for(&readdressed, &["x/s"], &options);

@@ -11,6 +11,10 @@
 //! shifted. A piece with diagnostics (whose messages may name lines) or of policies
 //! (whose field spans would move too) is decoded again when it moves.
 //!
+//! What goes into the model is cloned from the lent results, but an endpoint's
+//! addresses, ports and labels and a policy's rules and spans are reference-counted:
+//! a clone shares them, so the cache and the model netpold holds keep one copy.
+//!
 //! Must not change any result: a cached load gives the same model, spans and
 //! diagnostics, in the same order, as an uncached one (tested against it).
 
@@ -75,8 +79,9 @@ impl std::fmt::Debug for DecodeCache {
 struct Pieces {
     entries: Vec<Option<Entry>>,
     /// The first entry with each key, and for each entry the next with its key (a
-    /// document written twice).
-    first: HashMap<Key, usize>,
+    /// document written twice). foldhash, seeded per process, not SipHash: a key is
+    /// already a digest, and this map is rebuilt on every reload.
+    first: foldhash::HashMap<Key, usize>,
     next: Vec<Option<usize>>,
     /// Not kept: the input went past its documents limit, and was read whole.
     whole: Option<Decoded1>,

@@ -386,8 +386,8 @@ fn live(
         endpoint: Endpoint {
             id,
             labels,
-            ips: addrs,
-            ports,
+            ips: addrs.into(),
+            ports: ports.into(),
             kind,
             source,
         },
@@ -634,14 +634,14 @@ metadata:
         assert_eq!(e.kind, EndpointKind::Pod);
         assert_eq!(&e.labels["app"], "payments-api");
         assert_eq!(
-            e.ips,
+            *e.ips,
             vec![
                 "198.18.1.10".parse::<std::net::IpAddr>().unwrap(),
                 "2001:db8:1::10".parse().unwrap()
             ]
         );
         assert_eq!(
-            e.ports,
+            *e.ports,
             vec![
                 NamedPort {
                     name: "dns".into(),
@@ -840,7 +840,7 @@ metadata:
         let e = &loaded.model.inventory.endpoints[0];
         assert_eq!(e.id, ObjectName::new("default", "a"));
         assert_eq!(
-            e.ips,
+            *e.ips,
             vec!["198.18.0.9".parse::<std::net::IpAddr>().unwrap()]
         );
         let w = loaded
@@ -969,7 +969,7 @@ ports:
         assert_eq!(e.kind, EndpointKind::Native);
         assert_eq!(&e.labels["app"], "ledger");
         assert_eq!(
-            e.ips,
+            *e.ips,
             vec![
                 "198.18.3.10".parse::<std::net::IpAddr>().unwrap(),
                 "2001:db8:3::10".parse().unwrap()

@@ -177,7 +177,7 @@ enum Role {
 /// What one piece of one input decoded to, in input order.
 #[derive(Clone, Default)]
 struct Decoded1 {
-    policies: Vec<(Policy, PolicySpans)>,
+    policies: Vec<(Policy, Arc<PolicySpans>)>,
     cluster_policies: Vec<ClusterPolicy>,
     inventory: Vec<Decoded>,
     diags: Vec<Diagnostic>,
@@ -375,8 +375,8 @@ fn decode_piece(role: Role, file: &Arc<Path>, mut docs: load::Documents<'_>) -> 
                     }
                 }
                 Role::Policies if obj.kind == "NetworkPolicy" => {
-                    if let Some(p) = policy::decode(&mut ctx, &obj) {
-                        found.policies.push(p);
+                    if let Some((p, places)) = policy::decode(&mut ctx, &obj) {
+                        found.policies.push((p, Arc::new(places)));
                     }
                 }
                 Role::Policies if obj.kind == cluster::KIND => {
@@ -434,7 +434,7 @@ fn sort_by_place<'a>(diags: &mut [Diagnostic], inputs: impl Iterator<Item = &'a 
 /// or lent by the decode cache (then what goes into the model is cloned).
 #[derive(Default)]
 struct Found<'a> {
-    policies: Vec<Cow<'a, (Policy, PolicySpans)>>,
+    policies: Vec<Cow<'a, (Policy, Arc<PolicySpans>)>>,
     cluster_policies: Vec<Cow<'a, ClusterPolicy>>,
     inventory: Vec<Cow<'a, Decoded>>,
 }
@@ -633,8 +633,11 @@ fn endpoint_label(e: &Endpoint) -> String {
 /// another live endpoint took first is an error. Borrows rather than clones: this runs
 /// for every endpoint on every reload, serially.
 fn claims(found: &[Cow<'_, Decoded>], diags: &mut Vec<Diagnostic>) -> Vec<bool> {
-    let mut names: HashMap<&ObjectName, (&str, &Source)> = HashMap::with_capacity(found.len());
-    let mut owners: HashMap<IpAddr, (&str, &Source)> = HashMap::with_capacity(found.len());
+    // foldhash, seeded per process: SipHash made this a third of a cached reload's checks.
+    let mut names: foldhash::HashMap<&ObjectName, (&str, &Source)> =
+        HashMap::with_capacity_and_hasher(found.len(), Default::default());
+    let mut owners: foldhash::HashMap<IpAddr, (&str, &Source)> =
+        HashMap::with_capacity_and_hasher(found.len(), Default::default());
     let mut keep = Vec::with_capacity(found.len());
     for d in found {
         let (id, object, source, ips): (_, &str, _, &[LocatedIp]) = match &**d {

@@ -5,6 +5,8 @@
 //! `Ingress`, plus `Egress` when `egress` holds at least one rule. (So `egress: []`
 //! without `policyTypes` does *not* isolate egress; that case gets a warning.)
 
+use std::sync::Arc;
+
 use super::cidr;
 use super::decode::{self, index, Ctx, Map};
 use super::labels;
@@ -52,8 +54,8 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, obj: &Object<'_>) -> Option<(Policy, Pol
         id: ObjectName::new(meta.namespace, meta.name),
         mode,
         pod_selector: spec.pod_selector,
-        ingress: spec.ingress,
-        egress: spec.egress,
+        ingress: spec.ingress.map(Arc::from),
+        egress: spec.egress.map(Arc::from),
         source: ctx.source(m.node),
     };
     Some((policy, spec.spans))
@@ -626,13 +628,13 @@ mod tests {
     #[test]
     fn policy_types_default_to_ingress_plus_egress_when_egress_has_rules() {
         let p = policy("  podSelector: {}\n");
-        assert_eq!(p.ingress, Some(vec![]));
+        assert_eq!(p.ingress.as_deref().map(<[_]>::to_vec), Some(vec![]));
         assert_eq!(p.egress, None);
 
         let p = policy("  podSelector: {}\n  egress:\n    - to: []\n");
-        assert_eq!(p.ingress, Some(vec![]));
+        assert_eq!(p.ingress.as_deref().map(<[_]>::to_vec), Some(vec![]));
         assert_eq!(
-            p.egress,
+            p.egress.as_deref().map(<[_]>::to_vec),
             Some(vec![Rule {
                 peers: Peers::All,
                 ports: Ports::All
@@ -641,11 +643,11 @@ mod tests {
 
         let p = policy("  podSelector: {}\n  policyTypes: [Egress]\n");
         assert_eq!(p.ingress, None);
-        assert_eq!(p.egress, Some(vec![]));
+        assert_eq!(p.egress.as_deref().map(<[_]>::to_vec), Some(vec![]));
 
         let p = policy("  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress: []\n");
-        assert_eq!(p.ingress, Some(vec![]));
-        assert_eq!(p.egress, Some(vec![]));
+        assert_eq!(p.ingress.as_deref().map(<[_]>::to_vec), Some(vec![]));
+        assert_eq!(p.egress.as_deref().map(<[_]>::to_vec), Some(vec![]));
     }
 
     #[test]
@@ -655,7 +657,7 @@ mod tests {
             &[],
         );
         let p = &loaded.model.policies[0];
-        assert_eq!(p.ingress, Some(vec![]));
+        assert_eq!(p.ingress.as_deref().map(<[_]>::to_vec), Some(vec![]));
         assert_eq!(p.egress, None);
         let w: Vec<_> = loaded
             .warnings
@@ -677,7 +679,7 @@ mod tests {
         );
         let p = &loaded.model.policies[0];
         assert_eq!(p.ingress, None);
-        assert_eq!(p.egress, Some(vec![]));
+        assert_eq!(p.egress.as_deref().map(<[_]>::to_vec), Some(vec![]));
         let w = loaded
             .warnings
             .iter()
@@ -745,7 +747,10 @@ mod tests {
             peers: Peers::All,
             ports: Ports::All,
         };
-        assert_eq!(p.ingress, Some(vec![all.clone(), all.clone(), all]));
+        assert_eq!(
+            p.ingress.as_deref().map(<[_]>::to_vec),
+            Some(vec![all.clone(), all.clone(), all])
+        );
     }
 
     #[test]

@@ -449,11 +449,15 @@ struct End<'a> {
     /// A block peer: its CIDR and the one address it stands for.
     block: Option<(IpNet, IpAddr)>,
     /// Per side, per direction (ingress, egress): its chain; `None` when open (not
-    /// isolated, not local, or a block).
-    chains: [[Option<ChainAccepts<'a>>; 2]; 2],
+    /// isolated, not local, or a block). Boxed, and only for local ends: the other
+    /// 50,000 ends of a big input stay small.
+    chains: Option<Box<Chains<'a>>>,
     /// Local in either plan.
     local: bool,
 }
+
+/// An end's chains, per side, per direction.
+type Chains<'a> = [[Option<ChainAccepts<'a>>; 2]; 2];
 
 const INGRESS: usize = 0;
 const EGRESS: usize = 1;
@@ -464,6 +468,10 @@ impl<'a> End<'a> {
             Some((_, ip)) => std::slice::from_ref(ip),
             None => self.ips[side],
         }
+    }
+
+    fn chain(&self, side: usize, dir: usize) -> Option<&ChainAccepts<'a>> {
+        self.chains.as_ref().and_then(|c| c[side][dir].as_ref())
     }
 
     fn node(&self) -> Node {
@@ -483,11 +491,9 @@ impl<'a> End<'a> {
         for a in self.ips(side).iter().filter(|a| Family::of(a) == family) {
             for b in to.ips(side).iter().filter(|b| Family::of(b) == family) {
                 any = true;
-                for (chain, remote) in [
-                    (&self.chains[side][EGRESS], b),
-                    (&to.chains[side][INGRESS], a),
-                ] {
-                    match chain.as_ref().map(|c| c.get(remote)) {
+                for (chain, remote) in [(self.chain(side, EGRESS), b), (to.chain(side, INGRESS), a)]
+                {
+                    match chain.map(|c| c.get(remote)) {
                         None | Some(Accepts::Everything) => {}
                         Some(accepts) => gates.push(accepts),
                     }
@@ -522,8 +528,8 @@ fn endpoint_ends<'a>(old: Side<'a>, new: Side<'a>) -> Vec<End<'a>> {
                 .and_then(|c| sides[side].plan.chain_accepts(c))
         })
     };
-    let mut out = Vec::new();
     let (a, b) = (&old.ends.endpoints, &new.ends.endpoints);
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
     let (mut i, mut j) = (0, 0);
     // Both lists are sorted by name: merge them.
     while i < a.len() || j < b.len() {
@@ -547,12 +553,13 @@ fn endpoint_ends<'a>(old: Side<'a>, new: Side<'a>) -> Vec<End<'a>> {
                 (&a[i - 1].0, [&a[i - 1].1[..], &b[j - 1].1[..]])
             }
         };
+        let local = locals[0].contains_key(name) || locals[1].contains_key(name);
         out.push(End {
             name: Some(name),
             ips,
             block: None,
-            chains: [chains(0, name), chains(1, name)],
-            local: locals[0].contains_key(name) || locals[1].contains_key(name),
+            chains: local.then(|| Box::new([chains(0, name), chains(1, name)])),
+            local,
         });
     }
     out
@@ -575,7 +582,7 @@ fn each_pair(
             name: None,
             ips: [&[], &[]],
             block: Some((b.cidr, b.example)),
-            chains: Default::default(),
+            chains: None,
             local: false,
         })
         .collect();

@@ -63,6 +63,18 @@ pub(crate) fn parse_json(text: &str, limits: &Limits) -> Result<Vec<Node>, JsonE
     Ok(roots)
 }
 
+/// The one value of `text`, a part of a bigger JSON text that starts at a line start
+/// after `line_offset` lines (`json_list::cut`), positioned as in the whole text, with
+/// the nodes it counts; `None` when `text` is not exactly one value within `limits`
+/// (then the whole text is read, and says what is wrong).
+pub(crate) fn part_value(text: &str, line_offset: usize, limits: Limits) -> Option<(Node, usize)> {
+    let mut values = Values::new(text, limits);
+    values.line += line_offset;
+    let root = values.next_value()?.ok()?;
+    let nodes = values.nodes;
+    values.next_value().is_none().then_some((root, nodes))
+}
+
 /// Why a JSON text was refused: where, and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct JsonError {

@@ -21,6 +21,7 @@ mod files;
 pub(crate) mod json;
 #[cfg(test)]
 mod json_equivalence;
+pub(crate) mod json_list;
 mod tree;
 mod yaml;
 

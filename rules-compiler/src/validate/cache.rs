@@ -2,14 +2,17 @@
 //! after a one-object edit of a big file decodes that one document, not all of them.
 //! netpold keeps one across reloads; `netpolctl` reads cold.
 //!
-//! A YAML input is cut into its documents as `load` cuts it; a JSON input is one piece.
-//! A piece's result depends only on its role (policies or inventory), its file's path,
-//! its bytes, the line it starts at and the limits. It is keyed by the SHA-256 of its
-//! bytes: a crafted input cannot collide with another and be taken for it. A result is
-//! reused where its piece starts at the same line; an inventory piece without
-//! diagnostics also where it moved (lines added or removed above it), its positions
-//! shifted. A piece with diagnostics (whose messages may name lines) or of policies
-//! (whose field spans would move too) is decoded again when it moves.
+//! A YAML input is cut into its documents as `load` cuts it; a kubectl JSON `List` into
+//! the List without its items and each item (`load::json_list`); any other JSON input
+//! is one piece. A piece's result depends only on its role (policies or inventory), its
+//! file's path, its bytes, the line it starts at, its index in a List and the limits.
+//! It is keyed by the SHA-256 of its bytes: a crafted input cannot collide with another
+//! and be taken for it. A result is reused where its piece starts at the same line
+//! (with diagnostics, which may name `items[i]`, also at the same index); an inventory
+//! piece without diagnostics also where it moved (lines added or removed above it), its
+//! positions shifted. A piece with diagnostics (whose messages may name lines) or of
+//! policies (whose field spans would move too) is decoded again when it moves. A List
+//! whose parts do not stand alone is read whole, and not kept in parts.
 //!
 //! What goes into the model is cloned from the lent results, but an endpoint's
 //! addresses, ports and labels and a policy's rules and spans are reference-counted:
@@ -26,8 +29,12 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::inventory::Decoded;
-use super::{decode_piece, merge, on_threads, roles, Decoded1, Found, Role};
+use super::{
+    cut_fails, decode_list_part, decode_piece, merge, on_threads, roles, Decoded1, Found, ListPart,
+    Role,
+};
 use crate::diag::Diagnostic;
+use crate::load::json_list::{self, ListCut};
 use crate::load::{self, Input, Limits};
 use crate::model::Source;
 
@@ -87,10 +94,11 @@ struct Pieces {
     whole: Option<Decoded1>,
 }
 
-/// One piece's result and the line it was decoded at.
+/// One piece's result and the line (and List index) it was decoded at.
 struct Entry {
     key: Key,
     line_offset: usize,
+    index: usize,
     decoded: Decoded1,
 }
 
@@ -103,8 +111,8 @@ impl Pieces {
     }
 
     /// Moves out an entry of `key` that may stand for a piece of `role` starting after
-    /// `line_offset` lines, its positions shifted there.
-    fn take(&mut self, role: Role, key: &Key, line_offset: usize) -> Option<Entry> {
+    /// `line_offset` lines at `index` in a List, its positions shifted there.
+    fn take(&mut self, role: Role, key: &Key, line_offset: usize, index: usize) -> Option<Entry> {
         let find = |fits: &dyn Fn(&Entry) -> bool| {
             let mut at = self.first.get(key).copied();
             while let Some(i) = at {
@@ -115,8 +123,12 @@ impl Pieces {
             }
             None
         };
-        if let Some(i) = find(&|e| e.line_offset == line_offset) {
-            return self.entries[i].take();
+        if let Some(i) = find(&|e| {
+            e.line_offset == line_offset && (e.index == index || e.decoded.diags.is_empty())
+        }) {
+            let mut e = self.entries[i].take()?;
+            e.index = index;
+            return Some(e);
         }
         // Only a clean inventory piece moves: see the module's doc.
         if role != Role::Inventory {
@@ -129,21 +141,35 @@ impl Pieces {
             shift(d, by);
         }
         e.line_offset = line_offset;
+        e.index = index;
         Some(e)
     }
 }
 
-/// One piece of one input: a YAML chunk, or a whole JSON file.
+/// One piece of one input: a YAML chunk, a part of a cut JSON List, or a whole JSON
+/// file.
 struct Piece<'a> {
     input: usize,
     chunk: Option<load::Chunk<'a>>,
+    list: Option<ListPart<'a>>,
     /// The bytes its key is of.
     text: &'a str,
 }
 
 impl Piece<'_> {
     fn line_offset(&self) -> usize {
-        self.chunk.map_or(0, |c| c.line_offset)
+        match (self.chunk, self.list) {
+            (Some(c), _) => c.line_offset,
+            (_, Some(ListPart::Items([item]))) => item.line_offset,
+            _ => 0,
+        }
+    }
+
+    fn index(&self) -> usize {
+        match self.list {
+            Some(ListPart::Items([item])) => item.index,
+            _ => 0,
+        }
     }
 }
 
@@ -160,17 +186,38 @@ pub(super) fn decode_inputs_cached<'c>(
 ) -> (Found<'c>, Vec<Diagnostic>) {
     let inputs = roles(policies, inventory);
     let files: Vec<Arc<Path>> = inputs.iter().map(|(_, i)| Arc::from(&*i.path)).collect();
+    let cuts: Vec<Option<ListCut<'_>>> = inputs
+        .iter()
+        .map(|(_, input)| json_list::cut_input(input))
+        .collect();
     let mut pieces = Vec::new();
     for (n, (_, input)) in inputs.iter().enumerate() {
+        if let Some(cut) = &cuts[n] {
+            pieces.push(Piece {
+                input: n,
+                chunk: None,
+                list: Some(ListPart::Wrapper(cut)),
+                text: &cut.wrapper,
+            });
+            pieces.extend(cut.items.iter().map(|item| Piece {
+                input: n,
+                chunk: None,
+                list: Some(ListPart::Items(std::slice::from_ref(item))),
+                text: item.text,
+            }));
+            continue;
+        }
         match load::chunks(input) {
             Some(chunks) => pieces.extend(chunks.into_iter().map(|c| Piece {
                 input: n,
                 chunk: Some(c),
+                list: None,
                 text: c.text,
             })),
             None => pieces.push(Piece {
                 input: n,
                 chunk: None,
+                list: None,
                 text: &input.text,
             }),
         }
@@ -202,7 +249,9 @@ pub(super) fn decode_inputs_cached<'c>(
                 .copied()
                 .filter(|&at| at < old.len());
         }
-        results.push(from.and_then(|at| old[at].take(role, &keys[i], piece.line_offset())));
+        results.push(
+            from.and_then(|at| old[at].take(role, &keys[i], piece.line_offset(), piece.index())),
+        );
     }
     let missing: Vec<usize> = (0..pieces.len())
         .filter(|&i| results[i].is_none())
@@ -214,11 +263,15 @@ pub(super) fn decode_inputs_cached<'c>(
     let decoded = on_threads(missing.clone(), threads, |i| {
         let piece = &pieces[i];
         let (role, input) = inputs[piece.input];
-        let docs = match piece.chunk {
-            Some(chunk) => load::chunk_documents(input, chunk, limits),
-            None => load::documents(input, limits),
+        let mut decoded = match (piece.chunk, piece.list) {
+            (_, Some(part)) => decode_list_part(role, &files[piece.input], part, limits),
+            (Some(chunk), _) => decode_piece(
+                role,
+                &files[piece.input],
+                load::chunk_documents(input, chunk, limits),
+            ),
+            (None, None) => decode_piece(role, &files[piece.input], load::documents(input, limits)),
         };
-        let mut decoded = decode_piece(role, &files[piece.input], docs);
         decoded.shrink_to_fit();
         decoded
     });
@@ -226,6 +279,7 @@ pub(super) fn decode_inputs_cached<'c>(
         results[i] = Some(Entry {
             key: keys[i],
             line_offset: pieces[i].line_offset(),
+            index: pieces[i].index(),
             decoded,
         });
     }
@@ -243,9 +297,11 @@ pub(super) fn decode_inputs_cached<'c>(
             mine.push(entry);
         }
         let seen: usize = mine.entries.iter().flatten().map(|e| e.decoded.seen).sum();
-        if seen > limits.documents {
+        let parts = || mine.entries.iter().flatten().map(|e| &e.decoded);
+        if seen > limits.documents || (cuts[n].is_some() && cut_fails(parts(), limits)) {
             // Past the file's documents limit: read in one piece, which stops there,
-            // and not kept, so that the next load stops there too.
+            // and not kept, so that the next load stops there too. The same for a List
+            // whose parts do not stand alone: the whole reading says why.
             let whole = decode_piece(role, &files[n], load::documents(input, limits));
             mine = Pieces {
                 whole: Some(whole),
@@ -482,8 +538,221 @@ mod tests {
         docs.iter().map(|&d| format!("---\n{}", DOCS[d])).collect()
     }
 
+    /// Items of kubectl JSON Lists, as `kubectl get … -o json` prints them (one key per
+    /// line): clean ones, with a warning or an error, a List in a List, one that is not
+    /// an object, broken JSON, a duplicate key, one too deep for a lowered depth limit.
+    const ITEMS: [&str; 10] = [
+        r#"{"apiVersion": "netpol/v1", "kind": "Endpoint", "metadata": {"namespace": "ns-1", "name": "a"}, "ips": ["198.18.0.1"]}"#,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "ns-2", "name": "c", "labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 80}]}]}, "status": {"podIP": "198.18.0.3", "podIPs": [{"ip": "198.18.0.3"}]}}"#,
+        r#"{"apiVersion": "netpol/v1", "kind": "Endpoint", "metadata": {"namespace": "ns-1", "name": "d"}, "ips": ["198.18.0.1"], "extra": 1}"#,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns-2"}}"#,
+        r#"{"apiVersion": "v1", "kind": "List", "items": []}"#,
+        r#"{"kind": "Endpoint"}"#,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BROKEN}}"#,
+        r#"{"apiVersion": "v1", "kind": "Namespace", "kind": "Namespace"}"#,
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "ns-1", "name": "s"}}"#,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": "ns-2", "name": "e"}, "spec": {"a": {"b": {"c": {}}}}}"#,
+    ];
+
+    /// A List of `items` printed as kubectl prints it; `wrapper` picks the List's own
+    /// fields (0: clean, then faults of its own).
+    fn json_list(items: &[usize], wrapper: usize) -> String {
+        let pretty = |s: &str| -> String {
+            match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(v) => serde_json::to_string_pretty(&v).unwrap(),
+                // Not JSON (on purpose): printed as is, on one line.
+                Err(_) => s.to_string(),
+            }
+        };
+        let items: Vec<String> = items
+            .iter()
+            .map(|&i| {
+                // A duplicate key is lost by serde_json: kept by hand.
+                let text = if i == 7 {
+                    "{\n  \"kind\": \"Namespace\",\n  \"kind\": \"Namespace\"\n}".to_string()
+                } else {
+                    pretty(ITEMS[i])
+                };
+                text.lines()
+                    .map(|l| format!("        {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        // Faults that keep the items (a wrong version, an unknown field) and one that
+        // drops them all (no version: the List is not an object).
+        let head = match wrapper {
+            1 => "    \"apiVersion\": \"v2\",\n",
+            2 => "    \"apiVersion\": \"v1\",\n    \"bogus\": 1,\n",
+            3 => "",
+            _ => "    \"apiVersion\": \"v1\",\n",
+        };
+        format!(
+            "{{\n{head}    \"items\": [\n{}\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {{\n        \"resourceVersion\": \"\"\n    }}\n}}\n",
+            items.join(",\n")
+        )
+    }
+
+    /// A cut List decodes as the List read whole, cold on several threads and through
+    /// the cache, including where its parts cannot stand alone.
+    #[test]
+    fn a_cut_list_loads_as_the_whole_list() {
+        let mut cache = DecodeCache::default();
+        let clean = json_list(&[0, 1, 3, 8], 0);
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &clean)],
+            &Limits::default(),
+        );
+        assert_eq!(
+            stats.decoded,
+            1 + 1 + 4,
+            "the policy, the List, its 4 items"
+        );
+        // One item edited: that item alone.
+        let edited = clean.replace("198.18.0.3", "198.18.0.4");
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &edited)],
+            &Limits::default(),
+        );
+        assert_eq!((stats.decoded, stats.reused), (1, 5));
+        // An item inserted at the top: the clean ones below move and are shifted.
+        let grown = json_list(&[3, 0, 1, 3, 8], 0).replace("198.18.0.3", "198.18.0.4");
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &grown)],
+            &Limits::default(),
+        );
+        assert_eq!(
+            stats.decoded, 2,
+            "the new item and the List without its items"
+        );
+        // An item on one line, a trailing comma: not cut, one piece.
+        for text in [
+            json_list(&[0, 6, 1], 0),
+            clean.replace("\n    ],", ",\n    ],"),
+        ] {
+            assert!(json_list::cut(&text).is_none());
+            same(
+                &mut cache,
+                &[("p.yaml", POLICY)],
+                &[("a.json", &text)],
+                &Limits::default(),
+            );
+            let stats = same(
+                &mut cache,
+                &[("p.yaml", POLICY)],
+                &[("a.json", &text)],
+                &Limits::default(),
+            );
+            assert_eq!((stats.reused, stats.decoded), (2, 0));
+        }
+        // An item that cannot stand alone (a duplicate key): read whole, not kept.
+        let text = json_list(&[0, 7, 1], 0);
+        assert!(json_list::cut(&text).is_some());
+        same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &text)],
+            &Limits::default(),
+        );
+        let stats = same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &text)],
+            &Limits::default(),
+        );
+        assert_eq!(stats.reused, 1, "the policy only");
+        // Limits that hold for each item but not for the List: read whole.
+        for limits in [
+            Limits {
+                nodes: 40,
+                ..Limits::default()
+            },
+            Limits {
+                depth: 5,
+                ..Limits::default()
+            },
+        ] {
+            let text = json_list(&[1, 1, 9, 1], 0);
+            same(
+                &mut DecodeCache::default(),
+                &[("p.yaml", POLICY)],
+                &[("a.json", &text)],
+                &limits,
+            );
+        }
+        // An `items` array in the List's metadata, cut first: not the List's items.
+        let item = |i: usize| {
+            let v: serde_json::Value = serde_json::from_str(ITEMS[i]).unwrap();
+            let text = serde_json::to_string_pretty(&v).unwrap();
+            text.lines()
+                .map(|l| format!("            {l}\n"))
+                .collect::<String>()
+        };
+        let text = format!(
+            "{{\n    \"apiVersion\": \"v1\",\n    \"metadata\": {{\n        \"items\": [\n{},\n{}        ]\n    }},\n    \"items\": [\n    ],\n    \"kind\": \"List\"\n}}\n",
+            item(0).trim_end(),
+            item(3)
+        );
+        assert!(json_list::cut(&text).is_some());
+        same(
+            &mut cache,
+            &[("p.yaml", POLICY)],
+            &[("a.json", &text)],
+            &Limits::default(),
+        );
+        cold_on_threads(&[("a.json", &text)], &Limits::default());
+        // Faults of the List's own: those that keep its items, and one that drops them.
+        for wrapper in 1..=3 {
+            let text = json_list(&[0, 1, 3], wrapper);
+            assert!(json_list::cut(&text).is_some());
+            same(
+                &mut cache,
+                &[("p.yaml", POLICY)],
+                &[("a.json", &text)],
+                &Limits::default(),
+            );
+            cold_on_threads(&[("a.json", &text)], &Limits::default());
+        }
+    }
+
+    fn cold_on_threads(inventory: &[(&str, &str)], limits: &Limits) {
+        let (p, i) = (inputs(&[("p.yaml", POLICY)]), inputs(inventory));
+        let (found, diags) = decode_inputs_on(&p, &i, limits, 1, PIECE_BYTES);
+        let whole = outcome(found, diags, &p, &i);
+        let (found, diags) = decode_inputs_on(&p, &i, limits, 3, 0);
+        let cut = outcome(found, diags, &p, &i);
+        assert!(cut == whole, "{}", first_difference(&cut, &whole));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_sequence_of_lists_loads_as_whole(
+            versions in prop::collection::vec(
+                (prop::collection::vec(0..ITEMS.len(), 0..8), 0..4usize, 0..3usize),
+                1..5,
+            )
+        ) {
+            let mut cache = DecodeCache::default();
+            for (items, wrapper, limit) in versions {
+                let text = json_list(&items, wrapper);
+                let limits = match limit {
+                    0 => Limits::default(),
+                    1 => Limits { nodes: 60, ..Limits::default() },
+                    _ => Limits { depth: 6, ..Limits::default() },
+                };
+                let files = [("a.json", text.as_str()), ("b.yaml", NAMESPACE)];
+                same(&mut cache, &[("p.yaml", POLICY)], &files, &limits);
+                cold_on_threads(&files, &limits);
+            }
+        }
+
         #[test]
         fn any_sequence_of_files_loads_as_cold(
             versions in prop::collection::vec(

@@ -102,7 +102,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::diag::{Diagnostic, Rejected};
-use crate::load::{self, Input, Limits};
+use crate::load::json_list::{self, ListCut, ListItem};
+use crate::load::{self, json, Input, Limits, Node, Value};
 use crate::model::{
     ClusterPolicy, Endpoint, Inventory, Model, Namespace, ObjectName, Policy, Source, Tier,
     NAMESPACE_NAME_LABEL,
@@ -185,6 +186,13 @@ struct Decoded1 {
     stopped: bool,
     /// Documents it began, for the input's `documents` limit.
     seen: usize,
+    /// A part of a cut JSON List (`load::json_list`): the nodes it holds, for the
+    /// List's `nodes` limit.
+    nodes: usize,
+    /// A part of a cut JSON List that does not stand alone (it is not exactly one value
+    /// within the limits, or the List without its items is not a clean List): the file
+    /// is read whole instead, which says what is wrong.
+    cut_failed: bool,
 }
 
 /// Parses and decodes every document of every input, big files in pieces on as many
@@ -211,21 +219,33 @@ fn decode_inputs_on(
 ) -> (Found<'static>, Vec<Diagnostic>) {
     let inputs = roles(policies, inventory);
     let files: Vec<Arc<Path>> = inputs.iter().map(|(_, i)| Arc::from(&*i.path)).collect();
+    let big = |input: &Input| threads > 1 && input.text.len() >= piece_bytes;
+    // A big kubectl JSON List is cut into its items.
+    let cuts: Vec<Option<ListCut<'_>>> = inputs
+        .iter()
+        .map(|(_, input)| big(input).then(|| json_list::cut_input(input)).flatten())
+        .collect();
     // Work items, in input order: (input, piece).
     let mut items = Vec::new();
     for (n, &(role, input)) in inputs.iter().enumerate() {
-        let parts = if threads > 1 && input.text.len() >= piece_bytes {
-            threads
-        } else {
-            1
-        };
+        if let Some(cut) = &cuts[n] {
+            items.push((n, role, Work::List(ListPart::Wrapper(cut))));
+            // More parts than threads: items differ in size.
+            let per_part = cut.items.len().div_ceil(threads * 4);
+            for some in cut.items.chunks(per_part) {
+                items.push((n, role, Work::List(ListPart::Items(some))));
+            }
+            continue;
+        }
+        let parts = if big(input) { threads } else { 1 };
         for piece in load::pieces(input, limits, parts) {
-            items.push((n, role, piece));
+            items.push((n, role, Work::Documents(Box::new(piece))));
         }
     }
     let of: Vec<usize> = items.iter().map(|(n, _, _)| *n).collect();
-    let results = on_threads(items, threads, |(n, role, piece)| {
-        decode_piece(role, &files[n], piece)
+    let results = on_threads(items, threads, |(n, role, work)| match work {
+        Work::Documents(docs) => decode_piece(role, &files[n], *docs),
+        Work::List(part) => decode_list_part(role, &files[n], part, limits),
     });
     let mut results = results.into_iter().zip(of).peekable();
     let mut found = Found::default();
@@ -235,7 +255,9 @@ fn decode_inputs_on(
         while let Some((decoded, _)) = results.next_if(|(_, of)| *of == n) {
             mine.push(decoded);
         }
-        if mine.iter().map(|d| d.seen).sum::<usize>() > limits.documents {
+        if mine.iter().map(|d| d.seen).sum::<usize>() > limits.documents
+            || (cuts[n].is_some() && cut_fails(&mine, limits))
+        {
             mine = vec![decode_piece(
                 role,
                 &files[n],
@@ -245,6 +267,14 @@ fn decode_inputs_on(
         merge(&mut found, &mut diags, mine.into_iter().map(Cow::Owned));
     }
     (found, diags)
+}
+
+/// What one thread decodes at a time.
+enum Work<'a> {
+    /// Some YAML documents, or all of a JSON file.
+    Documents(Box<load::Documents<'a>>),
+    /// A part of a cut JSON List.
+    List(ListPart<'a>),
 }
 
 /// The inputs with their roles, policies first, in the order given.
@@ -368,41 +398,7 @@ fn decode_piece(role: Role, file: &Arc<Path>, mut docs: load::Documents<'_>) -> 
         };
         let mut ctx = Ctx::new(file, &mut diags);
         for obj in object::objects(&mut ctx, &doc.root) {
-            match role {
-                Role::Inventory => {
-                    if let Some(d) = inventory::decode(&mut ctx, &obj) {
-                        found.inventory.push(d);
-                    }
-                }
-                Role::Policies if obj.kind == "NetworkPolicy" => {
-                    if let Some((p, places)) = policy::decode(&mut ctx, &obj) {
-                        found.policies.push((p, Arc::new(places)));
-                    }
-                }
-                Role::Policies if obj.kind == cluster::KIND => {
-                    if let Some(p) = cluster::decode(&mut ctx, &obj) {
-                        found.cluster_policies.push(p);
-                    }
-                }
-                Role::Policies => {
-                    ctx.object = Some(obj.kind.to_string());
-                    let at = obj.map.get("kind").unwrap_or(obj.map.node);
-                    ctx.error(
-                        at,
-                        "kind",
-                        format!(
-                            "expected NetworkPolicy or ClusterNetworkPolicy (or a List of them) \
-                             in a policy input, found {}{}",
-                            obj.kind,
-                            if matches!(obj.kind, "Namespace" | "Pod" | "Endpoint") {
-                                "; it belongs in the inventory"
-                            } else {
-                                ""
-                            }
-                        ),
-                    );
-                }
-            }
+            decode_object(role, &mut ctx, &obj, &mut found);
         }
     }
     Decoded1 {
@@ -411,6 +407,124 @@ fn decode_piece(role: Role, file: &Arc<Path>, mut docs: load::Documents<'_>) -> 
         seen: docs.seen(),
         ..found
     }
+}
+
+/// Decodes one object of a document into `found`.
+fn decode_object(role: Role, ctx: &mut Ctx<'_>, obj: &object::Object<'_>, found: &mut Decoded1) {
+    match role {
+        Role::Inventory => {
+            if let Some(d) = inventory::decode(ctx, obj) {
+                found.inventory.push(d);
+            }
+        }
+        Role::Policies if obj.kind == "NetworkPolicy" => {
+            if let Some((p, places)) = policy::decode(ctx, obj) {
+                found.policies.push((p, Arc::new(places)));
+            }
+        }
+        Role::Policies if obj.kind == cluster::KIND => {
+            if let Some(p) = cluster::decode(ctx, obj) {
+                found.cluster_policies.push(p);
+            }
+        }
+        Role::Policies => {
+            ctx.object = Some(obj.kind.to_string());
+            let at = obj.map.get("kind").unwrap_or(obj.map.node);
+            ctx.error(
+                at,
+                "kind",
+                format!(
+                    "expected NetworkPolicy or ClusterNetworkPolicy (or a List of them) in a \
+                     policy input, found {}{}",
+                    obj.kind,
+                    if matches!(obj.kind, "Namespace" | "Pod" | "Endpoint") {
+                        "; it belongs in the inventory"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// A part of a kubectl JSON List cut into its items (`load::json_list`).
+#[derive(Clone, Copy)]
+enum ListPart<'a> {
+    /// The List without its items.
+    Wrapper(&'a ListCut<'a>),
+    /// Some of its items, in order.
+    Items(&'a [ListItem<'a>]),
+}
+
+/// Decodes a part of a cut List as the whole List's reading decodes it; marked
+/// [`cut_failed`](Decoded1::cut_failed) when it does not stand alone.
+fn decode_list_part(role: Role, file: &Arc<Path>, part: ListPart<'_>, limits: &Limits) -> Decoded1 {
+    let failed = Decoded1 {
+        cut_failed: true,
+        ..Decoded1::default()
+    };
+    let mut found = Decoded1::default();
+    let mut diags = Vec::new();
+    match part {
+        ListPart::Wrapper(cut) => {
+            let Some((root, nodes)) = json::part_value(&cut.wrapper, 0, *limits) else {
+                return failed;
+            };
+            // Its top-level `items` must be the array cut, and the rest a clean List.
+            let is_cut = |m: &[(Node, Node)]| {
+                let is = |v: &Value, s: &str| matches!(v, Value::Str(t) if t == s);
+                let field = |k: &str| m.iter().find(|(key, _)| is(&key.value, k));
+                field("kind").is_some_and(|(_, v)| is(&v.value, "List"))
+                    && field("items").is_some_and(|(_, v)| {
+                        matches!(&v.value, Value::Seq(s) if s.is_empty())
+                            && (v.line(), v.column()) == cut.open_at
+                    })
+            };
+            if !matches!(&root.value, Value::Map(m) if is_cut(m)) {
+                return failed;
+            }
+            let mut ctx = Ctx::new(file, &mut diags);
+            if !object::objects(&mut ctx, &root).is_empty() || !diags.is_empty() {
+                return failed;
+            }
+            // The List is the file's one top-level value.
+            (found.nodes, found.seen) = (nodes, 1);
+        }
+        ListPart::Items(items) => {
+            // Items are two collections deep in the List.
+            let limits = Limits {
+                depth: limits.depth.saturating_sub(2),
+                ..*limits
+            };
+            for item in items {
+                let Some((root, nodes)) = json::part_value(item.text, item.line_offset, limits)
+                else {
+                    return failed;
+                };
+                found.nodes += nodes;
+                let mut ctx = Ctx::new(file, &mut diags);
+                if let Some(obj) = object::list_item(&mut ctx, &root, item.index) {
+                    decode_object(role, &mut ctx, &obj, &mut found);
+                }
+            }
+        }
+    }
+    Decoded1 { diags, ..found }
+}
+
+/// Whether the parts of a cut List must give way to reading the file whole: one does
+/// not stand alone, or together they pass the `nodes` limit (whose error the whole
+/// reading places).
+fn cut_fails<'a>(parts: impl IntoIterator<Item = &'a Decoded1>, limits: &Limits) -> bool {
+    let mut nodes = 0usize;
+    for p in parts {
+        if p.cut_failed {
+            return true;
+        }
+        nodes += p.nodes;
+    }
+    nodes > limits.nodes
 }
 
 /// Orders diagnostics as an operator reads them: by file (in the order the inputs were

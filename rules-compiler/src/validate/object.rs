@@ -49,19 +49,25 @@ pub(super) fn objects<'n>(ctx: &mut Ctx<'_>, root: &'n Node) -> Vec<Object<'n>> 
         .required(ctx, "items", "write `items: []` for a List with none")
         .and_then(|node| decode::seq(ctx, node, "items"))
         .unwrap_or(&[]);
-    for (i, item) in items.iter().enumerate() {
-        ctx.object = Some("List".to_string());
-        let path = index("items", i);
-        let Some(item) = object(ctx, item, &path) else {
-            continue;
-        };
-        if item.kind == "List" {
-            ctx.error(item.map.node, &path, "a List cannot contain another List");
-            continue;
-        }
-        out.push(item);
-    }
+    out.extend(
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| list_item(ctx, item, i)),
+    );
     out
+}
+
+/// Item `i` of a List's `items`, when it is an object and not a List (else reported).
+pub(super) fn list_item<'n>(ctx: &mut Ctx<'_>, item: &'n Node, i: usize) -> Option<Object<'n>> {
+    ctx.object = Some("List".to_string());
+    let path = index("items", i);
+    let item = object(ctx, item, &path)?;
+    if item.kind == "List" {
+        ctx.error(item.map.node, &path, "a List cannot contain another List");
+        return None;
+    }
+    Some(item)
 }
 
 /// A mapping with string `kind` and `apiVersion`; `path` locates it for messages.

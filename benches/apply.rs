@@ -440,7 +440,9 @@ struct Compile {
 
 fn compile(files: &Files, runs: usize) -> (Compile, String) {
     let read = |p: PathBuf| Input {
-        text: std::fs::read_to_string(&p).expect("reading the input"),
+        text: std::fs::read_to_string(&p)
+            .expect("reading the input")
+            .into(),
         path: p,
     };
     let policies = [read(files.policies())];

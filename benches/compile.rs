@@ -198,17 +198,17 @@ fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
 
     let mut policies = vec![Input {
         path: "policies.yaml".into(),
-        text: policies_yaml(&model),
+        text: policies_yaml(&model).into(),
     }];
     if cluster.is_some() {
         policies.push(Input {
             path: "cluster.yaml".into(),
-            text: cluster_policies_yaml(&model),
+            text: cluster_policies_yaml(&model).into(),
         });
     }
     let inventory = [Input {
         path: "inventory.yaml".into(),
-        text: inventory_yaml(&model),
+        text: inventory_yaml(&model).into(),
     }];
     let yaml_bytes = policies.iter().map(|p| p.text.len()).sum::<usize>() + inventory[0].text.len();
     let (load, round_trip) =
@@ -224,17 +224,17 @@ fn run_scale(pct: usize, seed: u64, cluster: Option<ClusterScale>) -> Row {
 
     let mut policies_j = vec![Input {
         path: "policies.json".into(),
-        text: policies_json(&model),
+        text: policies_json(&model).into(),
     }];
     if cluster.is_some() {
         policies_j.push(Input {
             path: "cluster.json".into(),
-            text: cluster_policies_json(&model),
+            text: cluster_policies_json(&model).into(),
         });
     }
     let inventory_j = [Input {
         path: "inventory.json".into(),
-        text: inventory_json(&model),
+        text: inventory_json(&model).into(),
     }];
     let json_bytes =
         policies_j.iter().map(|p| p.text.len()).sum::<usize>() + inventory_j[0].text.len();

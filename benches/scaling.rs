@@ -130,7 +130,9 @@ impl Point {
         let read = |d: PathBuf, file: &str| {
             let path = d.join(file);
             vec![Input {
-                text: std::fs::read_to_string(&path).expect("reading an input"),
+                text: std::fs::read_to_string(&path)
+                    .expect("reading an input")
+                    .into(),
                 path,
             }]
         };

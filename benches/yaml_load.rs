@@ -46,11 +46,11 @@ fn main() {
     let model = generate(&Scale::FULL.percent(pct), seed);
     let policies = [Input {
         path: "policies.yaml".into(),
-        text: policies_yaml(&model),
+        text: policies_yaml(&model).into(),
     }];
     let inventory = [Input {
         path: "inventory.yaml".into(),
-        text: inventory_yaml(&model),
+        text: inventory_yaml(&model).into(),
     }];
     let bytes: usize = policies[0].text.len() + inventory[0].text.len();
     let limits = Limits::default();

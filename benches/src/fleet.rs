@@ -177,11 +177,11 @@ mod tests {
         let loaded = rules_compiler::load_model(
             &[Input {
                 path: "policies.yaml".into(),
-                text: policies_yaml(scale),
+                text: policies_yaml(scale).into(),
             }],
             &[Input {
                 path: "inventory.yaml".into(),
-                text: inventory_yaml(scale),
+                text: inventory_yaml(scale).into(),
             }],
         )
         .unwrap_or_else(|r| panic!("{r}"));

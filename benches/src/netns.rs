@@ -39,7 +39,7 @@ pub fn example_model(config: &Path) -> Model {
         files
             .into_iter()
             .map(|path| Input {
-                text: std::fs::read_to_string(&path).expect("a YAML file"),
+                text: std::fs::read_to_string(&path).expect("a YAML file").into(),
                 path,
             })
             .collect()

@@ -568,11 +568,11 @@ fn loading_the_yaml_gives_the_direct_model() {
     let m = generate(&small(), 9);
     let policies = [Input {
         path: "policies.yaml".into(),
-        text: policies_yaml(&m),
+        text: policies_yaml(&m).into(),
     }];
     let inventory = [Input {
         path: "inventory.yaml".into(),
-        text: inventory_yaml(&m),
+        text: inventory_yaml(&m).into(),
     }];
     let loaded = rules_compiler::load_model(&policies, &inventory)
         .unwrap_or_else(|e| panic!("generated YAML rejected:\n{e}"));
@@ -604,16 +604,16 @@ fn loading_the_yaml_gives_the_direct_model_with_cluster_policies() {
     let policies = [
         Input {
             path: "policies.yaml".into(),
-            text: policies_yaml(&m),
+            text: policies_yaml(&m).into(),
         },
         Input {
             path: "cluster.yaml".into(),
-            text: crate::yaml::cluster_policies_yaml(&m),
+            text: crate::yaml::cluster_policies_yaml(&m).into(),
         },
     ];
     let inventory = [Input {
         path: "inventory.yaml".into(),
-        text: inventory_yaml(&m),
+        text: inventory_yaml(&m).into(),
     }];
     let loaded = rules_compiler::load_model(&policies, &inventory)
         .unwrap_or_else(|e| panic!("generated YAML rejected:\n{e}"));

@@ -1114,7 +1114,7 @@ impl<B: Backend> State<B> {
                 .iter()
                 .map(|i| InputText {
                     path: i.path.clone(),
-                    text: i.text.clone(),
+                    text: i.text.to_string(),
                 })
                 .collect()
         };

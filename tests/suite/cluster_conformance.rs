@@ -94,7 +94,9 @@ fn every_case_directory_is_listed() {
 fn input(path: &std::path::Path) -> Input {
     Input {
         path: path.to_path_buf(),
-        text: std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        text: std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into(),
     }
 }
 

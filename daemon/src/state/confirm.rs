@@ -72,7 +72,7 @@ impl<B: Backend> State<B> {
             list.iter()
                 .map(|i| InputText {
                     path: i.path.clone(),
-                    text: i.text.clone(),
+                    text: i.text.to_string(),
                 })
                 .collect()
         };
@@ -113,7 +113,7 @@ impl<B: Backend> State<B> {
             list.into_iter()
                 .map(|i| rules_compiler::load::Input {
                     path: i.path,
-                    text: i.text,
+                    text: i.text.into(),
                 })
                 .collect()
         };

@@ -121,7 +121,7 @@ netns_test! {
             .iter()
             .map(|i| Input {
                 path: i.path.clone(),
-                text: i.text.replace("198.18.0.10", "198.18.0.20").replace("2001:db8::10", "2001:db8::20"),
+                text: i.text.replace("198.18.0.10", "198.18.0.20").replace("2001:db8::10", "2001:db8::20").into(),
             })
             .collect();
         let old = compile(&policies, &inventory, &Options::default());

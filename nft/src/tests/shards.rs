@@ -63,7 +63,7 @@ spec:
 ";
     let input = |path: &str, text: String| Input {
         path: PathBuf::from(path),
-        text,
+        text: text.into(),
     };
     let loaded = rules_compiler::load_model(
         &[input("policy.yaml", policy.into())],

@@ -75,7 +75,7 @@ fn read_one(path: &Path, options: &Options, inputs: &mut Vec<Input>, errors: &mu
         ),
         Ok(text) => inputs.push(Input {
             path: path.to_path_buf(),
-            text,
+            text: text.into(),
         }),
         Err(message) => errors.push(Diagnostic::error(message).in_file(path)),
     }
@@ -221,7 +221,7 @@ mod tests {
         let inputs = read(&[dir.path().to_owned()]).unwrap();
         // `d.json` holds YAML: the content decides how it is parsed.
         assert_eq!(names(&inputs), vec!["a.yml", "b.yaml", "c.yaml", "d.json"]);
-        assert_eq!(inputs[1].text, "b");
+        assert_eq!(&*inputs[1].text, "b");
         assert_eq!(inputs[1].path, dir.path().join("b.yaml"));
     }
 

@@ -987,7 +987,7 @@ mod tests {
         let yaml = |t: &str| {
             let input = crate::load::Input {
                 path: "t.yaml".into(),
-                text: format!("v: {t}\n"),
+                text: format!("v: {t}\n").into(),
             };
             let (docs, _) = crate::load::parse(&input, &Limits::default());
             entries(&docs[0].root)[0].1.value.clone()
@@ -1060,7 +1060,7 @@ mod tests {
         let yaml = crate::load::parse(
             &crate::load::Input {
                 path: "t.yaml".into(),
-                text: " {\"é€\": [\"𝄞\", \"x\"]}".to_string(),
+                text: " {\"é€\": [\"𝄞\", \"x\"]}".into(),
             },
             &Limits::default(),
         )
@@ -1241,7 +1241,7 @@ mod tests {
     fn documents_reads_json_by_content_and_drops_null_values() {
         let input = crate::load::Input {
             path: "inventory.yaml".into(),
-            text: "\n  {\"a\": 1}\nnull\n[2]\n{\"b\" 3}\n{\"c\": 4}\n".to_string(),
+            text: "\n  {\"a\": 1}\nnull\n[2]\n{\"b\" 3}\n{\"c\": 4}\n".into(),
         };
         let got: Vec<Result<(usize, usize), (usize, usize)>> =
             crate::load::documents(&input, &Limits::default())
@@ -1327,7 +1327,7 @@ mod tests {
         // ends the file.
         let input = crate::load::Input {
             path: "t.json".into(),
-            text: "[1]\n[2]\n[3]\n[4]".to_string(),
+            text: "[1]\n[2]\n[3]\n[4]".into(),
         };
         let got: Vec<bool> = crate::load::documents(&input, &limits)
             .map(|d| d.is_ok())

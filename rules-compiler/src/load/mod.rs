@@ -26,6 +26,7 @@ mod tree;
 mod yaml;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use fast::{compare_with_saphyr, set_enabled as set_fast_yaml, Comparison};
 pub use files::{file_kind, read_paths};
@@ -37,8 +38,9 @@ pub use yaml::{documents, parse, pieces, Document, Documents, Node, Str, Value};
 pub struct Input {
     /// Path shown in messages.
     pub path: PathBuf,
-    /// The whole file.
-    pub text: String,
+    /// The whole file; shared, not copied, by what keeps it (netpold's inputs in force
+    /// and its decode cache).
+    pub text: Arc<str>,
 }
 
 /// Bounds on what one input file may cost. Each is checked as the file is read or

@@ -837,7 +837,7 @@ pub(crate) mod testutil {
             .iter()
             .map(|(p, t)| Input {
                 path: p.into(),
-                text: t.to_string(),
+                text: (*t).into(),
             })
             .collect()
     }

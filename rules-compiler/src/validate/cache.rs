@@ -6,13 +6,17 @@
 //! the List without its items and each item (`load::json_list`); any other JSON input
 //! is one piece. A piece's result depends only on its role (policies or inventory), its
 //! file's path, its bytes, the line it starts at, its index in a List and the limits.
-//! It is keyed by the SHA-256 of its bytes: a crafted input cannot collide with another
-//! and be taken for it. A result is reused where its piece starts at the same line
-//! (with diagnostics, which may name `items[i]`, also at the same index); an inventory
-//! piece without diagnostics also where it moved (lines added or removed above it), its
-//! positions shifted. A piece with diagnostics (whose messages may name lines) or of
-//! policies (whose field spans would move too) is decoded again when it moves. A List
-//! whose parts do not stand alone is read whole, and not kept in parts.
+//! The cache keeps each input's text (shared, not copied) and finds a piece's earlier
+//! result by its bytes: where the piece lies in the text's unchanged start or end
+//! (compared with the last load's text, so an edit costs a comparison of the file, not
+//! a hash of it), the entry cut from the same bytes there; elsewhere by the SHA-256 of
+//! its bytes, so that a crafted input cannot collide with another and be taken for it.
+//! A result is reused where its piece starts at the same line (with diagnostics, which
+//! may name `items[i]`, also at the same index); an inventory piece without
+//! diagnostics also where it moved (lines added or removed above it), its positions
+//! shifted. A piece with diagnostics (whose messages may name lines) or of policies
+//! (whose field spans would move too) is decoded again when it moves. A List whose
+//! parts do not stand alone is read whole, and not kept in parts.
 //!
 //! What goes into the model is cloned from the lent results, but an endpoint's
 //! addresses, ports and labels and a policy's rules and spans are reference-counted:
@@ -42,8 +46,8 @@ use crate::model::Source;
 type Key = [u8; 32];
 
 /// What the documents of the last load decoded to, for the next one
-/// ([`crate::load_model_cached`]). Holds about as much as the decoded objects; empty
-/// until the first load.
+/// ([`crate::load_model_cached`]). Holds about as much as the decoded objects, and
+/// shares the texts they were decoded from; empty until the first load.
 #[derive(Default)]
 pub struct DecodeCache {
     /// Each input's pieces, in the order of the last load's inputs.
@@ -80,15 +84,20 @@ impl std::fmt::Debug for DecodeCache {
     }
 }
 
-/// One input's pieces, in order. Entries are moved out by the next load that reuses
-/// them (no copy of the objects, nor a free of the old ones).
+/// One input's pieces, in order, and the text they were cut from. Entries are moved
+/// out by the next load that reuses them (no copy of the objects, nor a free of the
+/// old ones).
 #[derive(Default)]
 struct Pieces {
+    /// The input's text (shared with the `Input` it was read into).
+    text: Arc<str>,
     entries: Vec<Option<Entry>>,
-    /// The first entry with each key, and for each entry the next with its key (a
-    /// document written twice). foldhash, seeded per process, not SipHash: a key is
-    /// already a digest, and this map is rebuilt on every reload.
-    first: foldhash::HashMap<Key, usize>,
+    /// `(start, end, entry)` of each entry cut from `text`, in text order.
+    spans: Vec<(usize, usize, usize)>,
+    /// Built on the first lookup by key: the first entry with each key, and for each
+    /// entry the next with its key (a document written twice). foldhash, seeded per
+    /// process, not SipHash: a key is already a digest.
+    first: Option<foldhash::HashMap<Key, usize>>,
     next: Vec<Option<usize>>,
     /// Not kept: the input went past its documents limit, and was read whole.
     whole: Option<Decoded1>,
@@ -96,25 +105,91 @@ struct Pieces {
 
 /// One piece's result and the line (and List index) it was decoded at.
 struct Entry {
-    key: Key,
+    /// The SHA-256 of its bytes, once computed (always for a cut List's wrapper, which
+    /// is not a part of the text).
+    key: Option<Key>,
     line_offset: usize,
     index: usize,
     decoded: Decoded1,
 }
 
 impl Pieces {
-    fn push(&mut self, entry: Entry) {
-        let at = self.entries.len();
-        // At the chain's head: lookups take the first that fits.
-        self.next.push(self.first.insert(entry.key, at));
+    fn push(&mut self, span: Option<(usize, usize)>, entry: Entry) {
+        if let Some((start, end)) = span {
+            self.spans.push((start, end, self.entries.len()));
+        }
         self.entries.push(Some(entry));
     }
 
-    /// Moves out an entry of `key` that may stand for a piece of `role` starting after
+    /// The entry cut from exactly `start..end` of `text`.
+    fn at_span(&self, start: usize, end: usize) -> Option<usize> {
+        let at = self.spans.partition_point(|&(s, _, _)| s < start);
+        self.spans
+            .get(at)
+            .filter(|&&(s, e, _)| (s, e) == (start, end))
+            .map(|&(_, _, i)| i)
+    }
+
+    /// The keys of the entries not taken yet, hashed where not known, on `threads`.
+    fn index_keys(&mut self, threads: usize) {
+        if self.first.is_some() {
+            return;
+        }
+        let mut spans = vec![None; self.entries.len()];
+        for &(s, e, i) in &self.spans {
+            spans[i] = Some((s, e));
+        }
+        let todo: Vec<(usize, &str)> = (0..self.entries.len())
+            .filter(|&i| self.entries[i].as_ref().is_some_and(|e| e.key.is_none()))
+            .filter_map(|i| spans[i].map(|(s, e)| (i, &self.text[s..e])))
+            .collect();
+        for (i, key) in todo.iter().map(|&(i, _)| i).zip(hash_all(&todo, threads)) {
+            if let Some(e) = &mut self.entries[i] {
+                e.key = Some(key);
+            }
+        }
+        let mut first = foldhash::HashMap::default();
+        self.next = vec![None; self.entries.len()];
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(key) = e.as_ref().and_then(|e| e.key) {
+                // At the chain's head: lookups take the last that fits.
+                self.next[i] = first.insert(key, i);
+            }
+        }
+        self.first = Some(first);
+    }
+
+    /// Moves out entry `i` if it may stand for a piece of `role` starting after
     /// `line_offset` lines at `index` in a List, its positions shifted there.
-    fn take(&mut self, role: Role, key: &Key, line_offset: usize, index: usize) -> Option<Entry> {
+    fn take_at(&mut self, i: usize, role: Role, line_offset: usize, index: usize) -> Option<Entry> {
+        let e = self.entries[i].as_ref()?;
+        if !fits_at(e, line_offset, index) && !movable(e, role) {
+            return None;
+        }
+        let mut e = self.entries[i].take()?;
+        let by = line_offset as i64 - e.line_offset as i64;
+        if by != 0 {
+            for d in &mut e.decoded.inventory {
+                shift(d, by);
+            }
+        }
+        e.line_offset = line_offset;
+        e.index = index;
+        Some(e)
+    }
+
+    /// Moves out an entry of `key` (see [`Pieces::take_at`]); [`Pieces::index_keys`]
+    /// first.
+    fn take_key(
+        &mut self,
+        role: Role,
+        key: &Key,
+        line_offset: usize,
+        index: usize,
+    ) -> Option<Entry> {
+        let first = self.first.as_ref()?;
         let find = |fits: &dyn Fn(&Entry) -> bool| {
-            let mut at = self.first.get(key).copied();
+            let mut at = first.get(key).copied();
             while let Some(i) = at {
                 if self.entries[i].as_ref().is_some_and(fits) {
                     return Some(i);
@@ -123,27 +198,74 @@ impl Pieces {
             }
             None
         };
-        if let Some(i) = find(&|e| {
-            e.line_offset == line_offset && (e.index == index || e.decoded.diags.is_empty())
-        }) {
-            let mut e = self.entries[i].take()?;
-            e.index = index;
-            return Some(e);
-        }
-        // Only a clean inventory piece moves: see the module's doc.
-        if role != Role::Inventory {
-            return None;
-        }
-        let i = find(&|e| e.decoded.diags.is_empty())?;
-        let mut e = self.entries[i].take()?;
-        let by = line_offset as i64 - e.line_offset as i64;
-        for d in &mut e.decoded.inventory {
-            shift(d, by);
-        }
-        e.line_offset = line_offset;
-        e.index = index;
-        Some(e)
+        let i =
+            find(&|e| fits_at(e, line_offset, index)).or_else(|| find(&|e| movable(e, role)))?;
+        self.take_at(i, role, line_offset, index)
     }
+}
+
+/// Whether an entry stands for a piece at `line_offset` and `index` as it is: at the
+/// same line, and (with diagnostics, which may name `items[i]`) at the same index.
+fn fits_at(e: &Entry, line_offset: usize, index: usize) -> bool {
+    e.line_offset == line_offset && (e.index == index || e.decoded.diags.is_empty())
+}
+
+/// Whether an entry may move: only a clean inventory piece (see the module's doc).
+fn movable(e: &Entry, role: Role) -> bool {
+    role == Role::Inventory && e.decoded.diags.is_empty()
+}
+
+/// The SHA-256 of each text, on `threads` threads.
+fn hash_all(texts: &[(usize, &str)], threads: usize) -> Vec<Key> {
+    if texts.len() < 256 {
+        return texts
+            .iter()
+            .map(|(_, t)| Sha256::digest(t.as_bytes()).into())
+            .collect();
+    }
+    on_threads(
+        texts.chunks(256).collect(),
+        threads,
+        |some: &[(usize, &str)]| {
+            some.iter()
+                .map(|(_, t)| Sha256::digest(t.as_bytes()).into())
+                .collect::<Vec<Key>>()
+        },
+    )
+    .concat()
+}
+
+/// How many bytes `a` and `b` have in common at their starts.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    // Block by block (memcmp), then byte by byte in the first block that differs.
+    const BLOCK: usize = 4096;
+    let n = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= n && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    at + a[at..n]
+        .iter()
+        .zip(&b[at..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` have in common at their ends.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 4096;
+    let n = a.len().min(b.len());
+    let (la, lb) = (a.len(), b.len());
+    let mut k = 0;
+    while k + BLOCK <= n && a[la - k - BLOCK..la - k] == b[lb - k - BLOCK..lb - k] {
+        k += BLOCK;
+    }
+    k + a[..la - k]
+        .iter()
+        .rev()
+        .zip(b[..lb - k].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// One piece of one input: a YAML chunk, a part of a cut JSON List, or a whole JSON
@@ -152,8 +274,10 @@ struct Piece<'a> {
     input: usize,
     chunk: Option<load::Chunk<'a>>,
     list: Option<ListPart<'a>>,
-    /// The bytes its key is of.
+    /// Its bytes.
     text: &'a str,
+    /// Where they are in the input's text; `None` for a cut List's wrapper.
+    span: Option<(usize, usize)>,
 }
 
 impl Piece<'_> {
@@ -171,6 +295,13 @@ impl Piece<'_> {
             _ => 0,
         }
     }
+}
+
+/// Where `part` is in `whole`, of which it is a subslice.
+fn span_in(whole: &str, part: &str) -> (usize, usize) {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    debug_assert!(start + part.len() <= whole.len());
+    (start, start + part.len())
 }
 
 /// [`super::decode_inputs`] through `cache`: the same objects and diagnostics, in the
@@ -192,18 +323,21 @@ pub(super) fn decode_inputs_cached<'c>(
         .collect();
     let mut pieces = Vec::new();
     for (n, (_, input)) in inputs.iter().enumerate() {
+        let whole = &*input.text;
         if let Some(cut) = &cuts[n] {
             pieces.push(Piece {
                 input: n,
                 chunk: None,
                 list: Some(ListPart::Wrapper(cut)),
                 text: &cut.wrapper,
+                span: None,
             });
             pieces.extend(cut.items.iter().map(|item| Piece {
                 input: n,
                 chunk: None,
                 list: Some(ListPart::Items(std::slice::from_ref(item))),
                 text: item.text,
+                span: Some(span_in(whole, item.text)),
             }));
             continue;
         }
@@ -213,45 +347,81 @@ pub(super) fn decode_inputs_cached<'c>(
                 chunk: Some(c),
                 list: None,
                 text: c.text,
+                span: Some(span_in(whole, c.text)),
             })),
             None => pieces.push(Piece {
                 input: n,
                 chunk: None,
                 list: None,
-                text: &input.text,
+                text: whole,
+                span: Some((0, whole.len())),
             }),
         }
     }
-    let keys: Vec<Key> = on_threads(
-        pieces.iter().collect::<Vec<_>>().chunks(256).collect(),
-        threads,
-        |some: &[&Piece<'_>]| -> Vec<Key> {
-            some.iter()
-                .map(|p| Sha256::digest(p.text.as_bytes()).into())
-                .collect()
-        },
-    )
-    .concat();
 
     let mut old = std::mem::take(&mut cache.inputs);
     let old_index = std::mem::take(&mut cache.index);
     if cache.limits != Some(*limits) {
         old.clear();
     }
-    // Each piece's earlier result, if any; then the others decoded.
-    let mut results: Vec<Option<Entry>> = Vec::with_capacity(pieces.len());
-    let mut from: Option<usize> = None;
-    for (i, piece) in pieces.iter().enumerate() {
-        let (role, input) = inputs[piece.input];
-        if i == 0 || pieces[i - 1].input != piece.input {
-            from = old_index
+    // Each input's earlier pieces, and how much of its text is unchanged at either end.
+    let before: Vec<Option<(usize, usize, usize)>> = inputs
+        .iter()
+        .map(|&(role, input)| {
+            let at = old_index
                 .get(&(role, input.path.clone()))
                 .copied()
-                .filter(|&at| at < old.len());
-        }
-        results.push(
-            from.and_then(|at| old[at].take(role, &keys[i], piece.line_offset(), piece.index())),
-        );
+                .filter(|&at| at < old.len())?;
+            let (a, b) = (old[at].text.as_bytes(), input.text.as_bytes());
+            let prefix = common_prefix(a, b);
+            Some((at, prefix, common_suffix(&a[prefix..], &b[prefix..])))
+        })
+        .collect();
+    // Each piece's earlier result: first those whose bytes are in an unchanged prefix
+    // or suffix (compared, not hashed), at the same place there; then the others by
+    // the SHA-256 of their bytes.
+    let mut results: Vec<Option<Entry>> = Vec::with_capacity(pieces.len());
+    for piece in &pieces {
+        let (role, input) = inputs[piece.input];
+        let found = before[piece.input]
+            .zip(piece.span)
+            .and_then(|(b, (start, end))| {
+                let (at, prefix, suffix) = b;
+                let old_len = old[at].text.len();
+                let new_len = input.text.len();
+                let i = if end <= prefix {
+                    old[at].at_span(start, end)
+                } else if start >= new_len - suffix {
+                    old[at].at_span(start + old_len - new_len, end + old_len - new_len)
+                } else {
+                    None
+                }?;
+                old[at].take_at(i, role, piece.line_offset(), piece.index())
+            });
+        results.push(found);
+    }
+    // Hashed only where earlier pieces are left to be found, and a wrapper always (it
+    // is found by its key only).
+    let left: Vec<bool> = before
+        .iter()
+        .map(|b| b.is_some_and(|(at, _, _)| old[at].entries.iter().any(Option::is_some)))
+        .collect();
+    let unkeyed: Vec<(usize, &str)> = (0..pieces.len())
+        .filter(|&i| results[i].is_none() && (left[pieces[i].input] || pieces[i].span.is_none()))
+        .map(|i| (i, pieces[i].text))
+        .collect();
+    let mut keys: Vec<Option<Key>> = vec![None; pieces.len()];
+    for (&(i, _), key) in unkeyed.iter().zip(hash_all(&unkeyed, threads)) {
+        keys[i] = Some(key);
+    }
+    for &(i, _) in &unkeyed {
+        let piece = &pieces[i];
+        let (role, _) = inputs[piece.input];
+        let (Some((at, _, _)), Some(key)) = (before[piece.input], keys[i]) else {
+            continue;
+        };
+        old[at].index_keys(threads);
+        results[i] = old[at].take_key(role, &key, piece.line_offset(), piece.index());
     }
     let missing: Vec<usize> = (0..pieces.len())
         .filter(|&i| results[i].is_none())
@@ -292,9 +462,12 @@ pub(super) fn decode_inputs_cached<'c>(
         .zip(&pieces)
         .peekable();
     for (n, &(role, input)) in inputs.iter().enumerate() {
-        let mut mine = Pieces::default();
-        while let Some((entry, _)) = results.next_if(|(_, p)| p.input == n) {
-            mine.push(entry);
+        let mut mine = Pieces {
+            text: Arc::clone(&input.text),
+            ..Pieces::default()
+        };
+        while let Some((entry, piece)) = results.next_if(|(_, p)| p.input == n) {
+            mine.push(piece.span, entry);
         }
         let seen: usize = mine.entries.iter().flatten().map(|e| e.decoded.seen).sum();
         let parts = || mine.entries.iter().flatten().map(|e| &e.decoded);
@@ -460,6 +633,50 @@ mod tests {
             &limits,
         );
         assert_eq!(stats.reused, 2);
+    }
+
+    /// A byte that differs at the very end or the very start of the text (the last
+    /// byte of the last document, the first of the first) is not taken for unchanged.
+    #[test]
+    fn an_edit_of_the_first_or_last_byte_is_seen() {
+        let mut cache = DecodeCache::default();
+        let base = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-1}\n---\n\
+                    apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns-a";
+        // (reused, decoded): the policy and the documents whose bytes are the same.
+        for (text, want) in [
+            (base.to_string(), (0, 3)),
+            (base.replace("ns-a", "ns-b"), (2, 1)),
+            (base.replacen('a', "b", 1), (1, 2)),
+            (base.to_string(), (2, 1)),
+        ] {
+            let stats = same(
+                &mut cache,
+                &[("p.yaml", POLICY)],
+                &[("a.yaml", &text)],
+                &Limits::default(),
+            );
+            assert_eq!((stats.reused, stats.decoded), want);
+        }
+    }
+
+    proptest! {
+        /// The unchanged start and end of two texts, block by block, are what a byte by
+        /// byte comparison finds, across block boundaries.
+        #[test]
+        fn common_ends_are_found(
+            common in prop::collection::vec(any::<u8>(), 0..9000),
+            a in prop::collection::vec(0..3u8, 0..20),
+            b in prop::collection::vec(0..3u8, 0..20),
+            at in 0..9000usize,
+        ) {
+            let at = at.min(common.len());
+            let with = |x: &[u8]| [&common[..at], x, &common[at..]].concat();
+            let (a, b) = (with(&a), with(&b));
+            let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), naive);
+            let naive = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_suffix(&a, &b), naive);
+        }
     }
 
     #[test]

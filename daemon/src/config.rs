@@ -1424,7 +1424,7 @@ mod tests {
     fn check_file_reports_what_resolve_would_without_reading_anything() {
         let input = |text: &str| Input {
             path: PathBuf::from("/nonexistent/netpold.yaml"),
-            text: text.into(),
+            text: text.to_string().into(),
         };
         assert!(check_file(&input("policies: [p]\ninventory: i\ndeny: reject\n")).is_empty());
         let errors: Vec<String> = check_file(&input("deny: maybe\nbogus: 1\n"))

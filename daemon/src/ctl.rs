@@ -247,7 +247,7 @@ pub fn diff(
                 list.iter()
                     .map(|i| load::Input {
                         path: i.path.clone(),
-                        text: i.text.as_str().into(),
+                        text: i.text.clone().into(),
                     })
                     .collect()
             };

@@ -273,7 +273,7 @@ spec:
     fn plan_for(locals: &[&str]) -> Plan {
         let input = |name: &str, text: &str| rules_compiler::load::Input {
             path: name.into(),
-            text: text.into(),
+            text: text.to_string().into(),
         };
         let loaded = rules_compiler::load_model(
             &[input("policy.yaml", POLICY)],

@@ -20,7 +20,7 @@ pub mod gen;
 pub fn input(name: &str, text: &str) -> Input {
     Input {
         path: PathBuf::from(name),
-        text: text.into(),
+        text: text.to_string().into(),
     }
 }
 

@@ -259,7 +259,7 @@ fn compiled_plans() -> Vec<(String, Plan)> {
     use rules_compiler::resolve::Index;
     let input = |path: &str, text: &str| Input {
         path: path.into(),
-        text: text.into(),
+        text: text.to_string().into(),
     };
     let loaded = rules_compiler::load_model(
         &[input("policies.yaml", VARIETY_POLICIES)],

@@ -234,7 +234,7 @@ mod tests {
             inputs,
             vec![Input {
                 path: f,
-                text: "kind: X".into()
+                text: "kind: X".to_string().into()
             }]
         );
     }

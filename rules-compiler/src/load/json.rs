@@ -1060,7 +1060,7 @@ mod tests {
         let yaml = crate::load::parse(
             &crate::load::Input {
                 path: "t.yaml".into(),
-                text: " {\"é€\": [\"𝄞\", \"x\"]}".into(),
+                text: " {\"é€\": [\"𝄞\", \"x\"]}".to_string().into(),
             },
             &Limits::default(),
         )
@@ -1241,7 +1241,9 @@ mod tests {
     fn documents_reads_json_by_content_and_drops_null_values() {
         let input = crate::load::Input {
             path: "inventory.yaml".into(),
-            text: "\n  {\"a\": 1}\nnull\n[2]\n{\"b\" 3}\n{\"c\": 4}\n".into(),
+            text: "\n  {\"a\": 1}\nnull\n[2]\n{\"b\" 3}\n{\"c\": 4}\n"
+                .to_string()
+                .into(),
         };
         let got: Vec<Result<(usize, usize), (usize, usize)>> =
             crate::load::documents(&input, &Limits::default())
@@ -1327,7 +1329,7 @@ mod tests {
         // ends the file.
         let input = crate::load::Input {
             path: "t.json".into(),
-            text: "[1]\n[2]\n[3]\n[4]".into(),
+            text: "[1]\n[2]\n[3]\n[4]".to_string().into(),
         };
         let got: Vec<bool> = crate::load::documents(&input, &limits)
             .map(|d| d.is_ok())

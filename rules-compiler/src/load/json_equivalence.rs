@@ -84,7 +84,7 @@ fn to_json(node: &Node, indent: usize, out: &mut String) {
 fn yaml_to_json(name: &str, yaml: &str, as_list: bool) -> String {
     let input = Input {
         path: name.into(),
-        text: yaml.into(),
+        text: yaml.to_string().into(),
     };
     let (docs, diags) = load::parse(&input, &Limits::default());
     assert!(diags.is_empty(), "{diags:?}");
@@ -118,7 +118,7 @@ fn inputs(files: &[(&str, &str)]) -> Vec<Input> {
         .iter()
         .map(|(p, t)| Input {
             path: p.into(),
-            text: (*t).into(),
+            text: t.to_string().into(),
         })
         .collect()
 }

@@ -40,7 +40,7 @@ pub struct Input {
     pub path: PathBuf,
     /// The whole file; shared, not copied, by what keeps it (netpold's inputs in force
     /// and its decode cache).
-    pub text: Arc<str>,
+    pub text: Arc<String>,
 }
 
 /// Bounds on what one input file may cost. Each is checked as the file is read or

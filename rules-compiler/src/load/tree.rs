@@ -525,7 +525,7 @@ mod tests {
     fn load_within(text: &str, limits: Limits) -> (Vec<Node>, Vec<Diagnostic>) {
         let input = Input {
             path: "t.yaml".into(),
-            text: text.into(),
+            text: text.to_string().into(),
         };
         // As YAML, also a flow collection that would make the file JSON (`load/json.rs`).
         let (mut roots, mut diags) = (Vec::new(), Vec::new());

@@ -414,7 +414,7 @@ mod tests {
     fn input(text: &str) -> Input {
         Input {
             path: "t.yaml".into(),
-            text: text.into(),
+            text: text.to_string().into(),
         }
     }
 

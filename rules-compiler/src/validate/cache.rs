@@ -90,7 +90,7 @@ impl std::fmt::Debug for DecodeCache {
 #[derive(Default)]
 struct Pieces {
     /// The input's text (shared with the `Input` it was read into).
-    text: Arc<str>,
+    text: Arc<String>,
     entries: Vec<Option<Entry>>,
     /// `(start, end, entry)` of each entry cut from `text`, in text order.
     spans: Vec<(usize, usize, usize)>,

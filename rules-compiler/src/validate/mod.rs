@@ -837,7 +837,7 @@ pub(crate) mod testutil {
             .iter()
             .map(|(p, t)| Input {
                 path: p.into(),
-                text: (*t).into(),
+                text: t.to_string().into(),
             })
             .collect()
     }

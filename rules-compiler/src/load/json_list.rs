@@ -60,9 +60,16 @@ pub(crate) fn cut(text: &str) -> Option<ListCut<'_>> {
         return None;
     }
     // The items' line, `"items": [`: the first such line (the caller checks it is the
-    // top-level object's member).
-    let key = memchr::memmem::find_iter(bytes, b"\"items\"")
-        .find(|&at| is_items_key(trimmed(line_start(at))))?;
+    // top-level object's member). Each line is looked at once, however many `"items"`
+    // it holds: linear in the text.
+    let mut checked_to = 0;
+    let key = memchr::memmem::find_iter(bytes, b"\"items\"").find(|&at| {
+        if at < checked_to {
+            return false;
+        }
+        checked_to = line_end(at);
+        is_items_key(trimmed(line_start(at)))
+    })?;
     let open_start = line_start(key);
     let open = key + memchr::memchr(b'[', &bytes[key..])? + 1;
     let outer = text[open_start..].len() - text[open_start..].trim_start_matches(' ').len();
@@ -191,6 +198,15 @@ mod tests {
         ] {
             assert!(cut(text).is_none(), "{text}");
         }
+    }
+
+    /// A line of many `"items"` is looked at once, not once per `"items"` (which would
+    /// take minutes here): a regression shows as a very slow test.
+    #[test]
+    fn a_line_of_many_items_keys_is_read_once() {
+        let line = "\"items\",".repeat(1_000_000);
+        let text = format!("{{\n  \"a\": [{line} 1],\n  \"kind\": \"List\"\n}}\n");
+        assert!(cut(&text).is_none());
     }
 
     #[test]

@@ -317,9 +317,13 @@ pub(super) fn decode_inputs_cached<'c>(
 ) -> (Found<'c>, Vec<Diagnostic>) {
     let inputs = roles(policies, inventory);
     let files: Vec<Arc<Path>> = inputs.iter().map(|(_, i)| Arc::from(&*i.path)).collect();
+    // A List's items are kept as documents are, so no more of them than the documents
+    // limit allows (a List of millions of `{}` would otherwise cost an entry each).
     let cuts: Vec<Option<ListCut<'_>>> = inputs
         .iter()
-        .map(|(_, input)| json_list::cut_input(input))
+        .map(|(_, input)| {
+            json_list::cut_input(input).filter(|cut| cut.items.len() <= limits.documents)
+        })
         .collect();
     let mut pieces = Vec::new();
     for (n, (_, input)) in inputs.iter().enumerate() {
@@ -936,6 +940,18 @@ mod tests {
             );
             cold_on_threads(&[("a.json", &text)], &Limits::default());
         }
+        // More items than the documents limit: one piece, not an entry per item.
+        let limits = Limits {
+            documents: 3,
+            ..Limits::default()
+        };
+        let stats = same(
+            &mut DecodeCache::default(),
+            &[("p.yaml", POLICY)],
+            &[("a.json", &clean)],
+            &limits,
+        );
+        assert_eq!(stats.decoded, 2, "the policy, the List whole");
     }
 
     fn cold_on_threads(inventory: &[(&str, &str)], limits: &Limits) {

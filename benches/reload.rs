@@ -36,7 +36,8 @@
 //! Run (root; netpold and netpolctl are built in release by the benchmark itself):
 //! `cargo bench -p netpol-benches --bench reload`
 //! Options after `--`: `--edits N` (default 100), `--debounce-ms MS` (default 200),
-//! `--sizes example,synth` (default both), `--edit policy|endpoint` (default policy),
+//! `--sizes example,synth,synth-json` (default example,synth; `synth-json` is synth as
+//! kubectl JSON Lists), `--edit policy|endpoint` (default policy),
 //! `--no-incremental`, `--both` (each input with and then without `--no-incremental`,
 //! in the same run), `--netpold /ABS/PATH` (skip the build), `--keep DIR` (write the
 //! inputs there and keep them).
@@ -51,7 +52,7 @@ use netpol_benches::edits::{find_edit, plan_for, EditKind};
 use netpol_benches::harness::{
     absolute_path_arg, daemon_bin_or_skip, input_dir, memory_kib, own_namespace, KillOnDrop,
 };
-use netpol_benches::yaml::{inventory_yaml, policies_yaml};
+use netpol_benches::yaml::{inventory_json, inventory_yaml, policies_json, policies_yaml};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use netpol_nft::GenerationReader;
 use rules_compiler::resolve::Index;
@@ -167,12 +168,24 @@ fn prepare(dir: &Path, size: &str) {
             );
             "payments/payments-api".to_string()
         }
-        "synth" => {
+        "synth" | "synth-json" => {
             // The same bytes as `netpol-synth --namespaces 1000 --endpoints 50000
-            // --policies 10000 --seed 1`, and the local endpoint it prints.
+            // --policies 10000 --seed 1` (with `--json`: kubectl JSON Lists), and the
+            // local endpoint it prints.
             let model = generate(&Scale::FULL, 1);
-            std::fs::write(policies.join("policies.yaml"), policies_yaml(&model)).unwrap();
-            std::fs::write(inventory.join("inventory.yaml"), inventory_yaml(&model)).unwrap();
+            type Print = fn(&rules_compiler::model::Model) -> String;
+            let (ext, policies_text, inventory_text): (_, Print, Print) = if size == "synth" {
+                ("yaml", policies_yaml, inventory_yaml)
+            } else {
+                ("json", policies_json, inventory_json)
+            };
+            let file = inventory.join(format!("inventory.{ext}"));
+            std::fs::write(
+                policies.join(format!("policies.{ext}")),
+                policies_text(&model),
+            )
+            .unwrap();
+            std::fs::write(&file, inventory_text(&model)).unwrap();
             let index = Index::new(&model);
             let ep = busiest_endpoint(&index).expect("a local endpoint");
             let local = index.endpoint(ep).id.clone();
@@ -183,13 +196,13 @@ fn prepare(dir: &Path, size: &str) {
                 .expect("a peer whose address change changes only set elements");
             write_endpoint_edit(
                 &base,
-                &inventory.join("inventory.yaml"),
-                &inventory_yaml(&model),
-                &inventory_yaml(&edit.model),
+                &file,
+                &inventory_text(&model),
+                &inventory_text(&edit.model),
             );
             local.to_string()
         }
-        other => panic!("unknown size {other} (example, synth)"),
+        other => panic!("unknown size {other} (example, synth, synth-json)"),
     };
     std::fs::write(base.join("local"), &local).unwrap();
 }

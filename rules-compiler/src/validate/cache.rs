@@ -818,14 +818,12 @@ mod tests {
     /// the cache, including where its parts cannot stand alone.
     #[test]
     fn a_cut_list_loads_as_the_whole_list() {
+        let list = |cache: &mut DecodeCache, text: &str, limits: &Limits| {
+            same(cache, &[("p.yaml", POLICY)], &[("a.json", text)], limits)
+        };
         let mut cache = DecodeCache::default();
         let clean = json_list(&[0, 1, 3, 8], 0);
-        let stats = same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &clean)],
-            &Limits::default(),
-        );
+        let stats = list(&mut cache, &clean, &Limits::default());
         assert_eq!(
             stats.decoded,
             1 + 1 + 4,
@@ -833,21 +831,11 @@ mod tests {
         );
         // One item edited: that item alone.
         let edited = clean.replace("198.18.0.3", "198.18.0.4");
-        let stats = same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &edited)],
-            &Limits::default(),
-        );
+        let stats = list(&mut cache, &edited, &Limits::default());
         assert_eq!((stats.decoded, stats.reused), (1, 5));
         // An item inserted at the top: the clean ones below move and are shifted.
         let grown = json_list(&[3, 0, 1, 3, 8], 0).replace("198.18.0.3", "198.18.0.4");
-        let stats = same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &grown)],
-            &Limits::default(),
-        );
+        let stats = list(&mut cache, &grown, &Limits::default());
         assert_eq!(
             stats.decoded, 2,
             "the new item and the List without its items"
@@ -858,35 +846,15 @@ mod tests {
             clean.replace("\n    ],", ",\n    ],"),
         ] {
             assert!(json_list::cut(&text).is_none());
-            same(
-                &mut cache,
-                &[("p.yaml", POLICY)],
-                &[("a.json", &text)],
-                &Limits::default(),
-            );
-            let stats = same(
-                &mut cache,
-                &[("p.yaml", POLICY)],
-                &[("a.json", &text)],
-                &Limits::default(),
-            );
+            list(&mut cache, &text, &Limits::default());
+            let stats = list(&mut cache, &text, &Limits::default());
             assert_eq!((stats.reused, stats.decoded), (2, 0));
         }
         // An item that cannot stand alone (a duplicate key): read whole, not kept.
         let text = json_list(&[0, 7, 1], 0);
         assert!(json_list::cut(&text).is_some());
-        same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &text)],
-            &Limits::default(),
-        );
-        let stats = same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &text)],
-            &Limits::default(),
-        );
+        list(&mut cache, &text, &Limits::default());
+        let stats = list(&mut cache, &text, &Limits::default());
         assert_eq!(stats.reused, 1, "the policy only");
         // Limits that hold for each item but not for the List: read whole.
         for limits in [
@@ -900,12 +868,7 @@ mod tests {
             },
         ] {
             let text = json_list(&[1, 1, 9, 1], 0);
-            same(
-                &mut DecodeCache::default(),
-                &[("p.yaml", POLICY)],
-                &[("a.json", &text)],
-                &limits,
-            );
+            list(&mut DecodeCache::default(), &text, &limits);
         }
         // An `items` array in the List's metadata, cut first: not the List's items.
         let item = |i: usize| {
@@ -921,23 +884,13 @@ mod tests {
             item(3)
         );
         assert!(json_list::cut(&text).is_some());
-        same(
-            &mut cache,
-            &[("p.yaml", POLICY)],
-            &[("a.json", &text)],
-            &Limits::default(),
-        );
+        list(&mut cache, &text, &Limits::default());
         cold_on_threads(&[("a.json", &text)], &Limits::default());
         // Faults of the List's own: those that keep its items, and one that drops them.
         for wrapper in 1..=3 {
             let text = json_list(&[0, 1, 3], wrapper);
             assert!(json_list::cut(&text).is_some());
-            same(
-                &mut cache,
-                &[("p.yaml", POLICY)],
-                &[("a.json", &text)],
-                &Limits::default(),
-            );
+            list(&mut cache, &text, &Limits::default());
             cold_on_threads(&[("a.json", &text)], &Limits::default());
         }
         // More items than the documents limit: one piece, not an entry per item.
@@ -945,12 +898,7 @@ mod tests {
             documents: 3,
             ..Limits::default()
         };
-        let stats = same(
-            &mut DecodeCache::default(),
-            &[("p.yaml", POLICY)],
-            &[("a.json", &clean)],
-            &limits,
-        );
+        let stats = list(&mut DecodeCache::default(), &clean, &limits);
         assert_eq!(stats.decoded, 2, "the policy, the List whole");
     }
 

@@ -44,6 +44,31 @@ pub fn check_fast_yaml(text: &str, limits: &load::Limits) {
     }
 }
 
+/// Target `json_list`: `text` (after the earlier version before a NUL byte, if any)
+/// read with its JSON `List`s cut into items, cold and through a decode cache, gives
+/// what reading it whole gives; a difference panics with where.
+pub fn check_json_list_cut(mode: u8, text: &str) {
+    let (before, after) = match text.split_once('\0') {
+        Some((before, after)) => (before, after),
+        None if mode & 2 != 0 => (text, text),
+        None => ("", text),
+    };
+    let limits = if mode & 8 == 0 {
+        load::Limits::default()
+    } else {
+        tight_limits()
+    };
+    let (before, after) = (
+        [input("fuzzed.json", before)],
+        [input("fuzzed.json", after)],
+    );
+    if let Some(difference) =
+        rules_compiler::validate::cut_differs(&before, &after, mode & 1 != 0, &limits)
+    {
+        panic!("a cut List reads otherwise than whole: {difference}");
+    }
+}
+
 /// Target `yaml`: every document of the text, parsed.
 pub fn parse_documents(input: &Input, limits: &load::Limits) {
     let (docs, diags) = load::parse(input, limits);

@@ -139,6 +139,59 @@ pub fn validate_cached(
     finish(found, diags, policies, inventory)
 }
 
+/// For the `json_list` fuzz target: the first difference between reading `inputs`
+/// whole (one thread) and reading them with every kubectl JSON `List` cut into its
+/// items (`load::json_list`), cold on three threads and through a decode cache that
+/// loaded `before` first; `None` when all three give the same model, spans and
+/// diagnostics. `as_policies` picks the inputs' role.
+#[doc(hidden)]
+pub fn cut_differs(
+    before: &[Input],
+    inputs: &[Input],
+    as_policies: bool,
+    limits: &Limits,
+) -> Option<String> {
+    fn roles(i: &[Input], as_policies: bool) -> [&[Input]; 2] {
+        if as_policies {
+            [i, &[]]
+        } else {
+            [&[], i]
+        }
+    }
+    let [p, i] = roles(inputs, as_policies);
+    let outcome = |(found, diags): (Found, Vec<Diagnostic>)| {
+        format!(
+            "{:?}",
+            finish(found, diags, p, i).map(|l| (l.model, l.spans, l.warnings))
+        )
+    };
+    let whole = outcome(decode_inputs_on(p, i, limits, 1, usize::MAX));
+    let cut = outcome(decode_inputs_on(p, i, limits, 3, 0));
+    let mut cache = DecodeCache::default();
+    let [bp, bi] = roles(before, as_policies);
+    drop(cache::decode_inputs_cached(bp, bi, limits, 1, &mut cache));
+    let cached = outcome(cache::decode_inputs_cached(p, i, limits, 2, &mut cache));
+    let differ = |name: &str, other: &str| {
+        let at = whole
+            .bytes()
+            .zip(other.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let around = |t: &str| {
+            let bytes = &t.as_bytes()[at.saturating_sub(100)..(at + 100).min(t.len())];
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        format!(
+            "{name} differs from whole near {at}: …{}… / …{}…",
+            around(other),
+            around(&whole)
+        )
+    };
+    (cut != whole)
+        .then(|| differ("cut", &cut))
+        .or_else(|| (cached != whole).then(|| differ("cached", &cached)))
+}
+
 /// Threads to decode on: as many as the machine has, at most 8.
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))

@@ -5,7 +5,9 @@
 //! A YAML input is cut into its documents as `load` cuts it; a kubectl JSON `List` into
 //! the List without its items and each item (`load::json_list`); any other JSON input
 //! is one piece. A piece's result depends only on its role (policies or inventory), its
-//! file's path, its bytes, the line it starts at, its index in a List and the limits.
+//! kind (YAML documents, a whole file, a List without its items, a List item: the same
+//! bytes can be a whole file in one load and an item in the next), its file's path, its
+//! bytes, the line it starts at, its index in a List and the limits.
 //! The cache keeps each input's text (shared, not copied) and finds a piece's earlier
 //! result by its bytes: where the piece lies in the text's unchanged start or end
 //! (compared with the last load's text, so an edit costs a comparison of the file, not
@@ -103,8 +105,23 @@ struct Pieces {
     whole: Option<Decoded1>,
 }
 
-/// One piece's result and the line (and List index) it was decoded at.
+/// What a piece is, which its result depends on beside its bytes: the same bytes are a
+/// whole JSON file in one load and an item of a List in another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Some YAML documents (`load::chunks`).
+    Documents,
+    /// A whole file, read in one piece.
+    Whole,
+    /// A cut List without its items.
+    Wrapper,
+    /// An item of a cut List.
+    Item,
+}
+
+/// One piece's result, its kind, and the line (and List index) it was decoded at.
 struct Entry {
+    kind: Kind,
     /// The SHA-256 of its bytes, once computed (always for a cut List's wrapper, which
     /// is not a part of the text).
     key: Option<Key>,
@@ -159,11 +176,17 @@ impl Pieces {
         self.first = Some(first);
     }
 
-    /// Moves out entry `i` if it may stand for a piece of `role` starting after
-    /// `line_offset` lines at `index` in a List, its positions shifted there.
-    fn take_at(&mut self, i: usize, role: Role, line_offset: usize, index: usize) -> Option<Entry> {
+    /// Moves out entry `i` if it may stand for a piece of `kind` and `role` starting
+    /// after `line_offset` lines at `index` in a List, its positions shifted there.
+    fn take_at(
+        &mut self,
+        i: usize,
+        (role, kind): (Role, Kind),
+        line_offset: usize,
+        index: usize,
+    ) -> Option<Entry> {
         let e = self.entries[i].as_ref()?;
-        if !fits_at(e, line_offset, index) && !movable(e, role) {
+        if e.kind != kind || (!fits_at(e, line_offset, index) && !movable(e, role)) {
             return None;
         }
         let mut e = self.entries[i].take()?;
@@ -182,7 +205,7 @@ impl Pieces {
     /// first.
     fn take_key(
         &mut self,
-        role: Role,
+        (role, kind): (Role, Kind),
         key: &Key,
         line_offset: usize,
         index: usize,
@@ -198,9 +221,9 @@ impl Pieces {
             }
             None
         };
-        let i =
-            find(&|e| fits_at(e, line_offset, index)).or_else(|| find(&|e| movable(e, role)))?;
-        self.take_at(i, role, line_offset, index)
+        let i = find(&|e| e.kind == kind && fits_at(e, line_offset, index))
+            .or_else(|| find(&|e| e.kind == kind && movable(e, role)))?;
+        self.take_at(i, (role, kind), line_offset, index)
     }
 }
 
@@ -281,6 +304,15 @@ struct Piece<'a> {
 }
 
 impl Piece<'_> {
+    fn kind(&self) -> Kind {
+        match (self.chunk, self.list) {
+            (Some(_), _) => Kind::Documents,
+            (_, Some(ListPart::Wrapper(_))) => Kind::Wrapper,
+            (_, Some(ListPart::Items(_))) => Kind::Item,
+            (None, None) => Kind::Whole,
+        }
+    }
+
     fn line_offset(&self) -> usize {
         match (self.chunk, self.list) {
             (Some(c), _) => c.line_offset,
@@ -400,7 +432,7 @@ pub(super) fn decode_inputs_cached<'c>(
                 } else {
                     None
                 }?;
-                old[at].take_at(i, role, piece.line_offset(), piece.index())
+                old[at].take_at(i, (role, piece.kind()), piece.line_offset(), piece.index())
             });
         results.push(found);
     }
@@ -425,7 +457,12 @@ pub(super) fn decode_inputs_cached<'c>(
             continue;
         };
         old[at].index_keys(threads);
-        results[i] = old[at].take_key(role, &key, piece.line_offset(), piece.index());
+        results[i] = old[at].take_key(
+            (role, piece.kind()),
+            &key,
+            piece.line_offset(),
+            piece.index(),
+        );
     }
     let missing: Vec<usize> = (0..pieces.len())
         .filter(|&i| results[i].is_none())
@@ -451,6 +488,7 @@ pub(super) fn decode_inputs_cached<'c>(
     });
     for (i, decoded) in missing.into_iter().zip(decoded) {
         results[i] = Some(Entry {
+            kind: pieces[i].kind(),
             key: keys[i],
             line_offset: pieces[i].line_offset(),
             index: pieces[i].index(),
@@ -900,6 +938,26 @@ mod tests {
         };
         let stats = list(&mut DecodeCache::default(), &clean, &limits);
         assert_eq!(stats.decoded, 2, "the policy, the List whole");
+    }
+
+    /// A piece is reused only as the same kind of piece: a JSON file with the very bytes
+    /// of a List item (a `kind: List` is unwrapped in one, refused in the other) is
+    /// decoded again when the file becomes a List holding it, and back.
+    #[test]
+    fn a_file_is_not_taken_for_a_list_item() {
+        let list = json_list(&[4], 0);
+        let item = json_list::cut(&list).expect("cut").items[0]
+            .text
+            .to_string();
+        let mut cache = DecodeCache::default();
+        for text in [&item, &list, &item] {
+            same(
+                &mut cache,
+                &[("p.yaml", POLICY)],
+                &[("a.json", text)],
+                &Limits::default(),
+            );
+        }
     }
 
     fn cold_on_threads(inventory: &[(&str, &str)], limits: &Limits) {

@@ -966,6 +966,34 @@ mod tests {
     use super::testutil::{check, errors, ok, run, show};
     use crate::model::*;
 
+    /// The fuzz target's seeds (`fuzz/corpus/json_list`) hold for `cut_differs`: a mode
+    /// byte, then the text, after an earlier version and a NUL byte when there is one.
+    #[test]
+    fn the_json_list_seeds_read_as_whole() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/json_list");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("the seeds") {
+            let data = std::fs::read(entry.expect("a seed").path()).expect("a seed");
+            let (mode, text) = (data[0], std::str::from_utf8(&data[1..]).expect("UTF-8"));
+            let (before, after) = text.split_once('\0').unwrap_or(if mode & 2 != 0 {
+                (text, text)
+            } else {
+                ("", text)
+            });
+            let input = |t: &str| {
+                vec![crate::load::Input {
+                    path: "fuzzed.json".into(),
+                    text: t.to_string().into(),
+                }]
+            };
+            let limits = crate::load::Limits::default();
+            let differs = super::cut_differs(&input(before), &input(after), mode & 1 != 0, &limits);
+            assert_eq!(differs, None);
+            seen += 1;
+        }
+        assert!(seen >= 8);
+    }
+
     fn ns(name: &str) -> String {
         format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
     }

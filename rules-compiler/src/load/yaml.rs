@@ -296,41 +296,70 @@ pub(crate) fn chunk_documents<'a>(
 /// goes with the next document too.
 ///
 /// Once the current chunk has content and no `...` is pending, only a line that starts
-/// with `-` or `.` can change anything: the others are passed over after one look at
-/// their first byte (a 38 MB inventory is cut in a few milliseconds).
+/// with `---` or `...` can change anything: the search jumps from one such line to the
+/// next (`memmem`) and counts the newlines passed over in bulk (a 38 MB inventory is
+/// cut in a few milliseconds). The `...` search is kept, not repeated, until passed:
+/// a file without one is searched once.
 pub(super) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     let bytes = text.as_bytes();
+    let starts = memchr::memmem::Finder::new(b"\n---");
+    let ends = memchr::memmem::Finder::new(b"\n...");
+    // The next `\n...` at or after this search's start, or `None` (none to the end).
+    let mut next_end: Option<(usize, Option<usize>)> = None;
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut start_line = 0;
     let mut has_content = false;
     // Where the current chunk's last document was ended by `...`, if nothing came since.
     let mut ended_at: Option<(usize, usize)> = None;
-    let mut newlines = memchr::memchr_iter(b'\n', bytes);
     let (mut pos, mut line_no) = (0, 0);
     while pos < bytes.len() {
-        let end = newlines.next().map_or(bytes.len(), |i| i + 1);
+        if has_content && ended_at.is_none() {
+            // Lines that start with neither marker change nothing: skip to the next
+            // that does (`pos` follows a newline here: the chunk has a line).
+            let from = pos - 1;
+            let end = match next_end {
+                Some((searched, found)) if searched <= from && found.is_none_or(|e| e >= from) => {
+                    found
+                }
+                _ => {
+                    let found = ends.find(&bytes[from..]).map(|i| from + i);
+                    next_end = Some((from, found));
+                    found
+                }
+            };
+            let start = starts.find(&bytes[from..]).map(|i| from + i);
+            let to = match (start, end) {
+                (Some(a), Some(b)) => a.min(b) + 1,
+                (Some(a), None) | (None, Some(a)) => a + 1,
+                (None, None) => bytes.len(),
+            };
+            line_no += memchr::memchr_iter(b'\n', &bytes[pos..to]).count();
+            pos = to;
+            if pos == bytes.len() {
+                break;
+            }
+        }
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i + 1);
         let line = &text[pos..end];
-        if !has_content || ended_at.is_some() || matches!(bytes[pos], b'-' | b'.') {
-            let is_start_marker = is_marker(line, "---");
-            if is_start_marker && has_content {
-                let (cut, cut_line) = ended_at.unwrap_or((pos, line_no));
-                chunks.push(Chunk {
-                    text: &text[start..cut],
-                    line_offset: start_line,
-                });
-                start = cut;
-                start_line = cut_line;
-                has_content = false;
-                ended_at = None;
-            }
-            let content = line_has_content(line, is_start_marker);
-            has_content |= content;
-            if is_marker(line, "...") {
-                ended_at = Some((end, line_no + 1));
-            } else if content || is_start_marker {
-                ended_at = None;
-            }
+        let is_start_marker = is_marker(line, "---");
+        if is_start_marker && has_content {
+            let (cut, cut_line) = ended_at.unwrap_or((pos, line_no));
+            chunks.push(Chunk {
+                text: &text[start..cut],
+                line_offset: start_line,
+            });
+            start = cut;
+            start_line = cut_line;
+            has_content = false;
+            ended_at = None;
+        }
+        let content = line_has_content(line, is_start_marker);
+        has_content |= content;
+        if is_marker(line, "...") {
+            ended_at = Some((end, line_no + 1));
+        } else if content || is_start_marker {
+            ended_at = None;
         }
         pos = end;
         line_no += 1;
@@ -453,8 +482,9 @@ mod tests {
                 proptest::sample::select(vec![
                     "---", "--- # c", "---x", "--", "...", "... # c", "....", "- a", "-",
                     ".x", "a: 1", "  b: 2", "# c", "", "  ", "%YAML 1.2", "--- a: 1",
+                    "---\r", "...\r", "a: ---", "b: ...", "---\t#", "-- -",
                 ]),
-                0..40,
+                0..60,
             ),
             last_newline in proptest::bool::ANY,
         ) {

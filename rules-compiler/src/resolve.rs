@@ -32,33 +32,48 @@ pub struct Index<'m> {
     pub model: &'m Model,
     endpoints_by_ns: BTreeMap<&'m str, Vec<EndpointId>>,
     policies_by_ns: BTreeMap<&'m str, Vec<PolicyId>>,
-    by_addr: HashMap<IpAddr, EndpointId>,
+    by_addr: foldhash::HashMap<IpAddr, EndpointId>,
     /// Per endpoint, the cluster policies whose subject selects it, per tier (`Admin`,
     /// `Baseline`), in model order. Empty lists when the model holds none.
     cluster_subjects: Vec<[Vec<ClusterPolicyId>; 2]>,
 }
 
+/// The positions of `ids` by namespace, each list in order. A model's objects come
+/// sorted, so in runs of one namespace: a run costs one look-up.
+fn by_namespace<'m>(ids: impl Iterator<Item = &'m ObjectName>) -> BTreeMap<&'m str, Vec<usize>> {
+    let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut run: Option<(&str, Vec<usize>)> = None;
+    for (i, id) in ids.enumerate() {
+        let ns = id.namespace.as_str();
+        match &mut run {
+            Some((n, run)) if *n == ns => run.push(i),
+            _ => {
+                if let Some((n, done)) = run.replace((ns, vec![i])) {
+                    by_ns.entry(n).or_default().extend(done);
+                }
+            }
+        }
+    }
+    if let Some((n, done)) = run {
+        by_ns.entry(n).or_default().extend(done);
+    }
+    by_ns
+}
+
 impl<'m> Index<'m> {
     /// Builds the index. Linear in the model's size.
     pub fn new(model: &'m Model) -> Self {
-        let mut endpoints_by_ns: BTreeMap<&str, Vec<EndpointId>> = BTreeMap::new();
-        let mut by_addr = HashMap::with_capacity(model.inventory.endpoints.len() * 2);
+        let endpoints_by_ns = by_namespace(model.inventory.endpoints.iter().map(|e| &e.id));
+        let mut by_addr = HashMap::with_capacity_and_hasher(
+            model.inventory.endpoints.len() * 2,
+            Default::default(),
+        );
         for (i, ep) in model.inventory.endpoints.iter().enumerate() {
-            endpoints_by_ns
-                .entry(ep.id.namespace.as_str())
-                .or_default()
-                .push(i);
             for ip in ep.ips.iter() {
                 by_addr.insert(*ip, i);
             }
         }
-        let mut policies_by_ns: BTreeMap<&str, Vec<PolicyId>> = BTreeMap::new();
-        for (i, p) in model.policies.iter().enumerate() {
-            policies_by_ns
-                .entry(p.id.namespace.as_str())
-                .or_default()
-                .push(i);
-        }
+        let policies_by_ns = by_namespace(model.policies.iter().map(|p| &p.id));
         let cluster_subjects = cluster::subjects(model);
         Index {
             model,
@@ -85,7 +100,7 @@ impl<'m> Index<'m> {
     }
 
     /// The address index, for [`crate::target::AddressBook`].
-    pub(crate) fn into_addresses(self) -> HashMap<IpAddr, EndpointId> {
+    pub(crate) fn into_addresses(self) -> foldhash::HashMap<IpAddr, EndpointId> {
         self.by_addr
     }
 

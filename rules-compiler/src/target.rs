@@ -6,7 +6,7 @@
 //! host's addresses (every endpoint holding one is local). Pure: the caller reads the
 //! addresses; nothing here touches the system.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -62,7 +62,7 @@ pub struct Counts {
 /// address one endpoint's). Kept by the daemon instead of the model, which is far
 /// larger, to tell whether a change of the host's addresses changes the local endpoints.
 #[derive(Clone, Debug, Default)]
-pub struct AddressBook(HashMap<IpAddr, EndpointId>);
+pub struct AddressBook(foldhash::HashMap<IpAddr, EndpointId>);
 
 impl AddressBook {
     /// The endpoints that `Target::HostAddresses(host)` makes local, sorted.

@@ -93,7 +93,8 @@ impl std::fmt::Debug for DecodeCache {
 struct Pieces {
     /// The input's text (shared with the `Input` it was read into).
     text: Arc<String>,
-    entries: Vec<Option<Entry>>,
+    /// Boxed: an entry moves from load to load, and a box moves as a pointer.
+    entries: Vec<Option<Box<Entry>>>,
     /// `(start, end, entry)` of each entry cut from `text`, in text order.
     spans: Vec<(usize, usize, usize)>,
     /// Built on the first lookup by key: the first entry with each key, and for each
@@ -131,7 +132,7 @@ struct Entry {
 }
 
 impl Pieces {
-    fn push(&mut self, span: Option<(usize, usize)>, entry: Entry) {
+    fn push(&mut self, span: Option<(usize, usize)>, entry: Box<Entry>) {
         if let Some((start, end)) = span {
             self.spans.push((start, end, self.entries.len()));
         }
@@ -184,7 +185,7 @@ impl Pieces {
         (role, kind): (Role, Kind),
         line_offset: usize,
         index: usize,
-    ) -> Option<Entry> {
+    ) -> Option<Box<Entry>> {
         let e = self.entries[i].as_ref()?;
         if e.kind != kind || (!fits_at(e, line_offset, index) && !movable(e, role)) {
             return None;
@@ -209,12 +210,12 @@ impl Pieces {
         key: &Key,
         line_offset: usize,
         index: usize,
-    ) -> Option<Entry> {
+    ) -> Option<Box<Entry>> {
         let first = self.first.as_ref()?;
         let find = |fits: &dyn Fn(&Entry) -> bool| {
             let mut at = first.get(key).copied();
             while let Some(i) = at {
-                if self.entries[i].as_ref().is_some_and(fits) {
+                if self.entries[i].as_deref().is_some_and(fits) {
                     return Some(i);
                 }
                 at = self.next[i];
@@ -416,7 +417,7 @@ pub(super) fn decode_inputs_cached<'c>(
     // Each piece's earlier result: first those whose bytes are in an unchanged prefix
     // or suffix (compared, not hashed), at the same place there; then the others by
     // the SHA-256 of their bytes.
-    let mut results: Vec<Option<Entry>> = Vec::with_capacity(pieces.len());
+    let mut results: Vec<Option<Box<Entry>>> = Vec::with_capacity(pieces.len());
     for piece in &pieces {
         let (role, input) = inputs[piece.input];
         let found = before[piece.input]
@@ -487,17 +488,21 @@ pub(super) fn decode_inputs_cached<'c>(
         decoded
     });
     for (i, decoded) in missing.into_iter().zip(decoded) {
-        results[i] = Some(Entry {
+        results[i] = Some(Box::new(Entry {
             kind: pieces[i].kind(),
             key: keys[i],
             line_offset: pieces[i].line_offset(),
             index: pieces[i].index(),
             decoded,
-        });
+        }));
     }
     // What was not reused: the documents edited away.
     drop(old);
 
+    let mut per_input = vec![0; inputs.len()];
+    for piece in &pieces {
+        per_input[piece.input] += 1;
+    }
     let mut results = results
         .into_iter()
         .map(|r| r.expect("every piece reused or decoded"))
@@ -506,6 +511,8 @@ pub(super) fn decode_inputs_cached<'c>(
     for (n, &(role, input)) in inputs.iter().enumerate() {
         let mut mine = Pieces {
             text: Arc::clone(&input.text),
+            entries: Vec::with_capacity(per_input[n]),
+            spans: Vec::with_capacity(per_input[n]),
             ..Pieces::default()
         };
         while let Some((entry, piece)) = results.next_if(|(_, p)| p.input == n) {

@@ -56,24 +56,17 @@ pub(super) enum Decoded {
     Ignored(crate::model::Name),
 }
 
-/// The object `d` stands for, owned, or `None` for an endpoint or skipped pod that is
-/// not `kept` (a duplicate): moved when it is owned, else what [`super::assemble`] takes
-/// of it cloned (an endpoint's addresses as written and its object label serve only the
-/// checks before).
-pub(super) fn owned(d: std::borrow::Cow<'_, Decoded>, kept: bool) -> Option<Decoded> {
-    use std::borrow::Cow;
-    if !kept && matches!(*d, Decoded::Endpoint { .. } | Decoded::Skipped(_)) {
-        return None;
-    }
-    Some(match d {
-        Cow::Owned(d) => d,
-        Cow::Borrowed(Decoded::Endpoint { endpoint, .. }) => Decoded::Endpoint {
+/// What [`super::assemble`] takes of a lent object, cloned: an endpoint's addresses as
+/// written and its object label serve only the checks before, and are left out.
+pub(super) fn taken(d: &Decoded) -> Decoded {
+    match d {
+        Decoded::Endpoint { endpoint, .. } => Decoded::Endpoint {
             endpoint: endpoint.clone(),
             object: String::new(),
             ips: Vec::new(),
         },
-        Cow::Borrowed(d) => d.clone(),
-    })
+        d => d.clone(),
+    }
 }
 
 /// Decodes one inventory object; `None` when it is unusable (the errors are reported).

@@ -15,6 +15,9 @@
 //! Files of 1 MiB or more are cut at document boundaries into pieces that are parsed
 //! and decoded on several threads (`decode_inputs`); the results are put back in input
 //! order, so objects, diagnostics and limits come out as one thread would give them.
+//! The checks across objects of a big input run on two threads (`assemble`): the
+//! inventory's claims on one, the policies and the copies of what the decode cache
+//! lends on the other.
 //!
 //! # Policy inputs
 //!
@@ -95,6 +98,7 @@ mod object;
 mod policy;
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
@@ -200,11 +204,22 @@ fn threads() -> usize {
 /// The checks across objects, then the model or every diagnostic.
 fn finish(
     found: Found,
-    mut diags: Vec<Diagnostic>,
+    diags: Vec<Diagnostic>,
     policies: &[Input],
     inventory: &[Input],
 ) -> Result<Loaded, Rejected> {
-    let (model, spans) = assemble(found, &mut diags);
+    finish_on(found, diags, policies, inventory, threads())
+}
+
+/// [`finish`] on one thread, or on two where `threads` allows.
+fn finish_on(
+    found: Found,
+    mut diags: Vec<Diagnostic>,
+    policies: &[Input],
+    inventory: &[Input],
+    threads: usize,
+) -> Result<Loaded, Rejected> {
+    let (model, spans) = assemble(found, &mut diags, threads);
     sort_by_place(&mut diags, policies.iter().chain(inventory));
     if diags.iter().any(Diagnostic::is_error) {
         Err(Rejected(diags))
@@ -402,10 +417,18 @@ fn on_threads<T: Send, R: Send>(
         let result = f(item);
         *results[i].lock().expect("one writer") = Some(result);
     };
+    // The calling thread works too; a thread that cannot be started (a task limit,
+    // say) leaves its share to the others, not a panic.
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(work);
+        for _ in 1..workers {
+            if std::thread::Builder::new()
+                .spawn_scoped(scope, work)
+                .is_err()
+            {
+                break;
+            }
         }
+        work();
     });
     results
         .into_iter()
@@ -606,15 +629,126 @@ struct Found<'a> {
     inventory: Vec<Cow<'a, Decoded>>,
 }
 
-fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
+fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>, threads: usize) -> (Model, Spans) {
+    let Found {
+        policies,
+        cluster_policies: cluster,
+        inventory,
+    } = found;
+    // Two threads: one checks the inventory's claims; the other puts the policies
+    // together (neither reads the other) and copies what the model takes of the
+    // objects the decode cache lends. The diagnostics come in the order one thread
+    // would give them: the claims', the inventory's, the policies'.
+    let (keep, lent, (mut policies, policy_spans, policy_diags)) =
+        if inventory.len() + policies.len() >= 1000 && threads > 1 {
+            let found = &inventory;
+            let policies = Mutex::new(Some(policies));
+            let other = || {
+                let policies = policies.lock().expect("one taker").take();
+                (
+                    assemble_policies(policies.expect("taken once")),
+                    lent(found),
+                )
+            };
+            std::thread::scope(|s| {
+                // Without a second thread (a task limit, say), one does it all.
+                let other_thread = std::thread::Builder::new().spawn_scoped(s, other);
+                let keep = claims(found, diags);
+                let (policies, lent) = match other_thread {
+                    Ok(t) => t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    Err(_) => other(),
+                };
+                (keep, lent, policies)
+            })
+        } else {
+            (
+                claims(&inventory, diags),
+                lent(&inventory),
+                assemble_policies(policies),
+            )
+        };
+    let (mut inv, mut spans, mut endpoints) = assemble_inventory(inventory, keep, lent, diags);
+    diags.extend(policy_diags);
+    spans.policies = policy_spans;
+
+    // Namespaces in use but not declared: assumed, once each, with a warning at the
+    // first object in them.
+    // Labels are made only for the warning: there is one user per endpoint and policy.
+    let users = endpoints
+        .iter()
+        .map(|e| (&e.id, Some(e), &e.source))
+        .chain(policies.iter().map(|p| (&p.id, None, &p.source)));
+    let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
+    // Objects come in runs of one namespace: a run is looked up once.
+    let mut known: Option<&str> = None;
+    for (id, endpoint, source) in users {
+        if known == Some(id.namespace.as_str()) {
+            continue;
+        }
+        if inv.namespaces.contains_key(id.namespace.as_str())
+            || implicit.contains_key(id.namespace.as_str())
+        {
+            known = Some(id.namespace.as_str());
+            continue;
+        }
+        let object = match endpoint {
+            Some(e) => endpoint_label(e),
+            None => format!("NetworkPolicy {id}"),
+        };
+        diags.push(
+            Diagnostic::warning(format!(
+                "namespace {:?} is not declared by a Namespace object: assuming it exists, with \
+                 only the label {NAMESPACE_NAME_LABEL}={}",
+                id.namespace, id.namespace
+            ))
+            .with_source(source)
+            .object(object)
+            .field("metadata.namespace"),
+        );
+        implicit.insert(
+            id.namespace.to_string(),
+            Namespace {
+                name: id.namespace.to_string(),
+                labels: [(NAMESPACE_NAME_LABEL.to_string(), id.namespace.clone())].into(),
+                implicit: true,
+                source: source.clone(),
+            },
+        );
+        known = Some(id.namespace.as_str());
+    }
+    inv.namespaces.extend(implicit);
+
+    endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    inv.endpoints = endpoints;
+    inv.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let model = Model {
+        inventory: inv,
+        policies,
+        cluster_policies: cluster_policies(cluster.into_iter().map(Cow::into_owned), diags),
+    };
+    (model, spans)
+}
+
+/// The inventory's objects, each endpoint's name and addresses claimed once (see
+/// [`claims`]): the inventory without its endpoints, the spans of its Namespace objects,
+/// and the endpoints in input order.
+fn assemble_inventory(
+    found: Vec<Cow<'_, Decoded>>,
+    keep: Vec<bool>,
+    lent: Vec<Option<Decoded>>,
+    diags: &mut Vec<Diagnostic>,
+) -> (Inventory, Spans, Vec<Endpoint>) {
     let mut inv = Inventory::default();
     let mut spans = Spans::default();
-    let keep = claims(&found.inventory, diags);
-    let mut endpoints: Vec<Endpoint> = Vec::new();
-
-    for (d, keep) in found.inventory.into_iter().zip(keep) {
-        let Some(d) = inventory::owned(d, keep) else {
+    let mut endpoints: Vec<Endpoint> = Vec::with_capacity(found.len());
+    for ((d, keep), lent) in found.into_iter().zip(keep).zip(lent) {
+        if !keep && matches!(*d, Decoded::Endpoint { .. } | Decoded::Skipped(_)) {
             continue;
+        }
+        let d = match d {
+            Cow::Owned(d) => d,
+            Cow::Borrowed(_) => lent.expect("a lent object is copied"),
         };
         match d {
             Decoded::Ignored(kind) => match inv.ignored_kinds.get_mut(kind.as_str()) {
@@ -663,82 +797,71 @@ fn assemble(found: Found<'_>, diags: &mut Vec<Diagnostic>) -> (Model, Spans) {
             Decoded::Endpoint { endpoint, .. } => endpoints.push(endpoint),
         }
     }
+    (inv, spans, endpoints)
+}
 
-    let mut policies: Vec<Policy> = Vec::new();
-    let mut policy_names: BTreeMap<ObjectName, Source> = BTreeMap::new();
-    for (p, places) in found.policies.into_iter().map(Cow::into_owned) {
-        if let Some(first) = policy_names.get(&p.id) {
-            diags.push(
-                error_at(
-                    &p.source,
-                    format!("NetworkPolicy {}", p.id),
-                    "metadata.name",
-                )
-                .message_text(format!(
-                    "duplicate NetworkPolicy {}: also declared at {first}",
-                    p.id
-                )),
-            );
-            continue;
-        }
-        policy_names.insert(p.id.clone(), p.source.clone());
-        spans.policies.insert(p.id.clone(), places);
-        policies.push(p);
-    }
-
-    // Namespaces in use but not declared: assumed, once each, with a warning at the
-    // first object in them.
-    // Labels are made only for the warning: there is one user per endpoint and policy.
-    let users = endpoints
+/// What the model takes of each object the decode cache lends ([`inventory::taken`]);
+/// `None` for one decoded now, which is moved instead.
+fn lent(found: &[Cow<'_, Decoded>]) -> Vec<Option<Decoded>> {
+    found
         .iter()
-        .map(|e| (&e.id, Some(e), &e.source))
-        .chain(policies.iter().map(|p| (&p.id, None, &p.source)));
-    let mut implicit: BTreeMap<String, Namespace> = BTreeMap::new();
-    for (id, endpoint, source) in users {
-        if inv.namespaces.contains_key(id.namespace.as_str())
-            || implicit.contains_key(id.namespace.as_str())
-        {
-            continue;
-        }
-        let object = match endpoint {
-            Some(e) => endpoint_label(e),
-            None => format!("NetworkPolicy {id}"),
-        };
-        diags.push(
-            Diagnostic::warning(format!(
-                "namespace {:?} is not declared by a Namespace object: assuming it exists, with \
-                 only the label {NAMESPACE_NAME_LABEL}={}",
-                id.namespace, id.namespace
-            ))
-            .with_source(source)
-            .object(object)
-            .field("metadata.namespace"),
-        );
-        implicit.insert(
-            id.namespace.to_string(),
-            Namespace {
-                name: id.namespace.to_string(),
-                labels: [(NAMESPACE_NAME_LABEL.to_string(), id.namespace.clone())].into(),
-                implicit: true,
-                source: source.clone(),
-            },
-        );
-    }
-    inv.namespaces.extend(implicit);
+        .map(|d| match d {
+            Cow::Borrowed(d) => Some(inventory::taken(d)),
+            Cow::Owned(_) => None,
+        })
+        .collect()
+}
 
-    endpoints.sort_by(|a, b| a.id.cmp(&b.id));
-    policies.sort_by(|a, b| a.id.cmp(&b.id));
-    inv.endpoints = endpoints;
-    inv.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    let model = Model {
-        inventory: inv,
-        policies,
-        cluster_policies: cluster_policies(
-            found.cluster_policies.into_iter().map(Cow::into_owned),
-            diags,
-        ),
-    };
-    (model, spans)
+/// The policies, each name once (a later one is an error), in input order, with their
+/// spans and the errors.
+fn assemble_policies(
+    found: Vec<Cow<'_, (Policy, Arc<PolicySpans>)>>,
+) -> (
+    Vec<Policy>,
+    BTreeMap<ObjectName, Arc<PolicySpans>>,
+    Vec<Diagnostic>,
+) {
+    let mut diags = Vec::new();
+    // Borrowed, and hashed (foldhash, seeded per process): a clone of each name into a
+    // BTreeMap was most of this on a cached reload.
+    let mut names: foldhash::HashMap<&ObjectName, &Source> =
+        HashMap::with_capacity_and_hasher(found.len(), Default::default());
+    let mut keep = Vec::with_capacity(found.len());
+    for p in &found {
+        let (p, _) = &**p;
+        match names.entry(&p.id) {
+            Entry::Occupied(first) => {
+                diags.push(
+                    error_at(
+                        &p.source,
+                        format!("NetworkPolicy {}", p.id),
+                        "metadata.name",
+                    )
+                    .message_text(format!(
+                        "duplicate NetworkPolicy {}: also declared at {}",
+                        p.id,
+                        first.get()
+                    )),
+                );
+                keep.push(false);
+            }
+            Entry::Vacant(v) => {
+                v.insert(&p.source);
+                keep.push(true);
+            }
+        }
+    }
+    drop(names);
+    let mut policies = Vec::with_capacity(found.len());
+    let mut spans = Vec::with_capacity(found.len());
+    for (p, keep) in found.into_iter().zip(keep) {
+        if keep {
+            let (p, places) = p.into_owned();
+            spans.push((p.id.clone(), places));
+            policies.push(p);
+        }
+    }
+    (policies, spans.into_iter().collect(), diags)
 }
 
 /// ClusterNetworkPolicies without duplicate names (an error), warned about when two
@@ -819,30 +942,38 @@ fn claims(found: &[Cow<'_, Decoded>], diags: &mut Vec<Diagnostic>) -> Vec<bool> 
                 continue;
             }
         };
-        if let Some((first_object, first)) = names.get(id) {
-            diags.push(
-                error_at(source, object.to_string(), "metadata.name").message_text(format!(
-                    "duplicate endpoint {id}: {first_object} is also declared at {first}"
-                )),
-            );
-            keep.push(false);
-            continue;
+        match names.entry(id) {
+            Entry::Occupied(first) => {
+                let (first_object, first) = first.get();
+                diags.push(
+                    error_at(source, object.to_string(), "metadata.name").message_text(format!(
+                        "duplicate endpoint {id}: {first_object} is also declared at {first}"
+                    )),
+                );
+                keep.push(false);
+                continue;
+            }
+            Entry::Vacant(v) => {
+                v.insert((object, source));
+            }
         }
-        names.insert(id, (object, source));
         for located in ips {
-            match owners.get(&located.ip) {
-                Some((owner, _)) if *owner == object => {}
-                Some((owner, first)) => diags.push(
-                    error_at(&located.source, object.to_string(), &located.field).message_text(
-                        format!(
-                            "IP {} is claimed by two live endpoints: {owner} (at {first}) and \
-                             {object}; an address belongs to one endpoint",
-                            located.ip
+            match owners.entry(located.ip) {
+                Entry::Occupied(o) if o.get().0 == object => {}
+                Entry::Occupied(o) => {
+                    let (owner, first) = o.get();
+                    diags.push(
+                        error_at(&located.source, object.to_string(), &located.field).message_text(
+                            format!(
+                                "IP {} is claimed by two live endpoints: {owner} (at {first}) \
+                                 and {object}; an address belongs to one endpoint",
+                                located.ip
+                            ),
                         ),
-                    ),
-                ),
-                None => {
-                    owners.insert(located.ip, (object, &located.source));
+                    )
+                }
+                Entry::Vacant(v) => {
+                    v.insert((object, &located.source));
                 }
             }
         }
@@ -1216,7 +1347,11 @@ mod piece_tests {
     pub(super) const POLICY: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: ns-1, name: p}\nspec:\n  podSelector: {matchLabels: {app: a1}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
 
     fn run(text: &str, limits: &Limits, threads: usize) -> String {
-        let policies = inputs(&[("p.yaml", POLICY)]);
+        run_with(&[("p.yaml", POLICY)], text, limits, threads)
+    }
+
+    fn run_with(policies: &[(&str, &str)], text: &str, limits: &Limits, threads: usize) -> String {
+        let policies = inputs(policies);
         let inventory = inputs(&[
             ("a.yaml", text),
             (
@@ -1227,7 +1362,8 @@ mod piece_tests {
         let (found, diags) = decode_inputs_on(&policies, &inventory, limits, threads, 1024);
         format!(
             "{:?}",
-            finish(found, diags, &policies, &inventory).map(|l| (l.model, l.spans, l.warnings))
+            finish_on(found, diags, &policies, &inventory, threads)
+                .map(|l| (l.model, l.spans, l.warnings))
         )
     }
 
@@ -1235,15 +1371,23 @@ mod piece_tests {
     fn pieces_give_what_one_thread_gives() {
         let text = inventory(2000);
         let limits = Limits::default();
-        let one = run(&text, &limits, 1);
+        // The policy twice: a duplicate, whose error the second thread of the checks
+        // across objects finds while the first checks the inventory's claims.
+        let twice = [("p.yaml", POLICY), ("q.yaml", POLICY)];
+        let one = run_with(&twice, &text, &limits, 1);
         assert!(
             one.contains("bogus")
                 && one.contains("claimed by two")
-                && one.contains("duplicate endpoint"),
+                && one.contains("duplicate endpoint")
+                && one.contains("duplicate NetworkPolicy"),
             "{one}"
         );
         for threads in [2, 3, 8] {
-            assert_eq!(run(&text, &limits, threads), one, "{threads} threads");
+            assert_eq!(
+                run_with(&twice, &text, &limits, threads),
+                one,
+                "{threads} threads"
+            );
         }
         // Without faults the model is the same too.
         let clean: String = text

@@ -97,6 +97,8 @@ struct Pieces {
     entries: Vec<Option<Box<Entry>>>,
     /// `(start, end, entry)` of each entry cut from `text`, in text order.
     spans: Vec<(usize, usize, usize)>,
+    /// Where the last [`Pieces::at_span`] stopped in `spans`.
+    cursor: usize,
     /// Built on the first lookup by key: the first entry with each key, and for each
     /// entry the next with its key (a document written twice). foldhash, seeded per
     /// process, not SipHash: a key is already a digest.
@@ -139,9 +141,20 @@ impl Pieces {
         self.entries.push(Some(entry));
     }
 
-    /// The entry cut from exactly `start..end` of `text`.
-    fn at_span(&self, start: usize, end: usize) -> Option<usize> {
-        let at = self.spans.partition_point(|&(s, _, _)| s < start);
+    /// The entry cut from exactly `start..end` of `text`. A load asks in text order, so
+    /// a cursor walks `spans` once; asked out of order, it searches.
+    fn at_span(&mut self, start: usize, end: usize) -> Option<usize> {
+        let spans = &self.spans;
+        let at = if self.cursor > 0 && spans[self.cursor - 1].0 >= start {
+            spans.partition_point(|&(s, _, _)| s < start)
+        } else {
+            let mut at = self.cursor;
+            while spans.get(at).is_some_and(|&(s, _, _)| s < start) {
+                at += 1;
+            }
+            at
+        };
+        self.cursor = at;
         self.spans
             .get(at)
             .filter(|&&(s, e, _)| (s, e) == (start, end))
@@ -619,6 +632,29 @@ mod tests {
     }
 
     const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-1}\n";
+
+    #[test]
+    fn a_span_is_found_asked_in_order_or_not() {
+        let mut p = Pieces {
+            spans: vec![(0, 5, 0), (5, 9, 1), (9, 20, 2), (20, 21, 3)],
+            ..Pieces::default()
+        };
+        let asks = [
+            ((0, 5), Some(0)),
+            ((5, 9), Some(1)),
+            ((9, 19), None),
+            ((20, 21), Some(3)),
+            // Out of order: behind the cursor.
+            ((9, 20), Some(2)),
+            ((0, 5), Some(0)),
+            ((1, 5), None),
+            ((21, 30), None),
+            ((5, 9), Some(1)),
+        ];
+        for ((start, end), want) in asks {
+            assert_eq!(p.at_span(start, end), want, "{start}..{end}");
+        }
+    }
 
     #[test]
     fn a_reload_decodes_only_what_changed_and_gives_what_a_cold_load_gives() {

@@ -7,13 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_fuzz::check_json_list_cut;
+use netpol_fuzz::{check_json_list_cut, mode_and_text};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
+    let Some((mode, text)) = mode_and_text(data) else {
         return;
     };
     check_json_list_cut(mode, text);

@@ -5,21 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_fuzz::{input, load_against_example, parse_documents, tight_limits};
+use netpol_fuzz::{input, limits_for, load_against_example, mode_and_text, parse_documents};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
+    let Some((mode, text)) = mode_and_text(data) else {
         return;
     };
     let fuzzed = input("fuzzed.yaml", text);
-    let limits = if mode & 8 == 0 {
-        rules_compiler::load::Limits::default()
-    } else {
-        tight_limits()
-    };
+    let limits = limits_for(mode);
     parse_documents(&fuzzed, &limits);
     load_against_example(fuzzed, mode, &limits);
 });

@@ -4,19 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_fuzz::{check_fast_yaml, tight_limits};
+use netpol_fuzz::{check_fast_yaml, limits_for, mode_and_text};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some((mode, text)) = mode_and_text(data) else {
         return;
     };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    let limits = if mode & 8 == 0 {
-        rules_compiler::load::Limits::default()
-    } else {
-        tight_limits()
-    };
+    let limits = limits_for(mode);
     check_fast_yaml(text, &limits);
 });

@@ -24,8 +24,25 @@ pub fn input(name: &str, text: &str) -> Input {
     }
 }
 
+/// A fuzz input as the targets read it: the first byte (the mode, whose bits each
+/// target gives a meaning) and the rest as text; `None` without a byte or when the rest
+/// is not UTF-8.
+pub fn mode_and_text(data: &[u8]) -> Option<(u8, &str)> {
+    let (&mode, rest) = data.split_first()?;
+    Some((mode, std::str::from_utf8(rest).ok()?))
+}
+
+/// The limits that bit 3 of a target's mode picks: the defaults, or [`tight_limits`].
+pub fn limits_for(mode: u8) -> load::Limits {
+    if mode & 8 == 0 {
+        load::Limits::default()
+    } else {
+        tight_limits()
+    }
+}
+
 /// Limits small enough that fuzzed inputs reach every limit's error path.
-pub fn tight_limits() -> load::Limits {
+fn tight_limits() -> load::Limits {
     load::Limits {
         file_bytes: 1 << 20,
         documents: 20,
@@ -53,11 +70,7 @@ pub fn check_json_list_cut(mode: u8, text: &str) {
         None if mode & 2 != 0 => (text, text),
         None => ("", text),
     };
-    let limits = if mode & 8 == 0 {
-        load::Limits::default()
-    } else {
-        tight_limits()
-    };
+    let limits = limits_for(mode);
     let (before, after) = (
         [input("fuzzed.json", before)],
         [input("fuzzed.json", after)],

@@ -20,6 +20,12 @@
 //! (whose field spans would move too) is decoded again when it moves. A List whose
 //! parts do not stand alone is read whole, and not kept in parts.
 //!
+//! The entries a load did not reuse are kept, by their SHA-256, for a few more loads
+//! (spares): a file read empty or half-written, then whole again, finds its documents
+//! there instead of decoding them all. Spares are held to what the cache held before
+//! the load beyond this load's pieces (plus a few), so that a rewrite of every document
+//! does not keep two caches' worth.
+//!
 //! What goes into the model is cloned from the lent results, but an endpoint's
 //! addresses, ports and labels and a policy's rules and spans are reference-counted:
 //! a clone shares them, so the cache and the model netpold holds keep one copy.
@@ -58,7 +64,24 @@ pub struct DecodeCache {
     index: HashMap<(Role, PathBuf), usize>,
     /// The limits the results were decoded within: other limits, other results.
     limits: Option<Limits>,
+    /// Entries the last loads left, newest first (see the module's doc).
+    spares: Vec<Spare>,
     last: CacheStats,
+}
+
+/// How many loads an entry is kept for after the load that last used it.
+const SPARE_LOADS: u8 = 3;
+/// Spare entries kept beyond what the cache held before a load.
+const SPARE_SLACK: usize = 64;
+
+/// Entries of one input (role and path) a load did not reuse, all with their keys.
+struct Spare {
+    role: Role,
+    path: PathBuf,
+    /// Loads since these entries were last used.
+    age: u8,
+    /// Without a text: found by key only.
+    pieces: Pieces,
 }
 
 /// How the last cached load went.
@@ -75,12 +98,23 @@ impl DecodeCache {
     pub fn last(&self) -> CacheStats {
         self.last
     }
+
+    /// The entries held: this load's and the spares.
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        let count = |p: &Pieces| p.entries.iter().flatten().count();
+        (
+            self.inputs.iter().map(count).sum(),
+            self.spares.iter().map(|s| count(&s.pieces)).sum(),
+        )
+    }
 }
 
 impl std::fmt::Debug for DecodeCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecodeCache")
             .field("inputs", &self.inputs.len())
+            .field("spares", &self.spares.len())
             .field("last", &self.last)
             .finish()
     }
@@ -411,9 +445,25 @@ pub(super) fn decode_inputs_cached<'c>(
 
     let mut old = std::mem::take(&mut cache.inputs);
     let old_index = std::mem::take(&mut cache.index);
+    let mut spares = std::mem::take(&mut cache.spares);
     if cache.limits != Some(*limits) {
         old.clear();
+        spares.clear();
     }
+    let held_before = old
+        .iter()
+        .chain(spares.iter().map(|s| &s.pieces))
+        .map(|p| p.entries.iter().flatten().count())
+        .sum::<usize>();
+    // Each input's spares, newest first.
+    let spare_of: Vec<Vec<usize>> = inputs
+        .iter()
+        .map(|&(role, input)| {
+            (0..spares.len())
+                .filter(|&s| spares[s].role == role && spares[s].path == input.path)
+                .collect()
+        })
+        .collect();
     // Each input's earlier pieces, and how much of its text is unchanged at either end.
     let before: Vec<Option<(usize, usize, usize)>> = inputs
         .iter()
@@ -452,9 +502,11 @@ pub(super) fn decode_inputs_cached<'c>(
     }
     // Hashed only where earlier pieces are left to be found, and a wrapper always (it
     // is found by its key only).
-    let left: Vec<bool> = before
-        .iter()
-        .map(|b| b.is_some_and(|(at, _, _)| old[at].entries.iter().any(Option::is_some)))
+    let left: Vec<bool> = (0..inputs.len())
+        .map(|n| {
+            before[n].is_some_and(|(at, _, _)| old[at].entries.iter().any(Option::is_some))
+                || !spare_of[n].is_empty()
+        })
         .collect();
     let unkeyed: Vec<(usize, &str)> = (0..pieces.len())
         .filter(|&i| results[i].is_none() && (left[pieces[i].input] || pieces[i].span.is_none()))
@@ -466,17 +518,20 @@ pub(super) fn decode_inputs_cached<'c>(
     }
     for &(i, _) in &unkeyed {
         let piece = &pieces[i];
+        let Some(key) = keys[i] else { continue };
         let (role, _) = inputs[piece.input];
-        let (Some((at, _, _)), Some(key)) = (before[piece.input], keys[i]) else {
-            continue;
-        };
-        old[at].index_keys(threads);
-        results[i] = old[at].take_key(
-            (role, piece.kind()),
-            &key,
-            piece.line_offset(),
-            piece.index(),
-        );
+        let (kind, line, index) = (piece.kind(), piece.line_offset(), piece.index());
+        if let Some((at, _, _)) = before[piece.input] {
+            old[at].index_keys(threads);
+            results[i] = old[at].take_key((role, kind), &key, line, index);
+        }
+        for &s in &spare_of[piece.input] {
+            if results[i].is_some() {
+                break;
+            }
+            spares[s].pieces.index_keys(threads);
+            results[i] = spares[s].pieces.take_key((role, kind), &key, line, index);
+        }
     }
     let missing: Vec<usize> = (0..pieces.len())
         .filter(|&i| results[i].is_none())
@@ -509,8 +564,14 @@ pub(super) fn decode_inputs_cached<'c>(
             decoded,
         }));
     }
-    // What was not reused: the documents edited away.
-    drop(old);
+    // What was not reused (the documents edited away) is kept as spares.
+    cache.spares = spares_after(
+        old,
+        &old_index,
+        spares,
+        held_before.saturating_sub(pieces.len()) + SPARE_SLACK,
+        threads,
+    );
 
     let mut per_input = vec![0; inputs.len()];
     for piece in &pieces {
@@ -559,6 +620,57 @@ pub(super) fn decode_inputs_cached<'c>(
         merge(&mut found, &mut diags, pieces.map(Cow::Borrowed));
     }
     (found, diags)
+}
+
+/// The spares after a load: the entries of `old` it left (hashed now where they were
+/// not), then the older spares it left, one load older; those past [`SPARE_LOADS`]
+/// dropped, and the oldest beyond `budget` entries.
+fn spares_after(
+    mut old: Vec<Pieces>,
+    old_index: &HashMap<(Role, PathBuf), usize>,
+    older: Vec<Spare>,
+    budget: usize,
+    threads: usize,
+) -> Vec<Spare> {
+    let mut spares = Vec::new();
+    let mut inputs: Vec<(&(Role, PathBuf), usize)> =
+        old_index.iter().map(|(k, &at)| (k, at)).collect();
+    inputs.sort_unstable_by_key(|&(_, at)| at);
+    for ((role, path), at) in inputs {
+        let Some(pieces) = old.get_mut(at) else {
+            continue;
+        };
+        if pieces.entries.iter().all(Option::is_none) {
+            continue;
+        }
+        pieces.index_keys(threads);
+        spares.push(Spare {
+            role: *role,
+            path: path.clone(),
+            age: 0,
+            pieces: Pieces::default(),
+        });
+        let entries = std::mem::take(&mut pieces.entries);
+        spares.last_mut().expect("just pushed").pieces.entries = entries
+            .into_iter()
+            .filter(|e| e.as_ref().is_some_and(|e| e.key.is_some()))
+            .collect();
+    }
+    drop(old);
+    spares.extend(older.into_iter().filter_map(|mut s| {
+        s.age += 1;
+        s.pieces.entries.retain(Option::is_some);
+        s.pieces.first = None;
+        (s.age < SPARE_LOADS && !s.pieces.entries.is_empty()).then_some(s)
+    }));
+    let mut room = budget;
+    for s in &mut spares {
+        let keep = s.pieces.entries.len().min(room);
+        s.pieces.entries.truncate(keep);
+        room -= keep;
+    }
+    spares.retain(|s| !s.pieces.entries.is_empty());
+    spares
 }
 
 /// Moves every position of an inventory object by `by` lines.
@@ -720,6 +832,62 @@ mod tests {
         assert_eq!(stats.reused, 2);
     }
 
+    /// A file read empty, cut short or gone, then whole again, finds its documents
+    /// among the spares; spares stay few after edits, and within what the cache held
+    /// after a rewrite of every document.
+    #[test]
+    fn a_file_read_cut_short_then_whole_is_not_decoded_again() {
+        let limits = Limits::default();
+        let mut cache = DecodeCache::default();
+        let base = inventory(1000);
+        let docs = base.matches("---\n").count();
+        let load = |cache: &mut DecodeCache, inv: Option<&str>| {
+            let mut files = vec![("b.yaml", NAMESPACE)];
+            files.extend(inv.map(|inv| ("a.yaml", inv)));
+            same(cache, &[("p.yaml", POLICY)], &files, &limits)
+        };
+        let whole = |cache: &mut DecodeCache| load(cache, Some(&base)).decoded;
+        let doc_at = |n: usize| base.match_indices("---\n").nth(n).unwrap().0;
+        assert_eq!(whole(&mut cache), docs + 2);
+        assert_eq!(cache.held(), (docs + 2, 0));
+
+        load(&mut cache, Some(""));
+        assert_eq!(whole(&mut cache), 0);
+        load(&mut cache, None);
+        assert_eq!(whole(&mut cache), 0);
+        // Cut at a document's start, then in the middle of one.
+        load(&mut cache, Some(&base[..doc_at(docs / 2)]));
+        assert_eq!(whole(&mut cache), 0);
+        assert_eq!(
+            load(&mut cache, Some(&base[..doc_at(docs / 2) + 30])).decoded,
+            1
+        );
+        assert_eq!(whole(&mut cache), 0);
+        // Written in place: empty, then a third, two thirds, all.
+        load(&mut cache, Some(""));
+        load(&mut cache, Some(&base[..doc_at(docs / 3) + 50]));
+        load(&mut cache, Some(&base[..doc_at(2 * docs / 3) + 20]));
+        assert_eq!(whole(&mut cache), 0);
+
+        // One-address edits: only the few documents edited away are kept.
+        for n in 0..6 {
+            let ip = format!("ips: [198.18.0.{}]", 11 + n);
+            let edited = base.replacen(&ip, "ips: [198.19.9.9]", 1);
+            assert_ne!(edited, base);
+            assert_eq!(load(&mut cache, Some(&edited)).decoded, 1);
+        }
+        // Each edit leaves two: the document edited away, and the one it edits back
+        // (taken again by the next edit).
+        assert_eq!(cache.held(), (docs + 2, 1 + SPARE_LOADS as usize));
+        // Every endpoint rewritten: the old ones are not all kept.
+        let before = cache.held().1;
+        let rewritten = base.replace("  labels: {", "  labels: {tier: t, ");
+        assert_eq!(load(&mut cache, Some(&rewritten)).decoded, docs - 2);
+        let (now, spare) = cache.held();
+        assert_eq!(now, docs + 2);
+        assert!(spare <= before + SPARE_SLACK, "{spare} spare");
+    }
+
     /// A byte that differs at the very end or the very start of the text (the last
     /// byte of the last document, the first of the first) is not taken for unchanged.
     #[test]
@@ -731,8 +899,10 @@ mod tests {
         for (text, want) in [
             (base.to_string(), (0, 3)),
             (base.replace("ns-a", "ns-b"), (2, 1)),
-            (base.replacen('a', "b", 1), (1, 2)),
-            (base.to_string(), (2, 1)),
+            // The first document's first byte; the last is back as it was (a spare).
+            (base.replacen('a', "b", 1), (2, 1)),
+            (base.replacen('a', "c", 1), (2, 1)),
+            (base.to_string(), (3, 0)),
         ] {
             let stats = same(
                 &mut cache,

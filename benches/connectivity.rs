@@ -4,8 +4,10 @@
 //! endpoint (the busiest, [`netpol_benches::busiest_endpoint`]) as netpold's usual
 //! case, and for 10 local endpoints.
 //!
-//! The change: every policy of the local endpoint's namespace that isolates it is
-//! removed (its connectivity changes a lot). Timed, median / min / max of several runs:
+//! The changes: every policy of the local endpoint's namespace that isolates it is
+//! removed (its connectivity changes a lot; the plans differ in their chains), and a
+//! peer's address moved ([`netpol_benches::edits::find_edit`], `MoveIp`: the plans
+//! differ in set elements only, as in most reloads). Timed, median / min / max of several runs:
 //! `Ends::of` (done for each applied model) and `summary` (every local endpoint with
 //! every endpoint and ipBlock peer, both ways). The plans are built once, outside the
 //! timings. It measures; it asserts nothing about time.
@@ -17,6 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use netpol_benches::edits::{find_edit, EditKind};
 use netpol_benches::{busiest_endpoint, generate, Scale};
 use rules_compiler::connectivity::{self, Ends, Side};
 use rules_compiler::model::{Direction, ObjectName};
@@ -58,9 +61,9 @@ fn main() {
         .collect();
     let seed: u64 = value("--seed").map_or(1, |s| s.parse().expect("--seed N"));
     println!(
-        "| size | locals | ends | Ends::of ms | summary ms (median / min / max) | flows +/- |"
+        "| size | locals | change | ends | Ends::of ms | summary ms (median / min / max) | flows +/- |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for pct in scales {
         let scale = Scale::FULL.percent(pct);
         let old = generate(&scale, seed);
@@ -93,32 +96,36 @@ fn main() {
             let (pa, pb) = (plan_of(&old), plan_of(&new));
             let runs = if pct >= 100 { 5 } else { 11 };
             let (ends_ms, _, _, ea) = time(runs, || Ends::of(&old));
-            let eb = Ends::of(&new);
-            let (med, min, max, s) = time(runs, || {
-                connectivity::summary(
-                    Side {
-                        ends: &ea,
-                        plan: &pa,
-                    },
-                    Side {
-                        ends: &eb,
-                        plan: &pb,
-                    },
-                )
-            });
-            println!(
-                "| {pct} % ({} endpoints, {} policies) | {} | {} | {} | {} / {} / {} | +{} / -{} |",
-                scale.endpoints,
-                scale.policies,
-                locals.len(),
-                ea.len(),
-                ms(ends_ms),
-                ms(med),
-                ms(min),
-                ms(max),
-                s.allowed,
-                s.denied
-            );
+            let moved = find_edit(&old, &locals, &pa, EditKind::MoveIp, seed + 7, 40)
+                .expect("a peer whose address can move");
+            let changes = [
+                ("policies removed", Ends::of(&new), pb),
+                ("a peer's address moved", Ends::of(&moved.model), moved.plan),
+            ];
+            for (change, eb, pb) in &changes {
+                let (med, min, max, s) = time(runs, || {
+                    connectivity::summary(
+                        Side {
+                            ends: &ea,
+                            plan: &pa,
+                        },
+                        Side { ends: eb, plan: pb },
+                    )
+                });
+                println!(
+                    "| {pct} % ({} endpoints, {} policies) | {} | {change} | {} | {} | {} / {} / {} | +{} / -{} |",
+                    scale.endpoints,
+                    scale.policies,
+                    locals.len(),
+                    ea.len(),
+                    ms(ends_ms),
+                    ms(med),
+                    ms(min),
+                    ms(max),
+                    s.allowed,
+                    s.denied
+                );
+            }
         }
     }
 }

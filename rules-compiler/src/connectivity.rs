@@ -43,6 +43,13 @@
 //! A flow is one (from, to, family tag, protocol, port range); "other protocols" (no
 //! ports) is one flow. `+N flows allowed, -M denied` counts them.
 //!
+//! # Cost
+//!
+//! When the two plans differ only in set elements (an endpoint's address or labels
+//! changed, as in most reloads), a pair whose ends have the same addresses on both
+//! sides, none inside a changed element, cannot have changed and is not judged
+//! ([`moved_spans`]): the summary then costs the changed elements' ends, not all.
+//!
 //! Pure: no I/O. The text and Graphviz layouts are in `connectivity/text.rs` and
 //! `connectivity/dot.rs` and decide nothing.
 
@@ -56,7 +63,7 @@ use serde::Serialize;
 
 use crate::model::{ClusterPeer, Direction, Model, ObjectName, Peer, Peers};
 use crate::plan::intervals::{from_u128, merge_spans, net_span, subtract, to_u128, Span};
-use crate::plan::{Accepts, ChainAccepts, Family, LocalEndpoint, Plan};
+use crate::plan::{Accepts, AddrRange, ChainAccepts, Family, LocalEndpoint, Plan, SetElements};
 
 mod dot;
 pub mod ports;
@@ -379,7 +386,7 @@ fn summarise<'p>(pairs: impl IntoIterator<Item = &'p Pair>) -> Summary {
 /// Every pair whose allowed set differs between `old` and `new`.
 pub fn diff(old: Side<'_>, new: Side<'_>) -> Diff {
     let mut pairs = Vec::new();
-    let blocks = each_pair(old, new, true, |p| pairs.push(p));
+    let (blocks, _) = each_pair(old, new, Judge::Changed, |p| pairs.push(p));
     let names = |s: Side<'_>| -> BTreeSet<ObjectName> {
         s.ends.endpoints.iter().map(|(n, _)| n.clone()).collect()
     };
@@ -395,7 +402,7 @@ pub fn diff(old: Side<'_>, new: Side<'_>) -> Diff {
 /// Only the counts of [`diff`], without keeping the pairs: netpold's reload summary.
 pub fn summary(old: Side<'_>, new: Side<'_>) -> Summary {
     let mut s = Summary::default();
-    each_pair(old, new, true, |p| {
+    each_pair(old, new, Judge::Changed, |p| {
         let one = summarise([&p]);
         s.allowed += one.allowed;
         s.denied += one.denied;
@@ -426,7 +433,7 @@ pub fn diff_graph(old: Side<'_>, new: Side<'_>) -> Graph {
 
 fn graph_between(old: Side<'_>, new: Side<'_>, is_diff: bool) -> Graph {
     let mut pairs = Vec::new();
-    let blocks = each_pair(old, new, false, |p| pairs.push(p));
+    let (blocks, _) = each_pair(old, new, Judge::Any, |p| pairs.push(p));
     let mut names: BTreeSet<&ObjectName> = old.ends.endpoints.iter().map(|(n, _)| n).collect();
     names.extend(new.ends.endpoints.iter().map(|(n, _)| n));
     let mut nodes: Vec<Node> = names.into_iter().cloned().map(Node::Endpoint).collect();
@@ -454,6 +461,9 @@ struct End<'a> {
     chains: Option<Box<Chains<'a>>>,
     /// Local in either plan.
     local: bool,
+    /// Its addresses are the same on both sides and in no span of the set elements
+    /// that differ (see [`moved_spans`]); always false when the plans differ in more.
+    still: bool,
 }
 
 /// An end's chains, per side, per direction.
@@ -560,23 +570,37 @@ fn endpoint_ends<'a>(old: Side<'a>, new: Side<'a>) -> Vec<End<'a>> {
             block: None,
             chains: local.then(|| Box::new([chains(0, name), chains(1, name)])),
             local,
+            still: false,
         });
     }
     out
 }
 
-/// Calls `f` with the considered pairs (see the module doc), by receiver then sender:
-/// with `changed_only` those whose allowed set differs between the sides, else those
-/// with anything allowed on either side. Returns the ipBlock peers.
+/// Which pairs [`each_pair`] gives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Judge {
+    /// Those whose allowed set differs between the sides; pairs of still ends (see
+    /// [`moved_spans`]) are known not to, and are not judged.
+    Changed,
+    /// The same, every pair judged: the reference for `Changed` in tests.
+    #[cfg(test)]
+    ChangedJudgingAll,
+    /// Those with anything allowed on either side.
+    Any,
+}
+
+/// Calls `f` with the considered pairs (see the module doc), by receiver then sender,
+/// as `judge` says. Returns the ipBlock peers, and how many pairs were judged.
 fn each_pair(
     old: Side<'_>,
     new: Side<'_>,
-    changed_only: bool,
+    judge_: Judge,
     mut f: impl FnMut(Pair),
-) -> Vec<BlockPeer> {
+) -> (Vec<BlockPeer>, usize) {
+    let changed_only = judge_ != Judge::Any;
     let blocks = block_peers(old.ends, new.ends);
-    let endpoints = endpoint_ends(old, new);
-    let block_ends: Vec<End<'_>> = blocks
+    let mut endpoints = endpoint_ends(old, new);
+    let mut block_ends: Vec<End<'_>> = blocks
         .iter()
         .map(|b| End {
             name: None,
@@ -584,11 +608,28 @@ fn each_pair(
             block: Some((b.cidr, b.example)),
             chains: None,
             local: false,
+            still: false,
         })
         .collect();
+    if judge_ == Judge::Changed {
+        if let Some(moved) = moved_spans(old.plan, new.plan) {
+            for end in endpoints.iter_mut().chain(&mut block_ends) {
+                end.still = end.ips(0) == end.ips(1)
+                    && end.ips(0).iter().all(|ip| {
+                        let (family, x) = to_u128(*ip);
+                        !in_spans(&moved[family_index(family)], x)
+                    });
+            }
+        }
+    }
     let locals: Vec<&End<'_>> = endpoints.iter().filter(|e| e.local).collect();
 
+    let mut judged = 0;
     let mut judge = |from: &End<'_>, to: &End<'_>| {
+        if from.still && to.still {
+            return;
+        }
+        judged += 1;
         let gates = [Family::V4, Family::V6]
             .map(|family| (family, from.gates(to, 0, family), from.gates(to, 1, family)));
         if changed_only && gates.iter().all(|(_, b, a)| b == a) {
@@ -635,7 +676,54 @@ fn each_pair(
             judge(from, to);
         }
     }
-    blocks
+    (blocks, judged)
+}
+
+/// The address spans, per family (v4, v6), of the set elements that differ between
+/// two plans alike in all else (table, chains, set definitions, local endpoints);
+/// `None` when they differ in more. For an address in none of these spans every set
+/// holds it, or not, through the same elements in both plans, so every chain gives it
+/// the same answer ([`ChainAccepts::get`]): a pair whose two ends have the same
+/// addresses in both inputs, all outside the spans, has the same allowed set. (The
+/// verdict maps, from a local address to its chain, are not read by a chain's walk; a
+/// local whose address moved is not still anyway.)
+fn moved_spans(old: &Plan, new: &Plan) -> Option<[Vec<Span>; 2]> {
+    if old.locals() != new.locals() {
+        return None;
+    }
+    let delta = crate::plan::delta(old, new).ok()?;
+    let mut spans: [Vec<Span>; 2] = Default::default();
+    let mut add = |r: &AddrRange| {
+        let (family, lo) = to_u128(r.start);
+        spans[family_index(family)].push((lo, to_u128(r.end).1));
+    };
+    for set in delta.sets() {
+        for elements in [set.delete(), set.add()] {
+            match elements {
+                SetElements::Addr(v) => v.iter().for_each(&mut add),
+                SetElements::AddrProtoPort(v) => v.iter().for_each(|e| add(&e.addr)),
+                SetElements::AddrVerdict(v) => v.keys().iter().for_each(&mut add),
+                SetElements::AddrProtoPortVerdict(v) => v.keys().iter().for_each(|e| add(&e.addr)),
+            }
+        }
+    }
+    for s in &mut spans {
+        merge_spans(s);
+    }
+    Some(spans)
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// Whether sorted, disjoint `spans` hold `x`.
+fn in_spans(spans: &[Span], x: u128) -> bool {
+    let after = spans.partition_point(|&(lo, _)| lo <= x);
+    after > 0 && x <= spans[after - 1].1
 }
 
 /// The ipBlock peers of two inputs: every CIDR either names, with an address of its

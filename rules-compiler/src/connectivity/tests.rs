@@ -475,3 +475,137 @@ fn dot_clusters_namespaces_and_colours_a_diff() {
         "{d}"
     );
 }
+
+/// [`each_pair`] of `old` and `new` both ways, skipping still ends and judging every
+/// pair, for `locals` (every endpoint when `None`): asserts the same pairs come out,
+/// and returns how many pairs each judged.
+fn skipped_and_all(old: &Model, new: &Model, locals: Option<&[ObjectName]>) -> (usize, usize) {
+    let plan = |m: &Model| match locals {
+        Some(l) => {
+            crate::compile(m, Target::Named(l), &Options::default())
+                .unwrap()
+                .plan
+        }
+        None => whole(m).1,
+    };
+    let (ea, eb) = (Ends::of(old), Ends::of(new));
+    let (pa, pb) = (plan(old), plan(new));
+    let run = |judge| {
+        let mut pairs = Vec::new();
+        let a = Side {
+            ends: &ea,
+            plan: &pa,
+        };
+        let b = Side {
+            ends: &eb,
+            plan: &pb,
+        };
+        let (_, judged) = each_pair(a, b, judge, |p| pairs.push(p));
+        (pairs, judged)
+    };
+    let (skipping, judged) = run(Judge::Changed);
+    let (all, every) = run(Judge::ChangedJudgingAll);
+    assert_eq!(skipping, all);
+    (judged, every)
+}
+
+/// `model` with endpoint `id` changed by `f`.
+fn with_endpoint(mut model: Model, id: &str, f: impl FnOnce(&mut crate::model::Endpoint)) -> Model {
+    let id = oname(id);
+    f(model
+        .inventory
+        .endpoints
+        .iter_mut()
+        .find(|e| e.id == id)
+        .unwrap());
+    model
+}
+
+/// A pair whose ends kept their addresses, outside every set element that changed, is
+/// not judged, and the changes are what judging every pair finds: addresses moved
+/// (peers and not), endpoints added, removed and relabelled, and a policy change (no
+/// skipping), for one local endpoint and for every endpoint.
+#[test]
+fn pairs_of_still_ends_are_not_judged_and_the_changes_are_the_same() {
+    let base = || {
+        let mut b = payments_example();
+        for p in frontend_to_api() {
+            b = b.policy(p);
+        }
+        b
+    };
+    let old = base().build();
+    let v4 = |s: &str| -> Arc<[IpAddr]> { Arc::from(vec![ip(s)]) };
+    let edits: Vec<(&str, Model)> = vec![
+        (
+            "a peer's address",
+            with_endpoint(old.clone(), "web/checkout", |e| {
+                e.ips = Arc::from(vec![ip("198.18.1.20"), ip("2001:db8:1::2")])
+            }),
+        ),
+        (
+            "a bystander's address",
+            with_endpoint(old.clone(), "analytics/worker", |e| {
+                e.ips = v4("198.18.2.40")
+            }),
+        ),
+        (
+            "a peer added",
+            base()
+                .endpoint("web/frontend-2", &[("app", "frontend")], &["198.18.1.4"])
+                .build(),
+        ),
+        (
+            "a peer relabelled",
+            with_endpoint(old.clone(), "web/frontend", |e| {
+                e.labels = labels(&[("app", "checkout")])
+            }),
+        ),
+        ("a bystander removed", {
+            let mut m = old.clone();
+            m.inventory
+                .endpoints
+                .retain(|e| e.id != oname("analytics/worker"));
+            m
+        }),
+        (
+            // Its peers keep their addresses, but the elements holding them change.
+            "a named port renumbered",
+            with_endpoint(old.clone(), "payments/payments-api", |e| {
+                e.ports = Arc::from(vec![crate::model::NamedPort {
+                    name: "http".into(),
+                    port: 8081,
+                    protocol: Tcp,
+                }])
+            }),
+        ),
+        ("a policy removed", payments_example().build()),
+    ];
+    let api = [oname("payments/payments-api")];
+    for (what, new) in &edits {
+        for locals in [Some(&api[..]), None] {
+            let (judged, every) = skipped_and_all(&old, new, locals);
+            if locals.is_none() {
+                // Every endpoint local (`netpolctl diff`): moved addresses are locals'.
+                if what.ends_with("address") {
+                    assert!(
+                        judged < every,
+                        "{what}, every endpoint: {judged} of {every}"
+                    );
+                }
+                continue;
+            }
+            match *what {
+                // Only the bystander's pairs with payments-api: its address is in no set.
+                "a bystander's address" | "a bystander removed" => {
+                    assert_eq!(judged, 2, "{what}: {judged} of {every}")
+                }
+                // Also the pairs of frontend, whose address shared checkout's element.
+                "a peer's address" | "a peer added" | "a named port renumbered" => {
+                    assert!(0 < judged && judged < every, "{what}: {judged} of {every}")
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -24,7 +24,8 @@
 //! the configured debounce window (`--debounce-ms`, default 200, netpold's default),
 //! the median compile and apply times netpold logged for the reloads, the start-up
 //! time, and netpold's VmRSS and VmHWM (from `/proc/PID/status`) after start-up and
-//! after the edits. It measures; it asserts nothing about time.
+//! after the edits, and its VmRSS again after 3 s idle (what the allocator gave back
+//! between reloads). It measures; it asserts nothing about time.
 //!
 //! With `--edit endpoint`, step 2 instead rewrites the inventory file with one endpoint
 //! changed and back, alternately: a peer of the local endpoint gets another address
@@ -61,6 +62,8 @@ use rules_compiler::resolve::Index;
 const ENV_PARENT: &str = "NETPOL_BENCH_PARENT_NS";
 /// The longest any one wait lasts.
 const PATIENCE: Duration = Duration::from_secs(120);
+/// How long netpold is left idle after the last edit before its memory is read again.
+const IDLE: Duration = Duration::from_secs(3);
 
 struct Args {
     measure: Option<String>,
@@ -362,6 +365,9 @@ fn measure(args: &Args, size: &str) {
         }
     }
     let mem_after = memory_kib(pid);
+    // Between reloads: what the allocator has given back once netpold has been idle.
+    std::thread::sleep(IDLE);
+    let mem_idle = memory_kib(pid);
     let s = status(&socket).expect("status at the end");
     assert_eq!(s.failed_reloads, 0, "failed reloads:\n{}", read_log());
     drop(daemon);
@@ -376,7 +382,7 @@ fn measure(args: &Args, size: &str) {
         .collect();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "| {size}{} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB |",
+        "| {size}{} (`{}`) | {} ({} extra) | {:.1} ms | {:.1} ms | {:.1}–{:.1} ms | **{:.1} ms** | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} ms | {:.1} / {:.1} MiB | {:.1} / {:.1} MiB | {:.1} MiB |",
         if args.no_incremental {
             ", --no-incremental"
         } else {
@@ -398,6 +404,7 @@ fn measure(args: &Args, size: &str) {
         mib(mem_start.1),
         mib(mem_after.0),
         mib(mem_after.1),
+        mib(mem_idle.0),
     );
 }
 
@@ -431,8 +438,8 @@ fn main() {
         }
     );
     println!();
-    println!("| input (local endpoint) | edits | median | p99 | min–max | median − debounce | p99 − debounce | compile (median, logged) | apply (median, logged) | start-up | after start-up VmRSS / VmHWM | after the edits VmRSS / VmHWM |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| input (local endpoint) | edits | median | p99 | min–max | median − debounce | p99 − debounce | compile (median, logged) | apply (median, logged) | start-up | after start-up VmRSS / VmHWM | after the edits VmRSS / VmHWM | VmRSS idle 3 s later |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let modes: &[bool] = if args.both {
         &[false, true]
     } else if args.no_incremental {

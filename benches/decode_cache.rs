@@ -67,23 +67,30 @@ fn uid_changed(text: &str, n: Option<usize>) -> String {
     out
 }
 
+/// Options (after `cargo bench … --`).
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// The input's size, in percent of the full one.
+    #[arg(long, default_value_t = 100)]
+    scale: usize,
+    /// Rounds of every case.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The generator's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let (mut pct, mut rounds, mut seed) = (100, 5, 1);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{arg} wants a number"))
-        };
-        match arg.as_str() {
-            "--scale" => pct = value() as usize,
-            "--rounds" => rounds = value() as usize,
-            "--seed" => seed = value(),
-            "--bench" => {}
-            other => panic!("unknown option {other}"),
-        }
-    }
+    let Args {
+        scale: pct,
+        rounds,
+        seed,
+        ..
+    } = <Args as clap::Parser>::parse();
     let model = generate(&Scale::FULL.percent(pct), seed);
     let policies = [input("policies.yaml", policies_yaml(&model))];
     let whole = inventory_yaml(&model);

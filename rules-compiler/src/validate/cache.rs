@@ -1065,6 +1065,27 @@ mod tests {
         )
     }
 
+    /// A kubectl JSON List read cut short (not JSON at all then) or empty, then whole,
+    /// finds its items and the List without them among the spares.
+    #[test]
+    fn a_list_read_cut_short_then_whole_is_not_decoded_again() {
+        let mut cache = DecodeCache::default();
+        let clean = json_list(&[0, 1, 3, 8], 0);
+        let list = |cache: &mut DecodeCache, text: &str| {
+            same(
+                cache,
+                &[("p.yaml", POLICY)],
+                &[("a.json", text)],
+                &Limits::default(),
+            )
+        };
+        assert_eq!(list(&mut cache, &clean).decoded, 1 + 1 + 4);
+        for short in [&clean[..clean.len() / 2], ""] {
+            list(&mut cache, short);
+            assert_eq!(list(&mut cache, &clean).decoded, 0, "after {short:?}");
+        }
+    }
+
     /// A cut List decodes as the List read whole, cold on several threads and through
     /// the cache, including where its parts cannot stand alone.
     #[test]

@@ -609,3 +609,84 @@ fn pairs_of_still_ends_are_not_judged_and_the_changes_are_the_same() {
         }
     }
 }
+
+/// The ipBlock peers as first written: every block against every other, and a tree of
+/// the endpoint addresses. The reference for [`block_peers`].
+fn block_peers_reference(old: &Ends, new: &Ends) -> Vec<BlockPeer> {
+    let blocks: BTreeSet<IpNet> = old.blocks.union(&new.blocks).copied().collect();
+    let taken: BTreeSet<(Family, u128)> = old
+        .endpoints
+        .iter()
+        .chain(&new.endpoints)
+        .flat_map(|(_, ips)| ips.iter().map(|ip| to_u128(*ip)))
+        .collect();
+    let mut out = Vec::new();
+    for &cidr in &blocks {
+        let (family, span) = net_span(&cidr);
+        let mut inner: Vec<Span> = blocks
+            .iter()
+            .filter(|b| **b != cidr && cidr.contains(*b))
+            .map(|b| net_span(b).1)
+            .collect();
+        merge_spans(&mut inner);
+        let example = subtract(span, &inner).into_iter().find_map(|(lo, hi)| {
+            let mut x = lo;
+            for &(_, t) in taken.range((family, lo)..=(family, hi)) {
+                if t != x {
+                    break;
+                }
+                if x == hi {
+                    return None;
+                }
+                x += 1;
+            }
+            Some(from_u128(family, x))
+        });
+        if let Some(example) = example {
+            out.push(BlockPeer { cidr, example });
+        }
+    }
+    out
+}
+
+/// Offsets in the last byte that put blocks and addresses at each other's edges.
+fn edges() -> proptest::sample::Select<u8> {
+    proptest::sample::select(vec![0, 1, 2, 3, 4, 31, 32, 60, 61, 62, 63])
+}
+
+proptest::proptest! {
+    /// Blocks nested, overlapping, of both families, covered by endpoint addresses or
+    /// not, on either side: the same peers as the reference.
+    #[test]
+    fn block_peers_are_the_references(
+        blocks in proptest::collection::vec((proptest::bool::ANY, edges(), 24u8..33), 0..12),
+        addresses in proptest::collection::vec((proptest::bool::ANY, edges()), 0..40),
+        split in 0usize..40,
+    ) {
+        let net = |v6: bool, at: u8, len: u8| -> IpNet {
+            let n: IpNet = if v6 {
+                format!("2001:db8::{at:x}/{}", len + 96).parse().unwrap()
+            } else {
+                format!("198.18.0.{at}/{len}").parse().unwrap()
+            };
+            n.trunc()
+        };
+        let ip = |v6: bool, at: u8| -> IpAddr {
+            if v6 { format!("2001:db8::{at:x}") } else { format!("198.18.0.{at}") }.parse().unwrap()
+        };
+        let ends = |part: &[(bool, u8)], blocks: BTreeSet<IpNet>| Ends {
+            endpoints: part
+                .iter()
+                .enumerate()
+                .map(|(i, &(v6, at))| (ObjectName::new("ns", format!("e{i}")), Arc::from(vec![ip(v6, at)])))
+                .collect(),
+            blocks,
+        };
+        let all: BTreeSet<IpNet> = blocks.iter().map(|&(v6, at, len)| net(v6, at, len)).collect();
+        let half = all.len() / 2;
+        let split = split.min(addresses.len());
+        let old = ends(&addresses[..split], all.iter().take(half + 1).copied().collect());
+        let new = ends(&addresses[split..], all.iter().skip(half).copied().collect());
+        proptest::prop_assert_eq!(block_peers(&old, &new), block_peers_reference(&old, &new));
+    }
+}

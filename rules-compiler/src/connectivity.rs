@@ -591,14 +591,14 @@ enum Judge {
 }
 
 /// Calls `f` with the considered pairs (see the module doc), by receiver then sender,
-/// as `judge` says. Returns the ipBlock peers, and how many pairs were judged.
+/// as `which` says. Returns the ipBlock peers, and how many pairs were judged.
 fn each_pair(
     old: Side<'_>,
     new: Side<'_>,
-    judge_: Judge,
+    which: Judge,
     mut f: impl FnMut(Pair),
 ) -> (Vec<BlockPeer>, usize) {
-    let changed_only = judge_ != Judge::Any;
+    let changed_only = which != Judge::Any;
     let blocks = block_peers(old.ends, new.ends);
     let mut endpoints = endpoint_ends(old, new);
     let mut block_ends: Vec<End<'_>> = blocks
@@ -612,7 +612,7 @@ fn each_pair(
             still: false,
         })
         .collect();
-    if judge_ == Judge::Changed {
+    if which == Judge::Changed {
         if let Some(moved) = moved_spans(old.plan, new.plan) {
             for end in endpoints.iter_mut().chain(&mut block_ends) {
                 end.still = end.ips(0) == end.ips(1)

@@ -644,17 +644,19 @@ fn spares_after(
             continue;
         }
         pieces.index_keys(threads);
+        let entries = std::mem::take(&mut pieces.entries)
+            .into_iter()
+            .filter(|e| e.as_ref().is_some_and(|e| e.key.is_some()))
+            .collect();
         spares.push(Spare {
             role: *role,
             path: path.clone(),
             age: 0,
-            pieces: Pieces::default(),
+            pieces: Pieces {
+                entries,
+                ..Pieces::default()
+            },
         });
-        let entries = std::mem::take(&mut pieces.entries);
-        spares.last_mut().expect("just pushed").pieces.entries = entries
-            .into_iter()
-            .filter(|e| e.as_ref().is_some_and(|e| e.key.is_some()))
-            .collect();
     }
     drop(old);
     spares.extend(older.into_iter().filter_map(|mut s| {

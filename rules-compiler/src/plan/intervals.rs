@@ -8,7 +8,7 @@
 //! port sets. Cost: O(C log C) in the number of contributions, plus the size of the
 //! port sets active at each boundary; nothing is quadratic in peers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -61,18 +61,23 @@ pub(crate) fn net_span(net: &IpNet) -> (Family, Span) {
 /// Sorts ranges and merges those that overlap or touch.
 pub(crate) fn merge_spans(spans: &mut Vec<Span>) {
     spans.sort_unstable();
-    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
-    for &(lo, hi) in spans.iter() {
-        if let Some(last) = out.last_mut() {
+    // In place: a plan merges tens of thousands of spans, and a second vector of them
+    // is fresh memory the allocator must fault in on every reload.
+    let mut kept = 0;
+    for i in 0..spans.len() {
+        let (lo, hi) = spans[i];
+        if kept > 0 {
+            let last = &mut spans[kept - 1];
             // `last.1 == MAX` covers everything after it; otherwise `last.1 + 1` is safe.
             if last.1 == u128::MAX || lo <= last.1 + 1 {
                 last.1 = last.1.max(hi);
                 continue;
             }
         }
-        out.push((lo, hi));
+        spans[kept] = (lo, hi);
+        kept += 1;
     }
-    *spans = out;
+    spans.truncate(kept);
 }
 
 /// The addresses of an `ipBlock`: its CIDR minus every `except`, as sorted disjoint
@@ -212,7 +217,8 @@ impl Space {
     /// what the "all" part already allows. New unions are interned into `sets`.
     pub(crate) fn normalise(self, sets: &mut PortSets) -> Normalised {
         let max = self.max;
-        let mut events: Vec<(u128, u32, bool)> = Vec::new();
+        let spans = self.all.len() + self.by_ports.iter().map(Vec::len).sum::<usize>();
+        let mut events: Vec<(u128, u32, bool)> = Vec::with_capacity(2 * spans);
         let mut push_group = |gid: u32, mut spans: Vec<Span>| {
             merge_spans(&mut spans);
             for (lo, hi) in spans {
@@ -234,17 +240,21 @@ impl Space {
         events.sort_unstable_by_key(|e| e.0);
 
         let mut out = Normalised::default();
-        let mut active: BTreeSet<u32> = BTreeSet::new();
-        let mut unions: HashMap<Vec<u32>, u32> = HashMap::new();
+        // The groups open here, sorted: few at a time, and looked up by slice, so that
+        // each of tens of thousands of elementary intervals costs no allocation.
+        let mut active: Vec<u32> = Vec::new();
+        let mut unions: foldhash::HashMap<Vec<u32>, u32> = foldhash::HashMap::default();
         let mut i = 0;
         while i < events.len() {
             let pos = events[i].0;
             while i < events.len() && events[i].0 == pos {
                 let (_, gid, start) = events[i];
-                if start {
-                    active.insert(gid);
-                } else {
-                    active.remove(&gid);
+                match (active.binary_search(&gid), start) {
+                    (Err(at), true) => active.insert(at, gid),
+                    (Ok(at), false) => {
+                        active.remove(at);
+                    }
+                    _ => {}
                 }
                 i += 1;
             }
@@ -256,23 +266,22 @@ impl Space {
             if active.is_empty() {
                 continue;
             }
-            if active.contains(&ALL) {
+            if active.last() == Some(&ALL) {
                 match out.all.last_mut() {
                     Some(last) if last.1 + 1 == pos => last.1 = end,
                     _ => out.all.push((pos, end)),
                 }
                 continue;
             }
-            let key: Vec<u32> = active.iter().copied().collect();
-            let uid = match unions.get(&key) {
+            let uid = match unions.get(active.as_slice()) {
                 Some(&uid) => uid,
                 None => {
-                    let union: PortSet = key
+                    let union: PortSet = active
                         .iter()
                         .flat_map(|&g| sets.get(g).iter().copied())
                         .collect();
                     let uid = sets.intern(union).expect("a union of non-empty sets");
-                    unions.insert(key, uid);
+                    unions.insert(active.clone(), uid);
                     uid
                 }
             };
@@ -288,6 +297,7 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     const TCP: u8 = 6;
     const UDP: u8 = 17;

@@ -772,6 +772,7 @@ impl<B: Backend> State<B> {
         tracing::debug!(
             reused = cache.reused,
             decoded = cache.decoded,
+            recut = cache.recut,
             "documents decoded: {} of {}",
             cache.decoded,
             cache.reused + cache.decoded

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 pub use fast::{compare_with_saphyr, set_enabled as set_fast_yaml, Comparison};
 pub use files::{file_kind, read_paths};
-pub(crate) use yaml::{chunk_documents, chunks, Chunk};
+pub(crate) use yaml::{chunk_documents, chunks, chunks_after_edit, Chunk, EarlierCuts};
 pub use yaml::{documents, parse, pieces, Document, Documents, Node, Str, Value};
 
 /// One input file's text, with the path messages should name.

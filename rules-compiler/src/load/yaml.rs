@@ -273,6 +273,101 @@ pub(crate) fn chunks(input: &Input) -> Option<Vec<Chunk<'_>>> {
     (!json::is_json(text)).then(|| split_documents(text))
 }
 
+/// How [`chunks`] cut an earlier version of a file: the text's length, and each chunk's
+/// start (a byte offset in that text, its byte order mark counted) and line, in order.
+pub(crate) struct EarlierCuts<'a> {
+    /// The earlier text's length in bytes.
+    pub(crate) len: usize,
+    /// `(start, line_offset)` of each chunk.
+    pub(crate) starts: &'a [(usize, usize)],
+}
+
+/// [`chunks`] of `input`, given that its text starts with the first `prefix` bytes of
+/// the earlier text `earlier` describes and ends with its last `suffix` bytes: the
+/// chunks whose cut was decided within the unchanged start are the earlier ones, and
+/// once a cut falls in the unchanged end where the earlier text had one, the chunks
+/// after it are the earlier ones too, moved. Only the edited middle is cut again: a
+/// one-document edit of a 38 MB inventory cuts one document, not 51,000. The same
+/// chunks as [`chunks`] (tested against it), and how many of them were cut again.
+pub(crate) fn chunks_after_edit<'t>(
+    input: &'t Input,
+    earlier: &EarlierCuts<'_>,
+    prefix: usize,
+    suffix: usize,
+) -> Option<(Vec<Chunk<'t>>, usize)> {
+    let whole: &str = &input.text;
+    let text = whole.strip_prefix('\u{feff}').unwrap_or(whole);
+    if json::is_json(text) {
+        return None;
+    }
+    let bom = whole.len() - text.len();
+    let starts = earlier.starts;
+    // The earlier text must have been cut from the same start (a byte order mark in
+    // both or neither), and the unchanged ends must fit both texts.
+    if starts.first() != Some(&(bom, 0))
+        || prefix < bom
+        || prefix + suffix > whole.len().min(earlier.len)
+    {
+        let all = split_documents(text);
+        let n = all.len();
+        return Some((all, n));
+    }
+    let moved = earlier.len as isize - whole.len() as isize;
+    let here = |s: usize| (s as isize - moved) as usize - bom;
+    let earlier_chunk = |k: usize, lines: isize| {
+        let (s, line) = starts[k];
+        let end = starts.get(k + 1).map_or(text.len(), |&(e, _)| here(e));
+        Chunk {
+            text: &text[here(s)..end],
+            line_offset: (line as isize + lines) as usize,
+        }
+    };
+    if prefix == whole.len() && prefix == earlier.len {
+        return Some(((0..starts.len()).map(|k| earlier_chunk(k, 0)).collect(), 0));
+    }
+    // Restart at the last earlier cut decided within the unchanged start: the cut at
+    // `starts[a]` was decided on a line of chunk `a`, so wholly before `starts[a + 1]`.
+    let a = starts
+        .windows(2)
+        .rposition(|w| w[1].0 <= prefix)
+        .unwrap_or(0);
+    let (from, from_line) = starts[a];
+    // Where the new text's unchanged end begins.
+    let tail = whole.len() - suffix;
+    let mut resumed: Option<(usize, isize)> = None;
+    let (middle, stopped) = split_from(text, (from - bom, from_line), |(cut, line)| {
+        let at = cut + bom;
+        if at < tail {
+            return false;
+        }
+        let then = (at as isize + moved) as usize;
+        match starts.binary_search_by_key(&then, |&(s, _)| s) {
+            Ok(b) => {
+                resumed = Some((b, line as isize - starts[b].1 as isize));
+                true
+            }
+            Err(_) => false,
+        }
+    });
+    let recut = middle.len();
+    let mut out = Vec::with_capacity(starts.len() + middle.len());
+    // Before the restart the texts are the same: nothing moved.
+    out.extend(
+        starts[..a]
+            .iter()
+            .zip(&starts[1..=a])
+            .map(|(&(s, line), &(e, _))| Chunk {
+                text: &text[s - bom..e - bom],
+                line_offset: line,
+            }),
+    );
+    out.extend(middle);
+    if let (Some(_), Some((b, lines))) = (stopped, resumed) {
+        out.extend((b..starts.len()).map(|k| earlier_chunk(k, lines)));
+    }
+    Some((out, recut))
+}
+
 /// The documents of one chunk of `input` (from [`chunks`]), as [`documents`] gives them
 /// for that part of the file; the `documents` limit counts this chunk's alone.
 pub(crate) fn chunk_documents<'a>(
@@ -301,18 +396,30 @@ pub(crate) fn chunk_documents<'a>(
 /// cut in a few milliseconds). The `...` search is kept, not repeated, until passed:
 /// a file without one is searched once.
 pub(super) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
+    split_from(text, (0, 0), |_| false).0
+}
+
+/// [`split_documents`] of `text` from `from` (a byte offset and its line), which must be
+/// where a cut of the whole text falls (or 0): a cut leaves nothing of what came before
+/// it in the splitter's state, so what follows is cut as from the start. Stops after
+/// the first cut `at` with `stop(at)`, and returns it (offset and line) with the chunks
+/// before it; else cuts to the end.
+fn split_from(
+    text: &str,
+    from: (usize, usize),
+    mut stop: impl FnMut((usize, usize)) -> bool,
+) -> (Vec<Chunk<'_>>, Option<(usize, usize)>) {
     let bytes = text.as_bytes();
     let starts = memchr::memmem::Finder::new(b"\n---");
     let ends = memchr::memmem::Finder::new(b"\n...");
     // The next `\n...` at or after this search's start, or `None` (none to the end).
     let mut next_end: Option<(usize, Option<usize>)> = None;
     let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut start_line = 0;
+    let (mut start, mut start_line) = from;
     let mut has_content = false;
     // Where the current chunk's last document was ended by `...`, if nothing came since.
     let mut ended_at: Option<(usize, usize)> = None;
-    let (mut pos, mut line_no) = (0, 0);
+    let (mut pos, mut line_no) = from;
     while pos < bytes.len() {
         if has_content && ended_at.is_none() {
             // Lines that start with neither marker change nothing: skip to the next
@@ -349,6 +456,9 @@ pub(super) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
                 text: &text[start..cut],
                 line_offset: start_line,
             });
+            if stop((cut, cut_line)) {
+                return (chunks, Some((cut, cut_line)));
+            }
             start = cut;
             start_line = cut_line;
             has_content = false;
@@ -370,7 +480,7 @@ pub(super) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
             line_offset: start_line,
         });
     }
-    chunks
+    (chunks, None)
 }
 
 /// `---` or `...` at column 0, followed by white space or the end of the line.
@@ -498,6 +608,127 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(fast, split_line_by_line(&text));
         }
+    }
+
+    /// Each chunk as (start in the whole text, length, line offset).
+    type Placed = Vec<(usize, usize, usize)>;
+
+    fn placed(whole: &str, chunks: &[Chunk<'_>]) -> Placed {
+        chunks
+            .iter()
+            .map(|c| {
+                (
+                    c.text.as_ptr() as usize - whole.as_ptr() as usize,
+                    c.text.len(),
+                    c.line_offset,
+                )
+            })
+            .collect()
+    }
+
+    /// `after` cut by [`chunks_after_edit`] from the cuts of `before` and the ends they
+    /// share (as the decode cache finds them), `after` cut by [`chunks`], and how many
+    /// chunks the first cut again.
+    fn after_edit(before: &str, after: &str) -> (Placed, Placed, usize) {
+        let (old, new) = (input(before), input(after));
+        let starts: Vec<(usize, usize)> = placed(&old.text, &chunks(&old).unwrap())
+            .iter()
+            .map(|&(s, _, line)| (s, line))
+            .collect();
+        let (a, b) = (before.as_bytes(), after.as_bytes());
+        let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let suffix = a[prefix..]
+            .iter()
+            .rev()
+            .zip(b[prefix..].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let earlier = EarlierCuts {
+            len: before.len(),
+            starts: &starts,
+        };
+        let (got, recut) = chunks_after_edit(&new, &earlier, prefix, suffix).unwrap();
+        let want = chunks(&new).unwrap();
+        (placed(&new.text, &got), placed(&new.text, &want), recut)
+    }
+
+    const LINES: [&str; 23] = [
+        "---",
+        "--- # c",
+        "---x",
+        "--",
+        "...",
+        "... # c",
+        "....",
+        "- a",
+        "-",
+        ".x",
+        "a: 1",
+        "  b: 2",
+        "# c",
+        "",
+        "  ",
+        "%YAML 1.2",
+        "--- a: 1",
+        "---\r",
+        "...\r",
+        "a: ---",
+        "b: ...",
+        "---\t#",
+        "-- -",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn a_file_cut_again_after_an_edit_is_cut_as_whole(
+            before in proptest::collection::vec(0..LINES.len(), 0..40),
+            at in 0usize..40,
+            removed in 0usize..6,
+            added in proptest::collection::vec(0..LINES.len(), 0..6),
+            byte in proptest::option::of((0usize..400, 0usize..3)),
+            boms in (proptest::bool::ANY, proptest::bool::ANY),
+        ) {
+            let text = |lines: &[usize], bom: bool| {
+                let mut t: String = lines.iter().map(|&l| format!("{}\n", LINES[l])).collect();
+                if bom {
+                    t.insert(0, '\u{feff}');
+                }
+                t
+            };
+            let at = at.min(before.len());
+            let mut after = before.clone();
+            after.splice(at..(at + removed).min(before.len()), added);
+            let old = text(&before, boms.0);
+            let mut new = text(&after, boms.1);
+            // Or an edit within a line: one byte replaced by `-`, `.` or a newline.
+            if let Some((i, b)) = byte {
+                let i = i % (new.len() + 1);
+                if new.is_char_boundary(i) && new[i..].chars().next().is_some_and(|c| c.len_utf8() == 1) {
+                    new.replace_range(i..=i, ["-", ".", "\n"][b]);
+                }
+            }
+            let (got, want, _) = after_edit(&old, &new);
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_one_document_edit_cuts_only_around_it() {
+        let doc =
+            |i: usize| format!("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns-{i}\n");
+        let before: String = (0..100).map(doc).collect();
+        let after = before.replace("name: ns-50\n", "name: ns-50-edited\n  labels: {a: b}\n");
+        let (got, want, recut) = after_edit(&before, &after);
+        assert_eq!(got, want);
+        assert_eq!(want.len(), 100);
+        // The edited document and the one before it (whose cut is decided on the first
+        // line of the edited one) are cut again, not the other 98.
+        assert!(recut <= 2, "{recut} chunks cut again");
+        // An edit at the very start and at the very end.
+        let (got, want, recut) = after_edit(&before, &format!("# new\n{before}"));
+        assert_eq!((got, recut <= 2), (want, true));
+        let (got, want, recut) = after_edit(&before, &format!("{before}---\na: 1\n"));
+        assert_eq!((got, recut <= 3), (want, true));
     }
 
     fn get<'n>(node: &'n Node, key: &str) -> &'n Node {

@@ -2,9 +2,10 @@
 //! after a one-object edit of a big file decodes that one document, not all of them.
 //! netpold keeps one across reloads; `netpolctl` reads cold.
 //!
-//! A YAML input is cut into its documents as `load` cuts it; a kubectl JSON `List` into
-//! the List without its items and each item (`load::json_list`); any other JSON input
-//! is one piece. A piece's result depends only on its role (policies or inventory), its
+//! A YAML input is cut into its documents as `load` cuts it (where the last load cut the
+//! same file, only its edited middle is cut again: `load::chunks_after_edit`); a kubectl
+//! JSON `List` into the List without its items and each item (`load::json_list`); any
+//! other JSON input is one piece. A piece's result depends only on its role (policies or inventory), its
 //! kind (YAML documents, a whole file, a List without its items, a List item: the same
 //! bytes can be a whole file in one load and an item in the next), its file's path, its
 //! bytes, the line it starts at, its index in a List and the limits.
@@ -91,6 +92,9 @@ pub struct CacheStats {
     pub reused: usize,
     /// Pieces decoded.
     pub decoded: usize,
+    /// YAML documents (or runs of them) cut from their file again: all of a file the
+    /// last load did not cut, only around the edit of one it did.
+    pub recut: usize,
 }
 
 impl DecodeCache {
@@ -173,6 +177,26 @@ impl Pieces {
             self.spans.push((start, end, self.entries.len()));
         }
         self.entries.push(Some(entry));
+    }
+
+    /// Where the last load cut `text` into YAML documents: each piece's start and line,
+    /// when its pieces were all documents (not a JSON file or List, not read whole) and
+    /// cover the text from its first piece to its end.
+    fn cuts(&self) -> Option<Vec<(usize, usize)>> {
+        if self.whole.is_some() || self.spans.len() != self.entries.len() {
+            return None;
+        }
+        let mut cuts = Vec::with_capacity(self.spans.len());
+        let mut end = self.spans.first()?.0;
+        for &(s, e, i) in &self.spans {
+            let entry = self.entries[i].as_ref()?;
+            if entry.kind != Kind::Documents || s != end {
+                return None;
+            }
+            cuts.push((s, entry.line_offset));
+            end = e;
+        }
+        (end == self.text.len()).then_some(cuts)
     }
 
     /// The entry cut from exactly `start..end` of `text`. A load asks in text order, so
@@ -405,44 +429,6 @@ pub(super) fn decode_inputs_cached<'c>(
             json_list::cut_input(input).filter(|cut| cut.items.len() <= limits.documents)
         })
         .collect();
-    let mut pieces = Vec::new();
-    for (n, (_, input)) in inputs.iter().enumerate() {
-        let whole = &*input.text;
-        if let Some(cut) = &cuts[n] {
-            pieces.push(Piece {
-                input: n,
-                chunk: None,
-                list: Some(ListPart::Wrapper(cut)),
-                text: &cut.wrapper,
-                span: None,
-            });
-            pieces.extend(cut.items.iter().map(|item| Piece {
-                input: n,
-                chunk: None,
-                list: Some(ListPart::Items(std::slice::from_ref(item))),
-                text: item.text,
-                span: Some(span_in(whole, item.text)),
-            }));
-            continue;
-        }
-        match load::chunks(input) {
-            Some(chunks) => pieces.extend(chunks.into_iter().map(|c| Piece {
-                input: n,
-                chunk: Some(c),
-                list: None,
-                text: c.text,
-                span: Some(span_in(whole, c.text)),
-            })),
-            None => pieces.push(Piece {
-                input: n,
-                chunk: None,
-                list: None,
-                text: whole,
-                span: Some((0, whole.len())),
-            }),
-        }
-    }
-
     let mut old = std::mem::take(&mut cache.inputs);
     let old_index = std::mem::take(&mut cache.index);
     let mut spares = std::mem::take(&mut cache.spares);
@@ -477,6 +463,60 @@ pub(super) fn decode_inputs_cached<'c>(
             Some((at, prefix, common_suffix(&a[prefix..], &b[prefix..])))
         })
         .collect();
+    let mut pieces = Vec::new();
+    let mut recut = 0;
+    for (n, (_, input)) in inputs.iter().enumerate() {
+        let whole = &*input.text;
+        if let Some(cut) = &cuts[n] {
+            pieces.push(Piece {
+                input: n,
+                chunk: None,
+                list: Some(ListPart::Wrapper(cut)),
+                text: &cut.wrapper,
+                span: None,
+            });
+            pieces.extend(cut.items.iter().map(|item| Piece {
+                input: n,
+                chunk: None,
+                list: Some(ListPart::Items(std::slice::from_ref(item))),
+                text: item.text,
+                span: Some(span_in(whole, item.text)),
+            }));
+            continue;
+        }
+        // Cut again only where the text changed, when the last load cut it too.
+        let chunks = match before[n].and_then(|(at, prefix, suffix)| {
+            let cuts = old[at].cuts()?;
+            let earlier = load::EarlierCuts {
+                len: old[at].text.len(),
+                starts: &cuts,
+            };
+            load::chunks_after_edit(input, &earlier, prefix, suffix)
+        }) {
+            Some((chunks, count)) => {
+                recut += count;
+                Some(chunks)
+            }
+            None => load::chunks(input).inspect(|c| recut += c.len()),
+        };
+        match chunks {
+            Some(chunks) => pieces.extend(chunks.into_iter().map(|c| Piece {
+                input: n,
+                chunk: Some(c),
+                list: None,
+                text: c.text,
+                span: Some(span_in(whole, c.text)),
+            })),
+            None => pieces.push(Piece {
+                input: n,
+                chunk: None,
+                list: None,
+                text: whole,
+                span: Some((0, whole.len())),
+            }),
+        }
+    }
+
     // Each piece's earlier result: first those whose bytes are in an unchanged prefix
     // or suffix (compared, not hashed), at the same place there; then the others by
     // the SHA-256 of their bytes.
@@ -539,6 +579,7 @@ pub(super) fn decode_inputs_cached<'c>(
     cache.last = CacheStats {
         reused: pieces.len() - missing.len(),
         decoded: missing.len(),
+        recut,
     };
     let decoded = on_threads(missing.clone(), threads, |i| {
         let piece = &pieces[i];
@@ -786,19 +827,28 @@ mod tests {
         };
         let first = load(&mut cache, &base);
         assert_eq!((first.reused, first.decoded), (0, pieces));
+        // Every document of every file was cut from its file: there was no last load.
+        assert_eq!(first.recut, pieces);
         let again = load(&mut cache, &base);
         assert_eq!((again.reused, again.decoded), (pieces, 0));
+        // The same bytes: nothing is cut again.
+        assert_eq!(again.recut, 0);
 
-        // One address changed, no line moved: that document alone.
+        // One address changed, no line moved: that document alone, and cut again only
+        // around it (itself and the one whose end is decided on its first line).
         let moved_ip = base.replacen("ips: [198.18.0.41]", "ips: [198.18.9.41]", 1);
         assert_ne!(moved_ip, base);
-        assert_eq!(load(&mut cache, &moved_ip).decoded, 1);
+        let stats = load(&mut cache, &moved_ip);
+        assert_eq!(stats.decoded, 1);
+        assert!(stats.recut <= 4, "{stats:?}");
 
         // A line added near the top: every document below moves. Those without
         // diagnostics are shifted, the two with some (a YAML error and an unknown
         // field, both below) are decoded again, with their new lines.
         let grown = moved_ip.replacen("name: ep-10\n", "name: ep-10\n  annotations: {a: b}\n", 1);
-        assert_eq!(load(&mut cache, &grown).decoded, 3);
+        let stats = load(&mut cache, &grown);
+        assert_eq!(stats.decoded, 3);
+        assert!(stats.recut <= 4, "{stats:?}");
         // A document removed: only the two with diagnostics again.
         let cut = grown.replacen(
             "---\napiVersion: netpol/v1\nkind: Endpoint\nmetadata:\n  namespace: ns-6\n  \

@@ -266,6 +266,7 @@ impl Space {
             if active.is_empty() {
                 continue;
             }
+            // `ALL` is `u32::MAX`: open, it is the last of the sorted groups.
             if active.last() == Some(&ALL) {
                 match out.all.last_mut() {
                     Some(last) if last.1 + 1 == pos => last.1 = end,
